@@ -1,0 +1,37 @@
+# meshdebug: kubectl plugins for debugging NetworkPolicy and Istio AuthorizationPolicy.
+# Targets: demo, test, bench, dist, install. See README.md.
+
+CARGO ?= cargo
+PREFIX ?= $(HOME)/.local
+
+.PHONY: all build demo test lint unit bench dist install clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --locked --bins
+
+## test: format check, clippy with warnings as errors, then every test in the workspace.
+## The end-to-end tests in tests/ drive the built binaries, so they are built first.
+test:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) build --workspace --locked --bins
+	$(CARGO) test --workspace --locked
+
+## demo: build, start meshsim on the walk-through's scenario, run the walk-through and the plugins.
+demo: build
+	bash scripts/demo.sh
+
+## bench: every benchmark; figures go into BENCHMARKS.md by hand, with the command that made them.
+bench:
+	$(CARGO) bench --workspace --locked
+
+dist:
+	bash scripts/dist.sh
+
+install:
+	bash scripts/install.sh "$(PREFIX)"
+
+clean:
+	$(CARGO) clean

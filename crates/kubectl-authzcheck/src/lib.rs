@@ -1,0 +1,1 @@
+//! kubectl-authzcheck library: `run()` holds the plugin; main.rs only maps its result to an exit code.

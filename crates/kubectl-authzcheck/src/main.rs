@@ -1,0 +1,5 @@
+//! Thin entry point of kubectl-authzcheck.
+fn main() {
+    eprintln!("error: kubectl-authzcheck is not implemented yet");
+    std::process::exit(2);
+}

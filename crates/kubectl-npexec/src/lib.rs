@@ -1,0 +1,1 @@
+//! kubectl-npexec library: `run()` holds the plugin; main.rs only maps its result to an exit code.

@@ -1,0 +1,5 @@
+//! Thin entry point of kubectl-npexec.
+fn main() {
+    eprintln!("error: kubectl-npexec is not implemented yet");
+    std::process::exit(2);
+}

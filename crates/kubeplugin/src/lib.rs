@@ -1,0 +1,1 @@
+//! kubeplugin: what the three kubectl plugins share.

@@ -1,0 +1,13 @@
+//! meshpolicy: the pure model shared by every plugin and by meshsim.
+//!
+//! It answers "would this traffic be allowed, and by which policy?" for both
+//! layers a mesh has (Kubernetes NetworkPolicy, enforced by the CNI, and Istio
+//! AuthorizationPolicy, enforced by the Envoy sidecar), and it reads what Envoy
+//! and istioctl print. It performs no I/O and depends on no async runtime, so
+//! the plugins, the simulated cluster and the tests all agree by construction.
+
+pub mod authz;
+pub mod envoy;
+pub mod netpol;
+pub mod selector;
+pub mod workload;

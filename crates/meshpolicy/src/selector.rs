@@ -1,0 +1,1 @@
+//! Label selectors (matchLabels / matchExpressions) as Kubernetes evaluates them.

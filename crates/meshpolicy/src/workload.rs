@@ -1,0 +1,1 @@
+//! Workloads (pods, namespaces) as the engine sees them.

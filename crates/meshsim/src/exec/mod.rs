@@ -1,0 +1,97 @@
+//! Exec: what happens inside a simulated container when a client runs
+//! `kubectl exec`. The API server (outside this module) finds the pod and
+//! container, then hands the upgraded WebSocket to [`serve_websocket`]. This
+//! module speaks the channel protocol (v4/v5.channel.k8s.io) and interprets the
+//! command with a small, extensible command table (echo, cat, sh -c, curl,
+//! wget, ...). Traffic leaving the container is decided by a [`Network`]
+//! implementation supplied by the cluster, so this module has no policy logic.
+//!
+//! CONTRACT (shared between the API server and this module; keep it stable):
+//! - `ExecTarget`, `ExecOptions`, `ExecServices`, `Network`, `NetRequest`,
+//!   `NetOutcome`, `serve_websocket` and `run_command` below.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The container a command runs in, as the API server resolved it.
+#[derive(Debug, Clone)]
+pub struct ExecTarget {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    /// Pod IP (simulated).
+    pub pod_ip: String,
+    /// Container image, e.g. `nginx:latest` or `docker.io/istio/proxyv2:1.25.0`.
+    pub image: String,
+    /// Executables the image provides (names, e.g. "sh", "bash", "curl").
+    /// Built-ins of the shell (echo, exit, true, false, ...) work wherever a
+    /// shell exists; a command whose executable is absent fails like the real
+    /// runtime: `exec: "x": executable file not found in $PATH`.
+    pub tools: Vec<String>,
+    /// Environment variables of the container.
+    pub env: Vec<(String, String)>,
+}
+
+/// Stream options from the exec request's query string.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+    /// Fault injection: close the stream abruptly after this many output bytes.
+    pub cut_after_bytes: Option<usize>,
+}
+
+/// An HTTP request a client tool (curl, wget) makes from inside a container.
+#[derive(Debug, Clone)]
+pub struct NetRequest {
+    pub method: String,
+    /// Scheme as given (`http` or `https`).
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+/// What the network did with a request. Durations are simulated time (before
+/// the time scale is applied); the client tool waits `min(after, its own limit)`
+/// scaled by [`ExecServices::time_scale`] and reports a timeout when its limit
+/// comes first.
+#[derive(Debug, Clone)]
+pub enum NetOutcome {
+    /// Name resolution failed (curl exit 6).
+    DnsFailure,
+    /// TCP connect never completes (dropped by a NetworkPolicy, no sidecar):
+    /// the client waits until its own timeout (curl exit 28).
+    ConnectTimeout,
+    /// Connection refused after `after` (nothing listening; curl exit 7).
+    Refused { after: Duration },
+    /// Connection reset after `after` (e.g. mTLS STRICT without a sidecar; curl exit 56).
+    Reset { after: Duration },
+    /// An HTTP response arrived after `after`.
+    Http {
+        after: Duration,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+}
+
+/// What the cluster provides to commands running in containers.
+pub trait ExecServices: Send + Sync + 'static {
+    /// Decide a request from `from` (the container's pod). Implementations may
+    /// record side effects (e.g. append Envoy log lines) here.
+    fn network(&self) -> Arc<dyn Network>;
+    /// Multiplier applied to simulated waits (1.0 = real time, 0.01 = fast tests).
+    fn time_scale(&self) -> f64;
+}
+
+/// Decides traffic. The default cluster (no mesh logic yet) may answer every
+/// request with a fixed response; the mesh simulation replaces it.
+pub trait Network: Send + Sync + 'static {
+    fn decide(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome;
+}

@@ -1,0 +1,1 @@
+//! meshsim: a simulated Kubernetes API server and mesh.

@@ -1,0 +1,5 @@
+//! meshsim binary entry point.
+fn main() {
+    eprintln!("error: meshsim is not implemented yet");
+    std::process::exit(2);
+}
