@@ -1,0 +1,1 @@
+//! Container logs: per-container log storage and streaming (owned by the exec helper).
