@@ -1,0 +1,115 @@
+//! The shared `main`: parse flags, set up logging and the runtime, run the
+//! plugin, map the outcome to an exit code.
+//!
+//! Each plugin's `main.rs` is a one-liner calling [`main`], so all of them
+//! treat usage errors (exit 2 via clap), Ctrl-C (130), SIGTERM (143), broken
+//! pipes (quiet) and failures (one `error:` line, no backtrace) the same way.
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::error::{EXIT_FAILED, EXIT_NEGATIVE, EXIT_OK, PluginError};
+use crate::render::print_error;
+
+/// A plugin's command line: clap-parsed, and telling how verbose to log.
+pub trait PluginCli: Parser {
+    /// `-v` count.
+    fn verbosity(&self) -> u8;
+}
+
+/// How a run that did not fail ends: 0, 1 (negative result asked for) or 3
+/// (results printed, but some probes could not run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit(pub u8);
+
+impl Exit {
+    pub const OK: Exit = Exit(EXIT_OK);
+    pub const NEGATIVE: Exit = Exit(EXIT_NEGATIVE);
+    pub const FAILED: Exit = Exit(EXIT_FAILED);
+}
+
+/// Installs the stderr tracing subscriber for `-v` levels. Noisy HTTP/TLS
+/// internals stay at warn unless -vvvv, so headers and tokens are never logged.
+pub fn init_tracing(verbosity: u8) {
+    let level = match verbosity {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let quiet_internals = if verbosity >= 4 {
+        String::new()
+    } else {
+        ",hyper=warn,hyper_util=warn,h2=warn,rustls=warn,tower=warn,tungstenite=warn,tokio_tungstenite=warn".to_string()
+    };
+    let filter = tracing_subscriber::EnvFilter::new(format!("{level}{quiet_internals}"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(verbosity >= 2)
+        .try_init();
+}
+
+/// Runs a plugin: `fn main() -> ExitCode { kubeplugin::main(my_plugin::run) }`.
+pub fn main<C, F, Fut>(run: F) -> ExitCode
+where
+    C: PluginCli,
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = Result<Exit, PluginError>>,
+{
+    let cli = match C::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    init_tracing(cli.verbosity());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            print_error(&PluginError::io("starting the async runtime", e));
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let result = runtime.block_on(run_until_signal(run(cli)));
+    // Cancelled probes and streams end here; child processes are killed on drop.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    match result {
+        Ok(exit) => ExitCode::from(exit.0),
+        Err(PluginError::BrokenPipe) => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            print_error(&e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Runs `fut` unless SIGINT or SIGTERM arrives first (then it is dropped).
+pub async fn run_until_signal<Fut>(fut: Fut) -> Result<Exit, PluginError>
+where
+    Fut: Future<Output = Result<Exit, PluginError>>,
+{
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        r = fut => r,
+        _ = tokio::signal::ctrl_c() => Err(PluginError::Interrupted),
+        _ = term => Err(PluginError::Terminated),
+    }
+}
