@@ -345,7 +345,7 @@ impl ScanState {
 
     /// Next reported line in `buf`, which ends at a line boundary (or is the final
     /// unterminated line). Returns `None` when the buffer is exhausted.
-    fn next(&mut self, buf: &[u8], scope: Scope) -> Option<LineEntry> {
+    fn next(&mut self, buf: &[u8], scope: Scope, max_line: usize) -> Option<LineEntry> {
         loop {
             if self.pos >= buf.len() {
                 return None;
@@ -366,7 +366,15 @@ impl ScanState {
             };
             let end = memchr::memchr(b'\n', &buf[start..]).map_or(buf.len(), |i| start + i);
             self.pos = end + 1;
-            let line = classify_line(&buf[start..end], scope);
+            let line = if end - start > max_line {
+                // In `RbacOnly` the line holds a needle somewhere, so it is reported too.
+                unparsed(
+                    UnparsedReason::TooLong { limit: max_line },
+                    &buf[start..end],
+                )
+            } else {
+                classify_line(&buf[start..end], scope)
+            };
             if scope == Scope::RbacOnly && !line.is_rbac_related() {
                 continue;
             }
@@ -382,6 +390,7 @@ impl ScanState {
 }
 
 /// Scans a whole in-memory log: every reported line with its 1-based line number.
+/// Lines of any length are examined whole (the data is already in memory).
 pub fn scan_slice(buf: &[u8], scope: Scope) -> SliceScanner<'_> {
     SliceScanner {
         buf,
@@ -402,7 +411,7 @@ impl Iterator for SliceScanner<'_> {
     type Item = LineEntry;
 
     fn next(&mut self) -> Option<LineEntry> {
-        self.state.next(self.buf, self.scope)
+        self.state.next(self.buf, self.scope, usize::MAX)
     }
 }
 
@@ -413,8 +422,9 @@ const READ_BLOCK: usize = 256 * 1024;
 /// Streams a log from any `BufRead`, yielding reported lines with line numbers.
 ///
 /// Invalid UTF-8 is decoded lossily, the last line may lack its newline, and a line
-/// longer than the limit is examined up to the limit then skipped (reported as
-/// [`UnparsedReason::TooLong`] when it may be RBAC-related or the scope is `All`).
+/// longer than the limit is not decoded but reported as [`UnparsedReason::TooLong`]
+/// (when it may be RBAC-related or the scope is `All`); memory stays bounded by the
+/// limit plus one read block however long the line is.
 /// Only I/O errors are returned as `Err`; after one, the iterator ends.
 #[derive(Debug)]
 pub struct LogReader<R> {
@@ -499,7 +509,9 @@ impl<R: BufRead> LogReader<R> {
                 return Ok(Some(e));
             }
             if self.complete > 0
-                && let Some(mut entry) = self.state.next(&self.buf[..self.complete], self.scope)
+                && let Some(mut entry) =
+                    self.state
+                        .next(&self.buf[..self.complete], self.scope, self.max_line)
             {
                 entry.line_no += self.base_line - 1;
                 return Ok(Some(entry));
