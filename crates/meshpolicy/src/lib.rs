@@ -11,3 +11,16 @@ pub mod envoy;
 pub mod netpol;
 pub mod selector;
 pub mod workload;
+
+pub use authz::builder::{
+    BuildOptions, EnvoyFilter, RbacAction, RbacFilter, RbacRules, build_filters,
+};
+pub use authz::{
+    Action, AuthorizationPolicy, AuthzError, AuthzRequest, AuthzVerdict, CompiledAuthz, Decision,
+    HttpAttributes, envoy_policy_id,
+};
+pub use netpol::{CompiledNetworkPolicy, Direction, NetVerdict, NetpolError, PolicyRef, RuleRef};
+pub use selector::{Selector, SelectorError};
+pub use workload::{
+    Cluster, ClusterOptions, Endpoint, ModelError, Namespace, Pod, Protocol, parse_manifests,
+};

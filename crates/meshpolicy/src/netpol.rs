@@ -1,1 +1,846 @@
 //! Kubernetes NetworkPolicy (networking.k8s.io/v1) evaluation with explanations.
+//!
+//! The CNI enforces NetworkPolicy before any sidecar sees a packet, so "which
+//! layer blocked this?" starts here. A policy is validated and compiled once
+//! ([`CompiledNetworkPolicy`]): selectors, peers, CIDRs, ports and protocols
+//! are checked and bad input becomes a [`NetpolError`] naming the object,
+//! never a silent allow. Evaluation ([`Cluster::evaluate_network`]) follows
+//! the Kubernetes semantics: a pod is isolated in a direction when some policy
+//! of its namespace selects it for that direction (policyTypes defaulting to
+//! Ingress, plus Egress when egress rules exist); the connection is allowed in
+//! that direction when any rule of any selecting policy admits the peer on the
+//! port (union); egress of the source and ingress of the destination must both
+//! allow. The verdict says which policies selected each side and which rule
+//! allowed, or that none did.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+
+use crate::selector::{Operator, Selector, SelectorError};
+use crate::workload::{Cluster, Endpoint, NAMESPACE_NAME_LABEL, Pod, Protocol};
+
+/// Errors from compiling NetworkPolicies or from evaluating against unknown endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetpolError {
+    /// The policy is malformed; `object` is `namespace/name`.
+    #[error("networkpolicy {object}: {reason}")]
+    Invalid { object: String, reason: String },
+    /// A selector in the policy is invalid.
+    #[error("networkpolicy {object}: {at}: {source}")]
+    Selector {
+        object: String,
+        at: String,
+        source: SelectorError,
+    },
+    /// The policy lacks metadata.name.
+    #[error("networkpolicy without metadata.name")]
+    MissingName,
+    /// An endpoint names a pod the model does not have.
+    #[error("pod {namespace}/{name} not found")]
+    UnknownPod { namespace: String, name: String },
+}
+
+/// Traffic direction as NetworkPolicy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ingress => "ingress",
+            Self::Egress => "egress",
+        })
+    }
+}
+
+/// A policy by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PolicyRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for PolicyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// One rule of one policy: `policy`, `direction`, index in that direction's list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct RuleRef {
+    pub policy: PolicyRef,
+    pub direction: Direction,
+    pub rule_index: usize,
+}
+
+impl fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} rule {}",
+            self.policy, self.direction, self.rule_index
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NsMatch {
+    /// The policy's own namespace.
+    Same,
+    Selected(Selector),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Peer {
+    Pods { namespaces: NsMatch, pods: Selector },
+    IpBlock { cidr: IpNet, except: Vec<IpNet> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PortSel {
+    Any,
+    Range(u16, u16),
+    Named(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PortRule {
+    protocol: Protocol,
+    port: PortSel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rule {
+    /// Empty: every peer (including outside the cluster).
+    peers: Vec<Peer>,
+    /// Empty: every port and protocol.
+    ports: Vec<PortRule>,
+}
+
+/// A validated NetworkPolicy, ready to evaluate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledNetworkPolicy {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pod_selector: Selector,
+    /// Some when the policy isolates selected pods for ingress.
+    ingress: Option<Vec<Rule>>,
+    /// Some when the policy isolates selected pods for egress.
+    egress: Option<Vec<Rule>>,
+}
+
+/// The side of the destination port a rule is checked against.
+struct Target<'a> {
+    endpoint: Resolved<'a>,
+    port: u16,
+    protocol: Protocol,
+}
+
+#[derive(Clone, Copy)]
+enum Resolved<'a> {
+    Pod(&'a Pod),
+    External(IpAddr),
+}
+
+impl CompiledNetworkPolicy {
+    /// Validates and compiles a NetworkPolicy. A missing namespace means `default`.
+    pub fn compile(np: &NetworkPolicy) -> Result<Self, NetpolError> {
+        let name = np
+            .metadata
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .ok_or(NetpolError::MissingName)?;
+        let namespace = np
+            .metadata
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let object = format!("{namespace}/{name}");
+        let invalid = |reason: String| NetpolError::Invalid {
+            object: object.clone(),
+            reason,
+        };
+        let sel_err = |at: String, source: SelectorError| NetpolError::Selector {
+            object: object.clone(),
+            at,
+            source,
+        };
+        let spec = np
+            .spec
+            .as_ref()
+            .ok_or_else(|| invalid("missing required field spec".into()))?;
+        let pod_selector = match &spec.pod_selector {
+            Some(s) => Selector::from_label_selector(s)
+                .map_err(|e| sel_err("spec.podSelector".into(), e))?,
+            None => Selector::everything(),
+        };
+        let (mut has_ingress, mut has_egress) = (false, false);
+        match &spec.policy_types {
+            Some(types) if !types.is_empty() => {
+                for t in types {
+                    match t.as_str() {
+                        "Ingress" => has_ingress = true,
+                        "Egress" => has_egress = true,
+                        other => {
+                            return Err(invalid(format!(
+                                "policyTypes entry {other:?} is not Ingress or Egress"
+                            )));
+                        }
+                    }
+                }
+            }
+            _ => {
+                has_ingress = true;
+                has_egress = spec.egress.as_ref().is_some_and(|e| !e.is_empty());
+            }
+        }
+        let mut ingress = Vec::new();
+        for (i, r) in spec.ingress.iter().flatten().enumerate() {
+            let at = format!("ingress[{i}]");
+            ingress.push(compile_rule(
+                r.from.as_deref(),
+                r.ports.as_deref(),
+                &at,
+                "from",
+                &invalid,
+                &sel_err,
+            )?);
+        }
+        let mut egress = Vec::new();
+        for (i, r) in spec.egress.iter().flatten().enumerate() {
+            let at = format!("egress[{i}]");
+            egress.push(compile_rule(
+                r.to.as_deref(),
+                r.ports.as_deref(),
+                &at,
+                "to",
+                &invalid,
+                &sel_err,
+            )?);
+        }
+        Ok(Self {
+            namespace,
+            name,
+            pod_selector,
+            ingress: has_ingress.then_some(ingress),
+            egress: has_egress.then_some(egress),
+        })
+    }
+
+    /// `namespace/name` of the policy.
+    pub fn policy_ref(&self) -> PolicyRef {
+        PolicyRef {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// Whether the policy selects this pod (same namespace, podSelector matches).
+    pub fn selects(&self, pod: &Pod) -> bool {
+        pod.namespace == self.namespace && self.pod_selector.matches(&pod.labels)
+    }
+
+    /// The directions the policy isolates (its effective policyTypes).
+    pub fn directions(&self) -> Vec<Direction> {
+        let mut d = Vec::new();
+        if self.ingress.is_some() {
+            d.push(Direction::Ingress);
+        }
+        if self.egress.is_some() {
+            d.push(Direction::Egress);
+        }
+        d
+    }
+
+    fn rules(&self, dir: Direction) -> Option<&[Rule]> {
+        match dir {
+            Direction::Ingress => self.ingress.as_deref(),
+            Direction::Egress => self.egress.as_deref(),
+        }
+    }
+
+    /// Human one-line summaries: which pods the policy selects, then one line
+    /// per rule (`ingress from namespace np-test-1 pods app=x on TCP 80`), or
+    /// `ingress: denies all (no rules)`.
+    pub fn summary(&self) -> Vec<String> {
+        let sel = if self.pod_selector.is_everything() {
+            format!("all pods in namespace {}", self.namespace)
+        } else {
+            format!("pods {} in namespace {}", self.pod_selector, self.namespace)
+        };
+        let dirs: Vec<String> = self.directions().iter().map(|d| d.to_string()).collect();
+        let mut out = vec![format!(
+            "networkpolicy {}/{}: selects {sel} for {}",
+            self.namespace,
+            self.name,
+            dirs.join(" and ")
+        )];
+        for dir in [Direction::Ingress, Direction::Egress] {
+            let Some(rules) = self.rules(dir) else {
+                continue;
+            };
+            if rules.is_empty() {
+                out.push(format!("{dir}: denies all (no rules)"));
+            }
+            let word = if dir == Direction::Ingress {
+                "from"
+            } else {
+                "to"
+            };
+            for r in rules {
+                let peers = if r.peers.is_empty() {
+                    "anywhere".to_string()
+                } else {
+                    r.peers
+                        .iter()
+                        .map(|p| describe_peer(p, &self.namespace))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                };
+                out.push(format!("{dir} {word} {peers} {}", describe_ports(&r.ports)));
+            }
+        }
+        out
+    }
+}
+
+/// One-line summaries of a NetworkPolicy's rules (see [`CompiledNetworkPolicy::summary`]).
+pub fn summarize_network_policy(np: &NetworkPolicy) -> Result<Vec<String>, NetpolError> {
+    Ok(CompiledNetworkPolicy::compile(np)?.summary())
+}
+
+fn describe_peer(p: &Peer, own_ns: &str) -> String {
+    match p {
+        Peer::IpBlock { cidr, except } => {
+            if except.is_empty() {
+                format!("ipBlock {cidr}")
+            } else {
+                let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
+                format!("ipBlock {cidr} except {}", ex.join(","))
+            }
+        }
+        Peer::Pods { namespaces, pods } => {
+            let ns = match namespaces {
+                NsMatch::Same => format!("namespace {own_ns}"),
+                NsMatch::Selected(s) if s.is_everything() => "all namespaces".to_string(),
+                NsMatch::Selected(s) => match s.requirements() {
+                    [r] if r.key == NAMESPACE_NAME_LABEL
+                        && r.operator == Operator::In
+                        && r.values.len() == 1 =>
+                    {
+                        format!("namespace {}", r.values[0])
+                    }
+                    _ => format!("namespaces {s}"),
+                },
+            };
+            if pods.is_everything() {
+                format!("{ns} all pods")
+            } else {
+                format!("{ns} pods {pods}")
+            }
+        }
+    }
+}
+
+fn describe_ports(ports: &[PortRule]) -> String {
+    if ports.is_empty() {
+        return "on all ports".to_string();
+    }
+    let parts: Vec<String> = ports
+        .iter()
+        .map(|p| match &p.port {
+            PortSel::Any => format!("all {} ports", p.protocol),
+            PortSel::Range(a, b) if a == b => format!("{} {a}", p.protocol),
+            PortSel::Range(a, b) => format!("{} {a}-{b}", p.protocol),
+            PortSel::Named(n) => format!("{} port named {n}", p.protocol),
+        })
+        .collect();
+    format!("on {}", parts.join(", "))
+}
+
+fn compile_rule(
+    peers: Option<&[NetworkPolicyPeer]>,
+    ports: Option<&[NetworkPolicyPort]>,
+    at: &str,
+    peer_field: &str,
+    invalid: &dyn Fn(String) -> NetpolError,
+    sel_err: &dyn Fn(String, SelectorError) -> NetpolError,
+) -> Result<Rule, NetpolError> {
+    let mut out_peers = Vec::new();
+    for (j, p) in peers.unwrap_or_default().iter().enumerate() {
+        let pat = format!("{at}.{peer_field}[{j}]");
+        if let Some(ib) = &p.ip_block {
+            if p.pod_selector.is_some() || p.namespace_selector.is_some() {
+                return Err(invalid(format!(
+                    "{pat}: ipBlock cannot be combined with podSelector or namespaceSelector"
+                )));
+            }
+            let cidr = parse_cidr(&ib.cidr).ok_or_else(|| {
+                invalid(format!(
+                    "ipBlock.cidr {:?} is not a CIDR (in {pat})",
+                    ib.cidr
+                ))
+            })?;
+            let mut except = Vec::new();
+            for e in ib.except.iter().flatten() {
+                let en = parse_cidr(e).ok_or_else(|| {
+                    invalid(format!("ipBlock.except {e:?} is not a CIDR (in {pat})"))
+                })?;
+                if !cidr.contains(&en) || en == cidr {
+                    return Err(invalid(format!(
+                        "ipBlock.except {e:?} is not strictly inside cidr {:?} (in {pat})",
+                        ib.cidr
+                    )));
+                }
+                except.push(en);
+            }
+            out_peers.push(Peer::IpBlock { cidr, except });
+            continue;
+        }
+        let namespaces = match &p.namespace_selector {
+            Some(s) => NsMatch::Selected(
+                Selector::from_label_selector(s)
+                    .map_err(|e| sel_err(format!("{pat}.namespaceSelector"), e))?,
+            ),
+            None => NsMatch::Same,
+        };
+        let pods = match &p.pod_selector {
+            Some(s) => Selector::from_label_selector(s)
+                .map_err(|e| sel_err(format!("{pat}.podSelector"), e))?,
+            None if p.namespace_selector.is_some() => Selector::everything(),
+            None => {
+                return Err(invalid(format!(
+                    "{pat}: peer needs podSelector, namespaceSelector or ipBlock"
+                )));
+            }
+        };
+        out_peers.push(Peer::Pods { namespaces, pods });
+    }
+    let mut out_ports = Vec::new();
+    for (j, p) in ports.unwrap_or_default().iter().enumerate() {
+        let pat = format!("{at}.ports[{j}]");
+        let protocol = match p.protocol.as_deref() {
+            None => Protocol::Tcp,
+            Some(s) => s
+                .parse::<Protocol>()
+                .map_err(|e| invalid(format!("{pat}: {e}")))?,
+        };
+        let check = |n: i32, what: &str| {
+            u16::try_from(n)
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or_else(|| invalid(format!("{pat}: {what} {n} is not in 1-65535")))
+        };
+        let port = match (&p.port, p.end_port) {
+            (None, None) => PortSel::Any,
+            (None, Some(_)) => {
+                return Err(invalid(format!("{pat}: endPort requires port")));
+            }
+            (Some(IntOrString::Int(n)), end) => {
+                let a = check(*n, "port")?;
+                let b = match end {
+                    Some(e) => check(e, "endPort")?,
+                    None => a,
+                };
+                if b < a {
+                    return Err(invalid(format!(
+                        "{pat}: endPort {b} is smaller than port {a}"
+                    )));
+                }
+                PortSel::Range(a, b)
+            }
+            (Some(IntOrString::String(s)), end) => {
+                if end.is_some() {
+                    return Err(invalid(format!(
+                        "{pat}: endPort cannot be used with named port {s:?}"
+                    )));
+                }
+                if let Ok(n) = s.parse::<i32>() {
+                    let a = check(n, "port")?;
+                    PortSel::Range(a, a)
+                } else if is_port_name(s) {
+                    PortSel::Named(s.clone())
+                } else {
+                    return Err(invalid(format!(
+                        "{pat}: port {s:?} is not a valid port name"
+                    )));
+                }
+            }
+        };
+        out_ports.push(PortRule { protocol, port });
+    }
+    Ok(Rule {
+        peers: out_peers,
+        ports: out_ports,
+    })
+}
+
+/// IANA_SVC_NAME: 1-15 lowercase alphanumerics or '-', at least one letter,
+/// no leading/trailing/double '-'.
+fn is_port_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
+fn parse_cidr(s: &str) -> Option<IpNet> {
+    s.trim().parse::<IpNet>().ok().map(|n| n.trunc())
+}
+
+impl Rule {
+    fn admits(
+        &self,
+        cluster: &Cluster,
+        policy_ns: &str,
+        peer: Resolved<'_>,
+        t: &Target<'_>,
+    ) -> bool {
+        let port_ok = self.ports.is_empty()
+            || self.ports.iter().any(|p| {
+                p.protocol == t.protocol
+                    && match &p.port {
+                        PortSel::Any => true,
+                        PortSel::Range(a, b) => (*a..=*b).contains(&t.port),
+                        PortSel::Named(n) => match t.endpoint {
+                            Resolved::Pod(pod) => pod.named_port(n, t.protocol) == Some(t.port),
+                            Resolved::External(_) => false,
+                        },
+                    }
+            });
+        if !port_ok {
+            return false;
+        }
+        self.peers.is_empty()
+            || self
+                .peers
+                .iter()
+                .any(|p| peer_matches(cluster, policy_ns, p, peer))
+    }
+}
+
+fn peer_matches(cluster: &Cluster, policy_ns: &str, p: &Peer, who: Resolved<'_>) -> bool {
+    match (p, who) {
+        (Peer::Pods { namespaces, pods }, Resolved::Pod(pod)) => {
+            let ns_ok = match namespaces {
+                NsMatch::Same => pod.namespace == policy_ns,
+                NsMatch::Selected(sel) => {
+                    sel.is_everything()
+                        || cluster
+                            .namespaces
+                            .get(&pod.namespace)
+                            .is_some_and(|ns| sel.matches(&ns.labels))
+                }
+            };
+            ns_ok && pods.matches(&pod.labels)
+        }
+        (Peer::Pods { .. }, Resolved::External(_)) => false,
+        (Peer::IpBlock { cidr, except }, who) => {
+            let ip = match who {
+                Resolved::External(ip) => ip,
+                Resolved::Pod(pod) if cluster.options.ip_block_matches_pods => match pod.ip {
+                    Some(ip) => ip,
+                    None => return false,
+                },
+                Resolved::Pod(_) => return false,
+            };
+            cidr.contains(&ip) && !except.iter().any(|e| e.contains(&ip))
+        }
+    }
+}
+
+/// The decision for one side of a connection (egress of the source, or
+/// ingress of the destination).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SideVerdict {
+    pub direction: Direction,
+    /// The pod whose policies decide this side; None when that end is outside
+    /// the cluster (not policed by NetworkPolicy).
+    pub pod: Option<PolicyRef>,
+    /// Policies selecting that pod for this direction (sorted). Empty: open.
+    pub selecting: Vec<PolicyRef>,
+    pub allowed: bool,
+    /// Every rule that admits the connection (empty when open or denied).
+    pub allowed_by: Vec<RuleRef>,
+    /// One-line explanation of this side.
+    pub reason: String,
+}
+
+/// The NetworkPolicy verdict for one connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetVerdict {
+    pub source: Endpoint,
+    pub destination: Endpoint,
+    pub port: u16,
+    pub protocol: Protocol,
+    /// Both egress of the source and ingress of the destination allow.
+    pub allowed: bool,
+    pub egress: SideVerdict,
+    pub ingress: SideVerdict,
+    /// One-line explanation of the whole verdict.
+    pub explanation: String,
+}
+
+impl Cluster {
+    fn resolve(&self, e: &Endpoint) -> Result<Resolved<'_>, NetpolError> {
+        match e {
+            Endpoint::Pod { namespace, name } => self
+                .pod(namespace, name)
+                .map(Resolved::Pod)
+                .ok_or_else(|| NetpolError::UnknownPod {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                }),
+            Endpoint::External { ip } => Ok(Resolved::External(*ip)),
+        }
+    }
+
+    /// NetworkPolicies that select `pod`, sorted by name, with the directions
+    /// each isolates. Only the pod's namespace is consulted (index).
+    pub fn network_policies_selecting(&self, pod: &Pod) -> Vec<&CompiledNetworkPolicy> {
+        let mut v: Vec<&CompiledNetworkPolicy> = self
+            .netpols_by_ns
+            .get(&pod.namespace)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.netpols[i])
+            .filter(|p| p.selects(pod))
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// All NetworkPolicies of a namespace, sorted by name.
+    pub fn network_policies_in(&self, namespace: &str) -> Vec<&CompiledNetworkPolicy> {
+        let mut v: Vec<&CompiledNetworkPolicy> = self
+            .netpols_by_ns
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.netpols[i])
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    fn side(
+        &self,
+        dir: Direction,
+        owner: Resolved<'_>,
+        peer: Resolved<'_>,
+        target: &Target<'_>,
+    ) -> SideVerdict {
+        let pod = match owner {
+            Resolved::Pod(p) => p,
+            Resolved::External(ip) => {
+                return SideVerdict {
+                    direction: dir,
+                    pod: None,
+                    selecting: Vec::new(),
+                    allowed: true,
+                    allowed_by: Vec::new(),
+                    reason: format!(
+                        "{dir}: {ip} is outside the cluster, not subject to NetworkPolicy"
+                    ),
+                };
+            }
+        };
+        let pod_ref = PolicyRef {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+        };
+        let mut selecting = Vec::new();
+        let mut allowed_by = Vec::new();
+        for p in self.network_policies_selecting(pod) {
+            let Some(rules) = p.rules(dir) else {
+                continue;
+            };
+            selecting.push(p.policy_ref());
+            for (i, r) in rules.iter().enumerate() {
+                if r.admits(self, &p.namespace, peer, target) {
+                    allowed_by.push(RuleRef {
+                        policy: p.policy_ref(),
+                        direction: dir,
+                        rule_index: i,
+                    });
+                }
+            }
+        }
+        let peer_desc = match peer {
+            Resolved::Pod(p) => format!("pod {}/{}", p.namespace, p.name),
+            Resolved::External(ip) => ip.to_string(),
+        };
+        let (allowed, reason) = if selecting.is_empty() {
+            (
+                true,
+                format!("{dir} of pod {pod_ref} is open: no NetworkPolicy selects it for {dir}"),
+            )
+        } else if let Some(first) = allowed_by.first() {
+            (true, format!("{dir} of pod {pod_ref} allowed by {first}"))
+        } else {
+            let names: Vec<String> = selecting.iter().map(|p| p.to_string()).collect();
+            (
+                false,
+                format!(
+                    "{dir} of pod {pod_ref} denied: selected by {} and no rule allows {peer_desc} on {} {}",
+                    names.join(", "),
+                    target.protocol,
+                    target.port
+                ),
+            )
+        };
+        SideVerdict {
+            direction: dir,
+            pod: Some(pod_ref),
+            selecting,
+            allowed,
+            allowed_by,
+            reason,
+        }
+    }
+
+    /// Would NetworkPolicy let `src` open a connection to `dst` on `port`/`protocol`?
+    /// Errors only when an endpoint names a pod the model does not hold.
+    pub fn evaluate_network(
+        &self,
+        src: &Endpoint,
+        dst: &Endpoint,
+        port: u16,
+        protocol: Protocol,
+    ) -> Result<NetVerdict, NetpolError> {
+        let s = self.resolve(src)?;
+        let d = self.resolve(dst)?;
+        let target = Target {
+            endpoint: d,
+            port,
+            protocol,
+        };
+        let egress = self.side(Direction::Egress, s, d, &target);
+        let ingress = self.side(Direction::Ingress, d, s, &target);
+        let allowed = egress.allowed && ingress.allowed;
+        let explanation = if allowed {
+            format!(
+                "allowed {protocol} {port}: {}; {}",
+                egress.reason, ingress.reason
+            )
+        } else {
+            let deny: Vec<&str> = [&egress, &ingress]
+                .iter()
+                .filter(|s| !s.allowed)
+                .map(|s| s.reason.as_str())
+                .collect();
+            format!("denied {protocol} {port}: {}", deny.join("; "))
+        };
+        Ok(NetVerdict {
+            source: src.clone(),
+            destination: dst.clone(),
+            port,
+            protocol,
+            allowed,
+            egress,
+            ingress,
+            explanation,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn np(yaml: &str) -> NetworkPolicy {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn bad_cidr_names_object() {
+        let p = np(r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-all, namespace: np-test-2}
+spec:
+  podSelector: {}
+  ingress:
+  - from:
+    - ipBlock: {cidr: 10.0.0/8}
+"#);
+        let e = CompiledNetworkPolicy::compile(&p).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                r#"networkpolicy np-test-2/deny-all: ipBlock.cidr "10.0.0/8" is not a CIDR"#
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_protocol_and_bad_operator_rejected() {
+        let p = np(r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {}
+  ingress:
+  - ports: [{port: 80, protocol: ICMP}]
+"#);
+        assert!(
+            CompiledNetworkPolicy::compile(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("ICMP")
+        );
+        let p = np(r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector:
+    matchExpressions: [{key: app, operator: Equals, values: [x]}]
+"#);
+        assert!(matches!(
+            CompiledNetworkPolicy::compile(&p),
+            Err(NetpolError::Selector { .. })
+        ));
+    }
+
+    #[test]
+    fn policy_types_default() {
+        let p = CompiledNetworkPolicy::compile(&np(r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {}
+  egress: [{}]
+"#))
+        .unwrap();
+        assert_eq!(p.directions(), vec![Direction::Ingress, Direction::Egress]);
+        let p = CompiledNetworkPolicy::compile(&np(r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {}
+"#))
+        .unwrap();
+        assert_eq!(p.directions(), vec![Direction::Ingress]);
+        assert_eq!(p.summary()[1], "ingress: denies all (no rules)");
+    }
+}
