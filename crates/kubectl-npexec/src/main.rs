@@ -1,5 +1,4 @@
-//! Thin entry point of kubectl-npexec.
-fn main() {
-    eprintln!("error: kubectl-npexec is not implemented yet");
-    std::process::exit(2);
+//! Thin entry point of kubectl-npexec: all logic is in the library's `run()`.
+fn main() -> std::process::ExitCode {
+    kubeplugin::main(kubectl_npexec::run)
 }

@@ -1,0 +1,487 @@
+//! npexec's command line and its validation.
+//!
+//! clap parses; [`Cli::validate`] then checks what clap cannot (FROM/TO vs
+//! `--url`/`--matrix`, URL and path characters, header syntax, selectors,
+//! namespace names) so every bad input is a one-line usage error with exit 2,
+//! before anything touches the cluster.
+
+use std::time::Duration;
+
+use clap::Parser;
+use kubeplugin::duration::clap_duration;
+use kubeplugin::selector::validate_selector;
+use kubeplugin::{KubeFlags, OutputArgs, PluginCli, PluginError};
+
+use crate::verdict::Expectation;
+
+const EXAMPLES: &str = "\
+Examples:
+  # From a pod in np-test-1, request every Service port in np-test-2
+  kubectl npexec np-test-1 np-test-2
+
+  # Both directions, choosing the source pod by label
+  kubectl npexec np-test-1 np-test-2 --both -l app=np-test-nginx-1
+
+  # One Service and port, a path and a header
+  kubectl npexec np-test-1 np-test-2 --service svc-np-test-nginx-2 --port 80 --path /healthz -H 'X-Debug: 1'
+
+  # Any URL
+  kubectl npexec np-test-1 --url http://example.internal:8080/
+
+  # Assert a deny, re-probing for up to 10s while the policy propagates (exit 1 if not met)
+  kubectl npexec np-test-1 np-test-2 --expect deny --wait 10s
+
+  # Every ordered pair of namespaces, as a matrix
+  kubectl npexec --matrix team-a team-b team-c
+  kubectl npexec --matrix -l mesh=enabled
+
+  # Machine-readable
+  kubectl npexec np-test-1 np-test-2 -o json
+
+Verdicts: allowed, denied-rbac, blocked-network, refused, dns-failure, mtls-failure, http-error, exec-failed.
+Exit codes: 0 ok (or all expectations met), 1 an expectation not met, 2 usage error, 3 cluster failure or probes could not run, 130 interrupted.";
+
+/// kubectl npexec: probe from a pod in FROM to the Services in TO and name the layer that decided.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "kubectl npexec",
+    bin_name = "kubectl npexec",
+    version,
+    about = "Probe from a pod in FROM to the Services in each TO namespace (HTTP) and say which layer decided: Istio AuthorizationPolicy, NetworkPolicy, DNS, mTLS or the application.",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// FROM namespace, then TO namespaces (with -n: all are TO; with --matrix: the namespaces)
+    #[arg(value_name = "NAMESPACE")]
+    pub namespaces: Vec<String>,
+
+    /// Source pod label selector (with --matrix and no namespaces: selects namespaces)
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Source pod name
+    #[arg(long, value_name = "NAME", conflicts_with = "selector")]
+    pub pod: Option<String>,
+    /// Source container (default: the pod's default container, never istio-proxy)
+    #[arg(short = 'c', long, value_name = "NAME")]
+    pub container: Option<String>,
+
+    /// Only this Service in TO (repeatable)
+    #[arg(long = "service", value_name = "NAME")]
+    pub services: Vec<String>,
+    /// Only this port of each Service
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Request path
+    #[arg(long, default_value = "/", value_name = "PATH")]
+    pub path: String,
+    /// Request this URL instead of Services in TO
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// HTTP method
+    #[arg(long, default_value = "GET", value_name = "METHOD")]
+    pub method: String,
+    /// Request header "Name: value" (repeatable)
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// Time limit per request (curl --max-time)
+    #[arg(long, default_value = "3s", value_parser = clap_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    /// Cluster DNS domain
+    #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
+    pub cluster_domain: String,
+
+    /// Also probe each TO -> FROM (from the first ready pod of TO)
+    #[arg(long)]
+    pub both: bool,
+    /// Probe every ordered pair of the namespaces; print a matrix
+    #[arg(long)]
+    pub matrix: bool,
+    /// With --matrix: select the namespaces by label
+    #[arg(long, value_name = "SELECTOR")]
+    pub namespace_selector: Option<String>,
+    /// Probes run at once
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub parallel: u16,
+
+    /// Expected result: allow, deny (denied-rbac or blocked-network) or a verdict
+    #[arg(long, value_name = "EXPECT")]
+    pub expect: Option<Expectation>,
+    /// With --expect: re-probe until every expectation holds or this time is up
+    #[arg(long, value_parser = clap_duration, value_name = "DURATION", requires = "expect")]
+    pub wait: Option<Duration>,
+
+    /// After probing, name the policies that decided (NetworkPolicy and AuthorizationPolicy)
+    #[arg(long)]
+    pub explain: bool,
+    /// Analyse the policies without probing (static prediction)
+    #[arg(long, conflicts_with = "explain")]
+    pub predict: bool,
+
+    #[command(flatten)]
+    pub kube: KubeFlags,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+impl PluginCli for Cli {
+    fn verbosity(&self) -> u8 {
+        self.kube.verbose
+    }
+}
+
+/// What to probe, once the command line is understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// FROM -> each TO (and back with `--both`).
+    Pairs { from: String, to: Vec<String> },
+    /// FROM -> a URL.
+    Url { from: String, url: String },
+    /// Every ordered pair of these namespaces (or of those the selector picks).
+    Matrix {
+        namespaces: Vec<String>,
+        namespace_selector: Option<String>,
+        pod_selector: Option<String>,
+    },
+}
+
+fn usage(msg: impl Into<String>, hint: Option<&str>) -> PluginError {
+    PluginError::usage(msg, hint.map(str::to_string))
+}
+
+/// A DNS-1123 label (namespace names).
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn has_bad_chars(s: &str) -> bool {
+    s.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
+/// Checks `--url`: http(s), a host, no spaces or control characters.
+pub fn validate_url(url: &str) -> Result<(), PluginError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| {
+            usage(
+                format!("invalid --url \"{url}\": must start with http:// or https://"),
+                None,
+            )
+        })?;
+    if has_bad_chars(url) {
+        return Err(usage(
+            format!("invalid --url {url:?}: contains spaces or control characters"),
+            Some("percent-encode them (%20)"),
+        ));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') {
+        return Err(usage(format!("invalid --url \"{url}\": no host"), None));
+    }
+    Ok(())
+}
+
+/// The port in a URL (explicit, else 80/443 by scheme).
+pub fn url_port(url: &str) -> Option<u16> {
+    let (rest, default) = if let Some(r) = url.strip_prefix("https://") {
+        (r, 443)
+    } else {
+        (url.strip_prefix("http://")?, 80)
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit('@').next()?;
+    if hostport.ends_with(']') {
+        return Some(default);
+    }
+    match hostport.rsplit_once(':') {
+        Some((_, p)) => p.parse().ok(),
+        None => Some(default),
+    }
+}
+
+impl Cli {
+    /// Validates and decides the mode. Every error here is exit 2.
+    pub fn validate(&self) -> Result<Mode, PluginError> {
+        for ns in &self.namespaces {
+            if !is_dns_label(ns) {
+                return Err(usage(
+                    format!("invalid namespace name \"{ns}\""),
+                    Some("namespace names are lowercase letters, digits and '-'"),
+                ));
+            }
+        }
+        for sel in [&self.selector, &self.namespace_selector]
+            .into_iter()
+            .flatten()
+        {
+            validate_selector(sel).map_err(|e| usage(e.to_string(), None))?;
+        }
+        if !self.path.starts_with('/') {
+            return Err(usage(
+                format!("invalid --path \"{}\": must start with /", self.path),
+                None,
+            ));
+        }
+        if has_bad_chars(&self.path) {
+            return Err(usage(
+                format!(
+                    "invalid --path {:?}: contains spaces or control characters",
+                    self.path
+                ),
+                Some("percent-encode them (%20)"),
+            ));
+        }
+        if self.method.is_empty()
+            || !self
+                .method
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(usage(
+                format!("invalid --method \"{}\"", self.method),
+                Some("use an HTTP method such as GET, POST, HEAD"),
+            ));
+        }
+        for h in &self.headers {
+            let ok = h.split_once(':').is_some_and(|(name, value)| {
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                    && !value.chars().any(|c| c.is_control() && c != '\t')
+            });
+            if !ok {
+                return Err(usage(
+                    format!("invalid --header {h:?}"),
+                    Some("use \"Name: value\" without newlines"),
+                ));
+            }
+        }
+        if self.timeout.is_zero() {
+            return Err(usage("--timeout must be greater than 0", None));
+        }
+        if !self.cluster_domain.split('.').all(is_dns_label) {
+            return Err(usage(
+                format!("invalid --cluster-domain \"{}\"", self.cluster_domain),
+                None,
+            ));
+        }
+        if let Some(u) = &self.url {
+            validate_url(u)?;
+        }
+
+        if self.matrix {
+            if self.url.is_some() || self.both {
+                return Err(usage(
+                    "--matrix cannot be combined with --url or --both",
+                    None,
+                ));
+            }
+            let (namespace_selector, pod_selector) = if self.namespaces.is_empty() {
+                // `--matrix -l SEL`: -l selects namespaces.
+                (
+                    self.namespace_selector.clone().or(self.selector.clone()),
+                    if self.namespace_selector.is_some() {
+                        self.selector.clone()
+                    } else {
+                        None
+                    },
+                )
+            } else {
+                if self.namespace_selector.is_some() {
+                    return Err(usage(
+                        "give either namespaces or --namespace-selector with --matrix",
+                        None,
+                    ));
+                }
+                (None, self.selector.clone())
+            };
+            if namespace_selector.is_none() && self.namespaces.len() < 2 {
+                return Err(usage(
+                    "--matrix needs at least two namespaces",
+                    Some("kubectl npexec --matrix NS1 NS2 [NS...] or --matrix -l LABEL=VALUE"),
+                ));
+            }
+            return Ok(Mode::Matrix {
+                namespaces: self.namespaces.clone(),
+                namespace_selector,
+                pod_selector,
+            });
+        }
+        if self.namespace_selector.is_some() {
+            return Err(usage("--namespace-selector only works with --matrix", None));
+        }
+
+        let mut positional = self.namespaces.clone();
+        let from = match &self.kube.namespace {
+            Some(ns) => ns.clone(),
+            None => {
+                if positional.is_empty() {
+                    return Err(usage(
+                        "missing FROM namespace",
+                        Some("kubectl npexec FROM TO [TO...] (see --help)"),
+                    ));
+                }
+                positional.remove(0)
+            }
+        };
+        if !is_dns_label(&from) {
+            return Err(usage(format!("invalid namespace name \"{from}\""), None));
+        }
+        if let Some(url) = &self.url {
+            if !positional.is_empty() {
+                return Err(usage("give either TO namespaces or --url, not both", None));
+            }
+            if self.both {
+                return Err(usage("--both needs TO namespaces, not --url", None));
+            }
+            if !self.services.is_empty() || self.port.is_some() {
+                return Err(usage("--service and --port do not apply to --url", None));
+            }
+            return Ok(Mode::Url {
+                from,
+                url: url.clone(),
+            });
+        }
+        if positional.is_empty() {
+            return Err(usage(
+                "missing TO namespace",
+                Some("kubectl npexec FROM TO [TO...], or --url URL"),
+            ));
+        }
+        Ok(Mode::Pairs {
+            from,
+            to: positional,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let mut v = vec!["kubectl-npexec"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v)
+    }
+
+    fn mode(args: &[&str]) -> Result<Mode, PluginError> {
+        parse(args).unwrap().validate()
+    }
+
+    #[test]
+    fn from_and_to() {
+        assert_eq!(
+            mode(&["np-test-1", "np-test-2", "np-test-3"]).unwrap(),
+            Mode::Pairs {
+                from: "np-test-1".into(),
+                to: vec!["np-test-2".into(), "np-test-3".into()]
+            }
+        );
+        assert_eq!(
+            mode(&["-n", "np-test-1", "np-test-2"]).unwrap(),
+            Mode::Pairs {
+                from: "np-test-1".into(),
+                to: vec!["np-test-2".into()]
+            }
+        );
+        assert_eq!(
+            mode(&["np-test-1", "--url", "http://x:8080/"]).unwrap(),
+            Mode::Url {
+                from: "np-test-1".into(),
+                url: "http://x:8080/".into()
+            }
+        );
+    }
+
+    #[test]
+    fn matrix_forms() {
+        assert!(
+            matches!(mode(&["--matrix", "a", "b", "c"]).unwrap(), Mode::Matrix { namespaces, .. } if namespaces.len() == 3)
+        );
+        match mode(&["--matrix", "-l", "mesh=on"]).unwrap() {
+            Mode::Matrix {
+                namespace_selector,
+                pod_selector,
+                ..
+            } => {
+                assert_eq!(namespace_selector.as_deref(), Some("mesh=on"));
+                assert_eq!(pod_selector, None);
+            }
+            m => panic!("{m:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_input_is_usage_error() {
+        let bad: &[&[&str]] = &[
+            &["np-test-1"],
+            &[],
+            &["np-test-1", "np-test-2", "--url", "http://x/"],
+            &["np-test-1", "--url", "ftp://x/"],
+            &["np-test-1", "--url", "http://x/a b"],
+            &["np-test-1", "np-test-2", "--path", "noslash"],
+            &["np-test-1", "np-test-2", "--path", "/a\nb"],
+            &["np-test-1", "np-test-2", "-H", "NoColon"],
+            &["np-test-1", "np-test-2", "-H", "X: a\r\nInjected: 1"],
+            &["np-test-1", "np-test-2", "--method", "GET /x"],
+            &["np-test-1", "np-test-2", "-l", "app=$(x)"],
+            &["NP_TEST", "np-test-2"],
+            &["--matrix", "a"],
+            &["--matrix", "a", "b", "--both"],
+            &["np-test-1", "np-test-2", "--timeout", "0s"],
+            &["np-test-1", "--url", "http://x/", "--both"],
+        ];
+        for args in bad {
+            let e = mode(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn clap_rejects_with_exit_2() {
+        for args in [
+            &["a", "b", "--timeout", "soon"][..],
+            &["a", "b", "-o", "yaml"],
+            &["a", "b", "--expect", "maybe"],
+            &["a", "b", "--wait", "5s"],
+            &["a", "b", "--parallel", "0"],
+            &["a", "b", "--pod", "p", "-l", "a=b"],
+            &["a", "b", "--explain", "--predict"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_snapshot() {
+        use clap::CommandFactory;
+        let help = Cli::command()
+            .term_width(100)
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("Examples:"));
+        insta::assert_snapshot!("help", help);
+    }
+
+    #[test]
+    fn literal_path_is_accepted() {
+        assert!(mode(&["np-test-1", "np-test-2", "--path", "/$(reboot);x"]).is_ok());
+    }
+
+    #[test]
+    fn url_ports() {
+        assert_eq!(url_port("http://x/"), Some(80));
+        assert_eq!(url_port("https://x/"), Some(443));
+        assert_eq!(url_port("http://x:8080/a"), Some(8080));
+        assert_eq!(url_port("http://u:p@x:81"), Some(81));
+        assert_eq!(url_port("http://[::1]/"), Some(80));
+    }
+}

@@ -1,0 +1,329 @@
+//! Resolving the command line into concrete probes: which pod and container
+//! each probe runs from, and which URL it requests.
+//!
+//! Errors that make the whole request meaningless (namespace not found, no pod
+//! matches, no Service in TO, container not found) stop here with their own
+//! message and exit 3 before any probe runs. In `--matrix` mode a namespace
+//! without a usable pod does not sink the other 89 pairs: its probes become
+//! `exec-failed` rows saying why.
+
+use k8s_openapi::api::core::v1::Service;
+use kubeplugin::resources::{
+    PodQuery, ensure_namespace, has_sidecar, namespaces_by_selector, pick_running_pod, pod_name,
+    resolve_container,
+};
+use kubeplugin::{Kube, PluginError};
+
+use crate::cli::{Cli, Mode, url_port};
+use crate::probe::{Request, Source, is_systemic};
+use crate::report::{FromRef, ToRef};
+use crate::verdict::HintContext;
+
+/// Why a source could not be used (matrix mode only).
+#[derive(Debug, Clone)]
+pub struct SourceFailure {
+    pub detail: String,
+    pub hint: Option<String>,
+}
+
+/// One probe to run.
+#[derive(Debug, Clone)]
+pub struct PlannedProbe {
+    pub source: Result<Source, SourceFailure>,
+    pub from: FromRef,
+    pub to: ToRef,
+    pub request: Request,
+    pub ctx: HintContext,
+}
+
+/// Every probe, plus the namespaces (matrix order).
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub probes: Vec<PlannedProbe>,
+    pub namespaces: Vec<String>,
+}
+
+/// A Service port to request.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub namespace: String,
+    pub service: String,
+    pub port: u16,
+    pub workload: String,
+}
+
+/// Resolves the source pod and container in `namespace`.
+pub async fn resolve_source(
+    kube: &Kube,
+    namespace: &str,
+    query: &PodQuery,
+    container: Option<&str>,
+) -> Result<Source, PluginError> {
+    let pod = pick_running_pod(kube, namespace, query).await?;
+    let container = resolve_container(&pod, container)?;
+    Ok(Source {
+        namespace: namespace.to_string(),
+        pod: pod_name(&pod).to_string(),
+        container,
+        sidecar: has_sidecar(&pod),
+    })
+}
+
+/// The TCP ports of `services` (only `port` if given).
+pub fn targets_of(namespace: &str, services: &[Service], port: Option<u16>) -> Vec<Target> {
+    let mut out = Vec::new();
+    for svc in services {
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        let Some(spec) = &svc.spec else { continue };
+        let workload = spec
+            .selector
+            .as_ref()
+            .and_then(|s| s.get("app").cloned())
+            .unwrap_or_else(|| name.clone());
+        for p in spec.ports.iter().flatten() {
+            let proto = p.protocol.as_deref().unwrap_or("TCP");
+            if proto != "TCP" {
+                continue;
+            }
+            let Ok(number) = u16::try_from(p.port) else {
+                continue;
+            };
+            if port.is_some_and(|want| want != number) {
+                continue;
+            }
+            out.push(Target {
+                namespace: namespace.to_string(),
+                service: name.clone(),
+                port: number,
+                workload: workload.clone(),
+            });
+        }
+    }
+    out
+}
+
+async fn resolve_targets(
+    kube: &Kube,
+    namespace: &str,
+    names: &[String],
+    port: Option<u16>,
+) -> Result<Vec<Target>, PluginError> {
+    let services = kubeplugin::resources::find_services(kube, namespace, names).await?;
+    let targets = targets_of(namespace, &services, port);
+    if targets.is_empty() {
+        return Err(match port {
+            Some(p) => PluginError::usage(
+                format!("no Service in namespace {namespace} has TCP port {p}"),
+                Some("drop --port, or probe an address directly with --url".to_string()),
+            ),
+            None => PluginError::NoServices {
+                namespace: namespace.to_string(),
+            },
+        });
+    }
+    Ok(targets)
+}
+
+fn request_for(cli: &Cli, url: String) -> Request {
+    Request {
+        url,
+        method: cli.method.to_ascii_uppercase(),
+        headers: cli.headers.clone(),
+        timeout: cli.timeout,
+    }
+}
+
+fn service_url(t: &Target, cli: &Cli) -> String {
+    format!(
+        "http://{}.{}.svc.{}:{}{}",
+        t.service, t.namespace, cli.cluster_domain, t.port, cli.path
+    )
+}
+
+fn from_ref(source: &Result<Source, SourceFailure>, namespace: &str) -> FromRef {
+    match source {
+        Ok(s) => FromRef {
+            namespace: s.namespace.clone(),
+            pod: Some(s.pod.clone()),
+            container: Some(s.container.clone()),
+        },
+        Err(_) => FromRef {
+            namespace: namespace.to_string(),
+            pod: None,
+            container: None,
+        },
+    }
+}
+
+fn probe_to(
+    cli: &Cli,
+    source: &Result<Source, SourceFailure>,
+    from_ns: &str,
+    t: &Target,
+) -> PlannedProbe {
+    let url = service_url(t, cli);
+    PlannedProbe {
+        source: source.clone(),
+        from: from_ref(source, from_ns),
+        to: ToRef {
+            namespace: Some(t.namespace.clone()),
+            service: Some(t.service.clone()),
+            port: Some(t.port),
+            url: url.clone(),
+        },
+        ctx: HintContext {
+            from_namespace: from_ns.to_string(),
+            to_namespace: Some(t.namespace.clone()),
+            workload: Some(t.workload.clone()),
+            port: Some(t.port),
+            host: format!("{}.{}.svc.{}", t.service, t.namespace, cli.cluster_domain),
+            cluster_domain: cli.cluster_domain.clone(),
+        },
+        request: request_for(cli, url),
+    }
+}
+
+/// Builds the plan for a validated mode.
+pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginError> {
+    let query = PodQuery {
+        pod: cli.pod.clone(),
+        selector: cli.selector.clone(),
+    };
+    let mut plan = Plan::default();
+    match mode {
+        Mode::Url { from, url } => {
+            let source = Ok(resolve_source(kube, from, &query, cli.container.as_deref()).await?);
+            let host = url
+                .split("://")
+                .nth(1)
+                .and_then(|r| r.split(['/', '?', '#']).next())
+                .unwrap_or("")
+                .to_string();
+            plan.probes.push(PlannedProbe {
+                from: from_ref(&source, from),
+                source,
+                to: ToRef {
+                    namespace: None,
+                    service: None,
+                    port: url_port(url),
+                    url: url.clone(),
+                },
+                ctx: HintContext {
+                    from_namespace: from.clone(),
+                    to_namespace: None,
+                    workload: None,
+                    port: url_port(url),
+                    host,
+                    cluster_domain: cli.cluster_domain.clone(),
+                },
+                request: request_for(cli, url.clone()),
+            });
+            plan.namespaces = vec![from.clone()];
+        }
+        Mode::Pairs { from, to } => {
+            let source = Ok(resolve_source(kube, from, &query, cli.container.as_deref()).await?);
+            for ns in to {
+                for t in resolve_targets(kube, ns, &cli.services, cli.port).await? {
+                    plan.probes.push(probe_to(cli, &source, from, &t));
+                }
+            }
+            if cli.both {
+                let back = resolve_targets(kube, from, &[], cli.port).await?;
+                for ns in to {
+                    let rev = Ok(resolve_source(kube, ns, &PodQuery::default(), None).await?);
+                    for t in &back {
+                        plan.probes.push(probe_to(cli, &rev, ns, t));
+                    }
+                }
+            }
+            plan.namespaces = std::iter::once(from.clone())
+                .chain(to.iter().cloned())
+                .collect();
+        }
+        Mode::Matrix {
+            namespaces,
+            namespace_selector,
+            pod_selector,
+        } => {
+            let mut names = namespaces.clone();
+            if let Some(sel) = namespace_selector {
+                names = namespaces_by_selector(kube, sel).await?;
+                if names.len() < 2 {
+                    return Err(PluginError::usage(
+                        format!(
+                            "--matrix needs at least two namespaces; selector {sel} matches {}",
+                            names.len()
+                        ),
+                        Some("check with `kubectl get namespaces --show-labels`".to_string()),
+                    ));
+                }
+            }
+            let query = PodQuery {
+                pod: cli.pod.clone(),
+                selector: pod_selector.clone(),
+            };
+            let mut sources = Vec::new();
+            let mut targets = Vec::new();
+            for ns in &names {
+                ensure_namespace(kube, ns).await?;
+                let source = match resolve_source(kube, ns, &query, cli.container.as_deref()).await
+                {
+                    Ok(s) => Ok(s),
+                    Err(e) if is_systemic(&e) => return Err(e),
+                    Err(e) => Err(SourceFailure {
+                        detail: e.to_string(),
+                        hint: e.hint(),
+                    }),
+                };
+                sources.push(source);
+                let t = match resolve_targets(kube, ns, &[], cli.port).await {
+                    Ok(t) => t,
+                    Err(e) if is_systemic(&e) => return Err(e),
+                    Err(e) => {
+                        tracing::info!(namespace = %ns, error = %e, "no targets");
+                        Vec::new()
+                    }
+                };
+                targets.push(t);
+            }
+            for (i, from) in names.iter().enumerate() {
+                for (j, _) in names.iter().enumerate() {
+                    if i == j {
+                        continue;
+                    }
+                    for t in &targets[j] {
+                        plan.probes.push(probe_to(cli, &sources[i], from, t));
+                    }
+                }
+            }
+            plan.namespaces = names;
+        }
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_take_tcp_ports_and_the_app_label() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "svc-np-test-nginx-2", "namespace": "np-test-2"},
+            "spec": {
+                "selector": {"app": "np-test-nginx-2"},
+                "ports": [
+                    {"name": "http-web", "port": 80, "targetPort": 80},
+                    {"name": "dns", "port": 53, "protocol": "UDP"},
+                    {"name": "alt", "port": 8080, "protocol": "TCP"}
+                ]
+            }
+        }))
+        .unwrap();
+        let t = targets_of("np-test-2", std::slice::from_ref(&svc), None);
+        assert_eq!(t.iter().map(|t| t.port).collect::<Vec<_>>(), [80, 8080]);
+        assert_eq!(t[0].workload, "np-test-nginx-2");
+        let t = targets_of("np-test-2", &[svc], Some(8080));
+        assert_eq!(t.len(), 1);
+    }
+}

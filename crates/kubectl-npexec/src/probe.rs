@@ -1,0 +1,369 @@
+//! One probe: the curl (or wget) argv, running it in the source container, and
+//! reading back status, body and exit code.
+//!
+//! The argv is a vector handed to exec, never a shell string, so a path like
+//! `/$(reboot);x` reaches curl literally. curl writes the body to stdout and,
+//! with `-w`, a line carrying a per-process random marker and the status code
+//! after it; the marker separates body and code reliably even when the body
+//! has no trailing newline or contains digits. `--globoff` stops curl from
+//! expanding `[]{}` in URLs. When the container has no curl, wget is tried.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kubeplugin::Kube;
+use kubeplugin::PluginError;
+use kubeplugin::exec::{ExecLimits, ExecOutput, ExecTarget, exec};
+
+use crate::verdict::{Classified, HintContext, Observation, Tool, Verdict, classify, wget_status};
+
+/// The HTTP request a probe makes.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// The marker curl prints before the status code. Random per process, so a
+/// body cannot forge it.
+pub fn new_marker() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    format!("__npexec_{:016x}__", h.finish())
+}
+
+/// curl's `--max-time` argument.
+pub fn max_time_arg(timeout: Duration) -> String {
+    crate::verdict::fmt_secs(timeout.as_secs_f64())
+}
+
+/// `curl -sS --globoff --max-time T [-X M] [-H h]... -w '\nMARKER%{http_code}\n' URL`
+pub fn curl_argv(req: &Request, marker: &str) -> Vec<String> {
+    let mut argv: Vec<String> = vec![
+        "curl".into(),
+        "-sS".into(),
+        "--globoff".into(),
+        "--max-time".into(),
+        max_time_arg(req.timeout),
+    ];
+    if req.method != "GET" {
+        argv.push("-X".into());
+        argv.push(req.method.clone());
+    }
+    for h in &req.headers {
+        argv.push("-H".into());
+        argv.push(h.clone());
+    }
+    argv.push("-w".into());
+    argv.push(format!("\n{marker}%{{http_code}}\n"));
+    argv.push(req.url.clone());
+    argv
+}
+
+/// `wget -q -S -O - -T SECS [--header h]... URL` (GET only; busybox and GNU).
+pub fn wget_argv(req: &Request) -> Vec<String> {
+    let secs = req.timeout.as_secs_f64().ceil().max(1.0) as u64;
+    let mut argv: Vec<String> = vec![
+        "wget".into(),
+        "-q".into(),
+        "-S".into(),
+        "-O".into(),
+        "-".into(),
+        "-T".into(),
+        secs.to_string(),
+    ];
+    for h in &req.headers {
+        argv.push("--header".into());
+        argv.push(h.clone());
+    }
+    argv.push(req.url.clone());
+    argv
+}
+
+/// Splits curl's stdout into body and status using the marker.
+/// Returns (body, status) where status is None for `000` or a missing marker.
+pub fn parse_curl_stdout(head: &[u8], end: &[u8], marker: &str) -> (Vec<u8>, Option<u16>) {
+    let needle = format!("\n{marker}");
+    let find = |hay: &[u8]| -> Option<usize> {
+        hay.windows(needle.len())
+            .rposition(|w| w == needle.as_bytes())
+    };
+    let status_after = |hay: &[u8], pos: usize| -> Option<u16> {
+        let digits: String = hay[pos + needle.len()..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .map(|&b| b as char)
+            .collect();
+        digits.parse::<u16>().ok().filter(|&c| c != 0)
+    };
+    if let Some(pos) = find(head) {
+        return (head[..pos].to_vec(), status_after(head, pos));
+    }
+    // Long body: the marker sits in the end of the stream; the body is the head.
+    if let Some(pos) = find(end) {
+        return (head.to_vec(), status_after(end, pos));
+    }
+    (head.to_vec(), None)
+}
+
+/// Where a probe runs from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub sidecar: bool,
+}
+
+/// The raw facts of a finished probe.
+#[derive(Debug, Clone)]
+pub struct ProbeRun {
+    pub classified: Classified,
+    pub tool: Option<Tool>,
+    pub http_status: Option<u16>,
+    pub exit: Option<i32>,
+    pub body: Vec<u8>,
+    pub duration: Duration,
+}
+
+/// Remembers which containers lack curl, so later probes go straight to wget.
+#[derive(Debug, Clone, Default)]
+pub struct ToolCache(Arc<Mutex<HashMap<ContainerKey, Tool>>>);
+
+/// (namespace, pod, container).
+type ContainerKey = (String, String, String);
+
+impl ToolCache {
+    fn get(&self, s: &Source) -> Option<Tool> {
+        self.0
+            .lock()
+            .ok()?
+            .get(&(s.namespace.clone(), s.pod.clone(), s.container.clone()))
+            .copied()
+    }
+    fn set(&self, s: &Source, t: Tool) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert((s.namespace.clone(), s.pod.clone(), s.container.clone()), t);
+        }
+    }
+}
+
+/// Errors that are the same for every probe and end the run (exit 3).
+pub fn is_systemic(e: &PluginError) -> bool {
+    matches!(
+        e,
+        PluginError::Forbidden { .. }
+            | PluginError::Unreachable { .. }
+            | PluginError::Config { .. }
+    )
+}
+
+const LIMITS: ExecLimits = ExecLimits {
+    head: 64 * 1024,
+    tail: 4096,
+};
+
+/// Runs one probe. Exec-level failures that concern only this probe become
+/// an `exec-failed` verdict; systemic ones (forbidden, unreachable) are errors.
+pub async fn run_probe(
+    kube: &Kube,
+    source: &Source,
+    req: &Request,
+    ctx: &HintContext,
+    marker: &str,
+    tools: &ToolCache,
+) -> Result<ProbeRun, PluginError> {
+    let start = Instant::now();
+    let target = ExecTarget {
+        namespace: source.namespace.clone(),
+        pod: source.pod.clone(),
+        container: source.container.clone(),
+    };
+    let exec_failed = |detail: String, hint: Option<String>, tool| ProbeRun {
+        classified: Classified {
+            verdict: Verdict::ExecFailed,
+            detail,
+            hint,
+        },
+        tool,
+        http_status: None,
+        exit: None,
+        body: Vec::new(),
+        duration: start.elapsed(),
+    };
+    let base_obs = Observation {
+        source_sidecar: source.sidecar,
+        timeout_secs: req.timeout.as_secs_f64(),
+        ..Default::default()
+    };
+
+    if tools.get(source) != Some(Tool::Wget) {
+        let out = match exec(kube, &target, &curl_argv(req, marker), LIMITS).await {
+            Ok(o) => o,
+            Err(e) if is_systemic(&e) => return Err(e),
+            Err(e) => return Ok(exec_failed(e.to_string(), e.hint(), Some(Tool::Curl))),
+        };
+        if !out.command_not_found() {
+            let (body, status) = parse_curl_stdout(&out.stdout.head, &out.stdout.end(), marker);
+            let obs = Observation {
+                exit: out.exit_code,
+                http_status: status,
+                body: body.clone(),
+                stderr: String::from_utf8_lossy(&out.stderr.head).into_owned(),
+                ..base_obs.clone()
+            };
+            if out.exit_code.is_none() {
+                return Ok(exec_failed(
+                    status_text(&out),
+                    Some("the command did not run to completion; check the pod".into()),
+                    Some(Tool::Curl),
+                ));
+            }
+            return Ok(ProbeRun {
+                classified: classify(&obs, ctx),
+                tool: Some(Tool::Curl),
+                http_status: status,
+                exit: out.exit_code,
+                body,
+                duration: start.elapsed(),
+            });
+        }
+        tools.set(source, Tool::Wget);
+        tracing::info!(pod = %source.pod, container = %source.container, "no curl in the container, trying wget");
+    }
+
+    if req.method != "GET" {
+        return Ok(exec_failed(
+            format!(
+                "container {} has no curl, and the wget fallback only does GET (asked {})",
+                source.container, req.method
+            ),
+            Some("pick a container with curl using -c".into()),
+            None,
+        ));
+    }
+    let out = match exec(kube, &target, &wget_argv(req), LIMITS).await {
+        Ok(o) => o,
+        Err(e) if is_systemic(&e) => return Err(e),
+        Err(e) => return Ok(exec_failed(e.to_string(), e.hint(), Some(Tool::Wget))),
+    };
+    if out.command_not_found() {
+        return Ok(exec_failed(
+            format!(
+                "container {} of pod {}/{} has neither curl nor wget",
+                source.container, source.namespace, source.pod
+            ),
+            Some("pick a container that has curl with -c, or use an image with curl".into()),
+            None,
+        ));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr.head).into_owned();
+    let status = wget_status(&stderr);
+    let body = out.stdout.head.clone();
+    let obs = Observation {
+        exit: out.exit_code,
+        http_status: status,
+        body: body.clone(),
+        stderr,
+        wget: true,
+        ..base_obs
+    };
+    Ok(ProbeRun {
+        classified: classify(&obs, ctx),
+        tool: Some(Tool::Wget),
+        http_status: status,
+        exit: out.exit_code,
+        body,
+        duration: start.elapsed(),
+    })
+}
+
+fn status_text(out: &ExecOutput) -> String {
+    out.status_message
+        .clone()
+        .unwrap_or_else(|| "exec ended without an exit code".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> Request {
+        Request {
+            url: "http://svc.ns.svc.cluster.local:80/$(reboot);x".into(),
+            method: "GET".into(),
+            headers: vec!["X-Test: a b".into()],
+            timeout: Duration::from_millis(2500),
+        }
+    }
+
+    #[test]
+    fn curl_argv_is_a_vector_with_the_url_literal() {
+        let argv = curl_argv(&req(), "__m__");
+        assert_eq!(argv[0], "curl");
+        assert_eq!(
+            argv.last().unwrap(),
+            "http://svc.ns.svc.cluster.local:80/$(reboot);x"
+        );
+        let i = argv.iter().position(|a| a == "--max-time").unwrap();
+        assert_eq!(argv[i + 1], "2.5");
+        assert!(argv.contains(&"--globoff".to_string()));
+        assert!(argv.contains(&"X-Test: a b".to_string()));
+        assert!(argv.contains(&"\n__m__%{http_code}\n".to_string()));
+        assert!(!argv.contains(&"-X".to_string()));
+        let mut r = req();
+        r.method = "POST".into();
+        let argv = curl_argv(&r, "__m__");
+        let i = argv.iter().position(|a| a == "-X").unwrap();
+        assert_eq!(argv[i + 1], "POST");
+    }
+
+    #[test]
+    fn wget_argv_rounds_timeout_up() {
+        let argv = wget_argv(&req());
+        let i = argv.iter().position(|a| a == "-T").unwrap();
+        assert_eq!(argv[i + 1], "3");
+        assert_eq!(argv.last().unwrap(), &req().url);
+    }
+
+    #[test]
+    fn parses_body_and_status() {
+        let m = "__npexec_1__";
+        let out = format!("Hello world - np-test-nginx-2!\n{m}200\n");
+        let (body, status) = parse_curl_stdout(out.as_bytes(), out.as_bytes(), m);
+        assert_eq!(body, b"Hello world - np-test-nginx-2!");
+        assert_eq!(status, Some(200));
+
+        // A body without newline that ends in digits, and one that fakes a status line.
+        let out = format!("12345\n__other__404\n{m}403\n");
+        let (body, status) = parse_curl_stdout(out.as_bytes(), out.as_bytes(), m);
+        assert_eq!(body, b"12345\n__other__404");
+        assert_eq!(status, Some(403));
+
+        // No response: 000.
+        let out = format!("\n{m}000\n");
+        let (body, status) = parse_curl_stdout(out.as_bytes(), out.as_bytes(), m);
+        assert!(body.is_empty());
+        assert_eq!(status, None);
+
+        // Marker only in the tail (long body).
+        let head = b"aaaa".to_vec();
+        let end = format!("zzzz\n{m}204\n");
+        let (body, status) = parse_curl_stdout(&head, end.as_bytes(), m);
+        assert_eq!(body, head);
+        assert_eq!(status, Some(204));
+
+        // No marker at all.
+        let (_, status) = parse_curl_stdout(b"junk", b"junk", m);
+        assert_eq!(status, None);
+    }
+
+    #[test]
+    fn markers_differ_per_call() {
+        assert_ne!(new_marker(), new_marker());
+    }
+}

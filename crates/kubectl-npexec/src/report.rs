@@ -1,0 +1,381 @@
+//! The probe record (the JSON contract) and its table and matrix views.
+//!
+//! Results are data first: one [`ProbeRecord`] per probe with the documented
+//! fields (`from`, `to`, `verdict`, `http_status`, `curl_exit`, `body`,
+//! `duration_ms`, `expected`, `met`, `hint`, `policies`), rendered last by
+//! kubeplugin as table, wide, JSON or JSON Lines. The matrix view summarises
+//! one symbol per (FROM, TO) pair with a legend.
+
+use std::collections::BTreeMap;
+
+use kubeplugin::render::{Cell, Column, Renderer, Tabular, Tone};
+use serde::Serialize;
+
+use crate::explain::PolicyNote;
+use crate::verdict::{Expectation, Tool, Verdict};
+
+/// Where a probe ran.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FromRef {
+    pub namespace: String,
+    pub pod: Option<String>,
+    pub container: Option<String>,
+}
+
+/// What a probe requested.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ToRef {
+    pub namespace: Option<String>,
+    pub service: Option<String>,
+    pub port: Option<u16>,
+    pub url: String,
+}
+
+/// One probe, as printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeRecord {
+    pub from: FromRef,
+    pub to: ToRef,
+    pub verdict: Verdict,
+    pub detail: String,
+    pub http_status: Option<u16>,
+    pub curl_exit: Option<i32>,
+    pub tool: Option<Tool>,
+    /// The first 256 bytes of the body (lossy UTF-8).
+    pub body: String,
+    pub duration_ms: u64,
+    pub expected: Option<Expectation>,
+    pub met: Option<bool>,
+    pub hint: Option<String>,
+    /// Present with `--explain` / `--predict`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<PolicyNote>>,
+    /// `true` with `--predict` (no probe ran).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub predicted: bool,
+}
+
+/// Truncates a body to 256 bytes on a character boundary.
+pub fn body_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut end = text.len().min(256);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+fn verdict_tone(v: Verdict) -> Tone {
+    match v {
+        Verdict::Allowed => Tone::Good,
+        Verdict::DeniedRbac | Verdict::BlockedNetwork => Tone::Bad,
+        Verdict::ExecFailed => Tone::Warn,
+        _ => Tone::Warn,
+    }
+}
+
+impl ProbeRecord {
+    pub fn from_label(&self) -> String {
+        match &self.from.pod {
+            Some(p) => format!("{}/{p}", self.from.namespace),
+            None => self.from.namespace.clone(),
+        }
+    }
+
+    pub fn to_label(&self) -> String {
+        match (&self.to.namespace, &self.to.service, self.to.port) {
+            (Some(ns), Some(s), Some(p)) => format!("{ns}/{s}:{p}"),
+            _ => self.to.url.clone(),
+        }
+    }
+}
+
+impl Tabular for ProbeRecord {
+    fn columns() -> Vec<Column> {
+        vec![
+            Column::new("FROM"),
+            Column::new("TO"),
+            Column::new("VERDICT"),
+            Column::new("CODE"),
+            Column::new("DETAIL"),
+            Column::new("TIME"),
+            Column::wide("CONTAINER"),
+            Column::wide("URL"),
+            Column::wide("EXIT"),
+            Column::wide("EXPECT"),
+            Column::wide("MET"),
+            Column::wide("HINT"),
+        ]
+    }
+
+    fn cells(&self) -> Vec<Cell> {
+        let mut verdict = self.verdict.to_string();
+        if self.predicted {
+            verdict.push_str(" (predicted)");
+        }
+        vec![
+            Cell::new(self.from_label()),
+            Cell::new(self.to_label()),
+            Cell::new(verdict).tone(verdict_tone(self.verdict)),
+            Cell::new(
+                self.http_status
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            Cell::new(self.detail.clone()),
+            Cell::new(format!("{}ms", self.duration_ms)),
+            Cell::new(self.from.container.clone().unwrap_or_else(|| "-".into())),
+            Cell::new(self.to.url.clone()),
+            Cell::new(
+                self.curl_exit
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            Cell::new(
+                self.expected
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            Cell::new(match self.met {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            })
+            .tone(match self.met {
+                Some(false) => Tone::Bad,
+                _ => Tone::Plain,
+            }),
+            Cell::new(self.hint.clone().unwrap_or_default()),
+        ]
+    }
+}
+
+/// Prints each distinct hint of the non-allowed probes on stderr (table views
+/// only; JSON carries hints in the records).
+pub fn print_hints(records: &[ProbeRecord]) {
+    use std::io::Write;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut err = std::io::stderr().lock();
+    for r in records {
+        if r.verdict == Verdict::Allowed {
+            continue;
+        }
+        if let Some(h) = &r.hint
+            && seen.insert(h.clone())
+        {
+            let _ = writeln!(err, "hint: {}", kubeplugin::render::escape_control(h));
+        }
+    }
+}
+
+/// The legend printed under a matrix.
+pub fn legend() -> String {
+    let mut parts: Vec<String> = Verdict::ALL
+        .iter()
+        .map(|v| format!("{} {}", v.symbol(), v))
+        .collect();
+    parts.push("~ mixed (see -o wide)".into());
+    parts.push(". no Service".into());
+    parts.push("- same namespace".into());
+    format!("legend: {}\n", parts.join("  "))
+}
+
+/// The matrix: rows are FROM namespaces, columns TO namespaces.
+pub fn matrix(namespaces: &[String], records: &[ProbeRecord], renderer: &Renderer) -> String {
+    let mut cells: BTreeMap<(&str, &str), Vec<Verdict>> = BTreeMap::new();
+    for r in records {
+        if let Some(to) = &r.to.namespace {
+            cells
+                .entry((r.from.namespace.as_str(), to.as_str()))
+                .or_default()
+                .push(r.verdict);
+        }
+    }
+    let mut headers = vec!["FROM\\TO".to_string()];
+    headers.extend(namespaces.iter().cloned());
+    let rows: Vec<Vec<Cell>> = namespaces
+        .iter()
+        .map(|from| {
+            let mut row = vec![Cell::new(from.clone())];
+            for to in namespaces {
+                let cell = if from == to {
+                    Cell::new("-").tone(Tone::Dim)
+                } else {
+                    match cells.get(&(from.as_str(), to.as_str())) {
+                        None => Cell::new(".").tone(Tone::Dim),
+                        Some(vs) => {
+                            let first = vs[0];
+                            if vs.iter().all(|v| *v == first) {
+                                Cell::new(first.symbol().to_string()).tone(verdict_tone(first))
+                            } else {
+                                Cell::new("~").tone(Tone::Warn)
+                            }
+                        }
+                    }
+                };
+                row.push(cell);
+            }
+            row
+        })
+        .collect();
+    let mut out = renderer.grid(&headers, &rows);
+    if !renderer.no_headers {
+        out.push_str(&legend());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubeplugin::OutputFormat;
+
+    pub(crate) fn sample() -> Vec<ProbeRecord> {
+        let mk =
+            |from: &str, to: &str, svc: &str, v: Verdict, code: Option<u16>, detail: &str, exit| {
+                ProbeRecord {
+                    from: FromRef {
+                        namespace: from.into(),
+                        pod: Some(format!("{from}-pod-7d9f")),
+                        container: Some("app".into()),
+                    },
+                    to: ToRef {
+                        namespace: Some(to.into()),
+                        service: Some(svc.into()),
+                        port: Some(80),
+                        url: format!("http://{svc}.{to}.svc.cluster.local:80/"),
+                    },
+                    verdict: v,
+                    detail: detail.into(),
+                    http_status: code,
+                    curl_exit: exit,
+                    tool: Some(Tool::Curl),
+                    body: detail.into(),
+                    duration_ms: 17,
+                    expected: Some(Expectation::Deny),
+                    met: Some(Expectation::Deny.met_by(v)),
+                    hint: (v != Verdict::Allowed).then(|| format!("hint for {v}")),
+                    policies: None,
+                    predicted: false,
+                }
+            };
+        vec![
+            mk(
+                "np-test-1",
+                "np-test-2",
+                "svc-np-test-nginx-2",
+                Verdict::Allowed,
+                Some(200),
+                "Hello world - np-test-nginx-2!",
+                Some(0),
+            ),
+            mk(
+                "np-test-2",
+                "np-test-1",
+                "svc-np-test-nginx-1",
+                Verdict::DeniedRbac,
+                Some(403),
+                "RBAC: access denied (Istio AuthorizationPolicy)",
+                Some(0),
+            ),
+            mk(
+                "np-test-1",
+                "np-test-3",
+                "svc-a",
+                Verdict::BlockedNetwork,
+                None,
+                "no response within 3s\x1b[2J",
+                Some(28),
+            ),
+            mk(
+                "np-test-1",
+                "np-test-3",
+                "svc-b",
+                Verdict::Allowed,
+                Some(200),
+                "ok",
+                Some(0),
+            ),
+        ]
+    }
+
+    fn renderer(format: OutputFormat) -> Renderer {
+        Renderer {
+            format,
+            no_headers: false,
+            color: false,
+        }
+    }
+
+    fn render(format: OutputFormat) -> String {
+        let mut out = Vec::new();
+        renderer(format).write_all(&sample(), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn table_snapshot() {
+        insta::with_settings!({filters => vec![(r"\d+ms", "[TIME]")]}, {
+            insta::assert_snapshot!("table", render(OutputFormat::Table));
+            insta::assert_snapshot!("wide", render(OutputFormat::Wide));
+        });
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let v: serde_json::Value = serde_json::from_str(&render(OutputFormat::Json)).unwrap();
+        let first = &v[0];
+        for key in [
+            "from",
+            "to",
+            "verdict",
+            "http_status",
+            "curl_exit",
+            "body",
+            "duration_ms",
+            "expected",
+            "met",
+            "hint",
+        ] {
+            assert!(first.get(key).is_some(), "missing {key}");
+        }
+        for key in ["namespace", "pod", "container"] {
+            assert!(first["from"].get(key).is_some(), "missing from.{key}");
+        }
+        for key in ["namespace", "service", "port", "url"] {
+            assert!(first["to"].get(key).is_some(), "missing to.{key}");
+        }
+        assert_eq!(first["verdict"], "allowed");
+        assert_eq!(v[1]["verdict"], "denied-rbac");
+        assert_eq!(v[1]["expected"], "deny");
+        assert_eq!(v[1]["met"], true);
+        assert_eq!(v[0]["met"], false);
+        assert!(first.get("policies").is_none());
+        insta::with_settings!({filters => vec![(r#""duration_ms": \d+"#, r#""duration_ms": "[TIME]""#)]}, {
+            insta::assert_snapshot!("json", render(OutputFormat::Json));
+        });
+    }
+
+    #[test]
+    fn matrix_symbols_and_legend() {
+        let ns: Vec<String> = ["np-test-1", "np-test-2", "np-test-3"]
+            .map(String::from)
+            .to_vec();
+        let m = matrix(&ns, &sample(), &renderer(OutputFormat::Table));
+        insta::assert_snapshot!("matrix", m);
+        let lines: Vec<&str> = m.lines().collect();
+        // np-test-1 row: self, A, mixed.
+        assert!(lines[1].starts_with("np-test-1"));
+        assert!(lines[1].contains('~'));
+        assert!(lines[2].contains('R'));
+        assert!(m.contains("legend: A allowed  R denied-rbac"));
+    }
+
+    #[test]
+    fn body_excerpt_is_bounded_on_char_boundary() {
+        let body = "é".repeat(200); // 400 bytes
+        let e = body_excerpt(body.as_bytes());
+        assert!(e.len() <= 256);
+        assert_eq!(e.chars().count(), 128);
+    }
+}

@@ -1,0 +1,678 @@
+//! Turning what curl (or wget) reported into one verdict with a detail and a hint.
+//!
+//! The walk-through's only answer is "Failed"; the point of npexec is to say
+//! which layer decided. The signals are curl's exit code, the HTTP status and
+//! the body: Envoy answers an AuthorizationPolicy denial with 403 and body
+//! `RBAC: access denied`, a NetworkPolicy drop shows as a timeout (or an Envoy
+//! 503 `upstream connect error ... connection timeout/failure` when the source
+//! has a sidecar), an mTLS mismatch as a reset or a 503 `connection
+//! termination`. This module is pure so the table of cases is unit-tested.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// One probe's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Allowed,
+    DeniedRbac,
+    BlockedNetwork,
+    Refused,
+    DnsFailure,
+    MtlsFailure,
+    HttpError,
+    ExecFailed,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 8] = [
+        Verdict::Allowed,
+        Verdict::DeniedRbac,
+        Verdict::BlockedNetwork,
+        Verdict::Refused,
+        Verdict::DnsFailure,
+        Verdict::MtlsFailure,
+        Verdict::HttpError,
+        Verdict::ExecFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::DeniedRbac => "denied-rbac",
+            Verdict::BlockedNetwork => "blocked-network",
+            Verdict::Refused => "refused",
+            Verdict::DnsFailure => "dns-failure",
+            Verdict::MtlsFailure => "mtls-failure",
+            Verdict::HttpError => "http-error",
+            Verdict::ExecFailed => "exec-failed",
+        }
+    }
+
+    /// The one-character symbol used in `--matrix` cells.
+    pub fn symbol(self) -> char {
+        match self {
+            Verdict::Allowed => 'A',
+            Verdict::DeniedRbac => 'R',
+            Verdict::BlockedNetwork => 'N',
+            Verdict::Refused => 'C',
+            Verdict::DnsFailure => 'D',
+            Verdict::MtlsFailure => 'T',
+            Verdict::HttpError => 'H',
+            Verdict::ExecFailed => 'E',
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Verdict {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Verdict::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown verdict \"{s}\""))
+    }
+}
+
+/// What `--expect` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expectation {
+    /// `allow`: the verdict is `allowed`.
+    Allow,
+    /// `deny`: a policy stopped it (`denied-rbac` or `blocked-network`).
+    Deny,
+    /// An exact verdict.
+    Exactly(Verdict),
+}
+
+impl Expectation {
+    pub fn met_by(self, v: Verdict) -> bool {
+        match self {
+            Expectation::Allow => v == Verdict::Allowed,
+            Expectation::Deny => matches!(v, Verdict::DeniedRbac | Verdict::BlockedNetwork),
+            Expectation::Exactly(want) => v == want,
+        }
+    }
+}
+
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expectation::Allow => f.write_str("allow"),
+            Expectation::Deny => f.write_str("deny"),
+            Expectation::Exactly(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+impl Serialize for Expectation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl FromStr for Expectation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "allow" | "allowed" => Ok(Expectation::Allow),
+            "deny" | "denied" => Ok(Expectation::Deny),
+            other => other.parse().map(Expectation::Exactly).map_err(|_| {
+                let all: Vec<_> = Verdict::ALL.iter().map(|v| v.as_str()).collect();
+                format!(
+                    "unknown expectation \"{other}\" (use allow, deny, or one of {})",
+                    all.join(", ")
+                )
+            }),
+        }
+    }
+}
+
+/// Which client made the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tool {
+    Curl,
+    Wget,
+}
+
+/// What a probe observed.
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    /// The client's exit code (None when it never ran).
+    pub exit: Option<i32>,
+    /// HTTP status, when a response arrived.
+    pub http_status: Option<u16>,
+    /// The start of the body.
+    pub body: Vec<u8>,
+    /// The client's stderr (error messages).
+    pub stderr: String,
+    /// The source pod runs an Istio sidecar.
+    pub source_sidecar: bool,
+    /// The client's time limit in seconds (for messages).
+    pub timeout_secs: f64,
+    pub wget: bool,
+}
+
+/// Names used in hints.
+#[derive(Debug, Clone, Default)]
+pub struct HintContext {
+    pub from_namespace: String,
+    pub to_namespace: Option<String>,
+    /// The destination workload (service selector `app`, else the service name).
+    pub workload: Option<String>,
+    pub port: Option<u16>,
+    pub host: String,
+    pub cluster_domain: String,
+}
+
+/// A verdict with its one-line detail and hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    pub verdict: Verdict,
+    pub detail: String,
+    pub hint: Option<String>,
+}
+
+fn first_line(body: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let mut s: String = line.chars().take(max).collect();
+    if line.chars().count() > max {
+        s.push('…');
+    }
+    s
+}
+
+fn last_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("")
+        .chars()
+        .take(120)
+        .collect()
+}
+
+fn dest(ctx: &HintContext) -> String {
+    match (&ctx.to_namespace, &ctx.workload) {
+        (Some(ns), Some(w)) => format!("{ns}/{w}"),
+        (Some(ns), None) => ns.clone(),
+        _ => ctx.host.clone(),
+    }
+}
+
+fn netpol_hint(ctx: &HintContext) -> String {
+    match &ctx.to_namespace {
+        Some(ns) => format!(
+            "a NetworkPolicy likely drops it: check `kubectl get networkpolicy -n {ns}` (ingress) and -n {} (egress)",
+            ctx.from_namespace
+        ),
+        None => format!(
+            "a NetworkPolicy or firewall likely drops it: check egress policies in {}",
+            ctx.from_namespace
+        ),
+    }
+}
+
+/// Classifies one observation.
+pub fn classify(obs: &Observation, ctx: &HintContext) -> Classified {
+    let body = String::from_utf8_lossy(&obs.body);
+    let c = |verdict, detail: String, hint: Option<String>| Classified {
+        verdict,
+        detail,
+        hint,
+    };
+    if let Some(code) = obs.http_status {
+        if (200..400).contains(&code) {
+            let line = first_line(&obs.body, 60);
+            let detail = if line.is_empty() {
+                format!("HTTP {code} (empty body)")
+            } else {
+                line
+            };
+            return c(Verdict::Allowed, detail, None);
+        }
+        if code == 403 && body.trim_start().starts_with("RBAC: access denied") {
+            let hint = match &ctx.to_namespace {
+                Some(ns) => format!(
+                    "denied by an Istio AuthorizationPolicy on {}: see kubectl rbaclog -n {ns}",
+                    dest(ctx)
+                ),
+                None => "denied by an Istio AuthorizationPolicy: see kubectl rbaclog".into(),
+            };
+            return c(
+                Verdict::DeniedRbac,
+                "RBAC: access denied (Istio AuthorizationPolicy)".into(),
+                Some(hint),
+            );
+        }
+        if code == 503 && body.contains("upstream connect error") {
+            let lower = body.to_ascii_lowercase();
+            if lower.contains("connection termination")
+                || lower.contains("tls error")
+                || lower.contains("certificate")
+                || lower.contains("ssl")
+            {
+                return c(
+                    Verdict::MtlsFailure,
+                    format!("503 from the sidecar: {}", first_line(&obs.body, 90)),
+                    Some(mtls_hint(ctx)),
+                );
+            }
+            if lower.contains("connect error: 111") || lower.contains("connection refused") {
+                return c(
+                    Verdict::Refused,
+                    "503 from the sidecar: the destination refused the connection".into(),
+                    Some(refused_hint(ctx)),
+                );
+            }
+            if lower.contains("connection timeout") || lower.contains("connection failure") {
+                return c(
+                    Verdict::BlockedNetwork,
+                    format!("503 from the sidecar: {}", first_line(&obs.body, 90)),
+                    Some(netpol_hint(ctx)),
+                );
+            }
+        }
+        return c(
+            Verdict::HttpError,
+            format!("HTTP {code}: {}", first_line(&obs.body, 60)),
+            Some(format!(
+                "the application (or a proxy) answered {code}: not a mesh policy decision"
+            )),
+        );
+    }
+    if obs.wget {
+        return classify_wget(obs, ctx);
+    }
+    let exit = obs.exit.unwrap_or(-1);
+    let err = last_line(&obs.stderr);
+    match exit {
+        28 => c(
+            Verdict::BlockedNetwork,
+            format!(
+                "no response within {}s (connection dropped or never answered)",
+                fmt_secs(obs.timeout_secs)
+            ),
+            Some(netpol_hint(ctx)),
+        ),
+        7 => c(
+            Verdict::Refused,
+            "connection refused: nothing listening".into(),
+            Some(refused_hint(ctx)),
+        ),
+        6 => c(
+            Verdict::DnsFailure,
+            format!("could not resolve host {}", ctx.host),
+            Some(dns_hint(ctx)),
+        ),
+        35 | 51 | 52 | 53 | 54 | 56 | 58 | 59 | 60 | 64 | 66 | 77 | 80 | 82 | 83 | 90 | 91 => c(
+            Verdict::MtlsFailure,
+            format!(
+                "connection reset or TLS failure (curl exit {exit}){}",
+                if err.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {err}")
+                }
+            ),
+            Some(mtls_hint(ctx)),
+        ),
+        _ => c(
+            Verdict::ExecFailed,
+            format!(
+                "curl exited {exit}{}",
+                if err.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {err}")
+                }
+            ),
+            Some("run the probe by hand with kubectl exec to see curl's output".into()),
+        ),
+    }
+}
+
+fn classify_wget(obs: &Observation, ctx: &HintContext) -> Classified {
+    let err = obs.stderr.to_ascii_lowercase();
+    let line = last_line(&obs.stderr);
+    let c = |verdict, detail: String, hint: Option<String>| Classified {
+        verdict,
+        detail,
+        hint,
+    };
+    if err.contains("timed out") {
+        c(
+            Verdict::BlockedNetwork,
+            format!("no response within {}s (wget)", fmt_secs(obs.timeout_secs)),
+            Some(netpol_hint(ctx)),
+        )
+    } else if err.contains("refused") {
+        c(
+            Verdict::Refused,
+            "connection refused: nothing listening (wget)".into(),
+            Some(refused_hint(ctx)),
+        )
+    } else if err.contains("bad address")
+        || err.contains("resolve")
+        || err.contains("name or service not known")
+        || err.contains("name resolution")
+    {
+        c(
+            Verdict::DnsFailure,
+            format!("could not resolve host {} (wget)", ctx.host),
+            Some(dns_hint(ctx)),
+        )
+    } else if err.contains("reset") || err.contains("ssl") || err.contains("tls") {
+        c(
+            Verdict::MtlsFailure,
+            format!("connection reset or TLS failure (wget): {line}"),
+            Some(mtls_hint(ctx)),
+        )
+    } else {
+        c(
+            Verdict::ExecFailed,
+            format!("wget exited {}: {line}", obs.exit.unwrap_or(-1)),
+            Some("run the probe by hand with kubectl exec to see wget's output".into()),
+        )
+    }
+}
+
+fn refused_hint(ctx: &HintContext) -> String {
+    match ctx.port {
+        Some(p) => format!(
+            "nothing listens on port {p}: check the Service's targetPort and the pods' containerPort"
+        ),
+        None => "nothing listens there: check the port".into(),
+    }
+}
+
+fn dns_hint(ctx: &HintContext) -> String {
+    format!(
+        "check the Service name and --cluster-domain (now {}), and that DNS egress is allowed from {}",
+        ctx.cluster_domain, ctx.from_namespace
+    )
+}
+
+fn mtls_hint(ctx: &HintContext) -> String {
+    format!(
+        "mTLS mismatch: does the source in {} have a sidecar, and what do PeerAuthentication/DestinationRule in {} say?",
+        ctx.from_namespace,
+        ctx.to_namespace.as_deref().unwrap_or("the destination")
+    )
+}
+
+/// Seconds as `3` or `0.5`.
+pub fn fmt_secs(secs: f64) -> String {
+    let s = format!("{secs:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+/// Parses wget's `-S` headers (`  HTTP/1.1 200 OK`) or busybox's
+/// `server returned error: HTTP/1.1 403 Forbidden`: the last status seen.
+pub fn wget_status(stderr: &str) -> Option<u16> {
+    let mut status = None;
+    for line in stderr.lines() {
+        if let Some(idx) = line.find("HTTP/") {
+            let rest = &line[idx..];
+            if let Some(code) = rest.split_whitespace().nth(1)
+                && let Ok(c) = code.parse::<u16>()
+                && (100..600).contains(&c)
+            {
+                status = Some(c);
+            }
+        }
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> HintContext {
+        HintContext {
+            from_namespace: "np-test-1".into(),
+            to_namespace: Some("np-test-2".into()),
+            workload: Some("np-test-nginx-2".into()),
+            port: Some(80),
+            host: "svc-np-test-nginx-2.np-test-2.svc.cluster.local".into(),
+            cluster_domain: "cluster.local".into(),
+        }
+    }
+
+    fn obs(exit: i32, status: Option<u16>, body: &str, stderr: &str, sidecar: bool) -> Observation {
+        Observation {
+            exit: Some(exit),
+            http_status: status,
+            body: body.as_bytes().to_vec(),
+            stderr: stderr.into(),
+            source_sidecar: sidecar,
+            timeout_secs: 3.0,
+            wget: false,
+        }
+    }
+
+    #[test]
+    fn classification_table() {
+        use Verdict::*;
+        let cases: Vec<(Observation, Verdict)> = vec![
+            (
+                obs(0, Some(200), "Hello world - np-test-nginx-2!", "", true),
+                Allowed,
+            ),
+            (obs(0, Some(301), "", "", false), Allowed),
+            (
+                obs(0, Some(403), "RBAC: access denied", "", true),
+                DeniedRbac,
+            ),
+            (
+                obs(0, Some(403), "Forbidden by the app", "", true),
+                HttpError,
+            ),
+            (obs(0, Some(404), "not found", "", false), HttpError),
+            (obs(0, Some(500), "", "", false), HttpError),
+            (
+                obs(
+                    0,
+                    Some(503),
+                    "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
+                    "",
+                    true,
+                ),
+                BlockedNetwork,
+            ),
+            (
+                obs(
+                    0,
+                    Some(503),
+                    "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+                    "",
+                    true,
+                ),
+                BlockedNetwork,
+            ),
+            (
+                obs(
+                    0,
+                    Some(503),
+                    "upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: delayed connect error: 111",
+                    "",
+                    true,
+                ),
+                Refused,
+            ),
+            (
+                obs(
+                    0,
+                    Some(503),
+                    "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+                    "",
+                    true,
+                ),
+                MtlsFailure,
+            ),
+            (
+                obs(
+                    0,
+                    Some(503),
+                    "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure, transport failure reason: TLS error: 268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED",
+                    "",
+                    true,
+                ),
+                MtlsFailure,
+            ),
+            (
+                obs(0, Some(503), "no healthy upstream", "", true),
+                HttpError,
+            ),
+            (
+                obs(
+                    28,
+                    None,
+                    "",
+                    "curl: (28) Connection timed out after 3001 milliseconds",
+                    false,
+                ),
+                BlockedNetwork,
+            ),
+            (
+                obs(
+                    7,
+                    None,
+                    "",
+                    "curl: (7) Failed to connect to x port 80: Connection refused",
+                    false,
+                ),
+                Refused,
+            ),
+            (
+                obs(6, None, "", "curl: (6) Could not resolve host: x", false),
+                DnsFailure,
+            ),
+            (
+                obs(
+                    56,
+                    None,
+                    "",
+                    "curl: (56) Recv failure: Connection reset by peer",
+                    false,
+                ),
+                MtlsFailure,
+            ),
+            (
+                obs(52, None, "", "curl: (52) Empty reply from server", false),
+                MtlsFailure,
+            ),
+            (
+                obs(35, None, "", "curl: (35) OpenSSL SSL_connect", false),
+                MtlsFailure,
+            ),
+            (
+                obs(3, None, "", "curl: (3) URL using bad/illegal format", false),
+                ExecFailed,
+            ),
+        ];
+        for (i, (o, want)) in cases.iter().enumerate() {
+            let got = classify(o, &ctx());
+            assert_eq!(got.verdict, *want, "case {i}: {o:?} -> {got:?}");
+            assert!(!got.detail.is_empty(), "case {i} has no detail");
+            if *want != Allowed {
+                assert!(got.hint.is_some(), "case {i} has no hint");
+            }
+        }
+    }
+
+    #[test]
+    fn allowed_detail_is_the_body() {
+        let got = classify(
+            &obs(0, Some(200), "Hello world - np-test-nginx-2!", "", true),
+            &ctx(),
+        );
+        assert_eq!(got.detail, "Hello world - np-test-nginx-2!");
+    }
+
+    #[test]
+    fn rbac_hint_names_the_workload_and_rbaclog() {
+        let got = classify(&obs(0, Some(403), "RBAC: access denied", "", true), &ctx());
+        assert_eq!(
+            got.hint.as_deref(),
+            Some(
+                "denied by an Istio AuthorizationPolicy on np-test-2/np-test-nginx-2: see kubectl rbaclog -n np-test-2"
+            )
+        );
+    }
+
+    #[test]
+    fn wget_cases() {
+        let mut o = Observation {
+            wget: true,
+            exit: Some(1),
+            timeout_secs: 3.0,
+            ..Default::default()
+        };
+        for (stderr, want) in [
+            ("wget: download timed out", Verdict::BlockedNetwork),
+            (
+                "wget: can't connect to remote host (10.0.0.1): Connection refused",
+                Verdict::Refused,
+            ),
+            ("wget: bad address 'x'", Verdict::DnsFailure),
+            (
+                "wget: error getting response: Connection reset by peer",
+                Verdict::MtlsFailure,
+            ),
+            ("wget: something odd", Verdict::ExecFailed),
+        ] {
+            o.stderr = stderr.into();
+            assert_eq!(classify(&o, &ctx()).verdict, want, "{stderr}");
+        }
+        assert_eq!(
+            wget_status("  HTTP/1.1 301 Moved\n  HTTP/1.1 200 OK\n"),
+            Some(200)
+        );
+        assert_eq!(
+            wget_status("wget: server returned error: HTTP/1.1 403 Forbidden"),
+            Some(403)
+        );
+        assert_eq!(wget_status("nothing"), None);
+    }
+
+    #[test]
+    fn expectations() {
+        assert!(Expectation::Allow.met_by(Verdict::Allowed));
+        assert!(!Expectation::Allow.met_by(Verdict::DeniedRbac));
+        assert!(Expectation::Deny.met_by(Verdict::DeniedRbac));
+        assert!(Expectation::Deny.met_by(Verdict::BlockedNetwork));
+        assert!(!Expectation::Deny.met_by(Verdict::ExecFailed));
+        assert!(!Expectation::Deny.met_by(Verdict::DnsFailure));
+        let e: Expectation = "dns-failure".parse().unwrap();
+        assert!(e.met_by(Verdict::DnsFailure));
+        assert!("maybe".parse::<Expectation>().is_err());
+        for v in Verdict::ALL {
+            assert_eq!(v.as_str().parse::<Verdict>().unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn secs_formatting() {
+        assert_eq!(fmt_secs(3.0), "3");
+        assert_eq!(fmt_secs(0.5), "0.5");
+        assert_eq!(fmt_secs(1.25), "1.25");
+    }
+}
