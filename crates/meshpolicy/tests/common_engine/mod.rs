@@ -1,0 +1,45 @@
+//! Shared helpers for the engine's fixture tests: where `shared/` lives and
+//! how to read a folder of manifests. `shared/` sits beside the workspace
+//! root (`<workspace>/../shared`), both here and in CI.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// `<workspace root>/../shared`.
+pub fn shared_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"))
+}
+
+/// `<shared>/fixtures/<rel>`.
+pub fn fixture(rel: &str) -> PathBuf {
+    shared_dir().join("fixtures").join(rel)
+}
+
+/// Every file under `dir` (recursively) whose extension is one of `exts`, sorted.
+pub fn files_with_ext(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("read {}: {e}", d.display()));
+        for e in entries {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| exts.contains(&x))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Reads a file to a string, panicking with the path on failure.
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
