@@ -9,9 +9,26 @@
 //! CONTRACT (shared between the API server and this module; keep it stable):
 //! - `ExecTarget`, `ExecOptions`, `ExecServices`, `Network`, `NetRequest`,
 //!   `NetOutcome`, `serve_websocket` and `run_command` below.
+//!
+//! Layout: [`channel`] speaks the WebSocket channel protocol, [`shell`]
+//! interprets `sh -c` / `bash -c` scripts, [`programs`] holds the command
+//! table (echo, cat, env, ...), [`curl`] and [`wget`] imitate the HTTP clients,
+//! [`io`] has the stream handles every program writes to.
+
+pub mod channel;
+pub mod curl;
+mod http;
+pub mod io;
+pub mod programs;
+pub mod shell;
+pub mod wget;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use channel::{ChannelProtocol, negotiate_protocol, serve_websocket};
+pub use io::{ExecIo, Input, Output, VirtualFs};
+pub use programs::{ExecOutcome, Process, Program, run_command};
 
 /// The container a command runs in, as the API server resolved it.
 #[derive(Debug, Clone)]
@@ -88,10 +105,35 @@ pub trait ExecServices: Send + Sync + 'static {
     fn network(&self) -> Arc<dyn Network>;
     /// Multiplier applied to simulated waits (1.0 = real time, 0.01 = fast tests).
     fn time_scale(&self) -> f64;
+    /// A program the cluster provides in this container (e.g. `pilot-agent` in
+    /// `istio-proxy`), looked up by executable basename before the built-in
+    /// table. A program returned here runs even when `target.tools` does not
+    /// list it.
+    fn program(&self, target: &ExecTarget, name: &str) -> Option<Arc<dyn Program>> {
+        let _ = (target, name);
+        None
+    }
+    /// Called once per exec request with the argv exactly as received.
+    fn record_exec(&self, target: &ExecTarget, argv: &[String]) {
+        let _ = (target, argv);
+    }
+    /// Extra files of the container's tiny virtual file system (path, content),
+    /// on top of `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`.
+    fn files(&self, target: &ExecTarget) -> Vec<(String, Vec<u8>)> {
+        let _ = target;
+        Vec::new()
+    }
 }
 
 /// Decides traffic. The default cluster (no mesh logic yet) may answer every
 /// request with a fixed response; the mesh simulation replaces it.
 pub trait Network: Send + Sync + 'static {
     fn decide(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome;
+    /// The address `host` resolves to from `from`, for messages such as curl's
+    /// `*   Trying 10.96.0.12:80...` and wget's `Connecting to host (ip:port)`.
+    /// `None` means "unknown": the tools then print the host itself.
+    fn resolve(&self, from: &ExecTarget, host: &str) -> Option<String> {
+        let _ = (from, host);
+        None
+    }
 }

@@ -1,0 +1,171 @@
+//! URL parsing and HTTP wording shared by the simulated `curl` and `wget`.
+
+/// A parsed `http(s)://host:port/path?query` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Url {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    /// Whether the port was written in the URL.
+    pub explicit_port: bool,
+    /// Path and query, starting with `/`.
+    pub path: String,
+}
+
+impl Url {
+    /// The `Host` header value (port only when not the scheme's default).
+    pub fn host_header(&self) -> String {
+        let default = if self.scheme == "https" { 443 } else { 80 };
+        if self.port == default {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The URL written back as `scheme://host[:port]/path`.
+    pub fn effective(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.host_header(), self.path)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UrlError {
+    /// A scheme other than http/https.
+    UnsupportedScheme(String),
+    /// Empty host, bad port, ...
+    Malformed,
+}
+
+/// Parses a URL the way curl does for HTTP (scheme optional, default http).
+pub(crate) fn parse_url(input: &str) -> Result<Url, UrlError> {
+    let (scheme, rest) = match input.split_once("://") {
+        Some((s, r)) => (s.to_ascii_lowercase(), r),
+        None => ("http".to_string(), input),
+    };
+    if scheme != "http" && scheme != "https" {
+        return Err(UrlError::UnsupportedScheme(scheme));
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let mut tail = &rest[end..];
+    if let Some(i) = tail.find('#') {
+        tail = &tail[..i];
+    }
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let (host, port) = if let Some(stripped) = authority.strip_prefix('[') {
+        let close = stripped.find(']').ok_or(UrlError::Malformed)?;
+        let host = &authority[..close + 2];
+        let after = &stripped[close + 1..];
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(UrlError::Malformed);
+    }
+    let default = if scheme == "https" { 443 } else { 80 };
+    let (port, explicit_port) = match port {
+        None | Some("") => (default, false),
+        Some(p) => (p.parse::<u16>().map_err(|_| UrlError::Malformed)?, true),
+    };
+    let path = if tail.is_empty() {
+        "/".to_string()
+    } else if tail.starts_with('?') {
+        format!("/{tail}")
+    } else {
+        tail.to_string()
+    };
+    Ok(Url {
+        scheme,
+        host: host.to_string(),
+        port,
+        explicit_port,
+        path,
+    })
+}
+
+/// Resolves a `Location` value against `base`.
+pub(crate) fn join(base: &Url, location: &str) -> Result<Url, UrlError> {
+    if location.contains("://") {
+        return parse_url(location);
+    }
+    let mut u = base.clone();
+    if location.starts_with('/') {
+        u.path = location.to_string();
+    } else {
+        let dir = match u.path.rfind('/') {
+            Some(i) => &u.path[..=i],
+            None => "/",
+        };
+        u.path = format!("{dir}{location}");
+    }
+    Ok(u)
+}
+
+/// The reason phrase for a status code.
+pub(crate) fn reason(code: u16) -> &'static str {
+    match code {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = parse_url("svc-a.ns.svc.cluster.local").unwrap();
+        assert_eq!(
+            (u.scheme.as_str(), u.host.as_str(), u.port, u.path.as_str()),
+            ("http", "svc-a.ns.svc.cluster.local", 80, "/")
+        );
+        let u = parse_url("HTTPS://10.0.0.1:8443/a/b?x=1#frag").unwrap();
+        assert_eq!(
+            (u.scheme.as_str(), u.host.as_str(), u.port, u.path.as_str()),
+            ("https", "10.0.0.1", 8443, "/a/b?x=1")
+        );
+        assert_eq!(u.host_header(), "10.0.0.1:8443");
+        let u = parse_url("localhost:15000?x").unwrap();
+        assert_eq!((u.port, u.path.as_str()), (15000, "/?x"));
+        assert_eq!(parse_url("http://h:99999/"), Err(UrlError::Malformed));
+        assert_eq!(parse_url("http:///x"), Err(UrlError::Malformed));
+        assert_eq!(
+            parse_url("ftp://h/"),
+            Err(UrlError::UnsupportedScheme("ftp".into()))
+        );
+        let j = join(&parse_url("h/a/b").unwrap(), "c").unwrap();
+        assert_eq!(j.path, "/a/c");
+    }
+}

@@ -1,0 +1,378 @@
+//! A simulated busybox `wget` (busybox 1.36, as in Alpine and busybox images):
+//! `-q`, `-O FILE` / `-O-`, `-T SEC`, `-S`, `-U`, `--header`, `--spider`,
+//! `--post-data`. Every failure prints one `wget: ...` line and exits 1, as
+//! busybox does. The progress bar busybox draws without `-q` is reproduced
+//! in its final state only (one line, full bar).
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::http::{join, parse_url, reason};
+use super::programs::Process;
+use super::{NetOutcome, NetRequest};
+
+/// busybox's default network timeout.
+const DEFAULT_TIMEOUT: f64 = 900.0;
+
+const USAGE: &str = "BusyBox v1.36.1 (2023-06-02 00:42:02 UTC) multi-call binary.\n\nUsage: wget [-cqS] [--spider] [-O FILE] [-o LOGFILE] [--header STR]\n\t[--post-data STR | --post-file FILE] [-Y on/off]\n\t[-P DIR] [-U AGENT] [-T SEC] URL...\n\nRetrieve files via HTTP or FTP\n";
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct WgetArgs {
+    pub quiet: bool,
+    pub output: Option<String>,
+    pub timeout: Option<f64>,
+    pub server_response: bool,
+    pub spider: bool,
+    pub user_agent: Option<String>,
+    pub headers: Vec<String>,
+    pub post_data: Option<String>,
+    pub urls: Vec<String>,
+}
+
+/// Parses busybox wget's command line; `Err` is the message to print.
+pub(crate) fn parse_args(args: &[String]) -> Result<WgetArgs, String> {
+    let mut a = WgetArgs::default();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if !arg.starts_with('-') || arg == "-" {
+            a.urls.push(arg.clone());
+            continue;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            let takes = matches!(
+                name,
+                "output-document"
+                    | "timeout"
+                    | "user-agent"
+                    | "header"
+                    | "post-data"
+                    | "post-file"
+                    | "directory-prefix"
+                    | "proxy"
+                    | "output-file"
+                    | "tries"
+            );
+            let value = if takes {
+                match inline {
+                    Some(v) => v,
+                    None => {
+                        let v = args.get(i).cloned().ok_or_else(|| {
+                            format!("wget: option '--{name}' requires an argument\n")
+                        })?;
+                        i += 1;
+                        v
+                    }
+                }
+            } else {
+                String::new()
+            };
+            match name {
+                "quiet" => a.quiet = true,
+                "output-document" => a.output = Some(value),
+                "timeout" => a.timeout = Some(timeout(&value)?),
+                "server-response" => a.server_response = true,
+                "spider" => a.spider = true,
+                "user-agent" => a.user_agent = Some(value),
+                "header" => a.headers.push(value),
+                "post-data" => a.post_data = Some(value),
+                "no-check-certificate" | "continue" | "no-verbose" => {}
+                _ if takes => {}
+                _ => return Err(format!("wget: unrecognized option '{arg}'\n")),
+            }
+            continue;
+        }
+        let chars: Vec<char> = arg[1..].chars().collect();
+        let mut j = 0;
+        while j < chars.len() {
+            let c = chars[j];
+            j += 1;
+            let takes = matches!(c, 'O' | 'T' | 'U' | 'P' | 'Y' | 'o' | 't');
+            let value = if takes {
+                let rest: String = chars[j..].iter().collect();
+                j = chars.len();
+                if !rest.is_empty() {
+                    rest
+                } else {
+                    let v = args
+                        .get(i)
+                        .cloned()
+                        .ok_or_else(|| format!("wget: option requires an argument -- '{c}'\n"))?;
+                    i += 1;
+                    v
+                }
+            } else {
+                String::new()
+            };
+            match c {
+                'q' => a.quiet = true,
+                'S' => a.server_response = true,
+                'c' | 's' => {}
+                'O' => a.output = Some(value),
+                'T' => a.timeout = Some(timeout(&value)?),
+                'U' => a.user_agent = Some(value),
+                'P' | 'Y' | 'o' | 't' => {}
+                other => return Err(format!("wget: invalid option -- '{other}'\n")),
+            }
+        }
+    }
+    if a.urls.is_empty() {
+        return Err(String::new());
+    }
+    Ok(a)
+}
+
+fn timeout(v: &str) -> Result<f64, String> {
+    v.parse::<u32>()
+        .map(f64::from)
+        .map_err(|_| format!("wget: invalid number '{v}'\n"))
+}
+
+/// The `wget` program.
+pub(crate) fn wget<'a>(p: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32> {
+    Box::pin(async move {
+        let args = match parse_args(&argv[1..]) {
+            Ok(a) => a,
+            Err(msg) => {
+                p.err(&format!("{msg}{USAGE}")).await;
+                return 1;
+            }
+        };
+        for url in &args.urls {
+            let code = fetch(&p, &args, url).await;
+            if code != 0 {
+                return code;
+            }
+        }
+        0
+    })
+}
+
+async fn fetch(p: &Process<'_>, args: &WgetArgs, raw: &str) -> i32 {
+    let mut url = match parse_url(raw) {
+        Ok(u) => u,
+        Err(_) => {
+            p.err(&format!("wget: not an http or ftp url: {raw}\n"))
+                .await;
+            return 1;
+        }
+    };
+    let limit = args.timeout.filter(|t| *t > 0.0).unwrap_or(DEFAULT_TIMEOUT);
+    let network = p.services.network();
+    let mut waited = 0.0f64;
+    let mut redirects = 0;
+    loop {
+        let method = if args.post_data.is_some() {
+            "POST"
+        } else {
+            "GET"
+        };
+        let mut headers = vec![
+            ("Host".to_string(), url.host_header()),
+            (
+                "User-Agent".to_string(),
+                args.user_agent.clone().unwrap_or_else(|| "Wget".into()),
+            ),
+        ];
+        for h in &args.headers {
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        headers.push(("Connection".into(), "close".into()));
+        let req = NetRequest {
+            method: method.into(),
+            scheme: url.scheme.clone(),
+            host: url.host.clone(),
+            port: url.port,
+            path: url.path.clone(),
+            headers,
+            body: args.post_data.as_ref().map(|d| d.clone().into_bytes()),
+        };
+        let ip = network
+            .resolve(p.target, &url.host)
+            .unwrap_or_else(|| url.host.clone());
+        let outcome = network.decide(p.target, &req);
+        if !matches!(outcome, NetOutcome::DnsFailure) && !args.quiet {
+            p.err(&format!("Connecting to {} ({ip}:{})\n", url.host, url.port))
+                .await;
+        }
+        let left = (limit - waited).max(0.0);
+        let wait = |secs: f64| p.sleep(Duration::from_secs_f64(secs.max(0.0)));
+        match outcome {
+            NetOutcome::DnsFailure => {
+                p.err(&format!("wget: bad address '{}'\n", url.host)).await;
+                return 1;
+            }
+            NetOutcome::ConnectTimeout => {
+                wait(left).await;
+                p.err("wget: download timed out\n").await;
+                return 1;
+            }
+            NetOutcome::Refused { after } => {
+                let after = after.as_secs_f64();
+                if after >= left {
+                    wait(left).await;
+                    p.err("wget: download timed out\n").await;
+                    return 1;
+                }
+                wait(after).await;
+                p.err(&format!(
+                    "wget: can't connect to remote host ({ip}): Connection refused\n"
+                ))
+                .await;
+                return 1;
+            }
+            NetOutcome::Reset { after } => {
+                let after = after.as_secs_f64();
+                if after >= left {
+                    wait(left).await;
+                    p.err("wget: download timed out\n").await;
+                    return 1;
+                }
+                wait(after).await;
+                p.err("wget: error getting response: Connection reset by peer\n")
+                    .await;
+                return 1;
+            }
+            NetOutcome::Http {
+                after,
+                status,
+                headers,
+                body,
+            } => {
+                let after = after.as_secs_f64();
+                if after >= left {
+                    wait(left).await;
+                    p.err("wget: download timed out\n").await;
+                    return 1;
+                }
+                wait(after).await;
+                waited += after;
+                let status_line = format!("HTTP/1.1 {status} {}", reason(status));
+                if args.server_response {
+                    let mut s = format!("  {status_line}\n");
+                    for (k, v) in &headers {
+                        s.push_str(&format!("  {k}: {v}\n"));
+                    }
+                    p.err(&s).await;
+                }
+                if matches!(status, 301 | 302 | 303 | 307 | 308)
+                    && let Some((_, loc)) = headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("location"))
+                {
+                    redirects += 1;
+                    if redirects > 20 {
+                        p.err("wget: too many redirections\n").await;
+                        return 1;
+                    }
+                    match join(&url, loc) {
+                        Ok(next) => {
+                            url = next;
+                            continue;
+                        }
+                        Err(_) => {
+                            p.err(&format!("wget: not an http or ftp url: {loc}\n"))
+                                .await;
+                            return 1;
+                        }
+                    }
+                }
+                if !(200..300).contains(&status) {
+                    p.err(&format!("wget: server returned error: {status_line}\n"))
+                        .await;
+                    return 1;
+                }
+                if args.spider {
+                    if !args.quiet {
+                        p.err("remote file exists\n").await;
+                    }
+                    return 0;
+                }
+                return deliver(p, args, &url.path, &body).await;
+            }
+        }
+    }
+}
+
+/// Writes the body to stdout (`-O-`) or a virtual file, with busybox's chatter.
+async fn deliver(p: &Process<'_>, args: &WgetArgs, path: &str, body: &[u8]) -> i32 {
+    let file = match &args.output {
+        Some(f) => f.clone(),
+        None => {
+            let clean = path.split('?').next().unwrap_or("");
+            let last = clean.rsplit('/').next().unwrap_or("");
+            if last.is_empty() {
+                "index.html".to_string()
+            } else {
+                last.to_string()
+            }
+        }
+    };
+    let to_stdout = file == "-";
+    if !args.quiet {
+        if to_stdout {
+            p.err("writing to stdout\n").await;
+        } else {
+            p.err(&format!("saving to '{file}'\n")).await;
+        }
+    }
+    if to_stdout {
+        if !p.out(body).await {
+            return 1;
+        }
+    } else {
+        p.fs.write(&file, body.to_vec());
+    }
+    if !args.quiet {
+        let shown = if to_stdout { "-" } else { file.as_str() };
+        p.err(&format!(
+            "{:<20.20}100% |{}| {:>5}  0:00:00 ETA\n",
+            shown,
+            "*".repeat(32),
+            body.len()
+        ))
+        .await;
+        if to_stdout {
+            p.err("written to stdout\n").await;
+        } else {
+            p.err(&format!("'{file}' saved\n")).await;
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn options() {
+        let a = parse_args(&v(&["-qO-", "-T", "3", "http://h/"])).unwrap();
+        assert!(a.quiet);
+        assert_eq!(a.output.as_deref(), Some("-"));
+        assert_eq!(a.timeout, Some(3.0));
+        let a = parse_args(&v(&["--timeout=2", "--output-document", "/tmp/x", "h"])).unwrap();
+        assert_eq!(
+            (a.timeout, a.output.as_deref()),
+            (Some(2.0), Some("/tmp/x"))
+        );
+        assert!(
+            parse_args(&v(&["-Z", "h"]))
+                .unwrap_err()
+                .contains("invalid option -- 'Z'")
+        );
+        assert!(parse_args(&v(&["-q"])).is_err());
+    }
+}
