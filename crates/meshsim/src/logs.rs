@@ -1,1 +1,396 @@
-//! Container logs: per-container log storage and streaming (owned by the exec helper).
+//! Container logs: what `kubectl logs` reads. Every container has an
+//! append-only list of lines, each with the time it was written (kept per
+//! line, as the CRI log file does), and [`LogStore::stream`] serves them with
+//! kubelet's semantics: `tailLines` picks the last lines first, then
+//! `sinceSeconds` / `sinceTime` drop older ones, `timestamps` prefixes each
+//! line with its time in Go's RFC3339Nano (`2026-11-26T07:32:15.123456789Z `,
+//! trailing zeros trimmed), `follow` keeps streaming appended lines until the
+//! client drops the stream or the pod is removed, and `limitBytes` cuts the
+//! output after that many bytes.
+//!
+//! Memory is bounded: each container keeps at most
+//! [`LogStore::DEFAULT_MAX_BYTES_PER_CONTAINER`] bytes of line text (or the
+//! limit given to [`LogStore::with_limit`]); older lines are dropped first,
+//! as kubelet's log rotation would. A follower that falls behind the window
+//! continues with the oldest line still kept.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::Stream;
+use jiff::Timestamp;
+use tokio::sync::watch;
+
+/// Options of a `pods/log` request.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub follow: bool,
+    pub since_seconds: Option<u64>,
+    pub since_time: Option<Timestamp>,
+    pub tail_lines: Option<usize>,
+    pub timestamps: bool,
+    pub limit_bytes: Option<usize>,
+}
+
+/// Why a log could not be seeded.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot read log seed {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Line {
+    seq: u64,
+    time: Timestamp,
+    text: Arc<str>,
+}
+
+struct ContainerLog {
+    lines: VecDeque<Line>,
+    bytes: usize,
+    next_seq: u64,
+    /// Bumped on every append; `true` in the second field once removed.
+    notify: watch::Sender<(u64, bool)>,
+}
+
+impl ContainerLog {
+    fn new() -> Self {
+        ContainerLog {
+            lines: VecDeque::new(),
+            bytes: 0,
+            next_seq: 0,
+            notify: watch::channel((0, false)).0,
+        }
+    }
+}
+
+type Key = (String, String, String);
+
+struct Inner {
+    containers: Mutex<HashMap<Key, ContainerLog>>,
+    max_bytes: usize,
+}
+
+/// Per-container log lines, shared by the API server, the controllers that
+/// write startup lines and the traffic simulation that writes Envoy lines.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+impl Default for LogStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("max_bytes", &self.inner.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes a line costs in the budget: its text plus bookkeeping.
+fn cost(text: &str) -> usize {
+    text.len() + 48
+}
+
+impl LogStore {
+    /// Default bound per container: 1 MiB.
+    pub const DEFAULT_MAX_BYTES_PER_CONTAINER: usize = 1024 * 1024;
+
+    pub fn new() -> Self {
+        Self::with_limit(Self::DEFAULT_MAX_BYTES_PER_CONTAINER)
+    }
+
+    /// A store keeping at most `max_bytes` per container (at least one line).
+    pub fn with_limit(max_bytes: usize) -> Self {
+        LogStore {
+            inner: Arc::new(Inner {
+                containers: Mutex::new(HashMap::new()),
+                max_bytes,
+            }),
+        }
+    }
+
+    fn key(ns: &str, pod: &str, container: &str) -> Key {
+        (ns.to_string(), pod.to_string(), container.to_string())
+    }
+
+    /// Appends `text` (one line, or several separated by `\n`) written now.
+    pub fn append(&self, ns: &str, pod: &str, container: &str, text: &str) {
+        self.append_at(ns, pod, container, Timestamp::now(), text);
+    }
+
+    /// Appends `text` with an explicit write time.
+    pub fn append_at(&self, ns: &str, pod: &str, container: &str, time: Timestamp, text: &str) {
+        let Ok(mut map) = self.inner.containers.lock() else {
+            return;
+        };
+        let log = map
+            .entry(Self::key(ns, pod, container))
+            .or_insert_with(ContainerLog::new);
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        for line in text.split('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            log.bytes += cost(line);
+            log.lines.push_back(Line {
+                seq: log.next_seq,
+                time,
+                text: Arc::from(line),
+            });
+            log.next_seq += 1;
+        }
+        while log.bytes > self.inner.max_bytes && log.lines.len() > 1 {
+            if let Some(old) = log.lines.pop_front() {
+                log.bytes -= cost(&old.text);
+            }
+        }
+        let seq = log.next_seq;
+        log.notify.send_replace((seq, false));
+    }
+
+    /// Seeds a container's log from a file. A line that starts with an
+    /// RFC3339 timestamp (as Envoy's do) is stored with that time; other
+    /// lines get the current time. Returns the number of lines read.
+    pub fn seed_from_file(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: &str,
+        path: &Path,
+    ) -> Result<usize, LogError> {
+        let content = std::fs::read(path).map_err(|source| LogError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let content = String::from_utf8_lossy(&content);
+        let now = Timestamp::now();
+        let mut n = 0;
+        for line in content.lines() {
+            let time = line
+                .split(['\t', ' '])
+                .next()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .unwrap_or(now);
+            self.append_at(ns, pod, container, time, line);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Forgets every container of a pod and ends its followers.
+    pub fn remove_pod(&self, ns: &str, pod: &str) {
+        let Ok(mut map) = self.inner.containers.lock() else {
+            return;
+        };
+        map.retain(|(n, p, _), log| {
+            let gone = n == ns && p == pod;
+            if gone {
+                let seq = log.next_seq;
+                log.notify.send_replace((seq, true));
+            }
+            !gone
+        });
+    }
+
+    /// Lines currently kept for a container (without timestamps).
+    pub fn lines(&self, ns: &str, pod: &str, container: &str) -> Vec<String> {
+        let Ok(map) = self.inner.containers.lock() else {
+            return Vec::new();
+        };
+        map.get(&Self::key(ns, pod, container))
+            .map(|l| l.lines.iter().map(|x| x.text.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Bytes currently accounted for a container (text plus bookkeeping).
+    pub fn retained_bytes(&self, ns: &str, pod: &str, container: &str) -> usize {
+        let Ok(map) = self.inner.containers.lock() else {
+            return 0;
+        };
+        map.get(&Self::key(ns, pod, container))
+            .map(|l| l.bytes)
+            .unwrap_or(0)
+    }
+
+    /// Lines with `seq >= from`, and the receiver to wait for more.
+    fn snapshot(
+        &self,
+        key: &Key,
+        from: u64,
+        subscribe: bool,
+    ) -> (Vec<Line>, Option<watch::Receiver<(u64, bool)>>) {
+        let Ok(mut map) = self.inner.containers.lock() else {
+            return (Vec::new(), None);
+        };
+        let log = if subscribe {
+            map.entry(key.clone()).or_insert_with(ContainerLog::new)
+        } else {
+            match map.get_mut(key) {
+                Some(l) => l,
+                None => return (Vec::new(), None),
+            }
+        };
+        let lines: Vec<Line> = log
+            .lines
+            .iter()
+            .filter(|l| l.seq >= from)
+            .cloned()
+            .collect();
+        let rx = subscribe.then(|| log.notify.subscribe());
+        (lines, rx)
+    }
+
+    /// Streams a container's log with kubelet's semantics (see the module
+    /// docs). Items are chunks of whole lines, each ending in `\n`.
+    pub fn stream(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: &str,
+        opts: LogOptions,
+    ) -> impl Stream<Item = Bytes> + Send + 'static {
+        let key = Self::key(ns, pod, container);
+        let since = match (opts.since_time, opts.since_seconds) {
+            (Some(t), _) => Some(t),
+            (None, Some(s)) => Timestamp::now()
+                .checked_sub(jiff::SignedDuration::from_secs(
+                    i64::try_from(s).unwrap_or(i64::MAX / 2),
+                ))
+                .ok(),
+            (None, None) => None,
+        };
+        let (mut initial, rx) = self.snapshot(&key, 0, opts.follow);
+        if let Some(n) = opts.tail_lines {
+            let skip = initial.len().saturating_sub(n);
+            initial.drain(..skip);
+        }
+        let next = initial
+            .last()
+            .map(|l| l.seq + 1)
+            .unwrap_or_else(|| rx.as_ref().map(|r| r.borrow().0).unwrap_or(0));
+        let state = StreamState {
+            store: self.clone(),
+            key,
+            since,
+            timestamps: opts.timestamps,
+            remaining: opts.limit_bytes,
+            pending: Some(initial),
+            next,
+            rx,
+        };
+        futures::stream::unfold(state, |mut st| async move {
+            loop {
+                if st.remaining == Some(0) {
+                    return None;
+                }
+                if let Some(lines) = st.pending.take() {
+                    if let Some(chunk) = st.render(&lines) {
+                        return Some((chunk, st));
+                    }
+                    continue;
+                }
+                let rx = st.rx.as_mut()?;
+                let (_, removed) = *rx.borrow_and_update();
+                let (lines, _) = st.store.snapshot(&st.key, st.next, false);
+                if let Some(last) = lines.last() {
+                    st.next = last.seq + 1;
+                    st.pending = Some(lines);
+                    continue;
+                }
+                if removed {
+                    return None;
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+    }
+}
+
+struct StreamState {
+    store: LogStore,
+    key: Key,
+    since: Option<Timestamp>,
+    timestamps: bool,
+    remaining: Option<usize>,
+    pending: Option<Vec<Line>>,
+    next: u64,
+    rx: Option<watch::Receiver<(u64, bool)>>,
+}
+
+impl StreamState {
+    /// Renders lines into one chunk (honouring since and the byte limit);
+    /// `None` when nothing is left to send from these lines.
+    fn render(&mut self, lines: &[Line]) -> Option<Bytes> {
+        let mut buf = BytesMut::new();
+        for l in lines {
+            if let Some(since) = self.since
+                && l.time < since
+            {
+                continue;
+            }
+            let start = buf.len();
+            if self.timestamps {
+                buf.extend_from_slice(rfc3339_nano(l.time).as_bytes());
+                buf.extend_from_slice(b" ");
+            }
+            buf.extend_from_slice(l.text.as_bytes());
+            buf.extend_from_slice(b"\n");
+            if let Some(rem) = self.remaining {
+                let added = buf.len() - start;
+                if added >= rem {
+                    buf.truncate(start + rem);
+                    self.remaining = Some(0);
+                    break;
+                }
+                self.remaining = Some(rem - added);
+            }
+        }
+        if buf.is_empty() {
+            None
+        } else {
+            Some(buf.freeze())
+        }
+    }
+}
+
+/// Formats a time as Go's `time.RFC3339Nano` in UTC: nanoseconds with
+/// trailing zeros trimmed, no fraction at all when zero.
+pub fn rfc3339_nano(t: Timestamp) -> String {
+    let secs = t.as_second();
+    let nanos = t.subsec_nanosecond();
+    let whole = Timestamp::from_second(secs).unwrap_or(t);
+    let base = whole.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    if nanos == 0 {
+        return format!("{base}Z");
+    }
+    let frac = format!("{nanos:09}");
+    format!("{base}.{}Z", frac.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_rfc3339_nano() {
+        let t: Timestamp = "2026-11-26T07:32:15.123456789Z".parse().unwrap();
+        assert_eq!(rfc3339_nano(t), "2026-11-26T07:32:15.123456789Z");
+        let t: Timestamp = "2026-11-26T07:32:15.1Z".parse().unwrap();
+        assert_eq!(rfc3339_nano(t), "2026-11-26T07:32:15.1Z");
+        let t: Timestamp = "2026-11-26T07:32:15Z".parse().unwrap();
+        assert_eq!(rfc3339_nano(t), "2026-11-26T07:32:15Z");
+    }
+}
