@@ -797,9 +797,9 @@ fn source_matches(s: &Source, req: &AuthzRequest, action: Action) -> M {
     let remote = req.remote_ip.or(req.source_ip);
     let has_jwt_fields = !(s.request_principals.is_empty() && s.not_request_principals.is_empty());
     let request_principals = match (&req.http, has_jwt_fields, action) {
-        // Istio's TCP filter chain: ALLOW/AUDIT rules with HTTP-only fields
-        // never match; DENY/CUSTOM rules drop those fields.
-        (None, true, Action::Allow | Action::Audit) => M::No,
+        // Istio's TCP filter chain: ALLOW rules with HTTP-only fields never
+        // match; DENY/AUDIT/CUSTOM rules drop those fields.
+        (None, true, Action::Allow) => M::No,
         (None, true, _) => M::Yes,
         _ => field(
             &s.request_principals,
@@ -833,17 +833,26 @@ fn operation_matches(o: &Operation, req: &AuthzRequest, action: Action) -> M {
             field(&o.paths, &o.not_paths, Some(&h.path), istio_match),
         ]),
         None if o.has_http_fields() => match action {
-            // Istio's TCP filter chain: ALLOW/AUDIT rules with HTTP fields are
-            // dropped (never match); DENY/CUSTOM rules drop only the HTTP fields.
-            Action::Allow | Action::Audit => M::No,
-            Action::Deny | Action::Custom => ports,
+            // Istio's TCP filter chain: ALLOW rules with HTTP fields are
+            // dropped (never match); DENY/AUDIT/CUSTOM rules drop only the HTTP fields.
+            Action::Allow => M::No,
+            Action::Deny | Action::Audit | Action::Custom => ports,
         },
         None => ports,
     }
 }
 
-fn condition_matches(c: &Condition, req: &AuthzRequest) -> M {
+fn condition_matches(c: &Condition, req: &AuthzRequest, action: Action) -> M {
     let key = c.key.as_str();
+    if req.http.is_none() && key.starts_with("request.") {
+        // HTTP-only attribute on a TCP connection: as Istio's TCP builder does,
+        // an ALLOW rule never matches, other actions drop the condition.
+        return if action == Action::Allow {
+            M::No
+        } else {
+            M::Yes
+        };
+    }
     let ns = req.namespace();
     let port = req.destination_port.to_string();
     match key {
@@ -869,11 +878,6 @@ fn condition_matches(c: &Condition, req: &AuthzRequest) -> M {
                 .strip_prefix("request.headers[")
                 .and_then(|r| r.strip_suffix(']'))
             {
-                if req.http.is_none() {
-                    return M::Unknown(format!(
-                        "when key {key:?} needs HTTP but the request is plain TCP"
-                    ));
-                }
                 return field(&c.values, &c.not_values, req.header(name), istio_match);
             }
             M::Unknown(format!(
@@ -900,7 +904,7 @@ fn rule_matches(r: &Rule, req: &AuthzRequest, action: Action) -> M {
             None => M::No,
         }))
     };
-    let when = all(r.when.iter().map(|c| condition_matches(c, req)));
+    let when = all(r.when.iter().map(|c| condition_matches(c, req, action)));
     all([from, to, when])
 }
 

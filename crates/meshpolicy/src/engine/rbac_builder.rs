@@ -52,7 +52,12 @@ pub enum EnvoyFilter {
     /// `envoy.filters.http.rbac` / `envoy.filters.network.rbac`.
     Rbac(RbacFilter),
     /// `envoy.filters.http.ext_authz` / `envoy.filters.network.ext_authz` for a CUSTOM provider.
-    ExtAuthz { name: String, provider: String },
+    ExtAuthz {
+        name: String,
+        provider: String,
+        /// `statPrefix` of the network filter (`tcp.`); None for HTTP.
+        stat_prefix: Option<String>,
+    },
 }
 
 impl EnvoyFilter {
@@ -76,19 +81,25 @@ pub struct RbacFilter {
     pub shadow_rules: Option<RbacRules>,
     /// `shadowRulesStatPrefix`; None when Istio leaves it empty.
     pub shadow_rules_stat_prefix: Option<String>,
+    /// `statPrefix` of network (TCP) filters (`tcp.`); None for HTTP filters.
+    pub stat_prefix: Option<String>,
 }
 
 /// Builder options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BuildOptions {
-    /// Build network (TCP) filters instead of HTTP filters: rules with
-    /// HTTP-only fields are skipped for ALLOW/AUDIT (DENY keeps them, minus
-    /// those fields, so the rule id still appears).
+    /// Build network (TCP) filters instead of HTTP filters: ALLOW rules with
+    /// HTTP-only fields are skipped; DENY, AUDIT and CUSTOM rules keep their
+    /// id with those fields dropped (so they match more, never less).
     pub tcp: bool,
     /// CUSTOM providers defined in the mesh config. None: every provider is
     /// taken as defined. A provider not in the set yields Istio's
     /// `-deny-due-to-bad-CUSTOM-action` DENY rules instead of ext_authz.
     pub known_providers: Option<BTreeSet<String>>,
+    /// CUSTOM providers of type `envoyExtAuthzHttp`: Istio builds no network
+    /// (TCP) filter for them, since an HTTP authorization service cannot
+    /// judge a TCP connection.
+    pub http_service_providers: BTreeSet<String>,
 }
 
 /// Stat prefix of shadow rules for CUSTOM.
@@ -126,11 +137,7 @@ fn policy_ids(ap: &AuthorizationPolicy, opts: &BuildOptions) -> Vec<String> {
         return vec![envoy_policy_id(ns, name, 0)];
     }
     (0..ap.spec.rules.len())
-        .filter(|&i| {
-            !(opts.tcp
-                && matches!(ap.action(), Action::Allow | Action::Audit)
-                && rule_skipped_on_tcp(ap, i))
-        })
+        .filter(|&i| !(opts.tcp && ap.action() == Action::Allow && rule_skipped_on_tcp(ap, i)))
         .map(|i| envoy_policy_id(ns, name, i))
         .collect()
 }
@@ -161,6 +168,7 @@ pub fn build_filters<'a>(
     } else {
         ("envoy.filters.http.rbac", "envoy.filters.http.ext_authz")
     };
+    let stat_prefix = opts.tcp.then(|| "tcp.".to_string());
     let mut out = Vec::new();
 
     // CUSTOM, one group per provider.
@@ -177,6 +185,9 @@ pub fn build_filters<'a>(
             .known_providers
             .as_ref()
             .is_none_or(|k| k.contains(provider));
+        if valid && opts.tcp && opts.http_service_providers.contains(provider) {
+            continue;
+        }
         let mut ids: Vec<String> = policies
             .iter()
             .filter(|p| {
@@ -204,10 +215,12 @@ pub fn build_filters<'a>(
                     policies: ids,
                 }),
                 shadow_rules_stat_prefix: Some(EXT_AUTHZ_SHADOW_STAT_PREFIX.into()),
+                stat_prefix: stat_prefix.clone(),
             }));
             out.push(EnvoyFilter::ExtAuthz {
                 name: ext_name.into(),
                 provider: provider.to_string(),
+                stat_prefix: stat_prefix.clone(),
             });
         } else {
             out.push(EnvoyFilter::Rbac(RbacFilter {
@@ -221,6 +234,7 @@ pub fn build_filters<'a>(
                 }),
                 shadow_rules: None,
                 shadow_rules_stat_prefix: None,
+                stat_prefix: stat_prefix.clone(),
             }));
         }
     }
@@ -262,6 +276,7 @@ pub fn build_filters<'a>(
             rules: mk(enforced),
             shadow_rules_stat_prefix: dry_run_stat_prefix(shadow_rules.as_ref().map(|r| r.action)),
             shadow_rules,
+            stat_prefix: stat_prefix.clone(),
         }));
     }
     out
