@@ -1,7 +1,25 @@
 //! meshsim: a simulated Kubernetes API server and mesh.
 //!
 //! It exists so that real `kubectl` and kube-rs can be driven end to end on
-//! machines where no real cluster can run.
+//! machines where no real cluster can run. [`Server::start`] runs it
+//! in-process (tests); the `meshsim` binary runs it standalone.
 
+pub mod api;
+pub mod controllers;
+pub mod discovery;
+pub mod error;
 pub mod exec;
+pub mod faults;
 pub mod logs;
+mod logstream;
+pub mod patch;
+pub mod podexec;
+pub mod protobuf;
+pub mod resources;
+pub mod scenario;
+pub mod selector;
+pub mod server;
+pub mod store;
+pub mod table;
+
+pub use server::{Cluster, Config, Handle, Server, ServerError};

@@ -1,0 +1,826 @@
+//! The HTTP front of the API server: path routing for discovery and for
+//! `/api/v1/...` and `/apis/GROUP/VERSION/...` resource paths, verbs (get,
+//! list, watch, create, update, patch, delete, deletecollection), query
+//! parameters (selectors, limit/continue, watch, as=Table), authentication
+//! and fault injection. Everything answers with JSON, errors as `Status`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::discovery;
+use crate::error::ApiError;
+use crate::faults::{Fault, FaultAction};
+use crate::patch;
+use crate::resources::{self, ResourceDef};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::server::{App, ConnInfo};
+use crate::store::{Event, meta_str};
+use crate::table::{self, IncludeObject};
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    let mut r = (code, body).into_response();
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn ok(v: &Value) -> Response {
+    json_response(StatusCode::OK, v)
+}
+
+/// A parsed resource path.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub def: &'static ResourceDef,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<String>,
+}
+
+/// Parse `/api/v1/...` or `/apis/G/V/...` after the group-version prefix.
+fn parse_target(group: &str, version: &str, rest: &[&str], path: &str) -> Result<Target, ApiError> {
+    let (ns, rest) = match rest {
+        ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some((*ns).to_string()), tail),
+        _ => (None, rest),
+    };
+    let (plural, name, sub) = match rest {
+        [p] => (*p, None, None),
+        [p, n] => (*p, Some((*n).to_string()), None),
+        [p, n, s] => (*p, Some((*n).to_string()), Some((*s).to_string())),
+        _ => return Err(ApiError::no_route(path)),
+    };
+    let def = resources::find(group, version, plural).ok_or_else(|| ApiError::no_route(path))?;
+    if ns.is_some() && !def.namespaced {
+        return Err(ApiError::no_route(path));
+    }
+    if let Some(s) = &sub
+        && !def.subresources.contains(&s.as_str())
+    {
+        return Err(ApiError::no_route(path));
+    }
+    if name.as_deref().is_some_and(str::is_empty) {
+        return Err(ApiError::no_route(path));
+    }
+    Ok(Target {
+        def,
+        namespace: ns,
+        name,
+        sub,
+    })
+}
+
+pub(crate) fn query_map(q: Option<&str>) -> HashMap<String, Vec<String>> {
+    let mut m: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in form_urlencoded(q.unwrap_or("")) {
+        m.entry(k).or_default().push(v);
+    }
+    m
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match h {
+                    Some(x) => {
+                        out.push(x);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn form_urlencoded(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(p), String::new()),
+        })
+        .collect()
+}
+
+fn q1<'a>(q: &'a HashMap<String, Vec<String>>, k: &str) -> Option<&'a str> {
+    q.get(k).and_then(|v| v.first()).map(String::as_str)
+}
+
+fn qbool(q: &HashMap<String, Vec<String>>, k: &str) -> bool {
+    matches!(q1(q, k), Some("true" | "1" | "True"))
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"))
+}
+
+fn authorized(app: &App, req: &Request) -> bool {
+    let auth = &app.auth;
+    if auth.token.is_none() && !auth.client_cert {
+        return true;
+    }
+    if auth.client_cert
+        && req
+            .extensions()
+            .get::<ConnInfo>()
+            .is_some_and(|c| c.client_cert)
+    {
+        return true;
+    }
+    if let Some(t) = &auth.token {
+        let got = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if got == Some(t.as_str()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Entry point for every request.
+pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
+    if !authorized(&app, &req) {
+        return ApiError::unauthorized().into_response();
+    }
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match route(app, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(%method, %path, code = e.code, "request failed: {}", e.message);
+            e.into_response()
+        }
+    }
+}
+
+async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let path = req.uri().path().to_string();
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let get_only = |r: Option<Value>| -> Result<Response, ApiError> {
+        if req.method() != Method::GET {
+            return Err(ApiError::method_not_allowed(req.method().as_str(), &path));
+        }
+        r.map(|v| ok(&v)).ok_or_else(|| ApiError::no_route(&path))
+    };
+    match segs.as_slice() {
+        ["version"] => get_only(Some(discovery::version())),
+        ["healthz" | "readyz" | "livez"] => Ok((StatusCode::OK, "ok").into_response()),
+        ["api"] => get_only(Some(discovery::api_versions(&app.addr.to_string()))),
+        ["apis"] => get_only(Some(discovery::api_group_list())),
+        ["api", v] => get_only(discovery::resource_list("", v)),
+        ["apis", g] => get_only(discovery::api_group(g)),
+        ["apis", g, v] => get_only(discovery::resource_list(g, v)),
+        ["openapi", "v3"] => get_only(Some(discovery::openapi_v3_root())),
+        ["openapi", "v3", rest @ ..] => get_only(discovery::openapi_v3_doc(&rest.join("/"))),
+        ["api", v, rest @ ..] => {
+            let t = parse_target("", v, rest, &path)?;
+            resource(app, t, req).await
+        }
+        ["apis", g, v, rest @ ..] => {
+            let t = parse_target(g, v, rest, &path)?;
+            resource(app, t, req).await
+        }
+        _ => Err(ApiError::no_route(&path)),
+    }
+}
+
+fn verb_of(method: &Method, t: &Target, q: &HashMap<String, Vec<String>>) -> &'static str {
+    match (method.as_str(), t.name.is_some()) {
+        ("GET", true) => "get",
+        ("GET", false) if qbool(q, "watch") => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+async fn read_body(req: Request) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(req.into_body(), 64 * 1024 * 1024)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the object provided is unrecognized (must be of type json): {e}"
+        ))
+    })
+}
+
+async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, ApiError> {
+    let q = query_map(req.uri().query());
+    let method = req.method().clone();
+    let verb = verb_of(&method, &t, &q);
+    let res_name = match &t.sub {
+        Some(s) => format!("{}/{s}", t.def.plural),
+        None => t.def.plural.to_string(),
+    };
+    let ns = t.namespace.clone().unwrap_or_default();
+    let name = t.name.clone().unwrap_or_default();
+    let fault_verb = match t.sub.as_deref() {
+        Some("exec") => "exec",
+        Some("log") => "log",
+        _ => verb,
+    };
+    let mut cut_after = None;
+    for f in app
+        .faults
+        .iter()
+        .filter(|f| f.matches(fault_verb, &res_name, &ns, &name))
+    {
+        match &f.action {
+            FaultAction::Status { code, retry_after } => {
+                return Err(Fault::error(*code, *retry_after));
+            }
+            FaultAction::Hang(d) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(*d) => {}
+                    _ = app.cancel.cancelled() => {}
+                }
+                return Err(Fault::error(504, None));
+            }
+            FaultAction::CutExecAfter(n) if fault_verb == "exec" => cut_after = Some(*n),
+            FaultAction::CutLogAfter(n) if fault_verb == "log" => cut_after = Some(*n),
+            _ => {}
+        }
+    }
+    match t.sub.as_deref() {
+        Some("exec") => return crate::podexec::exec(app, t, q, req, cut_after).await,
+        Some("log") => {
+            if method != Method::GET {
+                return Err(ApiError::method_not_allowed(
+                    method.as_str(),
+                    req.uri().path(),
+                ));
+            }
+            return crate::podexec::logs(app, t, q, cut_after);
+        }
+        _ => {}
+    }
+    let table = wants_table(req.headers());
+    let path = req.uri().path().to_string();
+    match verb {
+        "get" => get(&app, &t, &q, table),
+        "list" => list(&app, &t, &q, table),
+        "watch" => watch(&app, &t, &q, table),
+        "create" => {
+            let proto = req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"));
+            let body = read_body(req).await?;
+            let obj = if proto {
+                crate::protobuf::decode(&body)
+                    .map_err(|e| ApiError::new(415, "UnsupportedMediaType", e.to_string()))?
+            } else {
+                parse_json(&body)?
+            };
+            if t.name.is_some() {
+                return Err(ApiError::method_not_allowed("POST", &path));
+            }
+            let mut st = app
+                .store
+                .lock()
+                .map_err(|_| ApiError::internal("store poisoned"))?;
+            if q1(&q, "dryRun").is_some() {
+                return Ok(json_response(StatusCode::CREATED, &obj));
+            }
+            let created = st.create(t.def, &ns, obj)?;
+            let ns2 = meta_str(&created, "namespace").to_string();
+            st.reconcile(&ns2);
+            Ok(json_response(
+                StatusCode::CREATED,
+                &with_version(created, t.def),
+            ))
+        }
+        "update" => {
+            let body = read_body(req).await?;
+            let obj = parse_json(&body)?;
+            let mut st = app
+                .store
+                .lock()
+                .map_err(|_| ApiError::internal("store poisoned"))?;
+            let out = match t.sub.as_deref() {
+                Some("scale") => {
+                    let replicas = obj["spec"]["replicas"]
+                        .as_i64()
+                        .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
+                    let mut cur = st
+                        .get(t.def.key(), &ns, &name)
+                        .cloned()
+                        .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, &name))?;
+                    cur["spec"]["replicas"] = json!(replicas);
+                    let o = st.update(t.def, &ns, &name, cur, false)?;
+                    st.reconcile(&ns);
+                    return Ok(ok(&scale_of(&o)));
+                }
+                Some("finalize") => st
+                    .get(t.def.key(), &ns, &name)
+                    .cloned()
+                    .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, &name))?,
+                Some("status") => st.update(t.def, &ns, &name, obj, true)?,
+                _ => st.update(t.def, &ns, &name, obj, false)?,
+            };
+            st.reconcile(&ns);
+            Ok(ok(&with_version(out, t.def)))
+        }
+        "patch" => {
+            let ctype = req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let body = read_body(req).await?;
+            patch_object(&app, &t, &q, &ctype, &body)
+        }
+        "delete" => {
+            let mut st = app
+                .store
+                .lock()
+                .map_err(|_| ApiError::internal("store poisoned"))?;
+            let mut out = st.delete(t.def, &ns, &name)?;
+            st.reconcile(&ns);
+            if t.def.key() == resources::NAMESPACES {
+                out["status"]["phase"] = json!("Terminating");
+                out["metadata"]["deletionTimestamp"] = json!(crate::store::now_ts());
+                return Ok(ok(&with_version(out, t.def)));
+            }
+            if t.def.key() == resources::PODS {
+                return Ok(ok(&with_version(out, t.def)));
+            }
+            Ok(ok(&json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": {"name": name, "group": t.def.group, "kind": t.def.plural, "uid": meta_str(&out, "uid")}
+            })))
+        }
+        "deletecollection" => {
+            let (ls, fs) = selectors(&q)?;
+            let mut st = app
+                .store
+                .lock()
+                .map_err(|_| ApiError::internal("store poisoned"))?;
+            let victims: Vec<(String, String)> = st
+                .list(t.def.key(), t.namespace.as_deref())
+                .filter(|o| ls.matches(o["metadata"].get("labels")) && fs.matches(o))
+                .map(|o| {
+                    (
+                        meta_str(o, "namespace").to_string(),
+                        meta_str(o, "name").to_string(),
+                    )
+                })
+                .collect();
+            let mut items = Vec::new();
+            for (n, nm) in victims {
+                if let Ok(o) = st.delete(t.def, &n, &nm) {
+                    items.push(with_version(o, t.def));
+                }
+            }
+            st.reconcile(&ns);
+            Ok(ok(
+                &json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": {"resourceVersion": st.resource_version().to_string()}, "items": items}),
+            ))
+        }
+        _ => Err(ApiError::method_not_allowed(method.as_str(), &path)),
+    }
+}
+
+fn scale_of(o: &Value) -> Value {
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": meta_str(o, "name"), "namespace": meta_str(o, "namespace"), "uid": meta_str(o, "uid"),
+                     "resourceVersion": meta_str(o, "resourceVersion"), "creationTimestamp": meta_str(o, "creationTimestamp")},
+        "spec": {"replicas": o["spec"]["replicas"].clone()},
+        "status": {"replicas": o["status"]["replicas"].as_i64().unwrap_or(0), "selector": crate::table::cells(o_key(o), o).get(7).cloned().unwrap_or(json!(""))},
+    })
+}
+
+fn o_key(o: &Value) -> resources::ResKey {
+    if o["kind"] == "ReplicaSet" {
+        resources::REPLICASETS
+    } else {
+        resources::DEPLOYMENTS
+    }
+}
+
+/// Set apiVersion to the version the client asked for (v1 vs v1beta1).
+fn with_version(mut obj: Value, def: &ResourceDef) -> Value {
+    if obj.is_object() {
+        obj["apiVersion"] = json!(def.api_version());
+    }
+    obj
+}
+
+fn selectors(q: &HashMap<String, Vec<String>>) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let ls = LabelSelector::parse(q1(q, "labelSelector").unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let fs = FieldSelector::parse(q1(q, "fieldSelector").unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok((ls, fs))
+}
+
+fn get(
+    app: &App,
+    t: &Target,
+    q: &HashMap<String, Vec<String>>,
+    table: bool,
+) -> Result<Response, ApiError> {
+    let st = app
+        .store
+        .lock()
+        .map_err(|_| ApiError::internal("store poisoned"))?;
+    let ns = t.namespace.clone().unwrap_or_default();
+    let name = t.name.clone().unwrap_or_default();
+    let obj = st
+        .get(t.def.key(), &ns, &name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, &name))?;
+    if t.sub.as_deref() == Some("scale") {
+        return Ok(ok(&scale_of(&obj)));
+    }
+    let obj = with_version(obj, t.def);
+    if table {
+        let include = IncludeObject::parse(q1(q, "includeObject"));
+        return Ok(ok(&table::table(
+            t.def.key(),
+            &[&obj],
+            &st.resource_version().to_string(),
+            None,
+            include,
+            true,
+        )));
+    }
+    Ok(ok(&obj))
+}
+
+fn encode_continue(ns: &str, name: &str, rv: u64) -> String {
+    base64::engine::general_purpose::STANDARD.encode(
+        json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{ns}/{name}")}).to_string(),
+    )
+}
+
+fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
+    let bad = || ApiError::bad_request("continue key is not valid: illegal base64 data");
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let start = v["start"].as_str().ok_or_else(bad)?;
+    let (ns, name) = start.split_once('/').ok_or_else(bad)?;
+    Ok((ns.to_string(), name.to_string()))
+}
+
+fn list(
+    app: &App,
+    t: &Target,
+    q: &HashMap<String, Vec<String>>,
+    table: bool,
+) -> Result<Response, ApiError> {
+    let (ls, fs) = selectors(q)?;
+    let limit: usize = match q1(q, "limit") {
+        Some(l) => l
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?
+            .max(0) as usize,
+        None => 0,
+    };
+    let after = match q1(q, "continue").filter(|c| !c.is_empty()) {
+        Some(c) => Some(decode_continue(c)?),
+        None => None,
+    };
+    let st = app
+        .store
+        .lock()
+        .map_err(|_| ApiError::internal("store poisoned"))?;
+    if let Some(ns) = &t.namespace
+        && t.def.key() != resources::NAMESPACES
+        && !st.namespace_exists(ns)
+        && false
+    {
+        return Err(ApiError::not_found("namespaces", "", ns));
+    }
+    let rv = st.resource_version();
+    let mut items: Vec<&Value> = Vec::new();
+    let mut cont = None;
+    let mut remaining = 0usize;
+    for o in st.list(t.def.key(), t.namespace.as_deref()) {
+        if let Some((ans, aname)) = &after
+            && (meta_str(o, "namespace"), meta_str(o, "name")) <= (ans.as_str(), aname.as_str())
+        {
+            continue;
+        }
+        if !(ls.matches(o["metadata"].get("labels")) && fs.matches(o)) {
+            continue;
+        }
+        if limit > 0 && items.len() >= limit {
+            remaining += 1;
+            continue;
+        }
+        items.push(o);
+    }
+    if remaining > 0
+        && let Some(last) = items.last()
+    {
+        cont = Some(encode_continue(
+            meta_str(last, "namespace"),
+            meta_str(last, "name"),
+            rv,
+        ));
+    }
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|o| with_version(o.clone(), t.def))
+        .collect();
+    if table {
+        let include = IncludeObject::parse(q1(q, "includeObject"));
+        let refs: Vec<&Value> = items.iter().collect();
+        let mut tb = table::table(
+            t.def.key(),
+            &refs,
+            &rv.to_string(),
+            cont.as_deref(),
+            include,
+            true,
+        );
+        if remaining > 0 {
+            tb["metadata"]["remainingItemCount"] = json!(remaining);
+        }
+        return Ok(ok(&tb));
+    }
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+        meta["remainingItemCount"] = json!(remaining);
+    }
+    Ok(ok(
+        &json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": meta, "items": items}),
+    ))
+}
+
+fn patch_object(
+    app: &App,
+    t: &Target,
+    q: &HashMap<String, Vec<String>>,
+    ctype: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let ns = t.namespace.clone().unwrap_or_default();
+    let name = t.name.clone().unwrap_or_default();
+    let patch_doc: Value = if ctype == "application/apply-patch+yaml" {
+        serde_yaml_ng::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+    } else {
+        parse_json(body)?
+    };
+    let mut st = app
+        .store
+        .lock()
+        .map_err(|_| ApiError::internal("store poisoned"))?;
+    let existing = st.get(t.def.key(), &ns, &name).cloned();
+    let dry = q1(q, "dryRun").is_some();
+    let Some(existing) = existing else {
+        if ctype == "application/apply-patch+yaml" {
+            if q1(q, "fieldManager").is_none_or(str::is_empty) {
+                return Err(ApiError::bad_request(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ));
+            }
+            if dry {
+                return Ok(json_response(StatusCode::CREATED, &patch_doc));
+            }
+            let mut obj = patch_doc;
+            obj["metadata"]["name"] = json!(name);
+            let created = st.create(t.def, &ns, obj)?;
+            st.reconcile(&ns);
+            return Ok(json_response(
+                StatusCode::CREATED,
+                &with_version(created, t.def),
+            ));
+        }
+        return Err(ApiError::not_found(t.def.plural, t.def.group, &name));
+    };
+    let mut base = existing.clone();
+    if t.sub.as_deref() == Some("scale") {
+        base = scale_of(&existing);
+    }
+    match ctype {
+        "application/merge-patch+json" => patch::merge_patch(&mut base, &patch_doc),
+        "application/json-patch+json" => {
+            patch::json_patch(&mut base, &patch_doc).map_err(|e| match e {
+                patch::PatchError::Test => ApiError::new(
+                    422,
+                    "Invalid",
+                    "the server rejected our request due to an error in our request",
+                ),
+                patch::PatchError::Invalid(m) => ApiError::new(422, "Invalid", m),
+            })?
+        }
+        "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
+            if t.def.group == "security.istio.io"
+                && ctype == "application/strategic-merge-patch+json"
+            {
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+                    ),
+                ));
+            }
+            patch::strategic_merge(&mut base, &patch_doc)
+                .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?
+        }
+        other => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
+                ),
+            ));
+        }
+    }
+    if t.sub.as_deref() == Some("scale") {
+        let replicas = base["spec"]["replicas"]
+            .as_i64()
+            .ok_or_else(|| ApiError::bad_request("spec.replicas must be an integer"))?;
+        let mut cur = existing.clone();
+        cur["spec"]["replicas"] = json!(replicas);
+        let o = st.update(t.def, &ns, &name, cur, false)?;
+        st.reconcile(&ns);
+        return Ok(ok(&scale_of(&o)));
+    }
+    if dry {
+        return Ok(ok(&base));
+    }
+    // A patch never carries a stale resourceVersion check unless it sets one explicitly.
+    if meta_str(&patch_doc, "resourceVersion").is_empty()
+        && let Some(m) = base.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        m.remove("resourceVersion");
+    }
+    let out = st.update(t.def, &ns, &name, base, t.sub.as_deref() == Some("status"))?;
+    st.reconcile(&ns);
+    Ok(ok(&with_version(out, t.def)))
+}
+
+fn watch(
+    app: &Arc<App>,
+    t: &Target,
+    q: &HashMap<String, Vec<String>>,
+    table: bool,
+) -> Result<Response, ApiError> {
+    let (ls, fs) = selectors(q)?;
+    let include = IncludeObject::parse(q1(q, "includeObject"));
+    let timeout = q1(q, "timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let rv_param = q1(q, "resourceVersion").filter(|r| !r.is_empty() && *r != "0");
+    let key = t.def.key();
+    let def = t.def;
+    let ns = t.namespace.clone();
+    let matches = move |ev: &Event| -> bool {
+        ev.key == key
+            && ns
+                .as_deref()
+                .is_none_or(|n| meta_str(&ev.object, "namespace") == n)
+            && ls.matches(ev.object["metadata"].get("labels"))
+            && fs.matches(&ev.object)
+    };
+    let st = app
+        .store
+        .lock()
+        .map_err(|_| ApiError::internal("store poisoned"))?;
+    let rx = st.subscribe();
+    let mut initial: Vec<Value> = Vec::new();
+    let mut expired = false;
+    match rv_param {
+        None => {
+            for o in st.list(key, t.namespace.as_deref()) {
+                let ev = Event {
+                    key,
+                    kind: "ADDED",
+                    rv: 0,
+                    object: Arc::new(o.clone()),
+                };
+                if matches(&ev) {
+                    initial.push(json!({"type": "ADDED", "object": with_version(o.clone(), def)}));
+                }
+            }
+        }
+        Some(rv) => {
+            let rv: u64 = rv
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?;
+            match st.events_since(rv) {
+                Some(evs) => {
+                    for ev in evs.iter().filter(|e| matches(e)) {
+                        initial.push(json!({"type": ev.kind, "object": with_version((*ev.object).clone(), def)}));
+                    }
+                }
+                None => expired = true,
+            }
+        }
+    }
+    drop(st);
+    let render = move |mut ev: Value, first: bool| -> Bytes {
+        if table && ev["type"] != "ERROR" {
+            let obj = ev["object"].take();
+            let rv = meta_str(&obj, "resourceVersion").to_string();
+            ev["object"] = table::table(key, &[&obj], &rv, None, include, first || true);
+        }
+        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    };
+    let mut first_lines = Vec::new();
+    if expired {
+        first_lines.push(render(json!({"type": "ERROR", "object": ApiError::new(410, "Expired", "too old resource version").to_status()}), true));
+    }
+    for (i, ev) in initial.into_iter().enumerate() {
+        first_lines.push(render(ev, i == 0));
+    }
+    let live = futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => return Some((Some(ev), rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return None,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter_map(move |ev| {
+        let out = ev.filter(|e| matches(e)).map(|e| {
+            render(
+                json!({"type": e.kind, "object": with_version((*e.object).clone(), def)}),
+                false,
+            )
+        });
+        async move { out }
+    });
+    let cancel = app.cancel.clone();
+    let stream = futures::stream::iter(first_lines).chain(if expired {
+        live.take(0).boxed()
+    } else {
+        live.boxed()
+    });
+    let stream = stream.take_until(async move {
+        match timeout {
+            Some(d) => {
+                tokio::select! { _ = tokio::time::sleep(d) => {}, _ = cancel.cancelled() => {} }
+            }
+            None => cancel.cancelled().await,
+        }
+    });
+    let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    Ok(r)
+}

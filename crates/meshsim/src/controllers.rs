@@ -1,0 +1,746 @@
+//! Simulated control plane: admission defaults (pod IPs from 10.244.0.0/16,
+//! service cluster IPs from 10.96.0.0/12, Istio sidecar injection in
+//! namespaces labelled `istio-injection=enabled`), and the controllers that
+//! turn Deployments into ReplicaSets and pods, make pods Running/Ready after
+//! the configured delay, and keep Endpoints in sync with ready pods.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::resources::{self, ResKey, ResourceDef};
+use crate::selector::LabelSelector;
+use crate::store::{SAFE_ALPHABET, Store, meta_str, now_ts, random_suffix};
+
+/// Image of the injected sidecar and init container.
+pub const PROXY_IMAGE: &str = "docker.io/istio/proxyv2:1.25.0";
+
+const SIDECAR_STATUS: &str = r#"{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["workload-socket","credential-socket","workload-certs","istio-envoy","istio-data","istio-podinfo","istio-token","istiod-ca-cert"],"imagePullSecrets":null,"revision":"default"}"#;
+
+/// A pod that just became Running (for log seeding).
+#[derive(Debug, Clone)]
+pub struct StartedPod {
+    pub namespace: String,
+    pub name: String,
+    pub containers: Vec<(String, String)>,
+}
+
+fn ip(base: [u8; 2], n: u32) -> String {
+    format!("{}.{}.{}.{}", base[0], base[1], (n >> 8) & 0xff, n & 0xff)
+}
+
+/// FNV-1a 32 of the template, encoded like Kubernetes' pod-template-hash.
+pub fn template_hash(template: &Value) -> String {
+    let bytes = serde_json::to_vec(template).unwrap_or_default();
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h.to_string()
+        .bytes()
+        .map(|b| SAFE_ALPHABET[usize::from(b) % SAFE_ALPHABET.len()] as char)
+        .collect()
+}
+
+fn labels(obj: &Value) -> Option<&Value> {
+    obj.get("metadata").and_then(|m| m.get("labels"))
+}
+
+fn owned_by(obj: &Value, uid: &str) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|o| o["uid"].as_str() == Some(uid)))
+}
+
+fn pod_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|x| x["type"] == "Ready" && x["status"] == "True")
+    })
+}
+
+fn owner_ref(owner: &Value, kind: &str, api_version: &str) -> Value {
+    json!([{
+        "apiVersion": api_version, "kind": kind,
+        "name": meta_str(owner, "name"), "uid": meta_str(owner, "uid"),
+        "controller": true, "blockOwnerDeletion": true
+    }])
+}
+
+impl Store {
+    /// Defaults and side effects at creation (admission).
+    pub(crate) fn admit(
+        &mut self,
+        def: &ResourceDef,
+        ns: &str,
+        obj: &mut Value,
+    ) -> Result<(), ApiError> {
+        match def.key() {
+            resources::PODS => self.admit_pod(ns, obj),
+            resources::SERVICES => self.admit_service(obj),
+            resources::NAMESPACES => {
+                let name = meta_str(obj, "name").to_string();
+                obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+                obj["status"] = json!({"phase": "Active"});
+                Ok(())
+            }
+            resources::DEPLOYMENTS => {
+                let spec = &mut obj["spec"];
+                if spec.get("replicas").is_none() {
+                    spec["replicas"] = json!(1);
+                }
+                if spec.get("strategy").is_none() {
+                    spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
+                }
+                if spec.get("revisionHistoryLimit").is_none() {
+                    spec["revisionHistoryLimit"] = json!(10);
+                }
+                if spec.get("progressDeadlineSeconds").is_none() {
+                    spec["progressDeadlineSeconds"] = json!(600);
+                }
+                obj["status"] = json!({});
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn admit_update(&mut self, def: &ResourceDef, existing: &Value, next: &mut Value) {
+        if def.key() == resources::SERVICES {
+            for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+                if next["spec"].get(f).is_none()
+                    && let Some(v) = existing["spec"].get(f)
+                {
+                    next["spec"][f] = v.clone();
+                }
+            }
+            let _ = self.admit_service(next);
+        }
+        if def.key() == resources::NAMESPACES {
+            let name = meta_str(existing, "name").to_string();
+            next["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            if next.get("status").is_none() {
+                next["status"] = existing["status"].clone();
+            }
+        }
+    }
+
+    fn admit_service(&mut self, obj: &mut Value) -> Result<(), ApiError> {
+        let spec = &mut obj["spec"];
+        if !spec.is_object() {
+            *spec = json!({});
+        }
+        if spec.get("type").is_none() {
+            spec["type"] = json!("ClusterIP");
+        }
+        if spec.get("sessionAffinity").is_none() {
+            spec["sessionAffinity"] = json!("None");
+        }
+        if spec
+            .get("clusterIP")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            let n = self.next_svc_ip;
+            self.next_svc_ip += 1;
+            let a = ip([10, 96], n);
+            spec["clusterIP"] = json!(a);
+            spec["clusterIPs"] = json!([a]);
+        } else if spec.get("clusterIPs").is_none() {
+            spec["clusterIPs"] = json!([spec["clusterIP"].clone()]);
+        }
+        spec["ipFamilies"] = json!(["IPv4"]);
+        spec["ipFamilyPolicy"] = json!("SingleStack");
+        let node_port = spec["type"] == "NodePort" || spec["type"] == "LoadBalancer";
+        if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+            for p in ports {
+                if p.get("protocol").is_none() {
+                    p["protocol"] = json!("TCP");
+                }
+                if p.get("targetPort").is_none() {
+                    p["targetPort"] = p["port"].clone();
+                }
+                if node_port && p.get("nodePort").is_none() {
+                    p["nodePort"] = json!(self.next_node_port);
+                    self.next_node_port += 1;
+                }
+            }
+        }
+        if obj.get("status").is_none() {
+            obj["status"] = json!({"loadBalancer": {}});
+        }
+        Ok(())
+    }
+
+    fn admit_pod(&mut self, ns: &str, pod: &mut Value) -> Result<(), ApiError> {
+        let name = meta_str(pod, "name").to_string();
+        let containers = pod["spec"]["containers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if containers.is_empty() {
+            return Err(ApiError::invalid(
+                "Pod",
+                &name,
+                "spec.containers: Required value",
+            ));
+        }
+        let ns_labels = self
+            .get(resources::NAMESPACES, "", ns)
+            .and_then(labels)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let opt_out = |v: &Value| v.as_str() == Some("false");
+        let pod_meta = pod["metadata"].clone();
+        let inject = (ns_labels["istio-injection"] == "enabled"
+            || pod_meta["labels"]["sidecar.istio.io/inject"] == "true")
+            && !opt_out(&pod_meta["annotations"]["sidecar.istio.io/inject"])
+            && !opt_out(&pod_meta["labels"]["sidecar.istio.io/inject"])
+            && !containers.iter().any(|c| c["name"] == "istio-proxy");
+        let spec = &mut pod["spec"];
+        for c in spec["containers"].as_array_mut().into_iter().flatten() {
+            container_defaults(c);
+        }
+        for c in spec["initContainers"].as_array_mut().into_iter().flatten() {
+            container_defaults(c);
+        }
+        for (f, v) in [
+            ("restartPolicy", json!("Always")),
+            ("dnsPolicy", json!("ClusterFirst")),
+            ("schedulerName", json!("default-scheduler")),
+            ("serviceAccountName", json!("default")),
+            ("serviceAccount", json!("default")),
+            ("terminationGracePeriodSeconds", json!(30)),
+            ("securityContext", json!({})),
+            ("enableServiceLinks", json!(true)),
+            ("preemptionPolicy", json!("PreemptLowerPriority")),
+            ("priority", json!(0)),
+        ] {
+            if spec.get(f).is_none() {
+                spec[f] = v;
+            }
+        }
+        spec["nodeName"] = json!("meshsim-node");
+        if inject {
+            let first = containers[0]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let mut init = json!({
+                "name": "istio-init", "image": PROXY_IMAGE,
+                "args": ["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*", "-x", "", "-b", "*", "-d", "15090,15021,15020", "--log_output_level=default:info"],
+            });
+            container_defaults(&mut init);
+            let mut proxy = json!({
+                "name": "istio-proxy", "image": PROXY_IMAGE,
+                "args": ["proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc.cluster.local", "--proxyLogLevel=warning", "--proxyComponentLogLevel=misc:error", "--log_output_level=default:info"],
+                "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
+                "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
+                        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}},
+                        {"name": "ISTIO_META_CLUSTER_ID", "value": "Kubernetes"}],
+                "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021, "scheme": "HTTP"}, "failureThreshold": 4, "periodSeconds": 15, "timeoutSeconds": 3},
+            });
+            container_defaults(&mut proxy);
+            if !spec["initContainers"].is_array() {
+                spec["initContainers"] = json!([]);
+            }
+            if let Some(a) = spec["initContainers"].as_array_mut() {
+                a.push(init);
+            }
+            if let Some(a) = spec["containers"].as_array_mut() {
+                a.push(proxy);
+            }
+            let app = pod_meta["labels"]["app"]
+                .as_str()
+                .unwrap_or(&name)
+                .to_string();
+            let version = pod_meta["labels"]["version"]
+                .as_str()
+                .unwrap_or("latest")
+                .to_string();
+            let md = &mut pod["metadata"];
+            md["annotations"]["sidecar.istio.io/status"] = json!(SIDECAR_STATUS);
+            md["annotations"]["istio.io/rev"] = json!("default");
+            md["annotations"]["kubectl.kubernetes.io/default-container"] = json!(first);
+            md["annotations"]["kubectl.kubernetes.io/default-logs-container"] = json!(first);
+            md["annotations"]["prometheus.io/path"] = json!("/stats/prometheus");
+            md["annotations"]["prometheus.io/port"] = json!("15020");
+            md["annotations"]["prometheus.io/scrape"] = json!("true");
+            md["labels"]["security.istio.io/tlsMode"] = json!("istio");
+            md["labels"]["service.istio.io/canonical-name"] = json!(app);
+            md["labels"]["service.istio.io/canonical-revision"] = json!(version);
+        }
+        let n = self.next_pod_ip;
+        self.next_pod_ip += 1;
+        let pod_ip = ip([10, 244], n);
+        let cstatus = |c: &Value, waiting: &str| {
+            json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": false, "restartCount": 0,
+                   "started": false, "state": {"waiting": {"reason": waiting}}})
+        };
+        let inits: Vec<Value> = pod["spec"]["initContainers"]
+            .as_array()
+            .map(|a| a.iter().map(|c| cstatus(c, "PodInitializing")).collect())
+            .unwrap_or_default();
+        let conts: Vec<Value> = pod["spec"]["containers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|c| {
+                        cstatus(
+                            c,
+                            if inits.is_empty() {
+                                "ContainerCreating"
+                            } else {
+                                "PodInitializing"
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let now = now_ts();
+        let mut status = json!({
+            "phase": "Pending", "hostIP": "10.0.0.1", "hostIPs": [{"ip": "10.0.0.1"}],
+            "podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "qosClass": "BestEffort", "startTime": now,
+            "conditions": [
+                {"type": "PodReadyToStartContainers", "status": "False", "lastProbeTime": null, "lastTransitionTime": now},
+                {"type": "Initialized", "status": if inits.is_empty() { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": now},
+                {"type": "Ready", "status": "False", "lastProbeTime": null, "lastTransitionTime": now, "reason": "ContainersNotReady"},
+                {"type": "ContainersReady", "status": "False", "lastProbeTime": null, "lastTransitionTime": now, "reason": "ContainersNotReady"},
+                {"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now},
+            ],
+            "containerStatuses": conts,
+        });
+        if !inits.is_empty() {
+            status["initContainerStatuses"] = json!(inits);
+        }
+        pod["status"] = status;
+        let delay = self
+            .timing
+            .ready_delay
+            .mul_f64(self.timing.time_scale.max(0.0));
+        let uid = meta_str(pod, "uid").to_string();
+        self.ready_queue
+            .push((Instant::now() + delay, ns.to_string(), name, uid));
+        Ok(())
+    }
+
+    /// Side effects after a create (namespace defaults, controllers).
+    pub(crate) fn after_create(&mut self, def: &ResourceDef, _ns: &str, obj: &Value) {
+        if def.key() == resources::NAMESPACES {
+            let name = meta_str(obj, "name").to_string();
+            let sa = resources::preferred(resources::SERVICEACCOUNTS);
+            let _ = self.create(sa, &name, json!({"metadata": {"name": "default"}}));
+            let cm = resources::preferred(resources::CONFIGMAPS);
+            let _ = self.create(
+                cm,
+                &name,
+                json!({"metadata": {"name": "kube-root-ca.crt", "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc.  No other usage is guaranteed across distributions of Kubernetes clusters."}},
+                       "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\nmeshsim\n-----END CERTIFICATE-----\n"}}),
+            );
+        }
+    }
+
+    /// Mark pods whose ready time has come as Running and Ready; returns them.
+    pub fn tick(&mut self, now: Instant) -> Vec<StartedPod> {
+        let due: Vec<(String, String, String)> = self
+            .ready_queue
+            .iter()
+            .filter(|(t, ..)| *t <= now)
+            .map(|(_, n, p, u)| (n.clone(), p.clone(), u.clone()))
+            .collect();
+        if due.is_empty() {
+            return Vec::new();
+        }
+        self.ready_queue.retain(|(t, ..)| *t > now);
+        let mut started = Vec::new();
+        let mut namespaces = Vec::new();
+        for (ns, name, uid) in due {
+            let Some(mut pod) = self.get(resources::PODS, &ns, &name).cloned() else {
+                continue;
+            };
+            if meta_str(&pod, "uid") != uid {
+                continue;
+            }
+            let now_s = now_ts();
+            let status = &mut pod["status"];
+            status["phase"] = json!("Running");
+            for c in status["conditions"].as_array_mut().into_iter().flatten() {
+                c["status"] = json!("True");
+                c["lastTransitionTime"] = json!(now_s);
+                if let Some(o) = c.as_object_mut() {
+                    o.remove("reason");
+                }
+            }
+            for c in status["initContainerStatuses"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                c["ready"] = json!(true);
+                c["started"] = json!(false);
+                c["imageID"] = json!(format!(
+                    "{}@sha256:{}",
+                    c["image"].as_str().unwrap_or(""),
+                    "0".repeat(64)
+                ));
+                c["containerID"] = json!(format!("containerd://{}", random_suffix(64)));
+                c["state"] = json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now_s, "finishedAt": now_s}});
+            }
+            let mut containers = Vec::new();
+            for c in status["containerStatuses"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                c["ready"] = json!(true);
+                c["started"] = json!(true);
+                c["imageID"] = json!(format!(
+                    "{}@sha256:{}",
+                    c["image"].as_str().unwrap_or(""),
+                    "0".repeat(64)
+                ));
+                c["containerID"] = json!(format!("containerd://{}", random_suffix(64)));
+                c["state"] = json!({"running": {"startedAt": now_s}});
+                containers.push((
+                    c["name"].as_str().unwrap_or_default().to_string(),
+                    c["image"].as_str().unwrap_or_default().to_string(),
+                ));
+            }
+            self.put(resources::PODS, pod, false);
+            started.push(StartedPod {
+                namespace: ns.clone(),
+                name,
+                containers,
+            });
+            if !namespaces.contains(&ns) {
+                namespaces.push(ns);
+            }
+        }
+        for ns in namespaces {
+            self.reconcile(&ns);
+        }
+        started
+    }
+
+    /// Next time a pod becomes ready, if any.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.ready_queue.iter().map(|(t, ..)| *t).min()
+    }
+
+    fn write_if_changed(&mut self, key: ResKey, old: &Value, new: Value) {
+        if *old != new {
+            self.put(key, new, false);
+        }
+    }
+
+    /// Run the controllers for one namespace until they settle.
+    pub fn reconcile(&mut self, ns: &str) {
+        self.reconcile_deployments(ns);
+        self.reconcile_replicasets(ns);
+        self.deployment_status(ns);
+        self.reconcile_endpoints(ns);
+    }
+
+    fn reconcile_deployments(&mut self, ns: &str) {
+        let deps: Vec<Value> = self
+            .list(resources::DEPLOYMENTS, Some(ns))
+            .cloned()
+            .collect();
+        for d in deps {
+            let uid = meta_str(&d, "uid").to_string();
+            let dname = meta_str(&d, "name").to_string();
+            let template = d["spec"]["template"].clone();
+            let hash = template_hash(&template);
+            let rs_name = format!("{dname}-{hash}");
+            let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+            let owned: Vec<Value> = self
+                .list(resources::REPLICASETS, Some(ns))
+                .filter(|r| owned_by(r, &uid))
+                .cloned()
+                .collect();
+            for r in &owned {
+                if meta_str(r, "name") != rs_name && r["spec"]["replicas"].as_i64() != Some(0) {
+                    let mut n = r.clone();
+                    n["spec"]["replicas"] = json!(0);
+                    self.put(resources::REPLICASETS, n, false);
+                }
+            }
+            match owned.iter().find(|r| meta_str(r, "name") == rs_name) {
+                Some(r) => {
+                    if r["spec"]["replicas"].as_i64() != Some(replicas) {
+                        let mut n = r.clone();
+                        n["spec"]["replicas"] = json!(replicas);
+                        self.put(resources::REPLICASETS, n, false);
+                    }
+                }
+                None => {
+                    let mut tpl = template.clone();
+                    tpl["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+                    let mut sel = d["spec"]["selector"].clone();
+                    sel["matchLabels"]["pod-template-hash"] = json!(hash);
+                    let rs = json!({
+                        "metadata": {
+                            "name": rs_name,
+                            "labels": tpl["metadata"]["labels"].clone(),
+                            "annotations": {"deployment.kubernetes.io/desired-replicas": replicas.to_string(), "deployment.kubernetes.io/max-replicas": (replicas + 1).to_string(), "deployment.kubernetes.io/revision": (owned.len() + 1).to_string()},
+                            "ownerReferences": owner_ref(&d, "Deployment", "apps/v1"),
+                        },
+                        "spec": {"replicas": replicas, "selector": sel, "template": tpl},
+                    });
+                    let def = resources::preferred(resources::REPLICASETS);
+                    let _ = self.create(def, ns, rs);
+                }
+            }
+        }
+    }
+
+    fn reconcile_replicasets(&mut self, ns: &str) {
+        let sets: Vec<Value> = self
+            .list(resources::REPLICASETS, Some(ns))
+            .cloned()
+            .collect();
+        let pod_def = resources::preferred(resources::PODS);
+        for rs in sets {
+            let uid = meta_str(&rs, "uid").to_string();
+            let name = meta_str(&rs, "name").to_string();
+            let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
+            let mut pods: Vec<Value> = self
+                .list(resources::PODS, Some(ns))
+                .filter(|p| owned_by(p, &uid))
+                .cloned()
+                .collect();
+            while pods.len() > want {
+                if let Some(p) = pods.pop() {
+                    let _ = self.delete(pod_def, ns, meta_str(&p, "name"));
+                }
+            }
+            let mut tries = 0;
+            while pods.len() < want && tries < want * 4 + 8 {
+                tries += 1;
+                let mut tpl = rs["spec"]["template"].clone();
+                if !tpl.is_object() {
+                    tpl = json!({});
+                }
+                tpl["metadata"]["name"] = json!(format!("{name}-{}", random_suffix(5)));
+                tpl["metadata"]["ownerReferences"] = owner_ref(&rs, "ReplicaSet", "apps/v1");
+                if let Ok(p) = self.create(pod_def, ns, tpl) {
+                    pods.push(p);
+                }
+            }
+            let ready = pods.iter().filter(|p| pod_ready(p)).count();
+            let mut n = rs.clone();
+            n["status"] = json!({
+                "replicas": pods.len(), "fullyLabeledReplicas": pods.len(),
+                "readyReplicas": ready, "availableReplicas": ready,
+                "observedGeneration": rs["metadata"]["generation"].clone(),
+            });
+            if ready == 0 {
+                if let Some(o) = n["status"].as_object_mut() {
+                    o.remove("readyReplicas");
+                    o.remove("availableReplicas");
+                }
+            }
+            let cur = self
+                .get(resources::REPLICASETS, ns, &name)
+                .cloned()
+                .unwrap_or(Value::Null);
+            self.write_if_changed(resources::REPLICASETS, &cur, n);
+        }
+    }
+
+    fn deployment_status(&mut self, ns: &str) {
+        let deps: Vec<Value> = self
+            .list(resources::DEPLOYMENTS, Some(ns))
+            .cloned()
+            .collect();
+        for d in deps {
+            let uid = meta_str(&d, "uid").to_string();
+            let hash = template_hash(&d["spec"]["template"]);
+            let current = format!("{}-{hash}", meta_str(&d, "name"));
+            let sets: Vec<Value> = self
+                .list(resources::REPLICASETS, Some(ns))
+                .filter(|r| owned_by(r, &uid))
+                .cloned()
+                .collect();
+            let (mut total, mut ready, mut updated) = (0, 0, 0);
+            for rs in &sets {
+                let ruid = meta_str(rs, "uid").to_string();
+                for p in self
+                    .list(resources::PODS, Some(ns))
+                    .filter(|p| owned_by(p, &ruid))
+                {
+                    total += 1;
+                    if pod_ready(p) {
+                        ready += 1;
+                    }
+                    if meta_str(rs, "name") == current {
+                        updated += 1;
+                    }
+                }
+            }
+            let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+            let available = if ready >= want { "True" } else { "False" };
+            let mut status = json!({
+                "observedGeneration": d["metadata"]["generation"].clone(),
+                "replicas": total, "updatedReplicas": updated,
+                "readyReplicas": ready, "availableReplicas": ready,
+                "conditions": [
+                    {"type": "Available", "status": available, "reason": if available == "True" { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" }, "message": if available == "True" { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." }},
+                    {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": format!("ReplicaSet \"{current}\" has successfully progressed.")},
+                ],
+            });
+            if total > ready {
+                status["unavailableReplicas"] = json!(total - ready);
+            }
+            if let Some(old) = d["status"]["conditions"].as_array() {
+                // Keep transition times stable when nothing changed.
+                if old
+                    .iter()
+                    .map(|c| (&c["type"], &c["status"]))
+                    .eq(status["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|c| (&c["type"], &c["status"])))
+                {
+                    status["conditions"] = json!(old);
+                }
+            }
+            let mut n = d.clone();
+            if status["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|x| x.get("lastUpdateTime").is_none()))
+            {
+                let t = now_ts();
+                for c in status["conditions"].as_array_mut().into_iter().flatten() {
+                    c["lastUpdateTime"] = json!(t);
+                    c["lastTransitionTime"] = json!(t);
+                }
+            }
+            n["status"] = status;
+            self.write_if_changed(resources::DEPLOYMENTS, &d, n);
+        }
+    }
+
+    fn reconcile_endpoints(&mut self, ns: &str) {
+        let services: Vec<Value> = self.list(resources::SERVICES, Some(ns)).cloned().collect();
+        for svc in services {
+            let Some(sel) = svc["spec"]["selector"]
+                .as_object()
+                .filter(|m| !m.is_empty())
+            else {
+                continue;
+            };
+            let Ok(selector) = LabelSelector::from_json(&Value::Object(sel.clone())) else {
+                continue;
+            };
+            let name = meta_str(&svc, "name").to_string();
+            let mut ready = Vec::new();
+            let mut not_ready = Vec::new();
+            let mut first_pod: Option<Value> = None;
+            for p in self.list(resources::PODS, Some(ns)) {
+                if !selector.matches(labels(p)) {
+                    continue;
+                }
+                let Some(ip) = p["status"]["podIP"].as_str() else {
+                    continue;
+                };
+                let addr = json!({"ip": ip, "nodeName": "meshsim-node", "targetRef": {"kind": "Pod", "name": meta_str(p, "name"), "namespace": ns, "uid": meta_str(p, "uid")}});
+                if pod_ready(p) {
+                    ready.push(addr);
+                } else {
+                    not_ready.push(addr);
+                }
+                if first_pod.is_none() {
+                    first_pod = Some(p.clone());
+                }
+            }
+            let ports: Vec<Value> = svc["spec"]["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let target = match &p["targetPort"] {
+                        Value::String(named) => first_pod
+                            .as_ref()
+                            .and_then(|pod| {
+                                pod["spec"]["containers"].as_array()?.iter().find_map(|c| {
+                                    c["ports"].as_array()?.iter().find(|cp| cp["name"].as_str() == Some(named.as_str())).map(|cp| cp["containerPort"].clone())
+                                })
+                            })
+                            .unwrap_or(p["port"].clone()),
+                        Value::Null => p["port"].clone(),
+                        other => other.clone(),
+                    };
+                    let mut e = json!({"port": target, "protocol": p["protocol"].as_str().unwrap_or("TCP")});
+                    if let Some(n) = p.get("name") {
+                        e["name"] = n.clone();
+                    }
+                    e
+                })
+                .collect();
+            let mut subset = json!({"ports": ports});
+            if !ready.is_empty() {
+                subset["addresses"] = json!(ready);
+            }
+            if !not_ready.is_empty() {
+                subset["notReadyAddresses"] = json!(not_ready);
+            }
+            let subsets = if ready.is_empty() && not_ready.is_empty() {
+                json!(null)
+            } else {
+                json!([subset])
+            };
+            let def = resources::preferred(resources::ENDPOINTS);
+            match self.get(resources::ENDPOINTS, ns, &name).cloned() {
+                Some(cur) => {
+                    let mut n = cur.clone();
+                    match subsets {
+                        Value::Null => {
+                            if let Some(o) = n.as_object_mut() {
+                                o.remove("subsets");
+                            }
+                        }
+                        s => n["subsets"] = s,
+                    }
+                    self.write_if_changed(resources::ENDPOINTS, &cur, n);
+                }
+                None => {
+                    let mut ep = json!({"metadata": {"name": name, "labels": svc["metadata"]["labels"].clone()}});
+                    if ep["metadata"]["labels"].is_null() {
+                        if let Some(m) = ep["metadata"].as_object_mut() {
+                            m.remove("labels");
+                        }
+                    }
+                    if !subsets.is_null() {
+                        ep["subsets"] = subsets;
+                    }
+                    let _ = self.create(def, ns, ep);
+                }
+            }
+        }
+    }
+}
+
+fn container_defaults(c: &mut Value) {
+    let image = c["image"].as_str().unwrap_or_default().to_string();
+    if c.get("imagePullPolicy").is_none() {
+        let latest =
+            image.ends_with(":latest") || !image.rsplit('/').next().unwrap_or("").contains(':');
+        c["imagePullPolicy"] = json!(if latest { "Always" } else { "IfNotPresent" });
+    }
+    if c.get("resources").is_none() {
+        c["resources"] = json!({});
+    }
+    if c.get("terminationMessagePath").is_none() {
+        c["terminationMessagePath"] = json!("/dev/termination-log");
+        c["terminationMessagePolicy"] = json!("File");
+    }
+}
+
+/// Default ready delay when none is configured.
+pub const DEFAULT_READY_DELAY: Duration = Duration::from_secs(2);

@@ -1,0 +1,485 @@
+//! Server lifecycle: configuration, the listener on 127.0.0.1 (plain HTTP or
+//! TLS with a generated CA), bearer-token and client-certificate
+//! authentication, the kubeconfig it writes, a background ticker that makes
+//! pods Ready, and a [`Handle`] for in-process use by tests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use base64::Engine;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::exec::{ExecServices, Network};
+use crate::faults::Fault;
+use crate::store::{Store, Timing};
+
+/// Server settings.
+pub struct Config {
+    /// Scenario files or folders applied at start, in order.
+    pub scenarios: Vec<PathBuf>,
+    /// Port on 127.0.0.1 (0 = random).
+    pub port: u16,
+    pub tls: bool,
+    /// Require this bearer token.
+    pub token: Option<String>,
+    /// Accept client certificates signed by the generated CA (implies TLS); the kubeconfig gets one.
+    pub client_ca: bool,
+    pub time_scale: f64,
+    pub ready_delay: Duration,
+    pub faults: Vec<Fault>,
+    /// Where to write the kubeconfig, if anywhere.
+    pub kubeconfig_out: Option<PathBuf>,
+    /// Traffic decisions for exec'd clients; None = placeholder answering DnsFailure.
+    pub network: Option<Arc<dyn Network>>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("scenarios", &self.scenarios)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("time_scale", &self.time_scale)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            scenarios: Vec::new(),
+            port: 0,
+            tls: false,
+            token: None,
+            client_ca: false,
+            time_scale: 1.0,
+            ready_delay: crate::controllers::DEFAULT_READY_DELAY,
+            faults: Vec::new(),
+            kubeconfig_out: None,
+            network: None,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("binding 127.0.0.1:{port}: {source}")]
+    Bind { port: u16, source: std::io::Error },
+    #[error("{0}")]
+    Scenario(#[from] crate::scenario::ScenarioError),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("writing kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    pub token: Option<String>,
+    pub client_cert: bool,
+}
+
+/// Per-connection facts injected into each request.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The client presented a certificate our CA signed.
+    pub client_cert: bool,
+}
+
+/// Shared server state.
+pub struct App {
+    pub store: Mutex<Store>,
+    pub addr: SocketAddr,
+    pub auth: Auth,
+    pub faults: Vec<Fault>,
+    pub cancel: CancellationToken,
+    pub network: RwLock<Arc<dyn Network>>,
+    pub time_scale: f64,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Placeholder network until the mesh simulation (issue 5) replaces it:
+/// every request fails name resolution.
+#[derive(Debug, Default)]
+pub struct NoNetwork;
+
+impl Network for NoNetwork {
+    fn decide(
+        &self,
+        _from: &crate::exec::ExecTarget,
+        _request: &crate::exec::NetRequest,
+    ) -> crate::exec::NetOutcome {
+        crate::exec::NetOutcome::DnsFailure
+    }
+}
+
+/// What exec'd commands get from the cluster.
+pub struct Services {
+    pub app: Arc<App>,
+}
+
+impl ExecServices for Services {
+    fn network(&self) -> Arc<dyn Network> {
+        self.app
+            .network
+            .read()
+            .map(|n| n.clone())
+            .unwrap_or_else(|_| Arc::new(NoNetwork))
+    }
+    fn time_scale(&self) -> f64 {
+        self.app.time_scale
+    }
+}
+
+/// The in-process cluster, for tests and part 2 (mesh simulation).
+#[derive(Clone, Debug)]
+pub struct Cluster(pub Arc<App>);
+
+impl Cluster {
+    /// Run `f` with the store locked.
+    pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        let mut g = match self.0.store.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut g)
+    }
+    /// Replace the traffic decider.
+    pub fn set_network(&self, n: Arc<dyn Network>) {
+        if let Ok(mut w) = self.0.network.write() {
+            *w = n;
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Handle {
+    pub url: String,
+    pub addr: SocketAddr,
+    /// Kubeconfig contents (YAML).
+    pub kubeconfig: String,
+    pub kubeconfig_path: Option<PathBuf>,
+    pub cluster: Cluster,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Handle {
+    /// Stop accepting, end open streams and wait for the server task.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+    /// A token that stops the server when cancelled.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+    /// Wait until the server stops.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+struct TlsMaterial {
+    ca_pem: String,
+    acceptor: tokio_rustls::TlsAcceptor,
+    client_cert_pem: Option<(String, String)>,
+}
+
+fn tls_material(client_ca: bool) -> Result<TlsMaterial, ServerError> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let e = |x: rcgen::Error| ServerError::Tls(x.to_string());
+    let ca_key = KeyPair::generate().map_err(e)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "meshsim-ca");
+    ca_params.distinguished_name = dn;
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(e)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let srv_key = KeyPair::generate().map_err(e)?;
+    let mut srv_params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .map_err(e)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "meshsim-apiserver");
+    srv_params.distinguished_name = dn;
+    srv_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let srv_cert = srv_params.signed_by(&srv_key, &issuer).map_err(e)?;
+
+    let client_cert_pem = if client_ca {
+        let key = KeyPair::generate().map_err(e)?;
+        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "meshsim-admin");
+        dn.push(DnType::OrganizationName, "system:masters");
+        p.distinguished_name = dn;
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let c = p.signed_by(&key, &issuer).map_err(e)?;
+        Some((c.pem(), key.serialize_pem()))
+    } else {
+        None
+    };
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let te = |x: rustls::Error| ServerError::Tls(x.to_string());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(te)?;
+    let builder = if client_ca {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_cert.der().clone()).map_err(te)?;
+        let v =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|x| ServerError::Tls(x.to_string()))?;
+        builder.with_client_cert_verifier(v)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(srv_key.serialize_der().into());
+    let mut cfg = builder
+        .with_single_cert(vec![srv_cert.der().clone(), ca_cert.der().clone()], key_der)
+        .map_err(te)?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsMaterial {
+        ca_pem: ca_cert.pem(),
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(cfg)),
+        client_cert_pem,
+    })
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// Render a kubeconfig for this server.
+fn kubeconfig(
+    url: &str,
+    ca_pem: Option<&str>,
+    token: Option<&str>,
+    client: Option<&(String, String)>,
+) -> String {
+    let mut cluster = format!("    server: {url}\n");
+    if let Some(ca) = ca_pem {
+        cluster.push_str(&format!("    certificate-authority-data: {}\n", b64(ca)));
+    }
+    let mut user = String::new();
+    if let Some(t) = token {
+        user.push_str(&format!("    token: {t}\n"));
+    }
+    if let Some((c, k)) = client {
+        user.push_str(&format!(
+            "    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(c),
+            b64(k)
+        ));
+    }
+    let user = if user.is_empty() {
+        "  user: {}\n".to_string()
+    } else {
+        format!("  user:\n{user}")
+    };
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: meshsim\n  cluster:\n{cluster}contexts:\n- name: meshsim\n  context:\n    cluster: meshsim\n    user: meshsim\ncurrent-context: meshsim\nusers:\n- name: meshsim\n{user}preferences: {{}}\n"
+    )
+}
+
+/// Entry point for starting a server.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Start serving in the background (needs a tokio runtime).
+    pub async fn start(config: Config) -> Result<Handle, ServerError> {
+        let tls = config.tls || config.client_ca;
+        let listener = TcpListener::bind(("127.0.0.1", config.port))
+            .await
+            .map_err(|source| ServerError::Bind {
+                port: config.port,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            port: config.port,
+            source,
+        })?;
+        let material = if tls {
+            Some(tls_material(config.client_ca)?)
+        } else {
+            None
+        };
+        let scheme = if tls { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{}", addr.port());
+        let kc = kubeconfig(
+            &url,
+            material.as_ref().map(|m| m.ca_pem.as_str()),
+            config.token.as_deref(),
+            material.as_ref().and_then(|m| m.client_cert_pem.as_ref()),
+        );
+        let mut store = Store::new(Timing {
+            ready_delay: config.ready_delay,
+            time_scale: config.time_scale,
+        });
+        crate::scenario::load_into(&mut store, &config.scenarios)?;
+        if let Some(p) = &config.kubeconfig_out {
+            std::fs::write(p, &kc).map_err(|source| ServerError::Kubeconfig {
+                path: p.clone(),
+                source,
+            })?;
+        }
+        let cancel = CancellationToken::new();
+        let app = Arc::new(App {
+            store: Mutex::new(store),
+            addr,
+            auth: Auth {
+                token: config.token.clone(),
+                client_cert: config.client_ca,
+            },
+            faults: config.faults,
+            cancel: cancel.clone(),
+            network: RwLock::new(config.network.unwrap_or_else(|| Arc::new(NoNetwork))),
+            time_scale: config.time_scale,
+        });
+        let router = Router::new()
+            .fallback(crate::api::dispatch)
+            .with_state(app.clone());
+        let ticker = tokio::spawn(tick_loop(app.clone()));
+        let acceptor = material.map(|m| m.acceptor);
+        let c2 = cancel.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = c2.cancelled() => break,
+                    r = listener.accept() => {
+                        let Ok((tcp, _)) = r else { continue };
+                        let _ = tcp.set_nodelay(true);
+                        conns.spawn(serve_conn(tcp, acceptor.clone(), router.clone(), c2.clone()));
+                    }
+                }
+            }
+            drop(listener);
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while conns.join_next().await.is_some() {}
+            })
+            .await;
+            conns.abort_all();
+            ticker.abort();
+        });
+        Ok(Handle {
+            url,
+            addr,
+            kubeconfig: kc,
+            kubeconfig_path: config.kubeconfig_out,
+            cluster: Cluster(app),
+            cancel,
+            task,
+        })
+    }
+}
+
+async fn serve_conn(
+    tcp: tokio::net::TcpStream,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    router: Router,
+    cancel: CancellationToken,
+) {
+    match acceptor {
+        Some(acc) => {
+            let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acc.accept(tcp)).await
+            else {
+                return;
+            };
+            let client_cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty());
+            serve_io(TokioIo::new(tls), ConnInfo { client_cert }, router, cancel).await;
+        }
+        None => {
+            serve_io(
+                TokioIo::new(tcp),
+                ConnInfo { client_cert: false },
+                router,
+                cancel,
+            )
+            .await
+        }
+    }
+}
+
+async fn serve_io<I>(io: I, info: ConnInfo, router: Router, cancel: CancellationToken)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(info);
+        let r = router.clone();
+        async move { r.oneshot(req.map(axum::body::Body::new)).await }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, svc)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
+    }
+}
+
+async fn tick_loop(app: Arc<App>) {
+    loop {
+        let next = app.store.lock().ok().and_then(|s| s.next_wakeup());
+        let wait = next
+            .map(|t| {
+                t.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(50))
+            })
+            .unwrap_or(Duration::from_millis(50));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = app.cancel.cancelled() => return,
+        }
+        let started = match app.store.lock() {
+            Ok(mut s) => s.tick(Instant::now()),
+            Err(_) => return,
+        };
+        for p in started {
+            crate::podexec::seed_logs(&app, &p);
+        }
+    }
+}

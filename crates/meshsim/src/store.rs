@@ -1,0 +1,552 @@
+//! The object store: every API object as JSON, keyed by resource type,
+//! namespace and name, with a global resourceVersion counter, optimistic
+//! concurrency (409 on a stale resourceVersion), owner-reference garbage
+//! collection, namespace cascade deletion and a watch event feed (a broadcast
+//! channel plus a short history so `kubectl get -w` can resume from a list's
+//! resourceVersion).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::error::ApiError;
+use crate::resources::{self, ResKey, ResourceDef};
+
+/// A change to one object, as sent to watchers.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub key: ResKey,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub kind: &'static str,
+    pub rv: u64,
+    pub object: Arc<Value>,
+}
+
+/// Timing knobs for simulated behaviour.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long after creation a pod becomes Running and Ready (simulated time).
+    pub ready_delay: Duration,
+    /// Multiplier applied to simulated waits.
+    pub time_scale: f64,
+}
+
+const HISTORY: usize = 1024;
+
+/// All objects of the simulated cluster.
+pub struct Store {
+    rv: u64,
+    objects: HashMap<ResKey, BTreeMap<(String, String), Value>>,
+    events: broadcast::Sender<Event>,
+    history: VecDeque<Event>,
+    pub(crate) next_pod_ip: u32,
+    pub(crate) next_svc_ip: u32,
+    pub(crate) next_node_port: u32,
+    /// Pods waiting to become ready: (when, namespace, name, uid).
+    pub(crate) ready_queue: Vec<(Instant, String, String, String)>,
+    pub timing: Timing,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("rv", &self.rv)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Current time as Kubernetes writes it (RFC 3339, seconds).
+pub fn now_ts() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// A random UUID (v4 layout) for metadata.uid.
+pub fn new_uid() -> String {
+    let b: [u8; 16] = rand::rng().random();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        u16::from_be_bytes([b[4], b[5]]),
+        u16::from_be_bytes([b[6], b[7]]) & 0x0fff,
+        (u16::from_be_bytes([b[8], b[9]]) & 0x3fff) | 0x8000,
+        u64::from_be_bytes([0, 0, b[10], b[11], b[12], b[13], b[14], b[15]])
+    )
+}
+
+/// Characters Kubernetes uses for generated name suffixes.
+pub const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// A random suffix like the ones generateName and ReplicaSets produce.
+pub fn random_suffix(n: usize) -> String {
+    let mut r = rand::rng();
+    (0..n)
+        .map(|_| SAFE_ALPHABET[r.random_range(0..SAFE_ALPHABET.len())] as char)
+        .collect()
+}
+
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !obj.is_object() {
+        *obj = json!({});
+    }
+    let o = obj.as_object_mut().expect("object ensured above");
+    let m = o.entry("metadata").or_insert_with(|| json!({}));
+    if !m.is_object() {
+        *m = json!({});
+    }
+    m.as_object_mut().expect("object ensured above")
+}
+
+impl Store {
+    pub fn new(timing: Timing) -> Self {
+        let (events, _) = broadcast::channel(8192);
+        let mut s = Self {
+            rv: 1000,
+            objects: HashMap::new(),
+            events,
+            history: VecDeque::new(),
+            next_pod_ip: 2,
+            next_svc_ip: 10,
+            next_node_port: 30000,
+            ready_queue: Vec::new(),
+            timing,
+        };
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let _ = s.create(
+                resources::preferred(resources::NAMESPACES),
+                "",
+                json!({"metadata": {"name": ns}}),
+            );
+        }
+        let _ = s.create(
+            resources::preferred(resources::SERVICES),
+            "default",
+            json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                   "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}}),
+        );
+        s
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Events newer than `rv`, or None when the history no longer reaches back that far.
+    pub fn events_since(&self, rv: u64) -> Option<Vec<Event>> {
+        if rv >= self.rv {
+            return Some(Vec::new());
+        }
+        match self.history.front() {
+            Some(first) if first.rv <= rv + 1 => {
+                Some(self.history.iter().filter(|e| e.rv > rv).cloned().collect())
+            }
+            None => None,
+            _ => None,
+        }
+    }
+
+    fn emit(&mut self, key: ResKey, kind: &'static str, obj: &Value) {
+        let ev = Event {
+            key,
+            kind,
+            rv: self.rv,
+            object: Arc::new(obj.clone()),
+        };
+        if self.history.len() >= HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(ev.clone());
+        let _ = self.events.send(ev);
+    }
+
+    fn bump(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    pub fn get(&self, key: ResKey, ns: &str, name: &str) -> Option<&Value> {
+        self.objects
+            .get(&key)
+            .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
+    }
+
+    /// Objects of a type, in one namespace or (None) everywhere, sorted by namespace/name.
+    pub fn list<'a>(
+        &'a self,
+        key: ResKey,
+        ns: Option<&str>,
+    ) -> Box<dyn Iterator<Item = &'a Value> + 'a> {
+        let Some(m) = self.objects.get(&key) else {
+            return Box::new(std::iter::empty());
+        };
+        match ns {
+            None => Box::new(m.values()),
+            Some(ns) => {
+                let ns = ns.to_string();
+                Box::new(
+                    m.range((ns.clone(), String::new())..)
+                        .take_while(move |((n, _), _)| *n == ns)
+                        .map(|(_, v)| v),
+                )
+            }
+        }
+    }
+
+    pub fn namespace_exists(&self, ns: &str) -> bool {
+        self.get(resources::NAMESPACES, "", ns).is_some()
+    }
+
+    /// Write an object directly (controllers), bumping resourceVersion and notifying watchers.
+    pub(crate) fn put(&mut self, key: ResKey, mut obj: Value, added: bool) -> Value {
+        let rv = self.bump();
+        meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
+        let ns = meta_str(&obj, "namespace").to_string();
+        let name = meta_str(&obj, "name").to_string();
+        self.emit(key, if added { "ADDED" } else { "MODIFIED" }, &obj);
+        self.objects
+            .entry(key)
+            .or_default()
+            .insert((ns, name), obj.clone());
+        obj
+    }
+
+    /// Create an object (POST).
+    pub fn create(
+        &mut self,
+        def: &ResourceDef,
+        ns: &str,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        let key = def.key();
+        let body_ns = meta_str(&obj, "namespace").to_string();
+        let ns = if def.namespaced {
+            if !body_ns.is_empty() && !ns.is_empty() && body_ns != ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            let ns = if ns.is_empty() {
+                body_ns
+            } else {
+                ns.to_string()
+            };
+            if !self.namespace_exists(&ns) {
+                return Err(ApiError::not_found("namespaces", "", &ns));
+            }
+            if self
+                .get(resources::NAMESPACES, "", &ns)
+                .and_then(|n| n.get("metadata"))
+                .and_then(|m| m.get("deletionTimestamp"))
+                .is_some()
+            {
+                return Err(ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        def.plural,
+                        meta_str(&obj, "name")
+                    ),
+                ));
+            }
+            ns
+        } else {
+            String::new()
+        };
+        let mut name = meta_str(&obj, "name").to_string();
+        if name.is_empty() {
+            let gen_name = meta_str(&obj, "generateName").to_string();
+            if gen_name.is_empty() {
+                return Err(ApiError::invalid(
+                    def.kind,
+                    "",
+                    "metadata.name: Required value: name or generateName is required",
+                ));
+            }
+            name = format!("{gen_name}{}", random_suffix(5));
+        }
+        if !valid_name(&name) {
+            return Err(ApiError::invalid(
+                def.kind,
+                &name,
+                format!(
+                    "metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+                ),
+            ));
+        }
+        if self.get(key, &ns, &name).is_some() {
+            return Err(ApiError::already_exists(def.plural, def.group, &name));
+        }
+        {
+            let o = obj.as_object_mut().expect("checked object");
+            o.insert("apiVersion".into(), json!(def.api_version()));
+            o.insert("kind".into(), json!(def.kind));
+        }
+        {
+            let m = meta_mut(&mut obj);
+            m.insert("name".into(), json!(name));
+            if def.namespaced {
+                m.insert("namespace".into(), json!(ns));
+            } else {
+                m.remove("namespace");
+            }
+            m.insert("uid".into(), json!(new_uid()));
+            m.insert("creationTimestamp".into(), json!(now_ts()));
+            m.remove("deletionTimestamp");
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+            if obj.get("spec").is_some() {
+                meta_mut(&mut obj).insert("generation".into(), json!(1));
+            }
+        }
+        self.admit(def, &ns, &mut obj)?;
+        let out = self.put(key, obj, true);
+        self.after_create(def, &ns, &out);
+        Ok(out)
+    }
+
+    /// Replace an object (PUT). `status_only` for the `/status` subresource.
+    pub fn update(
+        &mut self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        status_only: bool,
+    ) -> Result<Value, ApiError> {
+        let key = def.key();
+        let Some(existing) = self.get(key, ns, name).cloned() else {
+            return Err(ApiError::not_found(def.plural, def.group, name));
+        };
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        let body_name = meta_str(&obj, "name");
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
+        }
+        let rv = meta_str(&obj, "resourceVersion");
+        if !rv.is_empty() && rv != meta_str(&existing, "resourceVersion") {
+            return Err(ApiError::conflict(def.plural, def.group, name));
+        }
+        let mut next = if status_only {
+            let mut n = existing.clone();
+            n["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
+            n
+        } else {
+            if let Some(status) = existing.get("status")
+                && def.subresources.contains(&"status")
+            {
+                obj["status"] = status.clone();
+            }
+            obj
+        };
+        {
+            let o = next.as_object_mut().expect("checked object");
+            o.insert("apiVersion".into(), json!(def.api_version()));
+            o.insert("kind".into(), json!(def.kind));
+        }
+        {
+            let old_meta = existing.get("metadata").cloned().unwrap_or(json!({}));
+            let m = meta_mut(&mut next);
+            m.insert("name".into(), json!(name));
+            if def.namespaced {
+                m.insert("namespace".into(), json!(ns));
+            }
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "generation",
+            ] {
+                match old_meta.get(f) {
+                    Some(v) => m.insert(f.into(), v.clone()),
+                    None => m.remove(f),
+                };
+            }
+            m.remove("resourceVersion");
+        }
+        if existing.get("spec") != next.get("spec") {
+            let g = existing["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+            meta_mut(&mut next).insert("generation".into(), json!(g));
+        }
+        self.admit_update(def, &existing, &mut next);
+        let mut cmp = existing.clone();
+        meta_mut(&mut cmp).remove("resourceVersion");
+        if cmp == next {
+            return Ok(existing);
+        }
+        Ok(self.put(key, next, false))
+    }
+
+    /// Delete an object and, through ownerReferences and namespaces, its dependents.
+    pub fn delete(&mut self, def: &ResourceDef, ns: &str, name: &str) -> Result<Value, ApiError> {
+        let key = def.key();
+        let Some(obj) = self.remove(key, ns, name) else {
+            return Err(ApiError::not_found(def.plural, def.group, name));
+        };
+        if key == resources::NAMESPACES {
+            let keys: Vec<ResKey> = self.objects.keys().copied().collect();
+            for k in keys {
+                let names: Vec<String> = self
+                    .list(k, Some(name))
+                    .map(|o| meta_str(o, "name").to_string())
+                    .collect();
+                for n in names {
+                    self.remove(k, name, &n);
+                }
+            }
+        } else {
+            self.collect_garbage(ns, meta_str(&obj, "uid").to_string());
+        }
+        Ok(obj)
+    }
+
+    fn collect_garbage(&mut self, ns: &str, owner_uid: String) {
+        let mut pending = vec![owner_uid];
+        while let Some(uid) = pending.pop() {
+            let keys: Vec<ResKey> = self.objects.keys().copied().collect();
+            for k in keys {
+                let owned: Vec<(String, String)> = self
+                    .list(k, Some(ns))
+                    .filter(|o| {
+                        o["metadata"]["ownerReferences"]
+                            .as_array()
+                            .is_some_and(|refs| refs.iter().any(|r| r["uid"] == json!(uid)))
+                    })
+                    .map(|o| {
+                        (
+                            meta_str(o, "name").to_string(),
+                            meta_str(o, "uid").to_string(),
+                        )
+                    })
+                    .collect();
+                for (n, u) in owned {
+                    self.remove(k, ns, &n);
+                    pending.push(u);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, key: ResKey, ns: &str, name: &str) -> Option<Value> {
+        let mut obj = self
+            .objects
+            .get_mut(&key)?
+            .remove(&(ns.to_string(), name.to_string()))?;
+        let rv = self.bump();
+        let m = meta_mut(&mut obj);
+        m.insert("resourceVersion".into(), json!(rv.to_string()));
+        self.emit(key, "DELETED", &obj);
+        if key == resources::PODS {
+            self.ready_queue
+                .retain(|(_, n, p, _)| !(n == ns && p == name));
+        }
+        Some(obj)
+    }
+
+    /// Total number of stored objects (benchmarks, tests).
+    pub fn len(&self) -> usize {
+        self.objects.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// RFC 1123 subdomain check used for object names.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Store {
+        Store::new(Timing {
+            ready_delay: Duration::from_millis(0),
+            time_scale: 1.0,
+        })
+    }
+
+    #[test]
+    fn create_conflict_and_stale_update() {
+        let mut s = store();
+        let cm = resources::preferred(resources::CONFIGMAPS);
+        let a = s
+            .create(
+                cm,
+                "default",
+                json!({"metadata":{"name":"a"},"data":{"k":"1"}}),
+            )
+            .unwrap();
+        let err = s
+            .create(cm, "default", json!({"metadata":{"name":"a"}}))
+            .unwrap_err();
+        assert_eq!(err.code, 409);
+        assert_eq!(err.reason, "AlreadyExists");
+        let mut upd = a.clone();
+        upd["data"]["k"] = json!("2");
+        let b = s.update(cm, "default", "a", upd.clone(), false).unwrap();
+        assert_ne!(
+            meta_str(&a, "resourceVersion"),
+            meta_str(&b, "resourceVersion")
+        );
+        let stale = s.update(cm, "default", "a", upd, false).unwrap_err();
+        assert_eq!(stale.reason, "Conflict");
+    }
+
+    #[test]
+    fn missing_namespace_and_cascade() {
+        let mut s = store();
+        let cm = resources::preferred(resources::CONFIGMAPS);
+        let e = s
+            .create(cm, "nope", json!({"metadata":{"name":"a"}}))
+            .unwrap_err();
+        assert_eq!(e.message, "namespaces \"nope\" not found");
+        let ns = resources::preferred(resources::NAMESPACES);
+        s.create(ns, "", json!({"metadata":{"name":"x"}})).unwrap();
+        s.create(cm, "x", json!({"metadata":{"name":"a"}})).unwrap();
+        s.delete(ns, "", "x").unwrap();
+        assert!(s.get(resources::CONFIGMAPS, "x", "a").is_none());
+    }
+}
