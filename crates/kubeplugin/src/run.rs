@@ -34,8 +34,10 @@ impl Exit {
 /// Installs the stderr tracing subscriber for `-v` levels. Noisy HTTP/TLS
 /// internals stay at warn unless -vvvv, so headers and tokens are never logged.
 pub fn init_tracing(verbosity: u8) {
+    // At the default level kube-client's own error logs would duplicate the
+    // one-line error the plugin prints, so they show only with -v.
     let level = match verbosity {
-        0 => "warn",
+        0 => "warn,kube_client=off,kube=off",
         1 => "info",
         2 => "debug",
         _ => "trace",
