@@ -1,0 +1,252 @@
+//! Every curl and wget outcome class against a fake network: exit codes,
+//! stdout and stderr for -s, -sS, -sf, -w, -i, -I, -v and the progress meter.
+
+mod exec_common;
+
+use std::time::Duration;
+
+use exec_common::*;
+use meshsim::exec::{ExecTarget, NetOutcome};
+
+fn wget_target() -> ExecTarget {
+    let mut t = nginx_target();
+    t.image = "busybox:1.36".into();
+    t.tools = vec!["sh".into(), "wget".into(), "cat".into()];
+    t
+}
+
+fn services() -> std::sync::Arc<FakeServices> {
+    let s = FakeServices::new(1.0);
+    s.net.route("good", ok("hello"));
+    s.net.route("denied", rbac_denied());
+    s.net.route("dropped", NetOutcome::ConnectTimeout);
+    s.net.route(
+        "refused",
+        NetOutcome::Refused {
+            after: Duration::from_millis(4),
+        },
+    );
+    s.net.route(
+        "reset",
+        NetOutcome::Reset {
+            after: Duration::from_millis(3),
+        },
+    );
+    s.net.route(
+        "slow",
+        NetOutcome::Http {
+            after: Duration::from_secs(10),
+            status: 200,
+            headers: vec![],
+            body: b"late".to_vec(),
+        },
+    );
+    s
+}
+
+#[tokio::test(start_paused = true)]
+async fn curl_errors_silent_and_shown() {
+    let s = services();
+    let cases: &[(&str, i32, &str)] = &[
+        ("nope", 6, "curl: (6) Could not resolve host: nope\n"),
+        (
+            "refused",
+            7,
+            "curl: (7) Failed to connect to refused port 80 after 4 ms: Couldn't connect to server\n",
+        ),
+        (
+            "dropped",
+            28,
+            "curl: (28) Connection timed out after 3001 milliseconds\n",
+        ),
+        (
+            "reset",
+            56,
+            "curl: (56) Recv failure: Connection reset by peer\n",
+        ),
+        (
+            "slow",
+            28,
+            "curl: (28) Operation timed out after 3001 milliseconds with 0 bytes received\n",
+        ),
+        (
+            "denied",
+            22,
+            "curl: (22) The requested URL returned error: 403\n",
+        ),
+    ];
+    for (host, exit, msg) in cases {
+        let r = run(&s, &["curl", "-sf", "-m", "3", host]).await;
+        assert_eq!(code(&r), *exit, "{host}");
+        assert_eq!(r.stderr, "", "{host}: -s hides errors");
+        assert_eq!(r.stdout, "", "{host}");
+        let r = run(&s, &["curl", "-sSf", "--max-time", "3", host]).await;
+        assert_eq!(code(&r), *exit, "{host}");
+        assert_eq!(r.stderr, *msg, "{host}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn curl_connect_timeout_wording_and_wait() {
+    let s = services();
+    let started = tokio::time::Instant::now();
+    let r = run(&s, &["curl", "-sS", "--connect-timeout", "2", "dropped"]).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    assert_eq!(code(&r), 28);
+    assert_eq!(r.stderr, "curl: (28) Connection timeout after 2001 ms\n");
+}
+
+#[tokio::test(start_paused = true)]
+async fn curl_bodies_and_write_out() {
+    let s = services();
+    // Without -f a 403 is a successful transfer: body printed as is.
+    let r = run(&s, &["curl", "-s", "denied"]).await;
+    assert_eq!((code(&r), r.stdout.as_str()), (0, "RBAC: access denied"));
+
+    let r = run(
+        &s,
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}\\n",
+            "denied",
+        ],
+    )
+    .await;
+    assert_eq!(r.stdout, "403\n");
+    let r = run(
+        &s,
+        &["curl", "-s", "-w", "%{http_code}", "-m", "3", "dropped"],
+    )
+    .await;
+    assert_eq!((code(&r), r.stdout.as_str()), (28, "000"));
+    let r = run(&s, &["curl", "-sf", "-w", "[%{http_code}]", "denied"]).await;
+    assert_eq!((code(&r), r.stdout.as_str()), (22, "[403]"));
+
+    let r = run(&s, &["curl", "-si", "good"]).await;
+    assert_eq!(
+        r.stdout,
+        "HTTP/1.1 200 OK\r\nserver: envoy\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nhello"
+    );
+    let r = run(&s, &["curl", "-sI", "good"]).await;
+    assert!(r.stdout.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(r.stdout.ends_with("\r\n\r\n"));
+    let seen = s.net.seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(seen.method, "HEAD");
+
+    let r = run(
+        &s,
+        &[
+            "curl",
+            "-s",
+            "-X",
+            "POST",
+            "-H",
+            "x-probe: 1",
+            "http://good:8080/a?b=c",
+        ],
+    )
+    .await;
+    assert_eq!(r.stdout, "hello");
+    let seen = s.net.seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        (seen.method.as_str(), seen.port, seen.path.as_str()),
+        ("POST", 8080, "/a?b=c")
+    );
+    assert!(seen.headers.contains(&("Host".into(), "good:8080".into())));
+    assert!(seen.headers.contains(&("x-probe".into(), "1".into())));
+}
+
+#[tokio::test(start_paused = true)]
+async fn curl_progress_meter_and_verbose() {
+    let s = services();
+    let r = run(&s, &["curl", "good"]).await;
+    assert_eq!(r.stdout, "hello");
+    assert!(r.stderr.starts_with(
+        "  % Total    % Received % Xferd  Average Speed   Time    Time     Time  Current\n                                 Dload  Upload   Total   Spent    Left  Speed\n\r  0     0    0     0    0     0      0      0 --:--:-- --:--:-- --:--:--     0\r100     5  100     5"
+    ), "{:?}", r.stderr);
+    assert!(r.stderr.ends_with('\n'));
+
+    let r = run(&s, &["curl", "-m", "1", "dropped"]).await;
+    assert!(
+        r.stderr
+            .ends_with("--:--:--     0\ncurl: (28) Connection timed out after 1001 milliseconds\n"),
+        "{:?}",
+        r.stderr
+    );
+
+    let r = run(&s, &["curl", "-sv", "denied"]).await;
+    assert!(r.stderr.contains("*   Trying 10.96.0.42:80...\n"));
+    assert!(r.stderr.contains(
+        "> GET / HTTP/1.1\r\n> Host: denied\r\n> User-Agent: curl/7.88.1\r\n> Accept: */*\r\n"
+    ));
+    assert!(r.stderr.contains("< HTTP/1.1 403 Forbidden\r\n"));
+
+    let r = run(&s, &["curl", "--max-time=3", "good"]).await;
+    assert_eq!(code(&r), 2);
+    assert_eq!(
+        r.stderr,
+        "curl: option --max-time=3: is unknown\ncurl: try 'curl --help' or 'curl --manual' for more information\n"
+    );
+    let r = run(&s, &["curl", "-s", "ftp://good/"]).await;
+    assert_eq!(code(&r), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn wget_outcomes() {
+    let s = services();
+    let t = wget_target();
+    let r = run_in(&t, &s, &["wget", "-qO-", "good"], "").await;
+    assert_eq!(
+        (code(&r), r.stdout.as_str(), r.stderr.as_str()),
+        (0, "hello", "")
+    );
+
+    let cases: &[(&str, &str)] = &[
+        ("nope", "wget: bad address 'nope'\n"),
+        (
+            "denied",
+            "wget: server returned error: HTTP/1.1 403 Forbidden\n",
+        ),
+        ("dropped", "wget: download timed out\n"),
+        ("slow", "wget: download timed out\n"),
+        (
+            "refused",
+            "wget: can't connect to remote host (10.96.0.42): Connection refused\n",
+        ),
+        (
+            "reset",
+            "wget: error getting response: Connection reset by peer\n",
+        ),
+    ];
+    for (host, msg) in cases {
+        let started = tokio::time::Instant::now();
+        let r = run_in(&t, &s, &["wget", "-q", "-O-", "-T", "2", host], "").await;
+        assert_eq!(code(&r), 1, "{host}");
+        assert_eq!(r.stderr, *msg, "{host}");
+        assert!(started.elapsed() <= Duration::from_secs(2), "{host}");
+    }
+
+    let r = run_in(
+        &t,
+        &s,
+        &[
+            "sh",
+            "-c",
+            "wget -O /tmp/page http://good/ && cat /tmp/page",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(r.stdout, "hello");
+    assert!(
+        r.stderr
+            .starts_with("Connecting to good (10.96.0.42:80)\nsaving to '/tmp/page'\n"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.ends_with("'/tmp/page' saved\n"));
+}
