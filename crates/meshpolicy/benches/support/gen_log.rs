@@ -30,7 +30,7 @@ fn access(rng: &mut Lcg, code: u16, details: &str) -> String {
             (n >> 6) % 60,
             n % 1000
         )),
-        method: Some(if n % 3 == 0 { "POST" } else { "GET" }.to_owned()),
+        method: Some(if n.is_multiple_of(3) { "POST" } else { "GET" }.to_owned()),
         path: Some(format!("/api/v1/items/{}", n % 10_000)),
         protocol: Some("HTTP/1.1".to_owned()),
         response_code: Some(code),
