@@ -59,6 +59,12 @@ pub async fn resolve_source(
     query: &PodQuery,
     container: Option<&str>,
 ) -> Result<Source, PluginError> {
+    if container == Some(kubeplugin::resources::ISTIO_PROXY) {
+        return Err(PluginError::usage(
+            "refusing to probe from istio-proxy: its traffic (uid 1337) bypasses the sidecar and would hide AuthorizationPolicy results",
+            Some("omit -c to use the application container".to_string()),
+        ));
+    }
     let pod = pick_running_pod(kube, namespace, query).await?;
     let container = resolve_container(&pod, container)?;
     Ok(Source {
