@@ -73,8 +73,10 @@ impl ContainerLog {
 
 type Key = (String, String, String);
 
+type Shared = Arc<Mutex<ContainerLog>>;
+
 struct Inner {
-    containers: Mutex<HashMap<Key, ContainerLog>>,
+    containers: Mutex<HashMap<Key, Shared>>,
     max_bytes: usize,
 }
 
@@ -133,18 +135,17 @@ impl LogStore {
 
     /// Appends `text` with an explicit write time.
     pub fn append_at(&self, ns: &str, pod: &str, container: &str, time: Timestamp, text: &str) {
-        let Ok(mut map) = self.inner.containers.lock() else {
-            return;
-        };
-        let log = map
-            .entry(Self::key(ns, pod, container))
-            .or_insert_with(ContainerLog::new);
+        let shared = self.container(&Self::key(ns, pod, container), true);
+        let Some(shared) = shared else { return };
+        let Ok(mut guard) = shared.lock() else { return };
+        let log = &mut *guard;
         let text = text.strip_suffix('\n').unwrap_or(text);
         for line in text.split('\n') {
             let line = line.strip_suffix('\r').unwrap_or(line);
             log.bytes += cost(line);
+            let seq = log.next_seq;
             log.lines.push_back(Line {
-                seq: log.next_seq,
+                seq,
                 time,
                 text: Arc::from(line),
             });
@@ -193,9 +194,9 @@ impl LogStore {
         let Ok(mut map) = self.inner.containers.lock() else {
             return;
         };
-        map.retain(|(n, p, _), log| {
+        map.retain(|(n, p, _), shared| {
             let gone = n == ns && p == pod;
-            if gone {
+            if gone && let Ok(log) = shared.lock() {
                 let seq = log.next_seq;
                 log.notify.send_replace((seq, true));
             }
@@ -205,50 +206,34 @@ impl LogStore {
 
     /// Lines currently kept for a container (without timestamps).
     pub fn lines(&self, ns: &str, pod: &str, container: &str) -> Vec<String> {
-        let Ok(map) = self.inner.containers.lock() else {
-            return Vec::new();
-        };
-        map.get(&Self::key(ns, pod, container))
-            .map(|l| l.lines.iter().map(|x| x.text.to_string()).collect())
+        self.container(&Self::key(ns, pod, container), false)
+            .and_then(|c| {
+                c.lock()
+                    .ok()
+                    .map(|l| l.lines.iter().map(|x| x.text.to_string()).collect())
+            })
             .unwrap_or_default()
     }
 
     /// Bytes currently accounted for a container (text plus bookkeeping).
     pub fn retained_bytes(&self, ns: &str, pod: &str, container: &str) -> usize {
-        let Ok(map) = self.inner.containers.lock() else {
-            return 0;
-        };
-        map.get(&Self::key(ns, pod, container))
-            .map(|l| l.bytes)
+        self.container(&Self::key(ns, pod, container), false)
+            .and_then(|c| c.lock().ok().map(|l| l.bytes))
             .unwrap_or(0)
     }
 
-    /// Lines with `seq >= from`, and the receiver to wait for more.
-    fn snapshot(
-        &self,
-        key: &Key,
-        from: u64,
-        subscribe: bool,
-    ) -> (Vec<Line>, Option<watch::Receiver<(u64, bool)>>) {
-        let Ok(mut map) = self.inner.containers.lock() else {
-            return (Vec::new(), None);
-        };
-        let log = if subscribe {
-            map.entry(key.clone()).or_insert_with(ContainerLog::new)
+    /// The shared log of a container, created when `create`.
+    fn container(&self, key: &Key, create: bool) -> Option<Shared> {
+        let mut map = self.inner.containers.lock().ok()?;
+        if create {
+            Some(
+                map.entry(key.clone())
+                    .or_insert_with(|| Arc::new(Mutex::new(ContainerLog::new())))
+                    .clone(),
+            )
         } else {
-            match map.get_mut(key) {
-                Some(l) => l,
-                None => return (Vec::new(), None),
-            }
-        };
-        let lines: Vec<Line> = log
-            .lines
-            .iter()
-            .filter(|l| l.seq >= from)
-            .cloned()
-            .collect();
-        let rx = subscribe.then(|| log.notify.subscribe());
-        (lines, rx)
+            map.get(key).cloned()
+        }
     }
 
     /// Streams a container's log with kubelet's semantics (see the module
@@ -270,7 +255,11 @@ impl LogStore {
                 .ok(),
             (None, None) => None,
         };
-        let (mut initial, rx) = self.snapshot(&key, 0, opts.follow);
+        let shared = self.container(&key, opts.follow);
+        let (mut initial, rx) = match &shared {
+            Some(c) => snapshot(c, 0, opts.follow),
+            None => (Vec::new(), None),
+        };
         if let Some(n) = opts.tail_lines {
             let skip = initial.len().saturating_sub(n);
             initial.drain(..skip);
@@ -280,8 +269,7 @@ impl LogStore {
             .map(|l| l.seq + 1)
             .unwrap_or_else(|| rx.as_ref().map(|r| r.borrow().0).unwrap_or(0));
         let state = StreamState {
-            store: self.clone(),
-            key,
+            shared,
             since,
             timestamps: opts.timestamps,
             remaining: opts.limit_bytes,
@@ -302,7 +290,8 @@ impl LogStore {
                 }
                 let rx = st.rx.as_mut()?;
                 let (_, removed) = *rx.borrow_and_update();
-                let (lines, _) = st.store.snapshot(&st.key, st.next, false);
+                let shared = st.shared.as_ref()?;
+                let (lines, _) = snapshot(shared, st.next, false);
                 if let Some(last) = lines.last() {
                     st.next = last.seq + 1;
                     st.pending = Some(lines);
@@ -319,9 +308,28 @@ impl LogStore {
     }
 }
 
+/// Lines with `seq >= from`, and (when `subscribe`) the receiver to wait
+/// for more, taken under one lock so that no append is missed.
+fn snapshot(
+    shared: &Shared,
+    from: u64,
+    subscribe: bool,
+) -> (Vec<Line>, Option<watch::Receiver<(u64, bool)>>) {
+    let Ok(log) = shared.lock() else {
+        return (Vec::new(), None);
+    };
+    let lines: Vec<Line> = log
+        .lines
+        .iter()
+        .filter(|l| l.seq >= from)
+        .cloned()
+        .collect();
+    let rx = subscribe.then(|| log.notify.subscribe());
+    (lines, rx)
+}
+
 struct StreamState {
-    store: LogStore,
-    key: Key,
+    shared: Option<Shared>,
     since: Option<Timestamp>,
     timestamps: bool,
     remaining: Option<usize>,
