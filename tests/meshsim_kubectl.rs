@@ -12,9 +12,15 @@ async fn get_all_namespaces_pods_and_services() -> anyhow::Result<()> {
     assert!(out.contains("service/svc-np-test-nginx-2"), "{out}");
     assert!(out.contains("pod/np-test-nginx-1-"), "{out}");
     assert!(out.contains("NAMESPACE   NAME"), "{out}");
-    let missing = c.kubectl(&["get", "pod", "nope", "-n", "np-test-1"]).await?;
+    let missing = c
+        .kubectl(&["get", "pod", "nope", "-n", "np-test-1"])
+        .await?;
     assert_eq!(missing.code, 1);
-    assert!(missing.stderr.contains("pods \"nope\" not found"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("pods \"nope\" not found"),
+        "{}",
+        missing.stderr
+    );
     c.handle.shutdown().await;
     Ok(())
 }
@@ -22,31 +28,104 @@ async fn get_all_namespaces_pods_and_services() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_label_apply_twice_and_delete() -> anyhow::Result<()> {
     let c = Cluster::start(fast_config()).await?;
-    assert!(c.ok(&["create", "namespace", "np-test-1"]).await?.contains("namespace/np-test-1 created"));
+    assert!(
+        c.ok(&["create", "namespace", "np-test-1"])
+            .await?
+            .contains("namespace/np-test-1 created")
+    );
     let again = c.kubectl(&["create", "namespace", "np-test-1"]).await?;
-    assert!(again.stderr.contains("AlreadyExists") || again.stderr.contains("already exists"), "{}", again.stderr);
-    c.ok(&["label", "namespace", "np-test-1", "istio-injection=enabled", "--overwrite"]).await?;
-    let labels = c.ok(&["get", "ns", "np-test-1", "-o", "jsonpath={.metadata.labels.istio-injection}"]).await?;
+    assert!(
+        again.stderr.contains("AlreadyExists") || again.stderr.contains("already exists"),
+        "{}",
+        again.stderr
+    );
+    c.ok(&[
+        "label",
+        "namespace",
+        "np-test-1",
+        "istio-injection=enabled",
+        "--overwrite",
+    ])
+    .await?;
+    let labels = c
+        .ok(&[
+            "get",
+            "ns",
+            "np-test-1",
+            "-o",
+            "jsonpath={.metadata.labels.istio-injection}",
+        ])
+        .await?;
     assert_eq!(labels, "enabled");
     let f = common::repo_root().join("examples/walkthrough/istio-np-1.yaml");
-    let first = c.ok(&["apply", "-f", f.to_str().unwrap_or_default(), "-n", "np-test-1"]).await?;
-    assert!(first.contains("deployment.apps/np-test-nginx-1 created"), "{first}");
+    let first = c
+        .ok(&[
+            "apply",
+            "-f",
+            f.to_str().unwrap_or_default(),
+            "-n",
+            "np-test-1",
+        ])
+        .await?;
+    assert!(
+        first.contains("deployment.apps/np-test-nginx-1 created"),
+        "{first}"
+    );
     // Second apply with a changed replica count is an update.
-    let text = std::fs::read_to_string(&f)?.replace("  strategy:\n", "  replicas: 2\n  strategy:\n");
+    let text =
+        std::fs::read_to_string(&f)?.replace("  strategy:\n", "  replicas: 2\n  strategy:\n");
     let f2 = c.path().join("changed.yaml");
     std::fs::write(&f2, text)?;
-    let second = c.ok(&["apply", "-f", f2.to_str().unwrap_or_default(), "-n", "np-test-1"]).await?;
-    assert!(second.contains("deployment.apps/np-test-nginx-1 configured"), "{second}");
+    let second = c
+        .ok(&[
+            "apply",
+            "-f",
+            f2.to_str().unwrap_or_default(),
+            "-n",
+            "np-test-1",
+        ])
+        .await?;
+    assert!(
+        second.contains("deployment.apps/np-test-nginx-1 configured"),
+        "{second}"
+    );
     let pod = c.wait_ready_pod("np-test-1", "app=np-test-nginx-1").await?;
-    let containers = c.ok(&["get", "pod", &pod, "-n", "np-test-1", "-o", "jsonpath={.spec.containers[*].name} {.spec.initContainers[*].name}"]).await?;
+    let containers = c
+        .ok(&[
+            "get",
+            "pod",
+            &pod,
+            "-n",
+            "np-test-1",
+            "-o",
+            "jsonpath={.spec.containers[*].name} {.spec.initContainers[*].name}",
+        ])
+        .await?;
     assert_eq!(containers, "np-test-nginx-1 istio-proxy istio-init");
-    let deleted = c.ok(&["delete", "-f", f2.to_str().unwrap_or_default(), "-n", "np-test-1"]).await?;
-    assert!(deleted.contains("deployment.apps \"np-test-nginx-1\" deleted"), "{deleted}");
-    let pods = c.kubectl(&["get", "pods", "-n", "np-test-1", "-o", "name"]).await?;
+    let deleted = c
+        .ok(&[
+            "delete",
+            "-f",
+            f2.to_str().unwrap_or_default(),
+            "-n",
+            "np-test-1",
+        ])
+        .await?;
+    assert!(
+        deleted.contains("deployment.apps \"np-test-nginx-1\" deleted"),
+        "{deleted}"
+    );
+    let pods = c
+        .kubectl(&["get", "pods", "-n", "np-test-1", "-o", "name"])
+        .await?;
     assert_eq!(pods.stdout.trim(), "");
     c.ok(&["delete", "namespace", "np-test-1"]).await?;
     let gone = c.kubectl(&["get", "ns", "np-test-1"]).await?;
-    assert!(gone.stderr.contains("namespaces \"np-test-1\" not found"), "{}", gone.stderr);
+    assert!(
+        gone.stderr.contains("namespaces \"np-test-1\" not found"),
+        "{}",
+        gone.stderr
+    );
     c.handle.shutdown().await;
     Ok(())
 }
@@ -59,13 +138,18 @@ async fn watch_shows_pods_ready() -> anyhow::Result<()> {
     let c = Cluster::start(cfg).await?;
     c.ok(&["create", "namespace", "w"]).await?;
     let mut cmd = c.kubectl_cmd(&["get", "pods", "-Aw"]);
-    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\n  namespace: w\nspec:\n  containers:\n  - name: c\n    image: busybox\n";
     let f = c.path().join("p.yaml");
     std::fs::write(&f, yaml)?;
-    c.ok(&["apply", "-f", f.to_str().unwrap_or_default()]).await?;
+    c.ok(&["apply", "-f", f.to_str().unwrap_or_default()])
+        .await?;
     let mut lines = BufReader::new(stdout).lines();
     let mut seen = Vec::new();
     let mut ready = false;
@@ -81,7 +165,11 @@ async fn watch_shows_pods_ready() -> anyhow::Result<()> {
     }
     let _ = child.kill().await;
     assert!(ready, "{seen:?}");
-    assert!(seen.iter().any(|l| l.contains("p1") && l.contains("ContainerCreating")), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("p1") && l.contains("ContainerCreating")),
+        "{seen:?}"
+    );
     c.handle.shutdown().await;
     Ok(())
 }
@@ -90,14 +178,36 @@ async fn watch_shows_pods_ready() -> anyhow::Result<()> {
 async fn exec_exit_code_stdin_and_errors() -> anyhow::Result<()> {
     let c = Cluster::with_scenario(&["examples/walkthrough"]).await?;
     let pod = c.wait_ready_pod("np-test-1", "app=np-test-nginx-1").await?;
-    let o = c.kubectl(&["exec", &pod, "-n", "np-test-1", "--", "sh", "-c", "echo hi; exit 7"]).await?;
+    let o = c
+        .kubectl(&[
+            "exec",
+            &pod,
+            "-n",
+            "np-test-1",
+            "--",
+            "sh",
+            "-c",
+            "echo hi; exit 7",
+        ])
+        .await?;
     assert_eq!(o.stdout, "hi\n");
     assert_eq!(o.code, 7, "{}", o.stderr);
-    let o = c.kubectl_stdin(&["exec", "-i", &pod, "-n", "np-test-1", "--", "cat"], Some(b"from stdin\n")).await?;
+    let o = c
+        .kubectl_stdin(
+            &["exec", "-i", &pod, "-n", "np-test-1", "--", "cat"],
+            Some(b"from stdin\n"),
+        )
+        .await?;
     assert_eq!(o.stdout, "from stdin\n");
     assert_eq!(o.code, 0);
-    let o = c.kubectl(&["exec", &pod, "-n", "np-test-1", "-c", "nope", "--", "true"]).await?;
-    assert!(o.stderr.contains("container nope is not valid for pod"), "{}", o.stderr);
+    let o = c
+        .kubectl(&["exec", &pod, "-n", "np-test-1", "-c", "nope", "--", "true"])
+        .await?;
+    assert!(
+        o.stderr.contains("container nope is not valid for pod"),
+        "{}",
+        o.stderr
+    );
     c.handle.shutdown().await;
     Ok(())
 }
@@ -106,9 +216,25 @@ async fn exec_exit_code_stdin_and_errors() -> anyhow::Result<()> {
 async fn logs_previous_is_400() -> anyhow::Result<()> {
     let c = Cluster::with_scenario(&["examples/walkthrough"]).await?;
     let pod = c.wait_ready_pod("np-test-2", "app=np-test-nginx-2").await?;
-    let o = c.kubectl(&["logs", &pod, "-n", "np-test-2", "-c", "istio-proxy", "--previous"]).await?;
+    let o = c
+        .kubectl(&[
+            "logs",
+            &pod,
+            "-n",
+            "np-test-2",
+            "-c",
+            "istio-proxy",
+            "--previous",
+        ])
+        .await?;
     assert_ne!(o.code, 0);
-    assert!(o.stderr.contains(&format!("previous terminated container \"istio-proxy\" in pod \"{pod}\" not found")), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!(
+            "previous terminated container \"istio-proxy\" in pod \"{pod}\" not found"
+        )),
+        "{}",
+        o.stderr
+    );
     c.handle.shutdown().await;
     Ok(())
 }

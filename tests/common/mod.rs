@@ -45,7 +45,11 @@ impl Cluster {
         let kubeconfig = dir.path().join("kubeconfig");
         config.kubeconfig_out = Some(kubeconfig.clone());
         let handle = Server::start(config).await?;
-        Ok(Self { handle, dir, kubeconfig })
+        Ok(Self {
+            handle,
+            dir,
+            kubeconfig,
+        })
     }
 
     pub async fn with_scenario(paths: &[&str]) -> anyhow::Result<Self> {
@@ -79,8 +83,13 @@ impl Cluster {
     pub async fn kubectl_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> anyhow::Result<Out> {
         use tokio::io::AsyncWriteExt;
         let mut cmd = self.kubectl_cmd(args);
-        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-        cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        });
         let mut child = cmd.spawn()?;
         if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
             w.write_all(data).await?;
@@ -97,7 +106,13 @@ impl Cluster {
     /// Run kubectl and require success.
     pub async fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
         let o = self.kubectl(args).await?;
-        anyhow::ensure!(o.code == 0, "kubectl {args:?} failed ({}): {}{}", o.code, o.stdout, o.stderr);
+        anyhow::ensure!(
+            o.code == 0,
+            "kubectl {args:?} failed ({}): {}{}",
+            o.code,
+            o.stdout,
+            o.stderr
+        );
         Ok(o.stdout)
     }
 
@@ -118,7 +133,9 @@ impl Cluster {
     /// A kube-rs client for this cluster.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+        let cfg =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?;
         Ok(kube::Client::try_from(cfg)?)
     }
 }

@@ -97,7 +97,7 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 => {
+            b'%' if i + 2 < b.len() => {
                 let h = std::str::from_utf8(&b[i + 1..i + 3])
                     .ok()
                     .and_then(|h| u8::from_str_radix(h, 16).ok());
@@ -662,9 +662,7 @@ fn patch_object(
                 return Err(ApiError::new(
                     415,
                     "UnsupportedMediaType",
-                    format!(
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-                    ),
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
                 ));
             }
             patch::strategic_merge(&mut base, &patch_doc)
@@ -763,11 +761,11 @@ fn watch(
         }
     }
     drop(st);
-    let render = move |mut ev: Value, first: bool| -> Bytes {
+    let render = move |mut ev: Value, _first: bool| -> Bytes {
         if table && ev["type"] != "ERROR" {
             let obj = ev["object"].take();
             let rv = meta_str(&obj, "resourceVersion").to_string();
-            ev["object"] = table::table(key, &[&obj], &rv, None, include, first || true);
+            ev["object"] = table::table(key, &[&obj], &rv, None, include, true);
         }
         let mut line = serde_json::to_vec(&ev).unwrap_or_default();
         line.push(b'\n');
@@ -781,13 +779,8 @@ fn watch(
         first_lines.push(render(ev, i == 0));
     }
     let live = futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(ev) => return Some((Some(ev), rx)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return None,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+        // A lagging watcher is ended; the client re-lists, as with a real server.
+        rx.recv().await.ok().map(|ev| (Some(ev), rx))
     })
     .filter_map(move |ev| {
         let out = ev.filter(|e| matches(e)).map(|e| {

@@ -538,8 +538,10 @@ impl Store {
                 "readyReplicas": ready, "availableReplicas": ready,
                 "observedGeneration": rs["metadata"]["generation"].clone(),
             });
-            if ready == 0 {
-                if let Some(o) = n["status"].as_object_mut() {
+            if ready == 0
+                && let Some(o) = n["status"].as_object_mut()
+            {
+                {
                     o.remove("readyReplicas");
                     o.remove("availableReplicas");
                 }
@@ -711,8 +713,10 @@ impl Store {
                 }
                 None => {
                     let mut ep = json!({"metadata": {"name": name, "labels": svc["metadata"]["labels"].clone()}});
-                    if ep["metadata"]["labels"].is_null() {
-                        if let Some(m) = ep["metadata"].as_object_mut() {
+                    if ep["metadata"]["labels"].is_null()
+                        && let Some(m) = ep["metadata"].as_object_mut()
+                    {
+                        {
                             m.remove("labels");
                         }
                     }

@@ -85,26 +85,9 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         }
         if matches!(
             r.plural,
-            "pods"
-                | "services"
-                | "deployments"
-                | "replicasets"
-                | "configmaps"
-                | "serviceaccounts"
-                | "endpoints"
-        ) {
-            v["categories"] = json!(["all"]);
-        }
-        if matches!(
-            r.plural,
             "pods" | "services" | "deployments" | "replicasets"
         ) {
             v["categories"] = json!(["all"]);
-        }
-        if matches!(r.plural, "configmaps" | "serviceaccounts" | "endpoints") {
-            if let Some(o) = v.as_object_mut() {
-                o.remove("categories");
-            }
         }
         if r.group == "security.istio.io" {
             v["categories"] = json!(["istio-io", "security-istio-io"]);

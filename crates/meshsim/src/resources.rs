@@ -42,6 +42,7 @@ pub struct ResKey {
     pub plural: &'static str,
 }
 
+#[allow(clippy::too_many_arguments)]
 const fn def(
     group: &'static str,
     version: &'static str,
