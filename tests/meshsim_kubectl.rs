@@ -265,3 +265,76 @@ async fn client_certificate_auth() -> anyhow::Result<()> {
     c.handle.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_tail_and_follow() -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let c = Cluster::with_scenario(&["examples/walkthrough"]).await?;
+    let pod = c.wait_ready_pod("np-test-2", "app=np-test-nginx-2").await?;
+    let mut all = String::new();
+    for _ in 0..100 {
+        all = c
+            .ok(&["logs", &pod, "-n", "np-test-2", "-c", "istio-proxy"])
+            .await?;
+        if all.contains("Envoy proxy is ready") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(all.contains("Envoy proxy is ready"), "{all}");
+    let n = all.lines().count();
+    assert!(n > 2);
+    let tail = c
+        .ok(&[
+            "logs",
+            &pod,
+            "-n",
+            "np-test-2",
+            "-c",
+            "istio-proxy",
+            "--tail",
+            "1",
+        ])
+        .await?;
+    assert_eq!(
+        tail.trim_end(),
+        all.trim_end().lines().last().unwrap_or_default()
+    );
+    let since = c
+        .ok(&[
+            "logs",
+            &pod,
+            "-n",
+            "np-test-2",
+            "-c",
+            "istio-proxy",
+            "--since",
+            "1h",
+        ])
+        .await?;
+    assert_eq!(since, all);
+    // Follow: a line appended after the stream started arrives.
+    let mut cmd = c.kubectl_cmd(&["logs", "-f", &pod, "-n", "np-test-2", "-c", "istio-proxy"]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn()?;
+    let mut lines = BufReader::new(
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+    )
+    .lines();
+    for _ in 0..n {
+        lines.next_line().await?;
+    }
+    c.handle
+        .cluster
+        .logs()
+        .append("np-test-2", &pod, "istio-proxy", "appended while following");
+    let next = lines.next_line().await?;
+    let _ = child.kill().await;
+    assert_eq!(next.as_deref(), Some("appended while following"));
+    c.handle.shutdown().await;
+    Ok(())
+}

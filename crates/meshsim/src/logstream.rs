@@ -1,28 +1,114 @@
 //! Adapter between the API server and the container log store
 //! ([`crate::logs`], owned by the exec side): turns `pods/log` query
-//! parameters into log options and the store's stream into an HTTP body, and
-//! seeds believable startup lines when a container starts.
+//! parameters into [`LogOptions`] and the store's stream into an HTTP body
+//! (cut abruptly by a `cut-log-after` fault), and seeds believable startup
+//! lines when a container starts (istio-proxy, nginx) plus files named by
+//! `meshsim.dev/log.CONTAINER` annotations.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 
+use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use http::{HeaderValue, StatusCode};
 
 use crate::api::Target;
 use crate::controllers::StartedPod;
 use crate::error::ApiError;
+use crate::logs::LogOptions;
 use crate::server::App;
+
+fn q1<'a>(q: &'a HashMap<String, Vec<String>>, k: &str) -> Option<&'a str> {
+    q.get(k).and_then(|v| v.first()).map(String::as_str)
+}
+
+fn num<T: std::str::FromStr>(
+    q: &HashMap<String, Vec<String>>,
+    k: &str,
+) -> Result<Option<T>, ApiError> {
+    match q1(q, k) {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            ApiError::bad_request(format!("invalid {k} {v:?}: must be a non-negative integer"))
+        }),
+    }
+}
+
+/// Log options from the query string, validated like the API server does.
+pub fn options(q: &HashMap<String, Vec<String>>) -> Result<LogOptions, ApiError> {
+    let flag = |k: &str| matches!(q1(q, k), Some("true" | "1" | "True"));
+    let since_time = match q1(q, "sinceTime").filter(|s| !s.is_empty()) {
+        Some(t) => Some(t.parse::<jiff::Timestamp>().map_err(|_| {
+            ApiError::bad_request(format!("invalid sinceTime {t:?}: expected RFC3339"))
+        })?),
+        None => None,
+    };
+    let since_seconds: Option<i64> = num(q, "sinceSeconds")?;
+    if since_seconds.is_some_and(|s| s < 1) {
+        return Err(ApiError::invalid(
+            "PodLogOptions",
+            "",
+            "sinceSeconds: Invalid value: must be greater than 0",
+        ));
+    }
+    if since_seconds.is_some() && since_time.is_some() {
+        return Err(ApiError::invalid(
+            "PodLogOptions",
+            "",
+            "sinceSeconds: Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified",
+        ));
+    }
+    Ok(LogOptions {
+        follow: flag("follow"),
+        since_seconds: since_seconds.map(|s| s.unsigned_abs()),
+        since_time,
+        tail_lines: num::<i64>(q, "tailLines")?.and_then(|t| usize::try_from(t).ok()),
+        timestamps: flag("timestamps"),
+        limit_bytes: num(q, "limitBytes")?,
+    })
+}
 
 /// Stream a container's log as the kubelet would.
 pub fn respond(
-    _app: &App,
-    _t: &Target,
-    _container: &str,
-    _q: &HashMap<String, Vec<String>>,
-    _cut_after: Option<usize>,
+    app: &App,
+    t: &Target,
+    container: &str,
+    q: &HashMap<String, Vec<String>>,
+    cut_after: Option<usize>,
 ) -> Result<Response, ApiError> {
-    // PLACEHOLDER until crate::logs::LogStore lands: an empty log.
-    let mut r = (StatusCode::OK, "").into_response();
+    let opts = options(q)?;
+    let ns = t.namespace.clone().unwrap_or_default();
+    let pod = t.name.clone().unwrap_or_default();
+    let stream = app.logs.stream(&ns, &pod, container, opts);
+    let cancel = app.cancel.clone();
+    let stream = stream.take_until(async move { cancel.cancelled().await });
+    let body = match cut_after {
+        None => Body::from_stream(stream.map(Ok::<_, Infallible>)),
+        Some(limit) => {
+            // Send at most `limit` bytes, then fail the body so the connection is cut.
+            let s = stream
+                .scan(0usize, move |sent, chunk: Bytes| {
+                    let out = if *sent >= limit {
+                        None
+                    } else {
+                        let take = (limit - *sent).min(chunk.len());
+                        *sent += take;
+                        Some(chunk.slice(..take))
+                    };
+                    async move { out }
+                })
+                .map(Ok::<_, std::io::Error>)
+                .chain(futures::stream::once(async {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "log stream cut by meshsim fault",
+                    ))
+                }));
+            Body::from_stream(s)
+        }
+    };
+    let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain"),
@@ -30,5 +116,75 @@ pub fn respond(
     Ok(r)
 }
 
+fn nginx_lines() -> Vec<String> {
+    vec![
+        "/docker-entrypoint.sh: /docker-entrypoint.d/ is not empty, will attempt to perform configuration".into(),
+        "/docker-entrypoint.sh: Looking for shell scripts in /docker-entrypoint.d/".into(),
+        "/docker-entrypoint.sh: Launching /docker-entrypoint.d/10-listen-on-ipv6-by-default.sh".into(),
+        "/docker-entrypoint.sh: Configuration complete; ready for start up".into(),
+    ]
+}
+
+fn proxy_lines(pod: &str, ns: &str) -> Vec<String> {
+    let t = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    vec![
+        format!("{t}\tinfo\tFIPS is not enabled"),
+        format!(
+            "{t}\tinfo\tCLI options:\n\tconfigPath: ./etc/istio/proxy\n\tproxyComponentLogLevel: misc:error\n\tproxyLogLevel: warning"
+        ),
+        format!("{t}\tinfo\tApplying mesh config from file"),
+        format!(
+            "{t}\tinfo\tProxy role\tips=[] type=sidecar id={pod}.{ns} domain={ns}.svc.cluster.local"
+        ),
+        format!("{t}\tinfo\tPilot SAN: [istiod.istio-system.svc]"),
+        format!("{t}\tinfo\tStarting proxy agent"),
+        format!(
+            "{t}\tinfo\tEnvoy command: [-c etc/istio/proxy/envoy-rev.json --drain-time-s 45 --drain-strategy immediate --local-address-ip-version v4 --file-flush-interval-msec 1000 --disable-hot-restart --allow-unknown-static-fields -l warning --component-log-level misc:error]"
+        ),
+        format!(
+            "{t}\tinfo\txdsproxy\tconnected to delta upstream XDS server: istiod.istio-system.svc:15012"
+        ),
+        format!("{t}\tinfo\tads\tADS: new connection for node:{pod}.{ns}-1"),
+        format!(
+            "{t}\tinfo\tads\tSDS: PUSH request for node:{pod}.{ns} resources:1 size:4.0kB resource:default"
+        ),
+        format!("{t}\tinfo\tReadiness succeeded in 1.023456789s"),
+        format!("{t}\tinfo\tEnvoy proxy is ready"),
+    ]
+}
+
 /// Seed startup lines for a started pod.
-pub fn seed(_app: &App, _pod: &StartedPod) {}
+pub fn seed(app: &App, pod: &StartedPod) {
+    let annotations = {
+        let Ok(st) = app.store.lock() else { return };
+        st.get(crate::resources::PODS, &pod.namespace, &pod.name)
+            .map(|p| p["metadata"]["annotations"].clone())
+            .unwrap_or_default()
+    };
+    for (container, image) in &pod.containers {
+        let file = annotations[format!("meshsim.dev/log.{container}").as_str()].as_str();
+        if let Some(path) = file {
+            if let Err(e) = app.logs.seed_from_file(
+                &pod.namespace,
+                &pod.name,
+                container,
+                std::path::Path::new(path),
+            ) {
+                tracing::warn!("{e}");
+            }
+            continue;
+        }
+        let lines = if container == "istio-proxy" {
+            proxy_lines(&pod.name, &pod.namespace)
+        } else if image.rsplit('/').next().unwrap_or("").starts_with("nginx") {
+            nginx_lines()
+        } else {
+            Vec::new()
+        };
+        for l in lines {
+            app.logs.append(&pod.namespace, &pod.name, container, &l);
+        }
+    }
+}

@@ -106,6 +106,8 @@ pub struct App {
     pub cancel: CancellationToken,
     pub network: RwLock<Arc<dyn Network>>,
     pub time_scale: f64,
+    /// Container logs (kubectl logs).
+    pub logs: crate::logs::LogStore,
 }
 
 impl std::fmt::Debug for App {
@@ -161,6 +163,10 @@ impl Cluster {
             Err(p) => p.into_inner(),
         };
         f(&mut g)
+    }
+    /// Container logs (part 2 appends Envoy lines here).
+    pub fn logs(&self) -> &crate::logs::LogStore {
+        &self.0.logs
     }
     /// Replace the traffic decider.
     pub fn set_network(&self, n: Arc<dyn Network>) {
@@ -366,6 +372,7 @@ impl Server {
             },
             faults: config.faults,
             cancel: cancel.clone(),
+            logs: crate::logs::LogStore::default(),
             network: RwLock::new(config.network.unwrap_or_else(|| Arc::new(NoNetwork))),
             time_scale: config.time_scale,
         });
