@@ -127,6 +127,9 @@ fn deeply_nested_json_is_an_error_not_a_crash() {
     ));
     let yaml = "- ".repeat(50_000) + "x";
     assert!(analyze_filter_config(yaml.as_bytes()).is_err());
+    // The YAML parser is superlinear on deep flow mappings: refused before parsing.
+    let yaml_flow = "a: ".to_owned() + &"{a: ".repeat(50_000) + "1" + &"}".repeat(50_000);
+    assert!(analyze_filter_config(yaml_flow.as_bytes()).is_err());
 }
 
 #[test]

@@ -414,6 +414,23 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_pre_1_9_layout() {
+        let line = "[2020-06-10T10:00:00.000Z] \"GET /productpage HTTP/1.1\" 200 - \"-\" \"-\" 0 5183 43 42 \"-\" \"curl/7.64.0\" \"5c1b\" \"productpage:9080\" \"127.0.0.1:9080\" inbound|9080|http|productpage.default.svc.cluster.local 127.0.0.1:36406 10.1.1.5:9080 10.1.1.4:50250 outbound_.9080_._.productpage.default.svc.cluster.local default";
+        let e = parse(line).unwrap();
+        assert_eq!(e.encoding, AccessLogEncoding::TextLegacy);
+        assert_eq!(e.response_code, Some(200));
+        assert_eq!(e.response_code_details, None);
+        assert_eq!(e.bytes_sent, Some(5183));
+        assert_eq!(e.authority.as_deref(), Some("productpage:9080"));
+        assert_eq!(
+            e.downstream_remote_address.as_deref(),
+            Some("10.1.1.4:50250")
+        );
+        assert_eq!(e.route_name.as_deref(), Some("default"));
+        assert_eq!(e.verdict, AccessVerdict::NotRbac);
+    }
+
+    #[test]
     fn too_few_fields_is_an_error() {
         assert_eq!(
             parse("[2024-01-01T00:00:00Z] \"GET / HTTP/1.1\" 200"),

@@ -380,13 +380,49 @@ pub fn analyze_config_dump(json: &[u8]) -> Result<AuthzReport, ConfigDumpError> 
     Ok(c.finish(dynamic.len()))
 }
 
+/// The nesting limit, as serde_json's default recursion limit.
+const MAX_DEPTH: usize = 128;
+
+/// `true` when `{`/`[` nest deeper than `limit` (quotes are not interpreted, so
+/// brackets inside strings count too: conservative, and linear).
+fn flow_depth_exceeds(text: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    for &b in text {
+        match b {
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Analyses one Envoy filter config, or a list of them, in JSON or YAML (camelCase or
 /// snake_case), as if they formed one filter chain. Accepts RBAC filters, HTTP
 /// connection managers, and Istio's builder test outputs.
 pub fn analyze_filter_config(text: &[u8]) -> Result<AuthzReport, ConfigDumpError> {
     let value: Value = match serde_json::from_slice(text) {
         Ok(v) => v,
+        // Input that starts like JSON is JSON: its error is the useful one.
+        Err(e) if text.trim_ascii_start().starts_with(b"{") => {
+            return Err(ConfigDumpError::NotJson(e.to_string()));
+        }
+        Err(e) if text.trim_ascii_start().starts_with(b"[") => {
+            return Err(ConfigDumpError::NotJson(e.to_string()));
+        }
         Err(_) => {
+            // The YAML parser is superlinear on deeply nested flow collections
+            // (`{a: {a: ...`): refuse those before parsing, as serde_json does.
+            if flow_depth_exceeds(text, MAX_DEPTH) {
+                return Err(ConfigDumpError::NotYaml(format!(
+                    "nested deeper than {MAX_DEPTH} levels"
+                )));
+            }
             let s = String::from_utf8_lossy(text);
             serde_yaml_ng::from_str(&s).map_err(|e| ConfigDumpError::NotYaml(e.to_string()))?
         }
