@@ -142,3 +142,27 @@ fn invalid_utf8_is_decoded_lossily() {
     assert_eq!(p.namespace.as_deref(), Some("\u{fffd}"));
     assert_eq!(p.name.as_deref(), Some("a\u{fffd}"));
 }
+
+#[test]
+fn long_line_in_tiny_chunks_is_read_once() {
+    // A 300 kB RBAC line delivered 16 bytes at a time, then a normal one: only new bytes
+    // are searched for a newline, so this is linear (it was quadratic once).
+    let mut log = b"2025-07-06T19:33:00.654348Z\tdebug\tenvoy rbac\tenforced denied, matched policy ns[a]-policy[".to_vec();
+    log.extend(std::iter::repeat_n(b'x', 300_000));
+    log.extend_from_slice(
+        b"]-rule[0]\n[2018-07-26 20:39:18.060][152][debug][rbac] x.cc:88] shadow denied\n",
+    );
+    let reader = std::io::BufReader::with_capacity(16, Cursor::new(log));
+    let entries: Vec<_> = LogReader::new(reader, Scope::RbacOnly)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(entries.len(), 2);
+    let LogLine::RbacDecision(d) = &entries[0].line else {
+        panic!("expected a decision, got {:?}", entries[0].line);
+    };
+    assert_eq!(
+        d.policy.as_ref().unwrap().name.as_ref().map(String::len),
+        Some(300_000)
+    );
+    assert_eq!(entries[1].line_no, 2);
+}

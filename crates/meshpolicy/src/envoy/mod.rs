@@ -158,7 +158,8 @@ fn unparsed(reason: UnparsedReason, line: &[u8]) -> LogLine {
 /// Classifies a log line (bytes, any layout, without its newline).
 ///
 /// With [`Scope::RbacOnly`], a line without `rbac` or `ext_authz` is `Other` at once
-/// (no allocation). With [`Scope::All`] every line is decoded, so ordinary access log
+/// (no allocation); so a bare message with no envelope (`shadow denied`, as pasted by
+/// hand, [`Layout::Bare`]) is only recognised with [`Scope::All`]. With [`Scope::All`] every line is decoded, so ordinary access log
 /// lines come back as [`LogLine::AccessLog`] with [`AccessVerdict::NotRbac`].
 pub fn classify_line(line: &[u8], scope: Scope) -> LogLine {
     let line = trim(line);
@@ -468,8 +469,9 @@ impl<R: BufRead> LogReader<R> {
         self
     }
 
-    /// Reads more input; drops the scanned prefix first. Returns false at EOF.
-    fn refill(&mut self) -> io::Result<bool> {
+    /// Reads more input; drops the scanned prefix first. Returns where the new bytes
+    /// start in `buf`, or `None` at EOF.
+    fn refill(&mut self) -> io::Result<Option<usize>> {
         // Drop the scanned lines, keep the incomplete tail.
         let scanned = self.complete;
         if scanned > 0 {
@@ -485,7 +487,7 @@ impl<R: BufRead> LogReader<R> {
                 Err(e) => return Err(e),
             };
             if chunk.is_empty() {
-                return Ok(false);
+                return Ok(None);
             }
             let n = chunk.len().min(READ_BLOCK);
             if self.skipping {
@@ -497,9 +499,10 @@ impl<R: BufRead> LogReader<R> {
                 }
                 continue;
             }
+            let old_len = self.buf.len();
             self.buf.extend_from_slice(&chunk[..n]);
             self.inner.consume(n);
-            return Ok(true);
+            return Ok(Some(old_len));
         }
     }
 
@@ -519,16 +522,18 @@ impl<R: BufRead> LogReader<R> {
             if self.eof {
                 return Ok(None);
             }
-            let got = self.refill()?;
+            let new_from = self.refill()?;
             self.state.reset(1);
-            if !got {
+            let Some(new_from) = new_from else {
                 self.eof = true;
                 // The last line may lack its newline.
                 self.complete = self.buf.len();
                 continue;
-            }
-            match memchr::memrchr(b'\n', &self.buf) {
-                Some(nl) => self.complete = nl + 1,
+            };
+            // Only the new bytes can hold a newline (the kept tail has none), so a long
+            // line arriving in small chunks costs linear time, not quadratic.
+            match memchr::memrchr(b'\n', &self.buf[new_from..]) {
+                Some(nl) => self.complete = new_from + nl + 1,
                 None if self.buf.len() >= self.max_line => self.over_long(),
                 None => self.complete = 0,
             }
