@@ -7,6 +7,7 @@
 pub mod api;
 pub mod controllers;
 pub mod discovery;
+pub mod envoy_admin;
 pub mod error;
 pub mod exec;
 pub mod faults;
