@@ -1,1 +1,125 @@
 //! kubectl-authzcheck library: `run()` holds the plugin; main.rs only maps its result to an exit code.
+//!
+//! `kubectl authzcheck [NAMESPACE] [POD]` replaces the walk-through's
+//! `istioctl x authz check $(kubectl get pod ...)`: for each pod it shows the
+//! NetworkPolicies that isolate it, the AuthorizationPolicies the API says
+//! apply (with what each means), what the Envoy sidecar actually loaded
+//! (istioctl, or the config dump read through exec or from a file), and
+//! findings joining the layers. The flow is: validate the command line
+//! ([`cli`]), read the namespace once and each pod's proxy ([`fetch`]), turn
+//! the proxy output into rows ([`proxy`]), join ([`analyze`]) into
+//! [`report`] data, and render it last ([`render`]).
+
+pub mod analyze;
+pub mod cli;
+pub mod error;
+pub mod fetch;
+pub mod proxy;
+pub mod render;
+pub mod report;
+
+use std::io::Write;
+
+use futures::StreamExt;
+use kubeplugin::render::Renderer;
+use kubeplugin::resources::{phase, pod_name};
+use kubeplugin::{Exit, Kube, PluginError};
+
+pub use cli::Cli;
+use cli::Target;
+use report::{Report, Severity};
+
+/// How many pods are checked at once with `-l`.
+const PARALLEL_PODS: usize = 4;
+
+/// Runs the plugin for a parsed command line.
+pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
+    let target = cli.validate()?;
+    let renderer = Renderer::from_args(&cli.output);
+    let (reports, many) = match &target {
+        Target::Offline(path) => {
+            let dump = fetch::read_dump_file(path)?;
+            let view =
+                proxy::from_config_dump(&dump, format!("config dump file {}", path.display()));
+            (vec![analyze::offline(view)], false)
+        }
+        Target::One { namespace, pod } => (
+            check(&cli, namespace.as_deref(), Some(pod), None).await?,
+            false,
+        ),
+        Target::Many {
+            namespace,
+            selector,
+        } => (
+            check(&cli, namespace.as_deref(), None, selector.as_deref()).await?,
+            true,
+        ),
+    };
+    let mut stdout = std::io::stdout().lock();
+    render::write_reports(&renderer, &reports, many, &mut stdout)?;
+    stdout
+        .flush()
+        .map_err(|e| PluginError::io("writing output", e))?;
+    Ok(exit_for(&reports, cli.exit_code))
+}
+
+/// 1 with `--exit-code` when any report has a warning or worse, else 0.
+pub fn exit_for(reports: &[Report], exit_code: bool) -> Exit {
+    let bad = reports
+        .iter()
+        .any(|r| r.worst().is_some_and(|s| s >= Severity::Warning));
+    if exit_code && bad {
+        Exit::NEGATIVE
+    } else {
+        Exit::OK
+    }
+}
+
+async fn check(
+    cli: &Cli,
+    namespace: Option<&str>,
+    pod: Option<&cli::PodRef>,
+    selector: Option<&str>,
+) -> Result<Vec<Report>, PluginError> {
+    let kube = Kube::from_flags(&cli.kube).await?;
+    let namespace = namespace.unwrap_or(&kube.namespace).to_string();
+    // Decide the proxy mode first: a bad --config-dump or --istioctl fails before any API call.
+    let mode = fetch::proxy_mode(cli.config_dump.as_deref(), cli.native, &cli.istioctl)?;
+    let data = fetch::gather(&kube, &namespace, &cli.root_namespace).await?;
+    let pods = fetch::select_pods(&kube, &data, pod, selector).await?;
+    let views = futures::stream::iter(pods.iter())
+        .map(|p| fetch::proxy_view(&kube, &cli.kube, &mode, p))
+        .buffered(PARALLEL_PODS)
+        .collect::<Vec<_>>()
+        .await;
+    let mut reports = Vec::with_capacity(pods.len());
+    for (p, view) in pods.iter().zip(views) {
+        let view = view?;
+        let name = pod_name(p);
+        let model =
+            data.cluster
+                .pod(&namespace, name)
+                .cloned()
+                .ok_or_else(|| PluginError::Api {
+                    code: None,
+                    message: format!(
+                        "pod {namespace}/{name} could not be read into the policy model"
+                    ),
+                })?;
+        let ctx = analyze::PodContext {
+            cluster: &data.cluster,
+            pod: &model,
+            phase: phase(p).to_string(),
+            namespace_labels: data.labels.clone(),
+            ages: &data.ages,
+            invalid: &data.invalid,
+        };
+        let mut report = analyze::analyze(&ctx, view);
+        report.findings.extend(data.notes.iter().cloned());
+        report
+            .findings
+            .sort_by_key(|f| std::cmp::Reverse(f.severity));
+        reports.push(report);
+    }
+    Ok(reports)
+}

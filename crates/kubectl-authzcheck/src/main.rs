@@ -1,5 +1,4 @@
-//! Thin entry point of kubectl-authzcheck.
-fn main() {
-    eprintln!("error: kubectl-authzcheck is not implemented yet");
-    std::process::exit(2);
+//! Thin entry point of kubectl-authzcheck: all logic is in the library's `run()`.
+fn main() -> std::process::ExitCode {
+    kubeplugin::main(kubectl_authzcheck::run)
 }

@@ -1,0 +1,552 @@
+//! Joining the layers: from the policy model (crates/meshpolicy) and what
+//! Envoy loaded, build one pod's [`Report`] and its findings.
+//!
+//! This is the part of authzcheck that explains rather than lists: which
+//! NetworkPolicies isolate the pod, what each AuthorizationPolicy means in one
+//! line, whether the sidecar has loaded what the API holds (a policy applied
+//! seconds ago is still propagating; one Envoy holds that the API no longer
+//! has was deleted recently), policies on a pod without a sidecar, selectors
+//! that match nothing, namespaces without injection, and where each
+//! `_anonymous_match_nothing_` comes from. It is pure (no I/O), so every
+//! finding is tested on hand-built models.
+
+use std::collections::{BTreeMap, HashMap};
+
+use meshpolicy::authz::Action;
+use meshpolicy::{Cluster, CompiledAuthz, CompiledNetworkPolicy, Pod, envoy_policy_id};
+
+use crate::report::{
+    AuthzEntry, Finding, Isolation, NetpolEntry, PodInfo, ProxySource, ProxyView, Report, Severity,
+};
+
+/// Policies younger than this that Envoy has not loaded are "still propagating".
+pub const PROPAGATION_GRACE_SECONDS: i64 = 60;
+
+/// What the analysis needs besides the proxy view.
+#[derive(Debug, Clone)]
+pub struct PodContext<'a> {
+    /// The model: the pod's namespace (pods, policies) and the root namespace's policies.
+    pub cluster: &'a Cluster,
+    pub pod: &'a Pod,
+    pub phase: String,
+    /// Labels of the pod's namespace, when they could be read.
+    pub namespace_labels: Option<BTreeMap<String, String>>,
+    /// Age in seconds of AuthorizationPolicies, by (namespace, name).
+    pub ages: &'a HashMap<(String, String), i64>,
+    /// Policies the model rejected (one message each).
+    pub invalid: &'a [String],
+}
+
+/// The word Envoy/istioctl uses for an AuthorizationPolicy action.
+pub fn envoy_action(a: Action) -> &'static str {
+    match a {
+        Action::Allow => "ALLOW",
+        Action::Deny => "DENY",
+        Action::Audit => "LOG",
+        Action::Custom => "CUSTOM",
+    }
+}
+
+fn netpol_entry(np: &CompiledNetworkPolicy) -> NetpolEntry {
+    let r = np.policy_ref();
+    let lines = np.summary();
+    let head = lines.first().cloned().unwrap_or_default();
+    let selects = head
+        .split_once(": selects ")
+        .map(|(_, rest)| rest)
+        .and_then(|rest| rest.rsplit_once(" for ").map(|(s, _)| s.to_string()))
+        .unwrap_or(head.clone());
+    let mut ingress = Vec::new();
+    let mut egress = Vec::new();
+    for l in lines.iter().skip(1) {
+        if l.starts_with("ingress") {
+            ingress.push(l.clone());
+        } else if l.starts_with("egress") {
+            egress.push(l.clone());
+        }
+    }
+    NetpolEntry {
+        namespace: r.namespace,
+        name: r.name,
+        directions: np.directions().iter().map(|d| d.to_string()).collect(),
+        selects,
+        ingress,
+        egress,
+    }
+}
+
+fn selector_text(p: &CompiledAuthz) -> Option<String> {
+    p.policy().spec.selector.as_ref().map(|s| {
+        s.match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+fn matches_everything(r: &meshpolicy::authz::Rule) -> bool {
+    r.from.is_empty() && r.to.is_empty() && r.when.is_empty()
+}
+
+/// What a policy means, in one line.
+pub fn meaning(p: &CompiledAuthz) -> String {
+    let rules = &p.policy().spec.rules;
+    let n = rules.len();
+    let plural = if n == 1 { "rule" } else { "rules" };
+    let all = rules.iter().any(matches_everything);
+    let base = match p.action() {
+        Action::Allow if n == 0 => {
+            "ALLOW with no rules: allows nothing, so every request is denied".to_string()
+        }
+        Action::Allow if all => "ALLOW matching every request: allows every request".into(),
+        Action::Allow => format!(
+            "allows only requests matching its {n} {plural}; requests no ALLOW policy matches are denied"
+        ),
+        Action::Deny if n == 0 => {
+            "DENY with no rules: matches nothing, so it denies nothing".to_string()
+        }
+        Action::Deny if all => "DENY matching every request: denies every request".into(),
+        Action::Deny => format!("denies requests matching its {n} {plural}"),
+        Action::Audit => "AUDIT: logs matching requests, never allows or denies".into(),
+        Action::Custom => match p.provider() {
+            Some(pr) if n > 0 => {
+                format!("delegates requests matching its {n} {plural} to ext-authz provider {pr}")
+            }
+            _ => "CUSTOM with no rules: delegates nothing".into(),
+        },
+    };
+    if p.is_dry_run() {
+        format!(
+            "dry-run (only logged, never enforced): would {}",
+            lower_first(&base)
+        )
+    } else {
+        base
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    // Action words stay uppercase; only plain verbs are lowered.
+    if s.starts_with(char::is_lowercase) {
+        s.to_string()
+    } else {
+        format!("apply {s}")
+    }
+}
+
+/// The Envoy RBAC policy names a policy becomes.
+pub fn envoy_names(p: &CompiledAuthz) -> Vec<String> {
+    let r = p.policy_ref();
+    let n = p.policy().spec.rules.len().max(1);
+    (0..n)
+        .map(|i| {
+            let id = envoy_policy_id(&r.namespace, &r.name, i);
+            if p.action() == Action::Custom {
+                format!("istio-ext-authz-{id}")
+            } else {
+                id
+            }
+        })
+        .collect()
+}
+
+/// Rules Envoy holds for a policy (a policy with no rules becomes a never-matching rule[0]).
+fn expected_envoy_rules(p: &CompiledAuthz) -> u32 {
+    u32::try_from(p.policy().spec.rules.len().max(1)).unwrap_or(u32::MAX)
+}
+
+/// Whether the proxy holds the policy: `Some(rules)` if loaded.
+fn loaded_rules(proxy: &ProxyView, p: &CompiledAuthz) -> Option<Option<u32>> {
+    let r = p.policy_ref();
+    let action = envoy_action(p.action());
+    if p.is_dry_run() {
+        let hidden = proxy.hidden.as_ref()?;
+        return Some(
+            hidden
+                .iter()
+                .find(|h| {
+                    h.kind == "dry-run"
+                        && h.policy == r.name
+                        && h.namespace.as_deref() == Some(&r.namespace)
+                })
+                .map(|h| h.rules),
+        );
+    }
+    if proxy.source == ProxySource::Unavailable {
+        return None;
+    }
+    Some(
+        proxy
+            .rows
+            .iter()
+            .find(|row| {
+                row.action == action
+                    && row.policy == r.name
+                    && row.namespace.as_deref() == Some(&r.namespace)
+            })
+            .map(|row| row.rules),
+    )
+}
+
+fn age_text(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// Builds the report for one pod.
+pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
+    let pod = ctx.pod;
+    let cluster = ctx.cluster;
+    let root = cluster.options().root_namespace.clone();
+    let mut findings = Vec::new();
+
+    for msg in ctx.invalid {
+        findings.push(Finding::new(
+            Severity::Error,
+            "invalid-policy",
+            format!("{msg} (Istio or Kubernetes would reject or ignore it; it is left out here)"),
+        ));
+    }
+
+    // Kubernetes NetworkPolicy.
+    let netpols = cluster.network_policies_selecting(pod);
+    let network_policies: Vec<NetpolEntry> = netpols.iter().map(|np| netpol_entry(np)).collect();
+    let isolation = Isolation {
+        ingress: network_policies
+            .iter()
+            .any(|e| e.directions.iter().any(|d| d == "ingress")),
+        egress: network_policies
+            .iter()
+            .any(|e| e.directions.iter().any(|d| d == "egress")),
+    };
+    if network_policies.is_empty() {
+        findings.push(Finding::new(
+            Severity::Info,
+            "not-isolated",
+            "no NetworkPolicy selects this pod: Kubernetes allows all traffic in and out of it",
+        ));
+    } else {
+        findings.push(Finding::new(
+            Severity::Info,
+            "probe-netpol",
+            format!(
+                "NetworkPolicy is enforced by the CNI plugin, which may ignore it: only a probe (`kubectl npexec FROM {}`) shows whether it is enforced here",
+                pod.namespace
+            ),
+        ));
+    }
+
+    // Istio AuthorizationPolicy from the API.
+    let applying = cluster.authorization_policies_for(pod);
+    let mut authorization_policies = Vec::new();
+    for p in &applying {
+        let r = p.policy_ref();
+        let selector = selector_text(p);
+        let scope = if r.namespace == root {
+            "mesh"
+        } else if selector.is_some() {
+            "selector"
+        } else {
+            "namespace"
+        };
+        let loaded = loaded_rules(&proxy, p);
+        let age = ctx
+            .ages
+            .get(&(r.namespace.clone(), r.name.clone()))
+            .copied();
+        let label = format!("{}/{}", r.namespace, r.name);
+        match loaded {
+            Some(None) if pod.has_sidecar => {
+                let why = match age {
+                    Some(a) if a < PROPAGATION_GRACE_SECONDS => format!(
+                        "created {} ago: Istio is probably still pushing it to the sidecar; re-run in a few seconds",
+                        age_text(a)
+                    ),
+                    Some(a) => format!(
+                        "created {} ago, so this is not propagation delay: check istiod and `istioctl proxy-status`",
+                        age_text(a)
+                    ),
+                    None => "it may still be propagating; re-run in a few seconds".into(),
+                };
+                findings.push(Finding::new(
+                    Severity::Warning,
+                    "not-loaded",
+                    format!(
+                        "AuthorizationPolicy {label} applies to this pod but its sidecar has not loaded it yet ({why})"
+                    ),
+                ));
+            }
+            Some(Some(n)) if n != expected_envoy_rules(p) && p.action() != Action::Custom => {
+                findings.push(Finding::new(
+                    Severity::Warning,
+                    "rules-differ",
+                    format!(
+                        "AuthorizationPolicy {label} has {} rule(s) in the API but the sidecar holds {n}: an update has not reached the sidecar yet",
+                        expected_envoy_rules(p)
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        let rules = p.policy().spec.rules.len();
+        if p.action() == Action::Allow && rules == 0 && !p.is_dry_run() {
+            findings.push(Finding::new(
+                Severity::Info,
+                "allow-nothing",
+                format!(
+                    "AuthorizationPolicy {label} is ALLOW with no rules: it allows nothing, so every request to this pod is denied (istioctl shows it as `ALLOW {}.{} 1`; DENY with `rules: [{{}}]` says the same explicitly)",
+                    r.name, r.namespace
+                ),
+            ));
+        }
+        if p.is_dry_run() {
+            findings.push(Finding::new(
+                Severity::Info,
+                "dry-run",
+                format!(
+                    "AuthorizationPolicy {label} is dry-run: Envoy only logs what it would do (shadow rules) and istioctl's table does not show it"
+                ),
+            ));
+        }
+        if let Some(provider) = p.provider() {
+            findings.push(Finding::new(
+                Severity::Info,
+                "custom",
+                format!(
+                    "AuthorizationPolicy {label} delegates to ext-authz provider {provider}: that service decides, outside Envoy's RBAC"
+                ),
+            ));
+        }
+        let summary = p.summary(&root);
+        authorization_policies.push(AuthzEntry {
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            action: p.action().to_string(),
+            rules,
+            scope: scope.to_string(),
+            selector,
+            dry_run: p.is_dry_run(),
+            provider: p.provider().map(str::to_string),
+            envoy_names: envoy_names(p),
+            meaning: meaning(p),
+            details: summary.into_iter().skip(1).collect(),
+            loaded: if pod.has_sidecar {
+                loaded.map(|l| l.is_some())
+            } else {
+                Some(false)
+            },
+            age_seconds: age,
+        });
+    }
+
+    if !pod.has_sidecar && !applying.is_empty() {
+        findings.push(Finding::new(
+            Severity::Warning,
+            "no-sidecar",
+            format!(
+                "{} AuthorizationPolic{} apply to this pod but it has no istio-proxy sidecar: none is enforced (inject a sidecar and restart the pod)",
+                applying.len(),
+                if applying.len() == 1 { "y" } else { "ies" }
+            ),
+        ));
+    }
+
+    // Loaded by Envoy but not in the API (or no longer applying).
+    let mut stale: Vec<(String, String, String)> = proxy
+        .rows
+        .iter()
+        .filter_map(|row| {
+            Some((
+                row.action.clone(),
+                row.policy.clone(),
+                row.namespace.clone()?,
+            ))
+        })
+        .collect();
+    if let Some(hidden) = &proxy.hidden {
+        stale.extend(
+            hidden
+                .iter()
+                .filter(|h| h.kind == "dry-run")
+                .filter_map(|h| Some((h.action.clone(), h.policy.clone(), h.namespace.clone()?))),
+        );
+    }
+    for (action, name, ns) in stale {
+        let applies = applying.iter().any(|p| {
+            let r = p.policy_ref();
+            r.name == name && r.namespace == ns
+        });
+        if applies {
+            continue;
+        }
+        let in_api = cluster
+            .authorization_policies_in(&ns)
+            .into_iter()
+            .find(|p| p.policy_ref().name == name);
+        let msg = match in_api {
+            Some(p) => format!(
+                "the sidecar still enforces {action} {name}.{ns}, which no longer applies to this pod ({}): the change has not reached the sidecar yet",
+                p.summary(&root).first().cloned().unwrap_or_default()
+            ),
+            None if ns != pod.namespace && ns != root => format!(
+                "the sidecar enforces {action} {name}.{ns}, from a namespace that is neither the pod's nor the root namespace {root}: is --root-namespace right?"
+            ),
+            None => format!(
+                "the sidecar still enforces {action} {name}.{ns}, which is not in the API: it was deleted recently and the sidecar has not caught up yet"
+            ),
+        };
+        findings.push(Finding::new(Severity::Warning, "not-in-api", msg));
+    }
+
+    // Selectors in the pod's namespace: missing this pod, or matching nothing (IST0127).
+    let ns_pods: Vec<&Pod> = cluster
+        .pods()
+        .iter()
+        .filter(|p| p.namespace == pod.namespace)
+        .collect();
+    let ns_policies = cluster.authorization_policies_in(&pod.namespace);
+    for p in &ns_policies {
+        let Some(sel) = selector_text(p) else {
+            continue;
+        };
+        let r = p.policy_ref();
+        let matches_any = ns_pods.iter().any(|q| p.applies_to(q, &root));
+        if !matches_any {
+            findings.push(Finding::new(
+                Severity::Warning,
+                "selector-matches-nothing",
+                format!(
+                    "AuthorizationPolicy {}/{} selects {sel}, which matches no pod in namespace {} (like istioctl analyze IST0127)",
+                    r.namespace, r.name, r.namespace
+                ),
+            ));
+        } else if !p.applies_to(pod, &root) {
+            findings.push(Finding::new(
+                Severity::Info,
+                "selector-misses",
+                format!(
+                    "AuthorizationPolicy {}/{} selects {sel}, which does not match this pod: it does not apply here",
+                    r.namespace, r.name
+                ),
+            ));
+        }
+    }
+
+    // Namespace injection.
+    let injection = ctx.namespace_labels.as_ref().and_then(|l| {
+        l.get("istio-injection")
+            .map(|v| format!("istio-injection={v}"))
+            .or_else(|| l.get("istio.io/rev").map(|v| format!("istio.io/rev={v}")))
+    });
+    if let Some(labels) = &ctx.namespace_labels {
+        let ns = meshpolicy::Namespace::new(&pod.namespace, labels.clone());
+        if !ns.injection_enabled() && !ns_policies.is_empty() {
+            findings.push(Finding::new(
+                if pod.has_sidecar {
+                    Severity::Info
+                } else {
+                    Severity::Warning
+                },
+                "no-injection",
+                format!(
+                    "namespace {} is not labelled istio-injection=enabled (nor istio.io/rev) while {} AuthorizationPolic{} target it: its pods get no sidecar, so nothing enforces them",
+                    pod.namespace,
+                    ns_policies.len(),
+                    if ns_policies.len() == 1 { "y" } else { "ies" }
+                ),
+            ));
+        }
+    }
+
+    findings.extend(proxy_findings(&proxy));
+    if proxy.source == ProxySource::Unavailable && pod.has_sidecar {
+        findings.push(Finding::new(
+            Severity::Warning,
+            "proxy-unavailable",
+            format!("what the sidecar loaded is unknown: {}", proxy.detail),
+        ));
+    }
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+
+    Report {
+        pod: Some(PodInfo {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            sidecar: pod.has_sidecar,
+            phase: ctx.phase.clone(),
+            labels: pod.labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            namespace_injection: injection,
+        }),
+        network_isolation: Some(isolation),
+        network_policies,
+        authorization_policies,
+        proxy,
+        findings,
+    }
+}
+
+/// Findings that only need the proxy view: anonymous entries explained.
+pub fn proxy_findings(proxy: &ProxyView) -> Vec<Finding> {
+    proxy
+        .anonymous
+        .iter()
+        .map(|a| {
+            let at = a
+                .location
+                .as_deref()
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default();
+            // Expected Envoy behaviour, not a fault: explained, never a warning.
+            Finding::new(
+                Severity::Info,
+                "anonymous-match-nothing",
+                format!(
+                    "{} _anonymous_match_nothing_{at}: {}",
+                    a.action, a.explanation
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The report for a config dump with no cluster.
+pub fn offline(proxy: ProxyView) -> Report {
+    let mut findings = proxy_findings(&proxy);
+    for h in proxy.hidden.iter().flatten() {
+        let name = match &h.namespace {
+            Some(ns) => format!("{}.{ns}", h.policy),
+            None => h.policy.clone(),
+        };
+        let msg = if h.kind == "dry-run" {
+            format!(
+                "{} {name} is dry-run: Envoy only logs what it would do (shadow rules) and istioctl's table does not show it",
+                h.action
+            )
+        } else {
+            format!(
+                "CUSTOM {name} delegates to ext-authz provider {}",
+                h.provider
+                    .as_deref()
+                    .unwrap_or("(not named in the dump; Istio before 1.30)")
+            )
+        };
+        findings.push(Finding::new(Severity::Info, &h.kind, msg));
+    }
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    Report {
+        pod: None,
+        network_isolation: None,
+        network_policies: Vec::new(),
+        authorization_policies: Vec::new(),
+        proxy,
+        findings,
+    }
+}
+
+#[cfg(test)]
+mod tests;

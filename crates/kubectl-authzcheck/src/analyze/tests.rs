@@ -1,0 +1,397 @@
+//! Findings on hand-built models: each test changes one fact and checks the
+//! finding it must (and must not) produce.
+
+use std::collections::{BTreeMap, HashMap};
+
+use meshpolicy::{Cluster, ClusterOptions};
+
+use super::*;
+use crate::report::{HiddenPolicy, ProxyRow};
+
+const BASE: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: np-test-2, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nginx-2, namespace: np-test-2, labels: {app: np-test-nginx-2}}
+spec:
+  containers: [{name: np-test-nginx-2, image: nginx}, {name: istio-proxy, image: proxyv2}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain, namespace: np-test-2, labels: {app: plain}}
+spec:
+  containers: [{name: plain, image: nginx}]
+"#;
+
+const ALLOW_NOTHING: &str = r#"
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all-ingress, namespace: np-test-2}
+spec: {}
+"#;
+
+const DENY_ALL: &str = r#"
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all-ingress-using-authorizationpolicy, namespace: np-test-2}
+spec:
+  action: DENY
+  rules: [{}]
+"#;
+
+const NETPOL: &str = r#"
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-all-ingress-using-networkpolicy, namespace: np-test-2}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress]
+  ingress: []
+"#;
+
+fn model(extra: &str) -> Cluster {
+    Cluster::from_manifests(&format!("{BASE}{extra}"), ClusterOptions::default()).unwrap()
+}
+
+fn labels(injection: bool) -> Option<BTreeMap<String, String>> {
+    let mut l = BTreeMap::new();
+    if injection {
+        l.insert("istio-injection".to_string(), "enabled".to_string());
+    }
+    Some(l)
+}
+
+fn row(action: &str, policy: &str, ns: Option<&str>, rules: u32) -> ProxyRow {
+    ProxyRow {
+        action: action.into(),
+        policy: policy.into(),
+        namespace: ns.map(str::to_string),
+        rules,
+    }
+}
+
+fn view(rows: Vec<ProxyRow>) -> ProxyView {
+    ProxyView {
+        source: ProxySource::Istioctl,
+        detail: "test".into(),
+        rows,
+        hidden: None,
+        anonymous: Vec::new(),
+    }
+}
+
+fn run_with(
+    c: &Cluster,
+    pod: &str,
+    ages: &HashMap<(String, String), i64>,
+    injection: bool,
+    proxy: ProxyView,
+) -> Report {
+    let p = c.pod("np-test-2", pod).unwrap().clone();
+    let ctx = PodContext {
+        cluster: c,
+        pod: &p,
+        phase: "Running".into(),
+        namespace_labels: labels(injection),
+        ages,
+        invalid: &[],
+    };
+    analyze(&ctx, proxy)
+}
+
+fn codes(r: &Report) -> Vec<(&str, Severity)> {
+    r.findings
+        .iter()
+        .map(|f| (f.code.as_str(), f.severity))
+        .collect()
+}
+
+fn has(r: &Report, code: &str) -> bool {
+    r.findings.iter().any(|f| f.code == code)
+}
+
+#[test]
+fn before_any_policy_nothing_is_isolated() {
+    let c = model("");
+    let r = run_with(&c, "nginx-2", &HashMap::new(), true, view(vec![]));
+    assert_eq!(
+        r.network_isolation,
+        Some(Isolation {
+            ingress: false,
+            egress: false
+        })
+    );
+    assert!(r.authorization_policies.is_empty());
+    assert_eq!(codes(&r), vec![("not-isolated", Severity::Info)]);
+    assert_eq!(r.worst(), Some(Severity::Info));
+}
+
+#[test]
+fn networkpolicy_isolates_and_reminds_to_probe() {
+    let c = model(NETPOL);
+    let r = run_with(&c, "nginx-2", &HashMap::new(), true, view(vec![]));
+    let iso = r.network_isolation.unwrap();
+    assert!(iso.ingress && !iso.egress);
+    assert_eq!(r.network_policies.len(), 1);
+    assert_eq!(
+        r.network_policies[0].ingress,
+        vec!["ingress: denies all (no rules)"]
+    );
+    assert_eq!(
+        r.network_policies[0].selects,
+        "all pods in namespace np-test-2"
+    );
+    assert!(has(&r, "probe-netpol"));
+    assert!(!has(&r, "not-isolated"));
+}
+
+#[test]
+fn allow_nothing_is_explained_and_loaded() {
+    let c = model(ALLOW_NOTHING);
+    let rows = vec![row("ALLOW", "deny-all-ingress", Some("np-test-2"), 1)];
+    let r = run_with(&c, "nginx-2", &HashMap::new(), true, view(rows));
+    let a = &r.authorization_policies[0];
+    assert_eq!(a.action, "ALLOW");
+    assert_eq!(a.rules, 0);
+    assert_eq!(a.scope, "namespace");
+    assert_eq!(a.loaded, Some(true));
+    assert_eq!(
+        a.meaning,
+        "ALLOW with no rules: allows nothing, so every request is denied"
+    );
+    assert_eq!(
+        a.envoy_names,
+        vec!["ns[np-test-2]-policy[deny-all-ingress]-rule[0]"]
+    );
+    assert!(has(&r, "allow-nothing"));
+    assert!(!has(&r, "not-loaded"), "{:?}", codes(&r));
+    assert!(r.worst() < Some(Severity::Warning));
+}
+
+#[test]
+fn a_fresh_policy_not_loaded_is_propagating_an_old_one_is_not() {
+    let c = model(DENY_ALL);
+    let key = (
+        "np-test-2".to_string(),
+        "deny-all-ingress-using-authorizationpolicy".to_string(),
+    );
+    let fresh = HashMap::from([(key.clone(), 2)]);
+    let r = run_with(&c, "nginx-2", &fresh, true, view(vec![]));
+    let f = r.findings.iter().find(|f| f.code == "not-loaded").unwrap();
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.message.contains("still pushing"), "{}", f.message);
+    assert_eq!(r.authorization_policies[0].loaded, Some(false));
+    assert_eq!(
+        r.authorization_policies[0].meaning,
+        "DENY matching every request: denies every request"
+    );
+
+    let old = HashMap::from([(key, 3600)]);
+    let r = run_with(&c, "nginx-2", &old, true, view(vec![]));
+    let f = r.findings.iter().find(|f| f.code == "not-loaded").unwrap();
+    assert!(f.message.contains("not propagation delay"), "{}", f.message);
+
+    // Once loaded, the finding is gone.
+    let rows = vec![row(
+        "DENY",
+        "deny-all-ingress-using-authorizationpolicy",
+        Some("np-test-2"),
+        1,
+    )];
+    let r = run_with(&c, "nginx-2", &HashMap::new(), true, view(rows));
+    assert!(!has(&r, "not-loaded"));
+    assert_eq!(r.authorization_policies[0].loaded, Some(true));
+}
+
+#[test]
+fn rule_count_difference_is_an_update_in_flight() {
+    let c = model(DENY_ALL);
+    let rows = vec![row(
+        "DENY",
+        "deny-all-ingress-using-authorizationpolicy",
+        Some("np-test-2"),
+        3,
+    )];
+    let r = run_with(&c, "nginx-2", &HashMap::new(), true, view(rows));
+    assert!(has(&r, "rules-differ"));
+}
+
+#[test]
+fn loaded_but_gone_from_the_api() {
+    let c = model("");
+    let rows = vec![row("DENY", "deleted", Some("np-test-2"), 1)];
+    let r = run_with(&c, "nginx-2", &HashMap::new(), true, view(rows));
+    let f = r.findings.iter().find(|f| f.code == "not-in-api").unwrap();
+    assert!(f.message.contains("deleted.np-test-2"), "{}", f.message);
+    assert!(f.message.contains("not in the API"), "{}", f.message);
+}
+
+#[test]
+fn pod_without_sidecar_enforces_nothing() {
+    let c = model(ALLOW_NOTHING);
+    let r = run_with(
+        &c,
+        "plain",
+        &HashMap::new(),
+        true,
+        crate::proxy::unavailable("no sidecar"),
+    );
+    assert!(!r.pod.as_ref().unwrap().sidecar);
+    assert!(has(&r, "no-sidecar"));
+    assert_eq!(r.authorization_policies[0].loaded, Some(false));
+    // No sidecar: an unknown proxy is expected, not a second warning.
+    assert!(!has(&r, "proxy-unavailable"));
+    assert!(!has(&r, "not-loaded"));
+}
+
+#[test]
+fn selectors_missing_the_pod_or_matching_nothing() {
+    let c = model(
+        r#"
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: for-plain, namespace: np-test-2}
+spec: {selector: {matchLabels: {app: plain}}, action: DENY, rules: [{}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: for-nobody, namespace: np-test-2}
+spec: {selector: {matchLabels: {app: typo}}, action: DENY, rules: [{}]}
+"#,
+    );
+    let r = run_with(&c, "nginx-2", &HashMap::new(), true, view(vec![]));
+    assert!(r.authorization_policies.is_empty());
+    let misses = r
+        .findings
+        .iter()
+        .find(|f| f.code == "selector-misses")
+        .unwrap();
+    assert!(misses.message.contains("for-plain"));
+    let nothing = r
+        .findings
+        .iter()
+        .find(|f| f.code == "selector-matches-nothing")
+        .unwrap();
+    assert!(nothing.message.contains("for-nobody") && nothing.message.contains("IST0127"));
+    assert_eq!(nothing.severity, Severity::Warning);
+}
+
+#[test]
+fn namespace_without_injection() {
+    let c = model(ALLOW_NOTHING);
+    let rows = vec![row("ALLOW", "deny-all-ingress", Some("np-test-2"), 1)];
+    let r = run_with(&c, "nginx-2", &HashMap::new(), false, view(rows));
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.code == "no-injection")
+        .unwrap();
+    // The pod has a sidecar anyway: informational.
+    assert_eq!(f.severity, Severity::Info);
+    let r = run_with(
+        &c,
+        "plain",
+        &HashMap::new(),
+        false,
+        crate::proxy::unavailable("x"),
+    );
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.code == "no-injection")
+        .unwrap();
+    assert_eq!(f.severity, Severity::Warning);
+    let r = run_with(&c, "nginx-2", &HashMap::new(), true, view(vec![]));
+    assert!(!has(&r, "no-injection"));
+}
+
+#[test]
+fn root_namespace_policies_apply_mesh_wide() {
+    let c = model(
+        r#"
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: mesh-deny, namespace: istio-system}
+spec: {action: DENY, rules: [{from: [{source: {namespaces: [evil]}}]}]}
+"#,
+    );
+    let rows = vec![row("DENY", "mesh-deny", Some("istio-system"), 1)];
+    let r = run_with(&c, "nginx-2", &HashMap::new(), true, view(rows));
+    let a = &r.authorization_policies[0];
+    assert_eq!(a.scope, "mesh");
+    assert_eq!(a.meaning, "denies requests matching its 1 rule");
+    assert!(
+        a.details[0].contains("namespaces [evil]"),
+        "{:?}",
+        a.details
+    );
+    assert_eq!(a.loaded, Some(true));
+}
+
+#[test]
+fn dry_run_is_loaded_only_if_the_dump_shows_it() {
+    let c = model(
+        r#"
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: try-deny
+  namespace: np-test-2
+  annotations: {istio.io/dry-run: "true"}
+spec: {action: DENY, rules: [{}]}
+"#,
+    );
+    // istioctl alone cannot tell.
+    let r = run_with(&c, "nginx-2", &HashMap::new(), true, view(vec![]));
+    let a = &r.authorization_policies[0];
+    assert!(a.dry_run);
+    assert_eq!(a.loaded, None);
+    assert!(a.meaning.starts_with("dry-run"), "{}", a.meaning);
+    assert!(has(&r, "dry-run"));
+    assert!(!has(&r, "not-loaded"));
+    // With the dump's hidden list.
+    let mut v = view(vec![]);
+    v.hidden = Some(vec![HiddenPolicy {
+        action: "DENY".into(),
+        policy: "try-deny".into(),
+        namespace: Some("np-test-2".into()),
+        kind: "dry-run".into(),
+        provider: None,
+        rules: 1,
+        where_: vec![],
+    }]);
+    let r = run_with(&c, "nginx-2", &HashMap::new(), true, v);
+    assert_eq!(r.authorization_policies[0].loaded, Some(true));
+    let mut v = view(vec![]);
+    v.hidden = Some(vec![]);
+    let r = run_with(&c, "nginx-2", &HashMap::new(), true, v);
+    assert_eq!(r.authorization_policies[0].loaded, Some(false));
+    assert!(has(&r, "not-loaded"));
+}
+
+#[test]
+fn offline_report_explains_hidden_parts() {
+    let mut v = view(vec![row("CUSTOM", "ext", Some("a"), 1)]);
+    v.hidden = Some(vec![HiddenPolicy {
+        action: "CUSTOM".into(),
+        policy: "ext".into(),
+        namespace: Some("a".into()),
+        kind: "custom".into(),
+        provider: Some("opa".into()),
+        rules: 1,
+        where_: vec![],
+    }]);
+    let r = offline(v);
+    assert!(r.pod.is_none());
+    let f = r.findings.iter().find(|f| f.code == "custom").unwrap();
+    assert!(f.message.contains("provider opa"), "{}", f.message);
+}

@@ -1,0 +1,344 @@
+//! authzcheck's command line and its validation.
+//!
+//! clap parses; [`Cli::validate`] then decides what the user asked for (one
+//! pod, a Deployment's pod, every pod matching `-l`, every pod of a
+//! namespace, or only a config dump file with no cluster at all) and rejects
+//! what clap cannot (bad namespace or pod names, selectors, `--native` with
+//! `--config-dump`) as one-line usage errors with exit 2, before anything
+//! touches the cluster.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use kubeplugin::istioctl::IstioctlArgs;
+use kubeplugin::selector::validate_selector;
+use kubeplugin::{KubeFlags, OutputArgs, PluginCli, PluginError};
+
+const EXAMPLES: &str = "\
+Examples:
+  # Everything that applies to the walk-through's pod in np-test-2
+  kubectl authzcheck np-test-2 deployment/np-test-nginx-2
+
+  # A pod by name, or every pod matching a label (one section each)
+  kubectl authzcheck -n np-test-2 np-test-nginx-2-5d9c7b8f6-x2x7q
+  kubectl authzcheck np-test-2 -l app=np-test-nginx-2
+
+  # Read the sidecar's config dump through exec instead of running istioctl
+  kubectl authzcheck np-test-2 deployment/np-test-nginx-2 --native
+
+  # No cluster at all: what a saved Envoy config dump enforces
+  kubectl authzcheck --config-dump config_dump.json -o json
+
+  # In scripts: exit 1 when a finding of severity warning or worse exists
+  kubectl authzcheck np-test-2 deployment/np-test-nginx-2 --exit-code
+
+Sections: NetworkPolicy (Kubernetes, enforced by the CNI), AuthorizationPolicy (Istio API),
+Envoy (what the sidecar loaded: istioctl x authz check, or its config dump), findings.
+-o json prints one object per pod (an array with -l or a namespace).
+Exit codes: 0 ok, 1 a warning or worse with --exit-code, 2 usage error, 3 cluster or tool failure, 130 interrupted.";
+
+/// kubectl authzcheck: every policy that applies to a pod, from the API and from Envoy, side by side.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "kubectl authzcheck",
+    bin_name = "kubectl authzcheck",
+    version,
+    about = "Show every policy layer that applies to a pod: Kubernetes NetworkPolicies, Istio AuthorizationPolicies from the API, what its Envoy sidecar actually loaded, and findings joining them.",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// [NAMESPACE] [POD]; POD may be deployment/NAME or pod/NAME (with -n: only POD)
+    #[arg(value_name = "ARGS", num_args = 0..=2)]
+    pub args: Vec<String>,
+
+    /// Check every pod matching this label selector (one section each)
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+
+    /// Istio root namespace (its AuthorizationPolicies apply mesh-wide)
+    #[arg(long, default_value = "istio-system", value_name = "NS")]
+    pub root_namespace: String,
+
+    /// Read the sidecar's config dump through exec (pilot-agent in istio-proxy) instead of running istioctl
+    #[arg(long)]
+    pub native: bool,
+
+    /// Analyse this Envoy config dump (JSON) instead of asking the sidecar; with no pod, no cluster is needed
+    #[arg(long, value_name = "FILE", conflicts_with = "native")]
+    pub config_dump: Option<PathBuf>,
+
+    /// Exit 1 when a finding of severity warning or worse exists
+    #[arg(long)]
+    pub exit_code: bool,
+
+    #[command(flatten)]
+    pub istioctl: IstioctlArgs,
+    #[command(flatten)]
+    pub kube: KubeFlags,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+impl PluginCli for Cli {
+    fn verbosity(&self) -> u8 {
+        self.kube.verbose
+    }
+}
+
+/// How the pod to check was named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodRef {
+    /// A pod by name.
+    Pod(String),
+    /// The (single) pod of a Deployment.
+    Deployment(String),
+}
+
+/// What to check, once the command line is understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Only a config dump file: no cluster.
+    Offline(PathBuf),
+    /// One pod (or a Deployment's pod) in a namespace (`None`: the context's).
+    One {
+        namespace: Option<String>,
+        pod: PodRef,
+    },
+    /// Every pod matching a selector (or every pod) of a namespace.
+    Many {
+        namespace: Option<String>,
+        selector: Option<String>,
+    },
+}
+
+fn usage(msg: impl Into<String>, hint: Option<&str>) -> PluginError {
+    PluginError::usage(msg, hint.map(str::to_string))
+}
+
+/// A DNS-1123 label (namespace names).
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A DNS-1123 subdomain (pod and Deployment names).
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn check_namespace(ns: &str) -> Result<(), PluginError> {
+    if is_dns_label(ns) {
+        Ok(())
+    } else {
+        Err(usage(
+            format!("invalid namespace name {ns:?}"),
+            Some("namespace names are lowercase letters, digits and '-'"),
+        ))
+    }
+}
+
+/// Reads `NAME`, `pod/NAME`, `deployment/NAME` (also `deploy/`, `deployments/`, `pods/`).
+pub fn parse_pod_ref(s: &str) -> Result<PodRef, PluginError> {
+    let (kind, name) = match s.split_once('/') {
+        Some((k, n)) => (Some(k), n),
+        None => (None, s),
+    };
+    let r = match kind {
+        None | Some("pod" | "pods" | "po") => PodRef::Pod(name.to_string()),
+        Some("deployment" | "deployments" | "deploy") => PodRef::Deployment(name.to_string()),
+        Some(other) => {
+            return Err(usage(
+                format!("cannot check {other:?} {name:?}: only pods and deployments"),
+                Some("name a pod, deployment/NAME, or use -l SELECTOR"),
+            ));
+        }
+    };
+    if !is_dns_subdomain(name) {
+        return Err(usage(
+            format!("invalid name {name:?} in {s:?}"),
+            Some("names are lowercase letters, digits, '-' and '.'"),
+        ));
+    }
+    Ok(r)
+}
+
+impl Cli {
+    /// Validates and decides the target. Every error here is exit 2.
+    pub fn validate(&self) -> Result<Target, PluginError> {
+        if let Some(sel) = &self.selector {
+            validate_selector(sel).map_err(|e| usage(e.to_string(), None))?;
+        }
+        check_namespace(&self.root_namespace)?;
+        if let Some(ns) = &self.kube.namespace {
+            check_namespace(ns)?;
+        }
+        let (namespace, pod) = match (&self.kube.namespace, self.args.as_slice()) {
+            (_, []) => (self.kube.namespace.clone(), None),
+            (Some(ns), [pod]) => (Some(ns.clone()), Some(pod.clone())),
+            (Some(_), [_, _]) => {
+                return Err(usage(
+                    "too many arguments: with -n give only POD",
+                    Some(
+                        "kubectl authzcheck -n NAMESPACE POD, or kubectl authzcheck NAMESPACE POD",
+                    ),
+                ));
+            }
+            (None, [ns]) => {
+                check_namespace(ns)?;
+                (Some(ns.clone()), None)
+            }
+            (None, [ns, pod]) => {
+                check_namespace(ns)?;
+                (Some(ns.clone()), Some(pod.clone()))
+            }
+            (_, _) => return Err(usage("too many arguments", None)),
+        };
+        if let Some(path) = &self.config_dump
+            && pod.is_none()
+            && self.selector.is_none()
+            && namespace.is_none()
+        {
+            return Ok(Target::Offline(path.clone()));
+        }
+        match pod {
+            Some(p) => {
+                if self.selector.is_some() {
+                    return Err(usage(
+                        "give either POD or -l SELECTOR, not both",
+                        Some(
+                            "kubectl authzcheck NAMESPACE POD, or kubectl authzcheck NAMESPACE -l KEY=VALUE",
+                        ),
+                    ));
+                }
+                Ok(Target::One {
+                    namespace,
+                    pod: parse_pod_ref(&p)?,
+                })
+            }
+            None => {
+                if self.config_dump.is_some() {
+                    return Err(usage(
+                        "--config-dump describes one sidecar: name the pod it came from, or give no namespace, pod or -l",
+                        Some("kubectl authzcheck --config-dump FILE [NAMESPACE POD]"),
+                    ));
+                }
+                Ok(Target::Many {
+                    namespace,
+                    selector: self.selector.clone(),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let mut v = vec!["kubectl-authzcheck"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v)
+    }
+
+    fn target(args: &[&str]) -> Result<Target, PluginError> {
+        parse(args).unwrap().validate()
+    }
+
+    #[test]
+    fn positional_forms() {
+        assert_eq!(
+            target(&["np-test-2", "deployment/np-test-nginx-2"]).unwrap(),
+            Target::One {
+                namespace: Some("np-test-2".into()),
+                pod: PodRef::Deployment("np-test-nginx-2".into())
+            }
+        );
+        assert_eq!(
+            target(&["-n", "np-test-2", "p-1"]).unwrap(),
+            Target::One {
+                namespace: Some("np-test-2".into()),
+                pod: PodRef::Pod("p-1".into())
+            }
+        );
+        assert_eq!(
+            target(&["np-test-2", "-l", "app=x"]).unwrap(),
+            Target::Many {
+                namespace: Some("np-test-2".into()),
+                selector: Some("app=x".into())
+            }
+        );
+        assert_eq!(
+            target(&[]).unwrap(),
+            Target::Many {
+                namespace: None,
+                selector: None
+            }
+        );
+        assert_eq!(
+            target(&["--config-dump", "d.json"]).unwrap(),
+            Target::Offline("d.json".into())
+        );
+        assert!(matches!(
+            target(&["--config-dump", "d.json", "ns", "pod/p"]).unwrap(),
+            Target::One { .. }
+        ));
+    }
+
+    #[test]
+    fn bad_input_is_usage_error() {
+        let bad: &[&[&str]] = &[
+            &["NS", "p"],
+            &["ns", "p", "-l", "a=b"],
+            &["ns", "-l", "a=$(x)"],
+            &["-n", "ns", "a", "b"],
+            &["ns", "service/x"],
+            &["ns", "deployment/"],
+            &["ns", "p q"],
+            &["--root-namespace", "Istio_System"],
+            &["ns", "--config-dump", "x.json"],
+        ];
+        for args in bad {
+            let e = target(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn clap_rejects_with_exit_2() {
+        for args in [
+            &["a", "b", "c"][..],
+            &["--native", "--config-dump", "x"],
+            &["a", "-o", "yaml"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_snapshot() {
+        use clap::CommandFactory;
+        let help = Cli::command()
+            .term_width(100)
+            .render_long_help()
+            .to_string()
+            .lines()
+            // The env value shown depends on the caller's environment.
+            .map(|l| {
+                if l.contains("[env: ISTIOCTL=") {
+                    "          [env: ISTIOCTL]"
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(help.contains("Examples:"));
+        insta::assert_snapshot!("help", help);
+    }
+}

@@ -1,0 +1,468 @@
+//! Everything authzcheck reads from outside: the API (namespace, pods,
+//! NetworkPolicies, AuthorizationPolicies, Deployments), istioctl, the
+//! sidecar's config dump through exec, and `--config-dump` files.
+//!
+//! The namespace is read once (one list per kind) and turned into the
+//! meshpolicy model; each pod then only needs its proxy view. istioctl runs
+//! as a subprocess with an argv vector (kubeplugin), the config dump comes
+//! from `pilot-agent request GET config_dump` in `istio-proxy`, exactly what
+//! istioctl itself runs, so both paths need the same `pods/exec` permission.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kubeplugin::exec::{ExecLimits, ExecTarget, exec};
+use kubeplugin::istioctl::{Istioctl, IstioctlArgs};
+use kubeplugin::resources::{ISTIO_PROXY, is_running, phase, pod_name, sort_pods};
+use kubeplugin::{ApiOp, Kube, KubeFlags, PluginError};
+use meshpolicy::envoy::{AuthzReport, analyze_config_dump};
+use meshpolicy::{Cluster, ClusterOptions, Selector};
+
+use crate::cli::PodRef;
+use crate::error::CheckError;
+use crate::proxy;
+use crate::report::{Finding, ProxyView, Severity};
+
+/// Largest config dump read through exec.
+pub const MAX_DUMP_BYTES: usize = 256 << 20;
+
+/// One namespace, read once, as the model and the raw pods.
+#[derive(Debug)]
+pub struct NamespaceData {
+    pub namespace: String,
+    /// `None` when the namespace could not be read (forbidden).
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Pods, Running and Ready first, then by name.
+    pub pods: Vec<K8sPod>,
+    pub cluster: Cluster,
+    pub ages: HashMap<(String, String), i64>,
+    pub invalid: Vec<String>,
+    /// Findings about the cluster itself (e.g. no AuthorizationPolicy CRD).
+    pub notes: Vec<Finding>,
+}
+
+fn ap_resource(version: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("security.istio.io", version, "AuthorizationPolicy"),
+        "authorizationpolicies",
+    )
+}
+
+/// Lists AuthorizationPolicies of a namespace (v1, else v1beta1); `None` when
+/// the cluster does not serve the kind at all.
+async fn list_authz(
+    kube: &Kube,
+    namespace: &str,
+) -> Result<Option<Vec<DynamicObject>>, PluginError> {
+    for version in ["v1", "v1beta1"] {
+        let ar = ap_resource(version);
+        let api: Api<DynamicObject> = Api::namespaced_with(kube.client.clone(), namespace, &ar);
+        match api.list(&ListParams::default()).await {
+            Ok(list) => return Ok(Some(list.items)),
+            Err(kube::Error::Api(s)) if s.code == 404 => continue,
+            Err(e) => {
+                return Err(kube.err(
+                    e,
+                    &ApiOp::new("list", "authorizationpolicies.security.istio.io", namespace),
+                ));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn age_seconds(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<i64> {
+    let created = meta.creation_timestamp.as_ref()?;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    Some(now.duration_since(created.0).as_secs().max(0))
+}
+
+/// Reads a namespace (and the root namespace's AuthorizationPolicies) into the model.
+pub async fn gather(
+    kube: &Kube,
+    namespace: &str,
+    root: &str,
+) -> Result<NamespaceData, PluginError> {
+    let ns_api: Api<K8sNamespace> = Api::all(kube.client.clone());
+    let labels = match ns_api.get(namespace).await {
+        Ok(ns) => Some(ns.metadata.labels.unwrap_or_default()),
+        Err(kube::Error::Api(s)) if s.code == 403 => None,
+        Err(e) => {
+            return Err(kube.err(
+                e,
+                &ApiOp::new("get", "namespaces", namespace).named(namespace),
+            ));
+        }
+    };
+    let pod_api: Api<K8sPod> = Api::namespaced(kube.client.clone(), namespace);
+    let np_api: Api<NetworkPolicy> = Api::namespaced(kube.client.clone(), namespace);
+    let lp = ListParams::default();
+    let (pods, netpols, authz, root_authz) = futures::join!(
+        pod_api.list(&lp),
+        np_api.list(&lp),
+        list_authz(kube, namespace),
+        async {
+            if root == namespace {
+                Ok(Some(Vec::new()))
+            } else {
+                list_authz(kube, root).await
+            }
+        }
+    );
+    let mut pods = pods
+        .map_err(|e| kube.err(e, &ApiOp::new("list", "pods", namespace)))?
+        .items;
+    sort_pods(&mut pods);
+    let netpols = netpols
+        .map_err(|e| kube.err(e, &ApiOp::new("list", "networkpolicies", namespace)))?
+        .items;
+    let authz = authz?;
+    let root_authz = root_authz?;
+
+    let mut notes = Vec::new();
+    let mut invalid = Vec::new();
+    let mut cluster = Cluster::with_options(ClusterOptions {
+        root_namespace: root.to_string(),
+        ..ClusterOptions::default()
+    });
+    if let Some(l) = &labels {
+        cluster.add_namespace(meshpolicy::Namespace::new(namespace, l.clone()));
+    }
+    for p in &pods {
+        match meshpolicy::Pod::from_k8s(p) {
+            Ok(m) => cluster.add_pod(m),
+            Err(e) => invalid.push(e.to_string()),
+        }
+    }
+    for np in &netpols {
+        if let Err(e) = cluster.add_network_policy(np) {
+            invalid.push(e.to_string());
+        }
+    }
+    let mut ages = HashMap::new();
+    if authz.is_none() {
+        notes.push(Finding::new(
+            Severity::Info,
+            "no-authz-crd",
+            "the cluster does not serve security.istio.io AuthorizationPolicy: is Istio installed?",
+        ));
+    }
+    for obj in authz
+        .into_iter()
+        .flatten()
+        .chain(root_authz.into_iter().flatten())
+    {
+        let ns = obj.metadata.namespace.clone().unwrap_or_default();
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        if let Some(a) = age_seconds(&obj.metadata) {
+            ages.insert((ns.clone(), name.clone()), a);
+        }
+        let parsed = serde_json::to_value(&obj)
+            .and_then(serde_json::from_value::<meshpolicy::AuthorizationPolicy>);
+        match parsed {
+            Ok(ap) => {
+                if let Err(e) = cluster.add_authorization_policy(&ap.with_default_namespace(&ns)) {
+                    invalid.push(e.to_string());
+                }
+            }
+            Err(e) => invalid.push(format!("authorizationpolicy {ns}/{name}: {e}")),
+        }
+    }
+    Ok(NamespaceData {
+        namespace: namespace.to_string(),
+        labels,
+        pods,
+        cluster,
+        ages,
+        invalid,
+        notes,
+    })
+}
+
+/// The pods to check, from the data already read.
+pub async fn select_pods(
+    kube: &Kube,
+    data: &NamespaceData,
+    pod: Option<&PodRef>,
+    selector: Option<&str>,
+) -> Result<Vec<K8sPod>, PluginError> {
+    let ns = &data.namespace;
+    match pod {
+        Some(PodRef::Pod(name)) => data
+            .pods
+            .iter()
+            .find(|p| pod_name(p) == name)
+            .cloned()
+            .map(|p| vec![p])
+            .ok_or_else(|| PluginError::NotFound {
+                kind: "pod".into(),
+                name: name.clone(),
+                namespace: ns.clone(),
+            }),
+        Some(PodRef::Deployment(name)) => {
+            let api: Api<Deployment> = Api::namespaced(kube.client.clone(), ns);
+            let d = match api.get(name).await {
+                Ok(d) => d,
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    return Err(PluginError::NotFound {
+                        kind: "deployment".into(),
+                        name: name.clone(),
+                        namespace: ns.clone(),
+                    });
+                }
+                Err(e) => {
+                    return Err(kube.err(e, &ApiOp::new("get", "deployments", ns).named(name)));
+                }
+            };
+            let sel = d
+                .spec
+                .as_ref()
+                .map(|s| Selector::from_label_selector(&s.selector))
+                .transpose()
+                .map_err(|e| PluginError::Api {
+                    code: None,
+                    message: format!("deployment {ns}/{name} has an invalid selector: {e}"),
+                })?
+                .unwrap_or_default();
+            let what = format!("deployment/{name} ({sel})");
+            let pods: Vec<K8sPod> = data
+                .pods
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter(|p| sel.matches(p.metadata.labels.as_ref().unwrap_or(&BTreeMap::new())))
+                .cloned()
+                .collect();
+            match pods.len() {
+                0 => Err(PluginError::NoPodMatches {
+                    namespace: ns.clone(),
+                    selector: what,
+                }),
+                1 => Ok(pods),
+                _ => Err(CheckError::SeveralPods {
+                    what,
+                    pods: pods.iter().map(|p| pod_name(p).to_string()).collect(),
+                }
+                .into()),
+            }
+        }
+        None => {
+            let sel = match selector {
+                Some(s) => {
+                    Selector::parse(s).map_err(|e| PluginError::usage(e.to_string(), None))?
+                }
+                None => Selector::everything(),
+            };
+            let pods: Vec<K8sPod> = data
+                .pods
+                .iter()
+                .filter(|p| sel.matches(p.metadata.labels.as_ref().unwrap_or(&BTreeMap::new())))
+                .cloned()
+                .collect();
+            if pods.is_empty() {
+                return Err(PluginError::NoPodMatches {
+                    namespace: ns.clone(),
+                    selector: selector
+                        .map(|s| format!("selector {s}"))
+                        .unwrap_or_else(|| "any pod".into()),
+                });
+            }
+            Ok(pods)
+        }
+    }
+}
+
+/// How the proxy view is obtained.
+#[derive(Debug, Clone)]
+pub enum ProxyMode {
+    /// Run istioctl (and read the config dump for what it hides, when possible).
+    Istioctl(Istioctl),
+    /// Read the config dump through exec.
+    Native { why: String },
+    /// A config dump file, already analysed.
+    File { path: PathBuf, report: AuthzReport },
+}
+
+/// Reads and analyses a `--config-dump` file.
+pub fn read_dump_file(path: &Path) -> Result<AuthzReport, CheckError> {
+    let bytes = std::fs::read(path).map_err(|source| CheckError::ReadDump {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    analyze_config_dump(&bytes).map_err(|e| CheckError::BadDump {
+        origin: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Decides the mode: `--config-dump`, `--native`, else istioctl if found, else native.
+pub fn proxy_mode(
+    config_dump: Option<&Path>,
+    native: bool,
+    istioctl: &IstioctlArgs,
+) -> Result<ProxyMode, PluginError> {
+    if let Some(path) = config_dump {
+        let report = read_dump_file(path)?;
+        return Ok(ProxyMode::File {
+            path: path.to_path_buf(),
+            report,
+        });
+    }
+    if native {
+        return Ok(ProxyMode::Native {
+            why: "--native".into(),
+        });
+    }
+    match Istioctl::locate(istioctl) {
+        Ok(tool) => Ok(ProxyMode::Istioctl(tool)),
+        // An explicit --istioctl/ISTIOCTL that is missing is the user's mistake.
+        Err(e) if istioctl.istioctl.is_some() => Err(e),
+        Err(_) => {
+            tracing::info!("istioctl not found on PATH: reading the config dump through exec");
+            Ok(ProxyMode::Native {
+                why: "istioctl not found".into(),
+            })
+        }
+    }
+}
+
+/// Fetches the sidecar's config dump through exec and analyses it.
+pub async fn dump_through_exec(
+    kube: &Kube,
+    namespace: &str,
+    pod: &str,
+) -> Result<AuthzReport, PluginError> {
+    let target = ExecTarget {
+        namespace: namespace.to_string(),
+        pod: pod.to_string(),
+        container: ISTIO_PROXY.to_string(),
+    };
+    let argv: Vec<String> = ["pilot-agent", "request", "GET", "config_dump"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let out = exec(
+        kube,
+        &target,
+        &argv,
+        ExecLimits {
+            head: MAX_DUMP_BYTES,
+            tail: 0,
+        },
+    )
+    .await?;
+    let fail = |reason: String| -> PluginError {
+        CheckError::DumpExec {
+            namespace: namespace.to_string(),
+            pod: pod.to_string(),
+            reason,
+        }
+        .into()
+    };
+    if out.command_not_found() {
+        return Err(fail(
+            "pilot-agent is not in the istio-proxy container".into(),
+        ));
+    }
+    if out.exit_code != Some(0) {
+        let stderr = String::from_utf8_lossy(&out.stderr.head).trim().to_string();
+        let status = out.status_message.clone().unwrap_or_default();
+        return Err(fail(if stderr.is_empty() { status } else { stderr }));
+    }
+    if out.stdout.truncated() {
+        return Err(fail(format!(
+            "the config dump is larger than {} MiB",
+            MAX_DUMP_BYTES >> 20
+        )));
+    }
+    analyze_config_dump(&out.stdout.head)
+        .map_err(|e| fail(format!("its output is not a config dump: {e}")))
+}
+
+/// The proxy view of one pod.
+pub async fn proxy_view(
+    kube: &Kube,
+    flags: &KubeFlags,
+    mode: &ProxyMode,
+    pod: &K8sPod,
+) -> Result<ProxyView, PluginError> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod_name(pod).to_string();
+    let tool = match mode {
+        ProxyMode::File { path, report } => {
+            return Ok(proxy::from_config_dump(
+                report,
+                format!("config dump file {}", path.display()),
+            ));
+        }
+        ProxyMode::Native { .. } => None,
+        ProxyMode::Istioctl(tool) => Some(tool),
+    };
+    if !kubeplugin::resources::has_sidecar(pod) {
+        return Ok(proxy::unavailable(
+            "the pod has no istio-proxy sidecar: no Envoy enforces AuthorizationPolicy for it",
+        ));
+    }
+    if !is_running(pod) {
+        return Ok(proxy::unavailable(format!(
+            "the pod is {}: its sidecar is not running",
+            phase(pod)
+        )));
+    }
+    match tool {
+        None => {
+            let why = match mode {
+                ProxyMode::Native { why } => why.as_str(),
+                _ => "",
+            };
+            let report = dump_through_exec(kube, &ns, &name).await?;
+            Ok(proxy::from_config_dump(
+                &report,
+                format!(
+                    "config dump through exec: pilot-agent request GET config_dump in istio-proxy ({why})"
+                ),
+            ))
+        }
+        Some(tool) => {
+            let mut args: Vec<String> = vec![
+                "x".into(),
+                "authz".into(),
+                "check".into(),
+                format!("{name}.{ns}"),
+            ];
+            args.extend(Istioctl::connection_args(flags));
+            let (ran, dump) = futures::join!(tool.run(&args), dump_through_exec(kube, &ns, &name));
+            let out = match ran {
+                Ok(o) => o,
+                Err(PluginError::Tool { stderr, .. }) if proxy::is_unknown_command(&stderr) => {
+                    return Err(CheckError::IstioctlTooOld {
+                        detail: format!("{} says: {}", tool.path.display(), first_line(&stderr)),
+                    }
+                    .into());
+                }
+                Err(e) => return Err(e),
+            };
+            let view = proxy::from_istioctl(
+                &out.stdout,
+                format!("{} x authz check {name}.{ns}", tool.path.display()),
+            )?;
+            Ok(match dump {
+                Ok(d) => proxy::enrich(view, &d),
+                Err(e) => {
+                    tracing::info!("config dump for the details istioctl hides: {e}");
+                    view
+                }
+            })
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+}

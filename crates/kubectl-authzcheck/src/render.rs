@@ -1,0 +1,291 @@
+//! The render layer: a [`Report`] as sections of kubectl-style tables, or as
+//! JSON. The only place authzcheck writes to stdout.
+//!
+//! Each section is a small table (kubeplugin's grid: no borders, control
+//! characters from names and rules escaped, color only when allowed) under a
+//! one-line title saying which layer it shows and who enforces it, so a
+//! reader never confuses "the API says" with "Envoy loaded".
+
+use std::io::Write;
+
+use kubeplugin::render::{Cell, Renderer, Tone, write_str};
+use kubeplugin::{OutputFormat, PluginError};
+
+use crate::report::{ProxySource, Report, Severity};
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn section(r: &Renderer, out: &mut String, title: &str, headers: &[&str], rows: Vec<Vec<Cell>>) {
+    if !r.no_headers {
+        out.push_str(title);
+        out.push('\n');
+    }
+    let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    out.push_str(&r.grid(&headers, &rows));
+    out.push('\n');
+}
+
+/// One report as text sections.
+pub fn report_text(r: &Renderer, rep: &Report) -> String {
+    let wide = r.format == OutputFormat::Wide;
+    let mut out = String::new();
+    if let Some(pod) = &rep.pod {
+        let injection = pod
+            .namespace_injection
+            .clone()
+            .unwrap_or_else(|| "no injection label".into());
+        out.push_str(&kubeplugin::render::escape_control(&format!(
+            "Pod {}/{} ({}, sidecar: {}, namespace: {})\n\n",
+            pod.namespace,
+            pod.name,
+            pod.phase,
+            yes_no(pod.sidecar),
+            injection
+        )));
+
+        // NetworkPolicy.
+        let mut rows = Vec::new();
+        let iso = rep.network_isolation.unwrap_or(crate::report::Isolation {
+            ingress: false,
+            egress: false,
+        });
+        for (dir, isolated) in [("ingress", iso.ingress), ("egress", iso.egress)] {
+            let mut any = false;
+            for np in &rep.network_policies {
+                let lines = if dir == "ingress" {
+                    &np.ingress
+                } else {
+                    &np.egress
+                };
+                if !np.directions.iter().any(|d| d == dir) {
+                    continue;
+                }
+                any = true;
+                for (i, l) in lines.iter().enumerate() {
+                    let first = i == 0;
+                    rows.push(vec![
+                        Cell::new(if first { dir } else { "" }),
+                        Cell::new(if first { yes_no(isolated) } else { "" }).tone(if isolated {
+                            Tone::Warn
+                        } else {
+                            Tone::Plain
+                        }),
+                        Cell::new(if first {
+                            format!("{}/{}", np.namespace, np.name)
+                        } else {
+                            String::new()
+                        }),
+                        Cell::new(l.clone()),
+                    ]);
+                }
+            }
+            if !any {
+                rows.push(vec![
+                    Cell::new(dir),
+                    Cell::new("no"),
+                    Cell::new("-"),
+                    Cell::new(format!(
+                        "no policy selects the pod for {dir}: all {dir} allowed"
+                    ))
+                    .tone(Tone::Dim),
+                ]);
+            }
+        }
+        section(
+            r,
+            &mut out,
+            "Kubernetes NetworkPolicy (enforced by the CNI plugin)",
+            &["DIRECTION", "ISOLATED", "POLICY", "RULES"],
+            rows,
+        );
+
+        // AuthorizationPolicy from the API.
+        let mut headers = vec![
+            "POLICY", "ACTION", "RULES", "SCOPE", "DRY-RUN", "LOADED", "MEANING",
+        ];
+        if wide {
+            headers.push("ENVOY NAMES");
+        }
+        let rows: Vec<Vec<Cell>> = rep
+            .authorization_policies
+            .iter()
+            .map(|a| {
+                let scope = match (&a.scope[..], &a.selector) {
+                    ("mesh", Some(s)) => format!("mesh, {s}"),
+                    ("mesh", None) => "mesh (root namespace)".into(),
+                    (_, Some(s)) => s.clone(),
+                    (other, None) => other.to_string(),
+                };
+                let (loaded, tone) = match a.loaded {
+                    Some(true) => ("yes", Tone::Good),
+                    Some(false) => ("NO", Tone::Bad),
+                    None => ("?", Tone::Dim),
+                };
+                let mut row = vec![
+                    Cell::new(format!("{}/{}", a.namespace, a.name)),
+                    Cell::new(a.action.clone()),
+                    Cell::new(a.rules.to_string()),
+                    Cell::new(scope),
+                    Cell::new(yes_no(a.dry_run)),
+                    Cell::new(loaded).tone(tone),
+                    Cell::new(a.meaning.clone()),
+                ];
+                if wide {
+                    row.push(Cell::new(a.envoy_names.join(",")));
+                }
+                row
+            })
+            .collect();
+        let title = "Istio AuthorizationPolicy from the API (enforced by the sidecar)";
+        if rows.is_empty() {
+            if !r.no_headers {
+                out.push_str(title);
+                out.push('\n');
+            }
+            out.push_str("(none applies to this pod)\n\n");
+        } else {
+            section(r, &mut out, title, &headers, rows);
+        }
+        if wide {
+            for a in &rep.authorization_policies {
+                for d in &a.details {
+                    out.push_str(&kubeplugin::render::escape_control(&format!("  {d}\n")));
+                }
+            }
+            if rep
+                .authorization_policies
+                .iter()
+                .any(|a| !a.details.is_empty())
+            {
+                out.push('\n');
+            }
+        }
+    }
+
+    // Envoy.
+    let p = &rep.proxy;
+    let title = format!("What Envoy loaded ({}: {})", p.source.as_str(), p.detail);
+    if p.source == ProxySource::Unavailable {
+        if !r.no_headers {
+            out.push_str(&kubeplugin::render::escape_control(&title));
+            out.push('\n');
+        }
+        out.push_str("(nothing to show)\n\n");
+    } else {
+        let rows = p
+            .rows
+            .iter()
+            .map(|row| {
+                let name = match &row.namespace {
+                    Some(ns) => format!("{}.{ns}", row.policy),
+                    None => row.policy.clone(),
+                };
+                vec![
+                    Cell::new(row.action.clone()),
+                    Cell::new(name),
+                    Cell::new(row.rules.to_string()),
+                ]
+            })
+            .collect();
+        section(
+            r,
+            &mut out,
+            &title,
+            &["ACTION", "AuthorizationPolicy", "RULES"],
+            rows,
+        );
+        if let Some(hidden) = &p.hidden
+            && !hidden.is_empty()
+        {
+            let rows = hidden
+                .iter()
+                .map(|h| {
+                    let name = match &h.namespace {
+                        Some(ns) => format!("{}.{ns}", h.policy),
+                        None => h.policy.clone(),
+                    };
+                    vec![
+                        Cell::new(h.action.clone()),
+                        Cell::new(name),
+                        Cell::new(h.kind.clone()),
+                        Cell::new(h.provider.clone().unwrap_or_else(|| "-".into())),
+                        Cell::new(h.rules.to_string()),
+                        Cell::new(h.where_.join("; ")),
+                    ]
+                })
+                .collect();
+            section(
+                r,
+                &mut out,
+                "Not shown by istioctl (dry-run shadow rules, CUSTOM providers)",
+                &["ACTION", "POLICY", "KIND", "PROVIDER", "RULES", "WHERE"],
+                rows,
+            );
+        }
+    }
+
+    // Findings.
+    let rows = rep
+        .findings
+        .iter()
+        .map(|f| {
+            let tone = match f.severity {
+                Severity::Error => Tone::Bad,
+                Severity::Warning => Tone::Warn,
+                Severity::Info => Tone::Plain,
+            };
+            let mut row = vec![Cell::new(f.severity.as_str()).tone(tone)];
+            if wide {
+                row.push(Cell::new(f.code.clone()));
+            }
+            row.push(Cell::new(f.message.clone()));
+            row
+        })
+        .collect();
+    let headers: &[&str] = if wide {
+        &["SEVERITY", "CODE", "MESSAGE"]
+    } else {
+        &["SEVERITY", "MESSAGE"]
+    };
+    section(r, &mut out, "Findings", headers, rows);
+    out
+}
+
+/// Writes the reports: sections (several pods one after another), one JSON
+/// value (an object, or an array when `many`), or one JSON object per line.
+pub fn write_reports(
+    r: &Renderer,
+    reports: &[Report],
+    many: bool,
+    out: &mut dyn Write,
+) -> Result<(), PluginError> {
+    match r.format {
+        OutputFormat::Table | OutputFormat::Wide => {
+            let text: Vec<String> = reports.iter().map(|rep| report_text(r, rep)).collect();
+            write_str(out, text.join("\n").trim_end_matches('\n'))?;
+            write_str(out, "\n")?;
+        }
+        OutputFormat::Json => {
+            let value = if many {
+                serde_json::to_string_pretty(reports)
+            } else {
+                match reports.first() {
+                    Some(rep) => serde_json::to_string_pretty(rep),
+                    None => serde_json::to_string_pretty(reports),
+                }
+            }
+            .map_err(|e| PluginError::io("encoding JSON", std::io::Error::other(e)))?;
+            write_str(out, &value)?;
+            write_str(out, "\n")?;
+        }
+        OutputFormat::Jsonl => {
+            for rep in reports {
+                kubeplugin::render::write_json_line(rep, out)?;
+            }
+        }
+    }
+    out.flush()
+        .map_err(|e| PluginError::io("writing output", e))
+}
