@@ -1,1 +1,325 @@
 //! kubectl-rbaclog library: `run()` holds the plugin; main.rs only maps its result to an exit code.
+//!
+//! `kubectl rbaclog` replaces the walk-through's `kubectl logs $(kubectl get pod
+//! ...) -c istio-proxy | grep rbac | grep denied`, one pod at a time, with one
+//! command over every sidecar in scope that names the AuthorizationPolicy and
+//! rule behind each decision. The flow: validate the command line ([`cli`]);
+//! find the pods with a sidecar and read their istio-proxy logs concurrently,
+//! following them if asked ([`cluster`]), or read saved logs ([`files`]); turn
+//! each stream's lines into decisions, pairing the lines of one request
+//! ([`pairing`], using meshpolicy's parsers); keep those the filters match
+//! ([`filter`]); print them, or a [`summary`], last ([`output`]). With
+//! `--enable-debug` the sidecars' rbac loggers are raised for the run and put back
+//! afterwards, also on errors and interrupts ([`debug`]).
+
+pub mod cli;
+pub mod cluster;
+pub mod debug;
+pub mod error;
+pub mod files;
+pub mod filter;
+pub mod lines;
+pub mod output;
+pub mod pairing;
+pub mod record;
+pub mod summary;
+
+use std::future::Future;
+
+use kubeplugin::istioctl::Istioctl;
+use kubeplugin::render::Renderer;
+use kubeplugin::{Exit, Kube, PluginError};
+
+pub use cli::Cli;
+use cli::{Plan, Source};
+use cluster::{Scope, Window};
+use debug::DebugGuard;
+pub use error::RbaclogError;
+use output::{FollowPrinter, note};
+use pairing::Stats;
+use record::DecisionRecord;
+use summary::Summary;
+
+/// Runs the plugin for a parsed command line.
+pub async fn run(cli: Cli) -> Result<Exit, RbaclogError> {
+    let plan = cli.validate()?;
+    let renderer = Renderer::from_args(&cli.output);
+    match &plan.source {
+        Source::Files(paths) => {
+            let paths = paths.clone();
+            until_signal(run_files(&cli, &plan, &renderer, &paths)).await
+        }
+        Source::Cluster { namespace, all } => {
+            let (namespace, all) = (namespace.clone(), *all);
+            run_cluster(&cli, &plan, &renderer, namespace, all).await
+        }
+    }
+}
+
+/// Runs `fut` unless SIGINT or SIGTERM arrives first (then it is dropped).
+async fn until_signal<T>(
+    fut: impl Future<Output = Result<T, RbaclogError>>,
+) -> Result<T, RbaclogError> {
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        r = fut => r,
+        _ = tokio::signal::ctrl_c() => Err(PluginError::Interrupted.into()),
+        _ = term => Err(PluginError::Terminated.into()),
+    }
+}
+
+/// Collects a batch run's decisions (or only their summary).
+#[derive(Debug, Default)]
+struct Batch {
+    summary: Option<Summary>,
+    decisions: Vec<DecisionRecord>,
+    matched: u64,
+}
+
+impl Batch {
+    fn new(summary: bool) -> Self {
+        Batch {
+            summary: summary.then(Summary::default),
+            ..Batch::default()
+        }
+    }
+
+    fn add(&mut self, d: DecisionRecord) {
+        self.matched += 1;
+        match &mut self.summary {
+            Some(s) => s.add(&d),
+            None => self.decisions.push(d),
+        }
+    }
+
+    fn finish(
+        mut self,
+        cli: &Cli,
+        renderer: &Renderer,
+        stats: &Stats,
+        what: &str,
+        scope: &str,
+    ) -> Result<Exit, RbaclogError> {
+        match &self.summary {
+            Some(s) => output::write_summary(renderer, s)?,
+            None => {
+                self.decisions.sort_by(|a, b| {
+                    (a.ts, &a.namespace, &a.pod, &a.file).cmp(&(
+                        b.ts,
+                        &b.namespace,
+                        &b.pod,
+                        &b.file,
+                    ))
+                });
+                output::write_decisions(renderer, &self.decisions)?;
+            }
+        }
+        if self.matched == 0 {
+            let decision = match cli.decision {
+                filter::DecisionFilter::Denied => "denied",
+                filter::DecisionFilter::Allowed => "allowed",
+                filter::DecisionFilter::All => "RBAC",
+            };
+            for line in output::nothing_found(what, scope, stats, decision) {
+                note(&line);
+            }
+        }
+        Ok(if cli.exit_code && self.matched > 0 {
+            Exit::NEGATIVE
+        } else {
+            Exit::OK
+        })
+    }
+}
+
+async fn run_files(
+    cli: &Cli,
+    plan: &Plan,
+    renderer: &Renderer,
+    paths: &[std::path::PathBuf],
+) -> Result<Exit, RbaclogError> {
+    let mut batch = Batch::new(cli.summary);
+    let mut total = Stats::default();
+    for path in paths {
+        let filters = plan.filters.clone();
+        let path2 = path.clone();
+        // Files are read on a blocking thread; decisions come back in one vector
+        // (bounded by the matches, not by the file's size).
+        let (stats, found) = tokio::task::spawn_blocking(move || {
+            let mut found = Vec::new();
+            let stats = files::read_file(&path2, &filters, &mut |d| found.push(d))?;
+            Ok::<_, RbaclogError>((stats, found))
+        })
+        .await
+        .map_err(|e| PluginError::Io {
+            context: "reading files".into(),
+            source: std::io::Error::other(e),
+        })??;
+        for d in found {
+            batch.add(d);
+        }
+        let odd = stats.foreign + stats.unparsed;
+        if stats.lines > 0 && odd > 0 {
+            let name = path.display().to_string();
+            if stats.foreign == stats.lines {
+                note(&format!(
+                    "note: {name}: none of its {} lines looks like an Envoy or istio-proxy log line",
+                    stats.lines
+                ));
+            } else {
+                note(&format!(
+                    "note: {name}: {odd} of {} lines could not be parsed as Envoy/istio-proxy log lines",
+                    stats.lines
+                ));
+            }
+        }
+        total.add(&stats);
+    }
+    let what = if paths.len() == 1 {
+        let p = paths[0].display().to_string();
+        if p == "-" { "stdin".to_string() } else { p }
+    } else {
+        format!("{} files", paths.len())
+    };
+    batch.finish(cli, renderer, &total, &what, "")
+}
+
+async fn run_cluster(
+    cli: &Cli,
+    plan: &Plan,
+    renderer: &Renderer,
+    namespace: Option<String>,
+    all: bool,
+) -> Result<Exit, RbaclogError> {
+    // istioctl first: when it is missing, nothing has been changed.
+    let istioctl = if cli.enable_debug {
+        Some(Istioctl::locate(&cli.istioctl)?)
+    } else {
+        None
+    };
+    let kube = Kube::from_flags(&cli.kube).await?;
+    let scope = Scope {
+        namespace: if all {
+            None
+        } else {
+            Some(namespace.unwrap_or_else(|| kube.namespace.clone()))
+        },
+        selector: cli.selector.clone(),
+        pods: cli.pods.clone(),
+    };
+    let guard = DebugGuard::default();
+    let work = cluster_work(
+        cli,
+        plan,
+        renderer,
+        &kube,
+        &scope,
+        istioctl.as_ref(),
+        &guard,
+    );
+    let result = until_signal(work).await;
+    if let Some(istioctl) = &istioctl {
+        if cli.keep_debug {
+            for c in guard.changed() {
+                note(&format!(
+                    "note: {}/{} left with rbac logger at debug (was {}); restore with: istioctl proxy-config log {}.{} --level rbac:{}",
+                    c.namespace, c.pod, c.previous, c.pod, c.namespace, c.previous
+                ));
+            }
+        } else {
+            for e in guard.restore(istioctl, &cli.kube).await {
+                note(&format!(
+                    "warning: could not restore a sidecar's rbac log level: {e}"
+                ));
+            }
+        }
+    }
+    result
+}
+
+async fn cluster_work(
+    cli: &Cli,
+    plan: &Plan,
+    renderer: &Renderer,
+    kube: &Kube,
+    scope: &Scope,
+    istioctl: Option<&Istioctl>,
+    guard: &DebugGuard,
+) -> Result<Exit, RbaclogError> {
+    let targets = cluster::require_targets(kube, scope).await?;
+    tracing::info!(pods = targets.len(), "reading istio-proxy logs");
+    if let Some(istioctl) = istioctl {
+        let pods: Vec<(String, String)> = targets
+            .iter()
+            .map(|t| (t.namespace.clone(), t.pod.clone()))
+            .collect();
+        guard.enable(istioctl, &cli.kube, &pods).await?;
+    }
+    let window = Window {
+        since: plan.since,
+        since_time: plan.since_time,
+        tail: cli.tail,
+    };
+    if cli.follow {
+        let mut printer = FollowPrinter::new(*renderer);
+        printer.start()?;
+        let mut on = |d: DecisionRecord| printer.print(&d).map_err(RbaclogError::from);
+        cluster::follow_all(
+            kube,
+            scope,
+            targets,
+            &window,
+            &plan.filters,
+            cli.poll_interval,
+            &mut on,
+        )
+        .await?;
+        return Ok(Exit::OK);
+    }
+    let mut batch = Batch::new(cli.summary);
+    let (stats, warnings) = cluster::read_all(
+        kube,
+        &targets,
+        &window,
+        &plan.filters,
+        cli.concurrency as usize,
+        &mut |d| batch.add(d),
+    )
+    .await?;
+    for w in &warnings {
+        note(&format!("warning: {w}"));
+    }
+    let what = format!(
+        "the istio-proxy logs of {} pod{}",
+        targets.len(),
+        if targets.len() == 1 { "" } else { "s" }
+    );
+    let window_text = match (plan.since, &plan.since_time, cli.tail) {
+        (Some(d), _, _) => format!(" in the last {}", human(d)),
+        (None, Some(t), _) => format!(" since {t}"),
+        (None, None, Some(n)) => format!(" in their last {n} lines"),
+        _ => String::new(),
+    };
+    batch.finish(cli, renderer, &stats, &what, &window_text)
+}
+
+fn human(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s > 0 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s > 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}

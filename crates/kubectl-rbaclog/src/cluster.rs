@@ -1,0 +1,456 @@
+//! Reading istio-proxy logs from the cluster: which pods, how many at once, and
+//! following them.
+//!
+//! Pods in scope are those with an `istio-proxy` container (regular or native
+//! sidecar) in the namespace, or every namespace with `-A`, narrowed by `-l` or
+//! `--pod`; pods not started yet have no log and are skipped. Without `-f`, at
+//! most `--concurrency` logs are read at once and each is streamed line by line
+//! through a [`Pairer`], so memory depends on the concurrency, not on log sizes.
+//! With `-f`, every pod streams at once; the pod list is polled to start
+//! streams for new pods and let streams of deleted pods end. Every request asks
+//! for `timestamps=true`, and a stream that is cut is reopened from where it
+//! stopped with `sinceTime` (see [`Resume`]), so no line is lost or repeated.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, LogParams};
+use kubeplugin::error::ApiOp;
+use kubeplugin::resources::{
+    ISTIO_PROXY, container_names, ensure_namespace, has_sidecar, pod_name,
+};
+use kubeplugin::{Kube, PluginError};
+
+use crate::error::RbaclogError;
+use crate::filter::Filters;
+use crate::lines::{ReadLine, Resume, read_line_async, split_kubelet_time};
+use crate::pairing::{Pairer, Stats, StreamId};
+use crate::record::DecisionRecord;
+
+/// One pod whose istio-proxy log is read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub namespace: String,
+    pub pod: String,
+    pub uid: String,
+}
+
+/// What to select.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// None with -A.
+    pub namespace: Option<String>,
+    pub selector: Option<String>,
+    pub pods: Vec<String>,
+}
+
+impl Scope {
+    fn describe(&self) -> String {
+        let mut s = match &self.namespace {
+            Some(ns) => format!("namespace {ns}"),
+            None => "any namespace".to_string(),
+        };
+        if let Some(sel) = &self.selector {
+            s.push_str(&format!(" matching {sel}"));
+        }
+        s
+    }
+}
+
+/// What to ask the API for on the first connection of each stream.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    pub since: Option<Duration>,
+    pub since_time: Option<Timestamp>,
+    pub tail: Option<i64>,
+}
+
+fn started(p: &Pod) -> bool {
+    let phase = kubeplugin::resources::phase(p);
+    phase != "Pending" && phase != "Unknown"
+}
+
+fn target_of(p: &Pod) -> Target {
+    Target {
+        namespace: p.metadata.namespace.clone().unwrap_or_default(),
+        pod: pod_name(p).to_string(),
+        uid: p.metadata.uid.clone().unwrap_or_default(),
+    }
+}
+
+/// Lists the pods in scope with a sidecar (started ones only).
+pub async fn list_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, RbaclogError> {
+    let ns_label = scope.namespace.clone().unwrap_or_else(|| "(all)".into());
+    if !scope.pods.is_empty() {
+        let ns = scope
+            .namespace
+            .clone()
+            .unwrap_or_else(|| kube.namespace.clone());
+        let api: Api<Pod> = Api::namespaced(kube.client.clone(), &ns);
+        let mut out = Vec::new();
+        for name in &scope.pods {
+            let p = match api.get(name).await {
+                Ok(p) => p,
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    ensure_namespace(kube, &ns).await?;
+                    return Err(PluginError::NotFound {
+                        kind: "pod".into(),
+                        name: name.clone(),
+                        namespace: ns,
+                    }
+                    .into());
+                }
+                Err(e) => {
+                    return Err(kube
+                        .err(e, &ApiOp::new("get", "pods", &ns).named(name))
+                        .into());
+                }
+            };
+            if !has_sidecar(&p) {
+                let mut containers = container_names(&p);
+                if let Some(init) = p.spec.as_ref().and_then(|s| s.init_containers.as_ref()) {
+                    containers.extend(init.iter().map(|c| format!("{} (init)", c.name)));
+                }
+                return Err(RbaclogError::NoSidecar {
+                    namespace: ns,
+                    pod: name.clone(),
+                    containers,
+                });
+            }
+            out.push(target_of(&p));
+        }
+        return Ok(out);
+    }
+    let api: Api<Pod> = match &scope.namespace {
+        Some(ns) => Api::namespaced(kube.client.clone(), ns),
+        None => Api::all(kube.client.clone()),
+    };
+    let mut lp = ListParams::default();
+    if let Some(sel) = &scope.selector {
+        lp = lp.labels(sel);
+    }
+    let pods = api
+        .list(&lp)
+        .await
+        .map_err(|e| kube.err(e, &ApiOp::new("list", "pods", &ns_label)))?
+        .items;
+    let mut out: Vec<Target> = pods
+        .iter()
+        .filter(|p| has_sidecar(p) && started(p) && p.metadata.deletion_timestamp.is_none())
+        .map(target_of)
+        .collect();
+    out.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+    Ok(out)
+}
+
+/// Like [`list_targets`], but an empty result is an error (after checking the namespace).
+pub async fn require_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, RbaclogError> {
+    let targets = list_targets(kube, scope).await?;
+    if targets.is_empty() {
+        if let Some(ns) = &scope.namespace {
+            ensure_namespace(kube, ns).await?;
+        }
+        return Err(RbaclogError::NoSidecars {
+            scope: scope.describe(),
+            namespace: scope.namespace.clone(),
+        });
+    }
+    Ok(targets)
+}
+
+/// How one pod's reading ended.
+#[derive(Debug, Default)]
+pub struct PodResult {
+    pub stats: Stats,
+    /// Set when the pod could not be read (it went away, or kept failing).
+    pub warning: Option<String>,
+}
+
+/// Consecutive failed connections before a non-followed pod is given up.
+const MAX_RETRIES: u32 = 5;
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis((100u64 << failures.min(6)).min(5000))
+}
+
+/// Whether the pod still exists as the same pod (not deleted, not replaced).
+async fn still_there(kube: &Kube, t: &Target) -> Result<bool, PluginError> {
+    let api: Api<Pod> = Api::namespaced(kube.client.clone(), &t.namespace);
+    match api.get(&t.pod).await {
+        Ok(p) => Ok(p.metadata.uid.as_deref().unwrap_or_default() == t.uid
+            && p.metadata.deletion_timestamp.is_none()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(kube.err(e, &ApiOp::new("get", "pods", &t.namespace).named(&t.pod))),
+    }
+}
+
+/// Reads one pod's istio-proxy log through a [`Pairer`], handing matching
+/// decisions to `sink`. With `follow`, keeps reading until the pod goes away;
+/// a cut stream is reopened from where it stopped in both modes.
+pub async fn read_pod(
+    kube: &Kube,
+    t: &Target,
+    window: &Window,
+    follow: bool,
+    filters: &Filters,
+    sink: &mut (dyn FnMut(DecisionRecord) + Send),
+) -> Result<PodResult, RbaclogError> {
+    let api: Api<Pod> = Api::namespaced(kube.client.clone(), &t.namespace);
+    let mut pairer = Pairer::new(StreamId {
+        namespace: Some(t.namespace.clone()),
+        pod: Some(t.pod.clone()),
+        file: None,
+    });
+    let mut resume = Resume::default();
+    let mut out = Vec::new();
+    let mut failures = 0u32;
+    let mut buf = Vec::with_capacity(4096);
+    let mut result = PodResult::default();
+    let idle = Duration::from_millis(1500);
+    let emit = |out: &mut Vec<DecisionRecord>, sink: &mut (dyn FnMut(DecisionRecord) + Send)| {
+        for d in out.drain(..) {
+            if filters.matches(&d) {
+                sink(d);
+            }
+        }
+    };
+    loop {
+        let mut lp = LogParams {
+            container: Some(ISTIO_PROXY.to_string()),
+            follow,
+            timestamps: true,
+            ..LogParams::default()
+        };
+        match resume.since_time() {
+            Some(since) => lp.since_time = Some(since),
+            None => {
+                lp.since_seconds = window.since.map(|d| d.as_secs().max(1) as i64);
+                lp.since_time = window.since_time;
+                lp.tail_lines = window.tail;
+            }
+        }
+        resume.reconnected();
+        let op = ApiOp::new("get", "pods/log", &t.namespace).named(&t.pod);
+        let mut reader = match api.log_stream(&t.pod, &lp).await {
+            Ok(r) => r,
+            Err(e) => {
+                let err = kube.err(e, &op);
+                match err {
+                    PluginError::Forbidden { .. } | PluginError::Unreachable { .. } => {
+                        return Err(err.into());
+                    }
+                    PluginError::NotFound { .. } | PluginError::NamespaceNotFound(_) => {
+                        result.warning = Some(format!("pod {}/{} is gone", t.namespace, t.pod));
+                        break;
+                    }
+                    other => {
+                        failures += 1;
+                        if (!follow && failures > MAX_RETRIES)
+                            || (follow && !still_there(kube, t).await.unwrap_or(true))
+                        {
+                            result.warning = Some(format!(
+                                "could not read the istio-proxy log of {}/{}: {other}",
+                                t.namespace, t.pod
+                            ));
+                            break;
+                        }
+                        tokio::time::sleep(backoff(failures)).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        let mut progressed = false;
+        let clean = loop {
+            let r = if follow {
+                tokio::select! {
+                    r = read_line_async(&mut reader, &mut buf) => r,
+                    _ = tokio::time::sleep(idle) => {
+                        pairer.flush_idle(idle, &mut out);
+                        emit(&mut out, sink);
+                        continue;
+                    }
+                }
+            } else {
+                read_line_async(&mut reader, &mut buf).await
+            };
+            match r {
+                Ok(ReadLine::Complete) => {
+                    match split_kubelet_time(&buf) {
+                        Some((ts, rest)) => {
+                            if resume.accept(ts, rest) {
+                                progressed = true;
+                                pairer.push(rest, Some(ts), &mut out);
+                            }
+                        }
+                        None => pairer.push(&buf, None, &mut out),
+                    }
+                    buf.clear();
+                    emit(&mut out, sink);
+                }
+                // A line without its newline was cut: it comes again after reconnecting.
+                Ok(ReadLine::Partial) => {
+                    buf.clear();
+                    break false;
+                }
+                Ok(ReadLine::Eof) => break true,
+                Err(e) => {
+                    tracing::info!(pod = %t.pod, error = %e, "log stream cut; reconnecting");
+                    buf.clear();
+                    break false;
+                }
+            }
+        };
+        if progressed {
+            failures = 0;
+        }
+        if clean && !follow {
+            break;
+        }
+        if clean {
+            // A followed stream ended: the pod went away, or the server closed it.
+            match still_there(kube, t).await {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e @ PluginError::Forbidden { .. }) => return Err(e.into()),
+                Err(_) => {}
+            }
+        } else {
+            failures += 1;
+            if !follow && failures > MAX_RETRIES {
+                result.warning = Some(format!(
+                    "the istio-proxy log of {}/{} kept being cut; results may be incomplete",
+                    t.namespace, t.pod
+                ));
+                break;
+            }
+        }
+        tokio::time::sleep(backoff(failures)).await;
+    }
+    pairer.finish(&mut out);
+    emit(&mut out, sink);
+    result.stats = pairer.stats;
+    Ok(result)
+}
+
+/// Reads every target once (no follow), `concurrency` at a time; returns the
+/// matching decisions, the summed stats and per-pod warnings.
+pub async fn read_all(
+    kube: &Kube,
+    targets: &[Target],
+    window: &Window,
+    filters: &Filters,
+    concurrency: usize,
+    on_decision: &mut dyn FnMut(DecisionRecord),
+) -> Result<(Stats, Vec<String>), RbaclogError> {
+    let mut results = futures::stream::iter(targets.iter())
+        .map(|t| async move {
+            let mut found = Vec::new();
+            let mut sink = |d: DecisionRecord| found.push(d);
+            let r = read_pod(kube, t, window, false, filters, &mut sink).await;
+            r.map(|r| (r, found))
+        })
+        .buffer_unordered(concurrency.max(1));
+    let mut stats = Stats::default();
+    let mut warnings = Vec::new();
+    let mut failed = 0usize;
+    while let Some(r) = results.next().await {
+        let (r, found) = r?;
+        stats.add(&r.stats);
+        if let Some(w) = r.warning {
+            failed += 1;
+            warnings.push(w);
+        }
+        for d in found {
+            on_decision(d);
+        }
+    }
+    if failed == targets.len() && !targets.is_empty() {
+        return Err(PluginError::Api {
+            code: None,
+            message: format!(
+                "no istio-proxy log could be read: {}",
+                warnings.first().cloned().unwrap_or_default()
+            ),
+        }
+        .into());
+    }
+    Ok((stats, warnings))
+}
+
+/// Follows every pod in scope until interrupted, starting streams for pods that
+/// appear and letting streams of gone pods end; `on_decision` sees each
+/// matching decision as soon as it is complete.
+pub async fn follow_all(
+    kube: &Kube,
+    scope: &Scope,
+    initial: Vec<Target>,
+    window: &Window,
+    filters: &Filters,
+    poll: Duration,
+    on_decision: &mut dyn FnMut(DecisionRecord) -> Result<(), RbaclogError>,
+) -> Result<(), RbaclogError> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DecisionRecord>();
+    let (err_tx, mut err_rx) = tokio::sync::mpsc::unbounded_channel::<RbaclogError>();
+    let mut running: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let spawn = |t: Target, w: Window| {
+        let kube = kube.clone();
+        let filters = filters.clone();
+        let tx = tx.clone();
+        let err_tx = err_tx.clone();
+        tokio::spawn(async move {
+            let mut sink = move |d: DecisionRecord| {
+                let _ = tx.send(d);
+            };
+            match read_pod(&kube, &t, &w, true, &filters, &mut sink).await {
+                Ok(r) => {
+                    if let Some(w) = r.warning {
+                        tracing::info!("{w}");
+                    }
+                    tracing::info!(pod = %t.pod, "stopped following (pod gone)");
+                }
+                Err(e) => {
+                    let _ = err_tx.send(e);
+                }
+            }
+        })
+    };
+    for t in initial {
+        running.insert(t.uid.clone(), spawn(t, window.clone()));
+    }
+    let mut ticker = tokio::time::interval(poll);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let result = loop {
+        tokio::select! {
+            Some(d) = rx.recv() => {
+                if let Err(e) = on_decision(d) {
+                    break Err(e);
+                }
+            }
+            Some(e) = err_rx.recv() => break Err(e),
+            _ = ticker.tick() => {
+                running.retain(|_, h| !h.is_finished());
+                match list_targets(kube, scope).await {
+                    Ok(now) => {
+                        for t in now {
+                            if !running.contains_key(&t.uid) {
+                                tracing::info!(pod = %t.pod, namespace = %t.namespace, "following new pod");
+                                // A new pod's log is read from its start.
+                                running.insert(t.uid.clone(), spawn(t, Window::default()));
+                            }
+                        }
+                    }
+                    Err(e) => tracing::info!(error = %e, "listing pods failed; will retry"),
+                }
+            }
+        }
+    };
+    for (_, h) in running {
+        h.abort();
+    }
+    result
+}

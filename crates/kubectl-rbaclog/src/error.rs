@@ -1,0 +1,126 @@
+//! rbaclog's own failures on top of kubeplugin's, with their exit codes and hints.
+//!
+//! kubeplugin's [`PluginError`] covers the API, tools and usage; rbaclog adds the
+//! cases the issue names: no pod with a sidecar in scope, a `--pod` without an
+//! istio-proxy container (listing its containers), and unreadable `--file`s.
+//! Every variant prints as one `error: ...; hint: ...` line.
+
+use kubeplugin::PluginError;
+use kubeplugin::error::{EXIT_FAILED, EXIT_USAGE};
+use kubeplugin::render::escape_control;
+
+/// Everything `kubectl rbaclog` can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum RbaclogError {
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// No pod with an istio-proxy container in scope (exit 3).
+    #[error("no pod with an istio-proxy sidecar in {scope}")]
+    NoSidecars {
+        scope: String,
+        namespace: Option<String>,
+    },
+    /// `--pod` named a pod without istio-proxy (exit 3).
+    #[error(
+        "pod {namespace}/{pod} has no istio-proxy container; its containers: {}",
+        containers.join(", ")
+    )]
+    NoSidecar {
+        namespace: String,
+        pod: String,
+        containers: Vec<String>,
+    },
+    /// A `--file` could not be opened (exit 2).
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `--file` failed while being read (exit 3).
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RbaclogError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RbaclogError::Plugin(e) => e.exit_code(),
+            RbaclogError::Open { .. } => EXIT_USAGE,
+            RbaclogError::Read { source, .. }
+                if source.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                0
+            }
+            _ => EXIT_FAILED,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RbaclogError::Plugin(e) => e.hint(),
+            RbaclogError::NoSidecars { namespace, .. } => Some(match namespace {
+                Some(ns) => format!(
+                    "label the namespace for injection (`kubectl label namespace {ns} istio-injection=enabled`) and restart its pods; see `kubectl get pods -n {ns}`"
+                ),
+                None => "check sidecar injection with `kubectl get pods -A`".into(),
+            }),
+            RbaclogError::NoSidecar { .. } => {
+                Some("rbaclog reads the istio-proxy container; pick a pod with a sidecar".into())
+            }
+            RbaclogError::Open { .. } => Some("check the path given to --file".into()),
+            RbaclogError::Read { .. } => None,
+        }
+    }
+
+    /// The single stderr line.
+    pub fn one_line(&self) -> String {
+        if let RbaclogError::Plugin(e) = self {
+            return e.one_line();
+        }
+        let mut line = format!("error: {}", escape_control(&self.to_string()));
+        if let Some(h) = self.hint() {
+            line.push_str("; hint: ");
+            line.push_str(&escape_control(&h));
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_lines() {
+        let e = RbaclogError::NoSidecar {
+            namespace: "ns".into(),
+            pod: "p".into(),
+            containers: vec!["app".into(), "db".into()],
+        };
+        assert_eq!(e.exit_code(), 3);
+        assert!(
+            e.one_line().contains("its containers: app, db"),
+            "{}",
+            e.one_line()
+        );
+        let e = RbaclogError::NoSidecars {
+            scope: "namespace x".into(),
+            namespace: Some("x".into()),
+        };
+        assert_eq!(e.exit_code(), 3);
+        assert!(e.one_line().contains("istio-injection=enabled"));
+        let e: RbaclogError = PluginError::usage("bad", None).into();
+        assert_eq!(e.exit_code(), 2);
+        let e = RbaclogError::Open {
+            path: "x\ny".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(e.exit_code(), 2);
+        assert!(!e.one_line().contains('\n'));
+    }
+}

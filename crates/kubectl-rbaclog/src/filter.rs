@@ -1,0 +1,179 @@
+//! `--decision`, `--policy`, `--engine` and explicit time bounds, applied to decisions.
+//!
+//! Filters run on finished decisions (after pairing), so a paired request is kept
+//! or dropped as a whole, and `--exit-code` counts exactly what would be printed.
+
+use clap::ValueEnum;
+use jiff::Timestamp;
+
+use crate::record::{DecisionRecord, EngineKind, Verdict};
+
+/// `--decision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum DecisionFilter {
+    /// Only denials (default)
+    #[default]
+    Denied,
+    /// Only allowed requests (needs RBAC debug lines: access logs only name denials)
+    Allowed,
+    /// Both
+    All,
+}
+
+/// `--engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineFilter {
+    /// Decisions that were enforced
+    Enforced,
+    /// Dry-run and CUSTOM shadow decisions (logged only)
+    Shadow,
+}
+
+/// All filters of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub decision: DecisionFilter,
+    pub engine: Option<EngineFilter>,
+    /// `--policy`: a name, `NAME.NS`, `NS/NAME`, or a raw policy id (`none` too).
+    pub policies: Vec<String>,
+    /// Only decisions at or after this time.
+    pub after: Option<Timestamp>,
+}
+
+impl Filters {
+    pub fn matches(&self, d: &DecisionRecord) -> bool {
+        let decision_ok = match self.decision {
+            DecisionFilter::Denied => d.decision == Verdict::Denied,
+            DecisionFilter::Allowed => d.decision == Verdict::Allowed,
+            DecisionFilter::All => true,
+        };
+        let engine_ok = match self.engine {
+            None => true,
+            Some(EngineFilter::Enforced) => d.engine == EngineKind::Enforced,
+            Some(EngineFilter::Shadow) => d.engine == EngineKind::Shadow,
+        };
+        let policy_ok =
+            self.policies.is_empty() || self.policies.iter().any(|p| policy_matches(p, d));
+        let time_ok = match (self.after, d.ts) {
+            (Some(after), Some(ts)) => ts >= after,
+            _ => true,
+        };
+        decision_ok && engine_ok && policy_ok && time_ok
+    }
+}
+
+fn policy_matches(wanted: &str, d: &DecisionRecord) -> bool {
+    if d.policy_id.as_deref() == Some(wanted) {
+        return true;
+    }
+    let Some(p) = &d.policy else { return false };
+    let (Some(name), ns) = (&p.name, p.namespace.as_deref().unwrap_or("")) else {
+        return false;
+    };
+    wanted == name || wanted == format!("{name}.{ns}") || wanted == format!("{ns}/{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Origin, PolicyRef};
+
+    fn rec(decision: Verdict, engine: EngineKind, id: Option<&str>, time: &str) -> DecisionRecord {
+        let pid = id.map(meshpolicy::envoy::PolicyId::parse);
+        DecisionRecord {
+            time: Some(time.into()),
+            namespace: None,
+            pod: None,
+            origin: Origin::RbacDebug,
+            engine,
+            decision,
+            policy_id: id.map(str::to_string),
+            policy: pid.as_ref().and_then(PolicyRef::from_id),
+            request: None,
+            downstream: None,
+            connection_id: None,
+            stream_id: None,
+            line: String::new(),
+            paired: vec![],
+            file: None,
+            ts: time.parse().ok(),
+        }
+    }
+
+    const ID: &str = "ns[np-test-2]-policy[deny-all]-rule[0]";
+    const T: &str = "2025-07-06T19:33:00Z";
+
+    #[test]
+    fn decision_filter() {
+        let denied = rec(Verdict::Denied, EngineKind::Enforced, Some(ID), T);
+        let allowed = rec(Verdict::Allowed, EngineKind::None, None, T);
+        let f = Filters::default();
+        assert!(f.matches(&denied) && !f.matches(&allowed));
+        let f = Filters {
+            decision: DecisionFilter::Allowed,
+            ..Default::default()
+        };
+        assert!(!f.matches(&denied) && f.matches(&allowed));
+        let f = Filters {
+            decision: DecisionFilter::All,
+            ..Default::default()
+        };
+        assert!(f.matches(&denied) && f.matches(&allowed));
+    }
+
+    #[test]
+    fn engine_filter() {
+        let enforced = rec(Verdict::Denied, EngineKind::Enforced, Some(ID), T);
+        let shadow = rec(Verdict::Denied, EngineKind::Shadow, Some(ID), T);
+        let f = Filters {
+            engine: Some(EngineFilter::Shadow),
+            ..Default::default()
+        };
+        assert!(f.matches(&shadow) && !f.matches(&enforced));
+        let f = Filters {
+            engine: Some(EngineFilter::Enforced),
+            ..Default::default()
+        };
+        assert!(!f.matches(&shadow) && f.matches(&enforced));
+    }
+
+    #[test]
+    fn policy_filter_accepts_every_spelling() {
+        let d = rec(Verdict::Denied, EngineKind::Enforced, Some(ID), T);
+        for wanted in ["deny-all", "deny-all.np-test-2", "np-test-2/deny-all", ID] {
+            let f = Filters {
+                policies: vec![wanted.into()],
+                ..Default::default()
+            };
+            assert!(f.matches(&d), "{wanted}");
+        }
+        for wanted in ["deny", "deny-all.other", "none"] {
+            let f = Filters {
+                policies: vec![wanted.into()],
+                ..Default::default()
+            };
+            assert!(!f.matches(&d), "{wanted}");
+        }
+        let none = rec(Verdict::Denied, EngineKind::Enforced, Some("none"), T);
+        let f = Filters {
+            policies: vec!["none".into()],
+            ..Default::default()
+        };
+        assert!(f.matches(&none));
+    }
+
+    #[test]
+    fn time_bound() {
+        let d = rec(Verdict::Denied, EngineKind::Enforced, Some(ID), T);
+        let f = Filters {
+            after: Some("2025-07-06T19:34:00Z".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(!f.matches(&d));
+        let f = Filters {
+            after: Some("2025-07-06T19:33:00Z".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(f.matches(&d));
+    }
+}

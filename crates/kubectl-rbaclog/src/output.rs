@@ -1,0 +1,186 @@
+//! The render layer: the only place rbaclog writes to stdout or stderr.
+//!
+//! Batch runs hand finished decisions (or the summary) to kubeplugin's renderer
+//! for table, wide, JSON and JSON Lines. Follow mode cannot wait for the end, so
+//! [`FollowPrinter`] prints the header once and then one aligned row per decision
+//! as it completes (JSON formats print one object per line). Notes and the
+//! "nothing found" explanation go to stderr, so stdout stays data.
+
+use std::io::Write;
+
+use kubeplugin::render::{Renderer, Tabular, escape_control, write_json_line, write_str};
+use kubeplugin::{OutputFormat, PluginError};
+
+use crate::pairing::Stats;
+use crate::record::DecisionRecord;
+use crate::summary::Summary;
+
+/// Writes the decisions of a batch run.
+pub fn write_decisions(
+    renderer: &Renderer,
+    decisions: &[DecisionRecord],
+) -> Result<(), PluginError> {
+    let mut out = std::io::stdout().lock();
+    if decisions.is_empty() && matches!(renderer.format, OutputFormat::Table | OutputFormat::Wide) {
+        // kubectl prints nothing on stdout when there is nothing (the note goes to stderr).
+        return Ok(());
+    }
+    renderer.write_all(decisions, &mut out)
+}
+
+/// Writes a summary.
+pub fn write_summary(renderer: &Renderer, summary: &Summary) -> Result<(), PluginError> {
+    let mut out = std::io::stdout().lock();
+    match renderer.format {
+        OutputFormat::Table | OutputFormat::Wide => {
+            write_str(&mut out, &summary.render_tables(renderer))?
+        }
+        OutputFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&summary.to_json()).map_err(json_err)?;
+            s.push('\n');
+            write_str(&mut out, &s)?;
+        }
+        OutputFormat::Jsonl => write_json_line(&summary.to_json(), &mut out)?,
+    }
+    out.flush()
+        .map_err(|e| PluginError::io("writing output", e))
+}
+
+fn json_err(e: serde_json::Error) -> PluginError {
+    PluginError::Io {
+        context: "encoding JSON".into(),
+        source: std::io::Error::other(e),
+    }
+}
+
+/// One note line on stderr (escaped: it may quote log or file names).
+pub fn note(text: &str) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "{}", escape_control(text));
+}
+
+/// The explanation printed when no decision matched.
+pub fn nothing_found(what: &str, scope: &str, stats: &Stats, decision: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    if stats.rbac_debug == 0 && stats.access_log == 0 {
+        lines.push(format!(
+            "No RBAC decisions found: no RBAC debug lines and no access log lines in {what}{scope}."
+        ));
+        lines.push("Envoy logs RBAC decisions only when asked to; enable one of:".into());
+        lines.push("  - RBAC debug logs for the pod's lifetime: annotate the pod template with sidecar.istio.io/proxyLogLevel: rbac:debug (pods restart)".into());
+        lines.push("  - RBAC debug logs for this run: kubectl rbaclog --enable-debug -f (restores each sidecar's level on exit), or istioctl proxy-config log POD.NS --level rbac:debug".into());
+        lines.push("  - access logs (they name the policy of every denial): a Telemetry resource with spec.accessLogging: [{providers: [{name: envoy}]}]".into());
+    } else {
+        lines.push(format!(
+            "No {decision} decisions found in {what}{scope} ({} RBAC debug lines, {} access log lines read).",
+            stats.rbac_debug, stats.access_log
+        ));
+        if stats.rbac_debug == 0 && decision != "denied" {
+            lines.push(
+                "Allowed requests are only logged by RBAC debug lines; try --enable-debug.".into(),
+            );
+        }
+    }
+    lines
+}
+
+/// Prints decisions one by one as they arrive (follow mode).
+#[derive(Debug)]
+pub struct FollowPrinter {
+    renderer: Renderer,
+    widths: Vec<usize>,
+    header_done: bool,
+}
+
+impl FollowPrinter {
+    pub fn new(renderer: Renderer) -> Self {
+        let wide = renderer.format == OutputFormat::Wide;
+        let widths = DecisionRecord::columns()
+            .iter()
+            .filter(|c| wide || !c.wide_only)
+            .map(|c| match c.header {
+                "TIME" => 27,
+                "POD" => 36,
+                "DECISION" => 16,
+                "POLICY" => 40,
+                "RULE" => 4,
+                "REQUEST" => 24,
+                h => h.len(),
+            })
+            .collect();
+        FollowPrinter {
+            renderer,
+            widths,
+            header_done: false,
+        }
+    }
+
+    fn row(&mut self, cells: &[String]) -> String {
+        let mut line = String::new();
+        let n = cells.len();
+        for (i, c) in cells.iter().enumerate() {
+            let w = self
+                .widths
+                .get(i)
+                .copied()
+                .unwrap_or(0)
+                .max(c.chars().count());
+            if let Some(slot) = self.widths.get_mut(i) {
+                *slot = w;
+            }
+            line.push_str(c);
+            if i + 1 < n {
+                line.push_str(&" ".repeat(w - c.chars().count() + 3));
+            }
+        }
+        line.push('\n');
+        line
+    }
+
+    /// Prints the header now (table formats), so the user sees the run started.
+    pub fn start(&mut self) -> Result<(), PluginError> {
+        if self.header_done
+            || self.renderer.no_headers
+            || !matches!(
+                self.renderer.format,
+                OutputFormat::Table | OutputFormat::Wide
+            )
+        {
+            self.header_done = true;
+            return Ok(());
+        }
+        self.header_done = true;
+        let wide = self.renderer.format == OutputFormat::Wide;
+        let headers: Vec<String> = DecisionRecord::columns()
+            .iter()
+            .filter(|c| wide || !c.wide_only)
+            .map(|c| c.header.to_string())
+            .collect();
+        let line = self.row(&headers);
+        let mut out = std::io::stdout().lock();
+        write_str(&mut out, &line)?;
+        out.flush()
+            .map_err(|e| PluginError::io("writing output", e))
+    }
+
+    pub fn print(&mut self, d: &DecisionRecord) -> Result<(), PluginError> {
+        self.start()?;
+        let mut out = std::io::stdout().lock();
+        match self.renderer.format {
+            OutputFormat::Json | OutputFormat::Jsonl => write_json_line(d, &mut out),
+            OutputFormat::Table | OutputFormat::Wide => {
+                let wide = self.renderer.format == OutputFormat::Wide;
+                let cells: Vec<String> = DecisionRecord::columns()
+                    .iter()
+                    .zip(d.cells())
+                    .filter(|(c, _)| wide || !c.wide_only)
+                    .map(|(_, cell)| escape_control(&cell.text))
+                    .collect();
+                let line = self.row(&cells);
+                write_str(&mut out, &line)?;
+                out.flush()
+                    .map_err(|e| PluginError::io("writing output", e))
+            }
+        }
+    }
+}

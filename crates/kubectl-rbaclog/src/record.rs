@@ -1,0 +1,269 @@
+//! The decision record: the JSON contract of `kubectl rbaclog` and its table row.
+//!
+//! Whatever log line a decision came from (an RBAC debug line, a `Preparing local
+//! reply` line, a server-side access log line, or several of them paired), it is
+//! printed as one [`DecisionRecord`] with the documented fields (`time`,
+//! `namespace`, `pod`, `origin`, `engine`, `decision`, `policy_id`, `policy`,
+//! `request`, `downstream`, `connection_id`, `stream_id`, `line`). Keeping the
+//! record plain data lets pairing, filters and the summary work on it, and leaves
+//! rendering (table, wide, JSON, JSON Lines) to the last step.
+
+use jiff::Timestamp;
+use kubeplugin::render::{Cell, Column, Tabular, Tone};
+use meshpolicy::envoy::PolicyId;
+use serde::Serialize;
+
+/// Which kind of log line a decision was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// An Envoy RBAC filter debug line (`enforced denied, matched policy ...`).
+    RbacDebug,
+    /// A server-side access log line carrying `rbac_access_denied_matched_policy[...]`.
+    AccessLog,
+    /// A `Preparing local reply with details rbac_access_denied_matched_policy[...]` line.
+    LocalReply,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::RbacDebug => "rbac-debug",
+            Origin::AccessLog => "access-log",
+            Origin::LocalReply => "local-reply",
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which RBAC engine decided: enforced rules, shadow rules (dry-run, CUSTOM), or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    Enforced,
+    Shadow,
+    None,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Enforced => "enforced",
+            EngineKind::Shadow => "shadow",
+            EngineKind::None => "none",
+        }
+    }
+}
+
+impl From<meshpolicy::envoy::Engine> for EngineKind {
+    fn from(e: meshpolicy::envoy::Engine) -> Self {
+        match e {
+            meshpolicy::envoy::Engine::Enforced => EngineKind::Enforced,
+            meshpolicy::envoy::Engine::Shadow => EngineKind::Shadow,
+            meshpolicy::envoy::Engine::None => EngineKind::None,
+        }
+    }
+}
+
+/// Allowed or denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Denied,
+    Allowed,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Denied => "denied",
+            Verdict::Allowed => "allowed",
+        }
+    }
+}
+
+/// The AuthorizationPolicy behind a policy id, when the id follows Istio's naming.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyRef {
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub rule: Option<String>,
+    /// The CUSTOM (ext_authz) provider, when the id names one.
+    pub provider: Option<String>,
+}
+
+impl PolicyRef {
+    /// `None` for `none` and for ids that do not follow `ns[NS]-policy[NAME]-rule[N]`.
+    pub fn from_id(id: &PolicyId) -> Option<PolicyRef> {
+        if id.none || id.name.is_none() {
+            return None;
+        }
+        Some(PolicyRef {
+            namespace: id.namespace.clone(),
+            name: id.name.clone(),
+            rule: id.rule.clone(),
+            provider: id.provider.clone(),
+        })
+    }
+}
+
+/// The HTTP request a decision was about (from the access log line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestInfo {
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub authority: Option<String>,
+    pub response_code: Option<u16>,
+}
+
+/// Another line that was paired into this decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PairedLine {
+    pub origin: Origin,
+    pub line: String,
+}
+
+/// One RBAC decision, as printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionRecord {
+    /// RFC 3339 time of the decision (the log line's own time, else the kubelet's).
+    pub time: Option<String>,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    /// The line the decision was first read from.
+    pub origin: Origin,
+    pub engine: EngineKind,
+    pub decision: Verdict,
+    /// The policy id exactly as Envoy printed it (`none` included); null when the line had none.
+    pub policy_id: Option<String>,
+    pub policy: Option<PolicyRef>,
+    pub request: Option<RequestInfo>,
+    /// The downstream (source) address, from the access log line.
+    pub downstream: Option<String>,
+    pub connection_id: Option<u64>,
+    pub stream_id: Option<u64>,
+    /// The raw line of `origin`.
+    pub line: String,
+    /// Lines of the same request paired into this decision (local reply, access log).
+    pub paired: Vec<PairedLine>,
+    /// The file the line was read from (`-` for stdin), with `--file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Parsed `time`, for ordering and pairing windows.
+    #[serde(skip)]
+    pub ts: Option<Timestamp>,
+}
+
+impl DecisionRecord {
+    /// Every origin that contributed, the first one first.
+    pub fn origins(&self) -> Vec<Origin> {
+        let mut v = vec![self.origin];
+        v.extend(self.paired.iter().map(|p| p.origin));
+        v
+    }
+
+    /// `NAME.NS` as istioctl prints it, else the raw id, else `-`.
+    pub fn policy_label(&self) -> String {
+        match (&self.policy, &self.policy_id) {
+            (
+                Some(PolicyRef {
+                    name: Some(name),
+                    namespace: Some(ns),
+                    ..
+                }),
+                _,
+            ) => format!("{name}.{ns}"),
+            (_, Some(raw)) => raw.clone(),
+            _ => "-".into(),
+        }
+    }
+
+    /// `GET /path (authority) 403`, or `-`.
+    pub fn request_label(&self) -> String {
+        let Some(r) = &self.request else {
+            return "-".into();
+        };
+        let mut parts = Vec::new();
+        match (&r.method, &r.path) {
+            (Some(m), Some(p)) => parts.push(format!("{m} {p}")),
+            (Some(m), None) => parts.push(m.clone()),
+            (None, Some(p)) => parts.push(p.clone()),
+            (None, None) => parts.push("tcp".into()),
+        }
+        if let Some(a) = &r.authority {
+            parts.push(format!("({a})"));
+        }
+        if let Some(c) = r.response_code {
+            parts.push(c.to_string());
+        }
+        parts.join(" ")
+    }
+
+    /// `denied`, `allowed`, `denied (shadow)`, `allowed (no engine)`.
+    pub fn decision_label(&self) -> String {
+        match self.engine {
+            EngineKind::Enforced => self.decision.as_str().to_string(),
+            EngineKind::Shadow => format!("{} (shadow)", self.decision.as_str()),
+            EngineKind::None => format!("{} (no engine)", self.decision.as_str()),
+        }
+    }
+
+    /// Pod label: `NS/POD`, else the file, else `-`.
+    pub fn pod_label(&self) -> String {
+        match (&self.namespace, &self.pod, &self.file) {
+            (Some(ns), Some(p), _) => format!("{ns}/{p}"),
+            (None, Some(p), _) => p.clone(),
+            (_, None, Some(f)) => f.clone(),
+            _ => "-".into(),
+        }
+    }
+}
+
+fn opt(v: &Option<impl ToString>) -> String {
+    v.as_ref()
+        .map(|x| x.to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+impl Tabular for DecisionRecord {
+    fn columns() -> Vec<Column> {
+        vec![
+            Column::new("TIME"),
+            Column::new("POD"),
+            Column::new("DECISION"),
+            Column::new("POLICY"),
+            Column::new("RULE"),
+            Column::new("REQUEST"),
+            Column::new("SOURCE"),
+            Column::wide("CONNECTION"),
+            Column::wide("STREAM"),
+            Column::wide("DOWNSTREAM"),
+        ]
+    }
+
+    fn cells(&self) -> Vec<Cell> {
+        let tone = match (self.decision, self.engine) {
+            (Verdict::Denied, EngineKind::Enforced) => Tone::Bad,
+            (Verdict::Denied, _) => Tone::Warn,
+            (Verdict::Allowed, _) => Tone::Good,
+        };
+        let origins: Vec<&str> = self.origins().into_iter().map(Origin::as_str).collect();
+        vec![
+            Cell::new(opt(&self.time)),
+            Cell::new(self.pod_label()),
+            Cell::new(self.decision_label()).tone(tone),
+            Cell::new(self.policy_label()),
+            Cell::new(opt(&self.policy.as_ref().and_then(|p| p.rule.clone()))),
+            Cell::new(self.request_label()),
+            Cell::new(origins.join("+")),
+            Cell::new(opt(&self.connection_id)),
+            Cell::new(opt(&self.stream_id)),
+            Cell::new(opt(&self.downstream)),
+        ]
+    }
+}
