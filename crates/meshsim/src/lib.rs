@@ -12,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod faults;
 pub mod logs;
+pub mod mesh;
 mod logstream;
 pub mod patch;
 pub mod podexec;

@@ -48,6 +48,10 @@ enum Cmd {
         /// Delay before a new pod is Running and Ready (simulated time, e.g. 2s, 500ms).
         #[arg(long, default_value = "2s", value_parser = parse_delay)]
         ready_delay: Duration,
+        /// How long AuthorizationPolicy and PeerAuthentication changes take to reach
+        /// each sidecar (simulated time, scaled by --time-scale); NetworkPolicy applies at once.
+        #[arg(long, default_value = "2s", value_parser = parse_delay)]
+        propagation_delay: Duration,
         /// Inject a fault (repeatable). Comma-separated key=value pairs. Match keys
         /// (absent = any): verb (get, list, watch, create, update, patch, delete,
         /// deletecollection, exec, log), resource (pods, pods/exec, services, ...),
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
             client_ca,
             time_scale,
             ready_delay,
+            propagation_delay,
             fault,
         } => {
             if !(time_scale.is_finite() && time_scale >= 0.0) {
@@ -142,6 +147,7 @@ fn main() -> ExitCode {
                     faults: fault,
                     kubeconfig_out: Some(kubeconfig_out.clone()),
                     network: None,
+                    propagation_delay,
                 };
                 let handle = match Server::start(config).await {
                     Ok(h) => h,

@@ -35,8 +35,10 @@ pub struct Config {
     pub faults: Vec<Fault>,
     /// Where to write the kubeconfig, if anywhere.
     pub kubeconfig_out: Option<PathBuf>,
-    /// Traffic decisions for exec'd clients; None = placeholder answering DnsFailure.
+    /// Traffic decisions for exec'd clients; None = the mesh simulation ([`crate::mesh`]).
     pub network: Option<Arc<dyn Network>>,
+    /// How long (simulated time) AuthorizationPolicy/PeerAuthentication changes take to reach sidecars.
+    pub propagation_delay: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             faults: Vec::new(),
             kubeconfig_out: None,
             network: None,
+            propagation_delay: crate::mesh::DEFAULT_PROPAGATION_DELAY,
         }
     }
 }
@@ -108,6 +111,8 @@ pub struct App {
     pub time_scale: f64,
     /// Container logs (kubectl logs).
     pub logs: crate::logs::LogStore,
+    /// The mesh simulation, when it decides traffic (set once at start).
+    pub mesh: std::sync::OnceLock<Arc<crate::mesh::Mesh>>,
 }
 
 impl std::fmt::Debug for App {
@@ -149,6 +154,13 @@ impl ExecServices for Services {
     fn time_scale(&self) -> f64 {
         self.app.time_scale
     }
+    fn program(
+        &self,
+        target: &crate::exec::ExecTarget,
+        name: &str,
+    ) -> Option<Arc<dyn crate::exec::Program>> {
+        crate::envoy_admin::cluster_program(&self.app, target, name)
+    }
 }
 
 /// The in-process cluster, for tests and part 2 (mesh simulation).
@@ -167,6 +179,10 @@ impl Cluster {
     /// Container logs (part 2 appends Envoy lines here).
     pub fn logs(&self) -> &crate::logs::LogStore {
         &self.0.logs
+    }
+    /// The mesh simulation (None when a custom network was configured).
+    pub fn mesh(&self) -> Option<&Arc<crate::mesh::Mesh>> {
+        self.0.mesh.get()
     }
     /// Replace the traffic decider.
     pub fn set_network(&self, n: Arc<dyn Network>) {
@@ -373,9 +389,21 @@ impl Server {
             faults: config.faults,
             cancel: cancel.clone(),
             logs: crate::logs::LogStore::default(),
-            network: RwLock::new(config.network.unwrap_or_else(|| Arc::new(NoNetwork))),
+            network: RwLock::new(config.network.clone().unwrap_or_else(|| Arc::new(NoNetwork))),
             time_scale: config.time_scale,
+            mesh: std::sync::OnceLock::new(),
         });
+        if config.network.is_none() {
+            let mesh = crate::mesh::Mesh::install(
+                &app,
+                crate::mesh::MeshOptions {
+                    propagation_delay: config.propagation_delay,
+                    time_scale: config.time_scale,
+                },
+            );
+            let _ = app.mesh.set(mesh);
+            crate::envoy_admin::install(&app);
+        }
         let router = Router::new()
             .fallback(crate::api::dispatch)
             .with_state(app.clone());

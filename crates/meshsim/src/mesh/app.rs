@@ -1,0 +1,472 @@
+//! What the destination application answers once a request reaches it.
+//!
+//! The walk-through's nginx answers what its ConfigMap's `nginx.conf` says
+//! (`return 200 "Hello world - np-test-nginx-2!";`), so the simulated nginx
+//! reads that file the way the container would see it: a ConfigMap volume
+//! mounted by the nginx container that yields a file named `nginx.conf`. The
+//! small parser here understands `server { listen N; location [=] PATH {
+//! return CODE ["TEXT"]; } }` and `default_type`; anything else falls back to
+//! nginx's stock behaviour (the welcome page at `/`, 404 elsewhere).
+//!
+//! Documented defaults for other pods:
+//! - annotation `meshsim.dev/response: TEXT` answers `200` with `TEXT` (and
+//!   `meshsim.dev/response-status: CODE` changes the status);
+//! - otherwise the answer is `200` with the body
+//!   `meshsim: NAMESPACE/POD answered METHOD PATH on port PORT\n`.
+
+use serde_json::Value;
+
+/// An HTTP answer from the application container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppAnswer {
+    pub status: u16,
+    /// Headers as the application sends them (before any sidecar rewrites).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Whether the answer came from nginx (it also writes an access log line).
+    pub nginx: bool,
+}
+
+/// The nginx version the simulated image reports.
+pub const NGINX_SERVER: &str = "nginx/1.29.0";
+
+const NGINX_WELCOME: &str = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n<style>\nhtml { color-scheme: light dark; }\nbody { width: 35em; margin: 0 auto;\nfont-family: Tahoma, Verdana, Arial, sans-serif; }\n</style>\n</head>\n<body>\n<h1>Welcome to nginx!</h1>\n<p>If you see this page, the nginx web server is successfully installed and\nworking. Further configuration is required.</p>\n\n<p>For online documentation and support please refer to\n<a href=\"http://nginx.org/\">nginx.org</a>.<br/>\nCommercial support is available at\n<a href=\"http://nginx.com/\">nginx.com</a>.</p>\n\n<p><em>Thank you for using nginx.</em></p>\n</body>\n</html>\n";
+
+const NGINX_404: &str = "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx/1.29.0</center>\r\n</body>\r\n</html>\r\n";
+
+/// The HTTP date format (`Tue, 08 Jul 2025 19:33:00 GMT`).
+pub fn http_date() -> String {
+    jiff::Timestamp::now()
+        .strftime("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+fn is_nginx(image: &str) -> bool {
+    let repo = image.rsplit('/').next().unwrap_or(image);
+    repo.split([':', '@']).next() == Some("nginx")
+}
+
+/// The text of the `nginx.conf` an nginx container of `pod` sees, looked up
+/// through its volumes; `configmap(name)` returns the ConfigMap object.
+pub fn nginx_conf(pod: &Value, configmap: &dyn Fn(&str) -> Option<Value>) -> Option<String> {
+    let containers = pod["spec"]["containers"].as_array()?;
+    let nginx = containers
+        .iter()
+        .find(|c| c["image"].as_str().is_some_and(is_nginx))?;
+    let volumes = pod["spec"]["volumes"].as_array()?;
+    for m in nginx["volumeMounts"].as_array().into_iter().flatten() {
+        let Some(vname) = m["name"].as_str() else {
+            continue;
+        };
+        let Some(vol) = volumes.iter().find(|v| v["name"].as_str() == Some(vname)) else {
+            continue;
+        };
+        let Some(cm_name) = vol["configMap"]["name"].as_str() else {
+            continue;
+        };
+        let Some(cm) = configmap(cm_name) else {
+            continue;
+        };
+        let mount = m["mountPath"].as_str().unwrap_or("");
+        let sub = m["subPath"].as_str().filter(|s| !s.is_empty());
+        // (key, file name inside the mount)
+        let files: Vec<(String, String)> = match vol["configMap"]["items"].as_array() {
+            Some(items) => items
+                .iter()
+                .filter_map(|i| {
+                    Some((
+                        i["key"].as_str()?.to_string(),
+                        i["path"].as_str()?.to_string(),
+                    ))
+                })
+                .collect(),
+            None => cm["data"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| (k.clone(), k.clone()))
+                .collect(),
+        };
+        for (key, file) in files {
+            let path = match sub {
+                Some(s) if s == file => mount.to_string(),
+                Some(_) => continue,
+                None => format!("{}/{file}", mount.trim_end_matches('/')),
+            };
+            if path == "/etc/nginx/nginx.conf" || (sub.is_none() && file == "nginx.conf") {
+                if let Some(text) = cm["data"][key.as_str()].as_str() {
+                    return Some(text.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(String),
+    Open,
+    Close,
+    Semi,
+}
+
+fn tokenize(text: &str) -> Vec<Tok> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        match c {
+            c if c.is_whitespace() => {
+                chars.next();
+            }
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '{' | '}' | ';' => {
+                chars.next();
+                out.push(match c {
+                    '{' => Tok::Open,
+                    '}' => Tok::Close,
+                    _ => Tok::Semi,
+                });
+            }
+            '"' | '\'' => {
+                chars.next();
+                let mut w = String::new();
+                while let Some(d) = chars.next() {
+                    if d == '\\' {
+                        if let Some(e) = chars.next() {
+                            w.push(match e {
+                                'n' => '\n',
+                                't' => '\t',
+                                'r' => '\r',
+                                other => other,
+                            });
+                        }
+                    } else if d == c {
+                        break;
+                    } else {
+                        w.push(d);
+                    }
+                }
+                out.push(Tok::Word(w));
+            }
+            _ => {
+                let mut w = String::new();
+                while let Some(&d) = chars.peek() {
+                    if d.is_whitespace() || matches!(d, '{' | '}' | ';' | '"' | '\'') {
+                        break;
+                    }
+                    w.push(d);
+                    chars.next();
+                }
+                out.push(Tok::Word(w));
+            }
+        }
+    }
+    out
+}
+
+/// A parsed block: directives (name + args) and nested blocks.
+#[derive(Debug, Default, Clone)]
+struct Block {
+    args: Vec<String>,
+    name: String,
+    directives: Vec<Vec<String>>,
+    children: Vec<Block>,
+}
+
+fn parse_block(toks: &[Tok], pos: &mut usize, depth: usize, block: &mut Block) {
+    let mut words: Vec<String> = Vec::new();
+    while *pos < toks.len() {
+        let t = &toks[*pos];
+        *pos += 1;
+        match t {
+            Tok::Word(w) => words.push(w.clone()),
+            Tok::Semi => {
+                if !words.is_empty() {
+                    block.directives.push(std::mem::take(&mut words));
+                }
+            }
+            Tok::Open => {
+                let mut child = Block::default();
+                if let Some((name, args)) = words.split_first() {
+                    child.name = name.clone();
+                    child.args = args.to_vec();
+                }
+                words.clear();
+                if depth < 32 {
+                    parse_block(toks, pos, depth + 1, &mut child);
+                    block.children.push(child);
+                } else {
+                    // Too deep: skip to the matching brace.
+                    let mut level = 1;
+                    while *pos < toks.len() && level > 0 {
+                        match toks[*pos] {
+                            Tok::Open => level += 1,
+                            Tok::Close => level -= 1,
+                            _ => {}
+                        }
+                        *pos += 1;
+                    }
+                }
+            }
+            Tok::Close => return,
+        }
+    }
+}
+
+fn directive<'a>(b: &'a Block, name: &str) -> Option<&'a [String]> {
+    b.directives
+        .iter()
+        .find(|d| d.first().map(String::as_str) == Some(name))
+        .map(|d| &d[1..])
+}
+
+/// The answer nginx configured with `conf` gives to `path` on `port`.
+fn nginx_answer(conf: &str, method: &str, path: &str, port: u16) -> AppAnswer {
+    let toks = tokenize(conf);
+    let mut root = Block::default();
+    let mut pos = 0;
+    while pos < toks.len() {
+        parse_block(&toks, &mut pos, 0, &mut root);
+    }
+    let http = root.children.iter().find(|b| b.name == "http");
+    let servers: Vec<&Block> = http
+        .map(|h| h.children.iter().filter(|b| b.name == "server").collect())
+        .unwrap_or_default();
+    let listens = |s: &Block| {
+        s.directives
+            .iter()
+            .filter(|d| d.first().map(String::as_str) == Some("listen"))
+            .filter_map(|d| d.get(1))
+            .filter_map(|a| a.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()))
+            .collect::<Vec<u16>>()
+    };
+    let server = servers
+        .iter()
+        .find(|s| listens(s).contains(&port))
+        .or_else(|| servers.first());
+    let mut default_type = http
+        .and_then(|h| directive(h, "default_type"))
+        .and_then(|a| a.first().cloned())
+        .unwrap_or_else(|| "text/plain".into());
+    let path_only = path.split(['?', '#']).next().unwrap_or(path);
+    let location = server.and_then(|s| {
+        if let Some(t) = directive(s, "default_type").and_then(|a| a.first()) {
+            default_type = t.clone();
+        }
+        let mut best: Option<(&Block, usize)> = None;
+        for l in s.children.iter().filter(|b| b.name == "location") {
+            match l.args.as_slice() {
+                [eq, p] if eq == "=" && p == path_only => return Some(l),
+                [p] if path_only.starts_with(p.as_str())
+                    && best.is_none_or(|(_, n)| p.len() > n) =>
+                {
+                    best = Some((l, p.len()))
+                }
+                _ => {}
+            }
+        }
+        best.map(|(l, _)| l)
+    });
+    let head = method.eq_ignore_ascii_case("HEAD");
+    let mk = |status: u16, ctype: &str, body: &str, extra: Vec<(String, String)>| {
+        let mut headers = vec![
+            ("Server".to_string(), NGINX_SERVER.to_string()),
+            ("Date".to_string(), http_date()),
+            ("Content-Type".to_string(), ctype.to_string()),
+            ("Content-Length".to_string(), body.len().to_string()),
+            ("Connection".to_string(), "keep-alive".to_string()),
+        ];
+        headers.extend(extra);
+        AppAnswer {
+            status,
+            headers,
+            body: if head {
+                Vec::new()
+            } else {
+                body.as_bytes().to_vec()
+            },
+            nginx: true,
+        }
+    };
+    if let Some(loc) = location {
+        if let Some(t) = directive(loc, "default_type").and_then(|a| a.first()) {
+            default_type = t.clone();
+        }
+        if let Some(args) = directive(loc, "return") {
+            let code = args.first().and_then(|c| c.parse::<u16>().ok());
+            match (code, args.get(1)) {
+                (Some(c), Some(url)) if matches!(c, 301 | 302 | 303 | 307 | 308) => {
+                    return mk(c, "text/html", "", vec![("Location".into(), url.clone())]);
+                }
+                (Some(c), Some(text)) => return mk(c, &default_type, text, Vec::new()),
+                (Some(c), None) => return mk(c, &default_type, "", Vec::new()),
+                (None, Some(_)) | (None, None) => {
+                    if let Some(url) = args.first() {
+                        return mk(302, "text/html", "", vec![("Location".into(), url.clone())]);
+                    }
+                }
+            }
+        }
+    }
+    if path_only == "/" || path_only == "/index.html" {
+        mk(200, "text/html", NGINX_WELCOME, Vec::new())
+    } else {
+        mk(404, "text/html", NGINX_404, Vec::new())
+    }
+}
+
+/// What the application of `pod` answers to `method path` on `port`.
+pub fn answer(
+    pod: &Value,
+    configmap: &dyn Fn(&str) -> Option<Value>,
+    method: &str,
+    path: &str,
+    port: u16,
+) -> AppAnswer {
+    let ann = &pod["metadata"]["annotations"];
+    let head = method.eq_ignore_ascii_case("HEAD");
+    if let Some(text) = ann["meshsim.dev/response"].as_str() {
+        let status = ann["meshsim.dev/response-status"]
+            .as_str()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+            .filter(|s| (100..=599).contains(s))
+            .unwrap_or(200);
+        return AppAnswer {
+            status,
+            headers: vec![
+                ("Date".into(), http_date()),
+                ("Content-Type".into(), "text/plain; charset=utf-8".into()),
+                ("Content-Length".into(), text.len().to_string()),
+            ],
+            body: if head {
+                Vec::new()
+            } else {
+                text.as_bytes().to_vec()
+            },
+            nginx: false,
+        };
+    }
+    let is_nginx_pod = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["image"].as_str().is_some_and(is_nginx));
+    if is_nginx_pod {
+        let conf = nginx_conf(pod, configmap).unwrap_or_default();
+        return nginx_answer(&conf, method, path, port);
+    }
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let text = format!("meshsim: {ns}/{name} answered {method} {path} on port {port}\n");
+    AppAnswer {
+        status: 200,
+        headers: vec![
+            ("Date".into(), http_date()),
+            ("Content-Type".into(), "text/plain; charset=utf-8".into()),
+            ("Content-Length".into(), text.len().to_string()),
+        ],
+        body: if head { Vec::new() } else { text.into_bytes() },
+        nginx: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn walkthrough_pod() -> Value {
+        json!({
+            "metadata": {"name": "np-test-nginx-2-abc", "namespace": "np-test-2"},
+            "spec": {
+                "containers": [{"name": "np-test-nginx-2", "image": "nginx:latest",
+                    "volumeMounts": [{"name": "config-vol", "mountPath": "/etc/nginx/"}]}],
+                "volumes": [{"name": "config-vol", "configMap": {"name": "config-np-test-nginx-2",
+                    "items": [{"key": "nginx.conf", "path": "nginx.conf"}]}}]
+            }
+        })
+    }
+
+    fn cm(name: &str) -> Option<Value> {
+        (name == "config-np-test-nginx-2").then(|| {
+            json!({"data": {"nginx.conf": "\nevents {\n}\nhttp {\n   server {\n       listen 80;\n       location / {\n           return 200 \"Hello world - np-test-nginx-2!\";\n       }\n   }\n}\n"}})
+        })
+    }
+
+    #[test]
+    fn walkthrough_nginx_answers_its_configmap() {
+        let a = answer(&walkthrough_pod(), &cm, "GET", "/", 80);
+        assert_eq!(a.status, 200);
+        assert_eq!(
+            String::from_utf8(a.body).unwrap(),
+            "Hello world - np-test-nginx-2!"
+        );
+        assert!(
+            a.headers
+                .contains(&("Content-Type".into(), "text/plain".into()))
+        );
+        assert!(a.nginx);
+        // Without its ConfigMap nginx shows the welcome page.
+        let a = answer(&walkthrough_pod(), &|_| None, "GET", "/", 80);
+        assert!(
+            String::from_utf8(a.body)
+                .unwrap()
+                .contains("Welcome to nginx!")
+        );
+        let a = answer(&walkthrough_pod(), &|_| None, "GET", "/x", 80);
+        assert_eq!(a.status, 404);
+    }
+
+    #[test]
+    fn nginx_locations_and_garbage() {
+        let conf = "http { default_type application/json; server { listen 8080; location = /exact { return 201 '{\"a\":1}'; } location /api { return 418 \"teapot\\n\"; } location /old { return 301 http://x/new; } } }";
+        let a = nginx_answer(conf, "GET", "/exact", 8080);
+        assert_eq!((a.status, a.body.as_slice()), (201, &b"{\"a\":1}"[..]));
+        assert!(
+            a.headers
+                .contains(&("Content-Type".into(), "application/json".into()))
+        );
+        assert_eq!(
+            nginx_answer(conf, "GET", "/api/v1?x", 8080).body,
+            b"teapot\n"
+        );
+        let r = nginx_answer(conf, "GET", "/old", 8080);
+        assert_eq!(r.status, 301);
+        assert!(
+            r.headers
+                .contains(&("Location".into(), "http://x/new".into()))
+        );
+        for junk in [
+            "{{{{",
+            "}}}}",
+            "http { server { location / { return",
+            "\"unterminated",
+            "",
+        ] {
+            let a = nginx_answer(junk, "GET", "/", 80);
+            assert!(a.status == 200 || a.status == 404);
+        }
+        let deep = "http {".repeat(10_000);
+        assert_eq!(nginx_answer(&deep, "HEAD", "/", 80).body, b"");
+    }
+
+    #[test]
+    fn annotation_and_default() {
+        let p = json!({"metadata": {"name": "p", "namespace": "n", "annotations": {"meshsim.dev/response": "hi", "meshsim.dev/response-status": "503"}}, "spec": {"containers": [{"image": "busybox"}]}});
+        let a = answer(&p, &|_| None, "GET", "/", 80);
+        assert_eq!((a.status, a.body.as_slice()), (503, &b"hi"[..]));
+        let p = json!({"metadata": {"name": "p", "namespace": "n"}, "spec": {"containers": [{"image": "busybox"}]}});
+        let a = answer(&p, &|_| None, "POST", "/x", 8080);
+        assert_eq!(
+            String::from_utf8(a.body).unwrap(),
+            "meshsim: n/p answered POST /x on port 8080\n"
+        );
+    }
+}

@@ -1,0 +1,335 @@
+//! From a request in a container to the facts that decide it.
+//!
+//! A request names a host; the cluster's DNS and kube-proxy turn that into a
+//! pod and a port. This module does that against the object store: service
+//! names in every form the pod's resolv.conf search path accepts (`svc`,
+//! `svc.ns`, `svc.ns.svc`, `svc.ns.svc.cluster.local`), service cluster IPs,
+//! pod IPs and `localhost`; then it picks the endpoint (the first Ready pod
+//! by name, so runs are repeatable) and maps the service port to the
+//! container port. It also copies out what the decision needs (the two
+//! pods, their namespaces, the NetworkPolicies of both namespaces and the
+//! destination's ConfigMaps), so the store lock is held only here.
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use crate::resources::{self, ResKey};
+use crate::selector::LabelSelector;
+use crate::store::Store;
+
+/// NetworkPolicies in the store.
+pub const NETWORKPOLICIES: ResKey = ResKey {
+    group: "networking.k8s.io",
+    plural: "networkpolicies",
+};
+/// Istio AuthorizationPolicies in the store (v1 and v1beta1 share it).
+pub const AUTHORIZATIONPOLICIES: ResKey = ResKey {
+    group: "security.istio.io",
+    plural: "authorizationpolicies",
+};
+/// Istio PeerAuthentications in the store.
+pub const PEERAUTHENTICATIONS: ResKey = ResKey {
+    group: "security.istio.io",
+    plural: "peerauthentications",
+};
+
+/// The Kubernetes Service a request went through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRef {
+    pub namespace: String,
+    pub name: String,
+    /// Cluster IP (None for headless services).
+    pub cluster_ip: Option<String>,
+    /// The service port the client used.
+    pub port: u16,
+}
+
+impl ServiceRef {
+    /// `name.namespace.svc.cluster.local`.
+    pub fn fqdn(&self) -> String {
+        format!("{}.{}.svc.cluster.local", self.name, self.namespace)
+    }
+}
+
+/// Where a request goes, after DNS and kube-proxy.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// The name does not resolve.
+    Unresolved,
+    /// `localhost` / `127.0.0.1`: the source pod itself, bypassing every policy.
+    Loopback { port: u16 },
+    /// A service without Ready endpoints.
+    NoEndpoints { service: ServiceRef },
+    /// An address nothing answers for (a service port the service does not
+    /// declare, an IP outside the cluster): packets are dropped.
+    Blackhole { address: String },
+    /// A pod, on a container port.
+    Endpoint {
+        service: Option<ServiceRef>,
+        pod: Value,
+        port: u16,
+    },
+}
+
+/// Everything the decision needs, copied out of the store.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub source: Value,
+    pub route: Route,
+    /// The address the host resolved to (for curl's `Trying` line).
+    pub resolved_ip: Option<String>,
+    /// Namespace objects of the source and destination.
+    pub namespaces: Vec<Value>,
+    /// NetworkPolicies of the source's and destination's namespaces.
+    pub network_policies: Vec<Value>,
+    /// ConfigMaps of the destination's namespace that its volumes name.
+    pub configmaps: Vec<Value>,
+    /// Whether the mesh config leaves access logging on.
+    pub access_log: bool,
+}
+
+fn labels(v: &Value) -> Option<&Value> {
+    v["metadata"].get("labels")
+}
+
+fn pod_ready(p: &Value) -> bool {
+    p["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+fn pod_running(p: &Value) -> bool {
+    p["status"]["phase"] == "Running"
+}
+
+/// Ready pods selected by a service, sorted by name.
+fn endpoints<'a>(store: &'a Store, svc: &Value) -> Vec<&'a Value> {
+    let ns = svc["metadata"]["namespace"].as_str().unwrap_or("");
+    let Some(sel) = svc["spec"]["selector"]
+        .as_object()
+        .filter(|m| !m.is_empty())
+    else {
+        return Vec::new();
+    };
+    let Ok(selector) = LabelSelector::from_json(&Value::Object(sel.clone())) else {
+        return Vec::new();
+    };
+    let mut pods: Vec<&Value> = store
+        .list(resources::PODS, Some(ns))
+        .filter(|p| selector.matches(labels(p)) && pod_ready(p) && p["status"]["podIP"].is_string())
+        .collect();
+    pods.sort_by(|a, b| {
+        a["metadata"]["name"]
+            .as_str()
+            .cmp(&b["metadata"]["name"].as_str())
+    });
+    pods
+}
+
+/// The container port a service port targets on `pod`.
+fn target_port(svc_port: &Value, pod: &Value) -> Option<u16> {
+    match &svc_port["targetPort"] {
+        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Value::String(s) => match s.parse::<u16>() {
+            Ok(n) => Some(n),
+            Err(_) => pod["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+                .find(|p| p["name"].as_str() == Some(s.as_str()))
+                .and_then(|p| p["containerPort"].as_u64())
+                .and_then(|n| u16::try_from(n).ok()),
+        },
+        _ => svc_port["port"]
+            .as_u64()
+            .and_then(|n| u16::try_from(n).ok()),
+    }
+}
+
+fn via_service(store: &Store, svc: &Value, port: u16) -> Route {
+    let sref = ServiceRef {
+        namespace: svc["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        name: svc["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        cluster_ip: svc["spec"]["clusterIP"]
+            .as_str()
+            .filter(|ip| *ip != "None" && !ip.is_empty())
+            .map(str::to_string),
+        port,
+    };
+    let eps = endpoints(store, svc);
+    if sref.cluster_ip.is_none() {
+        // Headless: DNS answers pod IPs; the client connects to the pod directly.
+        return match eps.first() {
+            Some(p) => Route::Endpoint {
+                service: Some(sref),
+                pod: (*p).clone(),
+                port,
+            },
+            None => Route::Unresolved,
+        };
+    }
+    let Some(sp) = svc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["port"].as_u64() == Some(u64::from(port)))
+    else {
+        return Route::Blackhole {
+            address: format!("{}:{port}", sref.cluster_ip.clone().unwrap_or_default()),
+        };
+    };
+    let Some(pod) = eps.first() else {
+        return Route::NoEndpoints { service: sref };
+    };
+    match target_port(sp, pod) {
+        Some(tp) => Route::Endpoint {
+            service: Some(sref),
+            pod: (*pod).clone(),
+            port: tp,
+        },
+        None => Route::NoEndpoints { service: sref },
+    }
+}
+
+/// Resolves `host` as seen from a pod in `namespace`: (route, resolved IP).
+pub fn resolve(store: &Store, namespace: &str, host: &str, port: u16) -> (Route, Option<String>) {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host == "localhost" || host == "::1" || host.starts_with("127.") {
+        let ip = if host == "::1" { "::1" } else { "127.0.0.1" };
+        return (Route::Loopback { port }, Some(ip.to_string()));
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        let ip_s = ip.to_string();
+        if let Some(svc) = store
+            .list(resources::SERVICES, None)
+            .find(|s| s["spec"]["clusterIP"].as_str() == Some(ip_s.as_str()))
+        {
+            return (via_service(store, svc, port), Some(ip_s));
+        }
+        if let Some(pod) = store
+            .list(resources::PODS, None)
+            .find(|p| p["status"]["podIP"].as_str() == Some(ip_s.as_str()) && pod_running(p))
+        {
+            return (
+                Route::Endpoint {
+                    service: None,
+                    pod: pod.clone(),
+                    port,
+                },
+                Some(ip_s),
+            );
+        }
+        return (
+            Route::Blackhole {
+                address: format!("{ip_s}:{port}"),
+            },
+            Some(ip_s),
+        );
+    }
+    let parts: Vec<&str> = host.split('.').collect();
+    let (svc, ns) = match parts.as_slice() {
+        [svc] => (*svc, namespace),
+        [svc, ns] | [svc, ns, "svc"] | [svc, ns, "svc", "cluster", "local"] => (*svc, *ns),
+        _ => return (Route::Unresolved, None),
+    };
+    match store.get(resources::SERVICES, ns, svc) {
+        Some(s) => {
+            let route = via_service(store, s, port);
+            let ip = match &route {
+                Route::Endpoint {
+                    service: Some(r),
+                    pod,
+                    ..
+                } if r.cluster_ip.is_none() => pod["status"]["podIP"].as_str().map(str::to_string),
+                Route::Unresolved => None,
+                _ => s["spec"]["clusterIP"].as_str().map(str::to_string),
+            };
+            (route, ip)
+        }
+        None => (Route::Unresolved, None),
+    }
+}
+
+/// Whether access logging is on (the scenario switch). Default on, as with
+/// Istio's demo profile; off when the mesh config (ConfigMap `istio` in
+/// `istio-system`, key `mesh`) sets `accessLogFile: ""`, or when that
+/// ConfigMap carries the annotation `meshsim.dev/access-log: "off"`.
+fn access_log_enabled(store: &Store) -> bool {
+    let Some(cm) = store.get(resources::CONFIGMAPS, "istio-system", "istio") else {
+        return true;
+    };
+    if cm["metadata"]["annotations"]["meshsim.dev/access-log"].as_str() == Some("off") {
+        return false;
+    }
+    let Some(mesh) = cm["data"]["mesh"].as_str() else {
+        return true;
+    };
+    match serde_yaml_ng::from_str::<Value>(mesh) {
+        Ok(v) => match v.get("accessLogFile") {
+            Some(Value::String(f)) => !f.is_empty(),
+            Some(Value::Null) => false,
+            _ => true,
+        },
+        Err(_) => true,
+    }
+}
+
+/// Gathers the facts for a request from pod `namespace/pod` to `host:port`.
+/// None when the source pod no longer exists.
+pub fn gather(store: &Store, namespace: &str, pod: &str, host: &str, port: u16) -> Option<Facts> {
+    let source = store.get(resources::PODS, namespace, pod)?.clone();
+    let (route, resolved_ip) = resolve(store, namespace, host, port);
+    let mut ns_names = vec![namespace.to_string()];
+    let answering = match &route {
+        Route::Endpoint { pod: dst, .. } => Some(dst),
+        Route::Loopback { .. } => Some(&source),
+        _ => None,
+    };
+    let mut configmaps = Vec::new();
+    if let Some(dst) = answering {
+        let dns = dst["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        for v in dst["spec"]["volumes"].as_array().into_iter().flatten() {
+            if let Some(name) = v["configMap"]["name"].as_str()
+                && let Some(cm) = store.get(resources::CONFIGMAPS, &dns, name)
+            {
+                configmaps.push(cm.clone());
+            }
+        }
+        if dns != namespace {
+            ns_names.push(dns);
+        }
+    }
+    let namespaces = ns_names
+        .iter()
+        .filter_map(|n| store.get(resources::NAMESPACES, "", n).cloned())
+        .collect();
+    let network_policies = ns_names
+        .iter()
+        .flat_map(|n| {
+            store
+                .list(NETWORKPOLICIES, Some(n))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    Some(Facts {
+        source,
+        route,
+        resolved_ip,
+        namespaces,
+        network_policies,
+        configmaps,
+        access_log: access_log_enabled(store),
+    })
+}

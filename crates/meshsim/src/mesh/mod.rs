@@ -1,0 +1,690 @@
+//! The simulated mesh: traffic between pods, Istio sidecars and their logs.
+//!
+//! When `curl` or `wget` runs in a container, [`Mesh`] (the cluster's
+//! [`Network`]) decides what happens to the request the way a cluster with
+//! Calico and Istio would: DNS and kube-proxy ([`flow`]), NetworkPolicy, a
+//! listening port, PeerAuthentication and the destination sidecar's RBAC
+//! filters ([`decide`], evaluated with crates/meshpolicy), then the
+//! application ([`app`]). Each decision appends what Envoy prints to the
+//! sidecars' `istio-proxy` logs: RBAC debug lines and the local reply line
+//! (only while the sidecar's `rbac` / `http` logger is at debug, see
+//! [`loglevel`]) and an access log line per request while access logging is
+//! on.
+//!
+//! Propagation: AuthorizationPolicy and PeerAuthentication changes reach a
+//! sidecar `--propagation-delay` (scaled by `--time-scale`) after they are
+//! written; until then the sidecar decides with what it had ([`timeline`]).
+//! A sidecar that starts later gets the state of its start time. NetworkPolicy
+//! is enforced by the CNI on the node, which programs it well within a
+//! second on real clusters; meshsim applies it at once. Pod and namespace
+//! label changes also apply at once.
+//!
+//! Public API for the Envoy admin simulation: [`Mesh::sidecar_policies`],
+//! [`Mesh::logger_level`], [`Mesh::set_logger_level`] and friends, and
+//! [`Mesh::set_admin_handler`] for requests to a sidecar's own admin port.
+
+pub mod app;
+pub mod decide;
+pub mod flow;
+pub mod loglevel;
+pub mod peerauth;
+pub mod timeline;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use meshpolicy::AuthorizationPolicy;
+use meshpolicy::envoy::FilterKind;
+use rand::Rng;
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::exec::{ExecTarget, NetOutcome, NetRequest, Network};
+use crate::resources;
+use crate::server::App;
+use crate::store::Event;
+
+pub use decide::{Layer, Verdict};
+pub use loglevel::{LevelError, LogLevel, LoggerLevels};
+use timeline::{ObjectKey, PolicyKind, Timeline};
+
+/// Default `--propagation-delay` (simulated time).
+pub const DEFAULT_PROPAGATION_DELAY: Duration = Duration::from_secs(2);
+
+/// The sidecar's container name.
+pub const PROXY_CONTAINER: &str = "istio-proxy";
+
+/// Settings of the mesh simulation.
+#[derive(Debug, Clone, Copy)]
+pub struct MeshOptions {
+    /// How long (simulated time) policy changes take to reach sidecars.
+    pub propagation_delay: Duration,
+    /// Multiplier applied to simulated waits.
+    pub time_scale: f64,
+}
+
+impl Default for MeshOptions {
+    fn default() -> Self {
+        Self {
+            propagation_delay: DEFAULT_PROPAGATION_DELAY,
+            time_scale: 1.0,
+        }
+    }
+}
+
+/// Errors of the sidecar API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MeshError {
+    #[error("pods \"{pod}\" not found in namespace \"{namespace}\"")]
+    NoPod { namespace: String, pod: String },
+    #[error("pod {pod}.{namespace} has no istio-proxy sidecar")]
+    NoSidecar { namespace: String, pod: String },
+    #[error(transparent)]
+    Level(#[from] LevelError),
+}
+
+/// Answers requests a pod makes to its own sidecar's ports (e.g. Envoy's
+/// admin on `localhost:15000`), registered by the Envoy admin simulation.
+pub trait AdminHandler: Send + Sync + 'static {
+    /// `None` lets the mesh answer as usual.
+    fn handle(&self, from: &ExecTarget, request: &NetRequest) -> Option<NetOutcome>;
+}
+
+/// Per-sidecar run-time state.
+#[derive(Debug, Clone)]
+struct Sidecar {
+    uid: String,
+    levels: LoggerLevels,
+    next_connection: u64,
+    thread_base: u32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    timeline: Timeline,
+    /// Extra time added to the clock (tests move time forward with it).
+    clock_offset: Duration,
+    /// When each pod (ns, name) became Ready: (uid, time; None = before watching).
+    ready_at: HashMap<(String, String), (String, Option<Instant>)>,
+    sidecars: HashMap<(String, String), Sidecar>,
+}
+
+/// The mesh simulation of one cluster.
+pub struct Mesh {
+    app: Weak<App>,
+    options: MeshOptions,
+    state: Mutex<State>,
+    admin: RwLock<Option<Arc<dyn AdminHandler>>>,
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn kind_of(key: resources::ResKey) -> Option<PolicyKind> {
+    if key == flow::AUTHORIZATIONPOLICIES {
+        Some(PolicyKind::AuthorizationPolicy)
+    } else if key == flow::PEERAUTHENTICATIONS {
+        Some(PolicyKind::PeerAuthentication)
+    } else {
+        None
+    }
+}
+
+fn object_key(kind: PolicyKind, obj: &Value) -> ObjectKey {
+    (
+        kind,
+        obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        obj["metadata"]["name"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+fn is_ready(p: &Value) -> bool {
+    p["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+fn has_sidecar(p: &Value) -> bool {
+    p["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .chain(p["spec"]["initContainers"].as_array())
+        .flatten()
+        .any(|c| c["name"] == PROXY_CONTAINER)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Time as istio-proxy prints it (`2025-07-06T19:33:00.654348Z`).
+fn proxy_time() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+/// Time as Envoy's access log prints it (`2025-07-22T17:55:52.085Z`).
+fn access_time() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// The source location of the RBAC filter's `checking request` line.
+const CHECKING_CALLER: &str =
+    "external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:153";
+
+impl Mesh {
+    /// Creates the mesh for `app`, makes it the cluster's network and starts
+    /// watching policy and pod changes (needs a tokio runtime).
+    pub fn install(app: &Arc<App>, options: MeshOptions) -> Arc<Mesh> {
+        let mesh = Arc::new(Mesh {
+            app: Arc::downgrade(app),
+            options,
+            state: Mutex::new(State::default()),
+            admin: RwLock::new(None),
+        });
+        let rx = {
+            let store = lock(&app.store);
+            let mut st = lock(&mesh.state);
+            for (key, kind) in [
+                (flow::AUTHORIZATIONPOLICIES, PolicyKind::AuthorizationPolicy),
+                (flow::PEERAUTHENTICATIONS, PolicyKind::PeerAuthentication),
+            ] {
+                for o in store.list(key, None) {
+                    st.timeline.seed(object_key(kind, o), o.clone());
+                }
+            }
+            for p in store.list(resources::PODS, None).filter(|p| is_ready(p)) {
+                st.ready_at.insert(
+                    (
+                        p["metadata"]["namespace"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string(),
+                        p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    ),
+                    (
+                        p["metadata"]["uid"].as_str().unwrap_or("").to_string(),
+                        None,
+                    ),
+                );
+            }
+            store.subscribe()
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(watch(Arc::downgrade(&mesh), rx, app.cancel.clone()));
+        } else {
+            tracing::warn!("meshsim: no async runtime; policy changes will not be observed");
+        }
+        if let Ok(mut n) = app.network.write() {
+            *n = mesh.clone();
+        }
+        mesh
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> MeshOptions {
+        self.options
+    }
+
+    /// The propagation delay in real time (scaled).
+    pub fn real_propagation_delay(&self) -> Duration {
+        let s = self.options.time_scale;
+        if s.is_finite() && s > 0.0 {
+            self.options.propagation_delay.mul_f64(s)
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Moves the mesh's clock forward (tests: observe propagation without waiting).
+    pub fn advance_clock(&self, by: Duration) {
+        lock(&self.state).clock_offset += by;
+    }
+
+    /// Registers the handler for requests to a pod's own sidecar ports.
+    pub fn set_admin_handler(&self, handler: Arc<dyn AdminHandler>) {
+        if let Ok(mut h) = self.admin.write() {
+            *h = Some(handler);
+        }
+    }
+
+    fn now(&self, st: &State) -> Instant {
+        Instant::now() + st.clock_offset
+    }
+
+    fn observe(&self, ev: &Event) {
+        let mut st = lock(&self.state);
+        let now = self.now(&st);
+        if let Some(kind) = kind_of(ev.key) {
+            let key = object_key(kind, &ev.object);
+            let obj = (ev.kind != "DELETED").then(|| (*ev.object).clone());
+            let window = self.real_propagation_delay() + Duration::from_secs(1);
+            st.timeline.record(key, now, obj, window);
+        } else if ev.key == resources::PODS {
+            let p = &ev.object;
+            let id = (
+                p["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+            );
+            let uid = p["metadata"]["uid"].as_str().unwrap_or("").to_string();
+            if ev.kind == "DELETED" {
+                st.ready_at.remove(&id);
+                st.sidecars.remove(&id);
+            } else if is_ready(p) && st.ready_at.get(&id).is_none_or(|(u, _)| *u != uid) {
+                st.ready_at.insert(id, (uid, Some(now)));
+            }
+        }
+    }
+
+    /// Re-reads every policy after the watch feed lagged.
+    fn resync(&self) {
+        let Some(app) = self.app.upgrade() else {
+            return;
+        };
+        let store = lock(&app.store);
+        let mut st = lock(&self.state);
+        let now = self.now(&st);
+        let window = self.real_propagation_delay() + Duration::from_secs(1);
+        let mut seen = std::collections::HashSet::new();
+        for (key, kind) in [
+            (flow::AUTHORIZATIONPOLICIES, PolicyKind::AuthorizationPolicy),
+            (flow::PEERAUTHENTICATIONS, PolicyKind::PeerAuthentication),
+        ] {
+            for o in store.list(key, None) {
+                let k = object_key(kind, o);
+                seen.insert(k.clone());
+                if st.timeline.latest(&k).as_deref() != Some(o) {
+                    st.timeline.record(k, now, Some(o.clone()), window);
+                }
+            }
+        }
+        for k in st.timeline.keys() {
+            if !seen.contains(&k) && st.timeline.latest(&k).is_some() {
+                st.timeline.record(k, now, None, window);
+            }
+        }
+    }
+
+    /// The time whose policy state the sidecar of `ns/pod` decides with.
+    fn view_time(&self, st: &State, ns: &str, pod: &str) -> Option<Instant> {
+        let lagged = self.now(st).checked_sub(self.real_propagation_delay());
+        let started = st
+            .ready_at
+            .get(&(ns.to_string(), pod.to_string()))
+            .and_then(|(_, t)| *t);
+        match (lagged, started) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn received(&self, ns: &str, pod: &str) -> (Vec<Arc<Value>>, Vec<Arc<Value>>) {
+        let st = lock(&self.state);
+        let at = self.view_time(&st, ns, pod);
+        (
+            st.timeline.view(PolicyKind::AuthorizationPolicy, at),
+            st.timeline.view(PolicyKind::PeerAuthentication, at),
+        )
+    }
+
+    fn pod(&self, ns: &str, pod: &str) -> Result<Value, MeshError> {
+        let no_pod = || MeshError::NoPod {
+            namespace: ns.to_string(),
+            pod: pod.to_string(),
+        };
+        let app = self.app.upgrade().ok_or_else(no_pod)?;
+        let store = lock(&app.store);
+        store
+            .get(resources::PODS, ns, pod)
+            .cloned()
+            .ok_or_else(no_pod)
+    }
+
+    /// The AuthorizationPolicies the sidecar of `ns/pod` has received by now
+    /// (after the propagation delay) and that apply to that pod (its
+    /// namespace and the root namespace, selector matching its labels),
+    /// sorted by namespace and name. Empty when the pod has no sidecar.
+    pub fn sidecar_policies(&self, ns: &str, pod: &str) -> Vec<AuthorizationPolicy> {
+        let Ok(p) = self.pod(ns, pod) else {
+            return Vec::new();
+        };
+        if !has_sidecar(&p) {
+            return Vec::new();
+        }
+        let model = decide::model_pod(&p);
+        let (authz, _) = self.received(ns, pod);
+        authz
+            .iter()
+            .filter_map(|v| serde_json::from_value::<AuthorizationPolicy>((**v).clone()).ok())
+            .filter(|ap| {
+                meshpolicy::CompiledAuthz::compile(ap)
+                    .is_ok_and(|c| c.applies_to(&model, decide::ROOT_NAMESPACE))
+            })
+            .collect()
+    }
+
+    /// The PeerAuthentications the sidecar of `ns/pod` has received by now.
+    pub fn sidecar_peer_authentications(&self, ns: &str, pod: &str) -> Vec<Value> {
+        self.received(ns, pod)
+            .1
+            .iter()
+            .map(|v| (**v).clone())
+            .collect()
+    }
+
+    fn with_sidecar<R>(
+        &self,
+        ns: &str,
+        pod: &str,
+        f: impl FnOnce(&mut Sidecar) -> R,
+    ) -> Result<R, MeshError> {
+        let p = self.pod(ns, pod)?;
+        if !has_sidecar(&p) {
+            return Err(MeshError::NoSidecar {
+                namespace: ns.to_string(),
+                pod: pod.to_string(),
+            });
+        }
+        let mut st = lock(&self.state);
+        Ok(f(sidecar_state(&mut st, &p)))
+    }
+
+    /// The level of one Envoy logger of the sidecar of `ns/pod`; None when the
+    /// pod does not exist, has no sidecar, or Envoy has no such logger.
+    pub fn logger_level(&self, ns: &str, pod: &str, logger: &str) -> Option<LogLevel> {
+        self.with_sidecar(ns, pod, |s| s.levels.get(logger))
+            .ok()
+            .flatten()
+    }
+
+    /// Sets one logger (`POST /logging?rbac=debug`).
+    pub fn set_logger_level(
+        &self,
+        ns: &str,
+        pod: &str,
+        logger: &str,
+        level: LogLevel,
+    ) -> Result<(), MeshError> {
+        self.with_sidecar(ns, pod, |s| s.levels.set(logger, level.as_str()))?
+            .map_err(MeshError::from)
+    }
+
+    /// Sets every logger (`POST /logging?level=debug`).
+    pub fn set_all_logger_levels(
+        &self,
+        ns: &str,
+        pod: &str,
+        level: LogLevel,
+    ) -> Result<(), MeshError> {
+        self.with_sidecar(ns, pod, |s| s.levels.set_all(level))
+    }
+
+    /// Back to Istio's defaults (`warning`, `misc: error`), as
+    /// `istioctl proxy-config log --reset` does.
+    pub fn reset_logger_levels(&self, ns: &str, pod: &str) -> Result<(), MeshError> {
+        self.with_sidecar(ns, pod, |s| s.levels = LoggerLevels::default())
+    }
+
+    /// Every logger's level (for Envoy's `active loggers:` listing).
+    pub fn logger_levels(&self, ns: &str, pod: &str) -> Result<LoggerLevels, MeshError> {
+        self.with_sidecar(ns, pod, |s| s.levels.clone())
+    }
+
+    /// Decides a request without writing any log (tests, explanations).
+    pub fn evaluate(&self, from: &ExecTarget, request: &NetRequest) -> Option<Verdict> {
+        self.run(from, request, false)
+    }
+
+    fn run(&self, from: &ExecTarget, request: &NetRequest, emit: bool) -> Option<Verdict> {
+        let app = self.app.upgrade()?;
+        let facts = {
+            let store = lock(&app.store);
+            flow::gather(
+                &store,
+                &from.namespace,
+                &from.pod,
+                &request.host,
+                request.port,
+            )?
+        };
+        let (authz, pa) = match &facts.route {
+            flow::Route::Endpoint { pod, .. } => self.received(
+                pod["metadata"]["namespace"].as_str().unwrap_or(""),
+                pod["metadata"]["name"].as_str().unwrap_or(""),
+            ),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let authz: Vec<AuthorizationPolicy> = authz
+            .iter()
+            .filter_map(|v| serde_json::from_value((**v).clone()).ok())
+            .collect();
+        let mut rng = rand::rng();
+        let ids = decide::Ids {
+            request_id: crate::store::new_uid(),
+            client_port: rng.random_range(32768..61000),
+            upstream_port: rng.random_range(32768..61000),
+            start_time: access_time(),
+        };
+        let input = decide::Input {
+            facts: &facts,
+            container: &from.container,
+            request,
+            dst_authz: &authz,
+            dst_peerauth: &pa,
+            ids,
+        };
+        let v = decide::decide(&input);
+        tracing::debug!(
+            "meshsim: {}/{} -> {}:{}: {}",
+            from.namespace,
+            from.pod,
+            request.host,
+            request.port,
+            v.reason
+        );
+        if emit {
+            self.emit(&app, &facts, &v);
+        }
+        Some(v)
+    }
+
+    fn emit(&self, app: &Arc<App>, facts: &flow::Facts, v: &Verdict) {
+        let dst_pod = match &facts.route {
+            flow::Route::Endpoint { pod, .. } => Some(pod),
+            _ => None,
+        };
+        for (events, pod) in [
+            (v.source.as_ref(), Some(&facts.source)),
+            (v.destination.as_ref(), dst_pod),
+        ] {
+            let (Some(ev), Some(pod)) = (events, pod) else {
+                continue;
+            };
+            let (levels, conn, thread) = {
+                let mut st = lock(&self.state);
+                let s = sidecar_state(&mut st, pod);
+                s.next_connection += 1;
+                (
+                    s.levels.clone(),
+                    s.next_connection,
+                    s.thread_base + (s.next_connection % 2) as u32,
+                )
+            };
+            let mut lines = Vec::new();
+            if levels.enabled("rbac", LogLevel::Debug) {
+                for l in &ev.rbac {
+                    let t = proxy_time();
+                    lines.push(match l {
+                        decide::RbacLine::Checking(msg) => {
+                            format!(
+                                "{t}\tdebug\tenvoy rbac {CHECKING_CALLER}\t{msg}\tthread={thread}"
+                            )
+                        }
+                        decide::RbacLine::Decision {
+                            engine,
+                            decision,
+                            policy,
+                        } => meshpolicy::envoy::format_rbac_debug_line(
+                            &t,
+                            FilterKind::Http,
+                            *engine,
+                            *decision,
+                            policy.as_deref(),
+                            thread,
+                        ),
+                    });
+                }
+            }
+            if let Some(details) = &ev.local_reply
+                && levels.enabled("http", LogLevel::Debug)
+            {
+                let stream: u64 = rand::rng().random_range(1_000_000_000_000_000_000..u64::MAX);
+                lines.push(meshpolicy::envoy::format_local_reply_line(
+                    &proxy_time(),
+                    conn,
+                    stream,
+                    details,
+                    thread,
+                ));
+            }
+            for l in &lines {
+                app.logs.append(&ev.namespace, &ev.pod, PROXY_CONTAINER, l);
+            }
+            if let Some(entry) = &ev.access
+                && facts.access_log
+            {
+                let line = entry.format_text();
+                let delay = if ev.access_after.is_zero() {
+                    Duration::ZERO
+                } else {
+                    let s = self.options.time_scale;
+                    if s.is_finite() && s > 0.0 {
+                        ev.access_after.mul_f64(s)
+                    } else {
+                        Duration::ZERO
+                    }
+                };
+                let handle = tokio::runtime::Handle::try_current()
+                    .ok()
+                    .filter(|_| !delay.is_zero());
+                match handle {
+                    Some(h) => {
+                        let logs = app.logs.clone();
+                        let (ns, pod) = (ev.namespace.clone(), ev.pod.clone());
+                        let cancel = app.cancel.clone();
+                        h.spawn(async move {
+                            tokio::select! {
+                                _ = tokio::time::sleep(delay) => logs.append(&ns, &pod, PROXY_CONTAINER, &line),
+                                _ = cancel.cancelled() => {}
+                            }
+                        });
+                    }
+                    None => app
+                        .logs
+                        .append(&ev.namespace, &ev.pod, PROXY_CONTAINER, &line),
+                }
+            }
+        }
+        if let Some((ns, pod, container, line)) = &v.app_log {
+            app.logs.append(ns, pod, container, line);
+        }
+    }
+}
+
+/// The run-time state of `pod`'s sidecar, created from its annotations on
+/// first use (and again when the pod was replaced under the same name).
+fn sidecar_state<'a>(st: &'a mut State, pod: &Value) -> &'a mut Sidecar {
+    let ns = pod["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let fresh = || {
+        let ann = &pod["metadata"]["annotations"];
+        let levels = LoggerLevels::from_annotations(|k| ann[k].as_str().map(str::to_string));
+        let base = 20
+            + name
+                .bytes()
+                .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)))
+                % 10;
+        Sidecar {
+            uid: uid.clone(),
+            levels,
+            next_connection: 10 + u64::from(base),
+            thread_base: base,
+        }
+    };
+    let entry = st.sidecars.entry((ns, name.clone())).or_insert_with(fresh);
+    if entry.uid != uid {
+        *entry = fresh();
+    }
+    entry
+}
+
+impl Network for Mesh {
+    fn decide(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome {
+        let loopback = {
+            let h = request.host.trim_end_matches('.').to_ascii_lowercase();
+            h == "localhost" || h.starts_with("127.") || h == "::1" || h == "[::1]"
+        };
+        if loopback {
+            let handler = self.admin.read().ok().and_then(|h| h.clone());
+            if let Some(h) = handler
+                && let Some(out) = h.handle(from, request)
+            {
+                return out;
+            }
+        }
+        match self.run(from, request, true) {
+            Some(v) => v.outcome,
+            None => NetOutcome::DnsFailure,
+        }
+    }
+
+    fn resolve(&self, from: &ExecTarget, host: &str) -> Option<String> {
+        let app = self.app.upgrade()?;
+        let store = lock(&app.store);
+        flow::resolve(&store, &from.namespace, host, 80).1
+    }
+}
+
+/// Follows store events until the server stops.
+async fn watch(
+    mesh: Weak<Mesh>,
+    mut rx: tokio::sync::broadcast::Receiver<Event>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let ev = tokio::select! {
+            _ = cancel.cancelled() => return,
+            ev = rx.recv() => ev,
+        };
+        let Some(m) = mesh.upgrade() else { return };
+        match ev {
+            Ok(ev) => m.observe(&ev),
+            Err(RecvError::Lagged(_)) => m.resync(),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
