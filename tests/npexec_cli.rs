@@ -80,8 +80,20 @@ fn usage_errors_exit_2_with_one_line() {
         (&["np-test-1", "--url", "ftp://x/"], "http://"),
         (&["np-test-1", "np-test-2", "-H", "bad\r\nX: y"], "--header"),
         (
-            &["np-test-1", "np-test-2", "--explain"],
-            "not available yet",
+            &[
+                "np-test-1",
+                "np-test-2",
+                "--predict",
+                "--expect",
+                "deny",
+                "--wait",
+                "5s",
+            ],
+            "--predict does not probe",
+        ),
+        (
+            &["np-test-1", "np-test-2", "--predict", "--explain"],
+            "cannot be used with",
         ),
     ];
     for (args, needle) in cases {

@@ -35,6 +35,13 @@ Examples:
   kubectl npexec --matrix team-a team-b team-c
   kubectl npexec --matrix -l mesh=enabled
 
+  # Name the policies behind each verdict (NetworkPolicy rules, AuthorizationPolicy ids
+  # from the engine and the destination's Envoy log) and flag contradictions
+  kubectl npexec np-test-1 np-test-2 --both --explain
+
+  # Predict from the policies alone, without running anything in a pod
+  kubectl npexec --matrix team-a team-b team-c --predict
+
   # Machine-readable
   kubectl npexec np-test-1 np-test-2 -o json
 

@@ -6,15 +6,21 @@
 //! verdict per probe naming the layer that decided. The flow is: validate the
 //! command line ([`cli`]), resolve sources and targets into a plan ([`plan`]),
 //! run the probes with bounded concurrency ([`probe`]), classify
-//! ([`verdict`]), and render the records ([`report`]).
+//! ([`verdict`]), and render the records ([`report`]). `--explain` then reads
+//! the policies ([`model`]) and the destination sidecars' logs ([`sidecar`])
+//! and names what decided ([`explain`]); `--predict` does the policy analysis
+//! instead of probing.
 
 pub mod cli;
 pub mod explain;
+pub mod model;
 pub mod plan;
 pub mod probe;
 pub mod report;
+pub mod sidecar;
 pub mod verdict;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -32,20 +38,25 @@ use verdict::{Expectation, Verdict};
 /// Runs the plugin for a parsed command line.
 pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
     let mode = cli.validate()?;
-    if cli.explain {
-        explain::ensure_available(explain::Analysis::Explain)?;
-    }
-    if cli.predict {
-        explain::ensure_available(explain::Analysis::Predict)?;
+    if cli.predict && cli.wait.is_some() {
+        return Err(PluginError::usage(
+            "--wait re-probes until expectations hold; --predict does not probe",
+            Some("drop --wait, or use --explain to probe and analyse".to_string()),
+        ));
     }
     let renderer = Renderer::from_args(&cli.output);
     let kube = Kube::from_flags(&cli.kube).await?;
     let plan = plan::build(&kube, &cli, &mode).await?;
     tracing::info!(probes = plan.probes.len(), "plan ready");
 
-    let stream_jsonl = renderer.format == OutputFormat::Jsonl && cli.wait.is_none();
-    let mut records = execute(&kube, &cli, &plan.probes, stream_jsonl).await?;
-    if let (Some(wait), Some(_)) = (cli.wait, cli.expect) {
+    let analysing = cli.explain || cli.predict;
+    let stream_jsonl = renderer.format == OutputFormat::Jsonl && cli.wait.is_none() && !analysing;
+    let mut records = if cli.predict {
+        predict(&kube, &plan, cli.expect).await?
+    } else {
+        execute(&kube, &cli, &plan.probes, stream_jsonl).await?
+    };
+    if let (Some(wait), Some(_), false) = (cli.wait, cli.expect, cli.predict) {
         let deadline = Instant::now() + wait;
         while !all_met(&records) {
             let now = Instant::now();
@@ -60,6 +71,9 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
             tokio::time::sleep(pause).await;
             records = execute(&kube, &cli, &plan.probes, false).await?;
         }
+    }
+    if cli.explain {
+        explain_records(&kube, &plan, &mut records).await?;
     }
 
     let mut stdout = std::io::stdout().lock();
@@ -78,6 +92,13 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
         .map_err(|e| PluginError::io("writing output", e))?;
     drop(stdout);
     if matches!(renderer.format, OutputFormat::Table | OutputFormat::Wide) {
+        if analysing {
+            let mut stdout = std::io::stdout().lock();
+            kubeplugin::render::write_str(&mut stdout, &report::explanation(&records))?;
+            stdout
+                .flush()
+                .map_err(|e| PluginError::io("writing output", e))?;
+        }
         report::print_hints(&records);
     }
     Ok(exit_for(&records, cli.expect))
@@ -132,6 +153,175 @@ async fn execute(
     Ok(out.into_iter().map(|(_, r)| r).collect())
 }
 
+/// `--predict`: one record per planned probe, its verdict from the engine.
+async fn predict(
+    kube: &Kube,
+    plan: &plan::Plan,
+    expect: Option<Expectation>,
+) -> Result<Vec<ProbeRecord>, PluginError> {
+    let (_, evaluated) = explain::analyse(kube, plan).await?;
+    Ok(plan
+        .probes
+        .iter()
+        .zip(evaluated)
+        .map(|(p, e)| predicted_record(p, e, expect))
+        .collect())
+}
+
+/// The record `--predict` prints for one planned probe.
+pub fn predicted_record(
+    p: &PlannedProbe,
+    e: explain::Evaluated,
+    expect: Option<Expectation>,
+) -> ProbeRecord {
+    let (verdict, detail, hint) = match (&p.source, e.analysis.engine_verdict) {
+        (Err(failure), _) => (
+            Verdict::ExecFailed,
+            failure.detail.clone(),
+            failure.hint.clone(),
+        ),
+        (Ok(_), Some(v)) => (v, predicted_detail(&e), None),
+        (Ok(_), None) => (
+            Verdict::Unknown,
+            e.analysis
+                .notes
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "the engine could not decide".into()),
+            None,
+        ),
+    };
+    ProbeRecord {
+        from: p.from.clone(),
+        to: p.to.clone(),
+        verdict,
+        detail,
+        http_status: None,
+        curl_exit: None,
+        tool: None,
+        body: String::new(),
+        duration_ms: 0,
+        expected: expect,
+        met: expect.map(|x| x.met_by(verdict)),
+        hint,
+        policies: Some(e.policies),
+        analysis: Some(e.analysis),
+        predicted: true,
+        started_at: None,
+    }
+}
+
+fn predicted_detail(e: &explain::Evaluated) -> String {
+    let a = &e.analysis;
+    match (&a.network, &a.authorization) {
+        (Some(n), _) if !n.allowed => {
+            let blocking: Vec<&str> = [&n.egress, &n.ingress]
+                .into_iter()
+                .filter(|s| s.contains("denied"))
+                .map(String::as_str)
+                .collect();
+            format!("NetworkPolicy: {}", blocking.join("; "))
+        }
+        (_, Some(z)) => format!("AuthorizationPolicy {}: {}", z.decision, z.reason),
+        _ => a.notes.first().cloned().unwrap_or_default(),
+    }
+}
+
+/// (namespace, pod).
+type PodKey = (String, String);
+/// The RBAC decisions read from one sidecar's log, or why they could not be read.
+type SidecarLog = Result<Vec<sidecar::TimedDecision>, PluginError>;
+
+/// `--explain`: attaches the engine's analysis, Envoy's log evidence and the
+/// contradictions to each probed record.
+async fn explain_records(
+    kube: &Kube,
+    plan: &plan::Plan,
+    records: &mut [ProbeRecord],
+) -> Result<(), PluginError> {
+    let (cluster, evaluated) = explain::analyse(kube, plan).await?;
+    // One log read per destination pod that some probe reached, from its earliest probe.
+    let mut wanted: BTreeMap<(String, String), jiff::Timestamp> = BTreeMap::new();
+    for ((p, r), e) in plan.probes.iter().zip(records.iter()).zip(&evaluated) {
+        let (Some(t), Some(pod), Some(start)) =
+            (&p.target, &e.analysis.destination_pod, r.started_at)
+        else {
+            continue;
+        };
+        let sidecar = cluster
+            .pod(&t.namespace, pod)
+            .is_some_and(|p| p.has_sidecar);
+        if sidecar && sidecar::reaches_rbac(r.verdict) {
+            let since = start
+                .checked_sub(jiff::SignedDuration::try_from(sidecar::SLACK).unwrap_or_default())
+                .unwrap_or(start);
+            wanted
+                .entry((t.namespace.clone(), pod.clone()))
+                .and_modify(|s| *s = (*s).min(since))
+                .or_insert(since);
+        }
+    }
+    let logs: BTreeMap<PodKey, SidecarLog> = futures::stream::iter(wanted)
+        .map(|((ns, pod), since)| async move {
+            let r = sidecar::fetch(kube, &ns, &pod, since).await;
+            ((ns, pod), r)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for ((p, r), mut e) in plan.probes.iter().zip(records.iter_mut()).zip(evaluated) {
+        let mut decisions = Vec::new();
+        if let (Some(t), Some(pod), Some(start)) =
+            (&p.target, e.analysis.destination_pod.clone(), r.started_at)
+        {
+            match logs.get(&(t.namespace.clone(), pod.clone())) {
+                Some(Ok(lines)) => {
+                    let end = start
+                        .checked_add(jiff::SignedDuration::from_millis(r.duration_ms as i64))
+                        .unwrap_or(start);
+                    let source_ip = r
+                        .from
+                        .pod
+                        .as_deref()
+                        .and_then(|sp| cluster.pod(&r.from.namespace, sp))
+                        .and_then(|sp| sp.ip);
+                    decisions = sidecar::attribute(lines, start, end, source_ip, r.verdict);
+                    let applies = e
+                        .policies
+                        .iter()
+                        .any(|n| n.kind == explain::PolicyKind::AuthorizationPolicy);
+                    if decisions.is_empty() && applies {
+                        e.analysis.notes.push(format!(
+                            "no RBAC decision for this probe in the istio-proxy log of {}/{pod}: RBAC debug logging may be off (istioctl proxy-config log {pod} -n {} --level rbac:debug)",
+                            t.namespace, t.namespace
+                        ));
+                    }
+                }
+                Some(Err(err)) => e.analysis.notes.push(format!(
+                    "could not read the istio-proxy log of {}/{pod}: {err}",
+                    t.namespace
+                )),
+                None => {}
+            }
+        }
+        e.analysis.envoy_policy_ids =
+            decisions
+                .iter()
+                .filter_map(|d| d.policy_id.clone())
+                .fold(Vec::new(), |mut v, id| {
+                    if !v.contains(&id) {
+                        v.push(id);
+                    }
+                    v
+                });
+        e.analysis.contradictions = explain::contradictions(r.verdict, &e, &decisions);
+        e.policies.extend(explain::envoy_notes(&decisions));
+        r.policies = Some(e.policies);
+        r.analysis = Some(e.analysis);
+    }
+    Ok(())
+}
+
 async fn probe_one(
     kube: &Kube,
     p: &PlannedProbe,
@@ -139,6 +329,7 @@ async fn probe_one(
     marker: &str,
     tools: &ToolCache,
 ) -> Result<ProbeRecord, PluginError> {
+    let started_at = jiff::Timestamp::now();
     let (verdict, detail, hint, http_status, curl_exit, tool, body, duration) = match &p.source {
         Ok(source) => {
             let run = run_probe(kube, source, &p.request, &p.ctx, marker, tools).await?;
@@ -178,6 +369,8 @@ async fn probe_one(
         met: expect.map(|e| e.met_by(verdict)),
         hint,
         policies: None,
+        analysis: None,
         predicted: false,
+        started_at: Some(started_at),
     })
 }

@@ -7,7 +7,10 @@
 //! without a usable pod does not sink the other 89 pairs: its probes become
 //! `exec-failed` rows saying why.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubeplugin::resources::{
     PodQuery, ensure_namespace, has_sidecar, namespaces_by_selector, pick_running_pod, pod_name,
     resolve_container,
@@ -34,6 +37,9 @@ pub struct PlannedProbe {
     pub to: ToRef,
     pub request: Request,
     pub ctx: HintContext,
+    /// The Service port requested (None for `--url`): what `--explain` and
+    /// `--predict` evaluate against the policies.
+    pub target: Option<Target>,
 }
 
 /// Every probe, plus the namespaces (matrix order).
@@ -50,6 +56,10 @@ pub struct Target {
     pub service: String,
     pub port: u16,
     pub workload: String,
+    /// The Service's pod selector (None: a Service without selector).
+    pub selector: Option<BTreeMap<String, String>>,
+    /// The Service port's `targetPort` (None: same as `port`).
+    pub target_port: Option<IntOrString>,
 }
 
 /// Resolves the source pod and container in `namespace`.
@@ -102,6 +112,8 @@ pub fn targets_of(namespace: &str, services: &[Service], port: Option<u16>) -> V
                 service: name.clone(),
                 port: number,
                 workload: workload.clone(),
+                selector: spec.selector.clone(),
+                target_port: p.target_port.clone(),
             });
         }
     }
@@ -186,6 +198,7 @@ fn probe_to(
             cluster_domain: cli.cluster_domain.clone(),
         },
         request: request_for(cli, url),
+        target: Some(t.clone()),
     }
 }
 
@@ -223,6 +236,7 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
                     cluster_domain: cli.cluster_domain.clone(),
                 },
                 request: request_for(cli, url.clone()),
+                target: None,
             });
             plan.namespaces = vec![from.clone()];
         }
@@ -329,6 +343,14 @@ mod tests {
         let t = targets_of("np-test-2", std::slice::from_ref(&svc), None);
         assert_eq!(t.iter().map(|t| t.port).collect::<Vec<_>>(), [80, 8080]);
         assert_eq!(t[0].workload, "np-test-nginx-2");
+        assert_eq!(t[0].target_port, Some(IntOrString::Int(80)));
+        assert_eq!(
+            t[0].selector
+                .as_ref()
+                .and_then(|s| s.get("app"))
+                .map(String::as_str),
+            Some("np-test-nginx-2")
+        );
         let t = targets_of("np-test-2", &[svc], Some(8080));
         assert_eq!(t.len(), 1);
     }

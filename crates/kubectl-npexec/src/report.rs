@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use kubeplugin::render::{Cell, Column, Renderer, Tabular, Tone};
 use serde::Serialize;
 
-use crate::explain::PolicyNote;
+use crate::explain::{Analysis, PolicyNote};
 use crate::verdict::{Expectation, Tool, Verdict};
 
 /// Where a probe ran.
@@ -50,9 +50,16 @@ pub struct ProbeRecord {
     /// Present with `--explain` / `--predict`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policies: Option<Vec<PolicyNote>>,
+    /// The engine's view of both layers, contradictions and notes
+    /// (`--explain` / `--predict`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
     /// `true` with `--predict` (no probe ran).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub predicted: bool,
+    /// When the probe started (to find its lines in the sidecar's log).
+    #[serde(skip)]
+    pub started_at: Option<jiff::Timestamp>,
 }
 
 /// Truncates a body to 256 bytes on a character boundary.
@@ -105,6 +112,7 @@ impl Tabular for ProbeRecord {
             Column::wide("EXPECT"),
             Column::wide("MET"),
             Column::wide("HINT"),
+            Column::wide("POLICY"),
         ]
     }
 
@@ -146,8 +154,109 @@ impl Tabular for ProbeRecord {
                 _ => Tone::Plain,
             }),
             Cell::new(self.hint.clone().unwrap_or_default()),
+            Cell::new(self.deciding_policy().unwrap_or_else(|| "-".into())),
         ]
     }
+}
+
+impl ProbeRecord {
+    /// The policy that decided, in short (`authorizationpolicy np-test-2/deny`),
+    /// from Envoy's log first, then the engine; None without analysis.
+    pub fn deciding_policy(&self) -> Option<String> {
+        use crate::explain::{Effect, NoteSource};
+        let policies = self.policies.as_ref()?;
+        let decisive = |p: &&PolicyNote| matches!(p.effect, Effect::Denied | Effect::Allowed);
+        let from = |src: NoteSource| -> Vec<String> {
+            let mut v: Vec<String> = policies
+                .iter()
+                .filter(|p| p.source == src)
+                .filter(decisive)
+                .map(PolicyNote::label)
+                .collect();
+            v.dedup();
+            v
+        };
+        let mut names = from(NoteSource::EnvoyLog);
+        if names.is_empty() {
+            names = from(NoteSource::Engine);
+        }
+        (!names.is_empty()).then(|| names.join(", "))
+    }
+}
+
+/// The explanation lines printed under the table with `--explain` /
+/// `--predict`: per probe, both layers, each policy, contradictions, notes.
+pub fn explanation(records: &[ProbeRecord]) -> String {
+    use kubeplugin::render::escape_control as esc;
+    use std::fmt::Write;
+    let mut out = String::new();
+    for r in records {
+        let (Some(a), Some(policies)) = (&r.analysis, &r.policies) else {
+            continue;
+        };
+        let mut verdict = r.verdict.to_string();
+        if r.predicted {
+            verdict.push_str(" (predicted)");
+        }
+        let _ = writeln!(
+            out,
+            "\n{} -> {}: {}",
+            esc(&r.from_label()),
+            esc(&r.to_label()),
+            verdict
+        );
+        if let Some(pod) = &a.destination_pod {
+            let _ = writeln!(out, "  destination pod: {}", esc(pod));
+        }
+        if let Some(n) = &a.network {
+            let state = if n.allowed { "allowed" } else { "BLOCKED" };
+            let _ = writeln!(out, "  NetworkPolicy: {state} (TCP {})", n.port);
+            let _ = writeln!(out, "    {}", esc(&n.egress));
+            let _ = writeln!(out, "    {}", esc(&n.ingress));
+        }
+        if let Some(z) = &a.authorization {
+            let id = z
+                .policy_id
+                .as_deref()
+                .map(|i| format!(" [{i}]"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  AuthorizationPolicy: {}{}: {}",
+                z.decision,
+                esc(&id),
+                esc(&z.reason)
+            );
+        }
+        if let (Some(v), false) = (a.engine_verdict, r.predicted) {
+            let _ = writeln!(out, "  engine expects: {v}");
+        }
+        for p in policies {
+            let src = match p.source {
+                crate::explain::NoteSource::Engine => "engine",
+                crate::explain::NoteSource::EnvoyLog => "envoy-log",
+            };
+            let dir = p
+                .direction
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  - {}{dir}: {}: {} [{src}]",
+                esc(&p.label()),
+                p.effect.as_str(),
+                esc(&p.detail)
+            );
+        }
+        for c in &a.contradictions {
+            let _ = writeln!(out, "  ! {}", esc(c));
+        }
+        for n in &a.notes {
+            let _ = writeln!(out, "  note: {}", esc(n));
+        }
+    }
+    out
 }
 
 /// Prints each distinct hint of the non-allowed probes on stderr (table views
@@ -168,10 +277,11 @@ pub fn print_hints(records: &[ProbeRecord]) {
     }
 }
 
-/// The legend printed under a matrix.
-pub fn legend() -> String {
+/// The legend printed under a matrix (`? unknown` only when `--predict` could not decide).
+pub fn legend(with_unknown: bool) -> String {
     let mut parts: Vec<String> = Verdict::ALL
         .iter()
+        .chain(with_unknown.then_some(&Verdict::Unknown))
         .map(|v| format!("{} {}", v.symbol(), v))
         .collect();
     parts.push("~ mixed (see -o wide)".into());
@@ -220,7 +330,9 @@ pub fn matrix(namespaces: &[String], records: &[ProbeRecord], renderer: &Rendere
         .collect();
     let mut out = renderer.grid(&headers, &rows);
     if !renderer.no_headers {
-        out.push_str(&legend());
+        out.push_str(&legend(
+            records.iter().any(|r| r.verdict == Verdict::Unknown),
+        ));
     }
     out
 }
@@ -256,7 +368,9 @@ mod tests {
                     met: Some(Expectation::Deny.met_by(v)),
                     hint: (v != Verdict::Allowed).then(|| format!("hint for {v}")),
                     policies: None,
+                    analysis: None,
                     predicted: false,
+                    started_at: None,
                 }
             };
         vec![
@@ -369,6 +483,73 @@ mod tests {
         assert!(lines[1].contains('~'));
         assert!(lines[2].contains('R'));
         assert!(m.contains("legend: A allowed  R denied-rbac"));
+    }
+
+    #[test]
+    fn explanation_lines_name_policies_and_contradictions() {
+        use crate::explain::{
+            Analysis, AuthzLayer, Effect, NetworkLayer, NoteSource, PolicyKind, PolicyNote,
+        };
+        let mut records = sample();
+        let note = |source, effect, id: Option<&str>| PolicyNote {
+            kind: PolicyKind::AuthorizationPolicy,
+            namespace: Some("np-test-1".into()),
+            name: Some("deny\x1b[31m".into()),
+            direction: None,
+            rule: Some(0),
+            action: Some("DENY".into()),
+            policy_id: id.map(str::to_string),
+            effect,
+            detail: "DENY rule 0 matches: denied".into(),
+            source,
+        };
+        records[1].policies = Some(vec![
+            note(NoteSource::Engine, Effect::Denied, None),
+            PolicyNote {
+                name: Some("from-envoy".into()),
+                ..note(
+                    NoteSource::EnvoyLog,
+                    Effect::Denied,
+                    Some("ns[np-test-1]-policy[from-envoy]-rule[0]"),
+                )
+            },
+        ]);
+        records[1].analysis = Some(Analysis {
+            destination_pod: Some("np-test-nginx-1-abc".into()),
+            network: Some(NetworkLayer {
+                allowed: true,
+                port: 80,
+                egress: "egress open".into(),
+                ingress: "ingress open".into(),
+            }),
+            authorization: Some(AuthzLayer {
+                decision: "DENY".into(),
+                enforced: true,
+                policy_id: Some("ns[np-test-1]-policy[deny]-rule[0]".into()),
+                reason: "denied by DENY policy".into(),
+            }),
+            engine_verdict: Some(Verdict::DeniedRbac),
+            envoy_policy_ids: vec!["ns[np-test-1]-policy[deny]-rule[0]".into()],
+            contradictions: vec!["something disagrees".into()],
+            notes: vec!["a note".into()],
+        });
+        let text = explanation(&records);
+        // Only the analysed record is explained.
+        assert_eq!(text.matches(" -> ").count(), 1, "{text}");
+        assert!(text.contains("AuthorizationPolicy: DENY [ns[np-test-1]-policy[deny]-rule[0]]"));
+        assert!(text.contains("[envoy-log]") && text.contains("[engine]"));
+        assert!(text.contains("  ! something disagrees"));
+        assert!(
+            !text.contains('\x1b'),
+            "control characters are escaped: {text}"
+        );
+        // Envoy's word comes first.
+        assert_eq!(
+            records[1].deciding_policy().as_deref(),
+            Some("authorizationpolicy np-test-1/from-envoy")
+        );
+        assert_eq!(records[0].deciding_policy(), None);
+        insta::assert_snapshot!("explanation", text);
     }
 
     #[test]

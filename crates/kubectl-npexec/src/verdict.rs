@@ -25,9 +25,13 @@ pub enum Verdict {
     MtlsFailure,
     HttpError,
     ExecFailed,
+    /// Only from `--predict`: the engine cannot decide (e.g. a CUSTOM
+    /// policy's external authorizer, or a condition on unknown attributes).
+    Unknown,
 }
 
 impl Verdict {
+    /// Every verdict a probe can produce ([`Verdict::Unknown`] is only predicted).
     pub const ALL: [Verdict; 8] = [
         Verdict::Allowed,
         Verdict::DeniedRbac,
@@ -49,6 +53,7 @@ impl Verdict {
             Verdict::MtlsFailure => "mtls-failure",
             Verdict::HttpError => "http-error",
             Verdict::ExecFailed => "exec-failed",
+            Verdict::Unknown => "unknown",
         }
     }
 
@@ -63,6 +68,7 @@ impl Verdict {
             Verdict::MtlsFailure => 'T',
             Verdict::HttpError => 'H',
             Verdict::ExecFailed => 'E',
+            Verdict::Unknown => '?',
         }
     }
 }
