@@ -349,9 +349,12 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
             Severity::Warning,
             "no-sidecar",
             format!(
-                "{} AuthorizationPolic{} apply to this pod but it has no istio-proxy sidecar: none is enforced (inject a sidecar and restart the pod)",
-                applying.len(),
-                if applying.len() == 1 { "y" } else { "ies" }
+                "{} to this pod but it has no istio-proxy sidecar: none is enforced (inject a sidecar and restart the pod)",
+                if applying.len() == 1 {
+                    "1 AuthorizationPolicy applies".to_string()
+                } else {
+                    format!("{} AuthorizationPolicies apply", applying.len())
+                }
             ),
         ));
     }

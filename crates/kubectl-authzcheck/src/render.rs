@@ -37,13 +37,14 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
             .clone()
             .unwrap_or_else(|| "no injection label".into());
         out.push_str(&kubeplugin::render::escape_control(&format!(
-            "Pod {}/{} ({}, sidecar: {}, namespace: {})\n\n",
+            "Pod {}/{} ({}, sidecar: {}, namespace: {})",
             pod.namespace,
             pod.name,
             pod.phase,
             yes_no(pod.sidecar),
             injection
         )));
+        out.push_str("\n\n");
 
         // NetworkPolicy.
         let mut rows = Vec::new();
