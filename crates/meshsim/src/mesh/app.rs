@@ -93,10 +93,10 @@ pub fn nginx_conf(pod: &Value, configmap: &dyn Fn(&str) -> Option<Value>) -> Opt
                 Some(_) => continue,
                 None => format!("{}/{file}", mount.trim_end_matches('/')),
             };
-            if path == "/etc/nginx/nginx.conf" || (sub.is_none() && file == "nginx.conf") {
-                if let Some(text) = cm["data"][key.as_str()].as_str() {
-                    return Some(text.to_string());
-                }
+            if (path == "/etc/nginx/nginx.conf" || (sub.is_none() && file == "nginx.conf"))
+                && let Some(text) = cm["data"][key.as_str()].as_str()
+            {
+                return Some(text.to_string());
             }
         }
     }

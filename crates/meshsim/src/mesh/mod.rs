@@ -31,6 +31,7 @@ pub mod peerauth;
 pub mod timeline;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -116,6 +117,8 @@ pub struct Mesh {
     options: MeshOptions,
     state: Mutex<State>,
     admin: RwLock<Option<Arc<dyn AdminHandler>>>,
+    /// resourceVersion of the last store event observed.
+    observed: AtomicU64,
 }
 
 impl std::fmt::Debug for Mesh {
@@ -198,6 +201,7 @@ impl Mesh {
             options,
             state: Mutex::new(State::default()),
             admin: RwLock::new(None),
+            observed: AtomicU64::new(0),
         });
         let rx = {
             let store = lock(&app.store);
@@ -225,6 +229,8 @@ impl Mesh {
                     ),
                 );
             }
+            mesh.observed
+                .store(store.resource_version(), Ordering::SeqCst);
             store.subscribe()
         };
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -269,8 +275,27 @@ impl Mesh {
         Instant::now() + st.clock_offset
     }
 
+    /// Waits until every change written to the store so far has been
+    /// observed (recorded with its time), then returns true; false if that
+    /// did not happen within `max_polls` polls of 5 ms. Tests call it before
+    /// [`Mesh::advance_clock`] so a change is never stamped after the jump.
+    pub async fn settle(&self, max_polls: u32) -> bool {
+        for _ in 0..max_polls {
+            let Some(app) = self.app.upgrade() else {
+                return false;
+            };
+            let target = lock(&app.store).resource_version();
+            if self.observed.load(Ordering::SeqCst) >= target {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
     fn observe(&self, ev: &Event) {
         let mut st = lock(&self.state);
+        self.observed.fetch_max(ev.rv, Ordering::SeqCst);
         let now = self.now(&st);
         if let Some(kind) = kind_of(ev.key) {
             let key = object_key(kind, &ev.object);
@@ -302,6 +327,8 @@ impl Mesh {
             return;
         };
         let store = lock(&app.store);
+        self.observed
+            .fetch_max(store.resource_version(), Ordering::SeqCst);
         let mut st = lock(&self.state);
         let now = self.now(&st);
         let window = self.real_propagation_delay() + Duration::from_secs(1);

@@ -47,7 +47,7 @@ fn selector_matches(pa: &Value, labels: &BTreeMap<String, String>) -> Option<boo
     }))
 }
 
-fn oldest<'a>(mut v: Vec<&'a Value>) -> Option<&'a Value> {
+fn oldest(mut v: Vec<&Value>) -> Option<&Value> {
     v.sort_by(|a, b| {
         let key = |x: &Value| {
             (
