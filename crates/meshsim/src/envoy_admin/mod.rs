@@ -24,7 +24,7 @@ use serde_json::Value;
 
 pub use config_dump::{PortProtocol, SidecarSpec, config_dump};
 pub use logging::{Level, LevelChange, LoggingError};
-pub use programs::{AdminNetwork, PilotAgent, program};
+pub use programs::{MeshAdmin, PilotAgent, cluster_program, install, program};
 
 /// Envoy's admin port.
 pub const ADMIN_PORT: u16 = 15000;

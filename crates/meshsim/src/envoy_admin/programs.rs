@@ -6,16 +6,24 @@
 //! `localhost:15000` (from any container of the pod: they share the pod's
 //! network namespace, and the admin listens on 127.0.0.1). The first is a
 //! cluster-provided program ([`crate::exec::ExecServices::program`]), the
-//! second a [`Network`] wrapper that answers the admin port itself and
-//! hands every other request to the mesh's network.
+//! second the mesh's [`AdminHandler`] hook for requests to a pod's own
+//! ports. [`MeshAdmin`] backs both with the mesh simulation's state.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use meshpolicy::AuthorizationPolicy;
+use serde_json::Value;
+
+use super::logging::{Level, LevelChange};
 use super::{ADMIN_PORT, AdminResponse, SidecarAdmin, handle};
-use crate::exec::{ExecTarget, NetOutcome, NetRequest, Network, Process, Program};
+use crate::exec::{ExecTarget, NetOutcome, NetRequest, Process, Program};
+use crate::mesh::loglevel::ENVOY_LOGGERS;
+use crate::mesh::{AdminHandler, LogLevel, Mesh, PROXY_CONTAINER};
+use crate::resources;
+use crate::server::App;
 
 /// Whether `host` names the pod itself (loopback).
 fn is_loopback(host: &str) -> bool {
@@ -179,11 +187,85 @@ impl Program for PilotAgent {
     }
 }
 
-/// A [`Network`] that answers `localhost:15000` from pods with a sidecar and
-/// delegates everything else.
-pub struct AdminNetwork {
-    pub admin: Arc<dyn SidecarAdmin>,
-    pub inner: Arc<dyn Network>,
+/// The admin of every sidecar of one cluster, backed by the mesh
+/// simulation (policies as received, logger levels) and the API store.
+pub struct MeshAdmin {
+    pub app: Weak<App>,
+}
+
+impl MeshAdmin {
+    fn mesh(&self) -> Option<Arc<Mesh>> {
+        self.app.upgrade()?.mesh.get().cloned()
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SidecarAdmin for MeshAdmin {
+    fn sidecar_pod(&self, namespace: &str, pod: &str) -> Option<Value> {
+        let app = self.app.upgrade()?;
+        let store = lock(&app.store);
+        let p = store.get(resources::PODS, namespace, pod)?;
+        let has_sidecar = p["spec"]["containers"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["name"] == PROXY_CONTAINER));
+        has_sidecar.then(|| p.clone())
+    }
+
+    fn services(&self, namespace: &str) -> Vec<Value> {
+        let Some(app) = self.app.upgrade() else {
+            return Vec::new();
+        };
+        let store = lock(&app.store);
+        store
+            .list(resources::SERVICES, Some(namespace))
+            .cloned()
+            .collect()
+    }
+
+    fn sidecar_policies(&self, namespace: &str, pod: &str) -> Vec<AuthorizationPolicy> {
+        self.mesh()
+            .map(|m| m.sidecar_policies(namespace, pod))
+            .unwrap_or_default()
+    }
+
+    fn loggers(&self, namespace: &str, pod: &str) -> Vec<(String, String)> {
+        let levels = self
+            .mesh()
+            .and_then(|m| m.logger_levels(namespace, pod).ok())
+            .unwrap_or_default();
+        levels
+            .list()
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().to_string()))
+            .collect()
+    }
+
+    fn has_logger(&self, name: &str) -> bool {
+        ENVOY_LOGGERS.contains(&name)
+    }
+
+    fn set_levels(&self, namespace: &str, pod: &str, change: &LevelChange) {
+        let Some(mesh) = self.mesh() else { return };
+        let level = |l: &Level| l.as_str().parse::<LogLevel>();
+        match change {
+            LevelChange::None => {}
+            LevelChange::All(l) => {
+                if let Ok(l) = level(l) {
+                    let _ = mesh.set_all_logger_levels(namespace, pod, l);
+                }
+            }
+            LevelChange::Named(list) => {
+                for (name, l) in list {
+                    if let Ok(l) = level(l) {
+                        let _ = mesh.set_logger_level(namespace, pod, name, l);
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn outcome(resp: AdminResponse) -> NetOutcome {
@@ -205,30 +287,47 @@ fn outcome(resp: AdminResponse) -> NetOutcome {
     }
 }
 
-impl Network for AdminNetwork {
-    fn decide(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome {
-        if request.port == ADMIN_PORT
-            && request.scheme == "http"
-            && is_loopback(&request.host)
-            && let Some(resp) = handle(
-                &*self.admin,
-                &from.namespace,
-                &from.pod,
-                &request.method,
-                &request.path,
-            )
-        {
-            return outcome(resp);
+impl AdminHandler for MeshAdmin {
+    fn handle(&self, from: &ExecTarget, request: &NetRequest) -> Option<NetOutcome> {
+        if request.port != ADMIN_PORT || request.scheme != "http" || !is_loopback(&request.host) {
+            return None;
         }
-        self.inner.decide(from, request)
+        handle(
+            self,
+            &from.namespace,
+            &from.pod,
+            &request.method,
+            &request.path,
+        )
+        .map(outcome)
     }
+}
 
-    fn resolve(&self, from: &ExecTarget, host: &str) -> Option<String> {
-        if host.eq_ignore_ascii_case("localhost") {
-            return Some("127.0.0.1".into());
-        }
-        self.inner.resolve(from, host)
+/// Connects the admin to the cluster: registers the `localhost:15000`
+/// handler with the mesh simulation (when the cluster runs one). Call once
+/// after the mesh is installed.
+pub fn install(app: &Arc<App>) {
+    if let Some(mesh) = app.mesh.get() {
+        mesh.set_admin_handler(Arc::new(MeshAdmin {
+            app: Arc::downgrade(app),
+        }));
     }
+}
+
+/// The program `name` the cluster provides in `target` (`pilot-agent` in
+/// `istio-proxy`), for [`crate::exec::ExecServices::program`].
+pub fn cluster_program(
+    app: &Arc<App>,
+    target: &ExecTarget,
+    name: &str,
+) -> Option<Arc<dyn Program>> {
+    program(
+        Arc::new(MeshAdmin {
+            app: Arc::downgrade(app),
+        }),
+        target,
+        name,
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# meshdebug demo: the Istio/NetworkPolicy walk-through, run against meshsim
+# (a simulated cluster) with the real kubectl, step by step, then the same
+# story told with this project's plugins.
+#
+# Run it with `make demo` (which builds the workspace first) or directly after
+# `cargo build --workspace --bins`. It starts meshsim on examples/walkthrough/,
+# puts `istioctl` (meshsim-istioctl, a test double for the real istioctl) and
+# the built kubectl plugins on PATH in a temporary directory, and never
+# touches ~/.kube: KUBECONFIG and HOME point into that directory. Everything
+# it started is stopped and the directory removed on exit, Ctrl-C included.
+#
+# Environment:
+#   DEMO_TIME_SCALE   meshsim --time-scale (default 1: real time, the
+#                     walk-through's `--max-time 3` takes 3 s; 0.05 = fast)
+#   MESHDEBUG_BIN_DIR where the built binaries are
+#                     (default ${CARGO_TARGET_DIR:-target}/debug)
+#   KUBECTL           the kubectl to run (default: kubectl on PATH)
+
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN_DIR="${MESHDEBUG_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/debug}"
+case "$BIN_DIR" in /*) ;; *) BIN_DIR="$ROOT/$BIN_DIR" ;; esac
+SCALE="${DEMO_TIME_SCALE:-1}"
+KUBECTL_BIN="${KUBECTL:-$(command -v kubectl || true)}"
+WALK="examples/walkthrough"
+
+die() { echo "demo: $*" >&2; exit 2; }
+
+cd "$ROOT" || die "cannot enter $ROOT"
+
+[ -x "$BIN_DIR/meshsim" ] || die "no $BIN_DIR/meshsim: run 'make demo' or 'cargo build --workspace --bins' first"
+[ -x "$BIN_DIR/meshsim-istioctl" ] || die "no $BIN_DIR/meshsim-istioctl: run 'cargo build --workspace --bins' first"
+[ -n "$KUBECTL_BIN" ] || die "kubectl not found on PATH (install kubectl, or set KUBECTL)"
+awk -v s="$SCALE" 'BEGIN { exit !(s + 0 == s && s >= 0) }' || die "DEMO_TIME_SCALE must be a non-negative number, got '$SCALE'"
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/meshdebug-demo.XXXXXX")" || die "cannot create a temporary directory"
+MESHSIM_PID=""
+
+cleanup() {
+    if [ -n "$MESHSIM_PID" ] && kill -0 "$MESHSIM_PID" 2>/dev/null; then
+        kill -TERM "$MESHSIM_PID" 2>/dev/null
+        for _ in $(seq 1 50); do
+            kill -0 "$MESHSIM_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$MESHSIM_PID" 2>/dev/null
+        wait "$MESHSIM_PID" 2>/dev/null
+    fi
+    MESHSIM_PID=""
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'echo; echo "demo: interrupted" >&2; exit 130' INT
+trap 'exit 143' TERM HUP
+
+mkdir -p "$TMP/bin" "$TMP/home"
+ln -s "$BIN_DIR/meshsim-istioctl" "$TMP/bin/istioctl"
+export HOME="$TMP/home"
+export KUBECONFIG="$TMP/kubeconfig"
+export PATH="$TMP/bin:$(dirname "$KUBECTL_BIN"):$PATH"
+export NO_COLOR="${NO_COLOR:-}"
+
+# Seconds of real time for `secs` seconds of simulated time.
+scaled() { awk -v s="$1" -v k="$SCALE" 'BEGIN { printf "%.3f", s * k }'; }
+
+BOLD="" RESET=""
+if [ -t 1 ] && [ -z "$NO_COLOR" ]; then BOLD=$'\033[1m'; RESET=$'\033[0m'; fi
+
+section() { printf '\n%s== %s ==%s\n' "$BOLD" "$*" "$RESET"; }
+say() { printf '%s\n' "$*"; }
+# Prints a walk-through command, then runs it (the commands are this
+# script's own fixed text; pod names come from kubectl, as in the walk-through).
+step() {
+    printf '\n%s$ %s%s\n' "$BOLD" "$1" "$RESET"
+    bash -c "$1"
+    local rc=$?
+    [ "$rc" -eq 0 ] || printf '(exit code %s)\n' "$rc"
+    return 0
+}
+wait_propagation() {
+    say ""
+    say "(waiting $(scaled 3)s for the change to reach the sidecars: meshsim's --propagation-delay is 2s of simulated time, scaled by $SCALE)"
+    sleep "$(scaled 3)"
+}
+
+section "Starting meshsim (time scale $SCALE) on examples/walkthrough/"
+"$BIN_DIR/meshsim" serve --scenario "$WALK" --kubeconfig-out "$KUBECONFIG" \
+    --time-scale "$SCALE" >"$TMP/meshsim.log" 2>&1 &
+MESHSIM_PID=$!
+for _ in $(seq 1 100); do
+    [ -s "$KUBECONFIG" ] && break
+    kill -0 "$MESHSIM_PID" 2>/dev/null || { cat "$TMP/meshsim.log" >&2; die "meshsim did not start"; }
+    sleep 0.1
+done
+[ -s "$KUBECONFIG" ] || die "meshsim wrote no kubeconfig"
+say "meshsim is serving $(awk '/server:/ { print $2; exit }' "$KUBECONFIG") (kubeconfig and HOME in $TMP)"
+say "istioctl here is meshsim-istioctl, a test double for the real istioctl."
+
+say ""
+say "Waiting for the walk-through's pods to be Ready..."
+ready=""
+for _ in $(seq 1 300); do
+    states="$(kubectl get pods -A -o jsonpath='{range .items[*]}{.status.containerStatuses[*].ready}{"\n"}{end}' 2>/dev/null)"
+    if [ -n "$states" ] && ! grep -q false <<<"$states" && [ "$(wc -l <<<"$states")" -ge 2 ]; then
+        ready=yes
+        break
+    fi
+    sleep 0.1
+done
+[ -n "$ready" ] || die "pods did not become Ready (see $TMP/meshsim.log)"
+step 'kubectl get pods -A'
+
+P1='$(kubectl get pod -n np-test-1 -l app=np-test-nginx-1 -o jsonpath="{.items[0].metadata.name}")'
+P2='$(kubectl get pod -n np-test-2 -l app=np-test-nginx-2 -o jsonpath="{.items[0].metadata.name}")'
+say ""
+say "(The walk-through runs 'kubectl exec -it'; this demo is not interactive, so -it is left out.)"
+
+section "Confirm setup: pod 1 can call pod 2, pod 2 can call pod 1"
+step "kubectl exec $P1 -n np-test-1 -- bash -c \"echo '' && curl -sf --max-time 3 svc-np-test-nginx-2.np-test-2.svc.cluster.local || echo 'Failed calling np-test-nginx-2 from np-test-nginx-1'\""
+step "kubectl exec $P2 -n np-test-2 -- bash -c \"curl -sf --max-time 3 svc-np-test-nginx-1.np-test-1.svc.cluster.local || echo 'Failed calling np-test-nginx-1 from np-test-nginx-2' && echo ''\""
+
+section "Istio AuthorizationPolicy: deny all ingress to np-test-2"
+step "cat $WALK/policies/block-istio-ingress-np-test-2.yaml"
+step "kubectl apply -f $WALK/policies/block-istio-ingress-np-test-2.yaml -n np-test-2"
+wait_propagation
+step "kubectl exec $P1 -n np-test-1 -- bash -c \"echo '' && curl -sf --max-time 3 svc-np-test-nginx-2.np-test-2.svc.cluster.local || echo 'Failed calling np-test-nginx-2'\""
+step "kubectl exec $P2 -n np-test-2 -- bash -c \"curl -sf --max-time 3 svc-np-test-nginx-1.np-test-1.svc.cluster.local || echo 'Failed calling np-test-nginx-1' && echo ''\""
+
+section "Confirm that Istio is blocking it: the sidecars' RBAC log lines"
+step "kubectl logs $P1 -c istio-proxy -n np-test-1 | grep \"rbac\" | grep \"denied\""
+step "kubectl logs $P2 -c istio-proxy -n np-test-2 | grep \"rbac\" | grep \"denied\""
+
+section "Which policies does the sidecar enforce? (istioctl)"
+step "istioctl x authz check $P2.np-test-2"
+step "istioctl proxy-config log $P2.np-test-2 --level rbac:debug | grep -E ':\$|rbac'"
+
+section "NetworkPolicy instead: remove the AuthorizationPolicy, block ingress to np-test-2"
+step "kubectl delete -f $WALK/policies/block-istio-ingress-np-test-2.yaml -n np-test-2"
+step "kubectl apply -f $WALK/policies/block-ingress-np-test-2.yaml -n np-test-2"
+wait_propagation
+step "kubectl exec $P1 -n np-test-1 -- bash -c \"echo '' && curl -sf --max-time 3 svc-np-test-nginx-2.np-test-2.svc.cluster.local || echo 'Failed calling np-test-nginx-2'\""
+step "kubectl exec $P2 -n np-test-2 -- bash -c \"curl -sf --max-time 3 svc-np-test-nginx-1.np-test-1.svc.cluster.local || echo 'Failed calling np-test-nginx-1' && echo ''\""
+step "istioctl x authz check $P2.np-test-2"
+
+section "The same story with this project's kubectl plugins"
+plugins=""
+for p in npexec rbaclog authzcheck; do
+    if [ -x "$BIN_DIR/kubectl-$p" ] && "$BIN_DIR/kubectl-$p" --help >/dev/null 2>&1; then
+        ln -s "$BIN_DIR/kubectl-$p" "$TMP/bin/kubectl-$p"
+        plugins="$plugins $p"
+    else
+        say "(kubectl $p is not built or not implemented yet in $BIN_DIR: its steps are skipped)"
+    fi
+done
+has() { case " $plugins " in *" $1 "*) return 0 ;; esac; return 1; }
+if [ -z "$plugins" ]; then
+    section "Done (no plugin built yet)"
+    say "Stopping meshsim and removing $TMP."
+    exit 0
+fi
+
+say ""
+say "Back to the start: no policy at all."
+step "kubectl delete -f $WALK/policies/block-ingress-np-test-2.yaml -n np-test-2"
+has npexec && step "kubectl npexec np-test-1 np-test-2"
+has npexec && step "kubectl npexec np-test-2 np-test-1"
+
+say ""
+say "With the AuthorizationPolicy:"
+step "kubectl apply -f $WALK/policies/block-istio-ingress-np-test-2.yaml -n np-test-2"
+wait_propagation
+has npexec && step "kubectl npexec np-test-1 np-test-2"
+has rbaclog && step "kubectl rbaclog np-test-2"
+has authzcheck && step "kubectl authzcheck np-test-2 deployment/np-test-nginx-2"
+
+say ""
+say "With the NetworkPolicy instead:"
+step "kubectl delete -f $WALK/policies/block-istio-ingress-np-test-2.yaml -n np-test-2"
+step "kubectl apply -f $WALK/policies/block-ingress-np-test-2.yaml -n np-test-2"
+wait_propagation
+has npexec && step "kubectl npexec np-test-1 np-test-2"
+has npexec && step "kubectl npexec np-test-2 np-test-1"
+has authzcheck && step "kubectl authzcheck np-test-2 deployment/np-test-nginx-2"
+
+section "Done"
+say "Stopping meshsim and removing $TMP."
+exit 0
