@@ -117,21 +117,9 @@ pub fn meaning(p: &CompiledAuthz) -> String {
         },
     };
     if p.is_dry_run() {
-        format!(
-            "dry-run (only logged, never enforced): would {}",
-            lower_first(&base)
-        )
+        format!("dry-run (only logged, never enforced): {base}")
     } else {
         base
-    }
-}
-
-fn lower_first(s: &str) -> String {
-    // Action words stay uppercase; only plain verbs are lowered.
-    if s.starts_with(char::is_lowercase) {
-        s.to_string()
-    } else {
-        format!("apply {s}")
     }
 }
 
