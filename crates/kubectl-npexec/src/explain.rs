@@ -500,7 +500,14 @@ pub fn evaluate(cluster: &Cluster, input: &ProbeInput<'_>) -> Evaluated {
     };
     out.policies.extend(network_notes(&net.egress, port));
     out.policies.extend(network_notes(&net.ingress, port));
-    out.policies.extend(authz_notes(&authz));
+    let mut authz_policies = authz_notes(&authz);
+    if !net.allowed {
+        for p in &mut authz_policies {
+            p.detail
+                .push_str(" (not reached: NetworkPolicy drops the connection first)");
+        }
+    }
+    out.policies.extend(authz_policies);
     let notes = &mut out.analysis.notes;
     notes.extend(
         authz
@@ -842,6 +849,15 @@ spec:
         assert_eq!(np[0].rule, None);
         assert!(np[0].detail.contains("no rule"), "{}", np[0].detail);
         assert!(!e.analysis.network.unwrap().allowed);
+        // With both layers, the AuthorizationPolicy is said not to be reached.
+        let both = eval_1_to_2(&cluster(&format!("{NETPOL}{AUTHZ}")));
+        assert_eq!(both.analysis.engine_verdict, Some(Verdict::BlockedNetwork));
+        let ap = both
+            .policies
+            .iter()
+            .find(|p| p.kind == PolicyKind::AuthorizationPolicy)
+            .unwrap();
+        assert!(ap.detail.contains("not reached"), "{}", ap.detail);
         // Egress of np-test-2 is open, and np-test-1 has no policy.
         assert_eq!(
             eval_2_to_1(&c).analysis.engine_verdict,

@@ -163,14 +163,24 @@ impl ProbeRecord {
     /// The policy that decided, in short (`authorizationpolicy np-test-2/deny`),
     /// from Envoy's log first, then the engine; None without analysis.
     pub fn deciding_policy(&self) -> Option<String> {
-        use crate::explain::{Effect, NoteSource};
+        use crate::explain::{Effect, NoteSource, PolicyKind};
         let policies = self.policies.as_ref()?;
-        let decisive = |p: &&PolicyNote| matches!(p.effect, Effect::Denied | Effect::Allowed);
+        // When NetworkPolicy drops the connection, the sidecar never decides.
+        let net_blocks = self
+            .analysis
+            .as_ref()
+            .and_then(|a| a.network.as_ref())
+            .is_some_and(|n| !n.allowed);
         let from = |src: NoteSource| -> Vec<String> {
             let mut v: Vec<String> = policies
                 .iter()
                 .filter(|p| p.source == src)
-                .filter(decisive)
+                .filter(|p| matches!(p.effect, Effect::Denied | Effect::Allowed))
+                .filter(|p| {
+                    src == NoteSource::EnvoyLog
+                        || !net_blocks
+                        || p.kind == PolicyKind::NetworkPolicy
+                })
                 .map(PolicyNote::label)
                 .collect();
             v.dedup();
