@@ -130,8 +130,12 @@ pub struct Input<'a> {
 #[derive(Debug, Clone)]
 pub struct Ids {
     pub request_id: String,
+    /// The client's port towards its own sidecar (or the destination).
     pub client_port: u16,
+    /// The client sidecar's port towards the destination.
     pub upstream_port: u16,
+    /// The destination sidecar's port towards the application (from 127.0.0.6).
+    pub inbound_port: u16,
     pub start_time: String,
 }
 
@@ -411,6 +415,16 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn client(&self) -> String {
         format!("{}:{}", self.src_ip, self.input.ids.client_port)
+    }
+
+    /// The address the destination sees the connection come from: the
+    /// client's sidecar when it has one, else the client itself.
+    fn peer(&self) -> String {
+        if self.captured {
+            format!("{}:{}", self.src_ip, self.input.ids.upstream_port)
+        } else {
+            self.client()
+        }
     }
 
     /// The source sidecar's outbound access log entry.
@@ -734,7 +748,7 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
             e.route_name = None;
             e.response_code_details = Some("filter_chain_not_found".into());
             e.downstream_local_address = Some(dst_hostport.clone());
-            e.downstream_remote_address = Some(ctx.client());
+            e.downstream_remote_address = Some(ctx.peer());
             v.destination = Some(SidecarEvents {
                 namespace: dst.namespace.clone(),
                 pod: dst.name.clone(),
@@ -823,9 +837,9 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
         e.upstream_host = upstream.clone();
         e.upstream_cluster = Some(format!("inbound|{port}||"));
         e.upstream_local_address =
-            upstream.map(|_| format!("127.0.0.6:{}", input.ids.upstream_port));
+            upstream.map(|_| format!("127.0.0.6:{}", input.ids.inbound_port));
         e.downstream_local_address = Some(dst_hostport.clone());
-        e.downstream_remote_address = Some(ctx.client());
+        e.downstream_remote_address = Some(ctx.peer());
         e.requested_server_name = mtls.then(|| sni.clone());
         if !mtls {
             e.route_name = Some("default".into());
@@ -1056,7 +1070,7 @@ fn checking_line(
     sni: &str,
     headers: &BTreeMap<String, String>,
 ) -> String {
-    let peer = ctx.client();
+    let peer = ctx.peer();
     let ssl = if mtls {
         format!(
             "uriSanPeerCertificate: spiffe://{}, dnsSanPeerCertificate: , subjectPeerCertificate: ",

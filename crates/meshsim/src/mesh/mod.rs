@@ -510,6 +510,7 @@ impl Mesh {
             request_id: crate::store::new_uid(),
             client_port: rng.random_range(32768..61000),
             upstream_port: rng.random_range(32768..61000),
+            inbound_port: rng.random_range(32768..61000),
             start_time: access_time(),
         };
         let input = decide::Input {
