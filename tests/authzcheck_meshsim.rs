@@ -422,7 +422,6 @@ fn native_path_names_the_exec_permission() {
 }
 
 #[test]
-#[ignore = "needs meshsim's pilot-agent program wired into istio-proxy (crates/meshsim/src/mesh + envoy_admin) so the istioctl stand-in can read config dumps"]
 fn walkthrough_pod_before_and_after_each_policy() {
     let sim = Sim::start(&["--time-scale", "0.05"]);
     // Before: nothing isolates the pod, no AuthorizationPolicy, Envoy holds no named policy.
@@ -482,7 +481,6 @@ fn walkthrough_pod_before_and_after_each_policy() {
 }
 
 #[test]
-#[ignore = "needs meshsim's pilot-agent program wired into istio-proxy (crates/meshsim/src/mesh + envoy_admin) and its propagation delay"]
 fn policy_within_propagation_delay_is_flagged_then_loaded() {
     // Real time (scale 1) with a 15 s delay: the first check runs well within it.
     let sim = Sim::start(&["--time-scale", "1", "--propagation-delay", "15s"]);
@@ -535,7 +533,6 @@ spec: {}
 }
 
 #[test]
-#[ignore = "needs meshsim's pilot-agent program wired into istio-proxy (crates/meshsim/src/mesh + envoy_admin)"]
 fn without_istioctl_the_native_path_gives_the_same_rows() {
     let sim = Sim::start(&["--time-scale", "0.05"]);
     sim.apply(
