@@ -456,3 +456,82 @@ async fn propagation_delay_old_policy_until_the_sidecar_gets_the_new_one() {
     );
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_audit_custom_and_mtls_disable() {
+    let h = start(Duration::from_secs(0)).await;
+    let m = mesh(&h);
+    let side = from("mesh-a", "client-sidecar");
+    let ap = meshsim::resources::find("security.istio.io", "v1", "authorizationpolicies").unwrap();
+    h.cluster.with_store(|s| {
+        for (name, spec) in [
+            ("audit-all", json!({"selector": {"matchLabels": {"app": "web"}}, "action": "AUDIT", "rules": [{}]})),
+            ("allow-nothing-dry", json!({"selector": {"matchLabels": {"app": "web"}}, "action": "ALLOW", "rules": [{"to": [{"operation": {"paths": ["/nope"]}}]}]})),
+        ] {
+            let mut obj = json!({"metadata": {"name": name}, "spec": spec});
+            if name.ends_with("-dry") {
+                obj["metadata"]["annotations"] = json!({"istio.io/dry-run": "true"});
+            }
+            s.create(ap, "mesh-a", obj).unwrap();
+        }
+    });
+    assert!(m.settle(2000).await);
+    // The dry-run ALLOW misses (shadow denied) but only logs; AUDIT logs its match.
+    let before = proxy_log(&h, "mesh-a", "web").len();
+    assert_eq!(http(&m.decide(&side, &req("GET", "svc-web"))).0, 200);
+    let lines = proxy_log(&h, "mesh-a", "web");
+    let msgs: Vec<&str> = lines[before..]
+        .iter()
+        .filter(|l| l.contains("\tenvoy rbac ") && !l.contains("checking request"))
+        .map(|l| l.split('\t').nth(3).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        msgs,
+        vec![
+            "enforced allowed, matched policy ns[mesh-a]-policy[audit-all]-rule[0]",
+            "shadow denied, matched policy none",
+            "no engine, allowed by default",
+        ]
+    );
+
+    // CUSTOM: the matching rule sends the request to a provider meshsim does not run.
+    h.cluster.with_store(|s| {
+        s.create(ap, "mesh-a", json!({"metadata": {"name": "ext"}, "spec": {"selector": {"matchLabels": {"app": "strict"}}, "action": "CUSTOM", "provider": {"name": "opa"}, "rules": [{}]}}))
+            .unwrap();
+    });
+    assert!(m.settle(2000).await);
+    let v = m.evaluate(&side, &req("GET", "svc-strict")).unwrap();
+    assert_eq!(v.layer, Layer::ExtAuthz, "{}", v.reason);
+    assert_eq!(http(&v.outcome).0, 403);
+    let access = v.destination.unwrap().access.unwrap();
+    assert_eq!(access.response_flags, "UAEX");
+    assert!(
+        matches!(access.verdict, AccessVerdict::CustomDenied { .. }),
+        "{access:?}"
+    );
+
+    // PeerAuthentication DISABLE: the client sidecar's mTLS handshake is cut (503 connection termination).
+    let pa = meshsim::resources::find("security.istio.io", "v1", "peerauthentications").unwrap();
+    h.cluster.with_store(|s| {
+        s.create(pa, "mesh-a", json!({"metadata": {"name": "web-plain"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "mtls": {"mode": "DISABLE"}}}))
+            .unwrap();
+    });
+    assert!(m.settle(2000).await);
+    let v = m.evaluate(&side, &req("GET", "svc-web")).unwrap();
+    assert_eq!(v.layer, Layer::Mtls, "{}", v.reason);
+    let (status, body, _) = http(&v.outcome);
+    assert_eq!(status, 503);
+    assert!(
+        body.ends_with("reset reason: connection termination"),
+        "{body}"
+    );
+    // A plain-text client is fine with DISABLE.
+    let v = m
+        .evaluate(
+            &from("mesh-plain", "client-plain"),
+            &req("GET", "svc-web.mesh-a"),
+        )
+        .unwrap();
+    assert_eq!(v.layer, Layer::Application, "{}", v.reason);
+    h.shutdown().await;
+}
