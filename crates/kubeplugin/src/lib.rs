@@ -8,6 +8,7 @@
 //! `main.rs` files a few lines long.
 
 pub mod client;
+pub mod complete;
 pub mod duration;
 pub mod error;
 pub mod exec;

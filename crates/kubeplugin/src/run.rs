@@ -4,6 +4,8 @@
 //! Each plugin's `main.rs` is a one-liner calling [`main`], so all of them
 //! treat usage errors (exit 2 via clap), Ctrl-C (130), SIGTERM (143), broken
 //! pipes (quiet) and failures (one `error:` line, no backtrace) the same way.
+//! Shell completion (`__complete ...`, `completion SHELL`) is answered here
+//! too, before parsing, so no plugin needs code of its own for it.
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -62,7 +64,11 @@ where
     F: FnOnce(C) -> Fut,
     Fut: Future<Output = Result<Exit, PluginError>>,
 {
-    let cli = match C::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = crate::complete::intercept(C::command(), &args) {
+        return code;
+    }
+    let cli = match C::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
