@@ -94,6 +94,34 @@ fn phase(p: &Pod) -> String {
         .unwrap_or_default()
 }
 
+async fn pods(kube: &Kube, ns: &str) -> Result<Vec<Candidate>, PluginError> {
+    let api: Api<Pod> = Api::namespaced(kube.client.clone(), ns);
+    Ok(api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| kube.err(e, &ApiOp::new("list", "pods", ns)))?
+        .items
+        .into_iter()
+        .filter_map(|p| {
+            let desc = phase(&p);
+            p.metadata.name.map(|n| Candidate::described(n, desc))
+        })
+        .collect())
+}
+
+async fn deployments(kube: &Kube, ns: &str) -> Result<Vec<Candidate>, PluginError> {
+    let api: Api<Deployment> = Api::namespaced(kube.client.clone(), ns);
+    Ok(api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| kube.err(e, &ApiOp::new("list", "deployments", ns)))?
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .map(|n| Candidate::described(format!("deployment/{n}"), "Deployment"))
+        .collect())
+}
+
 /// Looks up what `want` asks for in the cluster the flags name.
 pub async fn from_cluster(want: &Want, flags: &KubeFlags) -> Result<Vec<Candidate>, PluginError> {
     let kube = Kube::from_flags(flags).await?;
@@ -113,29 +141,18 @@ pub async fn from_cluster(want: &Want, flags: &KubeFlags) -> Result<Vec<Candidat
         }
         Want::Pods { namespace } => {
             let ns = namespace.clone().unwrap_or_else(|| kube.namespace.clone());
-            let api: Api<Pod> = Api::namespaced(kube.client.clone(), &ns);
-            api.list(&lp)
-                .await
-                .map_err(|e| list_err(e, "pods", &ns))?
-                .items
-                .into_iter()
-                .filter_map(|p| {
-                    let desc = phase(&p);
-                    p.metadata.name.map(|n| Candidate::described(n, desc))
-                })
-                .collect()
+            pods(&kube, &ns).await?
         }
         Want::Deployments { namespace } => {
             let ns = namespace.clone().unwrap_or_else(|| kube.namespace.clone());
-            let api: Api<Deployment> = Api::namespaced(kube.client.clone(), &ns);
-            api.list(&lp)
-                .await
-                .map_err(|e| list_err(e, "deployments", &ns))?
-                .items
-                .into_iter()
-                .filter_map(|d| d.metadata.name)
-                .map(|n| Candidate::new(format!("deployment/{n}")))
-                .collect()
+            deployments(&kube, &ns).await?
+        }
+        Want::PodsOrDeployments { namespace } => {
+            let ns = namespace.clone().unwrap_or_else(|| kube.namespace.clone());
+            let mut out = pods(&kube, &ns).await?;
+            // Listing Deployments may be forbidden where pods are not.
+            out.extend(deployments(&kube, &ns).await.unwrap_or_default());
+            out
         }
         Want::Services { namespaces } => {
             let namespaces = if namespaces.is_empty() {
@@ -182,6 +199,7 @@ pub async fn lookup(want: &Want, flags: &KubeFlags, limit: Duration) -> Vec<Cand
             Want::Namespaces
             | Want::Pods { .. }
             | Want::Deployments { .. }
+            | Want::PodsOrDeployments { .. }
             | Want::Services { .. } => from_cluster(want, flags).await,
             Want::Files | Want::Nothing => Ok(Vec::new()),
         }

@@ -45,6 +45,8 @@ pub enum Want {
     Namespaces,
     /// Pods of one namespace (`None`: the context's namespace).
     Pods { namespace: Option<String> },
+    /// Pods of one namespace and its Deployments as `deployment/NAME`.
+    PodsOrDeployments { namespace: Option<String> },
     /// Deployments of one namespace, offered as `deployment/NAME`.
     Deployments { namespace: Option<String> },
     /// Services of these namespaces (empty: the context's namespace).
@@ -348,12 +350,13 @@ fn want_for(a: &Arg, slot: Option<&str>, seen: &Seen, pos: &[Positional], prefix
         },
         // A positional POD slot also takes deployment/NAME.
         (_, "POD") => {
-            if prefix.starts_with("deployment/") || prefix.starts_with("deploy/") {
-                Want::Deployments {
+            if prefix.contains('/') || prefix.is_empty() || !"deployment/".starts_with(prefix) {
+                Want::PodsOrDeployments {
                     namespace: pods_ns(),
                 }
             } else {
-                Want::Pods {
+                // `d`, `deploy`...: only the deployment/ forms can match.
+                Want::Deployments {
                     namespace: pods_ns(),
                 }
             }
@@ -634,19 +637,25 @@ mod tests {
         assert_eq!(check(&[""]).want, Want::Namespaces);
         assert_eq!(
             check(&["np-2", ""]).want,
-            Want::Pods {
+            Want::PodsOrDeployments {
                 namespace: Some("np-2".into())
             }
         );
         assert_eq!(
             check(&["-n", "np-2", ""]).want,
-            Want::Pods {
+            Want::PodsOrDeployments {
                 namespace: Some("np-2".into())
             }
         );
         assert_eq!(
-            check(&["np-2", "deployment/"]).want,
+            check(&["np-2", "deploy"]).want,
             Want::Deployments {
+                namespace: Some("np-2".into())
+            }
+        );
+        assert_eq!(
+            check(&["np-2", "deployment/np"]).want,
+            Want::PodsOrDeployments {
                 namespace: Some("np-2".into())
             }
         );
