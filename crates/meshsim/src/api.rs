@@ -24,7 +24,7 @@ use crate::patch;
 use crate::resources::{self, ResourceDef};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::server::{App, ConnInfo};
-use crate::store::{Event, meta_str};
+use crate::store::{Event, EventObject, meta_str};
 use crate::table::{self, IncludeObject};
 
 fn json_response(code: StatusCode, v: &Value) -> Response {
@@ -174,7 +174,11 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     }
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    match route(app, req).await {
+    let result = route(app.clone(), req).await;
+    if method != Method::GET {
+        app.forget_removed_pods();
+    }
+    match result {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, %path, code = e.code, "request failed: {}", e.message);
@@ -472,8 +476,8 @@ fn get(
     let ns = t.namespace.clone().unwrap_or_default();
     let name = t.name.clone().unwrap_or_default();
     let obj = st
-        .get(t.def.key(), &ns, &name)
-        .cloned()
+        .get_raw(t.def.key(), &ns, &name)
+        .and_then(|raw| serde_json::from_slice::<Value>(&raw).ok())
         .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, &name))?;
     if t.sub.as_deref() == Some("scale") {
         return Ok(ok(&scale_of(&obj)));
@@ -532,46 +536,46 @@ fn list(
         .store
         .lock()
         .map_err(|_| ApiError::internal("store poisoned"))?;
-    if let Some(ns) = &t.namespace
-        && t.def.key() != resources::NAMESPACES
-        && !st.namespace_exists(ns)
-        && false
-    {
-        return Err(ApiError::not_found("namespaces", "", ns));
-    }
     let rv = st.resource_version();
-    let mut items: Vec<&Value> = Vec::new();
-    let mut cont = None;
+    // Without selectors nothing needs parsing: the stored JSON is spliced in.
+    let filtered = !(ls.is_empty() && fs.terms.is_empty());
+    let mut picked: Vec<(&str, &str, &Bytes)> = Vec::new();
+    let mut more = false;
     let mut remaining = 0usize;
-    for o in st.list(t.def.key(), t.namespace.as_deref()) {
+    for (ons, oname, raw) in st.list_raw_bytes(t.def.key(), t.namespace.as_deref()) {
         if let Some((ans, aname)) = &after
-            && (meta_str(o, "namespace"), meta_str(o, "name")) <= (ans.as_str(), aname.as_str())
+            && (ons, oname) <= (ans.as_str(), aname.as_str())
         {
             continue;
         }
-        if !(ls.matches(o["metadata"].get("labels")) && fs.matches(o)) {
-            continue;
+        if filtered {
+            let o: Value = serde_json::from_slice(raw).unwrap_or(Value::Null);
+            if !(ls.matches(o["metadata"].get("labels")) && fs.matches(&o)) {
+                continue;
+            }
         }
-        if limit > 0 && items.len() >= limit {
+        if limit > 0 && picked.len() >= limit {
+            more = true;
+            if filtered {
+                // Like Kubernetes: no remainingItemCount for filtered lists.
+                break;
+            }
             remaining += 1;
             continue;
         }
-        items.push(o);
+        picked.push((ons, oname, raw));
     }
-    if remaining > 0
-        && let Some(last) = items.last()
-    {
-        cont = Some(encode_continue(
-            meta_str(last, "namespace"),
-            meta_str(last, "name"),
-            rv,
-        ));
-    }
-    let items: Vec<Value> = items
-        .into_iter()
-        .map(|o| with_version(o.clone(), t.def))
-        .collect();
+    let cont = match picked.last() {
+        Some((lns, lname, _)) if more => Some(encode_continue(lns, lname, rv)),
+        _ => None,
+    };
     if table {
+        let items: Vec<Value> = picked
+            .iter()
+            .map(|(_, _, raw)| {
+                with_version(serde_json::from_slice(raw).unwrap_or(Value::Null), t.def)
+            })
+            .collect();
         let include = IncludeObject::parse(q1(q, "includeObject"));
         let refs: Vec<&Value> = items.iter().collect();
         let mut tb = table::table(
@@ -590,11 +594,49 @@ fn list(
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if let Some(c) = cont {
         meta["continue"] = json!(c);
-        meta["remainingItemCount"] = json!(remaining);
+        if remaining > 0 {
+            meta["remainingItemCount"] = json!(remaining);
+        }
     }
-    Ok(ok(
-        &json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": meta, "items": items}),
-    ))
+    let head = json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": meta});
+    let head = serde_json::to_vec(&head).unwrap_or_default();
+    let prefix = api_version_prefix(t.def);
+    let mut body =
+        Vec::with_capacity(head.len() + picked.iter().map(|p| p.2.len() + 1).sum::<usize>() + 16);
+    body.extend_from_slice(&head[..head.len().saturating_sub(1)]);
+    body.extend_from_slice(b",\"items\":[");
+    for (i, (_, _, raw)) in picked.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        push_object(&mut body, raw, &prefix, t.def);
+    }
+    body.extend_from_slice(b"]}");
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// How a stored object serialized for `def`'s version begins (serde_json
+/// writes keys sorted, so `apiVersion` comes first).
+fn api_version_prefix(def: &ResourceDef) -> Vec<u8> {
+    let mut p = b"{\"apiVersion\":".to_vec();
+    p.extend_from_slice(&serde_json::to_vec(&def.api_version()).unwrap_or_default());
+    p
+}
+
+/// Append a stored object, rewriting apiVersion only when it differs from
+/// the version the client asked for.
+fn push_object(out: &mut Vec<u8>, raw: &[u8], prefix: &[u8], def: &ResourceDef) {
+    if raw.starts_with(prefix) {
+        out.extend_from_slice(raw);
+    } else {
+        let v = with_version(serde_json::from_slice(raw).unwrap_or(Value::Null), def);
+        out.extend_from_slice(&serde_json::to_vec(&v).unwrap_or_default());
+    }
 }
 
 fn patch_object(
@@ -725,24 +767,37 @@ fn watch(
             && ls.matches(ev.object["metadata"].get("labels"))
             && fs.matches(&ev.object)
     };
+    let render = move |kind: &str, obj: Value| -> Bytes {
+        let obj = with_version(obj, def);
+        let ev = if table {
+            let rv = meta_str(&obj, "resourceVersion").to_string();
+            json!({"type": kind, "object": table::table(key, &[&obj], &rv, None, include, true)})
+        } else {
+            json!({"type": kind, "object": obj})
+        };
+        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    };
     let st = app
         .store
         .lock()
         .map_err(|_| ApiError::internal("store poisoned"))?;
     let rx = st.subscribe();
-    let mut initial: Vec<Value> = Vec::new();
+    let start_rv = st.resource_version();
+    let mut first_lines: Vec<Bytes> = Vec::new();
     let mut expired = false;
     match rv_param {
         None => {
-            for o in st.list(key, t.namespace.as_deref()) {
+            for (_, _, raw) in st.list_raw_bytes(key, t.namespace.as_deref()) {
                 let ev = Event {
                     key,
                     kind: "ADDED",
                     rv: 0,
-                    object: Arc::new(o.clone()),
+                    object: EventObject::from_raw(raw.clone()),
                 };
                 if matches(&ev) {
-                    initial.push(json!({"type": "ADDED", "object": with_version(o.clone(), def)}));
+                    first_lines.push(render("ADDED", ev.object.into_value()));
                 }
             }
         }
@@ -752,8 +807,8 @@ fn watch(
                 .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?;
             match st.events_since(rv) {
                 Some(evs) => {
-                    for ev in evs.iter().filter(|e| matches(e)) {
-                        initial.push(json!({"type": ev.kind, "object": with_version((*ev.object).clone(), def)}));
+                    for ev in evs.into_iter().filter(|e| matches(e)) {
+                        first_lines.push(render(ev.kind, ev.object.into_value()));
                     }
                 }
                 None => expired = true,
@@ -761,34 +816,13 @@ fn watch(
         }
     }
     drop(st);
-    let render = move |mut ev: Value, _first: bool| -> Bytes {
-        if table && ev["type"] != "ERROR" {
-            let obj = ev["object"].take();
-            let rv = meta_str(&obj, "resourceVersion").to_string();
-            ev["object"] = table::table(key, &[&obj], &rv, None, include, true);
-        }
-        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
-    };
-    let mut first_lines = Vec::new();
     if expired {
-        first_lines.push(render(json!({"type": "ERROR", "object": ApiError::new(410, "Expired", "too old resource version").to_status()}), true));
+        let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": ApiError::new(410, "Expired", "too old resource version").to_status()})).unwrap_or_default();
+        line.push(b'\n');
+        first_lines.insert(0, Bytes::from(line));
     }
-    for (i, ev) in initial.into_iter().enumerate() {
-        first_lines.push(render(ev, i == 0));
-    }
-    let live = futures::stream::unfold(rx, |mut rx| async move {
-        // A lagging watcher is ended; the client re-lists, as with a real server.
-        rx.recv().await.ok().map(|ev| (Some(ev), rx))
-    })
-    .filter_map(move |ev| {
-        let out = ev.filter(|e| matches(e)).map(|e| {
-            render(
-                json!({"type": e.kind, "object": with_version((*e.object).clone(), def)}),
-                false,
-            )
-        });
+    let live = live_events(app.clone(), rx, start_rv).filter_map(move |e| {
+        let out = matches(&e).then(|| render(e.kind, e.object.into_value()));
         async move { out }
     });
     let cancel = app.cancel.clone();
@@ -816,4 +850,50 @@ fn watch(
         HeaderValue::from_static("no-cache, private"),
     );
     Ok(r)
+}
+
+/// Store events after `last_rv`, in order. A watcher that falls behind the
+/// broadcast ring catches up from the store's history; when even that no
+/// longer reaches back, the stream ends and the client re-lists, as with a
+/// real API server.
+fn live_events(
+    app: Arc<App>,
+    rx: tokio::sync::broadcast::Receiver<Event>,
+    last_rv: u64,
+) -> impl futures::Stream<Item = Event> {
+    struct Live {
+        app: Arc<App>,
+        rx: tokio::sync::broadcast::Receiver<Event>,
+        last_rv: u64,
+        pending: std::collections::VecDeque<Event>,
+    }
+    let state = Live {
+        app,
+        rx,
+        last_rv,
+        pending: std::collections::VecDeque::new(),
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(ev) = s.pending.pop_front() {
+                if ev.rv <= s.last_rv {
+                    continue;
+                }
+                s.last_rv = ev.rv;
+                return Some((ev, s));
+            }
+            match s.rx.recv().await {
+                Ok(ev) if ev.rv <= s.last_rv => {}
+                Ok(ev) => {
+                    s.last_rv = ev.rv;
+                    return Some((ev, s));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let missed = s.app.store.lock().ok()?.events_since(s.last_rv)?;
+                    s.pending.extend(missed);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
 }

@@ -159,8 +159,9 @@ fn proxy_lines(pod: &str, ns: &str) -> Vec<String> {
 pub fn seed(app: &App, pod: &StartedPod) {
     let annotations = {
         let Ok(st) = app.store.lock() else { return };
-        st.get(crate::resources::PODS, &pod.namespace, &pod.name)
-            .map(|p| p["metadata"]["annotations"].clone())
+        st.get_raw(crate::resources::PODS, &pod.namespace, &pod.name)
+            .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+            .map(|mut p| p["metadata"]["annotations"].take())
             .unwrap_or_default()
     };
     for (container, image) in &pod.containers {

@@ -119,8 +119,8 @@ fn find_pod(app: &App, t: &Target) -> Result<Value, ApiError> {
         .store
         .lock()
         .map_err(|_| ApiError::internal("store poisoned"))?;
-    st.get(crate::resources::PODS, &ns, &name)
-        .cloned()
+    st.get_raw(crate::resources::PODS, &ns, &name)
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
         .ok_or_else(|| ApiError::not_found("pods", "", &name))
 }
 

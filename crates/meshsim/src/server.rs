@@ -115,6 +115,20 @@ pub struct App {
     pub mesh: std::sync::OnceLock<Arc<crate::mesh::Mesh>>,
 }
 
+impl App {
+    /// Drop the logs of pods the store removed since the last call (the
+    /// kubelet deletes a pod's log files with the pod).
+    pub fn forget_removed_pods(&self) {
+        let removed = match self.store.lock() {
+            Ok(mut s) => s.take_removed_pods(),
+            Err(_) => return,
+        };
+        for (ns, pod) in removed {
+            self.logs.remove_pod(&ns, &pod);
+        }
+    }
+}
+
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
@@ -510,9 +524,14 @@ async fn tick_loop(app: Arc<App>) {
             _ = app.cancel.cancelled() => return,
         }
         let started = match app.store.lock() {
-            Ok(mut s) => s.tick(Instant::now()),
+            Ok(mut s) => {
+                let started = s.tick(Instant::now());
+                s.trim_cache(crate::store::CACHE_LIMIT);
+                started
+            }
             Err(_) => return,
         };
+        app.forget_removed_pods();
         for p in started {
             crate::podexec::seed_logs(&app, &p);
         }

@@ -1,14 +1,26 @@
-//! The object store: every API object as JSON, keyed by resource type,
-//! namespace and name, with a global resourceVersion counter, optimistic
-//! concurrency (409 on a stale resourceVersion), owner-reference garbage
-//! collection, namespace cascade deletion and a watch event feed (a broadcast
-//! channel plus a short history so `kubectl get -w` can resume from a list's
-//! resourceVersion).
+//! The object store: every API object keyed by resource type, namespace and
+//! name, with a global resourceVersion counter, optimistic concurrency (409 on
+//! a stale resourceVersion), owner-reference garbage collection, namespace
+//! cascade deletion and a watch event feed (a broadcast channel plus a short
+//! history so `kubectl get -w` can resume from a list's resourceVersion).
+//!
+//! Memory: objects are held as their serialized JSON (a pod with sidecars is
+//! about 9 KB that way, against 40 KB or more as a `serde_json::Value` tree),
+//! so 10,000 pods fit in well under 200 MB. [`Store::get`] and [`Store::list`]
+//! still hand out `&Value`: they parse on first use and cache the tree, and
+//! every write (and the server's ticker, through [`Store::trim_cache`]) drops
+//! the cached trees once more than [`CACHE_LIMIT`] are held. The API layer
+//! reads the serialized form directly ([`Store::list_raw`], [`Store::get_raw`])
+//! and never fills the cache. The event history keeps serialized objects too,
+//! bounded by count and bytes; the broadcast ring is short, and watchers that
+//! fall behind catch up from the history.
 
+use std::cell::{Cell, OnceCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rand::Rng;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -23,7 +35,91 @@ pub struct Event {
     /// `ADDED`, `MODIFIED` or `DELETED`.
     pub kind: &'static str,
     pub rv: u64,
-    pub object: Arc<Value>,
+    pub object: EventObject,
+}
+
+/// The object of an [`Event`]: its serialized JSON (shared with the store),
+/// parsed on first use. It derefs to [`Value`]. Each clone (every watcher
+/// gets one) parses for itself, so the broadcast ring never holds parsed
+/// trees, only the shared bytes.
+pub struct EventObject {
+    raw: Bytes,
+    parsed: OnceLock<Value>,
+}
+
+impl EventObject {
+    /// Wrap serialized JSON.
+    pub fn from_raw(raw: Bytes) -> Self {
+        Self {
+            raw,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// Wrap an already parsed object.
+    pub fn from_value(v: Value) -> Self {
+        let raw = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+        Self {
+            raw,
+            parsed: OnceLock::from(v),
+        }
+    }
+
+    /// The serialized JSON.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// The parsed object, by value.
+    pub fn into_value(self) -> Value {
+        match self.parsed.into_inner() {
+            Some(v) => v,
+            None => serde_json::from_slice(&self.raw).unwrap_or(Value::Null),
+        }
+    }
+}
+
+impl Clone for EventObject {
+    fn clone(&self) -> Self {
+        Self::from_raw(self.raw.clone())
+    }
+}
+
+impl std::fmt::Debug for EventObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl std::ops::Deref for EventObject {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        self.parsed
+            .get_or_init(|| serde_json::from_slice(&self.raw).unwrap_or(Value::Null))
+    }
+}
+
+/// One stored object: its serialized JSON plus, while in use, the parsed tree.
+struct Stored {
+    raw: Bytes,
+    parsed: OnceCell<Value>,
+}
+
+impl Stored {
+    fn new(obj: &Value) -> Self {
+        Self {
+            raw: Bytes::from(serde_json::to_vec(obj).unwrap_or_default()),
+            parsed: OnceCell::new(),
+        }
+    }
+}
+
+/// A past event in compact form (see [`Store::events_since`]).
+struct PastEvent {
+    key: ResKey,
+    kind: &'static str,
+    rv: u64,
+    raw: Bytes,
 }
 
 /// Timing knobs for simulated behaviour.
@@ -35,14 +131,27 @@ pub struct Timing {
     pub time_scale: f64,
 }
 
-const HISTORY: usize = 1024;
+/// Most events kept for watches that resume from an older resourceVersion.
+const HISTORY: usize = 4096;
+/// Most bytes of serialized objects kept in that history.
+const HISTORY_BYTES: usize = 8 * 1024 * 1024;
+/// Slots in the broadcast ring (each holds serialized bytes shared with the
+/// history); slower watchers catch up from the history.
+const BROADCAST: usize = 1024;
+/// Parsed trees kept cached before a write or a tick drops them all.
+pub const CACHE_LIMIT: usize = 256;
 
 /// All objects of the simulated cluster.
 pub struct Store {
     rv: u64,
-    objects: HashMap<ResKey, BTreeMap<(String, String), Value>>,
+    objects: HashMap<ResKey, BTreeMap<(String, String), Stored>>,
     events: broadcast::Sender<Event>,
-    history: VecDeque<Event>,
+    history: VecDeque<PastEvent>,
+    history_bytes: usize,
+    /// How many [`Stored::parsed`] cells are filled.
+    cached: Cell<usize>,
+    /// Pods removed since the last [`Store::take_removed_pods`] (their logs go too).
+    removed_pods: Vec<(String, String)>,
     pub(crate) next_pod_ip: u32,
     pub(crate) next_svc_ip: u32,
     pub(crate) next_node_port: u32,
@@ -111,12 +220,15 @@ fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
 
 impl Store {
     pub fn new(timing: Timing) -> Self {
-        let (events, _) = broadcast::channel(8192);
+        let (events, _) = broadcast::channel(BROADCAST);
         let mut s = Self {
             rv: 1000,
             objects: HashMap::new(),
             events,
             history: VecDeque::new(),
+            history_bytes: 0,
+            cached: Cell::new(0),
+            removed_pods: Vec::new(),
             next_pod_ip: 2,
             next_svc_ip: 10,
             next_node_port: 30000,
@@ -153,26 +265,45 @@ impl Store {
             return Some(Vec::new());
         }
         match self.history.front() {
-            Some(first) if first.rv <= rv + 1 => {
-                Some(self.history.iter().filter(|e| e.rv > rv).cloned().collect())
-            }
-            None => None,
+            Some(first) if first.rv <= rv + 1 => Some(
+                self.history
+                    .iter()
+                    .filter(|e| e.rv > rv)
+                    .map(|e| Event {
+                        key: e.key,
+                        kind: e.kind,
+                        rv: e.rv,
+                        object: EventObject::from_raw(e.raw.clone()),
+                    })
+                    .collect(),
+            ),
             _ => None,
         }
     }
 
-    fn emit(&mut self, key: ResKey, kind: &'static str, obj: &Value) {
-        let ev = Event {
+    fn emit(&mut self, key: ResKey, kind: &'static str, raw: Bytes) {
+        while !self.history.is_empty()
+            && (self.history.len() >= HISTORY || self.history_bytes + raw.len() > HISTORY_BYTES)
+        {
+            if let Some(old) = self.history.pop_front() {
+                self.history_bytes -= old.raw.len();
+            }
+        }
+        self.history_bytes += raw.len();
+        self.history.push_back(PastEvent {
             key,
             kind,
             rv: self.rv,
-            object: Arc::new(obj.clone()),
-        };
-        if self.history.len() >= HISTORY {
-            self.history.pop_front();
+            raw: raw.clone(),
+        });
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(Event {
+                key,
+                kind,
+                rv: self.rv,
+                object: EventObject::from_raw(raw),
+            });
         }
-        self.history.push_back(ev.clone());
-        let _ = self.events.send(ev);
     }
 
     fn bump(&mut self) -> u64 {
@@ -180,10 +311,45 @@ impl Store {
         self.rv
     }
 
+    fn parsed<'a>(&self, s: &'a Stored) -> &'a Value {
+        s.parsed.get_or_init(|| {
+            self.cached.set(self.cached.get() + 1);
+            serde_json::from_slice(&s.raw).unwrap_or(Value::Null)
+        })
+    }
+
+    /// Drop the cached parsed trees when more than `keep` are held.
+    pub fn trim_cache(&mut self, keep: usize) {
+        if self.cached.get() <= keep {
+            return;
+        }
+        for m in self.objects.values_mut() {
+            for s in m.values_mut() {
+                s.parsed.take();
+            }
+        }
+        self.cached.set(0);
+    }
+
+    /// Pods removed (deleted, garbage-collected, or with their namespace)
+    /// since the last call, as (namespace, name).
+    pub fn take_removed_pods(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.removed_pods)
+    }
+
     pub fn get(&self, key: ResKey, ns: &str, name: &str) -> Option<&Value> {
         self.objects
             .get(&key)
             .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
+            .map(|s| self.parsed(s))
+    }
+
+    /// The serialized JSON of one object.
+    pub fn get_raw(&self, key: ResKey, ns: &str, name: &str) -> Option<Bytes> {
+        self.objects
+            .get(&key)
+            .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
+            .map(|s| s.raw.clone())
     }
 
     /// Objects of a type, in one namespace or (None) everywhere, sorted by namespace/name.
@@ -192,17 +358,34 @@ impl Store {
         key: ResKey,
         ns: Option<&str>,
     ) -> Box<dyn Iterator<Item = &'a Value> + 'a> {
+        Box::new(self.list_raw(key, ns).map(move |(_, _, s)| self.parsed(s)))
+    }
+
+    /// Like [`Store::list`], as (namespace, name, serialized JSON), without parsing.
+    pub fn list_raw_bytes<'a>(
+        &'a self,
+        key: ResKey,
+        ns: Option<&str>,
+    ) -> impl Iterator<Item = (&'a str, &'a str, &'a Bytes)> + 'a {
+        self.list_raw(key, ns).map(|(n, m, s)| (n, m, &s.raw))
+    }
+
+    fn list_raw<'a>(
+        &'a self,
+        key: ResKey,
+        ns: Option<&str>,
+    ) -> Box<dyn Iterator<Item = (&'a str, &'a str, &'a Stored)> + 'a> {
         let Some(m) = self.objects.get(&key) else {
             return Box::new(std::iter::empty());
         };
         match ns {
-            None => Box::new(m.values()),
+            None => Box::new(m.iter().map(|((n, nm), s)| (n.as_str(), nm.as_str(), s))),
             Some(ns) => {
                 let ns = ns.to_string();
                 Box::new(
                     m.range((ns.clone(), String::new())..)
                         .take_while(move |((n, _), _)| *n == ns)
-                        .map(|(_, v)| v),
+                        .map(|((n, nm), s)| (n.as_str(), nm.as_str(), s)),
                 )
             }
         }
@@ -218,11 +401,22 @@ impl Store {
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
         let ns = meta_str(&obj, "namespace").to_string();
         let name = meta_str(&obj, "name").to_string();
-        self.emit(key, if added { "ADDED" } else { "MODIFIED" }, &obj);
-        self.objects
+        let stored = Stored::new(&obj);
+        self.emit(
+            key,
+            if added { "ADDED" } else { "MODIFIED" },
+            stored.raw.clone(),
+        );
+        self.trim_cache(CACHE_LIMIT);
+        if let Some(old) = self
+            .objects
             .entry(key)
             .or_default()
-            .insert((ns, name), obj.clone());
+            .insert((ns, name), stored)
+            && old.parsed.get().is_some()
+        {
+            self.cached.set(self.cached.get().saturating_sub(1));
+        }
         obj
     }
 
@@ -455,17 +649,26 @@ impl Store {
     }
 
     fn remove(&mut self, key: ResKey, ns: &str, name: &str) -> Option<Value> {
-        let mut obj = self
+        let stored = self
             .objects
             .get_mut(&key)?
             .remove(&(ns.to_string(), name.to_string()))?;
+        let mut obj = match stored.parsed.into_inner() {
+            Some(v) => {
+                self.cached.set(self.cached.get().saturating_sub(1));
+                v
+            }
+            None => serde_json::from_slice(&stored.raw).unwrap_or(Value::Null),
+        };
         let rv = self.bump();
         let m = meta_mut(&mut obj);
         m.insert("resourceVersion".into(), json!(rv.to_string()));
-        self.emit(key, "DELETED", &obj);
+        let raw = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
+        self.emit(key, "DELETED", raw);
         if key == resources::PODS {
             self.ready_queue
                 .retain(|(_, n, p, _)| !(n == ns && p == name));
+            self.removed_pods.push((ns.to_string(), name.to_string()));
         }
         Some(obj)
     }
