@@ -42,6 +42,8 @@ fi
 [ ${#platforms[@]} -gt 0 ] || { echo "dist: no platform to pack" >&2; exit 2; }
 
 out_abs=$(cd "$out" && pwd)
+# Archives of an earlier run (another version or platform) must not be listed again.
+rm -f "$out/dist/"kubectl-*_v*.tar.gz "$out/dist/"kubectl-*_v*.zip "$out/dist/SHA256SUMS"
 for p in "${PLUGINS[@]}"; do
   : > "$out/dist/$p.platforms"
 done
@@ -69,10 +71,19 @@ for entry in "${platforms[@]}"; do
   done
 done
 
+# A YAML double-quoted scalar.
+yaml_quote() {
+  local s=${1//\\/\\\\}
+  s=${s//\"/\\\"}
+  printf '"%s"' "$s"
+}
+
 render() {
-  local p=$1 out=$2 SHORT HOMEPAGE_PATH
-  # shellcheck disable=SC1090
-  source "scripts/krew/$p.meta"
+  local p=$1 dest=$2 platforms=$3 SHORT HOMEPAGE_PATH
+  # KEY=value lines, read as data (never sourced).
+  SHORT=$(sed -n 's/^SHORT=//p' "scripts/krew/$p.meta")
+  HOMEPAGE_PATH=$(sed -n 's/^HOMEPAGE_PATH=//p' "scripts/krew/$p.meta")
+  [ -n "$SHORT" ] || { echo "dist: no SHORT in scripts/krew/$p.meta" >&2; exit 2; }
   {
     echo "apiVersion: krew.googlecontainertools.github.com/v1alpha2"
     echo "kind: Plugin"
@@ -80,12 +91,12 @@ render() {
     echo "  name: $p"
     echo "spec:"
     echo "  version: v$VERSION"
-    echo "  homepage: $REPO_URL$HOMEPAGE_PATH"
-    echo "  shortDescription: $SHORT"
+    echo "  homepage: $(yaml_quote "$REPO_URL$HOMEPAGE_PATH")"
+    echo "  shortDescription: $(yaml_quote "$SHORT")"
     echo "  description: |"
-    sed 's/^/    /' "scripts/krew/$p.description"
+    sed 's/^\(.\)/    \1/' "scripts/krew/$p.description"
     echo "  caveats: |"
-    sed 's/^\(.\)/    \1/' "scripts/krew/$p.caveats"
+    sed -e "s/@VERSION@/v$VERSION/g" -e 's/^\(.\)/    \1/' "scripts/krew/$p.caveats"
     echo "  platforms:"
     while read -r os arch archive sum exe; do
       echo "  - selector:"
@@ -102,13 +113,19 @@ render() {
       echo "      to: ."
       echo "    - from: LICENSE"
       echo "      to: ."
-    done < "$out/dist/$p.platforms"
-  } > "$out"
+    done < "$platforms"
+  } > "$dest"
 }
 
 for p in "${PLUGINS[@]}"; do
-  render "$p" "$out/plugin-manifests/$p.yaml"
+  # Sorted by os then arch, so the manifest does not depend on directory order.
+  sort -o "$out/dist/$p.platforms" "$out/dist/$p.platforms"
+  render "$p" "$out/plugin-manifests/$p.yaml" "$out/dist/$p.platforms"
   rm -f "$out/dist/$p.platforms"
 done
-(cd "$out/dist" && sha256sum ./*.tar.gz ./*.zip 2>/dev/null > SHA256SUMS || true)
+(
+  cd "$out/dist"
+  shopt -s nullglob
+  sha256sum kubectl-*_v*.tar.gz kubectl-*_v*.zip > SHA256SUMS
+)
 echo "dist: archives in $out/dist/, manifests in $out/plugin-manifests/ (version v$VERSION)" >&2
