@@ -139,3 +139,45 @@ impl Cluster {
         Ok(kube::Client::try_from(cfg)?)
     }
 }
+
+/// Output of one kubectl run, stdout as raw bytes.
+#[derive(Debug)]
+pub struct BytesOut {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Cluster {
+    /// Run kubectl feeding `stdin` while its output is read (large inputs
+    /// cannot deadlock on full pipes); stdout comes back as bytes.
+    pub async fn kubectl_io(&self, args: &[&str], stdin: Vec<u8>) -> anyhow::Result<BytesOut> {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = self.kubectl_cmd(args);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .stdin(std::process::Stdio::piped());
+        let mut child = cmd.spawn()?;
+        let writer = child.stdin.take().map(|mut w| {
+            tokio::spawn(async move {
+                let _ = w.write_all(&stdin).await;
+                let _ = w.shutdown().await;
+            })
+        });
+        let o = child.wait_with_output().await?;
+        if let Some(w) = writer {
+            let _ = w.await;
+        }
+        Ok(BytesOut {
+            code: o.status.code().unwrap_or(-1),
+            stdout: o.stdout,
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        })
+    }
+
+    /// A walk-through cluster with one Ready nginx pod in np-test-1; returns the pod's name.
+    pub async fn walkthrough_pod(&self) -> anyhow::Result<String> {
+        self.wait_ready_pod("np-test-1", "app=np-test-nginx-1")
+            .await
+    }
+}

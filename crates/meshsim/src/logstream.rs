@@ -86,25 +86,33 @@ pub fn respond(
     let body = match cut_after {
         None => Body::from_stream(stream.map(Ok::<_, Infallible>)),
         Some(limit) => {
-            // Send at most `limit` bytes, then fail the body so the connection is cut.
-            let s = stream
-                .scan(0usize, move |sent, chunk: Bytes| {
-                    let out = if *sent >= limit {
-                        None
-                    } else {
-                        let take = (limit - *sent).min(chunk.len());
-                        *sent += take;
-                        Some(chunk.slice(..take))
-                    };
-                    async move { out }
-                })
-                .map(Ok::<_, std::io::Error>)
-                .chain(futures::stream::once(async {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::ConnectionAborted,
-                        "log stream cut by meshsim fault",
-                    ))
-                }));
+            // Send at most `limit` bytes; once that many went out, let them
+            // reach the client, then fail the body so the connection is cut.
+            // A shorter log ends normally.
+            // Phases: 0 streaming, 1 limit reached (cut next), 2 done.
+            let s = futures::stream::unfold(
+                (Box::pin(stream), 0usize, 0u8),
+                move |(mut inner, total, phase)| async move {
+                    match phase {
+                        0 => {
+                            let chunk: Bytes = inner.next().await?;
+                            let take = (limit - total).min(chunk.len());
+                            let total = total + take;
+                            let next = if total >= limit { 1 } else { 0 };
+                            Some((Ok(chunk.slice(..take)), (inner, total, next)))
+                        }
+                        1 => {
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            let e = std::io::Error::new(
+                                std::io::ErrorKind::ConnectionAborted,
+                                "log stream cut by meshsim fault",
+                            );
+                            Some((Err(e), (inner, total, 2)))
+                        }
+                        _ => None,
+                    }
+                },
+            );
             Body::from_stream(s)
         }
     };
