@@ -95,6 +95,21 @@ pub async fn build_config(flags: &KubeFlags) -> Result<Config, PluginError> {
     Ok(config)
 }
 
+/// Builds the client with kube's default stack, except that kube's unbounded
+/// retry of 429/503/504 is replaced by [`crate::retry::ThrottleRetry`]
+/// (bounded count and wait, `Retry-After` honoured). Needs a tokio runtime.
+pub fn build_client(mut config: Config) -> Result<Client, kube::Error> {
+    config.default_retry = false;
+    let builder = kube::client::ClientBuilder::try_from(config)?;
+    let layer = tower::layer::layer_fn(|svc| {
+        tower::retry::Retry::new(
+            crate::retry::ThrottleRetry::default(),
+            tower::buffer::Buffer::new(svc, 1024),
+        )
+    });
+    Ok(builder.with_layer(&layer).build())
+}
+
 impl Kube {
     /// Connects using the flags (no request is made yet).
     pub async fn from_flags(flags: &KubeFlags) -> Result<Kube, PluginError> {
@@ -104,7 +119,7 @@ impl Kube {
             .namespace
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
-        let client = Client::try_from(config).map_err(|e| PluginError::Config {
+        let client = build_client(config).map_err(|e| PluginError::Config {
             message: format!("cannot build a client for {server}: {e}"),
             hint: None,
         })?;

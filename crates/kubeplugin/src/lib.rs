@@ -17,6 +17,7 @@ pub mod istioctl;
 pub mod logs;
 pub mod render;
 pub mod resources;
+pub mod retry;
 pub mod run;
 pub mod selector;
 
