@@ -82,6 +82,9 @@ pub enum PluginError {
     /// The API server could not be reached (exit 3).
     #[error("cannot reach the Kubernetes API at {server}: {detail}")]
     Unreachable { server: String, detail: String },
+    /// The API server rejected the kubeconfig's credentials: 401 (exit 3).
+    #[error("credentials rejected by the Kubernetes API at {server} (401 Unauthorized)")]
+    Unauthorized { server: String },
     /// Any other API failure (exit 3).
     #[error("Kubernetes API error{}: {message}", code.map(|c| format!(" {c}")).unwrap_or_default())]
     Api { code: Option<u16>, message: String },
@@ -180,6 +183,9 @@ impl PluginError {
             PluginError::Unreachable { .. } => {
                 Some("check the kubeconfig's server, --context, and that the cluster is up".into())
             }
+            PluginError::Unauthorized { .. } => Some(
+                "the token or client certificate of the kubeconfig's user is invalid or expired; check `kubectl config view --minify`".into(),
+            ),
             PluginError::ToolNotFound { hint, .. } => Some(hint.clone()),
             _ => None,
         }
@@ -236,6 +242,14 @@ impl fmt::Display for ApiOp {
 /// `server` is the API server URL, quoted when it cannot be reached.
 pub fn from_kube(err: kube::Error, op: &ApiOp, server: &str) -> PluginError {
     match err {
+        kube::Error::Api(status) if status.code == 401 => PluginError::Unauthorized {
+            server: server.to_string(),
+        },
+        kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(
+            code,
+        )) if code.as_u16() == 401 => PluginError::Unauthorized {
+            server: server.to_string(),
+        },
         kube::Error::Api(status) => from_status(status.code, &status.reason, &status.message, op),
         kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(
             code,
