@@ -79,17 +79,24 @@ async fn until_signal<T>(
 }
 
 /// Collects a batch run's decisions (or only their summary).
+///
+/// Memory: a summary keeps one counter per group and `-o jsonl` writes each
+/// decision at once, so both are bounded however much matched; tables and
+/// `-o json` keep the matched decisions to sort and align them.
 #[derive(Debug, Default)]
 struct Batch {
     summary: Option<Summary>,
     decisions: Vec<DecisionRecord>,
     matched: u64,
+    stream_jsonl: bool,
+    error: Option<PluginError>,
 }
 
 impl Batch {
-    fn new(summary: bool) -> Self {
+    fn new(summary: bool, renderer: &Renderer) -> Self {
         Batch {
             summary: summary.then(Summary::default),
+            stream_jsonl: !summary && renderer.format == kubeplugin::OutputFormat::Jsonl,
             ..Batch::default()
         }
     }
@@ -98,6 +105,13 @@ impl Batch {
         self.matched += 1;
         match &mut self.summary {
             Some(s) => s.add(&d),
+            None if self.stream_jsonl => {
+                if self.error.is_none()
+                    && let Err(e) = output::write_jsonl(&d)
+                {
+                    self.error = Some(e);
+                }
+            }
             None => self.decisions.push(d),
         }
     }
@@ -110,8 +124,12 @@ impl Batch {
         what: &str,
         scope: &str,
     ) -> Result<Exit, RbaclogError> {
+        if let Some(e) = self.error.take() {
+            return Err(e.into());
+        }
         match &self.summary {
             Some(s) => output::write_summary(renderer, s)?,
+            None if self.stream_jsonl => {}
             None => {
                 self.decisions.sort_by(|a, b| {
                     (a.ts, &a.namespace, &a.pod, &a.file).cmp(&(
@@ -148,26 +166,13 @@ async fn run_files(
     renderer: &Renderer,
     paths: &[std::path::PathBuf],
 ) -> Result<Exit, RbaclogError> {
-    let mut batch = Batch::new(cli.summary);
+    let mut batch = Batch::new(cli.summary, renderer);
     let mut total = Stats::default();
     for path in paths {
-        let filters = plan.filters.clone();
-        let path2 = path.clone();
-        // Files are read on a blocking thread; decisions come back in one vector
-        // (bounded by the matches, not by the file's size).
-        let (stats, found) = tokio::task::spawn_blocking(move || {
-            let mut found = Vec::new();
-            let stats = files::read_file(&path2, &filters, &mut |d| found.push(d))?;
-            Ok::<_, RbaclogError>((stats, found))
-        })
-        .await
-        .map_err(|e| PluginError::Io {
-            context: "reading files".into(),
-            source: std::io::Error::other(e),
-        })??;
-        for d in found {
-            batch.add(d);
-        }
+        // Blocking reads, told to the runtime so other tasks (signals) keep running.
+        let stats = tokio::task::block_in_place(|| {
+            files::read_file(path, &plan.filters, &mut |d| batch.add(d))
+        })?;
         let odd = stats.foreign + stats.unparsed;
         if stats.lines > 0 && odd > 0 {
             let name = path.display().to_string();
@@ -286,7 +291,7 @@ async fn cluster_work(
         .await?;
         return Ok(Exit::OK);
     }
-    let mut batch = Batch::new(cli.summary);
+    let mut batch = Batch::new(cli.summary, renderer);
     let (stats, warnings) = cluster::read_all(
         kube,
         &targets,

@@ -28,6 +28,14 @@ pub fn write_decisions(
     renderer.write_all(decisions, &mut out)
 }
 
+/// Writes one decision as a JSON line at once (streamed `-o jsonl`).
+pub fn write_jsonl(d: &DecisionRecord) -> Result<(), PluginError> {
+    let mut out = std::io::stdout().lock();
+    let mut s = serde_json::to_string(d).map_err(json_err)?;
+    s.push('\n');
+    write_str(&mut out, &s)
+}
+
 /// Writes a summary.
 pub fn write_summary(renderer: &Renderer, summary: &Summary) -> Result<(), PluginError> {
     let mut out = std::io::stdout().lock();
