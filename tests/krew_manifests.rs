@@ -25,7 +25,10 @@ fn root() -> PathBuf {
 fn target_bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/debug/deps/krew_manifests-HASH -> target/debug
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 fn workspace_version() -> String {
@@ -51,7 +54,9 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 
 /// Strict semver with a leading `v` (krew uses semver.Parse after trimming `v`).
 fn is_v_semver(s: &str) -> bool {
-    let Some(rest) = s.strip_prefix('v') else { return false };
+    let Some(rest) = s.strip_prefix('v') else {
+        return false;
+    };
     let (core, _build) = rest.split_once('+').unwrap_or((rest, ""));
     let (core, pre) = core.split_once('-').unwrap_or((core, ""));
     let nums: Vec<&str> = core.split('.').collect();
@@ -60,9 +65,10 @@ fn is_v_semver(s: &str) -> bool {
     };
     nums.len() == 3
         && nums.iter().all(|n| num_ok(n))
-        && pre
-            .split('.')
-            .all(|p| pre.is_empty() || (!p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')))
+        && pre.split('.').all(|p| {
+            pre.is_empty()
+                || (!p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        })
 }
 
 fn is_windows_reserved(name: &str) -> bool {
@@ -79,7 +85,9 @@ fn is_clean_relative(p: &str) -> bool {
     !p.is_empty()
         && !path.is_absolute()
         && !p.starts_with('\\')
-        && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 /// Everything krew's validator checks, plus the project's own rules (file name,
@@ -100,7 +108,9 @@ fn validate_manifest(file: &Path) -> Vec<String> {
     }
     let name = str_at(&doc, &["metadata", "name"]).unwrap_or("");
     if name.is_empty()
-        || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        || !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
         || is_windows_reserved(name)
     {
         errs.push(format!("invalid name {name:?}"));
@@ -110,11 +120,15 @@ fn validate_manifest(file: &Path) -> Vec<String> {
     }
     let short = str_at(&doc, &["spec", "shortDescription"]).unwrap_or("");
     if short.trim().is_empty() || short.contains('\n') || short.chars().count() > 50 {
-        errs.push(format!("shortDescription {short:?} must be one line of 1..=50 characters"));
+        errs.push(format!(
+            "shortDescription {short:?} must be one line of 1..=50 characters"
+        ));
     }
     let version = str_at(&doc, &["spec", "version"]).unwrap_or("");
     if !is_v_semver(version) {
-        errs.push(format!("version {version:?} is not v-prefixed strict semver"));
+        errs.push(format!(
+            "version {version:?} is not v-prefixed strict semver"
+        ));
     }
     if str_at(&doc, &["spec", "homepage"]).is_none_or(str::is_empty) {
         errs.push("homepage missing".into());
@@ -126,6 +140,9 @@ fn validate_manifest(file: &Path) -> Vec<String> {
     let caveats = str_at(&doc, &["spec", "caveats"]).unwrap_or("");
     if !caveats.contains("kubectl") || !caveats.contains("completion") {
         errs.push("caveats must say what the plugin needs and how to enable completion".into());
+    }
+    if caveats.contains('@') {
+        errs.push("caveats keep an unrendered @PLACEHOLDER@".into());
     }
     let platforms = doc
         .get("spec")
@@ -145,9 +162,14 @@ fn validate_manifest(file: &Path) -> Vec<String> {
         };
         let keys: BTreeSet<&str> = labels.keys().filter_map(Value::as_str).collect();
         if keys != BTreeSet::from(["arch", "os"]) {
-            errs.push(format!("platform {i}: selector must use exactly os and arch: {keys:?}"));
+            errs.push(format!(
+                "platform {i}: selector must use exactly os and arch: {keys:?}"
+            ));
         }
-        if p.get("selector").and_then(|s| s.get("matchExpressions")).is_some() {
+        if p.get("selector")
+            .and_then(|s| s.get("matchExpressions"))
+            .is_some()
+        {
             errs.push(format!("platform {i}: matchExpressions not used"));
         }
         let os = labels.get("os").and_then(Value::as_str).unwrap_or("");
@@ -163,7 +185,9 @@ fn validate_manifest(file: &Path) -> Vec<String> {
         }
         let sha = str_at(p, &["sha256"]).unwrap_or("");
         if sha.len() != 64 || !sha.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
-            errs.push(format!("platform {i}: sha256 {sha:?} is not 64 lowercase hex"));
+            errs.push(format!(
+                "platform {i}: sha256 {sha:?} is not 64 lowercase hex"
+            ));
         }
         let bin = str_at(p, &["bin"]).unwrap_or("");
         let want_bin = if os == "windows" {
@@ -174,7 +198,11 @@ fn validate_manifest(file: &Path) -> Vec<String> {
         if bin != want_bin {
             errs.push(format!("platform {i}: bin {bin:?}, expected {want_bin:?}"));
         }
-        let files = p.get("files").and_then(Value::as_sequence).cloned().unwrap_or_default();
+        let files = p
+            .get("files")
+            .and_then(Value::as_sequence)
+            .cloned()
+            .unwrap_or_default();
         if files.is_empty() {
             errs.push(format!("platform {i}: files empty"));
         }
@@ -205,9 +233,18 @@ fn validator_rejects_what_krew_rejects() {
     let good = std::fs::read_to_string(root().join("plugin-manifests/npexec.yaml")).unwrap();
     let cases = [
         ("npexec", good.replace("kind: Plugin", "kind: Plugins")),
-        ("npexec", good.replace(&format!("version: v{}", workspace_version()), "version: 1.0")),
+        (
+            "npexec",
+            good.replace(
+                &format!("version: v{}", workspace_version()),
+                "version: 1.0",
+            ),
+        ),
         ("npexec", good.replacen("sha256: ", "sha256: 0", 1)),
-        ("npexec", good.replace("    - from: LICENSE\n      to: .\n", "")),
+        (
+            "npexec",
+            good.replace("    - from: LICENSE\n      to: .\n", ""),
+        ),
         ("other", good.clone()),
         ("npexec", good.replacen("to: .", "to: ../x", 1)),
     ];
@@ -215,7 +252,10 @@ fn validator_rejects_what_krew_rejects() {
         assert_ne!(&good, text, "case {i} did not change the manifest");
         let path = dir.path().join(format!("{stem}.yaml"));
         std::fs::write(&path, text).unwrap();
-        assert!(!validate_manifest(&path).is_empty(), "case {i} was accepted:\n{text}");
+        assert!(
+            !validate_manifest(&path).is_empty(),
+            "case {i} was accepted:\n{text}"
+        );
     }
 }
 
@@ -244,8 +284,13 @@ fn dist_archives_match_their_manifests() {
     std::fs::create_dir_all(&plat).unwrap();
     for p in PLUGINS {
         let exe = bins.join(format!("kubectl-{p}"));
-        assert!(exe.exists(), "{} not built (make test builds the bins first)", exe.display());
-        std::fs::copy(&exe, plat.join(format!("kubectl-{p}"))).unwrap();
+        assert!(
+            exe.exists(),
+            "{} not built (make test builds the bins first)",
+            exe.display()
+        );
+        // Linked, not copied: debug binaries are large, and dist.sh copies what it packs.
+        std::os::unix::fs::symlink(&exe, plat.join(format!("kubectl-{p}"))).unwrap();
     }
     let out = tempfile::tempdir().unwrap();
     let status = Command::new("bash")
@@ -257,7 +302,10 @@ fn dist_archives_match_their_manifests() {
     assert!(status.success(), "dist.sh failed");
 
     for p in PLUGINS {
-        let manifest = out.path().join("plugin-manifests").join(format!("{p}.yaml"));
+        let manifest = out
+            .path()
+            .join("plugin-manifests")
+            .join(format!("{p}.yaml"));
         let errs = validate_manifest(&manifest);
         assert!(errs.is_empty(), "{p}: {errs:#?}");
         let doc: Value =
@@ -266,7 +314,10 @@ fn dist_archives_match_their_manifests() {
         assert_eq!(platforms.len(), 1, "{p}: exactly the platforms built");
         let plat = &platforms[0];
         let uri = plat["uri"].as_str().unwrap();
-        let archive = out.path().join("dist").join(uri.rsplit('/').next().unwrap());
+        let archive = out
+            .path()
+            .join("dist")
+            .join(uri.rsplit('/').next().unwrap());
         let bytes = std::fs::read(&archive).unwrap();
         let sum = format!("{:x}", Sha256::digest(&bytes));
         assert_eq!(plat["sha256"].as_str().unwrap(), sum, "{p}: checksum");
@@ -277,9 +328,16 @@ fn dist_archives_match_their_manifests() {
         for entry in tar.entries().unwrap() {
             let mut entry = entry.unwrap();
             let kind = entry.header().entry_type();
-            assert!(kind.is_file() || kind.is_dir(), "{p}: {kind:?} entry in archive");
+            assert!(
+                kind.is_file() || kind.is_dir(),
+                "{p}: {kind:?} entry in archive"
+            );
             let path = entry.path().unwrap().to_string_lossy().into_owned();
             assert!(is_clean_relative(&path), "{p}: unsafe path {path:?}");
+            let mode = entry.header().mode().unwrap();
+            if path.starts_with("kubectl") {
+                assert_eq!(mode & 0o111, 0o111, "{p}: {path} is not executable");
+            }
             let mut content = Vec::new();
             entry.read_to_end(&mut content).unwrap();
             if path == "LICENSE" {
@@ -291,5 +349,16 @@ fn dist_archives_match_their_manifests() {
             let from = f["from"].as_str().unwrap();
             assert!(names.contains(from), "{p}: archive lacks {from}: {names:?}");
         }
+        assert!(
+            names.contains(&format!("kubectl_complete-{p}")),
+            "{p}: {names:?}"
+        );
+        // SHA256SUMS agrees.
+        let sums = std::fs::read_to_string(out.path().join("dist/SHA256SUMS")).unwrap();
+        let name = uri.rsplit('/').next().unwrap();
+        assert!(
+            sums.lines().any(|l| l == format!("{sum}  {name}")),
+            "{p}: {sums}"
+        );
     }
 }
