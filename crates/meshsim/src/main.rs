@@ -9,6 +9,11 @@ use clap::{Parser, Subcommand};
 use meshsim::faults::{Fault, parse_duration};
 use meshsim::{Config, Server};
 
+/// mimalloc gives memory freed after transient peaks (scenario loading, a
+/// burst of pods becoming ready) back to the OS; glibc's malloc kept it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "meshsim",
