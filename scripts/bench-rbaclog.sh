@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# Reproduces the "kubectl rbaclog" figures of BENCHMARKS.md, in one run:
+#  1. on one meshsim: 200 pods (10 namespaces x 20) with an istio-proxy sidecar whose log
+#     is seeded (meshsim.dev/log.istio-proxy) with 5,000 generated lines each: access logs
+#     of successful requests, Istio agent info lines, Envoy debug lines of other scopes,
+#     RBAC "enforced allowed" debug lines and, for ~1% of the lines, RBAC denials (the
+#     debug decision, the local reply and the 403 access log of each denied request, plus
+#     a few dry-run "shadow denied" lines). `kubectl rbaclog -A` against the walk-through's
+#     per-pod loop `for p in $(kubectl get pods -n NS -o name); do kubectl logs $p -c
+#     istio-proxy -n NS | grep rbac | grep denied; done` over the same namespaces, with
+#     hyperfine (or medians of repeated runs without it), and peak memory (/usr/bin/time -v);
+#  2. 1 GiB of the same kind of log through `kubectl-rbaclog --file` with peak RSS.
+#
+# Usage: scripts/bench-rbaclog.sh [RUNS]     (timed runs per command, default 3)
+# Env:   CARGO_TARGET_DIR (default target), KUBECTL (default kubectl on PATH),
+#        BENCH_CARGO_ARGS (extra cargo build arguments, e.g.
+#        "--config profile.release.lto=false"), FILE_GIB (size of part 2, default 1);
+#        for a quick trial: BENCH_PROFILE=debug, BENCH_SKIP_BUILD=1 (use the binaries as
+#        built), NAMESPACES, PODS_PER_NS, LINES_PER_POD (default 10, 20, 5000).
+# Needs: the Google Cloud SDK kubectl (or any kubectl >= 1.32), python3, /usr/bin/time,
+#        bash, awk, grep; hyperfine optional.
+# Never touches ~/.kube: meshsim writes a kubeconfig into a temp dir (HOME is moved there
+# too); the temp dir, the generated logs and meshsim are removed on exit.
+set -euo pipefail
+
+RUNS=${1:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+KUBECTL=${KUBECTL:-kubectl}
+FILE_GIB=${FILE_GIB:-1}
+NAMESPACES=${NAMESPACES:-10}
+PODS_PER_NS=${PODS_PER_NS:-20}
+LINES_PER_POD=${LINES_PER_POD:-5000}
+PROFILE=${BENCH_PROFILE:-release}
+WORK=$(mktemp -d)
+SIM_PID=
+
+cleanup() {
+  if [ -n "$SIM_PID" ]; then kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The same package set as scripts/bench-authzcheck.sh, so both reuse one release build.
+echo "building $PROFILE binaries in $TARGET" >&2
+PROFILE_FLAG=--release
+[ "$PROFILE" = debug ] && PROFILE_FLAG=
+# shellcheck disable=SC2086
+[ -n "${BENCH_SKIP_BUILD:-}" ] || (cd "$ROOT" && cargo build $PROFILE_FLAG -q -p kubectl-rbaclog -p kubectl-authzcheck -p meshsim --bins ${BENCH_CARGO_ARGS:-})
+BIN=$TARGET/$PROFILE
+export PATH="$BIN:$PATH" HOME="$WORK" NO_COLOR=1
+export KUBECONFIG="$WORK/kubeconfig"
+
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+LOAD_START=$(load)
+
+# ---------------------------------------------------------------- data
+# One log per pod, timestamps spread over the last ~25 minutes (so rbaclog's default
+# --since 1h and plain `kubectl logs` see the same lines), deterministic per pod.
+mkdir -p "$WORK/logs"
+python3 - "$WORK/logs" "$NAMESPACES" "$PODS_PER_NS" "$LINES_PER_POD" >"$WORK/expected.txt" <<'PY'
+import random, sys, time, datetime
+
+out, n_ns, n_pods, n_lines = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+RBAC = "external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:224"
+REPLY = "external/envoy/source/common/http/filter_manager.cc:1040"
+now = time.time()
+start = now - 25 * 60
+step = (24 * 60) / n_lines
+
+def us(t):
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+def ms(t):
+    return us(t)[:23] + "Z"
+
+def access(r, t, ns, pod, code, details, method, path):
+    ip = f"10.244.{r.randrange(8)}.{r.randrange(250)}"
+    return (f'[{ms(t)}] "{method} {path} HTTP/1.1" {code} - {details} - "-" 0 '
+            f'{19 if code == 403 else r.randrange(4096)} {r.randrange(50)} '
+            f'{"-" if code == 403 else r.randrange(40)} "-" "curl/8.14.1" '
+            f'"{r.getrandbits(32):08x}-c234-4a8f-b9f4-{r.getrandbits(48):012x}" '
+            f'"web.{ns}.svc.cluster.local:8080" '
+            f'"{"-" if code == 403 else "10.244.1.9:8080"}" inbound|8080|| '
+            f'{"-" if code == 403 else "127.0.0.6:41854"} 10.244.1.9:8080 {ip}:{30000 + r.randrange(30000)} '
+            f'outbound_.8080_._.web.{ns}.svc.cluster.local default')
+
+total_denials = total_shadow = total_lines = grep_lines = 0
+for i in range(n_ns):
+    ns = f"bench-{i:02d}"
+    for j in range(n_pods):
+        pod = f"web-{j:02d}"
+        r = random.Random(f"{ns}/{pod}")
+        lines, conn = [], 0
+        while len(lines) < n_lines:
+            t = start + len(lines) * step + r.random() * step / 2
+            thread = 20 + r.randrange(4)
+            x = r.random()
+            if x < 0.0034:
+                # A denied request: RBAC decision, local reply, access log (3 lines).
+                pid = f"ns[{ns}]-policy[deny-{['legacy', 'external', 'debug'][r.randrange(3)]}]-rule[{r.randrange(2)}]"
+                conn += 1
+                lines.append(f"{us(t)}\tdebug\tenvoy rbac {RBAC}\tenforced denied, matched policy {pid}\tthread={thread}")
+                lines.append(f'{us(t + 0.000012)}\tdebug\tenvoy http {REPLY}\t[Tags: "ConnectionId":"{conn}","StreamId":"{r.getrandbits(63)}"] '
+                             f"Preparing local reply with details rbac_access_denied_matched_policy[{pid}]\tthread={thread}")
+                lines.append(access(r, t, ns, pod, 403, f"rbac_access_denied_matched_policy[{pid}]", "GET", f"/admin/{r.randrange(100)}"))
+                total_denials += 1
+            elif x < 0.0040:
+                lines.append(f"{us(t)}\tdebug\tenvoy rbac {RBAC}\tshadow denied, matched policy ns[{ns}]-policy[audit-dry-run]-rule[0]\tthread={thread}")
+                total_shadow += 1
+            elif x < 0.03:
+                lines.append(f"{us(t)}\tdebug\tenvoy rbac {RBAC}\tenforced allowed, matched policy ns[{ns}]-policy[allow-frontend]-rule[0]\tthread={thread}")
+            elif x < 0.62:
+                lines.append(access(r, t, ns, pod, 200, "via_upstream", "POST" if r.random() < 0.3 else "GET", f"/api/v1/items/{r.randrange(10000)}"))
+            elif x < 0.82:
+                lines.append([
+                    f"{us(t)}\tinfo\txdsproxy\tconnected to delta upstream XDS server: istiod.istio-system.svc:15012",
+                    f"{us(t)}\tinfo\tads\tADS: new connection for node:{pod}.{ns}-{r.randrange(100)}",
+                    f"{us(t)}\tinfo\tads\tSDS: PUSH request for node:{pod}.{ns} resources:1 size:4.0kB resource:default",
+                    f"{us(t)}\tinfo\tcache\tgenerated new workload certificate\tresourceName=default latency={r.randrange(200)}ms ttl=23h59m59s",
+                ][r.randrange(4)])
+            else:
+                lines.append([
+                    f'{us(t)}\tdebug\tenvoy http external/envoy/source/common/http/conn_manager_impl.cc:1183\t[Tags: "ConnectionId":"{conn}","StreamId":"{r.getrandbits(63)}"] request end stream\tthread={thread}',
+                    f'{us(t)}\tdebug\tenvoy router external/envoy/source/common/router/router.cc:732\t[Tags: "ConnectionId":"{conn}","StreamId":"{r.getrandbits(63)}"] router decoding headers:\tthread={thread}',
+                    f"{us(t)}\tdebug\tenvoy connection external/envoy/source/common/network/connection_impl.cc:714\t[Tags: \"ConnectionId\":\"{conn}\"] remote close\tthread={thread}",
+                    f"{us(t)}\tdebug\tenvoy pool external/envoy/source/common/conn_pool/conn_pool_base.cc:215\t[Tags: \"ConnectionId\":\"{conn}\"] using existing fully connected connection\tthread={thread}",
+                ][r.randrange(4)])
+        lines = lines[:n_lines]
+        total_lines += len(lines)
+        grep_lines += sum(1 for l in lines if "rbac" in l and "denied" in l)
+        with open(f"{out}/{ns}.{pod}.log", "w") as f:
+            f.write("\n".join(lines) + "\n")
+print(f"lines={total_lines} denied_requests={total_denials} shadow_denied={total_shadow} grep_lines={grep_lines}")
+PY
+# Denials cut by the per-pod line limit are counted by grep_lines only; expected.txt is
+# informative, the script compares the two tools' outputs below.
+cat "$WORK/expected.txt" >&2
+LOG_MB=$(du -sm "$WORK/logs" | cut -f1)
+
+SCEN=$WORK/scenario.yaml
+: >"$SCEN"
+NS=()
+for i in $(seq 0 $((NAMESPACES - 1))); do
+  ns=$(printf 'bench-%02d' "$i")
+  NS+=("$ns")
+  cat >>"$SCEN" <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: $ns, labels: {istio-injection: enabled}}
+---
+EOF
+  for j in $(seq 0 $((PODS_PER_NS - 1))); do
+    pod=$(printf 'web-%02d' "$j")
+    cat >>"$SCEN" <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $pod
+  namespace: $ns
+  labels: {app: web}
+  annotations: {meshsim.dev/log.istio-proxy: "logs/$ns.$pod.log"}
+spec:
+  containers: [{name: web, image: nginx:latest, ports: [{containerPort: 8080}]}]
+---
+EOF
+  done
+done
+
+"$BIN/meshsim" serve --scenario "$SCEN" --ready-delay 10ms --kubeconfig-out "$KUBECONFIG" \
+  >"$WORK/sim.log" 2>&1 &
+SIM_PID=$!
+for _ in $(seq 1 600); do [ -s "$KUBECONFIG" ] && break; sleep 0.1; done
+want=$((NAMESPACES * PODS_PER_NS))
+for _ in $(seq 1 600); do
+  n=$("$KUBECTL" get pods -A --no-headers 2>/dev/null | grep -c Running || true)
+  [ "$n" -ge "$want" ] && break
+  sleep 0.2
+done
+[ "$n" -ge "$want" ] || { echo "pods did not start ($n of $want)" >&2; exit 3; }
+SIM_RSS_MB=$(awk '/VmRSS/ { printf "%d", $2 / 1024 }' "/proc/$SIM_PID/status")
+
+# The walk-through's check, per pod, over the same namespaces (the seed's loop).
+cat >"$WORK/loop.sh" <<EOF
+for ns in ${NS[*]}; do
+  for p in \$($KUBECTL get pods -n \$ns -o name); do
+    $KUBECTL logs \$p -c istio-proxy -n \$ns | grep rbac | grep denied
+  done
+done
+EOF
+
+# Warm-up (kubectl's discovery cache, first connections) and a check that both read the
+# same data: the loop prints every matching line, rbaclog one decision per request.
+bash "$WORK/loop.sh" >"$WORK/loop.out"
+"$KUBECTL" rbaclog -A -o jsonl >"$WORK/rbaclog.jsonl"
+"$KUBECTL" rbaclog -A --summary >"$WORK/summary.txt"
+loop_lines=$(wc -l <"$WORK/loop.out")
+decisions=$(wc -l <"$WORK/rbaclog.jsonl")
+enforced=$(grep -c '"engine":"enforced"' "$WORK/rbaclog.jsonl" || true)
+paired=$(grep -c '"origin":"rbac-debug"' "$WORK/rbaclog.jsonl" || true)
+pods_seen=$(python3 -c 'import json,sys; print(len({(d["namespace"], d["pod"]) for d in map(json.loads, open(sys.argv[1]))}))' "$WORK/rbaclog.jsonl")
+
+RBACLOG_CMD="$KUBECTL rbaclog -A"
+DIRECT_CMD="$BIN/kubectl-rbaclog -A"
+LOOP_CMD="bash $WORK/loop.sh"
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+LOAD_TIMED_START=$(load)
+if command -v hyperfine >/dev/null; then
+  TIMER="hyperfine $(hyperfine --version | cut -d' ' -f2), $RUNS runs each after 1 warm-up"
+  hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$WORK/hf-plugins.json" \
+    "$RBACLOG_CMD" "$DIRECT_CMD" >&2
+  hyperfine --runs "$RUNS" --export-json "$WORK/hf-loop.json" "$LOOP_CMD" >&2
+  hf_median() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.3f" % d["results"][int(sys.argv[2])]["median"])' "$@"; }
+  t_plugin=$(hf_median "$WORK/hf-plugins.json" 0)
+  t_direct=$(hf_median "$WORK/hf-plugins.json" 1)
+  t_loop=$(hf_median "$WORK/hf-loop.json" 0)
+else
+  TIMER="median of $RUNS runs each (date +%s.%N)"
+  time_cmd() {
+    for _ in $(seq 1 "$RUNS"); do
+      local a b
+      a=$(date +%s.%N); $1 >/dev/null; b=$(date +%s.%N)
+      awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f\n", b - a }'
+    done | median
+  }
+  t_plugin=$(time_cmd "$RBACLOG_CMD")
+  t_direct=$(time_cmd "$DIRECT_CMD")
+  t_loop=$(time_cmd "$LOOP_CMD")
+fi
+LOAD_TIMED_END=$(load)
+
+rss() { awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); printf "%.1f", $2 / 1024 }' "$1"; }
+/usr/bin/time -v "$BIN/kubectl-rbaclog" -A >/dev/null 2>"$WORK/t1.txt"
+/usr/bin/time -v "$BIN/kubectl-rbaclog" -A -o jsonl >/dev/null 2>"$WORK/t2.txt"
+/usr/bin/time -v "$BIN/kubectl-rbaclog" -A --summary >/dev/null 2>"$WORK/t3.txt"
+/usr/bin/time -v "$BIN/kubectl-rbaclog" -A --concurrency 4 >/dev/null 2>"$WORK/t4.txt"
+/usr/bin/time -v "$BIN/kubectl-rbaclog" -A --concurrency 64 >/dev/null 2>"$WORK/t5.txt"
+rss_table=$(rss "$WORK/t1.txt"); rss_jsonl=$(rss "$WORK/t2.txt"); rss_summary=$(rss "$WORK/t3.txt")
+rss_c4=$(rss "$WORK/t4.txt"); rss_c64=$(rss "$WORK/t5.txt")
+kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=
+
+# ---------------------------------------------------------------- 1 GiB through --file
+# The pods' logs concatenated (in a different order each round) until FILE_GIB GiB.
+BIG=$WORK/big.log
+want_bytes=$((FILE_GIB * 1024 * 1024 * 1024))
+round=0
+: >"$BIG"
+while [ "$(stat -c %s "$BIG")" -lt "$want_bytes" ]; do
+  round=$((round + 1))
+  for f in $(ls "$WORK"/logs/*.log | awk -v r="$round" '{ print (NR * 7919 + r * 104729) % 1000003, $0 }' | sort -n | cut -d' ' -f2); do
+    cat "$f" >>"$BIG"
+    [ "$(stat -c %s "$BIG")" -ge "$want_bytes" ] && break
+  done
+done
+rm -rf "$WORK/logs"
+big_bytes=$(stat -c %s "$BIG")
+big_lines=$(wc -l <"$BIG")
+LOAD_FILE_START=$(load)
+/usr/bin/time -v "$BIN/kubectl-rbaclog" --file "$BIG" --summary -o json >"$WORK/big-summary.json" 2>"$WORK/f1.txt"
+/usr/bin/time -v "$BIN/kubectl-rbaclog" --file "$BIG" -o jsonl 2>"$WORK/f2.txt" | wc -l >"$WORK/big-decisions.txt"
+/usr/bin/time -v "$BIN/kubectl-rbaclog" --file "$BIG" >/dev/null 2>"$WORK/f3.txt"
+a=$(date +%s.%N); { grep rbac "$BIG" | grep denied || true; } | wc -l >"$WORK/big-grep.txt"; b=$(date +%s.%N)
+LOAD_FILE_END=$(load)
+wall() { awk '/Elapsed \(wall clock\)/ { n = split($NF, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.1f", s }' "$1"; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
+cat <<EOF
+machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load average (1, 5, 15 min): start $LOAD_START, timed part $LOAD_TIMED_START -> $LOAD_TIMED_END, --file part $LOAD_FILE_START -> $LOAD_FILE_END
+1. $NAMESPACES namespaces x $PODS_PER_NS pods x $LINES_PER_POD lines ($(cat "$WORK/expected.txt"), $LOG_MB MB of logs; meshsim RSS ${SIM_RSS_MB} MB)
+  the loop printed $loop_lines lines; rbaclog -A found $decisions decisions ($enforced enforced, $paired from RBAC debug lines paired with their local reply and access log) in $pods_seen distinct pods/namespaces
+  timing: $TIMER
+  walk-through loop (grep rbac | grep denied per pod)   ${t_loop} s
+  kubectl rbaclog -A                                    ${t_plugin} s   ratio $(ratio "$t_loop" "$t_plugin")x   (goal >= 20x)
+  kubectl-rbaclog -A (the plugin binary, no dispatch)   ${t_direct} s   ratio $(ratio "$t_loop" "$t_direct")x
+  peak RSS of kubectl-rbaclog -A: table ${rss_table} MB, -o jsonl ${rss_jsonl} MB, --summary ${rss_summary} MB, --concurrency 4 ${rss_c4} MB, --concurrency 64 ${rss_c64} MB
+2. --file: $big_bytes bytes, $big_lines lines
+  kubectl-rbaclog --file F --summary -o json   wall $(wall "$WORK/f1.txt") s   peak RSS $(rss "$WORK/f1.txt") MB
+  kubectl-rbaclog --file F -o jsonl            wall $(wall "$WORK/f2.txt") s   peak RSS $(rss "$WORK/f2.txt") MB   $(cat "$WORK/big-decisions.txt") decisions
+  kubectl-rbaclog --file F (table)             wall $(wall "$WORK/f3.txt") s   peak RSS $(rss "$WORK/f3.txt") MB
+  grep rbac F | grep denied | wc -l            wall $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", b - a }') s   $(cat "$WORK/big-grep.txt") lines
+EOF
