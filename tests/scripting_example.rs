@@ -1,0 +1,103 @@
+//! The README's scripting example, run for real.
+//!
+//! `examples/scripting/assert-walkthrough.sh` composes the three plugins into a
+//! script that asserts the walk-through's expectations and exits non-zero when one
+//! fails. Here it runs against meshsim through real kubectl, once on the
+//! walk-through as deployed (every expectation holds) and once on a cluster where
+//! a NetworkPolicy is already in place (the first expectation must fail).
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{Cluster, repo_root};
+
+/// Folder of the binaries this test run was built with (target/debug).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf()
+}
+
+async fn run_script(cluster: &Cluster) -> anyhow::Result<(i32, String)> {
+    for p in ["kubectl-npexec", "kubectl-rbaclog", "kubectl-authzcheck"] {
+        anyhow::ensure!(
+            bin_dir().join(p).exists(),
+            "{p} is not built: run `cargo build --workspace --bins` first (make test does)"
+        );
+    }
+    let path = format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = tokio::process::Command::new("bash")
+        .arg(repo_root().join("examples/scripting/assert-walkthrough.sh"))
+        .env("PATH", path)
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("KUBECACHEDIR", cluster.path().join("cache"))
+        .env("HOME", cluster.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.code().unwrap_or(-1), text))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn script_passes_on_the_walkthrough() -> anyhow::Result<()> {
+    let cluster = Cluster::with_scenario(&["examples/walkthrough"]).await?;
+    cluster
+        .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
+        .await?;
+    cluster
+        .wait_ready_pod("np-test-2", "app=np-test-nginx-2")
+        .await?;
+    let (code, text) = run_script(&cluster).await?;
+    assert_eq!(code, 0, "script failed:\n{text}");
+    assert!(!text.contains("FAILED"), "{text}");
+    assert_eq!(text.matches("ok: ").count(), 8, "every check ran:\n{text}");
+    // The script removed both policies again.
+    let left = cluster
+        .ok(&[
+            "get",
+            "authorizationpolicies,networkpolicies",
+            "-A",
+            "-o",
+            "name",
+        ])
+        .await?;
+    assert!(left.trim().is_empty(), "policies left behind: {left}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn script_fails_when_an_expectation_does_not_hold() -> anyhow::Result<()> {
+    let cluster = Cluster::with_scenario(&["examples/walkthrough"]).await?;
+    cluster
+        .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
+        .await?;
+    cluster
+        .wait_ready_pod("np-test-2", "app=np-test-nginx-2")
+        .await?;
+    // A NetworkPolicy already blocks ingress to np-test-2: "np-test-1 reaches np-test-2" must fail.
+    let policy = repo_root().join("examples/walkthrough/policies/block-ingress-np-test-2.yaml");
+    cluster
+        .ok(&["apply", "-n", "np-test-2", "-f", policy.to_str().unwrap()])
+        .await?;
+    let (code, text) = run_script(&cluster).await?;
+    assert_eq!(code, 1, "an unmet expectation exits 1:\n{text}");
+    assert!(
+        text.contains("FAILED: np-test-1 reaches np-test-2"),
+        "the failing check is named:\n{text}"
+    );
+    Ok(())
+}
