@@ -16,9 +16,8 @@ use std::process::Output;
 use common::Cluster;
 
 const PLUGINS: [&str; 3] = ["npexec", "rbaclog", "authzcheck"];
-/// The plugins whose `main` answers completion today (rbaclog's own `main`
-/// does not call `kubeplugin::complete::handle` yet: see the ignored test).
-const COMPLETING: [&str; 2] = ["npexec", "authzcheck"];
+/// The plugins whose `main` answers completion (all of them).
+const COMPLETING: [&str; 3] = ["npexec", "rbaclog", "authzcheck"];
 
 fn target_bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -259,7 +258,6 @@ async fn expect_values_through_kubectl() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs kubectl-rbaclog's own main to call kubeplugin::complete::handle; asked of the lead"]
 async fn rbaclog_values_through_kubectl() {
     let env = Env::start().await;
     let (values, directive) = env.complete(&["rbaclog", ""]).await;

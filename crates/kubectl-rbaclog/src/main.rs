@@ -11,6 +11,10 @@ use kubectl_rbaclog::Cli;
 use kubeplugin::PluginCli;
 
 fn main() -> ExitCode {
+    // kubectl's completion protocol (`__complete`) and `completion bash|zsh|fish`.
+    if let Some(code) = kubeplugin::complete::handle::<Cli>() {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
