@@ -372,6 +372,26 @@ fn explain_and_predict_name_the_walkthrough_policies() {
 }
 
 #[test]
+fn explain_flags_a_policy_that_has_not_reached_the_sidecar() {
+    // 1000 s of simulated propagation at time scale 0.05: 50 s of real time,
+    // far longer than this test's probe takes.
+    let sim = Sim::start_with(&[walkthrough()], &["--propagation-delay", "1000s"], 2);
+    apply(&sim, &policy("block-istio-ingress-np-test-2.yaml"));
+    let out = sim.npexec(&["np-test-1", "np-test-2", "--explain", "-o", "json"]);
+    let v = json(&out);
+    assert_eq!(v[0]["verdict"], "allowed", "{v}");
+    assert_eq!(v[0]["analysis"]["engine_verdict"], "denied-rbac", "{v}");
+    let c = v[0]["analysis"]["contradictions"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        c.contains("should deny this request, but it was allowed"),
+        "{v}"
+    );
+    assert!(c.contains(AUTHZ_ID), "{c}");
+}
+
+#[test]
 fn walkthrough_network_policy_blocks() {
     let sim = Sim::start();
     apply(&sim, &policy("block-ingress-np-test-2.yaml"));

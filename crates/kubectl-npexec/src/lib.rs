@@ -292,7 +292,7 @@ async fn explain_records(
                         .any(|n| n.kind == explain::PolicyKind::AuthorizationPolicy);
                     if decisions.is_empty() && applies {
                         e.analysis.notes.push(format!(
-                            "no RBAC decision for this probe in the istio-proxy log of {}/{pod}: RBAC debug logging may be off (istioctl proxy-config log {pod} -n {} --level rbac:debug)",
+                            "no RBAC decision for this probe in the istio-proxy log of {}/{pod}: RBAC debug logging may be off (istioctl proxy-config log {pod} -n {} --level rbac:debug), or the sidecar has no policy yet",
                             t.namespace, t.namespace
                         ));
                     }
