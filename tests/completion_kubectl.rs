@@ -248,7 +248,6 @@ async fn contexts_flags_and_values_through_kubectl() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs npexec's --expect to declare its values to clap (PossibleValuesParser); asked of the lead"]
 async fn expect_values_through_kubectl() {
     let env = Env::start().await;
     let (values, _) = env.complete(&["npexec", "np-test-1", "--expect", ""]).await;

@@ -12,7 +12,24 @@ use kubeplugin::duration::clap_duration;
 use kubeplugin::selector::validate_selector;
 use kubeplugin::{KubeFlags, OutputArgs, PluginCli, PluginError};
 
-use crate::verdict::Expectation;
+use crate::verdict::{Expectation, Verdict};
+
+/// `--expect` values, declared to clap so shell completion can offer them; the
+/// parsing itself stays in [`Expectation`]'s `FromStr`.
+fn expectation_parser() -> impl clap::builder::TypedValueParser<Value = Expectation> {
+    use clap::builder::{PossibleValue, TypedValueParser};
+    let mut values = vec![
+        PossibleValue::new("allow").alias("allowed"),
+        PossibleValue::new("deny").alias("denied"),
+    ];
+    values.extend(
+        Verdict::ALL
+            .iter()
+            .filter(|v| **v != Verdict::Allowed)
+            .map(|v| PossibleValue::new(v.as_str())),
+    );
+    clap::builder::PossibleValuesParser::new(values).try_map(|s| s.parse::<Expectation>())
+}
 
 const EXAMPLES: &str = "\
 Examples:
@@ -111,7 +128,7 @@ pub struct Cli {
     pub parallel: u16,
 
     /// Expected result: allow, deny (denied-rbac or blocked-network) or a verdict
-    #[arg(long, value_name = "EXPECT")]
+    #[arg(long, value_name = "EXPECT", value_parser = expectation_parser(), hide_possible_values = true)]
     pub expect: Option<Expectation>,
     /// With --expect: re-probe until every expectation holds or this time is up
     #[arg(long, value_parser = clap_duration, value_name = "DURATION", requires = "expect")]
