@@ -74,6 +74,12 @@ async fn logs_since_leaves_out_older_lines() -> anyhow::Result<()> {
         since_2019.contains("2020-01-01T00:00:00") && since_2019.contains("an old line"),
         "{since_2019}"
     );
+    // Deleting the pod deletes its logs (the kubelet removes the log files).
+    assert!(!logs.lines("np-test-1", &pod, "np-test-nginx-1").is_empty());
+    c.ok(&["delete", "pod", &pod, "-n", "np-test-1", "--wait=false"])
+        .await?;
+    assert!(logs.lines("np-test-1", &pod, "np-test-nginx-1").is_empty());
+    assert!(logs.lines("np-test-1", &pod, "istio-proxy").is_empty());
     c.handle.shutdown().await;
     Ok(())
 }

@@ -361,6 +361,18 @@ impl Store {
         Box::new(self.list_raw(key, ns).map(move |(_, _, s)| self.parsed(s)))
     }
 
+    /// Visit objects like [`Store::list`] but without filling the parse
+    /// cache: each object is parsed for the call and dropped after it. Use
+    /// this for scans over many objects (every pod of a large cluster).
+    pub fn for_each(&self, key: ResKey, ns: Option<&str>, mut f: impl FnMut(&Value)) {
+        for (_, _, s) in self.list_raw(key, ns) {
+            match s.parsed.get() {
+                Some(v) => f(v),
+                None => f(&serde_json::from_slice(&s.raw).unwrap_or(Value::Null)),
+            }
+        }
+    }
+
     /// Like [`Store::list`], as (namespace, name, serialized JSON), without parsing.
     pub fn list_raw_bytes<'a>(
         &'a self,
@@ -736,6 +748,65 @@ mod tests {
         );
         let stale = s.update(cm, "default", "a", upd, false).unwrap_err();
         assert_eq!(stale.reason, "Conflict");
+    }
+
+    #[test]
+    fn parse_cache_is_bounded_and_scans_do_not_fill_it() {
+        let mut s = store();
+        let cm = resources::preferred(resources::CONFIGMAPS);
+        for i in 0..(CACHE_LIMIT + 100) {
+            s.create(
+                cm,
+                "default",
+                json!({"metadata":{"name": format!("c{i}")}, "data": {"i": i.to_string()}}),
+            )
+            .unwrap();
+        }
+        s.trim_cache(0);
+        let mut seen = 0;
+        s.for_each(resources::CONFIGMAPS, Some("default"), |o| {
+            if o["data"]["i"].is_string() {
+                seen += 1;
+            }
+        });
+        assert_eq!(seen, CACHE_LIMIT + 100);
+        assert_eq!(s.cached.get(), 0);
+        let listed = s.list(resources::CONFIGMAPS, Some("default")).count();
+        assert!(listed > CACHE_LIMIT);
+        assert_eq!(s.cached.get(), listed);
+        // The next write drops the parsed trees; reads still see the data.
+        s.create(cm, "default", json!({"metadata":{"name":"after"}}))
+            .unwrap();
+        assert_eq!(s.cached.get(), 0);
+        assert_eq!(
+            s.get(resources::CONFIGMAPS, "default", "c7").unwrap()["data"]["i"],
+            "7"
+        );
+        let raw = s.get_raw(resources::CONFIGMAPS, "default", "c7").unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&raw).unwrap()["data"]["i"],
+            "7"
+        );
+    }
+
+    #[test]
+    fn history_serves_events_since_and_expires() {
+        let mut s = store();
+        let cm = resources::preferred(resources::CONFIGMAPS);
+        let rv = s.resource_version();
+        s.create(cm, "default", json!({"metadata":{"name":"a"}}))
+            .unwrap();
+        s.delete(cm, "default", "a").unwrap();
+        let evs = s.events_since(rv).unwrap();
+        let kinds: Vec<&str> = evs.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["ADDED", "DELETED"]);
+        assert_eq!(meta_str(&evs[1].object, "name"), "a");
+        for i in 0..HISTORY {
+            s.create(cm, "default", json!({"metadata":{"name": format!("x{i}")}}))
+                .unwrap();
+        }
+        assert!(s.events_since(rv).is_none(), "history must have moved on");
+        assert!(s.history.len() <= HISTORY);
     }
 
     #[test]
