@@ -167,6 +167,33 @@ const LIMITS: ExecLimits = ExecLimits {
     tail: 4096,
 };
 
+/// How long after the probe's own timeout (curl --max-time, wget -T) an exec
+/// may still run before it is given up: a stalled or half-closed exec stream
+/// must end in `exec-failed`, not hang the run.
+pub const EXEC_GRACE: Duration = Duration::from_secs(5);
+
+/// [`exec`] bounded by `timeout` + [`EXEC_GRACE`].
+async fn exec_bounded(
+    kube: &Kube,
+    target: &ExecTarget,
+    argv: &[String],
+    timeout: Duration,
+) -> Result<ExecOutput, PluginError> {
+    let deadline = timeout.saturating_add(EXEC_GRACE);
+    match tokio::time::timeout(deadline, exec(kube, target, argv, LIMITS)).await {
+        Ok(r) => r,
+        Err(_) => Err(PluginError::Exec {
+            namespace: target.namespace.clone(),
+            pod: target.pod.clone(),
+            container: target.container.clone(),
+            message: format!(
+                "the exec stream gave no status within {}s (stalled or cut connection)",
+                deadline.as_secs()
+            ),
+        }),
+    }
+}
+
 /// Runs one probe. Exec-level failures that concern only this probe become
 /// an `exec-failed` verdict; systemic ones (forbidden, unreachable) are errors.
 pub async fn run_probe(
@@ -202,7 +229,7 @@ pub async fn run_probe(
     };
 
     if tools.get(source) != Some(Tool::Wget) {
-        let out = match exec(kube, &target, &curl_argv(req, marker), LIMITS).await {
+        let out = match exec_bounded(kube, &target, &curl_argv(req, marker), req.timeout).await {
             Ok(o) => o,
             Err(e) if is_systemic(&e) => return Err(e),
             Err(e) => return Ok(exec_failed(e.to_string(), e.hint(), Some(Tool::Curl))),
@@ -246,7 +273,7 @@ pub async fn run_probe(
             None,
         ));
     }
-    let out = match exec(kube, &target, &wget_argv(req), LIMITS).await {
+    let out = match exec_bounded(kube, &target, &wget_argv(req), req.timeout).await {
         Ok(o) => o,
         Err(e) if is_systemic(&e) => return Err(e),
         Err(e) => return Ok(exec_failed(e.to_string(), e.hint(), Some(Tool::Wget))),
