@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use kubeplugin::istioctl::IstioctlArgs;
+pub use kubeplugin::names::{is_dns_label, is_dns_subdomain};
 use kubeplugin::selector::validate_selector;
 use kubeplugin::{KubeFlags, OutputArgs, PluginCli, PluginError};
 
@@ -113,21 +114,6 @@ pub enum Target {
 
 fn usage(msg: impl Into<String>, hint: Option<&str>) -> PluginError {
     PluginError::usage(msg, hint.map(str::to_string))
-}
-
-/// A DNS-1123 label (namespace names).
-pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// A DNS-1123 subdomain (pod and Deployment names).
-pub fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 fn check_namespace(ns: &str) -> Result<(), PluginError> {

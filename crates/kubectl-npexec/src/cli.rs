@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use kubeplugin::duration::clap_duration;
+pub use kubeplugin::names::is_dns_label;
 use kubeplugin::selector::validate_selector;
 use kubeplugin::{KubeFlags, OutputArgs, PluginCli, PluginError};
 
@@ -170,16 +171,6 @@ pub enum Mode {
 
 fn usage(msg: impl Into<String>, hint: Option<&str>) -> PluginError {
     PluginError::usage(msg, hint.map(str::to_string))
-}
-
-/// A DNS-1123 label (namespace names).
-pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 fn has_bad_chars(s: &str) -> bool {

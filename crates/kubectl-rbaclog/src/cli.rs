@@ -13,6 +13,7 @@ use jiff::Timestamp;
 use kubeplugin::duration::clap_duration;
 use kubeplugin::flags::AllNamespacesFlag;
 use kubeplugin::istioctl::IstioctlArgs;
+use kubeplugin::names::is_dns_label;
 use kubeplugin::selector::validate_selector;
 use kubeplugin::{KubeFlags, OutputArgs, PluginCli, PluginError};
 
@@ -160,15 +161,6 @@ pub struct Plan {
 
 fn usage(msg: impl Into<String>, hint: Option<&str>) -> PluginError {
     PluginError::usage(msg, hint.map(str::to_string))
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 /// Default `--since` when neither it, `--since-time` nor `--tail` is given.

@@ -15,6 +15,7 @@ pub mod exec;
 pub mod flags;
 pub mod istioctl;
 pub mod logs;
+pub mod names;
 pub mod render;
 pub mod resources;
 pub mod retry;
