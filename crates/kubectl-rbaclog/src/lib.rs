@@ -24,10 +24,9 @@ pub mod pairing;
 pub mod record;
 pub mod summary;
 
-use std::future::Future;
-
 use kubeplugin::istioctl::Istioctl;
 use kubeplugin::render::Renderer;
+use kubeplugin::run::run_until_signal;
 use kubeplugin::{Exit, Kube, PluginError};
 
 pub use cli::Cli;
@@ -47,34 +46,12 @@ pub async fn run(cli: Cli) -> Result<Exit, RbaclogError> {
     match &plan.source {
         Source::Files(paths) => {
             let paths = paths.clone();
-            until_signal(run_files(&cli, &plan, &renderer, &paths)).await
+            run_until_signal(run_files(&cli, &plan, &renderer, &paths)).await
         }
         Source::Cluster { namespace, all } => {
             let (namespace, all) = (namespace.clone(), *all);
             run_cluster(&cli, &plan, &renderer, namespace, all).await
         }
-    }
-}
-
-/// Runs `fut` unless SIGINT or SIGTERM arrives first (then it is dropped).
-async fn until_signal<T>(
-    fut: impl Future<Output = Result<T, RbaclogError>>,
-) -> Result<T, RbaclogError> {
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        r = fut => r,
-        _ = tokio::signal::ctrl_c() => Err(PluginError::Interrupted.into()),
-        _ = term => Err(PluginError::Terminated.into()),
     }
 }
 
@@ -232,7 +209,7 @@ async fn run_cluster(
         istioctl.as_ref(),
         &guard,
     );
-    let result = until_signal(work).await;
+    let result = run_until_signal(work).await;
     if let Some(istioctl) = &istioctl {
         if cli.keep_debug {
             for c in guard.changed() {

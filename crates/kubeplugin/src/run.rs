@@ -99,10 +99,13 @@ where
     }
 }
 
-/// Runs `fut` unless SIGINT or SIGTERM arrives first (then it is dropped).
-pub async fn run_until_signal<Fut>(fut: Fut) -> Result<Exit, PluginError>
+/// Runs `fut` unless SIGINT or SIGTERM arrives first (then it is dropped and
+/// the result is [`PluginError::Interrupted`] or [`PluginError::Terminated`],
+/// converted into the caller's error type).
+pub async fn run_until_signal<T, E, Fut>(fut: Fut) -> Result<T, E>
 where
-    Fut: Future<Output = Result<Exit, PluginError>>,
+    Fut: Future<Output = Result<T, E>>,
+    E: From<PluginError>,
 {
     #[cfg(unix)]
     let term = async {
@@ -117,7 +120,7 @@ where
     let term = std::future::pending::<()>();
     tokio::select! {
         r = fut => r,
-        _ = tokio::signal::ctrl_c() => Err(PluginError::Interrupted),
-        _ = term => Err(PluginError::Terminated),
+        _ = tokio::signal::ctrl_c() => Err(PluginError::Interrupted.into()),
+        _ = term => Err(PluginError::Terminated.into()),
     }
 }
