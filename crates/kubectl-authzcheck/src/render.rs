@@ -8,7 +8,7 @@
 
 use std::io::Write;
 
-use kubeplugin::render::{Cell, Renderer, Tone, write_str};
+use kubeplugin::render::{Cell, Renderer, Tone, json_err, write_str};
 use kubeplugin::{OutputFormat, PluginError};
 
 use crate::report::{ProxySource, Report, Severity};
@@ -277,7 +277,7 @@ pub fn write_reports(
                     None => serde_json::to_string_pretty(reports),
                 }
             }
-            .map_err(|e| PluginError::io("encoding JSON", std::io::Error::other(e)))?;
+            .map_err(json_err)?;
             write_str(out, &value)?;
             write_str(out, "\n")?;
         }

@@ -8,7 +8,7 @@
 
 use std::io::Write;
 
-use kubeplugin::render::{Renderer, Tabular, escape_control, write_json_line, write_str};
+use kubeplugin::render::{Renderer, Tabular, escape_control, json_err, write_json_line, write_str};
 use kubeplugin::{OutputFormat, PluginError};
 
 use crate::pairing::Stats;
@@ -52,13 +52,6 @@ pub fn write_summary(renderer: &Renderer, summary: &Summary) -> Result<(), Plugi
     }
     out.flush()
         .map_err(|e| PluginError::io("writing output", e))
-}
-
-fn json_err(e: serde_json::Error) -> PluginError {
-    PluginError::Io {
-        context: "encoding JSON".into(),
-        source: std::io::Error::other(e),
-    }
 }
 
 /// One note line on stderr (escaped: it may quote log or file names).

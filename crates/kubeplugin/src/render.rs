@@ -221,7 +221,8 @@ impl Renderer {
     }
 }
 
-fn json_err(e: serde_json::Error) -> PluginError {
+/// A JSON encoding failure as the I/O error of writing the output.
+pub fn json_err(e: serde_json::Error) -> PluginError {
     PluginError::Io {
         context: "encoding JSON".into(),
         source: std::io::Error::other(e),
