@@ -329,6 +329,10 @@ pub fn proxy_mode(
     }
 }
 
+/// How long the config dump exec may take: a stalled or half-closed exec
+/// stream must end the run with an error, not hang it.
+pub const DUMP_EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Fetches the sidecar's config dump through exec and analyses it.
 pub async fn dump_through_exec(
     kube: &Kube,
@@ -344,16 +348,6 @@ pub async fn dump_through_exec(
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let out = exec(
-        kube,
-        &target,
-        &argv,
-        ExecLimits {
-            head: MAX_DUMP_BYTES,
-            tail: 0,
-        },
-    )
-    .await?;
     let fail = |reason: String| -> PluginError {
         CheckError::DumpExec {
             namespace: namespace.to_string(),
@@ -362,6 +356,18 @@ pub async fn dump_through_exec(
         }
         .into()
     };
+    let limits = ExecLimits {
+        head: MAX_DUMP_BYTES,
+        tail: 0,
+    };
+    let out = tokio::time::timeout(DUMP_EXEC_TIMEOUT, exec(kube, &target, &argv, limits))
+        .await
+        .map_err(|_| {
+            fail(format!(
+                "the exec stream gave no status within {}s (stalled or cut connection)",
+                DUMP_EXEC_TIMEOUT.as_secs()
+            ))
+        })??;
     if out.command_not_found() {
         return Err(fail(
             "pilot-agent is not in the istio-proxy container".into(),
