@@ -1,0 +1,253 @@
+//! Shared harness of the reliability suite (tests/reliability_*.rs): a
+//! meshsim *process* per case (so a case can kill the server mid-run, like a
+//! crashing API server), the built plugin binaries run directly with an
+//! isolated KUBECONFIG/HOME, the istioctl stand-in first on PATH, and every
+//! run bounded by a generous limit so that a hang fails the test instead of
+//! blocking CI. Cases run concurrently on one tokio runtime.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// The generous bound every plugin run must end within (not a speed assertion).
+pub const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// target/debug, where cargo put the plugin binaries and meshsim.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .to_path_buf();
+    for b in [
+        "kubectl-npexec",
+        "kubectl-rbaclog",
+        "kubectl-authzcheck",
+        "meshsim",
+        "meshsim-istioctl",
+    ] {
+        assert!(
+            dir.join(b).exists(),
+            "{b} is not built in {}: run `cargo build --workspace --bins` first",
+            dir.display()
+        );
+    }
+    dir
+}
+
+pub fn walkthrough() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/walkthrough")
+}
+
+/// Output of one plugin run.
+#[derive(Debug)]
+pub struct Out {
+    /// Exit code; -1 when killed by a signal, -2 when it outlived [`RUN_LIMIT`].
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// stderr lines that are not empty.
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    }
+}
+
+/// One meshsim process with its own directory and kubeconfig.
+pub struct Sim {
+    pub child: Option<tokio::process::Child>,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+}
+
+impl Sim {
+    /// Starts `meshsim serve` on the walk-through with `extra` flags and
+    /// waits (bounded) until its kubeconfig exists and the two walk-through
+    /// pods run.
+    pub async fn start(extra: &[&str]) -> Sim {
+        Sim::start_scenarios(&[walkthrough()], extra, 2).await
+    }
+
+    pub async fn start_scenarios(scenarios: &[PathBuf], extra: &[&str], pods: usize) -> Sim {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let tools = dir.path().join("tools");
+        std::fs::create_dir_all(&tools).expect("tools dir");
+        std::os::unix::fs::symlink(bin_dir().join("meshsim-istioctl"), tools.join("istioctl"))
+            .expect("istioctl link");
+        let mut cmd = tokio::process::Command::new(bin_dir().join("meshsim"));
+        cmd.args(["serve", "--time-scale", "0.05", "--ready-delay", "10ms"])
+            .args(extra);
+        for s in scenarios {
+            cmd.arg("--scenario").arg(s);
+        }
+        let child = cmd
+            .arg("--kubeconfig-out")
+            .arg(&kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn meshsim");
+        let sim = Sim {
+            child: Some(child),
+            dir,
+            kubeconfig,
+        };
+        for _ in 0..600 {
+            if sim.kubeconfig.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(sim.kubeconfig.exists(), "meshsim wrote no kubeconfig");
+        if pods > 0 {
+            sim.wait_pods(pods).await;
+        }
+        sim
+    }
+
+    /// Waits (bounded by attempts) until `n` pods are Running. Gives up
+    /// quietly when listing pods keeps failing: the case's own fault may be
+    /// on that very request, and the plugin under test then fails anyway.
+    pub async fn wait_pods(&self, n: usize) {
+        let mut failures = 0;
+        for _ in 0..300 {
+            let o = self
+                .command(
+                    "kubectl",
+                    &["get", "pods", "-A", "--no-headers", "--request-timeout=1s"],
+                )
+                .output()
+                .await
+                .expect("kubectl");
+            if !o.status.success() {
+                failures += 1;
+                if failures >= 3 {
+                    return;
+                }
+            }
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            if text.lines().filter(|l| l.contains("Running")).count() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("pods never ran");
+    }
+
+    /// Kills the server (a crashing API server).
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `program args` with this cluster's environment (not yet spawned).
+    pub fn command(&self, program: &str, args: &[&str]) -> tokio::process::Command {
+        let program = if program.starts_with("kubectl-") {
+            bin_dir().join(program)
+        } else {
+            PathBuf::from(program)
+        };
+        let path = format!(
+            "{}:{}:{}",
+            self.dir.path().join("tools").display(),
+            bin_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .env("PATH", path)
+            .env("NO_COLOR", "1")
+            .env_remove("ISTIOCTL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs a plugin binary to completion, bounded by [`RUN_LIMIT`].
+    pub async fn run(&self, program: &str, args: &[&str]) -> Out {
+        let child = self.command(program, args).spawn().expect("spawn plugin");
+        finish(child).await
+    }
+}
+
+/// Waits for a spawned child (bounded by [`RUN_LIMIT`]; killed after it).
+pub async fn finish(child: tokio::process::Child) -> Out {
+    match tokio::time::timeout(RUN_LIMIT, child.wait_with_output()).await {
+        Ok(Ok(o)) => Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        },
+        Ok(Err(e)) => panic!("waiting for the plugin: {e}"),
+        // The child is killed when the future holding it is dropped (kill_on_drop).
+        Err(_) => Out {
+            code: -2,
+            stdout: String::new(),
+            stderr: format!("did not end within {RUN_LIMIT:?}"),
+        },
+    }
+}
+
+/// Rewrites the kubeconfig's `server:` line.
+pub fn set_server(kubeconfig: &Path, server: &str) {
+    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("server:") {
+                let indent = &l[..l.len() - l.trim_start().len()];
+                format!("{indent}server: {server}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(kubeconfig, out.join("\n") + "\n").expect("write kubeconfig");
+}
+
+/// The value of the first `key:` line of a kubeconfig.
+pub fn kubeconfig_value(kubeconfig: &Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(kubeconfig).ok()?;
+    text.lines().find_map(|l| {
+        let t = l.trim_start().trim_start_matches("- ");
+        t.strip_prefix(&format!("{key}:"))
+            .map(|v| v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// Replaces the value of every `key:` line of a kubeconfig.
+pub fn set_kubeconfig_value(kubeconfig: &Path, key: &str, value: &str) {
+    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let indent = &l[..l.len() - l.trim_start().len()];
+            if l.trim_start().starts_with(&format!("{key}:")) {
+                format!("{indent}{key}: {value}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(kubeconfig, out.join("\n") + "\n").expect("write kubeconfig");
+}
