@@ -91,8 +91,22 @@ fn request() -> impl Strategy<Value = (String, String, String, String, Vec<u8>)>
     let method = prop::sample::select(vec![
         "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS",
     ]);
-    let path = prop::collection::vec(prop::sample::select(SEGMENTS), 0..8)
-        .prop_map(|segs| format!("/{}", segs.join("/")));
+    // Half the paths start like real resource paths so the resource
+    // handlers (not only the 404 route) see arbitrary input.
+    let prefix = prop::sample::select(vec![
+        "",
+        "/api/v1",
+        "/api/v1/namespaces/np-test-1",
+        "/api/v1/namespaces/np-test-1/pods",
+        "/apis/apps/v1/namespaces/np-test-1/deployments",
+        "/apis/security.istio.io/v1beta1",
+        "/apis/networking.k8s.io/v1/namespaces/default",
+    ]);
+    let path = (
+        prefix,
+        prop::collection::vec(prop::sample::select(SEGMENTS), 0..5),
+    )
+        .prop_map(|(p, segs)| format!("{p}/{}", segs.join("/")));
     let query = prop::collection::vec(
         (
             prop::sample::select(KEYS),
@@ -136,7 +150,7 @@ fn router_never_panics_and_errors_are_status_json() {
         .fallback(meshsim::api::dispatch)
         .with_state(app);
     let mut runner = TestRunner::new(PtConfig {
-        cases: 400,
+        cases: 600,
         failure_persistence: None,
         ..PtConfig::default()
     });
