@@ -57,6 +57,10 @@ enum Cmd {
         /// each sidecar (simulated time, scaled by --time-scale); NetworkPolicy applies at once.
         #[arg(long, default_value = "2s", value_parser = parse_delay)]
         propagation_delay: Duration,
+        /// Simulate a CNI that ignores NetworkPolicy (as many clusters' CNIs do): policies
+        /// are stored and listed, but traffic is never dropped because of them.
+        #[arg(long)]
+        cni_ignores_network_policy: bool,
         /// Inject a fault (repeatable). Comma-separated key=value pairs. Match keys
         /// (absent = any): verb (get, list, watch, create, update, patch, delete,
         /// deletecollection, exec, log), resource (pods, pods/exec, services, ...),
@@ -127,6 +131,7 @@ fn main() -> ExitCode {
             time_scale,
             ready_delay,
             propagation_delay,
+            cni_ignores_network_policy,
             fault,
         } => {
             if !(time_scale.is_finite() && time_scale >= 0.0) {
@@ -153,6 +158,7 @@ fn main() -> ExitCode {
                     kubeconfig_out: Some(kubeconfig_out.clone()),
                     network: None,
                     propagation_delay,
+                    cni_enforces_network_policy: !cni_ignores_network_policy,
                 };
                 let handle = match Server::start(config).await {
                     Ok(h) => h,

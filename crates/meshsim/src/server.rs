@@ -39,6 +39,9 @@ pub struct Config {
     pub network: Option<Arc<dyn Network>>,
     /// How long (simulated time) AuthorizationPolicy/PeerAuthentication changes take to reach sidecars.
     pub propagation_delay: Duration,
+    /// Whether the simulated CNI enforces NetworkPolicy. Many clusters run a CNI
+    /// that ignores it (the walk-through warns of this); `false` simulates one.
+    pub cni_enforces_network_policy: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -66,6 +69,7 @@ impl Default for Config {
             kubeconfig_out: None,
             network: None,
             propagation_delay: crate::mesh::DEFAULT_PROPAGATION_DELAY,
+            cni_enforces_network_policy: true,
         }
     }
 }
@@ -403,7 +407,12 @@ impl Server {
             faults: config.faults,
             cancel: cancel.clone(),
             logs: crate::logs::LogStore::default(),
-            network: RwLock::new(config.network.clone().unwrap_or_else(|| Arc::new(NoNetwork))),
+            network: RwLock::new(
+                config
+                    .network
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(NoNetwork)),
+            ),
             time_scale: config.time_scale,
             mesh: std::sync::OnceLock::new(),
         });
@@ -413,6 +422,7 @@ impl Server {
                 crate::mesh::MeshOptions {
                     propagation_delay: config.propagation_delay,
                     time_scale: config.time_scale,
+                    cni_enforces_network_policy: config.cni_enforces_network_policy,
                 },
             );
             let _ = app.mesh.set(mesh);

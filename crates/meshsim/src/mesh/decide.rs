@@ -122,6 +122,8 @@ pub struct Input<'a> {
     pub dst_authz: &'a [AuthorizationPolicy],
     /// PeerAuthentications the destination sidecar has received.
     pub dst_peerauth: &'a [Arc<Value>],
+    /// Whether the simulated CNI enforces NetworkPolicy at all.
+    pub enforce_network_policy: bool,
     /// Per-request values that would be random (request id, ports).
     pub ids: Ids,
 }
@@ -684,7 +686,7 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
         }
     }
     let same_pod = ctx.src.namespace == dst.namespace && ctx.src.name == dst.name;
-    if !same_pod {
+    if !same_pod && input.enforce_network_policy {
         let net = model.evaluate_network(
             &Endpoint::pod(&ctx.src.namespace, &ctx.src.name),
             &Endpoint::pod(&dst.namespace, &dst.name),

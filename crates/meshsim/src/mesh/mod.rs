@@ -63,6 +63,8 @@ pub struct MeshOptions {
     pub propagation_delay: Duration,
     /// Multiplier applied to simulated waits.
     pub time_scale: f64,
+    /// Whether NetworkPolicy is enforced (a CNI without NetworkPolicy support: false).
+    pub cni_enforces_network_policy: bool,
 }
 
 impl Default for MeshOptions {
@@ -70,6 +72,7 @@ impl Default for MeshOptions {
         Self {
             propagation_delay: DEFAULT_PROPAGATION_DELAY,
             time_scale: 1.0,
+            cni_enforces_network_policy: true,
         }
     }
 }
@@ -519,6 +522,7 @@ impl Mesh {
             request,
             dst_authz: &authz,
             dst_peerauth: &pa,
+            enforce_network_policy: self.options.cni_enforces_network_policy,
             ids,
         };
         let v = decide::decide(&input);
