@@ -7,41 +7,24 @@
 //! `cargo build -p kubectl-authzcheck -p meshsim` (meshsim also builds
 //! `meshsim-istioctl`). Waits are bounded by attempts, never asserted on time.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::sim::{ServeProcess, built, link, path_without_istioctl, walkthrough};
 use serde_json::Value;
 
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
-    for b in ["kubectl-authzcheck", "meshsim", "meshsim-istioctl"] {
-        assert!(
-            dir.join(b).exists(),
-            "{b} is not built in {}: run `cargo build -p kubectl-authzcheck -p meshsim` first",
-            dir.display()
-        );
-    }
-    dir
-}
+/// `meshsim serve` plus two PATH directories of the test's own holding the
+/// plugin, one also holding meshsim's istioctl stand-in as `istioctl`.
+struct Sim(ServeProcess);
 
-/// PATH entries of the caller that do not hold an `istioctl`.
-fn path_without_istioctl() -> Vec<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .filter(|p| !p.join("istioctl").exists())
-        .collect()
-}
-
-struct Sim {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Deref for Sim {
+    type Target = ServeProcess;
+    fn deref(&self) -> &ServeProcess {
+        &self.0
     }
 }
 
@@ -54,17 +37,13 @@ enum Istio {
     Absent,
 }
 
-fn link(from: &Path, to: &Path) {
-    std::os::unix::fs::symlink(from, to).unwrap();
-}
-
 impl Sim {
     /// Starts meshsim with the walk-through; `extra` are more `serve` flags.
     fn start(extra: &[&str]) -> Sim {
-        let bins = bin_dir();
-        let dir = tempfile::tempdir().unwrap();
+        let bins = built(&["kubectl-authzcheck", "meshsim", "meshsim-istioctl"]);
+        let sim = Sim(ServeProcess::start(extra, &[walkthrough()], 2));
         for sub in ["with-istioctl", "without-istioctl"] {
-            let d = dir.path().join(sub);
+            let d = sim.path().join(sub);
             std::fs::create_dir(&d).unwrap();
             link(
                 &bins.join("kubectl-authzcheck"),
@@ -73,41 +52,9 @@ impl Sim {
         }
         link(
             &bins.join("meshsim-istioctl"),
-            &dir.path().join("with-istioctl/istioctl"),
+            &sim.path().join("with-istioctl/istioctl"),
         );
-        let kubeconfig = dir.path().join("kubeconfig");
-        let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/walkthrough");
-        let child = Command::new(bins.join("meshsim"))
-            .args(["serve", "--ready-delay", "10ms"])
-            .args(extra)
-            .arg("--scenario")
-            .arg(&scenario)
-            .arg("--kubeconfig-out")
-            .arg(&kubeconfig)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let sim = Sim { child, dir };
-        // Startup wait, not a timed assertion: give up after a generous bound.
-        let start = Instant::now();
-        while !kubeconfig.exists() && start.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(kubeconfig.exists(), "meshsim did not write its kubeconfig");
-        while start.elapsed() < Duration::from_secs(60) {
-            let out = sim.kubectl(&["get", "pods", "-A", "--no-headers"]);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if text.lines().count() >= 2 && text.lines().all(|l| l.contains("Running")) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
         sim
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
     }
 
     fn command(&self, istio: Istio) -> Command {
@@ -115,24 +62,13 @@ impl Sim {
             Istio::StandIn => "with-istioctl",
             Istio::Absent => "without-istioctl",
         };
-        let mut paths = vec![self.dir.path().join(sub)];
+        let mut paths = vec![self.path().join(sub)];
         paths.extend(path_without_istioctl());
-        let mut cmd = Command::new("kubectl");
-        cmd.env("PATH", std::env::join_paths(paths).unwrap())
-            .env("KUBECONFIG", self.kubeconfig())
-            .env("HOME", self.dir.path())
-            .env("NO_COLOR", "1")
-            .env_remove("ISTIOCTL");
-        cmd
+        self.0.kubectl_cmd(&std::env::join_paths(paths).unwrap())
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
-        self.command(Istio::StandIn)
-            .args(["--cache-dir"])
-            .arg(self.dir.path().join("cache"))
-            .args(args)
-            .output()
-            .unwrap()
+        self.command(Istio::StandIn).args(args).output().unwrap()
     }
 
     fn apply(&self, yaml: &str) {
@@ -193,10 +129,8 @@ impl Sim {
     }
 }
 
-fn walkthrough(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/walkthrough/policies")
-        .join(file)
+fn policy(file: &str) -> PathBuf {
+    walkthrough().join("policies").join(file)
 }
 
 const POD2: &[&str] = &["np-test-2", "deployment/np-test-nginx-2"];
@@ -435,7 +369,7 @@ fn walkthrough_pod_before_and_after_each_policy() {
     assert!(rows(&v).iter().all(|r| r.2.is_none()), "{:?}", rows(&v));
 
     // NetworkPolicy: ingress isolated at once, rules in words, the probe reminder.
-    sim.apply_file(&walkthrough("block-ingress-np-test-2.yaml"));
+    sim.apply_file(&policy("block-ingress-np-test-2.yaml"));
     let v = sim.json(Istio::StandIn, POD2);
     assert_eq!(v["network_isolation"]["ingress"], true);
     assert_eq!(v["network_isolation"]["egress"], false);
@@ -445,7 +379,7 @@ fn walkthrough_pod_before_and_after_each_policy() {
     assert!(codes(&v).contains(&"probe-netpol".to_string()));
 
     // AuthorizationPolicy DENY everything: in the API at once, loaded after propagation.
-    sim.apply_file(&walkthrough("block-istio-ingress-np-test-2.yaml"));
+    sim.apply_file(&policy("block-istio-ingress-np-test-2.yaml"));
     let name = "deny-all-ingress-using-authorizationpolicy";
     let v = sim.json_until(Istio::StandIn, POD2, |v| {
         has_row(v, "DENY", name) && authz(v, name)["loaded"] == true

@@ -14,15 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::Cluster;
+use common::sim::{path_with, target_bin_dir};
 
 const PLUGINS: [&str; 3] = ["npexec", "rbaclog", "authzcheck"];
 /// The plugins whose `main` answers completion (all of them).
 const COMPLETING: [&str; 3] = ["npexec", "rbaclog", "authzcheck"];
-
-fn target_bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
-}
 
 /// A PATH directory holding the three plugins (links to the built binaries)
 /// and their completion helpers from scripts/completion, as installed.
@@ -69,12 +65,8 @@ impl Env {
         Env { cluster, bin }
     }
 
-    fn path(&self) -> String {
-        format!(
-            "{}:{}",
-            self.bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        )
+    fn path(&self) -> std::ffi::OsString {
+        path_with(&[&self.bin])
     }
 
     /// `kubectl ARGS` with the plugins on PATH; the cluster through KUBECONFIG

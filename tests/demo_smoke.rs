@@ -2,31 +2,21 @@
 //! walk-through's key outputs, and leaves no meshsim process and no
 //! temporary directory behind, also when interrupted (SIGINT, as Ctrl-C).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::sim::built;
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
-    for b in ["meshsim", "meshsim-istioctl"] {
-        assert!(
-            dir.join(b).exists(),
-            "{b} is not built in {}: run `cargo build --workspace --bins` first",
-            dir.display()
-        );
-    }
-    dir
-}
 
 fn demo(tmp: &Path) -> tokio::process::Command {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut cmd = tokio::process::Command::new("bash");
     cmd.arg(root.join("scripts/demo.sh"))
         .env("DEMO_TIME_SCALE", "0.05")
-        .env("MESHDEBUG_BIN_DIR", bin_dir())
+        .env("MESHDEBUG_BIN_DIR", built(&["meshsim", "meshsim-istioctl"]))
         .env("TMPDIR", tmp)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())

@@ -8,19 +8,18 @@
 //! (INSTALL_PREBUILT), linked rather than copied (INSTALL_LINK=1) because debug
 //! binaries are hundreds of megabytes; copying is checked on small stand-ins.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::sim::target_bin_dir;
 
 const PLUGINS: [&str; 3] = ["npexec", "rbaclog", "authzcheck"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn target_bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
 }
 
 /// The directory of the real kubectl, and the system directories the helper

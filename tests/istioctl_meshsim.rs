@@ -9,18 +9,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::Cluster;
+use common::sim::built;
 
 /// The built `meshsim-istioctl` (`make test` builds every binary first).
 fn istioctl_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
-    let bin = dir.join("meshsim-istioctl");
-    assert!(
-        bin.exists(),
-        "meshsim-istioctl is not built in {}: run `cargo build -p meshsim --bins` first",
-        dir.display()
-    );
-    bin
+    built(&["meshsim-istioctl"]).join("meshsim-istioctl")
 }
 
 struct Run {

@@ -7,6 +7,8 @@
 //! from the debug binaries into a temporary folder to check that every archive
 //! hashes to what its manifest says and is laid out as krew requires.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -15,20 +17,12 @@ use std::process::Command;
 use serde_yaml_ng::Value;
 use sha2::{Digest, Sha256};
 
+use common::sim::target_bin_dir;
+
 const PLUGINS: [&str; 3] = ["npexec", "rbaclog", "authzcheck"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Where cargo put the binaries this test run was built with.
-fn target_bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/debug/deps/krew_manifests-HASH -> target/debug
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
 }
 
 fn workspace_version() -> String {

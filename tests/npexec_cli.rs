@@ -6,24 +6,12 @@
 //! `cargo build -p kubectl-npexec`). Each test gets its own HOME and
 //! kubeconfig, so ~/.kube is never touched.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// Directory holding the built `kubectl-npexec` (target/debug next to this test binary).
-fn plugin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .to_path_buf();
-    assert!(
-        dir.join("kubectl-npexec").exists(),
-        "kubectl-npexec is not built in {}: run `cargo build -p kubectl-npexec` first",
-        dir.display()
-    );
-    dir
-}
+use common::sim::{built, path_with};
 
 /// A kubeconfig whose server nothing listens on.
 fn unreachable_kubeconfig(dir: &std::path::Path) -> PathBuf {
@@ -42,11 +30,7 @@ fn unreachable_kubeconfig(dir: &std::path::Path) -> PathBuf {
 fn kubectl_npexec(args: &[&str]) -> Output {
     let tmp = tempfile::tempdir().unwrap();
     let kubeconfig = unreachable_kubeconfig(tmp.path());
-    let path = format!(
-        "{}:{}",
-        plugin_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with(&[&built(&["kubectl-npexec"])]);
     Command::new("kubectl")
         .arg("npexec")
         .args(args)

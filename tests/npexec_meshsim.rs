@@ -1,44 +1,18 @@
 //! End-to-end tests of `kubectl npexec` through the real kubectl against
 //! meshsim serving the walk-through scenario (examples/walkthrough).
 //!
-//! Uses a small local harness (start `meshsim serve` as a process, wait for
-//! its kubeconfig, kill it on drop) so that the plugin, kubectl and the
+//! Runs `meshsim serve` as a process (common::sim::ServeProcess: waits for
+//! its kubeconfig, kills it on drop) so that the plugin, kubectl and the
 //! simulated cluster run as separate processes, as they do for users. The
 //! traffic verdicts come from meshsim's mesh simulation (NetworkPolicy,
 //! sidecars, AuthorizationPolicy via meshpolicy, application answers).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
+mod common;
 
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
-    for b in ["kubectl-npexec", "meshsim"] {
-        assert!(
-            dir.join(b).exists(),
-            "{b} is not built in {}: run `cargo build -p kubectl-npexec -p meshsim` first",
-            dir.display()
-        );
-    }
-    dir
-}
+use std::path::PathBuf;
+use std::process::Output;
 
-struct Sim {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn walkthrough() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/walkthrough")
-}
+use common::sim::{ServeProcess, built, path_with, walkthrough};
 
 fn policy(file: &str) -> String {
     walkthrough()
@@ -48,6 +22,9 @@ fn policy(file: &str) -> String {
         .into_owned()
 }
 
+/// `meshsim serve` with the plugin's directory in front of PATH.
+struct Sim(ServeProcess);
+
 impl Sim {
     fn start() -> Sim {
         Sim::start_with(&[walkthrough()], &[], 2)
@@ -56,52 +33,17 @@ impl Sim {
     /// Starts meshsim with these scenarios and extra `serve` flags, and waits
     /// until at least `pods` pods are listed and all are Running.
     fn start_with(scenarios: &[PathBuf], extra: &[&str], pods: usize) -> Sim {
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        let mut cmd = Command::new(bin_dir().join("meshsim"));
-        cmd.args(["serve", "--time-scale", "0.05", "--ready-delay", "10ms"])
-            .args(extra);
-        for s in scenarios {
-            cmd.arg("--scenario").arg(s);
-        }
-        let child = cmd
-            .arg("--kubeconfig-out")
-            .arg(&kubeconfig)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let sim = Sim { child, dir };
-        // Startup wait, not a timed assertion: give up after a generous bound.
-        let start = Instant::now();
-        while !kubeconfig.exists() && start.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(kubeconfig.exists(), "meshsim did not write its kubeconfig");
-        // Wait for the walk-through pods to be Running.
-        while start.elapsed() < Duration::from_secs(60) {
-            let out = sim.kubectl(&["get", "pods", "-A", "--no-headers"]);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if text.lines().count() >= pods && text.lines().all(|l| l.contains("Running")) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        sim
+        built(&["kubectl-npexec", "meshsim"]);
+        let mut args = vec!["--time-scale", "0.05"];
+        args.extend_from_slice(extra);
+        Sim(ServeProcess::start(&args, scenarios, pods))
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
-        let path = format!(
-            "{}:{}",
-            bin_dir().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        Command::new("kubectl")
+        let bins = built(&["kubectl-npexec"]);
+        self.0
+            .kubectl_cmd(&path_with(&[&bins]))
             .args(args)
-            .env("PATH", path)
-            .env("HOME", self.dir.path())
-            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
-            .env("NO_COLOR", "1")
             .output()
             .unwrap()
     }

@@ -9,32 +9,20 @@
 
 mod common;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::sim::{built, istioctl_dir, path_with};
 use common::{Cluster, Out, fast_config, repo_root};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const POLICY: &str = "examples/walkthrough/policies/block-istio-ingress-np-test-2.yaml";
 
-/// target/debug, holding kubectl-rbaclog and meshsim-istioctl.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
-    for b in ["kubectl-rbaclog", "meshsim-istioctl"] {
-        assert!(
-            dir.join(b).exists(),
-            "{b} is not built in {}: run `cargo build -p kubectl-rbaclog -p meshsim --bins` first",
-            dir.display()
-        );
-    }
-    dir
-}
-
 struct Env {
     c: Cluster,
-    path: String,
+    path: OsString,
 }
 
 impl Env {
@@ -46,16 +34,9 @@ impl Env {
             .map(|f| meshsim::faults::Fault::parse(f).unwrap())
             .collect();
         let c = Cluster::start(config).await.unwrap();
-        let tools = c.path().join("tools");
-        std::fs::create_dir_all(&tools).unwrap();
-        std::os::unix::fs::symlink(bin_dir().join("meshsim-istioctl"), tools.join("istioctl"))
-            .unwrap();
-        let path = format!(
-            "{}:{}:{}",
-            tools.display(),
-            bin_dir().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+        let bins = built(&["kubectl-rbaclog", "meshsim-istioctl"]);
+        let tools = istioctl_dir(c.path());
+        let path = path_with(&[&tools, &bins]);
         let env = Env { c, path };
         env.c
             .wait_ready_pod("np-test-1", "app=np-test-nginx-1")

@@ -8,31 +8,17 @@
 
 mod common;
 
-use std::path::PathBuf;
-
+use common::sim::{path_with, target_bin_dir};
 use common::{Cluster, repo_root};
-
-/// Folder of the binaries this test run was built with (target/debug).
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .to_path_buf()
-}
 
 async fn run_script(cluster: &Cluster) -> anyhow::Result<(i32, String)> {
     for p in ["kubectl-npexec", "kubectl-rbaclog", "kubectl-authzcheck"] {
         anyhow::ensure!(
-            bin_dir().join(p).exists(),
+            target_bin_dir().join(p).exists(),
             "{p} is not built: run `cargo build --workspace --bins` first (make test does)"
         );
     }
-    let path = format!(
-        "{}:{}",
-        bin_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with(&[&target_bin_dir()]);
     let out = tokio::process::Command::new("bash")
         .arg(repo_root().join("examples/scripting/assert-walkthrough.sh"))
         .env("PATH", path)

@@ -1,0 +1,157 @@
+//! Shared plumbing of the end-to-end tests that drive the BUILT binaries: where
+//! cargo put them, a PATH that puts the plugins (and meshsim's istioctl
+//! stand-in) in front of the caller's, and `meshsim serve` run as its own
+//! process with a kubeconfig in a temporary directory.
+//!
+//! Each e2e test file used to carry its own copy of these; one copy keeps the
+//! isolation rules (own kubeconfig, HOME and cache dir; never ~/.kube) and the
+//! bounded startup waits the same everywhere.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The directory cargo built this test run's binaries in (target/debug: the
+/// test executable is target/debug/deps/NAME-HASH).
+pub fn target_bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// [`target_bin_dir`], after checking that each of `bins` is built there
+/// (the test cannot run otherwise; the message says what to build).
+pub fn built(bins: &[&str]) -> PathBuf {
+    let dir = target_bin_dir();
+    for b in bins {
+        assert!(
+            dir.join(b).exists(),
+            "{b} is not built in {}: run `cargo build --workspace --bins` first",
+            dir.display()
+        );
+    }
+    dir
+}
+
+/// `dirs` in front of the caller's PATH.
+pub fn path_with(dirs: &[&Path]) -> OsString {
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    let all = dirs
+        .iter()
+        .map(|d| d.to_path_buf())
+        .chain(std::env::split_paths(&rest));
+    std::env::join_paths(all).expect("PATH entries without ':'")
+}
+
+/// PATH entries of the caller that do not hold an `istioctl`.
+pub fn path_without_istioctl() -> Vec<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .filter(|p| !p.join("istioctl").exists())
+        .collect()
+}
+
+/// A symbolic link `to` -> `from`.
+pub fn link(from: &Path, to: &Path) {
+    std::os::unix::fs::symlink(from, to)
+        .unwrap_or_else(|e| panic!("link {} -> {}: {e}", to.display(), from.display()));
+}
+
+/// Creates `root/tools` holding `istioctl` -> the built meshsim-istioctl
+/// (as a user's PATH would hold the real one); returns that directory.
+pub fn istioctl_dir(root: &Path) -> PathBuf {
+    let bins = built(&["meshsim-istioctl"]);
+    let tools = root.join("tools");
+    std::fs::create_dir_all(&tools).expect("create tools dir");
+    link(&bins.join("meshsim-istioctl"), &tools.join("istioctl"));
+    tools
+}
+
+/// The walk-through scenario (examples/walkthrough).
+pub fn walkthrough() -> PathBuf {
+    super::repo_root().join("examples/walkthrough")
+}
+
+/// The built `meshsim serve` running as a separate process, as users run it,
+/// with its kubeconfig in a temporary directory; killed on drop.
+pub struct ServeProcess {
+    child: Child,
+    /// The test's own directory: kubeconfig, HOME, kubectl's cache.
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServeProcess {
+    /// Runs `meshsim serve --ready-delay 10ms ARGS --scenario S... --kubeconfig-out DIR/kubeconfig`,
+    /// waits for the kubeconfig, then until at least `pods` pods are listed
+    /// and all are Running. Both waits are bounded startup waits (60 s in
+    /// all), not timed assertions.
+    pub fn start(args: &[&str], scenarios: &[PathBuf], pods: usize) -> ServeProcess {
+        let bins = built(&["meshsim"]);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let mut cmd = Command::new(bins.join("meshsim"));
+        cmd.args(["serve", "--ready-delay", "10ms"]).args(args);
+        for s in scenarios {
+            cmd.arg("--scenario").arg(s);
+        }
+        let child = cmd
+            .arg("--kubeconfig-out")
+            .arg(&kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start meshsim serve");
+        let sim = ServeProcess { child, dir };
+        let start = Instant::now();
+        while !kubeconfig.exists() && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(kubeconfig.exists(), "meshsim did not write its kubeconfig");
+        while start.elapsed() < Duration::from_secs(60) {
+            let out = sim
+                .kubectl_cmd(&path_with(&[]))
+                .args(["get", "pods", "-A", "--no-headers"])
+                .output()
+                .expect("kubectl on PATH");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text.lines().count() >= pods && text.lines().all(|l| l.contains("Running")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sim
+    }
+
+    /// The test's own directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The kubeconfig meshsim wrote.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// `kubectl` with this PATH and an isolated environment: this cluster's
+    /// kubeconfig (KUBECONFIG, as plugins take no flag before their name),
+    /// HOME and KUBECACHEDIR in the test's directory, NO_COLOR, no ISTIOCTL.
+    pub fn kubectl_cmd(&self, path: &OsString) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.env("PATH", path)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("KUBECACHEDIR", self.dir.path().join("cache"))
+            .env("HOME", self.dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("ISTIOCTL");
+        cmd
+    }
+}
