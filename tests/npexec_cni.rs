@@ -8,30 +8,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-
+use common::sim::{built, path_with};
 use common::{Cluster, fast_config, repo_root};
 
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .to_path_buf()
-}
-
 async fn npexec(cluster: &Cluster, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
-    let exe = bin_dir().join("kubectl-npexec");
-    anyhow::ensure!(
-        exe.exists(),
-        "{} is not built (make test builds it)",
-        exe.display()
-    );
-    let path = format!(
-        "{}:{}",
-        bin_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let bins = built(&["kubectl-npexec"]);
+    let path = path_with(&[&bins]);
     // kubectl refuses flags before the plugin name: the kubeconfig comes from the environment.
     let out = tokio::process::Command::new("kubectl")
         .arg("npexec")
