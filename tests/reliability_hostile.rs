@@ -1,0 +1,368 @@
+//! Hostile input (issue 10, part 3), end to end:
+//! - `npexec --path/--header/--url` values full of shell metacharacters reach
+//!   the container's curl verbatim (exec argv is a vector, no shell): an
+//!   in-process meshsim with a recording network keeps each request curl made;
+//!   a fixed budget of generated values (deterministic, seeded);
+//! - terminal control sequences in pod names' neighbours (annotations), log
+//!   lines and istioctl output are escaped in tables and kept as data in JSON;
+//! - very long lines and invalid UTF-8 in logs (rbaclog --file);
+//! - a 50 MB config dump through `authzcheck --config-dump`;
+//! - a YAML bomb as a meshsim scenario ends (error or bounded), never expands.
+
+mod common;
+mod reliability;
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::join_all;
+use meshsim::exec::{ExecTarget, NetOutcome, NetRequest, Network};
+
+/// Answers 200 to every request and remembers it.
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<NetRequest>>,
+}
+
+impl Network for Recorder {
+    fn decide(&self, _from: &ExecTarget, request: &NetRequest) -> NetOutcome {
+        if let Ok(mut s) = self.seen.lock() {
+            s.push(request.clone());
+        }
+        NetOutcome::Http {
+            after: Duration::from_millis(1),
+            status: 200,
+            headers: vec![],
+            body: b"ok".to_vec(),
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift): the case budget and values are
+/// the same on every run, so a failure reproduces.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// A value built from shell metacharacters, quotes, spaces and non-ASCII.
+    fn hostile(&mut self, len: usize) -> String {
+        const POOL: &[&str] = &[
+            "$",
+            "(",
+            ")",
+            "`",
+            ";",
+            "|",
+            "&",
+            "'",
+            "\"",
+            "\\",
+            "*",
+            "?",
+            "~",
+            "{",
+            "}",
+            "[",
+            "]",
+            "<",
+            ">",
+            "!",
+            "#",
+            "%",
+            " ",
+            "$(reboot)",
+            "`id`",
+            "${IFS}",
+            "a",
+            "Z",
+            "9",
+            "é",
+            "日本",
+            "-",
+            "--",
+            "=",
+            ",",
+            "%0a",
+            "+",
+        ];
+        (0..len)
+            .map(|_| POOL[(self.next() % POOL.len() as u64) as usize])
+            .collect()
+    }
+}
+
+const CASES: usize = 24;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_values_reach_the_container_verbatim() {
+    let recorder = Arc::new(Recorder::default());
+    let mut config = common::fast_config();
+    config.scenarios = vec![reliability::walkthrough()];
+    config.network = Some(recorder.clone());
+    let cluster = common::Cluster::start(config).await.unwrap();
+    cluster
+        .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
+        .await
+        .unwrap();
+    let bins = reliability::bin_dir();
+    let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+    let mut cases = Vec::new();
+    for i in 0..CASES {
+        let len = 1 + (g.next() % 12) as usize;
+        let value = g.hostile(len);
+        // Each case carries a unique marker so its request can be found.
+        let marker = format!("m{i}x");
+        let (args, want_path, want_header): (Vec<String>, Option<String>, Option<String>) = match i
+            % 3
+        {
+            0 => {
+                let path = format!("/{marker}/{value}");
+                (vec!["--path".into(), path.clone()], Some(path), None)
+            }
+            1 => {
+                let header = format!("X-Probe: {marker} {value}");
+                (
+                    vec![
+                        "-H".into(),
+                        header.clone(),
+                        "--path".into(),
+                        format!("/{marker}"),
+                    ],
+                    Some(format!("/{marker}")),
+                    Some(format!("{marker} {value}")),
+                )
+            }
+            _ => {
+                let path = format!("/{marker}/{value}");
+                (
+                    vec![
+                        "--url".into(),
+                        format!("http://svc-np-test-nginx-2.np-test-2.svc.cluster.local:80{path}"),
+                    ],
+                    Some(path),
+                    None,
+                )
+            }
+        };
+        cases.push((marker, value, args, want_path, want_header));
+    }
+    let runs = cases.iter().map(|(_, _, args, _, _)| {
+        let mut cmd = tokio::process::Command::new(bins.join("kubectl-npexec"));
+        cmd.args(["np-test-1", "np-test-2", "--timeout", "2s"])
+            .args(args)
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("HOME", cluster.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        async move { reliability::finish(cmd.spawn().unwrap()).await }
+    });
+    let outs = join_all(runs).await;
+    let seen = recorder.seen.lock().unwrap().clone();
+    let mut failures = Vec::new();
+    for ((marker, value, args, want_path, want_header), out) in cases.iter().zip(&outs) {
+        // A value the plugin refuses is a usage error (exit 2), never a mangled probe.
+        if out.code == 2 {
+            continue;
+        }
+        let hits: Vec<&NetRequest> = seen
+            .iter()
+            .filter(|r| {
+                r.path.contains(marker.as_str())
+                    || r.headers.iter().any(|(_, v)| v.contains(marker.as_str()))
+            })
+            .collect();
+        if hits.is_empty() {
+            failures.push(format!("{args:?} ({value:?}): no request arrived; {out:?}"));
+            continue;
+        }
+        for r in hits {
+            // curl, like every HTTP client, does not send a URL's #fragment:
+            // the argv held the value verbatim, the request carries the part before '#'.
+            let want_path = want_path
+                .as_ref()
+                .map(|p| p.split('#').next().unwrap_or_default().to_string());
+            if let Some(p) = &want_path
+                && &r.path != p
+            {
+                failures.push(format!("{args:?}: path {:?} instead of {p:?}", r.path));
+            }
+            if let Some(h) = want_header
+                && !r
+                    .headers
+                    .iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case("x-probe") && v == h)
+            {
+                failures.push(format!("{args:?}: headers {:?} lack {h:?}", r.headers));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {CASES} hostile values were not passed verbatim:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// rbaclog --file with terminal escapes, a 1 MiB line and invalid UTF-8:
+/// the table escapes control characters, JSON keeps them as data, nothing panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_log_lines_are_escaped_in_tables_and_kept_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("hostile.log");
+    let evil_ns = "np\x1b]0;pwned\x07-test\x1b[2J";
+    let mut text = Vec::new();
+    text.extend_from_slice(
+        format!(
+            "2025-07-06T19:33:00.654348Z\tdebug\tenvoy rbac external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:222\tenforced denied, matched policy ns[{evil_ns}]-policy[deny\x1b[31mall]-rule[0]\tthread=23\n"
+        )
+        .as_bytes(),
+    );
+    text.extend_from_slice(b"2025-07-06T19:33:01.000000Z\tdebug\tenvoy rbac ");
+    text.extend(std::iter::repeat_n(b'A', 1 << 20));
+    text.push(b'\n');
+    text.extend_from_slice(b"2025-07-06T19:33:02.000000Z\tdebug\tenvoy rbac \xff\xfe\xc3 enforced denied, matched policy ns[a\xff]-policy[b]-rule[0]\n");
+    std::fs::write(&log, &text).unwrap();
+    let bins = reliability::bin_dir();
+    let run = |args: Vec<&str>| {
+        let mut cmd = tokio::process::Command::new(bins.join("kubectl-rbaclog"));
+        cmd.args(args)
+            .env("HOME", dir.path())
+            .env("NO_COLOR", "1")
+            .env("KUBECONFIG", dir.path().join("none"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        async move { reliability::finish(cmd.spawn().unwrap()).await }
+    };
+    let path = log.to_str().unwrap();
+    let (table, json) = futures::join!(
+        run(vec!["--file", path, "-o", "wide"]),
+        run(vec!["--file", path, "-o", "json"])
+    );
+    assert!(matches!(table.code, 0 | 1), "{table:?}");
+    assert!(
+        !table.stdout.contains('\x1b') && !table.stdout.contains('\x07'),
+        "raw escape in the table: {:?}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains("np-test")
+            || table.stdout.contains("\\u{1b}")
+            || table.stdout.contains("\\x1b")
+            || table.stdout.contains("\\e"),
+        "{:?}",
+        table.stdout
+    );
+    assert!(!table.stderr.contains("panicked"), "{table:?}");
+    assert!(matches!(json.code, 0 | 1), "{json:?}");
+    let v: serde_json::Value = serde_json::from_str(&json.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", json.stdout));
+    assert!(
+        v.to_string().contains("\\u001b]0;pwned"),
+        "JSON lost the control characters as data: {v}"
+    );
+}
+
+/// authzcheck --config-dump on a 50 MB dump: ends with a report or a one-line error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_megabyte_config_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|a| a.join("shared/fixtures/istio/authz-check/configdump-1.25.json"))
+            .find(|p| p.exists())
+            .expect("configdump fixture"),
+    )
+    .unwrap();
+    // Pad with a large extra config entry of filler (valid JSON, 50 MB).
+    let mut v: serde_json::Value = serde_json::from_slice(&seed).unwrap();
+    let filler = "x".repeat(50 << 20);
+    v["configs"].as_array_mut().unwrap().push(
+        serde_json::json!({"@type": "type.googleapis.com/meshdebug.Filler", "filler": filler}),
+    );
+    let path = dir.path().join("dump.json");
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    drop(v);
+    let mut cmd = tokio::process::Command::new(reliability::bin_dir().join("kubectl-authzcheck"));
+    cmd.args(["--config-dump", path.to_str().unwrap()])
+        .env("HOME", dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = reliability::finish(cmd.spawn().unwrap()).await;
+    std::fs::remove_file(&path).unwrap();
+    assert!(out.code != -2, "did not end: {out:?}");
+    if out.code == 0 || out.code == 1 {
+        assert!(!out.stdout.is_empty(), "{out:?}");
+    } else {
+        assert_eq!(out.stderr_lines().len(), 1, "{out:?}");
+        assert!(out.stderr.starts_with("error: "), "{out:?}");
+    }
+    assert!(!out.stderr.contains("panicked"), "{out:?}");
+}
+
+/// A billion-laughs scenario: meshsim must fail fast or load a bounded result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yaml_bomb_scenario_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bomb = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb, namespace: default}\ndata:\n  a0: &a0 \"lol\"\n",
+    );
+    for i in 1..10 {
+        let prev = format!("*a{}", i - 1);
+        bomb.push_str(&format!(
+            "  a{i}: &a{i} [{}]\n",
+            std::iter::repeat_n(prev.as_str(), 9)
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    let path = dir.path().join("bomb.yaml");
+    std::fs::write(&path, bomb).unwrap();
+    let mut cmd = tokio::process::Command::new(reliability::bin_dir().join("meshsim"));
+    cmd.args([
+        "serve",
+        "--scenario",
+        path.to_str().unwrap(),
+        "--kubeconfig-out",
+    ])
+    .arg(dir.path().join("kc"))
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let child = cmd.spawn().unwrap();
+    // Either it refuses the scenario (exits with an error) or it serves: then
+    // the kubeconfig appears and the process is still bounded in memory.
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await;
+    match out {
+        Ok(Ok(o)) => {
+            assert!(!o.status.success(), "meshsim accepted and exited?");
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!err.contains("panicked"), "{err}");
+            assert!(err.lines().filter(|l| !l.is_empty()).count() <= 2, "{err}");
+        }
+        Ok(Err(e)) => panic!("{e}"),
+        Err(_) => {
+            // Still running after 20 s: it must be serving, not expanding.
+            assert!(
+                dir.path().join("kc").exists(),
+                "meshsim neither refused nor served the bomb"
+            );
+        }
+    }
+}
