@@ -50,8 +50,13 @@ pub fn init_tracing(verbosity: u8) {
         ",hyper=warn,hyper_util=warn,h2=warn,rustls=warn,tower=warn,tungstenite=warn,tokio_tungstenite=warn".to_string()
     };
     let filter = tracing_subscriber::EnvFilter::new(format!("{level}{quiet_internals}"));
+    // Colours only on a terminal and without NO_COLOR: logs piped to a file or
+    // a CI log must not carry escape sequences.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .with_target(verbosity >= 2)
         .try_init();
