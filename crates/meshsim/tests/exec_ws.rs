@@ -311,3 +311,23 @@ async fn cut_after_bytes_drops_the_connection() {
     assert!(s.status.is_none());
     assert!(s.close.is_none(), "no Close frame on an abrupt cut");
 }
+
+/// A cut must close the connection even while the command still waits for
+/// stdin (the client keeps stdin open): the reader half ends too, so the
+/// client sees the stream end instead of a stall. The generous bound only
+/// turns a regression (a stall) into a failure instead of a hung test.
+#[tokio::test]
+async fn cut_closes_the_socket_while_stdin_is_open() {
+    let (base, _) = start(Some(1000)).await;
+    let input = vec![b'x'; 100_000];
+    let s = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        session(&base, "v5.channel.k8s.io", &["cat"], Some(&input), false),
+    )
+    .await
+    .expect("the cut connection must end, not stall");
+    assert_eq!(s.stdout.len(), 1000);
+    assert!(s.stdout.iter().all(|b| *b == b'x'));
+    assert!(s.status.is_none());
+    assert!(s.close.is_none(), "no Close frame on an abrupt cut");
+}

@@ -177,7 +177,10 @@ pub async fn serve_websocket(
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Bytes)>(32);
 
     // Writer: frames to the client, counting output bytes for fault injection.
+    // On a cut it reports through `cut_tx` so that the whole connection ends
+    // (reader too), not just the sending half.
     let cut_after = opts.cut_after_bytes;
+    let (cut_tx, mut cut_rx) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(async move {
         let mut sent = 0usize;
         while let Some((ch, data)) = out_rx.recv().await {
@@ -216,8 +219,11 @@ pub async fn serve_websocket(
                         }
                     }
                     if cut {
-                        // Abrupt end: no status, no Close frame.
+                        // Abrupt end: no status, no Close frame. The socket
+                        // closes once the reader half is dropped too.
                         let _ = sink.flush().await;
+                        drop(sink);
+                        let _ = cut_tx.send(());
                         return;
                     }
                 }
@@ -310,6 +316,15 @@ pub async fn serve_websocket(
             drop(out_tx);
             writer.abort();
             reader.abort();
+        }
+        Ok(()) = &mut cut_rx => {
+            // Fault injection cut the stream: stop the command and end the
+            // reader so both halves of the socket are dropped and the TCP
+            // connection closes without a status or Close frame.
+            drop(out_tx);
+            reader.abort();
+            let _ = reader.await;
+            let _ = writer.await;
         }
     }
 }
