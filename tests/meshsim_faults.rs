@@ -115,7 +115,10 @@ async fn exec_stream_cut_after_n_bytes() -> anyhow::Result<()> {
     assert!(o.stdout.len() <= 1000, "got {} bytes", o.stdout.len());
     assert!(o.stdout.iter().all(|b| *b == b'x'));
     assert!(
-        o.stderr.contains("websocket") || o.stderr.contains("EOF"),
+        // How the cut shows depends on where kubectl is when the socket closes.
+        ["websocket", "EOF", "connection reset"]
+            .iter()
+            .any(|m| o.stderr.contains(m)),
         "{}",
         o.stderr
     );
