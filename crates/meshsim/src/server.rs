@@ -117,6 +117,21 @@ pub struct App {
     pub logs: crate::logs::LogStore,
     /// The mesh simulation, when it decides traffic (set once at start).
     pub mesh: std::sync::OnceLock<Arc<crate::mesh::Mesh>>,
+    /// The last [`EXEC_LOG_LIMIT`] exec requests, argv exactly as received.
+    pub exec_log: Mutex<std::collections::VecDeque<ExecRecord>>,
+}
+
+/// How many exec requests [`App::exec_log`] keeps (oldest dropped first).
+pub const EXEC_LOG_LIMIT: usize = 1000;
+
+/// One exec request as the container runtime received it, so tests can check
+/// that clients pass argv verbatim (no shell in between).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRecord {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub argv: Vec<String>,
 }
 
 impl App {
@@ -179,6 +194,21 @@ impl ExecServices for Services {
     ) -> Option<Arc<dyn crate::exec::Program>> {
         crate::envoy_admin::cluster_program(&self.app, target, name)
     }
+    fn record_exec(&self, target: &crate::exec::ExecTarget, argv: &[String]) {
+        let mut log = match self.app.exec_log.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if log.len() >= EXEC_LOG_LIMIT {
+            log.pop_front();
+        }
+        log.push_back(ExecRecord {
+            namespace: target.namespace.clone(),
+            pod: target.pod.clone(),
+            container: target.container.clone(),
+            argv: argv.to_vec(),
+        });
+    }
 }
 
 /// The in-process cluster, for tests and part 2 (mesh simulation).
@@ -201,6 +231,14 @@ impl Cluster {
     /// The mesh simulation (None when a custom network was configured).
     pub fn mesh(&self) -> Option<&Arc<crate::mesh::Mesh>> {
         self.0.mesh.get()
+    }
+    /// The exec requests received so far (at most the last
+    /// [`EXEC_LOG_LIMIT`]), oldest first, argv exactly as received.
+    pub fn exec_log(&self) -> Vec<ExecRecord> {
+        match self.0.exec_log.lock() {
+            Ok(g) => g.iter().cloned().collect(),
+            Err(p) => p.into_inner().iter().cloned().collect(),
+        }
     }
     /// Replace the traffic decider.
     pub fn set_network(&self, n: Arc<dyn Network>) {
@@ -415,6 +453,7 @@ impl Server {
             ),
             time_scale: config.time_scale,
             mesh: std::sync::OnceLock::new(),
+            exec_log: Mutex::new(std::collections::VecDeque::new()),
         });
         if config.network.is_none() {
             let mesh = crate::mesh::Mesh::install(

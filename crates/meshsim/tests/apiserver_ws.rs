@@ -197,3 +197,43 @@ async fn unsupported_subprotocol_is_refused_with_status() {
     }
     h.shutdown().await;
 }
+
+/// Every exec request is recorded with its argv exactly as received (what
+/// tests use to prove clients pass values verbatim), and the log is bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_argv_is_recorded_verbatim_and_bounded() {
+    use meshsim::exec::{ExecServices, ExecTarget};
+    let (h, pod) = start().await;
+    let odd = "a b;$(id)`x`\t'\"\\é";
+    let s = exec(&h, &pod, "v5.channel.k8s.io", &["echo", odd], None).await;
+    assert_eq!(s.stdout, format!("{odd}\n").into_bytes());
+    let log = h.cluster.exec_log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].namespace, "np-test-1");
+    assert_eq!(log[0].pod, pod);
+    assert_eq!(log[0].container, "np-test-nginx-1");
+    assert_eq!(log[0].argv, vec!["echo".to_string(), odd.to_string()]);
+
+    // Past the limit, the oldest records go first.
+    let services = meshsim::server::Services {
+        app: h.cluster.0.clone(),
+    };
+    let target = ExecTarget {
+        namespace: "ns".into(),
+        pod: "p".into(),
+        container: "c".into(),
+        pod_ip: "10.0.0.1".into(),
+        image: "busybox".into(),
+        tools: vec![],
+        env: vec![],
+    };
+    let limit = meshsim::server::EXEC_LOG_LIMIT;
+    for i in 0..limit + 5 {
+        services.record_exec(&target, &[format!("n{i}")]);
+    }
+    let log = h.cluster.exec_log();
+    assert_eq!(log.len(), limit);
+    assert_eq!(log[0].argv, vec![format!("n{}", 5)]);
+    assert_eq!(log[limit - 1].argv, vec![format!("n{}", limit + 4)]);
+    h.shutdown().await;
+}
