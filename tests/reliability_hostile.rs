@@ -2,7 +2,10 @@
 //! - `npexec --path/--header/--url` values full of shell metacharacters reach
 //!   the container's curl verbatim (exec argv is a vector, no shell): an
 //!   in-process meshsim with a recording network keeps each request curl made;
-//!   a fixed budget of generated values (deterministic, seeded);
+//!   a fixed budget of generated values (deterministic, seeded); the argv
+//!   meshsim recorded for each exec is checked byte for byte too, and so are
+//!   odd-but-valid namespace and Service names, while invalid ones are
+//!   refused (exit 2) before any exec;
 //! - terminal control sequences in pod names' neighbours (annotations), log
 //!   lines and istioctl output are escaped in tables and kept as data in JSON;
 //! - very long lines and invalid UTF-8 in logs (rbaclog --file);
@@ -205,12 +208,206 @@ async fn probe_values_reach_the_container_verbatim() {
             }
         }
     }
+    // The argv meshsim's container runtime received, byte for byte: the URL
+    // is the last argument, each header follows its own -H.
+    let execs = cluster.handle.cluster.exec_log();
+    let mut checked = 0;
+    for ((marker, value, args, want_path, want_header), out) in cases.iter().zip(&outs) {
+        if out.code == 2 {
+            continue;
+        }
+        let Some(rec) = execs.iter().find(|r| {
+            r.argv.first().map(String::as_str) == Some("curl")
+                && r.argv.iter().any(|a| a.contains(marker.as_str()))
+        }) else {
+            failures.push(format!("{args:?} ({value:?}): no curl exec recorded"));
+            continue;
+        };
+        checked += 1;
+        if rec.namespace != "np-test-1" {
+            failures.push(format!("{args:?}: exec ran in {:?}", rec.namespace));
+        }
+        let want_url = if args[0] == "--url" {
+            args[1].clone()
+        } else {
+            format!(
+                "http://svc-np-test-nginx-2.np-test-2.svc.cluster.local:80{}",
+                want_path.as_deref().unwrap_or_default()
+            )
+        };
+        if rec.argv.last() != Some(&want_url) {
+            failures.push(format!(
+                "{args:?}: argv URL {:?} instead of {want_url:?}",
+                rec.argv.last()
+            ));
+        }
+        if want_header.is_some() {
+            let want = vec!["-H".to_string(), args[1].clone()];
+            if !rec.argv.windows(2).any(|w| w == want.as_slice()) {
+                failures.push(format!("{args:?}: argv {:?} lacks {want:?}", rec.argv));
+            }
+        }
+    }
     assert!(
         failures.is_empty(),
         "{} of {CASES} hostile values were not passed verbatim:\n{}",
         failures.len(),
         failures.join("\n")
     );
+    assert!(
+        checked > 0,
+        "every generated value was refused: nothing checked"
+    );
+}
+
+/// Namespace and Service names that are valid DNS labels but odd (one
+/// character, leading digit, double dashes, 63 characters) reach curl's argv
+/// exactly as `SERVICE.NAMESPACE.svc.cluster.local`; invalid namespace
+/// values are refused with exit 2 before any exec, and so are Service names
+/// no Service can have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_namespace_and_service_names_reach_curl_verbatim() {
+    let recorder = Arc::new(Recorder::default());
+    let mut config = common::fast_config();
+    config.scenarios = vec![reliability::walkthrough()];
+    config.network = Some(recorder.clone());
+    let cluster = common::Cluster::start(config).await.unwrap();
+    cluster
+        .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
+        .await
+        .unwrap();
+    let long_ns = format!("n{}9", "-0".repeat(30) + "x");
+    let long_svc = format!("s{}", "0-".repeat(30) + "z9");
+    assert_eq!(long_ns.len(), 63);
+    assert_eq!(long_svc.len(), 63);
+    let pairs: Vec<(String, String)> = vec![
+        ("0".into(), "a".into()),
+        ("9-9".into(), "b--c".into()),
+        ("a--b".into(), "x0-0".into()),
+        (long_ns.clone(), long_svc.clone()),
+    ];
+    let mut yaml = String::new();
+    for (ns, svc) in &pairs {
+        yaml.push_str(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: \"{ns}\"\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata:\n  name: \"{svc}\"\n  namespace: \"{ns}\"\n\
+             spec:\n  ports:\n  - port: 8080\n    name: http\n  selector:\n    app: nothing\n---\n"
+        ));
+    }
+    let applied = cluster
+        .kubectl_stdin(&["apply", "-f", "-"], Some(yaml.as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(applied.code, 0, "{applied:?}");
+    let bins = reliability::bin_dir();
+    let npexec = |args: Vec<String>| {
+        let mut cmd = tokio::process::Command::new(bins.join("kubectl-npexec"));
+        cmd.args(&args)
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("HOME", cluster.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        async move { (args, reliability::finish(cmd.spawn().unwrap()).await) }
+    };
+    let outs = join_all(pairs.iter().map(|(ns, svc)| {
+        npexec(vec![
+            "np-test-1".into(),
+            ns.clone(),
+            "--service".into(),
+            svc.clone(),
+            "--timeout".into(),
+            "2s".into(),
+        ])
+    }))
+    .await;
+    let execs = cluster.handle.cluster.exec_log();
+    let mut failures = Vec::new();
+    for ((ns, svc), (args, out)) in pairs.iter().zip(&outs) {
+        if out.code != 0 {
+            failures.push(format!("{args:?}: exit {} ({out:?})", out.code));
+        }
+        let want = format!("http://{svc}.{ns}.svc.cluster.local:8080/");
+        let curl: Vec<_> = execs
+            .iter()
+            .filter(|r| r.argv.first().map(String::as_str) == Some("curl"))
+            .filter(|r| r.argv.last() == Some(&want))
+            .collect();
+        if curl.is_empty() {
+            failures.push(format!("{args:?}: no curl argv ends with {want:?}"));
+        }
+        for r in curl {
+            if r.namespace != "np-test-1" {
+                failures.push(format!("{args:?}: exec ran in {:?}", r.namespace));
+            }
+        }
+        let seen = recorder.seen.lock().unwrap();
+        if !seen
+            .iter()
+            .any(|r| r.host == format!("{svc}.{ns}.svc.cluster.local") && r.port == 8080)
+        {
+            failures.push(format!("{args:?}: curl never asked for {svc}.{ns}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Invalid values: a usage error (exit 2) and no exec at all.
+    let before = cluster.handle.cluster.exec_log().len();
+    let invalid_ns = [
+        "Np-Test-2",
+        "np_test_2",
+        "np-",
+        "np.test",
+        "np;id",
+        "$(id)",
+        "np test",
+        "np\u{1b}[2J",
+        "",
+    ];
+    let mut runs: Vec<Vec<String>> = invalid_ns
+        .iter()
+        .flat_map(|bad| {
+            [
+                vec!["np-test-1".to_string(), bad.to_string()],
+                vec![bad.to_string(), "np-test-2".to_string()],
+            ]
+        })
+        .collect();
+    runs.push(vec!["np-test-1".into(), format!("{long_ns}0")]);
+    for bad_svc in ["svc;id", "$(reboot)", "Svc", "svc name", "../x", "a\u{7}b"] {
+        runs.push(vec![
+            "np-test-1".into(),
+            "np-test-2".into(),
+            "--service".into(),
+            bad_svc.into(),
+        ]);
+    }
+    let outs = join_all(runs.into_iter().map(|mut a| {
+        a.extend(["--timeout".to_string(), "2s".to_string()]);
+        npexec(a)
+    }))
+    .await;
+    let mut failures = Vec::new();
+    for (args, out) in &outs {
+        if out.code != 2 {
+            failures.push(format!(
+                "{args:?}: exit {} instead of 2 ({out:?})",
+                out.code
+            ));
+        } else if out.stderr_lines().len() != 1 || !out.stderr.starts_with("error: ") {
+            failures.push(format!("{args:?}: not one error line: {:?}", out.stderr));
+        }
+    }
+    let after = cluster.handle.cluster.exec_log();
+    if after.len() != before {
+        failures.push(format!(
+            "invalid values led to exec: {:?}",
+            &after[before..]
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// rbaclog --file with terminal escapes, a 1 MiB line and invalid UTF-8:

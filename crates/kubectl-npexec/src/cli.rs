@@ -230,6 +230,14 @@ impl Cli {
                 ));
             }
         }
+        for svc in &self.services {
+            if !is_dns_label(svc) {
+                return Err(usage(
+                    format!("invalid service name {svc:?}"),
+                    Some("Service names are lowercase letters, digits and '-'"),
+                ));
+            }
+        }
         for sel in [&self.selector, &self.namespace_selector]
             .into_iter()
             .flatten()
@@ -413,6 +421,16 @@ mod tests {
                 url: "http://x:8080/".into()
             }
         );
+    }
+
+    #[test]
+    fn service_names_must_be_dns_labels() {
+        assert!(mode(&["a", "b", "--service", "svc-1"]).is_ok());
+        for bad in ["svc;id", "Svc", "svc name", "../x", "a\u{7}b", "x-", ""] {
+            let err = mode(&["a", "b", "--service", bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
+            assert!(err.to_string().contains("invalid service name"), "{err}");
+        }
     }
 
     #[test]
