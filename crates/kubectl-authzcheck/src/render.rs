@@ -19,7 +19,8 @@ fn yes_no(b: bool) -> &'static str {
 
 fn section(r: &Renderer, out: &mut String, title: &str, headers: &[&str], rows: Vec<Vec<Cell>>) {
     if !r.no_headers {
-        out.push_str(title);
+        // Titles can carry untrusted text (istioctl's detail, pod names).
+        out.push_str(&kubeplugin::render::escape_control(title));
         out.push('\n');
     }
     let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
@@ -152,7 +153,10 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
         if wide {
             for a in &rep.authorization_policies {
                 for d in &a.details {
-                    out.push_str(&kubeplugin::render::escape_control(&format!("  {d}\n")));
+                    // Escape the detail only: the line's own newline stays one.
+                    out.push_str("  ");
+                    out.push_str(&kubeplugin::render::escape_control(d));
+                    out.push('\n');
                 }
             }
             if rep
@@ -289,4 +293,95 @@ pub fn write_reports(
     }
     out.flush()
         .map_err(|e| PluginError::io("writing output", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{AuthzEntry, PodInfo, ProxyRow, ProxyView};
+
+    const EVIL: &str = "x\u{1b}]0;pwned\u{7}\u{1b}[2J\ry";
+
+    fn report() -> Report {
+        Report {
+            pod: Some(PodInfo {
+                namespace: "ns".into(),
+                name: format!("pod-{EVIL}"),
+                sidecar: true,
+                phase: "Running".into(),
+                labels: vec![format!("app={EVIL}")],
+                namespace_injection: Some(EVIL.into()),
+            }),
+            network_isolation: None,
+            network_policies: vec![],
+            authorization_policies: vec![AuthzEntry {
+                namespace: "ns".into(),
+                name: format!("ap-{EVIL}"),
+                action: "DENY".into(),
+                rules: 1,
+                scope: "workload".into(),
+                selector: Some(format!("app={EVIL}")),
+                dry_run: false,
+                provider: None,
+                envoy_names: vec![],
+                meaning: EVIL.into(),
+                details: vec![format!("first {EVIL}"), "second".into()],
+                loaded: None,
+                age_seconds: None,
+            }],
+            proxy: ProxyView {
+                source: ProxySource::Istioctl,
+                detail: format!("istioctl said {EVIL}"),
+                rows: vec![ProxyRow {
+                    action: "DENY".into(),
+                    policy: format!("ns-{EVIL}"),
+                    namespace: Some(EVIL.into()),
+                    rules: 1,
+                }],
+                hidden: None,
+                anonymous: vec![],
+            },
+            findings: vec![],
+        }
+    }
+
+    fn renderer(format: OutputFormat) -> Renderer {
+        Renderer {
+            format,
+            no_headers: false,
+            color: false,
+        }
+    }
+
+    #[test]
+    fn tables_escape_control_characters_and_keep_line_structure() {
+        for format in [OutputFormat::Table, OutputFormat::Wide] {
+            let text = report_text(&renderer(format), &report());
+            assert!(
+                !text.chars().any(|c| c.is_control() && c != '\n'),
+                "{format:?}: raw control character in {text:?}"
+            );
+            assert!(text.contains("istioctl said x\\u{1b}]0;pwned"), "{text}");
+            if format == OutputFormat::Wide {
+                // Each detail on its own line, the newline not escaped.
+                assert!(
+                    text.lines().any(|l| l.starts_with("  first x\\u{1b}")),
+                    "{text}"
+                );
+                assert!(text.lines().any(|l| l == "  second"), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn json_keeps_control_characters_as_data() {
+        let mut buf = Vec::new();
+        write_reports(&renderer(OutputFormat::Json), &[report()], false, &mut buf).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["proxy"]["detail"], format!("istioctl said {EVIL}"));
+        assert_eq!(
+            v["authorization_policies"][0]["details"][0],
+            format!("first {EVIL}")
+        );
+    }
 }
