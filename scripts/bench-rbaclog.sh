@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Reproduces the "kubectl rbaclog" figures of BENCHMARKS.md, in one run:
 #  1. on one meshsim: 200 pods (10 namespaces x 20) with an istio-proxy sidecar whose log
-#     is seeded (meshsim.dev/log.istio-proxy) with 5,000 generated lines each: access logs
-#     of successful requests, Istio agent info lines, Envoy debug lines of other scopes,
-#     RBAC "enforced allowed" debug lines and, for ~1% of the lines, RBAC denials (the
-#     debug decision, the local reply and the 403 access log of each denied request, plus
-#     a few dry-run "shadow denied" lines). `kubectl rbaclog -A` against the walk-through's
+#     is seeded (meshsim.dev/log.istio-proxy) with 5,000 generated lines each, as a sidecar
+#     at the walk-through's debug log level writes them: Envoy debug lines of several
+#     scopes, Istio agent info lines, RBAC "checking request" and "enforced allowed" lines
+#     and, for ~1% of the lines, RBAC denials (the filter's decision and the local reply
+#     of each denied request, plus a few dry-run "shadow denied" lines). No access-log
+#     lines: meshsim stamps seeded lines that do not start with an RFC 3339 time
+#     ([START_TIME] access logs) with the seeding time, which would put the pod's log
+#     timestamps out of order (a real kubelet's are in order). `kubectl rbaclog -A` against the walk-through's
 #     per-pod loop `for p in $(kubectl get pods -n NS -o name); do kubectl logs $p -c
 #     istio-proxy -n NS | grep rbac | grep denied; done` over the same namespaces, with
 #     hyperfine (or medians of repeated runs without it), and peak memory (/usr/bin/time -v);
@@ -59,84 +62,92 @@ LOAD_START=$(load)
 # One log per pod, timestamps spread over the last ~25 minutes (so rbaclog's default
 # --since 1h and plain `kubectl logs` see the same lines), deterministic per pod.
 mkdir -p "$WORK/logs"
-python3 - "$WORK/logs" "$NAMESPACES" "$PODS_PER_NS" "$LINES_PER_POD" >"$WORK/expected.txt" <<'PY'
+python3 - "$WORK/gen.py" <<'PY'
+import sys
+open(sys.argv[1], "w").write(r"""
 import random, sys, time, datetime
 
+# gen.py OUT_DIR NAMESPACES PODS LINES  -> OUT_DIR/NS.POD.log, one log per pod
+# gen.py OUT_FILE 0 0 BYTES             -> one log of at least BYTES bytes
 out, n_ns, n_pods, n_lines = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 RBAC = "external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:224"
 REPLY = "external/envoy/source/common/http/filter_manager.cc:1040"
 now = time.time()
-start = now - 25 * 60
-step = (24 * 60) / n_lines
 
 def us(t):
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-def ms(t):
-    return us(t)[:23] + "Z"
+stats = dict(lines=0, denied_requests=0, shadow_denied=0, grep_lines=0)
 
-def access(r, t, ns, pod, code, details, method, path):
-    ip = f"10.244.{r.randrange(8)}.{r.randrange(250)}"
-    return (f'[{ms(t)}] "{method} {path} HTTP/1.1" {code} - {details} - "-" 0 '
-            f'{19 if code == 403 else r.randrange(4096)} {r.randrange(50)} '
-            f'{"-" if code == 403 else r.randrange(40)} "-" "curl/8.14.1" '
-            f'"{r.getrandbits(32):08x}-c234-4a8f-b9f4-{r.getrandbits(48):012x}" '
-            f'"web.{ns}.svc.cluster.local:8080" '
-            f'"{"-" if code == 403 else "10.244.1.9:8080"}" inbound|8080|| '
-            f'{"-" if code == 403 else "127.0.0.6:41854"} 10.244.1.9:8080 {ip}:{30000 + r.randrange(30000)} '
-            f'outbound_.8080_._.web.{ns}.svc.cluster.local default')
-
-total_denials = total_shadow = total_lines = grep_lines = 0
-for i in range(n_ns):
-    ns = f"bench-{i:02d}"
-    for j in range(n_pods):
-        pod = f"web-{j:02d}"
-        r = random.Random(f"{ns}/{pod}")
-        lines, conn = [], 0
-        while len(lines) < n_lines:
-            t = start + len(lines) * step + r.random() * step / 2
-            thread = 20 + r.randrange(4)
-            x = r.random()
-            if x < 0.0034:
-                # A denied request: RBAC decision, local reply, access log (3 lines).
-                pid = f"ns[{ns}]-policy[deny-{['legacy', 'external', 'debug'][r.randrange(3)]}]-rule[{r.randrange(2)}]"
-                conn += 1
-                lines.append(f"{us(t)}\tdebug\tenvoy rbac {RBAC}\tenforced denied, matched policy {pid}\tthread={thread}")
-                lines.append(f'{us(t + 0.000012)}\tdebug\tenvoy http {REPLY}\t[Tags: "ConnectionId":"{conn}","StreamId":"{r.getrandbits(63)}"] '
-                             f"Preparing local reply with details rbac_access_denied_matched_policy[{pid}]\tthread={thread}")
-                lines.append(access(r, t, ns, pod, 403, f"rbac_access_denied_matched_policy[{pid}]", "GET", f"/admin/{r.randrange(100)}"))
-                total_denials += 1
-            elif x < 0.0040:
-                lines.append(f"{us(t)}\tdebug\tenvoy rbac {RBAC}\tshadow denied, matched policy ns[{ns}]-policy[audit-dry-run]-rule[0]\tthread={thread}")
-                total_shadow += 1
-            elif x < 0.03:
-                lines.append(f"{us(t)}\tdebug\tenvoy rbac {RBAC}\tenforced allowed, matched policy ns[{ns}]-policy[allow-frontend]-rule[0]\tthread={thread}")
-            elif x < 0.62:
-                lines.append(access(r, t, ns, pod, 200, "via_upstream", "POST" if r.random() < 0.3 else "GET", f"/api/v1/items/{r.randrange(10000)}"))
-            elif x < 0.82:
-                lines.append([
-                    f"{us(t)}\tinfo\txdsproxy\tconnected to delta upstream XDS server: istiod.istio-system.svc:15012",
-                    f"{us(t)}\tinfo\tads\tADS: new connection for node:{pod}.{ns}-{r.randrange(100)}",
-                    f"{us(t)}\tinfo\tads\tSDS: PUSH request for node:{pod}.{ns} resources:1 size:4.0kB resource:default",
-                    f"{us(t)}\tinfo\tcache\tgenerated new workload certificate\tresourceName=default latency={r.randrange(200)}ms ttl=23h59m59s",
-                ][r.randrange(4)])
+def pod_log(f, ns, pod, r, start, step, limit, by_bytes):
+    written = n = conn = 0
+    while (written if by_bytes else n) < limit:
+        t = start + n * step + r.random() * step / 2
+        thread = 20 + r.randrange(4)
+        x = r.random()
+        if x < 0.005:
+            # A denied request: the RBAC filter's decision, then the local reply (2 lines).
+            pid = f"ns[{ns}]-policy[deny-{['legacy', 'external', 'debug'][r.randrange(3)]}]-rule[{r.randrange(2)}]"
+            conn += 1
+            chunk = (f"{us(t)}\tdebug\tenvoy rbac {RBAC}\tenforced denied, matched policy {pid}\tthread={thread}\n"
+                     f'{us(t + 0.000012)}\tdebug\tenvoy http {REPLY}\t[Tags: "ConnectionId":"{conn}","StreamId":"{r.getrandbits(63)}"] '
+                     f"Preparing local reply with details rbac_access_denied_matched_policy[{pid}]\tthread={thread}\n")
+            k, d, sh, g = 2, 1, 0, 2
+        elif x < 0.006:
+            chunk = f"{us(t)}\tdebug\tenvoy rbac {RBAC}\tshadow denied, matched policy ns[{ns}]-policy[audit-dry-run]-rule[0]\tthread={thread}\n"
+            k, d, sh, g = 1, 0, 1, 1
+        else:
+            k, d, sh, g = 1, 0, 0, 0
+            if x < 0.03:
+                chunk = f"{us(t)}\tdebug\tenvoy rbac {RBAC}\tenforced allowed, matched policy ns[{ns}]-policy[allow-frontend]-rule[0]\tthread={thread}\n"
+            elif x < 0.06:
+                chunk = f"{us(t)}\tdebug\tenvoy rbac external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:153\tchecking request: requestedServerName: , sourceIP: 10.244.{r.randrange(8)}.{r.randrange(250)}:{30000 + r.randrange(30000)}, directRemoteIP: 10.244.1.{r.randrange(250)}\tthread={thread}\n"
+            elif x < 0.45:
+                chunk = [
+                    f"{us(t)}\tinfo\txdsproxy\tconnected to delta upstream XDS server: istiod.istio-system.svc:15012\n",
+                    f"{us(t)}\tinfo\tads\tADS: new connection for node:{pod}.{ns}-{r.randrange(100)}\n",
+                    f"{us(t)}\tinfo\tads\tSDS: PUSH request for node:{pod}.{ns} resources:1 size:4.0kB resource:default\n",
+                    f"{us(t)}\tinfo\tcache\tgenerated new workload certificate\tlatency={r.randrange(200)}ms ttl=23h59m59s\n",
+                ][r.randrange(4)]
             else:
-                lines.append([
-                    f'{us(t)}\tdebug\tenvoy http external/envoy/source/common/http/conn_manager_impl.cc:1183\t[Tags: "ConnectionId":"{conn}","StreamId":"{r.getrandbits(63)}"] request end stream\tthread={thread}',
-                    f'{us(t)}\tdebug\tenvoy router external/envoy/source/common/router/router.cc:732\t[Tags: "ConnectionId":"{conn}","StreamId":"{r.getrandbits(63)}"] router decoding headers:\tthread={thread}',
-                    f"{us(t)}\tdebug\tenvoy connection external/envoy/source/common/network/connection_impl.cc:714\t[Tags: \"ConnectionId\":\"{conn}\"] remote close\tthread={thread}",
-                    f"{us(t)}\tdebug\tenvoy pool external/envoy/source/common/conn_pool/conn_pool_base.cc:215\t[Tags: \"ConnectionId\":\"{conn}\"] using existing fully connected connection\tthread={thread}",
-                ][r.randrange(4)])
-        lines = lines[:n_lines]
-        total_lines += len(lines)
-        grep_lines += sum(1 for l in lines if "rbac" in l and "denied" in l)
-        with open(f"{out}/{ns}.{pod}.log", "w") as f:
-            f.write("\n".join(lines) + "\n")
-print(f"lines={total_lines} denied_requests={total_denials} shadow_denied={total_shadow} grep_lines={grep_lines}")
+                chunk = [
+                    f'{us(t)}\tdebug\tenvoy http external/envoy/source/common/http/conn_manager_impl.cc:1183\t[Tags: "ConnectionId":"{conn}","StreamId":"{r.getrandbits(63)}"] request end stream\tthread={thread}\n',
+                    f'{us(t)}\tdebug\tenvoy router external/envoy/source/common/router/router.cc:732\t[Tags: "ConnectionId":"{conn}","StreamId":"{r.getrandbits(63)}"] router decoding headers:\tthread={thread}\n',
+                    f'{us(t)}\tdebug\tenvoy connection external/envoy/source/common/network/connection_impl.cc:714\t[Tags: "ConnectionId":"{conn}"] remote close\tthread={thread}\n',
+                    f'{us(t)}\tdebug\tenvoy pool external/envoy/source/common/conn_pool/conn_pool_base.cc:215\t[Tags: "ConnectionId":"{conn}"] using existing connection\tthread={thread}\n',
+                ][r.randrange(4)]
+        if not by_bytes and n + k > limit:
+            break
+        f.write(chunk)
+        written += len(chunk)
+        n += k
+        stats["lines"] += k; stats["denied_requests"] += d; stats["shadow_denied"] += sh; stats["grep_lines"] += g
+    return written
+
+if n_ns == 0:
+    # One stream, time always moving forward (1 ms a line).
+    with open(out, "w") as f:
+        pod_log(f, "bench-00", "web-00", random.Random(0), now - 3 * 3600, 0.001, n_lines, True)
+else:
+    # Timestamps over the last ~25 minutes, so rbaclog's default --since 1h and plain
+    # `kubectl logs` see the same lines; deterministic per pod.
+    biggest = 0
+    for i in range(n_ns):
+        ns = f"bench-{i:02d}"
+        for j in range(n_pods):
+            pod = f"web-{j:02d}"
+            with open(f"{out}/{ns}.{pod}.log", "w") as f:
+                biggest = max(biggest, pod_log(f, ns, pod, random.Random(f"{ns}/{pod}"), now - 25 * 60, 24 * 60 / n_lines, n_lines, False))
+    stats["largest_pod_log_bytes"] = biggest
+print(" ".join(f"{k}={v}" for k, v in stats.items()))
+""")
 PY
-# Denials cut by the per-pod line limit are counted by grep_lines only; expected.txt is
-# informative, the script compares the two tools' outputs below.
+python3 "$WORK/gen.py" "$WORK/logs" "$NAMESPACES" "$PODS_PER_NS" "$LINES_PER_POD" >"$WORK/expected.txt"
 cat "$WORK/expected.txt" >&2
+# meshsim keeps the last 1 MiB of each container's log (as kubelet's rotation would):
+# the whole log must fit for both tools to read all LINES_PER_POD lines.
+largest=$(sed 's/.*largest_pod_log_bytes=//' "$WORK/expected.txt")
+[ "$largest" -le 1048576 ] || echo "warning: a pod log is $largest bytes; meshsim keeps only its last 1 MiB" >&2
 LOG_MB=$(du -sm "$WORK/logs" | cut -f1)
 
 SCEN=$WORK/scenario.yaml
@@ -241,19 +252,10 @@ rss_c4=$(rss "$WORK/t4.txt"); rss_c64=$(rss "$WORK/t5.txt")
 kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=
 
 # ---------------------------------------------------------------- 1 GiB through --file
-# The pods' logs concatenated (in a different order each round) until FILE_GIB GiB.
-BIG=$WORK/big.log
-want_bytes=$((FILE_GIB * 1024 * 1024 * 1024))
-round=0
-: >"$BIG"
-while [ "$(stat -c %s "$BIG")" -lt "$want_bytes" ]; do
-  round=$((round + 1))
-  for f in $(ls "$WORK"/logs/*.log | awk -v r="$round" '{ print (NR * 7919 + r * 104729) % 1000003, $0 }' | sort -n | cut -d' ' -f2); do
-    cat "$f" >>"$BIG"
-    [ "$(stat -c %s "$BIG")" -ge "$want_bytes" ] && break
-  done
-done
+# One generated stream of the same mix (time moving forward) of FILE_GIB GiB.
 rm -rf "$WORK/logs"
+BIG=$WORK/big.log
+python3 "$WORK/gen.py" "$BIG" 0 0 $((FILE_GIB * 1024 * 1024 * 1024)) >"$WORK/big-expected.txt"
 big_bytes=$(stat -c %s "$BIG")
 big_lines=$(wc -l <"$BIG")
 LOAD_FILE_START=$(load)
@@ -268,13 +270,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 cat <<EOF
 machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load average (1, 5, 15 min): start $LOAD_START, timed part $LOAD_TIMED_START -> $LOAD_TIMED_END, --file part $LOAD_FILE_START -> $LOAD_FILE_END
 1. $NAMESPACES namespaces x $PODS_PER_NS pods x $LINES_PER_POD lines ($(cat "$WORK/expected.txt"), $LOG_MB MB of logs; meshsim RSS ${SIM_RSS_MB} MB)
-  the loop printed $loop_lines lines; rbaclog -A found $decisions decisions ($enforced enforced, $paired from RBAC debug lines paired with their local reply and access log) in $pods_seen distinct pods/namespaces
+  the loop printed $loop_lines lines (generated: $(sed 's/.*grep_lines=\([0-9]*\).*/\1/' "$WORK/expected.txt")); rbaclog -A found $decisions decisions ($enforced enforced, $paired with the RBAC debug line as origin, local replies paired into them) in $pods_seen distinct pods/namespaces
   timing: $TIMER
   walk-through loop (grep rbac | grep denied per pod)   ${t_loop} s
   kubectl rbaclog -A                                    ${t_plugin} s   ratio $(ratio "$t_loop" "$t_plugin")x   (goal >= 20x)
   kubectl-rbaclog -A (the plugin binary, no dispatch)   ${t_direct} s   ratio $(ratio "$t_loop" "$t_direct")x
   peak RSS of kubectl-rbaclog -A: table ${rss_table} MB, -o jsonl ${rss_jsonl} MB, --summary ${rss_summary} MB, --concurrency 4 ${rss_c4} MB, --concurrency 64 ${rss_c64} MB
 2. --file: $big_bytes bytes, $big_lines lines
+  generated: $(cat "$WORK/big-expected.txt")
   kubectl-rbaclog --file F --summary -o json   wall $(wall "$WORK/f1.txt") s   peak RSS $(rss "$WORK/f1.txt") MB
   kubectl-rbaclog --file F -o jsonl            wall $(wall "$WORK/f2.txt") s   peak RSS $(rss "$WORK/f2.txt") MB   $(cat "$WORK/big-decisions.txt") decisions
   kubectl-rbaclog --file F (table)             wall $(wall "$WORK/f3.txt") s   peak RSS $(rss "$WORK/f3.txt") MB
