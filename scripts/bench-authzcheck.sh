@@ -135,17 +135,17 @@ else
 fi
 LOAD_TIMED_END=$(load)
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
+speedup() { awk -v p="$1" -v c="$2" 'BEGIN { printf "%.2fx", p / c }'; }
 read -r p_med p_min p_max < <(stat_of 0)
 line() { # INDEX LABEL
   local med min max
   read -r med min max < <(stat_of "$1")
-  printf '  %-72s median %7s ms  min %7s  max %7s  ratio %s\n' "$2" "$med" "$min" "$max" "$(ratio "$p_med" "$med")"
+  printf '  %-72s median %7s ms  min %7s  max %7s  speed-up %s\n' "$2" "$med" "$min" "$max" "$(speedup "$p_med" "$med")"
 }
 cat <<EOF
 machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load average (1, 5, 15 min): start $LOAD_START, timed part $LOAD_TIMED_START -> $LOAD_TIMED_END
 timing: $TIMER
-ratio = this command's median / the pipeline's median (below 1: faster than the pipeline)
+speed-up = the pipeline's median / this command's median (above 1: faster than the pipeline)
 EOF
 line 0 "walk-through pipeline (istioctl x authz check \$(kubectl get pod ...))"
 line 1 "$PLUGIN"
