@@ -6,10 +6,11 @@
 //! `timestamps=true`: every line then starts with the kubelet's RFC 3339 time,
 //! which is what [`Resume`] uses to reconnect a cut stream with `sinceTime`
 //! without losing or repeating lines. `sinceTime` has one-second resolution on the
-//! wire (kube-rs rounds it), so the request asks from the last seen second
-//! (rounded down), and lines older than the last seen time, or at that exact time
-//! and already seen (counted per text, so two identical lines stay two), are
-//! dropped at the boundary.
+//! wire (kube-rs rounds it), so the request asks from the newest second read
+//! (rounded down), and the lines the new connection repeats (same time and text
+//! as lines already read in that second, counted so that two identical lines
+//! stay two) are dropped at the boundary only: within one connection no line is
+//! ever dropped for its time, since times can go backwards.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead};
@@ -115,51 +116,88 @@ pub fn split_kubelet_time(line: &[u8]) -> Option<(Timestamp, &[u8])> {
     Some((ts, &line[space + 1..]))
 }
 
+/// A line as remembered for deduplication: its kubelet time and a 64-bit hash
+/// of its text (the time is part of the key, so a collision would need two
+/// different texts with one hash written in the same nanosecond).
+type LineKey = (Timestamp, u64);
+
+fn line_key(ts: Timestamp, rest: &[u8]) -> LineKey {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    h.write(rest);
+    (ts, h.finish())
+}
+
 /// Where a stream stopped, so a reconnect continues exactly there.
+///
+/// Within one connection every line is new, whatever its time: kubelet times
+/// can go backwards (clock steps, logs written with their own times). Only
+/// right after a reconnect are lines compared with what was read: the server
+/// replays every line from [`Resume::since_time`] on, in log order, so the
+/// replay starts with lines already read. Those are remembered (time and text,
+/// counted, so two identical lines stay two) for the newest second seen, which
+/// is what `sinceTime` replays; the boundary ends at the first line not
+/// remembered, and from there on lines are accepted again.
 #[derive(Debug, Default, Clone)]
 pub struct Resume {
-    last: Option<Timestamp>,
-    /// How many times each text was seen at exactly `last`.
-    at_last: HashMap<Vec<u8>, u32>,
+    /// Newest kubelet time read.
+    newest: Option<Timestamp>,
+    /// Lines read whose time is at or after the newest second, with counts.
+    seen: HashMap<LineKey, u32>,
     /// Of those, how many the current connection has replayed (to skip).
-    replayed: HashMap<Vec<u8>, u32>,
+    replayed: HashMap<LineKey, u32>,
+    /// Set by a reconnect until the replay of already-read lines is over.
+    at_boundary: bool,
 }
 
 impl Resume {
-    /// The `sinceTime` to reconnect with: the last seen second, rounded down.
+    /// The `sinceTime` to reconnect with: the newest second read, rounded down.
     pub fn since_time(&self) -> Option<Timestamp> {
-        self.last
+        self.newest
             .and_then(|t| Timestamp::from_second(t.as_second()).ok())
     }
 
     /// Call when a new connection starts.
     pub fn reconnected(&mut self) {
         self.replayed.clear();
+        self.at_boundary = self.newest.is_some();
     }
 
     /// Whether the line (time `ts`, text `rest`) is new; records it if so.
     pub fn accept(&mut self, ts: Timestamp, rest: &[u8]) -> bool {
-        match self.last {
-            Some(last) if ts < last => false,
-            Some(last) if ts == last => {
-                let seen = self.at_last.get(rest).copied().unwrap_or(0);
-                let replayed = self.replayed.entry(rest.to_vec()).or_insert(0);
-                if *replayed < seen {
-                    *replayed += 1;
-                    return false;
-                }
+        let key = line_key(ts, rest);
+        if self.at_boundary {
+            // A server honouring sinceTime sends nothing older; one that does
+            // not would repeat lines read before.
+            if self.since_time().is_some_and(|since| ts < since) {
+                return false;
+            }
+            let seen = self.seen.get(&key).copied().unwrap_or(0);
+            let replayed = self.replayed.entry(key).or_insert(0);
+            if *replayed < seen {
                 *replayed += 1;
-                *self.at_last.entry(rest.to_vec()).or_insert(0) += 1;
-                true
+                return false;
             }
-            _ => {
-                self.last = Some(ts);
-                self.at_last.clear();
-                self.replayed.clear();
-                self.at_last.insert(rest.to_vec(), 1);
-                self.replayed.insert(rest.to_vec(), 1);
-                true
-            }
+            self.at_boundary = false;
+            self.replayed.clear();
+        }
+        self.record(ts, key);
+        true
+    }
+
+    fn record(&mut self, ts: Timestamp, key: LineKey) {
+        let old_floor = self.since_time();
+        if self.newest.is_none_or(|n| ts > n) {
+            self.newest = Some(ts);
+        }
+        let floor = self.since_time();
+        if floor != old_floor
+            && let Some(floor) = floor
+        {
+            self.seen.retain(|(t, _), _| *t >= floor);
+        }
+        if floor.is_some_and(|f| ts >= f) {
+            *self.seen.entry(key).or_insert(0) += 1;
         }
     }
 }
@@ -227,6 +265,32 @@ mod tests {
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn out_of_order_lines_in_one_stream_are_kept() {
+        let mut r = Resume::default();
+        assert!(r.accept(t("2026-01-01T00:00:05Z"), b"late clock"));
+        // The clock stepped back: this line is new, not a repeat.
+        assert!(r.accept(t("2026-01-01T00:00:03Z"), b"after the step"));
+        assert!(r.accept(t("2026-01-01T00:00:05Z"), b"late clock"));
+        assert!(r.accept(t("2026-01-01T00:00:04Z"), b"more"));
+    }
+
+    #[test]
+    fn resume_after_out_of_order_lines_repeats_nothing_and_loses_nothing() {
+        let mut r = Resume::default();
+        assert!(r.accept(t("2026-01-01T00:00:02.9Z"), b"x"));
+        assert!(r.accept(t("2026-01-01T00:00:02.1Z"), b"y"));
+        assert!(r.accept(t("2026-01-01T00:00:01.5Z"), b"z"));
+        // The server replays every line from the newest second on, in log order.
+        assert_eq!(r.since_time().unwrap(), t("2026-01-01T00:00:02Z"));
+        r.reconnected();
+        assert!(!r.accept(t("2026-01-01T00:00:02.9Z"), b"x"));
+        assert!(!r.accept(t("2026-01-01T00:00:02.1Z"), b"y"));
+        // First new line: the boundary is over, older times are new lines again.
+        assert!(r.accept(t("2026-01-01T00:00:02.5Z"), b"w"));
+        assert!(r.accept(t("2026-01-01T00:00:02.1Z"), b"y"));
     }
 
     #[test]
