@@ -21,7 +21,9 @@
 //!
 //! Decisions wait in a small queue until no partner can arrive any more: a later
 //! line is more than [`HOLD`] newer, the queue is full, the stream ends, or (when
-//! following) [`Pairer::flush_idle`] is called. Memory per stream is bounded by the
+//! following) [`Pairer::flush_idle`] is called. When a line is more than [`HOLD`]
+//! older than the newest time (time went back: several pods' logs concatenated,
+//! a clock step), the queue is released and the clock restarts from that line. Memory per stream is bounded by the
 //! queue, never by the log's size.
 
 use std::collections::VecDeque;
@@ -345,6 +347,11 @@ impl Pairer {
 
     fn enqueue(&mut self, p: Pending, out: &mut Vec<DecisionRecord>) {
         let t = p.rec.ts;
+        // Move time first, so that a jump back releases what waited before
+        // this decision and not this decision itself.
+        if let Some(t) = t {
+            self.advance(t, out);
+        }
         self.pending.push_back(p);
         if let Some(t) = t {
             self.advance(t, out);
@@ -357,7 +364,21 @@ impl Pairer {
     }
 
     /// Time moved to `t`: release decisions that can no longer be joined.
+    ///
+    /// When `t` is more than [`HOLD`] older than the newest time, time went
+    /// back (several pods' logs concatenated into one file, a clock step):
+    /// nothing waiting can pair with what follows, so the queue is released and
+    /// the clock restarts from `t`. Otherwise decisions after the jump would be
+    /// released at once, before their local reply and access log line arrive.
     fn advance(&mut self, t: Timestamp, out: &mut Vec<DecisionRecord>) {
+        if let Some(l) = self.latest
+            && l > t
+            && l.duration_since(t).unsigned_abs() > HOLD
+        {
+            out.extend(self.pending.drain(..).map(|p| p.rec));
+            self.latest = Some(t);
+            return;
+        }
         if self.latest.is_none_or(|l| t > l) {
             self.latest = Some(t);
         }
@@ -517,6 +538,69 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.len(), 1);
+    }
+
+    /// One pod's triples (debug, local reply, access log) for requests at the
+    /// given seconds past 19:33:00, with the pod's own connection ids.
+    fn pod_log(minute: u32, seconds: &[u32], conn: u32) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (i, s) in seconds.iter().enumerate() {
+            let at = format!("19:{minute:02}:{s:02}");
+            let conn = (conn + i as u32).to_string();
+            lines.push(RBAC.replace("19:33:00", &at));
+            lines.push(
+                REPLY
+                    .replace("19:33:00", &at)
+                    .replace("\"21\"", &format!("\"{conn}\"")),
+            );
+            lines.push(access(&format!("2025-07-06T{at}.654Z"), ID));
+        }
+        lines
+    }
+
+    #[test]
+    fn concatenated_pod_logs_with_time_going_back_give_one_decision_per_request() {
+        // Pod A's log runs later than pod B's: time goes back at the join.
+        let mut lines = pod_log(40, &[0, 5, 30], 100);
+        lines.extend(pod_log(33, &[0, 3, 10], 200));
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (out, stats) = run(&refs);
+        assert_eq!(stats.rbac_debug, 6);
+        assert_eq!(out.len(), 6, "{out:#?}");
+        for d in &out {
+            assert_eq!(
+                d.origins(),
+                vec![Origin::RbacDebug, Origin::LocalReply, Origin::AccessLog],
+                "{d:#?}"
+            );
+        }
+        let conns: Vec<_> = out.iter().map(|d| d.connection_id).collect();
+        assert_eq!(
+            conns,
+            [100, 101, 102, 200, 201, 202].map(Some).to_vec(),
+            "each request keeps its own local reply"
+        );
+    }
+
+    #[test]
+    fn concatenated_kubelet_stamped_logs_also_pair() {
+        // `kubectl logs --timestamps` of two pods, one after the other.
+        let mut p = Pairer::new(StreamId::default());
+        let mut out = Vec::new();
+        let a = pod_log(40, &[0, 9], 100);
+        let b = pod_log(33, &[0, 9], 200);
+        for (minute, log) in [(40, &a), (33, &b)] {
+            for (i, l) in log.iter().enumerate() {
+                let sec = if i < 3 { 0 } else { 9 };
+                let ts: Timestamp = format!("2025-07-06T19:{minute}:{sec:02}.7Z")
+                    .parse()
+                    .unwrap();
+                p.push(l.as_bytes(), Some(ts), &mut out);
+            }
+        }
+        p.finish(&mut out);
+        assert_eq!(out.len(), 4, "{out:#?}");
+        assert!(out.iter().all(|d| d.paired.len() == 2), "{out:#?}");
     }
 
     #[test]
