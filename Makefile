@@ -12,11 +12,14 @@ build:
 	$(CARGO) build --workspace --locked --bins
 
 ## test: format check, clippy with warnings as errors, then every test in the workspace.
-## The end-to-end tests in tests/ drive the built binaries, so they are built first.
+## The end-to-end tests in tests/ drive the built binaries, so they are built first,
+## in the same cargo invocation as the tests: one feature resolution (dev-dependencies
+## included), so `cargo test` reuses every artifact instead of rebuilding tokio, kube
+## and everything above them with other features.
 test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
-	$(CARGO) build --workspace --locked --bins
+	$(CARGO) build --workspace --locked --bins --tests --examples
 	$(CARGO) test --workspace --locked
 
 ## demo: build, start meshsim on the walk-through's scenario, run the walk-through and the plugins.
