@@ -161,8 +161,11 @@ impl LogStore {
     }
 
     /// Seeds a container's log from a file. A line that starts with an
-    /// RFC3339 timestamp (as Envoy's do) is stored with that time; other
-    /// lines get the current time. Returns the number of lines read.
+    /// RFC3339 timestamp (as Istio's Envoy lines do), or with one in brackets
+    /// (an access log line's `[START_TIME]`), is stored with that time; other
+    /// lines (continuations, JSON access logs) get the previous line's time,
+    /// so that the seeded log keeps its order, and the current time when no
+    /// line before them had one. Returns the number of lines read.
     pub fn seed_from_file(
         &self,
         ns: &str,
@@ -176,13 +179,11 @@ impl LogStore {
         })?;
         let content = String::from_utf8_lossy(&content);
         let now = Timestamp::now();
+        let mut previous = None;
         let mut n = 0;
         for line in content.lines() {
-            let time = line
-                .split(['\t', ' '])
-                .next()
-                .and_then(|t| t.parse::<Timestamp>().ok())
-                .unwrap_or(now);
+            let time = line_time(line).or(previous).unwrap_or(now);
+            previous = Some(time);
             self.append_at(ns, pod, container, time, line);
             n += 1;
         }
@@ -308,6 +309,15 @@ impl LogStore {
     }
 }
 
+/// The time a seeded line starts with: `TIME<tab or space>` or `[TIME]`.
+fn line_time(line: &str) -> Option<Timestamp> {
+    let first = match line.strip_prefix('[') {
+        Some(rest) => rest.split(']').next(),
+        None => line.split(['\t', ' ']).next(),
+    }?;
+    first.parse().ok()
+}
+
 /// Lines with `seq >= from`, and (when `subscribe`) the receiver to wait
 /// for more, taken under one lock so that no append is missed.
 fn snapshot(
@@ -391,6 +401,51 @@ pub fn rfc3339_nano(t: Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeding_keeps_access_log_times_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seed.log");
+        let lines = [
+            "2025-07-22T17:55:52.080000Z\tdebug\tenvoy rbac\tenforced denied\tthread=26",
+            "[2025-07-22T17:55:52.085Z] \"GET / HTTP/1.1\" 403 - rbac_access_denied_matched_policy[none] - \"-\" 0 19 0 -",
+            "\tcontinuation of the access log line",
+            "2025-07-22T17:55:53.000000Z\tinfo\tlater",
+        ];
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let store = LogStore::new();
+        assert_eq!(store.seed_from_file("ns", "p", "c", &path).unwrap(), 4);
+        let shared = store
+            .container(&LogStore::key("ns", "p", "c"), false)
+            .unwrap();
+        let log = shared.lock().unwrap();
+        let times: Vec<String> = log.lines.iter().map(|l| l.time.to_string()).collect();
+        assert_eq!(
+            times,
+            [
+                "2025-07-22T17:55:52.08Z",
+                "2025-07-22T17:55:52.085Z",
+                // No time of its own: the previous line's.
+                "2025-07-22T17:55:52.085Z",
+                "2025-07-22T17:55:53Z",
+            ]
+        );
+    }
+
+    #[test]
+    fn seeding_a_log_without_times_uses_the_seeding_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seed.log");
+        std::fs::write(&path, "no time here\n[not a time] either\n").unwrap();
+        let before = Timestamp::now();
+        let store = LogStore::new();
+        assert_eq!(store.seed_from_file("ns", "p", "c", &path).unwrap(), 2);
+        let shared = store
+            .container(&LogStore::key("ns", "p", "c"), false)
+            .unwrap();
+        let log = shared.lock().unwrap();
+        assert!(log.lines.iter().all(|l| l.time >= before));
+    }
 
     #[test]
     fn go_rfc3339_nano() {
