@@ -2,7 +2,11 @@
 //! TLS and authentication on, using a static bearer token and a client
 //! certificate; their debug output (`-v` up to `-vvvv`) never prints the
 //! token, the client key or a password from the kubeconfig; and a rejected
-//! credential (401) is one line saying "credentials rejected".
+//! credential (401) is one line saying "credentials rejected". The token
+//! also reaches the plugins through a kubeconfig `tokenFile:` and through an
+//! exec credential plugin (`exec:`, a script printing an `ExecCredential`),
+//! neither printed at `-vvv`; and a server certificate that has expired is
+//! exit 3 with one line naming the certificate problem.
 
 mod reliability;
 
@@ -145,5 +149,125 @@ async fn rejected_credentials_are_one_clear_line_and_not_printed() {
             }
             assert_no_secret(v, &outs, &[secret, TOKEN]);
         }
+    }
+}
+
+/// Replaces the kubeconfig's `token: TOKEN` line with `user_lines` (each
+/// already indented as a key of the user).
+fn replace_token(kubeconfig: &std::path::Path, user_lines: &str) {
+    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+    let line = format!("    token: {TOKEN}\n");
+    assert!(text.contains(&line), "meshsim wrote no token line: {text}");
+    std::fs::write(kubeconfig, text.replace(&line, user_lines)).expect("write kubeconfig");
+}
+
+fn assert_authenticated(what: &str, outs: &[(&str, Out)]) {
+    for (plugin, out) in outs {
+        assert!(
+            matches!(out.code, 0 | 1),
+            "{plugin} ({what}) exited {}: {}",
+            out.code,
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("credentials rejected"),
+            "{plugin} ({what}): {}",
+            out.stderr
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_file_works_and_is_never_printed() {
+    let sim = Sim::start(&["--tls", "--token", TOKEN]).await;
+    let file = sim.path().join("token");
+    std::fs::write(&file, format!("{TOKEN}\n")).expect("token file");
+    replace_token(
+        &sim.kubeconfig,
+        &format!("    tokenFile: {}\n", file.display()),
+    );
+    assert!(
+        !std::fs::read_to_string(&sim.kubeconfig)
+            .unwrap()
+            .contains(TOKEN),
+        "the token must only be in the token file"
+    );
+    for v in ["-v", "-vvv"] {
+        let outs = run_all(&sim, v).await;
+        assert_authenticated(&format!("tokenFile {v}"), &outs);
+        assert_no_secret(v, &outs, &[TOKEN]);
+    }
+    // The file really is what authenticates: a wrong token in it is rejected.
+    std::fs::write(&file, "wrong-token-in-file\n").expect("token file");
+    for (plugin, out) in run_all(&sim, "--request-timeout=10s").await {
+        assert_eq!(out.code, 3, "{plugin} with a wrong token file: {out:?}");
+        assert!(
+            out.stderr.starts_with("error: credentials rejected"),
+            "{plugin}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_credential_plugin_works_and_is_never_printed() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = Sim::start(&["--tls", "--token", TOKEN]).await;
+    let script = sim.path().join("credential-plugin.sh");
+    let marker = sim.path().join("plugin-ran");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n: > '{}'\nprintf '%s\\n' '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{TOKEN}\"}}}}'\n",
+            marker.display()
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    replace_token(
+        &sim.kubeconfig,
+        &format!(
+            "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      interactiveMode: Never\n",
+            script.display()
+        ),
+    );
+    for v in ["-v", "-vvv"] {
+        let outs = run_all(&sim, v).await;
+        assert_authenticated(&format!("exec plugin {v}"), &outs);
+        assert_no_secret(v, &outs, &[TOKEN]);
+    }
+    assert!(marker.exists(), "the exec credential plugin never ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_server_certificate_is_one_line_naming_it() {
+    let sim = Sim::start_scenarios(
+        &[reliability::walkthrough()],
+        &["--expired-server-cert", "--token", TOKEN],
+        0,
+    )
+    .await;
+    for v in ["--request-timeout=10s", "-vvv"] {
+        let outs = run_all(&sim, v).await;
+        for (plugin, out) in &outs {
+            assert_eq!(out.code, 3, "{plugin} {v}: {out:?}");
+            assert!(
+                out.stdout.is_empty(),
+                "{plugin} {v} reported: {}",
+                out.stdout
+            );
+            let last = out.stderr_lines().last().copied().unwrap_or_default();
+            assert!(
+                last.starts_with("error: ")
+                    && last.contains("certificate")
+                    && last.contains("xpired"),
+                "{plugin} {v}: {}",
+                out.stderr
+            );
+            if !v.starts_with("-v") {
+                assert_eq!(out.stderr_lines().len(), 1, "{plugin}: {}", out.stderr);
+            }
+        }
+        assert_no_secret(v, &outs, &[TOKEN]);
     }
 }

@@ -80,6 +80,7 @@ pub async fn build_config(flags: &KubeFlags) -> Result<Config, PluginError> {
             message: format!("invalid kubeconfig: {e}"),
             hint: Some("check --context/--cluster/--user against `kubectl config view`".into()),
         })?;
+    read_token_file(&mut config)?;
     if let Some(timeout) = flags.request_timeout.filter(|t| !t.is_zero()) {
         config.connect_timeout = Some(timeout);
         config.read_timeout = Some(timeout);
@@ -93,6 +94,26 @@ pub async fn build_config(flags: &KubeFlags) -> Result<Config, PluginError> {
         config.auth_info.impersonate_groups = Some(flags.as_group.clone());
     }
     Ok(config)
+}
+
+/// Reads the user's `tokenFile:` once, trimmed, as kubectl does: kube sends
+/// the file verbatim, so a token file ending in a newline (`echo TOKEN > f`)
+/// was an "invalid bearer token". A plugin run is short, so the re-reading
+/// kube would do every minute is not needed.
+fn read_token_file(config: &mut Config) -> Result<(), PluginError> {
+    if config.auth_info.token.is_some() {
+        return Ok(());
+    }
+    let Some(path) = config.auth_info.token_file.clone() else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| PluginError::Config {
+        message: format!("cannot read the kubeconfig user's tokenFile {path}: {e}"),
+        hint: Some("check the path in `kubectl config view --minify`".into()),
+    })?;
+    config.auth_info.token = Some(text.trim().to_string().into());
+    config.auth_info.token_file = None;
+    Ok(())
 }
 
 /// Builds the client with kube's default stack, except that kube's unbounded

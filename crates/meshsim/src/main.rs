@@ -47,6 +47,9 @@ enum Cmd {
         /// Accept client certificates signed by the generated CA (implies --tls; the kubeconfig gets one).
         #[arg(long)]
         client_ca: bool,
+        /// Test-only: serve a server certificate that expired in 2001 (implies --tls).
+        #[arg(long, hide = true)]
+        expired_server_cert: bool,
         /// Multiplier for simulated waits (0.01 = a hundred times faster).
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
             tls,
             token,
             client_ca,
+            expired_server_cert,
             time_scale,
             ready_delay,
             propagation_delay,
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
                     tls,
                     token,
                     client_ca,
+                    expired_server_cert,
                     time_scale,
                     ready_delay,
                     faults: fault,

@@ -30,6 +30,9 @@ pub struct Config {
     pub token: Option<String>,
     /// Accept client certificates signed by the generated CA (implies TLS); the kubeconfig gets one.
     pub client_ca: bool,
+    /// Test-only: serve a server certificate whose validity ended in 2001
+    /// (implies TLS), to check how clients report an expired certificate.
+    pub expired_server_cert: bool,
     pub time_scale: f64,
     pub ready_delay: Duration,
     pub faults: Vec<Fault>,
@@ -63,6 +66,7 @@ impl Default for Config {
             tls: false,
             token: None,
             client_ca: false,
+            expired_server_cert: false,
             time_scale: 1.0,
             ready_delay: crate::controllers::DEFAULT_READY_DELAY,
             faults: Vec::new(),
@@ -283,10 +287,10 @@ struct TlsMaterial {
     client_cert_pem: Option<(String, String)>,
 }
 
-fn tls_material(client_ca: bool) -> Result<TlsMaterial, ServerError> {
+fn tls_material(client_ca: bool, expired: bool) -> Result<TlsMaterial, ServerError> {
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-        IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        IsCa, Issuer, KeyPair, KeyUsagePurpose, date_time_ymd,
     };
     let e = |x: rcgen::Error| ServerError::Tls(x.to_string());
     let ca_key = KeyPair::generate().map_err(e)?;
@@ -311,6 +315,10 @@ fn tls_material(client_ca: bool) -> Result<TlsMaterial, ServerError> {
     dn.push(DnType::CommonName, "meshsim-apiserver");
     srv_params.distinguished_name = dn;
     srv_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    if expired {
+        srv_params.not_before = date_time_ymd(2000, 1, 1);
+        srv_params.not_after = date_time_ymd(2001, 1, 1);
+    }
     let srv_cert = srv_params.signed_by(&srv_key, &issuer).map_err(e)?;
 
     let client_cert_pem = if client_ca {
@@ -399,7 +407,7 @@ pub struct Server;
 impl Server {
     /// Start serving in the background (needs a tokio runtime).
     pub async fn start(config: Config) -> Result<Handle, ServerError> {
-        let tls = config.tls || config.client_ca;
+        let tls = config.tls || config.client_ca || config.expired_server_cert;
         let listener = TcpListener::bind(("127.0.0.1", config.port))
             .await
             .map_err(|source| ServerError::Bind {
@@ -411,7 +419,7 @@ impl Server {
             source,
         })?;
         let material = if tls {
-            Some(tls_material(config.client_ca)?)
+            Some(tls_material(config.client_ca, config.expired_server_cert)?)
         } else {
             None
         };

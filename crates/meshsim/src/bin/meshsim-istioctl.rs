@@ -153,9 +153,18 @@ async fn client(p: &Parsed) -> Result<(kube::Client, String), CliError> {
         context: p.context.clone(),
         ..KubeConfigOptions::default()
     };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| err(format!("failed to create k8s client: {e}")))?;
+    // client-go (so the real istioctl) trims the token file; kube sends it
+    // verbatim, so a file ending in a newline would be an invalid header.
+    if config.auth_info.token.is_none()
+        && let Some(path) = config.auth_info.token_file.take()
+    {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| err(format!("failed to create k8s client: reading {path}: {e}")))?;
+        config.auth_info.token = Some(text.trim().to_string().into());
+    }
     let ns = p
         .namespace
         .clone()
