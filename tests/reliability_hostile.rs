@@ -8,6 +8,8 @@
 //!   refused (exit 2) before any exec;
 //! - terminal control sequences in pod names' neighbours (annotations), log
 //!   lines and istioctl output are escaped in tables and kept as data in JSON;
+//!   end to end too: annotations, label values and HTTP bodies from meshsim
+//!   and a hostile `istioctl` on PATH, through all three plugins;
 //! - very long lines and invalid UTF-8 in logs (rbaclog --file);
 //! - a 50 MB config dump through `authzcheck --config-dump`;
 //! - a YAML bomb as a meshsim scenario ends (error or bounded), never expands.
@@ -562,4 +564,121 @@ async fn yaml_bomb_scenario_is_bounded() {
             );
         }
     }
+}
+
+/// Control sequences end to end: a walk-through whose np-test-2 pods carry
+/// annotations and label values with terminal escapes, answer HTTP with a
+/// body full of them (`meshsim.dev/response`, shown in npexec's DETAIL), and
+/// an `istioctl` on PATH whose `x authz check` output carries them too. No
+/// plugin's table holds a raw C0 control other than `\n`/`\t`; JSON keeps
+/// the body and istioctl's text as data (escaped JSON strings).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_sequences_from_the_cluster_are_escaped_end_to_end() {
+    use std::os::unix::fs::PermissionsExt;
+    let scen = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(reliability::walkthrough()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), scen.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let np2 = scen.path().join("istio-np-2.yaml");
+    let text = std::fs::read_to_string(&np2).unwrap();
+    let anchor = "      annotations:\n";
+    assert!(text.contains(anchor), "walk-through layout changed");
+    let text = text.replacen(
+        anchor,
+        "      annotations:\n        \"meshsim.dev/response\": \"body \\e]0;pwned\\a \\e[2J\\rend\"\n        \"evil\": \"\\e]0;title\\a\"\n",
+        1,
+    );
+    let anchor = "        app: np-test-nginx-2\n    spec:";
+    assert!(text.contains(anchor), "walk-through layout changed");
+    let text = text.replacen(
+        anchor,
+        "        app: np-test-nginx-2\n        evil: \"a\\e[31mb\"\n    spec:",
+        1,
+    );
+    std::fs::write(&np2, text).unwrap();
+
+    let sim = reliability::Sim::start_scenarios(&[scen.path().to_path_buf()], &[], 2).await;
+    // istioctl: `x authz check` prints hostile text, the rest is the stand-in.
+    let tools = sim.path().join("tools");
+    std::fs::remove_file(tools.join("istioctl")).unwrap();
+    std::fs::write(
+        tools.join("istioctl"),
+        "#!/bin/sh\nif [ \"$1 $2 $3\" = \"x authz check\" ]; then\n  printf 'ACTION   AuthorizationPolicy   RULES\\n'\n  printf 'DENY     evil\\033]0;pwned\\007.np-test-2   1\\n'\n  exit 0\nfi\nexec meshsim-istioctl \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        tools.join("istioctl"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+
+    let runs: [(&str, Vec<&str>, bool); 6] = [
+        ("kubectl-npexec", vec!["np-test-1", "np-test-2"], false),
+        (
+            "kubectl-npexec",
+            vec!["np-test-1", "np-test-2", "-o", "json"],
+            true,
+        ),
+        (
+            "kubectl-authzcheck",
+            vec!["np-test-2", "deployment/np-test-nginx-2", "-o", "wide"],
+            false,
+        ),
+        (
+            "kubectl-authzcheck",
+            vec!["np-test-2", "deployment/np-test-nginx-2", "-o", "json"],
+            true,
+        ),
+        ("kubectl-rbaclog", vec!["np-test-2", "-o", "wide"], false),
+        ("kubectl-rbaclog", vec!["np-test-2", "-o", "json"], true),
+    ];
+    let outs = join_all(runs.iter().map(|(p, a, _)| sim.run(p, a))).await;
+    let mut failures = Vec::new();
+    for ((plugin, args, json), out) in runs.iter().zip(&outs) {
+        let what = format!("{plugin} {}", args.join(" "));
+        if !matches!(out.code, 0 | 1) {
+            failures.push(format!("{what}: exit {}: {}", out.code, out.stderr));
+            continue;
+        }
+        for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            if let Some(c) = text
+                .chars()
+                .find(|c| c.is_control() && *c != '\n' && *c != '\t')
+            {
+                failures.push(format!("{what}: raw control {c:?} on {stream}: {text:?}"));
+            }
+        }
+        if *json && let Err(e) = serde_json::from_str::<serde_json::Value>(&out.stdout) {
+            failures.push(format!("{what}: not JSON ({e}): {}", out.stdout));
+        }
+    }
+    // The hostile text did reach the output: escaped in tables, data in JSON.
+    let has = |i: usize, s: &str| outs[i].stdout.contains(s);
+    for (i, needle) in [
+        (1, "body \\u001b]0;pwned\\u0007 \\u001b[2J\\rend"),
+        (3, "evil\\u001b]0;pwned\\u0007.np-test-2"),
+    ] {
+        if !has(i, needle) {
+            failures.push(format!(
+                "{} {}: JSON lacks {needle}: {}",
+                runs[i].0,
+                runs[i].1.join(" "),
+                outs[i].stdout
+            ));
+        }
+    }
+    for i in [0, 2] {
+        if !has(i, "pwned") {
+            failures.push(format!(
+                "{} {}: the hostile text is not shown (escaped): {}",
+                runs[i].0,
+                runs[i].1.join(" "),
+                outs[i].stdout
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
