@@ -111,7 +111,7 @@ fn cases() -> Vec<Case> {
             NPEXEC,
             Fault("verb=list,resource=services,hang=30s"),
             3,
-            &["timed out"],
+            &["did not answer within --request-timeout"],
             NP_VERDICTS,
         ),
         Case {
@@ -179,7 +179,7 @@ fn cases() -> Vec<Case> {
             RBACLOG,
             Fault("verb=list,resource=pods,hang=30s"),
             3,
-            &["timed out"],
+            &["did not answer within --request-timeout"],
             ANY,
         ),
         c(
@@ -244,7 +244,7 @@ fn cases() -> Vec<Case> {
             AUTHZ,
             Fault("verb=list,resource=pods,hang=30s"),
             3,
-            &["timed out"],
+            &["did not answer within --request-timeout"],
             ANY,
         ),
         c(

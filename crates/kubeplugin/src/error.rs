@@ -82,6 +82,10 @@ pub enum PluginError {
     /// The API server could not be reached (exit 3).
     #[error("cannot reach the Kubernetes API at {server}: {detail}")]
     Unreachable { server: String, detail: String },
+    /// The API server accepted the connection but did not answer within
+    /// `--request-timeout` (exit 3).
+    #[error("the Kubernetes API at {server} did not answer within --request-timeout")]
+    NoAnswer { server: String },
     /// The API server rejected the kubeconfig's credentials: 401 (exit 3).
     #[error("credentials rejected by the Kubernetes API at {server} (401 Unauthorized)")]
     Unauthorized { server: String },
@@ -183,6 +187,10 @@ impl PluginError {
             PluginError::Unreachable { .. } => {
                 Some("check the kubeconfig's server, --context, and that the cluster is up".into())
             }
+            PluginError::NoAnswer { .. } => Some(
+                "the server is overloaded or a request hangs; retry, or raise --request-timeout"
+                    .into(),
+            ),
             PluginError::Unauthorized { .. } => Some(
                 "the token or client certificate of the kubeconfig's user is invalid or expired; check `kubectl config view --minify`".into(),
             ),
@@ -254,18 +262,40 @@ pub fn from_kube(err: kube::Error, op: &ApiOp, server: &str) -> PluginError {
         kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(
             code,
         )) => from_status(code.as_u16(), "", &code.to_string(), op),
-        kube::Error::HyperError(e) => PluginError::Unreachable {
-            server: server.to_string(),
-            detail: root_cause(&e),
-        },
-        kube::Error::Service(e) => PluginError::Unreachable {
-            server: server.to_string(),
-            detail: root_cause(e.as_ref()),
-        },
+        kube::Error::HyperError(e) => transport(&e, server),
+        kube::Error::Service(e) => transport(e.as_ref(), server),
         other => PluginError::Api {
             code: None,
             message: root_cause(&other),
         },
+    }
+}
+
+/// A transport failure: a timeout after the connection was made is
+/// [`PluginError::NoAnswer`] (the server is there but silent); anything else,
+/// connect timeouts included, is [`PluginError::Unreachable`].
+fn transport(err: &(dyn std::error::Error + 'static), server: &str) -> PluginError {
+    let mut timed_out = false;
+    let mut connecting = false;
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
+            connecting |= h.is_connect();
+        }
+        cur = e.source();
+    }
+    if timed_out && !connecting {
+        PluginError::NoAnswer {
+            server: server.to_string(),
+        }
+    } else {
+        PluginError::Unreachable {
+            server: server.to_string(),
+            detail: root_cause(err),
+        }
     }
 }
 
@@ -333,6 +363,30 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_timeout_is_no_answer_and_a_refused_connection_unreachable() {
+        let op = ApiOp::new("list", "pods", "ns");
+        let timeout: Box<dyn std::error::Error + Send + Sync> = Box::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "timed out",
+        ));
+        let e = from_kube(kube::Error::Service(timeout), &op, "https://x");
+        assert!(matches!(e, PluginError::NoAnswer { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .contains("did not answer within --request-timeout")
+        );
+        let refused: Box<dyn std::error::Error + Send + Sync> = Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused",
+        ));
+        let e = from_kube(kube::Error::Service(refused), &op, "https://x");
+        assert!(
+            matches!(&e, PluginError::Unreachable { detail, .. } if detail == "Connection refused"),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn exit_codes_follow_the_readme() {
