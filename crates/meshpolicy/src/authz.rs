@@ -283,18 +283,8 @@ fn check_ports(values: &[String], field: &str, at: &str) -> Result<(), String> {
 impl CompiledAuthz {
     /// Validates an AuthorizationPolicy. A missing namespace means `default`.
     pub fn compile(ap: &AuthorizationPolicy) -> Result<Self, AuthzError> {
-        let name = ap
-            .metadata
-            .name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .ok_or(AuthzError::MissingName)?;
-        let namespace = ap
-            .metadata
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "default".into());
+        let (namespace, name) =
+            crate::workload::namespaced_name(&ap.metadata).ok_or(AuthzError::MissingName)?;
         let object = format!("{namespace}/{name}");
         let invalid = |reason: String| AuthzError::Invalid {
             object: object.clone(),

@@ -155,18 +155,8 @@ enum Resolved<'a> {
 impl CompiledNetworkPolicy {
     /// Validates and compiles a NetworkPolicy. A missing namespace means `default`.
     pub fn compile(np: &NetworkPolicy) -> Result<Self, NetpolError> {
-        let name = np
-            .metadata
-            .name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .ok_or(NetpolError::MissingName)?;
-        let namespace = np
-            .metadata
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "default".into());
+        let (namespace, name) =
+            crate::workload::namespaced_name(&np.metadata).ok_or(NetpolError::MissingName)?;
         let object = format!("{namespace}/{name}");
         let invalid = |reason: String| NetpolError::Invalid {
             object: object.clone(),

@@ -355,6 +355,20 @@ pub struct Objects {
     pub authorization_policies: Vec<AuthorizationPolicy>,
 }
 
+/// `(namespace, name)` of a policy as the API server would place it: a missing or
+/// empty namespace is `default`; `None` when the name is missing or empty.
+pub(crate) fn namespaced_name(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<(String, String)> {
+    let name = meta.name.clone().filter(|n| !n.is_empty())?;
+    let namespace = meta
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into());
+    Some((namespace, name))
+}
+
 /// Parses manifests: multi-document YAML or JSON, `List`/`*List` objects.
 /// Kinds read: Namespace, Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet,
 /// Job, CronJob, ReplicationController, NetworkPolicy, AuthorizationPolicy.
