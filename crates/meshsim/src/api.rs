@@ -670,6 +670,7 @@ fn patch_object(
             if dry {
                 return Ok(json_response(StatusCode::CREATED, &patch_doc));
             }
+            crate::store::check_shape(t.def, &patch_doc)?;
             let mut obj = patch_doc;
             obj["metadata"]["name"] = json!(name);
             let created = st.create(t.def, &ns, obj)?;

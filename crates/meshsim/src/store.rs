@@ -199,6 +199,64 @@ pub fn random_suffix(n: usize) -> String {
         .collect()
 }
 
+/// Rejects objects whose structural fields have the wrong JSON type, as the real
+/// API server does when it decodes a body into its Go type (400). The controllers
+/// and the mesh assign into these fields (`obj["spec"]["replicas"] = ...`), which
+/// panics on an array or a string; checking at the store's door keeps every stored
+/// object safe to index.
+pub fn check_shape(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+    const OBJECTS: &[&str] = &[
+        "metadata",
+        "metadata/labels",
+        "metadata/annotations",
+        "spec",
+        "status",
+        "spec/selector",
+        "spec/template",
+        "spec/template/metadata",
+        "spec/template/metadata/labels",
+        "spec/template/metadata/annotations",
+        "spec/template/spec",
+    ];
+    const ARRAYS_OF_OBJECTS: &[&str] = &[
+        "spec/ports",
+        "spec/containers",
+        "spec/initContainers",
+        "spec/volumes",
+        "spec/template/spec/containers",
+        "spec/template/spec/initContainers",
+        "spec/template/spec/volumes",
+        "status/conditions",
+        "status/containerStatuses",
+    ];
+    let bad = |path: &str, want: &str| {
+        ApiError::bad_request(format!(
+            "{} in version \"v1\" cannot be handled: {}: expected {want}",
+            def.plural,
+            path.replace('/', ".")
+        ))
+    };
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    for path in OBJECTS {
+        match obj.pointer(&format!("/{path}")) {
+            None | Some(Value::Null) | Some(Value::Object(_)) => {}
+            Some(_) => return Err(bad(path, "an object")),
+        }
+    }
+    for path in ARRAYS_OF_OBJECTS {
+        match obj.pointer(&format!("/{path}")) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) if items.iter().all(Value::is_object) => {}
+            Some(_) => return Err(bad(path, "a list of objects")),
+        }
+    }
+    Ok(())
+}
+
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
     obj.get("metadata")
         .and_then(|m| m.get(field))
@@ -439,11 +497,7 @@ impl Store {
         ns: &str,
         mut obj: Value,
     ) -> Result<Value, ApiError> {
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
-        }
+        check_shape(def, &obj)?;
         let key = def.key();
         let body_ns = meta_str(&obj, "namespace").to_string();
         let ns = if def.namespaced {
@@ -545,11 +599,7 @@ impl Store {
         let Some(existing) = self.get(key, ns, name).cloned() else {
             return Err(ApiError::not_found(def.plural, def.group, name));
         };
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
-        }
+        check_shape(def, &obj)?;
         let body_name = meta_str(&obj, "name");
         if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(

@@ -128,6 +128,8 @@ fn request() -> impl Strategy<Value = (String, String, String, String, Vec<u8>)>
         Just(br#"{"metadata":{"name":"x"}}"#.to_vec()),
         Just(br#"[{"op":"replace","path":"/metadata/labels","value":{}}]"#.to_vec()),
         Just(b"k8s\0\x0a\x03".to_vec()),
+        Just(br#"{"metadata":[],"spec":"x"}"#.to_vec()),
+        Just(br#"{"metadata":{"name":"x"},"spec":{"template":[],"ports":[1]}}"#.to_vec()),
     ];
     (method.prop_map(str::to_string), path, query, ctype, body)
 }
@@ -203,4 +205,72 @@ fn router_never_panics_and_errors_are_status_json() {
         assert_eq!(status["reason"], "BadRequest");
     }
     rt.block_on(handle.shutdown());
+}
+
+/// Bodies whose structural fields have the wrong type (an array where the API has an
+/// object) are refused with 400 and leave the server working: the controllers assign
+/// into those fields, which used to panic while holding the store's lock, and every
+/// later request then failed with "store poisoned" (found by the property test above).
+#[test]
+fn wrongly_shaped_bodies_are_400_and_the_server_keeps_working() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let handle = rt
+        .block_on(meshsim::Server::start(meshsim::Config {
+            scenarios: vec![
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/walkthrough"),
+            ],
+            time_scale: 0.01,
+            ready_delay: Duration::from_millis(10),
+            ..meshsim::Config::default()
+        }))
+        .unwrap();
+    let app: Arc<meshsim::server::App> = handle.cluster.0.clone();
+    let router = axum::Router::new()
+        .fallback(meshsim::api::dispatch)
+        .with_state(app);
+    let send = |method: &str, uri: &str, ctype: &str, body: &[u8]| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", ctype)
+            .body(Body::from(body.to_vec()))
+            .unwrap();
+        rt.block_on(router.clone().oneshot(req))
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let cases: [(&str, &str, &str, &[u8]); 4] = [
+        (
+            "PATCH",
+            "/api/v1/namespaces/np-test-1/configmaps/new?fieldManager=t",
+            "application/apply-patch+yaml",
+            b"- op: replace",
+        ),
+        (
+            "POST",
+            "/apis/apps/v1/namespaces/np-test-1/deployments",
+            "application/json",
+            br#"{"metadata":{"name":"d"},"spec":{"template":[]}}"#,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/np-test-1/services",
+            "application/json",
+            br#"{"metadata":{"name":"s"},"spec":{"ports":[80]}}"#,
+        ),
+        (
+            "PUT",
+            "/api/v1/namespaces/np-test-1",
+            "application/json",
+            br#"{"metadata":[]}"#,
+        ),
+    ];
+    for (method, uri, ctype, body) in cases {
+        assert_eq!(send(method, uri, ctype, body), 400, "{method} {uri}");
+    }
+    assert_eq!(
+        send("GET", "/api/v1/namespaces/np-test-1/pods", "", b""),
+        200
+    );
 }
