@@ -437,10 +437,16 @@ impl Server {
         });
         crate::scenario::load_into(&mut store, &config.scenarios)?;
         if let Some(p) = &config.kubeconfig_out {
-            std::fs::write(p, &kc).map_err(|source| ServerError::Kubeconfig {
-                path: p.clone(),
-                source,
-            })?;
+            // Written beside its destination, then renamed: whoever waits for the file
+            // (scripts, tests) never reads a half-written kubeconfig.
+            let mut tmp = p.clone().into_os_string();
+            tmp.push(format!(".{}.tmp", std::process::id()));
+            std::fs::write(&tmp, &kc)
+                .and_then(|()| std::fs::rename(&tmp, p))
+                .map_err(|source| ServerError::Kubeconfig {
+                    path: p.clone(),
+                    source,
+                })?;
         }
         let cancel = CancellationToken::new();
         let app = Arc::new(App {
