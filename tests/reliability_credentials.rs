@@ -8,6 +8,7 @@
 //! neither printed at `-vvv`; and a server certificate that has expired is
 //! exit 3 with one line naming the certificate problem.
 
+mod common;
 mod reliability;
 
 use futures::future::join_all;

@@ -9,6 +9,7 @@
 //!
 //! Cases run concurrently, one meshsim process each.
 
+mod common;
 mod reliability;
 
 use std::time::Duration;

@@ -14,33 +14,18 @@ use std::time::Duration;
 /// The generous bound every plugin run must end within (not a speed assertion).
 pub const RUN_LIMIT: Duration = Duration::from_secs(60);
 
-/// target/debug, where cargo put the plugin binaries and meshsim.
+/// target/debug, where cargo put the plugin binaries and meshsim (checked built).
 pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .to_path_buf();
-    for b in [
+    crate::common::sim::built(&[
         "kubectl-npexec",
         "kubectl-rbaclog",
         "kubectl-authzcheck",
         "meshsim",
         "meshsim-istioctl",
-    ] {
-        assert!(
-            dir.join(b).exists(),
-            "{b} is not built in {}: run `cargo build --workspace --bins` first",
-            dir.display()
-        );
-    }
-    dir
+    ])
 }
 
-pub fn walkthrough() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/walkthrough")
-}
+pub use crate::common::sim::walkthrough;
 
 /// Output of one plugin run.
 #[derive(Debug)]
@@ -79,10 +64,7 @@ impl Sim {
     pub async fn start_scenarios(scenarios: &[PathBuf], extra: &[&str], pods: usize) -> Sim {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
-        let tools = dir.path().join("tools");
-        std::fs::create_dir_all(&tools).expect("tools dir");
-        std::os::unix::fs::symlink(bin_dir().join("meshsim-istioctl"), tools.join("istioctl"))
-            .expect("istioctl link");
+        crate::common::sim::istioctl_dir(dir.path());
         let mut cmd = tokio::process::Command::new(bin_dir().join("meshsim"));
         cmd.args(["serve", "--time-scale", "0.05", "--ready-delay", "10ms"])
             .args(extra);
