@@ -352,7 +352,10 @@ impl StreamState {
     /// Renders lines into one chunk (honouring since and the byte limit);
     /// `None` when nothing is left to send from these lines.
     fn render(&mut self, lines: &[Line]) -> Option<Bytes> {
-        let mut buf = BytesMut::new();
+        let stamp = if self.timestamps { TIME_LEN + 1 } else { 0 };
+        let size: usize = lines.iter().map(|l| l.text.len() + 1 + stamp).sum();
+        let mut buf = BytesMut::with_capacity(size.min(self.remaining.unwrap_or(usize::MAX)));
+        let mut clock = TimeFormatter::default();
         for l in lines {
             if let Some(since) = self.since
                 && l.time < since
@@ -361,7 +364,7 @@ impl StreamState {
             }
             let start = buf.len();
             if self.timestamps {
-                buf.extend_from_slice(rfc3339_nano(l.time).as_bytes());
+                clock.write(&mut buf, l.time);
                 buf.extend_from_slice(b" ");
             }
             buf.extend_from_slice(l.text.as_bytes());
@@ -384,18 +387,56 @@ impl StreamState {
     }
 }
 
+/// The longest `timestamps=true` prefix: `2026-11-26T07:32:15.123456789Z`.
+const TIME_LEN: usize = 30;
+
+/// Writes times as Go's `time.RFC3339Nano` in UTC, remembering the last
+/// second's `YYYY-MM-DDTHH:MM:SS` so that lines of one second (the usual case)
+/// cost a copy and the fraction's digits. A kubelet does not format times at
+/// all (the CRI log file holds them as text): this keeps meshsim's cost of
+/// serving a log close to a copy, so that benchmarks measure the client.
+#[derive(Default)]
+struct TimeFormatter {
+    second: Option<i64>,
+    base: String,
+}
+
+impl TimeFormatter {
+    fn write(&mut self, buf: &mut BytesMut, t: Timestamp) {
+        let mut secs = t.as_second();
+        let mut nanos = t.subsec_nanosecond();
+        if nanos < 0 {
+            // Before 1970: as_second rounds toward zero.
+            secs -= 1;
+            nanos += 1_000_000_000;
+        }
+        if self.second != Some(secs) {
+            let whole = Timestamp::from_second(secs).unwrap_or(t);
+            self.base = whole.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+            self.second = Some(secs);
+        }
+        buf.extend_from_slice(self.base.as_bytes());
+        if nanos != 0 {
+            let mut digits = [b'0'; 10];
+            digits[0] = b'.';
+            let mut n = nanos as u32;
+            for d in digits[1..].iter_mut().rev() {
+                *d = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+            let end = digits.iter().rposition(|&d| d != b'0').unwrap_or(0) + 1;
+            buf.extend_from_slice(&digits[..end]);
+        }
+        buf.extend_from_slice(b"Z");
+    }
+}
+
 /// Formats a time as Go's `time.RFC3339Nano` in UTC: nanoseconds with
 /// trailing zeros trimmed, no fraction at all when zero.
 pub fn rfc3339_nano(t: Timestamp) -> String {
-    let secs = t.as_second();
-    let nanos = t.subsec_nanosecond();
-    let whole = Timestamp::from_second(secs).unwrap_or(t);
-    let base = whole.strftime("%Y-%m-%dT%H:%M:%S").to_string();
-    if nanos == 0 {
-        return format!("{base}Z");
-    }
-    let frac = format!("{nanos:09}");
-    format!("{base}.{}Z", frac.trim_end_matches('0'))
+    let mut buf = BytesMut::with_capacity(TIME_LEN);
+    TimeFormatter::default().write(&mut buf, t);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 #[cfg(test)]
@@ -455,5 +496,32 @@ mod tests {
         assert_eq!(rfc3339_nano(t), "2026-11-26T07:32:15.1Z");
         let t: Timestamp = "2026-11-26T07:32:15Z".parse().unwrap();
         assert_eq!(rfc3339_nano(t), "2026-11-26T07:32:15Z");
+        let t: Timestamp = "2026-11-26T07:32:15.000000001Z".parse().unwrap();
+        assert_eq!(rfc3339_nano(t), "2026-11-26T07:32:15.000000001Z");
+        let t: Timestamp = "1969-12-31T23:59:59.5Z".parse().unwrap();
+        assert_eq!(rfc3339_nano(t), "1969-12-31T23:59:59.5Z");
+    }
+
+    #[test]
+    fn one_formatter_over_many_times_matches_one_at_a_time() {
+        let mut f = TimeFormatter::default();
+        let mut buf = BytesMut::new();
+        let mut want = String::new();
+        let start: Timestamp = "2026-11-26T07:32:15Z".parse().unwrap();
+        for i in 0..2_000i64 {
+            let t = start + jiff::SignedDuration::from_nanos(i * 7_919_000_003 % 5_000_000_000);
+            f.write(&mut buf, t);
+            buf.extend_from_slice(b"\n");
+            let whole = Timestamp::from_second(t.as_second()).unwrap();
+            let frac = format!("{:09}", t.subsec_nanosecond());
+            let frac = frac.trim_end_matches('0');
+            want.push_str(&whole.strftime("%Y-%m-%dT%H:%M:%S").to_string());
+            if !frac.is_empty() {
+                want.push('.');
+                want.push_str(frac);
+            }
+            want.push_str("Z\n");
+        }
+        assert_eq!(String::from_utf8_lossy(&buf), want);
     }
 }
