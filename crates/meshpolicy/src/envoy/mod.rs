@@ -133,6 +133,8 @@ pub enum Scope {
 
 static RBAC: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"rbac"));
 static EXT_AUTHZ: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"ext_authz"));
+/// Built once: constructing a finder costs more than a search of one line.
+static LOCAL_REPLY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(local_reply::MARKER));
 
 /// The cheap prefilter: can this line be RBAC-related at all?
 pub fn may_be_rbac(line: &[u8]) -> bool {
@@ -208,7 +210,7 @@ pub fn classify_line(line: &[u8], scope: Scope) -> LogLine {
             };
             match rbac_log::parse_message(line) {
                 Ok((e, d, id)) => LogLine::RbacDecision(rbac_log::build(bare, e, d, id)),
-                Err(_) => match memchr::memmem::find(line, local_reply::MARKER) {
+                Err(_) => match LOCAL_REPLY.find(line) {
                     Some(at) => local_reply_or_unparsed(bare, line, at, line),
                     None => LogLine::Other,
                 },
@@ -235,7 +237,7 @@ fn classify_message(h: RawHeader<'_>, msg: &[u8], line: &[u8]) -> LogLine {
             Err(MessageError::NotDecision) => {}
         }
     }
-    match memchr::memmem::find(msg, local_reply::MARKER) {
+    match LOCAL_REPLY.find(msg) {
         Some(at) => local_reply_or_unparsed(h, msg, at, line),
         None => LogLine::Other,
     }

@@ -117,10 +117,16 @@ pub(crate) fn parse_message(msg: &[u8]) -> Result<(Engine, Decision, Option<&[u8
 }
 
 pub(crate) fn filter_kind(caller: Option<&[u8]>) -> Option<FilterKind> {
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    // Built once: constructing a finder costs more than a search of one line.
+    static HTTP: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"filters/http/rbac"));
+    static NETWORK: LazyLock<Finder<'static>> =
+        LazyLock::new(|| Finder::new(b"filters/network/rbac"));
     let caller = caller?;
-    if memchr::memmem::find(caller, b"filters/http/rbac").is_some() {
+    if HTTP.find(caller).is_some() {
         Some(FilterKind::Http)
-    } else if memchr::memmem::find(caller, b"filters/network/rbac").is_some() {
+    } else if NETWORK.find(caller).is_some() {
         Some(FilterKind::Network)
     } else {
         None
