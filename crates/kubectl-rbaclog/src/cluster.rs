@@ -26,9 +26,10 @@ use kubeplugin::{Kube, PluginError};
 
 use crate::error::RbaclogError;
 use crate::filter::Filters;
-use crate::lines::{ReadLine, Resume, read_line_async, split_kubelet_time};
-use crate::pairing::{Pairer, Stats, StreamId};
+use crate::lines::{ReadLine, read_line_async};
+use crate::pairing::{Stats, StreamId};
 use crate::record::DecisionRecord;
+use crate::stream::PodStream;
 
 /// One pod whose istio-proxy log is read.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -199,12 +200,11 @@ pub async fn read_pod(
     sink: &mut (dyn FnMut(DecisionRecord) + Send),
 ) -> Result<PodResult, RbaclogError> {
     let api: Api<Pod> = Api::namespaced(kube.client.clone(), &t.namespace);
-    let mut pairer = Pairer::new(StreamId {
+    let mut stream = PodStream::new(StreamId {
         namespace: Some(t.namespace.clone()),
         pod: Some(t.pod.clone()),
         file: None,
     });
-    let mut resume = Resume::default();
     let mut out = Vec::new();
     let mut failures = 0u32;
     let mut buf = Vec::with_capacity(4096);
@@ -224,7 +224,7 @@ pub async fn read_pod(
             timestamps: true,
             ..LogParams::default()
         };
-        match resume.since_time() {
+        match stream.since_time() {
             Some(since) => lp.since_time = Some(since),
             None => {
                 lp.since_seconds = window.since.map(|d| d.as_secs().max(1) as i64);
@@ -232,7 +232,7 @@ pub async fn read_pod(
                 lp.tail_lines = window.tail;
             }
         }
-        resume.reconnected();
+        stream.reconnected();
         let op = ApiOp::new("get", "pods/log", &t.namespace).named(&t.pod);
         let mut reader = match api.log_stream(&t.pod, &lp).await {
             Ok(r) => r,
@@ -269,7 +269,7 @@ pub async fn read_pod(
                 tokio::select! {
                     r = read_line_async(&mut reader, &mut buf) => r,
                     _ = tokio::time::sleep(idle) => {
-                        pairer.flush_idle(idle, &mut out);
+                        stream.flush_idle(idle, &mut out);
                         emit(&mut out, sink);
                         continue;
                     }
@@ -279,17 +279,11 @@ pub async fn read_pod(
             };
             match r {
                 Ok(ReadLine::Complete) => {
-                    match split_kubelet_time(&buf) {
-                        Some((ts, rest)) => {
-                            if resume.accept(ts, rest) {
-                                progressed = true;
-                                pairer.push(rest, Some(ts), &mut out);
-                            }
-                        }
-                        None => pairer.push(&buf, None, &mut out),
-                    }
+                    progressed |= stream.line(&buf, &mut out);
                     buf.clear();
-                    emit(&mut out, sink);
+                    if !out.is_empty() {
+                        emit(&mut out, sink);
+                    }
                 }
                 // A line without its newline was cut: it comes again after reconnecting.
                 Ok(ReadLine::Partial) => {
@@ -330,9 +324,8 @@ pub async fn read_pod(
         }
         tokio::time::sleep(backoff(failures)).await;
     }
-    pairer.finish(&mut out);
+    result.stats = stream.finish(&mut out);
     emit(&mut out, sink);
-    result.stats = pairer.stats;
     Ok(result)
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::error::RbaclogError;
 use crate::filter::Filters;
-use crate::lines::{ReadLine, read_line_sync, split_kubelet_time};
+use crate::lines::{KubeletClock, ReadLine, read_line_sync};
 use crate::pairing::{Pairer, Stats, StreamId};
 use crate::record::DecisionRecord;
 
@@ -56,6 +56,7 @@ pub fn read_stream<R: std::io::BufRead>(
     });
     let mut buf = Vec::with_capacity(4096);
     let mut out = Vec::new();
+    let mut clock = KubeletClock::default();
     loop {
         let r = read_line_sync(&mut r, &mut buf).map_err(|source| RbaclogError::Read {
             path: name.to_string(),
@@ -64,7 +65,7 @@ pub fn read_stream<R: std::io::BufRead>(
         if r == ReadLine::Eof {
             break;
         }
-        match split_kubelet_time(&buf) {
+        match clock.split(&buf) {
             Some((ts, rest)) => pairer.push(rest, Some(ts), &mut out),
             None => pairer.push(&buf, None, &mut out),
         }

@@ -22,6 +22,7 @@ pub mod lines;
 pub mod output;
 pub mod pairing;
 pub mod record;
+pub mod stream;
 pub mod summary;
 
 use kubeplugin::istioctl::Istioctl;

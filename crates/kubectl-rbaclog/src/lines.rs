@@ -7,12 +7,13 @@
 //! which is what [`Resume`] uses to reconnect a cut stream with `sinceTime`
 //! without losing or repeating lines. `sinceTime` has one-second resolution on the
 //! wire (kube-rs rounds it), so the request asks from the newest second read
-//! (rounded down), and the lines the new connection repeats (same time and text
-//! as lines already read in that second, counted so that two identical lines
-//! stay two) are dropped at the boundary only: within one connection no line is
-//! ever dropped for its time, since times can go backwards.
+//! (rounded down), and the lines the new connection repeats (the lines already
+//! read from that second on, in the order they were read, so that two identical
+//! lines stay two) are dropped at the boundary only: within one connection no
+//! line is ever dropped for its time, since times can go backwards. Splitting
+//! the kubelet's time off every line is the hot path, so [`KubeletClock`]
+//! remembers the hour it last parsed.
 
-use std::collections::HashMap;
 use std::io::{self, BufRead};
 
 use futures::{AsyncBufRead, AsyncBufReadExt};
@@ -116,17 +117,99 @@ pub fn split_kubelet_time(line: &[u8]) -> Option<(Timestamp, &[u8])> {
     Some((ts, &line[space + 1..]))
 }
 
+/// Splits kubelet timestamps like [`split_kubelet_time`], cheaply for the usual case.
+///
+/// The kubelet writes UTC times in Go's RFC3339Nano layout
+/// (`2026-11-26T10:00:00.123456789Z`, trailing zeros of the fraction dropped),
+/// and consecutive lines mostly share their hour. The clock remembers the last
+/// hour it parsed (`YYYY-MM-DDTHH:`), so a line of the same hour costs a 14-byte
+/// comparison and the digits of minutes, seconds and fraction; anything else
+/// (another hour, an offset instead of `Z`, a comma for the dot, a leap second)
+/// goes through the full RFC 3339 parser, and every line gives exactly what
+/// [`split_kubelet_time`] gives.
+#[derive(Debug, Default, Clone)]
+pub struct KubeletClock {
+    /// `YYYY-MM-DDTHH:` of the remembered hour.
+    prefix: [u8; 14],
+    /// The start of that hour (UTC, Unix seconds); None until a `Z` time was parsed.
+    hour: Option<i64>,
+}
+
+/// `MM:SS` as seconds into the hour (leap seconds excluded).
+fn minute_second(s: &[u8]) -> Option<i64> {
+    let d = |i: usize| {
+        s.get(i)
+            .filter(|b| b.is_ascii_digit())
+            .map(|b| i64::from(b - b'0'))
+    };
+    let (m1, m0, s1, s0) = (d(0)?, d(1)?, d(3)?, d(4)?);
+    (s.get(2) == Some(&b':') && m1 < 6 && s1 < 6).then_some((m1 * 10 + m0) * 60 + s1 * 10 + s0)
+}
+
+impl KubeletClock {
+    /// Splits the kubelet's `TIMESTAMP ` prefix off a `timestamps=true` line.
+    pub fn split<'a>(&mut self, line: &'a [u8]) -> Option<(Timestamp, &'a [u8])> {
+        if let Some(hour) = self.hour
+            && line.len() > 20
+            && line[..14] == self.prefix
+            && let Some(into) = minute_second(&line[14..19])
+            && let Some((nanos, end)) = utc_fraction(&line[19..])
+            && let Ok(ts) = Timestamp::new(hour + into, nanos)
+        {
+            return Some((ts, &line[19 + end..]));
+        }
+        let (ts, rest) = split_kubelet_time(line)?;
+        // Remember the hour when the time is in the layout the fast path reads
+        // (so the first 19 bytes are the date and the time of day).
+        let time_len = line.len() - rest.len();
+        if line.len() > 20
+            && let Some(into) = minute_second(&line[14..19])
+            && utc_fraction(&line[19..])
+                .is_some_and(|(n, end)| 19 + end == time_len && n == ts.subsec_nanosecond())
+            && ts.as_second() % 3600 == into
+        {
+            self.prefix.copy_from_slice(&line[..14]);
+            self.hour = Some(ts.as_second() - into);
+        }
+        Some((ts, rest))
+    }
+}
+
+/// After `YYYY-MM-DDTHH:MM:SS`: `Z ` or `.` + 1 to 9 digits + `Z `. Returns the
+/// nanoseconds and the length up to and including the space.
+fn utc_fraction(s: &[u8]) -> Option<(i32, usize)> {
+    match s.first()? {
+        b'Z' => (s.get(1) == Some(&b' ')).then_some((0, 2)),
+        b'.' => {
+            let digits = s[1..]
+                .iter()
+                .take(10)
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if !(1..=9).contains(&digits)
+                || s.get(1 + digits) != Some(&b'Z')
+                || s.get(2 + digits) != Some(&b' ')
+            {
+                return None;
+            }
+            let mut n: i32 = 0;
+            for &d in &s[1..1 + digits] {
+                n = n * 10 + i32::from(d - b'0');
+            }
+            for _ in digits..9 {
+                n *= 10;
+            }
+            Some((n, digits + 3))
+        }
+        _ => None,
+    }
+}
+
 /// A line as remembered for deduplication: its kubelet time and a 64-bit hash
 /// of its text (the time is part of the key, so a collision would need two
-/// different texts with one hash written in the same nanosecond).
+/// different texts with one hash written in the same nanosecond; the hash is
+/// seeded per process, so log text cannot be crafted to collide).
 type LineKey = (Timestamp, u64);
-
-fn line_key(ts: Timestamp, rest: &[u8]) -> LineKey {
-    use std::hash::{DefaultHasher, Hasher};
-    let mut h = DefaultHasher::new();
-    h.write(rest);
-    (ts, h.finish())
-}
 
 /// Where a stream stopped, so a reconnect continues exactly there.
 ///
@@ -134,20 +217,21 @@ fn line_key(ts: Timestamp, rest: &[u8]) -> LineKey {
 /// can go backwards (clock steps, logs written with their own times). Only
 /// right after a reconnect are lines compared with what was read: the server
 /// replays every line from [`Resume::since_time`] on, in log order, so the
-/// replay starts with lines already read. Those are remembered (time and text,
-/// counted, so two identical lines stay two) for the newest second seen, which
-/// is what `sinceTime` replays; the boundary ends at the first line not
-/// remembered, and from there on lines are accepted again.
+/// replay starts with the lines already read from that second on, in the order
+/// they were read. Those are remembered (time and text hash, in order, so two
+/// identical lines stay two); the boundary ends at the first replayed line that
+/// differs from what was remembered, and from there on lines are accepted again.
 #[derive(Debug, Default, Clone)]
 pub struct Resume {
     /// Newest kubelet time read.
     newest: Option<Timestamp>,
-    /// Lines read whose time is at or after the newest second, with counts.
-    seen: HashMap<LineKey, u32>,
-    /// Of those, how many the current connection has replayed (to skip).
-    replayed: HashMap<LineKey, u32>,
+    /// Lines read whose time is at or after the newest second, in read order.
+    seen: Vec<LineKey>,
+    /// How many of `seen` the current connection has replayed.
+    replayed: usize,
     /// Set by a reconnect until the replay of already-read lines is over.
     at_boundary: bool,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl Resume {
@@ -159,45 +243,49 @@ impl Resume {
 
     /// Call when a new connection starts.
     pub fn reconnected(&mut self) {
-        self.replayed.clear();
+        self.replayed = 0;
         self.at_boundary = self.newest.is_some();
     }
 
     /// Whether the line (time `ts`, text `rest`) is new; records it if so.
     pub fn accept(&mut self, ts: Timestamp, rest: &[u8]) -> bool {
-        let key = line_key(ts, rest);
+        use std::hash::BuildHasher;
+        let key = (ts, self.hasher.hash_one(rest));
         if self.at_boundary {
             // A server honouring sinceTime sends nothing older; one that does
             // not would repeat lines read before.
-            if self.since_time().is_some_and(|since| ts < since) {
+            if self.newest.is_some_and(|n| ts.as_second() < n.as_second()) {
                 return false;
             }
-            let seen = self.seen.get(&key).copied().unwrap_or(0);
-            let replayed = self.replayed.entry(key).or_insert(0);
-            if *replayed < seen {
-                *replayed += 1;
+            if self.seen.get(self.replayed) == Some(&key) {
+                self.replayed += 1;
                 return false;
             }
             self.at_boundary = false;
-            self.replayed.clear();
         }
-        self.record(ts, key);
+        self.record(key);
         true
     }
 
-    fn record(&mut self, ts: Timestamp, key: LineKey) {
-        let old_floor = self.since_time();
-        if self.newest.is_none_or(|n| ts > n) {
-            self.newest = Some(ts);
-        }
-        let floor = self.since_time();
-        if floor != old_floor
-            && let Some(floor) = floor
-        {
-            self.seen.retain(|(t, _), _| *t >= floor);
-        }
-        if floor.is_some_and(|f| ts >= f) {
-            *self.seen.entry(key).or_insert(0) += 1;
+    fn record(&mut self, key: LineKey) {
+        let ts = key.0;
+        match self.newest {
+            Some(n) if ts <= n => {
+                if ts.as_second() >= n.as_second() {
+                    self.seen.push(key);
+                }
+            }
+            Some(n) if ts.as_second() == n.as_second() => {
+                self.newest = Some(ts);
+                self.seen.push(key);
+            }
+            _ => {
+                // A newer second: what was remembered of older ones is not replayed.
+                self.newest = Some(ts);
+                let floor = ts.as_second();
+                self.seen.retain(|(t, _)| t.as_second() >= floor);
+                self.seen.push(key);
+            }
         }
     }
 }
@@ -261,6 +349,69 @@ mod tests {
         assert!(split_kubelet_time(b"2025-07-06T19:33:00.654348Z\tdebug\tx").is_none());
         assert!(split_kubelet_time(b"hello world").is_none());
         assert!(split_kubelet_time(b"").is_none());
+    }
+
+    #[test]
+    fn the_clock_gives_what_the_full_parser_gives() {
+        let mut c = KubeletClock::default();
+        let lines: &[&[u8]] = &[
+            b"2026-01-02T03:04:05.123456789Z a",
+            b"2026-01-02T03:04:05.5Z b",
+            b"2026-01-02T03:04:05Z c",
+            b"2026-01-02T03:04:05.000000001Z d",
+            b"2026-01-02T03:04:05.1234567891Z too many digits",
+            b"2026-01-02T03:04:05.Z no digits",
+            b"2026-01-02T03:04:05.5+01:00 offset",
+            b"2026-01-02T03:04:05,5Z comma",
+            b"2026-01-02T03:04:05.5Zx glued",
+            b"2026-01-02T03:04:06.25Z next second",
+            b"2026-01-02T03:04:05.75Z back again",
+            b"2016-12-31T23:59:60.5Z leap",
+            b"2016-12-31T23:59:60.7Z leap",
+            b"2016-12-31T23:59:59.7Z before it",
+            b"2016-12-31T23:61:59.7Z no such minute",
+            b"2016-12-31T23:5x:59.7Z",
+            b"2026-01-02T03:59:59.999999999Z end of an hour",
+            b"2026-01-02T03:00:00Z start of it",
+            b"2026-01-02T03:04:05.5Z",
+            b"2026-01-02T03:04:05.5Z ",
+        ];
+        for l in lines {
+            assert_eq!(
+                c.split(l),
+                split_kubelet_time(l),
+                "{}",
+                String::from_utf8_lossy(l)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        #[test]
+        fn the_clock_agrees_with_the_full_parser_on_any_sequence(
+            lines in proptest::collection::vec(
+                (0u8..3, 0u8..4, 0u8..4, 0u32..1_000_000_000, 0usize..10, 0u8..6, "[ -~]{0,8}"),
+                1..40,
+            )
+        ) {
+            let mut c = KubeletClock::default();
+            for (hour, min, sec, nanos, digits, tail, text) in lines {
+                let (min, sec) = ([0, 1, 59, 61][min as usize], [0, 30, 59, 60][sec as usize]);
+                let frac = if digits == 0 {
+                    String::new()
+                } else {
+                    format!(".{:09}", nanos)[..=digits].to_string()
+                };
+                let end = ["Z ", "Z", "+00:00 ", "z ", "Zx ", "Z\t"][tail as usize];
+                let line = format!("2026-11-26T1{hour}:{min:02}:{sec:02}{frac}{end}{text}");
+                proptest::prop_assert_eq!(
+                    c.split(line.as_bytes()),
+                    split_kubelet_time(line.as_bytes()),
+                    "{}", line
+                );
+            }
+        }
     }
 
     fn t(s: &str) -> Timestamp {
