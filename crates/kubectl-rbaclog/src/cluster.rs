@@ -362,14 +362,10 @@ pub async fn read_all(
         }
     }
     if failed == targets.len() && !targets.is_empty() {
-        return Err(PluginError::Api {
-            code: None,
-            message: format!(
-                "no istio-proxy log could be read: {}",
-                warnings.first().cloned().unwrap_or_default()
-            ),
-        }
-        .into());
+        return Err(RbaclogError::NoLogRead {
+            pods: targets.len(),
+            first: warnings.first().cloned().unwrap_or_default(),
+        });
     }
     Ok((stats, warnings))
 }

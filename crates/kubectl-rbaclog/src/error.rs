@@ -30,6 +30,9 @@ pub enum RbaclogError {
         pod: String,
         containers: Vec<String>,
     },
+    /// Not one pod's log could be read (exit 3); `first` says why for the first.
+    #[error("no istio-proxy log could be read ({pods} pods): {first}")]
+    NoLogRead { pods: usize, first: String },
     /// A `--file` could not be opened (exit 2).
     #[error("cannot open {path}: {source}")]
     Open {
@@ -72,6 +75,9 @@ impl RbaclogError {
             RbaclogError::NoSidecar { .. } => {
                 Some("rbaclog reads the istio-proxy container; pick a pod with a sidecar".into())
             }
+            RbaclogError::NoLogRead { .. } => Some(
+                "check that the pods are running (`kubectl get pods`); `-v` shows each pod's failure".into(),
+            ),
             RbaclogError::Open { .. } => Some("check the path given to --file".into()),
             RbaclogError::Read { .. } => None,
         }
