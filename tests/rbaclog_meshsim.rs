@@ -437,6 +437,89 @@ async fn enable_debug_shows_the_next_denial_and_restores_the_level() {
     assert_eq!(env.rbac_level(&p3, "np-test-3").await, "debug");
 }
 
+/// A running `kubectl rbaclog NS -f -o jsonl -v`: decisions on `lines`, stderr
+/// lines on `errs` (read as they come, so the pipe never fills).
+struct Following {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    errs: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// The stderr lines read so far.
+    stderr: String,
+}
+
+impl Env {
+    fn follow_jsonl(&self, ns: &str) -> Following {
+        let mut child = self
+            .cmd(
+                "kubectl",
+                &[
+                    "rbaclog",
+                    ns,
+                    "-f",
+                    "-o",
+                    "jsonl",
+                    "--poll-interval",
+                    "200ms",
+                    "-v",
+                ],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut errs = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = errs.next_line().await {
+                let _ = tx.send(l);
+            }
+        });
+        Following {
+            child,
+            lines,
+            errs: rx,
+            stderr: String::new(),
+        }
+    }
+}
+
+impl Following {
+    fn take(&mut self, line: String) {
+        self.stderr.push_str(&line);
+        self.stderr.push('\n');
+    }
+
+    /// Waits (bounded) for a stderr line holding every one of `words`.
+    async fn wait_stderr(&mut self, words: &[&str]) {
+        let has = |l: &str| words.iter().all(|w| l.contains(w));
+        if self.stderr.lines().any(has) {
+            return;
+        }
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(60), self.errs.recv()).await;
+            let Ok(Some(line)) = next else {
+                panic!("no stderr line with {words:?} in:\n{}", self.stderr)
+            };
+            let found = has(&line);
+            self.take(line);
+            if found {
+                return;
+            }
+        }
+    }
+
+    /// Stops the plugin; returns all it wrote to stderr.
+    async fn stop(mut self) -> String {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        while let Some(line) = self.errs.recv().await {
+            self.take(line);
+        }
+        self.stderr
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn follow_sees_later_denials_once_each_across_cut_streams() {
     // Every log stream is cut after 8 KiB: following must reconnect from where it
@@ -455,34 +538,7 @@ async fn follow_sees_later_denials_once_each_across_cut_streams() {
         ])
         .await
         .unwrap();
-    let mut child = env
-        .cmd(
-            "kubectl",
-            &[
-                "rbaclog",
-                "np-test-2",
-                "-f",
-                "-o",
-                "jsonl",
-                "--poll-interval",
-                "200ms",
-                "-v",
-            ],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut errs = BufReader::new(child.stderr.take().unwrap()).lines();
-    let stderr = tokio::spawn(async move {
-        let mut all = String::new();
-        while let Ok(Some(l)) = errs.next_line().await {
-            all.push_str(&l);
-            all.push('\n');
-        }
-        all
-    });
+    let mut f = env.follow_jsonl("np-test-2");
     // Wait until the policy is in force; denials made before are read too.
     let mut made = 0usize;
     for _ in 0..200 {
@@ -501,7 +557,7 @@ async fn follow_sees_later_denials_once_each_across_cut_streams() {
         made += 1;
     }
     while seen.len() < K {
-        let next = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
+        let next = tokio::time::timeout(Duration::from_secs(60), f.lines.next_line()).await;
         let Ok(Ok(Some(line))) = next else {
             panic!("only {} of {K} denials arrived: {seen:#?}", seen.len())
         };
@@ -520,18 +576,107 @@ async fn follow_sees_later_denials_once_each_across_cut_streams() {
         assert_eq!(d["paired"].as_array().unwrap().len(), 2, "{d:#}");
     }
     // Nothing more arrives (no duplicate) after one more poll of every stream.
-    let extra = tokio::time::timeout(Duration::from_secs(3), lines.next_line()).await;
+    let extra = tokio::time::timeout(Duration::from_secs(3), f.lines.next_line()).await;
     assert!(
         !matches!(extra, Ok(Ok(Some(_)))),
         "unexpected extra line: {extra:?}"
     );
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    let stderr = stderr.await.unwrap();
+    let stderr = f.stop().await;
     assert!(
         stderr.contains("log stream cut; reconnecting"),
         "the stream was never cut: {stderr}"
     );
+}
+
+/// The names of the np-test-nginx-2 pods that exist (terminating ones included).
+async fn nginx2_pods(env: &Env) -> Vec<String> {
+    let names = env
+        .c
+        .ok(&[
+            "get",
+            "pods",
+            "-n",
+            "np-test-2",
+            "-l",
+            "app=np-test-nginx-2",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .await
+        .unwrap();
+    names.split_whitespace().map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn follow_picks_up_a_new_pod_and_lets_the_deleted_one_go() {
+    let env = Env::start(&[]).await;
+    let old = env.pod("np-test-2", "np-test-nginx-2").await;
+    env.deny_and_probe_once(
+        "np-test-2",
+        "svc-np-test-nginx-2",
+        &repo_root().join(POLICY),
+    )
+    .await;
+    let mut f = env.follow_jsonl("np-test-2");
+    // The denial made before following started is read from the old pod's log.
+    let first = tokio::time::timeout(Duration::from_secs(60), f.lines.next_line())
+        .await
+        .expect("the earlier denial never arrived")
+        .unwrap()
+        .unwrap();
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["pod"], old.as_str(), "{first:#}");
+
+    // Replace the pod: its ReplicaSet makes a new one, with a new name and log.
+    env.c
+        .ok(&["delete", "pod", &old, "-n", "np-test-2", "--wait=false"])
+        .await
+        .unwrap();
+    let mut new = None;
+    for _ in 0..600 {
+        let pods = nginx2_pods(&env).await;
+        if let [only] = pods.as_slice()
+            && *only != old
+        {
+            new = Some(only.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let new = new.expect("the deleted pod was never replaced by exactly one new pod");
+    env.c
+        .wait_ready_pod("np-test-2", "app=np-test-nginx-2")
+        .await
+        .unwrap();
+    // The old pod's stream ends with the pod, and the poll starts the new pod's.
+    f.wait_stderr(&["stopped following", &old]).await;
+    f.wait_stderr(&["following new pod", &new]).await;
+
+    // A denial made by the new pod's sidecar arrives, named after the new pod.
+    let mut denied = false;
+    for _ in 0..200 {
+        if env.probe_denied("np-test-2", "svc-np-test-nginx-2").await {
+            denied = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(denied, "the new pod never denied the probe");
+    let next = tokio::time::timeout(Duration::from_secs(60), f.lines.next_line())
+        .await
+        .expect("the new pod's denial never arrived")
+        .unwrap()
+        .unwrap();
+    let d: serde_json::Value = serde_json::from_str(&next).unwrap();
+    assert_eq!(d["pod"], new.as_str(), "{d:#}");
+    assert_eq!(d["decision"], "denied");
+    assert_eq!(
+        d["policy"]["name"],
+        "deny-all-ingress-using-authorizationpolicy"
+    );
+    // Still running: following does not end when a pod goes.
+    assert!(f.child.try_wait().unwrap().is_none(), "rbaclog -f exited");
+    f.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
