@@ -5,10 +5,11 @@
 #     at the walk-through's debug log level writes them: Envoy debug lines of several
 #     scopes, Istio agent info lines, RBAC "checking request" and "enforced allowed" lines
 #     and, for ~1% of the lines, RBAC denials (the filter's decision and the local reply
-#     of each denied request, plus a few dry-run "shadow denied" lines). No access-log
-#     lines: meshsim stamps seeded lines that do not start with an RFC 3339 time
-#     ([START_TIME] access logs) with the seeding time, which would put the pod's log
-#     timestamps out of order (a real kubelet's are in order). `kubectl rbaclog -A` against the walk-through's
+#     of each denied request and its server-side access log line, plus a few dry-run
+#     "shadow denied" lines; allowed requests leave an access log line too: access
+#     logging is on, as with Istio's meshConfig.accessLogFile). meshsim stores each
+#     seeded line with the time it starts with ([START_TIME] for access log lines).
+#     `kubectl rbaclog -A` against the walk-through's
 #     per-pod loop `for p in $(kubectl get pods -n NS -o name); do kubectl logs $p -c
 #     istio-proxy -n NS | grep rbac | grep denied; done` over the same namespaces, with
 #     hyperfine (or medians of repeated runs without it), and peak memory (/usr/bin/time -v);
@@ -77,6 +78,17 @@ now = time.time()
 def us(t):
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
+def ms(t):
+    # Envoy's %START_TIME%: milliseconds.
+    return us(t)[:23] + "Z"
+
+def access(r, t, ns, code, details):
+    # Istio's default TEXT access log format (server side, inbound).
+    return (f'[{ms(t)}] "GET /api/items/{r.randrange(1000)} HTTP/1.1" {code} - {details} - "-" 0 '
+            f'{19 if code == 403 else 612} {r.randrange(5)} - "-" "curl/8.5.0" "{r.getrandbits(64):016x}" '
+            f'"web.{ns}.svc.cluster.local" "-" inbound|8080|| - 10.244.1.{r.randrange(250)}:8080 '
+            f'10.244.{r.randrange(8)}.{r.randrange(250)}:{30000 + r.randrange(30000)} - default\n')
+
 stats = dict(lines=0, denied_requests=0, shadow_denied=0, grep_lines=0)
 
 def pod_log(f, ns, pod, r, start, step, limit, by_bytes):
@@ -91,15 +103,18 @@ def pod_log(f, ns, pod, r, start, step, limit, by_bytes):
             conn += 1
             chunk = (f"{us(t)}\tdebug\tenvoy rbac {RBAC}\tenforced denied, matched policy {pid}\tthread={thread}\n"
                      f'{us(t + 0.000012)}\tdebug\tenvoy http {REPLY}\t[Tags: "ConnectionId":"{conn}","StreamId":"{r.getrandbits(63)}"] '
-                     f"Preparing local reply with details rbac_access_denied_matched_policy[{pid}]\tthread={thread}\n")
-            k, d, sh, g = 2, 1, 0, 2
+                     f"Preparing local reply with details rbac_access_denied_matched_policy[{pid}]\tthread={thread}\n"
+                     + access(r, t, ns, 403, f"rbac_access_denied_matched_policy[{pid}]"))
+            k, d, sh, g = 3, 1, 0, 3
         elif x < 0.006:
             chunk = f"{us(t)}\tdebug\tenvoy rbac {RBAC}\tshadow denied, matched policy ns[{ns}]-policy[audit-dry-run]-rule[0]\tthread={thread}\n"
             k, d, sh, g = 1, 0, 1, 1
         else:
             k, d, sh, g = 1, 0, 0, 0
             if x < 0.03:
-                chunk = f"{us(t)}\tdebug\tenvoy rbac {RBAC}\tenforced allowed, matched policy ns[{ns}]-policy[allow-frontend]-rule[0]\tthread={thread}\n"
+                chunk = (f"{us(t)}\tdebug\tenvoy rbac {RBAC}\tenforced allowed, matched policy ns[{ns}]-policy[allow-frontend]-rule[0]\tthread={thread}\n"
+                         + access(r, t, ns, 200, "via_upstream"))
+                k = 2
             elif x < 0.06:
                 chunk = f"{us(t)}\tdebug\tenvoy rbac external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:153\tchecking request: requestedServerName: , sourceIP: 10.244.{r.randrange(8)}.{r.randrange(250)}:{30000 + r.randrange(30000)}, directRemoteIP: 10.244.1.{r.randrange(250)}\tthread={thread}\n"
             elif x < 0.45:
@@ -210,6 +225,8 @@ loop_lines=$(wc -l <"$WORK/loop.out")
 decisions=$(wc -l <"$WORK/rbaclog.jsonl")
 enforced=$(grep -c '"engine":"enforced"' "$WORK/rbaclog.jsonl" || true)
 paired=$(grep -c '"origin":"rbac-debug"' "$WORK/rbaclog.jsonl" || true)
+# Enforced denials whose local reply and access log line were both paired in.
+triples=$(python3 -c 'import json,sys; print(sum(1 for d in map(json.loads, open(sys.argv[1])) if [p["origin"] for p in d["paired"]] == ["local-reply", "access-log"]))' "$WORK/rbaclog.jsonl")
 pods_seen=$(python3 -c 'import json,sys; print(len({(d["namespace"], d["pod"]) for d in map(json.loads, open(sys.argv[1]))}))' "$WORK/rbaclog.jsonl")
 
 RBACLOG_CMD="$KUBECTL rbaclog -A"
@@ -270,7 +287,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 cat <<EOF
 machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load average (1, 5, 15 min): start $LOAD_START, timed part $LOAD_TIMED_START -> $LOAD_TIMED_END, --file part $LOAD_FILE_START -> $LOAD_FILE_END
 1. $NAMESPACES namespaces x $PODS_PER_NS pods x $LINES_PER_POD lines ($(cat "$WORK/expected.txt"), $LOG_MB MB of logs; meshsim RSS ${SIM_RSS_MB} MB)
-  the loop printed $loop_lines lines (generated: $(sed 's/.*grep_lines=\([0-9]*\).*/\1/' "$WORK/expected.txt")); rbaclog -A found $decisions decisions ($enforced enforced, $paired with the RBAC debug line as origin, local replies paired into them) in $pods_seen distinct pods/namespaces
+  the loop printed $loop_lines lines (generated: $(sed 's/.*grep_lines=\([0-9]*\).*/\1/' "$WORK/expected.txt")); rbaclog -A found $decisions decisions ($enforced enforced, $paired with the RBAC debug line as origin, $triples with their local reply and access log line paired in) in $pods_seen distinct pods/namespaces
   timing: $TIMER
   walk-through loop (grep rbac | grep denied per pod)   ${t_loop} s
   kubectl rbaclog -A                                    ${t_plugin} s   ratio $(ratio "$t_loop" "$t_plugin")x   (goal >= 20x)
