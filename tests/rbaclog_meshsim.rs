@@ -136,6 +136,85 @@ impl Env {
     }
 }
 
+/// A running `kubectl rbaclog ...`: its stdout on `lines`, stderr lines on
+/// `errs` (read as they come, so the pipe never fills).
+struct Following {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    errs: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// The stderr lines read so far.
+    stderr: String,
+}
+
+impl Env {
+    /// `kubectl rbaclog NS -f -o jsonl -v`, polling for pods every 200 ms.
+    fn follow_jsonl(&self, ns: &str) -> Following {
+        self.spawn_rbaclog(&[ns, "-f", "-o", "jsonl", "--poll-interval", "200ms", "-v"])
+    }
+
+    /// `kubectl rbaclog ARGS`, running.
+    fn spawn_rbaclog(&self, args: &[&str]) -> Following {
+        let mut argv = vec!["rbaclog"];
+        argv.extend_from_slice(args);
+        let mut child = self
+            .cmd("kubectl", &argv)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut errs = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = errs.next_line().await {
+                let _ = tx.send(l);
+            }
+        });
+        Following {
+            child,
+            lines,
+            errs: rx,
+            stderr: String::new(),
+        }
+    }
+}
+
+impl Following {
+    fn take(&mut self, line: String) {
+        self.stderr.push_str(&line);
+        self.stderr.push('\n');
+    }
+
+    /// Waits (bounded) for a stderr line holding every one of `words`.
+    async fn wait_stderr(&mut self, words: &[&str]) {
+        let has = |l: &str| words.iter().all(|w| l.contains(w));
+        if self.stderr.lines().any(has) {
+            return;
+        }
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(60), self.errs.recv()).await;
+            let Ok(Some(line)) = next else {
+                panic!("no stderr line with {words:?} in:\n{}", self.stderr)
+            };
+            let found = has(&line);
+            self.take(line);
+            if found {
+                return;
+            }
+        }
+    }
+
+    /// Stops the plugin; returns all it wrote to stderr.
+    async fn stop(mut self) -> String {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        while let Some(line) = self.errs.recv().await {
+            self.take(line);
+        }
+        self.stderr
+    }
+}
+
 fn json(out: &Out) -> Vec<serde_json::Value> {
     assert_eq!(out.code, 0, "{out:?}");
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
@@ -369,25 +448,15 @@ async fn enable_debug_shows_the_next_denial_and_restores_the_level() {
     assert_eq!(v[0]["origin"], "access-log");
 
     // Follow with --enable-debug: the next denial comes with its RBAC debug line.
-    let mut child = env
-        .cmd(
-            "kubectl",
-            &[
-                "rbaclog",
-                "np-test-3",
-                "--enable-debug",
-                "-f",
-                "-o",
-                "jsonl",
-                "--since",
-                "1s",
-            ],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut f = env.spawn_rbaclog(&[
+        "np-test-3",
+        "--enable-debug",
+        "-f",
+        "-o",
+        "jsonl",
+        "--since",
+        "1s",
+    ]);
     let mut raised = false;
     for _ in 0..200 {
         if env.rbac_level(&p3, "np-test-3").await == "debug" {
@@ -400,7 +469,7 @@ async fn enable_debug_shows_the_next_denial_and_restores_the_level() {
     assert!(env.probe_denied("np-test-3", "svc-np-test-nginx-3").await);
     let mut seen_debug = false;
     for _ in 0..20 {
-        let next = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
+        let next = tokio::time::timeout(Duration::from_secs(30), f.lines.next_line()).await;
         let Ok(Ok(Some(line))) = next else { break };
         let d: serde_json::Value = serde_json::from_str(&line).unwrap();
         if d["origin"] == "rbac-debug" {
@@ -415,13 +484,13 @@ async fn enable_debug_shows_the_next_denial_and_restores_the_level() {
     assert!(seen_debug, "no RBAC debug decision arrived while following");
 
     // Ctrl-C: the run ends with 130 and the sidecar is back at its old level.
-    let pid = child.id().unwrap().to_string();
+    let pid = f.child.id().unwrap().to_string();
     let k = std::process::Command::new("kill")
         .args(["-INT", &pid])
         .status()
         .unwrap();
     assert!(k.success());
-    let status = child.wait().await.unwrap();
+    let status = f.child.wait().await.unwrap();
     assert_eq!(status.code(), Some(130));
     assert_eq!(env.rbac_level(&p3, "np-test-3").await, before);
 
@@ -435,89 +504,6 @@ async fn enable_debug_shows_the_next_denial_and_restores_the_level() {
     assert_eq!(o.code, 0, "{o:?}");
     assert!(o.stderr.contains("left with rbac logger at debug"), "{o:?}");
     assert_eq!(env.rbac_level(&p3, "np-test-3").await, "debug");
-}
-
-/// A running `kubectl rbaclog NS -f -o jsonl -v`: decisions on `lines`, stderr
-/// lines on `errs` (read as they come, so the pipe never fills).
-struct Following {
-    child: tokio::process::Child,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    errs: tokio::sync::mpsc::UnboundedReceiver<String>,
-    /// The stderr lines read so far.
-    stderr: String,
-}
-
-impl Env {
-    fn follow_jsonl(&self, ns: &str) -> Following {
-        let mut child = self
-            .cmd(
-                "kubectl",
-                &[
-                    "rbaclog",
-                    ns,
-                    "-f",
-                    "-o",
-                    "jsonl",
-                    "--poll-interval",
-                    "200ms",
-                    "-v",
-                ],
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut errs = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok(Some(l)) = errs.next_line().await {
-                let _ = tx.send(l);
-            }
-        });
-        Following {
-            child,
-            lines,
-            errs: rx,
-            stderr: String::new(),
-        }
-    }
-}
-
-impl Following {
-    fn take(&mut self, line: String) {
-        self.stderr.push_str(&line);
-        self.stderr.push('\n');
-    }
-
-    /// Waits (bounded) for a stderr line holding every one of `words`.
-    async fn wait_stderr(&mut self, words: &[&str]) {
-        let has = |l: &str| words.iter().all(|w| l.contains(w));
-        if self.stderr.lines().any(has) {
-            return;
-        }
-        loop {
-            let next = tokio::time::timeout(Duration::from_secs(60), self.errs.recv()).await;
-            let Ok(Some(line)) = next else {
-                panic!("no stderr line with {words:?} in:\n{}", self.stderr)
-            };
-            let found = has(&line);
-            self.take(line);
-            if found {
-                return;
-            }
-        }
-    }
-
-    /// Stops the plugin; returns all it wrote to stderr.
-    async fn stop(mut self) -> String {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
-        while let Some(line) = self.errs.recv().await {
-            self.take(line);
-        }
-        self.stderr
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
