@@ -392,9 +392,10 @@ const TIME_LEN: usize = 30;
 
 /// Writes times as Go's `time.RFC3339Nano` in UTC, remembering the last
 /// second's `YYYY-MM-DDTHH:MM:SS` so that lines of one second (the usual case)
-/// cost a copy and the fraction's digits. A kubelet does not format times at
-/// all (the CRI log file holds them as text): this keeps meshsim's cost of
-/// serving a log close to a copy, so that benchmarks measure the client.
+/// cost a copy and the fraction's digits. A kubelet formats each line's time
+/// with Go's `time.Format`, which is cheap; formatting through `strftime` and
+/// three allocations per line made meshsim, not the client, the bottleneck of
+/// log-heavy benchmarks.
 #[derive(Default)]
 struct TimeFormatter {
     second: Option<i64>,
