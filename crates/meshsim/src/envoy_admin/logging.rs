@@ -9,64 +9,22 @@
 //! the sidecar's state (the mesh simulation honours them when it writes log
 //! lines); this module only parses, validates and renders.
 
-use std::fmt;
+use crate::mesh::LogLevel;
 
-/// An spdlog level as Envoy names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Level {
-    Trace,
-    Debug,
-    Info,
-    Warning,
-    Error,
-    Critical,
-    Off,
-}
-
-impl Level {
-    /// Every level, in spdlog's order.
-    pub const ALL: [Level; 7] = [
-        Level::Trace,
-        Level::Debug,
-        Level::Info,
-        Level::Warning,
-        Level::Error,
-        Level::Critical,
-        Level::Off,
-    ];
-
-    /// The name Envoy prints (`warning`, not `warn`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Trace => "trace",
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warning => "warning",
-            Level::Error => "error",
-            Level::Critical => "critical",
-            Level::Off => "off",
-        }
-    }
-
-    /// Parses a level as Envoy's admin does (spdlog names, plus `warn`).
-    pub fn parse(s: &str) -> Option<Level> {
-        Some(match s {
-            "trace" => Level::Trace,
-            "debug" => Level::Debug,
-            "info" => Level::Info,
-            "warning" | "warn" => Level::Warning,
-            "error" | "err" => Level::Error,
-            "critical" => Level::Critical,
-            "off" => Level::Off,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// Parses a level as Envoy's admin does: spdlog's names exactly as written,
+/// plus `warn` and `err` (the sidecar annotations are read more leniently, see
+/// [`LogLevel`]'s `FromStr`).
+pub fn parse_level(s: &str) -> Option<LogLevel> {
+    Some(match s {
+        "trace" => LogLevel::Trace,
+        "debug" => LogLevel::Debug,
+        "info" => LogLevel::Info,
+        "warning" | "warn" => LogLevel::Warning,
+        "error" | "err" => LogLevel::Error,
+        "critical" => LogLevel::Critical,
+        "off" => LogLevel::Off,
+        _ => return None,
+    })
 }
 
 /// Why a `/logging` request was refused (Envoy's status messages).
@@ -90,9 +48,9 @@ pub enum LevelChange {
     /// No (non-empty) parameter: only list.
     None,
     /// `?level=L`: every logger.
-    All(Level),
+    All(LogLevel),
     /// `?NAME=L` or `?paths=a:L,b:L`.
-    Named(Vec<(String, Level)>),
+    Named(Vec<(String, LogLevel)>),
 }
 
 /// Decodes `%XX` and `+` in a query component.
@@ -138,7 +96,7 @@ pub fn parse_query(query: &str, known: impl Fn(&str) -> bool) -> Result<LevelCha
     if params.len() != 1 {
         return Err(LoggingError::ParameterCount);
     }
-    let level = |s: &str| Level::parse(s).ok_or(LoggingError::UnknownLevel);
+    let level = |s: &str| parse_level(s).ok_or(LoggingError::UnknownLevel);
     let known = |name: &str| {
         if known(name) {
             Ok(())
@@ -186,7 +144,7 @@ pub fn render_listing(error: Option<&LoggingError>, loggers: &[(String, String)]
         out.push_str("usage: /logging?level=<level> (change all levels)\n");
         out.push_str("usage: /logging?group=<group_name>:<level> (change group of loggers)\n");
         out.push_str("levels: ");
-        for l in Level::ALL {
+        for l in LogLevel::ALL {
             out.push_str(l.as_str());
             out.push(' ');
         }
@@ -212,19 +170,19 @@ mod tests {
     fn queries() {
         assert_eq!(
             parse_query("rbac=debug", known),
-            Ok(LevelChange::Named(vec![("rbac".into(), Level::Debug)]))
+            Ok(LevelChange::Named(vec![("rbac".into(), LogLevel::Debug)]))
         );
         assert_eq!(
             parse_query("level=warning", known),
-            Ok(LevelChange::All(Level::Warning))
+            Ok(LevelChange::All(LogLevel::Warning))
         );
         assert_eq!(parse_query("", known), Ok(LevelChange::None));
         assert_eq!(parse_query("level=", known), Ok(LevelChange::None));
         assert_eq!(
             parse_query("paths=rbac:debug,http:info", known),
             Ok(LevelChange::Named(vec![
-                ("rbac".into(), Level::Debug),
-                ("http".into(), Level::Info)
+                ("rbac".into(), LogLevel::Debug),
+                ("http".into(), LogLevel::Info)
             ]))
         );
         assert_eq!(
@@ -246,7 +204,7 @@ mod tests {
         assert_eq!(parse_query("rbac%3Ddebug", known), Ok(LevelChange::None));
         assert_eq!(
             parse_query("rbac=%64ebug", known),
-            Ok(LevelChange::Named(vec![("rbac".into(), Level::Debug)]))
+            Ok(LevelChange::Named(vec![("rbac".into(), LogLevel::Debug)]))
         );
         assert_eq!(
             parse_query("rbac=%e2%9", known),

@@ -23,7 +23,7 @@ use meshpolicy::AuthorizationPolicy;
 use serde_json::Value;
 
 pub use config_dump::{PortProtocol, SidecarSpec, config_dump};
-pub use logging::{Level, LevelChange, LoggingError};
+pub use logging::{LevelChange, LoggingError};
 pub use programs::{MeshAdmin, PilotAgent, cluster_program, install, program};
 
 /// Envoy's admin port.

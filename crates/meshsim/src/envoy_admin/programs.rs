@@ -17,11 +17,11 @@ use futures::future::BoxFuture;
 use meshpolicy::AuthorizationPolicy;
 use serde_json::Value;
 
-use super::logging::{Level, LevelChange};
+use super::logging::LevelChange;
 use super::{ADMIN_PORT, AdminResponse, SidecarAdmin, handle};
 use crate::exec::{ExecTarget, NetOutcome, NetRequest, Process, Program};
 use crate::mesh::loglevel::ENVOY_LOGGERS;
-use crate::mesh::{AdminHandler, LogLevel, Mesh, PROXY_CONTAINER};
+use crate::mesh::{AdminHandler, Mesh, PROXY_CONTAINER};
 use crate::resources;
 use crate::server::App;
 
@@ -249,19 +249,14 @@ impl SidecarAdmin for MeshAdmin {
 
     fn set_levels(&self, namespace: &str, pod: &str, change: &LevelChange) {
         let Some(mesh) = self.mesh() else { return };
-        let level = |l: &Level| l.as_str().parse::<LogLevel>();
         match change {
             LevelChange::None => {}
             LevelChange::All(l) => {
-                if let Ok(l) = level(l) {
-                    let _ = mesh.set_all_logger_levels(namespace, pod, l);
-                }
+                let _ = mesh.set_all_logger_levels(namespace, pod, *l);
             }
             LevelChange::Named(list) => {
                 for (name, l) in list {
-                    if let Ok(l) = level(l) {
-                        let _ = mesh.set_logger_level(namespace, pod, name, l);
-                    }
+                    let _ = mesh.set_logger_level(namespace, pod, name, *l);
                 }
             }
         }

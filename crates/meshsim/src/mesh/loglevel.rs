@@ -26,6 +26,17 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    /// Every level, in spdlog's order.
+    pub const ALL: [LogLevel; 7] = [
+        Self::Trace,
+        Self::Debug,
+        Self::Info,
+        Self::Warning,
+        Self::Error,
+        Self::Critical,
+        Self::Off,
+    ];
+
     /// The name Envoy prints (`warning`, not `warn`).
     pub fn as_str(self) -> &'static str {
         match self {
