@@ -429,6 +429,30 @@ impl Ctx<'_> {
         }
     }
 
+    /// The source sidecar's outbound entry for an answer that came from the
+    /// destination (its sidecar or its application) and was passed on as is.
+    fn relayed(
+        &self,
+        service: Option<&ServiceRef>,
+        dst_hostport: &str,
+        dst_address: &str,
+        status: u16,
+        bytes_sent: usize,
+        lat: Duration,
+    ) -> SidecarEvents {
+        self.outbound(
+            service,
+            Some(dst_hostport.to_string()),
+            dst_address,
+            status,
+            "-",
+            "via_upstream",
+            bytes_sent,
+            lat,
+            Some(lat),
+        )
+    }
+
     /// The source sidecar's outbound access log entry.
     #[allow(clippy::too_many_arguments)]
     fn outbound(
@@ -930,17 +954,8 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
                 reason,
             );
             if ctx.captured {
-                v.source = Some(ctx.outbound(
-                    service,
-                    Some(dst_hostport.clone()),
-                    &dst_addr,
-                    403,
-                    "-",
-                    "via_upstream",
-                    body.len(),
-                    lat,
-                    Some(lat),
-                ));
+                v.source =
+                    Some(ctx.relayed(service, &dst_hostport, &dst_addr, 403, body.len(), lat));
             }
             v.destination = dst_events;
             return v;
@@ -967,17 +982,8 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
                 format!("nothing listens on {who} port {port} (the destination sidecar answers)"),
             );
             if ctx.captured {
-                v.source = Some(ctx.outbound(
-                    service,
-                    Some(dst_hostport.clone()),
-                    &dst_addr,
-                    503,
-                    "-",
-                    "via_upstream",
-                    body.len(),
-                    lat,
-                    Some(lat),
-                ));
+                v.source =
+                    Some(ctx.relayed(service, &dst_hostport, &dst_addr, 503, body.len(), lat));
             }
             v.destination = dst_events;
             return v;
@@ -1022,17 +1028,7 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
         v.destination = Some(ev);
     }
     if ctx.captured {
-        v.source = Some(ctx.outbound(
-            service,
-            Some(dst_hostport.clone()),
-            &dst_addr,
-            a.status,
-            "-",
-            "via_upstream",
-            sent,
-            lat,
-            Some(lat),
-        ));
+        v.source = Some(ctx.relayed(service, &dst_hostport, &dst_addr, a.status, sent, lat));
     }
     if a.nginx
         && let Some(c) = dst_json["spec"]["containers"]
