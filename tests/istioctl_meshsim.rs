@@ -141,7 +141,7 @@ async fn authz_check_of_the_walkthrough() {
 async fn authz_check_of_istios_config_dump_files() {
     // No cluster needed with -f; compare with istioctl's own test expectations.
     let dir = tempfile::tempdir().unwrap();
-    let fixtures = common::repo_root().join("../shared/fixtures/istio/authz-check");
+    let fixtures = common::repo_root().join("tests/fixtures/istio/authz-check");
     for v in ["1.25", "1.19"] {
         let dump = fixtures.join(format!("configdump-{v}.json"));
         let expected =

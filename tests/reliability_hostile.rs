@@ -480,7 +480,7 @@ async fn fifty_megabyte_config_dump() {
     let seed = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .ancestors()
-            .map(|a| a.join("shared/fixtures/istio/authz-check/configdump-1.25.json"))
+            .map(|a| a.join("tests/fixtures/istio/authz-check/configdump-1.25.json"))
             .find(|p| p.exists())
             .expect("configdump fixture"),
     )

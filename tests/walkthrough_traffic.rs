@@ -1,4 +1,4 @@
-//! The walk-through (../shared/seed/istio-network-policies-walkthrough.txt)
+//! The walk-through (tests/fixtures/seed/istio-network-policies-walkthrough.txt)
 //! end to end: its exact `kubectl exec ... bash -c "... curl ..."` checks and
 //! `kubectl logs ... -c istio-proxy | grep rbac | grep denied`, run with the
 //! real kubectl against meshsim serving examples/walkthrough, before and

@@ -1,5 +1,5 @@
 //! `--config-dump FILE -o json` with no cluster: the rows must be exactly
-//! istioctl's for Istio's own test dumps (shared/fixtures/istio/authz-check),
+//! istioctl's for Istio's own test dumps (tests/fixtures/istio/authz-check),
 //! and bad input must be a one-line error with exit 2.
 
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use meshpolicy::envoy::parse_authz_check;
 
 fn fixtures() -> PathBuf {
     // <workspace root>/../shared
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/istio/authz-check")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/istio/authz-check")
 }
 
 fn run(args: &[&str]) -> std::process::Output {

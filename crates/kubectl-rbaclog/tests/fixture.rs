@@ -6,10 +6,10 @@ use kubectl_rbaclog::files::read_file;
 use kubectl_rbaclog::filter::{DecisionFilter, EngineFilter, Filters};
 use kubectl_rbaclog::record::{DecisionRecord, EngineKind, Origin, Verdict};
 
-/// `<workspace root>/../shared/fixtures/envoy-logs/istio-proxy-samples.log`.
+/// `<workspace root>/tests/fixtures/envoy-logs/istio-proxy-samples.log`.
 fn samples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/envoy-logs/istio-proxy-samples.log")
+        .join("../../tests/fixtures/envoy-logs/istio-proxy-samples.log")
 }
 
 fn read(filters: Filters) -> Vec<DecisionRecord> {

@@ -13,9 +13,9 @@ use meshpolicy::envoy::{
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
-        .map(|a| a.join("shared/fixtures"))
+        .map(|a| a.join("tests/fixtures"))
         .find(|p| p.is_dir())
-        .expect("shared/fixtures not found above the crate")
+        .expect("tests/fixtures not found above the crate")
 }
 
 fn read(rel: &str) -> Vec<u8> {

@@ -1,4 +1,4 @@
-//! Every line of `shared/fixtures/envoy-logs/istio-proxy-samples.log` decodes to the
+//! Every line of `tests/fixtures/envoy-logs/istio-proxy-samples.log` decodes to the
 //! fields the fixtures README describes, and the streaming readers report them with
 //! the right line numbers whatever the input looks like around them.
 
@@ -15,9 +15,9 @@ fn fixtures() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest
         .ancestors()
-        .map(|a| a.join("shared/fixtures"))
+        .map(|a| a.join("tests/fixtures"))
         .find(|p| p.is_dir())
-        .expect("shared/fixtures not found above the crate")
+        .expect("tests/fixtures not found above the crate")
 }
 
 fn samples() -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! The NetworkPolicy engine against np-guard/netpol-analyzer's expected
 //! connectivity, an independent implementation: every case folder under
-//! `shared/fixtures/netpol-analyzer/` is loaded from its own files, and for
+//! `tests/fixtures/netpol-analyzer/` is loaded from its own files, and for
 //! every ordered pair of workloads, every port the destination declares plus
 //! one it does not, the engine must agree with `expected_connlist.txt`
 //! (listed => allowed on that port, absent => denied). External peers

@@ -1,5 +1,5 @@
 //! The Envoy naming derivation against Istio's own builder test data
-//! (`shared/fixtures/istio/rbac-builder/{http,tcp}`): for every `*-in.yaml`
+//! (`tests/fixtures/istio/rbac-builder/{http,tcp}`): for every `*-in.yaml`
 //! the filters the engine derives must have the names, actions, enforced and
 //! shadow policy ids and stat prefixes of the `*-out*.yaml` files, in order.
 //!

@@ -1,4 +1,4 @@
-//! The walk-through the project starts from (`shared/seed/`), replayed on the
+//! The walk-through the project starts from (`tests/fixtures/seed/`), replayed on the
 //! engine. Its manifests, namespace commands and the Envoy log line it shows
 //! are read from the text at test time: the template is instantiated the way
 //! its `export SERVICE_NAME` / `envsubst` / `kubectl apply -n` lines say, the
@@ -20,7 +20,7 @@ struct Walkthrough {
 
 impl Walkthrough {
     fn load() -> Self {
-        let p = common_engine::shared_dir().join("seed/istio-network-policies-walkthrough.txt");
+        let p = common_engine::fixture("seed/istio-network-policies-walkthrough.txt");
         Self {
             text: common_engine::read(&p),
         }

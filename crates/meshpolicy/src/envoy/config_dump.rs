@@ -2,7 +2,7 @@
 //! throws away.
 //!
 //! `kubectl authzcheck` must work without istioctl, so it reproduces istioctl's table
-//! from the dump (the algorithm is in `shared/fixtures/README.md`: dynamic listeners
+//! from the dump (the algorithm is in `tests/fixtures/README.md`: dynamic listeners
 //! only, HTTP and network RBAC filters, CUSTOM from `istio-ext-authz-` shadow rules,
 //! `_anonymous_match_nothing_` for filters without policies, rows ordered DENY, ALLOW,
 //! LOG, CUSTOM and sorted by name). It also keeps what the table hides: dry-run shadow

@@ -1,19 +1,20 @@
-//! Shared helpers for the engine's fixture tests: where `shared/` lives and
-//! how to read a folder of manifests. `shared/` sits beside the workspace
-//! root (`<workspace>/../shared`), both here and in CI.
+//! Shared helpers for the engine's fixture tests: where the fixtures live and
+//! how to read a folder of manifests. The fixtures are in the repository
+//! (`<workspace>/tests/fixtures`, copied byte for byte from the project's
+//! shared folder), so a plain clone runs every test.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
-/// `<workspace root>/../shared`.
-pub fn shared_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"))
+/// `<workspace root>/tests/fixtures`.
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures"))
 }
 
-/// `<shared>/fixtures/<rel>`.
+/// `<fixtures>/<rel>`.
 pub fn fixture(rel: &str) -> PathBuf {
-    shared_dir().join("fixtures").join(rel)
+    fixtures_dir().join(rel)
 }
 
 /// Every file under `dir` (recursively) whose extension is one of `exts`, sorted.
