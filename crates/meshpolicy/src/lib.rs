@@ -8,7 +8,9 @@
 
 pub mod authz;
 pub mod envoy;
+pub mod istio;
 pub mod netpol;
+pub mod peerauth;
 pub mod selector;
 pub mod workload;
 

@@ -1,0 +1,1 @@
+//! The inbound listener Istio builds around a sidecar's RBAC filters.

@@ -1,0 +1,1 @@
+//! AuthorizationPolicy -> Envoy RBAC filters, as Istio's builder emits them.

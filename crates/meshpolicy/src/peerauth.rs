@@ -1,0 +1,1 @@
+//! Istio PeerAuthentication: which mTLS mode a workload's port accepts.
