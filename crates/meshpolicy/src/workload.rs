@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::authz::{AuthorizationPolicy, AuthzError, CompiledAuthz};
 use crate::netpol::{CompiledNetworkPolicy, NetpolError};
+use crate::peerauth::{
+    self, Addressed, Destination, EffectiveMtls, MtlsPrediction, PeerAuthError, PeerAuthentication,
+};
 
 /// The label every namespace carries with its own name (set by the API server).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -36,6 +39,8 @@ pub enum ModelError {
     NetworkPolicy(#[from] NetpolError),
     #[error(transparent)]
     AuthorizationPolicy(#[from] AuthzError),
+    #[error(transparent)]
+    PeerAuthentication(#[from] PeerAuthError),
     /// An object lacks a field the engine needs.
     #[error("{kind} {object}: missing required field {field}")]
     MissingField {
@@ -353,6 +358,7 @@ pub struct Objects {
     pub template_pods: Vec<Pod>,
     pub network_policies: Vec<NetworkPolicy>,
     pub authorization_policies: Vec<AuthorizationPolicy>,
+    pub peer_authentications: Vec<PeerAuthentication>,
 }
 
 /// `(namespace, name)` of a policy as the API server would place it: a missing or
@@ -371,7 +377,8 @@ pub(crate) fn namespaced_name(
 
 /// Parses manifests: multi-document YAML or JSON, `List`/`*List` objects.
 /// Kinds read: Namespace, Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet,
-/// Job, CronJob, ReplicationController, NetworkPolicy, AuthorizationPolicy.
+/// Job, CronJob, ReplicationController, NetworkPolicy, AuthorizationPolicy,
+/// PeerAuthentication.
 /// Others (Service, ConfigMap...) are skipped. A namespaced object without a
 /// namespace lands in `default`.
 pub fn parse_manifests(text: &str) -> Result<Objects, ModelError> {
@@ -432,6 +439,11 @@ fn add_value(
                 .map_err(|e| merr(format!("AuthorizationPolicy: {e}")))?;
             out.authorization_policies
                 .push(ap.with_default_namespace("default"));
+            return Ok(());
+        }
+        "PeerAuthentication" => {
+            out.peer_authentications
+                .push(PeerAuthentication::from_value(&value, "default")?);
             return Ok(());
         }
         _ => return Ok(()),
@@ -567,6 +579,7 @@ pub struct Cluster {
     pub(crate) netpols_by_ns: HashMap<String, Vec<usize>>,
     pub(crate) authz: Vec<CompiledAuthz>,
     pub(crate) authz_by_ns: HashMap<String, Vec<usize>>,
+    pub(crate) peer_authns: Vec<PeerAuthentication>,
 }
 
 impl Cluster {
@@ -612,6 +625,9 @@ impl Cluster {
         }
         for ap in &objects.authorization_policies {
             c.add_authorization_policy(ap)?;
+        }
+        for pa in objects.peer_authentications {
+            c.add_peer_authentication(pa);
         }
         Ok(c)
     }
@@ -679,6 +695,60 @@ impl Cluster {
             self.authz.push(compiled);
         }
         Ok(())
+    }
+
+    /// Adds a PeerAuthentication (replacing one with the same namespace/name).
+    pub fn add_peer_authentication(&mut self, pa: PeerAuthentication) {
+        self.ensure_namespace(&pa.namespace);
+        match self
+            .peer_authns
+            .iter_mut()
+            .find(|p| p.namespace == pa.namespace && p.name == pa.name)
+        {
+            Some(slot) => *slot = pa,
+            None => self.peer_authns.push(pa),
+        }
+    }
+
+    /// All PeerAuthentications, in insertion order.
+    pub fn peer_authentications(&self) -> &[PeerAuthentication] {
+        &self.peer_authns
+    }
+
+    /// The mTLS mode the pod's sidecar enforces on container port `port`, and
+    /// the policy that decided it. Meaningful only for pods with a sidecar.
+    pub fn mtls_mode(&self, pod: &Pod, port: u16) -> EffectiveMtls {
+        peerauth::effective_mode(
+            &self.peer_authns,
+            &pod.namespace,
+            &pod.labels,
+            port,
+            &self.options.root_namespace,
+        )
+    }
+
+    /// Whether a connection from `client` (`None`: outside the mesh, no
+    /// sidecar) to container port `port` of `destination` passes peer
+    /// authentication. DestinationRules are not modelled (see [`peerauth`]).
+    pub fn predict_mtls(
+        &self,
+        client: Option<&Pod>,
+        destination: &Pod,
+        port: u16,
+        addressed: Addressed,
+    ) -> MtlsPrediction {
+        peerauth::predict(
+            &self.peer_authns,
+            client.is_some_and(|c| c.has_sidecar),
+            Destination {
+                namespace: &destination.namespace,
+                labels: &destination.labels,
+                has_sidecar: destination.has_sidecar,
+                port,
+            },
+            addressed,
+            &self.options.root_namespace,
+        )
     }
 
     /// The pod `namespace/name`, if present.
