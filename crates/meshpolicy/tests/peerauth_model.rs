@@ -69,5 +69,8 @@ fn manifests_load_peer_authentications_and_predict() {
 fn invalid_peer_authentication_is_a_model_error() {
     let text = "kind: PeerAuthentication\nmetadata: {name: bad}\nspec: {portLevelMtls: {\"80\": {mode: STRICT}}}\n";
     let err = Cluster::from_manifests(text, ClusterOptions::default()).unwrap_err();
-    assert!(err.to_string().contains("cannot have port level mTLS"), "{err}");
+    assert!(
+        err.to_string().contains("cannot have port level mTLS"),
+        "{err}"
+    );
 }
