@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod envoy;
 pub mod sim;
 
 use std::path::{Path, PathBuf};
