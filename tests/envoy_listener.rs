@@ -106,16 +106,28 @@ fn spec_for(
 
 impl Sidecar {
     fn start(http_mode: MtlsMode, tcp_mode: MtlsMode) -> Self {
+        Self::start_with(http_mode, tcp_mode, None)
+    }
+
+    /// As [`Sidecar::start`], with other HTTP filters than the principal DENY.
+    fn start_with(
+        http_mode: MtlsMode,
+        tcp_mode: MtlsMode,
+        http_filters: Option<Vec<Value>>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ca = MeshCa::new("cluster.local").unwrap();
         let web = App::start("web", AppKind::Http).unwrap();
         let echo = App::start("echo", AppKind::Echo).unwrap();
-        let spec = spec_for(
+        let mut spec = spec_for(
             dir.path(),
             &ca,
             (http_mode, tcp_mode),
             (web.addr, echo.addr),
         );
+        if let Some(f) = http_filters {
+            spec.http_filters = f;
+        }
         let listener = inbound_listener(&spec).unwrap();
         let boot = Bootstrap::sidecar(
             "server",
@@ -350,16 +362,29 @@ fn access_log_lines_use_istios_text_format() {
     );
 }
 
+/// A port for Envoy to bind: taken from the OS, released, then bound by Envoy.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 #[test]
 fn app_ports_bound_directly_without_proxy_protocol() {
-    // Ports for Envoy to bind: taken from the OS, released, then bound by Envoy.
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
+    // Two distinct ports: hold both before releasing them.
+    let (a, b) = (
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    );
+    let ports = [
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    ];
+    drop((a, b));
+    let mut ports = ports.into_iter();
+    let mut free = move || ports.next().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ca = MeshCa::new("cluster.local").unwrap();
     let web = App::start("web", AppKind::Http).unwrap();
@@ -398,4 +423,86 @@ fn app_ports_bound_directly_without_proxy_protocol() {
     let r = r.unwrap_or_else(|e| panic!("{e}; envoy:\n{}", envoy.output.lines().join("\n")));
     assert_eq!(r.body, "web /direct");
     drop(envoy);
+}
+
+#[test]
+fn file_based_lds_update_changes_the_mode_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = MeshCa::new("cluster.local").unwrap();
+    let web = App::start("web", AppKind::Http).unwrap();
+    let tls = ca
+        .issue("server-ns", "server")
+        .unwrap()
+        .write(dir.path(), "server")
+        .unwrap();
+    let mut spec = InboundSpec::new("127.0.0.1".parse().unwrap(), free_port(), tls);
+    spec.ports = vec![InboundPort {
+        port: spec.port,
+        protocol: AppProtocol::Http,
+        mtls: MtlsMode::Strict,
+        upstream: web.addr,
+    }];
+    let boot = Bootstrap::sidecar(
+        "server",
+        "server-ns",
+        vec![inbound_listener(&spec).unwrap()],
+        inbound_clusters(&spec),
+    )
+    .dynamic(dir.path())
+    .unwrap();
+    let envoy = Envoy::start(dir.path(), &boot, &EnvoyOptions::default()).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], spec.port));
+    assert!(http_request(addr, &Dial::default(), "GET", "/", "web", &[]).is_err());
+
+    spec.ports[0].mtls = MtlsMode::Permissive;
+    envoy
+        .replace_listeners(&boot, &[inbound_listener(&spec).unwrap()])
+        .unwrap();
+    let r = http_request(addr, &Dial::default(), "GET", "/now", "web", &[]);
+    let r = r.unwrap_or_else(|e| panic!("{e}; envoy:\n{}", envoy.output.lines().join("\n")));
+    assert_eq!(r.body, "web /now");
+}
+
+#[test]
+fn allow_on_an_authenticated_principal_as_istios_sidecar_builder_writes_it() {
+    // Istio's builder (sidecar) matches principals on the peer certificate
+    // (`authenticated.principal_name`), as in its goldens; no policy matched
+    // under ALLOW denies with policy `none`.
+    let allow = json!({
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {"policies": {"ns[server-ns]-policy[allow-client]-rule[0]": {
+                "permissions": [{"and_rules": {"rules": [{"any": true}]}}],
+                "principals": [{"and_ids": {"ids": [{"or_ids": {"ids": [{"authenticated": {
+                    "principal_name": {"safe_regex": {"regex": "spiffe://.+/ns/client-ns/(.+/|)sa/client(/.+)?"}}
+                }}]}}]}}]
+            }}},
+            "shadow_rules_stat_prefix": "istio_dry_run_allow_"
+        }
+    });
+    let s = Sidecar::start_with(
+        MtlsMode::Permissive,
+        MtlsMode::Permissive,
+        Some(vec![allow]),
+    );
+    assert_eq!(
+        s.get(Some(&s.good), "/").unwrap().status,
+        200,
+        "{}",
+        s.log()
+    );
+    let r = s.get(Some(&s.bad), "/").unwrap();
+    assert_eq!((r.status, r.body.as_str()), (403, "RBAC: access denied"));
+    // Plain text has no principal at all.
+    assert_eq!(s.get(None, "/").unwrap().status, 403);
+    assert!(
+        s.envoy
+            .output
+            .wait_for(WAIT_LIMIT, |l| l
+                .contains("enforced denied, matched policy none"))
+            .is_some(),
+        "{}",
+        s.log()
+    );
 }

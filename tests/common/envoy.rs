@@ -486,6 +486,50 @@ impl Envoy {
         ))
     }
 
+    /// A counter or gauge from `/stats` (`None` when Envoy has no such stat).
+    pub fn stat(&self, name: &str) -> anyhow::Result<Option<u64>> {
+        let (_, body) = self.admin_get(&format!("/stats?filter={name}"))?;
+        Ok(body.lines().find_map(|l| {
+            let (k, v) = l.split_once(": ")?;
+            (k == name).then(|| v.trim().parse().ok()).flatten()
+        }))
+    }
+
+    /// Polls `/stats` until `name` satisfies `pred`; returns the value.
+    pub fn wait_stat(&self, name: &str, pred: impl Fn(u64) -> bool) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + WAIT_LIMIT;
+        loop {
+            if let Some(v) = self.stat(name)?
+                && pred(v)
+            {
+                return Ok(v);
+            }
+            if Instant::now() >= deadline {
+                bail!("stat {name} never satisfied the condition within {WAIT_LIMIT:?}");
+            }
+            std::thread::park_timeout(POLL_INTERVAL);
+        }
+    }
+
+    /// Replaces the listeners of a file-based LDS bootstrap and waits until
+    /// Envoy accepted the new version (`listener_manager.lds.update_success`
+    /// grew) and no listener is still warming.
+    pub fn replace_listeners(
+        &self,
+        bootstrap: &Bootstrap,
+        listeners: &[Value],
+    ) -> anyhow::Result<()> {
+        let Some((lds, _)) = &bootstrap.dynamic else {
+            bail!("the bootstrap has static listeners");
+        };
+        let stat = "listener_manager.lds.update_success";
+        let before = self.stat(stat)?.unwrap_or(0);
+        write_resources(lds, LISTENER_TYPE, listeners)?;
+        self.wait_stat(stat, |v| v > before)?;
+        self.wait_stat("listener_manager.total_listeners_warming", |v| v == 0)?;
+        Ok(())
+    }
+
     /// The process id (for tests that kill it).
     pub fn pid(&self) -> u32 {
         self.child.id()
