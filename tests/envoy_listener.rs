@@ -245,6 +245,28 @@ fn strict_refuses_plaintext_and_accepts_mtls() {
 }
 
 #[test]
+fn strict_requires_a_client_certificate_from_the_mesh_ca() {
+    let s = Sidecar::start(MtlsMode::Strict, MtlsMode::Strict);
+    let server_ca = s.good.ca_der.clone();
+    // TLS with Istio's ALPN but no client certificate.
+    let anonymous = ClientTls::custom(None, &server_ca, &SIDECAR_HTTP11_ALPNS).unwrap();
+    let dial = |tls| Dial {
+        tls: Some(tls),
+        ..s.dial(HTTP_PORT, None, &[])
+    };
+    let r = http_request(s.listener, &dial(anonymous), "GET", "/", "web", &[]);
+    assert!(r.is_err(), "no client certificate, yet: {r:?}");
+    // A certificate with the right SPIFFE id from another CA.
+    let rogue = MeshCa::new("cluster.local").unwrap();
+    let forged = rogue.issue("client-ns", "client").unwrap();
+    let forged = ClientTls::custom(Some(&forged), &server_ca, &SIDECAR_HTTP11_ALPNS).unwrap();
+    let r = http_request(s.listener, &dial(forged), "GET", "/", "web", &[]);
+    assert!(r.is_err(), "foreign CA accepted: {r:?}");
+    // The same client with the mesh CA's certificate gets through.
+    assert_eq!(s.get(Some(&s.good), "/").unwrap().status, 200);
+}
+
+#[test]
 fn permissive_accepts_plaintext_and_mtls() {
     let s = Sidecar::start(MtlsMode::Permissive, MtlsMode::Permissive);
     assert_eq!(s.get(None, "/a").unwrap().status, 200, "{}", s.log());
@@ -318,6 +340,7 @@ fn access_log_lines_use_istios_text_format() {
     assert_eq!(s.get(Some(&s.good), "/ok?q=1").unwrap().status, 200);
     assert_eq!(s.get(Some(&s.bad), "/no").unwrap().status, 403);
     assert!(matches!(s.tcp(Some(&s.bad)), TcpOutcome::Closed(_)));
+    assert!(s.get(None, "/plain").is_err());
 
     let ok = wait_for_file_line(&s.access_log, WAIT_LIMIT, |l| l.contains("\"GET /ok?q=1 "))
         .unwrap_or_else(|| panic!("no access line for /ok; log:\n{}", s.log()));
@@ -360,6 +383,18 @@ fn access_log_lines_use_istios_text_format() {
         "{:?}",
         e.verdict
     );
+
+    // Plain text into STRICT: no filter chain, logged by the listener itself.
+    let nr = wait_for_file_line(&s.access_log, WAIT_LIMIT, |l| {
+        l.contains("filter_chain_not_found")
+    });
+    let nr = nr.unwrap_or_else(|| {
+        let file = std::fs::read_to_string(&s.access_log).unwrap_or_default();
+        panic!("no listener access line; file:\n{file}")
+    });
+    let e = parse_access(&nr);
+    assert_eq!(e.response_flags, "NR");
+    assert_eq!(e.verdict, AccessVerdict::NotRbac);
 }
 
 /// A port for Envoy to bind: taken from the OS, released, then bound by Envoy.

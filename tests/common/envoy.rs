@@ -724,20 +724,36 @@ impl ClientTls {
     /// A client presenting `cert`, trusting its CA, offering `alpn`
     /// (e.g. [`meshpolicy::istio::listener::SIDECAR_HTTP11_ALPNS`]).
     pub fn new(cert: &WorkloadCert, alpn: &[&str]) -> anyhow::Result<Self> {
+        Self::custom(Some(cert), &cert.ca_der, alpn)
+    }
+
+    /// A client presenting `cert` (or no certificate), verifying the server
+    /// against `server_ca`: for tests of what a sidecar must refuse.
+    pub fn custom(
+        cert: Option<&WorkloadCert>,
+        server_ca: &CertificateDer<'static>,
+        alpn: &[&str],
+    ) -> anyhow::Result<Self> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert.ca_der.clone())?;
+        roots.add(server_ca.clone())?;
         let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots),
             provider.clone(),
         )
         .build()?;
-        let key = PrivateKeyDer::try_from(cert.key_der.clone()).map_err(anyhow::Error::msg)?;
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(MeshServerVerifier(verifier)))
-            .with_client_auth_cert(vec![cert.cert_der.clone()], key)?;
+            .with_custom_certificate_verifier(Arc::new(MeshServerVerifier(verifier)));
+        let mut config = match cert {
+            Some(cert) => {
+                let key =
+                    PrivateKeyDer::try_from(cert.key_der.clone()).map_err(anyhow::Error::msg)?;
+                builder.with_client_auth_cert(vec![cert.cert_der.clone()], key)?
+            }
+            None => builder.with_no_client_auth(),
+        };
         config.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
         Ok(Self {
             config: Arc::new(config),
