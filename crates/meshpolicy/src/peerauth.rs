@@ -332,13 +332,16 @@ fn oldest<'a>(
 /// namespace whose selector matches its labels.
 pub fn candidates<'a>(
     policies: &'a [PeerAuthentication],
-    namespace: &'a str,
-    labels: &'a BTreeMap<String, String>,
-    root_namespace: &'a str,
-) -> impl Iterator<Item = &'a PeerAuthentication> + 'a {
-    policies.iter().filter(move |p| {
-        (p.namespace == namespace || p.namespace == root_namespace) && p.selects(labels)
-    })
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    root_namespace: &str,
+) -> Vec<&'a PeerAuthentication> {
+    policies
+        .iter()
+        .filter(|p| {
+            (p.namespace == namespace || p.namespace == root_namespace) && p.selects(labels)
+        })
+        .collect()
 }
 
 fn level(p: &PeerAuthentication, root: &str, port_level: bool) -> ModeSource {
@@ -357,8 +360,7 @@ pub fn compose(
     labels: &BTreeMap<String, String>,
     root_namespace: &str,
 ) -> MergedPeerAuthentication {
-    let cands: Vec<&PeerAuthentication> =
-        candidates(policies, namespace, labels, root_namespace).collect();
+    let cands = candidates(policies, namespace, labels, root_namespace);
     let pick = |scope: Scope| {
         oldest(
             cands

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::authz::{AuthorizationPolicy, AuthzError, CompiledAuthz};
 use crate::netpol::{CompiledNetworkPolicy, NetpolError};
 use crate::peerauth::{
-    self, Addressed, Destination, EffectiveMtls, MtlsPrediction, PeerAuthError, PeerAuthentication,
+    self, Addressed, Destination, EffectiveMtls, MergedPeerAuthentication, MtlsPrediction,
+    PeerAuthError, PeerAuthentication,
 };
 
 /// The label every namespace carries with its own name (set by the API server).
@@ -713,6 +714,28 @@ impl Cluster {
     /// All PeerAuthentications, in insertion order.
     pub fn peer_authentications(&self) -> &[PeerAuthentication] {
         &self.peer_authns
+    }
+
+    /// The PeerAuthentications Istio hands this pod's sidecar (its namespace's
+    /// and the root namespace's whose selector matches), in insertion order.
+    pub fn peer_authentications_for(&self, pod: &Pod) -> Vec<&PeerAuthentication> {
+        peerauth::candidates(
+            &self.peer_authns,
+            &pod.namespace,
+            &pod.labels,
+            &self.options.root_namespace,
+        )
+    }
+
+    /// The pod's merged peer authentication: the workload-wide mode and the
+    /// port-level overrides (for a PeerAuthentication section).
+    pub fn merged_peer_authentication(&self, pod: &Pod) -> MergedPeerAuthentication {
+        peerauth::compose(
+            &self.peer_authns,
+            &pod.namespace,
+            &pod.labels,
+            &self.options.root_namespace,
+        )
     }
 
     /// The mTLS mode the pod's sidecar enforces on container port `port`, and

@@ -54,7 +54,13 @@ fn manifests_load_peer_authentications_and_predict() {
     assert_eq!(m.mode, MtlsMode::Permissive);
     assert!(m.decided_by.as_ref().unwrap().port_level);
 
+    assert_eq!(c.peer_authentications_for(web).len(), 2);
+    let merged = c.merged_peer_authentication(web);
+    assert_eq!(merged.mode.mode, MtlsMode::Strict);
+    assert_eq!(merged.per_port.keys().copied().collect::<Vec<_>>(), [9000]);
+
     let client = c.pod("outside", "client").unwrap();
+    assert!(c.peer_authentications_for(client).len() == 1);
     let p = c.predict_mtls(Some(client), web, 8080, Addressed::Service);
     assert_eq!(p.client_sends, ClientTransport::Plaintext);
     assert_eq!(p.outcome, MtlsOutcome::PlaintextIntoStrict);
