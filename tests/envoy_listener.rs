@@ -541,3 +541,98 @@ fn allow_on_an_authenticated_principal_as_istios_sidecar_builder_writes_it() {
         s.log()
     );
 }
+
+/// PeerAuthentication sets, composed by meshpolicy into the listener's modes,
+/// and meshpolicy's prediction of each client's fate checked against what
+/// real Envoy does with the traffic that client would send. (What the client
+/// sends, auto mTLS, is the prediction's own input here: Envoy checks the
+/// server side only.)
+#[test]
+fn peerauth_predictions_match_real_envoy() {
+    use meshpolicy::peerauth::{
+        Addressed, ClientTransport, Destination, PeerAuthentication, effective_mode, predict,
+    };
+    const ROOT: &str = "istio-system";
+    let pa = |ns: &str, name: &str, spec: Value| {
+        PeerAuthentication::from_value(
+            &json!({"metadata": {"name": name, "namespace": ns}, "spec": spec}),
+            "default",
+        )
+        .unwrap()
+    };
+    let sel = json!({"matchLabels": {"app": "web"}});
+    let scenarios: Vec<(&str, Vec<PeerAuthentication>)> = vec![
+        ("none", vec![]),
+        (
+            "ns strict",
+            vec![pa("server-ns", "d", json!({"mtls": {"mode": "STRICT"}}))],
+        ),
+        (
+            "ns disable",
+            vec![pa("server-ns", "d", json!({"mtls": {"mode": "DISABLE"}}))],
+        ),
+        (
+            "workload disable",
+            vec![pa(
+                "server-ns",
+                "w",
+                json!({"selector": sel, "mtls": {"mode": "DISABLE"}}),
+            )],
+        ),
+        (
+            "workload strict under ns disable",
+            vec![
+                pa("server-ns", "d", json!({"mtls": {"mode": "DISABLE"}})),
+                pa(
+                    "server-ns",
+                    "w",
+                    json!({"selector": sel, "mtls": {"mode": "STRICT"}}),
+                ),
+            ],
+        ),
+        (
+            "mesh strict, 9000 permissive",
+            vec![
+                pa(ROOT, "mesh", json!({"mtls": {"mode": "STRICT"}})),
+                pa(
+                    "server-ns",
+                    "w",
+                    json!({"selector": sel, "portLevelMtls": {"9000": {"mode": "PERMISSIVE"}}}),
+                ),
+            ],
+        ),
+    ];
+    let labels = std::collections::BTreeMap::from([("app".to_string(), "web".to_string())]);
+    let (mut checked, mut refused) = (0, 0);
+    for (name, policies) in &scenarios {
+        let mode = |port| effective_mode(policies, "server-ns", &labels, port, ROOT).mode;
+        let s = Sidecar::start(mode(HTTP_PORT), mode(TCP_PORT));
+        for client_sidecar in [false, true] {
+            for port in [HTTP_PORT, TCP_PORT] {
+                let dest = Destination {
+                    namespace: "server-ns",
+                    labels: &labels,
+                    has_sidecar: true,
+                    port,
+                };
+                let p = predict(policies, client_sidecar, dest, Addressed::Service, ROOT);
+                let cert = (p.client_sends == ClientTransport::Mtls).then_some(&s.good);
+                let passed = if port == HTTP_PORT {
+                    s.get(cert, "/").is_ok_and(|r| r.status == 200)
+                } else {
+                    s.tcp(cert) == TcpOutcome::Data(b"ping\n".to_vec())
+                };
+                assert_eq!(
+                    passed,
+                    !p.outcome.is_failure(),
+                    "{name}: client sidecar {client_sidecar}, port {port}: predicted {p:?}"
+                );
+                checked += 1;
+                refused += usize::from(!passed);
+            }
+        }
+    }
+    assert_eq!(checked, scenarios.len() * 4);
+    // Both kinds of outcome were exercised (9 of the 24 are refusals).
+    assert_eq!(refused, 9, "{refused} of {checked} refused");
+}
