@@ -93,8 +93,7 @@ async fn check(
         .collect::<Vec<_>>()
         .await;
     let mut reports = Vec::with_capacity(pods.len());
-    for (p, view) in pods.iter().zip(views) {
-        let view = view?;
+    for (p, outcome) in pods.iter().zip(views) {
         let name = pod_name(p);
         let model =
             data.cluster
@@ -114,7 +113,8 @@ async fn check(
             ages: &data.ages,
             invalid: &data.invalid,
         };
-        let mut report = analyze::analyze(&ctx, view);
+        let mut report = analyze::analyze(&ctx, outcome.view);
+        report.findings.extend(outcome.findings);
         report.findings.extend(data.notes.iter().cloned());
         report
             .findings
