@@ -11,18 +11,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kubeplugin::exec::{ExecLimits, ExecTarget, exec};
 use kubeplugin::istioctl::{Istioctl, IstioctlArgs, ToolOutput};
 use kubeplugin::resources::{ISTIO_PROXY, is_running, phase, pod_name, sort_pods};
+use kubeplugin::target::{PodTarget, Selection};
 use kubeplugin::{ApiOp, Kube, KubeFlags, PluginError};
 use meshpolicy::envoy::{AuthzReport, analyze_config_dump};
 use meshpolicy::{Cluster, ClusterOptions, Selector};
 
-use crate::cli::PodRef;
 use crate::error::CheckError;
 use crate::proxy;
 use crate::report::{Finding, ProxyView, Severity};
@@ -183,67 +182,27 @@ pub async fn gather(
     })
 }
 
-/// The pods to check, from the data already read.
+/// The pods to check, from the data already read: the one pod a target
+/// means (kubeplugin's target resolution), or every pod matching `-l`.
 pub async fn select_pods(
     kube: &Kube,
     data: &NamespaceData,
-    pod: Option<&PodRef>,
+    pod: Option<&PodTarget>,
     selector: Option<&str>,
 ) -> Result<Vec<K8sPod>, PluginError> {
     let ns = &data.namespace;
     match pod {
-        Some(PodRef::Pod(name)) => data
-            .pods
-            .iter()
-            .find(|p| pod_name(p) == name)
-            .cloned()
-            .map(|p| vec![p])
-            .ok_or_else(|| PluginError::NotFound {
-                kind: "pod".into(),
-                name: name.clone(),
-                namespace: ns.clone(),
-            }),
-        Some(PodRef::Deployment(name)) => {
-            let api: Api<Deployment> = Api::namespaced(kube.client.clone(), ns);
-            let d = match api.get(name).await {
-                Ok(d) => d,
-                Err(kube::Error::Api(s)) if s.code == 404 => {
-                    return Err(PluginError::NotFound {
-                        kind: "deployment".into(),
-                        name: name.clone(),
-                        namespace: ns.clone(),
-                    });
-                }
-                Err(e) => {
-                    return Err(kube.err(e, &ApiOp::new("get", "deployments", ns).named(name)));
-                }
-            };
-            let sel = d
-                .spec
-                .as_ref()
-                .map(|s| Selector::from_label_selector(&s.selector))
-                .transpose()
-                .map_err(|e| PluginError::Api {
-                    code: None,
-                    message: format!("deployment {ns}/{name} has an invalid selector: {e}"),
-                })?
-                .unwrap_or_default();
-            let what = format!("deployment/{name} ({sel})");
-            let pods: Vec<K8sPod> = data
-                .pods
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .filter(|p| sel.matches(p.metadata.labels.as_ref().unwrap_or(&BTreeMap::new())))
-                .cloned()
-                .collect();
+        Some(target) => {
+            let selection = target.selection(kube, ns).await?;
+            let pods: Vec<K8sPod> = selection.filter(&data.pods).into_iter().cloned().collect();
             match pods.len() {
-                0 => Err(PluginError::NoPodMatches {
-                    namespace: ns.clone(),
-                    selector: what,
-                }),
+                0 => Err(selection.nothing(ns)),
                 1 => Ok(pods),
                 _ => Err(CheckError::SeveralPods {
-                    what,
+                    what: match &selection {
+                        Selection::Labels { describe, .. } => describe.clone(),
+                        Selection::Name(n) => format!("pod/{n}"),
+                    },
                     pods: pods.iter().map(|p| pod_name(p).to_string()).collect(),
                 }
                 .into()),

@@ -71,8 +71,9 @@ pub struct Cli {
     /// Pod label selector
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
-    /// Only this pod (repeatable)
-    #[arg(long = "pod", value_name = "NAME")]
+    /// Only these pods (repeatable): POD, pod/POD, deployment/, statefulset/ (sts/),
+    /// daemonset/ (ds/), replicaset/ (rs/) or service/ (svc/) NAME
+    #[arg(long = "pod", value_name = "TARGET")]
     pub pods: Vec<String>,
 
     /// Only lines newer than this (default 1h unless --since-time or --tail)
@@ -201,18 +202,8 @@ impl Cli {
             validate_selector(sel).map_err(|e| usage(e.to_string(), None))?;
         }
         for p in &self.pods {
-            if p.is_empty()
-                || p.chars()
-                    .any(|c| c.is_control() || c.is_whitespace() || c == '/')
-            {
-                return Err(usage(
-                    format!(
-                        "invalid pod name \"{}\"",
-                        kubeplugin::render::escape_control(p)
-                    ),
-                    None,
-                ));
-            }
+            // Syntax only; resolved in the namespace when the pods are listed.
+            kubeplugin::target::PodTarget::parse(p, Some(namespace.as_deref().unwrap_or("-")))?;
         }
         if !self.pods.is_empty() && self.selector.is_some() {
             return Err(usage(

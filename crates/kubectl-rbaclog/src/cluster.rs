@@ -90,26 +90,19 @@ pub async fn list_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, Rba
             .namespace
             .clone()
             .unwrap_or_else(|| kube.namespace.clone());
-        let api: Api<Pod> = Api::namespaced(kube.client.clone(), &ns);
-        let mut out = Vec::new();
+        let mut out: Vec<Target> = Vec::new();
+        // `--pod` takes every target form (pod/, deployment/, svc/, ...): kubeplugin resolves it.
+        let mut pods = Vec::new();
         for name in &scope.pods {
-            let p = match api.get(name).await {
-                Ok(p) => p,
-                Err(kube::Error::Api(s)) if s.code == 404 => {
-                    ensure_namespace(kube, &ns).await?;
-                    return Err(PluginError::NotFound {
-                        kind: "pod".into(),
-                        name: name.clone(),
-                        namespace: ns,
-                    }
-                    .into());
-                }
-                Err(e) => {
-                    return Err(kube
-                        .err(e, &ApiOp::new("get", "pods", &ns).named(name))
-                        .into());
-                }
-            };
+            let target =
+                kubeplugin::target::PodTarget::parse(name, Some(&ns)).map_err(PluginError::from)?;
+            pods.extend(kubeplugin::target::resolve_pods(kube, &ns, &target).await?);
+        }
+        for p in pods {
+            let name = pod_name(&p).to_string();
+            if out.iter().any(|t| t.pod == name) {
+                continue;
+            }
             if !has_sidecar(&p) {
                 let mut containers = container_names(&p);
                 if let Some(init) = p.spec.as_ref().and_then(|s| s.init_containers.as_ref()) {

@@ -21,6 +21,7 @@ pub mod resources;
 pub mod retry;
 pub mod run;
 pub mod selector;
+pub mod target;
 
 pub use client::Kube;
 pub use error::{ApiOp, PluginError};

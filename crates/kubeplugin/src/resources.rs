@@ -55,7 +55,8 @@ pub async fn namespaces_by_selector(
     Ok(names)
 }
 
-/// How the user named pods: `--pod NAME` or `-l SELECTOR` (or neither: any pod).
+/// How the user named pods: `--pod TARGET` (any form of [`crate::target`])
+/// or `-l SELECTOR` (or neither: any pod).
 #[derive(Debug, Clone, Default)]
 pub struct PodQuery {
     pub pod: Option<String>,
@@ -81,18 +82,9 @@ pub async fn find_pods(
 ) -> Result<Vec<Pod>, PluginError> {
     let api: Api<Pod> = Api::namespaced(kube.client.clone(), namespace);
     let mut pods = if let Some(name) = &query.pod {
-        match api.get(name).await {
-            Ok(p) => vec![p],
-            Err(kube::Error::Api(s)) if s.code == 404 => {
-                ensure_namespace(kube, namespace).await?;
-                return Err(PluginError::NotFound {
-                    kind: "pod".into(),
-                    name: name.clone(),
-                    namespace: namespace.into(),
-                });
-            }
-            Err(e) => return Err(kube.err(e, &ApiOp::new("get", "pods", namespace).named(name))),
-        }
+        // `--pod` takes every target form (pod/, deployment/, svc/, ...).
+        let target = crate::target::PodTarget::parse(name, Some(namespace))?;
+        return crate::target::resolve_pods(kube, namespace, &target).await;
     } else {
         let mut lp = ListParams::default();
         if let Some(sel) = &query.selector {
