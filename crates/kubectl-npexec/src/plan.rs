@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubeplugin::resources::{
-    PodQuery, ensure_namespace, has_sidecar, namespaces_by_selector, pick_running_pod, pod_name,
-    resolve_container,
+    ensure_namespace, has_sidecar, namespaces_by_selector, pod_name, resolve_container,
 };
+use kubeplugin::target::{PodQuery, pick_running_pod};
 use kubeplugin::{Kube, PluginError};
 
 use crate::cli::{Cli, Mode, url_port};

@@ -24,7 +24,8 @@ use meshpolicy::Selector;
 use crate::client::Kube;
 use crate::error::{ApiOp, PluginError};
 use crate::names::{is_dns_label, is_dns_subdomain};
-use crate::resources::{ensure_namespace, sort_pods};
+use crate::resources::{ensure_namespace, is_running, phase, pod_name, sort_pods};
+use crate::selector::validate_selector;
 
 /// What kind of object a target names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -347,6 +348,82 @@ pub async fn resolve_pods(
     }
     sort_pods(&mut pods);
     Ok(pods)
+}
+
+/// How the user named pods: `--pod TARGET` (any form of [`PodTarget`])
+/// or `-l SELECTOR` (or neither: any pod).
+#[derive(Debug, Clone, Default)]
+pub struct PodQuery {
+    pub pod: Option<String>,
+    pub selector: Option<String>,
+}
+
+impl PodQuery {
+    fn describe(&self) -> String {
+        match (&self.pod, &self.selector) {
+            (Some(p), _) => format!("pod name {p}"),
+            (None, Some(s)) => format!("selector {s}"),
+            (None, None) => "any pod".into(),
+        }
+    }
+}
+
+/// Pods matching the query, Running and Ready first, then by name.
+/// Errors when nothing matches (naming the selector).
+pub async fn find_pods(
+    kube: &Kube,
+    namespace: &str,
+    query: &PodQuery,
+) -> Result<Vec<Pod>, PluginError> {
+    let api: Api<Pod> = Api::namespaced(kube.client.clone(), namespace);
+    let mut pods = if let Some(name) = &query.pod {
+        // `--pod` takes every target form (pod/, deployment/, svc/, ...).
+        let target = PodTarget::parse(name, Some(namespace))?;
+        return resolve_pods(kube, namespace, &target).await;
+    } else {
+        let mut lp = ListParams::default();
+        if let Some(sel) = &query.selector {
+            validate_selector(sel).map_err(|e| PluginError::usage(e.to_string(), None))?;
+            lp = lp.labels(sel);
+        }
+        api.list(&lp)
+            .await
+            .map_err(|e| kube.err(e, &ApiOp::new("list", "pods", namespace)))?
+            .items
+    };
+    if pods.is_empty() {
+        ensure_namespace(kube, namespace).await?;
+        return Err(PluginError::NoPodMatches {
+            namespace: namespace.into(),
+            selector: query.describe(),
+        });
+    }
+    sort_pods(&mut pods);
+    Ok(pods)
+}
+
+/// Picks the one pod to act from: the first Running pod of [`find_pods`].
+pub async fn pick_running_pod(
+    kube: &Kube,
+    namespace: &str,
+    query: &PodQuery,
+) -> Result<Pod, PluginError> {
+    let pods = find_pods(kube, namespace, query).await?;
+    let first = pods
+        .into_iter()
+        .next()
+        .ok_or_else(|| PluginError::NoPodMatches {
+            namespace: namespace.into(),
+            selector: query.describe(),
+        })?;
+    if !is_running(&first) {
+        return Err(PluginError::PodNotRunning {
+            namespace: namespace.into(),
+            pod: pod_name(&first).into(),
+            phase: phase(&first).into(),
+        });
+    }
+    Ok(first)
 }
 
 #[cfg(test)]
