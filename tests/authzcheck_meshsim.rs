@@ -548,13 +548,22 @@ spec: {}
         "ALLOW with no rules: allows nothing, so every request is denied"
     );
     assert!(codes(&v).contains(&"allow-nothing".to_string()));
+    // What is left is the outage itself: an error, so --exit-code still fails.
+    let bad: Vec<(&str, &str)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] != "info")
+        .map(|f| (f["code"].as_str().unwrap(), f["severity"].as_str().unwrap()))
+        .collect();
+    assert_eq!(bad, [("denies-everything", "error")], "{v:#}");
     let out = sim.authzcheck(
         Istio::StandIn,
         &["np-test-2", "deployment/np-test-nginx-2", "--exit-code"],
     );
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(1),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
@@ -608,4 +617,51 @@ spec: {action: DENY, rules: [{}]}
     );
     assert_eq!(authz(&without, "try-deny")["loaded"], true);
     assert_eq!(authz(&without, "deny-evil")["rules"], 2);
+}
+
+/// An ALLOW policy of HTTP methods on a workload whose only port is TCP:
+/// nothing can reach it. That is an error (so `--exit-code` fails), read from
+/// what Envoy loaded for the port, with istioctl and without.
+#[test]
+fn allow_of_http_fields_on_a_tcp_only_workload_is_an_error() {
+    let sim = Sim::start(&["--time-scale", "0.05"]);
+    sim.apply(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {name: data, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db, namespace: data}
+spec:
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: mysql, ports: [{containerPort: 3306}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: data}
+spec:
+  selector: {app: db}
+  ports: [{name: tcp-mysql, port: 3306, targetPort: 3306}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-get, namespace: data}
+spec:
+  selector: {matchLabels: {app: db}}
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+"#,
+    );
+    let args = ["-n", "data", "svc/db"];
+    for istio in [Istio::StandIn, Istio::Absent] {
+        let v = sim.json_until(istio, &args, |v| has_row(v, "ALLOW", "allow-get"));
+        let f = finding(&v, "denies-everything");
+        assert_eq!(f["severity"], "error", "{v:#}");
+        assert!(f["message"].as_str().unwrap().contains("3306"), "{f}");
+        let mut with = args.to_vec();
+        with.push("--exit-code");
+        assert_eq!(sim.authzcheck(istio, &with).status.code(), Some(1));
+    }
 }
