@@ -306,7 +306,7 @@ mod tests {
         for args in [
             &["a", "b", "c"][..],
             &["--native", "--config-dump", "x"],
-            &["a", "-o", "yaml"],
+            &["a", "-o", "xml"],
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");

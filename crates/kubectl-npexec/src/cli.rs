@@ -276,6 +276,11 @@ pub fn url_port(url: &str) -> Option<u16> {
 impl Cli {
     /// Validates and decides the mode. Every error here is exit 2.
     pub fn validate(&self) -> Result<Mode, PluginError> {
+        kubeplugin::render::refuse_output(
+            &self.output.output,
+            &["name"],
+            "npexec's rows are probes, not Kubernetes objects",
+        )?;
         for ns in &self.namespaces {
             // NAMESPACE/SERVICE is read (and checked) as a TO below.
             if !is_dns_label(ns) && (!ns.contains('/') || self.matrix) {
@@ -613,7 +618,7 @@ mod tests {
     fn clap_rejects_with_exit_2() {
         for args in [
             &["a", "b", "--timeout", "soon"][..],
-            &["a", "b", "-o", "yaml"],
+            &["a", "b", "-o", "xml"],
             &["a", "b", "--expect", "maybe"],
             &["a", "b", "--wait", "5s"],
             &["a", "b", "--parallel", "0"],

@@ -170,6 +170,18 @@ pub const DEFAULT_SINCE: Duration = Duration::from_secs(3600);
 impl Cli {
     /// Checks the command line; returns what to do.
     pub fn validate(&self) -> Result<Plan, PluginError> {
+        kubeplugin::render::refuse_output(
+            &self.output.output,
+            &["name"],
+            "rbaclog's rows are decisions, not Kubernetes objects",
+        )?;
+        if self.follow {
+            kubeplugin::render::refuse_output(
+                &self.output.output,
+                &["yaml", "jsonpath", "custom-columns"],
+                "-f streams one decision at a time; use -o jsonl",
+            )?;
+        }
         let mut files = self.files.clone();
         let mut namespace = self.kube.namespace.clone();
         match self.target.as_deref() {
@@ -406,7 +418,7 @@ mod tests {
             &["x", "--engine", "dry"],
             &["x", "--since", "soon"],
             &["x", "--keep-debug"],
-            &["x", "-o", "yaml"],
+            &["x", "-o", "xml"],
             &["x", "--concurrency", "0"],
             &["x", "--since", "1m", "--since-time", "2025-01-01T00:00:00Z"],
         ] {
