@@ -219,3 +219,97 @@ fn verbosity_in_kubectl_forms() {
         );
     }
 }
+
+/// Every escape sequence in `s` is a full SGR with parameters (`ESC[31m`),
+/// never a bare reset (`ESC[m`) left behind by a colour that was dropped.
+fn no_bare_escape(s: &str, what: &str) {
+    assert!(!s.contains("\x1b[m"), "{what}: bare ESC[m in {s:?}");
+}
+
+/// Colour, `--no-headers` and error lines, through kubectl.
+#[test]
+fn colours_headers_and_one_line_errors() {
+    let sim = Sim::start();
+    let policy = walkthrough()
+        .join("policies")
+        .join("block-istio-ingress-np-test-2.yaml");
+    sim.ok(&["apply", "-f", policy.to_str().unwrap()]);
+    let log = common::repo_root().join("tests/fixtures/envoy-logs/istio-proxy-samples.log");
+    let log = log.to_str().unwrap().to_string();
+    let runs: [(&[&str], bool); 3] = [
+        (&["npexec", "np-test-1", "np-test-2"], true),
+        (
+            &["authzcheck", "np-test-2", "deployment/np-test-nginx-2"],
+            true,
+        ),
+        (&["rbaclog", "--file", &log, "--decision", "all"], false),
+    ];
+    for (args, toned) in runs {
+        // NO_COLOR with --color always: the flag wins (no-color.org: a flag
+        // overrides the variable), with whole colour sequences.
+        let mut a = args.to_vec();
+        a.extend(["--color", "always"]);
+        let out = sim.ok(&a);
+        no_bare_escape(&out, &format!("{a:?}"));
+        if toned {
+            assert!(out.contains("\x1b[38;5;"), "{a:?}: no colour: {out:?}");
+        }
+        // NO_COLOR alone (auto), and --color never: no escape at all.
+        let out = sim.ok(args);
+        assert!(!out.contains('\x1b'), "{args:?}: {out:?}");
+        let mut a = args.to_vec();
+        a.extend(["--color", "never"]);
+        let out = sim.cmd().env_remove("NO_COLOR").args(&a).output().unwrap();
+        assert!(!out.stdout.contains(&0x1b), "{a:?}");
+    }
+
+    // --no-headers: refused for the matrix table (its headers are the data),
+    // valid for every other npexec mode.
+    let o = sim.run(&[
+        "npexec",
+        "--matrix",
+        "np-test-1",
+        "np-test-2",
+        "--no-headers",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("--no-headers does not apply"), "{e}");
+    let with = sim.ok(&["npexec", "--matrix", "np-test-1", "np-test-2", "-o", "wide"]);
+    let without = sim.ok(&[
+        "npexec",
+        "--matrix",
+        "np-test-1",
+        "np-test-2",
+        "-o",
+        "wide",
+        "--no-headers",
+    ]);
+    assert_eq!(without.lines().count() + 1, with.lines().count());
+    assert!(with.lines().next().unwrap().starts_with("FROM"));
+    assert!(!without.starts_with("FROM"));
+
+    // A kubeconfig that does not parse: one line, no literal \n.
+    let bad = sim.sim.path().join("bad-kubeconfig");
+    std::fs::write(&bad, "apiVersion: v1\nclusters: [\n  - : x\n").unwrap();
+    for args in [
+        &["npexec", "np-test-1", "np-test-2"][..],
+        &["authzcheck", "np-test-2"],
+        &["rbaclog", "np-test-2"],
+    ] {
+        let plugin = args[0];
+        let o = sim
+            .cmd()
+            .env("KUBECONFIG", &bad)
+            .args(args)
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(e.lines().count(), 1, "{plugin}: {e}");
+        assert!(
+            e.starts_with("error: cannot read kubeconfig"),
+            "{plugin}: {e}"
+        );
+        assert!(!e.contains("\\n"), "{plugin}: literal \\n in {e}");
+    }
+}

@@ -21,8 +21,14 @@ Examples:
   # Everything that applies to the walk-through's pod in np-test-2
   kubectl authzcheck np-test-2 deployment/np-test-nginx-2
 
-  # A pod by name, or every pod matching a label (one section each)
-  kubectl authzcheck -n np-test-2 np-test-nginx-2-5d9c7b8f6-x2x7q
+  # A pod: istioctl's POD.NAMESPACE, or POD with -n (or the context's namespace)
+  kubectl authzcheck np-test-nginx-2-5d9c7b8f6-x2x7q.np-test-2
+  kubectl authzcheck np-test-nginx-2-5d9c7b8f6-x2x7q -n np-test-2
+
+  # The pod of a Service (svc/), StatefulSet (sts/), DaemonSet (ds/), rs/...
+  kubectl authzcheck -n np-test-2 svc/svc-np-test-nginx-2
+
+  # Every pod matching a label, or of a namespace (one section each)
   kubectl authzcheck np-test-2 -l app=np-test-nginx-2
 
   # Read the sidecar's config dump through exec instead of running istioctl
@@ -34,9 +40,15 @@ Examples:
   # In scripts: exit 1 when a finding of severity warning or worse exists
   kubectl authzcheck np-test-2 deployment/np-test-nginx-2 --exit-code
 
+  # Only the findings' codes, as kubectl's JSONPath
+  kubectl authzcheck np-test-2 deployment/np-test-nginx-2 \\
+      -o jsonpath='{range .findings[*]}{.severity} {.code}{\"\\n\"}{end}'
+
 Sections: NetworkPolicy (Kubernetes, enforced by the CNI), AuthorizationPolicy (Istio API),
 Envoy (what the sidecar loaded: istioctl x authz check, or its config dump), findings.
--o json prints one object per pod (an array with -l or a namespace).
+-o json prints one object per pod (an array with -l or a namespace); -o yaml, name,
+jsonpath=TEMPLATE and custom-columns=SPEC work over that same JSON.
+If istioctl fails, the config dump through exec is used and a warning says why.
 Exit codes: 0 ok, 1 a warning or worse with --exit-code, 2 usage error, 3 cluster or tool failure, 130 interrupted.";
 
 /// kubectl authzcheck: every policy that applies to a pod, from the API and from Envoy, side by side.
@@ -332,6 +344,13 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         assert!(help.contains("Examples:"));
+        for line in EXAMPLES
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.trim_start().starts_with('#'))
+        {
+            // No terminal of 80 columns wraps an example.
+            assert!(line.chars().count() <= 80, "example wider than 80: {line}");
+        }
         insta::assert_snapshot!("help", help);
     }
 }

@@ -41,8 +41,9 @@ Examples:
   # Both directions, choosing the source pod by label
   kubectl npexec np-test-1 np-test-2 --both -l app=np-test-nginx-1
 
-  # One Service and port, a path and a header
-  kubectl npexec np-test-1 np-test-2 --service svc-np-test-nginx-2 --port 80 --path /healthz -H 'X-Debug: 1'
+  # One Service (NAMESPACE/SERVICE, or --service) and port, a path and a header
+  kubectl npexec np-test-1 np-test-2/svc-np-test-nginx-2 --port 80 \\
+      --path /healthz -H 'X-Debug: 1'
 
   # Any URL
   kubectl npexec np-test-1 --url http://example.internal:8080/
@@ -366,6 +367,14 @@ impl Cli {
         }
 
         if self.matrix {
+            if self.output.no_headers
+                && self.output.output == kubeplugin::Output::Format(kubeplugin::OutputFormat::Table)
+            {
+                return Err(usage(
+                    "--no-headers does not apply to the --matrix table: its headers are the namespaces",
+                    Some("use -o wide --no-headers for one row per probe, or -o json"),
+                ));
+            }
             if self.kube.namespace.is_some() {
                 return Err(usage(
                     "-n does not apply to --matrix: name the namespaces as arguments",
@@ -607,6 +616,7 @@ mod tests {
             &["--matrix", "a/x", "b"],
             &["--matrix", "-n", "a", "b", "c"],
             &["a", "b", "--pod", "job/x"],
+            &["--matrix", "a", "b", "--no-headers"],
         ];
         for args in bad {
             let e = mode(args).unwrap_err();
@@ -638,7 +648,22 @@ mod tests {
             .render_long_help()
             .to_string();
         assert!(help.contains("Examples:"));
+        examples_fit(EXAMPLES);
         insta::assert_snapshot!("help", help);
+    }
+
+    /// Every example fits 80 columns, so no terminal wraps a flag away from
+    /// its value (`-H` and `'X-Debug: 1'`); and -H's value stays beside it.
+    pub(crate) fn examples_fit(examples: &str) {
+        for line in examples
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.trim_start().starts_with('#'))
+        {
+            assert!(line.chars().count() <= 80, "example wider than 80: {line}");
+            if let Some(i) = line.find(" -H") {
+                assert!(line[i + 3..].starts_with(" '"), "{line}");
+            }
+        }
     }
 
     #[test]

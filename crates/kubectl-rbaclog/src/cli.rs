@@ -435,6 +435,13 @@ mod tests {
             .render_long_help()
             .to_string();
         assert!(help.contains("Examples:"));
+        for line in EXAMPLES
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.trim_start().starts_with('#'))
+        {
+            // No terminal of 80 columns wraps an example.
+            assert!(line.chars().count() <= 80, "example wider than 80: {line}");
+        }
         insta::assert_snapshot!("help", help);
     }
 }

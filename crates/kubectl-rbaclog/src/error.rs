@@ -7,7 +7,6 @@
 
 use kubeplugin::PluginError;
 use kubeplugin::error::{EXIT_FAILED, EXIT_USAGE};
-use kubeplugin::render::escape_control;
 
 /// Everything `kubectl rbaclog` can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -88,10 +87,10 @@ impl RbaclogError {
         if let RbaclogError::Plugin(e) = self {
             return e.one_line();
         }
-        let mut line = format!("error: {}", escape_control(&self.to_string()));
+        let mut line = format!("error: {}", kubeplugin::error::flatten(&self.to_string()));
         if let Some(h) = self.hint() {
             line.push_str("; hint: ");
-            line.push_str(&escape_control(&h));
+            line.push_str(&kubeplugin::error::flatten(&h));
         }
         line
     }

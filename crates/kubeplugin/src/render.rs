@@ -132,10 +132,18 @@ impl Renderer {
                 Some(&*Box::leak(Box::new(other.clone()))),
             ),
         };
+        let color = args.color.enabled();
+        // Colour is decided here (--color, the terminal, NO_COLOR: see
+        // ColorChoice). When it is on, crossterm must not apply NO_COLOR a
+        // second time: it would drop the colours but keep each reset, leaving
+        // bare `ESC[m` in the output.
+        if color {
+            crossterm::style::force_color_output(true);
+        }
         Renderer {
             format,
             no_headers: args.no_headers,
-            color: args.color.enabled(),
+            color,
             transform,
         }
     }
