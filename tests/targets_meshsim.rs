@@ -338,3 +338,26 @@ fn rbaclog_pod_takes_every_target_form() {
         "job",
     );
 }
+
+/// An empty namespace labelled for injection: rbaclog says it has no pod yet,
+/// never to label it; an unlabelled one is told to label it.
+#[test]
+fn rbaclog_advice_follows_the_namespace_label() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("ns.yaml");
+    std::fs::write(
+        &yaml,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: empty-meshed, labels: {istio-injection: enabled}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: empty-plain}\n",
+    )
+    .unwrap();
+    sim.out(&["apply", "-f", yaml.to_str().unwrap()]);
+    let e = one_line_error(&sim.run(&["rbaclog", "empty-meshed"]), 3, "meshed");
+    assert!(!e.contains("kubectl label"), "{e}");
+    assert!(
+        e.contains("labelled for injection but has no pod yet"),
+        "{e}"
+    );
+    let e = one_line_error(&sim.run(&["rbaclog", "empty-plain"]), 3, "plain");
+    assert!(e.contains("kubectl label namespace empty-plain"), "{e}");
+}
