@@ -308,7 +308,7 @@ impl clap::builder::TypedValueParser for OutputParser {
             [
                 ("table", "Aligned columns"),
                 ("wide", "Aligned columns with more detail"),
-                ("json", "JSON"),
+                ("json", "One JSON document"),
                 ("jsonl", "One JSON object per line, streamed"),
                 ("yaml", "The JSON output as YAML"),
                 ("name", "TYPE/NAME of each object"),
