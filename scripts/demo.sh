@@ -33,6 +33,22 @@ cd "$ROOT" || die "cannot enter $ROOT"
 [ -x "$BIN_DIR/meshsim" ] || die "no $BIN_DIR/meshsim: run 'make demo' or 'cargo build --workspace --bins' first"
 [ -x "$BIN_DIR/meshsim-istioctl" ] || die "no $BIN_DIR/meshsim-istioctl: run 'cargo build --workspace --bins' first"
 [ -n "$KUBECTL_BIN" ] || die "kubectl not found on PATH (install kubectl, or set KUBECTL)"
+
+# The walk-through runs `kubectl exec`. meshsim serves exec over WebSocket only,
+# which kubectl uses by default from 1.30; 1.29 does with the (alpha) switch
+# KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true, set here; 1.27 and 1.28 only speak SPDY
+# and fail with "Upgrade request required". The supported range is 1.29 to 1.33.
+KUBECTL_VERSION="$("$KUBECTL_BIN" version --client -o json 2>/dev/null | tr -d ' \n')"
+KUBECTL_MAJOR="$(printf '%s' "$KUBECTL_VERSION" | sed -n 's/.*"major":"\([0-9]*\).*/\1/p')"
+KUBECTL_MINOR="$(printf '%s' "$KUBECTL_VERSION" | sed -n 's/.*"minor":"\([0-9]*\).*/\1/p')"
+if [ -z "$KUBECTL_MAJOR" ] || [ -z "$KUBECTL_MINOR" ]; then
+    echo "demo: cannot tell the version of $KUBECTL_BIN; the demo needs kubectl 1.29 to 1.33" >&2
+elif [ "$KUBECTL_MAJOR" -eq 1 ] && [ "$KUBECTL_MINOR" -lt 29 ]; then
+    die "kubectl 1.$KUBECTL_MINOR runs 'kubectl exec' over SPDY only, which meshsim does not serve (it serves exec over WebSocket); use kubectl 1.29 to 1.33, e.g. KUBECTL=/path/to/kubectl-1.30 make demo"
+elif [ "$KUBECTL_MAJOR" -eq 1 ] && [ "$KUBECTL_MINOR" -eq 29 ]; then
+    export KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true
+    echo "demo: kubectl 1.29: exec over WebSocket through KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true" >&2
+fi
 awk -v s="$SCALE" 'BEGIN { exit !(s + 0 == s && s >= 0) }' || die "DEMO_TIME_SCALE must be a non-negative number, got '$SCALE'"
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/meshdebug-demo.XXXXXX")" || die "cannot create a temporary directory"
@@ -57,6 +73,8 @@ trap 'exit 143' TERM HUP
 
 mkdir -p "$TMP/bin" "$TMP/home"
 ln -s "$BIN_DIR/meshsim-istioctl" "$TMP/bin/istioctl"
+# The walk-through's steps say `kubectl`: make that the chosen one.
+ln -s "$KUBECTL_BIN" "$TMP/bin/kubectl"
 export HOME="$TMP/home"
 export KUBECONFIG="$TMP/kubeconfig"
 export PATH="$TMP/bin:$(dirname "$KUBECTL_BIN"):$PATH"

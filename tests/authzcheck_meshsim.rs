@@ -288,71 +288,165 @@ fn fake_istioctl(sim: &Sim, name: &str, script: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn istioctl_failing_or_too_old() {
-    let sim = Sim::start(&["--time-scale", "0.05"]);
-    let pod = sim.kubectl(&[
-        "get",
-        "pod",
-        "-n",
-        "np-test-2",
-        "-l",
-        "app=np-test-nginx-2",
-        "-o",
-        "jsonpath={.items[0].metadata.name}",
-    ]);
-    let pod = String::from_utf8_lossy(&pod.stdout).into_owned();
-    // The pod is passed as POD.NS, as in the walk-through.
-    let failing = fake_istioctl(
-        &sim,
-        "istioctl-failing",
-        &format!(
-            "[ \"$1 $2 $3 $4\" = \"x authz check {pod}.np-test-2\" ] || {{ echo \"unexpected argv: $*\" >&2; exit 9; }}\necho 'Error: boom from the control plane' >&2\nexit 1"
-        ),
-    );
-    let out = sim.authzcheck(
-        Istio::Absent,
-        &["np-test-2", &pod, "--istioctl", failing.to_str().unwrap()],
-    );
-    assert_eq!(out.status.code(), Some(3));
-    let err = one_line_error(&out);
-    assert!(err.contains("boom from the control plane"), "{err}");
-
-    let old = fake_istioctl(
-        &sim,
-        "istioctl-old",
-        "echo 'Error: unknown command \"authz\" for \"istioctl experimental\"' >&2\necho \"Run 'istioctl experimental --help' for usage.\" >&2\nexit 1",
-    );
-    let out = sim.authzcheck(
-        Istio::Absent,
-        &["np-test-2", &pod, "--istioctl", old.to_str().unwrap()],
-    );
-    assert_eq!(out.status.code(), Some(3));
-    let err = one_line_error(&out);
-    assert!(err.contains("too old") && err.contains("1.7.1"), "{err}");
-
-    // An explicit --istioctl that does not exist is not silently replaced.
-    let out = sim.authzcheck(
-        Istio::Absent,
-        &["np-test-2", &pod, "--istioctl", "/nonexistent/istioctl"],
-    );
-    assert_eq!(out.status.code(), Some(3));
-    assert!(one_line_error(&out).contains("/nonexistent/istioctl"));
+/// The finding of `code` in a report, which must exist.
+fn finding<'a>(v: &'a Value, code: &str) -> &'a Value {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == code)
+        .unwrap_or_else(|| panic!("no {code} finding: {v:#}"))
 }
 
+/// An istioctl that fails (exit with a message, killed by a signal, printing
+/// garbage, too old, absent) costs no section: the report is made from the
+/// config dump through exec, one warning names istioctl's failure and what
+/// was used instead, and the exit code is 0 (1 with --exit-code).
 #[test]
-fn native_path_names_the_exec_permission() {
+fn istioctl_failing_in_any_way_falls_back_to_the_config_dump() {
+    let sim = Sim::start(&["--time-scale", "0.05"]);
+    sim.apply_file(&policy("block-ingress-np-test-2.yaml"));
+    sim.apply(
+        r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-evil, namespace: np-test-2}
+spec:
+  action: DENY
+  rules: [{from: [{source: {namespaces: [evil]}}]}]
+"#,
+    );
+    let reference = sim.json_until(Istio::StandIn, POD2, |v| has_row(v, "DENY", "deny-evil"));
+    assert_eq!(reference["proxy"]["source"], "istioctl");
+    let pod = reference["pod"]["name"].as_str().unwrap().to_string();
+    // The pod is passed as POD.NS, as in the walk-through; a wrong argv fails differently.
+    let argv_check = format!(
+        "[ \"$1 $2 $3 $4\" = \"x authz check {pod}.np-test-2\" ] || {{ echo \"unexpected argv: $*\" >&2; exit 9; }}"
+    );
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        (
+            "istioctl-failing",
+            format!("{argv_check}\necho 'Error: istiod version 1.20 incompatible' >&2\nexit 1"),
+            &["exit 1", "istiod version 1.20 incompatible"],
+        ),
+        (
+            "istioctl-killed",
+            format!("{argv_check}\nkill -9 $$"),
+            &["killed by signal 9"],
+        ),
+        (
+            "istioctl-garbage",
+            format!("{argv_check}\nprintf 'Segmentation fault? \\377\\376 nonsense\\nmore\\n'"),
+            &["something else than its table"],
+        ),
+        (
+            "istioctl-silent",
+            "exit 1".to_string(),
+            &["exit 1", "no message"],
+        ),
+        (
+            "istioctl-old",
+            "echo 'Error: unknown command \"authz\" for \"istioctl experimental\"' >&2\nexit 1"
+                .to_string(),
+            &["too old", "1.7.1"],
+        ),
+    ];
+    let mut runs: Vec<(String, PathBuf, &[&str])> = cases
+        .into_iter()
+        .map(|(name, script, needles)| {
+            (
+                name.to_string(),
+                fake_istioctl(&sim, name, &script),
+                needles,
+            )
+        })
+        .collect();
+    runs.push((
+        "absent".into(),
+        sim.dir.path().join("no-such-istioctl"),
+        &["not found", "no-such-istioctl"],
+    ));
+    for (name, tool, needles) in runs {
+        let tool = tool.to_str().unwrap();
+        let mut args = POD2.to_vec();
+        args.extend(["--istioctl", tool]);
+        let v = sim.json(Istio::Absent, &args);
+        // Every section is there: the API ones and Envoy's, from the config dump.
+        assert_eq!(v["proxy"]["source"], "config-dump", "{name}: {v:#}");
+        assert_eq!(rows(&v), rows(&reference), "{name}");
+        assert_eq!(v["network_isolation"]["ingress"], true, "{name}");
+        assert_eq!(authz(&v, "deny-evil")["loaded"], true, "{name}");
+        let f = finding(&v, "istioctl-failed");
+        assert_eq!(f["severity"], "warning", "{name}");
+        let msg = f["message"].as_str().unwrap();
+        assert!(msg.starts_with("istioctl failed: "), "{name}: {msg}");
+        assert!(
+            msg.ends_with("; used the config dump through exec instead"),
+            "{name}: {msg}"
+        );
+        for n in needles {
+            assert!(msg.contains(n), "{name}: {n:?} not in {msg}");
+        }
+        // Text: the sections print, the warning among the findings, exit 0; 1 with --exit-code.
+        let out = sim.authzcheck(Istio::Absent, &args);
+        assert_eq!(out.status.code(), Some(0), "{name}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for title in [
+            "Kubernetes NetworkPolicy",
+            "Istio AuthorizationPolicy from the API",
+            "What Envoy loaded (config-dump",
+            "istioctl failed: ",
+        ] {
+            assert!(text.contains(title), "{name}: {title:?} missing: {text}");
+        }
+        assert!(
+            out.stderr.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        args.push("--exit-code");
+        assert_eq!(sim.authzcheck(Istio::Absent, &args).status.code(), Some(1));
+    }
+}
+
+/// The config dump through exec failing (no pods/exec permission) costs only
+/// the Envoy section: the API sections print, a warning names the cause.
+#[test]
+fn a_failing_config_dump_keeps_the_api_sections() {
     let sim = Sim::start(&["--time-scale", "0.05", "--fault", "verb=exec,status=403"]);
-    let out = sim.authzcheck(
+    let v = sim.json(
         Istio::StandIn,
         &["np-test-2", "deployment/np-test-nginx-2", "--native"],
     );
-    assert_eq!(out.status.code(), Some(3));
-    let err = one_line_error(&out);
+    assert_eq!(v["proxy"]["source"], "unavailable");
+    assert_eq!(v["pod"]["namespace"], "np-test-2");
+    assert!(v["network_isolation"].is_object());
+    let f = finding(&v, "proxy-unavailable");
+    assert_eq!(f["severity"], "warning");
+    let msg = f["message"].as_str().unwrap();
     assert!(
-        err.contains("cannot create pods/exec in namespace np-test-2"),
-        "{err}"
+        msg.contains("cannot create pods/exec in namespace np-test-2"),
+        "{msg}"
     );
+    // Both sources failing: istioctl's failure and the dump's are both named.
+    let failing = fake_istioctl(&sim, "istioctl-failing", "echo 'Error: boom' >&2\nexit 1");
+    let args = [
+        "np-test-2",
+        "deployment/np-test-nginx-2",
+        "--istioctl",
+        failing.to_str().unwrap(),
+    ];
+    let v = sim.json(Istio::Absent, &args);
+    assert_eq!(v["proxy"]["source"], "unavailable");
+    let msg = finding(&v, "istioctl-failed")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("boom") && msg.contains("pods/exec"), "{msg}");
+    let out = sim.authzcheck(Istio::Absent, &args);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Kubernetes NetworkPolicy"), "{text}");
+    assert!(text.contains("(nothing to show)"), "{text}");
 }
 
 #[test]
@@ -454,13 +548,22 @@ spec: {}
         "ALLOW with no rules: allows nothing, so every request is denied"
     );
     assert!(codes(&v).contains(&"allow-nothing".to_string()));
+    // What is left is the outage itself: an error, so --exit-code still fails.
+    let bad: Vec<(&str, &str)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] != "info")
+        .map(|f| (f["code"].as_str().unwrap(), f["severity"].as_str().unwrap()))
+        .collect();
+    assert_eq!(bad, [("denies-everything", "error")], "{v:#}");
     let out = sim.authzcheck(
         Istio::StandIn,
         &["np-test-2", "deployment/np-test-nginx-2", "--exit-code"],
     );
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(1),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
@@ -514,4 +617,51 @@ spec: {action: DENY, rules: [{}]}
     );
     assert_eq!(authz(&without, "try-deny")["loaded"], true);
     assert_eq!(authz(&without, "deny-evil")["rules"], 2);
+}
+
+/// An ALLOW policy of HTTP methods on a workload whose only port is TCP:
+/// nothing can reach it. That is an error (so `--exit-code` fails), read from
+/// what Envoy loaded for the port, with istioctl and without.
+#[test]
+fn allow_of_http_fields_on_a_tcp_only_workload_is_an_error() {
+    let sim = Sim::start(&["--time-scale", "0.05"]);
+    sim.apply(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {name: data, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db, namespace: data}
+spec:
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: mysql, ports: [{containerPort: 3306}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: data}
+spec:
+  selector: {app: db}
+  ports: [{name: tcp-mysql, port: 3306, targetPort: 3306}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-get, namespace: data}
+spec:
+  selector: {matchLabels: {app: db}}
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+"#,
+    );
+    let args = ["-n", "data", "svc/db"];
+    for istio in [Istio::StandIn, Istio::Absent] {
+        let v = sim.json_until(istio, &args, |v| has_row(v, "ALLOW", "allow-get"));
+        let f = finding(&v, "denies-everything");
+        assert_eq!(f["severity"], "error", "{v:#}");
+        assert!(f["message"].as_str().unwrap().contains("3306"), "{f}");
+        let mut with = args.to_vec();
+        with.push("--exit-code");
+        assert_eq!(sim.authzcheck(istio, &with).status.code(), Some(1));
+    }
 }

@@ -221,10 +221,26 @@ async fn contexts_flags_and_values_through_kubectl() {
     // -o values, also as --output=VALUE.
     for plugin in COMPLETING {
         let (values, _) = env.complete(&[plugin, "-o", ""]).await;
-        assert_eq!(values, ["table", "wide", "json", "jsonl"], "{plugin}");
+        assert_eq!(
+            values,
+            [
+                "table",
+                "wide",
+                "json",
+                "jsonl",
+                "yaml",
+                "name",
+                "jsonpath=",
+                "custom-columns="
+            ],
+            "{plugin}"
+        );
     }
     let (values, _) = env.complete(&["npexec", "--output=j"]).await;
-    assert_eq!(values, ["--output=json", "--output=jsonl"]);
+    assert_eq!(
+        values,
+        ["--output=json", "--output=jsonl", "--output=jsonpath="]
+    );
     let (values, _) = env.complete(&["npexec", "--color", ""]).await;
     assert_eq!(values, ["auto", "always", "never"]);
 
@@ -258,7 +274,19 @@ async fn rbaclog_values_through_kubectl() {
     let (values, _) = env.complete(&["rbaclog", "np-test-2", "--pod", ""]).await;
     assert_eq!(sorted(values), pods2);
     let (values, _) = env.complete(&["rbaclog", "-o", ""]).await;
-    assert_eq!(values, ["table", "wide", "json", "jsonl"]);
+    assert_eq!(
+        values,
+        [
+            "table",
+            "wide",
+            "json",
+            "jsonl",
+            "yaml",
+            "name",
+            "jsonpath=",
+            "custom-columns="
+        ]
+    );
     let (values, _) = env.complete(&["rbaclog", "--decision", ""]).await;
     assert_eq!(values, ["denied", "allowed", "all"]);
     let (values, _) = env.complete(&["rbaclog", "--engine", ""]).await;
@@ -321,5 +349,8 @@ async fn completion_bash_script_completes_in_bash() {
     let pods = env.names("pods", Some("np-test-1")).await;
     assert_eq!(run("kubectl-npexec np-test-1 --pod ").await, pods);
     // `--output=js`: bash already has `--output=` (a word break), so only the value is offered.
-    assert_eq!(run("kubectl-npexec --output=js").await, ["json", "jsonl"]);
+    assert_eq!(
+        run("kubectl-npexec --output=js").await,
+        ["json", "jsonl", "jsonpath="]
+    );
 }

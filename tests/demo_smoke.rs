@@ -144,3 +144,61 @@ async fn demo_interrupted_leaves_nothing_behind() {
         "temporary directory left behind"
     );
 }
+
+/// The real kubectl binaries of each minor version, beside the `kubectl` on PATH
+/// (`kubectl.1.27` ... `kubectl.1.33`), that exist here.
+fn versioned_kubectls() -> Vec<(u32, PathBuf)> {
+    let Some(dir) = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("kubectl"))
+        .find(|k| k.exists())
+        .and_then(|k| std::fs::canonicalize(k).ok())
+        .and_then(|k| k.parent().map(Path::to_path_buf))
+    else {
+        return Vec::new();
+    };
+    (27..=33)
+        .map(|m| (m, dir.join(format!("kubectl.1.{m}"))))
+        .filter(|(_, p)| p.exists())
+        .collect()
+}
+
+/// kubectl 1.27 and 1.28 (exec over SPDY only) are refused up front with the
+/// supported range; 1.29 (WebSocket exec behind its switch, which the demo
+/// sets) to 1.33 run the walk-through's `kubectl exec` steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_says_which_kubectl_versions_work() {
+    let versions = versioned_kubectls();
+    assert!(
+        !versions.is_empty(),
+        "no kubectl.1.NN binaries beside kubectl"
+    );
+    for (minor, kubectl) in versions {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = demo(tmp.path())
+            .env("KUBECTL", &kubectl)
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if minor < 29 {
+            assert_eq!(out.status.code(), Some(2), "1.{minor}: {stderr}");
+            assert!(
+                stderr.contains("use kubectl 1.29 to 1.33"),
+                "1.{minor}: {stderr}"
+            );
+            assert!(stdout.is_empty(), "1.{minor}: {stdout}");
+        } else {
+            assert_eq!(out.status.code(), Some(0), "1.{minor}: {stdout}\n{stderr}");
+            assert!(
+                stdout.contains("Hello world - np-test-nginx-2!"),
+                "1.{minor}: {stdout}"
+            );
+            assert!(
+                !stdout.contains("Upgrade request required")
+                    && !stderr.contains("Upgrade request required"),
+                "1.{minor}: {stdout}\n{stderr}"
+            );
+        }
+    }
+}

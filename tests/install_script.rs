@@ -119,7 +119,7 @@ fn installed_plugins_are_listed_run_and_complete() {
     let o = kubectl(&home, &bin, &["__complete", "npexec", "-o", "j"]);
     assert_eq!(
         text(&o.stdout),
-        "json\tOne JSON array\njsonl\tOne JSON object per line, streamed\n:4\n"
+        "json\tOne JSON document\njsonl\tOne JSON object per line, streamed\njsonpath=\tkubectl's JSONPath template over the JSON output\n:4\n"
     );
 }
 

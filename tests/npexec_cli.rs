@@ -59,7 +59,11 @@ fn usage_errors_exit_2_with_one_line() {
             &["np-test-1", "np-test-2", "--timeout", "soon"],
             "invalid duration",
         ),
-        (&["np-test-1", "np-test-2", "-o", "yaml"], "yaml"),
+        (&["np-test-1", "np-test-2", "-o", "xml"], "xml"),
+        (
+            &["np-test-1", "np-test-2", "-o", "name"],
+            "-o name does not apply",
+        ),
         (&["np-test-1", "np-test-2", "--expect", "maybe"], "maybe"),
         (&["np-test-1", "--url", "ftp://x/"], "http://"),
         (&["np-test-1", "np-test-2", "-H", "bad\r\nX: y"], "--header"),

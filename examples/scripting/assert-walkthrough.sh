@@ -38,7 +38,8 @@ expect 0 "np-test-2 -> np-test-1 still allowed" kubectl npexec np-test-2 np-test
 # --exit-code: 1 means at least one decision matched, which is what we want here.
 expect 1 "np-test-2's sidecar logged the denial, naming the policy" \
   kubectl rbaclog np-test-2 --since 10m --policy deny-all-ingress-using-authorizationpolicy --exit-code
-expect 0 "authzcheck finds nothing to warn about on np-test-nginx-2" \
+# A DENY of every request is an outage: authzcheck's error finding denies-everything.
+expect 1 "authzcheck reports that nothing can reach np-test-nginx-2" \
   kubectl authzcheck np-test-2 deployment/np-test-nginx-2 --exit-code
 kubectl delete -f "$policies/block-istio-ingress-np-test-2.yaml" -n np-test-2 >/dev/null
 

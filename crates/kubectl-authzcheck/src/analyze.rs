@@ -347,6 +347,10 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
         ));
     }
 
+    if pod.has_sidecar {
+        findings.extend(denies_everything(pod, &applying, &proxy));
+    }
+
     // Loaded by Envoy but not in the API (or no longer applying).
     let mut stale: Vec<(String, String, String)> = proxy
         .rows
@@ -479,6 +483,125 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
         proxy,
         findings,
     }
+}
+
+/// Ports Istio's sidecar uses itself (istio.io "Ports used by Istio"): the
+/// istio-proxy container declares some (15090), but they are not the workload's.
+const ISTIO_PORTS: [u16; 10] = [
+    15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090,
+];
+
+/// The `denies-everything` error: nothing can reach the pod, on any port,
+/// because of AuthorizationPolicy. From the API: an enforced DENY policy
+/// matching every request, or enforced ALLOW policies none of which has a
+/// rule. From the config dump: the inbound filter chain of every TCP port the
+/// pod declares holds an empty ALLOW rule set (Istio builds one when no ALLOW
+/// rule translates for a chain, e.g. only HTTP fields on a TCP port); when
+/// only some ports are so, it is the warning `port-denies-everything`. A
+/// script relies on `error` here, so `--exit-code` fails for a real outage.
+pub fn denies_everything(
+    pod: &Pod,
+    applying: &[&CompiledAuthz],
+    proxy: &ProxyView,
+) -> Option<Finding> {
+    let label = |p: &CompiledAuthz| {
+        let r = p.policy_ref();
+        format!("{}/{}", r.namespace, r.name)
+    };
+    let enforced: Vec<&CompiledAuthz> = applying
+        .iter()
+        .copied()
+        .filter(|p| !p.is_dry_run())
+        .collect();
+    let deny_all: Vec<String> = enforced
+        .iter()
+        .filter(|p| {
+            p.action() == Action::Deny && p.policy().spec.rules.iter().any(matches_everything)
+        })
+        .map(|p| label(p))
+        .collect();
+    if !deny_all.is_empty() {
+        return Some(Finding::new(
+            Severity::Error,
+            "denies-everything",
+            format!(
+                "every request to this pod is denied, on every port: DENY {} matches every request",
+                deny_all.join(", ")
+            ),
+        ));
+    }
+    let allows: Vec<&CompiledAuthz> = enforced
+        .iter()
+        .copied()
+        .filter(|p| p.action() == Action::Allow)
+        .collect();
+    if !allows.is_empty() && allows.iter().all(|p| p.policy().spec.rules.is_empty()) {
+        return Some(Finding::new(
+            Severity::Error,
+            "denies-everything",
+            format!(
+                "every request to this pod is denied, on every port: ALLOW {} applies but has no rule, so nothing is allowed",
+                allows
+                    .iter()
+                    .map(|p| label(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    // The config dump: per declared port, whether its inbound filter chain
+    // (Istio names it `ADDRESS_PORT`) holds an ALLOW rule set with no policy.
+    let denied_chain = |port: u16| {
+        proxy.anonymous.iter().find(|a| {
+            a.action == "ALLOW"
+                && a.origin == "empty_rule_set"
+                && a.location.as_deref().is_some_and(|l| {
+                    l.rsplit_once(" chain ")
+                        .is_some_and(|(_, chain)| chain.ends_with(&format!("_{port}")))
+                })
+        })
+    };
+    let mut ports: Vec<u16> = pod
+        .ports
+        .iter()
+        .filter(|p| p.protocol == meshpolicy::Protocol::Tcp && !ISTIO_PORTS.contains(&p.port))
+        .map(|p| p.port)
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let denied: Vec<String> = ports
+        .iter()
+        .filter_map(|&p| denied_chain(p).map(|a| a.location.clone().unwrap_or_default()))
+        .collect();
+    if denied.is_empty() {
+        return None;
+    }
+    let ports_text = ports
+        .iter()
+        .filter(|&&p| denied_chain(p).is_some())
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let why = "the ALLOW policies have no rule that applies there (e.g. only HTTP fields such as paths or methods on a TCP port)";
+    Some(if denied.len() == ports.len() {
+        Finding::new(
+            Severity::Error,
+            "denies-everything",
+            format!(
+                "every request to this pod is denied, on every port it declares ({ports_text}): Envoy's ALLOW rule set there holds no policy ({}); {why}",
+                denied.join("; ")
+            ),
+        )
+    } else {
+        Finding::new(
+            Severity::Warning,
+            "port-denies-everything",
+            format!(
+                "every request to port {ports_text} of this pod is denied: Envoy's ALLOW rule set there holds no policy ({}); {why}",
+                denied.join("; ")
+            ),
+        )
+    })
 }
 
 /// Findings that only need the proxy view: anonymous entries explained.

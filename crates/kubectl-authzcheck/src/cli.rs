@@ -11,8 +11,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use kubeplugin::istioctl::IstioctlArgs;
-pub use kubeplugin::names::{is_dns_label, is_dns_subdomain};
+pub use kubeplugin::names::is_dns_label;
 use kubeplugin::selector::validate_selector;
+use kubeplugin::target::PodTarget;
 use kubeplugin::{KubeFlags, OutputArgs, PluginCli, PluginError};
 
 const EXAMPLES: &str = "\
@@ -20,8 +21,14 @@ Examples:
   # Everything that applies to the walk-through's pod in np-test-2
   kubectl authzcheck np-test-2 deployment/np-test-nginx-2
 
-  # A pod by name, or every pod matching a label (one section each)
-  kubectl authzcheck -n np-test-2 np-test-nginx-2-5d9c7b8f6-x2x7q
+  # A pod: istioctl's POD.NAMESPACE, or POD with -n (or the context's namespace)
+  kubectl authzcheck np-test-nginx-2-5d9c7b8f6-x2x7q.np-test-2
+  kubectl authzcheck np-test-nginx-2-5d9c7b8f6-x2x7q -n np-test-2
+
+  # The pod of a Service (svc/), StatefulSet (sts/), DaemonSet (ds/), rs/...
+  kubectl authzcheck -n np-test-2 svc/svc-np-test-nginx-2
+
+  # Every pod matching a label, or of a namespace (one section each)
   kubectl authzcheck np-test-2 -l app=np-test-nginx-2
 
   # Read the sidecar's config dump through exec instead of running istioctl
@@ -33,9 +40,15 @@ Examples:
   # In scripts: exit 1 when a finding of severity warning or worse exists
   kubectl authzcheck np-test-2 deployment/np-test-nginx-2 --exit-code
 
+  # Only the findings' codes, as kubectl's JSONPath
+  kubectl authzcheck np-test-2 deployment/np-test-nginx-2 \\
+      -o jsonpath='{range .findings[*]}{.severity} {.code}{\"\\n\"}{end}'
+
 Sections: NetworkPolicy (Kubernetes, enforced by the CNI), AuthorizationPolicy (Istio API),
 Envoy (what the sidecar loaded: istioctl x authz check, or its config dump), findings.
--o json prints one object per pod (an array with -l or a namespace).
+-o json prints one object per pod (an array with -l or a namespace); -o yaml, name,
+jsonpath=TEMPLATE and custom-columns=SPEC work over that same JSON.
+If istioctl fails, the config dump through exec is used and a warning says why.
 Exit codes: 0 ok, 1 a warning or worse with --exit-code, 2 usage error, 3 cluster or tool failure, 130 interrupted.";
 
 /// kubectl authzcheck: every policy that applies to a pod, from the API and from Envoy, side by side.
@@ -48,7 +61,9 @@ Exit codes: 0 ok, 1 a warning or worse with --exit-code, 2 usage error, 3 cluste
     after_help = EXAMPLES
 )]
 pub struct Cli {
-    /// [NAMESPACE] [POD]; POD may be deployment/NAME or pod/NAME (with -n: only POD)
+    /// [NAMESPACE] [POD]; POD is POD, POD.NAMESPACE, pod/, deployment/, statefulset/ (sts/),
+    /// daemonset/ (ds/), replicaset/ (rs/) or service/ (svc/) NAME; with -n: only POD
+
     #[arg(value_name = "ARGS", num_args = 0..=2)]
     pub args: Vec<String>,
 
@@ -86,30 +101,25 @@ impl PluginCli for Cli {
     }
 }
 
-/// How the pod to check was named.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PodRef {
-    /// A pod by name.
-    Pod(String),
-    /// The (single) pod of a Deployment.
-    Deployment(String),
-}
-
 /// What to check, once the command line is understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// Only a config dump file: no cluster.
     Offline(PathBuf),
-    /// One pod (or a Deployment's pod) in a namespace (`None`: the context's).
+    /// One pod (named, or the one pod of a workload or Service) in a
+    /// namespace (`None`: the context's).
     One {
         namespace: Option<String>,
-        pod: PodRef,
+        pod: PodTarget,
     },
     /// Every pod matching a selector (or every pod) of a namespace.
     Many {
         namespace: Option<String>,
         selector: Option<String>,
     },
+    /// One bare word and no `-n`: the namespace of that name when it exists
+    /// (every pod of it), else the pod of that name in the context's namespace.
+    NamespaceOrPod(String),
 }
 
 fn usage(msg: impl Into<String>, hint: Option<&str>) -> PluginError {
@@ -127,31 +137,6 @@ fn check_namespace(ns: &str) -> Result<(), PluginError> {
     }
 }
 
-/// Reads `NAME`, `pod/NAME`, `deployment/NAME` (also `deploy/`, `deployments/`, `pods/`).
-pub fn parse_pod_ref(s: &str) -> Result<PodRef, PluginError> {
-    let (kind, name) = match s.split_once('/') {
-        Some((k, n)) => (Some(k), n),
-        None => (None, s),
-    };
-    let r = match kind {
-        None | Some("pod" | "pods" | "po") => PodRef::Pod(name.to_string()),
-        Some("deployment" | "deployments" | "deploy") => PodRef::Deployment(name.to_string()),
-        Some(other) => {
-            return Err(usage(
-                format!("cannot check {other:?} {name:?}: only pods and deployments"),
-                Some("name a pod, deployment/NAME, or use -l SELECTOR"),
-            ));
-        }
-    };
-    if !is_dns_subdomain(name) {
-        return Err(usage(
-            format!("invalid name {name:?} in {s:?}"),
-            Some("names are lowercase letters, digits, '-' and '.'"),
-        ));
-    }
-    Ok(r)
-}
-
 impl Cli {
     /// Validates and decides the target. Every error here is exit 2.
     pub fn validate(&self) -> Result<Target, PluginError> {
@@ -162,9 +147,13 @@ impl Cli {
         if let Some(ns) = &self.kube.namespace {
             check_namespace(ns)?;
         }
-        let (namespace, pod) = match (&self.kube.namespace, self.args.as_slice()) {
+        let flag_ns = self.kube.namespace.as_deref();
+        let (namespace, pod) = match (flag_ns, self.args.as_slice()) {
             (_, []) => (self.kube.namespace.clone(), None),
-            (Some(ns), [pod]) => (Some(ns.clone()), Some(pod.clone())),
+            (Some(_), [pod]) => {
+                let t = PodTarget::parse(pod, flag_ns)?;
+                (t.namespace.clone().or(self.kube.namespace.clone()), Some(t))
+            }
             (Some(_), [_, _]) => {
                 return Err(usage(
                     "too many arguments: with -n give only POD",
@@ -173,13 +162,23 @@ impl Cli {
                     ),
                 ));
             }
-            (None, [ns]) => {
-                check_namespace(ns)?;
-                (Some(ns.clone()), None)
+            (None, [word]) => {
+                let t = PodTarget::parse(word, None)?;
+                if !t.is_bare() {
+                    (t.namespace.clone(), Some(t))
+                } else if self.selector.is_some() || self.config_dump.is_some() {
+                    // `NS -l SEL`, `--config-dump F NS`: the word is a namespace.
+                    check_namespace(word)?;
+                    (Some(word.clone()), None)
+                } else {
+                    check_namespace(word)?;
+                    return Ok(Target::NamespaceOrPod(word.clone()));
+                }
             }
             (None, [ns, pod]) => {
                 check_namespace(ns)?;
-                (Some(ns.clone()), Some(pod.clone()))
+                let t = PodTarget::parse(pod, Some(ns))?;
+                (Some(ns.clone()), Some(t))
             }
             (_, _) => return Err(usage("too many arguments", None)),
         };
@@ -200,10 +199,7 @@ impl Cli {
                         ),
                     ));
                 }
-                Ok(Target::One {
-                    namespace,
-                    pod: parse_pod_ref(&p)?,
-                })
+                Ok(Target::One { namespace, pod: p })
             }
             None => {
                 if self.config_dump.is_some() {
@@ -237,40 +233,62 @@ mod tests {
 
     #[test]
     fn positional_forms() {
+        // (namespace, kubectl form of the target) of a One.
+        let one = |ns: &str, t: &str| (Some(ns.to_string()), t.to_string());
+        let target = |args: &[&str]| match target(args).unwrap() {
+            Target::One { namespace, pod } => (namespace, pod.to_string()),
+            other => panic!("{args:?}: {other:?}"),
+        };
         assert_eq!(
-            target(&["np-test-2", "deployment/np-test-nginx-2"]).unwrap(),
-            Target::One {
-                namespace: Some("np-test-2".into()),
-                pod: PodRef::Deployment("np-test-nginx-2".into())
-            }
+            target(&["np-test-2", "deployment/np-test-nginx-2"]),
+            one("np-test-2", "deployment/np-test-nginx-2")
         );
         assert_eq!(
-            target(&["-n", "np-test-2", "p-1"]).unwrap(),
-            Target::One {
-                namespace: Some("np-test-2".into()),
-                pod: PodRef::Pod("p-1".into())
-            }
+            target(&["-n", "np-test-2", "p-1"]),
+            one("np-test-2", "pod/p-1")
+        );
+        // istioctl's POD.NS, alone or with a matching -n; sts/ds/svc targets.
+        assert_eq!(target(&["p-1.np-test-2"]), one("np-test-2", "pod/p-1"));
+        assert_eq!(
+            target(&["p-1.np-test-2", "-n", "np-test-2"]),
+            one("np-test-2", "pod/p-1")
+        );
+        assert_eq!(target(&["svc/web.shop"]), one("shop", "service/web"));
+        for (t, want) in [
+            ("sts/db", "statefulset/db"),
+            ("ds/agent", "daemonset/agent"),
+            ("rs/web-1", "replicaset/web-1"),
+            ("svc/web", "service/web"),
+            ("pod/p", "pod/p"),
+        ] {
+            assert_eq!(target(&["-n", "x", t]), one("x", want), "{t}");
+        }
+        let target = |args: &[&str]| super::tests::target(args).unwrap();
+        // A bare word: a namespace if one exists, else a pod (decided against the API).
+        assert_eq!(
+            target(&["np-test-2"]),
+            Target::NamespaceOrPod("np-test-2".into())
         );
         assert_eq!(
-            target(&["np-test-2", "-l", "app=x"]).unwrap(),
+            target(&["np-test-2", "-l", "app=x"]),
             Target::Many {
                 namespace: Some("np-test-2".into()),
                 selector: Some("app=x".into())
             }
         );
         assert_eq!(
-            target(&[]).unwrap(),
+            target(&[]),
             Target::Many {
                 namespace: None,
                 selector: None
             }
         );
         assert_eq!(
-            target(&["--config-dump", "d.json"]).unwrap(),
+            target(&["--config-dump", "d.json"]),
             Target::Offline("d.json".into())
         );
         assert!(matches!(
-            target(&["--config-dump", "d.json", "ns", "pod/p"]).unwrap(),
+            target(&["--config-dump", "d.json", "ns", "pod/p"]),
             Target::One { .. }
         ));
     }
@@ -282,7 +300,8 @@ mod tests {
             &["ns", "p", "-l", "a=b"],
             &["ns", "-l", "a=$(x)"],
             &["-n", "ns", "a", "b"],
-            &["ns", "service/x"],
+            &["ns", "job/x"],
+            &["p.ns", "-n", "other", "x"],
             &["ns", "deployment/"],
             &["ns", "p q"],
             &["--root-namespace", "Istio_System"],
@@ -299,7 +318,7 @@ mod tests {
         for args in [
             &["a", "b", "c"][..],
             &["--native", "--config-dump", "x"],
-            &["a", "-o", "yaml"],
+            &["a", "-o", "xml"],
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");
@@ -325,6 +344,13 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         assert!(help.contains("Examples:"));
+        for line in EXAMPLES
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.trim_start().starts_with('#'))
+        {
+            // No terminal of 80 columns wraps an example.
+            assert!(line.chars().count() <= 80, "example wider than 80: {line}");
+        }
         insta::assert_snapshot!("help", help);
     }
 }

@@ -11,18 +11,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kubeplugin::exec::{ExecLimits, ExecTarget, exec};
-use kubeplugin::istioctl::{Istioctl, IstioctlArgs};
+use kubeplugin::istioctl::{Istioctl, IstioctlArgs, ToolOutput};
 use kubeplugin::resources::{ISTIO_PROXY, is_running, phase, pod_name, sort_pods};
+use kubeplugin::target::{PodTarget, Selection};
 use kubeplugin::{ApiOp, Kube, KubeFlags, PluginError};
 use meshpolicy::envoy::{AuthzReport, analyze_config_dump};
 use meshpolicy::{Cluster, ClusterOptions, Selector};
 
-use crate::cli::PodRef;
 use crate::error::CheckError;
 use crate::proxy;
 use crate::report::{Finding, ProxyView, Severity};
@@ -183,67 +182,27 @@ pub async fn gather(
     })
 }
 
-/// The pods to check, from the data already read.
+/// The pods to check, from the data already read: the one pod a target
+/// means (kubeplugin's target resolution), or every pod matching `-l`.
 pub async fn select_pods(
     kube: &Kube,
     data: &NamespaceData,
-    pod: Option<&PodRef>,
+    pod: Option<&PodTarget>,
     selector: Option<&str>,
 ) -> Result<Vec<K8sPod>, PluginError> {
     let ns = &data.namespace;
     match pod {
-        Some(PodRef::Pod(name)) => data
-            .pods
-            .iter()
-            .find(|p| pod_name(p) == name)
-            .cloned()
-            .map(|p| vec![p])
-            .ok_or_else(|| PluginError::NotFound {
-                kind: "pod".into(),
-                name: name.clone(),
-                namespace: ns.clone(),
-            }),
-        Some(PodRef::Deployment(name)) => {
-            let api: Api<Deployment> = Api::namespaced(kube.client.clone(), ns);
-            let d = match api.get(name).await {
-                Ok(d) => d,
-                Err(kube::Error::Api(s)) if s.code == 404 => {
-                    return Err(PluginError::NotFound {
-                        kind: "deployment".into(),
-                        name: name.clone(),
-                        namespace: ns.clone(),
-                    });
-                }
-                Err(e) => {
-                    return Err(kube.err(e, &ApiOp::new("get", "deployments", ns).named(name)));
-                }
-            };
-            let sel = d
-                .spec
-                .as_ref()
-                .map(|s| Selector::from_label_selector(&s.selector))
-                .transpose()
-                .map_err(|e| PluginError::Api {
-                    code: None,
-                    message: format!("deployment {ns}/{name} has an invalid selector: {e}"),
-                })?
-                .unwrap_or_default();
-            let what = format!("deployment/{name} ({sel})");
-            let pods: Vec<K8sPod> = data
-                .pods
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .filter(|p| sel.matches(p.metadata.labels.as_ref().unwrap_or(&BTreeMap::new())))
-                .cloned()
-                .collect();
+        Some(target) => {
+            let selection = target.selection(kube, ns).await?;
+            let pods: Vec<K8sPod> = selection.filter(&data.pods).into_iter().cloned().collect();
             match pods.len() {
-                0 => Err(PluginError::NoPodMatches {
-                    namespace: ns.clone(),
-                    selector: what,
-                }),
+                0 => Err(selection.nothing(ns)),
                 1 => Ok(pods),
                 _ => Err(CheckError::SeveralPods {
-                    what,
+                    what: match &selection {
+                        Selection::Labels { describe, .. } => describe.clone(),
+                        Selection::Name(n) => format!("pod/{n}"),
+                    },
                     pods: pods.iter().map(|p| pod_name(p).to_string()).collect(),
                 }
                 .into()),
@@ -280,8 +239,12 @@ pub async fn select_pods(
 pub enum ProxyMode {
     /// Run istioctl (and read the config dump for what it hides, when possible).
     Istioctl(Istioctl),
-    /// Read the config dump through exec.
-    Native { why: String },
+    /// Read the config dump through exec. `istioctl_failed` holds why the
+    /// istioctl the user named could not be used (it becomes a finding).
+    Native {
+        why: String,
+        istioctl_failed: Option<String>,
+    },
     /// A config dump file, already analysed.
     File { path: PathBuf, report: AuthzReport },
 }
@@ -314,16 +277,23 @@ pub fn proxy_mode(
     if native {
         return Ok(ProxyMode::Native {
             why: "--native".into(),
+            istioctl_failed: None,
         });
     }
     match Istioctl::locate(istioctl) {
         Ok(tool) => Ok(ProxyMode::Istioctl(tool)),
-        // An explicit --istioctl/ISTIOCTL that is missing is the user's mistake.
-        Err(e) if istioctl.istioctl.is_some() => Err(e),
+        // An explicit --istioctl/ISTIOCTL that is missing is the user's
+        // mistake: said in a warning finding, never silently replaced, but the
+        // report is still made from the config dump.
+        Err(e) if istioctl.istioctl.is_some() => Ok(ProxyMode::Native {
+            why: "the istioctl named by --istioctl/ISTIOCTL was not found".into(),
+            istioctl_failed: Some(e.to_string()),
+        }),
         Err(_) => {
             tracing::info!("istioctl not found on PATH: reading the config dump through exec");
             Ok(ProxyMode::Native {
                 why: "istioctl not found".into(),
+                istioctl_failed: None,
             })
         }
     }
@@ -388,51 +358,138 @@ pub async fn dump_through_exec(
         .map_err(|e| fail(format!("its output is not a config dump: {e}")))
 }
 
+/// The proxy view of one pod, and the findings about how it was obtained.
+///
+/// Never fails: a source that fails (istioctl, the config dump through exec)
+/// becomes a warning finding naming the cause and what was used instead, so
+/// the API sections and whatever the other source gave are still reported.
+#[derive(Debug, Clone)]
+pub struct ProxyOutcome {
+    pub view: ProxyView,
+    pub findings: Vec<Finding>,
+}
+
+impl ProxyOutcome {
+    fn clean(view: ProxyView) -> Self {
+        ProxyOutcome {
+            view,
+            findings: Vec::new(),
+        }
+    }
+}
+
+/// The finding for an istioctl that could not be used, saying what was done instead.
+fn istioctl_failed(cause: &str, fallback: &Result<AuthzReport, PluginError>) -> Finding {
+    let instead = match fallback {
+        Ok(_) => "used the config dump through exec instead".to_string(),
+        Err(e) => format!(
+            "the config dump through exec failed too ({e}), so what the sidecar loaded is unknown"
+        ),
+    };
+    Finding::new(
+        Severity::Warning,
+        "istioctl-failed",
+        format!("istioctl failed: {cause}; {instead}"),
+    )
+}
+
+/// The view from the config dump through exec, or an unavailable view saying why.
+fn dump_view(dump: Result<AuthzReport, PluginError>, detail: String) -> ProxyView {
+    match dump {
+        Ok(report) => proxy::from_config_dump(&report, detail),
+        Err(e) => proxy::unavailable(format!("the config dump through exec failed: {e}")),
+    }
+}
+
+/// Why istioctl's run could not be used, in one phrase (its own words quoted).
+fn istioctl_cause(
+    tool: &Istioctl,
+    ran: Result<ToolOutput, PluginError>,
+    name: &str,
+    ns: &str,
+) -> Result<ProxyView, String> {
+    let out = match ran {
+        Ok(o) => o,
+        Err(PluginError::Tool { stderr, .. }) if proxy::is_unknown_command(&stderr) => {
+            return Err(CheckError::IstioctlTooOld {
+                detail: format!("{} says: {}", tool.path.display(), first_line(&stderr)),
+            }
+            .to_string());
+        }
+        Err(PluginError::Tool { code, stderr, .. }) => {
+            let status = match code {
+                Some(c) => format!("exit {c}"),
+                None => "no exit status".to_string(),
+            };
+            let said = first_line(&stderr);
+            return Err(if said.is_empty() {
+                format!("{} ({status}, no message)", tool.path.display())
+            } else {
+                format!("{} ({status}): {said}", tool.path.display())
+            });
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    proxy::from_istioctl(
+        &out.stdout,
+        format!("{} x authz check {name}.{ns}", tool.path.display()),
+    )
+    .map_err(|e| {
+        format!(
+            "{} printed something else than its table: {e}",
+            tool.path.display()
+        )
+    })
+}
+
 /// The proxy view of one pod.
 pub async fn proxy_view(
     kube: &Kube,
     flags: &KubeFlags,
     mode: &ProxyMode,
     pod: &K8sPod,
-) -> Result<ProxyView, PluginError> {
+) -> ProxyOutcome {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod_name(pod).to_string();
-    let tool = match mode {
-        ProxyMode::File { path, report } => {
-            return Ok(proxy::from_config_dump(
-                report,
-                format!("config dump file {}", path.display()),
-            ));
-        }
-        ProxyMode::Native { .. } => None,
-        ProxyMode::Istioctl(tool) => Some(tool),
-    };
+    if let ProxyMode::File { path, report } = mode {
+        return ProxyOutcome::clean(proxy::from_config_dump(
+            report,
+            format!("config dump file {}", path.display()),
+        ));
+    }
     if !kubeplugin::resources::has_sidecar(pod) {
-        return Ok(proxy::unavailable(
+        return ProxyOutcome::clean(proxy::unavailable(
             "the pod has no istio-proxy sidecar: no Envoy enforces AuthorizationPolicy for it",
         ));
     }
     if !is_running(pod) {
-        return Ok(proxy::unavailable(format!(
+        return ProxyOutcome::clean(proxy::unavailable(format!(
             "the pod is {}: its sidecar is not running",
             phase(pod)
         )));
     }
-    match tool {
-        None => {
-            let why = match mode {
-                ProxyMode::Native { why } => why.as_str(),
-                _ => "",
-            };
-            let report = dump_through_exec(kube, &ns, &name).await?;
-            Ok(proxy::from_config_dump(
-                &report,
-                format!(
-                    "config dump through exec: pilot-agent request GET config_dump in istio-proxy ({why})"
-                ),
-            ))
+    let dump_detail = |why: &str| {
+        format!(
+            "config dump through exec: pilot-agent request GET config_dump in istio-proxy ({why})"
+        )
+    };
+    match mode {
+        ProxyMode::File { .. } => unreachable!("handled above"),
+        ProxyMode::Native {
+            why,
+            istioctl_failed: failed,
+        } => {
+            let dump = dump_through_exec(kube, &ns, &name).await;
+            let findings = failed
+                .iter()
+                .map(|cause| istioctl_failed(cause, &dump))
+                .collect();
+            ProxyOutcome {
+                view: dump_view(dump, dump_detail(why)),
+                findings,
+            }
         }
-        Some(tool) => {
+        ProxyMode::Istioctl(tool) => {
             let mut args: Vec<String> = vec![
                 "x".into(),
                 "authz".into(),
@@ -441,27 +498,23 @@ pub async fn proxy_view(
             ];
             args.extend(Istioctl::connection_args(flags));
             let (ran, dump) = futures::join!(tool.run(&args), dump_through_exec(kube, &ns, &name));
-            let out = match ran {
-                Ok(o) => o,
-                Err(PluginError::Tool { stderr, .. }) if proxy::is_unknown_command(&stderr) => {
-                    return Err(CheckError::IstioctlTooOld {
-                        detail: format!("{} says: {}", tool.path.display(), first_line(&stderr)),
+            match istioctl_cause(tool, ran, &name, &ns) {
+                Ok(view) => ProxyOutcome::clean(match dump {
+                    Ok(d) => proxy::enrich(view, &d),
+                    Err(e) => {
+                        tracing::info!("config dump for the details istioctl hides: {e}");
+                        view
                     }
-                    .into());
+                }),
+                Err(cause) => {
+                    tracing::info!("istioctl failed for {ns}/{name}: {cause}");
+                    let finding = istioctl_failed(&cause, &dump);
+                    ProxyOutcome {
+                        view: dump_view(dump, dump_detail("istioctl failed")),
+                        findings: vec![finding],
+                    }
                 }
-                Err(e) => return Err(e),
-            };
-            let view = proxy::from_istioctl(
-                &out.stdout,
-                format!("{} x authz check {name}.{ns}", tool.path.display()),
-            )?;
-            Ok(match dump {
-                Ok(d) => proxy::enrich(view, &d),
-                Err(e) => {
-                    tracing::info!("config dump for the details istioctl hides: {e}");
-                    view
-                }
-            })
+            }
         }
     }
 }

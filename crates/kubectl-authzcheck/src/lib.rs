@@ -23,6 +23,7 @@ use std::io::Write;
 use futures::StreamExt;
 use kubeplugin::render::Renderer;
 use kubeplugin::resources::{phase, pod_name};
+use kubeplugin::target::PodTarget;
 use kubeplugin::{Exit, Kube, PluginError};
 
 pub use cli::Cli;
@@ -54,6 +55,24 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
             check(&cli, namespace.as_deref(), None, selector.as_deref()).await?,
             true,
         ),
+        Target::NamespaceOrPod(word) => {
+            let kube = Kube::from_flags(&cli.kube).await?;
+            if namespace_exists(&kube, word).await? {
+                (check(&cli, Some(word), None, None).await?, true)
+            } else {
+                let pod = PodTarget::parse(word, None)?;
+                match check(&cli, None, Some(&pod), None).await {
+                    Err(PluginError::NotFound { namespace, .. }) => {
+                        return Err(PluginError::NotFound {
+                            kind: "namespace or pod".into(),
+                            name: word.clone(),
+                            namespace,
+                        });
+                    }
+                    other => (other?, false),
+                }
+            }
+        }
     };
     let mut stdout = std::io::stdout().lock();
     render::write_reports(&renderer, &reports, many, &mut stdout)?;
@@ -75,10 +94,25 @@ pub fn exit_for(reports: &[Report], exit_code: bool) -> Exit {
     }
 }
 
+/// Whether a namespace exists; `true` when namespaces cannot be read (403),
+/// so a bare word keeps its documented meaning (a namespace) then.
+async fn namespace_exists(kube: &Kube, name: &str) -> Result<bool, PluginError> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(kube.client.clone());
+    match api.get(name).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(true),
+        Err(e) => Err(kube.err(
+            e,
+            &kubeplugin::ApiOp::new("get", "namespaces", name).named(name),
+        )),
+    }
+}
+
 async fn check(
     cli: &Cli,
     namespace: Option<&str>,
-    pod: Option<&cli::PodRef>,
+    pod: Option<&PodTarget>,
     selector: Option<&str>,
 ) -> Result<Vec<Report>, PluginError> {
     let kube = Kube::from_flags(&cli.kube).await?;
@@ -93,8 +127,7 @@ async fn check(
         .collect::<Vec<_>>()
         .await;
     let mut reports = Vec::with_capacity(pods.len());
-    for (p, view) in pods.iter().zip(views) {
-        let view = view?;
+    for (p, outcome) in pods.iter().zip(views) {
         let name = pod_name(p);
         let model =
             data.cluster
@@ -114,7 +147,8 @@ async fn check(
             ages: &data.ages,
             invalid: &data.invalid,
         };
-        let mut report = analyze::analyze(&ctx, view);
+        let mut report = analyze::analyze(&ctx, outcome.view);
+        report.findings.extend(outcome.findings);
         report.findings.extend(data.notes.iter().cloned());
         report
             .findings

@@ -273,17 +273,17 @@ pub fn write_reports(
             write_str(out, "\n")?;
         }
         OutputFormat::Json => {
+            // -o yaml, jsonpath, custom-columns and name work over this same value.
             let value = if many {
-                serde_json::to_string_pretty(reports)
+                serde_json::to_value(reports)
             } else {
                 match reports.first() {
-                    Some(rep) => serde_json::to_string_pretty(rep),
-                    None => serde_json::to_string_pretty(reports),
+                    Some(rep) => serde_json::to_value(rep),
+                    None => serde_json::to_value(reports),
                 }
             }
             .map_err(json_err)?;
-            write_str(out, &value)?;
-            write_str(out, "\n")?;
+            r.write_value(&value, out)?;
         }
         OutputFormat::Jsonl => {
             for rep in reports {
@@ -350,6 +350,7 @@ mod tests {
             format,
             no_headers: false,
             color: false,
+            transform: None,
         }
     }
 

@@ -11,6 +11,7 @@ use clap::Parser;
 use kubeplugin::duration::clap_duration;
 pub use kubeplugin::names::is_dns_label;
 use kubeplugin::selector::validate_selector;
+use kubeplugin::target::PodTarget;
 use kubeplugin::{KubeFlags, OutputArgs, PluginCli, PluginError};
 
 use crate::verdict::{Expectation, Verdict};
@@ -40,8 +41,9 @@ Examples:
   # Both directions, choosing the source pod by label
   kubectl npexec np-test-1 np-test-2 --both -l app=np-test-nginx-1
 
-  # One Service and port, a path and a header
-  kubectl npexec np-test-1 np-test-2 --service svc-np-test-nginx-2 --port 80 --path /healthz -H 'X-Debug: 1'
+  # One Service (NAMESPACE/SERVICE, or --service) and port, a path and a header
+  kubectl npexec np-test-1 np-test-2/svc-np-test-nginx-2 --port 80 \\
+      --path /healthz -H 'X-Debug: 1'
 
   # Any URL
   kubectl npexec np-test-1 --url http://example.internal:8080/
@@ -76,15 +78,17 @@ Exit codes: 0 ok (or all expectations met), 1 an expectation not met, 2 usage er
     after_help = EXAMPLES
 )]
 pub struct Cli {
-    /// FROM namespace, then TO namespaces (with -n: all are TO; with --matrix: the namespaces)
+    /// FROM namespace, then TO namespaces; a TO may be NAMESPACE/SERVICE (only that Service).
+    /// With -n, -n is FROM and every argument is a TO; with --matrix: the namespaces
     #[arg(value_name = "NAMESPACE")]
     pub namespaces: Vec<String>,
 
     /// Source pod label selector (with --matrix and no namespaces: selects namespaces)
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
-    /// Source pod name
-    #[arg(long, value_name = "NAME", conflicts_with = "selector")]
+    /// Source pod: POD, pod/POD, deployment/, statefulset/ (sts/), daemonset/ (ds/),
+    /// replicaset/ (rs/) or service/ (svc/) NAME, in FROM
+    #[arg(long, value_name = "TARGET", conflicts_with = "selector")]
     pub pod: Option<String>,
     /// Source container (default: the pod's default container, never istio-proxy)
     #[arg(short = 'c', long, value_name = "NAME")]
@@ -154,11 +158,62 @@ impl PluginCli for Cli {
     }
 }
 
+/// A TO argument: a namespace, or `NAMESPACE/SERVICE` for one Service of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct To {
+    pub namespace: String,
+    /// `NAMESPACE/SERVICE`: only this Service (else `--service`, else all).
+    pub service: Option<String>,
+}
+
+impl To {
+    /// Reads `NAMESPACE` or `NAMESPACE/SERVICE` (also `NAMESPACE/svc/SERVICE`).
+    pub fn parse(s: &str) -> Result<To, PluginError> {
+        let (ns, svc) = match s.split_once('/') {
+            None => (s, None),
+            Some((ns, rest)) => {
+                let rest = rest
+                    .strip_prefix("svc/")
+                    .or_else(|| rest.strip_prefix("service/"))
+                    .unwrap_or(rest);
+                (ns, Some(rest))
+            }
+        };
+        if !is_dns_label(ns) {
+            return Err(usage(
+                format!(
+                    "invalid namespace name {:?}",
+                    kubeplugin::render::escape_control(ns)
+                ),
+                Some(
+                    "namespace names are lowercase letters, digits and '-' (a TO may be NAMESPACE/SERVICE)",
+                ),
+            ));
+        }
+        if let Some(svc) = svc
+            && !is_dns_label(svc)
+        {
+            return Err(usage(
+                format!(
+                    "invalid service name {:?} in {:?}",
+                    kubeplugin::render::escape_control(svc),
+                    kubeplugin::render::escape_control(s)
+                ),
+                Some("a TO is NAMESPACE or NAMESPACE/SERVICE"),
+            ));
+        }
+        Ok(To {
+            namespace: ns.to_string(),
+            service: svc.map(str::to_string),
+        })
+    }
+}
+
 /// What to probe, once the command line is understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// FROM -> each TO (and back with `--both`).
-    Pairs { from: String, to: Vec<String> },
+    Pairs { from: String, to: Vec<To> },
     /// FROM -> a URL.
     Url { from: String, url: String },
     /// Every ordered pair of these namespaces (or of those the selector picks).
@@ -222,13 +277,26 @@ pub fn url_port(url: &str) -> Option<u16> {
 impl Cli {
     /// Validates and decides the mode. Every error here is exit 2.
     pub fn validate(&self) -> Result<Mode, PluginError> {
+        kubeplugin::render::refuse_output(
+            &self.output.output,
+            &["name"],
+            "npexec's rows are probes, not Kubernetes objects",
+        )?;
         for ns in &self.namespaces {
-            if !is_dns_label(ns) {
+            // NAMESPACE/SERVICE is read (and checked) as a TO below.
+            if !is_dns_label(ns) && (!ns.contains('/') || self.matrix) {
                 return Err(usage(
-                    format!("invalid namespace name \"{ns}\""),
+                    format!(
+                        "invalid namespace name {:?}",
+                        kubeplugin::render::escape_control(ns)
+                    ),
                     Some("namespace names are lowercase letters, digits and '-'"),
                 ));
             }
+        }
+        if let Some(pod) = &self.pod {
+            // Syntax only here; the namespace suffix is read against FROM when resolving.
+            PodTarget::parse(pod, Some(self.kube.namespace.as_deref().unwrap_or("-")))?;
         }
         for svc in &self.services {
             if !is_dns_label(svc) {
@@ -299,6 +367,20 @@ impl Cli {
         }
 
         if self.matrix {
+            if self.output.no_headers
+                && self.output.output == kubeplugin::Output::Format(kubeplugin::OutputFormat::Table)
+            {
+                return Err(usage(
+                    "--no-headers does not apply to the --matrix table: its headers are the namespaces",
+                    Some("use -o wide --no-headers for one row per probe, or -o json"),
+                ));
+            }
+            if self.kube.namespace.is_some() {
+                return Err(usage(
+                    "-n does not apply to --matrix: name the namespaces as arguments",
+                    Some("kubectl npexec --matrix NS1 NS2 [NS...]"),
+                ));
+            }
             if self.url.is_some() || self.both {
                 return Err(usage(
                     "--matrix cannot be combined with --url or --both",
@@ -342,7 +424,22 @@ impl Cli {
 
         let mut positional = self.namespaces.clone();
         let from = match &self.kube.namespace {
-            Some(ns) => ns.clone(),
+            // -n is FROM (where the source pod runs, as with `kubectl exec -n`), so
+            // every argument is a TO. The same namespace again as the first argument
+            // is almost always FROM typed twice: refused rather than probed as a TO.
+            Some(ns) => {
+                if positional.first() == Some(ns) {
+                    return Err(usage(
+                        format!(
+                            "namespace {ns} given both as -n (FROM) and as the first TO: with -n, every NAMESPACE argument is a TO"
+                        ),
+                        Some(
+                            "drop -n (kubectl npexec FROM TO...), or drop the repeated name (kubectl npexec -n FROM TO...)",
+                        ),
+                    ));
+                }
+                ns.clone()
+            }
             None => {
                 if positional.is_empty() {
                     return Err(usage(
@@ -354,7 +451,13 @@ impl Cli {
             }
         };
         if !is_dns_label(&from) {
-            return Err(usage(format!("invalid namespace name \"{from}\""), None));
+            return Err(usage(
+                format!(
+                    "invalid FROM namespace {:?}",
+                    kubeplugin::render::escape_control(&from)
+                ),
+                Some("FROM is a namespace; choose its pod with --pod or -l"),
+            ));
         }
         if let Some(url) = &self.url {
             if !positional.is_empty() {
@@ -377,10 +480,11 @@ impl Cli {
                 Some("kubectl npexec FROM TO [TO...], or --url URL"),
             ));
         }
-        Ok(Mode::Pairs {
-            from,
-            to: positional,
-        })
+        let to = positional
+            .iter()
+            .map(|t| To::parse(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Mode::Pairs { from, to })
     }
 }
 
@@ -400,20 +504,56 @@ mod tests {
 
     #[test]
     fn from_and_to() {
+        let to = |ns: &str, svc: Option<&str>| To {
+            namespace: ns.into(),
+            service: svc.map(str::to_string),
+        };
         assert_eq!(
             mode(&["np-test-1", "np-test-2", "np-test-3"]).unwrap(),
             Mode::Pairs {
                 from: "np-test-1".into(),
-                to: vec!["np-test-2".into(), "np-test-3".into()]
+                to: vec![to("np-test-2", None), to("np-test-3", None)]
             }
         );
         assert_eq!(
             mode(&["-n", "np-test-1", "np-test-2"]).unwrap(),
             Mode::Pairs {
                 from: "np-test-1".into(),
-                to: vec!["np-test-2".into()]
+                to: vec![to("np-test-2", None)]
             }
         );
+        // NAMESPACE/SERVICE where a TO namespace is.
+        for arg in [
+            "np-test-2/svc-np-test-nginx-2",
+            "np-test-2/svc/svc-np-test-nginx-2",
+        ] {
+            assert_eq!(
+                mode(&["np-test-1", arg, "np-test-3"]).unwrap(),
+                Mode::Pairs {
+                    from: "np-test-1".into(),
+                    to: vec![
+                        to("np-test-2", Some("svc-np-test-nginx-2")),
+                        to("np-test-3", None)
+                    ]
+                }
+            );
+        }
+        // -n is FROM; the same namespace again as the first argument is refused.
+        let e = mode(&["-n", "np-test-1", "np-test-1", "np-test-2"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("both as -n (FROM)"), "{e}");
+        // --pod takes every target form.
+        for pod in [
+            "web-1",
+            "pod/web-1",
+            "deployment/web",
+            "sts/db",
+            "ds/a",
+            "rs/x",
+            "svc/web",
+        ] {
+            assert!(mode(&["a", "b", "--pod", pod]).is_ok(), "{pod}");
+        }
         assert_eq!(
             mode(&["np-test-1", "--url", "http://x:8080/"]).unwrap(),
             Mode::Url {
@@ -470,6 +610,13 @@ mod tests {
             &["--matrix", "a", "b", "--both"],
             &["np-test-1", "np-test-2", "--timeout", "0s"],
             &["np-test-1", "--url", "http://x/", "--both"],
+            &["np-test-1", "np-test-2/Bad"],
+            &["np-test-1", "np-test-2/a/b"],
+            &["np-test-1/svc", "np-test-2"],
+            &["--matrix", "a/x", "b"],
+            &["--matrix", "-n", "a", "b", "c"],
+            &["a", "b", "--pod", "job/x"],
+            &["--matrix", "a", "b", "--no-headers"],
         ];
         for args in bad {
             let e = mode(args).unwrap_err();
@@ -481,7 +628,7 @@ mod tests {
     fn clap_rejects_with_exit_2() {
         for args in [
             &["a", "b", "--timeout", "soon"][..],
-            &["a", "b", "-o", "yaml"],
+            &["a", "b", "-o", "xml"],
             &["a", "b", "--expect", "maybe"],
             &["a", "b", "--wait", "5s"],
             &["a", "b", "--parallel", "0"],
@@ -501,7 +648,22 @@ mod tests {
             .render_long_help()
             .to_string();
         assert!(help.contains("Examples:"));
+        examples_fit(EXAMPLES);
         insta::assert_snapshot!("help", help);
+    }
+
+    /// Every example fits 80 columns, so no terminal wraps a flag away from
+    /// its value (`-H` and `'X-Debug: 1'`); and -H's value stays beside it.
+    pub(crate) fn examples_fit(examples: &str) {
+        for line in examples
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.trim_start().starts_with('#'))
+        {
+            assert!(line.chars().count() <= 80, "example wider than 80: {line}");
+            if let Some(i) = line.find(" -H") {
+                assert!(line[i + 3..].starts_with(" '"), "{line}");
+            }
+        }
     }
 
     #[test]

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubeplugin::resources::{
-    PodQuery, ensure_namespace, has_sidecar, namespaces_by_selector, pick_running_pod, pod_name,
-    resolve_container,
+    ensure_namespace, has_sidecar, namespaces_by_selector, pod_name, resolve_container,
 };
+use kubeplugin::target::{PodQuery, pick_running_pod};
 use kubeplugin::{Kube, PluginError};
 
 use crate::cli::{Cli, Mode, url_port};
@@ -242,14 +242,25 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
         }
         Mode::Pairs { from, to } => {
             let source = Ok(resolve_source(kube, from, &query, cli.container.as_deref()).await?);
-            for ns in to {
-                for t in resolve_targets(kube, ns, &cli.services, cli.port).await? {
-                    plan.probes.push(probe_to(cli, &source, from, &t));
+            // Each TO namespace once, in the order given.
+            let mut to_namespaces: Vec<&String> = Vec::new();
+            for t in to {
+                if !to_namespaces.contains(&&t.namespace) {
+                    to_namespaces.push(&t.namespace);
+                }
+            }
+            for t in to {
+                let only = match &t.service {
+                    Some(s) => std::slice::from_ref(s),
+                    None => &cli.services[..],
+                };
+                for target in resolve_targets(kube, &t.namespace, only, cli.port).await? {
+                    plan.probes.push(probe_to(cli, &source, from, &target));
                 }
             }
             if cli.both {
                 let back = resolve_targets(kube, from, &[], cli.port).await?;
-                for ns in to {
+                for ns in &to_namespaces {
                     let rev = Ok(resolve_source(kube, ns, &PodQuery::default(), None).await?);
                     for t in &back {
                         plan.probes.push(probe_to(cli, &rev, ns, t));
@@ -257,7 +268,7 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
                 }
             }
             plan.namespaces = std::iter::once(from.clone())
-                .chain(to.iter().cloned())
+                .chain(to_namespaces.into_iter().cloned())
                 .collect();
         }
         Mode::Matrix {

@@ -428,6 +428,7 @@ mod tests {
             format,
             no_headers: false,
             color: false,
+            transform: None,
         }
     }
 

@@ -71,8 +71,9 @@ pub struct Cli {
     /// Pod label selector
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
-    /// Only this pod (repeatable)
-    #[arg(long = "pod", value_name = "NAME")]
+    /// Only these pods (repeatable): POD, pod/POD, deployment/, statefulset/ (sts/),
+    /// daemonset/ (ds/), replicaset/ (rs/) or service/ (svc/) NAME
+    #[arg(long = "pod", value_name = "TARGET")]
     pub pods: Vec<String>,
 
     /// Only lines newer than this (default 1h unless --since-time or --tail)
@@ -169,6 +170,18 @@ pub const DEFAULT_SINCE: Duration = Duration::from_secs(3600);
 impl Cli {
     /// Checks the command line; returns what to do.
     pub fn validate(&self) -> Result<Plan, PluginError> {
+        kubeplugin::render::refuse_output(
+            &self.output.output,
+            &["name"],
+            "rbaclog's rows are decisions, not Kubernetes objects",
+        )?;
+        if self.follow {
+            kubeplugin::render::refuse_output(
+                &self.output.output,
+                &["yaml", "jsonpath", "custom-columns"],
+                "-f streams one decision at a time; use -o jsonl",
+            )?;
+        }
         let mut files = self.files.clone();
         let mut namespace = self.kube.namespace.clone();
         match self.target.as_deref() {
@@ -201,18 +214,8 @@ impl Cli {
             validate_selector(sel).map_err(|e| usage(e.to_string(), None))?;
         }
         for p in &self.pods {
-            if p.is_empty()
-                || p.chars()
-                    .any(|c| c.is_control() || c.is_whitespace() || c == '/')
-            {
-                return Err(usage(
-                    format!(
-                        "invalid pod name \"{}\"",
-                        kubeplugin::render::escape_control(p)
-                    ),
-                    None,
-                ));
-            }
+            // Syntax only; resolved in the namespace when the pods are listed.
+            kubeplugin::target::PodTarget::parse(p, Some(namespace.as_deref().unwrap_or("-")))?;
         }
         if !self.pods.is_empty() && self.selector.is_some() {
             return Err(usage(
@@ -415,7 +418,7 @@ mod tests {
             &["x", "--engine", "dry"],
             &["x", "--since", "soon"],
             &["x", "--keep-debug"],
-            &["x", "-o", "yaml"],
+            &["x", "-o", "xml"],
             &["x", "--concurrency", "0"],
             &["x", "--since", "1m", "--since-time", "2025-01-01T00:00:00Z"],
         ] {
@@ -432,6 +435,13 @@ mod tests {
             .render_long_help()
             .to_string();
         assert!(help.contains("Examples:"));
+        for line in EXAMPLES
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.trim_start().starts_with('#'))
+        {
+            // No terminal of 80 columns wraps an example.
+            assert!(line.chars().count() <= 80, "example wider than 80: {line}");
+        }
         insta::assert_snapshot!("help", help);
     }
 }

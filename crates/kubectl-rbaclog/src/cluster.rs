@@ -90,26 +90,19 @@ pub async fn list_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, Rba
             .namespace
             .clone()
             .unwrap_or_else(|| kube.namespace.clone());
-        let api: Api<Pod> = Api::namespaced(kube.client.clone(), &ns);
-        let mut out = Vec::new();
+        let mut out: Vec<Target> = Vec::new();
+        // `--pod` takes every target form (pod/, deployment/, svc/, ...): kubeplugin resolves it.
+        let mut pods = Vec::new();
         for name in &scope.pods {
-            let p = match api.get(name).await {
-                Ok(p) => p,
-                Err(kube::Error::Api(s)) if s.code == 404 => {
-                    ensure_namespace(kube, &ns).await?;
-                    return Err(PluginError::NotFound {
-                        kind: "pod".into(),
-                        name: name.clone(),
-                        namespace: ns,
-                    }
-                    .into());
-                }
-                Err(e) => {
-                    return Err(kube
-                        .err(e, &ApiOp::new("get", "pods", &ns).named(name))
-                        .into());
-                }
-            };
+            let target =
+                kubeplugin::target::PodTarget::parse(name, Some(&ns)).map_err(PluginError::from)?;
+            pods.extend(kubeplugin::target::resolve_pods(kube, &ns, &target).await?);
+        }
+        for p in pods {
+            let name = pod_name(&p).to_string();
+            if out.iter().any(|t| t.pod == name) {
+                continue;
+            }
             if !has_sidecar(&p) {
                 let mut containers = container_names(&p);
                 if let Some(init) = p.spec.as_ref().and_then(|s| s.init_containers.as_ref()) {
@@ -151,15 +144,42 @@ pub async fn list_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, Rba
 pub async fn require_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, RbaclogError> {
     let targets = list_targets(kube, scope).await?;
     if targets.is_empty() {
+        let mut injection = None;
         if let Some(ns) = &scope.namespace {
             ensure_namespace(kube, ns).await?;
+            injection = injection_of(kube, ns, scope.selector.as_deref()).await;
         }
         return Err(RbaclogError::NoSidecars {
             scope: scope.describe(),
             namespace: scope.namespace.clone(),
+            injection,
         });
     }
     Ok(targets)
+}
+
+/// Whether the namespace is labelled for injection and how many pods are in
+/// scope, for the advice of [`RbaclogError::NoSidecars`]; `None` when either
+/// cannot be read (the advice is then the general one).
+async fn injection_of(
+    kube: &Kube,
+    namespace: &str,
+    selector: Option<&str>,
+) -> Option<crate::error::Injection> {
+    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kube.client.clone());
+    let labels = ns_api.get(namespace).await.ok()?.metadata.labels?;
+    let labelled = meshpolicy::Namespace::new(namespace, labels).injection_enabled();
+    let mut lp = ListParams::default();
+    if let Some(sel) = selector {
+        lp = lp.labels(sel);
+    }
+    let pods = Api::<Pod>::namespaced(kube.client.clone(), namespace)
+        .list(&lp)
+        .await
+        .ok()?
+        .items
+        .len();
+    Some(crate::error::Injection { labelled, pods })
 }
 
 /// How one pod's reading ended.

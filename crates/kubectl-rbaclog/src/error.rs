@@ -7,7 +7,6 @@
 
 use kubeplugin::PluginError;
 use kubeplugin::error::{EXIT_FAILED, EXIT_USAGE};
-use kubeplugin::render::escape_control;
 
 /// Everything `kubectl rbaclog` can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +18,8 @@ pub enum RbaclogError {
     NoSidecars {
         scope: String,
         namespace: Option<String>,
+        /// What the namespace says, when it could be read: the advice differs.
+        injection: Option<Injection>,
     },
     /// `--pod` named a pod without istio-proxy (exit 3).
     #[error(
@@ -49,6 +50,15 @@ pub enum RbaclogError {
     },
 }
 
+/// Why a namespace has no sidecar, for the advice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Injection {
+    /// Labelled `istio-injection=enabled` or `istio.io/rev`.
+    pub labelled: bool,
+    /// Pods in scope (with or without a sidecar).
+    pub pods: usize,
+}
+
 impl RbaclogError {
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -66,11 +76,21 @@ impl RbaclogError {
     pub fn hint(&self) -> Option<String> {
         match self {
             RbaclogError::Plugin(e) => e.hint(),
-            RbaclogError::NoSidecars { namespace, .. } => Some(match namespace {
-                Some(ns) => format!(
+            RbaclogError::NoSidecars {
+                namespace,
+                injection,
+                ..
+            } => Some(match (namespace, injection) {
+                (Some(ns), Some(Injection { labelled: true, pods: 0 })) => format!(
+                    "namespace {ns} is labelled for injection but has no pod yet: pods created from now on get a sidecar"
+                ),
+                (Some(ns), Some(Injection { labelled: true, .. })) => format!(
+                    "namespace {ns} is labelled for injection, but its pods were created before: restart them (`kubectl rollout restart deployment -n {ns}`) to get sidecars"
+                ),
+                (Some(ns), _) => format!(
                     "label the namespace for injection (`kubectl label namespace {ns} istio-injection=enabled`) and restart its pods; see `kubectl get pods -n {ns}`"
                 ),
-                None => "check sidecar injection with `kubectl get pods -A`".into(),
+                (None, _) => "check sidecar injection with `kubectl get pods -A`".into(),
             }),
             RbaclogError::NoSidecar { .. } => {
                 Some("rbaclog reads the istio-proxy container; pick a pod with a sidecar".into())
@@ -88,10 +108,10 @@ impl RbaclogError {
         if let RbaclogError::Plugin(e) = self {
             return e.one_line();
         }
-        let mut line = format!("error: {}", escape_control(&self.to_string()));
+        let mut line = format!("error: {}", kubeplugin::error::flatten(&self.to_string()));
         if let Some(h) = self.hint() {
             line.push_str("; hint: ");
-            line.push_str(&escape_control(&h));
+            line.push_str(&kubeplugin::error::flatten(&h));
         }
         line
     }
@@ -114,12 +134,30 @@ mod tests {
             "{}",
             e.one_line()
         );
-        let e = RbaclogError::NoSidecars {
+        let no_sidecars = |injection| RbaclogError::NoSidecars {
             scope: "namespace x".into(),
             namespace: Some("x".into()),
+            injection,
         };
+        let e = no_sidecars(None);
         assert_eq!(e.exit_code(), 3);
         assert!(e.one_line().contains("istio-injection=enabled"));
+        // Labelled already: never the advice to label it.
+        for pods in [0, 3] {
+            let line = no_sidecars(Some(Injection {
+                labelled: true,
+                pods,
+            }))
+            .one_line();
+            assert!(!line.contains("kubectl label"), "{line}");
+            assert!(line.contains("is labelled for injection"), "{line}");
+        }
+        let line = no_sidecars(Some(Injection {
+            labelled: false,
+            pods: 0,
+        }))
+        .one_line();
+        assert!(line.contains("kubectl label namespace x"), "{line}");
         let e: RbaclogError = PluginError::usage("bad", None).into();
         assert_eq!(e.exit_code(), 2);
         let e = RbaclogError::Open {

@@ -15,7 +15,9 @@ fn main() -> ExitCode {
     if let Some(code) = kubeplugin::complete::handle::<Cli>() {
         return code;
     }
-    let cli = match Cli::try_parse() {
+    // kubectl's -v=N / -v N / -vvv forms become the one clap reads.
+    let args = kubeplugin::flags::normalize_verbosity(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

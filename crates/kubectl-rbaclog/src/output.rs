@@ -43,11 +43,10 @@ pub fn write_summary(renderer: &Renderer, summary: &Summary) -> Result<(), Plugi
         OutputFormat::Table | OutputFormat::Wide => {
             write_str(&mut out, &summary.render_tables(renderer))?
         }
-        OutputFormat::Json => {
-            let mut s = serde_json::to_string_pretty(&summary.to_json()).map_err(json_err)?;
-            s.push('\n');
-            write_str(&mut out, &s)?;
-        }
+        OutputFormat::Json => renderer.write_value(
+            &serde_json::to_value(summary.to_json()).map_err(json_err)?,
+            &mut out,
+        )?,
         OutputFormat::Jsonl => write_json_line(&summary.to_json(), &mut out)?,
     }
     out.flush()

@@ -132,6 +132,7 @@ fn render(format: kubeplugin::OutputFormat, decision: DecisionFilter) -> String 
         format,
         no_headers: false,
         color: false,
+        ..Renderer::default()
     };
     let mut out = Vec::new();
     r.write_all(&found, &mut out).unwrap();
@@ -191,6 +192,7 @@ fn control_characters_are_escaped_in_tables_only() {
         format: OutputFormat::Table,
         no_headers: true,
         color: false,
+        ..Renderer::default()
     }
     .table(&found);
     assert!(

@@ -46,8 +46,13 @@ pub fn install_crypto_provider() {
 
 /// Reads the kubeconfig as kubectl would.
 pub fn load_kubeconfig(flags: &KubeFlags) -> Result<Kubeconfig, PluginError> {
+    // A YAML parse error is its reason on the first line, then a source
+    // snippet pointing at the same place: only the reason is kept.
     let config_err = |what: String, e: &dyn std::fmt::Display| PluginError::Config {
-        message: format!("cannot read kubeconfig {what}: {e}"),
+        message: format!(
+            "cannot read kubeconfig {what}: {}",
+            e.to_string().lines().next().unwrap_or_default().trim()
+        ),
         hint: Some("pass --kubeconfig PATH or set KUBECONFIG".into()),
     };
     if let Some(path) = &flags.kubeconfig {

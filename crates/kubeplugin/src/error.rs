@@ -203,16 +203,21 @@ impl PluginError {
     /// Newlines and control characters in messages coming from elsewhere are
     /// escaped so the line stays one line.
     pub fn one_line(&self) -> String {
-        let mut line = format!(
-            "error: {}",
-            crate::render::escape_control(&self.to_string())
-        );
+        let mut line = format!("error: {}", flatten(&self.to_string()));
         if let Some(hint) = self.hint() {
             line.push_str("; hint: ");
-            line.push_str(&crate::render::escape_control(&hint));
+            line.push_str(&flatten(&hint));
         }
         line
     }
+}
+
+/// A multi-line message (a tool's stderr, a parser's report) as one line:
+/// its lines joined with "; ", other control characters escaped, so the
+/// line reads as prose rather than showing literal `\n`.
+pub fn flatten(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    crate::render::escape_control(&lines.join("; "))
 }
 
 /// The API operation that failed, so errors can name verb, resource and namespace.
@@ -428,7 +433,10 @@ mod tests {
         };
         let line = e.one_line();
         assert!(!line.contains('\n'), "{line}");
-        assert!(line.contains("line1\\nline2"));
+        assert!(!line.contains("\\n"), "{line}");
+        assert!(line.contains("line1; line2"), "{line}");
+        let e = PluginError::usage("a\r\n\n  b\u{1b}[31m", None);
+        assert_eq!(e.one_line(), "error: a; b\\u{1b}[31m");
     }
 
     #[test]

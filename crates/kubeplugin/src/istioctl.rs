@@ -94,14 +94,28 @@ pub async fn run_tool(name: &str, path: &Path, args: &[String]) -> Result<ToolOu
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
         let quoted = stderr.trim();
+        let mut said = if quoted.is_empty() {
+            stdout.trim().to_string()
+        } else {
+            quoted.to_string()
+        };
+        // No exit code: a signal ended it (killed, crashed); say which.
+        if out.status.code().is_none() {
+            use std::os::unix::process::ExitStatusExt;
+            let killed = match out.status.signal() {
+                Some(sig) => format!("killed by signal {sig}"),
+                None => "ended without an exit status".to_string(),
+            };
+            said = if said.is_empty() {
+                killed
+            } else {
+                format!("{killed}; it said: {said}")
+            };
+        }
         return Err(PluginError::Tool {
             tool: name.into(),
             code: out.status.code(),
-            stderr: if quoted.is_empty() {
-                stdout.trim().to_string()
-            } else {
-                quoted.to_string()
-            },
+            stderr: said,
         });
     }
     Ok(ToolOutput { stdout, stderr })
@@ -127,6 +141,25 @@ mod tests {
         assert!(line.contains("bad thing: x"), "{line}");
         assert!(line.contains("exit 4"), "{line}");
         assert_eq!(e.exit_code(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_signal_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("fake-istioctl");
+        std::fs::write(&script, "#!/bin/sh\nkill -9 $$\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tool = Istioctl::locate(&IstioctlArgs {
+            istioctl: Some(script.clone()),
+        })
+        .unwrap();
+        let e = tool.run(&["x".into()]).await.unwrap_err();
+        assert!(
+            e.one_line().contains("killed by signal 9"),
+            "{}",
+            e.one_line()
+        );
     }
 
     #[test]

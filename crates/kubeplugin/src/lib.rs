@@ -21,8 +21,10 @@ pub mod resources;
 pub mod retry;
 pub mod run;
 pub mod selector;
+pub mod target;
+pub mod template;
 
 pub use client::Kube;
 pub use error::{ApiOp, PluginError};
-pub use flags::{ColorChoice, KubeFlags, OutputArgs, OutputFormat};
+pub use flags::{ColorChoice, KubeFlags, Output, OutputArgs, OutputFormat};
 pub use run::{Exit, PluginCli, main};

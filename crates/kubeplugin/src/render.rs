@@ -12,9 +12,10 @@ use std::io::Write;
 
 use comfy_table::{Cell as TCell, Color, Table, presets};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::error::PluginError;
-use crate::flags::{OutputArgs, OutputFormat};
+use crate::flags::{Output, OutputArgs, OutputFormat};
 
 /// How a cell is emphasised when color is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -110,21 +111,99 @@ pub fn escape_control(s: &str) -> String {
 }
 
 /// Output settings decided once from the flags.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Renderer {
+    /// The format the plugin renders; `Json` when `transform` is set.
     pub format: OutputFormat,
     pub no_headers: bool,
     pub color: bool,
+    /// yaml, name, jsonpath or custom-columns: done here over the JSON output.
+    pub transform: Option<&'static Output>,
 }
 
 impl Renderer {
     /// From `-o`, `--no-headers`, `--color` (and the terminal and NO_COLOR).
     pub fn from_args(args: &OutputArgs) -> Self {
-        Renderer {
-            format: args.output,
-            no_headers: args.no_headers,
-            color: args.color.enabled(),
+        let (format, transform) = match &args.output {
+            Output::Format(f) => (*f, None),
+            // Decided once per process; leaked so the renderer stays Copy.
+            other => (
+                OutputFormat::Json,
+                Some(&*Box::leak(Box::new(other.clone()))),
+            ),
+        };
+        let color = args.color.enabled();
+        // Colour is decided here (--color, the terminal, NO_COLOR: see
+        // ColorChoice). When it is on, crossterm must not apply NO_COLOR a
+        // second time: it would drop the colours but keep each reset, leaving
+        // bare `ESC[m` in the output.
+        if color {
+            crossterm::style::force_color_output(true);
         }
+        Renderer {
+            format,
+            no_headers: args.no_headers,
+            color,
+            transform,
+        }
+    }
+
+    /// Writes `value` (what `-o json` prints: an object or an array of rows)
+    /// as the transform asks, or as pretty JSON when there is none.
+    pub fn write_value(&self, value: &Value, out: &mut dyn Write) -> Result<(), PluginError> {
+        let usage = |m: String| PluginError::usage(m, None);
+        let rows: Vec<&Value> = match value {
+            Value::Array(a) => a.iter().collect(),
+            other => vec![other],
+        };
+        let text = match self.transform {
+            None => {
+                let mut s = serde_json::to_string_pretty(value).map_err(json_err)?;
+                s.push('\n');
+                s
+            }
+            Some(Output::Yaml) => serde_yaml_ng::to_string(value).map_err(|e| PluginError::Io {
+                context: "encoding YAML".into(),
+                source: std::io::Error::other(e),
+            })?,
+            Some(Output::JsonPath(t)) => t.render(value).map_err(|e| usage(e.to_string()))?,
+            Some(Output::Name) => {
+                let mut s = String::new();
+                for row in rows {
+                    let name = row["pod"]["name"].as_str().ok_or_else(|| {
+                        usage("-o name: these rows do not name a pod".to_string())
+                    })?;
+                    let _ = writeln!(s, "pod/{name}");
+                }
+                s
+            }
+            Some(Output::CustomColumns(cols)) => {
+                let headers: Vec<String> = cols.iter().map(|(h, _)| h.clone()).collect();
+                let mut table = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let mut cells = Vec::with_capacity(cols.len());
+                    for (_, t) in cols {
+                        let vals = t.values(row).map_err(|e| usage(e.to_string()))?;
+                        // kubectl: several values joined by ",", none as <none>.
+                        let text = if vals.is_empty() {
+                            "<none>".to_string()
+                        } else {
+                            vals.into_iter()
+                                .map(crate::template::value_text)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        };
+                        cells.push(Cell::new(text));
+                    }
+                    table.push(cells);
+                }
+                self.grid(&headers, &table)
+            }
+            Some(Output::Format(_)) => unreachable!("formats are not transforms"),
+        };
+        write_str(out, &text)?;
+        out.flush()
+            .map_err(|e| PluginError::io("writing output", e))
     }
 
     /// A table of arbitrary headers and rows (used for matrices and sections).
@@ -206,9 +285,8 @@ impl Renderer {
                 write_str(out, &self.table(items))?;
             }
             OutputFormat::Json => {
-                let mut s = serde_json::to_string_pretty(items).map_err(json_err)?;
-                s.push('\n');
-                write_str(out, &s)?;
+                let value = serde_json::to_value(items).map_err(json_err)?;
+                self.write_value(&value, out)?;
             }
             OutputFormat::Jsonl => {
                 for it in items {
@@ -219,6 +297,19 @@ impl Renderer {
         out.flush()
             .map_err(|e| PluginError::io("writing output", e))
     }
+}
+
+/// A usage error when `-o` is one of `refused` (a format this plugin, or this
+/// mode of it, cannot give), saying why.
+pub fn refuse_output(output: &Output, refused: &[&str], why: &str) -> Result<(), PluginError> {
+    let name = output.name();
+    if refused.contains(&name) {
+        return Err(PluginError::usage(
+            format!("-o {name} does not apply here: {why}"),
+            Some("use -o json, or -o jsonpath=TEMPLATE / custom-columns=... over it".to_string()),
+        ));
+    }
+    Ok(())
 }
 
 /// A JSON encoding failure as the I/O error of writing the output.
@@ -347,6 +438,7 @@ mod tests {
             format,
             no_headers,
             color: false,
+            transform: None,
         };
         let mut out = Vec::new();
         r.write_all(&rows(), &mut out).unwrap();
@@ -388,6 +480,7 @@ mod tests {
             format: OutputFormat::Table,
             no_headers: false,
             color: true,
+            transform: None,
         };
         assert!(r.table(&rows()).contains('\x1b'));
         r.color = false;
@@ -409,6 +502,7 @@ mod tests {
             format: OutputFormat::Table,
             no_headers: false,
             color: false,
+            transform: None,
         };
         let e = r.write_all(&rows(), &mut Closed).unwrap_err();
         assert!(matches!(e, PluginError::BrokenPipe));

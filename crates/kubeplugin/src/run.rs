@@ -18,7 +18,7 @@ use crate::render::print_error;
 
 /// A plugin's command line: clap-parsed, and telling how verbose to log.
 pub trait PluginCli: Parser {
-    /// `-v` count.
+    /// The log level from `-v` (0 warn, 1 info, 2 debug, 3 trace, 4 trace with HTTP internals).
     fn verbosity(&self) -> u8;
 }
 
@@ -73,7 +73,8 @@ where
     if let Some(code) = crate::complete::intercept(C::command(), &args) {
         return code;
     }
-    let cli = match C::try_parse_from(args) {
+    // kubectl's -v=N / -v N / -vvv forms become the one clap reads.
+    let cli = match C::try_parse_from(crate::flags::normalize_verbosity(args)) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

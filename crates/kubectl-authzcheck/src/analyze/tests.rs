@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use meshpolicy::{Cluster, ClusterOptions};
 
 use super::*;
-use crate::report::{HiddenPolicy, ProxyRow};
+use crate::report::{AnonymousEntry, HiddenPolicy, ProxyRow};
 
 const BASE: &str = r#"
 apiVersion: v1
@@ -171,7 +171,133 @@ fn allow_nothing_is_explained_and_loaded() {
     );
     assert!(has(&r, "allow-nothing"));
     assert!(!has(&r, "not-loaded"), "{:?}", codes(&r));
-    assert!(r.worst() < Some(Severity::Warning));
+    // Nothing can reach the pod: an error a script's --exit-code relies on.
+    assert!(
+        codes(&r).contains(&("denies-everything", Severity::Error)),
+        "{:?}",
+        codes(&r)
+    );
+    assert_eq!(r.worst(), Some(Severity::Error));
+}
+
+const ALLOW_SOME: &str = r#"
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-get, namespace: np-test-2}
+spec:
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+"#;
+
+const DENY_SOME: &str = r#"
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-evil, namespace: np-test-2}
+spec:
+  action: DENY
+  rules: [{from: [{source: {namespaces: [evil]}}]}]
+"#;
+
+const DRY_DENY_ALL: &str = r#"
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: try-deny
+  namespace: np-test-2
+  annotations: {istio.io/dry-run: "true"}
+spec: {action: DENY, rules: [{}]}
+"#;
+
+fn empty_allow_at(location: &str) -> AnonymousEntry {
+    AnonymousEntry {
+        action: "ALLOW".into(),
+        origin: "empty_rule_set".into(),
+        location: Some(location.into()),
+        explanation: String::new(),
+    }
+}
+
+#[test]
+fn denies_everything_is_an_error_and_only_then() {
+    let sev = |extra: &str, proxy: ProxyView| {
+        let c = model(extra);
+        let r = run_with(&c, "nginx-2", &HashMap::new(), true, proxy);
+        r.findings
+            .iter()
+            .find(|f| f.code == "denies-everything")
+            .map(|f| (f.severity, f.message.clone()))
+    };
+    // DENY matching everything.
+    let (s, m) = sev(DENY_ALL, view(vec![])).unwrap();
+    assert_eq!(s, Severity::Error);
+    assert!(
+        m.contains("deny-all-ingress-using-authorizationpolicy"),
+        "{m}"
+    );
+    // An ALLOW with rules next to the allow-nothing one: something is allowed.
+    assert!(sev(&format!("{ALLOW_NOTHING}{ALLOW_SOME}"), view(vec![])).is_none());
+    // A DENY of some sources, an ALLOW of some requests, a dry-run DENY of all: not everything.
+    assert!(sev(DENY_SOME, view(vec![])).is_none());
+    assert!(sev(ALLOW_SOME, view(vec![])).is_none());
+    assert!(sev(DRY_DENY_ALL, view(vec![])).is_none());
+    // The config dump: the chain of every declared port holds an empty ALLOW rule set
+    // (an ALLOW of HTTP methods on a pod whose ports are TCP), while other chains
+    // (HTTP passthrough) load the policy.
+    const DB: &str = r#"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: np-test-2, labels: {app: db}}
+spec:
+  containers:
+  - {name: db, image: mysql, ports: [{containerPort: 3306}, {containerPort: 33060}]}
+  - {name: istio-proxy, image: proxyv2, ports: [{containerPort: 15090, name: http-envoy-prom}]}
+"#;
+    let db = |anonymous: Vec<AnonymousEntry>| {
+        let c = model(&format!("{DB}{ALLOW_SOME}"));
+        let mut v = view(vec![
+            row("ALLOW", "_anonymous_match_nothing_", None, 1),
+            row("ALLOW", "allow-get", Some("np-test-2"), 1),
+        ]);
+        v.source = ProxySource::ConfigDump;
+        v.anonymous = anonymous;
+        run_with(&c, "db", &HashMap::new(), true, v)
+    };
+    let both = db(vec![
+        empty_allow_at("network virtualInbound:15006 chain virtualInbound"),
+        empty_allow_at("network virtualInbound:15006 chain 0.0.0.0_3306"),
+        empty_allow_at("network virtualInbound:15006 chain 0.0.0.0_33060"),
+    ]);
+    let f = both
+        .findings
+        .iter()
+        .find(|f| f.code == "denies-everything")
+        .unwrap_or_else(|| panic!("{:?}", codes(&both)));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.message.contains("3306, 33060"), "{}", f.message);
+    // One of the two ports: a warning naming it.
+    let one = db(vec![empty_allow_at(
+        "network virtualInbound:15006 chain 0.0.0.0_33060",
+    )]);
+    assert!(!has(&one, "denies-everything"), "{:?}", codes(&one));
+    let f = one
+        .findings
+        .iter()
+        .find(|f| f.code == "port-denies-everything")
+        .unwrap();
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.message.contains("port 33060 "), "{}", f.message);
+    // Only the passthrough chain: the declared ports are fine.
+    let none = db(vec![empty_allow_at(
+        "network virtualInbound:15006 chain virtualInbound",
+    )]);
+    assert!(!has(&none, "denies-everything") && !has(&none, "port-denies-everything"));
+    // No sidecar: nothing is enforced, so nothing is denied by policy.
+    let c = model(DENY_ALL);
+    let r = run_with(&c, "plain", &HashMap::new(), true, view(vec![]));
+    assert!(!has(&r, "denies-everything"));
 }
 
 #[test]
