@@ -683,6 +683,23 @@ mod tests {
     }
 
     #[test]
+    fn workloads_are_named_after_their_owner() {
+        use crate::workload::Owner;
+        let mut p = Pod::new("ns", "web-7d4-x2", Default::default());
+        assert_eq!(WorkloadRef::of(&p).to_string(), "ns/web-7d4-x2[Pod]");
+        p.owner = Some(Owner {
+            kind: "ReplicaSet".into(),
+            name: "web-7d4".into(),
+        });
+        assert_eq!(WorkloadRef::of(&p).to_string(), "ns/web-7d4[ReplicaSet]");
+        p.owner = Some(Owner {
+            kind: "Node".into(),
+            name: "node-1".into(),
+        });
+        assert_eq!(WorkloadRef::of(&p).to_string(), "ns/web-7d4-x2[Pod]");
+    }
+
+    #[test]
     fn peers_parse() {
         let p: Peer = "0.0.0.0-127.255.255.255[External]".parse().unwrap();
         assert_eq!(p.to_string(), "0.0.0.0-127.255.255.255[External]");
