@@ -19,6 +19,7 @@ pub mod probe;
 pub mod report;
 pub mod sidecar;
 pub mod verdict;
+pub mod whatif;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -37,6 +38,9 @@ use verdict::{Expectation, Verdict};
 
 /// Runs the plugin for a parsed command line.
 pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
+    if whatif::requested(&cli) {
+        return whatif::run(&cli).await;
+    }
     let mode = cli.validate()?;
     if cli.predict && cli.wait.is_some() {
         return Err(PluginError::usage(
