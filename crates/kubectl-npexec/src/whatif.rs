@@ -193,6 +193,27 @@ fn touched(o: &Objects) -> BTreeSet<String> {
     out
 }
 
+/// Every namespace's name; none (with a warning) when listing is forbidden.
+async fn all_namespaces(kube: &Kube) -> Result<Vec<String>, PluginError> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, ListParams};
+    let api: Api<Namespace> = Api::all(kube.client.clone());
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Ok(list
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect()),
+        Err(kube::Error::Api(e)) if e.code == 403 => {
+            tracing::warn!(
+                "cannot list namespaces: only the namespaces the manifests touch are compared"
+            );
+            Ok(Vec::new())
+        }
+        Err(e) => Err(kube.err(e, &kubeplugin::ApiOp::new("list", "namespaces", ""))),
+    }
+}
+
 fn fail_on(a: FailOnArg) -> FailOn {
     match a {
         FailOnArg::NewlyDenied => FailOn::NewlyDenied,
@@ -218,15 +239,19 @@ pub async fn run(cli: &Cli) -> Result<Exit, PluginError> {
         Job::Live { diff } => {
             let apply = read_manifests(&cli.filenames)?;
             let delete = read_manifests(&cli.delete_filenames)?;
+            let kube = Kube::from_flags(&cli.kube).await?;
             let scope: BTreeSet<String> = if cli.namespaces.is_empty() {
-                touched(&apply)
+                // The namespaces the manifests touch and their peers: any
+                // namespace may hold a peer, so every one we may list.
+                let mut s: BTreeSet<String> = touched(&apply)
                     .into_iter()
                     .chain(touched(&delete))
-                    .collect()
+                    .collect();
+                s.extend(all_namespaces(&kube).await?);
+                s
             } else {
                 cli.namespaces.iter().cloned().collect()
             };
-            let kube = Kube::from_flags(&cli.kube).await?;
             let (live, notes) =
                 model::load_objects(&kube, &scope, &ClusterOptions::default()).await?;
             for n in notes {
