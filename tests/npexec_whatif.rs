@@ -197,3 +197,41 @@ fn predict_with_manifests_from_stdin_overlays_the_live_model() {
     );
     assert_eq!(before.len() - after.len(), 2);
 }
+
+#[test]
+fn diff_of_an_authorization_policy_names_identity_port_and_policy() {
+    let sim = Sim::start();
+    let f = walkthrough()
+        .join("policies/block-istio-ingress-np-test-2.yaml")
+        .to_string_lossy()
+        .into_owned();
+    let out = sim.npexec(&["--diff", "-f", &f, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "a DENY policy cuts traffic");
+    let v = json(&out);
+    assert_eq!(v.len(), 1, "{v:#?}");
+    let c = &v[0];
+    assert_eq!(c["layer"], "AuthorizationPolicy");
+    assert_eq!(c["kind"], "removed");
+    assert_eq!(
+        (c["before"].as_str(), c["after"].as_str()),
+        (Some("allowed"), Some("denied"))
+    );
+    assert_eq!(c["port"], 80);
+    assert_eq!(c["identity"], "cluster.local/ns/np-test-1/sa/default");
+    assert!(
+        c["from"]
+            .as_str()
+            .unwrap()
+            .starts_with("np-test-1/np-test-nginx-1-")
+    );
+    assert!(
+        c["to"]
+            .as_str()
+            .unwrap()
+            .starts_with("np-test-2/np-test-nginx-2-")
+    );
+    assert_eq!(
+        c["policies"]["after"],
+        serde_json::json!(["np-test-2/deny-all-ingress-using-authorizationpolicy (DENY)"])
+    );
+}

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use kubeplugin::render::{Cell, Renderer, Tone, json_err, write_json_line, write_str};
 use kubeplugin::{Exit, Kube, OutputFormat, PluginError};
 use meshpolicy::whatif::{
-    self, Allowed, Change, FailOn, apply_objects, merge_objects, network_changes, remove_objects,
+    self, Allowed, Change, FailOn, apply_objects, merge_objects, remove_objects,
 };
 use meshpolicy::workload::Objects;
 use meshpolicy::{Cluster, ClusterOptions, parse_manifests};
@@ -264,7 +264,7 @@ pub async fn run(cli: &Cli) -> Result<Exit, PluginError> {
     };
     let mut stdout = std::io::stdout().lock();
     let exit = if diff {
-        let changes = network_changes(&before, &after);
+        let changes = whatif::changes(&before, &after);
         write_changes(&renderer, &changes, &mut stdout)?;
         let gate = fail_on(cli.fail_on);
         if changes.iter().any(|c| gate.trips(c)) {
@@ -329,7 +329,10 @@ pub fn write_changes(
             let mut row = vec![
                 Cell::new(c.kind.to_string()).tone(tone),
                 Cell::new(&c.from),
-                Cell::new(&c.to),
+                Cell::new(match c.port {
+                    Some(port) => format!("{} TCP {port}", c.to),
+                    None => c.to.clone(),
+                }),
                 Cell::new(&c.before),
                 Cell::new(&c.after),
                 Cell::new(c.layer.to_string()),

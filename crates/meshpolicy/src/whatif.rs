@@ -157,6 +157,13 @@ pub struct Change {
     /// np-guard's `workloads-diff-info`, when a workload exists on one side only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workloads_diff_info: Option<String>,
+    /// AuthorizationPolicy layer: the source's mTLS identity
+    /// (`TRUST_DOMAIN/ns/NS/sa/SA`), none without a sidecar on both ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// AuthorizationPolicy layer: the destination port (TCP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// Policies of `cluster` that isolate `w` in `dir`, as `ns/name (DIR of W)`.
@@ -216,7 +223,246 @@ fn change_of(before: &Cluster, after: &Cluster, d: ConnectionDiff) -> Change {
             after: deciding(after, &d.src, &d.dst),
         },
         workloads_diff_info,
+        identity: None,
+        port: None,
     }
+}
+
+/// What AuthorizationPolicy makes of one (source identity, destination port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AuthzOutcome {
+    Allowed,
+    Denied,
+    /// The decision depends on the request (HTTP attributes, JWT...) or on
+    /// something the model cannot know; the words say which rule.
+    Depends(String),
+}
+
+impl fmt::Display for AuthzOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Allowed => f.write_str("allowed"),
+            Self::Denied => f.write_str("denied"),
+            Self::Depends(why) => write!(f, "depends on the request: {why}"),
+        }
+    }
+}
+
+/// A concrete value an Istio match pattern (`*`, `prefix*`, `*suffix`, exact) matches.
+fn example_of(pattern: &str) -> String {
+    if pattern == "*" {
+        "x".into()
+    } else if let Some(prefix) = pattern.strip_suffix('*') {
+        prefix.into()
+    } else if let Some(suffix) = pattern.strip_prefix('*') {
+        format!("x{suffix}")
+    } else {
+        pattern.into()
+    }
+}
+
+/// A request to try and how to say it.
+struct Probe {
+    words: String,
+    http: Option<crate::authz::HttpAttributes>,
+    request_principal: Option<String>,
+}
+
+/// Plain TCP, an HTTP `GET /`, and one request shaped after each rule of the
+/// policies that apply to `dst` (its first method, path, host and request
+/// principal), so that a decision that turns on the request shows.
+fn probes(cluster: &Cluster, dst: &Pod) -> Vec<Probe> {
+    use crate::authz::HttpAttributes;
+    let http = |method: &str, path: &str, host: &str| HttpAttributes {
+        method: method.into(),
+        path: path.into(),
+        host: host.into(),
+        headers: Default::default(),
+    };
+    let mut out = vec![
+        Probe {
+            words: "plain TCP".into(),
+            http: None,
+            request_principal: None,
+        },
+        Probe {
+            words: "HTTP GET /".into(),
+            http: Some(http("GET", "/", &dst.name)),
+            request_principal: None,
+        },
+    ];
+    for p in cluster.authorization_policies_for(dst) {
+        for rule in &p.policy().spec.rules {
+            let ops = rule.to.iter().filter_map(|t| t.operation.as_ref());
+            let rp = rule
+                .from
+                .iter()
+                .filter_map(|f| f.source.as_ref())
+                .find_map(|s| s.request_principals.first())
+                .map(|v| example_of(v));
+            let mut any_op = false;
+            for op in ops {
+                any_op = true;
+                let method = op
+                    .methods
+                    .first()
+                    .map_or("GET".to_string(), |m| example_of(m));
+                let path = op.paths.first().map_or("/".to_string(), |m| example_of(m));
+                let host = op.hosts.first().map_or(dst.name.clone(), |m| example_of(m));
+                out.push(Probe {
+                    words: format!("HTTP {method} {path} (host {host})"),
+                    http: Some(http(&method, &path, &host)),
+                    request_principal: rp.clone(),
+                });
+            }
+            if !any_op && let Some(rp) = rp {
+                out.push(Probe {
+                    words: format!("HTTP GET / with JWT principal {rp}"),
+                    http: Some(http("GET", "/", &dst.name)),
+                    request_principal: Some(rp),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Evaluates the [`probes`]: the same allow or deny for every one is the
+/// outcome; anything else depends on the request, said in words.
+fn authz_outcome(
+    cluster: &Cluster,
+    src: &Pod,
+    dst: &Pod,
+    port: u16,
+) -> Option<(AuthzOutcome, Vec<String>)> {
+    use crate::authz::Decision;
+    let src_ep = crate::workload::Endpoint::pod(&src.namespace, &src.name);
+    let mut verdicts = Vec::new();
+    for probe in probes(cluster, dst) {
+        let mut req = cluster
+            .authz_request(&src_ep, &dst.namespace, &dst.name, port, probe.http)
+            .ok()?;
+        req.request_principal = probe.request_principal;
+        verdicts.push((probe.words, cluster.evaluate_authz(&req).ok()?));
+    }
+    let policies: Vec<String> = verdicts[0]
+        .1
+        .applicable
+        .iter()
+        .map(|a| {
+            let dry = if a.dry_run { ", dry-run" } else { "" };
+            format!("{} ({}{dry})", a.policy, a.action)
+        })
+        .collect();
+    let first = verdicts[0].1.decision;
+    let outcome = if let Some((words, v)) = verdicts
+        .iter()
+        .find(|(_, v)| v.decision == Decision::CannotEvaluate)
+    {
+        let why = v.cannot_evaluate.first().map_or(v.reason.clone(), |u| {
+            format!("{} ({})", u.reason, u.policy_id)
+        });
+        AuthzOutcome::Depends(format!("{words}: {why}"))
+    } else if let Some((words, v)) = verdicts.iter().find(|(_, v)| v.decision != first) {
+        AuthzOutcome::Depends(format!(
+            "{} is {first}, {words} is {} ({})",
+            verdicts[0].0, v.decision, v.reason
+        ))
+    } else if first == Decision::Allow {
+        AuthzOutcome::Allowed
+    } else {
+        AuthzOutcome::Denied
+    };
+    Some((outcome, policies))
+}
+
+/// Ports the Istio sidecar itself listens on (Istio's "ports used by Istio"):
+/// the sidecar answers them, AuthorizationPolicy does not apply.
+const ISTIO_PORTS: [u16; 9] = [
+    15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053, 15090,
+];
+
+/// The AuthorizationPolicy changes between two models: per (source
+/// workload identity, destination workload, TCP port the destination
+/// declares), `allowed`, `denied` or `depends on the request`, wherever
+/// that differs. Destinations without a sidecar enforce nothing (allowed).
+pub fn authz_changes(before: &Cluster, after: &Cluster) -> Vec<Change> {
+    let wb = connectivity::workloads(before);
+    let wa = connectivity::workloads(after);
+    let all: BTreeSet<&WorkloadRef> = wb.keys().chain(wa.keys()).collect();
+    let mut out = Vec::new();
+    for d in &all {
+        let ports: BTreeSet<u16> = [wb.get(*d), wa.get(*d)]
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p.ports.iter())
+            .filter(|cp| {
+                cp.protocol == crate::workload::Protocol::Tcp && !ISTIO_PORTS.contains(&cp.port)
+            })
+            .map(|cp| cp.port)
+            .collect();
+        for s in &all {
+            if s == d {
+                continue;
+            }
+            for &port in &ports {
+                let eval = |m: &std::collections::BTreeMap<WorkloadRef, &Pod>, c: &Cluster| {
+                    let (sp, dp) = (m.get(*s)?, m.get(*d)?);
+                    let (o, pol) = authz_outcome(c, sp, dp, port)?;
+                    let identity = (sp.has_sidecar && dp.has_sidecar)
+                        .then(|| sp.principal(&c.options().trust_domain));
+                    Some((o, pol, identity))
+                };
+                let (b, a) = (eval(&wb, before), eval(&wa, after));
+                let (Some(b), Some(a)) = (b, a) else {
+                    continue; // a workload exists on one side only: the NetworkPolicy diff says so
+                };
+                if b.0 == a.0 {
+                    continue;
+                }
+                use AuthzOutcome::{Allowed, Denied, Depends};
+                let kind = match (&b.0, &a.0) {
+                    (Denied, Allowed) => DiffKind::Added,
+                    (Allowed, Denied) => DiffKind::Removed,
+                    _ => DiffKind::Changed,
+                };
+                let newly_denied = matches!(
+                    (&b.0, &a.0),
+                    (Allowed, Denied | Depends(_)) | (Depends(_), Denied)
+                );
+                let newly_allowed = matches!(
+                    (&b.0, &a.0),
+                    (Denied, Allowed | Depends(_)) | (Depends(_), Allowed)
+                );
+                out.push(Change {
+                    kind,
+                    from: s.to_string(),
+                    to: d.to_string(),
+                    before: b.0.to_string(),
+                    after: a.0.to_string(),
+                    layer: Layer::AuthorizationPolicy,
+                    policies: PolicySides {
+                        before: b.1,
+                        after: a.1,
+                    },
+                    newly_denied,
+                    newly_allowed,
+                    workloads_diff_info: None,
+                    identity: a.2.or(b.2),
+                    port: Some(port),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Every change between two models: NetworkPolicy first (np-guard's
+/// order), then AuthorizationPolicy.
+pub fn changes(before: &Cluster, after: &Cluster) -> Vec<Change> {
+    let mut out = network_changes(before, after);
+    out.extend(authz_changes(before, after));
+    out
 }
 
 /// Which changes make a CI gate fail.
@@ -346,6 +592,93 @@ spec:
         assert!(changes.iter().all(|c| c.newly_allowed && !c.newly_denied));
         assert!(!changes.iter().any(|c| FailOn::NewlyDenied.trips(c)));
         assert!(changes.iter().any(|c| FailOn::NewlyAllowed.trips(c)));
+    }
+
+    const MESH: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: client, namespace: shop}
+spec:
+  selector: {matchLabels: {app: client}}
+  template:
+    metadata: {labels: {app: client}}
+    spec: {serviceAccountName: client, containers: [{name: c, image: x}]}
+"#;
+
+    fn authz_change(policy: &str) -> Vec<Change> {
+        let base = parse_manifests(MESH).unwrap();
+        let after = apply_objects(&base, &parse_manifests(policy).unwrap());
+        authz_changes(&cluster(&base), &cluster(&after))
+    }
+
+    #[test]
+    fn authorization_policy_changes_per_identity_and_port() {
+        let deny = authz_change(
+            r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-client, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: DENY
+  rules: [{from: [{source: {principals: ["cluster.local/ns/shop/sa/client"]}}]}]
+"#,
+        );
+        assert_eq!(deny.len(), 1, "{deny:#?}");
+        let c = &deny[0];
+        assert_eq!(
+            (c.from.as_str(), c.to.as_str(), c.port),
+            (
+                "shop/client[Deployment]",
+                "shop/web[Deployment]",
+                Some(8080)
+            )
+        );
+        assert_eq!((c.before.as_str(), c.after.as_str()), ("allowed", "denied"));
+        assert_eq!(c.kind, DiffKind::Removed);
+        assert_eq!(c.layer, Layer::AuthorizationPolicy);
+        assert_eq!(
+            c.identity.as_deref(),
+            Some("cluster.local/ns/shop/sa/client")
+        );
+        assert_eq!(c.policies.after, ["shop/deny-client (DENY)"]);
+        assert!(c.newly_denied && !c.newly_allowed);
+
+        let by_path = authz_change(
+            r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-admin, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+"#,
+        );
+        assert_eq!(by_path.len(), 1, "{by_path:#?}");
+        let c = &by_path[0];
+        assert_eq!(c.before, "allowed");
+        assert!(
+            c.after
+                .starts_with("depends on the request: plain TCP is DENY, HTTP GET /admin")
+                && c.after.contains(" is ALLOW"),
+            "{:?}",
+            c.after
+        );
+        assert_eq!(c.kind, DiffKind::Changed);
+        assert!(c.newly_denied && !c.newly_allowed);
     }
 
     #[test]
