@@ -127,7 +127,14 @@ fn manifest_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), PluginError
     entries.sort();
     for p in entries {
         if p.is_dir() {
-            manifest_files(&p, out)?;
+            // Hidden directories (.git, .github) hold no cluster objects.
+            if !p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+            {
+                manifest_files(&p, out)?;
+            }
         } else if p
             .extension()
             .and_then(|e| e.to_str())
