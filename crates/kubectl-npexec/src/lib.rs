@@ -9,7 +9,9 @@
 //! ([`verdict`]), and render the records ([`report`]). `--explain` then reads
 //! the policies ([`model`]) and the destination sidecars' logs ([`sidecar`])
 //! and names what decided ([`explain`]); `--predict` does the policy analysis
-//! instead of probing.
+//! instead of probing. `-f`, `--delete-f`, `--diff` and `--offline` ask what a
+//! policy change would do, against the live cluster or manifests alone
+//! ([`whatif`]).
 
 pub mod cli;
 pub mod explain;
