@@ -126,7 +126,10 @@ fn diff_of_a_new_deny_policy_cuts_traffic_and_fails_the_gate() {
         want("removed", "All Connections", "No Connections")
     );
     for c in &v {
-        assert!(c["to"].as_str().unwrap().ends_with("[ReplicaSet]"));
+        assert!(
+            c["to"].as_str().unwrap() == "np-test-2/np-test-nginx-2[Deployment]",
+            "running pods are named after their Deployment: {c}"
+        );
         assert_eq!(
             c["policies"]["after"][0]
                 .as_str()
@@ -218,20 +221,34 @@ fn diff_of_an_authorization_policy_names_identity_port_and_policy() {
     );
     assert_eq!(c["port"], 80);
     assert_eq!(c["identity"], "cluster.local/ns/np-test-1/sa/default");
-    assert!(
-        c["from"]
-            .as_str()
-            .unwrap()
-            .starts_with("np-test-1/np-test-nginx-1-")
-    );
-    assert!(
-        c["to"]
-            .as_str()
-            .unwrap()
-            .starts_with("np-test-2/np-test-nginx-2-")
-    );
+    assert_eq!(c["from"], "np-test-1/np-test-nginx-1[Deployment]");
+    assert_eq!(c["to"], "np-test-2/np-test-nginx-2[Deployment]");
     assert_eq!(
         c["policies"]["after"],
         serde_json::json!(["np-test-2/deny-all-ingress-using-authorizationpolicy (DENY)"])
+    );
+}
+
+#[test]
+fn a_deployment_from_manifests_is_the_same_workload_as_its_running_pods() {
+    let sim = Sim::start();
+    let manifests = walkthrough().join("istio-np-2.yaml");
+    let out = sim.npexec(&[
+        "--diff",
+        "-f",
+        manifests.to_str().unwrap(),
+        "--fail-on",
+        "any",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "no connectivity changes\n"
     );
 }

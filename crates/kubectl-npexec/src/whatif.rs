@@ -259,8 +259,10 @@ pub async fn run(cli: &Cli) -> Result<Exit, PluginError> {
             } else {
                 cli.namespaces.iter().cloned().collect()
             };
-            let (live, notes) =
+            let (mut live, notes) =
                 model::load_objects(&kube, &scope, &ClusterOptions::default()).await?;
+            // A Deployment in the manifests and its running pods are one workload.
+            whatif::name_pods_after_deployments(&mut live);
             for n in notes {
                 tracing::warn!("{n}");
             }

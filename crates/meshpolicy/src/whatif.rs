@@ -112,6 +112,36 @@ pub fn apply_objects(base: &Objects, changes: &Objects) -> Objects {
     out
 }
 
+/// Names running pods after their Deployment rather than its ReplicaSet
+/// where the ReplicaSet is one a Deployment made (named `DEPLOYMENT-HASH`,
+/// with the pods labelled `pod-template-hash: HASH`), so that a live pod and
+/// the same workload from a manifest (a Deployment) are one workload in a
+/// diff. netpol-analyzer itself names such pods after the ReplicaSet.
+pub fn name_pods_after_deployments(objects: &mut Objects) {
+    for p in objects.pods.iter_mut() {
+        let Some(hash) = p.labels.get("pod-template-hash") else {
+            continue;
+        };
+        let Some(o) = p.owner.as_mut() else {
+            continue;
+        };
+        if o.kind != "ReplicaSet" {
+            continue;
+        }
+        if let Some(deployment) = o
+            .name
+            .strip_suffix(hash.as_str())
+            .and_then(|n| n.strip_suffix('-'))
+            && !deployment.is_empty()
+        {
+            *o = Owner {
+                kind: "Deployment".into(),
+                name: deployment.to_string(),
+            };
+        }
+    }
+}
+
 /// The policy layer a change is seen at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Layer {
@@ -679,6 +709,34 @@ spec:
         );
         assert_eq!(c.kind, DiffKind::Changed);
         assert!(c.newly_denied && !c.newly_allowed);
+    }
+
+    #[test]
+    fn replica_set_pods_are_named_after_their_deployment() {
+        let mut o = Objects::default();
+        let mut p = Pod::new(
+            "shop",
+            "web-7d4f-abcde",
+            [("pod-template-hash".to_string(), "7d4f".to_string())].into(),
+        );
+        p.owner = Some(Owner {
+            kind: "ReplicaSet".into(),
+            name: "web-7d4f".into(),
+        });
+        let mut other = p.clone();
+        other.name = "x".into();
+        other.labels.clear();
+        o.pods = vec![p, other];
+        name_pods_after_deployments(&mut o);
+        assert_eq!(
+            connectivity::WorkloadRef::of(&o.pods[0]).to_string(),
+            "shop/web[Deployment]"
+        );
+        assert_eq!(
+            connectivity::WorkloadRef::of(&o.pods[1]).to_string(),
+            "shop/web-7d4f[ReplicaSet]",
+            "without the hash label it stays a ReplicaSet"
+        );
     }
 
     #[test]
