@@ -210,7 +210,34 @@ fn isolating(cluster: &Cluster, w: &WorkloadRef, dir: Direction) -> Vec<String> 
         .collect()
 }
 
-fn deciding(cluster: &Cluster, src: &Peer, dst: &Peer) -> Vec<String> {
+/// What decides a pair in one model: when `conns` allows something, the
+/// rules that admit its first port (`ns/name ingress rule 0`); otherwise the
+/// policies that isolate either end (`ns/name (ingress of W)`), none of whose
+/// rules admits the pair.
+fn deciding(cluster: &Cluster, src: &Peer, dst: &Peer, conns: &ConnectionSet) -> Vec<String> {
+    let wls = connectivity::workloads(cluster);
+    let endpoint = |p: &Peer| match p {
+        Peer::Workload(w) => wls
+            .get(w)
+            .map(|pod| crate::workload::Endpoint::pod(&pod.namespace, &pod.name)),
+        Peer::External { start, .. } => Some(crate::workload::Endpoint::External {
+            ip: std::net::IpAddr::V4(*start),
+        }),
+    };
+    let sample = connectivity::PROTOCOLS
+        .iter()
+        .find_map(|&p| conns.ports(p).ranges().first().map(|r| (p, r.0)));
+    if let (Some((proto, port)), Some(s), Some(d)) = (sample, endpoint(src), endpoint(dst))
+        && let Ok(v) = cluster.evaluate_network(&s, &d, port, proto)
+    {
+        return v
+            .egress
+            .allowed_by
+            .iter()
+            .chain(&v.ingress.allowed_by)
+            .map(|r| r.to_string())
+            .collect();
+    }
     let mut out = Vec::new();
     if let Peer::Workload(w) = src {
         out.extend(isolating(cluster, w, Direction::Egress));
@@ -249,8 +276,8 @@ fn change_of(before: &Cluster, after: &Cluster, d: ConnectionDiff) -> Change {
         after: d.after.to_string(),
         layer: Layer::NetworkPolicy,
         policies: PolicySides {
-            before: deciding(before, &d.src, &d.dst),
-            after: deciding(after, &d.src, &d.dst),
+            before: deciding(before, &d.src, &d.dst, &d.before),
+            after: deciding(after, &d.src, &d.dst, &d.after),
         },
         workloads_diff_info,
         identity: None,
@@ -600,11 +627,31 @@ spec:
         );
         assert_eq!(c.kind, DiffKind::Changed);
         assert!(c.newly_denied && c.newly_allowed);
+        // The rule that admits each side's connections.
+        assert_eq!(c.policies.before, ["shop/web-in ingress rule 0"]);
+        assert_eq!(c.policies.after, ["shop/web-in ingress rule 0"]);
+        assert!(FailOn::NewlyDenied.trips(c));
+        // A pair cut off names the policy isolating it.
+        let gone = parse_manifests(
+            r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-in, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+"#,
+        )
+        .unwrap();
+        let changes = network_changes(&cluster(&base), &cluster(&apply_objects(&base, &gone)));
+        let c = changes
+            .iter()
+            .find(|c| c.from == "shop/client[Pod]")
+            .unwrap();
+        assert_eq!(c.kind, DiffKind::Removed);
         assert_eq!(
             c.policies.after,
             ["shop/web-in (ingress of shop/web[Deployment])"]
         );
-        assert!(FailOn::NewlyDenied.trips(c));
     }
 
     #[test]
