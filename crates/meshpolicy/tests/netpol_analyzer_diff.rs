@@ -64,3 +64,59 @@ fn diff_matches_netpol_analyzer_on_all_five_pairs() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The diff is the change's mirror image when the change is undone (added
+/// and removed swap, before and after swap, ranges stay), and nothing
+/// changes between a topology and itself.
+#[test]
+fn undoing_a_change_mirrors_its_diff() {
+    use meshpolicy::connectivity::DiffKind;
+    let root = common_engine::fixture("netpol-analyzer-diff").join("cases");
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    let models: Vec<Cluster> = cases.iter().map(|c| load(c)).collect();
+    let mut compared = 0;
+    for (i, a) in models.iter().enumerate() {
+        assert!(diff(a, a).is_empty(), "{}", cases[i].display());
+        for b in &models[i + 1..] {
+            let fwd = diff(a, b);
+            let mut back: Vec<_> = diff(b, a)
+                .into_iter()
+                .map(|d| {
+                    let kind = match d.kind {
+                        DiffKind::Added => DiffKind::Removed,
+                        DiffKind::Removed => DiffKind::Added,
+                        DiffKind::Changed => DiffKind::Changed,
+                    };
+                    (
+                        kind,
+                        d.src.to_string(),
+                        d.dst.to_string(),
+                        d.after,
+                        d.before,
+                    )
+                })
+                .collect();
+            let mut fwd: Vec<_> = fwd
+                .into_iter()
+                .map(|d| {
+                    (
+                        d.kind,
+                        d.src.to_string(),
+                        d.dst.to_string(),
+                        d.before,
+                        d.after,
+                    )
+                })
+                .collect();
+            fwd.sort_by_key(|t| format!("{t:?}"));
+            back.sort_by_key(|t| format!("{t:?}"));
+            assert_eq!(fwd, back);
+            compared += 1;
+        }
+    }
+    assert!(compared >= 10);
+}
