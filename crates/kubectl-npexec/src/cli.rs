@@ -62,6 +62,13 @@ Examples:
   # Predict from the policies alone, without running anything in a pod
   kubectl npexec --matrix team-a team-b team-c --predict
 
+  # What-if, offline (CI): what a change to manifests opens or cuts; exit 1 if it cuts traffic
+  kubectl npexec --offline --before base/ --after pr/ --diff
+
+  # What-if against the live cluster: the effect of applying or deleting manifests
+  kubectl npexec --diff -f new-policy.yaml
+  kubectl npexec --predict -f new-policy.yaml --delete-f old-policy.yaml
+
   # Machine-readable
   kubectl npexec np-test-1 np-test-2 -o json
 
@@ -146,6 +153,28 @@ pub struct Cli {
     #[arg(long, conflicts_with = "explain")]
     pub predict: bool,
 
+    /// What-if: evaluate with these manifests applied over the model (files, directories, - for stdin; repeatable)
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    pub filenames: Vec<String>,
+    /// What-if: evaluate as if the objects in these manifests were deleted (repeatable)
+    #[arg(long = "delete-f", value_name = "PATH")]
+    pub delete_filenames: Vec<String>,
+    /// What-if: print only the connections that change (before -> after)
+    #[arg(long)]
+    pub diff: bool,
+    /// What-if without a cluster: the model comes from manifests only
+    #[arg(long)]
+    pub offline: bool,
+    /// With --offline: manifests of the state before the change
+    #[arg(long, value_name = "PATH", requires = "after")]
+    pub before: Option<String>,
+    /// With --offline: manifests of the state after the change
+    #[arg(long, value_name = "PATH", requires = "before")]
+    pub after: Option<String>,
+    /// With --diff: exit 1 when a change of this kind exists
+    #[arg(long, value_enum, default_value_t = FailOnArg::NewlyDenied, value_name = "CHANGE")]
+    pub fail_on: FailOnArg,
+
     #[command(flatten)]
     pub kube: KubeFlags,
     #[command(flatten)]
@@ -207,6 +236,17 @@ impl To {
             service: svc.map(str::to_string),
         })
     }
+}
+
+/// `--fail-on`: which what-if changes fail a CI gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOnArg {
+    /// A connection allowed before is denied after
+    NewlyDenied,
+    /// A connection denied before is allowed after
+    NewlyAllowed,
+    /// Any change
+    Any,
 }
 
 /// What to probe, once the command line is understood.

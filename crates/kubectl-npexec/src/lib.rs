@@ -9,7 +9,9 @@
 //! ([`verdict`]), and render the records ([`report`]). `--explain` then reads
 //! the policies ([`model`]) and the destination sidecars' logs ([`sidecar`])
 //! and names what decided ([`explain`]); `--predict` does the policy analysis
-//! instead of probing.
+//! instead of probing. `-f`, `--delete-f`, `--diff` and `--offline` ask what a
+//! policy change would do, against the live cluster or manifests alone
+//! ([`whatif`]).
 
 pub mod cli;
 pub mod explain;
@@ -19,6 +21,7 @@ pub mod probe;
 pub mod report;
 pub mod sidecar;
 pub mod verdict;
+pub mod whatif;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -37,6 +40,9 @@ use verdict::{Expectation, Verdict};
 
 /// Runs the plugin for a parsed command line.
 pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
+    if whatif::requested(&cli) {
+        return whatif::run(&cli).await;
+    }
     let mode = cli.validate()?;
     if cli.predict && cli.wait.is_some() {
         return Err(PluginError::usage(

@@ -19,6 +19,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::GroupVersionKind;
 use kubeplugin::resources::{is_running, sort_pods};
 use kubeplugin::{ApiOp, Kube, PluginError};
+use meshpolicy::workload::Objects;
 use meshpolicy::{AuthorizationPolicy, Cluster, ClusterOptions, Namespace, Pod};
 
 /// The engine's model plus what could not be read into it.
@@ -169,6 +170,44 @@ pub async fn load(
         .chain((!namespaces.contains(&root)).then_some(&root))
         .collect();
     Ok(build(names.into_iter().zip(read), options))
+}
+
+/// The same reads as [`load`], as plain objects (namespaces, running pods,
+/// policies) for what-if overlays, with notes on what was skipped.
+pub async fn load_objects(
+    kube: &Kube,
+    namespaces: &BTreeSet<String>,
+    options: &ClusterOptions,
+) -> Result<(Objects, Vec<String>), PluginError> {
+    let root = options.root_namespace.clone();
+    let reads = namespaces
+        .iter()
+        .map(|ns| read_namespace(kube, ns, true))
+        .chain((!namespaces.contains(&root)).then(|| read_namespace(kube, &root, false)));
+    let read: Vec<NamespaceObjects> = try_join_all(reads).await?;
+    let names = namespaces
+        .iter()
+        .chain((!namespaces.contains(&root)).then_some(&root));
+    let mut out = Objects::default();
+    let mut notes: Vec<String> = Vec::new();
+    for (name, mut objs) in names.zip(read) {
+        notes.append(&mut objs.notes);
+        if let Some(labels) = objs.labels.take() {
+            out.namespaces.push(Namespace::new(name, labels));
+        }
+        sort_pods(&mut objs.pods);
+        for p in objs.pods.iter().filter(|p| is_running(p)) {
+            match Pod::from_k8s(p) {
+                Ok(pod) => out.pods.push(pod),
+                Err(e) => notes.push(format!("pod skipped: {e}")),
+            }
+        }
+        out.network_policies.append(&mut objs.network_policies);
+        out.authorization_policies
+            .append(&mut objs.authorization_policies);
+    }
+    notes.dedup();
+    Ok((out, notes))
 }
 
 fn build<'a>(

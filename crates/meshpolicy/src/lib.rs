@@ -7,11 +7,13 @@
 //! the plugins, the simulated cluster and the tests all agree by construction.
 
 pub mod authz;
+pub mod connectivity;
 pub mod envoy;
 pub mod istio;
 pub mod netpol;
 pub mod peerauth;
 pub mod selector;
+pub mod whatif;
 pub mod workload;
 
 pub use authz::builder::{

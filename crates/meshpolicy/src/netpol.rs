@@ -254,6 +254,49 @@ impl CompiledNetworkPolicy {
         d
     }
 
+    /// The IPv4 ranges (inclusive, as numbers) that the ipBlocks of this
+    /// policy's rules in `dir` cover: each `cidr` minus its `except`s, split
+    /// into contiguous ranges. Used to cut the space outside the cluster as
+    /// netpol-analyzer does (the `connectivity` module).
+    pub fn ipv4_block_ranges(&self, dir: Direction) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        for rule in self.rules(dir).unwrap_or_default() {
+            for peer in &rule.peers {
+                let Peer::IpBlock {
+                    cidr: IpNet::V4(net),
+                    except,
+                } = peer
+                else {
+                    continue;
+                };
+                let mut parts = vec![(u32::from(net.network()), u32::from(net.broadcast()))];
+                for e in except {
+                    let IpNet::V4(e) = e else { continue };
+                    let (elo, ehi) = (u32::from(e.network()), u32::from(e.broadcast()));
+                    parts = parts
+                        .into_iter()
+                        .flat_map(|(lo, hi)| {
+                            let mut keep = Vec::new();
+                            if ehi < lo || elo > hi {
+                                keep.push((lo, hi));
+                            } else {
+                                if elo > lo {
+                                    keep.push((lo, elo - 1));
+                                }
+                                if ehi < hi {
+                                    keep.push((ehi + 1, hi));
+                                }
+                            }
+                            keep
+                        })
+                        .collect();
+                }
+                out.extend(parts);
+            }
+        }
+        out
+    }
+
     fn rules(&self, dir: Direction) -> Option<&[Rule]> {
         match dir {
             Direction::Ingress => self.ingress.as_deref(),
@@ -495,6 +538,39 @@ fn parse_cidr(s: &str) -> Option<IpNet> {
 }
 
 impl Rule {
+    /// The port ranges this rule allows towards `dst`, as `(protocol, first,
+    /// last)`; no ports means every port of every protocol. Named ports
+    /// resolve on the destination pod; unresolved ones allow nothing.
+    fn port_ranges(&self, dst: Resolved<'_>, out: &mut Vec<(Protocol, u16, u16)>) {
+        if self.ports.is_empty() {
+            for p in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
+                out.push((p, 1, u16::MAX));
+            }
+            return;
+        }
+        for p in &self.ports {
+            match &p.port {
+                PortSel::Any => out.push((p.protocol, 1, u16::MAX)),
+                PortSel::Range(a, b) => out.push((p.protocol, *a, *b)),
+                PortSel::Named(n) => {
+                    if let Resolved::Pod(pod) = dst
+                        && let Some(port) = pod.named_port(n, p.protocol)
+                    {
+                        out.push((p.protocol, port, port));
+                    }
+                }
+            }
+        }
+    }
+
+    fn admits_peer(&self, cluster: &Cluster, policy_ns: &str, peer: Resolved<'_>) -> bool {
+        self.peers.is_empty()
+            || self
+                .peers
+                .iter()
+                .any(|p| peer_matches(cluster, policy_ns, p, peer))
+    }
+
     fn admits(
         &self,
         cluster: &Cluster,
@@ -570,6 +646,16 @@ pub struct SideVerdict {
     pub allowed_by: Vec<RuleRef>,
     /// One-line explanation of this side.
     pub reason: String,
+}
+
+/// The ports one side of a connection allows (see [`Cluster::network_port_ranges`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SidePorts {
+    pub direction: Direction,
+    /// `(protocol, first, last)` ranges the rules of the policies selecting
+    /// that side's pod allow (possibly overlapping); `None` when no policy
+    /// isolates that side (everything allowed).
+    pub allowed: Option<Vec<(Protocol, u16, u16)>>,
 }
 
 /// The NetworkPolicy verdict for one connection.
@@ -702,6 +788,56 @@ impl Cluster {
             allowed,
             allowed_by,
             reason,
+        }
+    }
+
+    /// Every port NetworkPolicy allows from `src` to `dst`, per side: the
+    /// egress side of the source, then the ingress side of the destination.
+    /// A connection is allowed on the ports both sides allow
+    /// (the `connectivity` module combines them). Errors only when an endpoint
+    /// names a pod the model does not hold.
+    pub fn network_port_ranges(
+        &self,
+        src: &Endpoint,
+        dst: &Endpoint,
+    ) -> Result<[SidePorts; 2], NetpolError> {
+        let s = self.resolve(src)?;
+        let d = self.resolve(dst)?;
+        Ok([
+            self.side_ports(Direction::Egress, s, d, d),
+            self.side_ports(Direction::Ingress, d, s, d),
+        ])
+    }
+
+    fn side_ports(
+        &self,
+        direction: Direction,
+        owner: Resolved<'_>,
+        peer: Resolved<'_>,
+        dst: Resolved<'_>,
+    ) -> SidePorts {
+        let Resolved::Pod(pod) = owner else {
+            return SidePorts {
+                direction,
+                allowed: None,
+            };
+        };
+        let mut isolated = false;
+        let mut out = Vec::new();
+        for p in self.network_policies_selecting(pod) {
+            let Some(rules) = p.rules(direction) else {
+                continue;
+            };
+            isolated = true;
+            for r in rules {
+                if r.admits_peer(self, &p.namespace, peer) {
+                    r.port_ranges(dst, &mut out);
+                }
+            }
+        }
+        SidePorts {
+            direction,
+            allowed: isolated.then_some(out),
         }
     }
 

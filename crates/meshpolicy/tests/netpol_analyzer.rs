@@ -1,114 +1,43 @@
 //! The NetworkPolicy engine against np-guard/netpol-analyzer's expected
-//! connectivity, an independent implementation: every case folder under
-//! `tests/fixtures/netpol-analyzer/` is loaded from its own files, and for
-//! every ordered pair of workloads, every port the destination declares plus
-//! one it does not, the engine must agree with `expected_connlist.txt`
-//! (listed => allowed on that port, absent => denied). External peers
-//! (`A-B[External]`) are checked with sample addresses in and out of range.
+//! connectivity, an independent implementation. Every case folder under
+//! `tests/fixtures/netpol-analyzer/` is loaded from its own files and checked
+//! two ways:
+//!
+//! - strictly, verdict by verdict: for every ordered pair of pods of distinct
+//!   workloads (named as netpol-analyzer names them), and every pod with every
+//!   sample address outside the cluster (both ends of every range any line
+//!   lists, plus 0.0.0.0 and 255.255.255.255), on every port named in the
+//!   expected file, in any policy or by any container (plus 1, 9999 and
+//!   65535), on TCP, UDP and SCTP, `evaluate_network` must say allowed exactly
+//!   when the line for that pair (the external range looked up for that
+//!   workload and direction) allows the port; and every expected line must be
+//!   hit on a port it allows;
+//! - whole: `connectivity::connlist` must print the expected file's lines,
+//!   in its order (lines naming netpol-analyzer's `{ingress-controller}`
+//!   pseudo-peer, which comes from Routes we do not model, are set aside).
+//!
+//! A mutated expected line must make the strict comparison fail.
 
 mod common_engine;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
 
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use meshpolicy::connectivity::{ConnectionSet, Peer, WorkloadRef, connlist};
+use meshpolicy::workload::Objects;
 use meshpolicy::{Cluster, ClusterOptions, Endpoint, Pod, Protocol, parse_manifests};
 
-/// Allowed connections of one line.
-#[derive(Debug, Clone, Default)]
-struct ConnSet {
-    all: bool,
-    ranges: Vec<(Protocol, u16, u16)>,
+const PROTOCOLS: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+
+struct Case {
+    cluster: Cluster,
+    objects: Objects,
 }
 
-impl ConnSet {
-    fn parse(s: &str) -> Self {
-        let s = s.trim();
-        if s == "All Connections" {
-            return Self {
-                all: true,
-                ranges: Vec::new(),
-            };
-        }
-        let mut ranges = Vec::new();
-        let mut proto: Option<Protocol> = None;
-        for tok in s.split([',', ';']) {
-            let mut tok = tok.trim();
-            if let Some((head, rest)) = tok.split_once(' ')
-                && let Ok(p) = head.parse::<Protocol>()
-            {
-                proto = Some(p);
-                tok = rest.trim();
-            }
-            let p = proto.unwrap_or_else(|| panic!("no protocol before {tok:?} in {s:?}"));
-            let (a, b) = match tok.split_once('-') {
-                Some((a, b)) => (a.parse().unwrap(), b.parse().unwrap()),
-                None => {
-                    let n: u16 = tok
-                        .parse()
-                        .unwrap_or_else(|_| panic!("port {tok:?} in {s:?}"));
-                    (n, n)
-                }
-            };
-            ranges.push((p, a, b));
-        }
-        Self { all: false, ranges }
-    }
-
-    fn allows(&self, proto: Protocol, port: u16) -> bool {
-        self.all
-            || self
-                .ranges
-                .iter()
-                .any(|&(p, a, b)| p == proto && (a..=b).contains(&port))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Peer {
-    Workload(String),
-    External(Ipv4Addr, Ipv4Addr),
-    Other(String),
-}
-
-fn parse_peer(s: &str) -> Peer {
-    let s = s.trim();
-    if let Some(range) = s.strip_suffix("[External]") {
-        let (a, b) = range.split_once('-').expect("external range");
-        return Peer::External(a.parse().unwrap(), b.parse().unwrap());
-    }
-    if s.starts_with('{') {
-        return Peer::Other(s.to_string());
-    }
-    Peer::Workload(s.to_string())
-}
-
-fn workload_id(p: &Pod) -> String {
-    match &p.owner {
-        Some(o) => format!("{}/{}[{}]", p.namespace, o.name, o.kind),
-        None => format!("{}/{}[Pod]", p.namespace, p.name),
-    }
-}
-
-const EXTERNAL_SAMPLES: [Ipv4Addr; 3] = [
-    Ipv4Addr::new(8, 8, 8, 8),
-    Ipv4Addr::new(192, 0, 2, 10),
-    Ipv4Addr::new(10, 200, 3, 4),
-];
-const EXTERNAL_PORTS: [(Protocol, u16); 4] = [
-    (Protocol::Tcp, 80),
-    (Protocol::Tcp, 443),
-    (Protocol::Udp, 53),
-    (Protocol::Tcp, 8080),
-];
-
-struct CaseResult {
-    checks: usize,
-    mismatches: Vec<String>,
-    unused_lines: Vec<String>,
-}
-
-fn run_case(dir: &std::path::Path) -> CaseResult {
-    let mut objects = meshpolicy::workload::Objects::default();
+fn load(dir: &Path) -> Case {
+    let mut objects = Objects::default();
     for f in common_engine::files_with_ext(dir, &["yaml", "yml", "json"]) {
         let fname = f.file_name().unwrap().to_string_lossy().to_string();
         if fname.contains("connlist") {
@@ -116,143 +45,218 @@ fn run_case(dir: &std::path::Path) -> CaseResult {
         }
         let o = parse_manifests(&common_engine::read(&f))
             .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        objects.namespaces.extend(o.namespaces);
-        objects.pods.extend(o.pods);
-        objects.template_pods.extend(o.template_pods);
-        objects.network_policies.extend(o.network_policies);
-        objects
-            .authorization_policies
-            .extend(o.authorization_policies);
+        meshpolicy::whatif::merge_objects(&mut objects, o);
     }
-    let cluster = Cluster::from_objects(objects, ClusterOptions::default())
+    let cluster = Cluster::from_objects(objects.clone(), ClusterOptions::default())
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-
-    let expected_text = common_engine::read(&dir.join("expected_connlist.txt"));
-    let mut expected: BTreeMap<(Peer, Peer), ConnSet> = BTreeMap::new();
-    for line in expected_text.lines().filter(|l| !l.trim().is_empty()) {
-        let (pair, conn) = line.split_once(" : ").expect("`SRC => DST : CONN`");
-        let (src, dst) = pair.split_once(" => ").expect("`SRC => DST`");
-        expected.insert((parse_peer(src), parse_peer(dst)), ConnSet::parse(conn));
-    }
-
-    let mut workloads: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
-    for p in cluster.pods() {
-        workloads.entry(workload_id(p)).or_default().push(p);
-    }
-    assert!(!workloads.is_empty(), "{}: no workloads", dir.display());
-
-    let mut used: BTreeSet<(Peer, Peer)> = BTreeSet::new();
-    let mut checks = 0;
-    let mut mismatches = Vec::new();
-    let mut check = |src: &Endpoint,
-                     dst: &Endpoint,
-                     key: &(Peer, Peer),
-                     proto: Protocol,
-                     port: u16,
-                     expected: &BTreeMap<(Peer, Peer), ConnSet>,
-                     used: &mut BTreeSet<(Peer, Peer)>| {
-        let want = expected.get(key).is_some_and(|c| c.allows(proto, port));
-        if expected.contains_key(key) {
-            used.insert(key.clone());
-        }
-        let v = cluster
-            .evaluate_network(src, dst, port, proto)
-            .expect("endpoints exist");
-        checks += 1;
-        if v.allowed != want {
-            mismatches.push(format!(
-                "{:?} => {:?} {proto} {port}: expected {}, engine says {} ({})",
-                key.0,
-                key.1,
-                if want { "allowed" } else { "denied" },
-                if v.allowed { "allowed" } else { "denied" },
-                v.explanation
-            ));
-        }
-    };
-
-    let ids: Vec<&String> = workloads.keys().collect();
-    for s in &ids {
-        for d in &ids {
-            if s == d {
-                continue;
-            }
-            let dst_pods = &workloads[*d];
-            let mut ports: BTreeSet<(Protocol, u16)> = dst_pods
-                .iter()
-                .flat_map(|p| p.ports.iter().map(|cp| (cp.protocol, cp.port)))
-                .collect();
-            let undeclared = [9999u16, 12345, 31337]
-                .into_iter()
-                .find(|n| !ports.contains(&(Protocol::Tcp, *n)))
-                .expect("some undeclared port");
-            ports.insert((Protocol::Tcp, undeclared));
-            let key = (Peer::Workload((*s).clone()), Peer::Workload((*d).clone()));
-            for sp in &workloads[*s] {
-                for dp in dst_pods {
-                    let se = Endpoint::pod(&sp.namespace, &sp.name);
-                    let de = Endpoint::pod(&dp.namespace, &dp.name);
-                    for &(proto, port) in &ports {
-                        check(&se, &de, &key, proto, port, &expected, &mut used);
-                    }
-                }
-            }
-        }
-    }
-
-    // External peers: sample addresses, each checked against every external line's range.
-    let external_ranges: BTreeSet<(Ipv4Addr, Ipv4Addr)> = expected
-        .keys()
-        .flat_map(|(a, b)| [a, b])
-        .filter_map(|p| match p {
-            Peer::External(a, b) => Some((*a, *b)),
-            _ => None,
-        })
-        .collect();
-    let key_for_ip = |ip: Ipv4Addr, wl: &str, outbound: bool| {
-        let range = external_ranges
-            .iter()
-            .find(|(a, b)| (*a..=*b).contains(&ip))
-            .copied()
-            .unwrap_or((ip, ip));
-        let ext = Peer::External(range.0, range.1);
-        let w = Peer::Workload(wl.to_string());
-        if outbound { (w, ext) } else { (ext, w) }
-    };
-    for (wl, pods) in &workloads {
-        for pod in pods {
-            let pe = Endpoint::pod(&pod.namespace, &pod.name);
-            let mut inbound_ports: BTreeSet<(Protocol, u16)> =
-                pod.ports.iter().map(|cp| (cp.protocol, cp.port)).collect();
-            inbound_ports.insert((Protocol::Tcp, 9999));
-            for ip in EXTERNAL_SAMPLES {
-                let ee = Endpoint::External { ip: IpAddr::V4(ip) };
-                let k_in = key_for_ip(ip, wl, false);
-                for &(proto, port) in &inbound_ports {
-                    check(&ee, &pe, &k_in, proto, port, &expected, &mut used);
-                }
-                let k_out = key_for_ip(ip, wl, true);
-                for (proto, port) in EXTERNAL_PORTS {
-                    check(&pe, &ee, &k_out, proto, port, &expected, &mut used);
-                }
-            }
-        }
-    }
-
-    let unused_lines = expected
-        .keys()
-        .filter(|k| !used.contains(*k))
-        .map(|k| format!("{k:?}"))
-        .collect();
-    CaseResult {
-        checks,
-        mismatches,
-        unused_lines,
-    }
+    Case { cluster, objects }
 }
 
-#[test]
-fn engine_agrees_with_netpol_analyzer_on_every_case() {
+/// Expected lines by (source, destination); lines whose peers are not ours
+/// (`{ingress-controller}`) are returned apart.
+type Expected = BTreeMap<(Peer, Peer), (usize, ConnectionSet)>;
+
+fn parse_expected(text: &str) -> (Expected, Vec<String>) {
+    let mut out = Expected::new();
+    let mut other = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (pair, conn) = line.split_once(" : ").expect("`SRC => DST : CONN`");
+        let (src, dst) = pair.split_once(" => ").expect("`SRC => DST`");
+        match (src.parse::<Peer>(), dst.parse::<Peer>()) {
+            (Ok(s), Ok(d)) => {
+                let c: ConnectionSet = conn.parse().unwrap_or_else(|e| panic!("line {i}: {e}"));
+                out.insert((s, d), (i, c));
+            }
+            _ => other.push(line.to_string()),
+        }
+    }
+    (out, other)
+}
+
+/// Every port worth probing: named in the expected file (both ends of each
+/// range), in any policy (numbers, endPorts, named ports resolved on every
+/// container), declared by any container, plus 1, 9999 and 65535.
+fn ports_to_probe(case: &Case, expected: &Expected) -> BTreeSet<u16> {
+    let mut ports: BTreeSet<u16> = BTreeSet::from([1, 9999, 65535]);
+    for (_, c) in expected.values() {
+        for p in PROTOCOLS {
+            for &(a, b) in c.ports(p).ranges() {
+                ports.insert(a);
+                ports.insert(b);
+            }
+        }
+    }
+    let pods = case.cluster.pods();
+    for p in pods {
+        ports.extend(p.ports.iter().map(|cp| cp.port));
+    }
+    for np in &case.objects.network_policies {
+        let spec = np.spec.as_ref().expect("spec");
+        let rule_ports = spec
+            .ingress
+            .iter()
+            .flatten()
+            .flat_map(|r| r.ports.iter().flatten())
+            .chain(
+                spec.egress
+                    .iter()
+                    .flatten()
+                    .flat_map(|r| r.ports.iter().flatten()),
+            );
+        for rp in rule_ports {
+            match &rp.port {
+                Some(IntOrString::Int(n)) => {
+                    ports.insert(u16::try_from(*n).unwrap());
+                }
+                Some(IntOrString::String(name)) => {
+                    for p in pods {
+                        for cp in &p.ports {
+                            if cp.name.as_deref() == Some(name.as_str()) {
+                                ports.insert(cp.port);
+                            }
+                        }
+                    }
+                    if let Ok(n) = name.parse::<u16>() {
+                        ports.insert(n);
+                    }
+                }
+                None => {}
+            }
+            if let Some(e) = rp.end_port {
+                ports.insert(u16::try_from(e).unwrap());
+            }
+        }
+    }
+    ports
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    checks: usize,
+    mismatches: Vec<String>,
+    /// Expected lines never hit on a port they allow.
+    unhit: Vec<String>,
+    /// Lines whose peers we do not model.
+    other: Vec<String>,
+}
+
+fn strict_compare(case: &Case, expected_text: &str) -> Outcome {
+    let (expected, other) = parse_expected(expected_text);
+    let ports = ports_to_probe(case, &expected);
+    let cluster = &case.cluster;
+
+    let mut workloads: BTreeMap<WorkloadRef, Vec<&Pod>> = BTreeMap::new();
+    for p in cluster.pods() {
+        workloads.entry(WorkloadRef::of(p)).or_default().push(p);
+    }
+    assert!(!workloads.is_empty(), "no workloads");
+
+    let mut out = Outcome {
+        other,
+        ..Outcome::default()
+    };
+    let mut hit: BTreeSet<(Peer, Peer)> = BTreeSet::new();
+    let mut check = |se: &Endpoint, de: &Endpoint, key: Option<(Peer, Peer)>, what: &str| {
+        let line = key.as_ref().and_then(|k| expected.get(k));
+        for proto in PROTOCOLS {
+            for &port in &ports {
+                let want = line.is_some_and(|(_, c)| c.contains(proto, port));
+                let v = cluster
+                    .evaluate_network(se, de, port, proto)
+                    .expect("endpoints exist");
+                out.checks += 1;
+                if v.allowed != want {
+                    out.mismatches.push(format!(
+                        "{what} {proto} {port}: expected {}, engine says {} ({})",
+                        if want { "allowed" } else { "denied" },
+                        if v.allowed { "allowed" } else { "denied" },
+                        v.explanation
+                    ));
+                } else if want {
+                    hit.insert(key.clone().unwrap());
+                }
+            }
+        }
+    };
+
+    for (sw, spods) in &workloads {
+        for (dw, dpods) in &workloads {
+            if sw == dw {
+                continue;
+            }
+            let key = (Peer::Workload(sw.clone()), Peer::Workload(dw.clone()));
+            for sp in spods {
+                for dp in dpods {
+                    let what = format!("{sw} ({}) => {dw} ({})", sp.name, dp.name);
+                    check(
+                        &Endpoint::pod(&sp.namespace, &sp.name),
+                        &Endpoint::pod(&dp.namespace, &dp.name),
+                        Some(key.clone()),
+                        &what,
+                    );
+                }
+            }
+        }
+    }
+
+    // External samples: both ends of every listed range, and the two ends of the space.
+    let mut samples: BTreeSet<Ipv4Addr> =
+        BTreeSet::from([Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST]);
+    for (s, d) in expected.keys() {
+        for p in [s, d] {
+            if let Peer::External { start, end } = p {
+                samples.insert(*start);
+                samples.insert(*end);
+            }
+        }
+    }
+    // The range listed for this workload and direction that holds `ip`, if any.
+    let lookup = |w: &WorkloadRef, ip: Ipv4Addr, inbound: bool| {
+        expected.keys().find_map(|(s, d)| {
+            let (ext, wl) = if inbound { (s, d) } else { (d, s) };
+            match (ext, wl) {
+                (Peer::External { start, end }, Peer::Workload(x))
+                    if x == w && (*start..=*end).contains(&ip) =>
+                {
+                    Some((s.clone(), d.clone()))
+                }
+                _ => None,
+            }
+        })
+    };
+    for (w, pods) in &workloads {
+        for pod in pods {
+            let pe = Endpoint::pod(&pod.namespace, &pod.name);
+            for &ip in &samples {
+                let ee = Endpoint::External { ip: IpAddr::V4(ip) };
+                check(
+                    &ee,
+                    &pe,
+                    lookup(w, ip, true),
+                    &format!("{ip} => {w} ({})", pod.name),
+                );
+                check(
+                    &pe,
+                    &ee,
+                    lookup(w, ip, false),
+                    &format!("{w} ({}) => {ip}", pod.name),
+                );
+            }
+        }
+    }
+
+    out.unhit = expected
+        .iter()
+        .filter(|(k, _)| !hit.contains(*k))
+        .map(|(k, (i, c))| format!("line {}: {} => {} : {c}", i + 1, k.0, k.1))
+        .collect();
+    out
+}
+
+fn cases() -> Vec<PathBuf> {
     let root = common_engine::fixture("netpol-analyzer");
     let mut cases: Vec<_> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
@@ -261,32 +265,42 @@ fn engine_agrees_with_netpol_analyzer_on_every_case() {
         .collect();
     cases.sort();
     assert!(
-        !cases.is_empty(),
-        "no netpol-analyzer cases under {}",
+        cases.len() >= 5,
+        "netpol-analyzer cases under {}",
         root.display()
     );
+    cases
+}
+
+#[test]
+fn engine_agrees_with_netpol_analyzer_verdict_by_verdict() {
     let mut failures = Vec::new();
-    for case in &cases {
-        let r = run_case(case);
-        let name = case.file_name().unwrap().to_string_lossy().to_string();
+    for dir in cases() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let case = load(&dir);
+        let r = strict_compare(
+            &case,
+            &common_engine::read(&dir.join("expected_connlist.txt")),
+        );
         eprintln!(
-            "{name}: {} verdicts checked, {} disagree, {} expected lines not exercised",
+            "{name}: {} verdicts checked, {} disagree, {} lines never hit, {} lines name peers we do not model",
             r.checks,
             r.mismatches.len(),
-            r.unused_lines.len()
+            r.unhit.len(),
+            r.other.len()
         );
-        for m in &r.mismatches {
-            failures.push(format!("{name}: {m}"));
-        }
-        for u in &r.unused_lines {
-            // Lines naming peers the model has no workload for (e.g. netpol-analyzer's
-            // `{ingress-controller}` pseudo-peer) cannot be exercised; anything else
-            // means the test lost track of a workload.
-            if !u.contains("Other(") {
-                failures.push(format!("{name}: expected line never exercised: {u}"));
-            } else {
-                eprintln!("{name}: not a modelled peer, skipped: {u}");
-            }
+        assert!(r.checks > 0);
+        failures.extend(r.mismatches.iter().map(|m| format!("{name}: {m}")));
+        failures.extend(
+            r.unhit
+                .iter()
+                .map(|u| format!("{name}: expected line never hit on a port it allows: {u}")),
+        );
+        for o in &r.other {
+            assert!(
+                o.starts_with("{ingress-controller} => "),
+                "{name}: unparsed line {o}"
+            );
         }
     }
     assert!(
@@ -295,4 +309,74 @@ fn engine_agrees_with_netpol_analyzer_on_every_case() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn connlist_prints_netpol_analyzers_lines() {
+    for dir in cases() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let case = load(&dir);
+        let want: Vec<String> = common_engine::read(&dir.join("expected_connlist.txt"))
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("{ingress-controller}"))
+            .map(str::to_string)
+            .collect();
+        let got: Vec<String> = connlist(&case.cluster)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+/// Each mutation of one expected line (a port moved, a protocol changed, a
+/// connection dropped, an external range cut) must be caught.
+#[test]
+fn strict_comparison_fails_on_a_mutated_line() {
+    let mut caught = 0;
+    for dir in cases() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let case = load(&dir);
+        let text = common_engine::read(&dir.join("expected_connlist.txt"));
+        let lines: Vec<&str> = text.lines().collect();
+        let mutations: Vec<(usize, String)> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.starts_with('{'))
+            .flat_map(|(i, l)| {
+                let mut m = Vec::new();
+                if l.contains(" : TCP ") {
+                    m.push((i, l.replacen(" : TCP ", " : UDP ", 1)));
+                }
+                if let Some((head, conn)) = l.rsplit_once(" : ")
+                    && let Ok(c) = conn.parse::<ConnectionSet>()
+                    && !c.is_all()
+                {
+                    m.push((i, format!("{head} : All Connections")));
+                }
+                if l.contains("0.0.0.0-255.255.255.255[External]") {
+                    m.push((
+                        i,
+                        l.replace("0.0.0.0-255.255.255.255", "0.0.0.0-127.255.255.255"),
+                    ));
+                }
+                m.push((i, String::new())); // the line dropped
+                m
+            })
+            .take(4)
+            .collect();
+        assert!(!mutations.is_empty(), "{name}: nothing to mutate");
+        for (i, mutated) in mutations {
+            let mut ls: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            ls[i] = mutated.clone();
+            let r = strict_compare(&case, &ls.join("\n"));
+            assert!(
+                !r.mismatches.is_empty() || !r.unhit.is_empty(),
+                "{name}: line {} mutated to {mutated:?} went unnoticed",
+                i + 1
+            );
+            caught += 1;
+        }
+    }
+    assert!(caught >= 10);
 }
