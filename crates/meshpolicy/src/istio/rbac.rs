@@ -19,7 +19,7 @@
 //! [`hcm_path_normalization`] publishes the HTTP connection manager settings
 //! Istio gives a sidecar by default (its `pathNormalization: BASE`), which is
 //! what decides the path RBAC sees; the engine applies the same
-//! normalization ([`crate::authz::normalize_path`]).
+//! normalization ([`crate::authz::rbac_path`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -28,7 +28,10 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::authz::{Action, AuthorizationPolicy, Condition, Operation, Rule, Source};
+use crate::authz::{
+    Action, AuthorizationPolicy, Condition, Operation, PathNormalization, Rule, Source,
+    TrustDomainBundle,
+};
 
 /// HTTP RBAC filter name.
 pub const HTTP_RBAC: &str = "envoy.filters.http.rbac";
@@ -62,7 +65,7 @@ pub const BAD_CUSTOM_SUFFIX: &str = "-deny-due-to-bad-CUSTOM-action";
 pub const JWT_FILTER: &str = "envoy.filters.http.jwt_authn";
 /// Filter-state key Istio's waypoints read the peer principal from.
 pub const PEER_PRINCIPAL_FILTER_STATE: &str = "io.istio.peer_principal";
-const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+use crate::workload::DEFAULT_TRUST_DOMAIN;
 
 /// Mesh-wide settings the translation depends on (Istio's MeshConfig and
 /// service registry, and istiod's feature flags).
@@ -95,14 +98,6 @@ impl Default for TranslateOptions {
             multiple_custom_providers: false,
             use_filter_state: false,
         }
-    }
-}
-
-impl TranslateOptions {
-    fn trust_domains(&self) -> Vec<String> {
-        let mut v = vec![self.trust_domain.clone()];
-        v.extend(self.trust_domain_aliases.iter().cloned());
-        v
     }
 }
 
@@ -881,94 +876,29 @@ fn operation_rules(o: &Operation) -> Vec<KeyedRule> {
     .collect()
 }
 
-/// Trust-domain aliases (Istio's `trustdomain.Bundle`).
-struct Bundle {
-    domains: Vec<String>,
-}
-
-fn td_prefix_match(a: &str, pattern: &str) -> bool {
-    pattern.strip_suffix('*').is_some_and(|p| a.starts_with(p))
-}
-fn td_suffix_match(a: &str, pattern: &str) -> bool {
-    pattern.strip_prefix('*').is_some_and(|p| a.ends_with(p))
-}
-
-impl Bundle {
-    fn replace_aliases(&self, principals: &[String]) -> Vec<String> {
-        let mut out = Vec::new();
-        for p in principals {
-            let parts: Vec<&str> = p.split('/').collect();
-            if parts.len() != 5 || parts[0] == "*" {
-                out.push(p.clone());
-                continue;
+fn migrate(bundle: &TrustDomainBundle, r: &mut KeyedRule) {
+    match r.kind {
+        Kind::SrcPrincipal => {
+            if !r.values.is_empty() {
+                r.values = bundle.replace_aliases(&r.values);
             }
-            let td = parts[0];
-            let listed = self.domains.iter().any(|s| {
-                td == s
-                    || s == "*"
-                    || td_prefix_match(td, s)
-                    || td_prefix_match(s, td)
-                    || td_suffix_match(td, s)
-                    || td_suffix_match(s, td)
-            });
-            if listed || td == DEFAULT_TRUST_DOMAIN {
-                let mut these: Vec<String> = Vec::new();
-                for d in &self.domains {
-                    let np = if td_suffix_match(d, td) {
-                        p.clone()
-                    } else {
-                        format!("{d}/{}", parts[1..].join("/"))
-                    };
-                    if !these.contains(&np) {
-                        these.push(np);
-                    }
-                }
-                out.extend(these);
-            } else {
-                out.push(p.clone());
+            if !r.not_values.is_empty() {
+                r.not_values = bundle.replace_aliases(&r.not_values);
             }
         }
-        out
-    }
-
-    fn expand_aliases(&self, values: &[String]) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for v in values {
-            if self.domains.contains(v) {
-                out.extend(self.domains.iter().cloned());
-            } else {
-                out.push(v.clone());
+        Kind::SrcTrustDomain => {
+            if !r.values.is_empty() {
+                r.values = bundle.expand_aliases(&r.values);
+            }
+            if !r.not_values.is_empty() {
+                r.not_values = bundle.expand_aliases(&r.not_values);
             }
         }
-        let mut seen = BTreeSet::new();
-        out.retain(|v| seen.insert(v.clone()));
-        out
-    }
-
-    fn migrate(&self, r: &mut KeyedRule) {
-        match r.kind {
-            Kind::SrcPrincipal => {
-                if !r.values.is_empty() {
-                    r.values = self.replace_aliases(&r.values);
-                }
-                if !r.not_values.is_empty() {
-                    r.not_values = self.replace_aliases(&r.not_values);
-                }
-            }
-            Kind::SrcTrustDomain => {
-                if !r.values.is_empty() {
-                    r.values = self.expand_aliases(&r.values);
-                }
-                if !r.not_values.is_empty() {
-                    r.not_values = self.expand_aliases(&r.not_values);
-                }
-            }
-            _ => {}
-        }
+        _ => {}
     }
 }
 
-fn new_model(rule: &Rule, bundle: &Bundle) -> Result<Model, String> {
+fn new_model(rule: &Rule, bundle: &TrustDomainBundle) -> Result<Model, String> {
     let mut base_perm = Vec::new();
     let mut base_princ = Vec::new();
     for c in &rule.when {
@@ -992,14 +922,14 @@ fn new_model(rule: &Rule, bundle: &Bundle) -> Result<Model, String> {
     let n_from = rule.from.len().max(1);
     for _ in 0..n_from {
         for r in &mut base_princ {
-            bundle.migrate(r);
+            migrate(bundle, r);
         }
     }
     let mut principals = Vec::new();
     for f in &rule.from {
         let mut rules = f.source.as_ref().map(source_rules).unwrap_or_default();
         for r in &mut rules {
-            bundle.migrate(r);
+            migrate(bundle, r);
         }
         rules.extend(base_princ.iter().cloned());
         principals.push(rules);
@@ -1355,9 +1285,7 @@ pub fn rule_policy(
     tcp: bool,
     opts: &TranslateOptions,
 ) -> Result<Policy, String> {
-    let bundle = Bundle {
-        domains: opts.trust_domains(),
-    };
+    let bundle = TrustDomainBundle::new(&opts.trust_domain, &opts.trust_domain_aliases);
     let m = new_model(rule, &bundle)?;
     let ctx = GenCtx {
         tcp,
@@ -2076,4 +2004,26 @@ pub fn network_filters<'a>(
     opts: &TranslateOptions,
 ) -> Vec<Value> {
     translate_network(policies, opts).filters
+}
+
+/// The path settings istiod puts on a sidecar's HTTP connection manager by
+/// default (`meshConfig.pathNormalization` unset), as HCM protojson fields to
+/// merge into `envoy.filters.network.http_connection_manager`'s typed config.
+/// The engine predicts RBAC decisions on paths normalized this way.
+pub fn hcm_path_normalization() -> Value {
+    hcm_path_settings(&PathNormalization::ISTIO_DEFAULT)
+}
+
+/// HCM protojson fields for any [`PathNormalization`] (`mergeSlashes` only when true).
+pub fn hcm_path_settings(n: &PathNormalization) -> Value {
+    let mut m = Map::new();
+    m.insert("normalizePath".into(), json!(n.normalize_path));
+    if n.merge_slashes {
+        m.insert("mergeSlashes".into(), json!(true));
+    }
+    m.insert(
+        "pathWithEscapedSlashesAction".into(),
+        json!(n.escaped_slashes.as_str()),
+    );
+    Value::Object(m)
 }
