@@ -1778,20 +1778,36 @@ fn dot_kind(seg: &[u8]) -> Option<(usize, bool, &[u8])> {
 /// escapes kept as written; `" < > ^ ` { | }` are escaped; empty segments
 /// stay (that is `merge_slashes`).
 fn canonicalize(path: &str) -> Result<String, String> {
-    let bytes = path.replace('\\', "/").into_bytes();
-    if bytes.first() != Some(&b'/') {
+    let bytes = path.as_bytes();
+    if !matches!(bytes.first(), Some(b'/') | Some(b'\\')) {
         return Ok(path.to_string());
     }
+    // Segments in order; `true` when the segment follows a literal `/`, the
+    // only place where Envoy 1.40 reads `.;params` / `..;params` (up to the
+    // next `/`, backslashes included) as a dot segment.
+    let mut segs: Vec<(&[u8], bool)> = Vec::new();
+    let body = &bytes[1..];
+    let first_sep_slash = bytes[0] == b'/';
+    for (k, s) in body.split(|&b| b == b'/').enumerate() {
+        let after_slash = k > 0 || first_sep_slash;
+        if after_slash
+            && let Some((_, true, rest)) = dot_kind(s)
+            && rest.first() == Some(&b';')
+        {
+            segs.push((s, true));
+            continue;
+        }
+        for (j, sub) in s.split(|&b| b == b'\\').enumerate() {
+            segs.push((sub, j == 0 && after_slash));
+        }
+    }
     let mut out: Vec<String> = Vec::new();
-    let segs: Vec<&[u8]> = bytes[1..].split(|&b| b == b'/').collect();
-    let last = segs.len() - 1;
-    let mut trailing_dir = false;
-    for (n, seg) in segs.iter().enumerate() {
-        trailing_dir = false;
+    let last = segs.len().saturating_sub(1);
+    for (n, (seg, after_slash)) in segs.iter().enumerate() {
         if let Some((dots, literal, rest)) = dot_kind(seg) {
             let dir = if rest.is_empty() {
                 Some(dots)
-            } else if rest[0] == b';' && literal {
+            } else if rest[0] == b';' && literal && *after_slash {
                 if rest.get(1) == Some(&b';') {
                     return Err(format!(
                         "Envoy 1.40 was seen to abort on a dot segment followed by ';;' ({path:?})"
@@ -1813,7 +1829,6 @@ fn canonicalize(path: &str) -> Result<String, String> {
                 if d == 2 {
                     out.pop();
                 }
-                trailing_dir = true;
                 if n == last {
                     out.push(String::new());
                 }
@@ -1846,7 +1861,6 @@ fn canonicalize(path: &str) -> Result<String, String> {
         }
         out.push(s);
     }
-    let _ = trailing_dir;
     Ok(format!("/{}", out.join("/")))
 }
 
