@@ -11,7 +11,7 @@
 //! policies are evaluated as shadow; a workload without a sidecar enforces
 //! nothing. Conditions the model cannot know (JWT claims, SNI, unknown `when`
 //! keys) give an explicit "cannot evaluate" outcome rather than a guess.
-//! [`builder`] derives what Istio's RBAC builder generates for Envoy.
+//! The istio::rbac module translates the same policies into Envoy filters.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,9 +23,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::netpol::PolicyRef;
 use crate::workload::{Cluster, Endpoint, Pod};
-
-#[path = "engine/rbac_builder.rs"]
-pub mod builder;
 
 /// The annotation that turns a policy into a dry-run (shadow) policy.
 pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";

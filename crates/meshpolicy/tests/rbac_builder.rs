@@ -548,3 +548,115 @@ fn http_filters_equal_istio_goldens() {
 fn network_filters_equal_istio_goldens() {
     check("tcp", TCP_CASES, true);
 }
+
+/// The names-only view (`build_filters`) is a summary of the same
+/// translation: for every local (ALLOW/DENY/AUDIT) case its filter names,
+/// actions and policy ids are the goldens'.
+#[test]
+fn names_only_view_agrees_with_goldens() {
+    use meshpolicy::istio::builder::{BuildOptions, EnvoyFilter, build_filters};
+    let ids = |v: Option<&Value>| -> Option<(String, Vec<String>)> {
+        let v = v?;
+        let action = v
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or("ALLOW")
+            .to_string();
+        let keys = v
+            .get("policies")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        Some((action, keys))
+    };
+    let mut checked = 0;
+    for (sub, cases, tcp) in [("http", HTTP_CASES, false), ("tcp", TCP_CASES, true)] {
+        let dir = common_engine::fixture(&format!("istio/rbac-builder/{sub}"));
+        for c in cases
+            .iter()
+            .filter(|c| matches!(c.mesh, Mesh::None) && c.td.is_none())
+        {
+            let objs = parse_manifests(&common_engine::read(&dir.join(c.input))).expect("parses");
+            let got = build_filters(
+                selected(&objs.authorization_policies),
+                &BuildOptions {
+                    tcp,
+                    ..BuildOptions::default()
+                },
+            );
+            assert_eq!(got.len(), c.want.len(), "{sub}/{}", c.name);
+            for (g, w) in got.iter().zip(c.want) {
+                let w = yaml_value(&dir.join(w));
+                let EnvoyFilter::Rbac(r) = g else {
+                    panic!("{sub}/{}: unexpected {g:?}", c.name);
+                };
+                assert_eq!(Some(r.name.as_str()), w["name"].as_str());
+                let tc = &w["typedConfig"];
+                let conv = |x: &Option<meshpolicy::RbacRules>| {
+                    x.as_ref()
+                        .map(|r| (r.action.as_str().to_string(), r.policies.clone()))
+                };
+                assert_eq!(conv(&r.rules), ids(tc.get("rules")), "{sub}/{}", c.name);
+                assert_eq!(
+                    conv(&r.shadow_rules),
+                    ids(tc.get("shadowRules")),
+                    "{sub}/{}",
+                    c.name
+                );
+                assert_eq!(
+                    r.shadow_rules_stat_prefix.as_deref(),
+                    tc.get("shadowRulesStatPrefix").and_then(Value::as_str)
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 15, "{checked}");
+}
+
+/// Two CUSTOM providers on one workload: DENY filters only unless istiod's
+/// multiple-providers flag is on; with it, one RBAC + ext_authz pair each.
+#[test]
+fn two_custom_providers_follow_the_flag() {
+    use meshpolicy::istio::builder::{BuildOptions, EnvoyFilter, build_filters};
+    let dir = common_engine::fixture("istio/rbac-builder/http");
+    let objs = parse_manifests(&common_engine::read(
+        &dir.join("custom-bad-multiple-providers-in.yaml"),
+    ))
+    .expect("parses");
+    let off = build_filters(
+        selected(&objs.authorization_policies),
+        &BuildOptions::default(),
+    );
+    assert_eq!(off.len(), 2);
+    for f in &off {
+        let EnvoyFilter::Rbac(r) = f else {
+            panic!("{f:?}")
+        };
+        let rules = r.rules.as_ref().expect("enforced deny rules");
+        assert_eq!(rules.action.as_str(), "DENY");
+        assert!(
+            rules
+                .policies
+                .iter()
+                .all(|p| p.ends_with("-deny-due-to-bad-CUSTOM-action"))
+        );
+    }
+    let on = build_filters(
+        selected(&objs.authorization_policies),
+        &BuildOptions {
+            multiple_custom_providers: true,
+            ..BuildOptions::default()
+        },
+    );
+    let names: Vec<&str> = on.iter().map(EnvoyFilter::name).collect();
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.http.rbac",
+            "envoy.filters.http.ext_authz",
+            "envoy.filters.http.rbac",
+            "envoy.filters.http.ext_authz"
+        ]
+    );
+}
