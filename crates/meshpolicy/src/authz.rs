@@ -1121,9 +1121,15 @@ pub fn path_pattern_match(pattern: &str, path: &str) -> bool {
     istio_match(pattern, path)
 }
 
-/// Characters Envoy's uri_template operators match (RFC 3986 pchar minus `*=`... as Envoy lists them).
+/// Characters allowed in a uri_template literal (RFC 3986 pchar without `*=`).
 fn template_literal_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "-._~%!$&'()+,;:@".contains(c)
+}
+
+/// Characters Envoy 1.40's `*` / `**` operators match in a path (measured:
+/// the literal set plus `*` and `=`; not `[`, `]`).
+fn template_glob_char(c: char) -> bool {
+    template_literal_char(c) || c == '*' || c == '='
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1169,14 +1175,12 @@ pub fn uri_template_match(template: &str, path: &str) -> bool {
             None => s.is_empty(),
             Some((Tok::Lit(l), rest)) => s.strip_prefix(l.as_str()).is_some_and(|r| go(rest, r)),
             Some((Tok::One, rest)) => {
-                let n = s
-                    .find(|c: char| !template_literal_char(c))
-                    .unwrap_or(s.len());
+                let n = s.find(|c: char| !template_glob_char(c)).unwrap_or(s.len());
                 (1..=n).any(|k| go(rest, &s[k..]))
             }
             Some((Tok::Any, rest)) => {
                 let n = s
-                    .find(|c: char| !(template_literal_char(c) || c == '/'))
+                    .find(|c: char| !(template_glob_char(c) || c == '/'))
                     .unwrap_or(s.len());
                 (0..=n).any(|k| s.is_char_boundary(k) && go(rest, &s[k..]))
             }
