@@ -64,13 +64,15 @@ impl AuthorizationPolicy {
         self
     }
 
-    /// Whether `istio.io/dry-run: "true"` is set.
+    /// Whether `istio.io/dry-run` is true as istiod reads it (Go's
+    /// `strconv.ParseBool`: `true`, `1`, `t`, ...; anything else is false).
     pub fn is_dry_run(&self) -> bool {
         self.metadata
             .annotations
             .as_ref()
             .and_then(|a| a.get(DRY_RUN_ANNOTATION))
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            .and_then(|v| parse_go_bool(v))
+            .unwrap_or(false)
     }
 
     /// The action, ALLOW when unset.
@@ -241,6 +243,15 @@ pub struct Condition {
     pub values: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_values: Vec<String>,
+}
+
+/// Go's `strconv.ParseBool`, which istiod uses for annotations.
+pub fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 /// Envoy's RBAC policy id for rule `index` of a policy.

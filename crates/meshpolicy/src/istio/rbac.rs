@@ -672,22 +672,8 @@ fn parse_port(v: &str) -> Result<u32, String> {
     }
 }
 
-/// Go's `strconv.ParseBool` (errors read as false, as Istio's `isDryRun` does).
-pub fn parse_go_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
 fn is_dry_run(p: &AuthorizationPolicy) -> bool {
-    p.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(crate::authz::DRY_RUN_ANNOTATION))
-        .and_then(|v| parse_go_bool(v))
-        .unwrap_or(false)
+    p.is_dry_run()
 }
 
 fn extract_name_in_brackets(s: &str) -> Result<String, String> {
