@@ -11,7 +11,7 @@
 //! policies are evaluated as shadow; a workload without a sidecar enforces
 //! nothing. Conditions the model cannot know (JWT claims, SNI, unknown `when`
 //! keys) give an explicit "cannot evaluate" outcome rather than a guess.
-//! [`builder`] derives what Istio's RBAC builder generates for Envoy.
+//! The istio::rbac module translates the same policies into Envoy filters.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,9 +23,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::netpol::PolicyRef;
 use crate::workload::{Cluster, Endpoint, Pod};
-
-#[path = "engine/rbac_builder.rs"]
-pub mod builder;
 
 /// The annotation that turns a policy into a dry-run (shadow) policy.
 pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
@@ -67,13 +64,15 @@ impl AuthorizationPolicy {
         self
     }
 
-    /// Whether `istio.io/dry-run: "true"` is set.
+    /// Whether `istio.io/dry-run` is true as istiod reads it (Go's
+    /// `strconv.ParseBool`: `true`, `1`, `t`, ...; anything else is false).
     pub fn is_dry_run(&self) -> bool {
         self.metadata
             .annotations
             .as_ref()
             .and_then(|a| a.get(DRY_RUN_ANNOTATION))
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            .and_then(|v| parse_go_bool(v))
+            .unwrap_or(false)
     }
 
     /// The action, ALLOW when unset.
@@ -188,6 +187,17 @@ pub struct Source {
     pub remote_ip_blocks: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_remote_ip_blocks: Vec<String>,
+    /// `serviceAccounts`: `SA` (in the policy's namespace) or `NS/SA`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_accounts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_service_accounts: Vec<String>,
+    /// `trustDomains`: the trust domain of the peer's SPIFFE identity
+    /// (`*`, `td`, `prefix*`, `*suffix`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_domains: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_trust_domains: Vec<String>,
 }
 
 /// What the request asks for. Every set field must match (AND).
@@ -233,6 +243,15 @@ pub struct Condition {
     pub values: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_values: Vec<String>,
+}
+
+/// Go's `strconv.ParseBool`, which istiod uses for annotations.
+pub fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 /// Envoy's RBAC policy id for rule `index` of a policy.
@@ -562,7 +581,8 @@ pub struct AuthzRequest {
     pub source_ip: Option<IpAddr>,
     /// The original client address (`remote.ip`, `remoteIpBlocks`); defaults to `source_ip`.
     pub remote_ip: Option<IpAddr>,
-    /// JWT principal `ISS/SUB` (`requestPrincipals`), None without a JWT.
+    /// JWT principal `ISS/SUB` (`requestPrincipals`) when known. None means
+    /// unknown: rules that depend on the JWT are reported as needing it.
     pub request_principal: Option<String>,
     /// The destination workload.
     pub destination_namespace: String,
@@ -578,20 +598,27 @@ pub struct AuthzRequest {
 #[serde(rename_all = "camelCase")]
 pub struct HttpAttributes {
     pub method: String,
+    /// The request-target as the client sent it (path and query); the
+    /// engine normalizes it as the sidecar's Envoy does ([`rbac_path`]).
     pub path: String,
+    /// `:authority` as sent (with a port if the client wrote one).
     pub host: String,
-    /// Header names are compared case-insensitively.
+    /// Header names are compared case-insensitively; a header sent several
+    /// times is given once, its values joined by `,` (as Envoy's matcher sees it).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
 }
 
 impl AuthzRequest {
-    fn namespace(&self) -> Option<String> {
-        self.source_namespace.clone().or_else(|| {
-            let p = self.source_principal.as_deref()?;
-            let rest = p.split("/ns/").nth(1)?;
-            Some(rest.split('/').next()?.to_string())
-        })
+    /// `namespaces` / `source.namespace`: Envoy matches Istio's regex on the
+    /// peer's URI SAN; without a principal, an explicit `source_namespace`
+    /// is compared as a plain namespace.
+    fn namespace_field(&self, values: &[String], not_values: &[String]) -> M {
+        match (&self.source_principal, &self.source_namespace) {
+            (Some(p), _) => field(values, not_values, Some(&spiffe_uri(p)), namespace_match),
+            (None, Some(ns)) => field(values, not_values, Some(ns), istio_match),
+            (None, None) => field(values, not_values, None, istio_match),
+        }
     }
 
     fn header(&self, name: &str) -> Option<&str> {
@@ -718,7 +745,8 @@ fn b(x: bool) -> M {
     if x { M::Yes } else { M::No }
 }
 
-/// Istio string matching: `*` any non-empty, `abc*` prefix, `*abc` suffix, else exact.
+/// Istio string matching as Envoy applies the generated `StringMatcher`:
+/// `*` any non-empty (regex `.+`), `abc*` prefix, `*abc` suffix, else exact.
 pub fn istio_match(pattern: &str, value: &str) -> bool {
     if pattern == "*" {
         return !value.is_empty();
@@ -732,8 +760,16 @@ pub fn istio_match(pattern: &str, value: &str) -> bool {
     pattern == value
 }
 
+/// Istio's header matcher (`request.headers[...]`, `:method`): `*` is a
+/// presence match (an empty value is present), else as [`istio_match`].
+fn header_value_match(pattern: &str, value: &str) -> bool {
+    pattern == "*" || istio_match(pattern, value)
+}
+
+/// Istio's host matcher on `:authority`: presence for `*`, else
+/// exact/prefix/suffix ignoring ASCII case.
 fn host_match(pattern: &str, value: &str) -> bool {
-    istio_match(&pattern.to_ascii_lowercase(), &value.to_ascii_lowercase())
+    pattern == "*" || istio_match(&pattern.to_ascii_lowercase(), &value.to_ascii_lowercase())
 }
 
 /// A field with positive and negative value lists; `get` yields the attribute.
@@ -741,7 +777,7 @@ fn field(
     values: &[String],
     not_values: &[String],
     attr: Option<&str>,
-    matcher: fn(&str, &str) -> bool,
+    matcher: impl Fn(&str, &str) -> bool,
 ) -> M {
     let pos = if values.is_empty() {
         M::Yes
@@ -777,52 +813,306 @@ fn ip_field(values: &[String], not_values: &[String], ip: Option<IpAddr>) -> M {
     all([pos, neg])
 }
 
-fn principal_match(pattern: &str, value: &str) -> bool {
-    let strip = |s: &str| s.strip_prefix("spiffe://").unwrap_or(s).to_string();
-    istio_match(&strip(pattern), &strip(value))
+/// The peer's URI SAN as Envoy's `authenticated` matcher sees it.
+fn spiffe_uri(principal: &str) -> String {
+    if principal.starts_with("spiffe://") {
+        principal.to_string()
+    } else {
+        format!("spiffe://{principal}")
+    }
 }
 
-fn source_matches(s: &Source, req: &AuthzRequest, action: Action) -> M {
-    let ns = req.namespace();
-    let remote = req.remote_ip.or(req.source_ip);
+/// `principals` / `source.principal`: Istio's `StringMatcherWithPrefix(v,
+/// "spiffe://")` on the URI SAN (`*` is `.+`, `*x` is `spiffe://.*x`).
+fn principal_match(pattern: &str, uri: &str) -> bool {
+    if pattern == "*" {
+        return !uri.is_empty();
+    }
+    if let Some(suffix) = pattern.strip_prefix('*') {
+        return uri.starts_with("spiffe://") && uri["spiffe://".len()..].ends_with(suffix);
+    }
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        return uri.starts_with(&format!("spiffe://{prefix}"));
+    }
+    uri == format!("spiffe://{pattern}")
+}
+
+/// Full match of a glob whose only metacharacter is `*` (any characters,
+/// `/` included), as Istio's `.*` regexes over quoted literals behave.
+fn glob_full(pattern: &str, s: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == s;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if s.len() < first.len() + last.len() || !s.starts_with(first) || !s.ends_with(last) {
+        return false;
+    }
+    let mut rest = &s[first.len()..s.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// `namespaces` / `source.namespace`: Istio's regex `.*/ns/NS/.*` (a `*` in
+/// NS is `.*`) over the URI SAN.
+fn namespace_match(pattern: &str, uri: &str) -> bool {
+    glob_full(&format!("*/ns/{pattern}/*"), uri)
+}
+
+/// `serviceAccounts`: Istio's regex `spiffe://.+/ns/NS/(.+/|)sa/SA(/.+)?`,
+/// NS defaulting to the policy's namespace.
+fn service_account_match(policy_ns: &str, value: &str, uri: &str) -> bool {
+    let (ns, sa) = value.split_once('/').unwrap_or((policy_ns, value));
+    let Some(rest) = uri.strip_prefix("spiffe://") else {
+        return false;
+    };
+    let needle = format!("/ns/{ns}/");
+    let sa_part = format!("sa/{sa}");
+    let tail_ok = |t: &str| t.is_empty() || (t.starts_with('/') && t.len() > 1);
+    let mut from = 0;
+    while let Some(at) = rest[from..].find(&needle) {
+        let i = from + at;
+        from = i + 1;
+        if i == 0 {
+            continue;
+        }
+        let after = &rest[i + needle.len()..];
+        if let Some(t) = after.strip_prefix(&sa_part)
+            && tail_ok(t)
+        {
+            return true;
+        }
+        // `(.+/)` then `sa/SA`: some `/` at index j >= 1 followed by `sa/SA`.
+        for (j, _) in after.match_indices('/') {
+            if j >= 1
+                && let Some(t) = after[j + 1..].strip_prefix(&sa_part)
+                && tail_ok(t)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// `trustDomains`: `*` any SPIFFE id, `td` exactly that trust domain, one
+/// `*` inside for a wildcard within the trust-domain segment.
+fn trust_domain_match(pattern: &str, uri: &str) -> bool {
+    let Some(rest) = uri.strip_prefix("spiffe://") else {
+        return false;
+    };
+    if pattern == "*" {
+        return true;
+    }
+    let Some((td, _)) = rest.split_once('/') else {
+        return false;
+    };
+    match pattern.split_once('*') {
+        None => td == pattern,
+        Some((a, b)) => td.len() >= a.len() + b.len() && td.starts_with(a) && td.ends_with(b),
+    }
+}
+
+/// Trust domain and aliases (Istio's `trustdomain.Bundle`): policies naming
+/// `cluster.local` or any listed domain cover all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustDomainBundle {
+    /// The mesh trust domain first, then its aliases.
+    pub domains: Vec<String>,
+}
+
+impl TrustDomainBundle {
+    pub fn new(trust_domain: &str, aliases: &[String]) -> Self {
+        let mut domains = vec![trust_domain.to_string()];
+        domains.extend(aliases.iter().cloned());
+        Self { domains }
+    }
+
+    /// Istio's `ReplaceTrustDomainAliases` for principals (`TD/ns/NS/sa/SA`).
+    pub fn replace_aliases(&self, principals: &[String]) -> Vec<String> {
+        fn prefix_m(a: &str, p: &str) -> bool {
+            p.strip_suffix('*').is_some_and(|x| a.starts_with(x))
+        }
+        fn suffix_m(a: &str, p: &str) -> bool {
+            p.strip_prefix('*').is_some_and(|x| a.ends_with(x))
+        }
+        let mut out = Vec::new();
+        for p in principals {
+            let parts: Vec<&str> = p.split('/').collect();
+            if parts.len() != 5 || parts[0] == "*" {
+                out.push(p.clone());
+                continue;
+            }
+            let td = parts[0];
+            let listed = self.domains.iter().any(|s| {
+                td == s
+                    || s == "*"
+                    || prefix_m(td, s)
+                    || prefix_m(s, td)
+                    || suffix_m(td, s)
+                    || suffix_m(s, td)
+            });
+            if !(listed || td == crate::workload::DEFAULT_TRUST_DOMAIN) {
+                out.push(p.clone());
+                continue;
+            }
+            let mut these: Vec<String> = Vec::new();
+            for d in &self.domains {
+                let np = if suffix_m(d, td) {
+                    p.clone()
+                } else {
+                    format!("{d}/{}", parts[1..].join("/"))
+                };
+                if !these.contains(&np) {
+                    these.push(np);
+                }
+            }
+            out.extend(these);
+        }
+        out
+    }
+
+    /// Istio's `ExpandTrustDomainAliases` for `trustDomains` values.
+    pub fn expand_aliases(&self, values: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for v in values {
+            if self.domains.contains(v) {
+                out.extend(self.domains.iter().cloned());
+            } else {
+                out.push(v.clone());
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        out.retain(|v| seen.insert(v.clone()));
+        out
+    }
+}
+
+/// Mesh settings evaluation depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalOptions {
+    pub trust_domains: TrustDomainBundle,
+    /// How the sidecar's HTTP connection manager rewrites the path before RBAC.
+    pub path_normalization: PathNormalization,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            trust_domains: TrustDomainBundle::new(crate::workload::DEFAULT_TRUST_DOMAIN, &[]),
+            path_normalization: PathNormalization::ISTIO_DEFAULT,
+        }
+    }
+}
+
+/// What one rule is evaluated with.
+struct Ctx<'a> {
+    action: Action,
+    policy_ns: &'a str,
+    opts: &'a EvalOptions,
+    /// The path RBAC sees (normalized, without query), for HTTP requests.
+    rbac_path: Option<&'a str>,
+}
+
+const NEEDS_JWT: &str = "needs the request's JWT (request principal and claims are not known)";
+
+fn source_matches(s: &Source, req: &AuthzRequest, ctx: &Ctx<'_>) -> M {
+    let uri = req.source_principal.as_deref().map(spiffe_uri);
+    let uri = uri.as_deref();
     let has_jwt_fields = !(s.request_principals.is_empty() && s.not_request_principals.is_empty());
-    let request_principals = match (&req.http, has_jwt_fields, action) {
-        // Istio's TCP filter chain: ALLOW rules with HTTP-only fields never
-        // match; DENY/AUDIT/CUSTOM rules drop those fields.
+    let request_principals = match (&req.http, has_jwt_fields, ctx.action) {
+        (_, false, _) => M::Yes,
+        // Istio's TCP filter chain: ALLOW rules with HTTP-only fields are
+        // skipped (never match); DENY/AUDIT/CUSTOM rules drop those fields.
         (None, true, Action::Allow) => M::No,
         (None, true, _) => M::Yes,
-        _ => field(
-            &s.request_principals,
-            &s.not_request_principals,
-            req.request_principal.as_deref(),
-            istio_match,
-        ),
+        (Some(_), true, _) => match req.request_principal.as_deref() {
+            Some(rp) => field(
+                &s.request_principals,
+                &s.not_request_principals,
+                Some(rp),
+                request_principal_match,
+            ),
+            None => M::Unknown(NEEDS_JWT.into()),
+        },
     };
+    let bundle = &ctx.opts.trust_domains;
+    let principals = bundle.replace_aliases(&s.principals);
+    let not_principals = bundle.replace_aliases(&s.not_principals);
+    let tds = bundle.expand_aliases(&s.trust_domains);
+    let not_tds = bundle.expand_aliases(&s.not_trust_domains);
     all([
-        field(
-            &s.principals,
-            &s.not_principals,
-            req.source_principal.as_deref(),
-            principal_match,
-        ),
+        field(&principals, &not_principals, uri, principal_match),
         request_principals,
-        field(&s.namespaces, &s.not_namespaces, ns.as_deref(), istio_match),
+        field(&s.service_accounts, &s.not_service_accounts, uri, |p, u| {
+            service_account_match(ctx.policy_ns, p, u)
+        }),
+        field(&tds, &not_tds, uri, trust_domain_match),
+        req.namespace_field(&s.namespaces, &s.not_namespaces),
+        ip_field(
+            &s.remote_ip_blocks,
+            &s.not_remote_ip_blocks,
+            req.remote_ip.or(req.source_ip),
+        ),
         ip_field(&s.ip_blocks, &s.not_ip_blocks, req.source_ip),
-        ip_field(&s.remote_ip_blocks, &s.not_remote_ip_blocks, remote),
     ])
 }
 
-fn operation_matches(o: &Operation, req: &AuthzRequest, action: Action) -> M {
+/// `requestPrincipals` against a known `ISS/SUB` (Istio splits at the last `/`).
+fn request_principal_match(pattern: &str, value: &str) -> bool {
+    let split = |s: &str| -> (String, String) {
+        match s.rfind('/') {
+            Some(i) => (s[..i].to_string(), s[i + 1..].to_string()),
+            None => (s.to_string(), String::new()),
+        }
+    };
+    let (iss, sub) = split(value);
+    let found = pattern.contains('/');
+    let (pi, ps) = split(pattern);
+    let any = |v: &str| !v.is_empty();
+    if pattern == "*" {
+        return any(&iss) && any(&sub);
+    }
+    if let Some(rest) = pattern.strip_prefix('*') {
+        return if found {
+            (pi == "*" && any(&iss) || pi != "*" && iss.ends_with(&pi[1..])) && sub == ps
+        } else {
+            any(&iss) && sub.ends_with(rest)
+        };
+    }
+    if let Some(rest) = pattern.strip_suffix('*') {
+        return if found {
+            iss == pi
+                && (ps == "*" && any(&sub)
+                    || ps != "*" && sub.starts_with(ps.trim_end_matches('*')))
+        } else {
+            iss.starts_with(rest) && any(&sub)
+        };
+    }
+    iss == pi && sub == ps
+}
+
+fn operation_matches(o: &Operation, req: &AuthzRequest, ctx: &Ctx<'_>) -> M {
     let port = req.destination_port.to_string();
     let ports = field(&o.ports, &o.not_ports, Some(&port), |p, v| p == v);
     match &req.http {
         Some(h) => all([
             ports,
             field(&o.hosts, &o.not_hosts, Some(&h.host), host_match),
-            field(&o.methods, &o.not_methods, Some(&h.method), istio_match),
-            field(&o.paths, &o.not_paths, Some(&h.path), istio_match),
+            field(
+                &o.methods,
+                &o.not_methods,
+                Some(&h.method),
+                header_value_match,
+            ),
+            field(&o.paths, &o.not_paths, ctx.rbac_path, path_pattern_match),
         ]),
-        None if o.has_http_fields() => match action {
+        None if o.has_http_fields() => match ctx.action {
             // Istio's TCP filter chain: ALLOW rules with HTTP fields are
             // dropped (never match); DENY/AUDIT/CUSTOM rules drop only the HTTP fields.
             Action::Allow => M::No,
@@ -832,72 +1122,198 @@ fn operation_matches(o: &Operation, req: &AuthzRequest, action: Action) -> M {
     }
 }
 
-fn condition_matches(c: &Condition, req: &AuthzRequest, action: Action) -> M {
+/// A `paths` value against the path RBAC sees: Istio path templates
+/// (`{*}`, `{**}`) as Envoy's uri_template, else [`istio_match`].
+pub fn path_pattern_match(pattern: &str, path: &str) -> bool {
+    if pattern.contains("{*}") || pattern.contains("{**}") {
+        let t = pattern.replace("{**}", "**").replace("{*}", "*");
+        return uri_template_match(&t, path);
+    }
+    istio_match(pattern, path)
+}
+
+/// Characters allowed in a uri_template literal (RFC 3986 pchar without `*=`).
+fn template_literal_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~%!$&'()+,;:@".contains(c)
+}
+
+/// Characters Envoy 1.40's `*` / `**` operators match in a path (measured:
+/// the literal set plus `*` and `=`; not `[`, `]`).
+fn template_glob_char(c: char) -> bool {
+    template_literal_char(c) || c == '*' || c == '='
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Lit(String),
+    One,
+    Any,
+}
+
+/// Envoy's uri_template matcher (`/a/*/b`, `/**`, `/x/**.json`): `*` is one
+/// non-empty segment, `**` any text including `/`, literals exact; the query
+/// and fragment are ignored. A template Envoy would refuse never matches.
+pub fn uri_template_match(template: &str, path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let Some(body) = template.strip_prefix('/') else {
+        return false;
+    };
+    let mut toks = vec![Tok::Lit("/".into())];
+    let segs: Vec<&str> = body.split('/').collect();
+    for (i, seg) in segs.iter().enumerate() {
+        if i > 0 {
+            toks.push(Tok::Lit("/".into()));
+        }
+        let (op, rest) = if let Some(r) = seg.strip_prefix("**") {
+            (Some(Tok::Any), r)
+        } else if let Some(r) = seg.strip_prefix('*') {
+            (Some(Tok::One), r)
+        } else {
+            (None, *seg)
+        };
+        if let Some(op) = op {
+            toks.push(op);
+        }
+        if !rest.is_empty() {
+            if rest.contains('*') || !rest.chars().all(template_literal_char) {
+                return false;
+            }
+            toks.push(Tok::Lit(rest.to_string()));
+        }
+    }
+    fn go(toks: &[Tok], s: &str) -> bool {
+        match toks.split_first() {
+            None => s.is_empty(),
+            Some((Tok::Lit(l), rest)) => s.strip_prefix(l.as_str()).is_some_and(|r| go(rest, r)),
+            Some((Tok::One, rest)) => {
+                let n = s.find(|c: char| !template_glob_char(c)).unwrap_or(s.len());
+                (1..=n).any(|k| go(rest, &s[k..]))
+            }
+            Some((Tok::Any, rest)) => {
+                let n = s
+                    .find(|c: char| !(template_glob_char(c) || c == '/'))
+                    .unwrap_or(s.len());
+                (0..=n).any(|k| s.is_char_boundary(k) && go(rest, &s[k..]))
+            }
+        }
+    }
+    go(&toks, path)
+}
+
+fn condition_matches(c: &Condition, req: &AuthzRequest, ctx: &Ctx<'_>) -> M {
     let key = c.key.as_str();
-    if req.http.is_none() && key.starts_with("request.") {
+    if !crate::authz::is_istio_when_key(key) {
+        // Istio's builder skips the whole rule (any action).
+        return M::No;
+    }
+    let http_only = key.starts_with("request.");
+    if req.http.is_none() && http_only {
         // HTTP-only attribute on a TCP connection: as Istio's TCP builder does,
         // an ALLOW rule never matches, other actions drop the condition.
-        return if action == Action::Allow {
+        return if ctx.action == Action::Allow {
             M::No
         } else {
             M::Yes
         };
     }
-    let ns = req.namespace();
+    let uri = req.source_principal.as_deref().map(spiffe_uri);
+    let uri = uri.as_deref();
     let port = req.destination_port.to_string();
+    let bundle = &ctx.opts.trust_domains;
     match key {
         "source.ip" => ip_field(&c.values, &c.not_values, req.source_ip),
         "remote.ip" => ip_field(&c.values, &c.not_values, req.remote_ip.or(req.source_ip)),
         "destination.ip" => ip_field(&c.values, &c.not_values, req.destination_ip),
-        "source.namespace" => field(&c.values, &c.not_values, ns.as_deref(), istio_match),
+        "source.namespace" => req.namespace_field(&c.values, &c.not_values),
         "source.principal" => field(
-            &c.values,
-            &c.not_values,
-            req.source_principal.as_deref(),
+            &bundle.replace_aliases(&c.values),
+            &bundle.replace_aliases(&c.not_values),
+            uri,
             principal_match,
         ),
-        "request.auth.principal" => field(
-            &c.values,
-            &c.not_values,
-            req.request_principal.as_deref(),
-            istio_match,
+        "source.serviceAccount" => field(&c.values, &c.not_values, uri, |p, u| {
+            service_account_match(ctx.policy_ns, p, u)
+        }),
+        "source.trustDomain" => field(
+            &bundle.expand_aliases(&c.values),
+            &bundle.expand_aliases(&c.not_values),
+            uri,
+            trust_domain_match,
         ),
+        "request.auth.principal" => match req.request_principal.as_deref() {
+            Some(rp) => field(&c.values, &c.not_values, Some(rp), request_principal_match),
+            None => M::Unknown(NEEDS_JWT.into()),
+        },
         "destination.port" => field(&c.values, &c.not_values, Some(&port), |p, v| p == v),
-        _ => {
-            if let Some(name) = key
+        k if k.starts_with("request.auth.") => M::Unknown(format!("when key {k:?} {NEEDS_JWT}")),
+        k if k.starts_with("request.headers") => {
+            match k
                 .strip_prefix("request.headers[")
                 .and_then(|r| r.strip_suffix(']'))
             {
-                return field(&c.values, &c.not_values, req.header(name), istio_match);
+                Some(name) => field(
+                    &c.values,
+                    &c.not_values,
+                    req.header(name),
+                    header_value_match,
+                ),
+                // Istio cannot build the matcher: an ALLOW rule is skipped,
+                // other actions drop the condition.
+                None if ctx.action == Action::Allow => M::No,
+                None => M::Yes,
             }
-            M::Unknown(format!(
-                "when key {key:?} cannot be evaluated by this model (known keys: source.ip, remote.ip, source.namespace, source.principal, request.auth.principal, request.headers[NAME], destination.ip, destination.port)"
-            ))
         }
+        _ => M::Unknown(format!(
+            "when key {key:?} cannot be evaluated by this model (it needs the TLS SNI or Envoy metadata)"
+        )),
     }
 }
 
-fn rule_matches(r: &Rule, req: &AuthzRequest, action: Action) -> M {
+fn rule_matches(r: &Rule, req: &AuthzRequest, ctx: &Ctx<'_>) -> M {
+    // Istio skips a rule with an unknown `when` key, whatever its action.
+    if r.when.iter().any(|c| !is_istio_when_key(&c.key)) {
+        return M::No;
+    }
     let from = if r.from.is_empty() {
         M::Yes
     } else {
         any(r.from.iter().map(|f| match &f.source {
-            Some(s) => source_matches(s, req, action),
-            None => M::No,
+            Some(s) => source_matches(s, req, ctx),
+            None => M::Yes,
         }))
     };
     let to = if r.to.is_empty() {
         M::Yes
     } else {
         any(r.to.iter().map(|t| match &t.operation {
-            Some(o) => operation_matches(o, req, action),
-            None => M::No,
+            Some(o) => operation_matches(o, req, ctx),
+            None => M::Yes,
         }))
     };
-    let when = all(r.when.iter().map(|c| condition_matches(c, req, action)));
+    let when = all(r.when.iter().map(|c| condition_matches(c, req, ctx)));
     all([from, to, when])
 }
 
+/// The `when` keys Istio's builder knows; a rule using another is skipped.
+pub fn is_istio_when_key(key: &str) -> bool {
+    matches!(
+        key,
+        "destination.ip"
+            | "destination.port"
+            | "connection.sni"
+            | "source.ip"
+            | "remote.ip"
+            | "source.namespace"
+            | "source.trustDomain"
+            | "source.serviceAccount"
+            | "source.principal"
+            | "request.auth.principal"
+            | "request.auth.audiences"
+            | "request.auth.presenter"
+    ) || key.starts_with("experimental.envoy.filters.")
+        || key.starts_with("request.headers")
+        || key.starts_with("request.auth.claims")
+}
 /// Outcome of one set of policies (one Envoy RBAC engine).
 struct EngineResult {
     /// First matching id, in Envoy's (lexicographic) order.
@@ -905,17 +1321,28 @@ struct EngineResult {
     unknown: Vec<Unevaluable>,
 }
 
-fn run_engine(policies: &[&CompiledAuthz], req: &AuthzRequest) -> EngineResult {
-    let mut ids: Vec<(String, &Rule, Action)> = Vec::new();
+fn run_engine(
+    policies: &[&CompiledAuthz],
+    req: &AuthzRequest,
+    opts: &EvalOptions,
+    rbac_path: Option<&str>,
+) -> EngineResult {
+    let mut ids: Vec<(String, &Rule, &CompiledAuthz)> = Vec::new();
     for p in policies {
         for (i, r) in p.rules.iter().enumerate() {
-            ids.push((envoy_policy_id(&p.namespace, &p.name, i), r, p.action));
+            ids.push((envoy_policy_id(&p.namespace, &p.name, i), r, p));
         }
     }
     ids.sort_by(|a, b| a.0.cmp(&b.0));
     let mut unknown = Vec::new();
-    for (id, r, action) in ids {
-        match rule_matches(r, req, action) {
+    for (id, r, p) in ids {
+        let ctx = Ctx {
+            action: p.action,
+            policy_ns: &p.namespace,
+            opts,
+            rbac_path,
+        };
+        match rule_matches(r, req, &ctx) {
             M::Yes => {
                 return EngineResult {
                     matched: Some(id),
@@ -1039,7 +1466,20 @@ impl Cluster {
             }
         }
         let policies = self.authorization_policies_for(dst);
-        Ok(evaluate_policies(&policies, req, dst.has_sidecar, notes))
+        let opts = EvalOptions {
+            trust_domains: TrustDomainBundle::new(
+                &self.options.trust_domain,
+                &self.options.trust_domain_aliases,
+            ),
+            path_normalization: PathNormalization::ISTIO_DEFAULT,
+        };
+        Ok(evaluate_policies_with(
+            &policies,
+            req,
+            dst.has_sidecar,
+            notes,
+            &opts,
+        ))
     }
 }
 
@@ -1049,7 +1489,21 @@ pub fn evaluate_policies(
     policies: &[&CompiledAuthz],
     req: &AuthzRequest,
     has_sidecar: bool,
+    notes: Vec<String>,
+) -> AuthzVerdict {
+    evaluate_policies_with(policies, req, has_sidecar, notes, &EvalOptions::default())
+}
+
+/// [`evaluate_policies`] with the mesh's trust domains and the sidecar's
+/// path normalization. The path is matched as Envoy's RBAC filter sees it
+/// ([`rbac_path`]); a path Envoy rejects or may not survive gives
+/// `CannotEvaluate`.
+pub fn evaluate_policies_with(
+    policies: &[&CompiledAuthz],
+    req: &AuthzRequest,
+    has_sidecar: bool,
     mut notes: Vec<String>,
+    opts: &EvalOptions,
 ) -> AuthzVerdict {
     let applicable: Vec<AppliedPolicy> = policies
         .iter()
@@ -1082,6 +1536,29 @@ pub fn evaluate_policies(
             notes,
         };
     }
+    let rbac_path_owned = match req
+        .http
+        .as_ref()
+        .map(|h| rbac_path(&h.path, &opts.path_normalization))
+    {
+        None => None,
+        Some(PathOutcome::Path(p)) => Some(p),
+        Some(PathOutcome::Rejected(why)) | Some(PathOutcome::Unpredictable(why)) => {
+            return AuthzVerdict {
+                decision: Decision::CannotEvaluate,
+                enforced: true,
+                policy_id: None,
+                reason: format!("the request never reaches RBAC as predicted: {why}"),
+                applicable,
+                delegated: Vec::new(),
+                audited: Vec::new(),
+                shadow: Vec::new(),
+                cannot_evaluate: Vec::new(),
+                notes,
+            };
+        }
+    };
+    let rbac_path = rbac_path_owned.as_deref();
     let pick = |action: Action, dry: bool| -> Vec<&CompiledAuthz> {
         policies
             .iter()
@@ -1103,7 +1580,7 @@ pub fn evaluate_policies(
             .copied()
             .filter(|p| p.provider() == Some(prov))
             .collect();
-        let r = run_engine(&ps, req);
+        let r = run_engine(&ps, req, opts, rbac_path);
         cannot.extend(r.unknown);
         if let Some(id) = r.matched {
             delegated.push(Delegation {
@@ -1114,7 +1591,7 @@ pub fn evaluate_policies(
     }
 
     // AUDIT: logged only.
-    let audit = run_engine(&pick(Action::Audit, false), req);
+    let audit = run_engine(&pick(Action::Audit, false), req, opts, rbac_path);
     let audited: Vec<String> = audit.matched.into_iter().collect();
 
     // Shadow (dry-run) engines.
@@ -1124,7 +1601,7 @@ pub fn evaluate_policies(
         if ps.is_empty() {
             continue;
         }
-        let r = run_engine(&ps, req);
+        let r = run_engine(&ps, req, opts, rbac_path);
         cannot.extend(r.unknown.iter().cloned());
         let (outcome, id) = match (action, r.matched) {
             (Action::Deny, Some(id)) => ("shadow denied", id),
@@ -1162,7 +1639,7 @@ pub fn evaluate_policies(
     };
 
     // DENY.
-    let deny = run_engine(&pick(Action::Deny, false), req);
+    let deny = run_engine(&pick(Action::Deny, false), req, opts, rbac_path);
     if let Some(id) = deny.matched {
         let reason = format!("denied by DENY rule {id}{delegated_note}");
         cannot.extend(deny.unknown);
@@ -1190,7 +1667,7 @@ pub fn evaluate_policies(
         };
         return finish(Decision::Allow, None, reason, cannot);
     }
-    let allow = run_engine(&allow_ps, req);
+    let allow = run_engine(&allow_ps, req, opts, rbac_path);
     if let Some(id) = allow.matched {
         let reason = format!("allowed by ALLOW rule {id}{delegated_note}");
         cannot.extend(allow.unknown);
@@ -1214,6 +1691,246 @@ pub fn evaluate_policies(
         names.join(", ")
     );
     finish(Decision::Deny, Some("none".into()), reason, cannot)
+}
+
+/// What Envoy's `path_with_escaped_slashes_action` does with `%2F`/`%5C`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EscapedSlashesAction {
+    KeepUnchanged,
+    RejectRequest,
+    UnescapeAndRedirect,
+    UnescapeAndForward,
+}
+
+impl EscapedSlashesAction {
+    /// The HCM enum name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KeepUnchanged => "KEEP_UNCHANGED",
+            Self::RejectRequest => "REJECT_REQUEST",
+            Self::UnescapeAndRedirect => "UNESCAPE_AND_REDIRECT",
+            Self::UnescapeAndForward => "UNESCAPE_AND_FORWARD",
+        }
+    }
+}
+
+/// The HTTP connection manager's path settings (`normalize_path`,
+/// `merge_slashes`, `path_with_escaped_slashes_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PathNormalization {
+    pub normalize_path: bool,
+    pub merge_slashes: bool,
+    pub escaped_slashes: EscapedSlashesAction,
+}
+
+impl PathNormalization {
+    /// What istiod sets on every HTTP connection manager when
+    /// `meshConfig.pathNormalization` is unset (DEFAULT, same as BASE):
+    /// `normalize_path: true`, `merge_slashes` left false,
+    /// `path_with_escaped_slashes_action: KEEP_UNCHANGED`
+    /// (pilot/pkg/networking/core/listener_builder.go).
+    pub const ISTIO_DEFAULT: Self = Self {
+        normalize_path: true,
+        merge_slashes: false,
+        escaped_slashes: EscapedSlashesAction::KeepUnchanged,
+    };
+}
+
+/// The path as Envoy's RBAC filter matches it, or why it cannot be predicted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathOutcome {
+    /// Normalized, query and fragment removed.
+    Path(String),
+    /// Envoy answers 400 (or redirects) before any filter runs.
+    Rejected(String),
+    /// Envoy 1.40 was seen to abort on such paths; no prediction.
+    Unpredictable(String),
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// `%XX` at `i` of `s`, decoded.
+fn pct_at(s: &[u8], i: usize) -> Option<u8> {
+    if i + 2 < s.len() && s[i] == b'%' {
+        Some(hex_val(s[i + 1])? * 16 + hex_val(s[i + 2])?)
+    } else {
+        None
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// A segment's dot form: literal `.` or `%2e`, and whether all dots were literal.
+fn dot_kind(seg: &[u8]) -> Option<(usize, bool, &[u8])> {
+    let mut i = 0;
+    let mut dots = 0;
+    let mut literal = true;
+    while dots < 2 && i < seg.len() {
+        if seg[i] == b'.' {
+            i += 1;
+        } else if pct_at(seg, i) == Some(b'.') {
+            i += 3;
+            literal = false;
+        } else {
+            break;
+        }
+        dots += 1;
+    }
+    (dots > 0).then_some((dots, literal, &seg[i..]))
+}
+
+/// Envoy's `normalize_path` (RFC 3986 normalization by the URL library
+/// Envoy embeds), as measured on Envoy 1.40: `\` is `/`; `.`/`..` segments
+/// (also as `%2e`, and literal dots followed by `;params`) are resolved,
+/// never above the root; `%XX` of an unreserved character is decoded, other
+/// escapes kept as written; `" < > ^ ` { | }` are escaped; empty segments
+/// stay (that is `merge_slashes`).
+fn canonicalize(path: &str) -> Result<String, String> {
+    let bytes = path.as_bytes();
+    if !matches!(bytes.first(), Some(b'/') | Some(b'\\')) {
+        return Ok(path.to_string());
+    }
+    // Segments in order; `true` when the segment follows a literal `/`, the
+    // only place where Envoy 1.40 reads `.;params` / `..;params` (up to the
+    // next `/`, backslashes included) as a dot segment.
+    let mut segs: Vec<(&[u8], bool)> = Vec::new();
+    let body = &bytes[1..];
+    let first_sep_slash = bytes[0] == b'/';
+    for (k, s) in body.split(|&b| b == b'/').enumerate() {
+        let after_slash = k > 0 || first_sep_slash;
+        if after_slash
+            && let Some((_, true, rest)) = dot_kind(s)
+            && rest.first() == Some(&b';')
+        {
+            segs.push((s, true));
+            continue;
+        }
+        for (j, sub) in s.split(|&b| b == b'\\').enumerate() {
+            segs.push((sub, j == 0 && after_slash));
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    let last = segs.len().saturating_sub(1);
+    for (n, (seg, after_slash)) in segs.iter().enumerate() {
+        if let Some((dots, literal, rest)) = dot_kind(seg) {
+            let dir = if rest.is_empty() {
+                Some(dots)
+            } else if rest[0] == b';' && literal && *after_slash {
+                if rest.get(1) == Some(&b';') {
+                    return Err(format!(
+                        "Envoy 1.40 was seen to abort on a dot segment followed by ';;' ({path:?})"
+                    ));
+                }
+                Some(dots)
+            } else if rest[0] == b';'
+                && dots == 2
+                && seg.starts_with(b"%")
+                && seg[3..].starts_with(b"%")
+            {
+                return Err(format!(
+                    "Envoy 1.40 was seen to abort on '%2e%2e;' segments ({path:?})"
+                ));
+            } else {
+                None
+            };
+            if let Some(d) = dir {
+                if d == 2 {
+                    out.pop();
+                }
+                if n == last {
+                    out.push(String::new());
+                }
+                continue;
+            }
+        }
+        let mut s = String::new();
+        let mut i = 0;
+        while i < seg.len() {
+            let c = seg[i];
+            if c == b'%' {
+                match pct_at(seg, i) {
+                    Some(d) if is_unreserved(d) => {
+                        s.push(d as char);
+                        i += 3;
+                    }
+                    _ => {
+                        s.push('%');
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            if matches!(c, b'"' | b'<' | b'>' | b'^' | b'`' | b'{' | b'|' | b'}') {
+                s.push_str(&format!("%{c:02X}"));
+            } else {
+                s.push(c as char);
+            }
+            i += 1;
+        }
+        out.push(s);
+    }
+    Ok(format!("/{}", out.join("/")))
+}
+
+/// The path Envoy's RBAC filter matches for a request-target sent as `raw`
+/// through a connection manager configured with `norm` (query and fragment
+/// removed, as RBAC's `url_path` does).
+pub fn rbac_path(raw: &str, norm: &PathNormalization) -> PathOutcome {
+    if let Some(c) = raw
+        .bytes()
+        .find(|&b| b <= b' ' || b == 0x7f || b == b'#' || b >= 0x80)
+    {
+        return PathOutcome::Rejected(format!(
+            "Envoy's HTTP/1 codec rejects a request-target with byte 0x{c:02x} (400)"
+        ));
+    }
+    if raw.contains("%00") {
+        return PathOutcome::Rejected("Envoy rejects %00 in the path (400)".into());
+    }
+    let path = raw.split('?').next().unwrap_or("");
+    let mut path = path.to_string();
+    let has_escaped_slash = {
+        let l = path.to_ascii_lowercase();
+        l.contains("%2f") || l.contains("%5c")
+    };
+    if has_escaped_slash {
+        match norm.escaped_slashes {
+            EscapedSlashesAction::KeepUnchanged => {}
+            EscapedSlashesAction::RejectRequest => {
+                return PathOutcome::Rejected("escaped slashes are rejected (400)".into());
+            }
+            EscapedSlashesAction::UnescapeAndRedirect => {
+                return PathOutcome::Rejected(
+                    "escaped slashes are answered with a redirect to the unescaped path".into(),
+                );
+            }
+            EscapedSlashesAction::UnescapeAndForward => {
+                for (from, to) in [("%2F", "/"), ("%2f", "/"), ("%5C", "\\"), ("%5c", "\\")] {
+                    path = path.replace(from, to);
+                }
+            }
+        }
+    }
+    if norm.normalize_path {
+        match canonicalize(&path) {
+            Ok(p) => path = p,
+            Err(why) => return PathOutcome::Unpredictable(why),
+        }
+    }
+    if norm.merge_slashes && path.contains("//") {
+        let trailing = path.ends_with('/');
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let mut p = format!("/{}", segs.join("/"));
+        if trailing && p != "/" {
+            p.push('/');
+        }
+        path = p;
+    }
+    PathOutcome::Path(path)
 }
 
 #[cfg(test)]

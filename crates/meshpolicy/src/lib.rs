@@ -16,12 +16,12 @@ pub mod selector;
 pub mod whatif;
 pub mod workload;
 
-pub use authz::builder::{
-    BuildOptions, EnvoyFilter, RbacAction, RbacFilter, RbacRules, build_filters,
-};
 pub use authz::{
     Action, AuthorizationPolicy, AuthzError, AuthzRequest, AuthzVerdict, CompiledAuthz, Decision,
     HttpAttributes, envoy_policy_id,
+};
+pub use istio::builder::{
+    BuildOptions, EnvoyFilter, RbacAction, RbacFilter, RbacRules, build_filters,
 };
 pub use netpol::{CompiledNetworkPolicy, Direction, NetVerdict, NetpolError, PolicyRef, RuleRef};
 pub use selector::{Selector, SelectorError};

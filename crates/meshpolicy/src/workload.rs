@@ -549,6 +549,9 @@ pub struct ClusterOptions {
     pub root_namespace: String,
     /// Istio trust domain used in principals.
     pub trust_domain: String,
+    /// `meshConfig.trustDomainAliases`: principals of these trust domains
+    /// are treated as the mesh's own.
+    pub trust_domain_aliases: Vec<String>,
     /// Whether NetworkPolicy `ipBlock` peers also match pod IPs. Kubernetes
     /// leaves this to the CNI; like netpol-analyzer, the default (false)
     /// applies ipBlocks to addresses outside the cluster only.
@@ -560,6 +563,7 @@ impl Default for ClusterOptions {
         Self {
             root_namespace: DEFAULT_ROOT_NAMESPACE.into(),
             trust_domain: DEFAULT_TRUST_DOMAIN.into(),
+            trust_domain_aliases: Vec::new(),
             ip_block_matches_pods: false,
         }
     }

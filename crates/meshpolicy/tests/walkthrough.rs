@@ -9,7 +9,7 @@ mod common_engine;
 
 use std::collections::BTreeMap;
 
-use meshpolicy::authz::builder::{BuildOptions, EnvoyFilter};
+use meshpolicy::istio::builder::{BuildOptions, EnvoyFilter};
 use meshpolicy::{
     Cluster, ClusterOptions, Decision, Endpoint, HttpAttributes, Namespace, Protocol,
 };

@@ -1,20 +1,24 @@
-//! What Istio's AuthorizationPolicy builder generates for Envoy, as data.
+//! What Istio's AuthorizationPolicy builder generates for Envoy, names only.
 //!
 //! Envoy only knows RBAC filters and policy ids; users only know
 //! AuthorizationPolicies. To match one against the other (Envoy logs, config
-//! dumps, `istioctl x authz check`), and for meshsim to generate a believable
-//! config dump, this module derives, for the policies that apply to one
-//! workload, the filters Istio's builder emits: for each action the filter
-//! action (ALLOW, DENY, LOG for AUDIT), the enforced and shadow (dry-run)
-//! policy ids `ns[NS]-policy[NAME]-rule[N]`, the shadow stat prefix, and
-//! CUSTOM's shadow rules `istio-ext-authz-PROVIDER-...` followed by the
-//! ext_authz filter. It mirrors `pilot/pkg/security/authz/builder`.
+//! dumps, `istioctl x authz check`) this module summarizes, for the policies
+//! that apply to one workload, the filters of the full translation
+//! ([`crate::istio::rbac`]): for each filter its action (ALLOW, DENY, LOG for
+//! AUDIT), the enforced and shadow (dry-run) policy ids
+//! `ns[NS]-policy[NAME]-rule[N]`, the stat prefixes, and CUSTOM's
+//! `istio-ext-authz-PROVIDER-...` ids followed by the ext_authz filter. There
+//! is one builder: this is a view of its output.
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::{Action, AuthorizationPolicy, envoy_policy_id};
+use crate::authz::{Action, AuthorizationPolicy};
+use crate::istio::rbac::{
+    EnvoyRbacAction, ExtAuthzGrpcProvider, ExtAuthzHttpProvider, Filter, MeshExtensionProvider,
+    ServiceHost, TranslateOptions, translate_filters,
+};
 
 /// Envoy's RBAC action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -100,6 +104,9 @@ pub struct BuildOptions {
     /// (TCP) filter for them, since an HTTP authorization service cannot
     /// judge a TCP connection.
     pub http_service_providers: BTreeSet<String>,
+    /// istiod's `PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS` (off by
+    /// default, as in Istio: two CUSTOM providers give DENY filters only).
+    pub multiple_custom_providers: bool,
 }
 
 /// Stat prefix of shadow rules for CUSTOM.
@@ -107,179 +114,103 @@ pub const EXT_AUTHZ_SHADOW_STAT_PREFIX: &str = "istio_ext_authz_";
 /// Policy id prefix of CUSTOM shadow rules (followed by `PROVIDER-`).
 pub const EXT_AUTHZ_POLICY_PREFIX: &str = "istio-ext-authz-";
 
-fn rule_skipped_on_tcp(ap: &AuthorizationPolicy, index: usize) -> bool {
-    let Some(rule) = ap.spec.rules.get(index) else {
-        return false;
-    };
-    let http_source = rule
-        .from
+/// Mesh options that make every provider `opts` calls defined resolvable.
+fn translate_options(policies: &[&AuthorizationPolicy], opts: &BuildOptions) -> TranslateOptions {
+    let mut names: BTreeSet<&str> = policies
         .iter()
-        .filter_map(|f| f.source.as_ref())
-        .any(|s| !(s.request_principals.is_empty() && s.not_request_principals.is_empty()));
-    let http_op = rule
-        .to
-        .iter()
-        .filter_map(|t| t.operation.as_ref())
-        .any(|o| o.has_http_fields());
-    let http_when = rule
-        .when
-        .iter()
-        .any(|c| c.key.starts_with("request.") || c.key.starts_with("experimental."));
-    http_source || http_op || http_when
-}
-
-/// Rule ids of one policy as the builder names them (`rule[0]` never-match
-/// for a policy without rules).
-fn policy_ids(ap: &AuthorizationPolicy, opts: &BuildOptions) -> Vec<String> {
-    let ns = ap.metadata.namespace.as_deref().unwrap_or("default");
-    let name = ap.metadata.name.as_deref().unwrap_or_default();
-    if ap.spec.rules.is_empty() {
-        return vec![envoy_policy_id(ns, name, 0)];
+        .filter(|p| p.action() == Action::Custom)
+        .filter_map(|p| p.spec.provider.as_ref().map(|x| x.name.as_str()))
+        .collect();
+    if let Some(k) = &opts.known_providers {
+        names.retain(|n| k.contains(*n));
     }
-    (0..ap.spec.rules.len())
-        .filter(|&i| !(opts.tcp && ap.action() == Action::Allow && rule_skipped_on_tcp(ap, i)))
-        .map(|i| envoy_policy_id(ns, name, i))
-        .collect()
+    let mut t = TranslateOptions {
+        multiple_custom_providers: opts.multiple_custom_providers,
+        ..TranslateOptions::default()
+    };
+    for n in names {
+        let host = format!("{n}.ext-authz.invalid");
+        t.services.push(ServiceHost {
+            namespace: "ext-authz".into(),
+            hostname: host.clone(),
+        });
+        let mut p = MeshExtensionProvider {
+            name: n.to_string(),
+            ..MeshExtensionProvider::default()
+        };
+        if opts.http_service_providers.contains(n) {
+            p.envoy_ext_authz_http = Some(ExtAuthzHttpProvider {
+                service: host,
+                port: 9191,
+                ..ExtAuthzHttpProvider::default()
+            });
+        } else {
+            p.envoy_ext_authz_grpc = Some(ExtAuthzGrpcProvider {
+                service: host,
+                port: 9191,
+                ..ExtAuthzGrpcProvider::default()
+            });
+        }
+        t.extension_providers.push(p);
+    }
+    t
 }
 
-fn dry_run_stat_prefix(shadow_action: Option<RbacAction>) -> Option<String> {
-    // Istio calls GetAction() on a possibly nil shadow rule set: nil reads as
-    // ALLOW, so filters without shadow rules still get the allow prefix.
-    match shadow_action {
-        None | Some(RbacAction::Allow) => Some("istio_dry_run_allow_".into()),
-        Some(RbacAction::Deny) => Some("istio_dry_run_deny_".into()),
-        Some(RbacAction::Log) => None,
+fn summarize_rules(r: &crate::istio::rbac::RbacRules) -> RbacRules {
+    RbacRules {
+        action: match r.action {
+            EnvoyRbacAction::Allow => RbacAction::Allow,
+            EnvoyRbacAction::Deny => RbacAction::Deny,
+            EnvoyRbacAction::Log => RbacAction::Log,
+        },
+        policies: r.policies.keys().cloned().collect(),
+    }
+}
+
+/// The names, actions and policy ids of one translated filter.
+pub fn summarize(f: &Filter) -> EnvoyFilter {
+    let tcp = match f {
+        Filter::Rbac { tcp, .. } | Filter::ExtAuthz { tcp, .. } => *tcp,
+    };
+    let stat_prefix = tcp.then(|| "tcp.".to_string());
+    match f {
+        Filter::Rbac { config, .. } => EnvoyFilter::Rbac(RbacFilter {
+            name: if tcp {
+                "envoy.filters.network.rbac"
+            } else {
+                "envoy.filters.http.rbac"
+            }
+            .into(),
+            rules: config.rules.as_ref().map(summarize_rules),
+            shadow_rules: config.shadow_rules.as_ref().map(summarize_rules),
+            shadow_rules_stat_prefix: config.shadow_rules_stat_prefix.clone(),
+            stat_prefix,
+        }),
+        Filter::ExtAuthz { provider, .. } => EnvoyFilter::ExtAuthz {
+            name: if tcp {
+                "envoy.filters.network.ext_authz"
+            } else {
+                "envoy.filters.http.ext_authz"
+            }
+            .into(),
+            provider: provider.clone(),
+            stat_prefix,
+        },
     }
 }
 
 /// Derives the Envoy filters Istio builds for a workload from the
 /// AuthorizationPolicies that apply to it, in filter-chain order: CUSTOM
-/// (per provider, sorted), then AUDIT, DENY, ALLOW.
+/// (per provider, sorted), then AUDIT, DENY, ALLOW. A summary of
+/// [`crate::istio::rbac::translate_filters`].
 pub fn build_filters<'a>(
     policies: impl IntoIterator<Item = &'a AuthorizationPolicy>,
     opts: &BuildOptions,
 ) -> Vec<EnvoyFilter> {
     let policies: Vec<&AuthorizationPolicy> = policies.into_iter().collect();
-    let (rbac_name, ext_name) = if opts.tcp {
-        (
-            "envoy.filters.network.rbac",
-            "envoy.filters.network.ext_authz",
-        )
-    } else {
-        ("envoy.filters.http.rbac", "envoy.filters.http.ext_authz")
-    };
-    let stat_prefix = opts.tcp.then(|| "tcp.".to_string());
-    let mut out = Vec::new();
-
-    // CUSTOM, one group per provider.
-    let mut providers: BTreeSet<&str> = BTreeSet::new();
-    for p in &policies {
-        if p.action() == Action::Custom
-            && let Some(pr) = &p.spec.provider
-        {
-            providers.insert(pr.name.as_str());
-        }
-    }
-    for provider in providers {
-        let valid = opts
-            .known_providers
-            .as_ref()
-            .is_none_or(|k| k.contains(provider));
-        if valid && opts.tcp && opts.http_service_providers.contains(provider) {
-            continue;
-        }
-        let mut ids: Vec<String> = policies
-            .iter()
-            .filter(|p| {
-                p.action() == Action::Custom
-                    && p.spec.provider.as_ref().map(|x| x.name.as_str()) == Some(provider)
-            })
-            .flat_map(|p| {
-                policy_ids(
-                    p,
-                    &BuildOptions {
-                        tcp: false,
-                        ..opts.clone()
-                    },
-                )
-            })
-            .map(|id| format!("{EXT_AUTHZ_POLICY_PREFIX}{provider}-{id}"))
-            .collect();
-        ids.sort();
-        if valid {
-            out.push(EnvoyFilter::Rbac(RbacFilter {
-                name: rbac_name.into(),
-                rules: None,
-                shadow_rules: Some(RbacRules {
-                    action: RbacAction::Deny,
-                    policies: ids,
-                }),
-                shadow_rules_stat_prefix: Some(EXT_AUTHZ_SHADOW_STAT_PREFIX.into()),
-                stat_prefix: stat_prefix.clone(),
-            }));
-            out.push(EnvoyFilter::ExtAuthz {
-                name: ext_name.into(),
-                provider: provider.to_string(),
-                stat_prefix: stat_prefix.clone(),
-            });
-        } else {
-            out.push(EnvoyFilter::Rbac(RbacFilter {
-                name: rbac_name.into(),
-                rules: Some(RbacRules {
-                    action: RbacAction::Deny,
-                    policies: ids
-                        .into_iter()
-                        .map(|id| format!("{id}-deny-due-to-bad-CUSTOM-action"))
-                        .collect(),
-                }),
-                shadow_rules: None,
-                shadow_rules_stat_prefix: None,
-                stat_prefix: stat_prefix.clone(),
-            }));
-        }
-    }
-
-    for (action, rbac_action) in [
-        (Action::Audit, RbacAction::Log),
-        (Action::Deny, RbacAction::Deny),
-        (Action::Allow, RbacAction::Allow),
-    ] {
-        let group: Vec<&&AuthorizationPolicy> =
-            policies.iter().filter(|p| p.action() == action).collect();
-        if group.is_empty() {
-            continue;
-        }
-        let mut enforced: Option<Vec<String>> = None;
-        let mut shadow: Option<Vec<String>> = None;
-        for p in group {
-            let slot = if p.is_dry_run() {
-                &mut shadow
-            } else {
-                &mut enforced
-            };
-            slot.get_or_insert_with(Vec::new)
-                .extend(policy_ids(p, opts));
-        }
-        let mk = |ids: Option<Vec<String>>| {
-            ids.map(|mut policies| {
-                policies.sort();
-                policies.dedup();
-                RbacRules {
-                    action: rbac_action,
-                    policies,
-                }
-            })
-        };
-        let shadow_rules = mk(shadow);
-        out.push(EnvoyFilter::Rbac(RbacFilter {
-            name: rbac_name.into(),
-            rules: mk(enforced),
-            shadow_rules_stat_prefix: dry_run_stat_prefix(shadow_rules.as_ref().map(|r| r.action)),
-            shadow_rules,
-            stat_prefix: stat_prefix.clone(),
-        }));
-    }
-    out
+    let t = translate_options(&policies, opts);
+    let (filters, _) = translate_filters(policies.iter().copied(), opts.tcp, &t);
+    filters.iter().map(summarize).collect()
 }
 
 impl crate::workload::Cluster {

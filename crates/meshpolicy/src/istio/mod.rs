@@ -6,7 +6,11 @@
 //! the HTTP and network RBAC (and ext_authz) filters Istio's builder emits;
 //! [`listener`] builds the inbound listener around them (TLS by
 //! PeerAuthentication, the HTTP connection manager, the access log). Both are
-//! pure functions from policies to Envoy's JSON.
+//! pure functions from policies to Envoy's JSON. [`builder`] is the
+//! names-only view of the translation (policy ids per filter) the log and
+//! config-dump readers use.
 
+#[path = "../engine/rbac_builder.rs"]
+pub mod builder;
 pub mod listener;
 pub mod rbac;
