@@ -156,6 +156,7 @@ impl Sidecar {
                 "10.1.0.7:41000".parse().unwrap(),
                 SocketAddr::from(([10, 1, 0, 9], port)),
             )),
+            bind: None,
         }
     }
 
@@ -453,6 +454,7 @@ fn app_ports_bound_directly_without_proxy_protocol() {
     let mtls = Dial {
         tls: Some(ClientTls::new(&client, &SIDECAR_HTTP11_ALPNS).unwrap()),
         proxy: None,
+        bind: None,
     };
     let r = http_request(addr, &mtls, "GET", "/direct", "web", &[]);
     let r = r.unwrap_or_else(|e| panic!("{e}; envoy:\n{}", envoy.output.lines().join("\n")));

@@ -780,6 +780,10 @@ pub struct Dial {
     pub tls: Option<ClientTls>,
     /// Send a PROXY v1 header first with this (source, destination).
     pub proxy: Option<(SocketAddr, SocketAddr)>,
+    /// Connect from this local address (a 127.0.0.0/8 address): Envoy's
+    /// `direct_remote_ip` (Istio's `source.ip`, `ipBlocks`) is always the
+    /// physical peer, even when a PROXY header names another source.
+    pub bind: Option<std::net::IpAddr>,
 }
 
 enum Conn {
@@ -812,7 +816,19 @@ impl Write for Conn {
 }
 
 fn connect(addr: SocketAddr, dial: &Dial) -> io::Result<Conn> {
-    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    let mut s = match dial.bind {
+        None => TcpStream::connect_timeout(&addr, IO_TIMEOUT)?,
+        Some(ip) => {
+            let sock = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM,
+                None,
+            )?;
+            sock.bind(&SocketAddr::new(ip, 0).into())?;
+            sock.connect_timeout(&addr.into(), IO_TIMEOUT)?;
+            sock.into()
+        }
+    };
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
     if let Some((src, dst)) = dial.proxy {

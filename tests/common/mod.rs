@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod envoy;
+pub mod policygen;
 pub mod sim;
 
 use std::path::{Path, PathBuf};

@@ -1694,7 +1694,8 @@ pub fn evaluate_policies_with(
 }
 
 /// What Envoy's `path_with_escaped_slashes_action` does with `%2F`/`%5C`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EscapedSlashesAction {
     KeepUnchanged,
     RejectRequest,
@@ -1716,7 +1717,7 @@ impl EscapedSlashesAction {
 
 /// The HTTP connection manager's path settings (`normalize_path`,
 /// `merge_slashes`, `path_with_escaped_slashes_action`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct PathNormalization {
     pub normalize_path: bool,
     pub merge_slashes: bool,

@@ -48,6 +48,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::peerauth::MtlsMode;
+use super::rbac::hcm_path_settings;
 
 /// Name istiod gives the sidecar's inbound listener.
 pub const VIRTUAL_INBOUND: &str = "virtualInbound";
@@ -97,24 +98,12 @@ pub const SERVER_CIPHERS: [&str; 6] = [
     "AES128-GCM-SHA256",
 ];
 
-/// Path handling of the HTTP connection manager, as istiod sets it with the
-/// default mesh config (`pathNormalization: BASE`/`DEFAULT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct PathNormalization {
-    pub normalize_path: bool,
-    pub merge_slashes: bool,
-    /// Envoy's `path_with_escaped_slashes_action` enum name.
-    pub path_with_escaped_slashes_action: &'static str,
-}
+/// Path handling of the HTTP connection manager: one definition, shared with
+/// the engine, which predicts what RBAC sees after it ([`crate::authz::rbac_path`]).
+pub use crate::authz::PathNormalization;
 
-/// Istio's defaults for sidecars.
-// TODO: take these from `istio::rbac::path_normalization()` once the RBAC
-// translation publishes it, so the engine and the listener share one source.
-pub const ISTIO_PATH_NORMALIZATION: PathNormalization = PathNormalization {
-    normalize_path: true,
-    merge_slashes: false,
-    path_with_escaped_slashes_action: "KEEP_UNCHANGED",
-};
+/// Istio's defaults for sidecars (`meshConfig.pathNormalization` unset).
+pub const ISTIO_PATH_NORMALIZATION: PathNormalization = PathNormalization::ISTIO_DEFAULT;
 
 /// How the application port speaks (Istio's protocol selection, reduced to
 /// the two filter stacks it leads to).
@@ -317,12 +306,10 @@ fn http_connection_manager(spec: &InboundSpec, p: &InboundPort, tls: bool) -> Va
         "set_current_client_cert_details": {"subject": true, "uri": true, "dns": true},
         "server_name": "istio-envoy",
         "upgrade_configs": [{"upgrade_type": "websocket"}],
-        "stream_idle_timeout": "0s",
-        "normalize_path": norm.normalize_path,
-        "path_with_escaped_slashes_action": norm.path_with_escaped_slashes_action
+        "stream_idle_timeout": "0s"
     });
-    if norm.merge_slashes {
-        hcm["merge_slashes"] = json!(true);
+    if let (Some(h), Value::Object(n)) = (hcm.as_object_mut(), hcm_path_settings(&norm)) {
+        h.extend(n);
     }
     filters.push(json!({
         "name": "envoy.filters.network.http_connection_manager",
