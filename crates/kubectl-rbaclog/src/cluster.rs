@@ -204,6 +204,7 @@ pub async fn read_pod(
         namespace: Some(t.namespace.clone()),
         pod: Some(t.pod.clone()),
         file: None,
+        ..StreamId::default()
     });
     let mut out = Vec::new();
     let mut failures = 0u32;

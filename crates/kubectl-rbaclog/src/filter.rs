@@ -97,6 +97,7 @@ mod tests {
             paired: vec![],
             file: None,
             ts: time.parse().ok(),
+            ..DecisionRecord::default()
         }
     }
 

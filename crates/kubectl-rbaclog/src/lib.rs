@@ -21,6 +21,7 @@ pub mod filter;
 pub mod lines;
 pub mod output;
 pub mod pairing;
+pub mod prefix;
 pub mod record;
 pub mod stream;
 pub mod summary;
