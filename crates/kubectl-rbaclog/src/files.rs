@@ -89,8 +89,8 @@ pub fn read_stream<R: std::io::BufRead>(
             None => &mut plain,
         };
         match clock.split(p.rest) {
-            Some((ts, rest)) => pairer.push(rest, Some(ts), &mut out),
-            None => pairer.push(p.rest, None, &mut out),
+            Some((ts, rest)) if !own_time(rest) => pairer.push(rest, Some(ts), &mut out),
+            _ => pairer.push(p.rest, None, &mut out),
         }
         buf.clear();
         for d in out.drain(..) {
@@ -115,4 +115,45 @@ pub fn read_stream<R: std::io::BufRead>(
         }
     }
     Ok(stats)
+}
+
+/// Whether what follows a leading RFC 3339 time is the rest of a log line in Istio's
+/// layout with its TABs turned into spaces (`TIME  debug  envoy rbac ...`): the time
+/// is then the line's own, not one `kubectl logs --timestamps` put in front.
+fn own_time(rest: &[u8]) -> bool {
+    const LEVELS: [&[u8]; 7] = [
+        b"trace",
+        b"debug",
+        b"info",
+        b"warn",
+        b"warning",
+        b"error",
+        b"critical",
+    ];
+    if matches!(rest.first(), Some(b' ') | Some(b'\t')) {
+        return true;
+    }
+    let end = rest
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(rest.len());
+    end < rest.len() && LEVELS.contains(&&rest[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_time;
+
+    #[test]
+    fn a_line_s_own_time_is_not_the_kubelet_s() {
+        assert!(own_time(b"    debug    envoy rbac   enforced denied"));
+        assert!(own_time(b"debug envoy rbac enforced denied"));
+        assert!(!own_time(
+            b"2021-04-23T20:43:18.552910Z\tdebug\tenvoy rbac\tx"
+        ));
+        assert!(!own_time(
+            b"[2025-01-01T00:00:00.000Z] \"GET / HTTP/1.1\" 403"
+        ));
+        assert!(!own_time(b"debugging"));
+    }
 }
