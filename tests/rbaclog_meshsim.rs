@@ -245,7 +245,7 @@ async fn one_denied_probe_shows_one_denial_with_policy_and_rule() {
     let row = rows[1];
     assert!(row.contains("np-test-2/np-test-nginx-2-"), "{row}");
     assert!(
-        row.contains("deny-all-ingress-using-authorizationpolicy.np-test-2"),
+        row.contains("np-test-2/deny-all-ingress-using-authorizationpolicy"),
         "{row}"
     );
     assert!(row.contains("   0   "), "rule 0: {row}");
@@ -305,7 +305,7 @@ async fn one_denied_probe_shows_one_denial_with_policy_and_rule() {
             &env.rbaclog(&[
                 "-A",
                 "--policy",
-                "deny-all-ingress-using-authorizationpolicy.np-test-2",
+                "np-test-2/deny-all-ingress-using-authorizationpolicy",
                 "-o",
                 "json"
             ])
@@ -370,7 +370,7 @@ async fn summary_counts_n_denials_after_n_probes() {
     assert_eq!(by_policy.len(), 1, "{v:#}");
     assert_eq!(
         by_policy[0]["policy"],
-        "deny-all-ingress-using-authorizationpolicy.np-test-2"
+        "np-test-2/deny-all-ingress-using-authorizationpolicy"
     );
     assert_eq!(by_policy[0]["rule"], "0");
     assert_eq!(by_policy[0]["count"], N as u64);
@@ -385,18 +385,15 @@ async fn summary_counts_n_denials_after_n_probes() {
             .unwrap()
             .starts_with("np-test-2/np-test-nginx-2-")
     );
-    assert_eq!(
-        v["by_source"][0]["source"],
-        "rbac-debug+local-reply+access-log"
-    );
-    assert_eq!(v["by_source"][0]["count"], N as u64);
+    assert_eq!(v["by_log"][0]["log"], "rbac-debug+local-reply+access-log");
+    assert_eq!(v["by_log"][0]["count"], N as u64);
     // The table form names the same counts.
     let o = env.rbaclog(&["np-test-2", "--summary"]).await;
     assert!(o.stdout.contains("COUNT"), "{o:?}");
     let line = o
         .stdout
         .lines()
-        .find(|l| l.starts_with("deny-all-ingress-using-authorizationpolicy.np-test-2"))
+        .find(|l| l.starts_with("np-test-2/deny-all-ingress-using-authorizationpolicy"))
         .unwrap();
     assert!(
         line.split_whitespace().any(|w| w == N.to_string()),

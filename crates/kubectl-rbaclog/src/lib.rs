@@ -152,20 +152,19 @@ async fn run_files(
         let stats = tokio::task::block_in_place(|| {
             files::read_file(path, &plan.filters, &mut |d| batch.add(d))
         })?;
-        let odd = stats.foreign + stats.unparsed;
-        if stats.lines > 0 && odd > 0 {
+        let odd = stats.foreign + stats.unparsed + stats.rbac_other;
+        if stats.lines > 0 && odd > 0 && stats.foreign < stats.lines {
             let name = path.display().to_string();
-            if stats.foreign == stats.lines {
-                note(&format!(
-                    "note: {name}: none of its {} lines looks like an Envoy or istio-proxy log line",
-                    stats.lines
-                ));
-            } else {
-                note(&format!(
-                    "note: {name}: {odd} of {} lines could not be parsed as Envoy/istio-proxy log lines",
-                    stats.lines
-                ));
-            }
+            note(&format!(
+                "note: {name}: {odd} of {} lines could not be read as Envoy/istio-proxy/ztunnel log lines{}",
+                stats.lines,
+                stats
+                    .first_unknown
+                    .as_ref()
+                    .or(stats.first_foreign.as_ref())
+                    .map(|l| format!(" (first: {l})"))
+                    .unwrap_or_default()
+            ));
         }
         total.add(&stats);
     }
