@@ -25,6 +25,7 @@ pub mod prefix;
 pub mod record;
 pub mod stream;
 pub mod summary;
+pub mod table;
 
 use kubeplugin::istioctl::Istioctl;
 use kubeplugin::render::Renderer;
@@ -60,12 +61,14 @@ pub async fn run(cli: Cli) -> Result<Exit, RbaclogError> {
 /// Collects a batch run's decisions (or only their summary).
 ///
 /// Memory: a summary keeps one counter per group and `-o jsonl` writes each
-/// decision at once, so both are bounded however much matched; tables and
-/// `-o json` keep the matched decisions to sort and align them.
+/// decision at once, so both are bounded however much matched; tables stream
+/// rows in time order or keep only their cells ([`table::TableSink`]); `-o json`
+/// keeps the matched decisions to sort them.
 #[derive(Debug, Default)]
 struct Batch {
     summary: Option<Summary>,
     decisions: Vec<DecisionRecord>,
+    table: Option<table::TableSink>,
     matched: u64,
     stream_jsonl: bool,
     error: Option<PluginError>,
@@ -73,25 +76,37 @@ struct Batch {
 
 impl Batch {
     fn new(summary: bool, renderer: &Renderer) -> Self {
+        let table = matches!(
+            renderer.format,
+            kubeplugin::OutputFormat::Table | kubeplugin::OutputFormat::Wide
+        );
         Batch {
             summary: summary.then(Summary::default),
             stream_jsonl: !summary && renderer.format == kubeplugin::OutputFormat::Jsonl,
+            table: (!summary && table).then(|| table::TableSink::new(*renderer)),
             ..Batch::default()
         }
     }
 
     fn add(&mut self, d: DecisionRecord) {
         self.matched += 1;
-        match &mut self.summary {
-            Some(s) => s.add(&d),
-            None if self.stream_jsonl => {
+        match (&mut self.summary, &mut self.table) {
+            (Some(s), _) => s.add(&d),
+            (None, Some(t)) => {
+                if self.error.is_none()
+                    && let Err(e) = t.add(&d)
+                {
+                    self.error = Some(e);
+                }
+            }
+            (None, None) if self.stream_jsonl => {
                 if self.error.is_none()
                     && let Err(e) = output::write_jsonl(&d)
                 {
                     self.error = Some(e);
                 }
             }
-            None => self.decisions.push(d),
+            (None, None) => self.decisions.push(d),
         }
     }
 
@@ -106,9 +121,17 @@ impl Batch {
         if let Some(e) = self.error.take() {
             return Err(e.into());
         }
+        if let Some(t) = self.table.take() {
+            let late = t.finish()?;
+            if late > 0 {
+                note(&format!(
+                    "note: the input is not in time order: the last {late} rows of the table came after later ones had been printed"
+                ));
+            }
+        }
         match &self.summary {
             Some(s) => output::write_summary(renderer, s)?,
-            None if self.stream_jsonl => {}
+            None if self.stream_jsonl || self.decisions.is_empty() && self.matched > 0 => {}
             None => {
                 self.decisions.sort_by(|a, b| {
                     (a.ts, &a.namespace, &a.pod, &a.file).cmp(&(

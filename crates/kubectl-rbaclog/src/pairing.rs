@@ -61,6 +61,8 @@ pub const PAIR_WINDOW: Duration = Duration::from_secs(1);
 pub const HOLD: Duration = Duration::from_secs(2);
 /// At most this many decisions wait for a partner per stream.
 pub const MAX_PENDING: usize = 1024;
+/// A filter's `checking request` entry applies to decision lines this close to it.
+const CHECK_WINDOW: Duration = Duration::from_millis(10);
 /// A JSON object pretty-printed over several lines is read up to this size.
 const MAX_JSON: usize = 1 << 20;
 
@@ -167,6 +169,8 @@ struct Pending {
 struct OpenEntry {
     /// `None` for the network filter's `checking connection:`.
     request: Option<CheckedRequest>,
+    /// The entry's time (its first line's).
+    ts: Option<Timestamp>,
 }
 
 /// A JSON object being read over several lines (jq's pretty-printing).
@@ -216,7 +220,7 @@ pub struct Pairer {
     pending: VecDeque<Pending>,
     latest: Option<Timestamp>,
     /// The last `checking request` entry per Envoy thread (`None`: thread unknown).
-    checked: HashMap<Option<String>, CheckedRequest>,
+    checked: HashMap<Option<String>, (CheckedRequest, Option<Timestamp>)>,
     open_entry: Option<OpenEntry>,
     open_json: Option<OpenJson>,
     /// Per thread: decisions that are no row (`shadow allowed, matched policy none`)
@@ -396,13 +400,13 @@ impl Pairer {
                 if ends_entry(line) {
                     let thread = trailing_thread(line);
                     if let Some(e) = self.open_entry.take() {
-                        self.checked_request(thread, e.request, out);
+                        self.checked_request(thread, e.request, e.ts);
                     }
                 }
                 return;
             }
             if let Some(e) = self.open_entry.take() {
-                self.checked_request(None, e.request, out);
+                self.checked_request(None, e.request, e.ts);
             }
         }
         self.line(line, kubelet_ts, out);
@@ -444,11 +448,15 @@ impl Pairer {
                     NoteKind::CheckingRequest | NoteKind::CheckingConnection
                 ) {
                     let req = n.request.filter(|_| n.kind == NoteKind::CheckingRequest);
+                    let ts = n.header.time_rfc3339.as_deref().and_then(parse_ts);
                     if n.complete {
-                        self.checked_request(n.header.thread.clone(), req, out);
+                        self.checked_request(n.header.thread.clone(), req, ts);
                     } else {
-                        self.open_entry = Some(OpenEntry { request: req });
+                        self.open_entry = Some(OpenEntry { request: req, ts });
                     }
+                } else {
+                    // `allowed by default or by policy` ends the filter's work.
+                    self.checked.remove(&n.header.thread);
                 }
                 let ts = n.header.time_rfc3339.as_deref().and_then(parse_ts);
                 self.tick(ts.or(kubelet_ts), out);
@@ -564,9 +572,11 @@ impl Pairer {
                     let rank = match (rid, p.rec.request_id.as_deref()) {
                         (Some(a), Some(b)) if a == b => 0,
                         (Some(_), Some(_)) => continue,
+                        // A different downstream is a weak sign only: the address
+                        // may come from an unrelated `checking request` entry.
                         _ => match (&downstream, &p.rec.downstream) {
                             (Some(a), Some(b)) if a == b => 1,
-                            (Some(_), Some(_)) => continue,
+                            (Some(_), Some(_)) => 3,
                             _ => 2,
                         },
                     };
@@ -659,7 +669,7 @@ impl Pairer {
         &mut self,
         thread: Option<String>,
         req: Option<CheckedRequest>,
-        _out: &mut [DecisionRecord],
+        ts: Option<Timestamp>,
     ) {
         let rid = req.as_ref().and_then(|r| r.request_id.clone());
         for p in self.pending.iter_mut() {
@@ -672,7 +682,7 @@ impl Pairer {
         }
         match req {
             Some(req) => {
-                self.checked.insert(thread, req);
+                self.checked.insert(thread, (req, ts));
             }
             None => {
                 self.checked.remove(&thread);
@@ -690,15 +700,22 @@ impl Pairer {
     ) {
         let (time, zone, zts) = header_time(&d.header);
         let thread = d.header.thread.clone();
-        // The network filter runs before any request of its connection.
+        // The network filter runs before any request of its connection. Envoy
+        // writes a filter's `checking request` right before its decision lines: an
+        // entry read long before is another request's (or a cut log's).
         let checked = match d.filter {
             Some(meshpolicy::envoy::FilterKind::Network) => None,
             _ => self
                 .checked
                 .get(&thread)
                 .or_else(|| self.checked.get(&None))
-                .cloned(),
+                .filter(|(_, at)| within(*at, zts.or(kubelet_ts), CHECK_WINDOW))
+                .map(|(r, _)| r.clone()),
         };
+        if d.engine == Engine::Enforced {
+            // The filter's last line: its entry is used up.
+            self.checked.remove(&thread);
+        }
         let engine: EngineKind = d.engine.into();
         let verdict = match d.decision {
             Decision::Denied => Verdict::Denied,
@@ -867,7 +884,7 @@ impl Pairer {
                 (Some(_), Some(_)) => continue,
                 _ => match (&q.rec.downstream, &p.rec.downstream) {
                     (Some(a), Some(b)) if a == b => 1,
-                    (Some(_), Some(_)) => continue,
+                    (Some(_), Some(_)) => 3,
                     _ => 2,
                 },
             };
