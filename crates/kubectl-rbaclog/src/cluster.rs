@@ -44,6 +44,8 @@ pub struct Target {
 pub struct Scope {
     /// None with -A.
     pub namespace: Option<String>,
+    /// More namespaces, read like `namespace` (`kubectl rbaclog ns1 ns2`).
+    pub more_namespaces: Vec<String>,
     pub selector: Option<String>,
     pub pods: Vec<String>,
 }
@@ -51,7 +53,8 @@ pub struct Scope {
 impl Scope {
     fn describe(&self) -> String {
         let mut s = match &self.namespace {
-            Some(ns) => format!("namespace {ns}"),
+            Some(ns) if self.more_namespaces.is_empty() => format!("namespace {ns}"),
+            Some(ns) => format!("namespaces {ns}, {}", self.more_namespaces.join(", ")),
             None => "any namespace".to_string(),
         };
         if let Some(sel) = &self.selector {
@@ -84,12 +87,23 @@ fn target_of(p: &Pod) -> Target {
 
 /// Lists the pods in scope with a sidecar (started ones only).
 pub async fn list_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, RbaclogError> {
-    let ns_label = scope.namespace.clone().unwrap_or_else(|| "(all)".into());
+    let mut out = list_in(kube, scope, scope.namespace.clone()).await?;
+    for ns in &scope.more_namespaces {
+        out.extend(list_in(kube, scope, Some(ns.clone())).await?);
+    }
+    out.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+    Ok(out)
+}
+
+/// The pods with a sidecar in one namespace (`None`: every namespace).
+async fn list_in(
+    kube: &Kube,
+    scope: &Scope,
+    namespace: Option<String>,
+) -> Result<Vec<Target>, RbaclogError> {
+    let ns_label = namespace.clone().unwrap_or_else(|| "(all)".into());
     if !scope.pods.is_empty() {
-        let ns = scope
-            .namespace
-            .clone()
-            .unwrap_or_else(|| kube.namespace.clone());
+        let ns = namespace.clone().unwrap_or_else(|| kube.namespace.clone());
         let api: Api<Pod> = Api::namespaced(kube.client.clone(), &ns);
         let mut out = Vec::new();
         for name in &scope.pods {
@@ -125,7 +139,7 @@ pub async fn list_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, Rba
         }
         return Ok(out);
     }
-    let api: Api<Pod> = match &scope.namespace {
+    let api: Api<Pod> = match &namespace {
         Some(ns) => Api::namespaced(kube.client.clone(), ns),
         None => Api::all(kube.client.clone()),
     };
@@ -151,7 +165,7 @@ pub async fn list_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, Rba
 pub async fn require_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, RbaclogError> {
     let targets = list_targets(kube, scope).await?;
     if targets.is_empty() {
-        if let Some(ns) = &scope.namespace {
+        for ns in scope.namespace.iter().chain(&scope.more_namespaces) {
             ensure_namespace(kube, ns).await?;
         }
         return Err(RbaclogError::NoSidecars {

@@ -51,9 +51,13 @@ pub async fn run(cli: Cli) -> Result<Exit, RbaclogError> {
             let paths = paths.clone();
             run_until_signal(run_files(&cli, &plan, &renderer, &paths)).await
         }
-        Source::Cluster { namespace, all } => {
-            let (namespace, all) = (namespace.clone(), *all);
-            run_cluster(&cli, &plan, &renderer, namespace, all).await
+        Source::Cluster {
+            namespace,
+            more,
+            all,
+        } => {
+            let (namespace, more, all) = (namespace.clone(), more.clone(), *all);
+            run_cluster(&cli, &plan, &renderer, namespace, more, all).await
         }
     }
 }
@@ -205,6 +209,7 @@ async fn run_cluster(
     plan: &Plan,
     renderer: &Renderer,
     namespace: Option<String>,
+    more: Vec<String>,
     all: bool,
 ) -> Result<Exit, RbaclogError> {
     // istioctl first: when it is missing, nothing has been changed.
@@ -220,6 +225,7 @@ async fn run_cluster(
         } else {
             Some(namespace.unwrap_or_else(|| kube.namespace.clone()))
         },
+        more_namespaces: if all { Vec::new() } else { more },
         selector: cli.selector.clone(),
         pods: cli.pods.clone(),
     };
@@ -270,6 +276,11 @@ async fn cluster_work(
             .map(|t| (t.namespace.clone(), t.pod.clone()))
             .collect();
         guard.enable(istioctl, &cli.kube, &pods).await?;
+        if !cli.follow {
+            note(
+                "note: --enable-debug raised the rbac logger just now: only requests made from now on get RBAC debug lines, and this run reads the logs once without waiting for them; add -f to follow new requests",
+            );
+        }
     }
     let window = Window {
         since: plan.since,
