@@ -285,6 +285,7 @@ impl Cli {
             engine: self.engine,
             policies: self.policies.clone(),
             after: None,
+            live: None,
         };
         if !files.is_empty() {
             let cluster_flags = self.all.all_namespaces

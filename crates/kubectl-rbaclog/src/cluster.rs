@@ -226,7 +226,8 @@ pub async fn read_pod(
     let mut result = PodResult::default();
     let idle = Duration::from_millis(1500);
     let emit = |out: &mut Vec<DecisionRecord>, sink: &mut (dyn FnMut(DecisionRecord) + Send)| {
-        for d in out.drain(..) {
+        for mut d in out.drain(..) {
+            filters.enrich(&mut d);
             if filters.matches(&d) {
                 sink(d);
             }

@@ -19,6 +19,7 @@ pub mod error;
 pub mod files;
 pub mod filter;
 pub mod lines;
+pub mod live;
 pub mod output;
 pub mod pairing;
 pub mod prefix;
@@ -282,6 +283,21 @@ async fn cluster_work(
             );
         }
     }
+    // What the API adds: ALLOW candidates of `matched policy none`, source pods.
+    let live = live::gather(kube, &targets).await;
+    for p in &cli.policies {
+        let raw_id = p == "none" || p.contains('[');
+        if !raw_id && !live.knows(p) {
+            note(&format!(
+                "warning: --policy {p}: no AuthorizationPolicy of that name in the namespaces read (or {})",
+                live::ROOT_NAMESPACE
+            ));
+        }
+    }
+    let filters = filter::Filters {
+        live: Some(std::sync::Arc::new(live)),
+        ..plan.filters.clone()
+    };
     let window = Window {
         since: plan.since,
         since_time: plan.since_time,
@@ -296,7 +312,7 @@ async fn cluster_work(
             scope,
             targets,
             &window,
-            &plan.filters,
+            &filters,
             cli.poll_interval,
             &mut on,
         )
@@ -308,7 +324,7 @@ async fn cluster_work(
         kube,
         &targets,
         &window,
-        &plan.filters,
+        &filters,
         cli.concurrency as usize,
         &mut |d| batch.add(d),
     )

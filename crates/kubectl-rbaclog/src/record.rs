@@ -254,7 +254,8 @@ impl DecisionRecord {
         v
     }
 
-    /// `NS/NAME` as kubectl prints it, else the raw id, else `-`; a CUSTOM policy
+    /// `NS/NAME` as kubectl prints it, else the raw id, else `-`; an ALLOW miss
+    /// with known candidates lists them (`none (allow: NS/A, NS/B)`); a CUSTOM policy
     /// carries its provider (`NS/NAME (ext_authz PROVIDER)`).
     pub fn policy_label(&self) -> String {
         let base = match (&self.policy, &self.policy_id) {
@@ -275,6 +276,9 @@ impl DecisionRecord {
             (_, Some(raw)) => raw.clone(),
             _ => "-".into(),
         };
+        if !self.allow_policies.is_empty() {
+            return format!("{base} (allow: {})", self.allow_policies.join(", "));
+        }
         match self.policy.as_ref().and_then(|p| p.provider.as_deref()) {
             Some(provider) => format!("{base} (ext_authz {provider})"),
             None => base,
@@ -347,6 +351,7 @@ impl Tabular for DecisionRecord {
             Column::new("POLICY"),
             Column::new("RULE"),
             Column::new("REQUEST"),
+            Column::new("FROM"),
             Column::new("LOG"),
             Column::wide("CONNECTION"),
             Column::wide("STREAM"),
@@ -368,6 +373,7 @@ impl Tabular for DecisionRecord {
             Cell::new(self.policy_label()),
             Cell::new(opt(&self.policy.as_ref().and_then(|p| p.rule.clone()))),
             Cell::new(self.request_label()),
+            Cell::new(opt(&self.from)),
             Cell::new(origins.join("+")),
             Cell::new(opt(&self.connection_id)),
             Cell::new(opt(&self.stream_id)),
