@@ -80,7 +80,8 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(summary: bool, renderer: &Renderer) -> Self {
+    /// `one_log`: the decisions come from one log (one file), so in time order.
+    fn new(summary: bool, renderer: &Renderer, one_log: bool) -> Self {
         let table = matches!(
             renderer.format,
             kubeplugin::OutputFormat::Table | kubeplugin::OutputFormat::Wide
@@ -88,7 +89,7 @@ impl Batch {
         Batch {
             summary: summary.then(Summary::default),
             stream_jsonl: !summary && renderer.format == kubeplugin::OutputFormat::Jsonl,
-            table: (!summary && table).then(|| table::TableSink::new(*renderer)),
+            table: (!summary && table).then(|| table::TableSink::new(*renderer, one_log)),
             ..Batch::default()
         }
     }
@@ -173,7 +174,7 @@ async fn run_files(
     renderer: &Renderer,
     paths: &[std::path::PathBuf],
 ) -> Result<Exit, RbaclogError> {
-    let mut batch = Batch::new(cli.summary, renderer);
+    let mut batch = Batch::new(cli.summary, renderer, paths.len() == 1);
     let mut total = Stats::default();
     for path in paths {
         // Blocking reads, told to the runtime so other tasks (signals) keep running.
@@ -319,7 +320,8 @@ async fn cluster_work(
         .await?;
         return Ok(Exit::OK);
     }
-    let mut batch = Batch::new(cli.summary, renderer);
+    // Many pods' decisions interleave: the table keeps cells and sorts at the end.
+    let mut batch = Batch::new(cli.summary, renderer, false);
     let (stats, warnings) = cluster::read_all(
         kube,
         &targets,

@@ -6,7 +6,7 @@
 //! from one file or one pod come out of the pairer nearly in time order, so the
 //! writer keeps the first [`STREAM_AFTER`] rows; if they are in order, it fixes the
 //! column widths from them, prints them and then prints every later row as it
-//! comes, through a small reordering window ([`WINDOW`]) that absorbs the
+//! comes (one file only), through a small reordering window ([`WINDOW`]) that absorbs the
 //! pairer's slight reordering. Input out of time order (several files, pods
 //! interleaved) keeps only each row's cells and sort key, and is sorted at the end.
 
@@ -72,6 +72,8 @@ pub struct TableSink {
     /// Set once streaming started: the widths and the reordering window.
     streaming: Option<(Vec<usize>, BinaryHeap<Reverse<Row>>)>,
     last_printed: Option<Key>,
+    /// Whether rows may be streamed (one source: its decisions come in time order).
+    stream: bool,
     /// Rows that came after later ones had been printed (input far out of order
     /// once streaming); they are printed, sorted, after the table.
     pub late: u64,
@@ -79,7 +81,8 @@ pub struct TableSink {
 }
 
 impl TableSink {
-    pub fn new(renderer: Renderer) -> Self {
+    /// `stream`: the input is one log (one file), whose rows come in time order.
+    pub fn new(renderer: Renderer, stream: bool) -> Self {
         let wide = renderer.format == OutputFormat::Wide;
         let cols = DecisionRecord::columns();
         let keep: Vec<bool> = cols.iter().map(|c| wide || !c.wide_only).collect();
@@ -100,6 +103,7 @@ impl TableSink {
             last_printed: None,
             late: 0,
             late_rows: Vec::new(),
+            stream,
         }
     }
 
@@ -142,7 +146,7 @@ impl TableSink {
             self.in_order = false;
         }
         self.rows.push(row);
-        if self.in_order && self.rows.len() >= STREAM_AFTER {
+        if self.stream && self.in_order && self.rows.len() >= STREAM_AFTER {
             let rows = std::mem::take(&mut self.rows);
             let widths = self.widths(&rows);
             self.streaming = Some((widths, BinaryHeap::new()));
