@@ -37,6 +37,25 @@ pub struct Target {
     pub namespace: String,
     pub pod: String,
     pub uid: String,
+    /// `sidecar`, `gateway` or `waypoint`, from the pod's labels.
+    pub proxy: &'static str,
+}
+
+/// The proxy kind of a pod with an istio-proxy container, from Istio's labels.
+fn proxy_kind(p: &Pod) -> &'static str {
+    let labels = p.metadata.labels.as_ref();
+    let get = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+    if get("gateway.istio.io/managed") == Some("istio.io-mesh-controller")
+        || get("istio.io/waypoint-for").is_some()
+    {
+        "waypoint"
+    } else if get("gateway.networking.k8s.io/gateway-name").is_some()
+        || matches!(get("istio"), Some("ingressgateway" | "egressgateway"))
+    {
+        "gateway"
+    } else {
+        "sidecar"
+    }
 }
 
 /// What to select.
@@ -82,6 +101,7 @@ fn target_of(p: &Pod) -> Target {
         namespace: p.metadata.namespace.clone().unwrap_or_default(),
         pod: pod_name(p).to_string(),
         uid: p.metadata.uid.clone().unwrap_or_default(),
+        proxy: proxy_kind(p),
     }
 }
 
@@ -218,7 +238,7 @@ pub async fn read_pod(
         namespace: Some(t.namespace.clone()),
         pod: Some(t.pod.clone()),
         file: None,
-        ..StreamId::default()
+        proxy: Some(t.proxy),
     });
     let mut out = Vec::new();
     let mut failures = 0u32;
@@ -458,4 +478,37 @@ pub async fn follow_all(
         h.abort();
     }
     result
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::*;
+
+    fn pod(labels: &[(&str, &str)]) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        p
+    }
+
+    #[test]
+    fn proxy_kind_from_istio_labels() {
+        assert_eq!(proxy_kind(&pod(&[("app", "web")])), "sidecar");
+        assert_eq!(proxy_kind(&pod(&[("istio", "ingressgateway")])), "gateway");
+        assert_eq!(
+            proxy_kind(&pod(&[("gateway.networking.k8s.io/gateway-name", "gw")])),
+            "gateway"
+        );
+        assert_eq!(
+            proxy_kind(&pod(&[
+                ("gateway.istio.io/managed", "istio.io-mesh-controller"),
+                ("gateway.networking.k8s.io/gateway-name", "waypoint")
+            ])),
+            "waypoint"
+        );
+    }
 }
