@@ -33,11 +33,27 @@ pub struct LiveContext {
     pub pods_by_ip: HashMap<IpAddr, String>,
     /// Every AuthorizationPolicy read, as `NS/NAME`.
     pub known_policies: Vec<String>,
+    /// The AUDIT policies among them (`NS/NAME`): Envoy logs their matches as
+    /// `enforced allowed`, indistinguishable from an ALLOW match in the line.
+    pub audit_policies: Vec<String>,
 }
 
 impl LiveContext {
     /// Adds what the API knows to a decision.
     pub fn enrich(&self, d: &mut DecisionRecord) {
+        let is_audit = |id: Option<&str>| {
+            id.map(meshpolicy::envoy::PolicyId::parse)
+                .and_then(|p| Some(format!("{}/{}", p.namespace?, p.name?)))
+                .is_some_and(|n| self.audit_policies.contains(&n))
+        };
+        if d.decision == crate::record::Verdict::Allowed && is_audit(d.policy_id.as_deref()) {
+            d.action = Some(crate::record::Action::Audit);
+        }
+        for f in &mut d.filters {
+            if f.decision == crate::record::Verdict::Allowed && is_audit(f.policy_id.as_deref()) {
+                f.action = Some(crate::record::Action::Audit);
+            }
+        }
         if d.from.is_none()
             && let Some(ip) = d.downstream.as_deref().and_then(ip_of)
             && let Some(p) = self.pods_by_ip.get(&ip)
@@ -113,6 +129,10 @@ pub async fn gather(kube: &Kube, targets: &[Target]) -> LiveContext {
                 let r = c.policy_ref();
                 ctx.known_policies
                     .push(format!("{}/{}", r.namespace, r.name));
+                if c.action() == Action::Audit {
+                    ctx.audit_policies
+                        .push(format!("{}/{}", r.namespace, r.name));
+                }
                 compiled.push(c);
             }
         }
@@ -199,5 +219,15 @@ mod tests {
         };
         ctx.enrich(&mut named);
         assert!(named.allow_policies.is_empty());
+        // An AUDIT policy's match is shown as AUDIT, not as an ALLOW.
+        ctx.audit_policies.push("ns/log-admin".into());
+        let mut audit = DecisionRecord {
+            decision: crate::record::Verdict::Allowed,
+            policy_id: Some("ns[ns]-policy[log-admin]-rule[0]".into()),
+            ..DecisionRecord::default()
+        };
+        ctx.enrich(&mut audit);
+        assert_eq!(audit.action, Some(crate::record::Action::Audit));
+        assert_eq!(audit.decision_label(), "audit");
     }
 }
