@@ -802,4 +802,40 @@ async fn allow_miss_is_attributed_to_the_allow_policies_of_the_workload() {
             .contains("none (allow: np-test-2/allow-only-admin)"),
         "{o:?}"
     );
+
+    // The same log saved by real kubectl with --prefix and --timestamps: the
+    // prefix names the pod, and the decision is the same one.
+    let p2 = env.pod("np-test-2", "np-test-nginx-2").await;
+    let saved = env
+        .run(
+            "kubectl",
+            &[
+                "logs",
+                "-n",
+                "np-test-2",
+                &p2,
+                "-c",
+                "istio-proxy",
+                "--prefix",
+                "--timestamps",
+            ],
+        )
+        .await;
+    assert_eq!(saved.code, 0, "{saved:?}");
+    assert!(
+        saved
+            .stdout
+            .starts_with(&format!("[pod/{p2}/istio-proxy] ")),
+        "{saved:?}"
+    );
+    let f = env.c.path().join("prefixed.log");
+    std::fs::write(&f, &saved.stdout).unwrap();
+    let v = json(
+        &env.rbaclog(&["--file", &f.display().to_string(), "-o", "json"])
+            .await,
+    );
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_eq!(v[0]["pod"], p2.as_str());
+    assert_eq!(v[0]["policy_id"], "none");
+    assert_eq!(v[0]["because"], "no ALLOW rule matched");
 }
