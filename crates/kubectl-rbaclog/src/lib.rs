@@ -285,7 +285,11 @@ async fn cluster_work(
         }
     }
     // What the API adds: ALLOW candidates of `matched policy none`, source pods.
-    let live = live::gather(kube, &targets).await;
+    let pods: Vec<(String, String)> = targets
+        .iter()
+        .map(|t| (t.namespace.clone(), t.pod.clone()))
+        .collect();
+    let live = live::gather(kube, &pods).await;
     for p in &cli.policies {
         let raw_id = p == "none" || p.contains('[');
         if !raw_id && !live.knows(p) {

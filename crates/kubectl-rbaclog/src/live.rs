@@ -18,7 +18,6 @@ use kubeplugin::Kube;
 use meshpolicy::authz::{Action, AuthorizationPolicy, CompiledAuthz};
 use meshpolicy::workload::Pod;
 
-use crate::cluster::Target;
 use crate::record::DecisionRecord;
 
 /// Istio's default root namespace (mesh-wide policies).
@@ -115,9 +114,9 @@ async fn list_authz(kube: &Kube, namespace: &str) -> Vec<AuthorizationPolicy> {
     Vec::new()
 }
 
-/// Reads the policies and pods the targets' decisions may refer to.
-pub async fn gather(kube: &Kube, targets: &[Target]) -> LiveContext {
-    let mut namespaces: Vec<String> = targets.iter().map(|t| t.namespace.clone()).collect();
+/// Reads the policies and pods the decisions of `targets` (namespace, pod) may refer to.
+pub async fn gather(kube: &Kube, targets: &[(String, String)]) -> LiveContext {
+    let mut namespaces: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
     namespaces.push(ROOT_NAMESPACE.to_string());
     namespaces.sort();
     namespaces.dedup();
@@ -163,7 +162,7 @@ pub async fn gather(kube: &Kube, targets: &[Target]) -> LiveContext {
         }
         if targets
             .iter()
-            .any(|t| t.namespace == p.namespace && t.pod == p.name)
+            .any(|(ns, pod)| *ns == p.namespace && *pod == p.name)
         {
             let allow: Vec<String> = compiled
                 .iter()
