@@ -245,7 +245,7 @@ async fn one_denied_probe_shows_one_denial_with_policy_and_rule() {
     let row = rows[1];
     assert!(row.contains("np-test-2/np-test-nginx-2-"), "{row}");
     assert!(
-        row.contains("deny-all-ingress-using-authorizationpolicy.np-test-2"),
+        row.contains("np-test-2/deny-all-ingress-using-authorizationpolicy"),
         "{row}"
     );
     assert!(row.contains("   0   "), "rule 0: {row}");
@@ -305,7 +305,7 @@ async fn one_denied_probe_shows_one_denial_with_policy_and_rule() {
             &env.rbaclog(&[
                 "-A",
                 "--policy",
-                "deny-all-ingress-using-authorizationpolicy.np-test-2",
+                "np-test-2/deny-all-ingress-using-authorizationpolicy",
                 "-o",
                 "json"
             ])
@@ -370,7 +370,7 @@ async fn summary_counts_n_denials_after_n_probes() {
     assert_eq!(by_policy.len(), 1, "{v:#}");
     assert_eq!(
         by_policy[0]["policy"],
-        "deny-all-ingress-using-authorizationpolicy.np-test-2"
+        "np-test-2/deny-all-ingress-using-authorizationpolicy"
     );
     assert_eq!(by_policy[0]["rule"], "0");
     assert_eq!(by_policy[0]["count"], N as u64);
@@ -385,18 +385,15 @@ async fn summary_counts_n_denials_after_n_probes() {
             .unwrap()
             .starts_with("np-test-2/np-test-nginx-2-")
     );
-    assert_eq!(
-        v["by_source"][0]["source"],
-        "rbac-debug+local-reply+access-log"
-    );
-    assert_eq!(v["by_source"][0]["count"], N as u64);
+    assert_eq!(v["by_log"][0]["log"], "rbac-debug+local-reply+access-log");
+    assert_eq!(v["by_log"][0]["count"], N as u64);
     // The table form names the same counts.
     let o = env.rbaclog(&["np-test-2", "--summary"]).await;
     assert!(o.stdout.contains("COUNT"), "{o:?}");
     let line = o
         .stdout
         .lines()
-        .find(|l| l.starts_with("deny-all-ingress-using-authorizationpolicy.np-test-2"))
+        .find(|l| l.starts_with("np-test-2/deny-all-ingress-using-authorizationpolicy"))
         .unwrap();
     assert!(
         line.split_whitespace().any(|w| w == N.to_string()),
@@ -741,5 +738,104 @@ async fn bad_input_is_one_line_with_the_documented_exit_code() {
     std::fs::write(&f, "hello\nworld\n").unwrap();
     let o = env.rbaclog(&["--file", &f.display().to_string()]).await;
     assert_eq!(o.code, 0, "{o:?}");
-    assert!(o.stderr.contains("none of its 2 lines"), "{o:?}");
+    assert!(
+        o.stderr.contains("2 of 2 lines are in no known log layout")
+            && o.stderr.contains("the first: hello"),
+        "{o:?}"
+    );
+    assert!(!o.stderr.contains("enable one of"), "{o:?}");
+}
+
+/// An ALLOW policy that the walk-through's probe does not match: the denial says
+/// `matched policy none`, and live rbaclog names the ALLOW policy as the candidate,
+/// matches it with `--policy`, warns about an unknown `--policy`, resolves the
+/// downstream to the probing pod and reads several namespaces given as positionals.
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_miss_is_attributed_to_the_allow_policies_of_the_workload() {
+    let env = Env::start(&[]).await;
+    let policy = env.c.path().join("allow-only-admin.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: allow-only-admin\n  namespace: np-test-2\nspec:\n  action: ALLOW\n  rules:\n  - to:\n    - operation:\n        paths: [\"/admin-only\"]\n",
+    )
+    .unwrap();
+    env.deny_and_probe_once("np-test-2", "svc-np-test-nginx-2", &policy)
+        .await;
+
+    let v = json(&env.rbaclog(&["np-test-2", "-o", "json"]).await);
+    assert_eq!(v.len(), 1, "{v:#?}");
+    let d = &v[0];
+    assert_eq!(d["policy_id"], "none");
+    assert_eq!(d["because"], "no ALLOW rule matched");
+    assert_eq!(
+        d["allow_policies"],
+        serde_json::json!(["np-test-2/allow-only-admin"])
+    );
+    let p1 = env.pod("np-test-1", "np-test-nginx-1").await;
+    if d["downstream"].is_string() {
+        assert_eq!(d["from"], format!("np-test-1/{p1}"), "{d:#}");
+    }
+
+    // --policy names the ALLOW policy behind the miss.
+    let o = env
+        .rbaclog(&["np-test-2", "--policy", "allow-only-admin", "-o", "json"])
+        .await;
+    assert_eq!(json(&o).len(), 1, "{o:?}");
+    assert!(!o.stderr.contains("warning"), "{o:?}");
+    // An unknown name: nothing, and a warning saying so.
+    let o = env
+        .rbaclog(&["np-test-2", "--policy", "no-such-policy", "-o", "json"])
+        .await;
+    assert_eq!(json(&o).len(), 0, "{o:?}");
+    assert!(
+        o.stderr.contains("warning: --policy no-such-policy"),
+        "{o:?}"
+    );
+    // Several namespaces as positionals, like -n repeated.
+    let v = json(&env.rbaclog(&["np-test-1", "np-test-2", "-o", "json"]).await);
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_eq!(v[0]["namespace"], "np-test-2");
+    // The table shows the candidates.
+    let o = env.rbaclog(&["np-test-2"]).await;
+    assert!(
+        o.stdout
+            .contains("none (allow: np-test-2/allow-only-admin)"),
+        "{o:?}"
+    );
+
+    // The same log saved by real kubectl with --prefix and --timestamps: the
+    // prefix names the pod, and the decision is the same one.
+    let p2 = env.pod("np-test-2", "np-test-nginx-2").await;
+    let saved = env
+        .run(
+            "kubectl",
+            &[
+                "logs",
+                "-n",
+                "np-test-2",
+                &p2,
+                "-c",
+                "istio-proxy",
+                "--prefix",
+                "--timestamps",
+            ],
+        )
+        .await;
+    assert_eq!(saved.code, 0, "{saved:?}");
+    assert!(
+        saved
+            .stdout
+            .starts_with(&format!("[pod/{p2}/istio-proxy] ")),
+        "{saved:?}"
+    );
+    let f = env.c.path().join("prefixed.log");
+    std::fs::write(&f, &saved.stdout).unwrap();
+    let v = json(
+        &env.rbaclog(&["--file", &f.display().to_string(), "-o", "json"])
+            .await,
+    );
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_eq!(v[0]["pod"], p2.as_str());
+    assert_eq!(v[0]["policy_id"], "none");
+    assert_eq!(v[0]["because"], "no ALLOW rule matched");
 }

@@ -107,7 +107,7 @@ pub fn parse_log(pod: &str, text: &str) -> Vec<TimedDecision> {
                     ));
                 }
             }
-            LogLine::Other | LogLine::Unparsed(_) => {}
+            _ => {}
         }
     }
     out

@@ -85,6 +85,7 @@ fn bench(c: &mut Criterion) {
         namespace: Some("bench-00".into()),
         pod: Some("web-00".into()),
         file: None,
+        ..StreamId::default()
     };
     let mut g = c.benchmark_group("pod_stream");
     g.throughput(Throughput::Bytes(bytes as u64));

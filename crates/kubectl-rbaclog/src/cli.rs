@@ -33,8 +33,8 @@ Examples:
   # Turn on RBAC debug logs for the run, restore each sidecar's level afterwards
   kubectl rbaclog np-test-2 --enable-debug -f
 
-  # Counts per policy and rule, per pod and per source
-  kubectl rbaclog -A --summary
+  # Counts per policy and rule, per pod and per log line kind; two namespaces
+  kubectl rbaclog shop payments --summary
 
   # A script's assertion: exit 1 if anything was denied in the last 5 minutes
   kubectl rbaclog np-test-2 --since 5m --exit-code
@@ -43,11 +43,14 @@ Examples:
   kubectl logs deploy/web -c istio-proxy | kubectl rbaclog -
   kubectl rbaclog --file proxy-1.log --file proxy-2.log -o jsonl
 
-Sources: RBAC debug lines (logger rbac at debug), `Preparing local reply` lines and
-server-side access log lines (rbac_access_denied_matched_policy[...]). Lines of one
-request are shown as one decision: the local reply joins the RBAC line logged just
-before it on the same Envoy thread with the same policy id; the access log line
-joins the decision with the same policy id within 1s of its start time.
+Sources: RBAC debug lines (logger rbac at debug, Envoy 1.40's multi-line `checking
+request` entries included), local replies (`Preparing`/`Sending local reply`),
+access log lines (TEXT or JSON; rbac_access_denied_matched_policy[...], UAEX for
+CUSTOM), ztunnel's policy rejections; any istio-proxy/Envoy layout, behind
+`kubectl logs --prefix`/`--timestamps` or stern. Lines of one request are one
+decision: the RBAC filters of one request (same thread, same x-request-id), its
+local reply (same thread, same policy) and its access line (same x-request-id,
+else downstream, else closest start time within 1s).
 
 Exit codes: 0 ok, 1 with --exit-code when a decision matched, 2 usage error,
 3 cluster or tool failure, 130 interrupted.";
@@ -62,9 +65,9 @@ Exit codes: 0 ok, 1 with --exit-code when a decision matched, 2 usage error,
     after_help = EXAMPLES
 )]
 pub struct Cli {
-    /// Namespace to read (same as -n); `-` reads a log from stdin
+    /// Namespaces to read (like -n, several allowed); `-` reads a log from stdin
     #[arg(value_name = "NAMESPACE")]
-    pub target: Option<String>,
+    pub targets: Vec<String>,
 
     #[command(flatten)]
     pub all: AllNamespacesFlag,
@@ -143,9 +146,11 @@ impl PluginCli for Cli {
 pub enum Source {
     /// Saved logs (`-` = stdin).
     Files(Vec<PathBuf>),
-    /// The cluster: one namespace (None = the context's), or all.
+    /// The cluster: one namespace (None = the context's) and maybe more, or all.
     Cluster {
         namespace: Option<String>,
+        /// Further namespaces given as positionals.
+        more: Vec<String>,
         all: bool,
     },
 }
@@ -184,30 +189,46 @@ impl Cli {
         }
         let mut files = self.files.clone();
         let mut namespace = self.kube.namespace.clone();
-        match self.target.as_deref() {
-            Some("-") => files.push(PathBuf::from("-")),
-            Some(ns) => {
-                if let Some(n) = &namespace
-                    && n != ns
-                {
-                    return Err(usage(
-                        format!("namespace given twice: \"{ns}\" and -n \"{n}\""),
-                        Some("give the namespace once, as NAMESPACE or with -n"),
-                    ));
-                }
-                namespace = Some(ns.to_string());
+        let mut more = Vec::new();
+        if self.targets.iter().any(|t| t == "-") {
+            if self.targets.len() > 1 {
+                return Err(usage(
+                    "`-` (stdin) cannot be combined with namespaces",
+                    None,
+                ));
             }
-            None => {}
+            files.push(PathBuf::from("-"));
+        } else if let Some((first, rest)) = self.targets.split_first() {
+            if let Some(n) = &namespace
+                && !self.targets.contains(n)
+            {
+                return Err(usage(
+                    format!("namespace given twice: \"{first}\" and -n \"{n}\""),
+                    Some("give the namespaces as NAMESPACE... or with -n"),
+                ));
+            }
+            namespace = Some(first.to_string());
+            for ns in rest {
+                if ns != first && !more.contains(ns) {
+                    more.push(ns.clone());
+                }
+            }
         }
-        if let Some(ns) = &namespace
-            && !is_dns_label(ns)
-        {
+        for ns in namespace.iter().chain(&more) {
+            if !is_dns_label(ns) {
+                return Err(usage(
+                    format!(
+                        "invalid namespace \"{}\"",
+                        kubeplugin::render::escape_control(ns)
+                    ),
+                    Some("namespaces are lowercase letters, digits and '-'"),
+                ));
+            }
+        }
+        if !more.is_empty() && !self.pods.is_empty() {
             return Err(usage(
-                format!(
-                    "invalid namespace \"{}\"",
-                    kubeplugin::render::escape_control(ns)
-                ),
-                Some("namespaces are lowercase letters, digits and '-'"),
+                "--pod needs one namespace",
+                Some("use -n NAMESPACE --pod NAME"),
             ));
         }
         if let Some(sel) = &self.selector {
@@ -267,6 +288,7 @@ impl Cli {
             engine: self.engine,
             policies: self.policies.clone(),
             after: None,
+            live: None,
         };
         if !files.is_empty() {
             let cluster_flags = self.all.all_namespaces
@@ -305,6 +327,7 @@ impl Cli {
         Ok(Plan {
             source: Source::Cluster {
                 namespace,
+                more,
                 all: self.all.all_namespaces,
             },
             filters,
@@ -337,6 +360,7 @@ mod tests {
             p.source,
             Source::Cluster {
                 namespace: Some("np-test-2".into()),
+                more: vec![],
                 all: false
             }
         );
@@ -346,6 +370,7 @@ mod tests {
             p.source,
             Source::Cluster {
                 namespace: Some("np-test-2".into()),
+                more: vec![],
                 all: false
             }
         );
@@ -354,9 +379,22 @@ mod tests {
             p.source,
             Source::Cluster {
                 namespace: None,
+                more: vec![],
                 all: true
             }
         );
+        let p = plan(&["a", "b", "a", "c"]).unwrap();
+        assert_eq!(
+            p.source,
+            Source::Cluster {
+                namespace: Some("a".into()),
+                more: vec!["b".into(), "c".into()],
+                all: false
+            }
+        );
+        assert!(plan(&["a", "-"]).is_err());
+        assert!(plan(&["a", "b", "--pod", "x"]).is_err());
+        assert!(plan(&["a", "B"]).is_err());
         let p = plan(&["np-test-2", "-n", "np-test-2"]).unwrap();
         assert!(matches!(p.source, Source::Cluster { .. }));
     }

@@ -37,6 +37,25 @@ pub struct Target {
     pub namespace: String,
     pub pod: String,
     pub uid: String,
+    /// `sidecar`, `gateway` or `waypoint`, from the pod's labels.
+    pub proxy: &'static str,
+}
+
+/// The proxy kind of a pod with an istio-proxy container, from Istio's labels.
+fn proxy_kind(p: &Pod) -> &'static str {
+    let labels = p.metadata.labels.as_ref();
+    let get = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+    if get("gateway.istio.io/managed") == Some("istio.io-mesh-controller")
+        || get("istio.io/waypoint-for").is_some()
+    {
+        "waypoint"
+    } else if get("gateway.networking.k8s.io/gateway-name").is_some()
+        || matches!(get("istio"), Some("ingressgateway" | "egressgateway"))
+    {
+        "gateway"
+    } else {
+        "sidecar"
+    }
 }
 
 /// What to select.
@@ -44,6 +63,8 @@ pub struct Target {
 pub struct Scope {
     /// None with -A.
     pub namespace: Option<String>,
+    /// More namespaces, read like `namespace` (`kubectl rbaclog ns1 ns2`).
+    pub more_namespaces: Vec<String>,
     pub selector: Option<String>,
     pub pods: Vec<String>,
 }
@@ -51,7 +72,8 @@ pub struct Scope {
 impl Scope {
     fn describe(&self) -> String {
         let mut s = match &self.namespace {
-            Some(ns) => format!("namespace {ns}"),
+            Some(ns) if self.more_namespaces.is_empty() => format!("namespace {ns}"),
+            Some(ns) => format!("namespaces {ns}, {}", self.more_namespaces.join(", ")),
             None => "any namespace".to_string(),
         };
         if let Some(sel) = &self.selector {
@@ -79,17 +101,29 @@ fn target_of(p: &Pod) -> Target {
         namespace: p.metadata.namespace.clone().unwrap_or_default(),
         pod: pod_name(p).to_string(),
         uid: p.metadata.uid.clone().unwrap_or_default(),
+        proxy: proxy_kind(p),
     }
 }
 
 /// Lists the pods in scope with a sidecar (started ones only).
 pub async fn list_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, RbaclogError> {
-    let ns_label = scope.namespace.clone().unwrap_or_else(|| "(all)".into());
+    let mut out = list_in(kube, scope, scope.namespace.clone()).await?;
+    for ns in &scope.more_namespaces {
+        out.extend(list_in(kube, scope, Some(ns.clone())).await?);
+    }
+    out.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+    Ok(out)
+}
+
+/// The pods with a sidecar in one namespace (`None`: every namespace).
+async fn list_in(
+    kube: &Kube,
+    scope: &Scope,
+    namespace: Option<String>,
+) -> Result<Vec<Target>, RbaclogError> {
+    let ns_label = namespace.clone().unwrap_or_else(|| "(all)".into());
     if !scope.pods.is_empty() {
-        let ns = scope
-            .namespace
-            .clone()
-            .unwrap_or_else(|| kube.namespace.clone());
+        let ns = namespace.clone().unwrap_or_else(|| kube.namespace.clone());
         let mut out: Vec<Target> = Vec::new();
         // `--pod` takes every target form (pod/, deployment/, svc/, ...): kubeplugin resolves it.
         let mut pods = Vec::new();
@@ -118,7 +152,7 @@ pub async fn list_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, Rba
         }
         return Ok(out);
     }
-    let api: Api<Pod> = match &scope.namespace {
+    let api: Api<Pod> = match &namespace {
         Some(ns) => Api::namespaced(kube.client.clone(), ns),
         None => Api::all(kube.client.clone()),
     };
@@ -145,7 +179,7 @@ pub async fn require_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, 
     let targets = list_targets(kube, scope).await?;
     if targets.is_empty() {
         let mut injection = None;
-        if let Some(ns) = &scope.namespace {
+        for ns in scope.namespace.iter().chain(&scope.more_namespaces) {
             ensure_namespace(kube, ns).await?;
             injection = injection_of(kube, ns, scope.selector.as_deref()).await;
         }
@@ -224,6 +258,7 @@ pub async fn read_pod(
         namespace: Some(t.namespace.clone()),
         pod: Some(t.pod.clone()),
         file: None,
+        proxy: Some(t.proxy),
     });
     let mut out = Vec::new();
     let mut failures = 0u32;
@@ -231,7 +266,8 @@ pub async fn read_pod(
     let mut result = PodResult::default();
     let idle = Duration::from_millis(1500);
     let emit = |out: &mut Vec<DecisionRecord>, sink: &mut (dyn FnMut(DecisionRecord) + Send)| {
-        for d in out.drain(..) {
+        for mut d in out.drain(..) {
+            filters.enrich(&mut d);
             if filters.matches(&d) {
                 sink(d);
             }
@@ -462,4 +498,37 @@ pub async fn follow_all(
         h.abort();
     }
     result
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::*;
+
+    fn pod(labels: &[(&str, &str)]) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        p
+    }
+
+    #[test]
+    fn proxy_kind_from_istio_labels() {
+        assert_eq!(proxy_kind(&pod(&[("app", "web")])), "sidecar");
+        assert_eq!(proxy_kind(&pod(&[("istio", "ingressgateway")])), "gateway");
+        assert_eq!(
+            proxy_kind(&pod(&[("gateway.networking.k8s.io/gateway-name", "gw")])),
+            "gateway"
+        );
+        assert_eq!(
+            proxy_kind(&pod(&[
+                ("gateway.istio.io/managed", "istio.io-mesh-controller"),
+                ("gateway.networking.k8s.io/gateway-name", "waypoint")
+            ])),
+            "waypoint"
+        );
+    }
 }

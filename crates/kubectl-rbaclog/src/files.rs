@@ -5,6 +5,7 @@
 //! Files are read line by line through a fixed buffer, so a 1 GB log costs the
 //! same memory as a small one.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
@@ -13,6 +14,7 @@ use crate::error::RbaclogError;
 use crate::filter::Filters;
 use crate::lines::{KubeletClock, ReadLine, read_line_sync};
 use crate::pairing::{Pairer, Stats, StreamId};
+use crate::prefix;
 use crate::record::DecisionRecord;
 
 const BUF: usize = 256 * 1024;
@@ -43,18 +45,23 @@ pub fn read_file(
 }
 
 /// Reads any byte stream as one log named `name`.
+///
+/// Lines carrying a tool's prefix (`kubectl logs --prefix`, stern) are paired per
+/// pod named by the prefix, and their decisions name that pod.
 pub fn read_stream<R: std::io::BufRead>(
     mut r: R,
     name: &str,
     filters: &Filters,
     sink: &mut dyn FnMut(DecisionRecord),
 ) -> Result<Stats, RbaclogError> {
-    let mut pairer = Pairer::new(StreamId {
-        namespace: None,
-        pod: None,
+    let mut plain = Pairer::new(StreamId {
         file: Some(name.to_string()),
+        ..StreamId::default()
     });
+    // One pairer per prefixed pod: their lines interleave but never pair.
+    let mut by_pod: HashMap<Vec<u8>, Pairer> = HashMap::new();
     let mut buf = Vec::with_capacity(4096);
+    let mut uncoloured = Vec::new();
     let mut out = Vec::new();
     let mut clock = KubeletClock::default();
     loop {
@@ -65,9 +72,25 @@ pub fn read_stream<R: std::io::BufRead>(
         if r == ReadLine::Eof {
             break;
         }
-        match clock.split(&buf) {
-            Some((ts, rest)) => pairer.push(rest, Some(ts), &mut out),
-            None => pairer.push(&buf, None, &mut out),
+        let mut line = &buf[..];
+        if memchr::memchr(0x1b, &line[..line.len().min(128)]).is_some() {
+            prefix::strip_colours(line, &mut uncoloured);
+            line = &uncoloured[..];
+        }
+        let p = prefix::split(line);
+        let pairer = match p.pod {
+            Some(pod) => by_pod.entry(pod.to_vec()).or_insert_with(|| {
+                Pairer::new(StreamId {
+                    pod: Some(String::from_utf8_lossy(pod).into_owned()),
+                    file: Some(name.to_string()),
+                    ..StreamId::default()
+                })
+            }),
+            None => &mut plain,
+        };
+        match clock.split(p.rest) {
+            Some((ts, rest)) if !own_time(rest) => pairer.push(rest, Some(ts), &mut out),
+            _ => pairer.push(p.rest, None, &mut out),
         }
         buf.clear();
         for d in out.drain(..) {
@@ -79,11 +102,58 @@ pub fn read_stream<R: std::io::BufRead>(
             break;
         }
     }
-    pairer.finish(&mut out);
+    let mut stats = Stats::default();
+    let mut pods: Vec<_> = by_pod.into_values().collect();
+    pods.push(plain);
+    for mut pairer in pods {
+        pairer.finish(&mut out);
+        stats.add(&pairer.stats);
+    }
     for d in out.drain(..) {
         if filters.matches(&d) {
             sink(d);
         }
     }
-    Ok(pairer.stats)
+    Ok(stats)
+}
+
+/// Whether what follows a leading RFC 3339 time is the rest of a log line in Istio's
+/// layout with its TABs turned into spaces (`TIME  debug  envoy rbac ...`): the time
+/// is then the line's own, not one `kubectl logs --timestamps` put in front.
+fn own_time(rest: &[u8]) -> bool {
+    const LEVELS: [&[u8]; 7] = [
+        b"trace",
+        b"debug",
+        b"info",
+        b"warn",
+        b"warning",
+        b"error",
+        b"critical",
+    ];
+    if matches!(rest.first(), Some(b' ') | Some(b'\t')) {
+        return true;
+    }
+    let end = rest
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(rest.len());
+    end < rest.len() && LEVELS.contains(&&rest[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_time;
+
+    #[test]
+    fn a_line_s_own_time_is_not_the_kubelet_s() {
+        assert!(own_time(b"    debug    envoy rbac   enforced denied"));
+        assert!(own_time(b"debug envoy rbac enforced denied"));
+        assert!(!own_time(
+            b"2021-04-23T20:43:18.552910Z\tdebug\tenvoy rbac\tx"
+        ));
+        assert!(!own_time(
+            b"[2025-01-01T00:00:00.000Z] \"GET / HTTP/1.1\" 403"
+        ));
+        assert!(!own_time(b"debugging"));
+    }
 }

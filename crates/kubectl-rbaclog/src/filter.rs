@@ -38,9 +38,18 @@ pub struct Filters {
     pub policies: Vec<String>,
     /// Only decisions at or after this time.
     pub after: Option<Timestamp>,
+    /// Live runs: what the API adds to each decision before it is matched.
+    pub live: Option<std::sync::Arc<crate::live::LiveContext>>,
 }
 
 impl Filters {
+    /// Adds what the live context knows (ALLOW candidates, the source pod).
+    pub fn enrich(&self, d: &mut DecisionRecord) {
+        if let Some(l) = &self.live {
+            l.enrich(d);
+        }
+    }
+
     pub fn matches(&self, d: &DecisionRecord) -> bool {
         let decision_ok = match self.decision {
             DecisionFilter::Denied => d.decision == Verdict::Denied,
@@ -64,6 +73,13 @@ impl Filters {
 
 fn policy_matches(wanted: &str, d: &DecisionRecord) -> bool {
     if d.policy_id.as_deref() == Some(wanted) {
+        return true;
+    }
+    // An ALLOW miss is about every ALLOW policy that applies (live runs).
+    if d.allow_policies.iter().any(|p| {
+        let (ns, name) = p.split_once('/').unwrap_or(("", p));
+        wanted == p || wanted == name || wanted == format!("{name}.{ns}")
+    }) {
         return true;
     }
     let Some(p) = &d.policy else { return false };
@@ -97,6 +113,7 @@ mod tests {
             paired: vec![],
             file: None,
             ts: time.parse().ok(),
+            ..DecisionRecord::default()
         }
     }
 

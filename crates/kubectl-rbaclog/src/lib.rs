@@ -19,11 +19,14 @@ pub mod error;
 pub mod files;
 pub mod filter;
 pub mod lines;
+pub mod live;
 pub mod output;
 pub mod pairing;
+pub mod prefix;
 pub mod record;
 pub mod stream;
 pub mod summary;
+pub mod table;
 
 use kubeplugin::istioctl::Istioctl;
 use kubeplugin::render::Renderer;
@@ -49,9 +52,13 @@ pub async fn run(cli: Cli) -> Result<Exit, RbaclogError> {
             let paths = paths.clone();
             run_until_signal(run_files(&cli, &plan, &renderer, &paths)).await
         }
-        Source::Cluster { namespace, all } => {
-            let (namespace, all) = (namespace.clone(), *all);
-            run_cluster(&cli, &plan, &renderer, namespace, all).await
+        Source::Cluster {
+            namespace,
+            more,
+            all,
+        } => {
+            let (namespace, more, all) = (namespace.clone(), more.clone(), *all);
+            run_cluster(&cli, &plan, &renderer, namespace, more, all).await
         }
     }
 }
@@ -59,38 +66,53 @@ pub async fn run(cli: Cli) -> Result<Exit, RbaclogError> {
 /// Collects a batch run's decisions (or only their summary).
 ///
 /// Memory: a summary keeps one counter per group and `-o jsonl` writes each
-/// decision at once, so both are bounded however much matched; tables and
-/// `-o json` keep the matched decisions to sort and align them.
+/// decision at once, so both are bounded however much matched; tables stream
+/// rows in time order or keep only their cells ([`table::TableSink`]); `-o json`
+/// keeps the matched decisions to sort them.
 #[derive(Debug, Default)]
 struct Batch {
     summary: Option<Summary>,
     decisions: Vec<DecisionRecord>,
+    table: Option<table::TableSink>,
     matched: u64,
     stream_jsonl: bool,
     error: Option<PluginError>,
 }
 
 impl Batch {
-    fn new(summary: bool, renderer: &Renderer) -> Self {
+    /// `one_log`: the decisions come from one log (one file), so in time order.
+    fn new(summary: bool, renderer: &Renderer, one_log: bool) -> Self {
+        let table = matches!(
+            renderer.format,
+            kubeplugin::OutputFormat::Table | kubeplugin::OutputFormat::Wide
+        );
         Batch {
             summary: summary.then(Summary::default),
             stream_jsonl: !summary && renderer.format == kubeplugin::OutputFormat::Jsonl,
+            table: (!summary && table).then(|| table::TableSink::new(*renderer, one_log)),
             ..Batch::default()
         }
     }
 
     fn add(&mut self, d: DecisionRecord) {
         self.matched += 1;
-        match &mut self.summary {
-            Some(s) => s.add(&d),
-            None if self.stream_jsonl => {
+        match (&mut self.summary, &mut self.table) {
+            (Some(s), _) => s.add(&d),
+            (None, Some(t)) => {
+                if self.error.is_none()
+                    && let Err(e) = t.add(&d)
+                {
+                    self.error = Some(e);
+                }
+            }
+            (None, None) if self.stream_jsonl => {
                 if self.error.is_none()
                     && let Err(e) = output::write_jsonl(&d)
                 {
                     self.error = Some(e);
                 }
             }
-            None => self.decisions.push(d),
+            (None, None) => self.decisions.push(d),
         }
     }
 
@@ -105,9 +127,17 @@ impl Batch {
         if let Some(e) = self.error.take() {
             return Err(e.into());
         }
+        if let Some(t) = self.table.take() {
+            let late = t.finish()?;
+            if late > 0 {
+                note(&format!(
+                    "note: the input is not in time order: the last {late} rows of the table came after later ones had been printed"
+                ));
+            }
+        }
         match &self.summary {
             Some(s) => output::write_summary(renderer, s)?,
-            None if self.stream_jsonl => {}
+            None if self.stream_jsonl || self.decisions.is_empty() && self.matched > 0 => {}
             None => {
                 self.decisions.sort_by(|a, b| {
                     (a.ts, &a.namespace, &a.pod, &a.file).cmp(&(
@@ -144,27 +174,26 @@ async fn run_files(
     renderer: &Renderer,
     paths: &[std::path::PathBuf],
 ) -> Result<Exit, RbaclogError> {
-    let mut batch = Batch::new(cli.summary, renderer);
+    let mut batch = Batch::new(cli.summary, renderer, paths.len() == 1);
     let mut total = Stats::default();
     for path in paths {
         // Blocking reads, told to the runtime so other tasks (signals) keep running.
         let stats = tokio::task::block_in_place(|| {
             files::read_file(path, &plan.filters, &mut |d| batch.add(d))
         })?;
-        let odd = stats.foreign + stats.unparsed;
-        if stats.lines > 0 && odd > 0 {
+        let odd = stats.foreign + stats.unparsed + stats.rbac_other;
+        if stats.lines > 0 && odd > 0 && stats.foreign < stats.lines {
             let name = path.display().to_string();
-            if stats.foreign == stats.lines {
-                note(&format!(
-                    "note: {name}: none of its {} lines looks like an Envoy or istio-proxy log line",
-                    stats.lines
-                ));
-            } else {
-                note(&format!(
-                    "note: {name}: {odd} of {} lines could not be parsed as Envoy/istio-proxy log lines",
-                    stats.lines
-                ));
-            }
+            note(&format!(
+                "note: {name}: {odd} of {} lines could not be read as Envoy/istio-proxy/ztunnel log lines{}",
+                stats.lines,
+                stats
+                    .first_unknown
+                    .as_ref()
+                    .or(stats.first_foreign.as_ref())
+                    .map(|l| format!(" (first: {l})"))
+                    .unwrap_or_default()
+            ));
         }
         total.add(&stats);
     }
@@ -182,6 +211,7 @@ async fn run_cluster(
     plan: &Plan,
     renderer: &Renderer,
     namespace: Option<String>,
+    more: Vec<String>,
     all: bool,
 ) -> Result<Exit, RbaclogError> {
     // istioctl first: when it is missing, nothing has been changed.
@@ -197,6 +227,7 @@ async fn run_cluster(
         } else {
             Some(namespace.unwrap_or_else(|| kube.namespace.clone()))
         },
+        more_namespaces: if all { Vec::new() } else { more },
         selector: cli.selector.clone(),
         pods: cli.pods.clone(),
     };
@@ -247,7 +278,31 @@ async fn cluster_work(
             .map(|t| (t.namespace.clone(), t.pod.clone()))
             .collect();
         guard.enable(istioctl, &cli.kube, &pods).await?;
+        if !cli.follow {
+            note(
+                "note: --enable-debug raised the rbac logger just now: only requests made from now on get RBAC debug lines, and this run reads the logs once without waiting for them; add -f to follow new requests",
+            );
+        }
     }
+    // What the API adds: ALLOW candidates of `matched policy none`, source pods.
+    let pods: Vec<(String, String)> = targets
+        .iter()
+        .map(|t| (t.namespace.clone(), t.pod.clone()))
+        .collect();
+    let live = live::gather(kube, &pods).await;
+    for p in &cli.policies {
+        let raw_id = p == "none" || p.contains('[');
+        if !raw_id && !live.knows(p) {
+            note(&format!(
+                "warning: --policy {p}: no AuthorizationPolicy of that name in the namespaces read (or {})",
+                live::ROOT_NAMESPACE
+            ));
+        }
+    }
+    let filters = filter::Filters {
+        live: Some(std::sync::Arc::new(live)),
+        ..plan.filters.clone()
+    };
     let window = Window {
         since: plan.since,
         since_time: plan.since_time,
@@ -262,19 +317,20 @@ async fn cluster_work(
             scope,
             targets,
             &window,
-            &plan.filters,
+            &filters,
             cli.poll_interval,
             &mut on,
         )
         .await?;
         return Ok(Exit::OK);
     }
-    let mut batch = Batch::new(cli.summary, renderer);
+    // Many pods' decisions interleave: the table keeps cells and sorts at the end.
+    let mut batch = Batch::new(cli.summary, renderer, false);
     let (stats, warnings) = cluster::read_all(
         kube,
         &targets,
         &window,
-        &plan.filters,
+        &filters,
         cli.concurrency as usize,
         &mut |d| batch.add(d),
     )

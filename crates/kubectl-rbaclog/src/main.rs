@@ -44,9 +44,13 @@ fn main() -> ExitCode {
         Ok(exit) => ExitCode::from(exit.0),
         Err(e) => {
             let code = e.exit_code();
+            // A closed pipe and Ctrl-C are the user's doing, not errors to report:
+            // the exit code (0, 130) says what happened.
             if !matches!(
                 e,
-                kubectl_rbaclog::RbaclogError::Plugin(kubeplugin::PluginError::BrokenPipe)
+                kubectl_rbaclog::RbaclogError::Plugin(
+                    kubeplugin::PluginError::BrokenPipe | kubeplugin::PluginError::Interrupted
+                )
             ) {
                 eprintln!("{}", e.one_line());
             }

@@ -59,27 +59,102 @@ pub fn note(text: &str) {
     let _ = writeln!(e, "{}", escape_control(text));
 }
 
-/// The explanation printed when no decision matched.
+/// The explanation printed when no decision matched: what was read, and why
+/// nothing matched. Advice to enable RBAC debug logs is given only when the log
+/// holds no RBAC line of any kind (ztunnel writes its rejections without it).
 pub fn nothing_found(what: &str, scope: &str, stats: &Stats, decision: &str) -> Vec<String> {
     let mut lines = Vec::new();
-    if stats.rbac_debug == 0 && stats.access_log == 0 {
+    let decisions = stats.rbac_debug + stats.local_reply + stats.ztunnel;
+    let not_decisions = stats.rbac_notes + stats.no_engine + stats.shadow_none;
+    let mut read = vec![format!("{} lines", stats.lines)];
+    for (n, what) in [
+        (stats.rbac_debug, "RBAC decision lines"),
+        (stats.access_log, "access log lines"),
+        (stats.local_reply, "RBAC local replies"),
+        (stats.ztunnel, "ztunnel policy lines"),
+        (not_decisions, "RBAC lines that are not decisions"),
+    ] {
+        if n > 0 {
+            read.push(format!("{n} {what}"));
+        }
+    }
+    if decisions > 0 || stats.access_log > 0 {
         lines.push(format!(
-            "No RBAC decisions found: no RBAC debug lines and no access log lines in {what}{scope}."
+            "No {decision} decisions found in {what}{scope} (read {}).",
+            read.join(", ")
         ));
-        lines.push("Envoy logs RBAC decisions only when asked to; enable one of:".into());
-        lines.push("  - RBAC debug logs for the pod's lifetime: annotate the pod template with sidecar.istio.io/proxyLogLevel: rbac:debug (pods restart)".into());
-        lines.push("  - RBAC debug logs for this run: kubectl rbaclog --enable-debug -f (restores each sidecar's level on exit), or istioctl proxy-config log POD.NS --level rbac:debug".into());
-        lines.push("  - access logs (they name the policy of every denial): a Telemetry resource with spec.accessLogging: [{providers: [{name: envoy}]}]".into());
-    } else {
-        lines.push(format!(
-            "No {decision} decisions found in {what}{scope} ({} RBAC debug lines, {} access log lines read).",
-            stats.rbac_debug, stats.access_log
-        ));
-        if stats.rbac_debug == 0 && decision != "denied" {
+        if stats.rbac_debug == 0 && stats.ztunnel == 0 && decision != "denied" {
             lines.push(
                 "Allowed requests are only logged by RBAC debug lines; try --enable-debug.".into(),
             );
         }
+    } else {
+        lines.push(format!(
+            "No RBAC decisions found in {what}{scope} (read {}).",
+            read.join(", ")
+        ));
+    }
+    if not_decisions > 0 && decisions == 0 {
+        let mut kinds = Vec::new();
+        if stats.rbac_notes > 0 {
+            kinds.push(format!(
+                "{} `checking request`/`allowed by default or by policy` lines",
+                stats.rbac_notes
+            ));
+        }
+        if stats.no_engine > 0 {
+            kinds.push(format!(
+                "{} `no engine, allowed by default` lines (a TCP RBAC filter without enforced rules decides nothing)",
+                stats.no_engine
+            ));
+        }
+        if stats.shadow_none > 0 {
+            kinds.push(format!(
+                "{} `shadow allowed, matched policy none` lines (no dry-run policy matched)",
+                stats.shadow_none
+            ));
+        }
+        lines.push(format!(
+            "RBAC lines that are not decisions: {}.",
+            kinds.join("; ")
+        ));
+    }
+    let unknown = stats.rbac_other + stats.unparsed;
+    if unknown > 0 {
+        lines.push(format!(
+            "{unknown} lines mention RBAC in a form rbaclog does not read{}.",
+            stats
+                .first_unknown
+                .as_deref()
+                .map(|l| format!("; the first: {}", escape_control(l)))
+                .unwrap_or_default()
+        ));
+    }
+    if stats.foreign > 0 {
+        lines.push(format!(
+            "{} of {} lines are in no known log layout (istio-proxy, Envoy, access log TEXT/JSON, ztunnel, kubectl/stern prefixes){}.",
+            stats.foreign,
+            stats.lines,
+            stats
+                .first_foreign
+                .as_deref()
+                .map(|l| format!("; the first: {}", escape_control(l)))
+                .unwrap_or_default()
+        ));
+    }
+    let no_rbac_at_all = decisions == 0
+        && stats.access_log == 0
+        && not_decisions == 0
+        && unknown == 0
+        && stats.foreign < stats.lines.max(1);
+    if no_rbac_at_all {
+        lines.push("The log holds no RBAC line at all: Envoy logs RBAC decisions only when asked to; enable one of:".into());
+        lines.push("  - RBAC debug logs for the pod's lifetime: annotate the pod template with sidecar.istio.io/proxyLogLevel: rbac:debug (pods restart)".into());
+        lines.push("  - RBAC debug logs for this run: kubectl rbaclog --enable-debug -f (restores each sidecar's level on exit), or istioctl proxy-config log POD.NS --level rbac:debug".into());
+        lines.push("  - access logs (they name the policy of every denial): a Telemetry resource with spec.accessLogging: [{providers: [{name: envoy}]}]".into());
+    } else if stats.rbac_notes > 0 && stats.rbac_debug == 0 {
+        // `checking request` without decisions: the entries were cut (--tail, --since).
+        lines.push("The RBAC filter's `checking request` entries are there but no decision line follows them; widen --since/--tail.".into());
     }
     lines
 }
@@ -182,5 +257,64 @@ impl FollowPrinter {
                     .map_err(|e| PluginError::io("writing output", e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(stats: &Stats) -> String {
+        nothing_found("x.log", "", stats, "denied").join("\n")
+    }
+
+    #[test]
+    fn debug_advice_only_when_no_rbac_line_at_all() {
+        let none = Stats {
+            lines: 10,
+            ..Stats::default()
+        };
+        assert!(text(&none).contains("enable one of"));
+        let ztunnel = Stats {
+            lines: 10,
+            ztunnel: 2,
+            ..Stats::default()
+        };
+        assert!(!text(&ztunnel).contains("enable"), "{}", text(&ztunnel));
+        let notes = Stats {
+            lines: 10,
+            no_engine: 3,
+            ..Stats::default()
+        };
+        let t = text(&notes);
+        assert!(
+            !t.contains("enable one of") && t.contains("no engine"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_foreign_lines_are_counted_with_the_first_escaped() {
+        let s = Stats {
+            lines: 5,
+            foreign: 2,
+            first_foreign: Some("bad\x1b[2Jline".into()),
+            rbac_other: 1,
+            first_unknown: Some("envoy rbac something".into()),
+            ..Stats::default()
+        };
+        let t = text(&s);
+        assert!(t.contains("2 of 5 lines are in no known log layout"), "{t}");
+        assert!(t.contains("bad\\u{1b}[2Jline"), "{t}");
+        assert!(t.contains("1 lines mention RBAC"), "{t}");
+        assert!(!t.contains("enable one of"), "{t}");
+        // Foreign lines only: nothing says RBAC was missing from a real log.
+        let all_foreign = Stats {
+            lines: 2,
+            foreign: 2,
+            first_foreign: Some("x".into()),
+            ..Stats::default()
+        };
+        assert!(!text(&all_foreign).contains("enable one of"));
     }
 }

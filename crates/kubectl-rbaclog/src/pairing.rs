@@ -19,6 +19,19 @@
 //!   request order);
 //! - a line that finds no partner becomes a decision of its own.
 //!
+//! Real Envoy (1.40) writes more around each decision: every RBAC filter first
+//! writes `checking request: ...` over several lines (one header per line, ending
+//! with `thread=N`), and a request passing several RBAC filters (Istio's CUSTOM,
+//! DENY, ALLOW, AUDIT) gets one decision line per filter. The entry's method, path,
+//! authority, `x-request-id` and source address are taken into the decision that
+//! follows on the same thread, and the decisions of one request (same thread, same
+//! `x-request-id`) are folded into one: the deciding filter's, with the others
+//! listed (`filters`). An access log line joins by `x-request-id` when both sides
+//! have one, else by downstream address, else by the closest time, so the join
+//! holds whatever order the access lines arrive in (log stores sort by start time,
+//! which may put an access line before its debug line). The TCP filter's `no engine,
+//! allowed by default` is counted, never a row.
+//!
 //! Decisions wait in a small queue until no partner can arrive any more: a later
 //! line is more than [`HOLD`] newer, the queue is full, the stream ends, or (when
 //! following) [`Pairer::flush_idle`] is called. When a line is more than [`HOLD`]
@@ -26,17 +39,20 @@
 //! a clock step), the queue is released and the clock restarts from that line. Memory per stream is bounded by the
 //! queue, never by the log's size.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use meshpolicy::envoy::header::normalise_time;
+use meshpolicy::envoy::rbac_log::{ends_entry, is_continuation};
 use meshpolicy::envoy::{
-    AccessVerdict, Decision, LogLine, Scope, UnparsedReason, classify_line, may_be_rbac,
+    AccessVerdict, CheckedRequest, Decision, Engine, LogHeader, LogLine, NoteKind, PolicyId, Scope,
+    UnparsedReason, ZtunnelDecision, ZtunnelKind, ZtunnelReason, classify_line, may_be_rbac,
 };
 
 use crate::record::{
-    DecisionRecord, EngineKind, Origin, PairedLine, PolicyRef, RequestInfo, Verdict,
+    Action, DecisionRecord, EngineKind, FilterDecision, FilterName, Origin, PairedLine, PolicyRef,
+    RequestInfo, Verdict,
 };
 
 /// Lines of one request are paired only within this time of each other.
@@ -45,6 +61,10 @@ pub const PAIR_WINDOW: Duration = Duration::from_secs(1);
 pub const HOLD: Duration = Duration::from_secs(2);
 /// At most this many decisions wait for a partner per stream.
 pub const MAX_PENDING: usize = 1024;
+/// A filter's `checking request` entry applies to decision lines this close to it.
+const CHECK_WINDOW: Duration = Duration::from_millis(10);
+/// A JSON object pretty-printed over several lines is read up to this size.
+const MAX_JSON: usize = 1 << 20;
 
 /// Where a stream's lines come from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,13 +72,15 @@ pub struct StreamId {
     pub namespace: Option<String>,
     pub pod: Option<String>,
     pub file: Option<String>,
+    /// `sidecar`, `gateway`, `waypoint` when the caller knows.
+    pub proxy: Option<&'static str>,
 }
 
 /// What a stream contained, for the "nothing found" explanation and warnings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     pub lines: u64,
-    /// RBAC filter debug lines (any decision).
+    /// RBAC filter debug lines (any decision, `no engine` excluded).
     pub rbac_debug: u64,
     /// Access log lines of any kind (RBAC or not): access logging is on.
     pub access_log: u64,
@@ -68,6 +90,20 @@ pub struct Stats {
     pub unparsed: u64,
     /// Lines that do not look like Envoy/Istio log lines at all.
     pub foreign: u64,
+    /// RBAC logger lines that are not decisions (`checking request`, `allowed by default or by policy`).
+    pub rbac_notes: u64,
+    /// The TCP filter's `no engine, allowed by default` (never a row).
+    pub no_engine: u64,
+    /// ztunnel authorization lines.
+    pub ztunnel: u64,
+    /// `shadow allowed, matched policy none` (no dry-run policy matched; no row).
+    pub shadow_none: u64,
+    /// Lines mentioning `rbac` in no form rbaclog knows (counted, not dropped silently).
+    pub rbac_other: u64,
+    /// The first foreign line (for the explanation).
+    pub first_foreign: Option<String>,
+    /// The first line counted in `unparsed` or `rbac_other`.
+    pub first_unknown: Option<String>,
 }
 
 impl Stats {
@@ -78,6 +114,39 @@ impl Stats {
         self.local_reply += o.local_reply;
         self.unparsed += o.unparsed;
         self.foreign += o.foreign;
+        self.rbac_notes += o.rbac_notes;
+        self.no_engine += o.no_engine;
+        self.ztunnel += o.ztunnel;
+        self.shadow_none += o.shadow_none;
+        self.rbac_other += o.rbac_other;
+        if self.first_foreign.is_none() {
+            self.first_foreign.clone_from(&o.first_foreign);
+        }
+        if self.first_unknown.is_none() {
+            self.first_unknown.clone_from(&o.first_unknown);
+        }
+    }
+
+    fn foreign_line(&mut self, line: &[u8]) {
+        self.foreign += 1;
+        if self.first_foreign.is_none() {
+            self.first_foreign = Some(excerpt(line));
+        }
+    }
+
+    fn unknown_line(&mut self, line: &[u8]) {
+        if self.first_unknown.is_none() {
+            self.first_unknown = Some(excerpt(line));
+        }
+    }
+}
+
+fn excerpt(line: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
+    if line.len() > 200 {
+        format!("{s}...")
+    } else {
+        s
     }
 }
 
@@ -87,9 +156,61 @@ struct Pending {
     thread: Option<String>,
     /// Enforced denial: local reply and access log may join.
     pairable: bool,
+    has_debug: bool,
     has_reply: bool,
     has_access: bool,
+    /// The `x-request-id` of a request whose later RBAC filters may still fold in.
+    open_request: Option<String>,
     received: Instant,
+}
+
+/// A multi-line entry being read (Envoy 1.40's `checking request:`).
+#[derive(Debug)]
+struct OpenEntry {
+    /// `None` for the network filter's `checking connection:`.
+    request: Option<CheckedRequest>,
+    /// The entry's time (its first line's).
+    ts: Option<Timestamp>,
+}
+
+/// A JSON object being read over several lines (jq's pretty-printing).
+#[derive(Debug)]
+struct OpenJson {
+    text: Vec<u8>,
+    depth: i64,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl OpenJson {
+    /// Scans `line`, returns whether the object closed.
+    fn feed(&mut self, line: &[u8]) -> bool {
+        for &b in line {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => self.depth -= 1,
+                _ => {}
+            }
+        }
+        if self.text.len() + line.len() < MAX_JSON {
+            if !self.text.is_empty() {
+                self.text.push(b' ');
+            }
+            self.text.extend_from_slice(line);
+        }
+        self.depth <= 0
+    }
 }
 
 /// Pairs the lines of one stream into decisions (see the module docs).
@@ -98,6 +219,13 @@ pub struct Pairer {
     id: StreamId,
     pending: VecDeque<Pending>,
     latest: Option<Timestamp>,
+    /// The last `checking request` entry per Envoy thread (`None`: thread unknown).
+    checked: HashMap<Option<String>, (CheckedRequest, Option<Timestamp>)>,
+    open_entry: Option<OpenEntry>,
+    open_json: Option<OpenJson>,
+    /// Per thread: decisions that are no row (`shadow allowed, matched policy none`)
+    /// of the request (`x-request-id`) whose row is still to come.
+    unrowed: HashMap<Option<String>, (String, Vec<FilterDecision>)>,
     pub stats: Stats,
 }
 
@@ -116,6 +244,13 @@ fn within(a: Option<Timestamp>, b: Option<Timestamp>, window: Duration) -> bool 
     }
 }
 
+fn distance(a: Option<Timestamp>, b: Option<Timestamp>) -> Duration {
+    match (a, b) {
+        (Some(a), Some(b)) => a.duration_since(b).unsigned_abs(),
+        _ => Duration::ZERO,
+    }
+}
+
 /// Whether a line looks like an Envoy/Istio log line (any layout), cheaply.
 fn looks_like_log(line: &[u8]) -> bool {
     match line.first() {
@@ -123,10 +258,11 @@ fn looks_like_log(line: &[u8]) -> bool {
         Some(b'0'..=b'9') => {
             line.len() >= 5 && line[..4].iter().all(u8::is_ascii_digit) && line[4] == b'-'
         }
-        // Istio prints multi-line CLI options indented by a tab.
-        Some(b'\t') | Some(b' ') => true,
+        // Istio prints multi-line CLI options indented by a tab; Envoy continues
+        // multi-line entries (headers, metadata) on lines of their own.
+        Some(b'\t') | Some(b' ') | Some(b'\'') | Some(b',') | Some(b'}') | Some(b']') => true,
         None => true,
-        _ => false,
+        _ => is_continuation(line),
     }
 }
 
@@ -141,12 +277,64 @@ fn is_text_access_log(line: &[u8]) -> bool {
     }
 }
 
+/// The thread number at the end of an entry's last line (`... thread=N`).
+fn trailing_thread(line: &[u8]) -> Option<String> {
+    let at = memchr::memmem::rfind(line, b"thread=")?;
+    let digits: Vec<u8> = line[at + 7..]
+        .iter()
+        .copied()
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    (!digits.is_empty()).then(|| String::from_utf8_lossy(&digits).into_owned())
+}
+
+/// (printed time, time zone note, parsed time) of a log line's envelope.
+fn header_time(h: &LogHeader) -> (Option<String>, Option<&'static str>, Option<Timestamp>) {
+    let ts = h.time_rfc3339.as_deref().and_then(parse_ts);
+    if h.time_zone_unknown {
+        (h.time.clone(), Some("unknown"), ts)
+    } else {
+        (h.time_rfc3339.clone(), None, ts)
+    }
+}
+
+fn same_policy(rec: Option<&str>, other: Option<&PolicyId>) -> bool {
+    match other {
+        Some(o) => rec == Some(o.raw.as_str()),
+        // Older Envoys named no policy (`rbac_access_denied`): any denial may be it.
+        None => true,
+    }
+}
+
+/// The `NS/NAME` ztunnel prints, as a policy reference.
+fn policy_from_slash(s: &str) -> Option<PolicyRef> {
+    let (ns, name) = s.split_once('/')?;
+    Some(PolicyRef {
+        namespace: Some(ns.to_string()),
+        name: Some(name.to_string()),
+        rule: None,
+        provider: None,
+    })
+}
+
+fn workload(ns: &Option<String>, w: &Option<String>) -> Option<String> {
+    match (ns, w) {
+        (Some(ns), Some(w)) => Some(format!("{ns}/{w}")),
+        (None, Some(w)) => Some(w.clone()),
+        _ => None,
+    }
+}
+
 impl Pairer {
     pub fn new(id: StreamId) -> Self {
         Pairer {
             id,
             pending: VecDeque::new(),
             latest: None,
+            checked: HashMap::new(),
+            open_entry: None,
+            open_json: None,
+            unrowed: HashMap::new(),
             stats: Stats::default(),
         }
     }
@@ -166,16 +354,11 @@ impl Pairer {
             origin,
             engine: EngineKind::Enforced,
             decision: Verdict::Denied,
-            policy_id: None,
-            policy: None,
-            request: None,
-            downstream: None,
-            connection_id: None,
-            stream_id: None,
             line: String::from_utf8_lossy(line).into_owned(),
-            paired: Vec::new(),
             file: self.id.file.clone(),
+            proxy: self.id.proxy,
             ts,
+            ..DecisionRecord::default()
         }
     }
 
@@ -188,6 +371,49 @@ impl Pairer {
         out: &mut Vec<DecisionRecord>,
     ) {
         self.stats.lines += 1;
+        // A pretty-printed JSON object (jq) goes on until its braces close.
+        if let Some(j) = &mut self.open_json {
+            if j.feed(line) {
+                let text = self.open_json.take().map(|j| j.text).unwrap_or_default();
+                self.line(&text, kubelet_ts, out);
+            }
+            return;
+        }
+        if line.first() == Some(&b'{') {
+            let mut j = OpenJson {
+                text: Vec::new(),
+                depth: 0,
+                in_string: false,
+                escaped: false,
+            };
+            if !j.feed(line) {
+                self.open_json = Some(j);
+                return;
+            }
+        }
+        // Envoy 1.40's `checking request:` goes on over the next lines.
+        if let Some(entry) = &mut self.open_entry {
+            if is_continuation(line) {
+                if let Some(r) = &mut entry.request {
+                    r.absorb(line);
+                }
+                if ends_entry(line) {
+                    let thread = trailing_thread(line);
+                    if let Some(e) = self.open_entry.take() {
+                        self.checked_request(thread, e.request, e.ts);
+                    }
+                }
+                return;
+            }
+            if let Some(e) = self.open_entry.take() {
+                self.checked_request(None, e.request, e.ts);
+            }
+        }
+        self.line(line, kubelet_ts, out);
+    }
+
+    /// One logical line (a JSON object read over several lines counts as one).
+    fn line(&mut self, line: &[u8], kubelet_ts: Option<Timestamp>, out: &mut Vec<DecisionRecord>) {
         if !may_be_rbac(line) {
             if is_text_access_log(line)
                 || (line.first() == Some(&b'{')
@@ -195,7 +421,7 @@ impl Pairer {
             {
                 self.stats.access_log += 1;
             } else if !looks_like_log(line) {
-                self.stats.foreign += 1;
+                self.stats.foreign_line(line);
             }
             if let Some(t) = kubelet_ts {
                 self.advance(t, out);
@@ -205,49 +431,57 @@ impl Pairer {
         let now = Instant::now();
         match classify_line(line, Scope::RbacOnly) {
             LogLine::RbacDecision(d) => {
+                if d.engine == Engine::None {
+                    // The TCP filter with no enforced rules: it decided nothing.
+                    self.stats.no_engine += 1;
+                    let ts = d.header.time_rfc3339.as_deref().and_then(parse_ts);
+                    self.tick(ts.or(kubelet_ts), out);
+                    return;
+                }
                 self.stats.rbac_debug += 1;
-                let time = d.header.time_rfc3339.clone();
-                let mut rec = self.base(Origin::RbacDebug, line, time, kubelet_ts);
-                rec.engine = d.engine.into();
-                rec.decision = match d.decision {
-                    Decision::Denied => Verdict::Denied,
-                    Decision::Allowed | Decision::AllowedByDefault => Verdict::Allowed,
-                };
-                rec.policy_id = d.policy.as_ref().map(|p| p.raw.clone());
-                rec.policy = d.policy.as_ref().and_then(PolicyRef::from_id);
-                let pairable =
-                    rec.engine == EngineKind::Enforced && rec.decision == Verdict::Denied;
-                self.enqueue(
-                    Pending {
-                        rec,
-                        thread: d.header.thread.clone(),
-                        pairable,
-                        has_reply: false,
-                        has_access: false,
-                        received: now,
-                    },
-                    out,
-                );
+                self.decision(&d, line, kubelet_ts, now, out);
+            }
+            LogLine::RbacNote(n) => {
+                self.stats.rbac_notes += 1;
+                if matches!(
+                    n.kind,
+                    NoteKind::CheckingRequest | NoteKind::CheckingConnection
+                ) {
+                    let req = n.request.filter(|_| n.kind == NoteKind::CheckingRequest);
+                    let ts = n.header.time_rfc3339.as_deref().and_then(parse_ts);
+                    if n.complete {
+                        self.checked_request(n.header.thread.clone(), req, ts);
+                    } else {
+                        self.open_entry = Some(OpenEntry { request: req, ts });
+                    }
+                } else {
+                    // `allowed by default or by policy` ends the filter's work.
+                    self.checked.remove(&n.header.thread);
+                }
+                let ts = n.header.time_rfc3339.as_deref().and_then(parse_ts);
+                self.tick(ts.or(kubelet_ts), out);
             }
             LogLine::LocalReply(r) => {
-                let Some(policy) = r.policy.clone() else {
+                if !r.rbac_denied {
                     // ext_authz and other local replies are not RBAC decisions.
                     self.tick(kubelet_ts, out);
                     return;
-                };
+                }
                 self.stats.local_reply += 1;
-                let time = r.header.time_rfc3339.clone();
-                let ts = time.as_deref().and_then(parse_ts).or(kubelet_ts);
+                let (time, zone, ts) = header_time(&r.header);
+                let ts = ts.or(kubelet_ts);
                 let thread = r.header.thread.clone();
                 let joined = self.pending.iter_mut().rev().find(|p| {
                     p.pairable
+                        && p.has_debug
                         && !p.has_reply
-                        && p.rec.policy_id.as_deref() == Some(policy.raw.as_str())
+                        && same_policy(p.rec.policy_id.as_deref(), r.policy.as_ref())
                         && (p.thread.is_none() || thread.is_none() || p.thread == thread)
                         && within(p.rec.ts, ts, PAIR_WINDOW)
                 });
                 if let Some(p) = joined {
                     p.has_reply = true;
+                    p.open_request = None;
                     p.rec.connection_id = r.connection_id.or(p.rec.connection_id);
                     p.rec.stream_id = r.stream_id.or(p.rec.stream_id);
                     p.rec.paired.push(PairedLine {
@@ -257,17 +491,23 @@ impl Pairer {
                     self.tick(ts, out);
                 } else {
                     let mut rec = self.base(Origin::LocalReply, line, time, kubelet_ts);
-                    rec.policy_id = Some(policy.raw.clone());
-                    rec.policy = PolicyRef::from_id(&policy);
+                    rec.time_zone = zone;
+                    rec.ts = ts;
+                    rec.policy_id = r.policy.as_ref().map(|p| p.raw.clone());
+                    rec.policy = r.policy.as_ref().and_then(PolicyRef::from_id);
                     rec.connection_id = r.connection_id;
                     rec.stream_id = r.stream_id;
+                    rec.filter = Some(FilterName::HttpRbac);
+                    explain_none(&mut rec);
                     self.enqueue(
                         Pending {
                             rec,
                             thread,
                             pairable: true,
+                            has_debug: false,
                             has_reply: true,
                             has_access: false,
+                            open_request: None,
                             received: now,
                         },
                         out,
@@ -276,10 +516,6 @@ impl Pairer {
             }
             LogLine::AccessLog(a) => {
                 self.stats.access_log += 1;
-                let AccessVerdict::RbacDenied { policy, .. } = &a.verdict else {
-                    self.tick(kubelet_ts, out);
-                    return;
-                };
                 let time = a.start_time.as_deref().and_then(normalise_time);
                 let ts = time.as_deref().and_then(parse_ts).or(kubelet_ts);
                 let request = RequestInfo {
@@ -289,16 +525,74 @@ impl Pairer {
                     response_code: a.response_code,
                 };
                 let downstream = a.downstream_remote_address.clone();
-                let joined = self.pending.iter_mut().find(|p| {
-                    p.pairable
+                let policy = match &a.verdict {
+                    AccessVerdict::RbacDenied { policy, .. } => policy.clone(),
+                    AccessVerdict::CustomDenied { details } => {
+                        let mut rec = self.base(Origin::AccessLog, line, time, kubelet_ts);
+                        rec.action = Some(Action::Custom);
+                        rec.filter = Some(FilterName::ExtAuthz);
+                        rec.details = Some(details.clone());
+                        rec.because = Some(format!(
+                            "the external authorizer of a CUSTOM policy answered {details}"
+                        ));
+                        rec.request = Some(request);
+                        rec.downstream = downstream;
+                        rec.request_id = a.request_id.clone();
+                        self.enqueue(
+                            Pending {
+                                rec,
+                                thread: None,
+                                pairable: false,
+                                has_debug: false,
+                                has_reply: false,
+                                has_access: true,
+                                open_request: None,
+                                received: now,
+                            },
+                            out,
+                        );
+                        return;
+                    }
+                    AccessVerdict::NotRbac => {
+                        self.tick(kubelet_ts, out);
+                        return;
+                    }
+                };
+                let rid = a.request_id.as_deref();
+                let mut best: Option<(usize, (u8, Duration))> = None;
+                for (i, p) in self.pending.iter().enumerate() {
+                    if !(p.pairable
                         && !p.has_access
                         && p.rec.policy_id.as_deref() == Some(policy.raw.as_str())
-                        && within(p.rec.ts, ts, PAIR_WINDOW)
-                });
-                if let Some(p) = joined {
+                        && within(p.rec.ts, ts, PAIR_WINDOW))
+                    {
+                        continue;
+                    }
+                    // Request id first, then downstream address, then time.
+                    let rank = match (rid, p.rec.request_id.as_deref()) {
+                        (Some(a), Some(b)) if a == b => 0,
+                        (Some(_), Some(_)) => continue,
+                        // A different downstream is a weak sign only: the address
+                        // may come from an unrelated `checking request` entry.
+                        _ => match (&downstream, &p.rec.downstream) {
+                            (Some(a), Some(b)) if a == b => 1,
+                            (Some(_), Some(_)) => 3,
+                            _ => 2,
+                        },
+                    };
+                    let key = (rank, distance(p.rec.ts, ts));
+                    if best.as_ref().is_none_or(|(_, k)| key < *k) {
+                        best = Some((i, key));
+                    }
+                }
+                if let Some(p) = best.and_then(|(i, _)| self.pending.get_mut(i)) {
                     p.has_access = true;
+                    p.open_request = None;
                     p.rec.request = Some(request);
-                    p.rec.downstream = downstream;
+                    p.rec.downstream = downstream.or(p.rec.downstream.take());
+                    if p.rec.request_id.is_none() {
+                        p.rec.request_id = a.request_id.clone();
+                    }
                     p.rec.paired.push(PairedLine {
                         origin: Origin::AccessLog,
                         line: String::from_utf8_lossy(line).into_owned(),
@@ -307,36 +601,353 @@ impl Pairer {
                 } else {
                     let mut rec = self.base(Origin::AccessLog, line, time, kubelet_ts);
                     rec.policy_id = Some(policy.raw.clone());
-                    rec.policy = PolicyRef::from_id(policy);
+                    rec.policy = PolicyRef::from_id(&policy);
                     rec.request = Some(request);
                     rec.downstream = downstream;
+                    rec.request_id = a.request_id.clone();
+                    rec.filter = Some(match a.response_code {
+                        Some(0) => FilterName::NetworkRbac,
+                        _ => FilterName::HttpRbac,
+                    });
+                    explain_none(&mut rec);
                     self.enqueue(
                         Pending {
                             rec,
                             thread: None,
                             pairable: true,
+                            has_debug: false,
                             has_reply: false,
                             has_access: true,
+                            open_request: None,
                             received: now,
                         },
                         out,
                     );
                 }
             }
+            LogLine::Ztunnel(z) => {
+                self.stats.ztunnel += 1;
+                let rec = self.ztunnel(&z, line, kubelet_ts);
+                self.enqueue(
+                    Pending {
+                        rec,
+                        thread: None,
+                        pairable: false,
+                        has_debug: true,
+                        has_reply: false,
+                        has_access: false,
+                        open_request: None,
+                        received: now,
+                    },
+                    out,
+                );
+            }
             LogLine::Unparsed(u) => {
                 // A line cut off at the reader's limit is counted but not an error.
                 if !matches!(u.reason, UnparsedReason::TooLong { .. }) {
                     self.stats.unparsed += 1;
+                    self.stats.unknown_line(line);
                 }
                 self.tick(kubelet_ts, out);
             }
             LogLine::Other => {
-                if !looks_like_log(line) {
-                    self.stats.foreign += 1;
+                if speaks_of_rbac(line) {
+                    self.stats.rbac_other += 1;
+                    self.stats.unknown_line(line);
+                } else if !looks_like_log(line) {
+                    self.stats.foreign_line(line);
                 }
                 self.tick(kubelet_ts, out);
             }
         }
+    }
+
+    /// A `checking request` entry ended: remember it for the thread's next decision,
+    /// and close the folding of the thread's previous request. A `checking
+    /// connection` entry (`req` = `None`) starts a new connection on the thread.
+    fn checked_request(
+        &mut self,
+        thread: Option<String>,
+        req: Option<CheckedRequest>,
+        ts: Option<Timestamp>,
+    ) {
+        let rid = req.as_ref().and_then(|r| r.request_id.clone());
+        for p in self.pending.iter_mut() {
+            if p.thread == thread
+                && p.open_request.is_some()
+                && p.open_request.as_deref() != rid.as_deref()
+            {
+                p.open_request = None;
+            }
+        }
+        match req {
+            Some(req) => {
+                self.checked.insert(thread, (req, ts));
+            }
+            None => {
+                self.checked.remove(&thread);
+            }
+        }
+    }
+
+    fn decision(
+        &mut self,
+        d: &meshpolicy::envoy::RbacDecision,
+        line: &[u8],
+        kubelet_ts: Option<Timestamp>,
+        now: Instant,
+        out: &mut Vec<DecisionRecord>,
+    ) {
+        let (time, zone, zts) = header_time(&d.header);
+        let thread = d.header.thread.clone();
+        // The network filter runs before any request of its connection. Envoy
+        // writes a filter's `checking request` right before its decision lines: an
+        // entry read long before is another request's (or a cut log's).
+        let checked = match d.filter {
+            Some(meshpolicy::envoy::FilterKind::Network) => None,
+            _ => self
+                .checked
+                .get(&thread)
+                .or_else(|| self.checked.get(&None))
+                .filter(|(_, at)| within(*at, zts.or(kubelet_ts), CHECK_WINDOW))
+                .map(|(r, _)| r.clone()),
+        };
+        if d.engine == Engine::Enforced {
+            // The filter's last line: its entry is used up.
+            self.checked.remove(&thread);
+        }
+        let engine: EngineKind = d.engine.into();
+        let verdict = match d.decision {
+            Decision::Denied => Verdict::Denied,
+            Decision::Allowed | Decision::AllowedByDefault => Verdict::Allowed,
+        };
+        let policy_id = d.policy.as_ref().map(|p| p.raw.clone());
+        let named = d.policy.as_ref().is_some_and(|p| !p.none);
+        let custom = d.policy.as_ref().is_some_and(|p| p.custom);
+        let filter = d.filter.map(FilterName::from);
+        let rid = checked.as_ref().and_then(|c| c.request_id.clone());
+        // A dry-run or CUSTOM match is a row of its own; everything else of one
+        // request folds into the request's row.
+        let own_row = engine == EngineKind::Shadow && named;
+        if !own_row
+            && let Some(rid) = &rid
+            && let Some(at) = self.pending.iter().rposition(|p| {
+                p.open_request.as_deref() == Some(rid.as_str()) && p.thread == thread
+            })
+            && let Some(p) = self.pending.get_mut(at)
+        {
+            let this = FilterDecision {
+                filter,
+                engine,
+                decision: verdict,
+                policy_id: policy_id.clone(),
+                action: None,
+            };
+            let cur_named = p.rec.policy.is_some();
+            let takes_over = match (engine, verdict) {
+                (EngineKind::Enforced, Verdict::Denied) => true,
+                (EngineKind::Enforced, Verdict::Allowed) => {
+                    p.rec.engine != EngineKind::Enforced || (!cur_named && named)
+                }
+                _ => false,
+            };
+            if takes_over {
+                let old = FilterDecision {
+                    filter: p.rec.filter,
+                    engine: p.rec.engine,
+                    decision: p.rec.decision,
+                    policy_id: p.rec.policy_id.take(),
+                    action: None,
+                };
+                p.rec.filters.push(old);
+                p.rec.engine = engine;
+                p.rec.decision = verdict;
+                p.rec.policy_id = policy_id;
+                p.rec.policy = d.policy.as_ref().and_then(PolicyRef::from_id);
+                p.rec.filter = filter;
+                p.rec.line = String::from_utf8_lossy(line).into_owned();
+                explain_none(&mut p.rec);
+                if verdict == Verdict::Denied {
+                    p.pairable = true;
+                    p.open_request = None;
+                    // Its access line may have come first (logs sorted by time).
+                    if let Some(mut p) = self.pending.remove(at) {
+                        let removed = self.take_earlier_access(&mut p);
+                        let at = match removed {
+                            Some(r) if r < at => at - 1,
+                            _ => at,
+                        };
+                        self.pending.insert(at.min(self.pending.len()), p);
+                    }
+                }
+            } else {
+                let mut this = this;
+                // Istio orders ALLOW before AUDIT, and a DENY filter never allows
+                // with a named policy: a second named allow is an AUDIT match.
+                if engine == EngineKind::Enforced
+                    && verdict == Verdict::Allowed
+                    && named
+                    && cur_named
+                {
+                    this.action = Some(Action::Audit);
+                }
+                p.rec.filters.push(this);
+            }
+            let ts = d.header.time_rfc3339.as_deref().and_then(parse_ts);
+            self.tick(ts.or(kubelet_ts), out);
+            return;
+        }
+        if engine == EngineKind::Shadow && verdict == Verdict::Allowed && !named {
+            // `shadow allowed, matched policy none`: no dry-run policy matched. It
+            // starts a request's group (the enforced line follows) but is no row.
+            self.stats.shadow_none += 1;
+            if let Some(rid) = rid {
+                let entry = self.unrowed.entry(thread).or_default();
+                if entry.0 != rid {
+                    *entry = (rid, Vec::new());
+                }
+                entry.1.push(FilterDecision {
+                    filter,
+                    engine,
+                    decision: verdict,
+                    policy_id,
+                    action: None,
+                });
+            }
+            let ts = zts.or(kubelet_ts);
+            self.tick(ts, out);
+            return;
+        }
+        let mut rec = self.base(Origin::RbacDebug, line, time, kubelet_ts);
+        rec.time_zone = zone;
+        rec.ts = zts.or(kubelet_ts);
+        if let Some(rid) = &rid
+            && let Some((seen, filters)) = self.unrowed.remove(&thread)
+            && &seen == rid
+        {
+            rec.filters = filters;
+        }
+        rec.engine = engine;
+        rec.decision = verdict;
+        rec.policy_id = policy_id;
+        rec.policy = d.policy.as_ref().and_then(PolicyRef::from_id);
+        rec.filter = filter;
+        if custom && engine == EngineKind::Shadow {
+            // Istio puts a CUSTOM policy's rules in shadow rules: a `shadow denied`
+            // match means the request is sent to the external authorizer.
+            rec.action = Some(Action::Custom);
+            rec.because =
+                Some("a CUSTOM policy matched: the request goes to its external authorizer".into());
+        }
+        if let Some(c) = &checked {
+            rec.request = Some(RequestInfo {
+                method: c.method.clone(),
+                path: c.path.clone(),
+                authority: c.authority.clone(),
+                response_code: None,
+            })
+            .filter(|r| r.method.is_some() || r.path.is_some() || r.authority.is_some());
+            rec.downstream = c.source_ip.clone();
+            rec.request_id = c.request_id.clone();
+        }
+        explain_none(&mut rec);
+        let pairable = engine == EngineKind::Enforced && verdict == Verdict::Denied;
+        let mut p = Pending {
+            rec,
+            thread,
+            pairable,
+            has_debug: true,
+            has_reply: false,
+            has_access: false,
+            open_request: if own_row || pairable { None } else { rid },
+            received: now,
+        };
+        if pairable {
+            let _ = self.take_earlier_access(&mut p);
+        }
+        self.enqueue(p, out);
+    }
+
+    /// Logs sorted by time can put a request's access line before its debug line:
+    /// a waiting access-only decision of the same request joins this one.
+    fn take_earlier_access(&mut self, p: &mut Pending) -> Option<usize> {
+        let mut best: Option<(usize, (u8, Duration))> = None;
+        for (i, q) in self.pending.iter().enumerate() {
+            if q.has_debug || !q.has_access || q.has_reply || q.rec.policy_id != p.rec.policy_id {
+                continue;
+            }
+            if !within(q.rec.ts, p.rec.ts, PAIR_WINDOW) {
+                continue;
+            }
+            let rank = match (&q.rec.request_id, &p.rec.request_id) {
+                (Some(a), Some(b)) if a == b => 0,
+                (Some(_), Some(_)) => continue,
+                _ => match (&q.rec.downstream, &p.rec.downstream) {
+                    (Some(a), Some(b)) if a == b => 1,
+                    (Some(_), Some(_)) => 3,
+                    _ => 2,
+                },
+            };
+            let key = (rank, distance(q.rec.ts, p.rec.ts));
+            if best.as_ref().is_none_or(|(_, k)| key < *k) {
+                best = Some((i, key));
+            }
+        }
+        let at = best.map(|(i, _)| i)?;
+        if let Some(q) = self.pending.remove(at) {
+            p.has_access = true;
+            p.rec.request = q.rec.request;
+            p.rec.downstream = q.rec.downstream.or(p.rec.downstream.take());
+            p.rec.request_id = p.rec.request_id.take().or(q.rec.request_id);
+            p.rec.paired.push(PairedLine {
+                origin: Origin::AccessLog,
+                line: q.rec.line,
+            });
+        }
+        Some(at)
+    }
+
+    fn ztunnel(
+        &self,
+        z: &ZtunnelDecision,
+        line: &[u8],
+        kubelet_ts: Option<Timestamp>,
+    ) -> DecisionRecord {
+        let mut rec = self.base(Origin::Ztunnel, line, z.time_rfc3339.clone(), kubelet_ts);
+        if z.time_rfc3339.is_none() && z.time.is_some() {
+            rec.time = z.time.clone();
+            rec.time_zone = Some("unknown");
+            rec.ts = z
+                .time
+                .as_deref()
+                .and_then(normalise_time)
+                .as_deref()
+                .and_then(parse_ts)
+                .or(kubelet_ts);
+        }
+        rec.filter = Some(FilterName::Ztunnel);
+        rec.proxy = Some("ztunnel");
+        rec.downstream = z.src_addr.clone();
+        rec.from = workload(&z.src_namespace, &z.src_workload).or_else(|| z.src_identity.clone());
+        rec.to = workload(&z.dst_namespace, &z.dst_workload).or_else(|| z.dst_addr.clone());
+        if z.kind == ZtunnelKind::DryRun {
+            rec.engine = EngineKind::Shadow;
+            rec.action = Some(Action::Deny);
+        }
+        match (&z.reason, &z.policy) {
+            (ZtunnelReason::NoAllowMatched, _) => {
+                rec.policy_id = Some("none".into());
+                rec.action = Some(Action::Allow);
+                rec.because = Some("no ALLOW rule matched".into());
+            }
+            (_, Some(p)) => {
+                rec.policy_id = Some(p.clone());
+                rec.policy = policy_from_slash(p);
+                rec.action = Some(Action::Deny);
+            }
+            _ => {}
+        }
+        rec
     }
 
     fn tick(&mut self, t: Option<Timestamp>, out: &mut Vec<DecisionRecord>) {
@@ -384,8 +995,8 @@ impl Pairer {
         }
         let Some(latest) = self.latest else { return };
         while let Some(front) = self.pending.front() {
-            let done = (front.has_reply && front.has_access)
-                || !front.pairable
+            let done = (front.has_reply && front.has_access && front.has_debug)
+                || (!front.pairable && front.open_request.is_none())
                 || front.rec.ts.is_some_and(|ts| {
                     latest.duration_since(ts).unsigned_abs() > HOLD && latest > ts
                 });
@@ -414,7 +1025,38 @@ impl Pairer {
 
     /// End of stream: releases everything.
     pub fn finish(&mut self, out: &mut Vec<DecisionRecord>) {
+        if let Some(j) = self.open_json.take() {
+            // An object that never closed: examine what was read.
+            let text = j.text;
+            self.line(&text, None, out);
+        }
         out.extend(self.pending.drain(..).map(|p| p.rec));
+    }
+}
+
+/// A line from the RBAC logger, or naming a policy match or an RBAC denial, that
+/// was not understood (Envoy's start-up list of extensions merely names the filter).
+fn speaks_of_rbac(line: &[u8]) -> bool {
+    [
+        &b"envoy rbac"[..],
+        b"[rbac]",
+        b"\"rbac\"",
+        b"matched policy",
+        b"rbac_access_denied",
+        b"enforced denied",
+        b"shadow denied",
+    ]
+    .iter()
+    .any(|n| memchr::memmem::find(line, n).is_some())
+}
+
+/// `matched policy none` on a denial: no ALLOW rule matched.
+fn explain_none(rec: &mut DecisionRecord) {
+    if rec.decision == Verdict::Denied && rec.policy_id.as_deref() == Some("none") {
+        rec.because = Some("no ALLOW rule matched".into());
+        if rec.action.is_none() {
+            rec.action = Some(Action::Allow);
+        }
     }
 }
 
@@ -436,6 +1078,7 @@ mod tests {
             namespace: Some("np-test-2".into()),
             pod: Some("np-test-nginx-2-abc".into()),
             file: None,
+            ..StreamId::default()
         });
         let mut out = Vec::new();
         for l in lines {

@@ -14,15 +14,18 @@ use meshpolicy::envoy::PolicyId;
 use serde::Serialize;
 
 /// Which kind of log line a decision was read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Origin {
     /// An Envoy RBAC filter debug line (`enforced denied, matched policy ...`).
+    #[default]
     RbacDebug,
     /// A server-side access log line carrying `rbac_access_denied_matched_policy[...]`.
     AccessLog,
     /// A `Preparing local reply with details rbac_access_denied_matched_policy[...]` line.
     LocalReply,
+    /// A ztunnel (ambient mode) access or RBAC line.
+    Ztunnel,
 }
 
 impl Origin {
@@ -31,6 +34,7 @@ impl Origin {
             Origin::RbacDebug => "rbac-debug",
             Origin::AccessLog => "access-log",
             Origin::LocalReply => "local-reply",
+            Origin::Ztunnel => "ztunnel",
         }
     }
 }
@@ -42,9 +46,10 @@ impl std::fmt::Display for Origin {
 }
 
 /// Which RBAC engine decided: enforced rules, shadow rules (dry-run, CUSTOM), or none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum EngineKind {
+    #[default]
     Enforced,
     Shadow,
     None,
@@ -71,9 +76,10 @@ impl From<meshpolicy::envoy::Engine> for EngineKind {
 }
 
 /// Allowed or denied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    #[default]
     Denied,
     Allowed,
 }
@@ -85,6 +91,53 @@ impl Verdict {
             Verdict::Allowed => "allowed",
         }
     }
+}
+
+/// The AuthorizationPolicy action behind a decision, where it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Action {
+    Allow,
+    Deny,
+    /// An external authorizer (ext_authz) decided, or was asked to.
+    Custom,
+    /// Logged only; never changes the outcome.
+    Audit,
+}
+
+/// Which filter (or proxy component) wrote the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FilterName {
+    /// Envoy's HTTP RBAC filter (`envoy.filters.http.rbac`).
+    HttpRbac,
+    /// Envoy's network (TCP) RBAC filter (`envoy.filters.network.rbac`).
+    NetworkRbac,
+    /// Envoy's ext_authz filter (CUSTOM policies).
+    ExtAuthz,
+    /// ztunnel's L4 authorization (ambient mode).
+    Ztunnel,
+}
+
+impl From<meshpolicy::envoy::FilterKind> for FilterName {
+    fn from(f: meshpolicy::envoy::FilterKind) -> Self {
+        match f {
+            meshpolicy::envoy::FilterKind::Http => FilterName::HttpRbac,
+            meshpolicy::envoy::FilterKind::Network => FilterName::NetworkRbac,
+        }
+    }
+}
+
+/// Another RBAC filter that ran on the same request without deciding it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FilterDecision {
+    pub filter: Option<FilterName>,
+    pub engine: EngineKind,
+    pub decision: Verdict,
+    pub policy_id: Option<String>,
+    /// `AUDIT` when this filter's match was an AUDIT policy's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
 }
 
 /// The AuthorizationPolicy behind a policy id, when the id follows Istio's naming.
@@ -129,7 +182,7 @@ pub struct PairedLine {
 }
 
 /// One RBAC decision, as printed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct DecisionRecord {
     /// RFC 3339 time of the decision (the log line's own time, else the kubelet's).
     pub time: Option<String>,
@@ -154,6 +207,40 @@ pub struct DecisionRecord {
     /// The file the line was read from (`-` for stdin), with `--file`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// `unknown` when the log printed its time without a zone (`time` is then the
+    /// text as written, the container's local time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<&'static str>,
+    /// The policy's action where known: CUSTOM for ext_authz, AUDIT, ALLOW/DENY.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Why, in words, when the policy alone does not say (`no ALLOW rule matched`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub because: Option<String>,
+    /// For ALLOW misses, live: the ALLOW policies that apply to the workload (`NS/NAME`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_policies: Vec<String>,
+    /// The filter that decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterName>,
+    /// The proxy kind that wrote the line (`sidecar`, `gateway`, `waypoint`, `ztunnel`), where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<&'static str>,
+    /// Other RBAC filters that ran on the same request (not deciding it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<FilterDecision>,
+    /// The request's `x-request-id`, when a line gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The downstream resolved to a workload (`NS/POD`, or ztunnel's `src.workload`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The destination workload, when the line names it (ztunnel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Envoy's response code details for CUSTOM denials (`ext_authz_denied`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
     /// Parsed `time`, for ordering and pairing windows.
     #[serde(skip)]
     pub ts: Option<Timestamp>,
@@ -167,9 +254,11 @@ impl DecisionRecord {
         v
     }
 
-    /// `NAME.NS` as istioctl prints it, else the raw id, else `-`.
+    /// `NS/NAME` as kubectl prints it, else the raw id, else `-`; an ALLOW miss
+    /// with known candidates lists them (`none (allow: NS/A, NS/B)`); a CUSTOM policy
+    /// carries its provider (`NS/NAME (ext_authz PROVIDER)`).
     pub fn policy_label(&self) -> String {
-        match (&self.policy, &self.policy_id) {
+        let base = match (&self.policy, &self.policy_id) {
             (
                 Some(PolicyRef {
                     name: Some(name),
@@ -177,9 +266,22 @@ impl DecisionRecord {
                     ..
                 }),
                 _,
-            ) => format!("{name}.{ns}"),
+            ) => format!("{ns}/{name}"),
+            (
+                Some(PolicyRef {
+                    name: Some(name), ..
+                }),
+                _,
+            ) => name.clone(),
             (_, Some(raw)) => raw.clone(),
             _ => "-".into(),
+        };
+        if !self.allow_policies.is_empty() {
+            return format!("{base} (allow: {})", self.allow_policies.join(", "));
+        }
+        match self.policy.as_ref().and_then(|p| p.provider.as_deref()) {
+            Some(provider) => format!("{base} (ext_authz {provider})"),
+            None => base,
         }
     }
 
@@ -204,8 +306,18 @@ impl DecisionRecord {
         parts.join(" ")
     }
 
-    /// `denied`, `allowed`, `denied (shadow)`, `allowed (no engine)`.
+    /// `denied`, `allowed`, `denied (shadow)`, `allowed (no engine)`, `denied (CUSTOM)`,
+    /// `sent to ext_authz` (a CUSTOM policy's trigger), `audit`.
     pub fn decision_label(&self) -> String {
+        match (self.action, self.engine) {
+            (Some(Action::Custom), EngineKind::Shadow) => return "sent to ext_authz".into(),
+            (Some(Action::Custom), _) => return format!("{} (CUSTOM)", self.decision.as_str()),
+            (Some(Action::Audit), _) => return "audit".into(),
+            _ => {}
+        }
+        if self.filters.iter().any(|f| f.action == Some(Action::Audit)) {
+            return format!("{} +audit", self.decision.as_str());
+        }
         match self.engine {
             EngineKind::Enforced => self.decision.as_str().to_string(),
             EngineKind::Shadow => format!("{} (shadow)", self.decision.as_str()),
@@ -239,7 +351,8 @@ impl Tabular for DecisionRecord {
             Column::new("POLICY"),
             Column::new("RULE"),
             Column::new("REQUEST"),
-            Column::new("SOURCE"),
+            Column::new("FROM"),
+            Column::new("LOG"),
             Column::wide("CONNECTION"),
             Column::wide("STREAM"),
             Column::wide("DOWNSTREAM"),
@@ -260,6 +373,7 @@ impl Tabular for DecisionRecord {
             Cell::new(self.policy_label()),
             Cell::new(opt(&self.policy.as_ref().and_then(|p| p.rule.clone()))),
             Cell::new(self.request_label()),
+            Cell::new(opt(&self.from)),
             Cell::new(origins.join("+")),
             Cell::new(opt(&self.connection_id)),
             Cell::new(opt(&self.stream_id)),

@@ -83,6 +83,7 @@ mod tests {
             namespace: Some("ns".into()),
             pod: Some("pod".into()),
             file: None,
+            ..StreamId::default()
         })
     }
 

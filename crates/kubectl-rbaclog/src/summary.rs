@@ -1,4 +1,4 @@
-//! `--summary`: counts per policy and rule, per pod, per source, with first and last seen.
+//! `--summary`: counts per policy and rule, per pod, per log line kind, with first and last seen.
 //!
 //! A summary answers "which policy is denying, where, and since when" without
 //! printing every request. It is built incrementally (one pass, one small map per
@@ -82,9 +82,9 @@ pub struct PodKey {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
-pub struct SourceKey {
+pub struct LogKey {
     /// Which log lines the decisions came from, e.g. `rbac-debug+local-reply+access-log`.
-    pub source: String,
+    pub log: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -99,7 +99,7 @@ pub struct Summary {
     pub total: u64,
     by_policy: BTreeMap<PolicyKey, Count>,
     by_pod: BTreeMap<PodKey, Count>,
-    by_source: BTreeMap<SourceKey, Count>,
+    by_log: BTreeMap<LogKey, Count>,
     by_downstream: BTreeMap<DownstreamKey, Count>,
 }
 
@@ -109,7 +109,7 @@ pub struct SummaryJson {
     pub total: u64,
     pub by_policy: Vec<Row<PolicyKey>>,
     pub by_pod: Vec<Row<PodKey>>,
-    pub by_source: Vec<Row<SourceKey>>,
+    pub by_log: Vec<Row<LogKey>>,
     pub by_downstream: Vec<Row<DownstreamKey>>,
 }
 
@@ -159,9 +159,9 @@ impl Summary {
             .or_insert_with(Count::new)
             .add(d);
         let origins: Vec<&str> = d.origins().into_iter().map(|o| o.as_str()).collect();
-        self.by_source
-            .entry(SourceKey {
-                source: origins.join("+"),
+        self.by_log
+            .entry(LogKey {
+                log: origins.join("+"),
             })
             .or_insert_with(Count::new)
             .add(d);
@@ -180,7 +180,7 @@ impl Summary {
             total: self.total,
             by_policy: rows(&self.by_policy),
             by_pod: rows(&self.by_pod),
-            by_source: rows(&self.by_source),
+            by_log: rows(&self.by_log),
             by_downstream: rows(&self.by_downstream),
         }
     }
@@ -238,10 +238,10 @@ impl Summary {
         ));
         out.push('\n');
         out.push_str(&simple(
-            "SOURCE",
-            j.by_source
+            "LOG",
+            j.by_log
                 .iter()
-                .map(|r| (r.key.source.clone(), &r.count))
+                .map(|r| (r.key.log.clone(), &r.count))
                 .collect(),
         ));
         if !j.by_downstream.is_empty() {

@@ -27,8 +27,9 @@ fn every_documented_decision() {
         decision: DecisionFilter::All,
         ..Filters::default()
     });
-    // 12 lines: lines 1+2 are one request, line 12 is not an RBAC decision.
-    assert_eq!(all.len(), 10, "{all:#?}");
+    // 12 lines: lines 1+2 are one request, line 6 is the TCP filter's `no engine`
+    // (it decided nothing: never a row), line 12 is not an RBAC decision.
+    assert_eq!(all.len(), 9, "{all:#?}");
 
     // 1 + 2: the walk-through's denial, paired with its local reply.
     let walk = &all[0];
@@ -58,26 +59,24 @@ fn every_documented_decision() {
     // 5: dry-run.
     assert_eq!(all[3].engine, EngineKind::Shadow);
     assert_eq!(all[3].decision, Verdict::Denied);
-    // 6: no engine, allowed by default.
-    assert_eq!(all[4].engine, EngineKind::None);
-    assert_eq!(all[4].decision, Verdict::Allowed);
-    assert_eq!(all[4].policy_id, None);
-    // 7: plain Envoy layout.
-    assert_eq!(all[5].engine, EngineKind::Enforced);
-    assert_eq!(all[5].policy_id.as_deref(), Some("none"));
-    assert_eq!(all[5].time.as_deref(), Some("2024-09-26T11:41:28.955Z"));
+    // 7: plain Envoy layout; its time has no zone: kept as written, zone unknown.
+    assert_eq!(all[4].engine, EngineKind::Enforced);
+    assert_eq!(all[4].policy_id.as_deref(), Some("none"));
+    assert_eq!(all[4].time.as_deref(), Some("2024-09-26 11:41:28.955"));
+    assert_eq!(all[4].time_zone, Some("unknown"));
+    assert_eq!(all[4].because.as_deref(), Some("no ALLOW rule matched"));
     // 8: legacy bare shadow denied, no policy.
-    assert_eq!(all[6].engine, EngineKind::Shadow);
-    assert_eq!(all[6].policy_id, None);
+    assert_eq!(all[5].engine, EngineKind::Shadow);
+    assert_eq!(all[5].policy_id, None);
     // 9-11: access log denials with request details.
     for (d, path, down) in [
-        (&all[7], "/", "10.244.1.1:0"),
+        (&all[6], "/", "10.244.1.1:0"),
         (
-            &all[8],
+            &all[7],
             "/v1/models/bert-emotion-model:predict",
             "127.0.0.1:44576",
         ),
-        (&all[9], "/api/catalog", "10.10.0.14:38380"),
+        (&all[8], "/api/catalog", "10.10.0.14:38380"),
     ] {
         assert_eq!(d.origin, Origin::AccessLog);
         assert_eq!(d.policy_id.as_deref(), Some("none"));
@@ -105,7 +104,8 @@ fn filters_on_the_samples() {
         decision: DecisionFilter::Allowed,
         ..Filters::default()
     });
-    assert_eq!(allowed.len(), 1);
+    // The only allowed line is the TCP filter's `no engine`, which decides nothing.
+    assert_eq!(allowed.len(), 0);
     let walk = read(Filters {
         policies: vec!["deny-all-ingress-using-authorizationpolicy".into()],
         ..Filters::default()

@@ -427,9 +427,19 @@ fn truncated_and_unknown_lines_are_reported_not_fatal() {
         classify_line(bad_json, Scope::RbacOnly),
         LogLine::Unparsed(u) if matches!(u.reason, UnparsedReason::Json { .. })
     ));
-    // RBAC debug lines that are not decisions are simply not decisions.
+    // RBAC debug lines that are not decisions are notes, not decisions.
     let checking = b"2025-07-06T19:33:00.654348Z\tdebug\tenvoy rbac external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:130\tchecking request: requestedServerName: , sourceIP: 10.0.0.1:4000\tthread=26";
-    assert_eq!(classify_line(checking, Scope::RbacOnly), LogLine::Other);
+    match classify_line(checking, Scope::RbacOnly) {
+        LogLine::RbacNote(n) => {
+            assert_eq!(n.kind, meshpolicy::envoy::NoteKind::CheckingRequest);
+            assert!(n.complete);
+            assert_eq!(
+                n.request.unwrap().source_ip.as_deref(),
+                Some("10.0.0.1:4000")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A log mixing the samples with noise, invalid UTF-8, CRLF and no final newline.

@@ -124,12 +124,15 @@ impl AccessLogEntry {
                 transport,
             };
         }
+        // Envoy's ext_authz filter flags every request it refused (denied, or the
+        // authorizer failed) with UAEX, whatever the status code (403, 401, ...).
         let uaex = self.response_flags.split(',').any(|f| f == "UAEX");
-        if let Some(d) = &self.response_code_details
-            && uaex
-            && (d == "ext_authz_denied" || d == "ext_authz_error")
-        {
-            return AccessVerdict::CustomDenied { details: d.clone() };
+        if uaex {
+            let details = self
+                .response_code_details
+                .clone()
+                .unwrap_or_else(|| "-".to_owned());
+            return AccessVerdict::CustomDenied { details };
         }
         AccessVerdict::NotRbac
     }

@@ -32,10 +32,14 @@ pub enum Layout {
 pub struct LogHeader {
     /// The time exactly as printed.
     pub time: Option<String>,
-    /// The time as RFC 3339 (UTC), when it could be normalised. Envoy's own layout
-    /// prints the container's local time without a zone; istio-proxy runs in UTC, so it
-    /// is taken as UTC.
+    /// The time as RFC 3339, when it could be normalised. Envoy's own layout prints
+    /// the container's local time without a zone: it is then written here as if UTC
+    /// (for ordering) and [`LogHeader::time_zone_unknown`] says so.
     pub time_rfc3339: Option<String>,
+    /// `true` when the printed time carried no zone (Envoy's native `%Y-%m-%d %T.%e`):
+    /// the text is the container's local time, whatever zone that was.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub time_zone_unknown: bool,
     /// Log level (`debug`, `info`...).
     pub level: Option<String>,
     /// Envoy logger name (`rbac`, `http`...), without Istio's `envoy ` prefix.
@@ -65,8 +69,10 @@ pub(crate) struct RawHeader<'a> {
 impl RawHeader<'_> {
     pub(crate) fn to_owned_header(self) -> LogHeader {
         let time = self.time.map(lossy);
+        let time_rfc3339 = time.as_deref().and_then(normalise_time);
         LogHeader {
-            time_rfc3339: time.as_deref().and_then(normalise_time),
+            time_zone_unknown: time_rfc3339.is_some() && time.as_deref().is_some_and(lacks_zone),
+            time_rfc3339,
             time,
             level: self.level.map(lossy),
             logger: self.logger.map(lossy),
@@ -246,6 +252,15 @@ pub(crate) fn parse_envoy(line: &[u8]) -> Option<(RawHeader<'_>, &[u8])> {
         },
         trim(msg),
     ))
+}
+
+/// `true` for a time printed without a zone (`2024-09-26 11:41:28.955`).
+pub fn lacks_zone(t: &str) -> bool {
+    let zoned = t.ends_with('Z')
+        || t.ends_with('z')
+        || t.get(19..)
+            .is_some_and(|tail| tail.contains('+') || tail.contains('-'));
+    !zoned
 }
 
 /// Turns the time layouts Envoy and Istio print into RFC 3339, when they are one of them.

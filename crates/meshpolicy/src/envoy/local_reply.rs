@@ -14,6 +14,10 @@ use super::policy_id::PolicyId;
 
 /// The phrase that marks a local reply line.
 pub(crate) const MARKER: &[u8] = b"Preparing local reply with details ";
+/// The older Envoys' phrase (before the filter manager split preparing from sending).
+pub(crate) const LEGACY_MARKER: &[u8] = b"Sending local reply with details ";
+/// The details of an RBAC denial from Envoys that did not name the policy.
+pub const RBAC_DENIED: &str = "rbac_access_denied";
 /// The details prefix of an RBAC denial.
 pub const RBAC_DENIED_PREFIX: &str = "rbac_access_denied_matched_policy[";
 
@@ -27,6 +31,8 @@ pub struct LocalReply {
     pub details: String,
     /// The matched policy when the details are an RBAC denial.
     pub policy: Option<PolicyId>,
+    /// `true` when the details are an RBAC denial (with or without the policy).
+    pub rbac_denied: bool,
     /// Downstream connection id.
     pub connection_id: Option<u64>,
     /// HTTP stream id.
@@ -65,8 +71,13 @@ fn ids(prefix: &[u8]) -> (Option<u64>, Option<u64>) {
 }
 
 /// Decodes a local reply message; `None` when the details are missing (truncated line).
-pub(crate) fn parse(header: RawHeader<'_>, msg: &[u8], marker_at: usize) -> Option<LocalReply> {
-    let details = trim(&msg[marker_at + MARKER.len()..]);
+pub(crate) fn parse(
+    header: RawHeader<'_>,
+    msg: &[u8],
+    marker_at: usize,
+    marker_len: usize,
+) -> Option<LocalReply> {
+    let details = trim(&msg[marker_at + marker_len..]);
     // Details never contain spaces (Envoy replaces them); anything after is noise.
     let end = details
         .iter()
@@ -83,10 +94,12 @@ pub(crate) fn parse(header: RawHeader<'_>, msg: &[u8], marker_at: usize) -> Opti
         // `rbac_access_denied_matched_policy[...` without its closing bracket.
         return None;
     }
+    let rbac_denied = policy.is_some() || details == RBAC_DENIED;
     Some(LocalReply {
         header: header.to_owned_header(),
         details,
         policy,
+        rbac_denied,
         connection_id,
         stream_id,
     })

@@ -17,6 +17,7 @@ pub mod header;
 pub mod local_reply;
 pub mod policy_id;
 pub mod rbac_log;
+pub mod ztunnel;
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead};
@@ -40,8 +41,10 @@ pub use local_reply::{
 };
 pub use policy_id::PolicyId;
 pub use rbac_log::{
-    Decision, Engine, FilterKind, RbacDecision, format_rbac_debug_line, format_rbac_message,
+    CheckedRequest, Decision, Engine, FilterKind, NoteKind, RbacDecision, RbacNote,
+    format_rbac_debug_line, format_rbac_message,
 };
+pub use ztunnel::{ZtunnelDecision, ZtunnelKind, ZtunnelReason};
 
 use header::{RawHeader, lossy, trim};
 use rbac_log::MessageError;
@@ -56,6 +59,11 @@ pub enum LogLine {
     LocalReply(LocalReply),
     /// An access log line (its `verdict` says whether it is an RBAC decision).
     AccessLog(Box<AccessLogEntry>),
+    /// An RBAC logger line that belongs to a decision but is not one
+    /// (`checking request: ...`, `allowed by default or by policy`).
+    RbacNote(Box<RbacNote>),
+    /// A ztunnel (ambient mode) L4 authorization line.
+    Ztunnel(Box<ZtunnelDecision>),
     /// Anything else: not an RBAC decision.
     Other,
     /// Looked RBAC-related (or like a known format) but could not be decoded.
@@ -67,8 +75,11 @@ impl LogLine {
     /// replies, access log denials and lines that could not be decoded.
     pub fn is_rbac_related(&self) -> bool {
         match self {
-            LogLine::RbacDecision(_) | LogLine::Unparsed(_) => true,
-            LogLine::LocalReply(r) => r.policy.is_some() || r.details.starts_with("ext_authz"),
+            LogLine::RbacDecision(_)
+            | LogLine::Unparsed(_)
+            | LogLine::RbacNote(_)
+            | LogLine::Ztunnel(_) => true,
+            LogLine::LocalReply(r) => r.rbac_denied || r.details.starts_with("ext_authz"),
             LogLine::AccessLog(a) => a.verdict != AccessVerdict::NotRbac,
             LogLine::Other => false,
         }
@@ -131,14 +142,43 @@ pub enum Scope {
     All,
 }
 
-static RBAC: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"rbac"));
-static EXT_AUTHZ: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"ext_authz"));
+/// The words a line must hold to be RBAC-related: the logger name and the policy
+/// details (`rbac`), CUSTOM denials (`ext_authz`, `UAEX`), a decision pasted without
+/// its envelope (`matched policy`, the pre-2020 bare `enforced denied` / `shadow
+/// denied`), and ztunnel's rejections.
+const NEEDLES: [&[u8]; 9] = [
+    b"rbac",
+    b"ext_authz",
+    b"UAEX",
+    b"matched policy",
+    b"enforced denied",
+    b"shadow denied",
+    b"policy rejection",
+    b"RBAC rejected",
+    b"dry-run deny",
+];
+const N_NEEDLES: usize = NEEDLES.len();
 /// Built once: constructing a finder costs more than a search of one line.
+static FINDERS: LazyLock<[Finder<'static>; N_NEEDLES]> = LazyLock::new(|| NEEDLES.map(Finder::new));
 static LOCAL_REPLY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(local_reply::MARKER));
+static LEGACY_REPLY: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(local_reply::LEGACY_MARKER));
 
 /// The cheap prefilter: can this line be RBAC-related at all?
 pub fn may_be_rbac(line: &[u8]) -> bool {
-    RBAC.find(line).is_some() || EXT_AUTHZ.find(line).is_some()
+    FINDERS.iter().any(|f| f.find(line).is_some())
+}
+
+/// Pilot-agent (Istio <= 1.4) put `[Envoy (Epoch N)] ` in front of every Envoy line.
+pub fn strip_epoch_prefix(line: &[u8]) -> &[u8] {
+    let Some(rest) = line.strip_prefix(b"[Envoy (Epoch ") else {
+        return line;
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    match rest[digits..].strip_prefix(b")]") {
+        Some(after) if digits > 0 => trim(after),
+        _ => line,
+    }
 }
 
 fn excerpt(line: &[u8]) -> String {
@@ -164,9 +204,14 @@ fn unparsed(reason: UnparsedReason, line: &[u8]) -> LogLine {
 /// hand, [`Layout::Bare`]) is only recognised with [`Scope::All`]. With [`Scope::All`] every line is decoded, so ordinary access log
 /// lines come back as [`LogLine::AccessLog`] with [`AccessVerdict::NotRbac`].
 pub fn classify_line(line: &[u8], scope: Scope) -> LogLine {
-    let line = trim(line);
+    let line = strip_epoch_prefix(trim(line));
     if scope == Scope::RbacOnly && !may_be_rbac(line) {
         return LogLine::Other;
+    }
+    if ztunnel::may_be_ztunnel(line)
+        && let Some(z) = ztunnel::parse(line)
+    {
+        return LogLine::Ztunnel(Box::new(z));
     }
     match line.first() {
         Some(b'{') => classify_json(line),
@@ -210,9 +255,9 @@ pub fn classify_line(line: &[u8], scope: Scope) -> LogLine {
             };
             match rbac_log::parse_message(line) {
                 Ok((e, d, id)) => LogLine::RbacDecision(rbac_log::build(bare, e, d, id)),
-                Err(_) => match LOCAL_REPLY.find(line) {
-                    Some(at) => local_reply_or_unparsed(bare, line, at, line),
-                    None => LogLine::Other,
+                Err(_) => match rbac_log::parse_note(bare, line, false) {
+                    Some(n) => LogLine::RbacNote(Box::new(n)),
+                    None => local_reply_or(bare, line, line, LogLine::Other),
                 },
             }
         }
@@ -220,8 +265,16 @@ pub fn classify_line(line: &[u8], scope: Scope) -> LogLine {
     }
 }
 
-fn local_reply_or_unparsed(h: RawHeader<'_>, msg: &[u8], at: usize, line: &[u8]) -> LogLine {
-    match local_reply::parse(h, msg, at) {
+/// The local reply in `msg` (either wording), else `otherwise`.
+fn local_reply_or(h: RawHeader<'_>, msg: &[u8], line: &[u8], otherwise: LogLine) -> LogLine {
+    let (at, len) = match LOCAL_REPLY.find(msg) {
+        Some(at) => (at, local_reply::MARKER.len()),
+        None => match LEGACY_REPLY.find(msg) {
+            Some(at) => (at, local_reply::LEGACY_MARKER.len()),
+            None => return otherwise,
+        },
+    };
+    match local_reply::parse(h, msg, at, len) {
         Some(r) => LogLine::LocalReply(r),
         None => unparsed(UnparsedReason::TruncatedLocalReply, line),
     }
@@ -234,13 +287,14 @@ fn classify_message(h: RawHeader<'_>, msg: &[u8], line: &[u8]) -> LogLine {
             Err(MessageError::Truncated) => {
                 return unparsed(UnparsedReason::TruncatedRbacMessage, line);
             }
-            Err(MessageError::NotDecision) => {}
+            Err(MessageError::NotDecision) => {
+                if let Some(n) = rbac_log::parse_note(h, msg, h.thread.is_some()) {
+                    return LogLine::RbacNote(Box::new(n));
+                }
+            }
         }
     }
-    match LOCAL_REPLY.find(msg) {
-        Some(at) => local_reply_or_unparsed(h, msg, at, line),
-        None => LogLine::Other,
-    }
+    local_reply_or(h, msg, line, LogLine::Other)
 }
 
 fn json_text(v: Option<&Value>) -> Option<String> {
@@ -312,8 +366,7 @@ struct ScanState {
     /// Number of the line that starts at `counted` (1-based).
     line_no: u64,
     /// Cached next match of each needle at or after `pos` (`usize::MAX`: none left).
-    next_rbac: Option<usize>,
-    next_ext: Option<usize>,
+    next: [Option<usize>; N_NEEDLES],
 }
 
 impl ScanState {
@@ -356,9 +409,10 @@ impl ScanState {
             let start = match scope {
                 Scope::All => self.pos,
                 Scope::RbacOnly => {
-                    let r = Self::refresh(&mut self.next_rbac, &RBAC, buf, self.pos);
-                    let e = Self::refresh(&mut self.next_ext, &EXT_AUTHZ, buf, self.pos);
-                    let hit = r.min(e);
+                    let mut hit = usize::MAX;
+                    for (cache, finder) in self.next.iter_mut().zip(FINDERS.iter()) {
+                        hit = hit.min(Self::refresh(cache, finder, buf, self.pos));
+                    }
                     if hit == usize::MAX {
                         self.pos = buf.len();
                         return None;

@@ -148,6 +148,139 @@ pub(crate) fn build(
     }
 }
 
+/// An RBAC logger line that is not a decision but belongs to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    /// `checking request: ...` (the HTTP filter, before each decision).
+    CheckingRequest,
+    /// `checking connection: ...` (the network filter, before each decision).
+    CheckingConnection,
+    /// `allowed by default or by policy` (the HTTP filter, after an allowed request).
+    AllowedByDefaultOrPolicy,
+}
+
+/// What a `checking request:` entry says about the request (Envoy 1.40 writes it over
+/// several lines: one header per line, then the metadata, then `thread=N`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CheckedRequest {
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub authority: Option<String>,
+    pub request_id: Option<String>,
+    /// `sourceIP:` (the downstream address and port).
+    pub source_ip: Option<String>,
+}
+
+impl CheckedRequest {
+    /// Takes what one piece of the entry (its first line or a continuation) says.
+    pub fn absorb(&mut self, text: &[u8]) {
+        fn quoted(text: &[u8], key: &[u8]) -> Option<String> {
+            let at = memchr::memmem::find(text, key)?;
+            let v = &text[at + key.len()..];
+            let end = memchr::memchr(b'\'', v)?;
+            Some(lossy(&v[..end]))
+        }
+        if self.method.is_none() {
+            self.method = quoted(text, b"':method', '");
+        }
+        if self.path.is_none() {
+            self.path = quoted(text, b"':path', '");
+        }
+        if self.authority.is_none() {
+            self.authority = quoted(text, b"':authority', '");
+        }
+        if self.request_id.is_none() {
+            self.request_id = quoted(text, b"'x-request-id', '");
+        }
+        if self.source_ip.is_none()
+            && let Some(at) = memchr::memmem::find(text, b"sourceIP: ")
+        {
+            let v = &text[at + 10..];
+            let end = v
+                .iter()
+                .position(|&b| b == b',' || b == b' ' || b == b'\t')
+                .unwrap_or(v.len());
+            if end > 0 {
+                self.source_ip = Some(lossy(&v[..end]));
+            }
+        }
+    }
+}
+
+/// One RBAC logger line that is not a decision (see [`NoteKind`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RbacNote {
+    #[serde(flatten)]
+    pub header: LogHeader,
+    pub kind: NoteKind,
+    /// HTTP or network filter, when the caller's path (or the kind) says so.
+    pub filter: Option<FilterKind>,
+    /// For `checking request`: what the first line said (more may follow on the next lines).
+    pub request: Option<CheckedRequest>,
+    /// `false` when the entry continues on the next lines (it did not end with `thread=N`
+    /// in a layout that prints one, or ended with an open `headers:` list).
+    pub complete: bool,
+}
+
+/// Whether a continuation line of a multi-line `checking request:` entry ends it
+/// (Istio's layout ends the entry with `thread=N`).
+pub fn ends_entry(line: &[u8]) -> bool {
+    let t = trim(line);
+    match memchr::memmem::rfind(t, b"thread=") {
+        Some(at) => {
+            (at == 0 || matches!(t[at - 1], b' ' | b'\t'))
+                && t.len() > at + 7
+                && t[at + 7..].iter().all(u8::is_ascii_digit)
+        }
+        None => false,
+    }
+}
+
+/// A continuation line of a multi-line entry: a header (`'name', 'value'`), the
+/// metadata lines, or the closing `thread=N`; never the start of another log line.
+pub fn is_continuation(line: &[u8]) -> bool {
+    match line.first() {
+        None => true,
+        Some(b'\'') | Some(b',') | Some(b' ') | Some(b'\t') | Some(b'}') => true,
+        Some(_) => {
+            line.starts_with(b"thread=")
+                || line.starts_with(b"filter_metadata")
+                || line.starts_with(b"typed_filter_metadata")
+        }
+    }
+}
+
+pub(crate) fn parse_note(header: RawHeader<'_>, msg: &[u8], thread_seen: bool) -> Option<RbacNote> {
+    let msg = trim(msg);
+    let (kind, filter) = if msg.starts_with(b"checking request:") {
+        (NoteKind::CheckingRequest, Some(FilterKind::Http))
+    } else if msg.starts_with(b"checking connection:") {
+        (NoteKind::CheckingConnection, Some(FilterKind::Network))
+    } else if msg == b"allowed by default or by policy" {
+        (NoteKind::AllowedByDefaultOrPolicy, Some(FilterKind::Http))
+    } else {
+        return None;
+    };
+    let request = (kind == NoteKind::CheckingRequest).then(|| {
+        let mut r = CheckedRequest::default();
+        r.absorb(msg);
+        r
+    });
+    // Istio's layout ends every entry with `thread=N`; without it the entry goes on.
+    let complete = match header.layout {
+        super::header::Layout::IstioTabs => thread_seen,
+        _ => kind == NoteKind::AllowedByDefaultOrPolicy || !msg.ends_with(b"'"),
+    };
+    Some(RbacNote {
+        filter: filter_kind(header.caller).or(filter),
+        header: header.to_owned_header(),
+        kind,
+        request,
+        complete,
+    })
+}
+
 /// The source location Istio >= 1.17 prints for the HTTP RBAC filter's decision line.
 pub const HTTP_RBAC_CALLER: &str =
     "external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:224";
