@@ -4,7 +4,7 @@
 CARGO ?= cargo
 PREFIX ?= $(HOME)/.local
 
-.PHONY: all build envoy demo test lint unit bench dist install clean
+.PHONY: all build envoy demo test conformance lint unit bench dist install clean
 
 all: build
 
@@ -30,6 +30,10 @@ test: envoy
 ## demo: build, start meshsim on the walk-through's scenario, run the walk-through and the plugins.
 demo: build envoy
 	bash scripts/demo.sh
+
+## conformance: the engine against real Envoy on 200,000 generated requests (make test runs 20,000).
+conformance: envoy
+	MESHDEBUG_DIFF_CASES=1000 MESHDEBUG_DIFF_REQUESTS=200 $(CARGO) test --locked --test envoy_differential -- --nocapture
 
 ## bench: every benchmark; figures go into BENCHMARKS.md by hand, with the command that made them.
 bench:

@@ -116,7 +116,9 @@ fn engine_agrees_with_real_envoy_on_generated_policies_and_requests() {
 
     let dir = tempfile::tempdir().unwrap();
     let ca = MeshCa::new("cluster.local").unwrap();
-    let server = ca.issue(policygen::DST_NAMESPACE, policygen::DST_SA).unwrap();
+    let server = ca
+        .issue(policygen::DST_NAMESPACE, policygen::DST_SA)
+        .unwrap();
     let tls = server.write(dir.path(), "server").unwrap();
     let web = App::start("web", AppKind::Http).unwrap();
     let echo = App::start("echo", AppKind::Echo).unwrap();
@@ -165,7 +167,12 @@ fn engine_agrees_with_real_envoy_on_generated_policies_and_requests() {
             compiled,
         });
     }
-    let boot = Bootstrap::sidecar(policygen::DST_POD, policygen::DST_NAMESPACE, listeners, clusters);
+    let boot = Bootstrap::sidecar(
+        policygen::DST_POD,
+        policygen::DST_NAMESPACE,
+        listeners,
+        clusters,
+    );
     let envoy = Envoy::start(dir.path(), &boot, &EnvoyOptions::default()).unwrap();
 
     // One client certificate per identity, made once.
@@ -175,7 +182,7 @@ fn engine_agrees_with_real_envoy_on_generated_policies_and_requests() {
             if let Some(id) = &r.identity {
                 certs
                     .entry(id.clone())
-                    .or_insert_with(|| ca.issue(&id.namespace, &id.service_account).unwrap());
+                    .or_insert_with(|| ca.issue_uri(&id.spiffe_uri()).unwrap());
             }
         }
     }
@@ -216,10 +223,13 @@ fn engine_agrees_with_real_envoy_on_generated_policies_and_requests() {
                         break;
                     };
                     let req = &prepared[ci].case.requests[ri];
-                    let src: SocketAddr =
-                        format!("{}:{}", req.source_ip, 40000 + (i % 20000)).parse().unwrap();
-                    let dst: SocketAddr =
-                        format!("{}:{}", policygen::DST_IP, req.port).parse().unwrap();
+                    let src: SocketAddr = format!("{}:{}", req.source_ip, 40000 + (i % 20000))
+                        .parse()
+                        .unwrap();
+                    let dst: SocketAddr = format!("{}:{}", policygen::DST_IP, req.port)
+                        .parse()
+                        .unwrap();
+                    let started = std::time::Instant::now();
                     let seen = match &req.payload {
                         Payload::Http {
                             method,
@@ -232,8 +242,10 @@ fn engine_agrees_with_real_envoy_on_generated_policies_and_requests() {
                                 proxy: Some((src, dst)),
                                 bind: Some(src.ip()),
                             };
-                            let h: Vec<(&str, &str)> =
-                                headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                            let h: Vec<(&str, &str)> = headers
+                                .iter()
+                                .map(|(k, v)| (k.as_str(), v.as_str()))
+                                .collect();
                             seen_http(http_request(addr, &dial, method, path, host, &h))
                         }
                         Payload::Tcp => {
@@ -245,7 +257,8 @@ fn engine_agrees_with_real_envoy_on_generated_policies_and_requests() {
                             seen_tcp(tcp_exchange(addr, &dial, b"ping\n"), b"ping\n")
                         }
                     };
-                    out.push((ci, ri, seen));
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    out.push((ci, ri, seen, ms));
                 }
                 out
             })
@@ -259,11 +272,33 @@ fn engine_agrees_with_real_envoy_on_generated_policies_and_requests() {
     let mut disagreements = Vec::new();
     let (mut agree, mut cannot, mut other) = (0usize, 0usize, 0usize);
     let mut by_decision: BTreeMap<String, usize> = BTreeMap::new();
-    for (ci, ri, seen) in &results {
+    let mut timing: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    for (ci, ri, seen, ms) in &results {
+        let kind = match prepared[*ci].case.requests[*ri].payload {
+            Payload::Http { .. } => "http",
+            Payload::Tcp => "tcp",
+        };
+        let label = match seen {
+            Seen::Other(_) => "other".to_string(),
+            s => format!("{s:?}"),
+        };
+        let t = timing.entry(format!("{kind} {label}")).or_default();
+        t.0 += 1;
+        t.1 += ms;
+    }
+    for (k, (n, total)) in &timing {
+        eprintln!(
+            "  {k}: {n} requests, {:.1} ms each on average",
+            total / *n as f64
+        );
+    }
+    for (ci, ri, seen, _) in &results {
         let p = &prepared[*ci];
         let req = &p.case.requests[*ri];
         let predicted = engine(&p.compiled, req);
-        *by_decision.entry(format!("{predicted:?}/{seen:?}")).or_default() += 1;
+        *by_decision
+            .entry(format!("{predicted:?}/{seen:?}"))
+            .or_default() += 1;
         match (predicted, seen) {
             (Decision::CannotEvaluate, _) => cannot += 1,
             (Decision::Allow, Seen::Allowed) | (Decision::Deny, Seen::Denied) => agree += 1,
@@ -292,7 +327,11 @@ fn engine_agrees_with_real_envoy_on_generated_policies_and_requests() {
             serde_json::to_string(&p.case.policies).unwrap()
         );
     }
-    assert_eq!(results.len(), n_cases * n_requests, "every request was sent");
+    assert_eq!(
+        results.len(),
+        n_cases * n_requests,
+        "every request was sent"
+    );
     assert!(
         disagreements.is_empty(),
         "{} of {} requests: the engine and real Envoy disagree (first ones above)",

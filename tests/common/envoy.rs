@@ -829,6 +829,9 @@ fn connect(addr: SocketAddr, dial: &Dial) -> io::Result<Conn> {
             sock.into()
         }
     };
+    // The PROXY header, the TLS handshake and the request are separate small
+    // writes: without NODELAY, Nagle and delayed ACKs add ~40 ms to each.
+    s.set_nodelay(true)?;
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
     if let Some((src, dst)) = dial.proxy {
@@ -870,12 +873,31 @@ impl HttpResponse {
 
 fn read_response(r: &mut impl Read) -> io::Result<HttpResponse> {
     let mut raw = Vec::new();
-    // Connection: close, so the body ends at EOF; a TLS peer that closes
-    // without close_notify is tolerated once bytes arrived.
-    if let Err(e) = r.read_to_end(&mut raw)
-        && raw.is_empty()
-    {
-        return Err(e);
+    // Read until the response is complete: a Content-Length body ends after
+    // that many bytes (Envoy keeps a connection it answered with a local reply
+    // open for its delayed-close second, waiting for the client to close);
+    // otherwise (chunked, or no length) the body ends at EOF. A TLS peer that
+    // closes without close_notify is tolerated once bytes arrived.
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if let Some(n) = length
+                && raw.len() >= end + 4 + n
+            {
+                break;
+            }
+        }
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if raw.is_empty() => return Err(e),
+            Err(_) => break,
+        }
     }
     if raw.is_empty() {
         return Err(io::Error::new(

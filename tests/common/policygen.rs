@@ -29,16 +29,23 @@ pub const ROOT_NAMESPACE: &str = "istio-system";
 /// A source identity: namespace and service account (mTLS), or none (plain text).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Identity {
+    pub trust_domain: String,
     pub namespace: String,
     pub service_account: String,
 }
 
 impl Identity {
+    /// `TD/ns/NS/sa/SA`, as the engine takes it (no `spiffe://`).
     pub fn principal(&self) -> String {
         format!(
-            "cluster.local/ns/{}/sa/{}",
-            self.namespace, self.service_account
+            "{}/ns/{}/sa/{}",
+            self.trust_domain, self.namespace, self.service_account
         )
+    }
+
+    /// The certificate's URI SAN.
+    pub fn spiffe_uri(&self) -> String {
+        format!("spiffe://{}", self.principal())
     }
 }
 
@@ -98,6 +105,9 @@ const P_IPS: &[&str] = &[
     "127.200.0.0/24",
     "10.0.0.0/8",
 ];
+const P_SERVICE_ACCOUNTS: &[&str] = &["sa-1", "ns-a/sa-1", "ns-b/default", "ns-c/sa-2", "default"];
+const P_TRUST_DOMAINS: &[&str] = &["cluster.local", "other.example", "*"];
+const P_REQUEST_PRINCIPALS: &[&str] = &["issuer.example/alice", "*"];
 const P_METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH"];
 const P_PATHS: &[&str] = &[
     "/admin",
@@ -108,6 +118,9 @@ const P_PATHS: &[&str] = &[
     "/",
     "*",
     "/data",
+    "/api/{*}/info",
+    "/api/{**}",
+    "/{*}/panel",
 ];
 const P_HOSTS: &[&str] = &[
     "httpbin.foo.svc.cluster.local",
@@ -183,13 +196,27 @@ fn source(rng: &mut StdRng) -> Value {
         ("notIpBlocks", P_IPS),
         ("remoteIpBlocks", P_IPS),
         ("notRemoteIpBlocks", P_IPS),
+        ("serviceAccounts", P_SERVICE_ACCOUNTS),
+        ("notServiceAccounts", P_SERVICE_ACCOUNTS),
+        ("trustDomains", P_TRUST_DOMAINS),
+        ("notTrustDomains", P_TRUST_DOMAINS),
     ];
     while s.is_empty() {
         for (name, pool) in fields {
-            if rng.random_ratio(1, 5) {
+            if rng.random_ratio(1, 6) {
                 s.insert((*name).to_string(), json!(some(rng, pool)));
             }
         }
+    }
+    // JWT fields are rare: requests carry no JWT, so the engine says it cannot
+    // evaluate them (on HTTP) and the request is left out of the comparison.
+    if rng.random_ratio(1, 40) {
+        let name = if rng.random_bool(0.5) {
+            "requestPrincipals"
+        } else {
+            "notRequestPrincipals"
+        };
+        s.insert(name.to_string(), json!(some(rng, P_REQUEST_PRINCIPALS)));
     }
     Value::Object(s)
 }
@@ -278,11 +305,9 @@ fn rule(rng: &mut StdRng, http: bool) -> Value {
 }
 
 fn policy(rng: &mut StdRng, case: usize, i: usize) -> Value {
-    let action = *[
-        "ALLOW", "ALLOW", "ALLOW", "DENY", "DENY", "DENY", "AUDIT",
-    ]
-    .choose(rng)
-    .unwrap_or(&"ALLOW");
+    let action = *["ALLOW", "ALLOW", "ALLOW", "DENY", "DENY", "DENY", "AUDIT"]
+        .choose(rng)
+        .unwrap_or(&"ALLOW");
     // Policies that name only TCP-compatible fields are drawn now and then so
     // that the TCP port sees enforced rules, not only "HTTP fields dropped".
     let http = !rng.random_ratio(1, 4);
@@ -328,6 +353,13 @@ fn request(rng: &mut StdRng) -> Request {
         None
     } else {
         Some(Identity {
+            // A peer from another trust domain now and then (a federated mesh).
+            trust_domain: if rng.random_ratio(1, 10) {
+                "other.example"
+            } else {
+                "cluster.local"
+            }
+            .to_string(),
             namespace: pick(rng, NAMESPACES).to_string(),
             service_account: pick(rng, SERVICE_ACCOUNTS).to_string(),
         })
@@ -344,7 +376,10 @@ fn request(rng: &mut StdRng) -> Request {
     let port = *HTTP_PORTS.choose(rng).unwrap_or(&HTTP_PORTS[0]);
     let mut headers = Vec::new();
     if rng.random_bool(0.6) {
-        headers.push(("x-token".to_string(), pick(rng, R_HEADER_VALUES).to_string()));
+        headers.push((
+            "x-token".to_string(),
+            pick(rng, R_HEADER_VALUES).to_string(),
+        ));
     }
     Request {
         identity,

@@ -1274,6 +1274,14 @@ fn rule_matches(r: &Rule, req: &AuthzRequest, ctx: &Ctx<'_>) -> M {
     if r.when.iter().any(|c| !is_istio_when_key(&c.key)) {
         return M::No;
     }
+    // On a TCP filter chain Istio's builder fails the whole rule of an ALLOW
+    // policy when any of its parts (an operation, a source, a condition) names
+    // an HTTP-only attribute, so the rule never matches there; other actions
+    // only drop those attributes (below, per field). Checked against real Envoy
+    // by tests/envoy_differential.rs.
+    if req.http.is_none() && ctx.action == Action::Allow && rule_has_http_only(r) {
+        return M::No;
+    }
     let from = if r.from.is_empty() {
         M::Yes
     } else {
@@ -1292,6 +1300,18 @@ fn rule_matches(r: &Rule, req: &AuthzRequest, ctx: &Ctx<'_>) -> M {
     };
     let when = all(r.when.iter().map(|c| condition_matches(c, req, ctx)));
     all([from, to, when])
+}
+
+/// Whether any part of a rule names an attribute only HTTP requests have.
+fn rule_has_http_only(r: &Rule) -> bool {
+    r.to.iter()
+        .filter_map(|t| t.operation.as_ref())
+        .any(Operation::has_http_fields)
+        || r.from
+            .iter()
+            .filter_map(|f| f.source.as_ref())
+            .any(|s| !(s.request_principals.is_empty() && s.not_request_principals.is_empty()))
+        || r.when.iter().any(|c| c.key.starts_with("request."))
 }
 
 /// The `when` keys Istio's builder knows; a rule using another is skipped.

@@ -47,8 +47,8 @@ use std::net::{IpAddr, SocketAddr};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::peerauth::MtlsMode;
 use super::rbac::hcm_path_settings;
+use crate::peerauth::MtlsMode;
 
 /// Name istiod gives the sidecar's inbound listener.
 pub const VIRTUAL_INBOUND: &str = "virtualInbound";
@@ -601,8 +601,8 @@ mod tests {
             .map(|f| f["name"].as_str().unwrap())
             .collect();
         assert_eq!(http, ["deny", "allow", "envoy.filters.http.router"]);
-        assert_eq!(hcm["normalize_path"], true);
-        assert_eq!(hcm["path_with_escaped_slashes_action"], "KEEP_UNCHANGED");
+        assert_eq!(hcm["normalizePath"], true);
+        assert_eq!(hcm["pathWithEscapedSlashesAction"], "KEEP_UNCHANGED");
         assert_eq!(
             hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["cluster"],
             "inbound|80||"
