@@ -41,12 +41,35 @@ pub fn program(
     name: &str,
 ) -> Option<Arc<dyn Program>> {
     (name == "pilot-agent" && target.container == "istio-proxy")
-        .then(|| Arc::new(PilotAgent { admin }) as Arc<dyn Program>)
+        .then(|| Arc::new(PilotAgent { admin, real: None }) as Arc<dyn Program>)
 }
 
 /// `pilot-agent`: only its `request` subcommand is simulated.
 pub struct PilotAgent {
     pub admin: Arc<dyn SidecarAdmin>,
+    /// The cluster whose sidecars are real Envoys: requests go to the pod's
+    /// Envoy admin.
+    pub real: Option<Weak<App>>,
+}
+
+/// One request to the real Envoy admin of `namespace/pod`; the body.
+async fn real_admin(
+    app: &Weak<App>,
+    namespace: &str,
+    pod: &str,
+    method: &str,
+    path: &str,
+) -> Option<Vec<u8>> {
+    let app = app.upgrade()?;
+    let fleet = app.mesh.get()?.fleet()?.clone();
+    let addr = fleet
+        .proxy(namespace, pod)?
+        .ready(crate::sidecar::READY_LIMIT)
+        .await?;
+    crate::sidecar::admin_request(addr.admin, method, path)
+        .await
+        .ok()
+        .map(|r| r.body)
 }
 
 const PILOT_AGENT_USAGE: &str =
@@ -167,6 +190,23 @@ impl Program for PilotAgent {
                 return 255;
             }
             let t = p.target;
+            if let Some(real) = &self.real {
+                return match real_admin(real, &t.namespace, &t.pod, method, path).await {
+                    Some(mut out) => {
+                        out.push(b'\n');
+                        if p.out(&out).await { 0 } else { 1 }
+                    }
+                    None => {
+                        let msg = format!(
+                            "Post \"http://localhost:{port}/{}\": dial tcp 127.0.0.1:{port}: connect: connection refused",
+                            path.trim_start_matches('/')
+                        );
+                        p.err(&format!("Error: {msg}\n{}", istio_error_line(&msg)))
+                            .await;
+                        255
+                    }
+                };
+            }
             match handle(&*self.admin, &t.namespace, &t.pod, method, path) {
                 Some(resp) => {
                     let mut out = resp.body;
@@ -316,13 +356,19 @@ pub fn cluster_program(
     target: &ExecTarget,
     name: &str,
 ) -> Option<Arc<dyn Program>> {
-    program(
-        Arc::new(MeshAdmin {
-            app: Arc::downgrade(app),
-        }),
-        target,
-        name,
-    )
+    let real = app
+        .mesh
+        .get()
+        .and_then(|m| m.fleet())
+        .map(|_| Arc::downgrade(app));
+    (name == "pilot-agent" && target.container == "istio-proxy").then(|| {
+        Arc::new(PilotAgent {
+            admin: Arc::new(MeshAdmin {
+                app: Arc::downgrade(app),
+            }),
+            real,
+        }) as Arc<dyn Program>
+    })
 }
 
 #[cfg(test)]

@@ -537,7 +537,7 @@ async fn transfer(p: &Process<'_>, args: &CurlArgs, raw_url: &str) -> i32 {
         let ip = network
             .resolve(p.target, &url.host)
             .unwrap_or_else(|| url.host.clone());
-        let outcome = network.decide(p.target, &req);
+        let outcome = network.send(p.target, &req).await;
         if args.verbose && !matches!(outcome, NetOutcome::DnsFailure) {
             p.err(&format!("*   Trying {ip}:{}...\n", url.port)).await;
         }

@@ -56,7 +56,7 @@ pub const CONNECT_TERMINATION_BODY: &str = "upstream connect error or disconnect
 pub const NO_HEALTHY_UPSTREAM_BODY: &str = "no healthy upstream";
 
 /// Ports of the sidecar itself (excluded from inbound capture by istio-init).
-const SIDECAR_PORTS: &[u16] = &[15000, 15020, 15021, 15090];
+pub const SIDECAR_PORTS: &[u16] = &[15000, 15020, 15021, 15090];
 
 /// Which layer decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,26 @@ pub enum Layer {
     Rbac,
     ExtAuthz,
     Application,
+    /// Handed to the destination's real Envoy (see [`Forward`]).
+    Envoy,
+}
+
+/// A request the destination's real Envoy decides: everything before its
+/// sidecar (DNS, routing, NetworkPolicy) let it through.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub namespace: String,
+    pub pod: String,
+    pub port: u16,
+    pub source_ip: Option<IpAddr>,
+    pub destination_ip: Option<IpAddr>,
+    /// The source sidecar's identity (namespace, service account) when the
+    /// client's traffic leaves through a sidecar (mTLS), None for plain text.
+    pub mtls: Option<(String, String)>,
+    /// SNI the source sidecar sends.
+    pub sni: String,
+    /// `meshsim.dev/latency` of the destination.
+    pub latency: Duration,
 }
 
 /// One line the RBAC logger prints.
@@ -109,6 +129,8 @@ pub struct Verdict {
     pub destination: Option<SidecarEvents>,
     /// (namespace, pod, container, line) for the application's own log.
     pub app_log: Option<(String, String, String, String)>,
+    /// Set when the destination's real Envoy is to decide.
+    pub forward: Option<Forward>,
 }
 
 /// The inputs of a decision besides the gathered facts.
@@ -126,6 +148,8 @@ pub struct Input<'a> {
     pub enforce_network_policy: bool,
     /// Per-request values that would be random (request id, ports).
     pub ids: Ids,
+    /// Whether destination sidecars are real Envoys ([`Forward`]).
+    pub real_sidecars: bool,
 }
 
 /// Values Envoy would pick at random, passed in so decisions are repeatable.
@@ -504,6 +528,7 @@ fn verdict(outcome: NetOutcome, layer: Layer, reason: impl Into<String>) -> Verd
         source: None,
         destination: None,
         app_log: None,
+        forward: None,
     }
 }
 
@@ -755,6 +780,26 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
         |s| format!("outbound_.{}_._.{}", s.port, s.fqdn()),
     );
 
+    if dst_sidecar && input.real_sidecars {
+        let mut v = verdict(
+            NetOutcome::Reset { after: lat },
+            Layer::Envoy,
+            format!("{who} port {port}: handed to its sidecar's Envoy"),
+        );
+        v.forward = Some(Forward {
+            namespace: dst.namespace.clone(),
+            pod: dst.name.clone(),
+            port,
+            source_ip: ctx.src.ip,
+            destination_ip: dst.ip,
+            mtls: ctx
+                .captured
+                .then(|| (ctx.src.namespace.clone(), ctx.src.service_account.clone())),
+            sni,
+            latency: lat,
+        });
+        return v;
+    }
     if dst_sidecar {
         if !ctx.captured && mode == MtlsMode::Strict {
             let mut v = verdict(

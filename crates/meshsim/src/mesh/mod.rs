@@ -44,6 +44,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::exec::{ExecTarget, NetOutcome, NetRequest, Network};
 use crate::resources;
 use crate::server::App;
+use crate::sidecar::{self, Fleet};
 use crate::store::Event;
 
 pub use decide::{Layer, Verdict};
@@ -122,6 +123,10 @@ pub struct Mesh {
     admin: RwLock<Option<Arc<dyn AdminHandler>>>,
     /// resourceVersion of the last store event observed.
     observed: AtomicU64,
+    /// The real Envoy sidecars (None: sidecars are simulated).
+    fleet: Option<Arc<Fleet>>,
+    /// Itself, for tasks it spawns.
+    me: Weak<Mesh>,
 }
 
 impl std::fmt::Debug for Mesh {
@@ -199,13 +204,31 @@ impl Mesh {
     /// Creates the mesh for `app`, makes it the cluster's network and starts
     /// watching policy and pod changes (needs a tokio runtime).
     pub fn install(app: &Arc<App>, options: MeshOptions) -> Arc<Mesh> {
-        let mesh = Arc::new(Mesh {
+        Self::install_with(app, options, None)
+    }
+
+    /// Like [`Mesh::install`], with a real Envoy (`envoy`) in every
+    /// sidecar-injected pod.
+    pub fn install_with_envoy(
+        app: &Arc<App>,
+        options: MeshOptions,
+        envoy: std::path::PathBuf,
+    ) -> Result<Arc<Mesh>, sidecar::SidecarError> {
+        let fleet = Fleet::new(envoy, app.cancel.clone())?;
+        Ok(Self::install_with(app, options, Some(Arc::new(fleet))))
+    }
+
+    fn install_with(app: &Arc<App>, options: MeshOptions, fleet: Option<Arc<Fleet>>) -> Arc<Mesh> {
+        let mesh = Arc::new_cyclic(|me| Mesh {
             app: Arc::downgrade(app),
             options,
             state: Mutex::new(State::default()),
             admin: RwLock::new(None),
             observed: AtomicU64::new(0),
+            fleet,
+            me: me.clone(),
         });
+        let mut launch = Vec::new();
         let rx = {
             let store = lock(&app.store);
             let mut st = lock(&mesh.state);
@@ -218,6 +241,9 @@ impl Mesh {
                 }
             }
             for p in store.list(resources::PODS, None).filter(|p| is_ready(p)) {
+                if has_sidecar(p) {
+                    launch.push(p.clone());
+                }
                 st.ready_at.insert(
                     (
                         p["metadata"]["namespace"]
@@ -244,7 +270,22 @@ impl Mesh {
         if let Ok(mut n) = app.network.write() {
             *n = mesh.clone();
         }
+        for p in launch {
+            mesh.launch(p);
+        }
         mesh
+    }
+
+    /// The real sidecars, when the mesh runs them.
+    pub fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.fleet.as_ref()
+    }
+
+    /// Stops every sidecar Envoy and waits for them to exit.
+    pub async fn stop_sidecars(&self) {
+        if let Some(f) = &self.fleet {
+            f.stopped().await;
+        }
     }
 
     /// The options in force.
@@ -305,6 +346,8 @@ impl Mesh {
             let obj = (ev.kind != "DELETED").then(|| (*ev.object).clone());
             let window = self.real_propagation_delay() + Duration::from_secs(1);
             st.timeline.record(key, now, obj, window);
+            drop(st);
+            self.refresh_later();
         } else if ev.key == resources::PODS {
             let p = &ev.object;
             let id = (
@@ -316,10 +359,17 @@ impl Mesh {
             );
             let uid = p["metadata"]["uid"].as_str().unwrap_or("").to_string();
             if ev.kind == "DELETED" {
+                if let Some(f) = &self.fleet {
+                    f.stop(&id.0, &id.1);
+                }
                 st.ready_at.remove(&id);
                 st.sidecars.remove(&id);
             } else if is_ready(p) && st.ready_at.get(&id).is_none_or(|(u, _)| *u != uid) {
                 st.ready_at.insert(id, (uid, Some(now)));
+                if has_sidecar(p) {
+                    drop(st);
+                    self.launch((**p).clone());
+                }
             }
         }
     }
@@ -486,6 +536,16 @@ impl Mesh {
     }
 
     fn run(&self, from: &ExecTarget, request: &NetRequest, emit: bool) -> Option<Verdict> {
+        self.run_with(from, request, emit, false)
+    }
+
+    fn run_with(
+        &self,
+        from: &ExecTarget,
+        request: &NetRequest,
+        emit: bool,
+        real_sidecars: bool,
+    ) -> Option<Verdict> {
         let app = self.app.upgrade()?;
         let facts = {
             let store = lock(&app.store);
@@ -524,6 +584,7 @@ impl Mesh {
             dst_peerauth: &pa,
             enforce_network_policy: self.options.cni_enforces_network_policy,
             ids,
+            real_sidecars,
         };
         let v = decide::decide(&input);
         tracing::debug!(
@@ -674,6 +735,345 @@ fn sidecar_state<'a>(st: &'a mut State, pod: &Value) -> &'a mut Sidecar {
     entry
 }
 
+/// The real sidecars: launching, configuring and sending traffic through them.
+impl Mesh {
+    /// Starts the Envoy of a pod that just became Ready (once per pod uid).
+    fn launch(&self, pod: Value) {
+        let (Some(fleet), Some(mesh)) = (self.fleet.clone(), self.me.upgrade()) else {
+            return;
+        };
+        let Ok(_rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("meshsim: no async runtime; sidecars cannot start");
+            return;
+        };
+        let ns = pod["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        let Some((proxy, paths)) = fleet.register(&ns, &name, &uid) else {
+            return;
+        };
+        let app = self.app.clone();
+        let f2 = fleet.clone();
+        fleet.spawn(async move {
+            if let Err(e) = std::fs::create_dir_all(&paths.dir) {
+                tracing::error!("meshsim: {}: {e}", paths.dir.display());
+                return;
+            }
+            let listening = decide::listening_ports(&pod);
+            let mut ports: Vec<u16> = decide::model_pod(&pod)
+                .ports
+                .iter()
+                .filter(|p| p.protocol == meshpolicy::Protocol::Tcp)
+                .map(|p| p.port)
+                .collect();
+            ports.extend(listening.iter().copied());
+            ports.retain(|p| !decide::SIDECAR_PORTS.contains(p));
+            let mut app_ports = std::collections::BTreeMap::new();
+            for port in ports {
+                let local = if listening.contains(&port) {
+                    sidecar::appserver::serve(
+                        app.clone(),
+                        ns.clone(),
+                        name.clone(),
+                        port,
+                        proxy.stop_token(),
+                    )
+                    .await
+                    .ok()
+                } else {
+                    None
+                };
+                app_ports.insert(port, local);
+            }
+            let Some(cfg) = mesh.sidecar_config(&pod, &app_ports, &paths) else {
+                return;
+            };
+            let written = sidecar::write_atomic(&paths.bootstrap, &cfg.bootstrap)
+                .and_then(|()| {
+                    sidecar::write_atomic(
+                        &paths.cds,
+                        &sidecar::config::resource_file(1, &cfg.clusters),
+                    )
+                })
+                .and_then(|()| {
+                    sidecar::write_atomic(
+                        &paths.lds,
+                        &sidecar::config::resource_file(1, &cfg.listeners),
+                    )
+                });
+            if let Err(e) = written {
+                tracing::error!("meshsim: writing {}: {e}", paths.dir.display());
+                return;
+            }
+            {
+                let mut w = proxy.config.lock().await;
+                w.version = 1;
+                w.listeners = cfg.listeners;
+                w.app_ports = app_ports;
+            }
+            let (level, component_levels) = sidecar::log_args(&pod["metadata"]["annotations"]);
+            let launch = sidecar::proxy::Launch {
+                envoy: f2.envoy().to_path_buf(),
+                bootstrap: paths.bootstrap.clone(),
+                admin_path: paths.admin.clone(),
+                level,
+                component_levels,
+            };
+            let Some(logs) = app.upgrade().map(|a| a.logs.clone()) else {
+                return;
+            };
+            let app2 = app.clone();
+            let restarted: Arc<dyn Fn(&sidecar::Proxy) + Send + Sync> =
+                Arc::new(move |p: &sidecar::Proxy| {
+                    if let Some(a) = app2.upgrade() {
+                        bump_restart_count(&a, &p.namespace, &p.pod, &p.uid);
+                    }
+                });
+            drop(mesh);
+            sidecar::proxy::supervise(proxy, launch, logs, f2.shutdown_token(), restarted).await;
+            let _ = std::fs::remove_dir_all(&paths.dir);
+        });
+    }
+
+    /// The configuration the sidecar of `pod` should have now.
+    fn sidecar_config(
+        &self,
+        pod: &Value,
+        app_ports: &std::collections::BTreeMap<u16, Option<u16>>,
+        paths: &sidecar::Paths,
+    ) -> Option<sidecar::config::EnvoyConfig> {
+        let fleet = self.fleet.as_ref()?;
+        let app = self.app.upgrade()?;
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+        let name = pod["metadata"]["name"].as_str().unwrap_or("");
+        let (services, access_log) = {
+            let store = lock(&app.store);
+            let services: Vec<Value> = store.list(resources::SERVICES, Some(ns)).cloned().collect();
+            (services, flow::access_log_enabled(&store))
+        };
+        let policies = self.sidecar_policies(ns, name);
+        let (_, peer_authentications) = self.received(ns, name);
+        let sa = pod["spec"]["serviceAccountName"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default");
+        let identity = match fleet.pki().identity(ns, sa) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!("meshsim: {e}");
+                return None;
+            }
+        };
+        Some(sidecar::config::envoy_config(
+            &sidecar::config::SidecarInput {
+                pod,
+                services: &services,
+                policies: &policies,
+                peer_authentications: &peer_authentications,
+                app_ports,
+                identity: &identity,
+                ca_pem: fleet.pki().ca_pem(),
+                access_log,
+                lds_path: &paths.lds,
+                cds_path: &paths.cds,
+            },
+        ))
+    }
+
+    /// Brings the sidecar of `ns/pod` up to date with what it has received
+    /// by now and returns its addresses once Envoy runs the new listener.
+    pub async fn sync_sidecar(&self, ns: &str, pod: &str) -> Option<sidecar::Addresses> {
+        let fleet = self.fleet.as_ref()?;
+        let proxy = fleet.proxy(ns, pod)?;
+        proxy.ready(sidecar::READY_LIMIT).await?;
+        let pod_json = self.pod(ns, pod).ok()?;
+        let paths = sidecar::Paths::new(proxy.dir.clone());
+        let mut w = proxy.config.lock().await;
+        if let Some(cfg) = self.sidecar_config(&pod_json, &w.app_ports, &paths) {
+            fleet
+                .apply(
+                    &proxy,
+                    &mut w,
+                    &paths.lds,
+                    cfg.listeners,
+                    sidecar::READY_LIMIT,
+                )
+                .await;
+        }
+        drop(w);
+        proxy.addresses()
+    }
+
+    /// After the propagation delay, brings every sidecar up to date (so its
+    /// admin shows the change even when no request arrives).
+    fn refresh_later(&self) {
+        let (Some(_), Some(mesh)) = (self.fleet.as_ref(), self.me.upgrade()) else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let delay = self.real_propagation_delay() + Duration::from_millis(20);
+        let cancel = self.app.upgrade().map(|a| a.cancel.clone());
+        let Some(cancel) = cancel else { return };
+        let weak = Arc::downgrade(&mesh);
+        drop(mesh);
+        rt.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = cancel.cancelled() => return,
+            }
+            let Some(m) = weak.upgrade() else { return };
+            let Some(fleet) = m.fleet.clone() else { return };
+            for p in fleet.proxies() {
+                let _ = m.sync_sidecar(&p.namespace, &p.pod).await;
+            }
+        });
+    }
+
+    /// Sends a request through the destination's real Envoy.
+    async fn forward(&self, fw: &decide::Forward, request: &NetRequest) -> NetOutcome {
+        let captured = fw.mtls.is_some();
+        let failed = |body: &str| {
+            if captured {
+                NetOutcome::Http {
+                    after: fw.latency,
+                    status: 503,
+                    headers: vec![
+                        ("content-length".into(), body.len().to_string()),
+                        ("content-type".into(), "text/plain".into()),
+                        ("date".into(), app::http_date()),
+                        ("server".into(), "envoy".into()),
+                    ],
+                    body: body.as_bytes().to_vec(),
+                }
+            } else {
+                NetOutcome::Reset { after: fw.latency }
+            }
+        };
+        let Some(addr) = self.sync_sidecar(&fw.namespace, &fw.pod).await else {
+            return failed(decide::CONNECT_FAILURE_BODY);
+        };
+        let mtls = match (&fw.mtls, &self.fleet) {
+            (Some((ns, sa)), Some(fleet)) => match fleet.pki().identity(ns, sa) {
+                Ok(id) => Some((id, fw.sni.clone())),
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        let unspecified = std::net::IpAddr::from([0, 0, 0, 0]);
+        let dial = sidecar::client::Dial {
+            inbound: addr.inbound,
+            source_ip: fw.source_ip.unwrap_or(unspecified),
+            source_port: rand::rng().random_range(32768..61000),
+            destination_ip: fw.destination_ip.unwrap_or(unspecified),
+            destination_port: fw.port,
+            mtls,
+        };
+        let sent = sidecar::client::send(
+            &dial,
+            &request.method,
+            &request.path,
+            &request.headers,
+            request.body.as_deref(),
+        );
+        match tokio::time::timeout(Duration::from_secs(30), sent).await {
+            Ok(Ok(r)) => NetOutcome::Http {
+                after: fw.latency,
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            },
+            Ok(Err(e)) => {
+                tracing::debug!("meshsim: {}/{}: {e}", fw.namespace, fw.pod);
+                failed(decide::CONNECT_TERMINATION_BODY)
+            }
+            Err(_) => failed(decide::CONNECT_TIMEOUT_BODY),
+        }
+    }
+
+    /// A request to the pod's own Envoy admin (`localhost:15000`).
+    async fn own_admin(&self, from: &ExecTarget, request: &NetRequest) -> Option<NetOutcome> {
+        let fleet = self.fleet.as_ref()?;
+        let proxy = fleet.proxy(&from.namespace, &from.pod)?;
+        let addr = proxy.ready(sidecar::READY_LIMIT).await?;
+        let mut s = tokio::net::TcpStream::connect(addr.admin).await.ok()?;
+        let r = sidecar::httpc::exchange(
+            &mut s,
+            &request.method,
+            &request.path,
+            &request.headers,
+            request.body.as_deref(),
+        )
+        .await
+        .ok()?;
+        Some(NetOutcome::Http {
+            after: Duration::ZERO,
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        })
+    }
+
+    /// What a client in `from` gets for `request`, with real sidecars.
+    pub async fn send_request(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome {
+        let loopback = {
+            let h = request.host.trim_end_matches('.').to_ascii_lowercase();
+            h == "localhost" || h.starts_with("127.") || h == "::1" || h == "[::1]"
+        };
+        if loopback
+            && request.port == crate::envoy_admin::ADMIN_PORT
+            && request.scheme == "http"
+            && let Some(out) = self.own_admin(from, request).await
+        {
+            return out;
+        }
+        if self.fleet.is_none() || loopback {
+            return self.decide(from, request);
+        }
+        match self.run_with(from, request, true, true) {
+            Some(v) => match &v.forward {
+                Some(fw) => self.forward(fw, request).await,
+                None => v.outcome,
+            },
+            None => NetOutcome::DnsFailure,
+        }
+    }
+}
+
+/// A kubelet restarting a container: `restartCount` + 1, the previous run
+/// as `lastState`.
+fn bump_restart_count(app: &App, ns: &str, pod: &str, uid: &str) {
+    let mut store = lock(&app.store);
+    let Some(mut p) = store.get(resources::PODS, ns, pod).cloned() else {
+        return;
+    };
+    if p["metadata"]["uid"].as_str() != Some(uid) {
+        return;
+    }
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    for c in p["status"]["containerStatuses"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if c["name"] != PROXY_CONTAINER {
+            continue;
+        }
+        let n = c["restartCount"].as_u64().unwrap_or(0) + 1;
+        let started = c["state"]["running"]["startedAt"].clone();
+        c["restartCount"] = serde_json::json!(n);
+        c["lastState"] = serde_json::json!({"terminated": {"exitCode": 137, "reason": "Error", "startedAt": started, "finishedAt": now}});
+        c["state"] = serde_json::json!({"running": {"startedAt": now}});
+    }
+    store.put(resources::PODS, p, false);
+}
+
 impl Network for Mesh {
     fn decide(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome {
         let loopback = {
@@ -692,6 +1092,14 @@ impl Network for Mesh {
             Some(v) => v.outcome,
             None => NetOutcome::DnsFailure,
         }
+    }
+
+    fn send<'a>(
+        &'a self,
+        from: &'a ExecTarget,
+        request: &'a NetRequest,
+    ) -> futures::future::BoxFuture<'a, NetOutcome> {
+        Box::pin(self.send_request(from, request))
     }
 
     fn resolve(&self, from: &ExecTarget, host: &str) -> Option<String> {
