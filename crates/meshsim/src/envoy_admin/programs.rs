@@ -61,12 +61,9 @@ async fn real_admin(
     path: &str,
 ) -> Option<Vec<u8>> {
     let app = app.upgrade()?;
-    let fleet = app.mesh.get()?.fleet()?.clone();
-    let addr = fleet
-        .proxy(namespace, pod)?
-        .ready(crate::sidecar::READY_LIMIT)
-        .await?;
-    crate::sidecar::admin_request(addr.admin, method, path)
+    let mesh = app.mesh.get()?.clone();
+    let admin = mesh.admin_address(namespace, pod).await?;
+    crate::sidecar::admin_request(admin, method, path)
         .await
         .ok()
         .map(|r| r.body)

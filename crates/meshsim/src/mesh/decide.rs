@@ -91,6 +91,8 @@ pub struct Forward {
     pub sni: String,
     /// `meshsim.dev/latency` of the destination.
     pub latency: Duration,
+    /// Whether the destination's Envoy writes an access log line.
+    pub access_log: bool,
 }
 
 /// One line the RBAC logger prints.
@@ -797,6 +799,7 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
                 .then(|| (ctx.src.namespace.clone(), ctx.src.service_account.clone())),
             sni,
             latency: lat,
+            access_log: facts.access_log,
         });
         return v;
     }

@@ -791,19 +791,12 @@ impl Mesh {
             let Some(cfg) = mesh.sidecar_config(&pod, &app_ports, &paths) else {
                 return;
             };
-            let written = sidecar::write_atomic(&paths.bootstrap, &cfg.bootstrap)
-                .and_then(|()| {
-                    sidecar::write_atomic(
-                        &paths.cds,
-                        &sidecar::config::resource_file(1, &cfg.clusters),
-                    )
-                })
-                .and_then(|()| {
-                    sidecar::write_atomic(
-                        &paths.lds,
-                        &sidecar::config::resource_file(1, &cfg.listeners),
-                    )
-                });
+            let written = sidecar::write_atomic(&paths.bootstrap, &cfg.bootstrap).and_then(|()| {
+                sidecar::write_atomic(
+                    &paths.lds,
+                    &sidecar::config::resource_file(1, &cfg.listeners),
+                )
+            });
             if let Err(e) = written {
                 tracing::error!("meshsim: writing {}: {e}", paths.dir.display());
                 return;
@@ -878,7 +871,6 @@ impl Mesh {
                 ca_pem: fleet.pki().ca_pem(),
                 access_log,
                 lds_path: &paths.lds,
-                cds_path: &paths.cds,
             },
         ))
     }
@@ -905,6 +897,13 @@ impl Mesh {
         }
         drop(w);
         proxy.addresses()
+    }
+
+    /// The admin address of the Envoy of `ns/pod`, its configuration
+    /// brought up to date first (an admin reader sees what the sidecar has
+    /// received by now, as it would with istiod pushing).
+    pub async fn admin_address(&self, ns: &str, pod: &str) -> Option<std::net::SocketAddr> {
+        self.sync_sidecar(ns, pod).await.map(|a| a.admin)
     }
 
     /// After the propagation delay, brings every sidecar up to date (so its
@@ -980,7 +979,35 @@ impl Mesh {
             &request.headers,
             request.body.as_deref(),
         );
-        match tokio::time::timeout(Duration::from_secs(30), sent).await {
+        let outcome = tokio::time::timeout(Duration::from_secs(30), sent).await;
+        // The request is over for the client once Envoy has logged it (the
+        // access log line names the client's address and port): readers of
+        // the istio-proxy log right after the request find it, as with a
+        // real sidecar a moment later.
+        if fw.access_log
+            && let Some(app) = self.app.upgrade()
+        {
+            let needle = format!(" {}:{} ", dial.source_ip, dial.source_port);
+            let found = app
+                .logs
+                .wait_for_line(
+                    &fw.namespace,
+                    &fw.pod,
+                    PROXY_CONTAINER,
+                    400,
+                    |l| l.starts_with('[') && l.contains(&needle),
+                    Duration::from_secs(2),
+                )
+                .await;
+            if !found {
+                tracing::debug!(
+                    "meshsim: no access log line from {}/{}",
+                    fw.namespace,
+                    fw.pod
+                );
+            }
+        }
+        match outcome {
             Ok(Ok(r)) => NetOutcome::Http {
                 after: fw.latency,
                 status: r.status,
@@ -997,10 +1024,8 @@ impl Mesh {
 
     /// A request to the pod's own Envoy admin (`localhost:15000`).
     async fn own_admin(&self, from: &ExecTarget, request: &NetRequest) -> Option<NetOutcome> {
-        let fleet = self.fleet.as_ref()?;
-        let proxy = fleet.proxy(&from.namespace, &from.pod)?;
-        let addr = proxy.ready(sidecar::READY_LIMIT).await?;
-        let mut s = tokio::net::TcpStream::connect(addr.admin).await.ok()?;
+        let admin = self.admin_address(&from.namespace, &from.pod).await?;
+        let mut s = tokio::net::TcpStream::connect(admin).await.ok()?;
         let r = sidecar::httpc::exchange(
             &mut s,
             &request.method,

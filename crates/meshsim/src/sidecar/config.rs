@@ -1,5 +1,10 @@
 //! What one sidecar's Envoy is configured with: bootstrap, listeners (LDS)
-//! and clusters (CDS), from the pod and the policies it has received.
+//! and clusters, from the pod and the policies it has received.
+//!
+//! Listeners come through LDS from a file (`path_config_source`, replaced
+//! when policies change); clusters are static in the bootstrap, since they
+//! never change while the pod lives and every file-based xDS source costs an
+//! inotify instance (128 per user on most systems, shared by all Envoys).
 //!
 //! Everything is built by ONE function, [`envoy_config`], so that Istio's
 //! own translation (meshpolicy's inbound listener and RBAC builders) can
@@ -58,9 +63,8 @@ pub struct SidecarInput<'a> {
     pub ca_pem: &'a str,
     /// Whether access logging is on (mesh config `accessLogFile`).
     pub access_log: bool,
-    /// Where the LDS and CDS files are.
+    /// Where the LDS file is.
     pub lds_path: &'a Path,
-    pub cds_path: &'a Path,
 }
 
 /// The three documents Envoy reads.
@@ -69,7 +73,7 @@ pub struct EnvoyConfig {
     pub bootstrap: Value,
     /// The listener resources (without the file's `version_info`).
     pub listeners: Vec<Value>,
-    /// The cluster resources.
+    /// The cluster resources (also in the bootstrap's static resources).
     pub clusters: Vec<Value>,
 }
 
@@ -194,8 +198,7 @@ pub fn envoy_config(input: &SidecarInput<'_>) -> EnvoyConfig {
         },
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "dynamic_resources": {
-            "lds_config": {"path_config_source": {"path": input.lds_path.to_string_lossy()}, "resource_api_version": "V3"},
-            "cds_config": {"path_config_source": {"path": input.cds_path.to_string_lossy()}, "resource_api_version": "V3"}
+            "lds_config": {"path_config_source": {"path": input.lds_path.to_string_lossy()}, "resource_api_version": "V3"}
         },
         "overload_manager": {"resource_monitors": [{"name": "envoy.resource_monitors.global_downstream_max_connections",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
@@ -241,6 +244,24 @@ pub fn envoy_config(input: &SidecarInput<'_>) -> EnvoyConfig {
             .unwrap_or(CLOSED_PORT);
         clusters.push(static_cluster(&cluster_name(Some(port)), target));
     }
+    // Ports nothing declares: Istio's passthrough chains, to the same port
+    // of the pod, where nothing listens (a refused connect, 503 UF).
+    let mode = peerauth::mtls_mode(
+        input.peer_authentications,
+        &spec.namespace,
+        labels,
+        0,
+        ROOT_NAMESPACE,
+    );
+    let filters = vec![hcm(None, &http_rbac, input.access_log)];
+    if mode != MtlsMode::Disable {
+        chains.push(json!({"name": "virtualInbound-catchall-http", "filter_chain_match": {"transport_protocol": "tls"},
+            "filters": filters, "transport_socket": tls}));
+    }
+    if mode != MtlsMode::Strict {
+        chains.push(json!({"name": "virtualInbound-catchall-http", "filter_chain_match": {"transport_protocol": "raw_buffer"},
+            "filters": filters}));
+    }
     clusters.push(static_cluster(&cluster_name(None), CLOSED_PORT));
     let mut listener = json!({
         "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
@@ -256,6 +277,21 @@ pub fn envoy_config(input: &SidecarInput<'_>) -> EnvoyConfig {
     if input.access_log {
         listener["access_log"] = json!([stdout_log()]);
     }
+    // The clusters never change while the pod lives (its ports are fixed),
+    // so they are static: a file-based CDS would cost each Envoy a second
+    // inotify instance, of which a user has 128 on most Linux systems.
+    let mut bootstrap = bootstrap;
+    let statics: Vec<Value> = clusters
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            if let Some(o) = c.as_object_mut() {
+                o.remove("@type");
+            }
+            c
+        })
+        .collect();
+    bootstrap["static_resources"] = json!({"clusters": statics});
     EnvoyConfig {
         bootstrap,
         listeners: vec![listener],

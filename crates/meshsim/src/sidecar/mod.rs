@@ -3,7 +3,7 @@
 //! meshsim's sidecars used to be imitated; now every pod with an
 //! `istio-proxy` container gets its own Envoy ([`proxy`]), started when the
 //! pod runs and stopped when it is deleted, configured through files
-//! ([`config`]: bootstrap, LDS and CDS through `path_config_source`,
+//! ([`config`]: bootstrap with static clusters, LDS through `path_config_source`,
 //! replaced atomically by write-then-rename when the policies the sidecar
 //! received change), with an application behind it ([`appserver`]) and
 //! workload certificates from one mesh CA ([`certs`]). A request from a pod
@@ -125,7 +125,6 @@ pub struct Paths {
     pub dir: PathBuf,
     pub bootstrap: PathBuf,
     pub lds: PathBuf,
-    pub cds: PathBuf,
     pub admin: PathBuf,
 }
 
@@ -135,7 +134,6 @@ impl Paths {
         Paths {
             bootstrap: dir.join("bootstrap.json"),
             lds: dir.join("lds.json"),
-            cds: dir.join("cds.json"),
             admin: dir.join("admin-address"),
             dir,
         }

@@ -10,6 +10,13 @@
 //! started again and the container's `restartCount` goes up, as a kubelet
 //! would do; stopping kills it (each Envoy is its own process group leader,
 //! so a terminal's Ctrl-C reaches meshsim only, which then stops them).
+//!
+//! No Envoy may outlive meshsim, even when meshsim is killed with SIGKILL
+//! and has no chance to clean up. Envoy therefore runs under a small fixed
+//! `sh` watchdog ([`WATCHDOG`]) whose standard input is a pipe from meshsim:
+//! when that pipe closes (meshsim stopped the sidecar, or died), the
+//! watchdog kills Envoy; when Envoy exits, the watchdog exits with its
+//! status.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +35,16 @@ use crate::mesh::PROXY_CONTAINER;
 
 /// Istio's proxy log layout (pilot-agent's `--log-format`), real TABs.
 pub const ISTIO_LOG_FORMAT: &str = "%Y-%m-%dT%T.%fZ\t%l\tenvoy %n %g:%#\t%v\tthread=%t";
+
+/// The watchdog: runs `"$@"` (Envoy and its arguments, never interpolated)
+/// and kills it when standard input reaches end of file.
+pub const WATCHDOG: &str = r#"exec 3<&0
+"$@" </dev/null 3<&- & p=$!
+{ read -r _ <&3; kill -KILL "$p" 2>/dev/null; } &
+w=$!
+wait "$p"; s=$?
+kill "$w" 2>/dev/null
+exit "$s""#;
 
 /// Where a running Envoy listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +76,10 @@ impl Launch {
             "--disable-hot-restart".into(),
             "--drain-time-s".into(),
             "1".into(),
+            // Istio passes 1000; access log lines here reach the pipe (and
+            // the istio-proxy log) within a few milliseconds instead.
+            "--file-flush-interval-msec".into(),
+            "5".into(),
             "--admin-address-path".into(),
             self.admin_path.to_string_lossy().into_owned(),
             "--log-format".into(),
@@ -105,7 +126,8 @@ impl Proxy {
         })
     }
 
-    /// The process id of the current Envoy, if one runs.
+    /// The process id of the current Envoy's watchdog (Envoy is its only
+    /// child), if one runs.
     pub fn pid(&self) -> Option<u32> {
         *self.pid.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -206,9 +228,13 @@ pub async fn supervise(
     let mut failures_in_a_row = 0u32;
     loop {
         let _ = std::fs::remove_file(&launch.admin_path);
-        let mut cmd = tokio::process::Command::new(&launch.envoy);
-        cmd.args(launch.args())
-            .stdin(Stdio::null())
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(WATCHDOG)
+            .arg("meshsim-envoy-watchdog")
+            .arg(&launch.envoy)
+            .args(launch.args())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -225,6 +251,8 @@ pub async fn supervise(
                 return;
             }
         };
+        // Held while Envoy should run: closing it makes the watchdog kill Envoy.
+        let lifeline = child.stdin.take();
         *proxy.pid.lock().unwrap_or_else(|p| p.into_inner()) = child.id();
         let mut pumps = Vec::new();
         if let Some(o) = child.stdout.take() {
@@ -259,8 +287,14 @@ pub async fn supervise(
             }
         };
         proxy.addresses.send_replace(None);
-        let _ = child.start_kill();
-        let _ = child.wait().await;
+        drop(lifeline);
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
         *proxy.pid.lock().unwrap_or_else(|p| p.into_inner()) = None;
         for p in pumps {
             let _ = p.await;
