@@ -177,6 +177,31 @@ fn static_cluster(name: &str, port: u16) -> Value {
     })
 }
 
+/// Istio matches `ipBlocks` (and `source.ip`) on `direct_remote_ip`: the
+/// address of the socket's peer, which in a cluster is the source pod. Here
+/// every connection comes from loopback and the source pod's address arrives
+/// in the PROXY protocol header, which Envoy applies to the connection's
+/// remote address (`source_ip` in RBAC) but not to its direct remote address.
+/// So on this listener the same matchers read `source_ip`; `remote_ip`
+/// (`remoteIpBlocks`, which also follows X-Forwarded-For) is left alone.
+fn peer_from_proxy_protocol(filters: Vec<Value>) -> Vec<Value> {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                if let Some(x) = map.remove("direct_remote_ip") {
+                    map.insert("source_ip".into(), x);
+                }
+                map.values_mut().for_each(walk);
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut filters = filters;
+    filters.iter_mut().for_each(walk);
+    filters
+}
+
 /// Port 9 (discard) on loopback: nothing listens there, so a connect is refused.
 const CLOSED_PORT: u16 = 9;
 
@@ -205,8 +230,8 @@ pub fn envoy_config(input: &SidecarInput<'_>) -> EnvoyConfig {
                 "max_active_downstream_connections": 100000}}]}
     });
 
-    let http_rbac = rbac_config::filters(input.policies, false);
-    let tcp_rbac = rbac_config::filters(input.policies, true);
+    let http_rbac = peer_from_proxy_protocol(rbac_config::filters(input.policies, false));
+    let tcp_rbac = peer_from_proxy_protocol(rbac_config::filters(input.policies, true));
     let mut ports: BTreeMap<u16, PortProtocol> = spec.ports.clone();
     for p in input.app_ports.keys() {
         ports.entry(*p).or_insert(PortProtocol::Auto);
