@@ -167,6 +167,11 @@ async fn pump<R: AsyncRead + Unpin>(r: R, logs: LogStore, ns: String, pod: Strin
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 let text = String::from_utf8_lossy(&line);
+                if text.contains("inotify_fd_ >= 0") {
+                    tracing::error!(
+                        "meshsim: the Envoy of {ns}/{pod} cannot watch its listener file: this user has no inotify instance left (each sidecar needs one; see /proc/sys/fs/inotify/max_user_instances, often 128, and raise it with sysctl for more sidecars)"
+                    );
+                }
                 logs.append(
                     &ns,
                     &pod,
