@@ -496,7 +496,6 @@ impl Server {
                 envoy,
             )?;
             let _ = app.mesh.set(mesh);
-            crate::envoy_admin::install(&app);
         }
         let router = Router::new()
             .fallback(crate::api::dispatch)

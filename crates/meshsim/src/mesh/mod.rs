@@ -19,9 +19,9 @@
 //! second on real clusters; meshsim applies it at once. Pod and namespace
 //! label changes also apply at once.
 //!
-//! Public API for the Envoy admin simulation: [`Mesh::sidecar_policies`],
-//! [`Mesh::logger_level`], [`Mesh::set_logger_level`] and friends, and
-//! [`Mesh::set_admin_handler`] for requests to a sidecar's own admin port.
+//! Public API: [`Mesh::send_request`] (what a client in a pod gets),
+//! [`Mesh::sync_sidecar`] / [`Mesh::admin_address`] (a sidecar's Envoy,
+//! brought up to date), [`Mesh::sidecar_policies`], [`Mesh::fleet`].
 
 pub mod app;
 pub mod decide;
@@ -32,7 +32,7 @@ pub mod timeline;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use meshpolicy::AuthorizationPolicy;
@@ -89,13 +89,6 @@ pub enum MeshError {
     Level(#[from] LevelError),
 }
 
-/// Answers requests a pod makes to its own sidecar's ports (e.g. Envoy's
-/// admin on `localhost:15000`), registered by the Envoy admin simulation.
-pub trait AdminHandler: Send + Sync + 'static {
-    /// `None` lets the mesh answer as usual.
-    fn handle(&self, from: &ExecTarget, request: &NetRequest) -> Option<NetOutcome>;
-}
-
 /// Per-sidecar run-time state.
 #[derive(Debug, Clone)]
 struct Sidecar {
@@ -120,7 +113,6 @@ pub struct Mesh {
     app: Weak<App>,
     options: MeshOptions,
     state: Mutex<State>,
-    admin: RwLock<Option<Arc<dyn AdminHandler>>>,
     /// resourceVersion of the last store event observed.
     observed: AtomicU64,
     /// The real Envoy sidecars (None: sidecars are simulated).
@@ -223,7 +215,6 @@ impl Mesh {
             app: Arc::downgrade(app),
             options,
             state: Mutex::new(State::default()),
-            admin: RwLock::new(None),
             observed: AtomicU64::new(0),
             fleet,
             me: me.clone(),
@@ -306,13 +297,6 @@ impl Mesh {
     /// Moves the mesh's clock forward (tests: observe propagation without waiting).
     pub fn advance_clock(&self, by: Duration) {
         lock(&self.state).clock_offset += by;
-    }
-
-    /// Registers the handler for requests to a pod's own sidecar ports.
-    pub fn set_admin_handler(&self, handler: Arc<dyn AdminHandler>) {
-        if let Ok(mut h) = self.admin.write() {
-            *h = Some(handler);
-        }
     }
 
     fn now(&self, st: &State) -> Instant {
@@ -1101,18 +1085,6 @@ fn bump_restart_count(app: &App, ns: &str, pod: &str, uid: &str) {
 
 impl Network for Mesh {
     fn decide(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome {
-        let loopback = {
-            let h = request.host.trim_end_matches('.').to_ascii_lowercase();
-            h == "localhost" || h.starts_with("127.") || h == "::1" || h == "[::1]"
-        };
-        if loopback {
-            let handler = self.admin.read().ok().and_then(|h| h.clone());
-            if let Some(h) = handler
-                && let Some(out) = h.handle(from, request)
-            {
-                return out;
-            }
-        }
         match self.run(from, request, true) {
             Some(v) => v.outcome,
             None => NetOutcome::DnsFailure,

@@ -32,7 +32,8 @@ use meshpolicy::AuthorizationPolicy;
 use serde_json::{Value, json};
 
 use super::certs::Identity;
-use crate::envoy_admin::{PortProtocol, SidecarSpec, rbac_config};
+use super::spec::{PortProtocol, SidecarSpec};
+use crate::envoy_admin::rbac_config;
 use crate::mesh::peerauth::{self, MtlsMode};
 
 /// Istio's default root namespace.

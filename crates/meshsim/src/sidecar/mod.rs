@@ -21,6 +21,7 @@ pub mod config;
 pub mod httpc;
 pub mod locate;
 pub mod proxy;
+pub mod spec;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
