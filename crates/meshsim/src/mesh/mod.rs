@@ -1,15 +1,17 @@
-//! The simulated mesh: traffic between pods, Istio sidecars and their logs.
+//! The mesh: traffic between pods, Istio sidecars (real Envoys) and their logs.
 //!
 //! When `curl` or `wget` runs in a container, [`Mesh`] (the cluster's
-//! [`Network`]) decides what happens to the request the way a cluster with
-//! Calico and Istio would: DNS and kube-proxy ([`flow`]), NetworkPolicy, a
-//! listening port, PeerAuthentication and the destination sidecar's RBAC
-//! filters ([`decide`], evaluated with crates/meshpolicy), then the
-//! application ([`app`]). Each decision appends what Envoy prints to the
-//! sidecars' `istio-proxy` logs: RBAC debug lines and the local reply line
-//! (only while the sidecar's `rbac` / `http` logger is at debug, see
-//! [`loglevel`]) and an access log line per request while access logging is
-//! on.
+//! [`Network`]) carries the request the way a cluster with Calico and Istio
+//! would: DNS and kube-proxy ([`flow`]), NetworkPolicy (evaluated with
+//! crates/meshpolicy, [`decide`]), then, when the destination has a sidecar,
+//! that pod's real Envoy ([`crate::sidecar`]): PeerAuthentication, RBAC, the
+//! router to the application ([`app`]) all happen in Envoy, which writes the
+//! `istio-proxy` log itself (RBAC debug lines, local replies, access log).
+//! Destinations without a sidecar answer from [`app`] directly. The source
+//! pod's sidecar stays simulated: its outbound access log line and its local
+//! replies (connect timeout, no healthy upstream) are written by meshsim.
+//! Envoy's log levels start from the pod's annotations ([`loglevel`]) and are
+//! changed through Envoy's own `/logging`.
 //!
 //! Propagation: AuthorizationPolicy and PeerAuthentication changes reach a
 //! sidecar `--propagation-delay` (scaled by `--time-scale`) after they are
@@ -36,7 +38,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use meshpolicy::AuthorizationPolicy;
-use meshpolicy::envoy::FilterKind;
 use rand::Rng;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
@@ -83,19 +84,6 @@ impl Default for MeshOptions {
 pub enum MeshError {
     #[error("pods \"{pod}\" not found in namespace \"{namespace}\"")]
     NoPod { namespace: String, pod: String },
-    #[error("pod {pod}.{namespace} has no istio-proxy sidecar")]
-    NoSidecar { namespace: String, pod: String },
-    #[error(transparent)]
-    Level(#[from] LevelError),
-}
-
-/// Per-sidecar run-time state.
-#[derive(Debug, Clone)]
-struct Sidecar {
-    uid: String,
-    levels: LoggerLevels,
-    next_connection: u64,
-    thread_base: u32,
 }
 
 #[derive(Debug, Default)]
@@ -105,7 +93,6 @@ struct State {
     clock_offset: Duration,
     /// When each pod (ns, name) became Ready: (uid, time; None = before watching).
     ready_at: HashMap<(String, String), (String, Option<Instant>)>,
-    sidecars: HashMap<(String, String), Sidecar>,
 }
 
 /// The mesh simulation of one cluster.
@@ -174,23 +161,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-/// Time as istio-proxy prints it (`2025-07-06T19:33:00.654348Z`).
-fn proxy_time() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
-}
-
 /// Time as Envoy's access log prints it (`2025-07-22T17:55:52.085Z`).
 fn access_time() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
 }
-
-/// The source location of the RBAC filter's `checking request` line.
-const CHECKING_CALLER: &str =
-    "external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:153";
 
 impl Mesh {
     /// Creates the mesh for `app`, makes it the cluster's network and starts
@@ -347,7 +323,6 @@ impl Mesh {
                     f.stop(&id.0, &id.1);
                 }
                 st.ready_at.remove(&id);
-                st.sidecars.remove(&id);
             } else if is_ready(p) && st.ready_at.get(&id).is_none_or(|(u, _)| *u != uid) {
                 st.ready_at.insert(id, (uid, Some(now)));
                 if has_sidecar(p) {
@@ -456,80 +431,23 @@ impl Mesh {
             .collect()
     }
 
-    fn with_sidecar<R>(
-        &self,
-        ns: &str,
-        pod: &str,
-        f: impl FnOnce(&mut Sidecar) -> R,
-    ) -> Result<R, MeshError> {
-        let p = self.pod(ns, pod)?;
-        if !has_sidecar(&p) {
-            return Err(MeshError::NoSidecar {
-                namespace: ns.to_string(),
-                pod: pod.to_string(),
-            });
-        }
-        let mut st = lock(&self.state);
-        Ok(f(sidecar_state(&mut st, &p)))
-    }
-
-    /// The level of one Envoy logger of the sidecar of `ns/pod`; None when the
-    /// pod does not exist, has no sidecar, or Envoy has no such logger.
-    pub fn logger_level(&self, ns: &str, pod: &str, logger: &str) -> Option<LogLevel> {
-        self.with_sidecar(ns, pod, |s| s.levels.get(logger))
-            .ok()
-            .flatten()
-    }
-
-    /// Sets one logger (`POST /logging?rbac=debug`).
-    pub fn set_logger_level(
-        &self,
-        ns: &str,
-        pod: &str,
-        logger: &str,
-        level: LogLevel,
-    ) -> Result<(), MeshError> {
-        self.with_sidecar(ns, pod, |s| s.levels.set(logger, level.as_str()))?
-            .map_err(MeshError::from)
-    }
-
-    /// Sets every logger (`POST /logging?level=debug`).
-    pub fn set_all_logger_levels(
-        &self,
-        ns: &str,
-        pod: &str,
-        level: LogLevel,
-    ) -> Result<(), MeshError> {
-        self.with_sidecar(ns, pod, |s| s.levels.set_all(level))
-    }
-
-    /// Back to Istio's defaults (`warning`, `misc: error`), as
-    /// `istioctl proxy-config log --reset` does.
-    pub fn reset_logger_levels(&self, ns: &str, pod: &str) -> Result<(), MeshError> {
-        self.with_sidecar(ns, pod, |s| s.levels = LoggerLevels::default())
-    }
-
-    /// Every logger's level (for Envoy's `active loggers:` listing).
-    pub fn logger_levels(&self, ns: &str, pod: &str) -> Result<LoggerLevels, MeshError> {
-        self.with_sidecar(ns, pod, |s| s.levels.clone())
-    }
-
     /// Decides a request without writing any log (tests, explanations).
     pub fn evaluate(&self, from: &ExecTarget, request: &NetRequest) -> Option<Verdict> {
         self.run(from, request, false)
     }
 
-    fn run(&self, from: &ExecTarget, request: &NetRequest, emit: bool) -> Option<Verdict> {
-        self.run_with(from, request, emit, false)
+    fn facts(&self, app: &App, from: &ExecTarget, request: &NetRequest) -> Option<flow::Facts> {
+        let store = lock(&app.store);
+        flow::gather(
+            &store,
+            &from.namespace,
+            &from.pod,
+            &request.host,
+            request.port,
+        )
     }
 
-    fn run_with(
-        &self,
-        from: &ExecTarget,
-        request: &NetRequest,
-        emit: bool,
-        real_sidecars: bool,
-    ) -> Option<Verdict> {
+    fn run(&self, from: &ExecTarget, request: &NetRequest, emit: bool) -> Option<Verdict> {
         let app = self.app.upgrade()?;
         let facts = {
             let store = lock(&app.store);
@@ -541,17 +459,6 @@ impl Mesh {
                 request.port,
             )?
         };
-        let (authz, pa) = match &facts.route {
-            flow::Route::Endpoint { pod, .. } => self.received(
-                pod["metadata"]["namespace"].as_str().unwrap_or(""),
-                pod["metadata"]["name"].as_str().unwrap_or(""),
-            ),
-            _ => (Vec::new(), Vec::new()),
-        };
-        let authz: Vec<AuthorizationPolicy> = authz
-            .iter()
-            .filter_map(|v| serde_json::from_value((**v).clone()).ok())
-            .collect();
         let mut rng = rand::rng();
         let ids = decide::Ids {
             request_id: crate::store::new_uid(),
@@ -564,11 +471,8 @@ impl Mesh {
             facts: &facts,
             container: &from.container,
             request,
-            dst_authz: &authz,
-            dst_peerauth: &pa,
             enforce_network_policy: self.options.cni_enforces_network_policy,
             ids,
-            real_sidecars,
         };
         let v = decide::decide(&input);
         tracing::debug!(
@@ -585,70 +489,13 @@ impl Mesh {
         Some(v)
     }
 
+    /// Writes the simulated source sidecar's outbound access log line (the
+    /// destination's lines come from its real Envoy) and the application's.
     fn emit(&self, app: &Arc<App>, facts: &flow::Facts, v: &Verdict) {
-        let dst_pod = match &facts.route {
-            flow::Route::Endpoint { pod, .. } => Some(pod),
-            _ => None,
-        };
-        for (events, pod) in [
-            (v.source.as_ref(), Some(&facts.source)),
-            (v.destination.as_ref(), dst_pod),
-        ] {
-            let (Some(ev), Some(pod)) = (events, pod) else {
-                continue;
-            };
-            let (levels, conn, thread) = {
-                let mut st = lock(&self.state);
-                let s = sidecar_state(&mut st, pod);
-                s.next_connection += 1;
-                (
-                    s.levels.clone(),
-                    s.next_connection,
-                    s.thread_base + (s.next_connection % 2) as u32,
-                )
-            };
-            let mut lines = Vec::new();
-            if levels.enabled("rbac", LogLevel::Debug) {
-                for l in &ev.rbac {
-                    let t = proxy_time();
-                    lines.push(match l {
-                        decide::RbacLine::Checking(msg) => {
-                            format!(
-                                "{t}\tdebug\tenvoy rbac {CHECKING_CALLER}\t{msg}\tthread={thread}"
-                            )
-                        }
-                        decide::RbacLine::Decision {
-                            engine,
-                            decision,
-                            policy,
-                        } => meshpolicy::envoy::format_rbac_debug_line(
-                            &t,
-                            FilterKind::Http,
-                            *engine,
-                            *decision,
-                            policy.as_deref(),
-                            thread,
-                        ),
-                    });
-                }
-            }
-            if let Some(details) = &ev.local_reply
-                && levels.enabled("http", LogLevel::Debug)
-            {
-                let stream: u64 = rand::rng().random_range(1_000_000_000_000_000_000..u64::MAX);
-                lines.push(meshpolicy::envoy::format_local_reply_line(
-                    &proxy_time(),
-                    conn,
-                    stream,
-                    details,
-                    thread,
-                ));
-            }
-            for l in &lines {
-                app.logs.append(&ev.namespace, &ev.pod, PROXY_CONTAINER, l);
-            }
-            if let Some(entry) = &ev.access
-                && facts.access_log
+        if let Some(ev) = v.source.as_ref()
+            && let Some(entry) = &ev.access
+            && facts.access_log
+        {
             {
                 let line = entry.format_text();
                 let delay = if ev.access_after.is_zero() {
@@ -686,37 +533,6 @@ impl Mesh {
             app.logs.append(ns, pod, container, line);
         }
     }
-}
-
-/// The run-time state of `pod`'s sidecar, created from its annotations on
-/// first use (and again when the pod was replaced under the same name).
-fn sidecar_state<'a>(st: &'a mut State, pod: &Value) -> &'a mut Sidecar {
-    let ns = pod["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
-    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
-    let fresh = || {
-        let ann = &pod["metadata"]["annotations"];
-        let levels = LoggerLevels::from_annotations(|k| ann[k].as_str().map(str::to_string));
-        let base = 20
-            + name
-                .bytes()
-                .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)))
-                % 10;
-        Sidecar {
-            uid: uid.clone(),
-            levels,
-            next_connection: 10 + u64::from(base),
-            thread_base: base,
-        }
-    };
-    let entry = st.sidecars.entry((ns, name.clone())).or_insert_with(fresh);
-    if entry.uid != uid {
-        *entry = fresh();
-    }
-    entry
 }
 
 /// The real sidecars: launching, configuring and sending traffic through them.
@@ -863,7 +679,15 @@ impl Mesh {
     /// by now and returns its addresses once Envoy runs the new listener.
     pub async fn sync_sidecar(&self, ns: &str, pod: &str) -> Option<sidecar::Addresses> {
         let fleet = self.fleet.as_ref()?;
-        let proxy = fleet.proxy(ns, pod)?;
+        let proxy = match fleet.proxy(ns, pod) {
+            Some(p) => p,
+            // The pod may have turned Ready in the store a moment before the
+            // mesh saw it (and launched its Envoy): catch up first.
+            None => {
+                self.settle(400).await;
+                fleet.proxy(ns, pod)?
+            }
+        };
         proxy.ready(sidecar::READY_LIMIT).await?;
         let pod_json = self.pod(ns, pod).ok()?;
         let paths = sidecar::Paths::new(proxy.dir.clone());
@@ -1043,13 +867,45 @@ impl Mesh {
         if self.fleet.is_none() || loopback {
             return self.decide(from, request);
         }
-        match self.run_with(from, request, true, true) {
-            Some(v) => match &v.forward {
-                Some(fw) => self.forward(fw, request).await,
-                None => v.outcome,
-            },
-            None => NetOutcome::DnsFailure,
+        let Some(v) = self.run(from, request, false) else {
+            return NetOutcome::DnsFailure;
+        };
+        let Some(fw) = &v.forward else {
+            if let Some(app) = self.app.upgrade()
+                && let Some(facts) = self.facts(&app, from, request)
+            {
+                self.emit(&app, &facts, &v);
+            }
+            return v.outcome;
+        };
+        let out = self.forward(fw, request).await;
+        // The source sidecar's outbound line, with what came back.
+        if let (Some(mut ev), Some(app)) = (v.source.clone(), self.app.upgrade())
+            && let Some(e) = ev.access.as_mut()
+        {
+            match &out {
+                NetOutcome::Http { status, body, .. } => {
+                    e.response_code = Some(*status);
+                    e.bytes_sent = Some(body.len() as u64);
+                }
+                _ => {
+                    e.response_code = Some(0);
+                    e.response_flags = "UC".into();
+                    e.response_code_details = Some(
+                        "upstream_reset_before_response_started{connection_termination}".into(),
+                    );
+                }
+            }
+            e.verdict = e.classify();
+            if let Some(facts) = self.facts(&app, from, request) {
+                let relayed = Verdict {
+                    source: Some(ev),
+                    ..v.clone()
+                };
+                self.emit(&app, &facts, &relayed);
+            }
         }
+        out
     }
 }
 
