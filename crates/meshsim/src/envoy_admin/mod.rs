@@ -5,12 +5,9 @@
 //! config_dump` or `curl localhost:15000/...`. The sidecars are real Envoys
 //! ([`crate::sidecar`]), so both go to that pod's Envoy admin over loopback:
 //! [`programs`] provides `pilot-agent` in the `istio-proxy` container (curl
-//! on port 15000 is routed by [`crate::mesh::Mesh`]). [`rbac_config`]
-//! renders AuthorizationPolicies as Envoy RBAC filters for the sidecars'
-//! listeners until meshpolicy's Istio translation replaces it.
+//! on port 15000 is routed by [`crate::mesh::Mesh`]).
 
 pub mod programs;
-pub mod rbac_config;
 
 pub use programs::{PilotAgent, cluster_program};
 

@@ -10,7 +10,7 @@
 //! Destinations without a sidecar answer from [`app`] directly. The source
 //! pod's sidecar stays simulated: its outbound access log line and its local
 //! replies (connect timeout, no healthy upstream) are written by meshsim.
-//! Envoy's log levels start from the pod's annotations ([`loglevel`]) and are
+//! Envoy's log levels start from the pod's annotations ([`crate::sidecar::loglevel`]) and are
 //! changed through Envoy's own `/logging`.
 //!
 //! Propagation: AuthorizationPolicy and PeerAuthentication changes reach a
@@ -26,10 +26,9 @@
 //! brought up to date), [`Mesh::sidecar_policies`], [`Mesh::fleet`].
 
 pub mod app;
+pub mod appserver;
 pub mod decide;
 pub mod flow;
-pub mod loglevel;
-pub mod peerauth;
 pub mod timeline;
 
 use std::collections::HashMap;
@@ -48,15 +47,15 @@ use crate::server::App;
 use crate::sidecar::{self, Fleet};
 use crate::store::Event;
 
+pub use crate::sidecar::loglevel::{LevelError, LogLevel, LoggerLevels};
 pub use decide::{Layer, Verdict};
-pub use loglevel::{LevelError, LogLevel, LoggerLevels};
 use timeline::{ObjectKey, PolicyKind, Timeline};
 
 /// Default `--propagation-delay` (simulated time).
 pub const DEFAULT_PROPAGATION_DELAY: Duration = Duration::from_secs(2);
 
 /// The sidecar's container name.
-pub const PROXY_CONTAINER: &str = "istio-proxy";
+pub use crate::sidecar::PROXY_CONTAINER;
 
 /// Settings of the mesh simulation.
 #[derive(Debug, Clone, Copy)]
@@ -574,7 +573,7 @@ impl Mesh {
             let mut app_ports = std::collections::BTreeMap::new();
             for port in ports {
                 let local = if listening.contains(&port) {
-                    sidecar::appserver::serve(
+                    appserver::serve(
                         app.clone(),
                         ns.clone(),
                         name.clone(),

@@ -18,7 +18,7 @@
 //! text chain unless it is STRICT; on each chain, for HTTP ports, an HTTP
 //! connection manager (Istio's path normalization, `set_filter_state` of
 //! `io.istio.peer_principal` from the peer certificate's URI SAN in place of
-//! Istio's `istio_authn`, the RBAC filters of [`crate::envoy_admin::rbac_config`],
+//! Istio's `istio_authn`, the RBAC filters of [`super::rbac_config`],
 //! router), for TCP ports the network equivalents and `tcp_proxy`; Istio's
 //! TEXT access log to Envoy's stdout. Clusters `inbound|PORT||` lead to the
 //! application's loopback listener of that port, bound from 127.0.0.6 as
@@ -32,9 +32,9 @@ use meshpolicy::AuthorizationPolicy;
 use serde_json::{Value, json};
 
 use super::certs::Identity;
+use super::peerauth::{self, MtlsMode};
+use super::rbac_config;
 use super::spec::{PortProtocol, SidecarSpec};
-use crate::envoy_admin::rbac_config;
-use crate::mesh::peerauth::{self, MtlsMode};
 
 /// Istio's default root namespace.
 const ROOT_NAMESPACE: &str = "istio-system";

@@ -11,16 +11,18 @@
 //! client sees is what Envoy answered, and what Envoy logged is the
 //! `istio-proxy` container's log.
 //!
-//! Public API: [`Fleet`] (owned by [`crate::mesh::Mesh`]), [`locate::find_envoy`],
+//! Public API: [`Fleet`] (owned by the mesh), [`locate::find_envoy`],
 //! [`config::envoy_config`] (the one place the configuration is made).
 
-pub mod appserver;
 pub mod certs;
 pub mod client;
 pub mod config;
 pub mod httpc;
 pub mod locate;
+pub mod loglevel;
+pub mod peerauth;
 pub mod proxy;
+pub mod rbac_config;
 pub mod spec;
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,7 +39,10 @@ pub use certs::Pki;
 pub use locate::{EnvoyNotFound, find_envoy};
 pub use proxy::{Addresses, Proxy};
 
-use crate::mesh::loglevel::{LogLevel, LoggerLevels};
+use loglevel::{LogLevel, LoggerLevels};
+
+/// The sidecar's container name.
+pub const PROXY_CONTAINER: &str = "istio-proxy";
 
 /// How long a request waits for a starting (or restarting) Envoy.
 pub const READY_LIMIT: Duration = Duration::from_secs(10);

@@ -29,9 +29,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::PROXY_CONTAINER;
 use super::httpc;
 use crate::logs::LogStore;
-use crate::mesh::PROXY_CONTAINER;
 
 /// Istio's proxy log layout (pilot-agent's `--log-format`), real TABs.
 pub const ISTIO_LOG_FORMAT: &str = "%Y-%m-%dT%T.%fZ\t%l\tenvoy %n %g:%#\t%v\tthread=%t";
