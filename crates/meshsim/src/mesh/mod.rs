@@ -939,6 +939,10 @@ fn bump_restart_count(app: &App, ns: &str, pod: &str, uid: &str) {
 }
 
 impl Network for Mesh {
+    /// The synchronous answer, without I/O: right for everything decided
+    /// before a destination sidecar; a request a sidecar's Envoy must decide
+    /// needs [`Network::send`] ([`Mesh::send_request`]) and is answered here
+    /// as a reset.
     fn decide(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome {
         match self.run(from, request, true) {
             Some(v) => v.outcome,
