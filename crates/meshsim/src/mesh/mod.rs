@@ -421,15 +421,6 @@ impl Mesh {
             .collect()
     }
 
-    /// The PeerAuthentications the sidecar of `ns/pod` has received by now.
-    pub fn sidecar_peer_authentications(&self, ns: &str, pod: &str) -> Vec<Value> {
-        self.received(ns, pod)
-            .1
-            .iter()
-            .map(|v| (**v).clone())
-            .collect()
-    }
-
     /// Decides a request without writing any log (tests, explanations).
     pub fn evaluate(&self, from: &ExecTarget, request: &NetRequest) -> Option<Verdict> {
         self.run(from, request, false)
