@@ -505,11 +505,14 @@ async fn enable_debug_shows_the_next_denial_and_restores_the_level() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn follow_sees_later_denials_once_each_across_cut_streams() {
-    // Every log stream is cut after 8 KiB: following must reconnect from where it
-    // stopped, without repeating or losing a decision. (sinceTime has one-second
-    // resolution, so one second of log must stay under the cut size for a
-    // reconnect to make progress: the probes are spaced by a second.)
-    let env = Env::start(&["resource=pods/log,cut-log-after=8192"]).await;
+    // Every log stream is cut after 128 KiB: following must reconnect from where
+    // it stopped, without repeating or losing a decision. (sinceTime has
+    // one-second resolution, so one second of log must stay under the cut size
+    // for a reconnect to make progress: the probes are spaced by a second. The
+    // walk-through's sidecars are real Envoys logging every logger at debug:
+    // about 86 KiB in their first second, 6-8 KiB per request after that, so
+    // the stream is cut during the probes.)
+    let env = Env::start(&["resource=pods/log,cut-log-after=131072"]).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     env.c
         .ok(&[

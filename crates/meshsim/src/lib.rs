@@ -21,6 +21,7 @@ pub mod resources;
 pub mod scenario;
 pub mod selector;
 pub mod server;
+pub mod sidecar;
 pub mod store;
 pub mod table;
 

@@ -216,6 +216,38 @@ impl LogStore {
             .unwrap_or_default()
     }
 
+    /// Waits until one of the last `window` lines of a container satisfies
+    /// `pred` (checked now and after every append); false after `limit`.
+    pub async fn wait_for_line(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: &str,
+        window: usize,
+        pred: impl Fn(&str) -> bool,
+        limit: std::time::Duration,
+    ) -> bool {
+        let Some(shared) = self.container(&Self::key(ns, pod, container), true) else {
+            return false;
+        };
+        let Ok(mut rx) = shared.lock().map(|l| l.notify.subscribe()) else {
+            return false;
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let found = shared
+                .lock()
+                .is_ok_and(|l| l.lines.iter().rev().take(window).any(|x| pred(&x.text)));
+            if found {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return false,
+            }
+        }
+    }
+
     /// Bytes currently accounted for a container (text plus bookkeeping).
     pub fn retained_bytes(&self, ns: &str, pod: &str, container: &str) -> usize {
         self.container(&Self::key(ns, pod, container), false)

@@ -72,6 +72,10 @@ enum Cmd {
         /// Example: --fault verb=get,resource=pods,namespace=x,status=500
         #[arg(long, value_parser = parse_fault)]
         fault: Vec<Fault>,
+        /// The Envoy binary the sidecars run (default: $MESHSIM_ENVOY, then the
+        /// workspace's target/envoy/envoy from `make envoy`, then envoy on PATH).
+        #[arg(long)]
+        envoy: Option<PathBuf>,
     },
     /// Write a generated scenario for benchmarks.
     Generate {
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
             propagation_delay,
             cni_ignores_network_policy,
             fault,
+            envoy,
         } => {
             if !(time_scale.is_finite() && time_scale >= 0.0) {
                 eprintln!("error: --time-scale must be a non-negative number");
@@ -164,6 +169,7 @@ fn main() -> ExitCode {
                     network: None,
                     propagation_delay,
                     cni_enforces_network_policy: !cni_ignores_network_policy,
+                    envoy,
                 };
                 let handle = match Server::start(config).await {
                     Ok(h) => h,

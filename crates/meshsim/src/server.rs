@@ -45,6 +45,9 @@ pub struct Config {
     /// Whether the simulated CNI enforces NetworkPolicy. Many clusters run a CNI
     /// that ignores it (the walk-through warns of this); `false` simulates one.
     pub cni_enforces_network_policy: bool,
+    /// The Envoy binary for the sidecars (`--envoy`); None looks it up
+    /// ([`crate::sidecar::find_envoy`]). Unused when `network` is set.
+    pub envoy: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -74,6 +77,7 @@ impl Default for Config {
             network: None,
             propagation_delay: crate::mesh::DEFAULT_PROPAGATION_DELAY,
             cni_enforces_network_policy: true,
+            envoy: None,
         }
     }
 }
@@ -87,6 +91,8 @@ pub enum ServerError {
     Scenario(#[from] crate::scenario::ScenarioError),
     #[error("TLS setup: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Sidecar(#[from] crate::sidecar::SidecarError),
     #[error("writing kubeconfig {path}: {source}")]
     Kubeconfig {
         path: PathBuf,
@@ -270,6 +276,9 @@ impl Handle {
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.task.await;
+        if let Some(m) = self.cluster.0.mesh.get() {
+            m.stop_sidecars().await;
+        }
     }
     /// A token that stops the server when cancelled.
     pub fn cancel_token(&self) -> CancellationToken {
@@ -407,6 +416,13 @@ pub struct Server;
 impl Server {
     /// Start serving in the background (needs a tokio runtime).
     pub async fn start(config: Config) -> Result<Handle, ServerError> {
+        let envoy = match config.network {
+            Some(_) => None,
+            None => Some(
+                crate::sidecar::find_envoy(config.envoy.as_deref())
+                    .map_err(crate::sidecar::SidecarError::from)?,
+            ),
+        };
         let tls = config.tls || config.client_ca || config.expired_server_cert;
         let listener = TcpListener::bind(("127.0.0.1", config.port))
             .await
@@ -469,17 +485,17 @@ impl Server {
             mesh: std::sync::OnceLock::new(),
             exec_log: Mutex::new(std::collections::VecDeque::new()),
         });
-        if config.network.is_none() {
-            let mesh = crate::mesh::Mesh::install(
+        if let Some(envoy) = envoy {
+            let mesh = crate::mesh::Mesh::install_with_envoy(
                 &app,
                 crate::mesh::MeshOptions {
                     propagation_delay: config.propagation_delay,
                     time_scale: config.time_scale,
                     cni_enforces_network_policy: config.cni_enforces_network_policy,
                 },
-            );
+                envoy,
+            )?;
             let _ = app.mesh.set(mesh);
-            crate::envoy_admin::install(&app);
         }
         let router = Router::new()
             .fallback(crate::api::dispatch)

@@ -1,4 +1,4 @@
-//! The Envoy admin of simulated sidecars, reached the way people and istioctl
+//! The Envoy admin of the sidecars (real Envoy 1.40), reached the way people and istioctl
 //! reach it: `pilot-agent request ...` in `istio-proxy` and `curl
 //! localhost:15000/...` from the pod, over the API server's WebSocket exec.
 //! The config dump is read back with crates/meshpolicy's analysis (as
@@ -167,14 +167,14 @@ async fn walkthrough_config_dump_after_the_deny_policy() {
                 ]),
         "{table}"
     );
-    // Every RBAC filter is on the inbound listener, HTTP and TCP chains alike.
+    // Every RBAC filter is on the inbound listener (meshsim's Envoy binds it
+    // on loopback with a kernel-chosen port, not Istio's 0.0.0.0:15006).
     assert!(
         report
             .occurrences
             .iter()
             .all(|o| o.listener.as_deref() == Some("virtualInbound"))
     );
-    assert!(report.occurrences.iter().any(|o| o.port == Some(15006)));
 
     // The same dump through curl on the admin port, from the app container
     // (the pod's containers share its network namespace).
@@ -211,16 +211,30 @@ async fn logging_endpoint_changes_levels() {
     )
     .await;
     assert!(ok);
-    assert!(
-        out.starts_with("active loggers:\n  admin: warning\n"),
-        "{out}"
-    );
+    assert!(out.starts_with("active loggers:\n"), "{out}");
+    assert!(out.contains("\n  admin: warning\n"), "{out}");
     assert!(out.contains("\n  rbac: warning\n"));
-    let mesh = h.cluster.mesh().unwrap().clone();
-    assert_eq!(
-        mesh.logger_level("np-test-2", &pod, "rbac"),
-        Some(meshsim::mesh::LogLevel::Warning)
-    );
+    // The level as Envoy reports it afterwards (POST without a change lists them).
+    let level_of = |logger: &'static str| {
+        let client = client.clone();
+        let pod = pod.clone();
+        async move {
+            let (out, _, _) = exec(
+                &client,
+                "np-test-2",
+                &pod,
+                "istio-proxy",
+                &["pilot-agent", "request", "POST", "logging"],
+            )
+            .await;
+            out.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("{logger}: "))
+                    .map(str::to_string)
+            })
+        }
+    };
+    assert_eq!(level_of("rbac").await.as_deref(), Some("warning"));
 
     let (out, _, _) = exec(
         &client,
@@ -238,10 +252,7 @@ async fn logging_endpoint_changes_levels() {
     .await;
     assert!(out.contains("\n  rbac: debug\n"), "{out}");
     assert!(out.contains("\n  http: warning\n"));
-    assert_eq!(
-        mesh.logger_level("np-test-2", &pod, "rbac"),
-        Some(meshsim::mesh::LogLevel::Debug)
-    );
+    assert_eq!(level_of("rbac").await.as_deref(), Some("debug"));
 
     // Envoy's refusals: unknown level (400 with usage), GET on a mutating endpoint.
     let (out, _, _) = exec(
@@ -261,14 +272,11 @@ async fn logging_endpoint_changes_levels() {
     )
     .await;
     assert!(
-        out.starts_with("error: unknown log level\n\nusage: /logging?<name>=<level>"),
+        out.starts_with("error: unknown logger level\n\nusage: /logging?<name>=<level>"),
         "{out}"
     );
     assert!(out.ends_with("400"), "{out}");
-    assert_eq!(
-        mesh.logger_level("np-test-2", &pod, "rbac"),
-        Some(meshsim::mesh::LogLevel::Debug)
-    );
+    assert_eq!(level_of("rbac").await.as_deref(), Some("debug"));
     let (out, _, _) = exec(
         &client,
         "np-test-2",

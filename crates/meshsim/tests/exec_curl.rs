@@ -250,3 +250,25 @@ async fn wget_outcomes() {
     );
     assert!(r.stderr.ends_with("'/tmp/page' saved\n"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn curl_removes_dot_segments_unless_path_as_is() {
+    let s = services();
+    let sent = |s: &std::sync::Arc<FakeServices>| {
+        let seen = s.net.seen.lock().unwrap();
+        seen.last().map(|r| r.path.clone()).unwrap_or_default()
+    };
+    let r = run(&s, &["curl", "-s", "http://good/admin/./panel?a=/../b"]).await;
+    assert_eq!(code(&r), 0);
+    assert_eq!(sent(&s), "/admin/panel?a=/../b");
+    let r = run(&s, &["curl", "-s", "good/x/../admin/panel"]).await;
+    assert_eq!(code(&r), 0);
+    assert_eq!(sent(&s), "/admin/panel");
+    let r = run(&s, &["curl", "-s", "--path-as-is", "good/admin/./panel"]).await;
+    assert_eq!(code(&r), 0);
+    assert_eq!(sent(&s), "/admin/./panel");
+    // Percent-encoded dots are not dot segments for curl.
+    let r = run(&s, &["curl", "-s", "good/admin/%2e/panel"]).await;
+    assert_eq!(code(&r), 0);
+    assert_eq!(sent(&s), "/admin/%2e/panel");
+}

@@ -1,7 +1,9 @@
-//! The mesh simulation in process: one test per curl outcome class, the
-//! sidecar log lines each decision writes (parsed back with meshpolicy's
-//! readers), logger levels, the access log switch and propagation delay
-//! (observed by moving the mesh's clock, never by timing).
+//! The mesh in process: one test per curl outcome class, the log lines the
+//! destination's real Envoy writes (parsed back with meshpolicy's readers),
+//! log levels from annotations, the access log switch and propagation delay
+//! (observed by moving the mesh's clock, never by timing). Requests a
+//! sidecar decides go through [`Mesh::send_request`]; [`Mesh::evaluate`]
+//! tells which layer (before the sidecar) decided.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use std::time::Duration;
 
 use meshpolicy::envoy::{AccessVerdict, LogLine, Scope, classify_line};
 use meshsim::exec::{ExecTarget, NetOutcome, NetRequest, Network};
-use meshsim::mesh::{Layer, LogLevel, Mesh};
+use meshsim::mesh::{Layer, Mesh};
 use meshsim::{Config, Handle, Server};
 use serde_json::json;
 
@@ -114,7 +116,10 @@ async fn every_outcome_class() {
         "svc-web.mesh-a.svc.cluster.nope",
     ] {
         assert!(
-            matches!(m.decide(&plain, &req("GET", host)), NetOutcome::DnsFailure),
+            matches!(
+                m.send_request(&plain, &req("GET", host)).await,
+                NetOutcome::DnsFailure
+            ),
             "{host}"
         );
     }
@@ -127,11 +132,12 @@ async fn every_outcome_class() {
         (&side, "svc-web"),
     ] {
         let v = m.evaluate(f, &req("GET", host)).unwrap();
-        assert_eq!(v.layer, Layer::Application, "{host}: {}", v.reason);
-        let (status, body, after) = http(&v.outcome);
+        assert_eq!(v.layer, Layer::Envoy, "{host}: {}", v.reason);
+        let out = m.send_request(f, &req("GET", host)).await;
+        let (status, body, after) = http(&out);
         assert_eq!((status, body.as_str()), (200, "hello from web"));
         assert_eq!(after, Duration::from_millis(20), "meshsim.dev/latency");
-        assert_eq!(header(&v.outcome, "server"), Some("istio-envoy"));
+        assert_eq!(header(&out, "server"), Some("istio-envoy"));
     }
     // The service IP and the pod IP resolve too.
     let (svc_ip, pod_ip) = h.cluster.with_store(|s| {
@@ -151,37 +157,37 @@ async fn every_outcome_class() {
         m.resolve(&plain, "svc-web.mesh-a").as_deref(),
         Some(svc_ip.as_str())
     );
-    let v = m.evaluate(&plain, &req("GET", &svc_ip)).unwrap();
-    assert_eq!(http(&v.outcome).0, 200);
+    assert_eq!(
+        http(&m.send_request(&plain, &req("GET", &svc_ip)).await).0,
+        200
+    );
     let mut direct = req("GET", &pod_ip);
     direct.port = 8080;
-    assert_eq!(http(&m.evaluate(&plain, &direct).unwrap().outcome).0, 200);
+    assert_eq!(http(&m.send_request(&plain, &direct).await).0, 200);
 
     // 403 from the destination's RBAC filter, with or without a client sidecar.
     for f in [&plain, &side] {
-        let v = m.evaluate(f, &req("GET", "svc-denied.mesh-a")).unwrap();
-        assert_eq!(v.layer, Layer::Rbac, "{}", v.reason);
-        let (status, body, _) = http(&v.outcome);
+        let out = m.send_request(f, &req("GET", "svc-denied.mesh-a")).await;
+        let (status, body, _) = http(&out);
         assert_eq!((status, body.as_str()), (403, "RBAC: access denied"));
-        assert_eq!(header(&v.outcome, "content-length"), Some("19"));
-        assert_eq!(header(&v.outcome, "content-type"), Some("text/plain"));
-        assert_eq!(header(&v.outcome, "server"), Some("istio-envoy"));
+        assert_eq!(header(&out, "content-length"), Some("19"));
+        assert_eq!(header(&out, "content-type"), Some("text/plain"));
+        assert_eq!(header(&out, "server"), Some("istio-envoy"));
     }
     // The DENY rule only matches GET.
-    let v = m
-        .evaluate(&side, &req("POST", "svc-denied.mesh-a"))
-        .unwrap();
-    assert_eq!(v.layer, Layer::Application, "{}", v.reason);
+    let out = m
+        .send_request(&side, &req("POST", "svc-denied.mesh-a"))
+        .await;
+    assert_eq!(http(&out).0, 200);
 
     // mTLS STRICT: plain text is reset; the sidecar client gets through.
-    let v = m
-        .evaluate(&plain, &req("GET", "svc-strict.mesh-a"))
-        .unwrap();
-    assert!(matches!(v.outcome, NetOutcome::Reset { .. }), "{v:?}");
-    assert_eq!(v.layer, Layer::Mtls);
-    let v = m.evaluate(&side, &req("GET", "svc-strict")).unwrap();
+    let out = m
+        .send_request(&plain, &req("GET", "svc-strict.mesh-a"))
+        .await;
+    assert!(matches!(out, NetOutcome::Reset { .. }), "{out:?}");
+    let out = m.send_request(&side, &req("GET", "svc-strict")).await;
     assert_eq!(
-        http(&v.outcome),
+        http(&out),
         (200, "hello from strict".into(), Duration::ZERO)
     );
 
@@ -231,7 +237,7 @@ async fn every_outcome_class() {
             .outcome,
         NetOutcome::Refused { .. }
     ));
-    let (status, body, _) = http(&m.evaluate(&side, &req("GET", "empty")).unwrap().outcome);
+    let (status, body, _) = http(&m.send_request(&side, &req("GET", "empty")).await);
     assert_eq!((status, body.as_str()), (503, "no healthy upstream"));
 
     // localhost: the pod itself, no policy.
@@ -239,6 +245,10 @@ async fn every_outcome_class() {
     local.port = 8080;
     let v = m.evaluate(&from("mesh-a", "denied"), &local).unwrap();
     assert_eq!(v.layer, Layer::Application, "{}", v.reason);
+    assert_eq!(
+        http(&m.send_request(&from("mesh-a", "denied"), &local).await).0,
+        200
+    );
     h.shutdown().await;
 }
 
@@ -252,7 +262,7 @@ async fn rbac_lines_local_reply_and_access_log() {
     let m = mesh(&h);
     let side = from("mesh-a", "client-sidecar");
     let before = proxy_log(&h, "mesh-a", "denied").len();
-    let out = m.decide(&side, &req("GET", "svc-denied"));
+    let out = m.send_request(&side, &req("GET", "svc-denied")).await;
     assert_eq!(http(&out).0, 403);
     let lines = proxy_log(&h, "mesh-a", "denied");
     let new: Vec<LogLine> = lines[before..]
@@ -306,7 +316,7 @@ async fn rbac_lines_local_reply_and_access_log() {
 
     // An allowed request logs the DENY filter's miss.
     let before = proxy_log(&h, "mesh-a", "denied").len();
-    let _ = m.decide(&side, &req("POST", "svc-denied"));
+    let _ = m.send_request(&side, &req("POST", "svc-denied")).await;
     let lines = proxy_log(&h, "mesh-a", "denied");
     assert!(
         lines[before..].iter().any(|l| l.ends_with(&format!(
@@ -317,19 +327,16 @@ async fn rbac_lines_local_reply_and_access_log() {
         &lines[before..]
     );
 
-    // Logger levels: rbac back to warning hides decisions but not the access log.
-    assert_eq!(
-        m.logger_level("mesh-a", "denied", "rbac"),
-        Some(LogLevel::Debug)
-    );
-    m.set_logger_level("mesh-a", "denied", "rbac", LogLevel::Warning)
+    // Logger levels, changed through the real Envoy's admin: rbac back to
+    // warning hides decisions but not the access log.
+    let admin = m.admin_address("mesh-a", "denied").await.expect("admin");
+    let r = meshsim::sidecar::admin_request(admin, "POST", "/logging?rbac=warning")
+        .await
         .unwrap();
-    assert_eq!(
-        m.logger_level("mesh-a", "denied", "rbac"),
-        Some(LogLevel::Warning)
-    );
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.body).contains("\n  rbac: warning\n"));
     let before = proxy_log(&h, "mesh-a", "denied").len();
-    let _ = m.decide(&side, &req("GET", "svc-denied"));
+    let _ = m.send_request(&side, &req("GET", "svc-denied")).await;
     let lines = proxy_log(&h, "mesh-a", "denied");
     assert!(
         !lines[before..].iter().any(|l| l.contains("enforced")),
@@ -339,19 +346,14 @@ async fn rbac_lines_local_reply_and_access_log() {
     assert!(
         lines[before..]
             .iter()
-            .any(|l| l.contains("rbac_access_denied_matched_policy"))
+            .any(|l| l.starts_with('[') && l.contains("rbac_access_denied_matched_policy"))
     );
-    assert!(
-        m.set_logger_level("mesh-plain", "client-plain", "rbac", LogLevel::Debug)
-            .is_err()
-    );
-    assert!(m.logger_levels("mesh-a", "nosuch").is_err());
-    assert!(
-        m.logger_levels("mesh-a", "web")
-            .unwrap()
-            .render_active()
-            .contains("  rbac: debug\n")
-    );
+    // The annotation's levels are what Envoy started with.
+    let admin = m.admin_address("mesh-a", "web").await.expect("admin");
+    let r = meshsim::sidecar::admin_request(admin, "POST", "/logging")
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&r.body).contains("\n  rbac: debug\n"));
 
     // Access logging off through the mesh config: no access line any more.
     h.cluster.with_store(|s| {
@@ -366,7 +368,10 @@ async fn rbac_lines_local_reply_and_access_log() {
         .unwrap();
     });
     let before = proxy_log(&h, "mesh-a", "web").len();
-    assert_eq!(http(&m.decide(&side, &req("GET", "svc-web"))).0, 200);
+    assert_eq!(
+        http(&m.send_request(&side, &req("GET", "svc-web")).await).0,
+        200
+    );
     let lines = proxy_log(&h, "mesh-a", "web");
     assert!(
         !lines[before..].iter().any(|l| l.starts_with('[')),
@@ -384,12 +389,7 @@ async fn propagation_delay_old_policy_until_the_sidecar_gets_the_new_one() {
     let plain = from("mesh-plain", "client-plain");
     assert!(m.sidecar_policies("mesh-a", "web").is_empty());
     assert_eq!(
-        http(
-            &m.evaluate(&plain, &req("GET", "svc-web.mesh-a"))
-                .unwrap()
-                .outcome
-        )
-        .0,
+        http(&m.send_request(&plain, &req("GET", "svc-web.mesh-a")).await).0,
         200
     );
 
@@ -402,12 +402,7 @@ async fn propagation_delay_old_policy_until_the_sidecar_gets_the_new_one() {
     // Right after the write, the sidecar still decides with the old (empty) set.
     assert!(m.sidecar_policies("mesh-a", "web").is_empty());
     assert_eq!(
-        http(
-            &m.evaluate(&plain, &req("GET", "svc-web.mesh-a"))
-                .unwrap()
-                .outcome
-        )
-        .0,
+        http(&m.send_request(&plain, &req("GET", "svc-web.mesh-a")).await).0,
         200
     );
     // Once the delay has passed, the new policy decides.
@@ -418,8 +413,10 @@ async fn propagation_delay_old_policy_until_the_sidecar_gets_the_new_one() {
         .map(|p| p.metadata.name.clone().unwrap_or_default())
         .collect();
     assert_eq!(got, vec!["deny-web".to_string()]);
-    let v = m.evaluate(&plain, &req("GET", "svc-web.mesh-a")).unwrap();
-    assert_eq!(v.layer, Layer::Rbac, "{}", v.reason);
+    assert_eq!(
+        http(&m.send_request(&plain, &req("GET", "svc-web.mesh-a")).await).0,
+        403
+    );
     // Other sidecars never receive it (selector).
     assert!(m.sidecar_policies("mesh-a", "strict").is_empty());
 
@@ -429,17 +426,13 @@ async fn propagation_delay_old_policy_until_the_sidecar_gets_the_new_one() {
     });
     assert!(m.settle(2000).await);
     assert_eq!(
-        m.evaluate(&plain, &req("GET", "svc-web.mesh-a"))
-            .unwrap()
-            .layer,
-        Layer::Rbac
+        http(&m.send_request(&plain, &req("GET", "svc-web.mesh-a")).await).0,
+        403
     );
     m.advance_clock(m.real_propagation_delay() + Duration::from_millis(1));
     assert_eq!(
-        m.evaluate(&plain, &req("GET", "svc-web.mesh-a"))
-            .unwrap()
-            .layer,
-        Layer::Application
+        http(&m.send_request(&plain, &req("GET", "svc-web.mesh-a")).await).0,
+        200
     );
 
     // NetworkPolicy is the CNI's: it applies at once.
@@ -478,7 +471,10 @@ async fn dry_run_audit_custom_and_mtls_disable() {
     assert!(m.settle(2000).await);
     // The dry-run ALLOW misses (shadow denied) but only logs; AUDIT logs its match.
     let before = proxy_log(&h, "mesh-a", "web").len();
-    assert_eq!(http(&m.decide(&side, &req("GET", "svc-web"))).0, 200);
+    assert_eq!(
+        http(&m.send_request(&side, &req("GET", "svc-web")).await).0,
+        200
+    );
     let lines = proxy_log(&h, "mesh-a", "web");
     let msgs: Vec<&str> = lines[before..]
         .iter()
@@ -487,10 +483,13 @@ async fn dry_run_audit_custom_and_mtls_disable() {
         .collect();
     assert_eq!(
         msgs,
+        // Envoy 1.40's HTTP filter: each allowed decision is followed by
+        // "allowed by default or by policy" ("no engine" is the TCP filter's).
         vec![
             "enforced allowed, matched policy ns[mesh-a]-policy[audit-all]-rule[0]",
+            "allowed by default or by policy",
             "shadow denied, matched policy none",
-            "no engine, allowed by default",
+            "allowed by default or by policy",
         ]
     );
 
@@ -500,10 +499,17 @@ async fn dry_run_audit_custom_and_mtls_disable() {
             .unwrap();
     });
     assert!(m.settle(2000).await);
-    let v = m.evaluate(&side, &req("GET", "svc-strict")).unwrap();
-    assert_eq!(v.layer, Layer::ExtAuthz, "{}", v.reason);
-    assert_eq!(http(&v.outcome).0, 403);
-    let access = v.destination.unwrap().access.unwrap();
+    let before = proxy_log(&h, "mesh-a", "strict").len();
+    let out = m.send_request(&side, &req("GET", "svc-strict")).await;
+    assert_eq!(http(&out).0, 403);
+    let lines = proxy_log(&h, "mesh-a", "strict");
+    let access = lines[before..]
+        .iter()
+        .find_map(|l| match classify_line(l.as_bytes(), Scope::All) {
+            LogLine::AccessLog(a) => Some(a),
+            _ => None,
+        })
+        .expect("access log line");
     assert_eq!(access.response_flags, "UAEX");
     assert!(
         matches!(access.verdict, AccessVerdict::CustomDenied { .. }),
@@ -517,21 +523,19 @@ async fn dry_run_audit_custom_and_mtls_disable() {
             .unwrap();
     });
     assert!(m.settle(2000).await);
-    let v = m.evaluate(&side, &req("GET", "svc-web")).unwrap();
-    assert_eq!(v.layer, Layer::Mtls, "{}", v.reason);
-    let (status, body, _) = http(&v.outcome);
+    let (status, body, _) = http(&m.send_request(&side, &req("GET", "svc-web")).await);
     assert_eq!(status, 503);
     assert!(
         body.ends_with("reset reason: connection termination"),
         "{body}"
     );
     // A plain-text client is fine with DISABLE.
-    let v = m
-        .evaluate(
+    let out = m
+        .send_request(
             &from("mesh-plain", "client-plain"),
             &req("GET", "svc-web.mesh-a"),
         )
-        .unwrap();
-    assert_eq!(v.layer, Layer::Application, "{}", v.reason);
+        .await;
+    assert_eq!(http(&out).0, 200);
     h.shutdown().await;
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::http::{UrlError, join, parse_url, reason};
+use super::http::{UrlError, join, parse_url, reason, remove_dot_segments};
 use super::programs::Process;
 use super::{NetOutcome, NetRequest};
 
@@ -42,6 +42,8 @@ pub(crate) struct CurlArgs {
     pub data: Option<Vec<u8>>,
     pub user_agent: Option<String>,
     pub urls: Vec<String>,
+    /// `--path-as-is`: send `/./` and `/../` as written.
+    pub path_as_is: bool,
 }
 
 /// A command-line problem, reported as curl does (exit 2).
@@ -127,6 +129,7 @@ pub(crate) fn parse_args(args: &[String]) -> Result<CurlArgs, ArgError> {
                 "head" => a.head = true,
                 "verbose" => a.verbose = true,
                 "location" => a.location = true,
+                "path-as-is" => a.path_as_is = true,
                 "insecure" | "http1.1" | "compressed" | "no-buffer" | "globoff" | "ipv4"
                 | "ipv6" | "no-keepalive" | "fail-early" | "no-progress-meter"
                 | "retry-connrefused" | "retry-all-errors" | "progress-bar" => {}
@@ -479,6 +482,9 @@ async fn transfer(p: &Process<'_>, args: &CurlArgs, raw_url: &str) -> i32 {
             return code;
         }
     };
+    if !args.path_as_is {
+        url.path = remove_dot_segments(&url.path);
+    }
     if progress {
         p.err(METER_HEADER).await;
         p.err(&format!("\r{}", meter_line(None, 0, 0.0))).await;
@@ -537,7 +543,7 @@ async fn transfer(p: &Process<'_>, args: &CurlArgs, raw_url: &str) -> i32 {
         let ip = network
             .resolve(p.target, &url.host)
             .unwrap_or_else(|| url.host.clone());
-        let outcome = network.decide(p.target, &req);
+        let outcome = network.send(p.target, &req).await;
         if args.verbose && !matches!(outcome, NetOutcome::DnsFailure) {
             p.err(&format!("*   Trying {ip}:{}...\n", url.port)).await;
         }
@@ -696,6 +702,9 @@ async fn transfer(p: &Process<'_>, args: &CurlArgs, raw_url: &str) -> i32 {
                     match join(&url, &loc) {
                         Ok(next) => {
                             url = next;
+                            if !args.path_as_is {
+                                url.path = remove_dot_segments(&url.path);
+                            }
                             continue;
                         }
                         Err(_) => {

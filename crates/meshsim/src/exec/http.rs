@@ -88,6 +88,48 @@ pub(crate) fn parse_url(input: &str) -> Result<Url, UrlError> {
     })
 }
 
+/// Removes the dot segments of a URL's path (RFC 3986, section 5.2.4), as
+/// curl does before sending unless `--path-as-is`: `/admin/./panel` and
+/// `/admin/x/../panel` become `/admin/panel`. The query is kept as written;
+/// percent-encoded dots (`%2e`) are not dot segments.
+pub(crate) fn remove_dot_segments(path_and_query: &str) -> String {
+    let (path, query) = match path_and_query.find('?') {
+        Some(i) => path_and_query.split_at(i),
+        None => (path_and_query, ""),
+    };
+    let mut input = path;
+    let mut out = String::new();
+    while !input.is_empty() {
+        if let Some(rest) = input.strip_prefix("../") {
+            input = rest;
+        } else if let Some(rest) = input.strip_prefix("./") {
+            input = rest;
+        } else if input.starts_with("/./") {
+            input = &input[2..];
+        } else if input == "/." {
+            input = "/";
+        } else if input.starts_with("/../") || input == "/.." {
+            input = if input == "/.." { "/" } else { &input[3..] };
+            match out.rfind('/') {
+                Some(i) => out.truncate(i),
+                None => out.clear(),
+            }
+        } else if input == "." || input == ".." {
+            input = "";
+        } else {
+            let start = usize::from(input.starts_with('/'));
+            let end = input[start..].find('/').map_or(input.len(), |i| i + start);
+            out.push_str(&input[..end]);
+            input = &input[end..];
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out.push_str(query);
+    out
+}
+
 /// Resolves a `Location` value against `base`.
 pub(crate) fn join(base: &Url, location: &str) -> Result<Url, UrlError> {
     if location.contains("://") {
@@ -160,6 +202,24 @@ mod tests {
         let u = parse_url("localhost:15000?x").unwrap();
         assert_eq!((u.port, u.path.as_str()), (15000, "/?x"));
         assert_eq!(parse_url("http://h:99999/"), Err(UrlError::Malformed));
+    }
+
+    #[test]
+    fn dot_segments_go_as_curl_removes_them() {
+        for (input, want) in [
+            ("/admin/./panel", "/admin/panel"),
+            ("/admin/x/../panel", "/admin/panel"),
+            ("/admin/panel/..", "/admin/"),
+            ("/admin/panel/.", "/admin/panel/"),
+            ("/../../etc", "/etc"),
+            ("/a/./b/../c?x=/../y", "/a/c?x=/../y"),
+            ("/a/%2e%2e/b", "/a/%2e%2e/b"),
+            ("/", "/"),
+            ("/..", "/"),
+            ("/a//b", "/a//b"),
+        ] {
+            assert_eq!(remove_dot_segments(input), want, "{input}");
+        }
         assert_eq!(parse_url("http:///x"), Err(UrlError::Malformed));
         assert_eq!(
             parse_url("ftp://h/"),

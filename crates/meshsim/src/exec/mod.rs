@@ -129,6 +129,15 @@ pub trait ExecServices: Send + Sync + 'static {
 /// request with a fixed response; the mesh simulation replaces it.
 pub trait Network: Send + Sync + 'static {
     fn decide(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome;
+    /// What the client gets for `request`, when getting it takes real I/O
+    /// (meshsim's sidecars are real Envoys); by default [`Network::decide`].
+    fn send<'a>(
+        &'a self,
+        from: &'a ExecTarget,
+        request: &'a NetRequest,
+    ) -> futures::future::BoxFuture<'a, NetOutcome> {
+        Box::pin(std::future::ready(self.decide(from, request)))
+    }
     /// The address `host` resolves to from `from`, for messages such as curl's
     /// `*   Trying 10.96.0.12:80...` and wget's `Connecting to host (ip:port)`.
     /// `None` means "unknown": the tools then print the host itself.

@@ -198,7 +198,7 @@ async fn fetch(p: &Process<'_>, args: &WgetArgs, raw: &str) -> i32 {
         let ip = network
             .resolve(p.target, &url.host)
             .unwrap_or_else(|| url.host.clone());
-        let outcome = network.decide(p.target, &req);
+        let outcome = network.send(p.target, &req).await;
         if !matches!(outcome, NetOutcome::DnsFailure) && !args.quiet {
             p.err(&format!("Connecting to {} ({ip}:{})\n", url.host, url.port))
                 .await;

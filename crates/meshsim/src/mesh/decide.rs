@@ -1,42 +1,29 @@
-//! The decision for one request: which layer stops it (or lets it through),
-//! what the client sees, and what each sidecar on the path writes.
+//! The decision for one request up to the destination's sidecar: which
+//! layer stops it, or that the destination's real Envoy decides ([`Forward`]).
 //!
 //! The order follows the packet: DNS and kube-proxy ([`super::flow`]), then
-//! NetworkPolicy (the CNI drops the SYN: the client, or its sidecar, waits
-//! for a connect timeout), then whether anything listens on the port (a
-//! refused connect), then the destination sidecar: PeerAuthentication
-//! (plain text to a STRICT port is reset; mTLS to a DISABLE port is cut),
-//! then every RBAC filter Istio generated for the policies that sidecar has
-//! received (CUSTOM, AUDIT, DENY, ALLOW, in that order, each with its shadow
-//! rules), and finally the application. Both policy layers are evaluated by
-//! crates/meshpolicy, so the simulation and the plugins agree by
-//! construction. Nothing here does I/O: the caller renders the returned log
-//! events into each container's log.
+//! NetworkPolicy (evaluated with crates/meshpolicy: the CNI drops the SYN,
+//! the client, or its sidecar, waits for a connect timeout), then, for a
+//! destination with a sidecar, that sidecar's Envoy (mTLS, RBAC, its router
+//! to the application: see [`crate::sidecar`]); for one without, whether
+//! anything listens on the port and the application's answer. Nothing here
+//! does I/O.
 //!
-//! Sidecar behaviour modelled on Istio 1.25 defaults: outbound connect
-//! timeout 10 s; local replies carry `server: istio-envoy`; responses through
-//! any sidecar get lower-case header names, `server: istio-envoy` and
-//! `x-envoy-upstream-service-time`; a CUSTOM (ext_authz) policy whose rule
-//! matches is answered 403 `ext_authz_error` (flag `UAEX`), since meshsim runs
-//! no authorization provider.
+//! The source side stays simulated, modelled on Istio 1.25 defaults:
+//! outbound connect timeout 10 s; the source sidecar's local replies carry
+//! `server: istio-envoy`; its outbound access log line is written by meshsim.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use meshpolicy::envoy::AccessLogEntry;
-use meshpolicy::envoy::rbac_log::{Decision as RbacDecision, Engine};
 use meshpolicy::workload::ContainerPort;
-use meshpolicy::{
-    Action, AuthorizationPolicy, AuthzRequest, CompiledAuthz, Decision, Endpoint, HttpAttributes,
-    Namespace, Pod, Protocol,
-};
+use meshpolicy::{Endpoint, Namespace, Pod, Protocol};
 use serde_json::Value;
 
 use super::app::{self, AppAnswer};
 use super::flow::{Facts, Route, ServiceRef};
-use super::peerauth::{self, MtlsMode};
 use crate::exec::{NetOutcome, NetRequest};
 
 /// Istio's default outbound connect timeout.
@@ -56,7 +43,7 @@ pub const CONNECT_TERMINATION_BODY: &str = "upstream connect error or disconnect
 pub const NO_HEALTHY_UPSTREAM_BODY: &str = "no healthy upstream";
 
 /// Ports of the sidecar itself (excluded from inbound capture by istio-init).
-const SIDECAR_PORTS: &[u16] = &[15000, 15020, 15021, 15090];
+pub const SIDECAR_PORTS: &[u16] = &[15000, 15020, 15021, 15090];
 
 /// Which layer decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,22 +54,29 @@ pub enum Layer {
     Blackhole,
     NetworkPolicy,
     NotListening,
-    Mtls,
-    Rbac,
-    ExtAuthz,
     Application,
+    /// Handed to the destination's real Envoy (see [`Forward`]).
+    Envoy,
 }
 
-/// One line the RBAC logger prints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RbacLine {
-    /// `checking request: ...` (each filter prints it first).
-    Checking(String),
-    Decision {
-        engine: Engine,
-        decision: RbacDecision,
-        policy: Option<String>,
-    },
+/// A request the destination's real Envoy decides: everything before its
+/// sidecar (DNS, routing, NetworkPolicy) let it through.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub namespace: String,
+    pub pod: String,
+    pub port: u16,
+    pub source_ip: Option<IpAddr>,
+    pub destination_ip: Option<IpAddr>,
+    /// The source sidecar's identity (namespace, service account) when the
+    /// client's traffic leaves through a sidecar (mTLS), None for plain text.
+    pub mtls: Option<(String, String)>,
+    /// SNI the source sidecar sends.
+    pub sni: String,
+    /// `meshsim.dev/latency` of the destination.
+    pub latency: Duration,
+    /// Whether the destination's Envoy writes an access log line.
+    pub access_log: bool,
 }
 
 /// What one sidecar writes for the request.
@@ -90,9 +84,6 @@ pub enum RbacLine {
 pub struct SidecarEvents {
     pub namespace: String,
     pub pod: String,
-    pub rbac: Vec<RbacLine>,
-    /// Details of a local reply (`rbac_access_denied_matched_policy[ID]`).
-    pub local_reply: Option<String>,
     pub access: Option<AccessLogEntry>,
     /// When the access log line is written, after the request started.
     pub access_after: Duration,
@@ -106,9 +97,10 @@ pub struct Verdict {
     /// One-line explanation (tracing, tests).
     pub reason: String,
     pub source: Option<SidecarEvents>,
-    pub destination: Option<SidecarEvents>,
     /// (namespace, pod, container, line) for the application's own log.
     pub app_log: Option<(String, String, String, String)>,
+    /// Set when the destination's real Envoy is to decide.
+    pub forward: Option<Forward>,
 }
 
 /// The inputs of a decision besides the gathered facts.
@@ -118,10 +110,6 @@ pub struct Input<'a> {
     /// The container the client runs in (`istio-proxy` bypasses capture).
     pub container: &'a str,
     pub request: &'a NetRequest,
-    /// AuthorizationPolicies the destination sidecar has received.
-    pub dst_authz: &'a [AuthorizationPolicy],
-    /// PeerAuthentications the destination sidecar has received.
-    pub dst_peerauth: &'a [Arc<Value>],
     /// Whether the simulated CNI enforces NetworkPolicy at all.
     pub enforce_network_policy: bool,
     /// Per-request values that would be random (request id, ports).
@@ -259,120 +247,6 @@ fn via_envoy(headers: &[(String, String)], upstream_time: Duration) -> Vec<(Stri
     out
 }
 
-/// The RBAC filters of a sidecar, run on one request: lines logged and the
-/// denial, if any (`Err(Some(id))` RBAC, `Err(None)` ext_authz).
-fn run_rbac(
-    policies: &[CompiledAuthz],
-    req: &AuthzRequest,
-    checking: &str,
-) -> (Vec<RbacLine>, Result<(), Option<String>>) {
-    let mut lines = Vec::new();
-    let of = |a: Action| -> Vec<&CompiledAuthz> {
-        policies.iter().filter(|p| p.action() == a).collect()
-    };
-    let dec = |engine, decision, policy: Option<String>| RbacLine::Decision {
-        engine,
-        decision,
-        policy,
-    };
-    let no_engine = || dec(Engine::None, RbacDecision::AllowedByDefault, None);
-
-    // CUSTOM: one filter per provider (shadow rules, then ext_authz).
-    let custom = of(Action::Custom);
-    let mut providers: Vec<&str> = custom.iter().filter_map(|p| p.provider()).collect();
-    providers.sort_unstable();
-    providers.dedup();
-    for prov in providers {
-        let ps: Vec<&CompiledAuthz> = custom
-            .iter()
-            .copied()
-            .filter(|p| p.provider() == Some(prov))
-            .collect();
-        let v = meshpolicy::authz::evaluate_policies(&ps, req, true, Vec::new());
-        lines.push(RbacLine::Checking(checking.to_string()));
-        match v.delegated.first() {
-            Some(d) => {
-                lines.push(dec(
-                    Engine::Shadow,
-                    RbacDecision::Denied,
-                    Some(d.policy_id.clone()),
-                ));
-                lines.push(no_engine());
-                return (lines, Err(None));
-            }
-            None => {
-                lines.push(dec(
-                    Engine::Shadow,
-                    RbacDecision::Allowed,
-                    Some("none".into()),
-                ));
-                lines.push(no_engine());
-            }
-        }
-    }
-
-    for action in [Action::Audit, Action::Deny, Action::Allow] {
-        let group = of(action);
-        if group.is_empty() {
-            continue;
-        }
-        lines.push(RbacLine::Checking(checking.to_string()));
-        let dry: Vec<&CompiledAuthz> = group.iter().copied().filter(|p| p.is_dry_run()).collect();
-        let live: Vec<&CompiledAuthz> = group.iter().copied().filter(|p| !p.is_dry_run()).collect();
-        if !dry.is_empty() {
-            let v = meshpolicy::authz::evaluate_policies(&dry, req, true, Vec::new());
-            if let Some(s) = v.shadow.iter().find(|s| s.action == action) {
-                let d = if s.outcome.ends_with("denied") {
-                    RbacDecision::Denied
-                } else {
-                    RbacDecision::Allowed
-                };
-                lines.push(dec(Engine::Shadow, d, Some(s.policy_id.clone())));
-            }
-        }
-        if live.is_empty() {
-            lines.push(no_engine());
-            continue;
-        }
-        let v = meshpolicy::authz::evaluate_policies(&live, req, true, Vec::new());
-        match action {
-            Action::Audit => {
-                let id = v.audited.first().cloned().unwrap_or_else(|| "none".into());
-                lines.push(dec(Engine::Enforced, RbacDecision::Allowed, Some(id)));
-            }
-            Action::Deny => match (v.decision, v.policy_id) {
-                (Decision::Deny, Some(id)) => {
-                    lines.push(dec(
-                        Engine::Enforced,
-                        RbacDecision::Denied,
-                        Some(id.clone()),
-                    ));
-                    return (lines, Err(Some(id)));
-                }
-                _ => lines.push(dec(
-                    Engine::Enforced,
-                    RbacDecision::Allowed,
-                    Some("none".into()),
-                )),
-            },
-            _ => match (v.decision, v.policy_id) {
-                (Decision::Allow, Some(id)) => {
-                    lines.push(dec(Engine::Enforced, RbacDecision::Allowed, Some(id)));
-                }
-                _ => {
-                    lines.push(dec(
-                        Engine::Enforced,
-                        RbacDecision::Denied,
-                        Some("none".into()),
-                    ));
-                    return (lines, Err(Some("none".into())));
-                }
-            },
-        }
-    }
-    (lines, Ok(()))
-}
-
 /// A blank access log entry for this request.
 fn entry(input: &Input<'_>, status: u16, flags: &str, details: &str) -> AccessLogEntry {
     let req = input.request;
@@ -417,16 +291,6 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn client(&self) -> String {
         format!("{}:{}", self.src_ip, self.input.ids.client_port)
-    }
-
-    /// The address the destination sees the connection come from: the
-    /// client's sidecar when it has one, else the client itself.
-    fn peer(&self) -> String {
-        if self.captured {
-            format!("{}:{}", self.src_ip, self.input.ids.upstream_port)
-        } else {
-            self.client()
-        }
     }
 
     /// The source sidecar's outbound entry for an answer that came from the
@@ -491,7 +355,6 @@ impl Ctx<'_> {
             pod: self.src.name.clone(),
             access: Some(finish(e, bytes_sent, duration, upstream_time)),
             access_after: after,
-            ..SidecarEvents::default()
         }
     }
 }
@@ -502,8 +365,8 @@ fn verdict(outcome: NetOutcome, layer: Layer, reason: impl Into<String>) -> Verd
         layer,
         reason: reason.into(),
         source: None,
-        destination: None,
         app_log: None,
+        forward: None,
     }
 }
 
@@ -739,78 +602,38 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
     let listening = listening_ports(dst_json).contains(&port);
     let lat = latency(dst_json);
     let dst_sidecar = dst.has_sidecar && !SIDECAR_PORTS.contains(&port);
-    let mode = if dst_sidecar {
-        peerauth::mtls_mode(
-            input.dst_peerauth,
-            &dst.namespace,
-            &dst.labels,
-            port,
-            ROOT_NAMESPACE,
-        )
-    } else {
-        MtlsMode::Permissive
-    };
     let sni = service.map_or_else(
         || "-".to_string(),
         |s| format!("outbound_.{}_._.{}", s.port, s.fqdn()),
     );
 
     if dst_sidecar {
-        if !ctx.captured && mode == MtlsMode::Strict {
-            let mut v = verdict(
-                NetOutcome::Reset { after: lat },
-                Layer::Mtls,
-                format!(
-                    "PeerAuthentication STRICT on {who} port {port} and the client has no sidecar: plain text is reset"
-                ),
-            );
-            let mut e = entry(input, 0, "NR", "filter_chain_not_found");
-            e.method = None;
-            e.path = None;
-            e.protocol = None;
-            e.user_agent = None;
-            e.request_id = None;
-            e.authority = None;
-            e.route_name = None;
-            e.response_code_details = Some("filter_chain_not_found".into());
-            e.downstream_local_address = Some(dst_hostport.clone());
-            e.downstream_remote_address = Some(ctx.peer());
-            v.destination = Some(SidecarEvents {
-                namespace: dst.namespace.clone(),
-                pod: dst.name.clone(),
-                access: Some(finish(e, 0, Duration::ZERO, None)),
-                ..SidecarEvents::default()
-            });
-            return v;
+        let mut v = verdict(
+            NetOutcome::Reset { after: lat },
+            Layer::Envoy,
+            format!("{who} port {port}: handed to its sidecar's Envoy"),
+        );
+        v.forward = Some(Forward {
+            namespace: dst.namespace.clone(),
+            pod: dst.name.clone(),
+            port,
+            source_ip: ctx.src.ip,
+            destination_ip: dst.ip,
+            mtls: ctx
+                .captured
+                .then(|| (ctx.src.namespace.clone(), ctx.src.service_account.clone())),
+            sni,
+            latency: lat,
+            access_log: facts.access_log,
+        });
+        // The source sidecar (simulated) logs what it relays; the caller
+        // fills in the answer once Envoy has given it.
+        if ctx.captured {
+            v.source = Some(ctx.relayed(service, &dst_hostport, &dst_addr, 0, 0, lat));
         }
-        if ctx.captured && mode == MtlsMode::Disable {
-            let (headers, body) = local_reply(503, CONNECT_TERMINATION_BODY, None);
-            let mut v = verdict(
-                NetOutcome::Http {
-                    after: lat,
-                    status: 503,
-                    headers,
-                    body: body.clone(),
-                },
-                Layer::Mtls,
-                format!(
-                    "PeerAuthentication DISABLE on {who} port {port}: the client sidecar's mTLS handshake is cut"
-                ),
-            );
-            v.source = Some(ctx.outbound(
-                service,
-                Some(dst_hostport.clone()),
-                &dst_addr,
-                503,
-                "UC",
-                "upstream_reset_before_response_started{connection_termination}",
-                body.len(),
-                lat,
-                None,
-            ));
-            return v;
-        }
-    } else if !listening {
+        return v;
+    }
+    if !listening {
         let reason = format!("nothing listens on {who} port {port}");
         if ctx.captured {
             let (headers, body) = local_reply(503, CONNECT_FAILURE_BODY, None);
@@ -846,150 +669,6 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
         );
     }
 
-    let mtls = dst_sidecar && ctx.captured && mode != MtlsMode::Disable;
-    let mut dst_events = dst_sidecar.then(|| SidecarEvents {
-        namespace: dst.namespace.clone(),
-        pod: dst.name.clone(),
-        ..SidecarEvents::default()
-    });
-    let inbound = |status: u16,
-                   flags: &str,
-                   details: &str,
-                   upstream: Option<String>,
-                   sent: usize,
-                   dur: Duration,
-                   up: Option<Duration>| {
-        let mut e = entry(input, status, flags, details);
-        e.upstream_host = upstream.clone();
-        e.upstream_cluster = Some(format!("inbound|{port}||"));
-        e.upstream_local_address =
-            upstream.map(|_| format!("127.0.0.6:{}", input.ids.inbound_port));
-        e.downstream_local_address = Some(dst_hostport.clone());
-        e.downstream_remote_address = Some(ctx.peer());
-        e.requested_server_name = mtls.then(|| sni.clone());
-        if !mtls {
-            e.route_name = Some("default".into());
-        }
-        finish(e, sent, dur, up)
-    };
-
-    // The destination sidecar's RBAC filters.
-    if let Some(ev) = dst_events.as_mut() {
-        let compiled: Vec<CompiledAuthz> = input
-            .dst_authz
-            .iter()
-            .filter_map(|p| CompiledAuthz::compile(p).ok())
-            .filter(|p| p.applies_to(&dst, ROOT_NAMESPACE))
-            .collect();
-        let mut headers: BTreeMap<String, String> = req
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect();
-        headers.insert(":authority".into(), authority(req));
-        headers.insert(":method".into(), req.method.clone());
-        headers.insert(":path".into(), req.path.clone());
-        let areq = AuthzRequest {
-            source_principal: mtls.then(|| {
-                ctx.src
-                    .principal(meshpolicy::workload::DEFAULT_TRUST_DOMAIN)
-            }),
-            source_namespace: None,
-            source_ip: ctx.src.ip,
-            remote_ip: None,
-            request_principal: None,
-            destination_namespace: dst.namespace.clone(),
-            destination_pod: dst.name.clone(),
-            destination_ip: dst.ip,
-            destination_port: port,
-            http: Some(HttpAttributes {
-                method: req.method.clone(),
-                path: req.path.clone(),
-                host: authority(req),
-                headers: headers.clone(),
-            }),
-        };
-        let checking = checking_line(ctx, &areq, &dst_hostport, mtls, &sni, &headers);
-        let (lines, result) = run_rbac(&compiled, &areq, &checking);
-        ev.rbac = lines;
-        if let Err(denied) = result {
-            let (status_body, details, flags) = match &denied {
-                Some(id) => (
-                    RBAC_DENIED_BODY,
-                    meshpolicy::envoy::format_rbac_denied_details(Some(id)),
-                    "-",
-                ),
-                None => ("", "ext_authz_error".to_string(), "UAEX"),
-            };
-            let layer = if denied.is_some() {
-                Layer::Rbac
-            } else {
-                Layer::ExtAuthz
-            };
-            ev.local_reply = Some(details.clone());
-            ev.access = Some(inbound(
-                403,
-                flags,
-                &details,
-                None,
-                status_body.len(),
-                lat,
-                None,
-            ));
-            let (headers, body) = local_reply(403, status_body, ctx.captured.then_some(lat));
-            let reason = match &denied {
-                Some(id) => format!("AuthorizationPolicy at {who}: denied, matched policy {id}"),
-                None => format!(
-                    "CUSTOM AuthorizationPolicy at {who}: no ext_authz provider answers in meshsim"
-                ),
-            };
-            let mut v = verdict(
-                NetOutcome::Http {
-                    after: lat,
-                    status: 403,
-                    headers,
-                    body: body.clone(),
-                },
-                layer,
-                reason,
-            );
-            if ctx.captured {
-                v.source =
-                    Some(ctx.relayed(service, &dst_hostport, &dst_addr, 403, body.len(), lat));
-            }
-            v.destination = dst_events;
-            return v;
-        }
-        if !listening {
-            let (headers, body) = local_reply(503, CONNECT_FAILURE_BODY, None);
-            ev.access = Some(inbound(
-                503,
-                "UF",
-                "upstream_reset_before_response_started{connection_failure,delayed_connect_error:_111}",
-                Some(dst_hostport.clone()),
-                body.len(),
-                lat,
-                None,
-            ));
-            let mut v = verdict(
-                NetOutcome::Http {
-                    after: lat,
-                    status: 503,
-                    headers,
-                    body: body.clone(),
-                },
-                Layer::NotListening,
-                format!("nothing listens on {who} port {port} (the destination sidecar answers)"),
-            );
-            if ctx.captured {
-                v.source =
-                    Some(ctx.relayed(service, &dst_hostport, &dst_addr, 503, body.len(), lat));
-            }
-            v.destination = dst_events;
-            return v;
-        }
-    }
-
     // The application answers.
     let cms = &facts.configmaps;
     let lookup = |name: &str| {
@@ -999,7 +678,7 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
     };
     let a = app::answer(dst_json, &lookup, &req.method, &req.path, port);
     let sent = a.body.len();
-    let through_envoy = ctx.captured || dst_events.is_some();
+    let through_envoy = ctx.captured;
     let headers = if through_envoy {
         via_envoy(&a.headers, lat)
     } else {
@@ -1015,18 +694,6 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
         Layer::Application,
         format!("{who} answered {}", a.status),
     );
-    if let Some(mut ev) = dst_events {
-        ev.access = Some(inbound(
-            a.status,
-            "-",
-            "via_upstream",
-            Some(dst_hostport.clone()),
-            sent,
-            lat,
-            Some(lat),
-        ));
-        v.destination = Some(ev);
-    }
     if ctx.captured {
         v.source = Some(ctx.relayed(service, &dst_hostport, &dst_addr, a.status, sent, lat));
     }
@@ -1058,34 +725,6 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
         v.app_log = Some((dst.namespace.clone(), dst.name.clone(), c.to_string(), line));
     }
     v
-}
-
-fn checking_line(
-    ctx: &Ctx<'_>,
-    req: &AuthzRequest,
-    local: &str,
-    mtls: bool,
-    sni: &str,
-    headers: &BTreeMap<String, String>,
-) -> String {
-    let peer = ctx.peer();
-    let ssl = if mtls {
-        format!(
-            "uriSanPeerCertificate: spiffe://{}, dnsSanPeerCertificate: , subjectPeerCertificate: ",
-            req.source_principal.clone().unwrap_or_default()
-        )
-    } else {
-        "none".into()
-    };
-    let hs: Vec<String> = headers
-        .iter()
-        .map(|(k, v)| format!("'{k}', '{v}'"))
-        .collect();
-    format!(
-        "checking request: requestedServerName: {}, sourceIP: {peer}, directRemoteIP: {peer}, remoteIP: {peer},localAddress: {local}, ssl: {ssl}, headers: {}, dynamicMetadata: ",
-        if mtls { sni } else { "" },
-        hs.join("; ")
-    )
 }
 
 /// The pod IP as an address, when it has one.

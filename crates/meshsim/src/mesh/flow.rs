@@ -262,7 +262,7 @@ pub fn resolve(store: &Store, namespace: &str, host: &str, port: u16) -> (Route,
 /// Istio's demo profile; off when the mesh config (ConfigMap `istio` in
 /// `istio-system`, key `mesh`) sets `accessLogFile: ""`, or when that
 /// ConfigMap carries the annotation `meshsim.dev/access-log: "off"`.
-fn access_log_enabled(store: &Store) -> bool {
+pub(crate) fn access_log_enabled(store: &Store) -> bool {
     let Some(cm) = store.get(resources::CONFIGMAPS, "istio-system", "istio") else {
         return true;
     };

@@ -1,15 +1,17 @@
-//! The simulated mesh: traffic between pods, Istio sidecars and their logs.
+//! The mesh: traffic between pods, Istio sidecars (real Envoys) and their logs.
 //!
 //! When `curl` or `wget` runs in a container, [`Mesh`] (the cluster's
-//! [`Network`]) decides what happens to the request the way a cluster with
-//! Calico and Istio would: DNS and kube-proxy ([`flow`]), NetworkPolicy, a
-//! listening port, PeerAuthentication and the destination sidecar's RBAC
-//! filters ([`decide`], evaluated with crates/meshpolicy), then the
-//! application ([`app`]). Each decision appends what Envoy prints to the
-//! sidecars' `istio-proxy` logs: RBAC debug lines and the local reply line
-//! (only while the sidecar's `rbac` / `http` logger is at debug, see
-//! [`loglevel`]) and an access log line per request while access logging is
-//! on.
+//! [`Network`]) carries the request the way a cluster with Calico and Istio
+//! would: DNS and kube-proxy ([`flow`]), NetworkPolicy (evaluated with
+//! crates/meshpolicy, [`decide`]), then, when the destination has a sidecar,
+//! that pod's real Envoy ([`crate::sidecar`]): PeerAuthentication, RBAC, the
+//! router to the application ([`app`]) all happen in Envoy, which writes the
+//! `istio-proxy` log itself (RBAC debug lines, local replies, access log).
+//! Destinations without a sidecar answer from [`app`] directly. The source
+//! pod's sidecar stays simulated: its outbound access log line and its local
+//! replies (connect timeout, no healthy upstream) are written by meshsim.
+//! Envoy's log levels start from the pod's annotations ([`crate::sidecar::loglevel`]) and are
+//! changed through Envoy's own `/logging`.
 //!
 //! Propagation: AuthorizationPolicy and PeerAuthentication changes reach a
 //! sidecar `--propagation-delay` (scaled by `--time-scale`) after they are
@@ -19,24 +21,22 @@
 //! second on real clusters; meshsim applies it at once. Pod and namespace
 //! label changes also apply at once.
 //!
-//! Public API for the Envoy admin simulation: [`Mesh::sidecar_policies`],
-//! [`Mesh::logger_level`], [`Mesh::set_logger_level`] and friends, and
-//! [`Mesh::set_admin_handler`] for requests to a sidecar's own admin port.
+//! Public API: [`Mesh::send_request`] (what a client in a pod gets),
+//! [`Mesh::sync_sidecar`] / [`Mesh::admin_address`] (a sidecar's Envoy,
+//! brought up to date), [`Mesh::sidecar_policies`], [`Mesh::fleet`].
 
 pub mod app;
+pub mod appserver;
 pub mod decide;
 pub mod flow;
-pub mod loglevel;
-pub mod peerauth;
 pub mod timeline;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use meshpolicy::AuthorizationPolicy;
-use meshpolicy::envoy::FilterKind;
 use rand::Rng;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
@@ -44,17 +44,18 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::exec::{ExecTarget, NetOutcome, NetRequest, Network};
 use crate::resources;
 use crate::server::App;
+use crate::sidecar::{self, Fleet};
 use crate::store::Event;
 
+pub use crate::sidecar::loglevel::{LevelError, LogLevel, LoggerLevels};
 pub use decide::{Layer, Verdict};
-pub use loglevel::{LevelError, LogLevel, LoggerLevels};
 use timeline::{ObjectKey, PolicyKind, Timeline};
 
 /// Default `--propagation-delay` (simulated time).
 pub const DEFAULT_PROPAGATION_DELAY: Duration = Duration::from_secs(2);
 
 /// The sidecar's container name.
-pub const PROXY_CONTAINER: &str = "istio-proxy";
+pub use crate::sidecar::PROXY_CONTAINER;
 
 /// Settings of the mesh simulation.
 #[derive(Debug, Clone, Copy)]
@@ -82,26 +83,6 @@ impl Default for MeshOptions {
 pub enum MeshError {
     #[error("pods \"{pod}\" not found in namespace \"{namespace}\"")]
     NoPod { namespace: String, pod: String },
-    #[error("pod {pod}.{namespace} has no istio-proxy sidecar")]
-    NoSidecar { namespace: String, pod: String },
-    #[error(transparent)]
-    Level(#[from] LevelError),
-}
-
-/// Answers requests a pod makes to its own sidecar's ports (e.g. Envoy's
-/// admin on `localhost:15000`), registered by the Envoy admin simulation.
-pub trait AdminHandler: Send + Sync + 'static {
-    /// `None` lets the mesh answer as usual.
-    fn handle(&self, from: &ExecTarget, request: &NetRequest) -> Option<NetOutcome>;
-}
-
-/// Per-sidecar run-time state.
-#[derive(Debug, Clone)]
-struct Sidecar {
-    uid: String,
-    levels: LoggerLevels,
-    next_connection: u64,
-    thread_base: u32,
 }
 
 #[derive(Debug, Default)]
@@ -111,7 +92,6 @@ struct State {
     clock_offset: Duration,
     /// When each pod (ns, name) became Ready: (uid, time; None = before watching).
     ready_at: HashMap<(String, String), (String, Option<Instant>)>,
-    sidecars: HashMap<(String, String), Sidecar>,
 }
 
 /// The mesh simulation of one cluster.
@@ -119,9 +99,12 @@ pub struct Mesh {
     app: Weak<App>,
     options: MeshOptions,
     state: Mutex<State>,
-    admin: RwLock<Option<Arc<dyn AdminHandler>>>,
     /// resourceVersion of the last store event observed.
     observed: AtomicU64,
+    /// The real Envoy sidecars (None: sidecars are simulated).
+    fleet: Option<Arc<Fleet>>,
+    /// Itself, for tasks it spawns.
+    me: Weak<Mesh>,
 }
 
 impl std::fmt::Debug for Mesh {
@@ -177,13 +160,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-/// Time as istio-proxy prints it (`2025-07-06T19:33:00.654348Z`).
-fn proxy_time() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
-}
-
 /// Time as Envoy's access log prints it (`2025-07-22T17:55:52.085Z`).
 fn access_time() -> String {
     jiff::Timestamp::now()
@@ -191,21 +167,34 @@ fn access_time() -> String {
         .to_string()
 }
 
-/// The source location of the RBAC filter's `checking request` line.
-const CHECKING_CALLER: &str =
-    "external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:153";
-
 impl Mesh {
     /// Creates the mesh for `app`, makes it the cluster's network and starts
     /// watching policy and pod changes (needs a tokio runtime).
     pub fn install(app: &Arc<App>, options: MeshOptions) -> Arc<Mesh> {
-        let mesh = Arc::new(Mesh {
+        Self::install_with(app, options, None)
+    }
+
+    /// Like [`Mesh::install`], with a real Envoy (`envoy`) in every
+    /// sidecar-injected pod.
+    pub fn install_with_envoy(
+        app: &Arc<App>,
+        options: MeshOptions,
+        envoy: std::path::PathBuf,
+    ) -> Result<Arc<Mesh>, sidecar::SidecarError> {
+        let fleet = Fleet::new(envoy, app.cancel.clone())?;
+        Ok(Self::install_with(app, options, Some(Arc::new(fleet))))
+    }
+
+    fn install_with(app: &Arc<App>, options: MeshOptions, fleet: Option<Arc<Fleet>>) -> Arc<Mesh> {
+        let mesh = Arc::new_cyclic(|me| Mesh {
             app: Arc::downgrade(app),
             options,
             state: Mutex::new(State::default()),
-            admin: RwLock::new(None),
             observed: AtomicU64::new(0),
+            fleet,
+            me: me.clone(),
         });
+        let mut launch = Vec::new();
         let rx = {
             let store = lock(&app.store);
             let mut st = lock(&mesh.state);
@@ -218,6 +207,9 @@ impl Mesh {
                 }
             }
             for p in store.list(resources::PODS, None).filter(|p| is_ready(p)) {
+                if has_sidecar(p) {
+                    launch.push(p.clone());
+                }
                 st.ready_at.insert(
                     (
                         p["metadata"]["namespace"]
@@ -244,7 +236,22 @@ impl Mesh {
         if let Ok(mut n) = app.network.write() {
             *n = mesh.clone();
         }
+        for p in launch {
+            mesh.launch(p);
+        }
         mesh
+    }
+
+    /// The real sidecars, when the mesh runs them.
+    pub fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.fleet.as_ref()
+    }
+
+    /// Stops every sidecar Envoy and waits for them to exit.
+    pub async fn stop_sidecars(&self) {
+        if let Some(f) = &self.fleet {
+            f.stopped().await;
+        }
     }
 
     /// The options in force.
@@ -265,13 +272,6 @@ impl Mesh {
     /// Moves the mesh's clock forward (tests: observe propagation without waiting).
     pub fn advance_clock(&self, by: Duration) {
         lock(&self.state).clock_offset += by;
-    }
-
-    /// Registers the handler for requests to a pod's own sidecar ports.
-    pub fn set_admin_handler(&self, handler: Arc<dyn AdminHandler>) {
-        if let Ok(mut h) = self.admin.write() {
-            *h = Some(handler);
-        }
     }
 
     fn now(&self, st: &State) -> Instant {
@@ -305,6 +305,8 @@ impl Mesh {
             let obj = (ev.kind != "DELETED").then(|| (*ev.object).clone());
             let window = self.real_propagation_delay() + Duration::from_secs(1);
             st.timeline.record(key, now, obj, window);
+            drop(st);
+            self.refresh_later();
         } else if ev.key == resources::PODS {
             let p = &ev.object;
             let id = (
@@ -316,10 +318,16 @@ impl Mesh {
             );
             let uid = p["metadata"]["uid"].as_str().unwrap_or("").to_string();
             if ev.kind == "DELETED" {
+                if let Some(f) = &self.fleet {
+                    f.stop(&id.0, &id.1);
+                }
                 st.ready_at.remove(&id);
-                st.sidecars.remove(&id);
             } else if is_ready(p) && st.ready_at.get(&id).is_none_or(|(u, _)| *u != uid) {
                 st.ready_at.insert(id, (uid, Some(now)));
+                if has_sidecar(p) {
+                    drop(st);
+                    self.launch((**p).clone());
+                }
             }
         }
     }
@@ -413,76 +421,20 @@ impl Mesh {
             .collect()
     }
 
-    /// The PeerAuthentications the sidecar of `ns/pod` has received by now.
-    pub fn sidecar_peer_authentications(&self, ns: &str, pod: &str) -> Vec<Value> {
-        self.received(ns, pod)
-            .1
-            .iter()
-            .map(|v| (**v).clone())
-            .collect()
-    }
-
-    fn with_sidecar<R>(
-        &self,
-        ns: &str,
-        pod: &str,
-        f: impl FnOnce(&mut Sidecar) -> R,
-    ) -> Result<R, MeshError> {
-        let p = self.pod(ns, pod)?;
-        if !has_sidecar(&p) {
-            return Err(MeshError::NoSidecar {
-                namespace: ns.to_string(),
-                pod: pod.to_string(),
-            });
-        }
-        let mut st = lock(&self.state);
-        Ok(f(sidecar_state(&mut st, &p)))
-    }
-
-    /// The level of one Envoy logger of the sidecar of `ns/pod`; None when the
-    /// pod does not exist, has no sidecar, or Envoy has no such logger.
-    pub fn logger_level(&self, ns: &str, pod: &str, logger: &str) -> Option<LogLevel> {
-        self.with_sidecar(ns, pod, |s| s.levels.get(logger))
-            .ok()
-            .flatten()
-    }
-
-    /// Sets one logger (`POST /logging?rbac=debug`).
-    pub fn set_logger_level(
-        &self,
-        ns: &str,
-        pod: &str,
-        logger: &str,
-        level: LogLevel,
-    ) -> Result<(), MeshError> {
-        self.with_sidecar(ns, pod, |s| s.levels.set(logger, level.as_str()))?
-            .map_err(MeshError::from)
-    }
-
-    /// Sets every logger (`POST /logging?level=debug`).
-    pub fn set_all_logger_levels(
-        &self,
-        ns: &str,
-        pod: &str,
-        level: LogLevel,
-    ) -> Result<(), MeshError> {
-        self.with_sidecar(ns, pod, |s| s.levels.set_all(level))
-    }
-
-    /// Back to Istio's defaults (`warning`, `misc: error`), as
-    /// `istioctl proxy-config log --reset` does.
-    pub fn reset_logger_levels(&self, ns: &str, pod: &str) -> Result<(), MeshError> {
-        self.with_sidecar(ns, pod, |s| s.levels = LoggerLevels::default())
-    }
-
-    /// Every logger's level (for Envoy's `active loggers:` listing).
-    pub fn logger_levels(&self, ns: &str, pod: &str) -> Result<LoggerLevels, MeshError> {
-        self.with_sidecar(ns, pod, |s| s.levels.clone())
-    }
-
     /// Decides a request without writing any log (tests, explanations).
     pub fn evaluate(&self, from: &ExecTarget, request: &NetRequest) -> Option<Verdict> {
         self.run(from, request, false)
+    }
+
+    fn facts(&self, app: &App, from: &ExecTarget, request: &NetRequest) -> Option<flow::Facts> {
+        let store = lock(&app.store);
+        flow::gather(
+            &store,
+            &from.namespace,
+            &from.pod,
+            &request.host,
+            request.port,
+        )
     }
 
     fn run(&self, from: &ExecTarget, request: &NetRequest, emit: bool) -> Option<Verdict> {
@@ -497,17 +449,6 @@ impl Mesh {
                 request.port,
             )?
         };
-        let (authz, pa) = match &facts.route {
-            flow::Route::Endpoint { pod, .. } => self.received(
-                pod["metadata"]["namespace"].as_str().unwrap_or(""),
-                pod["metadata"]["name"].as_str().unwrap_or(""),
-            ),
-            _ => (Vec::new(), Vec::new()),
-        };
-        let authz: Vec<AuthorizationPolicy> = authz
-            .iter()
-            .filter_map(|v| serde_json::from_value((**v).clone()).ok())
-            .collect();
         let mut rng = rand::rng();
         let ids = decide::Ids {
             request_id: crate::store::new_uid(),
@@ -520,8 +461,6 @@ impl Mesh {
             facts: &facts,
             container: &from.container,
             request,
-            dst_authz: &authz,
-            dst_peerauth: &pa,
             enforce_network_policy: self.options.cni_enforces_network_policy,
             ids,
         };
@@ -540,70 +479,13 @@ impl Mesh {
         Some(v)
     }
 
+    /// Writes the simulated source sidecar's outbound access log line (the
+    /// destination's lines come from its real Envoy) and the application's.
     fn emit(&self, app: &Arc<App>, facts: &flow::Facts, v: &Verdict) {
-        let dst_pod = match &facts.route {
-            flow::Route::Endpoint { pod, .. } => Some(pod),
-            _ => None,
-        };
-        for (events, pod) in [
-            (v.source.as_ref(), Some(&facts.source)),
-            (v.destination.as_ref(), dst_pod),
-        ] {
-            let (Some(ev), Some(pod)) = (events, pod) else {
-                continue;
-            };
-            let (levels, conn, thread) = {
-                let mut st = lock(&self.state);
-                let s = sidecar_state(&mut st, pod);
-                s.next_connection += 1;
-                (
-                    s.levels.clone(),
-                    s.next_connection,
-                    s.thread_base + (s.next_connection % 2) as u32,
-                )
-            };
-            let mut lines = Vec::new();
-            if levels.enabled("rbac", LogLevel::Debug) {
-                for l in &ev.rbac {
-                    let t = proxy_time();
-                    lines.push(match l {
-                        decide::RbacLine::Checking(msg) => {
-                            format!(
-                                "{t}\tdebug\tenvoy rbac {CHECKING_CALLER}\t{msg}\tthread={thread}"
-                            )
-                        }
-                        decide::RbacLine::Decision {
-                            engine,
-                            decision,
-                            policy,
-                        } => meshpolicy::envoy::format_rbac_debug_line(
-                            &t,
-                            FilterKind::Http,
-                            *engine,
-                            *decision,
-                            policy.as_deref(),
-                            thread,
-                        ),
-                    });
-                }
-            }
-            if let Some(details) = &ev.local_reply
-                && levels.enabled("http", LogLevel::Debug)
-            {
-                let stream: u64 = rand::rng().random_range(1_000_000_000_000_000_000..u64::MAX);
-                lines.push(meshpolicy::envoy::format_local_reply_line(
-                    &proxy_time(),
-                    conn,
-                    stream,
-                    details,
-                    thread,
-                ));
-            }
-            for l in &lines {
-                app.logs.append(&ev.namespace, &ev.pod, PROXY_CONTAINER, l);
-            }
-            if let Some(entry) = &ev.access
-                && facts.access_log
+        if let Some(ev) = v.source.as_ref()
+            && let Some(entry) = &ev.access
+            && facts.access_log
+        {
             {
                 let line = entry.format_text();
                 let delay = if ev.access_after.is_zero() {
@@ -643,55 +525,428 @@ impl Mesh {
     }
 }
 
-/// The run-time state of `pod`'s sidecar, created from its annotations on
-/// first use (and again when the pod was replaced under the same name).
-fn sidecar_state<'a>(st: &'a mut State, pod: &Value) -> &'a mut Sidecar {
-    let ns = pod["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
-    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
-    let fresh = || {
-        let ann = &pod["metadata"]["annotations"];
-        let levels = LoggerLevels::from_annotations(|k| ann[k].as_str().map(str::to_string));
-        let base = 20
-            + name
-                .bytes()
-                .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)))
-                % 10;
-        Sidecar {
-            uid: uid.clone(),
-            levels,
-            next_connection: 10 + u64::from(base),
-            thread_base: base,
-        }
-    };
-    let entry = st.sidecars.entry((ns, name.clone())).or_insert_with(fresh);
-    if entry.uid != uid {
-        *entry = fresh();
+/// The real sidecars: launching, configuring and sending traffic through them.
+impl Mesh {
+    /// Starts the Envoy of a pod that just became Ready (once per pod uid).
+    fn launch(&self, pod: Value) {
+        let (Some(fleet), Some(mesh)) = (self.fleet.clone(), self.me.upgrade()) else {
+            return;
+        };
+        let Ok(_rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("meshsim: no async runtime; sidecars cannot start");
+            return;
+        };
+        let ns = pod["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        let Some((proxy, paths)) = fleet.register(&ns, &name, &uid) else {
+            return;
+        };
+        let app = self.app.clone();
+        let f2 = fleet.clone();
+        fleet.spawn(async move {
+            if let Err(e) = std::fs::create_dir_all(&paths.dir) {
+                tracing::error!("meshsim: {}: {e}", paths.dir.display());
+                return;
+            }
+            let listening = decide::listening_ports(&pod);
+            let mut ports: Vec<u16> = decide::model_pod(&pod)
+                .ports
+                .iter()
+                .filter(|p| p.protocol == meshpolicy::Protocol::Tcp)
+                .map(|p| p.port)
+                .collect();
+            ports.extend(listening.iter().copied());
+            ports.retain(|p| !decide::SIDECAR_PORTS.contains(p));
+            let mut app_ports = std::collections::BTreeMap::new();
+            for port in ports {
+                let local = if listening.contains(&port) {
+                    appserver::serve(
+                        app.clone(),
+                        ns.clone(),
+                        name.clone(),
+                        port,
+                        proxy.stop_token(),
+                    )
+                    .await
+                    .ok()
+                } else {
+                    None
+                };
+                app_ports.insert(port, local);
+            }
+            let Some(cfg) = mesh.sidecar_config(&pod, &app_ports, &paths) else {
+                return;
+            };
+            let written = sidecar::write_atomic(&paths.bootstrap, &cfg.bootstrap).and_then(|()| {
+                sidecar::write_atomic(
+                    &paths.lds,
+                    &sidecar::config::resource_file(1, &cfg.listeners),
+                )
+            });
+            if let Err(e) = written {
+                tracing::error!("meshsim: writing {}: {e}", paths.dir.display());
+                return;
+            }
+            {
+                let mut w = proxy.config.lock().await;
+                w.version = 1;
+                w.listeners = cfg.listeners;
+                w.app_ports = app_ports;
+            }
+            let (level, component_levels) = sidecar::log_args(&pod["metadata"]["annotations"]);
+            let launch = sidecar::proxy::Launch {
+                envoy: f2.envoy().to_path_buf(),
+                bootstrap: paths.bootstrap.clone(),
+                admin_path: paths.admin.clone(),
+                level,
+                component_levels,
+            };
+            let Some(logs) = app.upgrade().map(|a| a.logs.clone()) else {
+                return;
+            };
+            let app2 = app.clone();
+            let restarted: Arc<dyn Fn(&sidecar::Proxy) + Send + Sync> =
+                Arc::new(move |p: &sidecar::Proxy| {
+                    if let Some(a) = app2.upgrade() {
+                        bump_restart_count(&a, &p.namespace, &p.pod, &p.uid);
+                    }
+                });
+            drop(mesh);
+            sidecar::proxy::supervise(proxy, launch, logs, f2.shutdown_token(), restarted).await;
+            let _ = std::fs::remove_dir_all(&paths.dir);
+        });
     }
-    entry
-}
 
-impl Network for Mesh {
-    fn decide(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome {
+    /// The configuration the sidecar of `pod` should have now.
+    fn sidecar_config(
+        &self,
+        pod: &Value,
+        app_ports: &std::collections::BTreeMap<u16, Option<u16>>,
+        paths: &sidecar::Paths,
+    ) -> Option<sidecar::config::EnvoyConfig> {
+        let fleet = self.fleet.as_ref()?;
+        let app = self.app.upgrade()?;
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+        let name = pod["metadata"]["name"].as_str().unwrap_or("");
+        let (services, access_log) = {
+            let store = lock(&app.store);
+            let services: Vec<Value> = store.list(resources::SERVICES, Some(ns)).cloned().collect();
+            (services, flow::access_log_enabled(&store))
+        };
+        let policies = self.sidecar_policies(ns, name);
+        let (_, peer_authentications) = self.received(ns, name);
+        let sa = pod["spec"]["serviceAccountName"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default");
+        let identity = match fleet.pki().identity(ns, sa) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!("meshsim: {e}");
+                return None;
+            }
+        };
+        Some(sidecar::config::envoy_config(
+            &sidecar::config::SidecarInput {
+                pod,
+                services: &services,
+                policies: &policies,
+                peer_authentications: &peer_authentications,
+                app_ports,
+                identity: &identity,
+                ca_pem: fleet.pki().ca_pem(),
+                access_log,
+                lds_path: &paths.lds,
+            },
+        ))
+    }
+
+    /// Brings the sidecar of `ns/pod` up to date with what it has received
+    /// by now and returns its addresses once Envoy runs the new listener.
+    pub async fn sync_sidecar(&self, ns: &str, pod: &str) -> Option<sidecar::Addresses> {
+        let fleet = self.fleet.as_ref()?;
+        let proxy = match fleet.proxy(ns, pod) {
+            Some(p) => p,
+            // The pod may have turned Ready in the store a moment before the
+            // mesh saw it (and launched its Envoy): catch up first.
+            None => {
+                self.settle(400).await;
+                fleet.proxy(ns, pod)?
+            }
+        };
+        proxy.ready(sidecar::READY_LIMIT).await?;
+        let pod_json = self.pod(ns, pod).ok()?;
+        let paths = sidecar::Paths::new(proxy.dir.clone());
+        let mut w = proxy.config.lock().await;
+        if let Some(cfg) = self.sidecar_config(&pod_json, &w.app_ports, &paths) {
+            fleet
+                .apply(
+                    &proxy,
+                    &mut w,
+                    &paths.lds,
+                    cfg.listeners,
+                    sidecar::READY_LIMIT,
+                )
+                .await;
+        }
+        drop(w);
+        proxy.addresses()
+    }
+
+    /// The admin address of the Envoy of `ns/pod`, its configuration
+    /// brought up to date first (an admin reader sees what the sidecar has
+    /// received by now, as it would with istiod pushing).
+    pub async fn admin_address(&self, ns: &str, pod: &str) -> Option<std::net::SocketAddr> {
+        self.sync_sidecar(ns, pod).await.map(|a| a.admin)
+    }
+
+    /// After the propagation delay, brings every sidecar up to date (so its
+    /// admin shows the change even when no request arrives).
+    fn refresh_later(&self) {
+        let (Some(_), Some(mesh)) = (self.fleet.as_ref(), self.me.upgrade()) else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let delay = self.real_propagation_delay() + Duration::from_millis(20);
+        let cancel = self.app.upgrade().map(|a| a.cancel.clone());
+        let Some(cancel) = cancel else { return };
+        let weak = Arc::downgrade(&mesh);
+        drop(mesh);
+        rt.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = cancel.cancelled() => return,
+            }
+            let Some(m) = weak.upgrade() else { return };
+            let Some(fleet) = m.fleet.clone() else { return };
+            for p in fleet.proxies() {
+                let _ = m.sync_sidecar(&p.namespace, &p.pod).await;
+            }
+        });
+    }
+
+    /// Sends a request through the destination's real Envoy.
+    async fn forward(&self, fw: &decide::Forward, request: &NetRequest) -> NetOutcome {
+        let captured = fw.mtls.is_some();
+        let failed = |body: &str| {
+            if captured {
+                NetOutcome::Http {
+                    after: fw.latency,
+                    status: 503,
+                    headers: vec![
+                        ("content-length".into(), body.len().to_string()),
+                        ("content-type".into(), "text/plain".into()),
+                        ("date".into(), app::http_date()),
+                        ("server".into(), "envoy".into()),
+                    ],
+                    body: body.as_bytes().to_vec(),
+                }
+            } else {
+                NetOutcome::Reset { after: fw.latency }
+            }
+        };
+        let Some(addr) = self.sync_sidecar(&fw.namespace, &fw.pod).await else {
+            return failed(decide::CONNECT_FAILURE_BODY);
+        };
+        let mtls = match (&fw.mtls, &self.fleet) {
+            (Some((ns, sa)), Some(fleet)) => match fleet.pki().identity(ns, sa) {
+                Ok(id) => Some((id, fw.sni.clone())),
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        let unspecified = std::net::IpAddr::from([0, 0, 0, 0]);
+        let dial = sidecar::client::Dial {
+            inbound: addr.inbound,
+            source_ip: fw.source_ip.unwrap_or(unspecified),
+            source_port: rand::rng().random_range(32768..61000),
+            destination_ip: fw.destination_ip.unwrap_or(unspecified),
+            destination_port: fw.port,
+            mtls,
+        };
+        let sent = sidecar::client::send(
+            &dial,
+            &request.method,
+            &request.path,
+            &request.headers,
+            request.body.as_deref(),
+        );
+        let outcome = tokio::time::timeout(Duration::from_secs(30), sent).await;
+        // The request is over for the client once Envoy has logged it (the
+        // access log line names the client's address and port): readers of
+        // the istio-proxy log right after the request find it, as with a
+        // real sidecar a moment later.
+        if fw.access_log
+            && let Some(app) = self.app.upgrade()
+        {
+            let needle = format!(" {}:{} ", dial.source_ip, dial.source_port);
+            let found = app
+                .logs
+                .wait_for_line(
+                    &fw.namespace,
+                    &fw.pod,
+                    PROXY_CONTAINER,
+                    400,
+                    |l| l.starts_with('[') && l.contains(&needle),
+                    Duration::from_secs(2),
+                )
+                .await;
+            if !found {
+                tracing::debug!(
+                    "meshsim: no access log line from {}/{}",
+                    fw.namespace,
+                    fw.pod
+                );
+            }
+        }
+        match outcome {
+            Ok(Ok(r)) => NetOutcome::Http {
+                after: fw.latency,
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            },
+            Ok(Err(e)) => {
+                tracing::debug!("meshsim: {}/{}: {e}", fw.namespace, fw.pod);
+                failed(decide::CONNECT_TERMINATION_BODY)
+            }
+            Err(_) => failed(decide::CONNECT_TIMEOUT_BODY),
+        }
+    }
+
+    /// A request to the pod's own Envoy admin (`localhost:15000`).
+    async fn own_admin(&self, from: &ExecTarget, request: &NetRequest) -> Option<NetOutcome> {
+        let admin = self.admin_address(&from.namespace, &from.pod).await?;
+        let mut s = tokio::net::TcpStream::connect(admin).await.ok()?;
+        let r = sidecar::httpc::exchange(
+            &mut s,
+            &request.method,
+            &request.path,
+            &request.headers,
+            request.body.as_deref(),
+        )
+        .await
+        .ok()?;
+        Some(NetOutcome::Http {
+            after: Duration::ZERO,
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        })
+    }
+
+    /// What a client in `from` gets for `request`, with real sidecars.
+    pub async fn send_request(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome {
         let loopback = {
             let h = request.host.trim_end_matches('.').to_ascii_lowercase();
             h == "localhost" || h.starts_with("127.") || h == "::1" || h == "[::1]"
         };
-        if loopback {
-            let handler = self.admin.read().ok().and_then(|h| h.clone());
-            if let Some(h) = handler
-                && let Some(out) = h.handle(from, request)
+        if loopback
+            && request.port == crate::envoy_admin::ADMIN_PORT
+            && request.scheme == "http"
+            && let Some(out) = self.own_admin(from, request).await
+        {
+            return out;
+        }
+        if self.fleet.is_none() || loopback {
+            return self.decide(from, request);
+        }
+        let Some(v) = self.run(from, request, false) else {
+            return NetOutcome::DnsFailure;
+        };
+        let Some(fw) = &v.forward else {
+            if let Some(app) = self.app.upgrade()
+                && let Some(facts) = self.facts(&app, from, request)
             {
-                return out;
+                self.emit(&app, &facts, &v);
+            }
+            return v.outcome;
+        };
+        let out = self.forward(fw, request).await;
+        // The source sidecar's outbound line, with what came back.
+        if let (Some(mut ev), Some(app)) = (v.source.clone(), self.app.upgrade())
+            && let Some(e) = ev.access.as_mut()
+        {
+            match &out {
+                NetOutcome::Http { status, body, .. } => {
+                    e.response_code = Some(*status);
+                    e.bytes_sent = Some(body.len() as u64);
+                }
+                _ => {
+                    e.response_code = Some(0);
+                    e.response_flags = "UC".into();
+                    e.response_code_details = Some(
+                        "upstream_reset_before_response_started{connection_termination}".into(),
+                    );
+                }
+            }
+            e.verdict = e.classify();
+            if let Some(facts) = self.facts(&app, from, request) {
+                let relayed = Verdict {
+                    source: Some(ev),
+                    ..v.clone()
+                };
+                self.emit(&app, &facts, &relayed);
             }
         }
+        out
+    }
+}
+
+/// A kubelet restarting a container: `restartCount` + 1, the previous run
+/// as `lastState`.
+fn bump_restart_count(app: &App, ns: &str, pod: &str, uid: &str) {
+    let mut store = lock(&app.store);
+    let Some(mut p) = store.get(resources::PODS, ns, pod).cloned() else {
+        return;
+    };
+    if p["metadata"]["uid"].as_str() != Some(uid) {
+        return;
+    }
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    for c in p["status"]["containerStatuses"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if c["name"] != PROXY_CONTAINER {
+            continue;
+        }
+        let n = c["restartCount"].as_u64().unwrap_or(0) + 1;
+        let started = c["state"]["running"]["startedAt"].clone();
+        c["restartCount"] = serde_json::json!(n);
+        c["lastState"] = serde_json::json!({"terminated": {"exitCode": 137, "reason": "Error", "startedAt": started, "finishedAt": now}});
+        c["state"] = serde_json::json!({"running": {"startedAt": now}});
+    }
+    store.put(resources::PODS, p, false);
+}
+
+impl Network for Mesh {
+    /// The synchronous answer, without I/O: right for everything decided
+    /// before a destination sidecar; a request a sidecar's Envoy must decide
+    /// needs [`Network::send`] ([`Mesh::send_request`]) and is answered here
+    /// as a reset.
+    fn decide(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome {
         match self.run(from, request, true) {
             Some(v) => v.outcome,
             None => NetOutcome::DnsFailure,
         }
+    }
+
+    fn send<'a>(
+        &'a self,
+        from: &'a ExecTarget,
+        request: &'a NetRequest,
+    ) -> futures::future::BoxFuture<'a, NetOutcome> {
+        Box::pin(self.send_request(from, request))
     }
 
     fn resolve(&self, from: &ExecTarget, host: &str) -> Option<String> {

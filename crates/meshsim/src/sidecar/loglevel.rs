@@ -268,16 +268,6 @@ impl LoggerLevels {
             .map(|(k, v)| (k.to_string(), *v))
             .collect()
     }
-
-    /// Envoy's admin answer to `POST /logging`: `active loggers:` then one
-    /// `  name: level` line per logger.
-    pub fn render_active(&self) -> String {
-        let mut s = String::from("active loggers:\n");
-        for (k, v) in ENVOY_LOGGERS.iter().zip(&self.levels) {
-            s.push_str(&format!("  {k}: {v}\n"));
-        }
-        s
-    }
 }
 
 #[cfg(test)]
@@ -315,10 +305,6 @@ mod tests {
         );
         assert_eq!(l.get("rbac"), Some(LogLevel::Debug));
         assert!(l.apply_spec("rbac:loud").is_err());
-        assert!(
-            l.render_active()
-                .starts_with("active loggers:\n  admin: warning\n")
-        );
         assert!(!LogLevel::Off.enables(LogLevel::Critical));
     }
 }

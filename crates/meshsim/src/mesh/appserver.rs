@@ -1,0 +1,115 @@
+//! The application behind a sidecar: an HTTP server on loopback per
+//! listening port of the pod, answering what meshsim's application model
+//! ([`crate::mesh::app`]) says the container would (the walk-through's
+//! nginx: `Hello world - np-test-nginx-2!`), so the destination Envoy's
+//! router has a real upstream. nginx containers also write their access log
+//! line, as seen from the sidecar (client 127.0.0.6).
+
+use std::sync::{Arc, Weak};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::mesh::app;
+use crate::resources;
+use crate::server::App;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Binds 127.0.0.1 on a kernel-chosen port and serves the application of
+/// `namespace/pod` for its container port `port` until `stop` fires.
+pub async fn serve(
+    app: Weak<App>,
+    namespace: String,
+    pod: String,
+    port: u16,
+    stop: CancellationToken,
+) -> std::io::Result<u16> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let local = listener.local_addr()?.port();
+    let ctx = Arc::new((app, namespace, pod, port));
+    let router = axum::Router::new().fallback(move |req: Request| {
+        let ctx = ctx.clone();
+        async move { answer(&ctx.0, &ctx.1, &ctx.2, ctx.3, req) }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    });
+    Ok(local)
+}
+
+fn answer(app: &Weak<App>, ns: &str, pod: &str, port: u16, req: Request) -> Response {
+    let Some(app) = app.upgrade() else {
+        return Response::builder()
+            .status(503)
+            .body(Body::empty())
+            .unwrap_or_default();
+    };
+    let (pod_json, configmaps) = {
+        let store = lock(&app.store);
+        let p = store.get(resources::PODS, ns, pod).cloned();
+        let cms: Vec<serde_json::Value> = store
+            .list(resources::CONFIGMAPS, Some(ns))
+            .cloned()
+            .collect();
+        (p, cms)
+    };
+    let Some(pod_json) = pod_json else {
+        return Response::builder()
+            .status(503)
+            .body(Body::empty())
+            .unwrap_or_default();
+    };
+    let lookup = |name: &str| {
+        configmaps
+            .iter()
+            .find(|c| c["metadata"]["name"].as_str() == Some(name))
+            .cloned()
+    };
+    let method = req.method().as_str().to_string();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/".to_string(), |p| p.as_str().to_string());
+    let a = app::answer(&pod_json, &lookup, &method, &path, port);
+    if a.nginx
+        && let Some(c) = pod_json["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| {
+                c["image"]
+                    .as_str()
+                    .is_some_and(|i| i.rsplit('/').next().unwrap_or(i).starts_with("nginx"))
+            })
+            .and_then(|c| c["name"].as_str())
+    {
+        let ua = req
+            .headers()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        let t = jiff::Timestamp::now().strftime("%d/%b/%Y:%H:%M:%S +0000");
+        let line = format!(
+            "127.0.0.6 - - [{t}] \"{method} {path} HTTP/1.1\" {} {} \"-\" \"{ua}\" \"-\"",
+            a.status,
+            a.body.len()
+        );
+        app.logs.append(ns, pod, c, &line);
+    }
+    let mut b = Response::builder().status(a.status);
+    for (k, v) in &a.headers {
+        if k.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        b = b.header(k.as_str(), v.as_str());
+    }
+    b.body(Body::from(a.body)).unwrap_or_default()
+}

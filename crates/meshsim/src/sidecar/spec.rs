@@ -1,0 +1,163 @@
+//! How Istio sees a pod's inbound ports: the container ports (sidecar
+//! excluded) with the protocol of the Service port that targets each one
+//! (HTTP, TCP, or unknown so sniffed), which decides the kind of filter chain
+//! the sidecar's listener gets for the port.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// How Istio treats an inbound port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PortProtocol {
+    /// HTTP (Service port named `http*`/`grpc*` or appProtocol http): HTTP chains only.
+    Http,
+    /// Declared TCP-like protocol: TCP chains only.
+    Tcp,
+    /// Unknown: Istio sniffs, so both HTTP and TCP chains.
+    Auto,
+}
+
+/// What the dump is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarSpec {
+    pub namespace: String,
+    pub pod: String,
+    pub pod_ip: String,
+    pub service_account: String,
+    pub labels: BTreeMap<String, String>,
+    /// Inbound ports (container ports), with the protocol Istio infers.
+    pub ports: BTreeMap<u16, PortProtocol>,
+}
+
+fn protocol_of_name(name: &str, app_protocol: Option<&str>) -> PortProtocol {
+    let p = app_protocol
+        .unwrap_or_else(|| name.split('-').next().unwrap_or(name))
+        .to_ascii_lowercase();
+    match p.as_str() {
+        "http" | "http2" | "grpc" | "grpc-web" | "h2c" => PortProtocol::Http,
+        "tcp" | "tls" | "https" | "mongo" | "mysql" | "redis" => PortProtocol::Tcp,
+        _ => PortProtocol::Auto,
+    }
+}
+
+impl SidecarSpec {
+    /// Reads a pod object (and the Services of its namespace) as Istio would
+    /// see it: container ports (sidecar excluded), with the protocol of the
+    /// Service port that targets each one.
+    pub fn from_pod<'a>(pod: &Value, services: impl IntoIterator<Item = &'a Value>) -> Self {
+        let labels: BTreeMap<String, String> = pod["metadata"]["labels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect();
+        let mut named: BTreeMap<String, u16> = BTreeMap::new();
+        let mut ports: BTreeMap<u16, PortProtocol> = BTreeMap::new();
+        for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+            if c["name"] == "istio-proxy" {
+                continue;
+            }
+            for p in c["ports"].as_array().into_iter().flatten() {
+                let Some(n) = p["containerPort"]
+                    .as_u64()
+                    .and_then(|n| u16::try_from(n).ok())
+                else {
+                    continue;
+                };
+                if p["protocol"].as_str().is_some_and(|x| x != "TCP") {
+                    continue;
+                }
+                if let Some(name) = p["name"].as_str() {
+                    named.insert(name.to_string(), n);
+                }
+                ports.insert(n, PortProtocol::Auto);
+            }
+        }
+        for svc in services {
+            let selector = svc["spec"]["selector"].as_object();
+            let Some(selector) = selector.filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            let selects = selector.iter().all(|(k, v)| {
+                v.as_str()
+                    .is_some_and(|v| labels.get(k).map(String::as_str) == Some(v))
+            });
+            if !selects {
+                continue;
+            }
+            for sp in svc["spec"]["ports"].as_array().into_iter().flatten() {
+                if sp["protocol"].as_str().is_some_and(|x| x != "TCP") {
+                    continue;
+                }
+                let target = match &sp["targetPort"] {
+                    Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+                    Value::String(s) => named.get(s).copied().or_else(|| s.parse().ok()),
+                    _ => sp["port"].as_u64().and_then(|n| u16::try_from(n).ok()),
+                };
+                let Some(target) = target else { continue };
+                let proto = protocol_of_name(
+                    sp["name"].as_str().unwrap_or_default(),
+                    sp["appProtocol"].as_str(),
+                );
+                let slot = ports.entry(target).or_insert(PortProtocol::Auto);
+                if *slot == PortProtocol::Auto {
+                    *slot = proto;
+                }
+            }
+        }
+        SidecarSpec {
+            namespace: pod["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string(),
+            pod: pod["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            pod_ip: pod["status"]["podIP"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            service_account: pod["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string(),
+            labels,
+            ports,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn walkthrough_pod() -> (Value, Value) {
+        let pod = json!({
+            "metadata": {"name": "np-test-nginx-2-abc", "namespace": "np-test-2", "labels": {"app": "np-test-nginx-2"}},
+            "spec": {"containers": [
+                {"name": "np-test-nginx-2", "ports": [{"containerPort": 80, "name": "web"}]},
+                {"name": "istio-proxy", "ports": [{"containerPort": 15090, "name": "http-envoy-prom"}]}
+            ]},
+            "status": {"podIP": "10.244.0.7"}
+        });
+        let svc = json!({"spec": {"selector": {"app": "np-test-nginx-2"},
+            "ports": [{"name": "http-web", "port": 80, "targetPort": 80}]}});
+        (pod, svc)
+    }
+
+    #[test]
+    fn ports_from_services() {
+        let (pod, svc) = walkthrough_pod();
+        let spec = SidecarSpec::from_pod(&pod, [&svc]);
+        assert_eq!(spec.ports, BTreeMap::from([(80, PortProtocol::Http)]));
+        let spec = SidecarSpec::from_pod(&pod, []);
+        assert_eq!(spec.ports, BTreeMap::from([(80, PortProtocol::Auto)]));
+        let other =
+            json!({"spec": {"selector": {"app": "x"}, "ports": [{"name": "tcp-db", "port": 80}]}});
+        let spec = SidecarSpec::from_pod(&pod, [&other]);
+        assert_eq!(spec.ports[&80], PortProtocol::Auto);
+    }
+}
