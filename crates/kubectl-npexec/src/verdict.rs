@@ -279,7 +279,13 @@ pub fn classify(obs: &Observation, ctx: &HintContext) -> Classified {
                     Some(mtls_hint(ctx)),
                 );
             }
-            if lower.contains("connect error: 111") || lower.contains("connection refused") {
+            // Envoy 1.40's inbound sidecar answers a refused connect to its
+            // application with `reset reason: remote connection failure` and no
+            // transport failure reason (measured with the real binary).
+            if lower.contains("connect error: 111")
+                || lower.contains("connection refused")
+                || lower.contains("remote connection failure")
+            {
                 return c(
                     Verdict::Refused,
                     "503 from the sidecar: the destination refused the connection".into(),
@@ -512,6 +518,16 @@ mod tests {
                     true,
                 ),
                 BlockedNetwork,
+            ),
+            (
+                obs(
+                    0,
+                    Some(503),
+                    "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
+                    "",
+                    true,
+                ),
+                Refused,
             ),
             (
                 obs(

@@ -18,8 +18,9 @@
 //! text chain unless it is STRICT; on each chain, for HTTP ports, an HTTP
 //! connection manager (Istio's path normalization, `set_filter_state` of
 //! `io.istio.peer_principal` from the peer certificate's URI SAN in place of
-//! Istio's `istio_authn`, the RBAC filters of [`super::rbac_config`],
-//! router), for TCP ports the network equivalents and `tcp_proxy`; Istio's
+//! Istio's `istio_authn`, the RBAC filters of meshpolicy's Istio translation
+//! (`meshpolicy::istio::rbac`, the same the differential test checks against
+//! real Envoy), router), for TCP ports the network equivalents and `tcp_proxy`; Istio's
 //! TEXT access log to Envoy's stdout. Clusters `inbound|PORT||` lead to the
 //! application's loopback listener of that port, bound from 127.0.0.6 as
 //! Istio's inbound clusters are.
@@ -29,11 +30,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use meshpolicy::AuthorizationPolicy;
+use meshpolicy::istio::rbac::{
+    ExtAuthzGrpcProvider, MeshExtensionProvider, ServiceHost, TranslateOptions, http_filters,
+    network_filters,
+};
 use serde_json::{Value, json};
 
 use super::certs::Identity;
 use super::peerauth::{self, MtlsMode};
-use super::rbac_config;
 use super::spec::{PortProtocol, SidecarSpec};
 
 /// Istio's default root namespace.
@@ -192,6 +196,9 @@ fn peer_from_proxy_protocol(filters: Vec<Value>) -> Vec<Value> {
                 if let Some(x) = map.remove("direct_remote_ip") {
                     map.insert("source_ip".into(), x);
                 }
+                if let Some(x) = map.remove("directRemoteIp") {
+                    map.insert("sourceIp".into(), x);
+                }
                 map.values_mut().for_each(walk);
             }
             Value::Array(items) => items.iter_mut().for_each(walk),
@@ -201,6 +208,48 @@ fn peer_from_proxy_protocol(filters: Vec<Value>) -> Vec<Value> {
     let mut filters = filters;
     filters.iter_mut().for_each(walk);
     filters
+}
+
+/// The RBAC and ext_authz filters Istio generates for these policies, from
+/// meshpolicy's translation. meshsim runs no ext_authz server: each provider a
+/// CUSTOM policy names is configured as a gRPC provider at
+/// `NAME.istio-system.svc.cluster.local:9191`, a cluster this Envoy does not
+/// have, so a request sent to it fails closed (403 `UAEX`), as with an
+/// unreachable provider.
+fn rbac_filters(policies: &[AuthorizationPolicy], tcp: bool) -> Vec<Value> {
+    let providers: std::collections::BTreeSet<&str> = policies
+        .iter()
+        .filter(|p| p.action() == meshpolicy::Action::Custom)
+        .filter_map(|p| p.spec.provider.as_ref().map(|x| x.name.as_str()))
+        .collect();
+    let host = |p: &str| format!("{p}.{ROOT_NAMESPACE}.svc.cluster.local");
+    let opts = TranslateOptions {
+        extension_providers: providers
+            .iter()
+            .map(|p| MeshExtensionProvider {
+                name: (*p).to_string(),
+                envoy_ext_authz_grpc: Some(ExtAuthzGrpcProvider {
+                    service: host(p),
+                    port: 9191,
+                    ..ExtAuthzGrpcProvider::default()
+                }),
+                envoy_ext_authz_http: None,
+            })
+            .collect(),
+        services: providers
+            .iter()
+            .map(|p| ServiceHost {
+                namespace: ROOT_NAMESPACE.to_string(),
+                hostname: host(p),
+            })
+            .collect(),
+        ..TranslateOptions::default()
+    };
+    if tcp {
+        network_filters(policies, &opts)
+    } else {
+        http_filters(policies, &opts)
+    }
 }
 
 /// Port 9 (discard) on loopback: nothing listens there, so a connect is refused.
@@ -231,8 +280,8 @@ pub fn envoy_config(input: &SidecarInput<'_>) -> EnvoyConfig {
                 "max_active_downstream_connections": 100000}}]}
     });
 
-    let http_rbac = peer_from_proxy_protocol(rbac_config::filters(input.policies, false));
-    let tcp_rbac = peer_from_proxy_protocol(rbac_config::filters(input.policies, true));
+    let http_rbac = peer_from_proxy_protocol(rbac_filters(input.policies, false));
+    let tcp_rbac = peer_from_proxy_protocol(rbac_filters(input.policies, true));
     let mut ports: BTreeMap<u16, PortProtocol> = spec.ports.clone();
     for p in input.app_ports.keys() {
         ports.entry(*p).or_insert(PortProtocol::Auto);

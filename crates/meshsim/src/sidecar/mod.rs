@@ -22,7 +22,6 @@ pub mod locate;
 pub mod loglevel;
 pub mod peerauth;
 pub mod proxy;
-pub mod rbac_config;
 pub mod spec;
 
 use std::collections::{BTreeMap, HashMap};
