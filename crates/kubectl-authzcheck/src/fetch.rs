@@ -19,7 +19,7 @@ use kubeplugin::istioctl::{Istioctl, IstioctlArgs, ToolOutput};
 use kubeplugin::resources::{ISTIO_PROXY, is_running, phase, pod_name, sort_pods};
 use kubeplugin::target::{PodTarget, Selection};
 use kubeplugin::{ApiOp, Kube, KubeFlags, PluginError};
-use meshpolicy::envoy::{AuthzReport, analyze_config_dump};
+use meshpolicy::envoy::{AuthzReport, analyze_config_dump_all};
 use meshpolicy::{Cluster, ClusterOptions, Selector};
 
 use crate::error::CheckError;
@@ -255,7 +255,7 @@ pub fn read_dump_file(path: &Path) -> Result<AuthzReport, CheckError> {
         path: path.to_path_buf(),
         source,
     })?;
-    analyze_config_dump(&bytes).map_err(|e| CheckError::BadDump {
+    analyze_config_dump_all(&bytes).map_err(|e| CheckError::BadDump {
         origin: path.display().to_string(),
         reason: e.to_string(),
     })
@@ -354,7 +354,7 @@ pub async fn dump_through_exec(
             MAX_DUMP_BYTES >> 20
         )));
     }
-    analyze_config_dump(&out.stdout.head)
+    analyze_config_dump_all(&out.stdout.head)
         .map_err(|e| fail(format!("its output is not a config dump: {e}")))
 }
 

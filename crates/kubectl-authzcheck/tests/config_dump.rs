@@ -118,7 +118,7 @@ fn bad_dumps_are_one_line_usage_errors() {
     std::fs::write(&no_listeners, r#"{"configs": []}"#).unwrap();
     for (path, needle) in [
         (not_json.to_str().unwrap(), "not valid JSON"),
-        (no_listeners.to_str().unwrap(), "no dynamic listeners"),
+        (no_listeners.to_str().unwrap(), "has no listeners"),
         ("/nonexistent/dump.json", "cannot read config dump"),
     ] {
         let out = run(&["--config-dump", path]);

@@ -33,6 +33,9 @@ pub enum ConfigDumpError {
     /// No ListenersConfigDump or no dynamic listeners in it.
     #[error("config dump has no dynamic listeners: is this an Envoy /config_dump?")]
     NoDynamicListeners,
+    /// Neither static nor dynamic listeners in the ListenersConfigDump.
+    #[error("config dump has no listeners: is this an Envoy /config_dump?")]
+    NoListeners,
     /// A single-filter input that holds no Envoy filter.
     #[error("no Envoy filter config found (expected `name` and `typed_config`/`typedConfig`)")]
     NotAFilterConfig,
@@ -335,8 +338,20 @@ fn is_listeners_dump(v: &Value) -> bool {
         .is_some_and(|t| t.ends_with(".ListenersConfigDump"))
 }
 
-/// Analyses an Envoy `/config_dump` (JSON) as `istioctl x authz check -f` does.
+/// Analyses an Envoy `/config_dump` (JSON) as `istioctl x authz check -f` does:
+/// dynamic listeners only.
 pub fn analyze_config_dump(json: &[u8]) -> Result<AuthzReport, ConfigDumpError> {
+    analyze(json, false)
+}
+
+/// Analyses every listener of an Envoy `/config_dump`, static ones too: what
+/// the proxy enforces, whichever way its listeners were loaded (a sidecar's come
+/// from xDS, a bootstrap-configured Envoy's are static). authzcheck uses this.
+pub fn analyze_config_dump_all(json: &[u8]) -> Result<AuthzReport, ConfigDumpError> {
+    analyze(json, true)
+}
+
+fn analyze(json: &[u8], with_static: bool) -> Result<AuthzReport, ConfigDumpError> {
     let dump: Value =
         serde_json::from_slice(json).map_err(|e| ConfigDumpError::NotJson(e.to_string()))?;
     let listeners_dump = if is_listeners_dump(&dump) {
@@ -347,12 +362,30 @@ pub fn analyze_config_dump(json: &[u8]) -> Result<AuthzReport, ConfigDumpError> 
             .find(|c| is_listeners_dump(c))
     };
     let dynamic = listeners_dump.map_or(&[][..], |d| array(d, "dynamic_listeners"));
-    if dynamic.is_empty() {
-        return Err(ConfigDumpError::NoDynamicListeners);
+    let statics = if with_static {
+        listeners_dump.map_or(&[][..], |d| array(d, "static_listeners"))
+    } else {
+        &[][..]
+    };
+    if dynamic.is_empty() && statics.is_empty() {
+        return Err(if with_static {
+            ConfigDumpError::NoListeners
+        } else {
+            ConfigDumpError::NoDynamicListeners
+        });
     }
     let mut c = Collector::default();
-    for dl in dynamic {
-        let Some(listener) = field(dl, "active_state").and_then(|s| field(s, "listener")) else {
+    let listeners = dynamic
+        .iter()
+        .map(|dl| {
+            (
+                dl,
+                field(dl, "active_state").and_then(|s| field(s, "listener")),
+            )
+        })
+        .chain(statics.iter().map(|sl| (sl, field(sl, "listener"))));
+    for (dl, listener) in listeners {
+        let Some(listener) = listener else {
             continue;
         };
         let socket = field(listener, "address").and_then(|a| field(a, "socket_address"));
@@ -377,7 +410,7 @@ pub fn analyze_config_dump(json: &[u8]) -> Result<AuthzReport, ConfigDumpError> 
             }
         }
     }
-    Ok(c.finish(dynamic.len()))
+    Ok(c.finish(dynamic.len() + statics.len()))
 }
 
 /// The nesting limit, as serde_json's default recursion limit.
@@ -497,6 +530,33 @@ mod tests {
                 (AuthzAction::Deny, "deny.a", 2),
                 (AuthzAction::Allow, ANONYMOUS_NAME, 1)
             ]
+        );
+    }
+
+    #[test]
+    fn static_listeners_count_for_authzcheck_not_for_istioctl() {
+        let dump = serde_json::json!({"configs": [{
+            "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+            "static_listeners": [{"listener": {"name": "inbound", "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {"http_filters": [{
+                    "name": "envoy.filters.http.rbac",
+                    "typed_config": {"rules": {"action": "DENY", "policies": {
+                        "ns[foo]-policy[deny-admin]-rule[0]": {}
+                    }}}
+                }]}
+            }]}]}}]
+        }]})
+        .to_string();
+        assert!(matches!(
+            analyze_config_dump(dump.as_bytes()),
+            Err(ConfigDumpError::NoDynamicListeners)
+        ));
+        let report = analyze_config_dump_all(dump.as_bytes()).unwrap();
+        assert!(
+            report.render().contains("deny-admin.foo"),
+            "{}",
+            report.render()
         );
     }
 

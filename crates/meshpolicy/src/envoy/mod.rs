@@ -33,7 +33,7 @@ pub use authz_table::{
 };
 pub use config_dump::{
     AnonymousOrigin, AuthzReport, ConfigDumpError, PolicyOccurrence, RuleSource,
-    analyze_config_dump, analyze_filter_config,
+    analyze_config_dump, analyze_config_dump_all, analyze_filter_config,
 };
 pub use header::{Layout, LogHeader};
 pub use local_reply::{
