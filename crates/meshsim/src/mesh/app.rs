@@ -322,6 +322,21 @@ fn nginx_answer(conf: &str, method: &str, path: &str, port: u16) -> AppAnswer {
     }
 }
 
+/// The name of the pod's nginx container (its image's last path segment
+/// starts with `nginx`), which writes nginx's access log line.
+pub fn nginx_container(pod: &Value) -> Option<&str> {
+    pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| {
+            c["image"]
+                .as_str()
+                .is_some_and(|i| i.rsplit('/').next().unwrap_or(i).starts_with("nginx"))
+        })
+        .and_then(|c| c["name"].as_str())
+}
+
 /// What the application of `pod` answers to `method path` on `port`.
 pub fn answer(
     pod: &Value,

@@ -80,16 +80,7 @@ fn answer(app: &Weak<App>, ns: &str, pod: &str, port: u16, req: Request) -> Resp
         .map_or("/".to_string(), |p| p.as_str().to_string());
     let a = app::answer(&pod_json, &lookup, &method, &path, port);
     if a.nginx
-        && let Some(c) = pod_json["spec"]["containers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| {
-                c["image"]
-                    .as_str()
-                    .is_some_and(|i| i.rsplit('/').next().unwrap_or(i).starts_with("nginx"))
-            })
-            .and_then(|c| c["name"].as_str())
+        && let Some(c) = app::nginx_container(&pod_json)
     {
         let ua = req
             .headers()

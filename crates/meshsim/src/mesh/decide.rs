@@ -698,16 +698,7 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
         v.source = Some(ctx.relayed(service, &dst_hostport, &dst_addr, a.status, sent, lat));
     }
     if a.nginx
-        && let Some(c) = dst_json["spec"]["containers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| {
-                c["image"]
-                    .as_str()
-                    .is_some_and(|i| i.rsplit('/').next().unwrap_or(i).starts_with("nginx"))
-            })
-            .and_then(|c| c["name"].as_str())
+        && let Some(c) = app::nginx_container(dst_json)
     {
         let client = if dst.has_sidecar {
             "127.0.0.6".to_string()
