@@ -147,6 +147,21 @@ fn every_readme_example_runs_with_its_exit_code() {
         cwd.join("config_dump.json"),
     )
     .unwrap();
+    // The what-if section's manifests: a base branch and a pull request (one of
+    // np-guard's published before/after pairs, whose change cuts traffic), and
+    // a policy change against the live walk-through.
+    let diff_cases = root.join("tests/fixtures/netpol-analyzer-diff/cases");
+    std::fs::create_dir(cwd.join("base")).unwrap();
+    link(
+        &diff_cases.join("onlineboutique_workloads"),
+        &cwd.join("base/deploy"),
+    );
+    link(
+        &diff_cases.join("onlineboutique_workloads_changed_netpols"),
+        &cwd.join("deploy"),
+    );
+    std::fs::write(cwd.join("new-policy.yaml"), NEW_POLICY).unwrap();
+    std::fs::write(cwd.join("old-policy.yaml"), OLD_POLICY).unwrap();
 
     let mut ran = 0;
     let mut failures = Vec::new();
@@ -156,9 +171,23 @@ fn every_readme_example_runs_with_its_exit_code() {
             eprintln!("skipped ({why}): {cmd}");
             continue;
         }
-        let out = run(&sim, &path, &cwd, &argv[1..]);
+        // `< FILE`: the file is the command's standard input (no shell runs).
+        let (argv, stdin) = match argv.iter().position(|a| a == "<") {
+            Some(i) if i + 1 < argv.len() => {
+                let file = cwd.join(&argv[i + 1]);
+                let mut rest = argv[..i].to_vec();
+                rest.extend_from_slice(&argv[i + 2..]);
+                (rest, Some(file))
+            }
+            _ => (argv, None),
+        };
+        let out = run(&sim, &path, &cwd, &argv[1..], stdin.as_deref());
         ran += 1;
-        let negative_asked = argv.iter().any(|a| a == "--expect" || a == "--exit-code");
+        // Exit 1 is the answer, not a failure, where the example asks a yes/no
+        // question: an expectation, --exit-code, or a what-if diff's --fail-on gate.
+        let negative_asked = argv
+            .iter()
+            .any(|a| a == "--expect" || a == "--exit-code" || a == "--diff");
         let ok = match out.status.code() {
             Some(0) => true,
             Some(1) => negative_asked,
@@ -185,10 +214,38 @@ fn run(
     path: &std::ffi::OsString,
     cwd: &Path,
     args: &[String],
+    stdin: Option<&Path>,
 ) -> std::process::Output {
     let mut cmd: Command = sim.kubectl_cmd(path);
-    cmd.current_dir(cwd).args(args).output().unwrap()
+    cmd.current_dir(cwd).args(args);
+    if let Some(f) = stdin {
+        cmd.stdin(std::fs::File::open(f).unwrap());
+    }
+    cmd.output().unwrap()
 }
+
+/// The live what-if examples' manifests: a NetworkPolicy that cuts np-test-2 off,
+/// and the walk-through's AuthorizationPolicy to take away.
+const NEW_POLICY: &str = "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: deny-all-ingress
+  namespace: np-test-2
+spec:
+  podSelector: {}
+  policyTypes: [Ingress]
+";
+
+const OLD_POLICY: &str = "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: deny-all-ingress-using-authorizationpolicy
+  namespace: np-test-2
+spec:
+  action: DENY
+  rules:
+  - {}
+";
 
 #[test]
 fn the_splitter_and_comment_rules() {
