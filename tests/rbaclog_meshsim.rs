@@ -362,9 +362,21 @@ async fn summary_counts_n_denials_after_n_probes() {
     for _ in 1..N {
         assert!(env.probe_denied("np-test-2", "svc-np-test-nginx-2").await);
     }
-    let o = env.rbaclog(&["np-test-2", "--summary", "-o", "json"]).await;
-    assert_eq!(o.code, 0, "{o:?}");
-    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    // Envoy flushes its access log on its own schedule: read until every denial
+    // has its access line too (or 20 s pass), then check the summary.
+    let full = |v: &serde_json::Value| {
+        v["by_log"][0]["log"] == "rbac-debug+local-reply+access-log"
+            && v["by_log"][0]["count"] == N as u64
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let v = loop {
+        let o = env.rbaclog(&["np-test-2", "--summary", "-o", "json"]).await;
+        assert_eq!(o.code, 0, "{o:?}");
+        let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        if full(&v) || std::time::Instant::now() > deadline {
+            break v;
+        }
+    };
     assert_eq!(v["total"], N as u64);
     let by_policy = v["by_policy"].as_array().unwrap();
     assert_eq!(by_policy.len(), 1, "{v:#}");
