@@ -25,7 +25,7 @@ test: envoy
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) build --workspace --locked --bins --tests --examples
-	$(CARGO) test --workspace --locked
+	$(CARGO) test --workspace --locked --no-fail-fast
 
 ## demo: build, start meshsim on the walk-through's scenario, run the walk-through and the plugins.
 demo: build envoy
