@@ -2,9 +2,9 @@
 //! kubectl against `meshsim serve` with the walk-through: `POD`, `POD.NS`,
 //! `pod/POD`, `deployment/`, `replicaset/`/`rs/`, `service/`/`svc/`, with `-n`
 //! or the kubeconfig context's namespace; npexec's `NAMESPACE/SERVICE` TO and
-//! its `-n` rule. meshsim serves no StatefulSet or DaemonSet, so `sts/` and
-//! `ds/` are checked to give a one-line not-found error (their parsing is
-//! unit-tested in kubeplugin::target).
+//! its `-n` rule. `sts/` and `ds/` give a one-line not-found error until a
+//! StatefulSet and a DaemonSet exist, then resolve through their selectors
+//! (meshsim stores them; no controller makes pods for them).
 
 mod common;
 
@@ -176,6 +176,37 @@ fn authzcheck_takes_every_target_form() {
     );
     for t in ["sts/db", "ds/agent"] {
         one_line_error(&sim.run(&["authzcheck", "-n", "np-test-2", t]), 3, t);
+    }
+    // Once they exist, sts/ and ds/ resolve through their selectors to the pods
+    // they select (meshsim stores them; no controller makes pods for them, so
+    // they select the walk-through's nginx-2 pod).
+    let mut apply = sim.cmd();
+    apply
+        .args(["create", "--validate=false", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = apply.spawn().unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(SETS.as_bytes())
+            .unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let nginx2 = sim.pod("np-test-2");
+    for t in ["sts/db", "ds/agent", "statefulset/db", "daemonset/agent"] {
+        let v = json(
+            &sim.run(&["authzcheck", "-n", "np-test-2", t, "-o", "json"]),
+            t,
+        );
+        // One pod: one report object (several would be an array).
+        assert_eq!(v["pod"]["name"], nginx2.as_str(), "{t}: {v:#}");
+        assert_eq!(v["pod"]["namespace"], "np-test-2", "{t}");
     }
     // POD.NS contradicting -n: the dotted word is a pod name, which does not exist.
     let e = one_line_error(
@@ -361,3 +392,24 @@ fn rbaclog_advice_follows_the_namespace_label() {
     let e = one_line_error(&sim.run(&["rbaclog", "empty-plain"]), 3, "plain");
     assert!(e.contains("kubectl label namespace empty-plain"), "{e}");
 }
+
+/// A StatefulSet and a DaemonSet selecting the walk-through's nginx-2 pods.
+const SETS: &str = "apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: np-test-2}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: np-test-nginx-2}}
+  template:
+    metadata: {labels: {app: np-test-nginx-2}}
+    spec: {containers: [{name: db, image: nginx}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: np-test-2}
+spec:
+  selector: {matchLabels: {app: np-test-nginx-2}}
+  template:
+    metadata: {labels: {app: np-test-nginx-2}}
+    spec: {containers: [{name: agent, image: nginx}]}
+";

@@ -147,6 +147,28 @@ pub const RESOURCES: &[ResourceDef] = &[
         &["rs"],
         &["status", "scale"],
     ),
+    // Stored and served (kubectl and the plugins' target forms `sts/`, `ds/`
+    // resolve them through their selectors); no controller makes their pods.
+    def(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        true,
+        &["sts"],
+        &["status", "scale"],
+    ),
+    def(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        true,
+        &["ds"],
+        &["status"],
+    ),
     def(
         "networking.k8s.io",
         "v1",
