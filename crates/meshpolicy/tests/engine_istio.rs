@@ -341,6 +341,11 @@ proptest! {
     #[test]
     fn normalized_paths_are_canonical(raw in path_strategy()) {
         let norm = PathNormalization::ISTIO_DEFAULT;
+        // Envoy answers a path with `%00` with 400 (measured): never normalized.
+        if raw.contains("%00") {
+            prop_assert!(matches!(rbac_path(&raw, &norm), PathOutcome::Rejected(_)), "{raw:?}");
+            return Ok(());
+        }
         let PathOutcome::Path(p) = rbac_path(&raw, &norm) else {
             return Err(TestCaseError::fail(format!("{raw:?} not normalized")));
         };
