@@ -34,10 +34,10 @@ use meshpolicy::istio::rbac::{
     ExtAuthzGrpcProvider, MeshExtensionProvider, ServiceHost, TranslateOptions, http_filters,
     network_filters,
 };
+use meshpolicy::peerauth::{self, MtlsMode, PeerAuthentication};
 use serde_json::{Value, json};
 
 use super::certs::Identity;
-use super::peerauth::{self, MtlsMode};
 use super::spec::{PortProtocol, SidecarSpec};
 
 /// Istio's default root namespace.
@@ -210,6 +210,26 @@ fn peer_from_proxy_protocol(filters: Vec<Value>) -> Vec<Value> {
     filters
 }
 
+/// The mTLS mode of a pod's `port` under the PeerAuthentications its sidecar
+/// has received, by meshpolicy's rules (Istio's precedence; one that Istio's
+/// validation would refuse is left out, as the API server would not hold it).
+fn mtls_mode(
+    policies: &[Arc<Value>],
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    port: u16,
+    root_namespace: &str,
+) -> MtlsMode {
+    let parsed: Vec<PeerAuthentication> = policies
+        .iter()
+        .filter_map(|p| {
+            let ns = p["metadata"]["namespace"].as_str().unwrap_or(namespace);
+            PeerAuthentication::from_value(p, ns).ok()
+        })
+        .collect();
+    peerauth::effective_mode(&parsed, namespace, labels, port, root_namespace).mode
+}
+
 /// The RBAC and ext_authz filters Istio generates for these policies, from
 /// meshpolicy's translation. meshsim runs no ext_authz server: each provider a
 /// CUSTOM policy names is configured as a gRPC provider at
@@ -290,7 +310,7 @@ pub fn envoy_config(input: &SidecarInput<'_>) -> EnvoyConfig {
     let mut chains = Vec::new();
     let mut clusters = Vec::new();
     for (&port, &proto) in &ports {
-        let mode = peerauth::mtls_mode(
+        let mode = mtls_mode(
             input.peer_authentications,
             &spec.namespace,
             labels,
@@ -321,7 +341,7 @@ pub fn envoy_config(input: &SidecarInput<'_>) -> EnvoyConfig {
     }
     // Ports nothing declares: Istio's passthrough chains, to the same port
     // of the pod, where nothing listens (a refused connect, 503 UF).
-    let mode = peerauth::mtls_mode(
+    let mode = mtls_mode(
         input.peer_authentications,
         &spec.namespace,
         labels,

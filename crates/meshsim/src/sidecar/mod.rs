@@ -20,7 +20,6 @@ pub mod config;
 pub mod httpc;
 pub mod locate;
 pub mod loglevel;
-pub mod peerauth;
 pub mod proxy;
 pub mod spec;
 
