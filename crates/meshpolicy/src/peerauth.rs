@@ -352,6 +352,41 @@ fn level(p: &PeerAuthentication, root: &str, port_level: bool) -> ModeSource {
     }
 }
 
+/// The oldest candidate at `scope`: Istio's tie-break within a level.
+fn pick<'a>(
+    cands: &[&'a PeerAuthentication],
+    scope: Scope,
+    root_namespace: &str,
+) -> Option<&'a PeerAuthentication> {
+    oldest(
+        cands
+            .iter()
+            .copied()
+            .filter(|p| p.scope(root_namespace) == scope),
+    )
+}
+
+/// The mode inherited from the mesh-wide, then the namespace-wide policy
+/// (UNSET keeps the level above; PERMISSIVE when neither sets one).
+fn inherited(cands: &[&PeerAuthentication], root_namespace: &str) -> EffectiveMtls {
+    let mut mode = EffectiveMtls::DEFAULT;
+    for p in [
+        pick(cands, Scope::Mesh, root_namespace),
+        pick(cands, Scope::Namespace, root_namespace),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(m) = p.mode {
+            mode = EffectiveMtls {
+                mode: m,
+                decided_by: Some(level(p, root_namespace, false)),
+            };
+        }
+    }
+    mode
+}
+
 /// Istio's composition of the policies that apply to a workload in
 /// `namespace` with `labels`.
 pub fn compose(
@@ -361,28 +396,9 @@ pub fn compose(
     root_namespace: &str,
 ) -> MergedPeerAuthentication {
     let cands = candidates(policies, namespace, labels, root_namespace);
-    let pick = |scope: Scope| {
-        oldest(
-            cands
-                .iter()
-                .copied()
-                .filter(|p| p.scope(root_namespace) == scope),
-        )
-    };
-    let mut mode = EffectiveMtls::DEFAULT;
-    for p in [pick(Scope::Mesh), pick(Scope::Namespace)]
-        .into_iter()
-        .flatten()
-    {
-        if let Some(m) = p.mode {
-            mode = EffectiveMtls {
-                mode: m,
-                decided_by: Some(level(p, root_namespace, false)),
-            };
-        }
-    }
+    let mut mode = inherited(&cands, root_namespace);
     let mut per_port = BTreeMap::new();
-    if let Some(w) = pick(Scope::Workload) {
+    if let Some(w) = pick(&cands, Scope::Workload, root_namespace) {
         if let Some(m) = w.mode {
             mode = EffectiveMtls {
                 mode: m,
@@ -428,27 +444,7 @@ pub fn namespace_mode(
         .filter(|p| p.selector.is_empty())
         .filter(|p| p.namespace == namespace || p.namespace == root_namespace)
         .collect();
-    let pick = |scope: Scope| {
-        oldest(
-            cands
-                .iter()
-                .copied()
-                .filter(|p| p.scope(root_namespace) == scope),
-        )
-    };
-    let mut mode = EffectiveMtls::DEFAULT;
-    for p in [pick(Scope::Mesh), pick(Scope::Namespace)]
-        .into_iter()
-        .flatten()
-    {
-        if let Some(m) = p.mode {
-            mode = EffectiveMtls {
-                mode: m,
-                decided_by: Some(level(p, root_namespace, false)),
-            };
-        }
-    }
-    mode
+    inherited(&cands, root_namespace)
 }
 
 /// How the client addressed the destination.
