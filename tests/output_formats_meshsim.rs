@@ -7,40 +7,13 @@
 
 mod common;
 
-use std::ffi::OsString;
-use std::process::{Command, Output};
-
-use common::sim::{ServeProcess, built, istioctl_dir, path_with, walkthrough};
+use common::sim::walkthrough;
 use kubeplugin::template::Template;
 use serde_json::Value;
 
-struct Sim {
-    sim: ServeProcess,
-    path: OsString,
-}
+use common::sim::PluginSim as Sim;
 
 impl Sim {
-    fn start() -> Sim {
-        let bins = built(&[
-            "kubectl-authzcheck",
-            "kubectl-npexec",
-            "kubectl-rbaclog",
-            "meshsim",
-        ]);
-        let sim = ServeProcess::start(&["--time-scale", "0.05"], &[walkthrough()], 2);
-        let tools = istioctl_dir(sim.path());
-        let path = path_with(&[&bins, &tools]);
-        Sim { sim, path }
-    }
-
-    fn cmd(&self) -> Command {
-        self.sim.kubectl_cmd(&self.path)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
     fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
         assert!(

@@ -8,41 +8,16 @@
 
 mod common;
 
-use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
-use common::sim::{ServeProcess, built, istioctl_dir, path_with, walkthrough};
+use common::sim::walkthrough;
 use serde_json::Value;
 
-struct Sim {
-    sim: ServeProcess,
-    path: OsString,
-}
+use common::sim::PluginSim as Sim;
 
 impl Sim {
-    fn start() -> Sim {
-        let bins = built(&[
-            "kubectl-authzcheck",
-            "kubectl-npexec",
-            "kubectl-rbaclog",
-            "meshsim",
-        ]);
-        let sim = ServeProcess::start(&["--time-scale", "0.05"], &[walkthrough()], 2);
-        let tools = istioctl_dir(sim.path());
-        let path = path_with(&[&bins, &tools]);
-        Sim { sim, path }
-    }
-
-    fn cmd(&self) -> Command {
-        self.sim.kubectl_cmd(&self.path)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
     /// Runs with a kubeconfig whose context namespace is `ns`.
     fn run_in_context_ns(&self, ns: &str, args: &[&str]) -> Output {
         let copy = self.sim.path().join(format!("kubeconfig-{ns}"));

@@ -155,3 +155,35 @@ impl ServeProcess {
         cmd
     }
 }
+
+/// The built plugins and meshsim's istioctl stand-in on `PATH`, driving
+/// `meshsim serve` with the walk-through through the real kubectl: the
+/// harness of the e2e tests that only run plugin commands.
+pub struct PluginSim {
+    pub sim: ServeProcess,
+    pub path: OsString,
+}
+
+impl PluginSim {
+    pub fn start() -> PluginSim {
+        let bins = built(&[
+            "kubectl-authzcheck",
+            "kubectl-npexec",
+            "kubectl-rbaclog",
+            "meshsim",
+        ]);
+        let sim = ServeProcess::start(&["--time-scale", "0.05"], &[walkthrough()], 2);
+        let tools = istioctl_dir(sim.path());
+        let path = path_with(&[&bins, &tools]);
+        PluginSim { sim, path }
+    }
+
+    /// kubectl with this cluster's kubeconfig and `PATH`.
+    pub fn cmd(&self) -> Command {
+        self.sim.kubectl_cmd(&self.path)
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cmd().args(args).output().unwrap()
+    }
+}
