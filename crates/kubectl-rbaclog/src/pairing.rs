@@ -484,7 +484,7 @@ impl Pairer {
                     p.open_request = None;
                     p.rec.connection_id = r.connection_id.or(p.rec.connection_id);
                     p.rec.stream_id = r.stream_id.or(p.rec.stream_id);
-                    p.rec.paired.push(PairedLine {
+                    p.rec.add_paired(PairedLine {
                         origin: Origin::LocalReply,
                         line: String::from_utf8_lossy(line).into_owned(),
                     });
@@ -593,7 +593,7 @@ impl Pairer {
                     if p.rec.request_id.is_none() {
                         p.rec.request_id = a.request_id.clone();
                     }
-                    p.rec.paired.push(PairedLine {
+                    p.rec.add_paired(PairedLine {
                         origin: Origin::AccessLog,
                         line: String::from_utf8_lossy(line).into_owned(),
                     });
@@ -899,7 +899,7 @@ impl Pairer {
             p.rec.request = q.rec.request;
             p.rec.downstream = q.rec.downstream.or(p.rec.downstream.take());
             p.rec.request_id = p.rec.request_id.take().or(q.rec.request_id);
-            p.rec.paired.push(PairedLine {
+            p.rec.add_paired(PairedLine {
                 origin: Origin::AccessLog,
                 line: q.rec.line,
             });
@@ -1113,6 +1113,19 @@ mod tests {
         assert_eq!(stats.rbac_debug, 1);
         assert_eq!(stats.local_reply, 1);
         assert_eq!(stats.access_log, 1);
+    }
+
+    #[test]
+    fn evidence_is_named_the_same_whichever_line_arrives_first() {
+        // Envoy writes the access log to stdout and its debug log to stderr; the
+        // container log interleaves them, so the access line can come first.
+        let a = access("2025-07-06T19:33:00.654Z", ID);
+        let (out, _) = run(&[RBAC, &a, REPLY]);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(
+            out[0].origins(),
+            vec![Origin::RbacDebug, Origin::LocalReply, Origin::AccessLog]
+        );
     }
 
     #[test]

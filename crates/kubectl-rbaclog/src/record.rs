@@ -29,6 +29,18 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// Where Envoy writes this line in one request's life: the RBAC filter decides,
+    /// the HTTP connection manager prepares the local reply, the access log is
+    /// written when the stream ends. ztunnel lines come from another proxy.
+    pub fn rank(self) -> u8 {
+        match self {
+            Origin::RbacDebug => 0,
+            Origin::LocalReply => 1,
+            Origin::AccessLog => 2,
+            Origin::Ztunnel => 3,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Origin::RbacDebug => "rbac-debug",
@@ -247,11 +259,23 @@ pub struct DecisionRecord {
 }
 
 impl DecisionRecord {
-    /// Every origin that contributed, the first one first.
+    /// Every origin that contributed, the record's own first.
     pub fn origins(&self) -> Vec<Origin> {
         let mut v = vec![self.origin];
         v.extend(self.paired.iter().map(|p| p.origin));
         v
+    }
+
+    /// Pairs another line of the same request into this decision. Paired lines
+    /// are kept in the order Envoy writes them for one request ([`Origin::rank`]),
+    /// not in the order the log stream delivered them: Envoy's access log
+    /// (stdout) and debug log (stderr) interleave in the container log, and the
+    /// same evidence must read the same way every time.
+    pub fn add_paired(&mut self, line: PairedLine) {
+        let at = self
+            .paired
+            .partition_point(|p| p.origin.rank() <= line.origin.rank());
+        self.paired.insert(at, line);
     }
 
     /// `NS/NAME` as kubectl prints it, else the raw id, else `-`; an ALLOW miss
