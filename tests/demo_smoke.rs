@@ -102,7 +102,11 @@ async fn demo_runs_the_walkthrough_and_cleans_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_interrupted_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = demo(tmp.path()).spawn().unwrap();
+    // Its own process group, so the interrupt reaches it as a terminal's Ctrl-C
+    // does: to the script and to the command it is waiting for. (Signalling bash
+    // alone while it waits for a child that then exits normally makes bash
+    // assume the child handled the interrupt, and it carries on.)
+    let mut child = demo(tmp.path()).process_group(0).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     // Interrupt once meshsim serves (bounded by the demo's own output).
@@ -121,9 +125,9 @@ async fn demo_interrupted_leaves_nothing_behind() {
             .any(|p| p.contains("meshsim serve")),
         "meshsim should be running before the interrupt"
     );
-    let pid = child.id().unwrap().to_string();
+    let group = format!("-{}", child.id().unwrap());
     let st = std::process::Command::new("kill")
-        .args(["-INT", &pid])
+        .args(["-INT", "--", &group])
         .status()
         .unwrap();
     assert!(st.success());

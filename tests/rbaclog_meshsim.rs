@@ -398,7 +398,7 @@ async fn summary_counts_n_denials_after_n_probes() {
             .starts_with("np-test-2/np-test-nginx-2-")
     );
     assert_eq!(v["by_log"][0]["log"], "rbac-debug+local-reply+access-log");
-    assert_eq!(v["by_log"][0]["count"], N as u64);
+    assert_eq!(v["by_log"][0]["count"], N as u64, "{v:#}");
     // The table form names the same counts.
     let o = env.rbaclog(&["np-test-2", "--summary"]).await;
     assert!(o.stdout.contains("COUNT"), "{o:?}");
