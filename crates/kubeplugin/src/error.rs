@@ -217,7 +217,7 @@ impl PluginError {
 /// line reads as prose rather than showing literal `\n`.
 pub fn flatten(s: &str) -> String {
     let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    crate::render::escape_control(&lines.join("; "))
+    crate::text::escape_control(&lines.join("; "))
 }
 
 /// The API operation that failed, so errors can name verb, resource and namespace.

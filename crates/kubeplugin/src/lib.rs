@@ -23,6 +23,7 @@ pub mod run;
 pub mod selector;
 pub mod target;
 pub mod template;
+pub mod text;
 
 pub use client::Kube;
 pub use error::{ApiOp, PluginError};

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::error::PluginError;
 use crate::flags::{Output, OutputArgs, OutputFormat};
+pub use crate::text::escape_control;
 
 /// How a cell is emphasised when color is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -90,24 +91,6 @@ pub trait Tabular {
     fn columns() -> Vec<Column>;
     /// One cell per column of [`Tabular::columns`].
     fn cells(&self) -> Vec<Cell>;
-}
-
-/// Escapes control characters (and the escape character) so untrusted text
-/// cannot break table lines or send terminal sequences.
-pub fn escape_control(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Output settings decided once from the flags.

@@ -104,7 +104,8 @@ fn write_stdout(text: &str) -> ExitCode {
 }
 
 /// [`intercept`] on this process's arguments, for a plugin whose `main` does
-/// not go through [`crate::run::main`]: call it first thing,
+/// not go through kubeplugin's shared `main` (which calls [`intercept`]
+/// itself): call it first thing,
 /// `if let Some(code) = kubeplugin::complete::handle::<Cli>() { return code; }`.
 pub fn handle<C: clap::CommandFactory>() -> Option<ExitCode> {
     let args: Vec<OsString> = std::env::args_os().collect();
