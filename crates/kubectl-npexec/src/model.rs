@@ -19,7 +19,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::GroupVersionKind;
 use kubeplugin::resources::{is_running, sort_pods};
 use kubeplugin::{ApiOp, Kube, PluginError};
-use meshpolicy::workload::Objects;
+use meshpolicy::manifests::Objects;
 use meshpolicy::{AuthorizationPolicy, Cluster, ClusterOptions, Namespace, Pod};
 
 /// The engine's model plus what could not be read into it.

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 
 use kubeplugin::render::{Cell, Renderer, Tone, json_err, write_json_line, write_str};
 use kubeplugin::{Exit, Kube, OutputFormat, PluginError};
+use meshpolicy::manifests::Objects;
 use meshpolicy::whatif::{
     self, Allowed, Change, FailOn, apply_objects, merge_objects, remove_objects,
 };
-use meshpolicy::workload::Objects;
 use meshpolicy::{Cluster, ClusterOptions, parse_manifests};
 
 use crate::cli::{Cli, FailOnArg, is_dns_label};

@@ -20,8 +20,9 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
+use crate::cluster::Cluster;
 use crate::netpol::Direction;
-use crate::workload::{Cluster, Endpoint, Pod, Protocol};
+use crate::workload::{Endpoint, Pod, Protocol};
 
 /// The protocols NetworkPolicy knows, in netpol-analyzer's printing order.
 pub const PROTOCOLS: [Protocol; 3] = [Protocol::Sctp, Protocol::Tcp, Protocol::Udp];

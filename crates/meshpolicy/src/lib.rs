@@ -7,9 +7,11 @@
 //! the plugins, the simulated cluster and the tests all agree by construction.
 
 pub mod authz;
+pub mod cluster;
 pub mod connectivity;
 pub mod envoy;
 pub mod istio;
+pub mod manifests;
 pub mod netpol;
 pub mod peerauth;
 pub mod selector;
@@ -20,11 +22,11 @@ pub use authz::{
     Action, AuthorizationPolicy, AuthzError, AuthzRequest, AuthzVerdict, CompiledAuthz, Decision,
     HttpAttributes, envoy_policy_id,
 };
+pub use cluster::{Cluster, ClusterOptions};
 pub use istio::builder::{
     BuildOptions, EnvoyFilter, RbacAction, RbacFilter, RbacRules, build_filters,
 };
+pub use manifests::{ModelError, Objects, parse_manifests};
 pub use netpol::{CompiledNetworkPolicy, Direction, NetVerdict, NetpolError, PolicyRef, RuleRef};
 pub use selector::{Selector, SelectorError};
-pub use workload::{
-    Cluster, ClusterOptions, Endpoint, ModelError, Namespace, Pod, Protocol, parse_manifests,
-};
+pub use workload::{Endpoint, Namespace, Pod, Protocol, WorkloadError};

@@ -4,7 +4,7 @@
 //! layer blocked this?" starts here. A policy is validated and compiled once
 //! ([`CompiledNetworkPolicy`]): selectors, peers, CIDRs, ports and protocols
 //! are checked and bad input becomes a [`NetpolError`] naming the object,
-//! never a silent allow. Evaluation ([`Cluster::evaluate_network`]) follows
+//! never a silent allow. Evaluation (`Cluster::evaluate_network`) follows
 //! the Kubernetes semantics: a pod is isolated in a direction when some policy
 //! of its namespace selects it for that direction (policyTypes defaulting to
 //! Ingress, plus Egress when egress rules exist); the connection is allowed in
@@ -22,7 +22,14 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
 use crate::selector::{Operator, Selector, SelectorError};
-use crate::workload::{Cluster, Endpoint, NAMESPACE_NAME_LABEL, Pod, Protocol};
+use crate::workload::{Endpoint, NAMESPACE_NAME_LABEL, Namespace, Pod, Protocol};
+
+/// What matching a peer needs from the model: the namespaces' labels and
+/// whether ipBlocks also match pod addresses (an option of the model).
+pub(crate) struct PeerScope<'a> {
+    pub(crate) namespaces: &'a std::collections::HashMap<String, Namespace>,
+    pub(crate) ip_block_matches_pods: bool,
+}
 
 /// Errors from compiling NetworkPolicies or from evaluating against unknown endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,7 +127,7 @@ struct PortRule {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Rule {
+pub(crate) struct Rule {
     /// Empty: every peer (including outside the cluster).
     peers: Vec<Peer>,
     /// Empty: every port and protocol.
@@ -140,14 +147,14 @@ pub struct CompiledNetworkPolicy {
 }
 
 /// The side of the destination port a rule is checked against.
-struct Target<'a> {
-    endpoint: Resolved<'a>,
-    port: u16,
-    protocol: Protocol,
+pub(crate) struct Target<'a> {
+    pub(crate) endpoint: Resolved<'a>,
+    pub(crate) port: u16,
+    pub(crate) protocol: Protocol,
 }
 
 #[derive(Clone, Copy)]
-enum Resolved<'a> {
+pub(crate) enum Resolved<'a> {
     Pod(&'a Pod),
     External(IpAddr),
 }
@@ -297,7 +304,7 @@ impl CompiledNetworkPolicy {
         out
     }
 
-    fn rules(&self, dir: Direction) -> Option<&[Rule]> {
+    pub(crate) fn rules(&self, dir: Direction) -> Option<&[Rule]> {
         match dir {
             Direction::Ingress => self.ingress.as_deref(),
             Direction::Egress => self.egress.as_deref(),
@@ -541,7 +548,7 @@ impl Rule {
     /// The port ranges this rule allows towards `dst`, as `(protocol, first,
     /// last)`; no ports means every port of every protocol. Named ports
     /// resolve on the destination pod; unresolved ones allow nothing.
-    fn port_ranges(&self, dst: Resolved<'_>, out: &mut Vec<(Protocol, u16, u16)>) {
+    pub(crate) fn port_ranges(&self, dst: Resolved<'_>, out: &mut Vec<(Protocol, u16, u16)>) {
         if self.ports.is_empty() {
             for p in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
                 out.push((p, 1, u16::MAX));
@@ -563,7 +570,12 @@ impl Rule {
         }
     }
 
-    fn admits_peer(&self, cluster: &Cluster, policy_ns: &str, peer: Resolved<'_>) -> bool {
+    pub(crate) fn admits_peer(
+        &self,
+        cluster: &PeerScope<'_>,
+        policy_ns: &str,
+        peer: Resolved<'_>,
+    ) -> bool {
         self.peers.is_empty()
             || self
                 .peers
@@ -571,9 +583,9 @@ impl Rule {
                 .any(|p| peer_matches(cluster, policy_ns, p, peer))
     }
 
-    fn admits(
+    pub(crate) fn admits(
         &self,
-        cluster: &Cluster,
+        cluster: &PeerScope<'_>,
         policy_ns: &str,
         peer: Resolved<'_>,
         t: &Target<'_>,
@@ -601,7 +613,7 @@ impl Rule {
     }
 }
 
-fn peer_matches(cluster: &Cluster, policy_ns: &str, p: &Peer, who: Resolved<'_>) -> bool {
+fn peer_matches(cluster: &PeerScope<'_>, policy_ns: &str, p: &Peer, who: Resolved<'_>) -> bool {
     match (p, who) {
         (Peer::Pods { namespaces, pods }, Resolved::Pod(pod)) => {
             let ns_ok = match namespaces {
@@ -620,7 +632,7 @@ fn peer_matches(cluster: &Cluster, policy_ns: &str, p: &Peer, who: Resolved<'_>)
         (Peer::IpBlock { cidr, except }, who) => {
             let ip = match who {
                 Resolved::External(ip) => ip,
-                Resolved::Pod(pod) if cluster.options.ip_block_matches_pods => match pod.ip {
+                Resolved::Pod(pod) if cluster.ip_block_matches_pods => match pod.ip {
                     Some(ip) => ip,
                     None => return false,
                 },
@@ -648,7 +660,7 @@ pub struct SideVerdict {
     pub reason: String,
 }
 
-/// The ports one side of a connection allows (see [`Cluster::network_port_ranges`]).
+/// The ports one side of a connection allows (see `Cluster::network_port_ranges`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SidePorts {
     pub direction: Direction,
@@ -671,219 +683,6 @@ pub struct NetVerdict {
     pub ingress: SideVerdict,
     /// One-line explanation of the whole verdict.
     pub explanation: String,
-}
-
-impl Cluster {
-    fn resolve(&self, e: &Endpoint) -> Result<Resolved<'_>, NetpolError> {
-        match e {
-            Endpoint::Pod { namespace, name } => self
-                .pod(namespace, name)
-                .map(Resolved::Pod)
-                .ok_or_else(|| NetpolError::UnknownPod {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                }),
-            Endpoint::External { ip } => Ok(Resolved::External(*ip)),
-        }
-    }
-
-    /// NetworkPolicies that select `pod`, sorted by name, with the directions
-    /// each isolates. Only the pod's namespace is consulted (index).
-    pub fn network_policies_selecting(&self, pod: &Pod) -> Vec<&CompiledNetworkPolicy> {
-        let mut v: Vec<&CompiledNetworkPolicy> = self
-            .netpols_by_ns
-            .get(&pod.namespace)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.netpols[i])
-            .filter(|p| p.selects(pod))
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
-    }
-
-    /// All NetworkPolicies of a namespace, sorted by name.
-    pub fn network_policies_in(&self, namespace: &str) -> Vec<&CompiledNetworkPolicy> {
-        let mut v: Vec<&CompiledNetworkPolicy> = self
-            .netpols_by_ns
-            .get(namespace)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.netpols[i])
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
-    }
-
-    fn side(
-        &self,
-        dir: Direction,
-        owner: Resolved<'_>,
-        peer: Resolved<'_>,
-        target: &Target<'_>,
-    ) -> SideVerdict {
-        let pod = match owner {
-            Resolved::Pod(p) => p,
-            Resolved::External(ip) => {
-                return SideVerdict {
-                    direction: dir,
-                    pod: None,
-                    selecting: Vec::new(),
-                    allowed: true,
-                    allowed_by: Vec::new(),
-                    reason: format!(
-                        "{dir}: {ip} is outside the cluster, not subject to NetworkPolicy"
-                    ),
-                };
-            }
-        };
-        let pod_ref = PolicyRef {
-            namespace: pod.namespace.clone(),
-            name: pod.name.clone(),
-        };
-        let mut selecting = Vec::new();
-        let mut allowed_by = Vec::new();
-        for p in self.network_policies_selecting(pod) {
-            let Some(rules) = p.rules(dir) else {
-                continue;
-            };
-            selecting.push(p.policy_ref());
-            for (i, r) in rules.iter().enumerate() {
-                if r.admits(self, &p.namespace, peer, target) {
-                    allowed_by.push(RuleRef {
-                        policy: p.policy_ref(),
-                        direction: dir,
-                        rule_index: i,
-                    });
-                }
-            }
-        }
-        let peer_desc = match peer {
-            Resolved::Pod(p) => format!("pod {}/{}", p.namespace, p.name),
-            Resolved::External(ip) => ip.to_string(),
-        };
-        let (allowed, reason) = if selecting.is_empty() {
-            (
-                true,
-                format!("{dir} of pod {pod_ref} is open: no NetworkPolicy selects it for {dir}"),
-            )
-        } else if let Some(first) = allowed_by.first() {
-            (true, format!("{dir} of pod {pod_ref} allowed by {first}"))
-        } else {
-            let names: Vec<String> = selecting.iter().map(|p| p.to_string()).collect();
-            (
-                false,
-                format!(
-                    "{dir} of pod {pod_ref} denied: selected by {} and no rule allows {peer_desc} on {} {}",
-                    names.join(", "),
-                    target.protocol,
-                    target.port
-                ),
-            )
-        };
-        SideVerdict {
-            direction: dir,
-            pod: Some(pod_ref),
-            selecting,
-            allowed,
-            allowed_by,
-            reason,
-        }
-    }
-
-    /// Every port NetworkPolicy allows from `src` to `dst`, per side: the
-    /// egress side of the source, then the ingress side of the destination.
-    /// A connection is allowed on the ports both sides allow
-    /// (the `connectivity` module combines them). Errors only when an endpoint
-    /// names a pod the model does not hold.
-    pub fn network_port_ranges(
-        &self,
-        src: &Endpoint,
-        dst: &Endpoint,
-    ) -> Result<[SidePorts; 2], NetpolError> {
-        let s = self.resolve(src)?;
-        let d = self.resolve(dst)?;
-        Ok([
-            self.side_ports(Direction::Egress, s, d, d),
-            self.side_ports(Direction::Ingress, d, s, d),
-        ])
-    }
-
-    fn side_ports(
-        &self,
-        direction: Direction,
-        owner: Resolved<'_>,
-        peer: Resolved<'_>,
-        dst: Resolved<'_>,
-    ) -> SidePorts {
-        let Resolved::Pod(pod) = owner else {
-            return SidePorts {
-                direction,
-                allowed: None,
-            };
-        };
-        let mut isolated = false;
-        let mut out = Vec::new();
-        for p in self.network_policies_selecting(pod) {
-            let Some(rules) = p.rules(direction) else {
-                continue;
-            };
-            isolated = true;
-            for r in rules {
-                if r.admits_peer(self, &p.namespace, peer) {
-                    r.port_ranges(dst, &mut out);
-                }
-            }
-        }
-        SidePorts {
-            direction,
-            allowed: isolated.then_some(out),
-        }
-    }
-
-    /// Would NetworkPolicy let `src` open a connection to `dst` on `port`/`protocol`?
-    /// Errors only when an endpoint names a pod the model does not hold.
-    pub fn evaluate_network(
-        &self,
-        src: &Endpoint,
-        dst: &Endpoint,
-        port: u16,
-        protocol: Protocol,
-    ) -> Result<NetVerdict, NetpolError> {
-        let s = self.resolve(src)?;
-        let d = self.resolve(dst)?;
-        let target = Target {
-            endpoint: d,
-            port,
-            protocol,
-        };
-        let egress = self.side(Direction::Egress, s, d, &target);
-        let ingress = self.side(Direction::Ingress, d, s, &target);
-        let allowed = egress.allowed && ingress.allowed;
-        let explanation = if allowed {
-            format!(
-                "allowed {protocol} {port}: {}; {}",
-                egress.reason, ingress.reason
-            )
-        } else {
-            let deny: Vec<&str> = [&egress, &ingress]
-                .iter()
-                .filter(|s| !s.allowed)
-                .map(|s| s.reason.as_str())
-                .collect();
-            format!("denied {protocol} {port}: {}", deny.join("; "))
-        };
-        Ok(NetVerdict {
-            source: src.clone(),
-            destination: dst.clone(),
-            port,
-            protocol,
-            allowed,
-            egress,
-            ingress,
-            explanation,
-        })
-    }
 }
 
 #[cfg(test)]

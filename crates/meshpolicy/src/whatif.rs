@@ -14,9 +14,11 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::cluster::Cluster;
 use crate::connectivity::{self, ConnectionDiff, ConnectionSet, DiffKind, Peer, WorkloadRef};
+use crate::manifests::Objects;
 use crate::netpol::Direction;
-use crate::workload::{Cluster, Objects, Owner, Pod, namespaced_name};
+use crate::workload::{Owner, Pod, namespaced_name};
 
 /// Appends every object of `from` to `into` (no replacement).
 pub fn merge_objects(into: &mut Objects, from: Objects) {
@@ -571,7 +573,7 @@ pub fn predict(cluster: &Cluster) -> Vec<Allowed> {
 mod tests {
     use super::*;
     use crate::ClusterOptions;
-    use crate::workload::parse_manifests;
+    use crate::manifests::parse_manifests;
 
     const BASE: &str = r#"
 apiVersion: apps/v1

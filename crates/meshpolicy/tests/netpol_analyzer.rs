@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use meshpolicy::connectivity::{ConnectionSet, Peer, WorkloadRef, connlist};
-use meshpolicy::workload::Objects;
+use meshpolicy::manifests::Objects;
 use meshpolicy::{Cluster, ClusterOptions, Endpoint, Pod, Protocol, parse_manifests};
 
 const PROTOCOLS: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];

@@ -9,7 +9,7 @@ mod common_engine;
 use std::path::Path;
 
 use meshpolicy::connectivity::{diff, render_np_guard_diff};
-use meshpolicy::workload::Objects;
+use meshpolicy::manifests::Objects;
 use meshpolicy::{Cluster, ClusterOptions, parse_manifests};
 
 fn load(dir: &Path) -> Cluster {

@@ -213,7 +213,7 @@ pub fn build_filters<'a>(
     filters.iter().map(summarize).collect()
 }
 
-impl crate::workload::Cluster {
+impl crate::cluster::Cluster {
     /// The Envoy filters Istio would build for the sidecar of `pod`, from the
     /// AuthorizationPolicies that apply to it. Empty when none applies or the
     /// pod has no sidecar.

@@ -10,7 +10,6 @@
 //! names-only view of the translation (policy ids per filter) the log and
 //! config-dump readers use.
 
-#[path = "../engine/rbac_builder.rs"]
 pub mod builder;
 pub mod listener;
 pub mod rbac;
