@@ -12,8 +12,6 @@
 mod common;
 mod reliability;
 
-use std::time::Duration;
-
 use futures::future::join_all;
 use reliability::{Out, Sim, kubeconfig_value, set_kubeconfig_value, set_server};
 
@@ -310,8 +308,9 @@ async fn run_case(case: &Case) -> Result<(), String> {
                 .command(case.plugin, case.args)
                 .spawn()
                 .map_err(|e| e.to_string())?;
-            // Let the plugin get into its run (it is waiting on the hanging request).
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            // Kill the server only once the plugin is provably mid-run:
+            // meshsim has said it is holding the plugin's request.
+            sim.wait_held().await;
             sim.kill().await;
             reliability::finish(child).await
         }

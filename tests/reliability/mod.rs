@@ -51,6 +51,9 @@ pub struct Sim {
     pub child: Option<tokio::process::Child>,
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
+    /// How many requests meshsim has said (on stderr) it is holding under a
+    /// `hang=` fault: the observable event a kill-mid-run case waits for.
+    held: tokio::sync::watch::Receiver<usize>,
 }
 
 impl Sim {
@@ -76,14 +79,27 @@ impl Sim {
             .arg(&kubeconfig)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn meshsim");
+        let mut child = child;
+        let (tx, held) = tokio::sync::watch::channel(0usize);
+        let stderr = child.stderr.take().expect("meshsim stderr");
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("meshsim: fault: holding") {
+                    tx.send_modify(|n| *n += 1);
+                }
+            }
+        });
         let sim = Sim {
             child: Some(child),
             dir,
             kubeconfig,
+            held,
         };
         for _ in 0..600 {
             if sim.kubeconfig.exists() {
@@ -125,6 +141,16 @@ impl Sim {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("pods never ran");
+    }
+
+    /// Waits until meshsim says it is holding a request under a `hang=`
+    /// fault, i.e. a client is mid-run; panics after [`RUN_LIMIT`].
+    pub async fn wait_held(&mut self) {
+        let waited = tokio::time::timeout(RUN_LIMIT, self.held.wait_for(|n| *n > 0)).await;
+        assert!(
+            matches!(waited, Ok(Ok(_))),
+            "meshsim never held a request: the plugin did not reach the faulted call"
+        );
     }
 
     /// Kills the server (a crashing API server).

@@ -272,6 +272,12 @@ async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, Ap
                 return Err(Fault::error(*code, *retry_after));
             }
             FaultAction::Hang(d) => {
+                // Said on stderr so a test can kill the server while a client
+                // is provably waiting on this request (not after a guessed delay).
+                tracing::warn!(
+                    "meshsim: fault: holding {method} {} for {d:?}",
+                    req.uri().path()
+                );
                 tokio::select! {
                     _ = tokio::time::sleep(*d) => {}
                     _ = app.cancel.cancelled() => {}
