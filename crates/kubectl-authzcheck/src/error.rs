@@ -10,11 +10,14 @@ use std::path::PathBuf;
 
 use kubeplugin::PluginError;
 
+/// The oldest istioctl whose `x authz check` prints the table we read.
+pub const MIN_ISTIOCTL: &str = "1.7.1";
+
 /// A failure specific to authzcheck.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     /// istioctl does not know `x authz check` (or prints the pre-1.7.1 table).
-    #[error("istioctl is too old for `istioctl x authz check`: {detail}; istioctl {min} or newer is needed", min = crate::proxy::MIN_ISTIOCTL)]
+    #[error("istioctl is too old for `istioctl x authz check`: {detail}; istioctl {min} or newer is needed", min = MIN_ISTIOCTL)]
     IstioctlTooOld { detail: String },
     /// istioctl succeeded but its output is not the authz check table.
     #[error("cannot read istioctl's output: {0}")]

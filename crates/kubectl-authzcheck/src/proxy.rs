@@ -18,9 +18,6 @@ use meshpolicy::envoy::{
 use crate::error::CheckError;
 use crate::report::{AnonymousEntry, HiddenPolicy, ProxyRow, ProxySource, ProxyView};
 
-/// The oldest istioctl whose `x authz check` prints the table we read.
-pub const MIN_ISTIOCTL: &str = "1.7.1";
-
 fn row(r: &AuthzRow) -> ProxyRow {
     ProxyRow {
         action: r.action.as_str().to_string(),

@@ -1,8 +1,8 @@
 //! The report for one pod, as data: what `-o json` prints and what the
 //! tables are rendered from.
 //!
-//! Keeping the result as plain serde structs (built by [`crate::analyze`],
-//! rendered last by [`crate::render`]) means the JSON and the tables can never
+//! Keeping the result as plain serde structs (built by the `analyze`
+//! module, rendered last by `render`) means the JSON and the tables can never
 //! disagree, and tests can check facts rather than text.
 
 use serde::Serialize;
