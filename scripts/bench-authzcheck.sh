@@ -15,6 +15,7 @@
 #        BENCH_CARGO_ARGS (extra cargo build arguments, e.g.
 #        "--config profile.release.lto=false"); for a quick trial BENCH_PROFILE=debug and
 #        BENCH_SKIP_BUILD=1 (use the binaries as built).
+# Exits 4 when a cross-check fails (a policy istioctl lists is missing from authzcheck).
 # Needs: the Google Cloud SDK kubectl (or any kubectl >= 1.32), bash, awk; hyperfine and
 #        python3 optional (hyperfine's JSON is read with python3).
 # Never touches ~/.kube: meshsim writes a kubeconfig into a temp dir (HOME is moved there
@@ -112,6 +113,18 @@ DIRECT_NATIVE="$DIRECT --native"
 sh -c "$PIPELINE" >"$WORK/pipeline.out" 2>&1 || true
 sh -c "$PLUGIN" >"$WORK/plugin.out" 2>&1 || true
 sh -c "$NATIVE" >"$WORK/native.out" 2>&1 || true
+
+# Cross-check before timing: every policy the pipeline (istioctl x authz check) lists
+# must be in authzcheck's output (both paths), or the timings compare different work.
+policies=$(awk '$1 ~ /^(ALLOW|DENY|CUSTOM|AUDIT)$/ && $2 ~ /\./ { print $2 }' "$WORK/pipeline.out" | sort -u)
+[ -n "$policies" ] || { echo "cross-check failed: the pipeline listed no policy" >&2; cat "$WORK/pipeline.out" >&2; exit 4; }
+for p in $policies; do
+  name=${p%.*} ns=${p##*.}
+  for out in plugin native; do
+    grep -q -e "$p" -e "$ns/$name" "$WORK/$out.out" || {
+      echo "cross-check failed: authzcheck ($out) does not show $p, which istioctl lists" >&2; exit 4; }
+  done
+done
 
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.4f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 LOAD_TIMED_START=$(load)

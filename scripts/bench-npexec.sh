@@ -10,7 +10,8 @@
 # Usage: scripts/bench-npexec.sh [N]        (N single-probe repetitions, default 20)
 # Env:   CARGO_TARGET_DIR (default target), KUBECTL (default kubectl on PATH),
 #        SKIP_BUILD=1 to use the release binaries already in $CARGO_TARGET_DIR/release.
-# Needs: the Google Cloud SDK kubectl (or any kubectl >= 1.32), /usr/bin/time, bash, awk.
+# Needs: the Google Cloud SDK kubectl (or any kubectl >= 1.32), /usr/bin/time, bash, awk, python3.
+# Exits 4 when a cross-check fails (the plugin and the pipeline disagree on what they saw).
 set -euo pipefail
 
 N=${1:-20}
@@ -71,6 +72,19 @@ wait_running 2
 "$KUBECTL" npexec np-test-1 np-test-2 >/dev/null
 pipeline np-test-1 np-test-nginx-1 svc-np-test-nginx-2.np-test-2.svc.cluster.local >/dev/null
 
+# Cross-check before timing: the plugin's verdict and the pipeline's answer must agree
+# (allowed exactly when curl did not fail), or the timings compare different work.
+one_verdict=$("$KUBECTL" npexec np-test-1 np-test-2 -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d if isinstance(d,list) else d.get("probes",[d]); print(d[0]["verdict"])')
+if pipeline np-test-1 np-test-nginx-1 svc-np-test-nginx-2.np-test-2.svc.cluster.local | grep -q '^Failed calling'; then
+  pipe_verdict=failed
+else
+  pipe_verdict=allowed
+fi
+if { [ "$one_verdict" = allowed ] && [ "$pipe_verdict" != allowed ]; } || { [ "$one_verdict" != allowed ] && [ "$pipe_verdict" = allowed ]; }; then
+  echo "cross-check failed: npexec says $one_verdict, the pipeline says $pipe_verdict" >&2
+  exit 4
+fi
+
 t0=$(now)
 for _ in $(seq 1 "$N"); do "$KUBECTL" npexec np-test-1 np-test-2 >/dev/null; done
 t1=$(now)
@@ -123,8 +137,13 @@ wait_running 20
 t0=$(now)
 "$KUBECTL" npexec --matrix "${NS[@]}" -o json >"$WORK/matrix.json"
 t1=$(now)
-probes=$(grep -c '"verdict"' "$WORK/matrix.json")
-allowed=$(grep -c '"verdict": "allowed"' "$WORK/matrix.json" || true)
+# Cross-namespace pairs only: the one-by-one loops below probe exactly those.
+read -r probes allowed < <(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+rows = d if isinstance(d, list) else d.get("probes", [])
+cross = [r for r in rows if r["from"]["namespace"] != r["to"].get("namespace")]
+print(len(cross), sum(r["verdict"] == "allowed" for r in cross))' "$WORK/matrix.json")
 matrix_s=$(elapsed "$t0" "$t1")
 
 # Peak memory of the plugin process itself (run directly, as kubectl would exec it).
@@ -145,12 +164,18 @@ t0=$(now)
 for from in "${NS[@]}"; do
   for to in "${NS[@]}"; do
     [ "$from" = "$to" ] && continue
-    pipeline "$from" web "web.$to.svc.cluster.local" >/dev/null
+    pipeline "$from" web "web.$to.svc.cluster.local" || true
   done
-done
+done >"$WORK/pipeline-matrix.out"
 t1=$(now)
 one_by_one_pipe_s=$(elapsed "$t0" "$t1")
 stop_sim
+pipe_failed=$(grep -c '^Failed calling' "$WORK/pipeline-matrix.out" || true)
+pipe_allowed=$(( ${#NS[@]} * (${#NS[@]} - 1) - pipe_failed ))
+if [ "$allowed" -ne "$pipe_allowed" ] || [ "$probes" -ne $(( ${#NS[@]} * (${#NS[@]} - 1) )) ]; then
+  echo "cross-check failed: the matrix has $allowed allowed of $probes probes, the pipeline $pipe_allowed allowed" >&2
+  exit 4
+fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 cat <<EOF
