@@ -33,7 +33,7 @@ demo: build envoy
 
 ## conformance: the engine against real Envoy on 200,000 generated requests (make test runs 20,000).
 conformance: envoy
-	MESHDEBUG_DIFF_CASES=1000 MESHDEBUG_DIFF_REQUESTS=200 $(CARGO) test --locked --test envoy_differential -- --nocapture
+	MESHDEBUG_DIFF_CASES=1000 MESHDEBUG_DIFF_REQUESTS=200 $(CARGO) test --locked --test e2e envoy_differential:: -- --nocapture
 
 ## bench: every benchmark; figures go into BENCHMARKS.md by hand, with the command that made them.
 bench:

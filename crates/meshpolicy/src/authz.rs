@@ -1278,7 +1278,7 @@ fn rule_matches(r: &Rule, req: &AuthzRequest, ctx: &Ctx<'_>) -> M {
     // policy when any of its parts (an operation, a source, a condition) names
     // an HTTP-only attribute, so the rule never matches there; other actions
     // only drop those attributes (below, per field). Checked against real Envoy
-    // by tests/envoy_differential.rs.
+    // by tests/e2e/envoy_differential.rs.
     if req.http.is_none() && ctx.action == Action::Allow && rule_has_http_only(r) {
         return M::No;
     }

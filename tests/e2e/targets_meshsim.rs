@@ -6,7 +6,7 @@
 //! StatefulSet and a DaemonSet exist, then resolve through their selectors
 //! (meshsim stores them; no controller makes pods for them).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Output;

@@ -7,7 +7,7 @@
 //! Waits are bounded by attempts (a test fails when what it waits for never
 //! comes), never assertions on durations.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

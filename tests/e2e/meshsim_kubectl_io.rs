@@ -3,7 +3,7 @@
 //! `kubectl logs --since` really leaves out older lines, and the typed
 //! `kubectl create ...` commands, which send protobuf bodies, work.
 
-mod common;
+use crate::common;
 
 use common::Cluster;
 

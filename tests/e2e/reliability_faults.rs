@@ -9,8 +9,7 @@
 //!
 //! Cases run concurrently, one meshsim process each.
 
-mod common;
-mod reliability;
+use crate::reliability;
 
 use futures::future::join_all;
 use reliability::{Out, Sim, kubeconfig_value, set_kubeconfig_value, set_server};

@@ -6,7 +6,7 @@
 //! walk-through as deployed (every expectation holds) and once on a cluster where
 //! a NetworkPolicy is already in place (the first expectation must fail).
 
-mod common;
+use crate::common;
 
 use common::sim::{path_with, target_bin_dir};
 use common::{Cluster, repo_root};

@@ -14,8 +14,8 @@
 //! - a 50 MB config dump through `authzcheck --config-dump`;
 //! - a YAML bomb as a meshsim scenario ends (error or bounded), never expands.
 
-mod common;
-mod reliability;
+use crate::common;
+use crate::reliability;
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

@@ -6,7 +6,7 @@
 //! `cargo build -p kubectl-npexec`). Each test gets its own HOME and
 //! kubeconfig, so ~/.kube is never touched.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

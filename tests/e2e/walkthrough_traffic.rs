@@ -7,7 +7,7 @@
 //! holds, after the delay the new one does. Waiting for propagation moves the
 //! mesh's clock instead of sleeping, so nothing here depends on timing.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 //! Needs the plugin binaries built in the same target directory (`make test`
 //! builds them first). Waits are bounded by attempts, never asserted on time.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

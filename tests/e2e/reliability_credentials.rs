@@ -8,8 +8,7 @@
 //! neither printed at `-vvv`; and a server certificate that has expired is
 //! exit 3 with one line naming the certificate problem.
 
-mod common;
-mod reliability;
+use crate::reliability;
 
 use futures::future::join_all;
 use reliability::{Out, Sim, kubeconfig_value, set_kubeconfig_value};

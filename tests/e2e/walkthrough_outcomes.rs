@@ -7,7 +7,7 @@
 //! connection failure), 403 RBAC, mTLS STRICT reset (56), and the
 //! application's answer.
 
-mod common;
+use crate::common;
 
 use common::{Cluster, fast_config, repo_root};
 

@@ -4,7 +4,7 @@
 //! print the changes, write np-guard's diff as its JSON report, and exit 1
 //! exactly when the change has the kind `FAIL_ON` names.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

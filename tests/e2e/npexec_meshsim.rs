@@ -7,7 +7,7 @@
 //! traffic verdicts come from meshsim's mesh simulation (NetworkPolicy,
 //! sidecars, AuthorizationPolicy via meshpolicy, application answers).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Output;

@@ -3,7 +3,7 @@
 //! 1 MB of stdout through exec, `log_stream`, and paginated lists with
 //! `limit`/`continue`.
 
-mod common;
+use crate::common;
 
 use common::Cluster;
 use futures::{AsyncBufReadExt, TryStreamExt};

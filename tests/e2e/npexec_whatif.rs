@@ -3,7 +3,7 @@
 //! walk-through: the prediction uses the live cluster's objects with the
 //! manifests applied on top (or removed), and `--fail-on` sets the exit code.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Output, Stdio};

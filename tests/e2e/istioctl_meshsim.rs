@@ -3,7 +3,7 @@
 //! walk-through, with the real kubectl for everything else. Output and
 //! errors are compared byte for byte with istioctl 1.25's.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! End-to-end: the real kubectl against meshsim (issue 4's Tests section).
 
-mod common;
+use crate::common;
 
 use common::{Cluster, fast_config};
 

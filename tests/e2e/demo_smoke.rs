@@ -2,7 +2,7 @@
 //! walk-through's key outputs, and leaves no meshsim process and no
 //! temporary directory behind, also when interrupted (SIGINT, as Ctrl-C).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

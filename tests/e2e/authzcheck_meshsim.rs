@@ -7,7 +7,7 @@
 //! `cargo build -p kubectl-authzcheck -p meshsim` (meshsim also builds
 //! `meshsim-istioctl`). Waits are bounded by attempts, never asserted on time.
 
-mod common;
+use crate::common;
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};

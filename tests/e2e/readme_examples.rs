@@ -10,7 +10,7 @@
 //! moves its examples into skipped forms is noticed too. Each line is split
 //! into argv by a small quote-aware splitter: no shell runs README text.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //!
 //! Our predictions (`npexec --predict`, `--explain`, authzcheck) are only
 //! right if they agree with the proxy that enforces the policies. For each
-//! generated policy set (tests/common/policygen.rs), meshpolicy translates the
+//! generated policy set (tests/e2e/common/policygen.rs), meshpolicy translates the
 //! policies into Istio's RBAC filters (`istio::rbac`) and wraps them in Istio's
 //! inbound listener (`istio::listener`); real Envoy loads every set at once, one
 //! listener each, in front of an HTTP app and an echo app. Every request is
@@ -15,7 +15,7 @@
 //! (default 100 x 200 = 20,000 requests), seed `MESHDEBUG_DIFF_SEED`; `make
 //! conformance` runs a larger set. Needs the real binary (`make envoy`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! stream cut after N bytes and a log stream cut after N bytes. Faults match
 //! on namespace so the same cluster shows that unmatched requests still work.
 
-mod common;
+use crate::common;
 
 use common::{Cluster, fast_config};
 use meshsim::faults::Fault;

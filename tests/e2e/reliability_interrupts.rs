@@ -6,8 +6,7 @@
 //! each run carries a unique environment marker that every child inherits,
 //! and after the plugin exits no process in /proc may still carry it.
 
-mod common;
-mod reliability;
+use crate::reliability;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! The probe must report what it saw (allowed) and `--explain` must flag the
 //! contradiction with what the policy says, rather than trusting the policy.
 
-mod common;
+use crate::common;
 
 use common::sim::{built, path_with};
 use common::{Cluster, fast_config, repo_root};

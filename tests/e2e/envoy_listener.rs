@@ -2,9 +2,9 @@
 //! PeerAuthentication mode, identities reaching RBAC through the peer
 //! certificate, TCP RBAC, and Istio's TEXT access log.
 //!
-//! Needs the real binary (`make envoy`); see tests/common/envoy.rs.
+//! Needs the real binary (`make envoy`); see tests/e2e/common/envoy.rs.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

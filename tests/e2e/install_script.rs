@@ -8,7 +8,7 @@
 //! (INSTALL_PREBUILT), linked rather than copied (INSTALL_LINK=1) because debug
 //! binaries are hundreds of megabytes; copying is checked on small stand-ins.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

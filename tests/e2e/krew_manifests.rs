@@ -7,7 +7,7 @@
 //! from the debug binaries into a temporary folder to check that every archive
 //! hashes to what its manifest says and is laid out as krew requires.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::Read;

@@ -5,7 +5,7 @@
 //! kubectl's own `-o jsonpath` on the same objects); `-o custom-columns` has
 //! one row per JSON row; `-o name` names the pods (authzcheck) or is refused.
 
-mod common;
+use crate::common;
 
 use common::sim::walkthrough;
 use kubeplugin::template::Template;
