@@ -117,6 +117,21 @@ impl RbaclogError {
     }
 }
 
+impl kubeplugin::run::Failure for RbaclogError {
+    fn exit_code(&self) -> u8 {
+        RbaclogError::exit_code(self)
+    }
+    /// A closed pipe and Ctrl-C are the user's doing, not errors to report:
+    /// the exit code (0, 130) says what happened.
+    fn error_line(&self) -> Option<String> {
+        let quiet = matches!(
+            self,
+            RbaclogError::Plugin(PluginError::BrokenPipe | PluginError::Interrupted)
+        );
+        (!quiet).then(|| self.one_line())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 //! too, before parsing, so no plugin needs code of its own for it.
 
 use std::future::Future;
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -62,12 +63,56 @@ pub fn init_tracing(verbosity: u8) {
         .try_init();
 }
 
+/// How a plugin's error ends the process: its exit code and the one stderr
+/// line, if any. A plugin with an error type of its own implements this, so
+/// every plugin reports failures through the same [`main`].
+pub trait Failure {
+    fn exit_code(&self) -> u8;
+    /// The `error: ...; hint: ...` line, or `None` when the exit code says
+    /// everything (a closed pipe, Ctrl-C).
+    fn error_line(&self) -> Option<String>;
+}
+
+impl Failure for PluginError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            PluginError::BrokenPipe => EXIT_OK,
+            e => PluginError::exit_code(e),
+        }
+    }
+    fn error_line(&self) -> Option<String> {
+        (!matches!(self, PluginError::BrokenPipe)).then(|| self.one_line())
+    }
+}
+
+/// Who answers SIGINT/SIGTERM during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signals {
+    /// [`main`] drops the run's future at the first signal (exit 130/143).
+    Shared,
+    /// The plugin handles them itself, e.g. to restore state it changed in
+    /// the cluster before it exits (rbaclog's `--enable-debug`).
+    ByPlugin,
+}
+
 /// Runs a plugin: `fn main() -> ExitCode { kubeplugin::main(my_plugin::run) }`.
 pub fn main<C, F, Fut>(run: F) -> ExitCode
 where
     C: PluginCli,
     F: FnOnce(C) -> Fut,
     Fut: Future<Output = Result<Exit, PluginError>>,
+{
+    main_with(Signals::Shared, run)
+}
+
+/// [`main`] for a plugin with its own error type or its own signal handling:
+/// `kubeplugin::run::main_with(Signals::ByPlugin, my_plugin::run)`.
+pub fn main_with<C, E, F, Fut>(signals: Signals, run: F) -> ExitCode
+where
+    C: PluginCli,
+    E: Failure + From<PluginError>,
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = Result<Exit, E>>,
 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(code) = crate::complete::intercept(C::command(), &args) {
@@ -92,14 +137,18 @@ where
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let result = runtime.block_on(run_until_signal(run(cli)));
+    let result = match signals {
+        Signals::Shared => runtime.block_on(run_until_signal(run(cli))),
+        Signals::ByPlugin => runtime.block_on(run(cli)),
+    };
     // Cancelled probes and streams end here; child processes are killed on drop.
     runtime.shutdown_timeout(Duration::from_millis(500));
     match result {
         Ok(exit) => ExitCode::from(exit.0),
-        Err(PluginError::BrokenPipe) => ExitCode::from(EXIT_OK),
         Err(e) => {
-            print_error(&e);
+            if let Some(line) = e.error_line() {
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
             ExitCode::from(e.exit_code())
         }
     }

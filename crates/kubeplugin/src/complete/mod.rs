@@ -103,15 +103,6 @@ fn write_stdout(text: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// [`intercept`] on this process's arguments, for a plugin whose `main` does
-/// not go through kubeplugin's shared `main` (which calls [`intercept`]
-/// itself): call it first thing,
-/// `if let Some(code) = kubeplugin::complete::handle::<Cli>() { return code; }`.
-pub fn handle<C: clap::CommandFactory>() -> Option<ExitCode> {
-    let args: Vec<OsString> = std::env::args_os().collect();
-    intercept(C::command(), &args)
-}
-
 /// Answers `__complete ...` and `completion SHELL` before normal parsing.
 /// Returns `None` when the command line is an ordinary one.
 pub fn intercept(cmd: Command, args: &[OsString]) -> Option<ExitCode> {
