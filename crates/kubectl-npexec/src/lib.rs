@@ -228,6 +228,18 @@ fn predicted_detail(e: &explain::Evaluated) -> String {
                 .collect();
             format!("NetworkPolicy: {}", blocking.join("; "))
         }
+        _ if a.mtls.as_ref().is_some_and(|m| m.fails) => {
+            let m = a.mtls.as_ref().expect("checked");
+            let by = m
+                .decided_by
+                .as_deref()
+                .map(|p| format!(" (PeerAuthentication {p})"))
+                .unwrap_or_default();
+            format!(
+                "PeerAuthentication: port {} is {}{by}; the client sends {}",
+                m.port, m.mode, m.client_sends
+            )
+        }
         (_, Some(z)) => format!("AuthorizationPolicy {}: {}", z.decision, z.reason),
         _ => a.notes.first().cloned().unwrap_or_default(),
     }

@@ -171,6 +171,13 @@ impl ProbeRecord {
             .as_ref()
             .and_then(|a| a.network.as_ref())
             .is_some_and(|n| !n.allowed);
+        // When the mTLS handshake fails, RBAC never runs.
+        let mtls_fails = !net_blocks
+            && self
+                .analysis
+                .as_ref()
+                .and_then(|a| a.mtls.as_ref())
+                .is_some_and(|m| m.fails);
         let from = |src: NoteSource| -> Vec<String> {
             let mut v: Vec<String> = policies
                 .iter()
@@ -181,6 +188,7 @@ impl ProbeRecord {
                         || !net_blocks
                         || p.kind == PolicyKind::NetworkPolicy
                 })
+                .filter(|p| !mtls_fails || p.kind == PolicyKind::PeerAuthentication)
                 .map(PolicyNote::label)
                 .collect();
             v.dedup();
@@ -223,6 +231,24 @@ pub fn explanation(records: &[ProbeRecord]) -> String {
             let _ = writeln!(out, "  NetworkPolicy: {state} (TCP {})", n.port);
             let _ = writeln!(out, "    {}", esc(&n.egress));
             let _ = writeln!(out, "    {}", esc(&n.ingress));
+        }
+        if let Some(m) = &a.mtls {
+            let by = match (&m.decided_by, &m.scope) {
+                (Some(p), Some(sc)) if m.port_level => {
+                    format!("PeerAuthentication {p}, {sc}, port-level")
+                }
+                (Some(p), Some(sc)) => format!("PeerAuthentication {p}, {sc}-wide"),
+                _ => "default, no PeerAuthentication applies".to_string(),
+            };
+            let state = if m.fails { "FAILS" } else { "ok" };
+            let _ = writeln!(
+                out,
+                "  PeerAuthentication: {state}: port {} is {} ({}); the client sends {}",
+                m.port,
+                m.mode,
+                esc(&by),
+                m.client_sends
+            );
         }
         if let Some(z) = &a.authorization {
             let id = z
@@ -533,6 +559,7 @@ mod tests {
                 egress: "egress open".into(),
                 ingress: "ingress open".into(),
             }),
+            mtls: None,
             authorization: Some(AuthzLayer {
                 decision: "DENY".into(),
                 enforced: true,
