@@ -458,6 +458,9 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
         }
     }
 
+    let (peer_authentication, pa_findings) = crate::peerauth::section(cluster, pod);
+    findings.extend(pa_findings);
+
     findings.extend(proxy_findings(&proxy));
     if proxy.source == ProxySource::Unavailable && pod.has_sidecar {
         findings.push(Finding::new(
@@ -480,6 +483,7 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
         network_isolation: Some(isolation),
         network_policies,
         authorization_policies,
+        peer_authentication: Some(peer_authentication),
         proxy,
         findings,
     }
@@ -657,6 +661,7 @@ pub fn offline(proxy: ProxyView) -> Report {
         network_isolation: None,
         network_policies: Vec::new(),
         authorization_policies: Vec::new(),
+        peer_authentication: None,
         proxy,
         findings,
     }
