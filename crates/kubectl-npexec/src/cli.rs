@@ -23,6 +23,7 @@ fn expectation_parser() -> impl clap::builder::TypedValueParser<Value = Expectat
     let mut values = vec![
         PossibleValue::new("allow").alias("allowed"),
         PossibleValue::new("deny").alias("denied"),
+        PossibleValue::new("reachable"),
     ];
     values.extend(
         Verdict::ALL
@@ -139,7 +140,8 @@ pub struct Cli {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub parallel: u16,
 
-    /// Expected result: allow, deny (denied-rbac or blocked-network) or a verdict
+    /// Expected result: allow (verdict allowed), deny (denied-rbac or blocked-network),
+    /// reachable (the application answered, any status: allowed or http-error) or a verdict
     #[arg(long, value_name = "EXPECT", value_parser = expectation_parser(), hide_possible_values = true)]
     pub expect: Option<Expectation>,
     /// With --expect: re-probe until every expectation holds or this time is up

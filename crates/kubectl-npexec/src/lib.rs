@@ -64,19 +64,22 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
     };
     if let (Some(wait), Some(_), false) = (cli.wait, cli.expect, cli.predict) {
         let deadline = Instant::now() + wait;
+        let mut progress = report::WaitProgress::new();
+        let mut attempt = 1;
         while !all_met(&records) {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
+            let unmet = records.iter().filter(|r| r.met == Some(false)).count();
+            progress.attempt(attempt, unmet, records.len(), deadline - now);
             let pause = (deadline - now).min(Duration::from_secs(1));
-            tracing::info!(
-                unmet = records.iter().filter(|r| r.met == Some(false)).count(),
-                "expectations not met yet; re-probing"
-            );
+            tracing::info!(unmet, attempt, "expectations not met yet; re-probing");
             tokio::time::sleep(pause).await;
             records = execute(&kube, &cli, &plan.probes, false).await?;
+            attempt += 1;
         }
+        progress.finish();
     }
     if cli.explain {
         explain_records(&kube, &plan, &mut records).await?;
@@ -107,6 +110,7 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
         }
         report::print_hints(&records);
     }
+    report::print_unmet(&records);
     Ok(exit_for(&records, cli.expect))
 }
 

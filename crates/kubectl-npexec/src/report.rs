@@ -295,14 +295,110 @@ pub fn explanation(records: &[ProbeRecord]) -> String {
     out
 }
 
+/// One line per probe whose expectation is not met: what was expected, what
+/// came back, and the hint (stderr, every output format).
+pub fn unmet_lines(records: &[ProbeRecord]) -> Vec<String> {
+    use kubeplugin::render::escape_control as esc;
+    records
+        .iter()
+        .filter(|r| r.met == Some(false))
+        .map(|r| {
+            let expected = r.expected.map(|e| e.to_string()).unwrap_or_default();
+            let mut got = r.verdict.to_string();
+            if r.predicted {
+                got.push_str(" (predicted)");
+            }
+            if let Some(code) = r.http_status {
+                got.push_str(&format!(" {code}"));
+            }
+            let mut hint = r
+                .hint
+                .as_deref()
+                .map(|h| format!("; hint: {}", esc(h)))
+                .unwrap_or_default();
+            if r.expected == Some(Expectation::Allow) && r.verdict == Verdict::HttpError {
+                hint.push_str(
+                    "; --expect reachable accepts any answer of the application (allow needs a 2xx/3xx)",
+                );
+            }
+            format!(
+                "expectation not met: {} -> {}: expected {expected}, got {got}{hint}",
+                esc(&r.from_label()),
+                esc(&r.to_label()),
+            )
+        })
+        .collect()
+}
+
+/// Prints [`unmet_lines`] on stderr.
+pub fn print_unmet(records: &[ProbeRecord]) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    for l in unmet_lines(records) {
+        let _ = writeln!(err, "{l}");
+    }
+}
+
+/// `--wait` progress on stderr, redrawn in place; only on a terminal.
+#[derive(Debug)]
+pub struct WaitProgress {
+    enabled: bool,
+}
+
+impl WaitProgress {
+    pub fn new() -> Self {
+        use std::io::IsTerminal;
+        WaitProgress {
+            enabled: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// `waiting: attempt N, M of K expectations unmet, Ts left`.
+    pub fn attempt(&self, attempt: u32, unmet: usize, total: usize, left: std::time::Duration) {
+        use std::io::Write;
+        if self.enabled {
+            let mut e = std::io::stderr().lock();
+            let _ = write!(
+                e,
+                "\r\x1b[2Kwaiting: attempt {attempt}, {unmet} of {total} expectations unmet, {}s left",
+                left.as_secs()
+            );
+            let _ = e.flush();
+        }
+    }
+
+    pub fn finish(&mut self) {
+        use std::io::Write;
+        if self.enabled {
+            let mut e = std::io::stderr().lock();
+            let _ = write!(e, "\r\x1b[2K");
+            let _ = e.flush();
+            self.enabled = false;
+        }
+    }
+}
+
+impl Default for WaitProgress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for WaitProgress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 /// Prints each distinct hint of the non-allowed probes on stderr (table views
-/// only; JSON carries hints in the records).
+/// only; JSON carries hints in the records). Probes with an unmet expectation
+/// are left out: their summary line already carries the hint.
 pub fn print_hints(records: &[ProbeRecord]) {
     use std::io::Write;
     let mut seen = std::collections::BTreeSet::new();
     let mut err = std::io::stderr().lock();
     for r in records {
-        if r.verdict == Verdict::Allowed {
+        if r.verdict == Verdict::Allowed || r.met == Some(false) {
             continue;
         }
         if let Some(h) = &r.hint
@@ -596,5 +692,18 @@ mod tests {
         let e = body_excerpt(body.as_bytes());
         assert!(e.len() <= 256);
         assert_eq!(e.chars().count(), 128);
+    }
+
+    #[test]
+    fn unmet_expectations_get_one_line_each() {
+        let records = sample();
+        let lines = unmet_lines(&records);
+        let unmet = records.iter().filter(|r| r.met == Some(false)).count();
+        assert!(unmet > 0);
+        assert_eq!(lines.len(), unmet, "{lines:?}");
+        assert!(
+            lines[0].starts_with("expectation not met: np-test-1/np-test-1-pod-7d9f -> np-test-2/svc-np-test-nginx-2:80: expected deny, got allowed 200"),
+            "{lines:?}"
+        );
     }
 }
