@@ -54,7 +54,10 @@ Examples:
 
   # Every ordered pair of namespaces, as a matrix
   kubectl npexec --matrix team-a team-b team-c
-  kubectl npexec --matrix -l mesh=enabled
+  kubectl npexec --matrix --namespace-selector mesh=enabled
+
+  # Compare the matrix with a truth table (rows FROM, columns TO; . allowed, X denied); exit 1 on a difference
+  kubectl npexec --matrix team-a team-b team-c --expect-matrix expected.txt
 
   # Name the policies behind each verdict (NetworkPolicy rules, AuthorizationPolicy ids
   # from the engine and the destination's Envoy log) and flag contradictions
@@ -91,7 +94,7 @@ pub struct Cli {
     #[arg(value_name = "NAMESPACE")]
     pub namespaces: Vec<String>,
 
-    /// Source pod label selector (with --matrix and no namespaces: selects namespaces)
+    /// Source pod label selector, in every mode (namespaces of --matrix: --namespace-selector)
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
     /// Source pod: POD, pod/POD, deployment/, statefulset/ (sts/), daemonset/ (ds/),
@@ -136,6 +139,17 @@ pub struct Cli {
     /// With --matrix: select the namespaces by label
     #[arg(long, value_name = "SELECTOR")]
     pub namespace_selector: Option<String>,
+    /// With --matrix: leave out same-namespace pairs (the diagonal)
+    #[arg(long, requires = "matrix")]
+    pub no_same_namespace: bool,
+    /// With --matrix: the expected matrix, a truth table file (see README); exit 1 when a cell differs
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "matrix",
+        conflicts_with = "expect"
+    )]
+    pub expect_matrix: Option<std::path::PathBuf>,
     /// Probes run at once
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub parallel: u16,
@@ -429,31 +443,24 @@ impl Cli {
                     None,
                 ));
             }
-            let (namespace_selector, pod_selector) = if self.namespaces.is_empty() {
-                // `--matrix -l SEL`: -l selects namespaces.
-                (
-                    self.namespace_selector.clone().or(self.selector.clone()),
-                    if self.namespace_selector.is_some() {
-                        self.selector.clone()
-                    } else {
-                        None
-                    },
-                )
-            } else {
-                if self.namespace_selector.is_some() {
-                    return Err(usage(
-                        "give either namespaces or --namespace-selector with --matrix",
-                        None,
-                    ));
-                }
-                (None, self.selector.clone())
-            };
-            if namespace_selector.is_none() && self.namespaces.len() < 2 {
+            // -l always selects source pods; namespaces come from arguments
+            // or --namespace-selector.
+            if !self.namespaces.is_empty() && self.namespace_selector.is_some() {
                 return Err(usage(
-                    "--matrix needs at least two namespaces",
-                    Some("kubectl npexec --matrix NS1 NS2 [NS...] or --matrix -l LABEL=VALUE"),
+                    "give either namespaces or --namespace-selector with --matrix",
+                    None,
                 ));
             }
+            if self.namespace_selector.is_none() && self.namespaces.len() < 2 {
+                let hint = if self.selector.is_some() && self.namespaces.is_empty() {
+                    "-l selects the source pods in each namespace; select namespaces with --namespace-selector LABEL=VALUE"
+                } else {
+                    "kubectl npexec --matrix NS1 NS2 [NS...] or --matrix --namespace-selector LABEL=VALUE"
+                };
+                return Err(usage("--matrix needs at least two namespaces", Some(hint)));
+            }
+            let (namespace_selector, pod_selector) =
+                (self.namespace_selector.clone(), self.selector.clone());
             return Ok(Mode::Matrix {
                 namespaces: self.namespaces.clone(),
                 namespace_selector,
@@ -620,17 +627,25 @@ mod tests {
         assert!(
             matches!(mode(&["--matrix", "a", "b", "c"]).unwrap(), Mode::Matrix { namespaces, .. } if namespaces.len() == 3)
         );
-        match mode(&["--matrix", "-l", "mesh=on"]).unwrap() {
+        match mode(&["--matrix", "--namespace-selector", "mesh=on", "-l", "app=x"]).unwrap() {
             Mode::Matrix {
                 namespace_selector,
                 pod_selector,
                 ..
             } => {
                 assert_eq!(namespace_selector.as_deref(), Some("mesh=on"));
-                assert_eq!(pod_selector, None);
+                assert_eq!(pod_selector.as_deref(), Some("app=x"));
             }
             m => panic!("{m:?}"),
         }
+        // -l means source pods everywhere: alone it names no namespace.
+        let e = mode(&["--matrix", "-l", "mesh=on"]).unwrap_err();
+        assert!(
+            e.hint()
+                .unwrap_or_default()
+                .contains("--namespace-selector"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -659,6 +674,7 @@ mod tests {
             &["--matrix", "-n", "a", "b", "c"],
             &["a", "b", "--pod", "job/x"],
             &["--matrix", "a", "b", "--no-headers"],
+            &["--matrix", "-l", "app=x"],
         ];
         for args in bad {
             let e = mode(args).unwrap_err();

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod probe;
 pub mod report;
 pub mod sidecar;
+pub mod truth;
 pub mod verdict;
 pub mod whatif;
 
@@ -50,9 +51,13 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
             Some("drop --wait, or use --explain to probe and analyse".to_string()),
         ));
     }
+    let truth = cli.expect_matrix.as_deref().map(truth::read).transpose()?;
     let renderer = Renderer::from_args(&cli.output);
     let kube = Kube::from_flags(&cli.kube).await?;
     let plan = plan::build(&kube, &cli, &mode).await?;
+    if let Some(t) = &truth {
+        t.check_namespaces(&plan.namespaces)?;
+    }
     tracing::info!(probes = plan.probes.len(), "plan ready");
 
     let analysing = cli.explain || cli.predict;
@@ -84,6 +89,10 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
     if cli.explain {
         explain_records(&kube, &plan, &mut records).await?;
     }
+    let truth_diff = truth.as_ref().map(|t| {
+        let diffs = t.apply(&mut records);
+        (diffs.len(), truth::render_diff(t, &diffs))
+    });
 
     let mut stdout = std::io::stdout().lock();
     match (&mode, renderer.format) {
@@ -101,9 +110,17 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
         .map_err(|e| PluginError::io("writing output", e))?;
     drop(stdout);
     if matches!(renderer.format, OutputFormat::Table | OutputFormat::Wide) {
-        if analysing {
+        if let Some((_, diff)) = &truth_diff {
             let mut stdout = std::io::stdout().lock();
-            kubeplugin::render::write_str(&mut stdout, &report::explanation(&records))?;
+            kubeplugin::render::write_str(&mut stdout, diff)?;
+        }
+        if analysing {
+            let text = match mode {
+                Mode::Matrix { .. } => report::matrix_explanation(&records),
+                _ => report::explanation(&records),
+            };
+            let mut stdout = std::io::stdout().lock();
+            kubeplugin::render::write_str(&mut stdout, &text)?;
             stdout
                 .flush()
                 .map_err(|e| PluginError::io("writing output", e))?;
@@ -111,6 +128,21 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
         report::print_hints(&records);
     }
     report::print_unmet(&records);
+    if let Some((n, diff)) = &truth_diff
+        && *n > 0
+    {
+        if !matches!(renderer.format, OutputFormat::Table | OutputFormat::Wide) {
+            // JSON on stdout stays parseable; the diff goes beside it.
+            let mut stderr = std::io::stderr().lock();
+            kubeplugin::render::write_str(&mut stderr, diff)?;
+        }
+        let exit = exit_for(&records, None);
+        return Ok(if exit == Exit::OK {
+            Exit::NEGATIVE
+        } else {
+            exit
+        });
+    }
     Ok(exit_for(&records, cli.expect))
 }
 

@@ -330,6 +330,54 @@ pub fn unmet_lines(records: &[ProbeRecord]) -> Vec<String> {
         .collect()
 }
 
+/// `--predict`/`--explain` under a matrix: one line per distinct
+/// explanation (verdict and deciding policy), with the pairs it covers,
+/// instead of one block per cell.
+pub fn matrix_explanation(records: &[ProbeRecord]) -> String {
+    use kubeplugin::render::escape_control as esc;
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for r in records {
+        let Some(a) = &r.analysis else { continue };
+        let why = match r.deciding_policy() {
+            None => "no policy applies".to_string(),
+            // Envoy's log names no policy when none of its DENY rules matched.
+            Some(p) if p == "authorizationpolicy none" => {
+                "no AuthorizationPolicy rule matched (Envoy: policy none)".to_string()
+            }
+            Some(p) => p,
+        };
+        let mut key = format!("{} {}: {why}", r.verdict.symbol(), r.verdict);
+        if r.predicted {
+            key = format!("{} {} (predicted): {why}", r.verdict.symbol(), r.verdict);
+        }
+        if !a.contradictions.is_empty() {
+            key.push_str(&format!(" ! {}", a.contradictions.join("; ")));
+        }
+        let pair = format!(
+            "{} -> {}",
+            r.from.namespace,
+            r.to.namespace.as_deref().unwrap_or("?")
+        );
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, pairs)) => {
+                if !pairs.contains(&pair) {
+                    pairs.push(pair);
+                }
+            }
+            None => groups.push((key, vec![pair])),
+        }
+    }
+    let mut out = String::new();
+    if !groups.is_empty() {
+        out.push('\n');
+    }
+    for (key, pairs) in groups {
+        out.push_str(&esc(&format!("{key}  [{}]", pairs.join(", "))));
+        out.push('\n');
+    }
+    out
+}
+
 /// Prints [`unmet_lines`] on stderr.
 pub fn print_unmet(records: &[ProbeRecord]) {
     use std::io::Write;
@@ -418,7 +466,7 @@ pub fn legend(with_unknown: bool) -> String {
         .collect();
     parts.push("~ mixed (see -o wide)".into());
     parts.push(". no Service".into());
-    parts.push("- same namespace".into());
+    parts.push("- same namespace, not probed".into());
     format!("legend: {}\n", parts.join("  "))
 }
 
@@ -440,10 +488,9 @@ pub fn matrix(namespaces: &[String], records: &[ProbeRecord], renderer: &Rendere
         .map(|from| {
             let mut row = vec![Cell::new(from.clone())];
             for to in namespaces {
-                let cell = if from == to {
-                    Cell::new("-").tone(Tone::Dim)
-                } else {
+                let cell = {
                     match cells.get(&(from.as_str(), to.as_str())) {
+                        None if from == to => Cell::new("-").tone(Tone::Dim),
                         None => Cell::new(".").tone(Tone::Dim),
                         Some(vs) => {
                             let first = vs[0];
