@@ -760,7 +760,7 @@ pub fn contradictions(observed: Verdict, e: &Evaluated, envoy: &[EnvoyDecision])
     let engine_denies = authz.enforced && authz.decision == "DENY";
     if net.allowed && engine_denies && observed == Verdict::Allowed {
         out.push(format!(
-            "AuthorizationPolicy {} should deny this request, but it was allowed{envoy_says}: the policy may not have reached the sidecar yet (retry with --wait), or the sidecar runs other config (see kubectl authzcheck)",
+            "AuthorizationPolicy {} should deny this request, but it was allowed{envoy_says}: the policy may not have reached the sidecar yet (re-probe while it propagates: --expect deny --wait 30s), or the sidecar runs other config (see kubectl authzcheck)",
             authz.policy_id.as_deref().unwrap_or("?")
         ));
     }

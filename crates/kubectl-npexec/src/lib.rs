@@ -276,6 +276,14 @@ fn predicted_detail(e: &explain::Evaluated) -> String {
                 m.port, m.mode, m.client_sends
             )
         }
+        (_, Some(_))
+            if !e.policies.iter().any(|p| {
+                p.kind == explain::PolicyKind::AuthorizationPolicy
+                    || p.kind == explain::PolicyKind::NetworkPolicy
+            }) =>
+        {
+            "no policy applies".to_string()
+        }
         (_, Some(z)) => format!("AuthorizationPolicy {}: {}", z.decision, z.reason),
         _ => a.notes.first().cloned().unwrap_or_default(),
     }

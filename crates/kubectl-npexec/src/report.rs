@@ -203,8 +203,11 @@ impl ProbeRecord {
 }
 
 /// The explanation lines printed under the table with `--explain` /
-/// `--predict`: per probe, both layers, each policy, contradictions, notes.
+/// `--predict`: per probe, each layer in the order traffic meets it, each
+/// policy once (the engine's reading, with what Envoy's log said about the
+/// same policy on the same line), contradictions and notes.
 pub fn explanation(records: &[ProbeRecord]) -> String {
+    use crate::explain::{NoteSource, PolicyKind};
     use kubeplugin::render::escape_control as esc;
     use std::fmt::Write;
     let mut out = String::new();
@@ -226,64 +229,105 @@ pub fn explanation(records: &[ProbeRecord]) -> String {
         if let Some(pod) = &a.destination_pod {
             let _ = writeln!(out, "  destination pod: {}", esc(pod));
         }
+        let has = |kind: PolicyKind| {
+            policies
+                .iter()
+                .any(|p| p.kind == kind && p.source == NoteSource::Engine)
+        };
         if let Some(n) = &a.network {
-            let state = if n.allowed { "allowed" } else { "BLOCKED" };
-            let _ = writeln!(out, "  NetworkPolicy: {state} (TCP {})", n.port);
-            let _ = writeln!(out, "    {}", esc(&n.egress));
-            let _ = writeln!(out, "    {}", esc(&n.ingress));
+            if has(PolicyKind::NetworkPolicy) {
+                let state = if n.allowed { "allowed" } else { "BLOCKED" };
+                let _ = writeln!(out, "  NetworkPolicy: {state} (TCP {})", n.port);
+                let _ = writeln!(out, "    {}", esc(&n.egress));
+                let _ = writeln!(out, "    {}", esc(&n.ingress));
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  NetworkPolicy: no policy applies (TCP {} open both ways)",
+                    n.port
+                );
+            }
         }
         if let Some(m) = &a.mtls {
-            let by = match (&m.decided_by, &m.scope) {
-                (Some(p), Some(sc)) if m.port_level => {
-                    format!("PeerAuthentication {p}, {sc}, port-level")
-                }
-                (Some(p), Some(sc)) => format!("PeerAuthentication {p}, {sc}-wide"),
-                _ => "default, no PeerAuthentication applies".to_string(),
-            };
             let state = if m.fails { "FAILS" } else { "ok" };
+            let by = if has(PolicyKind::PeerAuthentication) {
+                if m.port_level { " (port-level)" } else { "" }
+            } else {
+                " (no policy applies: the default)"
+            };
             let _ = writeln!(
                 out,
-                "  PeerAuthentication: {state}: port {} is {} ({}); the client sends {}",
-                m.port,
-                m.mode,
-                esc(&by),
-                m.client_sends
+                "  PeerAuthentication: {state}: port {} is {}{by}; the client sends {}",
+                m.port, m.mode, m.client_sends
             );
         }
         if let Some(z) = &a.authorization {
-            let id = z
-                .policy_id
-                .as_deref()
-                .map(|i| format!(" [{i}]"))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "  AuthorizationPolicy: {}{}: {}",
-                z.decision,
-                esc(&id),
-                esc(&z.reason)
-            );
+            if !has(PolicyKind::AuthorizationPolicy) {
+                let what = if z.enforced {
+                    "no policy applies (allowed)"
+                } else {
+                    "not enforced (no sidecar)"
+                };
+                let _ = writeln!(out, "  AuthorizationPolicy: {what}");
+            } else {
+                let _ = writeln!(out, "  AuthorizationPolicy: {}", z.decision);
+            }
         }
         if let (Some(v), false) = (a.engine_verdict, r.predicted) {
             let _ = writeln!(out, "  engine expects: {v}");
         }
+        // Each policy once: the engine's note, then what Envoy logged for it.
+        let mut printed: Vec<String> = Vec::new();
         for p in policies {
-            let src = match p.source {
-                crate::explain::NoteSource::Engine => "engine",
-                crate::explain::NoteSource::EnvoyLog => "envoy-log",
-            };
+            let label = p.label();
+            if printed.contains(&label) {
+                continue;
+            }
+            printed.push(label.clone());
+            let same: Vec<&PolicyNote> = policies.iter().filter(|q| q.label() == label).collect();
+            let engine = same.iter().find(|q| q.source == NoteSource::Engine);
+            let envoy: Vec<String> = same
+                .iter()
+                .filter(|q| q.source == NoteSource::EnvoyLog)
+                .map(|q| q.effect.as_str().to_string())
+                .fold(Vec::new(), |mut v, e| {
+                    if !v.contains(&e) {
+                        v.push(e);
+                    }
+                    v
+                });
             let dir = p
                 .direction
                 .as_deref()
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "  - {}{dir}: {}: {} [{src}]",
-                esc(&p.label()),
-                p.effect.as_str(),
-                esc(&p.detail)
-            );
+            let envoy_says = if envoy.is_empty() {
+                String::new()
+            } else {
+                format!(" [Envoy log: {}]", envoy.join(", "))
+            };
+            match engine {
+                Some(e) => {
+                    let _ = writeln!(
+                        out,
+                        "  - {}{dir}: {}: {}{envoy_says}",
+                        esc(&label),
+                        e.effect.as_str(),
+                        esc(&e.detail)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  - {}: {} [Envoy log only]",
+                        esc(&label),
+                        esc(&p.detail)
+                    );
+                }
+            }
+        }
+        if policies.is_empty() {
+            let _ = writeln!(out, "  no policy applies");
         }
         for c in &a.contradictions {
             let _ = writeln!(out, "  ! {}", esc(c));
@@ -717,8 +761,12 @@ mod tests {
         let text = explanation(&records);
         // Only the analysed record is explained.
         assert_eq!(text.matches(" -> ").count(), 1, "{text}");
-        assert!(text.contains("AuthorizationPolicy: DENY [ns[np-test-1]-policy[deny]-rule[0]]"));
-        assert!(text.contains("[envoy-log]") && text.contains("[engine]"));
+        assert!(text.contains("  AuthorizationPolicy: DENY\n"), "{text}");
+        // Each policy once; Envoy's word on a policy the engine did not name
+        // gets its own line.
+        assert_eq!(text.matches("np-test-1/deny").count(), 1, "{text}");
+        assert!(text.contains("[Envoy log only]"), "{text}");
+        assert!(!text.contains("\n  no policy applies"), "{text}");
         assert!(text.contains("  ! something disagrees"));
         assert!(
             !text.contains('\x1b'),
