@@ -86,7 +86,8 @@ Exit codes: 0 ok (or all expectations met), 1 an expectation not met, 2 usage er
     bin_name = "kubectl npexec",
     version,
     about = "Probe from a pod in FROM to the Services in each TO namespace (HTTP) and say which layer decided: Istio AuthorizationPolicy, NetworkPolicy, DNS, mTLS or the application.",
-    after_help = EXAMPLES
+    after_help = EXAMPLES,
+    group(clap::ArgGroup::new("expectations").args(["expect", "expect_matrix"]).multiple(true))
 )]
 pub struct Cli {
     /// FROM namespace, then TO namespaces; a TO may be NAMESPACE/SERVICE (only that Service).
@@ -158,8 +159,8 @@ pub struct Cli {
     /// reachable (the application answered, any status: allowed or http-error) or a verdict
     #[arg(long, value_name = "EXPECT", value_parser = expectation_parser(), hide_possible_values = true)]
     pub expect: Option<Expectation>,
-    /// With --expect: re-probe until every expectation holds or this time is up
-    #[arg(long, value_parser = clap_duration, value_name = "DURATION", requires = "expect")]
+    /// With --expect or --expect-matrix: re-probe until every expectation holds or this time is up
+    #[arg(long, value_parser = clap_duration, value_name = "DURATION", requires = "expectations")]
     pub wait: Option<Duration>,
 
     /// After probing, name the policies that decided (NetworkPolicy and AuthorizationPolicy)

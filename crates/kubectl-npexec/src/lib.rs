@@ -67,7 +67,14 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
     } else {
         execute(&kube, &cli, &plan.probes, stream_jsonl).await?
     };
-    if let (Some(wait), Some(_), false) = (cli.wait, cli.expect, cli.predict) {
+    let mark = |records: &mut Vec<ProbeRecord>| {
+        if let Some(t) = &truth {
+            t.apply(records);
+        }
+    };
+    mark(&mut records);
+    let expecting = cli.expect.is_some() || truth.is_some();
+    if let (Some(wait), true, false) = (cli.wait, expecting, cli.predict) {
         let deadline = Instant::now() + wait;
         let mut progress = report::WaitProgress::new();
         let mut attempt = 1;
@@ -82,6 +89,7 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
             tracing::info!(unmet, attempt, "expectations not met yet; re-probing");
             tokio::time::sleep(pause).await;
             records = execute(&kube, &cli, &plan.probes, false).await?;
+            mark(&mut records);
             attempt += 1;
         }
         progress.finish();
