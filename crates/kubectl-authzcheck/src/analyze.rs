@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use meshpolicy::authz::Action;
 use meshpolicy::{Cluster, CompiledAuthz, CompiledNetworkPolicy, Pod, envoy_policy_id};
 
+use crate::peerauth::ISTIO_PORTS;
 use crate::report::{
     AuthzEntry, Finding, Isolation, NetpolEntry, PodInfo, ProxySource, ProxyView, Report, Severity,
 };
@@ -459,7 +460,11 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
     }
 
     let (peer_authentication, pa_findings) = crate::peerauth::section(cluster, pod);
-    findings.extend(pa_findings);
+    findings.extend(
+        pa_findings
+            .into_iter()
+            .map(|f| Finding::new(Severity::Warning, f.code, f.message)),
+    );
 
     findings.extend(proxy_findings(&proxy));
     if proxy.source == ProxySource::Unavailable && pod.has_sidecar {
@@ -488,12 +493,6 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
         findings,
     }
 }
-
-/// Ports Istio's sidecar uses itself (istio.io "Ports used by Istio"): the
-/// istio-proxy container declares some (15090), but they are not the workload's.
-const ISTIO_PORTS: [u16; 10] = [
-    15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090,
-];
 
 /// The `denies-everything` error: nothing can reach the pod, on any port,
 /// because of AuthorizationPolicy. From the API: an enforced DENY policy

@@ -11,14 +11,77 @@
 
 use std::collections::BTreeSet;
 
-use crate::report::{Finding, PeerAuthEntry, PeerAuthSection, PortMode, Severity};
 use meshpolicy::peerauth::{EffectiveMtls, MtlsMode, Scope};
 use meshpolicy::{Cluster, Pod};
+use serde::Serialize;
 
-/// Ports the sidecar itself uses (not the workload's).
-const ISTIO_PORTS: [u16; 10] = [
+/// A finding about PeerAuthentication (all warnings); `analyze` turns it
+/// into the report's finding, so this module depends on none of the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAuthFinding {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl PeerAuthFinding {
+    fn new(code: &'static str, message: String) -> Self {
+        PeerAuthFinding { code, message }
+    }
+}
+
+/// Ports Istio's sidecar uses itself (istio.io "Ports used by Istio"): the
+/// istio-proxy container declares some (15090), but they are not the workload's.
+pub const ISTIO_PORTS: [u16; 10] = [
     15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090,
 ];
+
+/// `peer_authentication` in `-o json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerAuthSection {
+    /// A sidecar enforces the modes; without one, plain text is always accepted.
+    pub enforced: bool,
+    /// The PeerAuthentications that apply to the pod (the candidates Istio
+    /// hands its sidecar), in the order they were listed.
+    pub policies: Vec<PeerAuthEntry>,
+    /// The workload-wide mode (ports without a port-level setting).
+    pub mode: String,
+    /// `namespace/name` of the policy that decided it; None: the default.
+    pub decided_by: Option<String>,
+    /// The effective mode per port: the pod's declared ports and every port
+    /// a port-level setting names.
+    pub ports: Vec<PortMode>,
+}
+
+/// One PeerAuthentication that applies to the pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerAuthEntry {
+    pub namespace: String,
+    pub name: String,
+    /// `mesh`, `namespace`, `workload`, or `ignored` (a selector in the root namespace).
+    pub scope: String,
+    /// `app=x,...` for workload policies.
+    pub selector: Option<String>,
+    /// STRICT, PERMISSIVE, DISABLE or UNSET (inherit).
+    pub mode: String,
+    /// `PORT=MODE` port-level settings.
+    pub port_level: Vec<String>,
+    /// It decides at least one of the pod's modes.
+    pub decides: bool,
+}
+
+/// The effective mode of one port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortMode {
+    pub port: u16,
+    /// The container port's name, when the pod declares it.
+    pub name: Option<String>,
+    /// The pod declares this port.
+    pub declared: bool,
+    pub mode: String,
+    pub decided_by: Option<String>,
+    /// The mode comes from a port-level setting.
+    pub port_level: bool,
+}
 
 fn scope_word(s: Scope) -> &'static str {
     match s {
@@ -34,7 +97,7 @@ fn decided(e: &EffectiveMtls) -> Option<String> {
 }
 
 /// The section and its findings for one pod.
-pub fn section(cluster: &Cluster, pod: &Pod) -> (PeerAuthSection, Vec<Finding>) {
+pub fn section(cluster: &Cluster, pod: &Pod) -> (PeerAuthSection, Vec<PeerAuthFinding>) {
     let root = cluster.options().root_namespace.clone();
     let merged = cluster.merged_peer_authentication(pod);
     let mut findings = Vec::new();
@@ -97,8 +160,7 @@ pub fn section(cluster: &Cluster, pod: &Pod) -> (PeerAuthSection, Vec<Finding>) 
         .collect();
 
     for p in policies.iter().filter(|p| p.scope == "ignored") {
-        findings.push(Finding::new(
-            Severity::Warning,
+        findings.push(PeerAuthFinding::new(
             "peerauth-ignored",
             format!(
                 "PeerAuthentication {}/{} has a selector in the root namespace {root}: Istio ignores it (move it to the workload's namespace)",
@@ -107,8 +169,7 @@ pub fn section(cluster: &Cluster, pod: &Pod) -> (PeerAuthSection, Vec<Finding>) 
         ));
     }
     for p in port_modes.iter().filter(|p| !p.declared) {
-        findings.push(Finding::new(
-            Severity::Warning,
+        findings.push(PeerAuthFinding::new(
             "peerauth-unknown-port",
             format!(
                 "PeerAuthentication {} sets port {} to {}, but the pod declares no container port {}: portLevelMtls is keyed by the container (target) port, not the Service port",
@@ -133,8 +194,7 @@ pub fn section(cluster: &Cluster, pod: &Pod) -> (PeerAuthSection, Vec<Finding>) 
                 .collect()
         };
         if !disabled.is_empty() {
-            findings.push(Finding::new(
-                Severity::Warning,
+            findings.push(PeerAuthFinding::new(
                 "mtls-disabled-in-strict",
                 format!(
                     "{} sets DISABLE on {} although {} makes the namespace STRICT: sidecar clients still send mTLS there (auto mTLS follows the namespace), and those connections fail unless a DestinationRule disables TLS",
@@ -155,8 +215,7 @@ pub fn section(cluster: &Cluster, pod: &Pod) -> (PeerAuthSection, Vec<Finding>) 
         }
     }
     if !pod.has_sidecar && !policies.is_empty() {
-        findings.push(Finding::new(
-            Severity::Warning,
+        findings.push(PeerAuthFinding::new(
             "peerauth-not-enforced",
             format!(
                 "{} PeerAuthentication(s) apply, but the pod has no sidecar: nothing enforces mTLS, plain text is accepted",
@@ -200,7 +259,7 @@ status: {podIP: 10.0.0.1}
         )
     }
 
-    fn run(extra: &str) -> (PeerAuthSection, Vec<Finding>) {
+    fn run(extra: &str) -> (PeerAuthSection, Vec<PeerAuthFinding>) {
         let c =
             Cluster::from_manifests(&format!("{BASE}{extra}"), ClusterOptions::default()).unwrap();
         let pod = c.pod("a", "web").unwrap().clone();
@@ -235,7 +294,7 @@ status: {podIP: 10.0.0.1}
             (p8080.mode.as_str(), p8080.port_level),
             ("PERMISSIVE", true)
         );
-        let codes: Vec<&str> = f.iter().map(|f| f.code.as_str()).collect();
+        let codes: Vec<&str> = f.iter().map(|f| f.code).collect();
         assert!(codes.contains(&"peerauth-unknown-port"), "{codes:?}");
         assert!(codes.contains(&"mtls-disabled-in-strict"), "{codes:?}");
     }

@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+pub use crate::peerauth::{PeerAuthEntry, PeerAuthSection, PortMode};
+
 /// Everything authzcheck knows about one pod.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -98,54 +100,6 @@ pub struct AuthzEntry {
     pub loaded: Option<bool>,
     /// Seconds since creation, when known.
     pub age_seconds: Option<i64>,
-}
-
-/// `peer_authentication` in `-o json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PeerAuthSection {
-    /// A sidecar enforces the modes; without one, plain text is always accepted.
-    pub enforced: bool,
-    /// The PeerAuthentications that apply to the pod (the candidates Istio
-    /// hands its sidecar), oldest rules first as Istio reads them.
-    pub policies: Vec<PeerAuthEntry>,
-    /// The workload-wide mode (ports without a port-level setting).
-    pub mode: String,
-    /// `namespace/name` of the policy that decided it; None: the default.
-    pub decided_by: Option<String>,
-    /// The effective mode per port: the pod's declared ports and every port
-    /// a port-level setting names.
-    pub ports: Vec<PortMode>,
-}
-
-/// One PeerAuthentication that applies to the pod.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PeerAuthEntry {
-    pub namespace: String,
-    pub name: String,
-    /// `mesh`, `namespace`, `workload`, or `ignored` (a selector in the root namespace).
-    pub scope: String,
-    /// `app=x,...` for workload policies.
-    pub selector: Option<String>,
-    /// STRICT, PERMISSIVE, DISABLE or UNSET (inherit).
-    pub mode: String,
-    /// `PORT=MODE` port-level settings.
-    pub port_level: Vec<String>,
-    /// It decides at least one of the pod's modes.
-    pub decides: bool,
-}
-
-/// The effective mode of one port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PortMode {
-    pub port: u16,
-    /// The container port's name, when the pod declares it.
-    pub name: Option<String>,
-    /// The pod declares this port.
-    pub declared: bool,
-    pub mode: String,
-    pub decided_by: Option<String>,
-    /// The mode comes from a port-level setting.
-    pub port_level: bool,
 }
 
 /// Where the Envoy view came from.
