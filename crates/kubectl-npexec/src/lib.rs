@@ -133,7 +133,7 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
                 .flush()
                 .map_err(|e| PluginError::io("writing output", e))?;
         }
-        report::print_hints(&records);
+        report::print_hints(&records, matches!(mode, Mode::Matrix { .. }));
     }
     report::print_unmet(&records);
     if let Some((n, diff)) = &truth_diff

@@ -485,20 +485,49 @@ impl Drop for WaitProgress {
 /// Prints each distinct hint of the non-allowed probes on stderr (table views
 /// only; JSON carries hints in the records). Probes with an unmet expectation
 /// are left out: their summary line already carries the hint.
-pub fn print_hints(records: &[ProbeRecord]) {
+pub fn print_hints(records: &[ProbeRecord], per_verdict: bool) {
     use std::io::Write;
-    let mut seen = std::collections::BTreeSet::new();
     let mut err = std::io::stderr().lock();
+    for h in hint_lines(records, per_verdict) {
+        let _ = writeln!(err, "{h}");
+    }
+}
+
+/// The hint lines: each distinct hint once; with `per_verdict` (a matrix,
+/// where hints differ only by namespace) the first hint of each verdict,
+/// with how many other cells it stands for.
+pub fn hint_lines(records: &[ProbeRecord], per_verdict: bool) -> Vec<String> {
+    use kubeplugin::render::escape_control as esc;
+    let mut out: Vec<(Option<Verdict>, String, usize)> = Vec::new();
     for r in records {
         if r.verdict == Verdict::Allowed || r.met == Some(false) {
             continue;
         }
-        if let Some(h) = &r.hint
-            && seen.insert(h.clone())
-        {
-            let _ = writeln!(err, "hint: {}", kubeplugin::render::escape_control(h));
+        let Some(h) = &r.hint else { continue };
+        let key = per_verdict.then_some(r.verdict);
+        match out.iter_mut().find(
+            |(k, text, _)| {
+                if per_verdict { *k == key } else { text == h }
+            },
+        ) {
+            Some((_, text, more)) => {
+                if text != h {
+                    *more += 1;
+                }
+            }
+            None => out.push((key, h.clone(), 0)),
         }
     }
+    out.into_iter()
+        .map(|(_, h, more)| match more {
+            0 => format!("hint: {}", esc(&h)),
+            n => format!(
+                "hint: {} (and {n} more {} like it)",
+                esc(&h),
+                if n == 1 { "probe" } else { "probes" }
+            ),
+        })
+        .collect()
 }
 
 /// The legend printed under a matrix (`? unknown` only when `--predict` could not decide).
@@ -799,6 +828,30 @@ mod tests {
         assert!(
             lines[0].starts_with("expectation not met: np-test-1/np-test-1-pod-7d9f -> np-test-2/svc-np-test-nginx-2:80: expected deny, got allowed 200"),
             "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn matrix_hints_are_one_per_verdict() {
+        let mut records = sample();
+        for r in &mut records {
+            r.met = None;
+        }
+        let mut extra = records[1].clone();
+        extra.hint = Some("hint for denied-rbac in another namespace".into());
+        records.push(extra);
+        let per_pair = hint_lines(&records, false);
+        let per_verdict = hint_lines(&records, true);
+        assert_eq!(
+            per_pair.len(),
+            per_verdict.len() + 1,
+            "{per_pair:?} {per_verdict:?}"
+        );
+        assert!(
+            per_verdict
+                .iter()
+                .any(|l| l.ends_with("(and 1 more probe like it)")),
+            "{per_verdict:?}"
         );
     }
 }
