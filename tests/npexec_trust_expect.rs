@@ -363,4 +363,33 @@ fn matrix_truth_tables_and_expect_reachable() {
         "{}",
         err(&o)
     );
+
+    // On a terminal (util-linux `script` gives the command a pty), --wait
+    // shows its attempts.
+    let has_script = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|d| d.join("script").is_file());
+    if has_script {
+        let bins = built(&["kubectl-npexec"]);
+        let o = std::process::Command::new("script")
+            .args([
+                "-qec",
+                "kubectl npexec te-a te-c --expect allow --wait 2s",
+                "/dev/null",
+            ])
+            .env("PATH", path_with(&[&bins]))
+            .env("KUBECONFIG", sim.0.kubeconfig())
+            .env("KUBECACHEDIR", sim.0.path().join("cache"))
+            .env("HOME", sim.0.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let tty = out(&o);
+        assert!(
+            tty.contains("waiting: attempt 1, 1 of 1 expectations unmet"),
+            "{tty}"
+        );
+        assert!(tty.contains("expectation not met: "), "{tty}");
+    } else {
+        eprintln!("skipped the terminal check: util-linux script is not installed");
+    }
 }
