@@ -11,15 +11,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::Pod as K8sPod;
 use kubeplugin::exec::{ExecLimits, ExecTarget, exec};
 use kubeplugin::istioctl::{Istioctl, IstioctlArgs, ToolOutput};
-use kubeplugin::policy_model::{list_authorization_objects, list_peer_authentications};
+use kubeplugin::policy_model::{
+    NamespaceLabels, list_authorization_objects, list_peer_authentications, namespace_labels,
+    pods_and_network_policies,
+};
 use kubeplugin::resources::{ISTIO_PROXY, is_running, phase, pod_name, sort_pods};
 use kubeplugin::target::{PodTarget, Selection};
-use kubeplugin::{ApiOp, Kube, KubeFlags, PluginError};
+use kubeplugin::{Kube, KubeFlags, PluginError};
 use meshpolicy::envoy::{AuthzReport, analyze_config_dump_all};
 use meshpolicy::{Cluster, ClusterOptions, Selector};
 
@@ -57,23 +58,15 @@ pub async fn gather(
     namespace: &str,
     root: &str,
 ) -> Result<NamespaceData, PluginError> {
-    let ns_api: Api<K8sNamespace> = Api::all(kube.client.clone());
-    let labels = match ns_api.get(namespace).await {
-        Ok(ns) => Some(ns.metadata.labels.unwrap_or_default()),
-        Err(kube::Error::Api(s)) if s.code == 403 => None,
-        Err(e) => {
-            return Err(kube.err(
-                e,
-                &ApiOp::new("get", "namespaces", namespace).named(namespace),
-            ));
+    let labels = match namespace_labels(kube, namespace).await? {
+        NamespaceLabels::Found(l) => Some(l),
+        NamespaceLabels::Forbidden => None,
+        NamespaceLabels::NotFound => {
+            return Err(PluginError::NamespaceNotFound(namespace.to_string()));
         }
     };
-    let pod_api: Api<K8sPod> = Api::namespaced(kube.client.clone(), namespace);
-    let np_api: Api<NetworkPolicy> = Api::namespaced(kube.client.clone(), namespace);
-    let lp = ListParams::default();
-    let (pods, netpols, authz, root_authz, pas, root_pas) = futures::join!(
-        pod_api.list(&lp),
-        np_api.list(&lp),
+    let (workloads, authz, root_authz, pas, root_pas) = futures::join!(
+        pods_and_network_policies(kube, namespace),
         list_authorization_objects(kube, namespace),
         async {
             if root == namespace {
@@ -91,13 +84,8 @@ pub async fn gather(
             }
         }
     );
-    let mut pods = pods
-        .map_err(|e| kube.err(e, &ApiOp::new("list", "pods", namespace)))?
-        .items;
+    let (mut pods, netpols) = workloads?;
     sort_pods(&mut pods);
-    let netpols = netpols
-        .map_err(|e| kube.err(e, &ApiOp::new("list", "networkpolicies", namespace)))?
-        .items;
     let authz = authz?;
     let root_authz = root_authz?;
     let (pas, root_pas) = (pas?, root_pas?);

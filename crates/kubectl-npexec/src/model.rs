@@ -15,12 +15,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::try_join_all;
-use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod};
+use k8s_openapi::api::core::v1::Pod as K8sPod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, ListParams};
-use kubeplugin::policy_model::{list_authorization_policies, list_peer_authentications};
+use kubeplugin::policy_model::{
+    NamespaceLabels, list_authorization_policies, list_peer_authentications, namespace_labels,
+    pods_and_network_policies,
+};
 use kubeplugin::resources::{is_running, sort_pods};
-use kubeplugin::{ApiOp, Kube, PluginError};
+use kubeplugin::{Kube, PluginError};
 use meshpolicy::manifests::Objects;
 use meshpolicy::peerauth::PeerAuthentication;
 use meshpolicy::{AuthorizationPolicy, Cluster, ClusterOptions, Namespace, Pod};
@@ -44,51 +46,26 @@ struct NamespaceObjects {
     notes: Vec<String>,
 }
 
-fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
-
 async fn read_namespace(
     kube: &Kube,
     namespace: &str,
     with_workloads: bool,
 ) -> Result<NamespaceObjects, PluginError> {
     let mut out = NamespaceObjects::default();
-    let ns_api: Api<K8sNamespace> = Api::all(kube.client.clone());
-    match ns_api.get(namespace).await {
-        Ok(ns) => out.labels = Some(ns.metadata.labels.unwrap_or_default()),
-        Err(e) if is_not_found(&e) => return Ok(out),
+    match namespace_labels(kube, namespace).await? {
+        NamespaceLabels::Found(labels) => out.labels = Some(labels),
+        NamespaceLabels::NotFound => return Ok(out),
         // Reading namespaces may be forbidden to many users; the name label
         // (always present) still lets most selectors work.
-        Err(kube::Error::Api(s)) if s.code == 403 => {
+        NamespaceLabels::Forbidden => {
             out.notes.push(format!(
                 "cannot get namespace {namespace}: its labels are unknown, namespaceSelector rules see only kubernetes.io/metadata.name"
             ));
             out.labels = Some(BTreeMap::new());
         }
-        Err(e) => {
-            return Err(kube.err(
-                e,
-                &ApiOp::new("get", "namespaces", namespace).named(namespace),
-            ));
-        }
     }
     if with_workloads {
-        let pods: Api<K8sPod> = Api::namespaced(kube.client.clone(), namespace);
-        let np: Api<NetworkPolicy> = Api::namespaced(kube.client.clone(), namespace);
-        let lp = ListParams::default();
-        let (pods, nps) = futures::join!(pods.list(&lp), np.list(&lp));
-        out.pods = pods
-            .map_err(|e| kube.err(e, &ApiOp::new("list", "pods", namespace)))?
-            .items;
-        out.network_policies = nps
-            .map_err(|e| {
-                kube.err(
-                    e,
-                    &ApiOp::new("list", "networkpolicies.networking.k8s.io", namespace),
-                )
-            })?
-            .items;
+        (out.pods, out.network_policies) = pods_and_network_policies(kube, namespace).await?;
     }
     let (aps, pas) = futures::join!(
         list_authorization_policies(kube, namespace),

@@ -6,13 +6,70 @@
 //! `security.istio.io/v1` or, on older control planes, `v1beta1`, and a
 //! cluster without Istio simply serves neither. Keeping the listing, the
 //! version fallback and the conversion here means both plugins see the same
-//! policies and report the same invalid objects.
+//! policies and report the same invalid objects. The Kubernetes side of the
+//! model (a namespace's labels, its pods and NetworkPolicies) is read here too,
+//! for the same reason.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use meshpolicy::AuthorizationPolicy;
 use meshpolicy::peerauth::PeerAuthentication;
 
 use crate::{ApiOp, Kube, PluginError};
+
+/// A namespace's labels, as far as the caller may read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamespaceLabels {
+    Found(BTreeMap<String, String>),
+    /// `get namespaces` is forbidden (common for namespace-scoped users).
+    Forbidden,
+    NotFound,
+}
+
+/// Reads a namespace's labels (`namespaceSelector` rules match them).
+pub async fn namespace_labels(
+    kube: &Kube,
+    namespace: &str,
+) -> Result<NamespaceLabels, PluginError> {
+    let api: Api<Namespace> = Api::all(kube.client.clone());
+    match api.get(namespace).await {
+        Ok(ns) => Ok(NamespaceLabels::Found(
+            ns.metadata.labels.unwrap_or_default(),
+        )),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(NamespaceLabels::NotFound),
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(NamespaceLabels::Forbidden),
+        Err(e) => Err(kube.err(
+            e,
+            &ApiOp::new("get", "namespaces", namespace).named(namespace),
+        )),
+    }
+}
+
+/// Lists a namespace's pods and NetworkPolicies (in parallel).
+pub async fn pods_and_network_policies(
+    kube: &Kube,
+    namespace: &str,
+) -> Result<(Vec<Pod>, Vec<NetworkPolicy>), PluginError> {
+    let pods: Api<Pod> = Api::namespaced(kube.client.clone(), namespace);
+    let nps: Api<NetworkPolicy> = Api::namespaced(kube.client.clone(), namespace);
+    let lp = ListParams::default();
+    let (pods, nps) = futures::join!(pods.list(&lp), nps.list(&lp));
+    let pods = pods
+        .map_err(|e| kube.err(e, &ApiOp::new("list", "pods", namespace)))?
+        .items;
+    let nps = nps
+        .map_err(|e| {
+            kube.err(
+                e,
+                &ApiOp::new("list", "networkpolicies.networking.k8s.io", namespace),
+            )
+        })?
+        .items;
+    Ok((pods, nps))
+}
 
 /// Versions of `security.istio.io` to try, newest first.
 const VERSIONS: [&str; 2] = ["v1", "v1beta1"];
