@@ -184,10 +184,11 @@ fn every_readme_example_runs_with_its_exit_code() {
         let out = run(&sim, &path, &cwd, &argv[1..], stdin.as_deref());
         ran += 1;
         // Exit 1 is the answer, not a failure, where the example asks a yes/no
-        // question: an expectation, --exit-code, or a what-if diff's --fail-on gate.
-        let negative_asked = argv
-            .iter()
-            .any(|a| a == "--expect" || a == "--exit-code" || a == "--diff");
+        // question: an expectation (--expect, --expect-matrix), --exit-code, or a
+        // what-if diff's --fail-on gate.
+        let negative_asked = argv.iter().any(|a| {
+            a == "--expect" || a == "--expect-matrix" || a == "--exit-code" || a == "--diff"
+        });
         let ok = match out.status.code() {
             Some(0) => true,
             Some(1) => negative_asked,

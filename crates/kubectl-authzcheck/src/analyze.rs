@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use meshpolicy::authz::Action;
 use meshpolicy::{Cluster, CompiledAuthz, CompiledNetworkPolicy, Pod, envoy_policy_id};
 
+use crate::peerauth::ISTIO_PORTS;
 use crate::report::{
     AuthzEntry, Finding, Isolation, NetpolEntry, PodInfo, ProxySource, ProxyView, Report, Severity,
 };
@@ -458,6 +459,13 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
         }
     }
 
+    let (peer_authentication, pa_findings) = crate::peerauth::section(cluster, pod);
+    findings.extend(
+        pa_findings
+            .into_iter()
+            .map(|f| Finding::new(Severity::Warning, f.code, f.message)),
+    );
+
     findings.extend(proxy_findings(&proxy));
     if proxy.source == ProxySource::Unavailable && pod.has_sidecar {
         findings.push(Finding::new(
@@ -480,16 +488,11 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
         network_isolation: Some(isolation),
         network_policies,
         authorization_policies,
+        peer_authentication: Some(peer_authentication),
         proxy,
         findings,
     }
 }
-
-/// Ports Istio's sidecar uses itself (istio.io "Ports used by Istio"): the
-/// istio-proxy container declares some (15090), but they are not the workload's.
-const ISTIO_PORTS: [u16; 10] = [
-    15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090,
-];
 
 /// The `denies-everything` error: nothing can reach the pod, on any port,
 /// because of AuthorizationPolicy. From the API: an enforced DENY policy
@@ -657,6 +660,7 @@ pub fn offline(proxy: ProxyView) -> Report {
         network_isolation: None,
         network_policies: Vec::new(),
         authorization_policies: Vec::new(),
+        peer_authentication: None,
         proxy,
         findings,
     }

@@ -11,14 +11,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use k8s_openapi::api::core::v1::Pod as K8sPod;
 use kubeplugin::exec::{ExecLimits, ExecTarget, exec};
 use kubeplugin::istioctl::{Istioctl, IstioctlArgs, ToolOutput};
+use kubeplugin::policy_model::{
+    NamespaceLabels, list_authorization_objects, list_peer_authentications, namespace_labels,
+    pods_and_network_policies,
+};
 use kubeplugin::resources::{ISTIO_PROXY, is_running, phase, pod_name, sort_pods};
 use kubeplugin::target::{PodTarget, Selection};
-use kubeplugin::{ApiOp, Kube, KubeFlags, PluginError};
+use kubeplugin::{Kube, KubeFlags, PluginError};
 use meshpolicy::envoy::{AuthzReport, analyze_config_dump_all};
 use meshpolicy::{Cluster, ClusterOptions, Selector};
 
@@ -44,36 +46,6 @@ pub struct NamespaceData {
     pub notes: Vec<Finding>,
 }
 
-fn ap_resource(version: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("security.istio.io", version, "AuthorizationPolicy"),
-        "authorizationpolicies",
-    )
-}
-
-/// Lists AuthorizationPolicies of a namespace (v1, else v1beta1); `None` when
-/// the cluster does not serve the kind at all.
-async fn list_authz(
-    kube: &Kube,
-    namespace: &str,
-) -> Result<Option<Vec<DynamicObject>>, PluginError> {
-    for version in ["v1", "v1beta1"] {
-        let ar = ap_resource(version);
-        let api: Api<DynamicObject> = Api::namespaced_with(kube.client.clone(), namespace, &ar);
-        match api.list(&ListParams::default()).await {
-            Ok(list) => return Ok(Some(list.items)),
-            Err(kube::Error::Api(s)) if s.code == 404 => continue,
-            Err(e) => {
-                return Err(kube.err(
-                    e,
-                    &ApiOp::new("list", "authorizationpolicies.security.istio.io", namespace),
-                ));
-            }
-        }
-    }
-    Ok(None)
-}
-
 fn age_seconds(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<i64> {
     let created = meta.creation_timestamp.as_ref()?;
     let now = k8s_openapi::jiff::Timestamp::now();
@@ -86,41 +58,37 @@ pub async fn gather(
     namespace: &str,
     root: &str,
 ) -> Result<NamespaceData, PluginError> {
-    let ns_api: Api<K8sNamespace> = Api::all(kube.client.clone());
-    let labels = match ns_api.get(namespace).await {
-        Ok(ns) => Some(ns.metadata.labels.unwrap_or_default()),
-        Err(kube::Error::Api(s)) if s.code == 403 => None,
-        Err(e) => {
-            return Err(kube.err(
-                e,
-                &ApiOp::new("get", "namespaces", namespace).named(namespace),
-            ));
+    let labels = match namespace_labels(kube, namespace).await? {
+        NamespaceLabels::Found(l) => Some(l),
+        NamespaceLabels::Forbidden => None,
+        NamespaceLabels::NotFound => {
+            return Err(PluginError::NamespaceNotFound(namespace.to_string()));
         }
     };
-    let pod_api: Api<K8sPod> = Api::namespaced(kube.client.clone(), namespace);
-    let np_api: Api<NetworkPolicy> = Api::namespaced(kube.client.clone(), namespace);
-    let lp = ListParams::default();
-    let (pods, netpols, authz, root_authz) = futures::join!(
-        pod_api.list(&lp),
-        np_api.list(&lp),
-        list_authz(kube, namespace),
+    let (workloads, authz, root_authz, pas, root_pas) = futures::join!(
+        pods_and_network_policies(kube, namespace),
+        list_authorization_objects(kube, namespace),
         async {
             if root == namespace {
                 Ok(Some(Vec::new()))
             } else {
-                list_authz(kube, root).await
+                list_authorization_objects(kube, root).await
+            }
+        },
+        list_peer_authentications(kube, namespace),
+        async {
+            if root == namespace {
+                Ok(Some(Default::default()))
+            } else {
+                list_peer_authentications(kube, root).await
             }
         }
     );
-    let mut pods = pods
-        .map_err(|e| kube.err(e, &ApiOp::new("list", "pods", namespace)))?
-        .items;
+    let (mut pods, netpols) = workloads?;
     sort_pods(&mut pods);
-    let netpols = netpols
-        .map_err(|e| kube.err(e, &ApiOp::new("list", "networkpolicies", namespace)))?
-        .items;
     let authz = authz?;
     let root_authz = root_authz?;
+    let (pas, root_pas) = (pas?, root_pas?);
 
     let mut notes = Vec::new();
     let mut invalid = Vec::new();
@@ -140,6 +108,12 @@ pub async fn gather(
     for np in &netpols {
         if let Err(e) = cluster.add_network_policy(np) {
             invalid.push(e.to_string());
+        }
+    }
+    for pa in pas.into_iter().chain(root_pas) {
+        invalid.extend(pa.invalid);
+        for p in pa.policies {
+            cluster.add_peer_authentication(p);
         }
     }
     let mut ages = HashMap::new();

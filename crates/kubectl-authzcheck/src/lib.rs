@@ -14,6 +14,7 @@ pub mod analyze;
 pub mod cli;
 pub mod error;
 pub mod fetch;
+pub mod peerauth;
 pub mod proxy;
 pub mod render;
 pub mod report;

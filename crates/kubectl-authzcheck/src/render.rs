@@ -169,6 +169,94 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
         }
     }
 
+    // PeerAuthentication.
+    if let Some(pa) = &rep.peer_authentication {
+        let enforced = if pa.enforced {
+            "enforced by the sidecar"
+        } else {
+            "NOT enforced: no sidecar"
+        };
+        let title = format!("Istio PeerAuthentication (mTLS, {enforced})");
+        let mut rows: Vec<Vec<Cell>> = pa
+            .policies
+            .iter()
+            .map(|p| {
+                let mut scope = p.scope.clone();
+                if let Some(sel) = &p.selector {
+                    scope = format!("{scope}, {sel}");
+                }
+                vec![
+                    Cell::new(format!("{}/{}", p.namespace, p.name)),
+                    Cell::new(scope),
+                    Cell::new(p.mode.clone()),
+                    Cell::new(if p.port_level.is_empty() {
+                        "-".to_string()
+                    } else {
+                        p.port_level.join(",")
+                    }),
+                    Cell::new(yes_no(p.decides)),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            rows.push(vec![
+                Cell::new("-"),
+                Cell::new("-"),
+                Cell::new("-"),
+                Cell::new("-"),
+                Cell::new("none applies: PERMISSIVE by default").tone(Tone::Dim),
+            ]);
+        }
+        section(
+            r,
+            &mut out,
+            &title,
+            &["POLICY", "SCOPE", "MODE", "PORT-LEVEL", "DECIDES"],
+            rows,
+        );
+        let mut rows: Vec<Vec<Cell>> = pa
+            .ports
+            .iter()
+            .map(|p| {
+                let port = match &p.name {
+                    Some(n) => format!("{} ({n})", p.port),
+                    None if !p.declared => format!("{} (not declared)", p.port),
+                    None => p.port.to_string(),
+                };
+                let tone = match p.mode.as_str() {
+                    "STRICT" => Tone::Good,
+                    "DISABLE" => Tone::Warn,
+                    _ => Tone::Plain,
+                };
+                let by = match (&p.decided_by, p.port_level) {
+                    (Some(b), true) => format!("{b} (port-level)"),
+                    (Some(b), false) => b.clone(),
+                    (None, _) => "default".to_string(),
+                };
+                vec![
+                    Cell::new(port),
+                    Cell::new(p.mode.clone()).tone(tone),
+                    Cell::new(by),
+                ]
+            })
+            .collect();
+        rows.insert(
+            0,
+            vec![
+                Cell::new("*"),
+                Cell::new(pa.mode.clone()),
+                Cell::new(pa.decided_by.clone().unwrap_or_else(|| "default".into())),
+            ],
+        );
+        section(
+            r,
+            &mut out,
+            "Effective mTLS mode per port (container port; * = every other port)",
+            &["PORT", "MODE", "DECIDED BY"],
+            rows,
+        );
+    }
+
     // Envoy.
     let p = &rep.proxy;
     let title = format!("What Envoy loaded ({}: {})", p.source.as_str(), p.detail);
@@ -329,6 +417,7 @@ mod tests {
                 loaded: None,
                 age_seconds: None,
             }],
+            peer_authentication: None,
             proxy: ProxyView {
                 source: ProxySource::Istioctl,
                 detail: format!("istioctl said {EVIL}"),

@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+pub use crate::peerauth::{PeerAuthEntry, PeerAuthSection, PortMode};
+
 /// Everything authzcheck knows about one pod.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -18,6 +20,9 @@ pub struct Report {
     pub network_policies: Vec<NetpolEntry>,
     /// AuthorizationPolicies from the API that apply to the pod.
     pub authorization_policies: Vec<AuthzEntry>,
+    /// PeerAuthentications that apply and the mTLS mode per port (None:
+    /// no cluster, a config dump file only).
+    pub peer_authentication: Option<PeerAuthSection>,
     /// What the sidecar's Envoy loaded.
     pub proxy: ProxyView,
     /// Conclusions joining the layers.

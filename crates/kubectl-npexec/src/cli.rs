@@ -23,6 +23,7 @@ fn expectation_parser() -> impl clap::builder::TypedValueParser<Value = Expectat
     let mut values = vec![
         PossibleValue::new("allow").alias("allowed"),
         PossibleValue::new("deny").alias("denied"),
+        PossibleValue::new("reachable"),
     ];
     values.extend(
         Verdict::ALL
@@ -53,7 +54,10 @@ Examples:
 
   # Every ordered pair of namespaces, as a matrix
   kubectl npexec --matrix team-a team-b team-c
-  kubectl npexec --matrix -l mesh=enabled
+  kubectl npexec --matrix --namespace-selector mesh=enabled
+
+  # Compare the matrix with a truth table (rows FROM, columns TO; . allowed, X denied); exit 1 on a difference
+  kubectl npexec --matrix team-a team-b team-c --expect-matrix expected.txt
 
   # Name the policies behind each verdict (NetworkPolicy rules, AuthorizationPolicy ids
   # from the engine and the destination's Envoy log) and flag contradictions
@@ -82,7 +86,8 @@ Exit codes: 0 ok (or all expectations met), 1 an expectation not met, 2 usage er
     bin_name = "kubectl npexec",
     version,
     about = "Probe from a pod in FROM to the Services in each TO namespace (HTTP) and say which layer decided: Istio AuthorizationPolicy, NetworkPolicy, DNS, mTLS or the application.",
-    after_help = EXAMPLES
+    after_help = EXAMPLES,
+    group(clap::ArgGroup::new("expectations").args(["expect", "expect_matrix"]).multiple(true))
 )]
 pub struct Cli {
     /// FROM namespace, then TO namespaces; a TO may be NAMESPACE/SERVICE (only that Service).
@@ -90,7 +95,7 @@ pub struct Cli {
     #[arg(value_name = "NAMESPACE")]
     pub namespaces: Vec<String>,
 
-    /// Source pod label selector (with --matrix and no namespaces: selects namespaces)
+    /// Source pod label selector, in every mode (namespaces of --matrix: --namespace-selector)
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
     /// Source pod: POD, pod/POD, deployment/, statefulset/ (sts/), daemonset/ (ds/),
@@ -135,15 +140,27 @@ pub struct Cli {
     /// With --matrix: select the namespaces by label
     #[arg(long, value_name = "SELECTOR")]
     pub namespace_selector: Option<String>,
+    /// With --matrix: leave out same-namespace pairs (the diagonal)
+    #[arg(long, requires = "matrix")]
+    pub no_same_namespace: bool,
+    /// With --matrix: the expected matrix, a truth table file (see README); exit 1 when a cell differs
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "matrix",
+        conflicts_with = "expect"
+    )]
+    pub expect_matrix: Option<std::path::PathBuf>,
     /// Probes run at once
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub parallel: u16,
 
-    /// Expected result: allow, deny (denied-rbac or blocked-network) or a verdict
+    /// Expected result: allow (verdict allowed), deny (denied-rbac or blocked-network),
+    /// reachable (the application answered, any status: allowed or http-error) or a verdict
     #[arg(long, value_name = "EXPECT", value_parser = expectation_parser(), hide_possible_values = true)]
     pub expect: Option<Expectation>,
-    /// With --expect: re-probe until every expectation holds or this time is up
-    #[arg(long, value_parser = clap_duration, value_name = "DURATION", requires = "expect")]
+    /// With --expect or --expect-matrix: re-probe until every expectation holds or this time is up
+    #[arg(long, value_parser = clap_duration, value_name = "DURATION", requires = "expectations")]
     pub wait: Option<Duration>,
 
     /// After probing, name the policies that decided (NetworkPolicy and AuthorizationPolicy)
@@ -427,31 +444,24 @@ impl Cli {
                     None,
                 ));
             }
-            let (namespace_selector, pod_selector) = if self.namespaces.is_empty() {
-                // `--matrix -l SEL`: -l selects namespaces.
-                (
-                    self.namespace_selector.clone().or(self.selector.clone()),
-                    if self.namespace_selector.is_some() {
-                        self.selector.clone()
-                    } else {
-                        None
-                    },
-                )
-            } else {
-                if self.namespace_selector.is_some() {
-                    return Err(usage(
-                        "give either namespaces or --namespace-selector with --matrix",
-                        None,
-                    ));
-                }
-                (None, self.selector.clone())
-            };
-            if namespace_selector.is_none() && self.namespaces.len() < 2 {
+            // -l always selects source pods; namespaces come from arguments
+            // or --namespace-selector.
+            if !self.namespaces.is_empty() && self.namespace_selector.is_some() {
                 return Err(usage(
-                    "--matrix needs at least two namespaces",
-                    Some("kubectl npexec --matrix NS1 NS2 [NS...] or --matrix -l LABEL=VALUE"),
+                    "give either namespaces or --namespace-selector with --matrix",
+                    None,
                 ));
             }
+            if self.namespace_selector.is_none() && self.namespaces.len() < 2 {
+                let hint = if self.selector.is_some() && self.namespaces.is_empty() {
+                    "-l selects the source pods in each namespace; select namespaces with --namespace-selector LABEL=VALUE"
+                } else {
+                    "kubectl npexec --matrix NS1 NS2 [NS...] or --matrix --namespace-selector LABEL=VALUE"
+                };
+                return Err(usage("--matrix needs at least two namespaces", Some(hint)));
+            }
+            let (namespace_selector, pod_selector) =
+                (self.namespace_selector.clone(), self.selector.clone());
             return Ok(Mode::Matrix {
                 namespaces: self.namespaces.clone(),
                 namespace_selector,
@@ -618,17 +628,25 @@ mod tests {
         assert!(
             matches!(mode(&["--matrix", "a", "b", "c"]).unwrap(), Mode::Matrix { namespaces, .. } if namespaces.len() == 3)
         );
-        match mode(&["--matrix", "-l", "mesh=on"]).unwrap() {
+        match mode(&["--matrix", "--namespace-selector", "mesh=on", "-l", "app=x"]).unwrap() {
             Mode::Matrix {
                 namespace_selector,
                 pod_selector,
                 ..
             } => {
                 assert_eq!(namespace_selector.as_deref(), Some("mesh=on"));
-                assert_eq!(pod_selector, None);
+                assert_eq!(pod_selector.as_deref(), Some("app=x"));
             }
             m => panic!("{m:?}"),
         }
+        // -l means source pods everywhere: alone it names no namespace.
+        let e = mode(&["--matrix", "-l", "mesh=on"]).unwrap_err();
+        assert!(
+            e.hint()
+                .unwrap_or_default()
+                .contains("--namespace-selector"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -657,6 +675,7 @@ mod tests {
             &["--matrix", "-n", "a", "b", "c"],
             &["a", "b", "--pod", "job/x"],
             &["--matrix", "a", "b", "--no-headers"],
+            &["--matrix", "-l", "app=x"],
         ];
         for args in bad {
             let e = mode(args).unwrap_err();

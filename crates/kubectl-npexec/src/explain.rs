@@ -23,6 +23,9 @@ use meshpolicy::{
 use serde::Serialize;
 
 use meshpolicy::netpol::SideVerdict;
+use meshpolicy::peerauth::{
+    Addressed, ClientTransport, MtlsMode, MtlsOutcome, MtlsPrediction, Scope,
+};
 
 use crate::plan::{Plan, PlannedProbe, Target};
 use crate::probe::Request;
@@ -44,6 +47,7 @@ pub enum AnalysisMode {
 pub enum PolicyKind {
     NetworkPolicy,
     AuthorizationPolicy,
+    PeerAuthentication,
 }
 
 impl PolicyKind {
@@ -51,6 +55,7 @@ impl PolicyKind {
         match self {
             PolicyKind::NetworkPolicy => "networkpolicy",
             PolicyKind::AuthorizationPolicy => "authorizationpolicy",
+            PolicyKind::PeerAuthentication => "peerauthentication",
         }
     }
 }
@@ -160,12 +165,37 @@ pub struct AuthzLayer {
     pub reason: String,
 }
 
+/// The PeerAuthentication layer's answer: what the destination sidecar's
+/// port accepts and what the client sends (Istio auto mTLS).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MtlsLayer {
+    /// The destination container port.
+    pub port: u16,
+    /// STRICT, PERMISSIVE or DISABLE.
+    pub mode: String,
+    /// `namespace/name` of the PeerAuthentication that decided the mode;
+    /// None: no PeerAuthentication applies (PERMISSIVE by default).
+    pub decided_by: Option<String>,
+    /// mesh, namespace or workload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The mode comes from the policy's `portLevelMtls`.
+    pub port_level: bool,
+    /// `mtls` or `plaintext`.
+    pub client_sends: String,
+    /// The connection fails the handshake.
+    pub fails: bool,
+}
+
 /// The analysis of one probe (`analysis` in `-o json`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
 pub struct Analysis {
     /// The pod evaluated as the destination (the first Ready pod the Service selects).
     pub destination_pod: Option<String>,
     pub network: Option<NetworkLayer>,
+    /// Only when the destination has a sidecar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<MtlsLayer>,
     pub authorization: Option<AuthzLayer>,
     /// The verdict the engine expects (`--predict` reports it as the verdict).
     pub engine_verdict: Option<Verdict>,
@@ -408,10 +438,14 @@ fn authz_notes(v: &AuthzVerdict) -> Vec<PolicyNote> {
         .collect()
 }
 
-/// The verdict the engine expects from the two layers.
-pub fn engine_verdict(net: &NetVerdict, authz: &AuthzVerdict) -> Verdict {
+/// The verdict the engine expects from the layers, in the order traffic
+/// meets them: the CNI (NetworkPolicy), the sidecar's listener
+/// (PeerAuthentication), then its RBAC filter (AuthorizationPolicy).
+pub fn engine_verdict(net: &NetVerdict, mtls_fails: bool, authz: &AuthzVerdict) -> Verdict {
     if !net.allowed {
         Verdict::BlockedNetwork
+    } else if mtls_fails {
+        Verdict::MtlsFailure
     } else if !authz.enforced {
         Verdict::Allowed
     } else {
@@ -500,11 +534,30 @@ pub fn evaluate(cluster: &Cluster, input: &ProbeInput<'_>) -> Evaluated {
     };
     out.policies.extend(network_notes(&net.egress, port));
     out.policies.extend(network_notes(&net.ingress, port));
-    let mut authz_policies = authz_notes(&authz);
-    if !net.allowed {
-        for p in &mut authz_policies {
-            p.detail
+    let mtls = dst.has_sidecar.then(|| {
+        let m = cluster.predict_mtls(Some(source), dst, port, Addressed::Service);
+        mtls_layer(&m, port, source.has_sidecar)
+    });
+    let mtls_fails = mtls.as_ref().is_some_and(|(l, _)| l.fails);
+    if let Some((_, Some(note))) = &mtls {
+        let mut note = note.clone();
+        if !net.allowed {
+            note.detail
                 .push_str(" (not reached: NetworkPolicy drops the connection first)");
+        }
+        out.policies.push(note);
+    }
+    let mut authz_policies = authz_notes(&authz);
+    let unreached = if !net.allowed {
+        Some(" (not reached: NetworkPolicy drops the connection first)")
+    } else if mtls_fails {
+        Some(" (not reached: the mTLS handshake fails first)")
+    } else {
+        None
+    };
+    if let Some(why) = unreached {
+        for p in &mut authz_policies {
+            p.detail.push_str(why);
         }
     }
     out.policies.extend(authz_policies);
@@ -516,13 +569,14 @@ pub fn evaluate(cluster: &Cluster, input: &ProbeInput<'_>) -> Evaluated {
             .map(|u| format!("{} cannot be evaluated: {}", u.policy_id, u.reason)),
     );
     notes.extend(authz.notes.iter().cloned());
-    if !source.has_sidecar && dst.has_sidecar {
+    if !source.has_sidecar && dst.has_sidecar && !mtls_fails {
         notes.push(format!(
-            "source pod {src_ns}/{src_pod} has no sidecar: the request reaches {} in plain text with no identity (fails if mTLS is STRICT)",
+            "source pod {src_ns}/{src_pod} has no sidecar: the request reaches {} in plain text with no identity",
             dst.name
         ));
     }
-    out.analysis.engine_verdict = Some(engine_verdict(&net, &authz));
+    out.analysis.engine_verdict = Some(engine_verdict(&net, mtls_fails, &authz));
+    out.analysis.mtls = mtls.map(|(l, _)| l);
     out.analysis.network = Some(NetworkLayer {
         allowed: net.allowed,
         port,
@@ -536,6 +590,72 @@ pub fn evaluate(cluster: &Cluster, input: &ProbeInput<'_>) -> Evaluated {
         reason: authz.reason.clone(),
     });
     out
+}
+
+/// The PeerAuthentication layer and, when a PeerAuthentication decided the
+/// mode, its policy note.
+fn mtls_layer(
+    m: &MtlsPrediction,
+    port: u16,
+    client_has_sidecar: bool,
+) -> (MtlsLayer, Option<PolicyNote>) {
+    let effective = m.destination_mode.as_ref();
+    let mode = effective.map(|e| e.mode).unwrap_or(MtlsMode::Permissive);
+    let source = effective.and_then(|e| e.decided_by.as_ref());
+    let scope = source.map(|s| match s.scope {
+        Scope::Mesh => "mesh",
+        Scope::Namespace => "namespace",
+        Scope::Workload | Scope::Ignored => "workload",
+    });
+    let sends = match m.client_sends {
+        ClientTransport::Mtls => "mtls",
+        ClientTransport::Plaintext => "plaintext",
+    };
+    let fails = m.outcome.is_failure();
+    let layer = MtlsLayer {
+        port,
+        mode: mode.to_string(),
+        decided_by: source.map(|s| s.policy.to_string()),
+        scope: scope.map(str::to_string),
+        port_level: source.is_some_and(|s| s.port_level),
+        client_sends: sends.to_string(),
+        fails,
+    };
+    let note = source.map(|s| {
+        let level = match (scope.unwrap_or("workload"), s.port_level) {
+            (_, true) => format!("port-level on port {port}"),
+            (sc, false) => format!("{sc}-wide"),
+        };
+        let why = match m.outcome {
+            MtlsOutcome::PlaintextIntoStrict if !client_has_sidecar => {
+                "the client has no sidecar and sends plain text: the handshake fails"
+            }
+            MtlsOutcome::PlaintextIntoStrict => {
+                "the client sends plain text (auto mTLS off for this destination): the handshake fails"
+            }
+            MtlsOutcome::MtlsIntoDisable => {
+                "the client sidecar sends mTLS to a plain-text port: the handshake fails"
+            }
+            MtlsOutcome::Ok => "the client's transport is accepted",
+        };
+        PolicyNote {
+            kind: PolicyKind::PeerAuthentication,
+            namespace: Some(s.policy.namespace.clone()),
+            name: Some(s.policy.name.clone()),
+            direction: None,
+            rule: None,
+            action: Some(mode.to_string()),
+            policy_id: None,
+            effect: if fails {
+                Effect::Denied
+            } else {
+                Effect::Allowed
+            },
+            detail: format!("mode {mode} ({level}); {why}"),
+            source: NoteSource::Engine,
+        }
+    });
+    (layer, note)
 }
 
 /// Notes from the destination sidecar's log lines attributed to a probe.
@@ -601,6 +721,25 @@ pub fn contradictions(observed: Verdict, e: &Evaluated, envoy: &[EnvoyDecision])
             net.port
         ));
     }
+    if let Some(m) = &e.analysis.mtls
+        && net.allowed
+    {
+        if m.fails && observed == Verdict::Allowed {
+            out.push(format!(
+                "PeerAuthentication {} makes port {} {}, so this {} connection should fail, but it was allowed: the policy may not have reached the sidecar yet, or a DestinationRule changes the client's TLS",
+                m.decided_by.as_deref().unwrap_or("?"),
+                m.port,
+                m.mode,
+                m.client_sends
+            ));
+        }
+        if !m.fails && observed == Verdict::MtlsFailure {
+            out.push(format!(
+                "the engine expects port {} to accept this {} connection ({}), but the probe saw an mTLS failure: look for a DestinationRule with trafficPolicy.tls, or a sidecar with other config (kubectl authzcheck)",
+                m.port, m.client_sends, m.mode
+            ));
+        }
+    }
     let envoy_enforced: BTreeSet<&str> = envoy
         .iter()
         .filter(|d| d.engine == EnvoyEngine::Enforced)
@@ -621,7 +760,7 @@ pub fn contradictions(observed: Verdict, e: &Evaluated, envoy: &[EnvoyDecision])
     let engine_denies = authz.enforced && authz.decision == "DENY";
     if net.allowed && engine_denies && observed == Verdict::Allowed {
         out.push(format!(
-            "AuthorizationPolicy {} should deny this request, but it was allowed{envoy_says}: the policy may not have reached the sidecar yet (retry with --wait), or the sidecar runs other config (see kubectl authzcheck)",
+            "AuthorizationPolicy {} should deny this request, but it was allowed{envoy_says}: the policy may not have reached the sidecar yet (re-probe while it propagates: --expect deny --wait 30s), or the sidecar runs other config (see kubectl authzcheck)",
             authz.policy_id.as_deref().unwrap_or("?")
         ));
     }
@@ -804,6 +943,90 @@ spec:
         assert_eq!(net.port, 80);
         assert!(net.ingress.contains("open"), "{}", net.ingress);
         assert!(e.analysis.authorization.unwrap().enforced);
+    }
+
+    const PLAIN_CLIENT: &str = r#"
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: plain}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: plain, labels: {app: client}}
+spec:
+  containers:
+  - {name: client}
+status: {podIP: 10.0.0.9}
+"#;
+
+    fn eval_plain_to_2(c: &Cluster) -> Evaluated {
+        let t = target("np-test-2", "np-test-nginx-2");
+        let r = request("http://svc-np-test-nginx-2.np-test-2.svc.cluster.local:80/");
+        evaluate(
+            c,
+            &ProbeInput {
+                source: Some(("plain", "client")),
+                target: Some(&t),
+                request: &r,
+                host: "svc-np-test-nginx-2.np-test-2.svc.cluster.local",
+            },
+        )
+    }
+
+    fn peer_auth(ns: &str, name: &str, spec: &str) -> String {
+        format!(
+            "\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n"
+        )
+    }
+
+    #[test]
+    fn strict_peer_authentication_predicts_mtls_failure_for_a_plain_client() {
+        let mesh = peer_auth("istio-system", "default", "{mtls: {mode: STRICT}}");
+        let c = cluster(&format!("{PLAIN_CLIENT}{mesh}"));
+        let e = eval_plain_to_2(&c);
+        assert_eq!(e.analysis.engine_verdict, Some(Verdict::MtlsFailure));
+        let m = e.analysis.mtls.as_ref().expect("mTLS layer");
+        assert!(m.fails);
+        assert_eq!(m.decided_by.as_deref(), Some("istio-system/default"));
+        assert_eq!(m.scope.as_deref(), Some("mesh"));
+        let pa = e
+            .policies
+            .iter()
+            .find(|p| p.kind == PolicyKind::PeerAuthentication)
+            .expect("the PeerAuthentication is named");
+        assert_eq!(pa.effect, Effect::Denied);
+        assert!(pa.detail.contains("STRICT"), "{}", pa.detail);
+        // A sidecar client sends mTLS: fine.
+        assert_eq!(
+            eval_1_to_2(&c).analysis.engine_verdict,
+            Some(Verdict::Allowed)
+        );
+
+        // A port-level PERMISSIVE on the workload's port 80 wins over the mesh.
+        let port = peer_auth(
+            "np-test-2",
+            "port80",
+            "{selector: {matchLabels: {app: np-test-nginx-2}}, portLevelMtls: {'80': {mode: PERMISSIVE}}}",
+        );
+        let c = cluster(&format!("{PLAIN_CLIENT}{mesh}{port}"));
+        let e = eval_plain_to_2(&c);
+        assert_eq!(e.analysis.engine_verdict, Some(Verdict::Allowed));
+        let m = e.analysis.mtls.unwrap();
+        assert!(m.port_level && !m.fails, "{m:?}");
+        assert_eq!(m.decided_by.as_deref(), Some("np-test-2/port80"));
+    }
+
+    #[test]
+    fn workload_disable_breaks_auto_mtls_from_a_sidecar() {
+        let wl = peer_auth(
+            "np-test-2",
+            "off",
+            "{selector: {matchLabels: {app: np-test-nginx-2}}, mtls: {mode: DISABLE}}",
+        );
+        let e = eval_1_to_2(&cluster(&wl));
+        assert_eq!(e.analysis.engine_verdict, Some(Verdict::MtlsFailure));
+        assert_eq!(e.analysis.mtls.unwrap().client_sends, "mtls");
     }
 
     #[test]

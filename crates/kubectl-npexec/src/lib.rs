@@ -20,6 +20,7 @@ pub mod plan;
 pub mod probe;
 pub mod report;
 pub mod sidecar;
+pub mod truth;
 pub mod verdict;
 pub mod whatif;
 
@@ -50,9 +51,13 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
             Some("drop --wait, or use --explain to probe and analyse".to_string()),
         ));
     }
+    let truth = cli.expect_matrix.as_deref().map(truth::read).transpose()?;
     let renderer = Renderer::from_args(&cli.output);
     let kube = Kube::from_flags(&cli.kube).await?;
     let plan = plan::build(&kube, &cli, &mode).await?;
+    if let Some(t) = &truth {
+        t.check_namespaces(&plan.namespaces)?;
+    }
     tracing::info!(probes = plan.probes.len(), "plan ready");
 
     let analysing = cli.explain || cli.predict;
@@ -62,25 +67,40 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
     } else {
         execute(&kube, &cli, &plan.probes, stream_jsonl).await?
     };
-    if let (Some(wait), Some(_), false) = (cli.wait, cli.expect, cli.predict) {
+    let mark = |records: &mut Vec<ProbeRecord>| {
+        if let Some(t) = &truth {
+            t.apply(records);
+        }
+    };
+    mark(&mut records);
+    let expecting = cli.expect.is_some() || truth.is_some();
+    if let (Some(wait), true, false) = (cli.wait, expecting, cli.predict) {
         let deadline = Instant::now() + wait;
+        let mut progress = report::WaitProgress::new();
+        let mut attempt = 1;
         while !all_met(&records) {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
+            let unmet = records.iter().filter(|r| r.met == Some(false)).count();
+            progress.attempt(attempt, unmet, records.len(), deadline - now);
             let pause = (deadline - now).min(Duration::from_secs(1));
-            tracing::info!(
-                unmet = records.iter().filter(|r| r.met == Some(false)).count(),
-                "expectations not met yet; re-probing"
-            );
+            tracing::info!(unmet, attempt, "expectations not met yet; re-probing");
             tokio::time::sleep(pause).await;
             records = execute(&kube, &cli, &plan.probes, false).await?;
+            mark(&mut records);
+            attempt += 1;
         }
+        progress.finish();
     }
     if cli.explain {
         explain_records(&kube, &plan, &mut records).await?;
     }
+    let truth_diff = truth.as_ref().map(|t| {
+        let diffs = t.apply(&mut records);
+        (diffs.len(), truth::render_diff(t, &diffs))
+    });
 
     let mut stdout = std::io::stdout().lock();
     match (&mode, renderer.format) {
@@ -98,14 +118,38 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
         .map_err(|e| PluginError::io("writing output", e))?;
     drop(stdout);
     if matches!(renderer.format, OutputFormat::Table | OutputFormat::Wide) {
-        if analysing {
+        if let Some((_, diff)) = &truth_diff {
             let mut stdout = std::io::stdout().lock();
-            kubeplugin::render::write_str(&mut stdout, &report::explanation(&records))?;
+            kubeplugin::render::write_str(&mut stdout, diff)?;
+        }
+        if analysing {
+            let text = match mode {
+                Mode::Matrix { .. } => report::matrix_explanation(&records),
+                _ => report::explanation(&records),
+            };
+            let mut stdout = std::io::stdout().lock();
+            kubeplugin::render::write_str(&mut stdout, &text)?;
             stdout
                 .flush()
                 .map_err(|e| PluginError::io("writing output", e))?;
         }
-        report::print_hints(&records);
+        report::print_hints(&records, matches!(mode, Mode::Matrix { .. }));
+    }
+    report::print_unmet(&records);
+    if let Some((n, diff)) = &truth_diff
+        && *n > 0
+    {
+        if !matches!(renderer.format, OutputFormat::Table | OutputFormat::Wide) {
+            // JSON on stdout stays parseable; the diff goes beside it.
+            let mut stderr = std::io::stderr().lock();
+            kubeplugin::render::write_str(&mut stderr, diff)?;
+        }
+        let exit = exit_for(&records, None);
+        return Ok(if exit == Exit::OK {
+            Exit::NEGATIVE
+        } else {
+            exit
+        });
     }
     Ok(exit_for(&records, cli.expect))
 }
@@ -227,6 +271,26 @@ fn predicted_detail(e: &explain::Evaluated) -> String {
                 .map(String::as_str)
                 .collect();
             format!("NetworkPolicy: {}", blocking.join("; "))
+        }
+        _ if a.mtls.as_ref().is_some_and(|m| m.fails) => {
+            let m = a.mtls.as_ref().expect("checked");
+            let by = m
+                .decided_by
+                .as_deref()
+                .map(|p| format!(" (PeerAuthentication {p})"))
+                .unwrap_or_default();
+            format!(
+                "PeerAuthentication: port {} is {}{by}; the client sends {}",
+                m.port, m.mode, m.client_sends
+            )
+        }
+        (_, Some(_))
+            if !e.policies.iter().any(|p| {
+                p.kind == explain::PolicyKind::AuthorizationPolicy
+                    || p.kind == explain::PolicyKind::NetworkPolicy
+            }) =>
+        {
+            "no policy applies".to_string()
         }
         (_, Some(z)) => format!("AuthorizationPolicy {}: {}", z.decision, z.reason),
         _ => a.notes.first().cloned().unwrap_or_default(),

@@ -9,17 +9,22 @@
 //! AuthorizationPolicy CRD is read as a `DynamicObject` (security.istio.io/v1,
 //! falling back to v1beta1) and deserialised into meshpolicy's own types, so a
 //! cluster without Istio simply has no AuthorizationPolicies (with a note).
+//! PeerAuthentications come the same way (they decide `mtls-failure`); both
+//! are listed by `kubeplugin::policy_model`, which authzcheck shares.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::try_join_all;
-use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod};
+use k8s_openapi::api::core::v1::Pod as K8sPod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams};
-use kube::core::GroupVersionKind;
+use kubeplugin::policy_model::{
+    NamespaceLabels, list_authorization_policies, list_peer_authentications, namespace_labels,
+    pods_and_network_policies,
+};
 use kubeplugin::resources::{is_running, sort_pods};
-use kubeplugin::{ApiOp, Kube, PluginError};
+use kubeplugin::{Kube, PluginError};
 use meshpolicy::manifests::Objects;
+use meshpolicy::peerauth::PeerAuthentication;
 use meshpolicy::{AuthorizationPolicy, Cluster, ClusterOptions, Namespace, Pod};
 
 /// The engine's model plus what could not be read into it.
@@ -37,67 +42,8 @@ struct NamespaceObjects {
     pods: Vec<K8sPod>,
     network_policies: Vec<NetworkPolicy>,
     authorization_policies: Vec<AuthorizationPolicy>,
+    peer_authentications: Vec<PeerAuthentication>,
     notes: Vec<String>,
-}
-
-/// AuthorizationPolicy versions to try, newest first.
-const AUTHZ_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
-
-fn authz_resource(version: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("security.istio.io", version, "AuthorizationPolicy"),
-        "authorizationpolicies",
-    )
-}
-
-fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
-
-/// Lists the AuthorizationPolicies of a namespace; `Ok(None)` when the CRD is
-/// not served at all.
-async fn list_authz(
-    kube: &Kube,
-    namespace: &str,
-) -> Result<Option<Vec<AuthorizationPolicy>>, PluginError> {
-    for version in AUTHZ_VERSIONS {
-        let ar = authz_resource(version);
-        let api: Api<DynamicObject> = Api::namespaced_with(kube.client.clone(), namespace, &ar);
-        match api.list(&ListParams::default()).await {
-            Ok(list) => {
-                let mut out = Vec::with_capacity(list.items.len());
-                for obj in list.items {
-                    out.push(authz_from_dynamic(obj, namespace)?);
-                }
-                return Ok(Some(out));
-            }
-            Err(e) if is_not_found(&e) => continue,
-            Err(e) => {
-                return Err(kube.err(
-                    e,
-                    &ApiOp::new("list", "authorizationpolicies.security.istio.io", namespace),
-                ));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// Reads a dynamic AuthorizationPolicy into meshpolicy's type.
-pub fn authz_from_dynamic(
-    obj: DynamicObject,
-    namespace: &str,
-) -> Result<AuthorizationPolicy, PluginError> {
-    let name = obj.metadata.name.clone().unwrap_or_default();
-    let value = serde_json::to_value(&obj).map_err(|e| PluginError::Api {
-        code: None,
-        message: format!("authorizationpolicy {namespace}/{name}: {e}"),
-    })?;
-    let ap: AuthorizationPolicy = serde_json::from_value(value).map_err(|e| PluginError::Api {
-        code: None,
-        message: format!("authorizationpolicy {namespace}/{name} does not fit the v1 schema: {e}"),
-    })?;
-    Ok(ap.with_default_namespace(namespace))
 }
 
 async fn read_namespace(
@@ -106,47 +52,38 @@ async fn read_namespace(
     with_workloads: bool,
 ) -> Result<NamespaceObjects, PluginError> {
     let mut out = NamespaceObjects::default();
-    let ns_api: Api<K8sNamespace> = Api::all(kube.client.clone());
-    match ns_api.get(namespace).await {
-        Ok(ns) => out.labels = Some(ns.metadata.labels.unwrap_or_default()),
-        Err(e) if is_not_found(&e) => return Ok(out),
+    match namespace_labels(kube, namespace).await? {
+        NamespaceLabels::Found(labels) => out.labels = Some(labels),
+        NamespaceLabels::NotFound => return Ok(out),
         // Reading namespaces may be forbidden to many users; the name label
         // (always present) still lets most selectors work.
-        Err(kube::Error::Api(s)) if s.code == 403 => {
+        NamespaceLabels::Forbidden => {
             out.notes.push(format!(
                 "cannot get namespace {namespace}: its labels are unknown, namespaceSelector rules see only kubernetes.io/metadata.name"
             ));
             out.labels = Some(BTreeMap::new());
         }
-        Err(e) => {
-            return Err(kube.err(
-                e,
-                &ApiOp::new("get", "namespaces", namespace).named(namespace),
-            ));
-        }
     }
     if with_workloads {
-        let pods: Api<K8sPod> = Api::namespaced(kube.client.clone(), namespace);
-        let np: Api<NetworkPolicy> = Api::namespaced(kube.client.clone(), namespace);
-        let lp = ListParams::default();
-        let (pods, nps) = futures::join!(pods.list(&lp), np.list(&lp));
-        out.pods = pods
-            .map_err(|e| kube.err(e, &ApiOp::new("list", "pods", namespace)))?
-            .items;
-        out.network_policies = nps
-            .map_err(|e| {
-                kube.err(
-                    e,
-                    &ApiOp::new("list", "networkpolicies.networking.k8s.io", namespace),
-                )
-            })?
-            .items;
+        (out.pods, out.network_policies) = pods_and_network_policies(kube, namespace).await?;
     }
-    match list_authz(kube, namespace).await? {
+    let (aps, pas) = futures::join!(
+        list_authorization_policies(kube, namespace),
+        list_peer_authentications(kube, namespace)
+    );
+    match aps? {
         Some(aps) => out.authorization_policies = aps,
         None => out.notes.push(
             "the AuthorizationPolicy CRD (security.istio.io) is not installed: no Istio authorization".to_string(),
         ),
+    }
+    if let Some(pas) = pas? {
+        out.peer_authentications = pas.policies;
+        out.notes.extend(
+            pas.invalid
+                .into_iter()
+                .map(|e| format!("peerauthentication skipped (Istio ignores it): {e}")),
+        );
     }
     Ok(out)
 }
@@ -205,6 +142,8 @@ pub async fn load_objects(
         out.network_policies.append(&mut objs.network_policies);
         out.authorization_policies
             .append(&mut objs.authorization_policies);
+        out.peer_authentications
+            .append(&mut objs.peer_authentications);
     }
     notes.dedup();
     Ok((out, notes))
@@ -245,6 +184,9 @@ fn build<'a>(
                 note(format!("authorizationpolicy skipped: {e}"));
             }
         }
+        for pa in objs.peer_authentications.drain(..) {
+            cluster.add_peer_authentication(pa);
+        }
     }
     Model { cluster, notes }
 }
@@ -252,42 +194,6 @@ fn build<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dynamic_authorization_policy_reads_into_the_model_type() {
-        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
-            "apiVersion": "security.istio.io/v1",
-            "kind": "AuthorizationPolicy",
-            "metadata": {"name": "deny-all", "namespace": "np-test-2"},
-            "spec": {"action": "DENY", "rules": [{}]}
-        }))
-        .unwrap();
-        let ap = authz_from_dynamic(obj, "np-test-2").unwrap();
-        assert_eq!(ap.action(), meshpolicy::Action::Deny);
-        assert_eq!(ap.spec.rules.len(), 1);
-        assert_eq!(ap.metadata.namespace.as_deref(), Some("np-test-2"));
-
-        // A list item without apiVersion/kind and without namespace.
-        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "allow-ns"},
-            "spec": {"rules": [{"from": [{"source": {"namespaces": ["a"]}}]}]}
-        }))
-        .unwrap();
-        let ap = authz_from_dynamic(obj, "b").unwrap();
-        assert_eq!(ap.metadata.namespace.as_deref(), Some("b"));
-        assert_eq!(ap.action(), meshpolicy::Action::Allow);
-    }
-
-    #[test]
-    fn spec_that_does_not_fit_is_an_error_naming_the_object() {
-        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "odd", "namespace": "x"},
-            "spec": {"rules": "not a list"}
-        }))
-        .unwrap();
-        let e = authz_from_dynamic(obj, "x").unwrap_err().to_string();
-        assert!(e.contains("authorizationpolicy x/odd"), "{e}");
-    }
 
     #[test]
     fn build_keeps_running_pods_and_notes_bad_policies() {
@@ -310,6 +216,7 @@ mod tests {
             pods: vec![pod("done", "Succeeded"), pod("web", "Running")],
             network_policies: vec![bad_np],
             authorization_policies: Vec::new(),
+            peer_authentications: Vec::new(),
             notes: vec!["n".into(), "n".into()],
         };
         let m = build(std::iter::once((&ns, objs)), ClusterOptions::default());

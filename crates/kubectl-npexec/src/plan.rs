@@ -301,6 +301,19 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
                 {
                     Ok(s) => Ok(s),
                     Err(e) if is_systemic(&e) => return Err(e),
+                    // -l is the user's choice of source pods: one that picks
+                    // nothing is a mistake in the command, not a failed probe.
+                    Err(PluginError::NoPodMatches { namespace, .. }) if pod_selector.is_some() => {
+                        return Err(PluginError::usage(
+                            format!(
+                                "-l {} selects no pod in namespace {namespace}",
+                                pod_selector.as_deref().unwrap_or_default()
+                            ),
+                            Some(
+                                "-l selects the source pod in every --matrix namespace; check `kubectl get pods -A --show-labels`, or leave the namespace out".to_string(),
+                            ),
+                        ));
+                    }
                     Err(e) => Err(SourceFailure {
                         detail: e.to_string(),
                         hint: e.hint(),
@@ -319,7 +332,7 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
             }
             for (i, from) in names.iter().enumerate() {
                 for (j, _) in names.iter().enumerate() {
-                    if i == j {
+                    if i == j && cli.no_same_namespace {
                         continue;
                     }
                     for t in &targets[j] {

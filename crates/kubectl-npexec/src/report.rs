@@ -171,6 +171,13 @@ impl ProbeRecord {
             .as_ref()
             .and_then(|a| a.network.as_ref())
             .is_some_and(|n| !n.allowed);
+        // When the mTLS handshake fails, RBAC never runs.
+        let mtls_fails = !net_blocks
+            && self
+                .analysis
+                .as_ref()
+                .and_then(|a| a.mtls.as_ref())
+                .is_some_and(|m| m.fails);
         let from = |src: NoteSource| -> Vec<String> {
             let mut v: Vec<String> = policies
                 .iter()
@@ -181,6 +188,7 @@ impl ProbeRecord {
                         || !net_blocks
                         || p.kind == PolicyKind::NetworkPolicy
                 })
+                .filter(|p| !mtls_fails || p.kind == PolicyKind::PeerAuthentication)
                 .map(PolicyNote::label)
                 .collect();
             v.dedup();
@@ -195,8 +203,11 @@ impl ProbeRecord {
 }
 
 /// The explanation lines printed under the table with `--explain` /
-/// `--predict`: per probe, both layers, each policy, contradictions, notes.
+/// `--predict`: per probe, each layer in the order traffic meets it, each
+/// policy once (the engine's reading, with what Envoy's log said about the
+/// same policy on the same line), contradictions and notes.
 pub fn explanation(records: &[ProbeRecord]) -> String {
+    use crate::explain::{NoteSource, PolicyKind};
     use kubeplugin::render::escape_control as esc;
     use std::fmt::Write;
     let mut out = String::new();
@@ -218,46 +229,105 @@ pub fn explanation(records: &[ProbeRecord]) -> String {
         if let Some(pod) = &a.destination_pod {
             let _ = writeln!(out, "  destination pod: {}", esc(pod));
         }
+        let has = |kind: PolicyKind| {
+            policies
+                .iter()
+                .any(|p| p.kind == kind && p.source == NoteSource::Engine)
+        };
         if let Some(n) = &a.network {
-            let state = if n.allowed { "allowed" } else { "BLOCKED" };
-            let _ = writeln!(out, "  NetworkPolicy: {state} (TCP {})", n.port);
-            let _ = writeln!(out, "    {}", esc(&n.egress));
-            let _ = writeln!(out, "    {}", esc(&n.ingress));
+            if has(PolicyKind::NetworkPolicy) {
+                let state = if n.allowed { "allowed" } else { "BLOCKED" };
+                let _ = writeln!(out, "  NetworkPolicy: {state} (TCP {})", n.port);
+                let _ = writeln!(out, "    {}", esc(&n.egress));
+                let _ = writeln!(out, "    {}", esc(&n.ingress));
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  NetworkPolicy: no policy applies (TCP {} open both ways)",
+                    n.port
+                );
+            }
         }
-        if let Some(z) = &a.authorization {
-            let id = z
-                .policy_id
-                .as_deref()
-                .map(|i| format!(" [{i}]"))
-                .unwrap_or_default();
+        if let Some(m) = &a.mtls {
+            let state = if m.fails { "FAILS" } else { "ok" };
+            let by = if has(PolicyKind::PeerAuthentication) {
+                if m.port_level { " (port-level)" } else { "" }
+            } else {
+                " (no policy applies: the default)"
+            };
             let _ = writeln!(
                 out,
-                "  AuthorizationPolicy: {}{}: {}",
-                z.decision,
-                esc(&id),
-                esc(&z.reason)
+                "  PeerAuthentication: {state}: port {} is {}{by}; the client sends {}",
+                m.port, m.mode, m.client_sends
             );
+        }
+        if let Some(z) = &a.authorization {
+            if !has(PolicyKind::AuthorizationPolicy) {
+                let what = if z.enforced {
+                    "no policy applies (allowed)"
+                } else {
+                    "not enforced (no sidecar)"
+                };
+                let _ = writeln!(out, "  AuthorizationPolicy: {what}");
+            } else {
+                let _ = writeln!(out, "  AuthorizationPolicy: {}", z.decision);
+            }
         }
         if let (Some(v), false) = (a.engine_verdict, r.predicted) {
             let _ = writeln!(out, "  engine expects: {v}");
         }
+        // Each policy once: the engine's note, then what Envoy logged for it.
+        let mut printed: Vec<String> = Vec::new();
         for p in policies {
-            let src = match p.source {
-                crate::explain::NoteSource::Engine => "engine",
-                crate::explain::NoteSource::EnvoyLog => "envoy-log",
-            };
+            let label = p.label();
+            if printed.contains(&label) {
+                continue;
+            }
+            printed.push(label.clone());
+            let same: Vec<&PolicyNote> = policies.iter().filter(|q| q.label() == label).collect();
+            let engine = same.iter().find(|q| q.source == NoteSource::Engine);
+            let envoy: Vec<String> = same
+                .iter()
+                .filter(|q| q.source == NoteSource::EnvoyLog)
+                .map(|q| q.effect.as_str().to_string())
+                .fold(Vec::new(), |mut v, e| {
+                    if !v.contains(&e) {
+                        v.push(e);
+                    }
+                    v
+                });
             let dir = p
                 .direction
                 .as_deref()
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "  - {}{dir}: {}: {} [{src}]",
-                esc(&p.label()),
-                p.effect.as_str(),
-                esc(&p.detail)
-            );
+            let envoy_says = if envoy.is_empty() {
+                String::new()
+            } else {
+                format!(" [Envoy log: {}]", envoy.join(", "))
+            };
+            match engine {
+                Some(e) => {
+                    let _ = writeln!(
+                        out,
+                        "  - {}{dir}: {}: {}{envoy_says}",
+                        esc(&label),
+                        e.effect.as_str(),
+                        esc(&e.detail)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  - {}: {} [Envoy log only]",
+                        esc(&label),
+                        esc(&p.detail)
+                    );
+                }
+            }
+        }
+        if policies.is_empty() {
+            let _ = writeln!(out, "  no policy applies");
         }
         for c in &a.contradictions {
             let _ = writeln!(out, "  ! {}", esc(c));
@@ -269,22 +339,195 @@ pub fn explanation(records: &[ProbeRecord]) -> String {
     out
 }
 
-/// Prints each distinct hint of the non-allowed probes on stderr (table views
-/// only; JSON carries hints in the records).
-pub fn print_hints(records: &[ProbeRecord]) {
-    use std::io::Write;
-    let mut seen = std::collections::BTreeSet::new();
-    let mut err = std::io::stderr().lock();
+/// One line per probe whose expectation is not met: what was expected, what
+/// came back, and the hint (stderr, every output format).
+pub fn unmet_lines(records: &[ProbeRecord]) -> Vec<String> {
+    use kubeplugin::render::escape_control as esc;
+    records
+        .iter()
+        .filter(|r| r.met == Some(false))
+        .map(|r| {
+            let expected = r.expected.map(|e| e.to_string()).unwrap_or_default();
+            let mut got = r.verdict.to_string();
+            if r.predicted {
+                got.push_str(" (predicted)");
+            }
+            if let Some(code) = r.http_status {
+                got.push_str(&format!(" {code}"));
+            }
+            let mut hint = r
+                .hint
+                .as_deref()
+                .map(|h| format!("; hint: {}", esc(h)))
+                .unwrap_or_default();
+            if r.expected == Some(Expectation::Allow) && r.verdict == Verdict::HttpError {
+                hint.push_str(
+                    "; --expect reachable accepts any answer of the application (allow needs a 2xx/3xx)",
+                );
+            }
+            format!(
+                "expectation not met: {} -> {}: expected {expected}, got {got}{hint}",
+                esc(&r.from_label()),
+                esc(&r.to_label()),
+            )
+        })
+        .collect()
+}
+
+/// `--predict`/`--explain` under a matrix: one line per distinct
+/// explanation (verdict and deciding policy), with the pairs it covers,
+/// instead of one block per cell.
+pub fn matrix_explanation(records: &[ProbeRecord]) -> String {
+    use kubeplugin::render::escape_control as esc;
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for r in records {
-        if r.verdict == Verdict::Allowed {
-            continue;
+        let Some(a) = &r.analysis else { continue };
+        let why = match r.deciding_policy() {
+            None => "no policy applies".to_string(),
+            // Envoy's log names no policy when none of its DENY rules matched.
+            Some(p) if p == "authorizationpolicy none" => {
+                "no AuthorizationPolicy rule matched (Envoy: policy none)".to_string()
+            }
+            Some(p) => p,
+        };
+        let mut key = format!("{} {}: {why}", r.verdict.symbol(), r.verdict);
+        if r.predicted {
+            key = format!("{} {} (predicted): {why}", r.verdict.symbol(), r.verdict);
         }
-        if let Some(h) = &r.hint
-            && seen.insert(h.clone())
-        {
-            let _ = writeln!(err, "hint: {}", kubeplugin::render::escape_control(h));
+        if !a.contradictions.is_empty() {
+            key.push_str(&format!(" ! {}", a.contradictions.join("; ")));
+        }
+        let pair = format!(
+            "{} -> {}",
+            r.from.namespace,
+            r.to.namespace.as_deref().unwrap_or("?")
+        );
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, pairs)) => {
+                if !pairs.contains(&pair) {
+                    pairs.push(pair);
+                }
+            }
+            None => groups.push((key, vec![pair])),
         }
     }
+    let mut out = String::new();
+    if !groups.is_empty() {
+        out.push('\n');
+    }
+    for (key, pairs) in groups {
+        out.push_str(&esc(&format!("{key}  [{}]", pairs.join(", "))));
+        out.push('\n');
+    }
+    out
+}
+
+/// Prints [`unmet_lines`] on stderr.
+pub fn print_unmet(records: &[ProbeRecord]) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    for l in unmet_lines(records) {
+        let _ = writeln!(err, "{l}");
+    }
+}
+
+/// `--wait` progress on stderr, redrawn in place; only on a terminal.
+#[derive(Debug)]
+pub struct WaitProgress {
+    enabled: bool,
+}
+
+impl WaitProgress {
+    pub fn new() -> Self {
+        use std::io::IsTerminal;
+        WaitProgress {
+            enabled: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// `waiting: attempt N, M of K expectations unmet, Ts left`.
+    pub fn attempt(&self, attempt: u32, unmet: usize, total: usize, left: std::time::Duration) {
+        use std::io::Write;
+        if self.enabled {
+            let mut e = std::io::stderr().lock();
+            let _ = write!(
+                e,
+                "\r\x1b[2Kwaiting: attempt {attempt}, {unmet} of {total} expectations unmet, {}s left",
+                left.as_secs()
+            );
+            let _ = e.flush();
+        }
+    }
+
+    pub fn finish(&mut self) {
+        use std::io::Write;
+        if self.enabled {
+            let mut e = std::io::stderr().lock();
+            let _ = write!(e, "\r\x1b[2K");
+            let _ = e.flush();
+            self.enabled = false;
+        }
+    }
+}
+
+impl Default for WaitProgress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for WaitProgress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Prints each distinct hint of the non-allowed probes on stderr (table views
+/// only; JSON carries hints in the records). Probes with an unmet expectation
+/// are left out: their summary line already carries the hint.
+pub fn print_hints(records: &[ProbeRecord], per_verdict: bool) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    for h in hint_lines(records, per_verdict) {
+        let _ = writeln!(err, "{h}");
+    }
+}
+
+/// The hint lines: each distinct hint once; with `per_verdict` (a matrix,
+/// where hints differ only by namespace) the first hint of each verdict,
+/// with how many other cells it stands for.
+pub fn hint_lines(records: &[ProbeRecord], per_verdict: bool) -> Vec<String> {
+    use kubeplugin::render::escape_control as esc;
+    let mut out: Vec<(Option<Verdict>, String, usize)> = Vec::new();
+    for r in records {
+        if r.verdict == Verdict::Allowed || r.met == Some(false) {
+            continue;
+        }
+        let Some(h) = &r.hint else { continue };
+        let key = per_verdict.then_some(r.verdict);
+        match out.iter_mut().find(
+            |(k, text, _)| {
+                if per_verdict { *k == key } else { text == h }
+            },
+        ) {
+            Some((_, text, more)) => {
+                if text != h {
+                    *more += 1;
+                }
+            }
+            None => out.push((key, h.clone(), 0)),
+        }
+    }
+    out.into_iter()
+        .map(|(_, h, more)| match more {
+            0 => format!("hint: {}", esc(&h)),
+            n => format!(
+                "hint: {} (and {n} more {} like it)",
+                esc(&h),
+                if n == 1 { "probe" } else { "probes" }
+            ),
+        })
+        .collect()
 }
 
 /// The legend printed under a matrix (`? unknown` only when `--predict` could not decide).
@@ -296,7 +539,7 @@ pub fn legend(with_unknown: bool) -> String {
         .collect();
     parts.push("~ mixed (see -o wide)".into());
     parts.push(". no Service".into());
-    parts.push("- same namespace".into());
+    parts.push("- same namespace, not probed".into());
     format!("legend: {}\n", parts.join("  "))
 }
 
@@ -318,10 +561,9 @@ pub fn matrix(namespaces: &[String], records: &[ProbeRecord], renderer: &Rendere
         .map(|from| {
             let mut row = vec![Cell::new(from.clone())];
             for to in namespaces {
-                let cell = if from == to {
-                    Cell::new("-").tone(Tone::Dim)
-                } else {
+                let cell = {
                     match cells.get(&(from.as_str(), to.as_str())) {
+                        None if from == to => Cell::new("-").tone(Tone::Dim),
                         None => Cell::new(".").tone(Tone::Dim),
                         Some(vs) => {
                             let first = vs[0];
@@ -533,6 +775,7 @@ mod tests {
                 egress: "egress open".into(),
                 ingress: "ingress open".into(),
             }),
+            mtls: None,
             authorization: Some(AuthzLayer {
                 decision: "DENY".into(),
                 enforced: true,
@@ -547,8 +790,12 @@ mod tests {
         let text = explanation(&records);
         // Only the analysed record is explained.
         assert_eq!(text.matches(" -> ").count(), 1, "{text}");
-        assert!(text.contains("AuthorizationPolicy: DENY [ns[np-test-1]-policy[deny]-rule[0]]"));
-        assert!(text.contains("[envoy-log]") && text.contains("[engine]"));
+        assert!(text.contains("  AuthorizationPolicy: DENY\n"), "{text}");
+        // Each policy once; Envoy's word on a policy the engine did not name
+        // gets its own line.
+        assert_eq!(text.matches("np-test-1/deny").count(), 1, "{text}");
+        assert!(text.contains("[Envoy log only]"), "{text}");
+        assert!(!text.contains("\n  no policy applies"), "{text}");
         assert!(text.contains("  ! something disagrees"));
         assert!(
             !text.contains('\x1b'),
@@ -569,5 +816,42 @@ mod tests {
         let e = body_excerpt(body.as_bytes());
         assert!(e.len() <= 256);
         assert_eq!(e.chars().count(), 128);
+    }
+
+    #[test]
+    fn unmet_expectations_get_one_line_each() {
+        let records = sample();
+        let lines = unmet_lines(&records);
+        let unmet = records.iter().filter(|r| r.met == Some(false)).count();
+        assert!(unmet > 0);
+        assert_eq!(lines.len(), unmet, "{lines:?}");
+        assert!(
+            lines[0].starts_with("expectation not met: np-test-1/np-test-1-pod-7d9f -> np-test-2/svc-np-test-nginx-2:80: expected deny, got allowed 200"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn matrix_hints_are_one_per_verdict() {
+        let mut records = sample();
+        for r in &mut records {
+            r.met = None;
+        }
+        let mut extra = records[1].clone();
+        extra.hint = Some("hint for denied-rbac in another namespace".into());
+        records.push(extra);
+        let per_pair = hint_lines(&records, false);
+        let per_verdict = hint_lines(&records, true);
+        assert_eq!(
+            per_pair.len(),
+            per_verdict.len() + 1,
+            "{per_pair:?} {per_verdict:?}"
+        );
+        assert!(
+            per_verdict
+                .iter()
+                .any(|l| l.ends_with("(and 1 more probe like it)")),
+            "{per_verdict:?}"
+        );
     }
 }

@@ -96,6 +96,9 @@ pub enum Expectation {
     Allow,
     /// `deny`: a policy stopped it (`denied-rbac` or `blocked-network`).
     Deny,
+    /// `reachable`: the destination application answered, whatever its status
+    /// (`allowed` or `http-error`): the mesh let the request through.
+    Reachable,
     /// An exact verdict.
     Exactly(Verdict),
 }
@@ -105,6 +108,7 @@ impl Expectation {
         match self {
             Expectation::Allow => v == Verdict::Allowed,
             Expectation::Deny => matches!(v, Verdict::DeniedRbac | Verdict::BlockedNetwork),
+            Expectation::Reachable => matches!(v, Verdict::Allowed | Verdict::HttpError),
             Expectation::Exactly(want) => v == want,
         }
     }
@@ -115,6 +119,7 @@ impl fmt::Display for Expectation {
         match self {
             Expectation::Allow => f.write_str("allow"),
             Expectation::Deny => f.write_str("deny"),
+            Expectation::Reachable => f.write_str("reachable"),
             Expectation::Exactly(v) => write!(f, "{v}"),
         }
     }
@@ -132,10 +137,11 @@ impl FromStr for Expectation {
         match s {
             "allow" | "allowed" => Ok(Expectation::Allow),
             "deny" | "denied" => Ok(Expectation::Deny),
+            "reachable" => Ok(Expectation::Reachable),
             other => other.parse().map(Expectation::Exactly).map_err(|_| {
                 let all: Vec<_> = Verdict::ALL.iter().map(|v| v.as_str()).collect();
                 format!(
-                    "unknown expectation \"{other}\" (use allow, deny, or one of {})",
+                    "unknown expectation \"{other}\" (use allow, deny, reachable, or one of {})",
                     all.join(", ")
                 )
             }),
@@ -683,6 +689,14 @@ mod tests {
         assert!(Expectation::Deny.met_by(Verdict::BlockedNetwork));
         assert!(!Expectation::Deny.met_by(Verdict::ExecFailed));
         assert!(!Expectation::Deny.met_by(Verdict::DnsFailure));
+        assert!(Expectation::Reachable.met_by(Verdict::HttpError));
+        assert!(Expectation::Reachable.met_by(Verdict::Allowed));
+        assert!(!Expectation::Reachable.met_by(Verdict::DeniedRbac));
+        assert!(!Expectation::Reachable.met_by(Verdict::MtlsFailure));
+        assert_eq!(
+            "reachable".parse::<Expectation>(),
+            Ok(Expectation::Reachable)
+        );
         let e: Expectation = "dns-failure".parse().unwrap();
         assert!(e.met_by(Verdict::DnsFailure));
         assert!("maybe".parse::<Expectation>().is_err());

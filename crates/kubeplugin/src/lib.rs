@@ -16,6 +16,7 @@ pub mod flags;
 pub mod istioctl;
 pub mod logs;
 pub mod names;
+pub mod policy_model;
 pub mod render;
 pub mod resources;
 pub mod retry;

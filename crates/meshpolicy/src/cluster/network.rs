@@ -200,8 +200,22 @@ impl Cluster {
             port,
             protocol,
         };
-        let egress = self.side(Direction::Egress, s, d, &target);
-        let ingress = self.side(Direction::Ingress, d, s, &target);
+        let mut egress = self.side(Direction::Egress, s, d, &target);
+        let mut ingress = self.side(Direction::Ingress, d, s, &target);
+        // A pod reaching itself (its own IP, or its Service back to it) is
+        // loopback, which no NetworkPolicy governs: Kubernetes' own network
+        // policy e2e expects it allowed whatever the policies say.
+        if matches!(src, Endpoint::Pod { .. }) && src == dst {
+            for side in [&mut egress, &mut ingress] {
+                side.selecting.clear();
+                side.allowed_by.clear();
+                side.allowed = true;
+                side.reason = format!(
+                    "{}: {src} connects to itself: loopback follows no NetworkPolicy",
+                    side.direction
+                );
+            }
+        }
         let allowed = egress.allowed && ingress.allowed;
         let explanation = if allowed {
             format!(
@@ -226,5 +240,51 @@ impl Cluster {
             ingress,
             explanation,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Cluster, ClusterOptions, Endpoint, Protocol};
+
+    #[test]
+    fn a_pod_reaching_itself_is_loopback_whatever_the_policies() {
+        let c = Cluster::from_manifests(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec: {containers: [{name: web}]}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: a, labels: {app: other}}
+spec: {containers: [{name: other}]}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-all, namespace: a}
+spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
+"#,
+            ClusterOptions::default(),
+        )
+        .unwrap();
+        let web = Endpoint::pod("a", "web");
+        let v = c.evaluate_network(&web, &web, 80, Protocol::Tcp).unwrap();
+        assert!(v.allowed, "{v:?}");
+        assert!(v.ingress.selecting.is_empty() && v.egress.selecting.is_empty());
+        assert!(
+            v.ingress.reason.contains("loopback"),
+            "{}",
+            v.ingress.reason
+        );
+        let other = Endpoint::pod("a", "other");
+        assert!(
+            !c.evaluate_network(&other, &web, 80, Protocol::Tcp)
+                .unwrap()
+                .allowed
+        );
     }
 }
