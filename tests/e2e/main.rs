@@ -26,6 +26,7 @@ mod meshsim_kubectl_io;
 mod npexec_cli;
 mod npexec_cni;
 mod npexec_meshsim;
+mod npexec_trust_expect;
 mod npexec_whatif;
 mod output_formats_meshsim;
 mod rbaclog_meshsim;

@@ -9,7 +9,7 @@
 //! Two tests, one meshsim each (they run in parallel): the PeerAuthentication
 //! one changes mesh-wide policy, which would disturb the matrix.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;
