@@ -72,6 +72,7 @@ fn netpol_entry(np: &CompiledNetworkPolicy) -> NetpolEntry {
         selects,
         ingress,
         egress,
+        change: None,
     }
 }
 
@@ -329,6 +330,7 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
                 Some(false)
             },
             age_seconds: age,
+            change: None,
         });
     }
 
@@ -482,6 +484,7 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
         authorization_policies,
         proxy,
         findings,
+        what_if: None,
     }
 }
 
@@ -659,6 +662,7 @@ pub fn offline(proxy: ProxyView) -> Report {
         authorization_policies: Vec::new(),
         proxy,
         findings,
+        what_if: None,
     }
 }
 

@@ -42,6 +42,9 @@ pub struct NamespaceData {
     pub invalid: Vec<String>,
     /// Findings about the cluster itself (e.g. no AuthorizationPolicy CRD).
     pub notes: Vec<Finding>,
+    /// The objects `cluster` was built from (those the model accepted), for
+    /// the `-f` / `--delete-f` overlay.
+    pub objects: meshpolicy::Objects,
 }
 
 fn ap_resource(version: &str) -> ApiResource {
@@ -128,18 +131,25 @@ pub async fn gather(
         root_namespace: root.to_string(),
         ..ClusterOptions::default()
     });
+    let mut objects = meshpolicy::Objects::default();
     if let Some(l) = &labels {
-        cluster.add_namespace(meshpolicy::Namespace::new(namespace, l.clone()));
+        let ns = meshpolicy::Namespace::new(namespace, l.clone());
+        objects.namespaces.push(ns.clone());
+        cluster.add_namespace(ns);
     }
     for p in &pods {
         match meshpolicy::Pod::from_k8s(p) {
-            Ok(m) => cluster.add_pod(m),
+            Ok(m) => {
+                objects.pods.push(m.clone());
+                cluster.add_pod(m);
+            }
             Err(e) => invalid.push(e.to_string()),
         }
     }
     for np in &netpols {
-        if let Err(e) = cluster.add_network_policy(np) {
-            invalid.push(e.to_string());
+        match cluster.add_network_policy(np) {
+            Ok(_) => objects.network_policies.push(np.clone()),
+            Err(e) => invalid.push(e.to_string()),
         }
     }
     let mut ages = HashMap::new();
@@ -164,8 +174,10 @@ pub async fn gather(
             .and_then(serde_json::from_value::<meshpolicy::AuthorizationPolicy>);
         match parsed {
             Ok(ap) => {
-                if let Err(e) = cluster.add_authorization_policy(&ap.with_default_namespace(&ns)) {
-                    invalid.push(e.to_string());
+                let ap = ap.with_default_namespace(&ns);
+                match cluster.add_authorization_policy(&ap) {
+                    Ok(_) => objects.authorization_policies.push(ap),
+                    Err(e) => invalid.push(e.to_string()),
                 }
             }
             Err(e) => invalid.push(format!("authorizationpolicy {ns}/{name}: {e}")),
@@ -179,6 +191,7 @@ pub async fn gather(
         ages,
         invalid,
         notes,
+        objects,
     })
 }
 

@@ -20,6 +20,7 @@ use kube::core::GroupVersionKind;
 use kubeplugin::resources::{is_running, sort_pods};
 use kubeplugin::{ApiOp, Kube, PluginError};
 use meshpolicy::manifests::Objects;
+use meshpolicy::peerauth::PeerAuthentication;
 use meshpolicy::{AuthorizationPolicy, Cluster, ClusterOptions, Namespace, Pod};
 
 /// The engine's model plus what could not be read into it.
@@ -37,6 +38,8 @@ struct NamespaceObjects {
     pods: Vec<K8sPod>,
     network_policies: Vec<NetworkPolicy>,
     authorization_policies: Vec<AuthorizationPolicy>,
+    /// Read for what-if only ([`load_objects`]).
+    peer_authentications: Vec<PeerAuthentication>,
     notes: Vec<String>,
 }
 
@@ -83,6 +86,48 @@ async fn list_authz(
     Ok(None)
 }
 
+/// Lists the PeerAuthentications of a namespace (v1, else v1beta1), read
+/// by meshpolicy's validation; none when the CRD is not served, and an
+/// invalid one is skipped with a note (Istio ignores it too).
+async fn list_peer_authns(
+    kube: &Kube,
+    namespace: &str,
+    notes: &mut Vec<String>,
+) -> Result<Vec<PeerAuthentication>, PluginError> {
+    for version in AUTHZ_VERSIONS {
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("security.istio.io", version, "PeerAuthentication"),
+            "peerauthentications",
+        );
+        let api: Api<DynamicObject> = Api::namespaced_with(kube.client.clone(), namespace, &ar);
+        match api.list(&ListParams::default()).await {
+            Ok(list) => {
+                let mut out = Vec::new();
+                for obj in list.items {
+                    let parsed = serde_json::to_value(&obj)
+                        .map_err(|e| e.to_string())
+                        .and_then(|v| {
+                            PeerAuthentication::from_value(&v, namespace).map_err(|e| e.to_string())
+                        });
+                    match parsed {
+                        Ok(pa) => out.push(pa),
+                        Err(e) => notes.push(format!("skipped: {e}")),
+                    }
+                }
+                return Ok(out);
+            }
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => {
+                return Err(kube.err(
+                    e,
+                    &ApiOp::new("list", "peerauthentications.security.istio.io", namespace),
+                ));
+            }
+        }
+    }
+    Ok(Vec::new())
+}
+
 /// Reads a dynamic AuthorizationPolicy into meshpolicy's type.
 pub fn authz_from_dynamic(
     obj: DynamicObject,
@@ -104,6 +149,15 @@ async fn read_namespace(
     kube: &Kube,
     namespace: &str,
     with_workloads: bool,
+) -> Result<NamespaceObjects, PluginError> {
+    read_namespace_with(kube, namespace, with_workloads, false).await
+}
+
+async fn read_namespace_with(
+    kube: &Kube,
+    namespace: &str,
+    with_workloads: bool,
+    with_peer_authns: bool,
 ) -> Result<NamespaceObjects, PluginError> {
     let mut out = NamespaceObjects::default();
     let ns_api: Api<K8sNamespace> = Api::all(kube.client.clone());
@@ -141,6 +195,9 @@ async fn read_namespace(
                 )
             })?
             .items;
+    }
+    if with_peer_authns {
+        out.peer_authentications = list_peer_authns(kube, namespace, &mut out.notes).await?;
     }
     match list_authz(kube, namespace).await? {
         Some(aps) => out.authorization_policies = aps,
@@ -182,8 +239,10 @@ pub async fn load_objects(
     let root = options.root_namespace.clone();
     let reads = namespaces
         .iter()
-        .map(|ns| read_namespace(kube, ns, true))
-        .chain((!namespaces.contains(&root)).then(|| read_namespace(kube, &root, false)));
+        .map(|ns| read_namespace_with(kube, ns, true, true))
+        .chain(
+            (!namespaces.contains(&root)).then(|| read_namespace_with(kube, &root, false, true)),
+        );
     let read: Vec<NamespaceObjects> = try_join_all(reads).await?;
     let names = namespaces
         .iter()
@@ -205,6 +264,8 @@ pub async fn load_objects(
         out.network_policies.append(&mut objs.network_policies);
         out.authorization_policies
             .append(&mut objs.authorization_policies);
+        out.peer_authentications
+            .append(&mut objs.peer_authentications);
     }
     notes.dedup();
     Ok((out, notes))
@@ -310,6 +371,7 @@ mod tests {
             pods: vec![pod("done", "Succeeded"), pod("web", "Running")],
             network_policies: vec![bad_np],
             authorization_policies: Vec::new(),
+            peer_authentications: Vec::new(),
             notes: vec!["n".into(), "n".into()],
         };
         let m = build(std::iter::once((&ns, objs)), ClusterOptions::default());
