@@ -209,6 +209,31 @@ fn rows_and_findings_are_marked_new_changed_unchanged_and_gone() {
         "gone",
         "deleting what -f adds: -f applies first, --delete-f then removes"
     );
+    // A STRICT PeerAuthentication in the overlay: clients outside the mesh
+    // (plain text) are cut from port 80, said as a new warning.
+    let strict = sim.write(
+        "strict.yaml",
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict, namespace: np-test-2}\nspec: {mtls: {mode: STRICT}}\n",
+    );
+    let v = sim.authzcheck_json(&["-f", &strict]);
+    let mtls: Vec<&Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "mtls-change")
+        .collect();
+    assert_eq!(mtls.len(), 1, "{v:#}");
+    assert_eq!(
+        (&mtls[0]["severity"], &mtls[0]["change"]),
+        (&Value::from("warning"), &Value::from("new"))
+    );
+    let msg = mtls[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("0.0.0.0-255.255.255.255[External] -> port 80")
+            && msg.contains("rejected: plain text into STRICT"),
+        "{msg}"
+    );
+
     // Unchanged: the same manifest as the cluster holds.
     let v = sim.authzcheck_json(&["-f", &deny_all_authz()]);
     assert_eq!(change_of(&v, "authorization_policies", ap), "unchanged");

@@ -137,11 +137,7 @@ async fn check(
     let data = fetch::gather(&kube, &namespace, &cli.root_namespace).await?;
     let pods = fetch::select_pods(&kube, &data, pod, selector).await?;
     let after = match overlay {
-        Some(o) => Some(whatif::after_cluster(
-            &data.objects,
-            o,
-            data.cluster.options().clone(),
-        )?),
+        Some(o) => Some(whatif::after_cluster(&data.objects, &data.cluster, o)?),
         None => None,
     };
     let views = futures::stream::iter(pods.iter())
@@ -188,6 +184,12 @@ async fn check(
             };
             let after_report = analyze::analyze(&ctx_after, whatif::no_proxy());
             report = whatif::mark(&before, after_report, report);
+            report
+                .findings
+                .extend(whatif::peer_auth_findings(&data.cluster, after, &model));
+            report
+                .findings
+                .sort_by_key(|f| std::cmp::Reverse(f.severity));
         }
         reports.push(report);
     }

@@ -11,13 +11,14 @@
 //! `unchanged`. The Envoy section cannot be predicted: it and the findings
 //! drawn from it describe the cluster as it is, and the report says so.
 
-use meshpolicy::whatif::{apply_objects, remove_objects};
-use meshpolicy::{Cluster, ClusterOptions, Objects};
+use meshpolicy::connectivity::WorkloadRef;
+use meshpolicy::whatif::{apply_objects, peer_auth_changes, remove_objects};
+use meshpolicy::{Cluster, ClusterOptions, Objects, Pod};
 
 use kubeplugin::PluginError;
 use kubeplugin::manifests::read_manifests;
 
-use crate::report::{Change, Finding, ProxySource, ProxyView, Report};
+use crate::report::{Change, Finding, ProxySource, ProxyView, Report, Severity};
 
 /// The change to evaluate: objects to apply over the cluster and to delete.
 #[derive(Debug, Clone, Default)]
@@ -40,17 +41,56 @@ pub fn read(apply: &[String], delete: &[String]) -> Result<Option<Overlay>, Plug
     }))
 }
 
-/// The model with the overlay applied to `live`, the objects read from the
-/// cluster.
+/// The model with the overlay applied to the cluster as read: `objects` (what
+/// the model accepted of it) and the PeerAuthentications `cluster` holds.
 pub fn after_cluster(
-    live: &Objects,
+    objects: &Objects,
+    cluster: &Cluster,
     overlay: &Overlay,
-    options: ClusterOptions,
 ) -> Result<Cluster, PluginError> {
-    let mut objects = apply_objects(live, &overlay.apply);
+    let options: ClusterOptions = cluster.options().clone();
+    let live = Objects {
+        peer_authentications: cluster.peer_authentications().to_vec(),
+        ..objects.clone()
+    };
+    let mut objects = apply_objects(&live, &overlay.apply);
     remove_objects(&mut objects, &overlay.delete);
     Cluster::from_objects(objects, options)
         .map_err(|e| PluginError::usage(format!("-f: {e}"), None))
+}
+
+/// What the change does to the pod's mTLS: each client whose connection to
+/// one of the pod's ports the overlay's PeerAuthentications newly reject
+/// (`mtls-change`, warning) or newly accept (info), by meshpolicy's
+/// [`meshpolicy::whatif::peer_auth_changes`], marked `new`.
+pub fn peer_auth_findings(before: &Cluster, after: &Cluster, pod: &Pod) -> Vec<Finding> {
+    let me = WorkloadRef::of(pod).to_string();
+    peer_auth_changes(before, after)
+        .into_iter()
+        .filter(|c| c.to == me)
+        .map(|c| {
+            let port = c.port.map(|p| format!(" port {p}")).unwrap_or_default();
+            let by = match (c.policies.before.is_empty(), c.policies.after.is_empty()) {
+                (_, false) => format!(" ({})", c.policies.after.join(", ")),
+                (false, true) => format!(" (no longer {})", c.policies.before.join(", ")),
+                (true, true) => String::new(),
+            };
+            let mut f = Finding::new(
+                if c.newly_denied {
+                    Severity::Warning
+                } else {
+                    Severity::Info
+                },
+                "mtls-change",
+                format!(
+                    "PeerAuthentication change: {} ->{port}: {} -> {}{by}",
+                    c.from, c.before, c.after
+                ),
+            );
+            f.change = Some(Change::New);
+            f
+        })
+        .collect()
 }
 
 /// A proxy view that says nothing: the policy-only analysis of each side.
@@ -190,7 +230,7 @@ pub fn mark(before: &Report, after: Report, live: Report) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{AuthzEntry, Severity};
+    use crate::report::AuthzEntry;
 
     fn authz(name: &str, action: &str, loaded: Option<bool>) -> AuthzEntry {
         AuthzEntry {
@@ -286,5 +326,54 @@ mod tests {
         assert_eq!(m.proxy.detail, "live");
         assert_eq!(m.what_if.as_deref(), Some(NOTE));
         assert_eq!(m.findings[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn a_strict_overlay_is_a_warning_for_plain_text_clients() {
+        let live = meshpolicy::parse_manifests(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {containers: [{name: c, image: x, ports: [{containerPort: 8080}]}, {name: istio-proxy, image: proxyv2}]}
+"#,
+        )
+        .unwrap();
+        let before = Cluster::from_objects(live.clone(), ClusterOptions::default()).unwrap();
+        let overlay = Overlay {
+            apply: meshpolicy::parse_manifests(
+                "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict, namespace: shop}\nspec: {mtls: {mode: STRICT}}\n",
+            )
+            .unwrap(),
+            delete: Objects::default(),
+        };
+        let after = after_cluster(&live, &before, &overlay).unwrap();
+        assert_eq!(after.peer_authentications().len(), 1);
+        let pod = before.pod("shop", "web").unwrap();
+        let f = peer_auth_findings(&before, &after, pod);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert_eq!(f[0].change, Some(Change::New));
+        assert!(
+            f[0].message
+                .contains("rejected: plain text into STRICT (shop/strict (STRICT))"),
+            "{}",
+            f[0].message
+        );
+        // Deleting it again: the live PeerAuthentication (held by the cluster) goes.
+        let mut with = before.clone();
+        with.add_peer_authentication(after.peer_authentications()[0].clone());
+        let undo = Overlay {
+            apply: Objects::default(),
+            delete: overlay.apply.clone(),
+        };
+        let back = after_cluster(&live, &with, &undo).unwrap();
+        assert!(back.peer_authentications().is_empty());
+        let f = peer_auth_findings(&with, &back, pod);
+        assert_eq!((f.len(), f[0].severity), (1, Severity::Info));
     }
 }
