@@ -14,6 +14,14 @@
 //! decisions and the flip) must match what Envoy did. Zero wrong predictions
 //! is the only passing result.
 //!
+//! PeerAuthentication the same way: seeded changes to sets of mesh-wide,
+//! namespace-wide and workload PeerAuthentications (port-level settings
+//! included), each side's mode per destination port from meshpolicy's
+//! peerauth rules on the overlaid objects, real Envoy listening with those
+//! modes, and a plain-text and an mTLS client on every port: the engine's
+//! accepted/rejected on each side (plain text into STRICT and mTLS into
+//! DISABLE are rejected) must be what Envoy did.
+//!
 //! Size: `MESHDEBUG_WHATIF_CHANGES` changes x `MESHDEBUG_WHATIF_REQUESTS`
 //! requests (default 40 x 100, so 8,000 requests), seed `MESHDEBUG_WHATIF_SEED`.
 //! Needs the real binary (`make envoy`).
@@ -220,6 +228,186 @@ fn predicted_flips_are_the_ones_real_envoy_makes() {
     assert!(
         cannot * 10 < checked,
         "the engine could not evaluate {cannot} requests"
+    );
+    drop(envoy);
+}
+
+/// The destination pod of the PeerAuthentication changes (a sidecar, the
+/// generator's ports).
+fn pa_destination() -> Objects {
+    let ports: Vec<Value> = policygen::HTTP_PORTS
+        .iter()
+        .chain([&policygen::TCP_PORT])
+        .map(|p| serde_json::json!({"containerPort": p}))
+        .collect();
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": policygen::DST_POD, "namespace": policygen::DST_NAMESPACE,
+                     "labels": {policygen::DST_LABEL.0: policygen::DST_LABEL.1}},
+        "spec": {"containers": [{"name": "app", "image": "x", "ports": ports},
+                                {"name": "istio-proxy", "image": "proxyv2"}]}
+    });
+    meshpolicy::parse_manifests(&pod.to_string()).unwrap()
+}
+
+/// A random PeerAuthentication of one of three levels (names fixed per
+/// level, so a second one of a level replaces the first).
+fn random_pa(rng: &mut impl rand::Rng) -> Value {
+    use rand::seq::IndexedRandom;
+    let modes = ["STRICT", "PERMISSIVE", "DISABLE", "UNSET"];
+    let mode = *modes.choose(rng).unwrap();
+    let mut spec = serde_json::json!({"mtls": {"mode": mode}});
+    let (ns, name) = match rng.random_range(0..3) {
+        0 => (policygen::ROOT_NAMESPACE, "mesh"),
+        1 => (policygen::DST_NAMESPACE, "namespace"),
+        _ => {
+            spec["selector"] = serde_json::json!({"matchLabels": {policygen::DST_LABEL.0: policygen::DST_LABEL.1}});
+            if rng.random_bool(0.5) {
+                let port = *[8080u16, 9090, 3306].choose(rng).unwrap();
+                let m = *modes.choose(rng).unwrap();
+                spec["portLevelMtls"] = serde_json::json!({ port.to_string(): {"mode": m} });
+            }
+            (policygen::DST_NAMESPACE, "workload")
+        }
+    };
+    serde_json::json!({
+        "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec
+    })
+}
+
+fn pa_objects(v: &[Value]) -> Objects {
+    let text: Vec<String> = v.iter().map(|p| p.to_string()).collect();
+    meshpolicy::parse_manifests(&text.join("\n---\n")).unwrap()
+}
+
+#[test]
+fn peer_authentication_changes_are_what_real_envoy_does() {
+    use meshpolicy::peerauth::MtlsMode;
+    use rand::{Rng, SeedableRng};
+    let seed = env_usize("MESHDEBUG_WHATIF_SEED", 20261205) as u64;
+    let n = env_usize("MESHDEBUG_WHATIF_PA_CHANGES", 24);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let ports: Vec<u16> = policygen::HTTP_PORTS
+        .iter()
+        .copied()
+        .chain([policygen::TCP_PORT])
+        .collect();
+    let mut bench = Bench::new();
+    // (what, modes before, modes after) per change.
+    let mut sides: Vec<(String, Vec<MtlsMode>, Vec<MtlsMode>)> = Vec::new();
+    let mut mode_changes = 0;
+    for i in 0..n {
+        let before_pas: Vec<Value> = (0..rng.random_range(0..3))
+            .map(|_| random_pa(&mut rng))
+            .collect();
+        let mut base = pa_destination();
+        meshpolicy::whatif::merge_objects(&mut base, pa_objects(&before_pas));
+        let incoming = random_pa(&mut rng);
+        let (what, after) = if rng.random_bool(0.3) && !before_pas.is_empty() {
+            let gone = before_pas[rng.random_range(0..before_pas.len())].clone();
+            let mut after = base.clone();
+            remove_objects(&mut after, &pa_objects(std::slice::from_ref(&gone)));
+            (format!("delete {gone}"), after)
+        } else {
+            (
+                format!("apply {incoming}"),
+                apply_objects(&base, &pa_objects(&[incoming])),
+            )
+        };
+        let modes = |o: &Objects| -> Vec<MtlsMode> {
+            let c = meshpolicy::Cluster::from_objects(o.clone(), Default::default()).unwrap();
+            let pod = c.pod(policygen::DST_NAMESPACE, policygen::DST_POD).unwrap();
+            ports.iter().map(|&p| c.mtls_mode(pod, p).mode).collect()
+        };
+        let (mb, ma) = (modes(&base), modes(&after));
+        if mb != ma {
+            mode_changes += 1;
+        }
+        for (side, m) in [("before", &mb), ("after", &ma)] {
+            let m = m.clone();
+            let ports = ports.clone();
+            bench.add_listener_modes(&format!("pa-{side}-{i}"), &[], move |p| {
+                m[ports.iter().position(|&x| x == p).unwrap()]
+            });
+        }
+        sides.push((
+            format!(
+                "{what} over {}",
+                serde_json::to_string(&before_pas).unwrap()
+            ),
+            mb,
+            ma,
+        ));
+    }
+    let envoy = bench.start();
+    let client = policygen::Identity {
+        trust_domain: "cluster.local".into(),
+        namespace: "ns-a".into(),
+        service_account: "sa-1".into(),
+    };
+    let request = |port: u16, identity: Option<policygen::Identity>| Request {
+        identity,
+        source_ip: "127.1.2.3".into(),
+        port,
+        payload: if port == policygen::TCP_PORT {
+            policygen::Payload::Tcp
+        } else {
+            policygen::Payload::Http {
+                method: "GET".into(),
+                path: "/".into(),
+                host: "httpbin".into(),
+                headers: Vec::new(),
+            }
+        },
+    };
+    let mut work = Vec::new();
+    let mut expect = Vec::new();
+    for (i, (what, mb, ma)) in sides.iter().enumerate() {
+        for (side, modes) in [("before", mb), ("after", ma)] {
+            let addr = envoy.listener_address(&format!("pa-{side}-{i}")).unwrap();
+            for (k, &port) in ports.iter().enumerate() {
+                for mtls in [false, true] {
+                    work.push((addr, request(port, mtls.then(|| client.clone()))));
+                    // Istio: plain text into STRICT and mTLS into DISABLE are cut.
+                    let rejected = matches!(
+                        (modes[k], mtls),
+                        (MtlsMode::Strict, false) | (MtlsMode::Disable, true)
+                    );
+                    expect.push((what.clone(), side, port, mtls, modes[k], !rejected));
+                }
+            }
+        }
+    }
+    let results = send_all(&bench.ca, work);
+    assert_eq!(results.len(), expect.len());
+    let mut wrong = Vec::new();
+    for ((what, side, port, mtls, mode, accepted), (seen, _)) in expect.iter().zip(&results) {
+        if (*seen == Seen::Allowed) != *accepted {
+            wrong.push(format!(
+                "{side} {what}: port {port} {mode} {}: engine {}, envoy {seen:?}",
+                if *mtls { "mTLS" } else { "plain text" },
+                if *accepted { "accepted" } else { "rejected" }
+            ));
+        }
+    }
+    eprintln!(
+        "PeerAuthentication what-if: seed {seed}, {n} changes ({mode_changes} change a port's mode), \
+         {} connections to real Envoy, {} wrong",
+        results.len(),
+        wrong.len()
+    );
+    for w in wrong.iter().take(10) {
+        eprintln!("--- {w}");
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} predictions disagree with real Envoy",
+        wrong.len()
+    );
+    assert!(
+        mode_changes * 3 >= n,
+        "too few changes change a mode: {mode_changes} of {n}"
     );
     drop(envoy);
 }

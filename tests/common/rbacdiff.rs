@@ -145,6 +145,16 @@ impl Bench {
     /// Adds a listener `name` enforcing `parsed` (the destination's two HTTP
     /// ports and its TCP port, PERMISSIVE, PROXY protocol in front).
     pub fn add_listener(&mut self, name: &str, parsed: &[AuthorizationPolicy]) {
+        self.add_listener_modes(name, parsed, |_| MtlsMode::Permissive);
+    }
+
+    /// [`Bench::add_listener`] with each port's PeerAuthentication mode.
+    pub fn add_listener_modes(
+        &mut self,
+        name: &str,
+        parsed: &[AuthorizationPolicy],
+        mode: impl Fn(u16) -> MtlsMode,
+    ) {
         let opts = TranslateOptions::default();
         let mut spec = InboundSpec::new("127.0.0.1".parse().unwrap(), 0, self.tls.clone());
         spec.name = name.to_string();
@@ -154,13 +164,13 @@ impl Bench {
             .map(|&port| InboundPort {
                 port,
                 protocol: AppProtocol::Http,
-                mtls: MtlsMode::Permissive,
+                mtls: mode(port),
                 upstream: self.web.addr,
             })
             .chain([InboundPort {
                 port: policygen::TCP_PORT,
                 protocol: AppProtocol::Tcp,
-                mtls: MtlsMode::Permissive,
+                mtls: mode(policygen::TCP_PORT),
                 upstream: self.echo.addr,
             }])
             .collect();
