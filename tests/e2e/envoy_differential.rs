@@ -18,88 +18,10 @@
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
-use common::envoy::{
-    App, AppKind, Bootstrap, ClientTls, Dial, Envoy, EnvoyOptions, HttpResponse, MeshCa,
-    TcpOutcome, WorkloadCert, http_request, tcp_exchange,
-};
-use common::policygen::{self, Case, Identity, Payload, Request};
-use meshpolicy::istio::listener::{
-    AppProtocol, InboundPort, InboundSpec, SIDECAR_HTTP11_ALPNS, SIDECAR_TCP_ALPNS,
-    inbound_clusters, inbound_listener,
-};
-use meshpolicy::istio::rbac::{TranslateOptions, http_filters, network_filters};
-use meshpolicy::peerauth::MtlsMode;
-use meshpolicy::{
-    AuthorizationPolicy, AuthzRequest, CompiledAuthz, Decision, HttpAttributes,
-    authz::evaluate_policies,
-};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// What a request got, reduced to what the engine predicts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seen {
-    Allowed,
-    Denied,
-    /// Anything else (a 400 for a path Envoy rejects before RBAC, a reset, ...).
-    Other(String),
-}
-
-fn seen_http(r: std::io::Result<HttpResponse>) -> Seen {
-    match r {
-        Ok(r) if r.status == 403 && r.body == "RBAC: access denied" => Seen::Denied,
-        Ok(r) if r.status == 200 && r.body.starts_with("web ") => Seen::Allowed,
-        Ok(r) => Seen::Other(format!("HTTP {} {:?}", r.status, r.body)),
-        Err(e) => Seen::Other(format!("no HTTP answer: {e}")),
-    }
-}
-
-fn seen_tcp(o: TcpOutcome, payload: &[u8]) -> Seen {
-    match o {
-        TcpOutcome::Data(d) if d == payload => Seen::Allowed,
-        TcpOutcome::Data(d) => Seen::Other(format!("TCP data {d:?}")),
-        TcpOutcome::Closed(_) => Seen::Denied,
-    }
-}
-
-fn engine(policies: &[CompiledAuthz], req: &Request) -> Decision {
-    let refs: Vec<&CompiledAuthz> = policies.iter().collect();
-    let http = match &req.payload {
-        Payload::Http {
-            method,
-            path,
-            host,
-            headers,
-        } => Some(HttpAttributes {
-            method: method.clone(),
-            path: path.clone(),
-            host: host.clone(),
-            headers: headers.iter().cloned().collect::<BTreeMap<_, _>>(),
-        }),
-        Payload::Tcp => None,
-    };
-    let r = AuthzRequest {
-        source_principal: req.identity.as_ref().map(Identity::principal),
-        source_namespace: None,
-        source_ip: req.source_ip.parse().ok(),
-        remote_ip: None,
-        request_principal: None,
-        destination_namespace: policygen::DST_NAMESPACE.into(),
-        destination_pod: policygen::DST_POD.into(),
-        destination_ip: policygen::DST_IP.parse().ok(),
-        destination_port: req.port,
-        http,
-    };
-    evaluate_policies(&refs, &r, true, Vec::new()).decision
-}
+use common::policygen::{self, Case, Payload};
+use common::rbacdiff::{Bench, Seen, compile, engine, env_usize, send_all};
+use meshpolicy::{CompiledAuthz, Decision};
 
 struct Prepared {
     case: Case,
@@ -114,160 +36,35 @@ fn engine_agrees_with_real_envoy_on_generated_policies_and_requests() {
     let n_requests = env_usize("MESHDEBUG_DIFF_REQUESTS", 200);
     let cases = policygen::generate(seed, n_cases, n_requests);
 
-    let dir = tempfile::tempdir().unwrap();
-    let ca = MeshCa::new("cluster.local").unwrap();
-    let server = ca
-        .issue(policygen::DST_NAMESPACE, policygen::DST_SA)
-        .unwrap();
-    let tls = server.write(dir.path(), "server").unwrap();
-    let web = App::start("web", AppKind::Http).unwrap();
-    let echo = App::start("echo", AppKind::Echo).unwrap();
-
-    let opts = TranslateOptions::default();
-    let mut listeners = Vec::new();
-    let mut clusters = Vec::new();
+    let mut bench = Bench::new();
     let mut prepared = Vec::new();
     for case in cases {
-        let parsed: Vec<AuthorizationPolicy> = case
-            .policies
-            .iter()
-            .map(|p| serde_json::from_value(p.clone()).expect("generated policy parses"))
-            .collect();
-        let compiled: Vec<CompiledAuthz> = parsed
-            .iter()
-            .map(|p| CompiledAuthz::compile(p).expect("generated policy compiles"))
-            .collect();
-        let mut spec = InboundSpec::new("127.0.0.1".parse().unwrap(), 0, tls.clone());
-        spec.name = format!("case-{}", case.index);
-        spec.proxy_protocol = true;
-        spec.ports = policygen::HTTP_PORTS
-            .iter()
-            .map(|&port| InboundPort {
-                port,
-                protocol: AppProtocol::Http,
-                mtls: MtlsMode::Permissive,
-                upstream: web.addr,
-            })
-            .chain([InboundPort {
-                port: policygen::TCP_PORT,
-                protocol: AppProtocol::Tcp,
-                mtls: MtlsMode::Permissive,
-                upstream: echo.addr,
-            }])
-            .collect();
-        spec.http_filters = http_filters(&parsed, &opts);
-        spec.network_filters = network_filters(&parsed, &opts);
-        listeners.push(inbound_listener(&spec).expect("listener builds"));
-        if clusters.is_empty() {
-            clusters = inbound_clusters(&spec);
-        }
+        let (parsed, compiled) = compile(&case.policies);
+        let listener_name = format!("case-{}", case.index);
+        bench.add_listener(&listener_name, &parsed);
         prepared.push(Prepared {
-            listener_name: spec.name.clone(),
+            listener_name,
             case,
             compiled,
         });
     }
-    let boot = Bootstrap::sidecar(
-        policygen::DST_POD,
-        policygen::DST_NAMESPACE,
-        listeners,
-        clusters,
-    );
-    let envoy = Envoy::start(dir.path(), &boot, &EnvoyOptions::default()).unwrap();
+    let envoy = bench.start();
 
-    // One client certificate per identity, made once.
-    let mut certs: BTreeMap<Identity, WorkloadCert> = BTreeMap::new();
-    for p in &prepared {
-        for r in &p.case.requests {
-            if let Some(id) = &r.identity {
-                certs
-                    .entry(id.clone())
-                    .or_insert_with(|| ca.issue_uri(&id.spiffe_uri()).unwrap());
-            }
-        }
-    }
-    let http_tls: Arc<BTreeMap<Identity, ClientTls>> = Arc::new(
-        certs
-            .iter()
-            .map(|(k, c)| (k.clone(), ClientTls::new(c, &SIDECAR_HTTP11_ALPNS).unwrap()))
-            .collect(),
-    );
-    let tcp_tls: Arc<BTreeMap<Identity, ClientTls>> = Arc::new(
-        certs
-            .iter()
-            .map(|(k, c)| (k.clone(), ClientTls::new(c, &SIDECAR_TCP_ALPNS).unwrap()))
-            .collect(),
-    );
-
-    // Work items: (listener address, case index, request index).
+    // Work items: (case index, request index), sent in this order.
     let mut work = Vec::new();
+    let mut sent = Vec::new();
     for (ci, p) in prepared.iter().enumerate() {
         let addr = envoy.listener_address(&p.listener_name).unwrap();
-        for ri in 0..p.case.requests.len() {
-            work.push((addr, ci, ri));
+        for (ri, r) in p.case.requests.iter().enumerate() {
+            work.push((addr, r.clone()));
+            sent.push((ci, ri));
         }
     }
-    let prepared = Arc::new(prepared);
-    let work = Arc::new(work);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let threads = 4;
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let (prepared, work, next) = (prepared.clone(), work.clone(), next.clone());
-            let (http_tls, tcp_tls) = (http_tls.clone(), tcp_tls.clone());
-            std::thread::spawn(move || {
-                let mut out = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(&(addr, ci, ri)) = work.get(i) else {
-                        break;
-                    };
-                    let req = &prepared[ci].case.requests[ri];
-                    let src: SocketAddr = format!("{}:{}", req.source_ip, 40000 + (i % 20000))
-                        .parse()
-                        .unwrap();
-                    let dst: SocketAddr = format!("{}:{}", policygen::DST_IP, req.port)
-                        .parse()
-                        .unwrap();
-                    let started = std::time::Instant::now();
-                    let seen = match &req.payload {
-                        Payload::Http {
-                            method,
-                            path,
-                            host,
-                            headers,
-                        } => {
-                            let dial = Dial {
-                                tls: req.identity.as_ref().map(|id| http_tls[id].clone()),
-                                proxy: Some((src, dst)),
-                                bind: Some(src.ip()),
-                            };
-                            let h: Vec<(&str, &str)> = headers
-                                .iter()
-                                .map(|(k, v)| (k.as_str(), v.as_str()))
-                                .collect();
-                            seen_http(http_request(addr, &dial, method, path, host, &h))
-                        }
-                        Payload::Tcp => {
-                            let dial = Dial {
-                                tls: req.identity.as_ref().map(|id| tcp_tls[id].clone()),
-                                proxy: Some((src, dst)),
-                                bind: Some(src.ip()),
-                            };
-                            seen_tcp(tcp_exchange(addr, &dial, b"ping\n"), b"ping\n")
-                        }
-                    };
-                    let ms = started.elapsed().as_secs_f64() * 1000.0;
-                    out.push((ci, ri, seen, ms));
-                }
-                out
-            })
-        })
+    let results: Vec<(usize, usize, Seen, f64)> = sent
+        .into_iter()
+        .zip(send_all(&bench.ca, work))
+        .map(|((ci, ri), (seen, ms))| (ci, ri, seen, ms))
         .collect();
-    let mut results = Vec::new();
-    for h in handles {
-        results.extend(h.join().unwrap());
-    }
 
     let mut disagreements = Vec::new();
     let (mut agree, mut cannot, mut other) = (0usize, 0usize, 0usize);

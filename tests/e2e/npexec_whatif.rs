@@ -252,3 +252,108 @@ fn a_deployment_from_manifests_is_the_same_workload_as_its_running_pods() {
         "no connectivity changes\n"
     );
 }
+
+const STRICT_NP_TEST_2: &str = r#"apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: strict
+  namespace: np-test-2
+spec:
+  mtls:
+    mode: STRICT
+"#;
+
+/// The PeerAuthentication change of a diff: plain-text clients from outside
+/// the mesh are cut from np-test-nginx-2's port 80; np-test-1's sidecar
+/// (mTLS) is not.
+fn assert_strict_change(v: &[serde_json::Value]) {
+    let pa: Vec<&serde_json::Value> = v
+        .iter()
+        .filter(|c| c["layer"] == "PeerAuthentication")
+        .collect();
+    assert_eq!(pa.len(), 1, "{v:#?}");
+    let c = pa[0];
+    assert_eq!(c["kind"], "removed");
+    assert_eq!(c["from"], "0.0.0.0-255.255.255.255[External]");
+    assert_eq!(c["to"], "np-test-2/np-test-nginx-2[Deployment]");
+    assert_eq!(c["port"], 80);
+    assert_eq!(c["before"], "accepted (PERMISSIVE, plain text)");
+    assert_eq!(c["after"], "rejected: plain text into STRICT");
+    assert_eq!(
+        c["policies"]["after"],
+        serde_json::json!(["np-test-2/strict (STRICT)"])
+    );
+    assert_eq!(c["newly_denied"], true);
+}
+
+#[test]
+fn diff_of_a_peer_authentication_live_and_offline() {
+    let sim = Sim::start();
+    let out = sim.kubectl(
+        &["npexec", "--diff", "-f", "-", "-o", "json"],
+        Some(STRICT_NP_TEST_2),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "STRICT cuts plain text: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_strict_change(&json(&out));
+
+    // Live, the other way: with the policy applied, deleting it reopens.
+    let dir = tempfile::tempdir().unwrap();
+    let strict = dir.path().join("strict.yaml");
+    std::fs::write(&strict, STRICT_NP_TEST_2).unwrap();
+    let strict = strict.to_str().unwrap();
+    let applied = sim.kubectl(&["apply", "-f", strict], None);
+    assert!(applied.status.success(), "{applied:?}");
+    let out = sim.npexec(&["--diff", "--delete-f", strict, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "nothing is cut");
+    let v = json(&out);
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_eq!(
+        (&v[0]["layer"], &v[0]["kind"], &v[0]["newly_allowed"]),
+        (
+            &serde_json::json!("PeerAuthentication"),
+            &serde_json::json!("added"),
+            &serde_json::json!(true)
+        )
+    );
+
+    // Offline: the walk-through's manifests before, plus the policy after.
+    let after = dir.path().join("after");
+    std::fs::create_dir(&after).unwrap();
+    for f in ["00-namespaces.yaml", "istio-np-1.yaml", "istio-np-2.yaml"] {
+        std::fs::copy(walkthrough().join(f), after.join(f)).unwrap();
+    }
+    std::fs::write(after.join("strict.yaml"), STRICT_NP_TEST_2).unwrap();
+    let before = dir.path().join("before");
+    std::fs::create_dir(&before).unwrap();
+    for f in ["00-namespaces.yaml", "istio-np-1.yaml", "istio-np-2.yaml"] {
+        std::fs::copy(walkthrough().join(f), before.join(f)).unwrap();
+    }
+    let out = sim.npexec(&[
+        "--offline",
+        "--before",
+        before.to_str().unwrap(),
+        "--after",
+        after.to_str().unwrap(),
+        "--diff",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_strict_change(&v);
+    assert_eq!(
+        v.len(),
+        1,
+        "only the PeerAuthentication layer changes: {v:#?}"
+    );
+}

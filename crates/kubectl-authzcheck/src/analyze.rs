@@ -73,6 +73,7 @@ fn netpol_entry(np: &CompiledNetworkPolicy) -> NetpolEntry {
         selects,
         ingress,
         egress,
+        change: None,
     }
 }
 
@@ -330,6 +331,7 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
                 Some(false)
             },
             age_seconds: age,
+            change: None,
         });
     }
 
@@ -491,6 +493,7 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
         peer_authentication: Some(peer_authentication),
         proxy,
         findings,
+        what_if: None,
     }
 }
 
@@ -663,6 +666,7 @@ pub fn offline(proxy: ProxyView) -> Report {
         peer_authentication: None,
         proxy,
         findings,
+        what_if: None,
     }
 }
 

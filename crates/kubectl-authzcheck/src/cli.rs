@@ -37,6 +37,10 @@ Examples:
   # No cluster at all: what a saved Envoy config dump enforces
   kubectl authzcheck --config-dump config_dump.json -o json
 
+  # Before merging a policy change: what would apply, marked new/gone/changed
+  kubectl authzcheck np-test-2 deployment/np-test-nginx-2 -f pr/policies/
+  kubectl authzcheck np-test-2 deployment/np-test-nginx-2 --delete-f old.yaml
+
   # In scripts: exit 1 when a finding of severity warning or worse exists
   kubectl authzcheck np-test-2 deployment/np-test-nginx-2 --exit-code
 
@@ -46,6 +50,9 @@ Examples:
 
 Sections: NetworkPolicy (Kubernetes, enforced by the CNI), AuthorizationPolicy (Istio API),
 Envoy (what the sidecar loaded: istioctl x authz check, or its config dump), findings.
+With -f/--delete-f (kubectl's meaning; multi-document YAML and List), the policy rows and
+findings carry a CHANGE mark (new, gone, changed, unchanged; `change` in JSON) against the
+cluster with those manifests applied or deleted; the Envoy section shows the cluster as it is.
 -o json prints one object per pod (an array with -l or a namespace); -o yaml, name,
 jsonpath=TEMPLATE and custom-columns=SPEC work over that same JSON.
 If istioctl fails, the config dump through exec is used and a warning says why.
@@ -86,6 +93,14 @@ pub struct Cli {
     /// Exit 1 when a finding of severity warning or worse exists
     #[arg(long)]
     pub exit_code: bool,
+
+    /// What-if: show what would apply with these manifests applied (files, directories, - for stdin; repeatable)
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    pub filenames: Vec<String>,
+
+    /// What-if: show what would apply with the objects in these manifests deleted (repeatable)
+    #[arg(long = "delete-f", value_name = "PATH")]
+    pub delete_filenames: Vec<String>,
 
     #[command(flatten)]
     pub istioctl: IstioctlArgs,
@@ -187,6 +202,12 @@ impl Cli {
             && self.selector.is_none()
             && namespace.is_none()
         {
+            if !self.filenames.is_empty() || !self.delete_filenames.is_empty() {
+                return Err(usage(
+                    "-f and --delete-f change the cluster's policies: name the pod to check",
+                    Some("kubectl authzcheck NAMESPACE POD -f change.yaml"),
+                ));
+            }
             return Ok(Target::Offline(path.clone()));
         }
         match pod {
@@ -306,6 +327,7 @@ mod tests {
             &["ns", "p q"],
             &["--root-namespace", "Istio_System"],
             &["ns", "--config-dump", "x.json"],
+            &["--config-dump", "x.json", "-f", "p.yaml"],
         ];
         for args in bad {
             let e = target(args).unwrap_err();

@@ -44,6 +44,9 @@ pub struct NamespaceData {
     pub invalid: Vec<String>,
     /// Findings about the cluster itself (e.g. no AuthorizationPolicy CRD).
     pub notes: Vec<Finding>,
+    /// The objects `cluster` was built from (those the model accepted), for
+    /// the `-f` / `--delete-f` overlay.
+    pub objects: meshpolicy::Objects,
 }
 
 fn age_seconds(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<i64> {
@@ -96,18 +99,25 @@ pub async fn gather(
         root_namespace: root.to_string(),
         ..ClusterOptions::default()
     });
+    let mut objects = meshpolicy::Objects::default();
     if let Some(l) = &labels {
-        cluster.add_namespace(meshpolicy::Namespace::new(namespace, l.clone()));
+        let ns = meshpolicy::Namespace::new(namespace, l.clone());
+        objects.namespaces.push(ns.clone());
+        cluster.add_namespace(ns);
     }
     for p in &pods {
         match meshpolicy::Pod::from_k8s(p) {
-            Ok(m) => cluster.add_pod(m),
+            Ok(m) => {
+                objects.pods.push(m.clone());
+                cluster.add_pod(m);
+            }
             Err(e) => invalid.push(e.to_string()),
         }
     }
     for np in &netpols {
-        if let Err(e) = cluster.add_network_policy(np) {
-            invalid.push(e.to_string());
+        match cluster.add_network_policy(np) {
+            Ok(_) => objects.network_policies.push(np.clone()),
+            Err(e) => invalid.push(e.to_string()),
         }
     }
     for pa in pas.into_iter().chain(root_pas) {
@@ -138,8 +148,10 @@ pub async fn gather(
             .and_then(serde_json::from_value::<meshpolicy::AuthorizationPolicy>);
         match parsed {
             Ok(ap) => {
-                if let Err(e) = cluster.add_authorization_policy(&ap.with_default_namespace(&ns)) {
-                    invalid.push(e.to_string());
+                let ap = ap.with_default_namespace(&ns);
+                match cluster.add_authorization_policy(&ap) {
+                    Ok(_) => objects.authorization_policies.push(ap),
+                    Err(e) => invalid.push(e.to_string()),
                 }
             }
             Err(e) => invalid.push(format!("authorizationpolicy {ns}/{name}: {e}")),
@@ -153,6 +165,7 @@ pub async fn gather(
         ages,
         invalid,
         notes,
+        objects,
     })
 }
 

@@ -18,6 +18,7 @@ pub mod peerauth;
 pub mod proxy;
 pub mod render;
 pub mod report;
+pub mod whatif;
 
 use std::io::Write;
 
@@ -38,6 +39,9 @@ const PARALLEL_PODS: usize = 4;
 pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
     let target = cli.validate()?;
     let renderer = Renderer::from_args(&cli.output);
+    // A bad manifest is a usage error before anything touches the cluster.
+    let overlay = whatif::read(&cli.filenames, &cli.delete_filenames)?;
+    let overlay = overlay.as_ref();
     let (reports, many) = match &target {
         Target::Offline(path) => {
             let dump = fetch::read_dump_file(path)?;
@@ -46,23 +50,30 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
             (vec![analyze::offline(view)], false)
         }
         Target::One { namespace, pod } => (
-            check(&cli, namespace.as_deref(), Some(pod), None).await?,
+            check(&cli, overlay, namespace.as_deref(), Some(pod), None).await?,
             false,
         ),
         Target::Many {
             namespace,
             selector,
         } => (
-            check(&cli, namespace.as_deref(), None, selector.as_deref()).await?,
+            check(
+                &cli,
+                overlay,
+                namespace.as_deref(),
+                None,
+                selector.as_deref(),
+            )
+            .await?,
             true,
         ),
         Target::NamespaceOrPod(word) => {
             let kube = Kube::from_flags(&cli.kube).await?;
             if namespace_exists(&kube, word).await? {
-                (check(&cli, Some(word), None, None).await?, true)
+                (check(&cli, overlay, Some(word), None, None).await?, true)
             } else {
                 let pod = PodTarget::parse(word, None)?;
-                match check(&cli, None, Some(&pod), None).await {
+                match check(&cli, overlay, None, Some(&pod), None).await {
                     Err(PluginError::NotFound { namespace, .. }) => {
                         return Err(PluginError::NotFound {
                             kind: "namespace or pod".into(),
@@ -83,11 +94,14 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
     Ok(exit_for(&reports, cli.exit_code))
 }
 
-/// 1 with `--exit-code` when any report has a warning or worse, else 0.
+/// 1 with `--exit-code` when any report has a warning or worse, else 0
+/// (with `-f`, findings the change makes go away do not count).
 pub fn exit_for(reports: &[Report], exit_code: bool) -> Exit {
-    let bad = reports
-        .iter()
-        .any(|r| r.worst().is_some_and(|s| s >= Severity::Warning));
+    let bad = reports.iter().any(|r| {
+        r.findings
+            .iter()
+            .any(|f| f.severity >= Severity::Warning && f.change != Some(report::Change::Gone))
+    });
     if exit_code && bad {
         Exit::NEGATIVE
     } else {
@@ -112,6 +126,7 @@ async fn namespace_exists(kube: &Kube, name: &str) -> Result<bool, PluginError> 
 
 async fn check(
     cli: &Cli,
+    overlay: Option<&whatif::Overlay>,
     namespace: Option<&str>,
     pod: Option<&PodTarget>,
     selector: Option<&str>,
@@ -122,6 +137,10 @@ async fn check(
     let mode = fetch::proxy_mode(cli.config_dump.as_deref(), cli.native, &cli.istioctl)?;
     let data = fetch::gather(&kube, &namespace, &cli.root_namespace).await?;
     let pods = fetch::select_pods(&kube, &data, pod, selector).await?;
+    let after = match overlay {
+        Some(o) => Some(whatif::after_cluster(&data.objects, &data.cluster, o)?),
+        None => None,
+    };
     let views = futures::stream::iter(pods.iter())
         .map(|p| fetch::proxy_view(&kube, &cli.kube, &mode, p))
         .buffered(PARALLEL_PODS)
@@ -154,6 +173,25 @@ async fn check(
         report
             .findings
             .sort_by_key(|f| std::cmp::Reverse(f.severity));
+        if let Some(after) = &after {
+            let before = analyze::analyze(&ctx, whatif::no_proxy());
+            // The pod itself as the overlay has it (a replaced workload's
+            // pods are gone from it: the running pod still stands for them).
+            let pod_after = after.pod(&namespace, name).unwrap_or(&model);
+            let ctx_after = analyze::PodContext {
+                cluster: after,
+                pod: pod_after,
+                ..ctx
+            };
+            let after_report = analyze::analyze(&ctx_after, whatif::no_proxy());
+            report = whatif::mark(&before, after_report, report);
+            report
+                .findings
+                .extend(whatif::peer_auth_findings(&data.cluster, after, &model));
+            report
+                .findings
+                .sort_by_key(|f| std::cmp::Reverse(f.severity));
+        }
         reports.push(report);
     }
     Ok(reports)

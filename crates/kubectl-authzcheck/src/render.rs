@@ -11,7 +11,37 @@ use std::io::Write;
 use kubeplugin::render::{Cell, Renderer, Tone, json_err, write_str};
 use kubeplugin::{OutputFormat, PluginError};
 
-use crate::report::{ProxySource, Report, Severity};
+use crate::report::{Change, ProxySource, Report, Severity};
+
+/// The CHANGE cell of a row (with -f / --delete-f).
+fn change_cell(c: Option<Change>) -> Cell {
+    match c {
+        None => Cell::new(""),
+        Some(c) => Cell::new(c.as_str()).tone(match c {
+            Change::New => Tone::Good,
+            Change::Gone => Tone::Bad,
+            Change::Changed => Tone::Warn,
+            Change::Unchanged => Tone::Dim,
+        }),
+    }
+}
+
+/// Puts the CHANGE column first when the report has one.
+fn with_change(marks: bool, c: Option<Change>, mut row: Vec<Cell>) -> Vec<Cell> {
+    if marks {
+        row.insert(0, change_cell(c));
+    }
+    row
+}
+
+fn change_headers<'a>(marks: bool, headers: &[&'a str]) -> Vec<&'a str> {
+    let mut h = Vec::with_capacity(headers.len() + 1);
+    if marks {
+        h.push("CHANGE");
+    }
+    h.extend_from_slice(headers);
+    h
+}
 
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
@@ -31,6 +61,7 @@ fn section(r: &Renderer, out: &mut String, title: &str, headers: &[&str], rows: 
 /// One report as text sections.
 pub fn report_text(r: &Renderer, rep: &Report) -> String {
     let wide = r.format == OutputFormat::Wide;
+    let marks = rep.what_if.is_some();
     let mut out = String::new();
     if let Some(pod) = &rep.pod {
         let injection = pod
@@ -45,7 +76,12 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
             yes_no(pod.sidecar),
             injection
         )));
-        out.push_str("\n\n");
+        out.push('\n');
+        if let Some(note) = &rep.what_if {
+            out.push_str(note);
+            out.push('\n');
+        }
+        out.push('\n');
 
         // NetworkPolicy.
         let mut rows = Vec::new();
@@ -67,46 +103,55 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
                 any = true;
                 for (i, l) in lines.iter().enumerate() {
                     let first = i == 0;
-                    rows.push(vec![
-                        Cell::new(if first { dir } else { "" }),
-                        Cell::new(if first { yes_no(isolated) } else { "" }).tone(if isolated {
-                            Tone::Warn
-                        } else {
-                            Tone::Plain
-                        }),
-                        Cell::new(if first {
-                            format!("{}/{}", np.namespace, np.name)
-                        } else {
-                            String::new()
-                        }),
-                        Cell::new(l.clone()),
-                    ]);
+                    let change = if first { np.change } else { None };
+                    rows.push(with_change(
+                        marks,
+                        change,
+                        vec![
+                            Cell::new(if first { dir } else { "" }),
+                            Cell::new(if first { yes_no(isolated) } else { "" })
+                                .tone(if isolated { Tone::Warn } else { Tone::Plain }),
+                            Cell::new(if first {
+                                format!("{}/{}", np.namespace, np.name)
+                            } else {
+                                String::new()
+                            }),
+                            Cell::new(l.clone()),
+                        ],
+                    ));
                 }
             }
             if !any {
-                rows.push(vec![
-                    Cell::new(dir),
-                    Cell::new("no"),
-                    Cell::new("-"),
-                    Cell::new(format!(
-                        "no policy selects the pod for {dir}: all {dir} allowed"
-                    ))
-                    .tone(Tone::Dim),
-                ]);
+                rows.push(with_change(
+                    marks,
+                    None,
+                    vec![
+                        Cell::new(dir),
+                        Cell::new("no"),
+                        Cell::new("-"),
+                        Cell::new(format!(
+                            "no policy selects the pod for {dir}: all {dir} allowed"
+                        ))
+                        .tone(Tone::Dim),
+                    ],
+                ));
             }
         }
         section(
             r,
             &mut out,
             "Kubernetes NetworkPolicy (enforced by the CNI plugin)",
-            &["DIRECTION", "ISOLATED", "POLICY", "RULES"],
+            &change_headers(marks, &["DIRECTION", "ISOLATED", "POLICY", "RULES"]),
             rows,
         );
 
         // AuthorizationPolicy from the API.
-        let mut headers = vec![
-            "POLICY", "ACTION", "RULES", "SCOPE", "DRY-RUN", "LOADED", "MEANING",
-        ];
+        let mut headers = change_headers(
+            marks,
+            &[
+                "POLICY", "ACTION", "RULES", "SCOPE", "DRY-RUN", "LOADED", "MEANING",
+            ],
+        );
         if wide {
             headers.push("ENVOY NAMES");
         }
@@ -137,7 +182,7 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
                 if wide {
                     row.push(Cell::new(a.envoy_names.join(",")));
                 }
-                row
+                with_change(marks, a.change, row)
             })
             .collect();
         let title = "Istio AuthorizationPolicy from the API (enforced by the sidecar)";
@@ -334,7 +379,7 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
                 row.push(Cell::new(f.code.clone()));
             }
             row.push(Cell::new(f.message.clone()));
-            row
+            with_change(marks, f.change, row)
         })
         .collect();
     let headers: &[&str] = if wide {
@@ -342,7 +387,13 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
     } else {
         &["SEVERITY", "MESSAGE"]
     };
-    section(r, &mut out, "Findings", headers, rows);
+    section(
+        r,
+        &mut out,
+        "Findings",
+        &change_headers(marks, headers),
+        rows,
+    );
     out
 }
 
@@ -416,6 +467,7 @@ mod tests {
                 details: vec![format!("first {EVIL}"), "second".into()],
                 loaded: None,
                 age_seconds: None,
+                change: None,
             }],
             peer_authentication: None,
             proxy: ProxyView {
@@ -431,6 +483,7 @@ mod tests {
                 anonymous: vec![],
             },
             findings: vec![],
+            what_if: None,
         }
     }
 

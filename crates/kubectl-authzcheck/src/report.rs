@@ -27,6 +27,35 @@ pub struct Report {
     pub proxy: ProxyView,
     /// Conclusions joining the layers.
     pub findings: Vec<Finding>,
+    /// With `-f` / `--delete-f`: what the policy sections show, and that the
+    /// Envoy section still describes the cluster as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub what_if: Option<String>,
+}
+
+/// How a policy row or finding differs with the `-f` / `--delete-f` overlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// Only with the overlay.
+    New,
+    /// Only without it (the overlay deletes or replaces it).
+    Gone,
+    /// On both sides, different.
+    Changed,
+    /// On both sides, the same (or about the cluster as it is).
+    Unchanged,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::New => "new",
+            Change::Gone => "gone",
+            Change::Changed => "changed",
+            Change::Unchanged => "unchanged",
+        }
+    }
 }
 
 impl Report {
@@ -70,6 +99,9 @@ pub struct NetpolEntry {
     pub ingress: Vec<String>,
     /// Egress rules in words.
     pub egress: Vec<String>,
+    /// With `-f` / `--delete-f` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
 }
 
 /// An AuthorizationPolicy from the API that applies to the pod.
@@ -100,6 +132,9 @@ pub struct AuthzEntry {
     pub loaded: Option<bool>,
     /// Seconds since creation, when known.
     pub age_seconds: Option<i64>,
+    /// With `-f` / `--delete-f` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
 }
 
 /// Where the Envoy view came from.
@@ -206,6 +241,9 @@ pub struct Finding {
     /// Stable short name (`not-loaded`, `no-sidecar`, ...), for scripts.
     pub code: String,
     pub message: String,
+    /// With `-f` / `--delete-f` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
 }
 
 impl Finding {
@@ -214,6 +252,7 @@ impl Finding {
             severity,
             code: code.to_string(),
             message: message.into(),
+            change: None,
         }
     }
 }

@@ -10,16 +10,14 @@
 //! the changes into the exit code a CI job gates a pull request on.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
 
+use kubeplugin::manifests::read_manifests;
 use kubeplugin::render::{Cell, Renderer, Tone, json_err, write_json_line, write_str};
 use kubeplugin::{Exit, Kube, OutputFormat, PluginError};
 use meshpolicy::manifests::Objects;
-use meshpolicy::whatif::{
-    self, Allowed, Change, FailOn, apply_objects, merge_objects, remove_objects,
-};
-use meshpolicy::{Cluster, ClusterOptions, parse_manifests};
+use meshpolicy::whatif::{self, Allowed, Change, FailOn, apply_objects, remove_objects};
+use meshpolicy::{Cluster, ClusterOptions};
 
 use crate::cli::{Cli, FailOnArg, is_dns_label};
 use crate::model;
@@ -112,73 +110,6 @@ fn job(cli: &Cli) -> Result<Job, PluginError> {
     Ok(Job::Live { diff: cli.diff })
 }
 
-fn manifest_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), PluginError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| PluginError::io(format!("reading {}", path.display()), e))?;
-    if !meta.is_dir() {
-        out.push(path.to_path_buf());
-        return Ok(());
-    }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| PluginError::io(format!("reading {}", path.display()), e))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| PluginError::io(format!("reading {}", path.display()), e))?;
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            // Hidden directories (.git, .github) hold no cluster objects.
-            if !p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'))
-            {
-                manifest_files(&p, out)?;
-            }
-        } else if p
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-        {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
-fn parse(name: &str, text: &str, into: &mut Objects) -> Result<(), PluginError> {
-    let o = parse_manifests(text).map_err(|e| usage(format!("{name}: {e}"), None))?;
-    merge_objects(into, o);
-    Ok(())
-}
-
-/// Reads manifests from files, directories (recursively: `*.yaml`, `*.yml`,
-/// `*.json`) and `-` (stdin) into one set of objects.
-pub fn read_manifests(paths: &[String]) -> Result<Objects, PluginError> {
-    let mut out = Objects::default();
-    for p in paths {
-        if p == "-" {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| PluginError::io("reading manifests from stdin", e))?;
-            parse("stdin", &s, &mut out)?;
-            continue;
-        }
-        let mut files = Vec::new();
-        manifest_files(Path::new(p), &mut files)?;
-        if files.is_empty() {
-            return Err(usage(format!("{p}: no *.yaml, *.yml or *.json file"), None));
-        }
-        for f in files {
-            let t = std::fs::read_to_string(&f)
-                .map_err(|e| PluginError::io(format!("reading {}", f.display()), e))?;
-            parse(&f.display().to_string(), &t, &mut out)?;
-        }
-    }
-    Ok(out)
-}
-
 fn model(objects: Objects, what: &str) -> Result<Cluster, PluginError> {
     Cluster::from_objects(objects, ClusterOptions::default())
         .map_err(|e| usage(format!("{what}: {e}"), None))
@@ -197,6 +128,7 @@ fn touched(o: &Objects) -> BTreeSet<String> {
     };
     out.extend(o.network_policies.iter().map(|p| ns_of(&p.metadata)));
     out.extend(o.authorization_policies.iter().map(|p| ns_of(&p.metadata)));
+    out.extend(o.peer_authentications.iter().map(|p| p.namespace.clone()));
     out
 }
 

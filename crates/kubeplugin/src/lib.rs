@@ -15,6 +15,7 @@ pub mod exec;
 pub mod flags;
 pub mod istioctl;
 pub mod logs;
+pub mod manifests;
 pub mod names;
 pub mod policy_model;
 pub mod render;

@@ -28,6 +28,7 @@ pub fn merge_objects(into: &mut Objects, from: Objects) {
     into.network_policies.extend(from.network_policies);
     into.authorization_policies
         .extend(from.authorization_policies);
+    into.peer_authentications.extend(from.peer_authentications);
 }
 
 /// Whether a running pod belongs to the workload `w` (same namespace): owned
@@ -58,7 +59,7 @@ fn policy_key(
 
 /// Removes from `base` every object `gone` names: namespaces by name, pods by
 /// namespace/name, workloads (template pods) with the pods they own, policies
-/// by namespace/name.
+/// (NetworkPolicy, AuthorizationPolicy, PeerAuthentication) by namespace/name.
 pub fn remove_objects(base: &mut Objects, gone: &Objects) {
     let ns: BTreeSet<&str> = gone.namespaces.iter().map(|n| n.name.as_str()).collect();
     base.namespaces.retain(|n| !ns.contains(n.name.as_str()));
@@ -92,6 +93,13 @@ pub fn remove_objects(base: &mut Objects, gone: &Objects) {
         .collect();
     base.authorization_policies
         .retain(|p| policy_key(&p.metadata).is_none_or(|k| !aps.contains(&k)));
+    let pas: BTreeSet<(&str, &str)> = gone
+        .peer_authentications
+        .iter()
+        .map(|p| (p.namespace.as_str(), p.name.as_str()))
+        .collect();
+    base.peer_authentications
+        .retain(|p| !pas.contains(&(p.namespace.as_str(), p.name.as_str())));
 }
 
 /// `base` with `changes` applied: each object of `changes` replaces the one of
@@ -516,10 +524,145 @@ pub fn authz_changes(before: &Cluster, after: &Cluster) -> Vec<Change> {
     out
 }
 
+/// The peer that stands for every client outside the mesh (no sidecar, plain
+/// text), in np-guard's notation for the whole IPv4 space.
+pub const OUTSIDE_THE_MESH: &str = "0.0.0.0-255.255.255.255[External]";
+
+/// A peer-authentication outcome in words: `accepted (MODE, TRANSPORT)` or
+/// `rejected: WHY (MODE)`.
+fn mtls_words(p: &crate::peerauth::MtlsPrediction) -> String {
+    use crate::peerauth::{ClientTransport, MtlsOutcome};
+    let mode = p
+        .destination_mode
+        .as_ref()
+        .map_or("no sidecar".to_string(), |m| m.mode.to_string());
+    let sends = match p.client_sends {
+        ClientTransport::Mtls => "mTLS",
+        ClientTransport::Plaintext => "plain text",
+    };
+    match p.outcome {
+        MtlsOutcome::Ok => format!("accepted ({mode}, {sends})"),
+        MtlsOutcome::PlaintextIntoStrict => format!("rejected: plain text into {mode}"),
+        MtlsOutcome::MtlsIntoDisable => format!("rejected: mTLS into {mode}"),
+    }
+}
+
+/// The PeerAuthentication that decided a mode, or none (the default).
+fn mode_policy(m: &crate::peerauth::EffectiveMtls) -> Vec<String> {
+    m.decided_by
+        .iter()
+        .map(|s| {
+            let port = if s.port_level { ", port-level" } else { "" };
+            format!("{} ({}{port})", s.policy, m.mode)
+        })
+        .collect()
+}
+
+/// The PeerAuthentication changes between two models, by Istio's rules
+/// ([`crate::peerauth`]): per destination workload with a sidecar and TCP port
+/// it declares, each client (every workload, and
+/// [`OUTSIDE_THE_MESH`] for plain-text clients without a sidecar) whose
+/// connection through a Service is accepted on one side and rejected on the
+/// other (`added`: newly accepted, `removed`: newly rejected). A port whose
+/// mode changes without any client's fate changing (PERMISSIVE to DISABLE
+/// namespace-wide: auto mTLS follows) is one `changed` record from
+/// `*`, so that no PeerAuthentication change goes unseen.
+pub fn peer_auth_changes(before: &Cluster, after: &Cluster) -> Vec<Change> {
+    use crate::peerauth::Addressed;
+    let wb = connectivity::workloads(before);
+    let wa = connectivity::workloads(after);
+    let mut out = Vec::new();
+    for (d, db) in &wb {
+        let Some(da) = wa.get(d) else {
+            continue; // a workload on one side only: the NetworkPolicy diff says so
+        };
+        if !db.has_sidecar && !da.has_sidecar {
+            continue;
+        }
+        let ports: BTreeSet<u16> = [db, da]
+            .into_iter()
+            .flat_map(|p| p.ports.iter())
+            .filter(|cp| {
+                cp.protocol == crate::workload::Protocol::Tcp && !ISTIO_PORTS.contains(&cp.port)
+            })
+            .map(|cp| cp.port)
+            .collect();
+        for port in ports {
+            let (mb, ma) = (before.mtls_mode(db, port), after.mtls_mode(da, port));
+            let mut flipped = false;
+            let clients = wb
+                .iter()
+                .filter(|(s, _)| *s != d)
+                .filter_map(|(s, sb)| wa.get(s).map(|sa| (s.to_string(), Some((*sb, *sa)))))
+                .chain([(OUTSIDE_THE_MESH.to_string(), None)]);
+            for (from, pods) in clients {
+                let pb = before.predict_mtls(pods.map(|p| p.0), db, port, Addressed::Service);
+                let pa = after.predict_mtls(pods.map(|p| p.1), da, port, Addressed::Service);
+                if pb.outcome.is_failure() == pa.outcome.is_failure() {
+                    continue;
+                }
+                flipped = true;
+                let newly_denied = pa.outcome.is_failure();
+                out.push(Change {
+                    kind: if newly_denied {
+                        DiffKind::Removed
+                    } else {
+                        DiffKind::Added
+                    },
+                    from,
+                    to: d.to_string(),
+                    before: mtls_words(&pb),
+                    after: mtls_words(&pa),
+                    layer: Layer::PeerAuthentication,
+                    policies: PolicySides {
+                        before: pb
+                            .destination_mode
+                            .as_ref()
+                            .map(mode_policy)
+                            .unwrap_or_default(),
+                        after: pa
+                            .destination_mode
+                            .as_ref()
+                            .map(mode_policy)
+                            .unwrap_or_default(),
+                    },
+                    newly_denied,
+                    newly_allowed: !newly_denied,
+                    workloads_diff_info: None,
+                    identity: None,
+                    port: Some(port),
+                });
+            }
+            if !flipped && da.has_sidecar && db.has_sidecar && mb.mode != ma.mode {
+                out.push(Change {
+                    kind: DiffKind::Changed,
+                    from: "*".into(),
+                    to: d.to_string(),
+                    before: mb.to_string(),
+                    after: ma.to_string(),
+                    layer: Layer::PeerAuthentication,
+                    policies: PolicySides {
+                        before: mode_policy(&mb),
+                        after: mode_policy(&ma),
+                    },
+                    newly_denied: false,
+                    newly_allowed: false,
+                    workloads_diff_info: None,
+                    identity: None,
+                    port: Some(port),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Every change between two models: NetworkPolicy first (np-guard's
-/// order), then AuthorizationPolicy.
+/// order), then PeerAuthentication, then AuthorizationPolicy (the order a
+/// connection meets them).
 pub fn changes(before: &Cluster, after: &Cluster) -> Vec<Change> {
     let mut out = network_changes(before, after);
+    out.extend(peer_auth_changes(before, after));
     out.extend(authz_changes(before, after));
     out
 }
@@ -758,6 +901,77 @@ spec:
         );
         assert_eq!(c.kind, DiffKind::Changed);
         assert!(c.newly_denied && !c.newly_allowed);
+    }
+
+    const STRICT_WEB: &str = r#"
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: web-strict, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  mtls: {mode: STRICT}
+"#;
+
+    #[test]
+    fn peer_authentication_changes_cut_plain_text_clients() {
+        let base = parse_manifests(MESH).unwrap();
+        let change = parse_manifests(STRICT_WEB).unwrap();
+        let after = apply_objects(&base, &change);
+        assert_eq!(after.peer_authentications.len(), 1, "the overlay keeps it");
+        let (b, a) = (cluster(&base), cluster(&after));
+        let pa = peer_auth_changes(&b, &a);
+        // The client has a sidecar (mTLS): unaffected. Outside the mesh: cut.
+        assert_eq!(pa.len(), 1, "{pa:#?}");
+        let c = &pa[0];
+        assert_eq!(
+            (c.from.as_str(), c.to.as_str(), c.port),
+            (OUTSIDE_THE_MESH, "shop/web[Deployment]", Some(8080))
+        );
+        assert_eq!(c.layer, Layer::PeerAuthentication);
+        assert_eq!(c.kind, DiffKind::Removed);
+        assert_eq!(c.before, "accepted (PERMISSIVE, plain text)");
+        assert_eq!(c.after, "rejected: plain text into STRICT");
+        assert_eq!(c.policies.after, ["shop/web-strict (STRICT)"]);
+        assert!(c.policies.before.is_empty());
+        assert!(c.newly_denied && FailOn::NewlyDenied.trips(c));
+        // In the whole diff, and gone again when the policy is deleted.
+        assert!(changes(&b, &a).contains(c));
+        let mut undone = after.clone();
+        remove_objects(&mut undone, &change);
+        assert!(undone.peer_authentications.is_empty());
+        let back = peer_auth_changes(&a, &cluster(&undone));
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].kind, DiffKind::Added);
+        assert!(back[0].newly_allowed);
+
+        // A workload-level DISABLE is not seen by clients' auto mTLS: the
+        // client's sidecar still sends mTLS and is cut.
+        let disable = apply_objects(
+            &base,
+            &parse_manifests(&STRICT_WEB.replace("STRICT", "DISABLE")).unwrap(),
+        );
+        let d = peer_auth_changes(&b, &cluster(&disable));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].from, "shop/client[Deployment]");
+        assert_eq!(d[0].after, "rejected: mTLS into DISABLE");
+
+        // Namespace-wide DISABLE: auto mTLS follows, nobody is cut, the mode
+        // change still shows.
+        let ns_disable = apply_objects(
+            &base,
+            &parse_manifests(
+                "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: off, namespace: shop}\nspec: {mtls: {mode: DISABLE}}\n",
+            )
+            .unwrap(),
+        );
+        let n = peer_auth_changes(&b, &cluster(&ns_disable));
+        assert_eq!(n.len(), 1, "{n:#?}");
+        assert_eq!((n[0].from.as_str(), n[0].kind), ("*", DiffKind::Changed));
+        assert!(
+            n[0].after
+                .starts_with("DISABLE (PeerAuthentication shop/off")
+        );
+        assert!(!n[0].newly_denied && !n[0].newly_allowed);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod envoy;
 pub mod policygen;
+pub mod rbacdiff;
 pub mod sim;
 
 use std::path::{Path, PathBuf};
