@@ -17,15 +17,16 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::app::{App, ConnInfo};
 use crate::discovery;
 use crate::error::ApiError;
 use crate::faults::{Fault, FaultAction};
 use crate::patch;
 use crate::resources::{self, ResourceDef};
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::server::{App, ConnInfo};
 use crate::store::{Event, EventObject, meta_str};
 use crate::table::{self, IncludeObject};
+pub use crate::target::Target;
 
 fn json_response(code: StatusCode, v: &Value) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
@@ -39,15 +40,6 @@ fn json_response(code: StatusCode, v: &Value) -> Response {
 
 fn ok(v: &Value) -> Response {
     json_response(StatusCode::OK, v)
-}
-
-/// A parsed resource path.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub def: &'static ResourceDef,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub sub: Option<String>,
 }
 
 /// Parse `/api/v1/...` or `/apis/G/V/...` after the group-version prefix.

@@ -5,6 +5,7 @@
 //! in-process (tests); the `meshsim` binary runs it standalone.
 
 pub mod api;
+pub mod app;
 pub mod controllers;
 pub mod discovery;
 pub mod envoy_admin;
@@ -21,8 +22,10 @@ pub mod resources;
 pub mod scenario;
 pub mod selector;
 pub mod server;
+pub mod shared;
 pub mod sidecar;
 pub mod store;
 pub mod table;
+pub mod target;
 
 pub use server::{Cluster, Config, Handle, Server, ServerError};

@@ -13,11 +13,11 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use http::{HeaderValue, StatusCode};
 
-use crate::api::Target;
+use crate::app::App;
 use crate::controllers::StartedPod;
 use crate::error::ApiError;
 use crate::logs::LogOptions;
-use crate::server::App;
+use crate::target::Target;
 
 fn q1<'a>(q: &'a HashMap<String, Vec<String>>, k: &str) -> Option<&'a str> {
     q.get(k).and_then(|v| v.first()).map(String::as_str)

@@ -20,11 +20,12 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use crate::api::Target;
+use crate::app::{App, EXEC_LOG_LIMIT, ExecRecord};
 use crate::controllers::StartedPod;
 use crate::error::ApiError;
 use crate::exec::{ExecOptions, ExecTarget, negotiate_protocol, serve_websocket};
-use crate::server::{App, Services};
+use crate::exec::{ExecServices, Network};
+use crate::target::Target;
 
 const BASE_TOOLS: &[&str] = &[
     "sh", "cat", "echo", "env", "hostname", "sleep", "true", "false", "ls",
@@ -239,4 +240,44 @@ pub fn logs(
 /// log files named by `meshsim.dev/log.CONTAINER` annotations.
 pub fn seed_logs(app: &App, pod: &StartedPod) {
     crate::logstream::seed(app, pod);
+}
+
+/// What exec'd commands get from the cluster.
+pub struct Services {
+    pub app: Arc<App>,
+}
+
+impl ExecServices for Services {
+    fn network(&self) -> Arc<dyn Network> {
+        self.app
+            .network
+            .read()
+            .map(|n| n.clone())
+            .unwrap_or_else(|_| Arc::new(crate::shared::NoNetwork))
+    }
+    fn time_scale(&self) -> f64 {
+        self.app.time_scale
+    }
+    fn program(
+        &self,
+        target: &crate::exec::ExecTarget,
+        name: &str,
+    ) -> Option<Arc<dyn crate::exec::Program>> {
+        crate::envoy_admin::cluster_program(&self.app, target, name)
+    }
+    fn record_exec(&self, target: &crate::exec::ExecTarget, argv: &[String]) {
+        let mut log = match self.app.exec_log.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if log.len() >= EXEC_LOG_LIMIT {
+            log.pop_front();
+        }
+        log.push_back(ExecRecord {
+            namespace: target.namespace.clone(),
+            pod: target.pod.clone(),
+            container: target.container.clone(),
+            argv: argv.to_vec(),
+        });
+    }
 }

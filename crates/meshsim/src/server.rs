@@ -15,9 +15,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::exec::{ExecServices, Network};
+use crate::exec::Network;
 use crate::faults::Fault;
 use crate::store::{Store, Timing};
+
+pub use crate::app::{App, Auth, ConnInfo, EXEC_LOG_LIMIT, ExecRecord};
+pub use crate::podexec::Services;
+use crate::shared::{NoNetwork, Shared};
 
 /// Server settings.
 pub struct Config {
@@ -98,127 +102,6 @@ pub enum ServerError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// Authentication settings.
-#[derive(Debug, Clone, Default)]
-pub struct Auth {
-    pub token: Option<String>,
-    pub client_cert: bool,
-}
-
-/// Per-connection facts injected into each request.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    /// The client presented a certificate our CA signed.
-    pub client_cert: bool,
-}
-
-/// Shared server state.
-pub struct App {
-    pub store: Mutex<Store>,
-    pub addr: SocketAddr,
-    pub auth: Auth,
-    pub faults: Vec<Fault>,
-    pub cancel: CancellationToken,
-    pub network: RwLock<Arc<dyn Network>>,
-    pub time_scale: f64,
-    /// Container logs (kubectl logs).
-    pub logs: crate::logs::LogStore,
-    /// The mesh simulation, when it decides traffic (set once at start).
-    pub mesh: std::sync::OnceLock<Arc<crate::mesh::Mesh>>,
-    /// The last [`EXEC_LOG_LIMIT`] exec requests, argv exactly as received.
-    pub exec_log: Mutex<std::collections::VecDeque<ExecRecord>>,
-}
-
-/// How many exec requests [`App::exec_log`] keeps (oldest dropped first).
-pub const EXEC_LOG_LIMIT: usize = 1000;
-
-/// One exec request as the container runtime received it, so tests can check
-/// that clients pass argv verbatim (no shell in between).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecRecord {
-    pub namespace: String,
-    pub pod: String,
-    pub container: String,
-    pub argv: Vec<String>,
-}
-
-impl App {
-    /// Drop the logs of pods the store removed since the last call (the
-    /// kubelet deletes a pod's log files with the pod).
-    pub fn forget_removed_pods(&self) {
-        let removed = match self.store.lock() {
-            Ok(mut s) => s.take_removed_pods(),
-            Err(_) => return,
-        };
-        for (ns, pod) in removed {
-            self.logs.remove_pod(&ns, &pod);
-        }
-    }
-}
-
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Placeholder network until the mesh simulation (issue 5) replaces it:
-/// every request fails name resolution.
-#[derive(Debug, Default)]
-pub struct NoNetwork;
-
-impl Network for NoNetwork {
-    fn decide(
-        &self,
-        _from: &crate::exec::ExecTarget,
-        _request: &crate::exec::NetRequest,
-    ) -> crate::exec::NetOutcome {
-        crate::exec::NetOutcome::DnsFailure
-    }
-}
-
-/// What exec'd commands get from the cluster.
-pub struct Services {
-    pub app: Arc<App>,
-}
-
-impl ExecServices for Services {
-    fn network(&self) -> Arc<dyn Network> {
-        self.app
-            .network
-            .read()
-            .map(|n| n.clone())
-            .unwrap_or_else(|_| Arc::new(NoNetwork))
-    }
-    fn time_scale(&self) -> f64 {
-        self.app.time_scale
-    }
-    fn program(
-        &self,
-        target: &crate::exec::ExecTarget,
-        name: &str,
-    ) -> Option<Arc<dyn crate::exec::Program>> {
-        crate::envoy_admin::cluster_program(&self.app, target, name)
-    }
-    fn record_exec(&self, target: &crate::exec::ExecTarget, argv: &[String]) {
-        let mut log = match self.app.exec_log.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if log.len() >= EXEC_LOG_LIMIT {
-            log.pop_front();
-        }
-        log.push_back(ExecRecord {
-            namespace: target.namespace.clone(),
-            pod: target.pod.clone(),
-            container: target.container.clone(),
-            argv: argv.to_vec(),
-        });
-    }
 }
 
 /// The in-process cluster, for tests and part 2 (mesh simulation).
@@ -466,28 +349,30 @@ impl Server {
         }
         let cancel = CancellationToken::new();
         let app = Arc::new(App {
-            store: Mutex::new(store),
+            shared: Arc::new(Shared {
+                store: Mutex::new(store),
+                cancel: cancel.clone(),
+                logs: crate::logs::LogStore::default(),
+                network: RwLock::new(
+                    config
+                        .network
+                        .clone()
+                        .unwrap_or_else(|| Arc::new(NoNetwork)),
+                ),
+                time_scale: config.time_scale,
+            }),
             addr,
             auth: Auth {
                 token: config.token.clone(),
                 client_cert: config.client_ca,
             },
             faults: config.faults,
-            cancel: cancel.clone(),
-            logs: crate::logs::LogStore::default(),
-            network: RwLock::new(
-                config
-                    .network
-                    .clone()
-                    .unwrap_or_else(|| Arc::new(NoNetwork)),
-            ),
-            time_scale: config.time_scale,
             mesh: std::sync::OnceLock::new(),
             exec_log: Mutex::new(std::collections::VecDeque::new()),
         });
         if let Some(envoy) = envoy {
             let mesh = crate::mesh::Mesh::install_with_envoy(
-                &app,
+                &app.shared,
                 crate::mesh::MeshOptions {
                     propagation_delay: config.propagation_delay,
                     time_scale: config.time_scale,

@@ -11,5 +11,4 @@ pub mod programs;
 
 pub use programs::{PilotAgent, cluster_program};
 
-/// Envoy's admin port.
-pub const ADMIN_PORT: u16 = 15000;
+pub use crate::sidecar::ADMIN_PORT;

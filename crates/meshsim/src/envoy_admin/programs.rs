@@ -7,8 +7,8 @@ use std::sync::{Arc, Weak};
 use futures::future::BoxFuture;
 
 use super::ADMIN_PORT;
+use crate::app::App;
 use crate::exec::{ExecTarget, Process, Program};
-use crate::server::App;
 
 /// `pilot-agent`: only its `request` subcommand is provided.
 pub struct PilotAgent {

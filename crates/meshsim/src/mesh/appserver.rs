@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::mesh::app;
 use crate::resources;
-use crate::server::App;
+use crate::shared::Shared;
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -24,7 +24,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Binds 127.0.0.1 on a kernel-chosen port and serves the application of
 /// `namespace/pod` for its container port `port` until `stop` fires.
 pub async fn serve(
-    app: Weak<App>,
+    app: Weak<Shared>,
     namespace: String,
     pod: String,
     port: u16,
@@ -45,7 +45,7 @@ pub async fn serve(
     Ok(local)
 }
 
-fn answer(app: &Weak<App>, ns: &str, pod: &str, port: u16, req: Request) -> Response {
+fn answer(app: &Weak<Shared>, ns: &str, pod: &str, port: u16, req: Request) -> Response {
     let Some(app) = app.upgrade() else {
         return Response::builder()
             .status(503)

@@ -43,7 +43,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::exec::{ExecTarget, NetOutcome, NetRequest, Network};
 use crate::resources;
-use crate::server::App;
+use crate::shared::Shared;
 use crate::sidecar::{self, Fleet};
 use crate::store::Event;
 
@@ -96,7 +96,7 @@ struct State {
 
 /// The mesh simulation of one cluster.
 pub struct Mesh {
-    app: Weak<App>,
+    app: Weak<Shared>,
     options: MeshOptions,
     state: Mutex<State>,
     /// resourceVersion of the last store event observed.
@@ -170,14 +170,14 @@ fn access_time() -> String {
 impl Mesh {
     /// Creates the mesh for `app`, makes it the cluster's network and starts
     /// watching policy and pod changes (needs a tokio runtime).
-    pub fn install(app: &Arc<App>, options: MeshOptions) -> Arc<Mesh> {
+    pub fn install(app: &Arc<Shared>, options: MeshOptions) -> Arc<Mesh> {
         Self::install_with(app, options, None)
     }
 
     /// Like [`Mesh::install`], with a real Envoy (`envoy`) in every
     /// sidecar-injected pod.
     pub fn install_with_envoy(
-        app: &Arc<App>,
+        app: &Arc<Shared>,
         options: MeshOptions,
         envoy: std::path::PathBuf,
     ) -> Result<Arc<Mesh>, sidecar::SidecarError> {
@@ -185,7 +185,11 @@ impl Mesh {
         Ok(Self::install_with(app, options, Some(Arc::new(fleet))))
     }
 
-    fn install_with(app: &Arc<App>, options: MeshOptions, fleet: Option<Arc<Fleet>>) -> Arc<Mesh> {
+    fn install_with(
+        app: &Arc<Shared>,
+        options: MeshOptions,
+        fleet: Option<Arc<Fleet>>,
+    ) -> Arc<Mesh> {
         let mesh = Arc::new_cyclic(|me| Mesh {
             app: Arc::downgrade(app),
             options,
@@ -426,7 +430,7 @@ impl Mesh {
         self.run(from, request, false)
     }
 
-    fn facts(&self, app: &App, from: &ExecTarget, request: &NetRequest) -> Option<flow::Facts> {
+    fn facts(&self, app: &Shared, from: &ExecTarget, request: &NetRequest) -> Option<flow::Facts> {
         let store = lock(&app.store);
         flow::gather(
             &store,
@@ -481,7 +485,7 @@ impl Mesh {
 
     /// Writes the simulated source sidecar's outbound access log line (the
     /// destination's lines come from its real Envoy) and the application's.
-    fn emit(&self, app: &Arc<App>, facts: &flow::Facts, v: &Verdict) {
+    fn emit(&self, app: &Arc<Shared>, facts: &flow::Facts, v: &Verdict) {
         if let Some(ev) = v.source.as_ref()
             && let Some(entry) = &ev.access
             && facts.access_log
@@ -848,7 +852,7 @@ impl Mesh {
             h == "localhost" || h.starts_with("127.") || h == "::1" || h == "[::1]"
         };
         if loopback
-            && request.port == crate::envoy_admin::ADMIN_PORT
+            && request.port == crate::sidecar::ADMIN_PORT
             && request.scheme == "http"
             && let Some(out) = self.own_admin(from, request).await
         {
@@ -901,7 +905,7 @@ impl Mesh {
 
 /// A kubelet restarting a container: `restartCount` + 1, the previous run
 /// as `lastState`.
-fn bump_restart_count(app: &App, ns: &str, pod: &str, uid: &str) {
+fn bump_restart_count(app: &Shared, ns: &str, pod: &str, uid: &str) {
     let mut store = lock(&app.store);
     let Some(mut p) = store.get(resources::PODS, ns, pod).cloned() else {
         return;

@@ -42,6 +42,10 @@ use loglevel::{LogLevel, LoggerLevels};
 /// The sidecar's container name.
 pub const PROXY_CONTAINER: &str = "istio-proxy";
 
+/// The port Envoy's admin listens on inside the pod (`localhost:15000`),
+/// as seen by `curl` and `pilot-agent request` in the pod.
+pub const ADMIN_PORT: u16 = 15000;
+
 /// How long a request waits for a starting (or restarting) Envoy.
 pub const READY_LIMIT: Duration = Duration::from_secs(10);
 
