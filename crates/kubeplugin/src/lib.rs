@@ -16,6 +16,7 @@ pub mod flags;
 pub mod istioctl;
 pub mod logs;
 pub mod names;
+pub mod picture;
 pub mod render;
 pub mod resources;
 pub mod retry;
@@ -27,5 +28,5 @@ pub mod text;
 
 pub use client::Kube;
 pub use error::{ApiOp, PluginError};
-pub use flags::{ColorChoice, KubeFlags, Output, OutputArgs, OutputFormat};
+pub use flags::{ColorChoice, KubeFlags, Output, OutputArgs, OutputFormat, Picture};
 pub use run::{Exit, PluginCli, main};
