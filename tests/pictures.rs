@@ -516,6 +516,35 @@ fn pictures_end_to_end() {
     );
     save_screenshot(&b, "npexec-matrix.png");
 
+    // FROM TO runs and --predict draw the same page (no browser needed for
+    // the counts): one entry per probe, the predicted ones marked.
+    let from_to = f.stdout(&["npexec", "np-test-1", "np-test-2", "-o", "html"]);
+    assert_eq!(
+        tags_with_class(&from_to, "details", "probe").len(),
+        1,
+        "{from_to}"
+    );
+    assert!(
+        from_to.contains("<title>npexec probes</title>"),
+        "{from_to}"
+    );
+    let predict = f.stdout(&[
+        "npexec",
+        "--matrix",
+        "np-test-1",
+        "np-test-2",
+        "--predict",
+        "-o",
+        "html",
+    ]);
+    let entries = tags_with_class(&predict, "details", "predicted");
+    assert_eq!(entries.len(), 2, "{predict}");
+    assert!(
+        entries.iter().any(|t| t.contains("v-blocked-network")),
+        "{entries:?}"
+    );
+    assert!(predict.contains("nothing was probed"), "{predict}");
+
     // authzcheck -o html: every layer, hostile istioctl output as text.
     let html = f.stdout(&[
         "authzcheck",

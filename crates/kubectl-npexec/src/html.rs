@@ -37,7 +37,7 @@ fn cni_not_enforcing(r: &ProbeRecord) -> bool {
 fn css(records: &[ProbeRecord]) -> String {
     let mut s = String::from(
         ".grid td.cell{min-width:110px}.grid td.same,.grid td.none{color:#999;text-align:center}\
-         .grid th.from{background:#f0f2f5}\
+         .grid th{white-space:nowrap}.grid th.from{background:#f0f2f5}\
          details.probe{border-left:6px solid #999;background:#fafbfc;margin:2px 0;padding:2px 6px}\
          details.probe summary{cursor:pointer;font-weight:600}\
          details.probe dl{display:grid;grid-template-columns:max-content auto;gap:2px 10px;margin:6px 0;font-size:12px}\
