@@ -31,6 +31,9 @@ use serde_json::Value;
 const HOSTILE_BODY_YAML: &str =
     "\"<script>alert('body')</script> \\\"q\\\" <img src=x onerror=alert(1)> \\e[31mred\\a\"";
 
+/// A label value with markup and a control character (as a YAML escape).
+const HOSTILE_LABEL_YAML: &str = "\"<b>label</b>\\e[7m\"";
+
 /// An `istioctl` whose `x authz check` prints a hostile policy name.
 const HOSTILE_ISTIOCTL: &str = "#!/bin/sh\nif [ \"$1 $2 $3\" = \"x authz check\" ]; then\n  printf 'ACTION   AuthorizationPolicy   RULES\\n'\n  printf 'DENY     <script>alert(\"istioctl\")</script>\\033[2J.np-test-2   1\\n'\n  exit 0\nfi\nexec meshsim-istioctl \"$@\"\n";
 
@@ -109,6 +112,13 @@ impl Fixture {
         let text = text.replacen(
             anchor,
             &format!("{anchor}        \"meshsim.dev/response\": {HOSTILE_BODY_YAML}\n"),
+            1,
+        );
+        let anchor = "        app: np-test-nginx-2\n    spec:";
+        assert!(text.contains(anchor), "walk-through layout changed");
+        let text = text.replacen(
+            anchor,
+            &format!("        app: np-test-nginx-2\n        evil: {HOSTILE_LABEL_YAML}\n    spec:"),
             1,
         );
         std::fs::write(&np2, text).unwrap();
@@ -568,6 +578,12 @@ fn pictures_end_to_end() {
         assert!(b.dom.contains(layer), "authzcheck page lacks {layer}");
     }
     assert!(!b.dom.contains("<script"), "markup from istioctl");
+    assert!(!b.dom.contains("<b>"), "markup from a label");
+    assert!(
+        b.dom.contains("evil=&lt;b&gt;label&lt;/b&gt;\\u{1b}[7m"),
+        "{}",
+        b.dom
+    );
     assert!(
         b.dom
             .contains("&lt;script&gt;alert(\"istioctl\")&lt;/script&gt;\\u{1b}[2J"),
@@ -582,6 +598,7 @@ fn pictures_end_to_end() {
         &["rbaclog", "np-test-2", "-o", "dot"],
         &["rbaclog", "np-test-2", "-o", "mermaid"],
         &["authzcheck", "np-test-2", "-o", "dot"],
+        &["npexec", "--predict", "-f", "policies.yaml", "-o", "html"],
     ] {
         let out = f.run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));

@@ -45,6 +45,11 @@ use verdict::{Expectation, Verdict};
 /// Runs the plugin for a parsed command line.
 pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
     if whatif::requested(&cli) {
+        kubeplugin::render::refuse_output(
+            &cli.output.output,
+            &["dot", "mermaid", "html"],
+            "what-if runs (-f, --delete-f, --diff, --offline) print changes, not probes",
+        )?;
         return whatif::run(&cli).await;
     }
     let mode = cli.validate()?;
