@@ -30,6 +30,7 @@ mod npexec_meshsim;
 mod npexec_trust_expect;
 mod npexec_whatif;
 mod output_formats_meshsim;
+mod pictures;
 mod rbaclog_meshsim;
 mod readme_examples;
 mod reliability_credentials;

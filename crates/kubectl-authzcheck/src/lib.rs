@@ -8,12 +8,13 @@
 //! findings joining the layers. The flow is: validate the command line
 //! ([`cli`]), read the namespace once and each pod's proxy ([`fetch`]), turn
 //! the proxy output into rows ([`proxy`]), join ([`analyze`]) into
-//! [`report`] data, and render it last ([`render`]).
+//! [`report`] data, and render it last ([`render`]; `-o html` in [`html`]).
 
 pub mod analyze;
 pub mod cli;
 pub mod error;
 pub mod fetch;
+pub mod html;
 pub mod peerauth;
 pub mod proxy;
 pub mod render;
@@ -38,6 +39,11 @@ const PARALLEL_PODS: usize = 4;
 /// Runs the plugin for a parsed command line.
 pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
     let target = cli.validate()?;
+    kubeplugin::render::refuse_output(
+        &cli.output.output,
+        &["dot", "mermaid"],
+        "authzcheck draws its report as -o html (npexec draws graphs)",
+    )?;
     let renderer = Renderer::from_args(&cli.output);
     // A bad manifest is a usage error before anything touches the cluster.
     let overlay = whatif::read(&cli.filenames, &cli.delete_filenames)?;
@@ -87,7 +93,18 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
         }
     };
     let mut stdout = std::io::stdout().lock();
-    render::write_reports(&renderer, &reports, many, &mut stdout)?;
+    if renderer.picture() == Some(kubeplugin::Picture::Html) {
+        let title = "authzcheck: a pod's policy layers";
+        let header = kubeplugin::picture::PageHeader::for_this_run(
+            title,
+            &cli.kube,
+            "authzcheck",
+            env!("CARGO_PKG_VERSION"),
+        );
+        kubeplugin::render::write_str(&mut stdout, &html::page(&header, &reports)?)?;
+    } else {
+        render::write_reports(&renderer, &reports, many, &mut stdout)?;
+    }
     stdout
         .flush()
         .map_err(|e| PluginError::io("writing output", e))?;

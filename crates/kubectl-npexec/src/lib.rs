@@ -6,7 +6,8 @@
 //! verdict per probe naming the layer that decided. The flow is: validate the
 //! command line ([`cli`]), resolve sources and targets into a plan ([`plan`]),
 //! run the probes with bounded concurrency ([`probe`]), classify
-//! ([`verdict`]), and render the records ([`report`]). `--explain` then reads
+//! ([`verdict`]), and render the records ([`report`]; pictures in [`graph`]
+//! and [`html`]). `--explain` then reads
 //! the policies ([`model`]) and the destination sidecars' logs ([`sidecar`])
 //! and names what decided ([`explain`]); `--predict` does the policy analysis
 //! instead of probing. `-f`, `--delete-f`, `--diff` and `--offline` ask what a
@@ -15,6 +16,8 @@
 
 pub mod cli;
 pub mod explain;
+pub mod graph;
+pub mod html;
 pub mod model;
 pub mod plan;
 pub mod probe;
@@ -29,8 +32,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use kubeplugin::picture::PageHeader;
 use kubeplugin::render::{Progress, Renderer, write_json_line};
-use kubeplugin::{Exit, Kube, OutputFormat, PluginError};
+use kubeplugin::{Exit, Kube, OutputFormat, Picture, PluginError};
 
 pub use cli::Cli;
 use cli::Mode;
@@ -42,6 +46,11 @@ use verdict::{Expectation, Verdict};
 /// Runs the plugin for a parsed command line.
 pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
     if whatif::requested(&cli) {
+        kubeplugin::render::refuse_output(
+            &cli.output.output,
+            &["dot", "mermaid", "html"],
+            "what-if runs (-f, --delete-f, --diff, --offline) print changes, not probes",
+        )?;
         return whatif::run(&cli).await;
     }
     let mode = cli.validate()?;
@@ -102,6 +111,30 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
         (diffs.len(), truth::render_diff(t, &diffs))
     });
 
+    if let Some(picture) = renderer.picture() {
+        let matrix = matches!(mode, Mode::Matrix { .. });
+        let text = match picture {
+            Picture::Dot => graph::dot(&plan.namespaces, &records),
+            Picture::Mermaid => graph::mermaid(&plan.namespaces, &records),
+            Picture::Html => {
+                let title = match (matrix, cli.predict) {
+                    (true, true) => "npexec connectivity matrix (predicted)",
+                    (true, false) => "npexec connectivity matrix",
+                    (false, true) => "npexec probes (predicted)",
+                    (false, false) => "npexec probes",
+                };
+                let header =
+                    PageHeader::for_this_run(title, &cli.kube, "npexec", env!("CARGO_PKG_VERSION"));
+                html::page(&header, &plan.namespaces, matrix, &records)
+            }
+        };
+        let mut stdout = std::io::stdout().lock();
+        kubeplugin::render::write_str(&mut stdout, &text)?;
+        stdout
+            .flush()
+            .map_err(|e| PluginError::io("writing output", e))?;
+        return Ok(exit_for(&records, cli.expect));
+    }
     let mut stdout = std::io::stdout().lock();
     match (&mode, renderer.format) {
         (_, OutputFormat::Jsonl) if stream_jsonl => {}

@@ -180,6 +180,11 @@ impl Cli {
             &["name"],
             "rbaclog's rows are decisions, not Kubernetes objects",
         )?;
+        kubeplugin::render::refuse_output(
+            &self.output.output,
+            &["dot", "mermaid", "html"],
+            "rbaclog draws no pictures (npexec and authzcheck do)",
+        )?;
         if self.follow {
             kubeplugin::render::refuse_output(
                 &self.output.output,

@@ -197,6 +197,30 @@ pub enum Output {
     JsonPath(Template),
     /// `HEADER:JSONPATH,...`: one column per spec, one row per JSON row.
     CustomColumns(Vec<(String, Template)>),
+    /// A picture of the results (`-o dot|mermaid|html`), drawn by the
+    /// plugins that can; the others refuse it.
+    Picture(Picture),
+}
+
+/// The pictures `-o` can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Picture {
+    /// A Graphviz graph (`dot -Tsvg`).
+    Dot,
+    /// A Mermaid flowchart (Markdown in GitHub/GitLab renders it).
+    Mermaid,
+    /// One self-contained HTML page (inline CSS, no external resources).
+    Html,
+}
+
+impl Picture {
+    pub fn name(self) -> &'static str {
+        match self {
+            Picture::Dot => "dot",
+            Picture::Mermaid => "mermaid",
+            Picture::Html => "html",
+        }
+    }
 }
 
 impl Default for Output {
@@ -217,13 +241,13 @@ impl Output {
             Output::Name => "name",
             Output::JsonPath(_) => "jsonpath",
             Output::CustomColumns(_) => "custom-columns",
+            Output::Picture(p) => p.name(),
         }
     }
 }
 
 /// The `-o` values, as in kubectl's help.
-pub const OUTPUT_FORMATS: &str =
-    "table, wide, json, jsonl, yaml, name, jsonpath=TEMPLATE, custom-columns=HEADER:JSONPATH,...";
+pub const OUTPUT_FORMATS: &str = "table, wide, json, jsonl, yaml, name, jsonpath=TEMPLATE, custom-columns=HEADER:JSONPATH,..., dot, mermaid, html";
 
 /// Parses `-o`.
 pub fn parse_output(s: &str) -> Result<Output, String> {
@@ -239,6 +263,9 @@ pub fn parse_output(s: &str) -> Result<Output, String> {
         ("jsonl", None) => Output::Format(OutputFormat::Jsonl),
         ("yaml", None) => Output::Yaml,
         ("name", None) => Output::Name,
+        ("dot", None) => Output::Picture(Picture::Dot),
+        ("mermaid", None) => Output::Picture(Picture::Mermaid),
+        ("html", None) => Output::Picture(Picture::Html),
         ("jsonpath", Some(t)) => Output::JsonPath(Template::parse(t).map_err(|e| e.to_string())?),
         ("jsonpath", None) => return Err(need("TEMPLATE")),
         ("custom-columns", Some(spec)) => {
@@ -443,6 +470,9 @@ mod tests {
         let o = |s: &str| parse(&["p", "-o", s]).map(|c| c.out.output);
         assert_eq!(o("yaml").unwrap(), Output::Yaml);
         assert_eq!(o("name").unwrap(), Output::Name);
+        assert_eq!(o("dot").unwrap(), Output::Picture(Picture::Dot));
+        assert_eq!(o("mermaid").unwrap(), Output::Picture(Picture::Mermaid));
+        assert_eq!(o("html").unwrap(), Output::Picture(Picture::Html));
         assert!(matches!(o("jsonpath={.a}").unwrap(), Output::JsonPath(_)));
         let Output::CustomColumns(cols) = o("custom-columns=POD:.pod.name,V:{.verdict}").unwrap()
         else {

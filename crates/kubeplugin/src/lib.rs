@@ -17,6 +17,7 @@ pub mod istioctl;
 pub mod logs;
 pub mod manifests;
 pub mod names;
+pub mod picture;
 pub mod policy_model;
 pub mod render;
 pub mod resources;
@@ -29,5 +30,5 @@ pub mod text;
 
 pub use client::Kube;
 pub use error::{ApiOp, PluginError};
-pub use flags::{ColorChoice, KubeFlags, Output, OutputArgs, OutputFormat};
+pub use flags::{ColorChoice, KubeFlags, Output, OutputArgs, OutputFormat, Picture};
 pub use run::{Exit, PluginCli, main};

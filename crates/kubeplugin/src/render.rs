@@ -5,7 +5,9 @@
 //! borders, three spaces between columns) and escape control characters from
 //! untrusted text (log lines, HTTP bodies) so a hostile body cannot repaint the
 //! terminal; JSON keeps such text as data. A closed pipe (`| head`) becomes
-//! [`PluginError::BrokenPipe`], which exits quietly.
+//! [`PluginError::BrokenPipe`], which exits quietly. Pictures (`-o dot`,
+//! `mermaid`, `html`) are one more output kind here ([`Renderer::picture`]);
+//! their shared pieces (escaping, the HTML page) are in [`crate::picture`].
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -15,7 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::PluginError;
-use crate::flags::{Output, OutputArgs, OutputFormat};
+use crate::flags::{Output, OutputArgs, OutputFormat, Picture};
 pub use crate::text::escape_control;
 
 /// How a cell is emphasised when color is on.
@@ -131,6 +133,16 @@ impl Renderer {
         }
     }
 
+    /// The picture `-o` asks for (`dot`, `mermaid`, `html`), if any. Plugins
+    /// that draw check this first and write [`crate::picture`]'s output;
+    /// for the others [`Renderer::write_value`] refuses it.
+    pub fn picture(&self) -> Option<Picture> {
+        match self.transform {
+            Some(Output::Picture(p)) => Some(*p),
+            _ => None,
+        }
+    }
+
     /// Writes `value` (what `-o json` prints: an object or an array of rows)
     /// as the transform asks, or as pretty JSON when there is none.
     pub fn write_value(&self, value: &Value, out: &mut dyn Write) -> Result<(), PluginError> {
@@ -181,6 +193,14 @@ impl Renderer {
                     table.push(cells);
                 }
                 self.grid(&headers, &table)
+            }
+            Some(Output::Picture(p)) => {
+                return Err(PluginError::usage(
+                    format!("-o {} is not drawn for this output", p.name()),
+                    Some(
+                        "use -o json, or -o jsonpath=TEMPLATE / custom-columns=... over it".into(),
+                    ),
+                ));
             }
             Some(Output::Format(_)) => unreachable!("formats are not transforms"),
         };
