@@ -141,6 +141,22 @@ impl Fixture {
         std::fs::write(&policies, POLICIES).unwrap();
         let out = f.run(&["apply", "-f", policies.to_str().unwrap()]);
         assert!(out.status.success(), "apply: {}", stderr(&out));
+        // The pictures show the policies in force: wait until np-test-1's sidecar
+        // has the DENY (meshsim's propagation delay), observed by a probe.
+        let out = f.run(&[
+            "npexec",
+            "np-test-2",
+            "np-test-1",
+            "--expect",
+            "denied-rbac",
+            "--wait",
+            "30s",
+        ]);
+        assert!(
+            out.status.success(),
+            "DENY never reached the sidecar: {}",
+            stderr(&out)
+        );
         f
     }
 
@@ -362,7 +378,14 @@ fn pictures_end_to_end() {
     let started = Instant::now();
     let f = Fixture::start();
     let work = tempfile::tempdir().unwrap();
-    let matrix = ["npexec", "--matrix", "np-test-1", "np-test-2", "--explain"];
+    let matrix = [
+        "npexec",
+        "--matrix",
+        "np-test-1",
+        "np-test-2",
+        "--no-same-namespace",
+        "--explain",
+    ];
     fn with<'a>(matrix: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
         let mut v = matrix.to_vec();
         v.extend_from_slice(extra);
@@ -543,6 +566,7 @@ fn pictures_end_to_end() {
         "--matrix",
         "np-test-1",
         "np-test-2",
+        "--no-same-namespace",
         "--predict",
         "-o",
         "html",
@@ -578,7 +602,11 @@ fn pictures_end_to_end() {
         assert!(b.dom.contains(layer), "authzcheck page lacks {layer}");
     }
     assert!(!b.dom.contains("<script"), "markup from istioctl");
-    assert!(!b.dom.contains("<b>"), "markup from a label");
+    assert!(
+        !b.dom.contains("<b>"),
+        "markup from a label: {}",
+        &b.dom[b.dom.find("<b>").unwrap_or(0).saturating_sub(300)..]
+    );
     assert!(
         b.dom.contains("evil=&lt;b&gt;label&lt;/b&gt;\\u{1b}[7m"),
         "{}",

@@ -170,7 +170,7 @@ fn report_section(out: &mut String, index: usize, rep: &Report) -> Result<(), Pl
     if let Some(pa) = &rep.peer_authentication {
         let _ = writeln!(
             out,
-            "<h2 class=\"layer\">Istio PeerAuthentication (mTLS, enforced by the sidecar)</h2>\n<p class=\"peerauth\">workload mode: <b>{}</b> ({}){}</p>",
+            "<h2 class=\"layer\">Istio PeerAuthentication (mTLS, enforced by the sidecar)</h2>\n<p class=\"peerauth\">workload mode: <strong>{}</strong> ({}){}</p>",
             e(&pa.mode),
             e(pa.decided_by.as_deref().unwrap_or("Istio's default")),
             if pa.enforced {
