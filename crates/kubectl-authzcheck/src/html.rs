@@ -212,12 +212,16 @@ fn report_section(out: &mut String, index: usize, rep: &Report) -> Result<(), Pl
                 ]
             })
             .collect();
-        table(
-            out,
-            "peerauth",
-            &["POLICY", "SCOPE", "MODE", "PORT-LEVEL"],
-            &rows,
-        );
+        if rows.is_empty() {
+            out.push_str("<p class=\"empty\">(no PeerAuthentication applies to this pod)</p>\n");
+        } else {
+            table(
+                out,
+                "peerauth",
+                &["POLICY", "SCOPE", "MODE", "PORT-LEVEL"],
+                &rows,
+            );
+        }
     }
 
     // Layers the report carries that this page has no view of (PeerAuthentication, ...),
