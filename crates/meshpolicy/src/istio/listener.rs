@@ -23,7 +23,8 @@
 //!   `inbound|PORT||`; TCP ports: the given network RBAC filters, then
 //!   `tcp_proxy` to `inbound|PORT||`;
 //! - access logs (listener, HTTP connection manager, tcp_proxy) in Istio's
-//!   default TEXT format, to a file or to Envoy's own stdout ([`AccessLog`]).
+//!   default TEXT format, to a file or to Envoy's own stdout ([`AccessLog`]);
+//!   the listener's own only for connections no chain took (flag `NR`).
 //!
 //! Differences from istiod's listener, all chosen so upstream Envoy can run it:
 //! - no `istio_authn` filter: a network `set_filter_state` filter sets
@@ -321,6 +322,17 @@ fn access_logs(spec: &InboundSpec) -> Vec<Value> {
         AccessLog::File(path) => vec![file_access_log(path)],
         AccessLog::Stdout => vec![stdout_access_log()],
     }
+}
+
+/// The listener's own access log: Istio logs there only connections no
+/// filter chain took (response flag `NR`); the HTTP connection manager and
+/// `tcp_proxy` log everything else.
+fn listener_access_logs(spec: &InboundSpec) -> Vec<Value> {
+    let mut logs = access_logs(spec);
+    for l in &mut logs {
+        l["filter"] = json!({"response_flag_filter": {"flags": ["NR"]}});
+    }
+    logs
 }
 
 /// RBAC filters reading the PROXY header's source where Istio reads the
@@ -658,7 +670,7 @@ pub fn inbound_listener(spec: &InboundSpec) -> Result<Value, ListenerError> {
         "listener_filters_timeout": "0s",
         "listener_filters": listener_filters,
         "filter_chains": chains,
-        "access_log": access_logs(spec)
+        "access_log": listener_access_logs(spec)
     });
     if spec.bind_app_ports && !spec.ports.is_empty() {
         listener["additional_addresses"] = spec
@@ -927,6 +939,11 @@ mod tests {
             json!({"source_ip": {"address_prefix": "10.0.0.1"}})
         );
         assert_eq!(hcm["access_log"][0]["name"], "envoy.access_loggers.stdout");
+        assert!(hcm["access_log"][0].get("filter").is_none());
+        assert_eq!(
+            l["access_log"][0]["filter"]["response_flag_filter"]["flags"],
+            json!(["NR"])
+        );
         let cl = inbound_clusters(&s);
         assert_eq!(cl[1]["name"], PASSTHROUGH_CLUSTER);
         assert_eq!(
