@@ -15,12 +15,25 @@
 #     hyperfine (or medians of repeated runs without it), and peak memory (/usr/bin/time -v);
 #  2. 1 GiB of the same kind of log through `kubectl-rbaclog --file` with peak RSS.
 #
+# With REAL_ENVOY=1 (or CAPTURE=DIR) the pods are seeded with real Envoy 1.40 lines instead
+# of the generator's: scripts/capture-envoy-rbac-log.sh runs a meshsim sidecar's Envoy (the
+# listener from meshpolicy's translation, rbac:debug,http:debug) for known allowed and
+# denied requests (or DIR holds such a capture); each pod's log is that capture repeated
+# (timestamps shifted into the last 25 minutes) up to LINES_PER_POD lines. Part 2 still
+# uses the generator.
+#
+# Cross-check, both modes: the decisions `kubectl rbaclog -A` finds must equal the denied
+# requests in the logs (generated: denials + dry-run shadow denials; real: the capture's
+# denied requests x copies x pods) and, with real lines, `--decision all` must find every
+# request; the script exits 1 when they disagree.
+#
 # Usage: scripts/bench-rbaclog.sh [RUNS]     (timed runs per command, default 3)
 # Env:   CARGO_TARGET_DIR (default target), KUBECTL (default kubectl on PATH),
 #        BENCH_CARGO_ARGS (extra cargo build arguments, e.g.
 #        "--config profile.release.lto=false"), FILE_GIB (size of part 2, default 1);
 #        for a quick trial: BENCH_PROFILE=debug, BENCH_SKIP_BUILD=1 (use the binaries as
-#        built), NAMESPACES, PODS_PER_NS, LINES_PER_POD (default 10, 20, 5000).
+#        built), NAMESPACES, PODS_PER_NS, LINES_PER_POD (default 10, 20, 5000);
+#        REAL_ENVOY=1 or CAPTURE=DIR (see above), FILE_GIB=0 skips part 2.
 # Needs: the Google Cloud SDK kubectl (or any kubectl >= 1.32), python3, /usr/bin/time,
 #        bash, awk, grep; hyperfine optional.
 # Never touches ~/.kube: meshsim writes a kubeconfig into a temp dir (HOME is moved there
@@ -157,7 +170,55 @@ else:
 print(" ".join(f"{k}={v}" for k, v in stats.items()))
 """)
 PY
-python3 "$WORK/gen.py" "$WORK/logs" "$NAMESPACES" "$PODS_PER_NS" "$LINES_PER_POD" >"$WORK/expected.txt"
+CAPTURE=${CAPTURE:-}
+if [ -n "${REAL_ENVOY:-}" ] && [ -z "$CAPTURE" ]; then
+  CAPTURE=$WORK/capture
+  BENCH_SKIP_BUILD=1 BENCH_PROFILE=$PROFILE "$ROOT/scripts/capture-envoy-rbac-log.sh" "$CAPTURE"
+fi
+if [ -n "$CAPTURE" ]; then
+  # shellcheck disable=SC1091
+  . "$CAPTURE/capture.env"
+  # replay.py CAPTURE_LOG OUT_DIR NAMESPACES PODS LINES ALLOWED DENIED -> OUT_DIR/NS.POD.log
+  python3 - "$CAPTURE/istio-proxy.log" "$WORK/logs" "$NAMESPACES" "$PODS_PER_NS" "$LINES_PER_POD" "$ALLOWED" "$DENIED" <<'PY' >"$WORK/expected.txt"
+import datetime, re, sys, time
+
+src, out, n_ns, n_pods, n_lines, allowed, denied = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:8])
+lines = open(src, encoding="utf-8", errors="surrogateescape").read().splitlines(keepends=True)
+# Envoy's log lines start with its time (microseconds), access log lines with [START_TIME]
+# (milliseconds); continuation lines of a multi-line entry with neither.
+STAMP = re.compile(r"^(\[?)(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.(\d+)Z)")
+def parse(m):
+    return datetime.datetime.strptime(m.group(2)[:26].rstrip("Z") + "Z", "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+times = [parse(m) for m in map(STAMP.match, lines) if m]
+first, span = min(times), max(times) - min(times)
+# meshsim keeps 1 MiB per container, counting 48 bytes per line on top of its text.
+cost = sum(len(l) - 1 + 48 for l in lines)
+copies = max(1, min(n_lines // len(lines), (1 << 20) * 95 // 100 // cost))
+now = time.time()
+step = max(span + 1, 24 * 60 / copies)
+def shifted(line, delta):
+    m = STAMP.match(line)
+    if not m:
+        return line
+    t = datetime.datetime.fromtimestamp(parse(m) + delta, datetime.timezone.utc)
+    text = t.strftime("%Y-%m-%dT%H:%M:%S.%f")[: 20 + len(m.group(3))] + "Z"
+    return m.group(1) + text + line[m.end():]
+log = "".join(shifted(l, now - 25 * 60 + c * step - first) for c in range(copies) for l in lines)
+for i in range(n_ns):
+    for j in range(n_pods):
+        open(f"{out}/bench-{i:02d}.web-{j:02d}.log", "w", encoding="utf-8", errors="surrogateescape").write(log)
+grep = sum(1 for l in lines if "rbac" in l and "denied" in l)
+pods = n_ns * n_pods
+print(f"lines={len(lines) * copies * pods} denied_requests={denied * copies * pods} shadow_denied=0 "
+      f"allowed_requests={allowed * copies * pods} grep_lines={grep * copies * pods} copies_per_pod={copies} "
+      f"largest_pod_log_bytes={len(log.encode('utf-8', 'surrogateescape'))}")
+PY
+  SOURCE="real Envoy $ENVOY_VERSION lines ($LEVELS) replayed from a capture of $REQUESTS requests ($ALLOWED allowed, $DENIED denied)"
+  echo "$SOURCE" >&2
+else
+  SOURCE="generated lines"
+  python3 "$WORK/gen.py" "$WORK/logs" "$NAMESPACES" "$PODS_PER_NS" "$LINES_PER_POD" >"$WORK/expected.txt"
+fi
 cat "$WORK/expected.txt" >&2
 # meshsim keeps the last 1 MiB of each container's log (as kubelet's rotation would):
 # the whole log must fit for both tools to read all LINES_PER_POD lines.
@@ -227,6 +288,11 @@ enforced=$(grep -c '"engine":"enforced"' "$WORK/rbaclog.jsonl" || true)
 paired=$(grep -c '"origin":"rbac-debug"' "$WORK/rbaclog.jsonl" || true)
 # Enforced denials whose local reply and access log line were both paired in.
 triples=$(python3 -c 'import json,sys; print(sum(1 for d in map(json.loads, open(sys.argv[1])) if [p["origin"] for p in d["paired"]] == ["local-reply", "access-log"]))' "$WORK/rbaclog.jsonl")
+if [ -n "$CAPTURE" ]; then
+  all_decisions=$("$KUBECTL" rbaclog -A --decision all -o jsonl | wc -l)
+else
+  all_decisions=-
+fi
 pods_seen=$(python3 -c 'import json,sys; print(len({(d["namespace"], d["pod"]) for d in map(json.loads, open(sys.argv[1]))}))' "$WORK/rbaclog.jsonl")
 
 RBACLOG_CMD="$KUBECTL rbaclog -A"
@@ -269,8 +335,9 @@ rss_c4=$(rss "$WORK/t4.txt"); rss_c64=$(rss "$WORK/t5.txt")
 kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=
 
 # ---------------------------------------------------------------- 1 GiB through --file
-# One generated stream of the same mix (time moving forward) of FILE_GIB GiB.
 rm -rf "$WORK/logs"
+if [ "$FILE_GIB" -gt 0 ]; then
+# One generated stream of the same mix (time moving forward) of FILE_GIB GiB.
 BIG=$WORK/big.log
 python3 "$WORK/gen.py" "$BIG" 0 0 $((FILE_GIB * 1024 * 1024 * 1024)) >"$WORK/big-expected.txt"
 big_bytes=$(stat -c %s "$BIG")
@@ -281,18 +348,23 @@ LOAD_FILE_START=$(load)
 /usr/bin/time -v "$BIN/kubectl-rbaclog" --file "$BIG" >/dev/null 2>"$WORK/f3.txt"
 a=$(date +%s.%N); { grep rbac "$BIG" | grep denied || true; } | wc -l >"$WORK/big-grep.txt"; b=$(date +%s.%N)
 LOAD_FILE_END=$(load)
+fi
 wall() { awk '/Elapsed \(wall clock\)/ { n = split($NF, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.1f", s }' "$1"; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 cat <<EOF
-machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load average (1, 5, 15 min): start $LOAD_START, timed part $LOAD_TIMED_START -> $LOAD_TIMED_END, --file part $LOAD_FILE_START -> $LOAD_FILE_END
+machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load average (1, 5, 15 min): start $LOAD_START, timed part $LOAD_TIMED_START -> $LOAD_TIMED_END, --file part ${LOAD_FILE_START:--} -> ${LOAD_FILE_END:--}
 1. $NAMESPACES namespaces x $PODS_PER_NS pods x $LINES_PER_POD lines ($(cat "$WORK/expected.txt"), $LOG_MB MB of logs; meshsim RSS ${SIM_RSS_MB} MB)
+  source: $SOURCE
   the loop printed $loop_lines lines (generated: $(sed 's/.*grep_lines=\([0-9]*\).*/\1/' "$WORK/expected.txt")); rbaclog -A found $decisions decisions ($enforced enforced, $paired with the RBAC debug line as origin, $triples with their local reply and access log line paired in) in $pods_seen distinct pods/namespaces
   timing: $TIMER
   walk-through loop (grep rbac | grep denied per pod)   ${t_loop} s
   kubectl rbaclog -A                                    ${t_plugin} s   ratio $(ratio "$t_loop" "$t_plugin")x   (goal >= 20x)
   kubectl-rbaclog -A (the plugin binary, no dispatch)   ${t_direct} s   ratio $(ratio "$t_loop" "$t_direct")x
   peak RSS of kubectl-rbaclog -A: table ${rss_table} MB, -o jsonl ${rss_jsonl} MB, --summary ${rss_summary} MB, --concurrency 4 ${rss_c4} MB, --concurrency 64 ${rss_c64} MB
+EOF
+if [ "$FILE_GIB" -gt 0 ]; then
+cat <<EOF
 2. --file: $big_bytes bytes, $big_lines lines
   generated: $(cat "$WORK/big-expected.txt")
   kubectl-rbaclog --file F --summary -o json   wall $(wall "$WORK/f1.txt") s   peak RSS $(rss "$WORK/f1.txt") MB
@@ -300,3 +372,20 @@ machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' 
   kubectl-rbaclog --file F (table)             wall $(wall "$WORK/f3.txt") s   peak RSS $(rss "$WORK/f3.txt") MB
   grep rbac F | grep denied | wc -l            wall $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", b - a }') s   $(cat "$WORK/big-grep.txt") lines
 EOF
+fi
+
+# Cross-check: every denied request in the logs is one decision (and, with real lines,
+# every request one decision with --decision all).
+want=$(python3 -c 'import sys; d=dict(kv.split("=") for kv in open(sys.argv[1]).read().split()); print(int(d["denied_requests"]) + int(d["shadow_denied"]), d.get("allowed_requests", "-"))' "$WORK/expected.txt")
+read -r want_denied want_allowed <<<"$want"
+status=0
+if [ "$decisions" -ne "$want_denied" ]; then
+  echo "cross-check FAILED: rbaclog -A found $decisions decisions, the logs hold $want_denied denied requests" >&2
+  status=1
+fi
+if [ -n "$CAPTURE" ] && [ "$all_decisions" -ne $((want_denied + want_allowed)) ]; then
+  echo "cross-check FAILED: rbaclog -A --decision all found $all_decisions decisions, the logs hold $((want_denied + want_allowed)) requests" >&2
+  status=1
+fi
+[ "$status" -ne 0 ] || echo "cross-check: $decisions denied decisions = $want_denied denied requests${CAPTURE:+; $all_decisions decisions with --decision all = $((want_denied + want_allowed)) requests}"
+exit "$status"

@@ -15,7 +15,7 @@ use common::envoy::{
 };
 use meshpolicy::envoy::{AccessVerdict, LogLine, Scope, classify_line};
 use meshpolicy::istio::listener::{
-    AppProtocol, InboundPort, InboundSpec, SIDECAR_HTTP11_ALPNS, SIDECAR_TCP_ALPNS,
+    AccessLog, AppProtocol, InboundPort, InboundSpec, SIDECAR_HTTP11_ALPNS, SIDECAR_TCP_ALPNS,
     inbound_clusters, inbound_listener,
 };
 use meshpolicy::peerauth::MtlsMode;
@@ -82,7 +82,7 @@ fn spec_for(
     let tls = server.write(dir, "server").unwrap();
     let mut spec = InboundSpec::new("127.0.0.1".parse().unwrap(), 0, tls);
     spec.proxy_protocol = true;
-    spec.access_log_path = Some(dir.join("access.log").display().to_string());
+    spec.access_log = AccessLog::File(dir.join("access.log").display().to_string());
     spec.ports = vec![
         InboundPort {
             port: HTTP_PORT,

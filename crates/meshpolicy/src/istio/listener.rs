@@ -22,8 +22,9 @@
 //!   RBAC/ext_authz HTTP filters in the order given, then the router to
 //!   `inbound|PORT||`; TCP ports: the given network RBAC filters, then
 //!   `tcp_proxy` to `inbound|PORT||`;
-//! - access logs (listener, HTTP connection manager, tcp_proxy) to a file in
-//!   Istio's default TEXT format.
+//! - access logs (listener, HTTP connection manager, tcp_proxy) in Istio's
+//!   default TEXT format, to a file or to Envoy's own stdout ([`AccessLog`]);
+//!   the listener's own only for connections no chain took (flag `NR`).
 //!
 //! Differences from istiod's listener, all chosen so upstream Envoy can run it:
 //! - no `istio_authn` filter: a network `set_filter_state` filter sets
@@ -32,14 +33,23 @@
 //!   RBAC's `authenticated` matchers read the certificate directly as in Istio;
 //! - no metadata exchange (`istio.metadata_exchange`, peer metadata), no stats
 //!   (`istio.stats`), no `grpc_stats`/fault/CORS filters, no tracing;
-//! - no passthrough or blackhole chains: a port without a chain is closed;
+//! - no blackhole chains; the passthrough chains (`virtualInbound-catchall-http`
+//!   to `InboundPassthroughCluster`) only when asked for ([`Passthrough`]),
+//!   always with the HTTP stack (Istio sniffs); otherwise a port without a
+//!   chain is closed;
 //! - the listener binds an address (optionally every application port too, via
 //!   `additional_addresses`) instead of capturing with iptables and
 //!   `original_dst`; a PROXY protocol header can carry the original source and
 //!   destination instead (`proxy_protocol`);
-//! - certificates come from files instead of SDS, validated against one CA
-//!   (no trust-domain aliases); inbound clusters are STATIC to the app's
-//!   address instead of ORIGINAL_DST with a 127.0.0.6 upstream bind.
+//!   and with [`InboundSpec::source_ip_from_proxy_protocol`] the RBAC
+//!   `direct_remote_ip` matchers read that header's source instead;
+//! - certificates come from files or inline PEM instead of SDS, validated
+//!   against one CA (no trust-domain aliases); inbound clusters are STATIC to
+//!   the app's address instead of ORIGINAL_DST (optionally bound from
+//!   Istio's 127.0.0.6, [`InboundSpec::upstream_bind`]);
+//! - CUSTOM providers can be pointed at a server that does not exist
+//!   ([`unreachable_ext_authz`]), so CUSTOM fails closed as with a provider
+//!   that cannot be reached.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -48,7 +58,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::rbac::hcm_path_settings;
+use super::rbac::{ExtAuthzGrpcProvider, MeshExtensionProvider, ServiceHost, TranslateOptions};
 use crate::peerauth::MtlsMode;
+use crate::{Action, AuthorizationPolicy};
 
 /// Name istiod gives the sidecar's inbound listener.
 pub const VIRTUAL_INBOUND: &str = "virtualInbound";
@@ -136,6 +148,77 @@ pub struct TlsFiles {
     pub ca: String,
 }
 
+/// The same three, as PEM text placed in the configuration itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsPem {
+    pub cert_chain: String,
+    pub private_key: String,
+    pub ca: String,
+}
+
+/// Where Envoy takes the workload's TLS material from (istiod: SDS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMaterial {
+    Files(TlsFiles),
+    Pem(TlsPem),
+}
+
+impl From<TlsFiles> for TlsMaterial {
+    fn from(f: TlsFiles) -> Self {
+        Self::Files(f)
+    }
+}
+
+impl From<TlsPem> for TlsMaterial {
+    fn from(p: TlsPem) -> Self {
+        Self::Pem(p)
+    }
+}
+
+impl TlsMaterial {
+    /// Envoy `DataSource`s: certificate chain, private key, CA.
+    fn data_sources(&self) -> [Value; 3] {
+        match self {
+            Self::Files(f) => {
+                [&f.cert_chain, &f.private_key, &f.ca].map(|x| json!({"filename": x}))
+            }
+            Self::Pem(p) => {
+                [&p.cert_chain, &p.private_key, &p.ca].map(|x| json!({"inline_string": x}))
+            }
+        }
+    }
+}
+
+/// Where the access log lines go (istiod: `meshConfig.accessLogFile`, empty
+/// for none, `/dev/stdout` usually).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    Off,
+    /// Envoy opens and appends to this file.
+    File(String),
+    /// Envoy's own standard output (its stream logger), for a process whose
+    /// stdout is a pipe: a file logger opening `/dev/stdout` would write at
+    /// its own offset and overwrite interleaved lines.
+    Stdout,
+}
+
+/// Istio's passthrough filter chains for ports no chain names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Passthrough {
+    /// The workload-level PeerAuthentication mode.
+    pub mtls: MtlsMode,
+    /// Where `InboundPassthroughCluster` leads (istiod: the original destination).
+    pub upstream: SocketAddr,
+}
+
+/// Name of the passthrough chains.
+pub const PASSTHROUGH_CHAIN: &str = "virtualInbound-catchall-http";
+
+/// Istio's passthrough cluster name.
+pub const PASSTHROUGH_CLUSTER: &str = "InboundPassthroughCluster";
+
 /// Everything the inbound listener is built from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InboundSpec {
@@ -151,32 +234,43 @@ pub struct InboundSpec {
     /// source and destination become the downstream addresses that filter
     /// chain matching, RBAC `source.ip` and the access log see.
     pub proxy_protocol: bool,
+    /// With `proxy_protocol`: RBAC's `direct_remote_ip` matchers (Istio's
+    /// `source.ip`, `ipBlocks`) read the PROXY header's source (Envoy's
+    /// `source_ip`) instead of the socket's peer, for a listener every client
+    /// reaches over loopback; `remote_ip` (`remoteIpBlocks`) is left alone.
+    pub source_ip_from_proxy_protocol: bool,
     pub ports: Vec<InboundPort>,
+    /// Istio's passthrough chains for undeclared ports; `None`: closed.
+    pub passthrough: Option<Passthrough>,
     /// HTTP filters placed before the router (RBAC, ext_authz), in order.
     pub http_filters: Vec<Value>,
     /// Network filters placed before `tcp_proxy` on TCP ports, in order.
     pub network_filters: Vec<Value>,
-    pub tls: TlsFiles,
-    /// File the access log lines go to; `None`: no access log.
-    pub access_log_path: Option<String>,
+    pub tls: TlsMaterial,
+    pub access_log: AccessLog,
     pub path_normalization: PathNormalization,
+    /// Local address inbound clusters connect from (istiod: 127.0.0.6).
+    pub upstream_bind: Option<IpAddr>,
 }
 
 impl InboundSpec {
     /// A spec with no ports or filters, Istio's defaults otherwise.
-    pub fn new(address: IpAddr, port: u16, tls: TlsFiles) -> Self {
+    pub fn new(address: IpAddr, port: u16, tls: impl Into<TlsMaterial>) -> Self {
         Self {
             name: VIRTUAL_INBOUND.to_string(),
             address,
             port,
             bind_app_ports: false,
             proxy_protocol: false,
+            source_ip_from_proxy_protocol: false,
             ports: Vec::new(),
+            passthrough: None,
             http_filters: Vec::new(),
             network_filters: Vec::new(),
-            tls,
-            access_log_path: None,
+            tls: tls.into(),
+            access_log: AccessLog::Off,
             path_normalization: ISTIO_PATH_NORMALIZATION,
+            upstream_bind: None,
         }
     }
 }
@@ -212,12 +306,105 @@ fn file_access_log(path: &str) -> Value {
     })
 }
 
+fn stdout_access_log() -> Value {
+    json!({
+        "name": "envoy.access_loggers.stdout",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            "log_format": {"text_format_source": {"inline_string": ISTIO_TEXT_ACCESS_LOG_FORMAT}}
+        }
+    })
+}
+
 fn access_logs(spec: &InboundSpec) -> Vec<Value> {
-    spec.access_log_path
-        .as_deref()
-        .map(file_access_log)
-        .into_iter()
-        .collect()
+    match &spec.access_log {
+        AccessLog::Off => Vec::new(),
+        AccessLog::File(path) => vec![file_access_log(path)],
+        AccessLog::Stdout => vec![stdout_access_log()],
+    }
+}
+
+/// The listener's own access log: Istio logs there only connections no
+/// filter chain took (response flag `NR`); the HTTP connection manager and
+/// `tcp_proxy` log everything else.
+fn listener_access_logs(spec: &InboundSpec) -> Vec<Value> {
+    let mut logs = access_logs(spec);
+    for l in &mut logs {
+        l["filter"] = json!({"response_flag_filter": {"flags": ["NR"]}});
+    }
+    logs
+}
+
+/// RBAC filters reading the PROXY header's source where Istio reads the
+/// socket's peer ([`InboundSpec::source_ip_from_proxy_protocol`]).
+fn source_ip_matchers(filters: &[Value]) -> Vec<Value> {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (from, to) in [
+                    ("direct_remote_ip", "source_ip"),
+                    ("directRemoteIp", "sourceIp"),
+                ] {
+                    if let Some(x) = map.remove(from) {
+                        map.insert(to.into(), x);
+                    }
+                }
+                map.values_mut().for_each(walk);
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut filters = filters.to_vec();
+    filters.iter_mut().for_each(walk);
+    filters
+}
+
+fn rbac_filters(spec: &InboundSpec, filters: &[Value]) -> Vec<Value> {
+    if spec.proxy_protocol && spec.source_ip_from_proxy_protocol {
+        source_ip_matchers(filters)
+    } else {
+        filters.to_vec()
+    }
+}
+
+/// Translation options that give every CUSTOM provider the policies name a
+/// gRPC ext_authz server at `NAME.ROOT_NAMESPACE.svc.cluster.local:9191`, a
+/// cluster the sidecar does not have: a request sent to it fails closed
+/// (403, `UAEX`), as with a provider that cannot be reached. For a sidecar
+/// that runs no ext_authz server.
+pub fn unreachable_ext_authz(
+    policies: &[AuthorizationPolicy],
+    root_namespace: &str,
+) -> TranslateOptions {
+    let providers: BTreeSet<&str> = policies
+        .iter()
+        .filter(|p| p.action() == Action::Custom)
+        .filter_map(|p| p.spec.provider.as_ref().map(|x| x.name.as_str()))
+        .collect();
+    let host = |p: &str| format!("{p}.{root_namespace}.svc.cluster.local");
+    TranslateOptions {
+        extension_providers: providers
+            .iter()
+            .map(|p| MeshExtensionProvider {
+                name: (*p).to_string(),
+                envoy_ext_authz_grpc: Some(ExtAuthzGrpcProvider {
+                    service: host(p),
+                    port: 9191,
+                    ..ExtAuthzGrpcProvider::default()
+                }),
+                envoy_ext_authz_http: None,
+            })
+            .collect(),
+        services: providers
+            .iter()
+            .map(|p| ServiceHost {
+                namespace: root_namespace.to_string(),
+                hostname: host(p),
+            })
+            .collect(),
+        ..TranslateOptions::default()
+    }
 }
 
 /// The `set_filter_state` network filter standing in for `istio_authn`.
@@ -243,6 +430,7 @@ fn downstream_tls(spec: &InboundSpec, protocol: AppProtocol) -> Value {
         AppProtocol::Http => &["h2", "http/1.1"],
         AppProtocol::Tcp => &["istio-peer-exchange", "h2", "http/1.1"],
     };
+    let [cert_chain, private_key, ca] = spec.tls.data_sources();
     json!({
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
@@ -255,19 +443,25 @@ fn downstream_tls(spec: &InboundSpec, protocol: AppProtocol) -> Value {
                 },
                 "alpn_protocols": alpn,
                 "tls_certificates": [{
-                    "certificate_chain": {"filename": spec.tls.cert_chain},
-                    "private_key": {"filename": spec.tls.private_key}
+                    "certificate_chain": cert_chain,
+                    "private_key": private_key
                 }],
-                "validation_context": {"trusted_ca": {"filename": spec.tls.ca}}
+                "validation_context": {"trusted_ca": ca}
             },
             "require_client_certificate": true
         }
     })
 }
 
-fn http_connection_manager(spec: &InboundSpec, p: &InboundPort, tls: bool) -> Value {
-    let cluster = inbound_cluster_name(p.port);
-    let mut http_filters = spec.http_filters.clone();
+/// What a filter chain leads to: one application port, or (`None`) Istio's
+/// passthrough for the ports no chain names.
+fn cluster_for(port: Option<u16>) -> String {
+    port.map_or_else(|| PASSTHROUGH_CLUSTER.to_string(), inbound_cluster_name)
+}
+
+fn http_connection_manager(spec: &InboundSpec, port: Option<u16>, tls: bool) -> Value {
+    let cluster = cluster_for(port);
+    let mut http_filters = rbac_filters(spec, &spec.http_filters);
     http_filters.push(json!({
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
@@ -277,26 +471,29 @@ fn http_connection_manager(spec: &InboundSpec, p: &InboundPort, tls: bool) -> Va
     if tls {
         filters.push(peer_principal_filter());
     }
+    let mut route = json!({
+        "name": "default",
+        "match": {"prefix": "/"},
+        "route": {
+            "cluster": cluster,
+            "timeout": "0s",
+            "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"}
+        }
+    });
+    if let Some(p) = port {
+        route["decorator"] = json!({"operation": format!(":{p}/*")});
+    }
     let mut hcm = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": format!("inbound_0.0.0.0_{}", p.port),
+        "stat_prefix": port.map_or_else(|| PASSTHROUGH_CLUSTER.to_string(), |p| format!("inbound_0.0.0.0_{p}")),
         "codec_type": "AUTO",
         "route_config": {
             "name": cluster,
             "validate_clusters": false,
             "virtual_hosts": [{
-                "name": format!("inbound|http|{}", p.port),
+                "name": format!("inbound|http|{}", port.unwrap_or(0)),
                 "domains": ["*"],
-                "routes": [{
-                    "name": "default",
-                    "match": {"prefix": "/"},
-                    "route": {
-                        "cluster": cluster,
-                        "timeout": "0s",
-                        "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"}
-                    },
-                    "decorator": {"operation": format!(":{}/*", p.port)}
-                }]
+                "routes": [route]
             }]
         },
         "http_filters": http_filters,
@@ -318,13 +515,13 @@ fn http_connection_manager(spec: &InboundSpec, p: &InboundPort, tls: bool) -> Va
     json!(filters)
 }
 
-fn tcp_filters(spec: &InboundSpec, p: &InboundPort, tls: bool) -> Value {
-    let cluster = inbound_cluster_name(p.port);
+fn tcp_filters(spec: &InboundSpec, port: Option<u16>, tls: bool) -> Value {
+    let cluster = cluster_for(port);
     let mut filters = Vec::new();
     if tls {
         filters.push(peer_principal_filter());
     }
-    filters.extend(spec.network_filters.iter().cloned());
+    filters.extend(rbac_filters(spec, &spec.network_filters));
     filters.push(json!({
         "name": "envoy.filters.network.tcp_proxy",
         "typed_config": {
@@ -366,28 +563,34 @@ fn chain_options(mode: MtlsMode, protocol: AppProtocol) -> Vec<ChainOption> {
     }
 }
 
-fn filter_chains(spec: &InboundSpec, p: &InboundPort) -> Vec<Value> {
-    chain_options(p.mtls, p.protocol)
+/// The chains of one application port (`Some`) or of the passthrough (`None`).
+fn filter_chains(
+    spec: &InboundSpec,
+    port: Option<u16>,
+    protocol: AppProtocol,
+    mode: MtlsMode,
+) -> Vec<Value> {
+    chain_options(mode, protocol)
         .into_iter()
         .map(|o| {
-            let mut m = json!({
-                "destination_port": p.port,
-                "transport_protocol": o.transport
-            });
+            let mut m = json!({"transport_protocol": o.transport});
+            if let Some(p) = port {
+                m["destination_port"] = json!(p);
+            }
             if !o.alpns.is_empty() {
                 m["application_protocols"] = json!(o.alpns);
             }
-            let filters = match p.protocol {
-                AppProtocol::Http => http_connection_manager(spec, p, o.terminate_tls),
-                AppProtocol::Tcp => tcp_filters(spec, p, o.terminate_tls),
+            let filters = match protocol {
+                AppProtocol::Http => http_connection_manager(spec, port, o.terminate_tls),
+                AppProtocol::Tcp => tcp_filters(spec, port, o.terminate_tls),
             };
             let mut chain = json!({
-                "name": format!("0.0.0.0_{}", p.port),
+                "name": port.map_or_else(|| PASSTHROUGH_CHAIN.to_string(), |p| format!("0.0.0.0_{p}")),
                 "filter_chain_match": m,
                 "filters": filters
             });
             if o.terminate_tls {
-                chain["transport_socket"] = downstream_tls(spec, p.protocol);
+                chain["transport_socket"] = downstream_tls(spec, protocol);
             }
             chain
         })
@@ -435,12 +638,29 @@ pub fn inbound_listener(spec: &InboundSpec) -> Result<Value, ListenerError> {
         .filter(|p| p.mtls != MtlsMode::Disable)
         .map(|p| p.port)
         .collect();
-    if !tls_ports.is_empty() {
+    let tls_passthrough = spec
+        .passthrough
+        .is_some_and(|p| p.mtls != MtlsMode::Disable);
+    if tls_passthrough {
+        // Any port may be the passthrough's: inspect every connection.
+        listener_filters.push(json!({
+            "name": "envoy.filters.listener.tls_inspector",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}
+        }));
+    } else if !tls_ports.is_empty() {
         listener_filters.push(json!({
             "name": "envoy.filters.listener.tls_inspector",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"},
             "filter_disabled": {"not_match": port_predicate(&tls_ports)}
         }));
+    }
+    let mut chains: Vec<Value> = spec
+        .ports
+        .iter()
+        .flat_map(|p| filter_chains(spec, Some(p.port), p.protocol, p.mtls))
+        .collect();
+    if let Some(pt) = spec.passthrough {
+        chains.extend(filter_chains(spec, None, AppProtocol::Http, pt.mtls));
     }
     let mut listener = json!({
         "name": spec.name,
@@ -449,8 +669,8 @@ pub fn inbound_listener(spec: &InboundSpec) -> Result<Value, ListenerError> {
         "continue_on_listener_filters_timeout": true,
         "listener_filters_timeout": "0s",
         "listener_filters": listener_filters,
-        "filter_chains": spec.ports.iter().flat_map(|p| filter_chains(spec, p)).collect::<Vec<_>>(),
-        "access_log": access_logs(spec)
+        "filter_chains": chains,
+        "access_log": listener_access_logs(spec)
     });
     if spec.bind_app_ports && !spec.ports.is_empty() {
         listener["additional_addresses"] = spec
@@ -463,22 +683,32 @@ pub fn inbound_listener(spec: &InboundSpec) -> Result<Value, ListenerError> {
 }
 
 /// The inbound clusters the listener routes to: `inbound|PORT||`, one per
-/// application port, STATIC to the application's address.
+/// application port, and `InboundPassthroughCluster` with the passthrough,
+/// STATIC to the application's address.
 pub fn inbound_clusters(spec: &InboundSpec) -> Vec<Value> {
+    let cluster = |name: String, upstream: SocketAddr| {
+        let mut c = json!({
+            "name": name,
+            "type": "STATIC",
+            "connect_timeout": "10s",
+            "load_assignment": {
+                "cluster_name": name,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(upstream.ip(), upstream.port())}}]}]
+            }
+        });
+        if let Some(ip) = spec.upstream_bind {
+            c["upstream_bind_config"] =
+                json!({"source_address": {"address": ip.to_string(), "port_value": 0}});
+        }
+        c
+    };
     spec.ports
         .iter()
-        .map(|p| {
-            let name = inbound_cluster_name(p.port);
-            json!({
-                "name": name,
-                "type": "STATIC",
-                "connect_timeout": "10s",
-                "load_assignment": {
-                    "cluster_name": name,
-                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(p.upstream.ip(), p.upstream.port())}}]}]
-                }
-            })
-        })
+        .map(|p| cluster(inbound_cluster_name(p.port), p.upstream))
+        .chain(
+            spec.passthrough
+                .map(|pt| cluster(PASSTHROUGH_CLUSTER.to_string(), pt.upstream)),
+        )
         .collect()
 }
 
@@ -589,7 +819,7 @@ mod tests {
         ]);
         s.http_filters = vec![json!({"name": "deny"}), json!({"name": "allow"})];
         s.network_filters = vec![json!({"name": "tcp-deny"})];
-        s.access_log_path = Some("/tmp/access.log".into());
+        s.access_log = AccessLog::File("/tmp/access.log".into());
         s.proxy_protocol = true;
         let l = inbound_listener(&s).unwrap();
         let c = chains(&l);
@@ -645,6 +875,104 @@ mod tests {
         assert_eq!(
             inbound_listener(&bind),
             Err(ListenerError::ListenerPort(15006))
+        );
+    }
+
+    #[test]
+    fn meshsim_options_passthrough_stdout_pem_source_ip_bind() {
+        let mut s = spec(&[(80, AppProtocol::Http, MtlsMode::Disable)]);
+        s.tls = TlsMaterial::Pem(TlsPem {
+            cert_chain: "CERT".into(),
+            private_key: "KEY".into(),
+            ca: "CA".into(),
+        });
+        s.passthrough = Some(Passthrough {
+            mtls: MtlsMode::Permissive,
+            upstream: SocketAddr::from(([127, 0, 0, 1], 9)),
+        });
+        s.access_log = AccessLog::Stdout;
+        s.proxy_protocol = true;
+        s.source_ip_from_proxy_protocol = true;
+        s.upstream_bind = Some("127.0.0.6".parse().unwrap());
+        s.http_filters = vec![
+            json!({"rules": {"principals": [{"direct_remote_ip": {"address_prefix": "10.0.0.1"}}]}}),
+        ];
+        let l = inbound_listener(&s).unwrap();
+        let c = chains(&l);
+        let names: Vec<(&str, bool)> = c
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap(),
+                    c["filter_chain_match"].get("destination_port").is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("0.0.0.0_80", true),
+                (PASSTHROUGH_CHAIN, false),
+                (PASSTHROUGH_CHAIN, false)
+            ]
+        );
+        // The TLS passthrough chain needs the inspector on every port.
+        let lf = l["listener_filters"].as_array().unwrap();
+        assert_eq!(lf[1]["name"], "envoy.filters.listener.tls_inspector");
+        assert!(lf[1].get("filter_disabled").is_none());
+        let tls = &c[1]["transport_socket"]["typed_config"]["common_tls_context"];
+        assert_eq!(
+            tls["tls_certificates"][0]["certificate_chain"]["inline_string"],
+            "CERT"
+        );
+        assert_eq!(
+            tls["validation_context"]["trusted_ca"]["inline_string"],
+            "CA"
+        );
+        let hcm = &c[2]["filters"][0]["typed_config"];
+        assert_eq!(
+            hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["cluster"],
+            PASSTHROUGH_CLUSTER
+        );
+        assert_eq!(
+            hcm["http_filters"][0]["rules"]["principals"][0],
+            json!({"source_ip": {"address_prefix": "10.0.0.1"}})
+        );
+        assert_eq!(hcm["access_log"][0]["name"], "envoy.access_loggers.stdout");
+        assert!(hcm["access_log"][0].get("filter").is_none());
+        assert_eq!(
+            l["access_log"][0]["filter"]["response_flag_filter"]["flags"],
+            json!(["NR"])
+        );
+        let cl = inbound_clusters(&s);
+        assert_eq!(cl[1]["name"], PASSTHROUGH_CLUSTER);
+        assert_eq!(
+            cl[0]["upstream_bind_config"]["source_address"]["address"],
+            "127.0.0.6"
+        );
+        // Without the PROXY header the socket's peer is the source: unchanged.
+        s.proxy_protocol = false;
+        let l = inbound_listener(&s).unwrap();
+        assert!(
+            chains(&l)[0]["filters"][0]["typed_config"]["http_filters"][0]["rules"]["principals"]
+                [0]
+            .get("direct_remote_ip")
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn unreachable_ext_authz_names_each_custom_provider() {
+        let p: AuthorizationPolicy = serde_yaml_ng::from_str(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: c, namespace: ns}\nspec:\n  action: CUSTOM\n  provider: {name: opa}\n  rules: [{}]\n",
+        )
+        .unwrap();
+        let opts = unreachable_ext_authz(&[p], "istio-system");
+        assert_eq!(opts.extension_providers.len(), 1);
+        assert_eq!(opts.extension_providers[0].name, "opa");
+        assert_eq!(
+            opts.services[0].hostname,
+            "opa.istio-system.svc.cluster.local"
         );
     }
 }
