@@ -338,7 +338,22 @@ async fn probe_one(
     let started_at = jiff::Timestamp::now();
     let (verdict, detail, hint, http_status, curl_exit, tool, body, duration) = match &p.source {
         Ok(source) => {
-            let run = run_probe(kube, source, &p.request, &p.ctx, marker, tools).await?;
+            let destination = p.target.as_ref().and_then(|t| {
+                Some(probe::Destination {
+                    namespace: t.namespace.clone(),
+                    selector: t.selector.clone()?,
+                })
+            });
+            let run = run_probe(
+                kube,
+                source,
+                &p.request,
+                &p.ctx,
+                marker,
+                tools,
+                destination.as_ref(),
+            )
+            .await?;
             (
                 run.classified.verdict,
                 run.classified.detail,

@@ -82,6 +82,7 @@ pub async fn resolve_source(
         pod: pod_name(&pod).to_string(),
         container,
         sidecar: has_sidecar(&pod),
+        client: None,
     })
 }
 

@@ -9,7 +9,8 @@
 //! every image has `sh` and the basic utilities (cat, echo, env, hostname,
 //! sleep, true, false, ls); `nginx` images add bash and curl; Istio's
 //! `proxyv2` adds bash, curl and pilot-agent; `busybox` adds wget; `curl`
-//! images (e.g. curlimages/curl) add curl; anything else has only the basics.
+//! images (e.g. curlimages/curl) add curl; `distroless` images have nothing
+//! at all; anything else has only the basics.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +33,10 @@ const BASE_TOOLS: &[&str] = &[
 
 /// Executables an image provides by default.
 pub fn default_tools(image: &str) -> Vec<String> {
+    if image.contains("distroless") {
+        // Distroless images have no shell and no utilities at all.
+        return Vec::new();
+    }
     let mut t: Vec<&str> = BASE_TOOLS.to_vec();
     let repo = image.rsplit('/').next().unwrap_or(image);
     let repo = repo.split([':', '@']).next().unwrap_or(repo);

@@ -280,7 +280,9 @@ async fn curl_removes_dot_segments_unless_path_as_is() {
 async fn busybox_wget_shows_only_the_status_line_of_an_error() {
     let s = services();
     let t = wget_target();
-    let argv = ["wget", "-nv", "-S", "-O", "-", "-T", "2", "-t", "1", "denied"];
+    let argv = [
+        "wget", "-nv", "-S", "-O", "-", "-T", "2", "-t", "1", "denied",
+    ];
     let r = run_in(&t, &s, &argv, "").await;
     assert_eq!(code(&r), 1);
     assert_eq!(r.stdout, "");
@@ -307,11 +309,8 @@ fn gnu_wget_target() -> ExecTarget {
 async fn gnu_wget_outcomes() {
     let s = services();
     let t = gnu_wget_target();
-    let probe = |host: &'static str| {
-        vec![
-            "wget", "-nv", "-S", "-O", "-", "-T", "2", "-t", "1", host,
-        ]
-    };
+    let probe =
+        |host: &'static str| vec!["wget", "-nv", "-S", "-O", "-", "-T", "2", "-t", "1", host];
     let r = run_in(&t, &s, &probe("denied"), "").await;
     assert_eq!((code(&r), r.stdout.as_str()), (8, ""));
     let lines: Vec<&str> = r.stderr.lines().collect();
@@ -339,7 +338,10 @@ async fn gnu_wget_outcomes() {
         ("nope", "wget: unable to resolve host address 'nope'\n"),
         ("dropped", "failed: Connection timed out.\n"),
         ("refused", "failed: Connection refused.\n"),
-        ("reset", "Read error (Connection reset by peer) in headers.\n"),
+        (
+            "reset",
+            "Read error (Connection reset by peer) in headers.\n",
+        ),
         ("slow", "Read error (Connection timed out) in headers.\n"),
     ] {
         let started = tokio::time::Instant::now();

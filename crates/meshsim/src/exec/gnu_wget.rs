@@ -26,7 +26,12 @@ use super::{NetOutcome, NetRequest};
 /// GNU wget's default read timeout.
 const DEFAULT_TIMEOUT: f64 = 900.0;
 
-const USAGE_TAIL: &str = "Usage: wget [OPTION]... [URL]...\n\nTry `wget --help' for more options.\n";
+const USAGE_TAIL: &str =
+    "Usage: wget [OPTION]... [URL]...\n\nTry `wget --help' for more options.\n";
+
+/// The start of `wget --version`: the first line is how a client tells GNU
+/// wget from busybox's (which has no `--version`).
+const VERSION: &str = "GNU Wget 1.21.3 built on linux-gnu.\n\n-cares +digest -gpgme +https +ipv6 +iri +large-file -metalink +nls +ntlm +opie +psl +ssl/gnutls\n\nCopyright (C) 2015 Free Software Foundation, Inc.\nLicense GPLv3+: GNU GPL version 3 or later\n<http://www.gnu.org/licenses/gpl.html>.\nThis is free software: you are free to change and redistribute it.\nThere is NO WARRANTY, to the extent permitted by law.\n";
 
 /// Exit status: generic error.
 const EXIT_GENERIC: i32 = 1;
@@ -127,16 +132,22 @@ fn parse_args(args: &[String]) -> Result<Args, (String, i32)> {
                     a.timeout = Some(seconds(&value, name).map_err(invalid)?)
                 }
                 "tries" => {
-                    value
-                        .parse::<u32>()
-                        .map_err(|_| invalid(format!("wget: --tries: Invalid number '{value}'.\n")))?;
+                    value.parse::<u32>().map_err(|_| {
+                        invalid(format!("wget: --tries: Invalid number '{value}'.\n"))
+                    })?;
                 }
                 "user-agent" => a.user_agent = Some(value),
                 "header" => a.headers.push(value),
                 "post-data" | "body-data" => a.post_data = Some(value),
                 "method" => a.method = Some(value.to_ascii_uppercase()),
-                "no-check-certificate" | "no-clobber" | "no-host-directories" | "no-parent"
-                | "no-directories" | "dns-timeout" | "output-file" | "append-output" => {}
+                "no-check-certificate"
+                | "no-clobber"
+                | "no-host-directories"
+                | "no-parent"
+                | "no-directories"
+                | "dns-timeout"
+                | "output-file"
+                | "append-output" => {}
                 _ => return Err(invalid(format!("wget: unrecognized option '{arg}'\n"))),
             }
             continue;
@@ -214,6 +225,10 @@ fn stamp() -> String {
 /// The GNU `wget` program.
 pub(crate) fn gnu_wget<'a>(p: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32> {
     Box::pin(async move {
+        if matches!(argv.get(1).map(String::as_str), Some("--version" | "-V")) {
+            let ok = p.out(VERSION.as_bytes()).await;
+            return if ok { 0 } else { 3 };
+        }
         let args = match parse_args(&argv[1..]) {
             Ok(a) => a,
             Err((msg, code)) => {
@@ -419,13 +434,12 @@ async fn fetch(p: &Process<'_>, args: &Args, raw: &str) -> i32 {
                     if args.content_on_error {
                         let _ = p.out(&body).await;
                     }
-                    say(format!("{shown_url}:\n"), args.verbosity == Verbosity::NonVerbose)
-                        .await;
                     say(
-                        format!("{} ERROR {status}: {phrase}.\n\n", stamp()),
-                        !quiet,
+                        format!("{shown_url}:\n"),
+                        args.verbosity == Verbosity::NonVerbose,
                     )
                     .await;
+                    say(format!("{} ERROR {status}: {phrase}.\n\n", stamp()), !quiet).await;
                     return EXIT_SERVER;
                 }
                 if args.spider {
@@ -523,7 +537,18 @@ mod tests {
 
     #[test]
     fn options() {
-        let a = parse_args(&v(&["-nv", "-S", "-O", "-", "-T", "3", "-t", "1", "http://h/"])).unwrap();
+        let a = parse_args(&v(&[
+            "-nv",
+            "-S",
+            "-O",
+            "-",
+            "-T",
+            "3",
+            "-t",
+            "1",
+            "http://h/",
+        ]))
+        .unwrap();
         assert_eq!(a.verbosity, Verbosity::NonVerbose);
         assert!(a.server_response);
         assert_eq!((a.output.as_deref(), a.timeout), (Some("-"), Some(3.0)));

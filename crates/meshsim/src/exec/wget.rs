@@ -24,8 +24,7 @@ use super::{NetOutcome, NetRequest};
 pub fn is_busybox(target: &super::ExecTarget) -> bool {
     let repo = target.image.rsplit('/').next().unwrap_or(&target.image);
     let repo = repo.split([':', '@']).next().unwrap_or(repo);
-    matches!(repo, "busybox" | "alpine")
-        || target.tools.iter().any(|t| t == "busybox")
+    matches!(repo, "busybox" | "alpine") || target.tools.iter().any(|t| t == "busybox")
 }
 
 /// busybox's default network timeout.

@@ -1,0 +1,94 @@
+//! End-to-end tests of what `kubectl npexec`'s probe does, through the real
+//! kubectl against meshsim with the walk-through plus examples/trust-probe:
+//! the verdict does not depend on the client tool the source pod has (curl,
+//! GNU wget, BusyBox wget), the source pod is chosen predictably (a pod with
+//! a tool over one without), and a namespace without any tool says so.
+
+mod common;
+
+use std::process::Output;
+
+use common::repo_root;
+use common::sim::{ServeProcess, built, path_with, walkthrough};
+
+struct Sim(ServeProcess);
+
+impl Sim {
+    fn start() -> Sim {
+        built(&["kubectl-npexec", "meshsim"]);
+        let scenarios = [walkthrough(), repo_root().join("examples/trust-probe")];
+        // 2 walk-through pods + 6 trust-probe pods.
+        Sim(ServeProcess::start(
+            &["--time-scale", "0.05"],
+            &scenarios,
+            8,
+        ))
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        let bins = built(&["kubectl-npexec"]);
+        self.0
+            .kubectl_cmd(&path_with(&[&bins]))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn npexec(&self, args: &[&str]) -> Output {
+        let mut v = vec!["npexec"];
+        v.extend_from_slice(args);
+        self.kubectl(&v)
+    }
+
+    /// `npexec ARGS -o json`: the probes.
+    fn probes(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let mut v = args.to_vec();
+        v.extend(["-o", "json"]);
+        let out = self.npexec(&v);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", err(&out)));
+        json.as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const CLIENTS: [(&str, &str); 3] = [
+    ("tp-busybox", "wget"),
+    ("tp-gnu", "wget"),
+    ("tp-curl", "curl"),
+];
+
+#[test]
+fn every_client_tool_gives_the_walkthroughs_verdicts() {
+    let sim = Sim::start();
+    for (ns, tool) in CLIENTS {
+        let p = sim.probes(&[ns, "np-test-2"]);
+        assert_eq!(p.len(), 1, "{ns}: {p:?}");
+        assert_eq!(p[0]["verdict"], "allowed", "{ns}: {}", p[0]);
+        assert_eq!(p[0]["tool"], tool, "{ns}: {}", p[0]);
+    }
+    let deny = walkthrough().join("policies/block-istio-ingress-np-test-2.yaml");
+    let out = sim.kubectl(&["apply", "-f", deny.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", err(&out));
+    // Wait (observably) until the sidecar enforces it.
+    let out = sim.npexec(&[
+        "tp-curl",
+        "np-test-2",
+        "--expect",
+        "denied-rbac",
+        "--wait",
+        "20s",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    for (ns, tool) in CLIENTS {
+        let p = sim.probes(&[ns, "np-test-2"]);
+        assert_eq!(p[0]["verdict"], "denied-rbac", "{ns}: {}", p[0]);
+        assert_eq!(p[0]["tool"], tool, "{ns}: {}", p[0]);
+        assert_eq!(p[0]["http_status"], 403, "{ns}: {}", p[0]);
+        let out = sim.npexec(&[ns, "np-test-2", "--expect", "denied-rbac"]);
+        assert_eq!(out.status.code(), Some(0), "{ns}: {}", err(&out));
+    }
+}
