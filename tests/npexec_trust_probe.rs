@@ -92,3 +92,51 @@ fn every_client_tool_gives_the_walkthroughs_verdicts() {
         assert_eq!(out.status.code(), Some(0), "{ns}: {}", err(&out));
     }
 }
+
+#[test]
+fn the_source_pod_is_one_with_a_client_and_the_run_says_which() {
+    let sim = Sim::start();
+    // tp-mixed: a-distroless sorts first but has no tool; b-curl is chosen.
+    let out = sim.npexec(&["tp-mixed", "np-test-2", "-o", "json"]);
+    let e = err(&out);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    let line = e
+        .lines()
+        .find(|l| l.starts_with("probing from "))
+        .unwrap_or_else(|| panic!("no source line: {e}"));
+    assert!(line.starts_with("probing from tp-mixed/b-curl-"), "{line}");
+    assert!(
+        line.ends_with("(container curl, tool curl, with sidecar)"),
+        "{line}"
+    );
+    let p: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p[0]["verdict"], "allowed", "{}", p[0]);
+    assert_eq!(p[0]["from"]["tool"], "curl", "{}", p[0]);
+    assert_eq!(p[0]["from"]["sidecar"], true, "{}", p[0]);
+    assert!(
+        p[0]["from"]["pod"].as_str().unwrap().starts_with("b-curl-"),
+        "{}",
+        p[0]
+    );
+
+    // tp-notool: nothing to probe with; say so and what to do instead.
+    let out = sim.npexec(&["tp-notool", "np-test-2"]);
+    let e = err(&out);
+    assert_eq!(out.status.code(), Some(3), "{e}");
+    assert!(e.contains("tool none: no curl or wget"), "{e}");
+    let text = format!("{}{e}", String::from_utf8_lossy(&out.stdout));
+    for flag in ["--pod", "-l", "--debug-image"] {
+        assert!(text.contains(flag), "{flag}: {text}");
+    }
+
+    // A namespace without pods.
+    let out = sim.kubectl(&["create", "namespace", "tp-empty"]);
+    assert!(out.status.success(), "{}", err(&out));
+    let out = sim.npexec(&["tp-empty", "np-test-2"]);
+    let e = err(&out);
+    assert_eq!(out.status.code(), Some(3), "{e}");
+    assert!(
+        e.starts_with("error: namespace tp-empty has no pods; hint: "),
+        "{e}"
+    );
+}

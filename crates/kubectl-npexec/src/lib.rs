@@ -20,6 +20,7 @@ pub mod plan;
 pub mod probe;
 pub mod report;
 pub mod sidecar;
+pub mod source;
 pub mod verdict;
 pub mod whatif;
 
@@ -54,6 +55,9 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
     let kube = Kube::from_flags(&cli.kube).await?;
     let plan = plan::build(&kube, &cli, &mode).await?;
     tracing::info!(probes = plan.probes.len(), "plan ready");
+    if !cli.predict {
+        announce_sources(&plan)?;
+    }
 
     let analysing = cli.explain || cli.predict;
     let stream_jsonl = renderer.format == OutputFormat::Jsonl && cli.wait.is_none() && !analysing;
@@ -108,6 +112,21 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
         report::print_hints(&records);
     }
     Ok(exit_for(&records, cli.expect))
+}
+
+/// One stderr line per distinct source pod: where the probes come from.
+fn announce_sources(plan: &plan::Plan) -> Result<(), PluginError> {
+    let mut seen: Vec<(&str, &str, &str)> = Vec::new();
+    let mut text = String::new();
+    for s in plan.probes.iter().filter_map(|p| p.source.as_ref().ok()) {
+        let key = (s.namespace.as_str(), s.pod.as_str(), s.container.as_str());
+        if !seen.contains(&key) {
+            seen.push(key);
+            text.push_str(&source::describe(s));
+            text.push('\n');
+        }
+    }
+    kubeplugin::render::write_str(&mut std::io::stderr().lock(), &text)
 }
 
 fn all_met(records: &[ProbeRecord]) -> bool {

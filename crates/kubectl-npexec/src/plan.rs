@@ -11,14 +11,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kubeplugin::resources::{
-    ensure_namespace, has_sidecar, namespaces_by_selector, pod_name, resolve_container,
-};
-use kubeplugin::target::{PodQuery, pick_running_pod};
+use kubeplugin::resources::{ensure_namespace, namespaces_by_selector};
+use kubeplugin::target::PodQuery;
 use kubeplugin::{Kube, PluginError};
 
 use crate::cli::{Cli, Mode, url_port};
-use crate::probe::{Request, Source, is_systemic};
+use crate::probe::{Request, Source, ToolCache, is_systemic};
 use crate::report::{FromRef, ToRef};
 use crate::verdict::HintContext;
 
@@ -62,28 +60,22 @@ pub struct Target {
     pub target_port: Option<IntOrString>,
 }
 
-/// Resolves the source pod and container in `namespace`.
+/// Resolves the source pod and container in `namespace` ([`crate::source`]).
 pub async fn resolve_source(
     kube: &Kube,
     namespace: &str,
     query: &PodQuery,
     container: Option<&str>,
+    look: &Look,
 ) -> Result<Source, PluginError> {
-    if container == Some(kubeplugin::resources::ISTIO_PROXY) {
-        return Err(PluginError::usage(
-            "refusing to probe from istio-proxy: its traffic (uid 1337) bypasses the sidecar and would hide AuthorizationPolicy results",
-            Some("omit -c to use the application container".to_string()),
-        ));
-    }
-    let pod = pick_running_pod(kube, namespace, query).await?;
-    let container = resolve_container(&pod, container)?;
-    Ok(Source {
-        namespace: namespace.to_string(),
-        pod: pod_name(&pod).to_string(),
-        container,
-        sidecar: has_sidecar(&pod),
-        client: None,
-    })
+    crate::source::choose(kube, namespace, query, container, &look.tools, look.enabled).await
+}
+
+/// Whether sources are looked at (not for `--predict`), with one cache per run.
+#[derive(Debug, Clone, Default)]
+pub struct Look {
+    pub enabled: bool,
+    pub tools: ToolCache,
 }
 
 /// The TCP ports of `services` (only `port` if given).
@@ -165,11 +157,14 @@ fn from_ref(source: &Result<Source, SourceFailure>, namespace: &str) -> FromRef 
             namespace: s.namespace.clone(),
             pod: Some(s.pod.clone()),
             container: Some(s.container.clone()),
+            tool: s
+                .looked
+                .then(|| s.client.map_or("none", |c| c.label()).to_string()),
+            sidecar: Some(s.sidecar),
         },
         Err(_) => FromRef {
             namespace: namespace.to_string(),
-            pod: None,
-            container: None,
+            ..Default::default()
         },
     }
 }
@@ -210,9 +205,14 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
         selector: cli.selector.clone(),
     };
     let mut plan = Plan::default();
+    let look = Look {
+        enabled: !cli.predict,
+        tools: ToolCache::default(),
+    };
     match mode {
         Mode::Url { from, url } => {
-            let source = Ok(resolve_source(kube, from, &query, cli.container.as_deref()).await?);
+            let source =
+                Ok(resolve_source(kube, from, &query, cli.container.as_deref(), &look).await?);
             let host = url
                 .split("://")
                 .nth(1)
@@ -242,7 +242,8 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
             plan.namespaces = vec![from.clone()];
         }
         Mode::Pairs { from, to } => {
-            let source = Ok(resolve_source(kube, from, &query, cli.container.as_deref()).await?);
+            let source =
+                Ok(resolve_source(kube, from, &query, cli.container.as_deref(), &look).await?);
             // Each TO namespace once, in the order given.
             let mut to_namespaces: Vec<&String> = Vec::new();
             for t in to {
@@ -262,7 +263,8 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
             if cli.both {
                 let back = resolve_targets(kube, from, &[], cli.port).await?;
                 for ns in &to_namespaces {
-                    let rev = Ok(resolve_source(kube, ns, &PodQuery::default(), None).await?);
+                    let rev =
+                        Ok(resolve_source(kube, ns, &PodQuery::default(), None, &look).await?);
                     for t in &back {
                         plan.probes.push(probe_to(cli, &rev, ns, t));
                     }
@@ -298,15 +300,15 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
             let mut targets = Vec::new();
             for ns in &names {
                 ensure_namespace(kube, ns).await?;
-                let source = match resolve_source(kube, ns, &query, cli.container.as_deref()).await
-                {
-                    Ok(s) => Ok(s),
-                    Err(e) if is_systemic(&e) => return Err(e),
-                    Err(e) => Err(SourceFailure {
-                        detail: e.to_string(),
-                        hint: e.hint(),
-                    }),
-                };
+                let source =
+                    match resolve_source(kube, ns, &query, cli.container.as_deref(), &look).await {
+                        Ok(s) => Ok(s),
+                        Err(e) if is_systemic(&e) => return Err(e),
+                        Err(e) => Err(SourceFailure {
+                            detail: e.to_string(),
+                            hint: e.hint(),
+                        }),
+                    };
                 sources.push(source);
                 let t = match resolve_targets(kube, ns, &[], cli.port).await {
                     Ok(t) => t,

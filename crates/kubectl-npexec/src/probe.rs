@@ -138,9 +138,11 @@ pub struct Source {
     pub pod: String,
     pub container: String,
     pub sidecar: bool,
-    /// The client the container has, when already looked at (None: look
-    /// before the first probe).
+    /// The client the container has (None: neither curl nor wget, when
+    /// `looked`).
     pub client: Option<Client>,
+    /// Whether `client` was looked at (else the first probe looks).
+    pub looked: bool,
 }
 
 /// The HTTP client in a container. The two wgets differ in what they show of
@@ -332,9 +334,9 @@ pub async fn run_probe(
         timeout_secs: req.timeout.as_secs_f64(),
         ..Default::default()
     };
-    let client = match source.client {
-        Some(c) => Some(c),
-        None => match tools.client(kube, &target).await {
+    let client = match (source.client, source.looked) {
+        (c, true) => c,
+        (_, false) => match tools.client(kube, &target).await {
             Ok(c) => c,
             Err(e) if is_systemic(&e) => return Err(e),
             Err(e) => return Ok(exec_failed(e.to_string(), e.hint(), None)),
