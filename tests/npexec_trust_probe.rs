@@ -140,3 +140,27 @@ fn the_source_pod_is_one_with_a_client_and_the_run_says_which() {
         "{e}"
     );
 }
+
+#[test]
+fn ports_by_name_and_services_without_endpoints() {
+    let sim = Sim::start();
+    // --port takes the Service port's name.
+    let p = sim.probes(&["tp-curl", "np-test-2", "--port", "http-web"]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0]["to"]["port"], 80, "{}", p[0]);
+    assert_eq!(p[0]["verdict"], "allowed", "{}", p[0]);
+    let out = sim.npexec(&["tp-curl", "np-test-2", "--port", "grpc"]);
+    assert_eq!(out.status.code(), Some(2), "{}", err(&out));
+    assert!(err(&out).contains("has TCP port grpc"), "{}", err(&out));
+    let out = sim.npexec(&["tp-curl", "np-test-2", "--port", "Not_A_Port"]);
+    assert_eq!(out.status.code(), Some(2), "{}", err(&out));
+
+    // A Service with no ready endpoint, whichever client asks.
+    for (ns, _) in CLIENTS {
+        let p = sim.probes(&[ns, "tp-noready/nobody"]);
+        assert_eq!(p.len(), 1, "{ns}: {p:?}");
+        assert_eq!(p[0]["verdict"], "no-endpoints", "{ns}: {}", p[0]);
+    }
+    let out = sim.npexec(&["tp-curl", "tp-noready", "--expect", "no-endpoints"]);
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+}

@@ -104,9 +104,9 @@ pub struct Cli {
     /// Only this Service in TO (repeatable)
     #[arg(long = "service", value_name = "NAME")]
     pub services: Vec<String>,
-    /// Only this port of each Service
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: Option<u16>,
+    /// Only this port of each Service: a number or a port name (e.g. http-web)
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<crate::ports::PortSpec>,
     /// Request path
     #[arg(long, default_value = "/", value_name = "PATH")]
     pub path: String,

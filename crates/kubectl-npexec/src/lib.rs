@@ -14,9 +14,11 @@
 //! ([`whatif`]).
 
 pub mod cli;
+pub mod endpoints;
 pub mod explain;
 pub mod model;
 pub mod plan;
+pub mod ports;
 pub mod probe;
 pub mod report;
 pub mod sidecar;
@@ -356,6 +358,19 @@ async fn probe_one(
 ) -> Result<ProbeRecord, PluginError> {
     let started_at = jiff::Timestamp::now();
     let (verdict, detail, hint, http_status, curl_exit, tool, body, duration) = match &p.source {
+        Ok(_) if p.ready_endpoints == Some(0) => {
+            let (detail, hint) = verdict::no_endpoints(&p.ctx);
+            (
+                Verdict::NoEndpoints,
+                detail,
+                Some(hint),
+                None,
+                None,
+                None,
+                String::new(),
+                Duration::ZERO,
+            )
+        }
         Ok(source) => {
             let destination = p.target.as_ref().and_then(|t| {
                 Some(probe::Destination {

@@ -16,6 +16,7 @@ use kubeplugin::target::PodQuery;
 use kubeplugin::{Kube, PluginError};
 
 use crate::cli::{Cli, Mode, url_port};
+use crate::ports::PortSpec;
 use crate::probe::{Request, Source, ToolCache, is_systemic};
 use crate::report::{FromRef, ToRef};
 use crate::verdict::HintContext;
@@ -38,6 +39,9 @@ pub struct PlannedProbe {
     /// The Service port requested (None for `--url`): what `--explain` and
     /// `--predict` evaluate against the policies.
     pub target: Option<Target>,
+    /// Ready endpoints of the Service, read before probing (None: unknown or
+    /// `--url`); 0 makes the probe `no-endpoints` without running it.
+    pub ready_endpoints: Option<usize>,
 }
 
 /// Every probe, plus the namespaces (matrix order).
@@ -78,8 +82,8 @@ pub struct Look {
     pub tools: ToolCache,
 }
 
-/// The TCP ports of `services` (only `port` if given).
-pub fn targets_of(namespace: &str, services: &[Service], port: Option<u16>) -> Vec<Target> {
+/// The TCP ports of `services` (only `port`, by number or name, if given).
+pub fn targets_of(namespace: &str, services: &[Service], port: Option<&PortSpec>) -> Vec<Target> {
     let mut out = Vec::new();
     for svc in services {
         let name = svc.metadata.name.clone().unwrap_or_default();
@@ -97,7 +101,7 @@ pub fn targets_of(namespace: &str, services: &[Service], port: Option<u16>) -> V
             let Ok(number) = u16::try_from(p.port) else {
                 continue;
             };
-            if port.is_some_and(|want| want != number) {
+            if port.is_some_and(|want| !want.matches(number, p.name.as_deref())) {
                 continue;
             }
             out.push(Target {
@@ -117,7 +121,7 @@ async fn resolve_targets(
     kube: &Kube,
     namespace: &str,
     names: &[String],
-    port: Option<u16>,
+    port: Option<&PortSpec>,
 ) -> Result<Vec<Target>, PluginError> {
     let services = kubeplugin::resources::find_services(kube, namespace, names).await?;
     let targets = targets_of(namespace, &services, port);
@@ -195,6 +199,7 @@ fn probe_to(
         },
         request: request_for(cli, url),
         target: Some(t.clone()),
+        ready_endpoints: None,
     }
 }
 
@@ -238,6 +243,7 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
                 },
                 request: request_for(cli, url.clone()),
                 target: None,
+                ready_endpoints: None,
             });
             plan.namespaces = vec![from.clone()];
         }
@@ -256,12 +262,12 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
                     Some(s) => std::slice::from_ref(s),
                     None => &cli.services[..],
                 };
-                for target in resolve_targets(kube, &t.namespace, only, cli.port).await? {
+                for target in resolve_targets(kube, &t.namespace, only, cli.port.as_ref()).await? {
                     plan.probes.push(probe_to(cli, &source, from, &target));
                 }
             }
             if cli.both {
-                let back = resolve_targets(kube, from, &[], cli.port).await?;
+                let back = resolve_targets(kube, from, &[], cli.port.as_ref()).await?;
                 for ns in &to_namespaces {
                     let rev =
                         Ok(resolve_source(kube, ns, &PodQuery::default(), None, &look).await?);
@@ -310,7 +316,7 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
                         }),
                     };
                 sources.push(source);
-                let t = match resolve_targets(kube, ns, &[], cli.port).await {
+                let t = match resolve_targets(kube, ns, &[], cli.port.as_ref()).await {
                     Ok(t) => t,
                     Err(e) if is_systemic(&e) => return Err(e),
                     Err(e) => {
@@ -333,7 +339,24 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
             plan.namespaces = names;
         }
     }
+    count_endpoints(kube, &mut plan).await;
     Ok(plan)
+}
+
+/// Reads, once per Service with a selector, how many ready endpoints it has.
+async fn count_endpoints(kube: &Kube, plan: &mut Plan) {
+    let mut counts: BTreeMap<(String, String), Option<usize>> = BTreeMap::new();
+    for p in &mut plan.probes {
+        let Some(t) = p.target.as_ref().filter(|t| t.selector.is_some()) else {
+            continue;
+        };
+        let key = (t.namespace.clone(), t.service.clone());
+        if !counts.contains_key(&key) {
+            let n = crate::endpoints::ready_count(kube, &t.namespace, &t.service).await;
+            counts.insert(key.clone(), n);
+        }
+        p.ready_endpoints = counts[&key];
+    }
 }
 
 #[cfg(test)]
@@ -365,7 +388,17 @@ mod tests {
                 .map(String::as_str),
             Some("np-test-nginx-2")
         );
-        let t = targets_of("np-test-2", &[svc], Some(8080));
+        let t = targets_of(
+            "np-test-2",
+            std::slice::from_ref(&svc),
+            Some(&PortSpec::Number(8080)),
+        );
         assert_eq!(t.len(), 1);
+        let t = targets_of(
+            "np-test-2",
+            &[svc],
+            Some(&PortSpec::Name("http-web".into())),
+        );
+        assert_eq!(t.iter().map(|t| t.port).collect::<Vec<_>>(), [80]);
     }
 }

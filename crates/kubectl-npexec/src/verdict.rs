@@ -491,6 +491,15 @@ fn rbac_hint(ctx: &HintContext) -> String {
     }
 }
 
+/// The detail and hint of a probe not run because its Service has no ready
+/// endpoint (read from EndpointSlices before probing).
+pub fn no_endpoints(ctx: &HintContext) -> (String, String) {
+    (
+        "the Service has no ready endpoint (EndpointSlices): nothing would answer".into(),
+        no_endpoints_hint(ctx),
+    )
+}
+
 fn no_endpoints_hint(ctx: &HintContext) -> String {
     match &ctx.to_namespace {
         Some(ns) => format!(
