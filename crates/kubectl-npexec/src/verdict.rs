@@ -289,7 +289,12 @@ pub fn classify(obs: &Observation, ctx: &HintContext) -> Classified {
                 Verdict::HttpError,
                 format!("HTTP {code} (busybox wget shows no headers or body of an error answer)"),
                 Some(format!(
-                    "could not tell an Envoy reply from the application's {code}: busybox wget hides it and the destination sidecar's log has no RBAC denial for it; {}",
+                    "could not tell an Envoy reply from the application's {code}: busybox wget hides headers and body{}; {}",
+                    if code == 403 {
+                        ", and the destination sidecar's log has no RBAC denial for it"
+                    } else {
+                        ""
+                    },
                     NO_TOOL_HINT
                 )),
             );
