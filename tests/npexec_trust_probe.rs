@@ -155,6 +155,39 @@ fn ports_by_name_and_services_without_endpoints() {
     let out = sim.npexec(&["tp-curl", "np-test-2", "--port", "Not_A_Port"]);
     assert_eq!(out.status.code(), Some(2), "{}", err(&out));
 
+    // meshsim serves EndpointSlices in step with the pods, through kubectl.
+    let slices = |ns: &str, svc: &str| {
+        let sel = format!("kubernetes.io/service-name={svc}");
+        let out = sim.kubectl(&[
+            "get",
+            "endpointslices.discovery.k8s.io",
+            "-n",
+            ns,
+            "-l",
+            &sel,
+            "-o",
+            "json",
+        ]);
+        assert!(out.status.success(), "{}", err(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["items"].as_array().cloned().unwrap_or_default()
+    };
+    let s = slices("np-test-2", "svc-np-test-nginx-2");
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(
+        s[0]["endpoints"][0]["conditions"]["ready"], true,
+        "{}",
+        s[0]
+    );
+    let s = slices("tp-noready", "nobody");
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(
+        s[0]["endpoints"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        s[0]
+    );
+
     // A Service with no ready endpoint, whichever client asks.
     for (ns, _) in CLIENTS {
         let p = sim.probes(&[ns, "tp-noready/nobody"]);

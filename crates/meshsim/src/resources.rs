@@ -108,6 +108,16 @@ pub const RESOURCES: &[ResourceDef] = &[
         &[],
     ),
     def(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        &[],
+        &[],
+    ),
+    def(
         "",
         "v1",
         "ConfigMap",
@@ -285,6 +295,10 @@ pub const SERVICES: ResKey = ResKey {
 pub const ENDPOINTS: ResKey = ResKey {
     group: "",
     plural: "endpoints",
+};
+pub const ENDPOINTSLICES: ResKey = ResKey {
+    group: "discovery.k8s.io",
+    plural: "endpointslices",
 };
 pub const CONFIGMAPS: ResKey = ResKey {
     group: "",
