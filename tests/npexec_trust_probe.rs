@@ -91,6 +91,44 @@ fn every_client_tool_gives_the_walkthroughs_verdicts() {
         let out = sim.npexec(&[ns, "np-test-2", "--expect", "denied-rbac"]);
         assert_eq!(out.status.code(), Some(0), "{ns}: {}", err(&out));
     }
+
+    // tp-notool's only pod has no tool: --debug-image adds an ephemeral
+    // container (pods/ephemeralcontainers) in that pod and probes from it.
+    let out = sim.npexec(&[
+        "tp-notool",
+        "np-test-2",
+        "--debug-image",
+        "curlimages/curl:8.5.0",
+        "-o",
+        "json",
+    ]);
+    let e = err(&out);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    let p: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p[0]["verdict"], "denied-rbac", "{}", p[0]);
+    let container = p[0]["from"]["container"].as_str().unwrap();
+    assert!(container.starts_with("npexec-debug-"), "{}", p[0]);
+    assert_eq!(p[0]["from"]["tool"], "curl", "{}", p[0]);
+    assert!(
+        e.contains(&format!("(container {container}, tool curl, with sidecar)")),
+        "{e}"
+    );
+    let pod = p[0]["from"]["pod"].as_str().unwrap();
+    let out = sim.kubectl(&[
+        "get",
+        "pod",
+        pod,
+        "-n",
+        "tp-notool",
+        "-o",
+        "jsonpath={.status.ephemeralContainerStatuses[*].name}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        container,
+        "{}",
+        err(&out)
+    );
 }
 
 #[test]

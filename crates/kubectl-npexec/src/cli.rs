@@ -101,6 +101,12 @@ pub struct Cli {
     #[arg(short = 'c', long, value_name = "NAME")]
     pub container: Option<String>,
 
+    /// When no pod in FROM has curl or wget: probe from an ephemeral container
+    /// with this image (e.g. curlimages/curl) added to the chosen pod, sharing
+    /// its network namespace and so its sidecar (as `kubectl debug` does)
+    #[arg(long, value_name = "IMAGE")]
+    pub debug_image: Option<String>,
+
     /// Only this Service in TO (repeatable)
     #[arg(long = "service", value_name = "NAME")]
     pub services: Vec<String>,

@@ -72,7 +72,14 @@ pub async fn resolve_source(
     container: Option<&str>,
     look: &Look,
 ) -> Result<Source, PluginError> {
-    crate::source::choose(kube, namespace, query, container, &look.tools, look.enabled).await
+    let s =
+        crate::source::choose(kube, namespace, query, container, &look.tools, look.enabled).await?;
+    match &look.debug_image {
+        Some(image) if s.looked && s.client.is_none() => {
+            crate::source::debug_container(kube, &s, image, &look.tools).await
+        }
+        _ => Ok(s),
+    }
 }
 
 /// Whether sources are looked at (not for `--predict`), with one cache per run.
@@ -80,6 +87,8 @@ pub async fn resolve_source(
 pub struct Look {
     pub enabled: bool,
     pub tools: ToolCache,
+    /// `--debug-image`: an ephemeral container when no pod has a client.
+    pub debug_image: Option<String>,
 }
 
 /// The TCP ports of `services` (only `port`, by number or name, if given).
@@ -213,6 +222,7 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
     let look = Look {
         enabled: !cli.predict,
         tools: ToolCache::default(),
+        debug_image: cli.debug_image.clone(),
     };
     match mode {
         Mode::Url { from, url } => {

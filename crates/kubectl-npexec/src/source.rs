@@ -11,7 +11,10 @@
 //! is kept and its probes say so (`exec-failed`, with a hint naming `--pod`,
 //! `-l` and `--debug-image`). A namespace without pods is an error of its own.
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::Pod;
+use kubeplugin::error::ApiOp;
 use kubeplugin::resources::{has_sidecar, is_ready, is_running, pod_name, resolve_container};
 use kubeplugin::target::{PodQuery, find_pods};
 use kubeplugin::{Kube, PluginError};
@@ -107,6 +110,94 @@ pub async fn choose(
             Ok(source_of(first, c, None))
         }
     }
+}
+
+/// How long an ephemeral container may take to start.
+const DEBUG_START: Duration = Duration::from_secs(60);
+
+/// `--debug-image`: adds an ephemeral container running `image` to the
+/// source pod through the `pods/ephemeralcontainers` subresource (as `kubectl
+/// debug` does; it shares the pod's network namespace, so its traffic goes
+/// through the pod's sidecar), waits until it runs, and probes from it. The
+/// container sleeps for an hour and is then gone (ephemeral containers cannot
+/// be removed; they end with their command).
+pub async fn debug_container(
+    kube: &Kube,
+    s: &Source,
+    image: &str,
+    tools: &ToolCache,
+) -> Result<Source, PluginError> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, Patch, PatchParams};
+    let api: Api<Pod> = Api::namespaced(kube.client.clone(), &s.namespace);
+    let suffix: String = format!("{:08x}", rand_suffix());
+    let name = format!("npexec-debug-{suffix}");
+    let patch = serde_json::json!({
+        "spec": {"ephemeralContainers": [{
+            "name": name,
+            "image": image,
+            "command": ["sleep", "3600"],
+            "stdin": false,
+            "tty": false,
+        }]}
+    });
+    let op = || ApiOp::new("patch", "pods/ephemeralcontainers", &s.namespace).named(&s.pod);
+    api.patch_ephemeral_containers(&s.pod, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .map_err(|e| kube.err(e, &op()))?;
+    let started = std::time::Instant::now();
+    loop {
+        let pod = api
+            .get(&s.pod)
+            .await
+            .map_err(|e| kube.err(e, &ApiOp::new("get", "pods", &s.namespace).named(&s.pod)))?;
+        let running = pod
+            .status
+            .as_ref()
+            .and_then(|st| st.ephemeral_container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| c.name == name && c.state.as_ref().is_some_and(|st| st.running.is_some()));
+        if running {
+            break;
+        }
+        if started.elapsed() > DEBUG_START {
+            return Err(PluginError::Exec {
+                namespace: s.namespace.clone(),
+                pod: s.pod.clone(),
+                container: name,
+                message: format!(
+                    "the ephemeral container did not start within {}s (image {image})",
+                    DEBUG_START.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let target = kubeplugin::exec::ExecTarget {
+        namespace: s.namespace.clone(),
+        pod: s.pod.clone(),
+        container: name.clone(),
+    };
+    let client = tools.client(kube, &target).await?;
+    Ok(Source {
+        container: name,
+        client,
+        looked: true,
+        ..s.clone()
+    })
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish() as u32
 }
 
 /// Running and Ready first, then (when any pod has one) sidecar pods first,

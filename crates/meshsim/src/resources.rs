@@ -85,7 +85,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         "pod",
         true,
         &["po"],
-        &["status", "exec", "log"],
+        &["status", "exec", "log", "ephemeralcontainers"],
     ),
     def(
         "",
