@@ -193,6 +193,12 @@ fn ports_by_name_and_services_without_endpoints() {
     let out = sim.npexec(&["tp-curl", "np-test-2", "--port", "Not_A_Port"]);
     assert_eq!(out.status.code(), Some(2), "{}", err(&out));
 
+    // A headless Service without ports: --port N probes its pods on N.
+    let p = sim.probes(&["tp-curl", "np-test-2/np-test-2-headless", "--port", "80"]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0]["verdict"], "allowed", "{}", p[0]);
+    assert_eq!(p[0]["to"]["service"], "np-test-2-headless", "{}", p[0]);
+
     // meshsim serves EndpointSlices in step with the pods, through kubectl.
     let slices = |ns: &str, svc: &str| {
         let sel = format!("kubernetes.io/service-name={svc}");

@@ -102,6 +102,29 @@ pub fn targets_of(namespace: &str, services: &[Service], port: Option<&PortSpec>
             .as_ref()
             .and_then(|s| s.get("app").cloned())
             .unwrap_or_else(|| name.clone());
+        // A headless Service's name resolves to its pods' addresses, so any
+        // port of theirs is reachable through it: `--port N` that the Service
+        // does not declare (headless Services often declare none) still
+        // probes N there.
+        let headless = spec.cluster_ip.as_deref() == Some("None");
+        if headless
+            && let Some(PortSpec::Number(n)) = port
+            && !spec
+                .ports
+                .iter()
+                .flatten()
+                .any(|p| u16::try_from(p.port).ok() == Some(*n))
+        {
+            out.push(Target {
+                namespace: namespace.to_string(),
+                service: name.clone(),
+                port: *n,
+                workload: workload.clone(),
+                selector: spec.selector.clone(),
+                target_port: None,
+            });
+            continue;
+        }
         for p in spec.ports.iter().flatten() {
             let proto = p.protocol.as_deref().unwrap_or("TCP");
             if proto != "TCP" {
