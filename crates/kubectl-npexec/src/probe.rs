@@ -241,13 +241,27 @@ pub async fn detect_client(
     target: &ExecTarget,
 ) -> Result<Option<Client>, PluginError> {
     let argv = |tool: &str| vec![tool.to_string(), "--version".to_string()];
+    // An exec that ends without a status (cut stream) says nothing about the
+    // tools: it is an exec failure, not "no tool".
+    let cut = |out: &ExecOutput| PluginError::Exec {
+        namespace: target.namespace.clone(),
+        pod: target.pod.clone(),
+        container: target.container.clone(),
+        message: status_text(out),
+    };
     let out = exec_bounded(kube, target, &argv("curl"), LOOK_TIMEOUT).await?;
-    if !out.command_not_found() && out.exit_code.is_some() {
-        return Ok(Some(Client::Curl));
+    if !out.command_not_found() {
+        return match out.exit_code {
+            Some(_) => Ok(Some(Client::Curl)),
+            None => Err(cut(&out)),
+        };
     }
     let out = exec_bounded(kube, target, &argv("wget"), LOOK_TIMEOUT).await?;
-    if out.command_not_found() || out.exit_code.is_none() {
+    if out.command_not_found() {
         return Ok(None);
+    }
+    if out.exit_code.is_none() {
+        return Err(cut(&out));
     }
     let text = String::from_utf8_lossy(&out.stdout.head);
     Ok(Some(if text.starts_with("GNU Wget") {

@@ -94,8 +94,12 @@ pub async fn choose(
             Ok(client) => client,
             Err(e) if is_systemic(&e) => return Err(e),
             Err(e) => {
+                // The exec itself fails: the probes will run into it and say so.
                 tracing::info!(pod = %pod_name(pod), error = %e, "could not look at the pod's tools");
-                None
+                return Ok(Source {
+                    looked: false,
+                    ..source_of(pod, c, None)
+                });
             }
         };
         if client.is_some() {
