@@ -288,12 +288,14 @@ async fn odd_namespace_and_service_names_reach_curl_verbatim() {
         ("a--b".into(), "x0-0".into()),
         (long_ns.clone(), long_svc.clone()),
     ];
+    // Services without a selector: npexec probes them (a selector matching no
+    // pod would be `no-endpoints` before any exec).
     let mut yaml = String::new();
     for (ns, svc) in &pairs {
         yaml.push_str(&format!(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: \"{ns}\"\n---\n\
              apiVersion: v1\nkind: Service\nmetadata:\n  name: \"{svc}\"\n  namespace: \"{ns}\"\n\
-             spec:\n  ports:\n  - port: 8080\n    name: http\n  selector:\n    app: nothing\n---\n"
+             spec:\n  ports:\n  - port: 8080\n    name: http\n---\n"
         ));
     }
     let applied = cluster

@@ -106,12 +106,18 @@ pub struct Cli {
     #[arg(short = 'c', long, value_name = "NAME")]
     pub container: Option<String>,
 
+    /// When no pod in FROM has curl or wget: probe from an ephemeral container
+    /// with this image (e.g. curlimages/curl) added to the chosen pod, sharing
+    /// its network namespace and so its sidecar (as `kubectl debug` does)
+    #[arg(long, value_name = "IMAGE")]
+    pub debug_image: Option<String>,
+
     /// Only this Service in TO (repeatable)
     #[arg(long = "service", value_name = "NAME")]
     pub services: Vec<String>,
-    /// Only this port of each Service
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: Option<u16>,
+    /// Only this port of each Service: a number or a port name (e.g. http-web)
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<crate::ports::PortSpec>,
     /// Request path
     #[arg(long, default_value = "/", value_name = "PATH")]
     pub path: String,

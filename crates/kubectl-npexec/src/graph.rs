@@ -28,6 +28,7 @@ pub fn colour(v: Verdict) -> &'static str {
         Verdict::MtlsFailure => "#ad1457",
         Verdict::HttpError => "#e65100",
         Verdict::ExecFailed => "#546e7a",
+        Verdict::NoEndpoints => "#f9a825",
         Verdict::Unknown => "#9e9e9e",
     }
 }
@@ -43,6 +44,7 @@ pub fn layer(v: Verdict) -> &'static str {
         Verdict::MtlsFailure => "mTLS (Envoy)",
         Verdict::HttpError => "the application",
         Verdict::ExecFailed => "the source pod (exec)",
+        Verdict::NoEndpoints => "no ready endpoint (Service)",
         Verdict::Unknown => "undecided by the engine",
     }
 }
@@ -229,6 +231,7 @@ pub(crate) mod tests {
                 namespace: from.into(),
                 pod: Some(format!("{from}-pod")),
                 container: None,
+                ..FromRef::default()
             },
             to: ToRef {
                 namespace: Some(to.into()),

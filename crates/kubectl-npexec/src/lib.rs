@@ -15,14 +15,17 @@
 //! ([`whatif`]).
 
 pub mod cli;
+pub mod endpoints;
 pub mod explain;
 pub mod graph;
 pub mod html;
 pub mod model;
 pub mod plan;
+pub mod ports;
 pub mod probe;
 pub mod report;
 pub mod sidecar;
+pub mod source;
 pub mod truth;
 pub mod verdict;
 pub mod whatif;
@@ -68,6 +71,9 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
         t.check_namespaces(&plan.namespaces)?;
     }
     tracing::info!(probes = plan.probes.len(), "plan ready");
+    if !cli.predict {
+        announce_sources(&plan)?;
+    }
 
     let analysing = cli.explain || cli.predict;
     let stream_jsonl = renderer.format == OutputFormat::Jsonl && cli.wait.is_none() && !analysing;
@@ -185,6 +191,21 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
         });
     }
     Ok(exit_for(&records, cli.expect))
+}
+
+/// One stderr line per distinct source pod: where the probes come from.
+fn announce_sources(plan: &plan::Plan) -> Result<(), PluginError> {
+    let mut seen: Vec<(&str, &str, &str)> = Vec::new();
+    let mut text = String::new();
+    for s in plan.probes.iter().filter_map(|p| p.source.as_ref().ok()) {
+        let key = (s.namespace.as_str(), s.pod.as_str(), s.container.as_str());
+        if !seen.contains(&key) {
+            seen.push(key);
+            text.push_str(&source::describe(s));
+            text.push('\n');
+        }
+    }
+    kubeplugin::render::write_str(&mut std::io::stderr().lock(), &text)
 }
 
 fn all_met(records: &[ProbeRecord]) -> bool {
@@ -434,8 +455,36 @@ async fn probe_one(
 ) -> Result<ProbeRecord, PluginError> {
     let started_at = jiff::Timestamp::now();
     let (verdict, detail, hint, http_status, curl_exit, tool, body, duration) = match &p.source {
+        Ok(_) if p.ready_endpoints == Some(0) => {
+            let (detail, hint) = verdict::no_endpoints(&p.ctx);
+            (
+                Verdict::NoEndpoints,
+                detail,
+                Some(hint),
+                None,
+                None,
+                None,
+                String::new(),
+                Duration::ZERO,
+            )
+        }
         Ok(source) => {
-            let run = run_probe(kube, source, &p.request, &p.ctx, marker, tools).await?;
+            let destination = p.target.as_ref().and_then(|t| {
+                Some(probe::Destination {
+                    namespace: t.namespace.clone(),
+                    selector: t.selector.clone()?,
+                })
+            });
+            let run = run_probe(
+                kube,
+                source,
+                &p.request,
+                &p.ctx,
+                marker,
+                tools,
+                destination.as_ref(),
+            )
+            .await?;
             (
                 run.classified.verdict,
                 run.classified.detail,

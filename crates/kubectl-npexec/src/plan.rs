@@ -11,14 +11,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kubeplugin::resources::{
-    ensure_namespace, has_sidecar, namespaces_by_selector, pod_name, resolve_container,
-};
-use kubeplugin::target::{PodQuery, pick_running_pod};
+use kubeplugin::resources::{ensure_namespace, namespaces_by_selector};
+use kubeplugin::target::PodQuery;
 use kubeplugin::{Kube, PluginError};
 
 use crate::cli::{Cli, Mode, url_port};
-use crate::probe::{Request, Source, is_systemic};
+use crate::ports::PortSpec;
+use crate::probe::{Request, Source, ToolCache, is_systemic};
 use crate::report::{FromRef, ToRef};
 use crate::verdict::HintContext;
 
@@ -40,6 +39,9 @@ pub struct PlannedProbe {
     /// The Service port requested (None for `--url`): what `--explain` and
     /// `--predict` evaluate against the policies.
     pub target: Option<Target>,
+    /// Ready endpoints of the Service, read before probing (None: unknown or
+    /// `--url`); 0 makes the probe `no-endpoints` without running it.
+    pub ready_endpoints: Option<usize>,
 }
 
 /// Every probe, plus the namespaces (matrix order).
@@ -62,31 +64,35 @@ pub struct Target {
     pub target_port: Option<IntOrString>,
 }
 
-/// Resolves the source pod and container in `namespace`.
+/// Resolves the source pod and container in `namespace` ([`crate::source`]).
 pub async fn resolve_source(
     kube: &Kube,
     namespace: &str,
     query: &PodQuery,
     container: Option<&str>,
+    look: &Look,
 ) -> Result<Source, PluginError> {
-    if container == Some(kubeplugin::resources::ISTIO_PROXY) {
-        return Err(PluginError::usage(
-            "refusing to probe from istio-proxy: its traffic (uid 1337) bypasses the sidecar and would hide AuthorizationPolicy results",
-            Some("omit -c to use the application container".to_string()),
-        ));
+    let s =
+        crate::source::choose(kube, namespace, query, container, &look.tools, look.enabled).await?;
+    match &look.debug_image {
+        Some(image) if s.looked && s.client.is_none() => {
+            crate::source::debug_container(kube, &s, image, &look.tools).await
+        }
+        _ => Ok(s),
     }
-    let pod = pick_running_pod(kube, namespace, query).await?;
-    let container = resolve_container(&pod, container)?;
-    Ok(Source {
-        namespace: namespace.to_string(),
-        pod: pod_name(&pod).to_string(),
-        container,
-        sidecar: has_sidecar(&pod),
-    })
 }
 
-/// The TCP ports of `services` (only `port` if given).
-pub fn targets_of(namespace: &str, services: &[Service], port: Option<u16>) -> Vec<Target> {
+/// Whether sources are looked at (not for `--predict`), with one cache per run.
+#[derive(Debug, Clone, Default)]
+pub struct Look {
+    pub enabled: bool,
+    pub tools: ToolCache,
+    /// `--debug-image`: an ephemeral container when no pod has a client.
+    pub debug_image: Option<String>,
+}
+
+/// The TCP ports of `services` (only `port`, by number or name, if given).
+pub fn targets_of(namespace: &str, services: &[Service], port: Option<&PortSpec>) -> Vec<Target> {
     let mut out = Vec::new();
     for svc in services {
         let name = svc.metadata.name.clone().unwrap_or_default();
@@ -96,6 +102,29 @@ pub fn targets_of(namespace: &str, services: &[Service], port: Option<u16>) -> V
             .as_ref()
             .and_then(|s| s.get("app").cloned())
             .unwrap_or_else(|| name.clone());
+        // A headless Service's name resolves to its pods' addresses, so any
+        // port of theirs is reachable through it: `--port N` that the Service
+        // does not declare (headless Services often declare none) still
+        // probes N there.
+        let headless = spec.cluster_ip.as_deref() == Some("None");
+        if headless
+            && let Some(PortSpec::Number(n)) = port
+            && !spec
+                .ports
+                .iter()
+                .flatten()
+                .any(|p| u16::try_from(p.port).ok() == Some(*n))
+        {
+            out.push(Target {
+                namespace: namespace.to_string(),
+                service: name.clone(),
+                port: *n,
+                workload: workload.clone(),
+                selector: spec.selector.clone(),
+                target_port: None,
+            });
+            continue;
+        }
         for p in spec.ports.iter().flatten() {
             let proto = p.protocol.as_deref().unwrap_or("TCP");
             if proto != "TCP" {
@@ -104,7 +133,7 @@ pub fn targets_of(namespace: &str, services: &[Service], port: Option<u16>) -> V
             let Ok(number) = u16::try_from(p.port) else {
                 continue;
             };
-            if port.is_some_and(|want| want != number) {
+            if port.is_some_and(|want| !want.matches(number, p.name.as_deref())) {
                 continue;
             }
             out.push(Target {
@@ -124,7 +153,7 @@ async fn resolve_targets(
     kube: &Kube,
     namespace: &str,
     names: &[String],
-    port: Option<u16>,
+    port: Option<&PortSpec>,
 ) -> Result<Vec<Target>, PluginError> {
     let services = kubeplugin::resources::find_services(kube, namespace, names).await?;
     let targets = targets_of(namespace, &services, port);
@@ -164,11 +193,14 @@ fn from_ref(source: &Result<Source, SourceFailure>, namespace: &str) -> FromRef 
             namespace: s.namespace.clone(),
             pod: Some(s.pod.clone()),
             container: Some(s.container.clone()),
+            tool: s
+                .looked
+                .then(|| s.client.map_or("none", |c| c.label()).to_string()),
+            sidecar: Some(s.sidecar),
         },
         Err(_) => FromRef {
             namespace: namespace.to_string(),
-            pod: None,
-            container: None,
+            ..Default::default()
         },
     }
 }
@@ -199,6 +231,7 @@ fn probe_to(
         },
         request: request_for(cli, url),
         target: Some(t.clone()),
+        ready_endpoints: None,
     }
 }
 
@@ -209,9 +242,15 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
         selector: cli.selector.clone(),
     };
     let mut plan = Plan::default();
+    let look = Look {
+        enabled: !cli.predict,
+        tools: ToolCache::default(),
+        debug_image: cli.debug_image.clone(),
+    };
     match mode {
         Mode::Url { from, url } => {
-            let source = Ok(resolve_source(kube, from, &query, cli.container.as_deref()).await?);
+            let source =
+                Ok(resolve_source(kube, from, &query, cli.container.as_deref(), &look).await?);
             let host = url
                 .split("://")
                 .nth(1)
@@ -237,11 +276,13 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
                 },
                 request: request_for(cli, url.clone()),
                 target: None,
+                ready_endpoints: None,
             });
             plan.namespaces = vec![from.clone()];
         }
         Mode::Pairs { from, to } => {
-            let source = Ok(resolve_source(kube, from, &query, cli.container.as_deref()).await?);
+            let source =
+                Ok(resolve_source(kube, from, &query, cli.container.as_deref(), &look).await?);
             // Each TO namespace once, in the order given.
             let mut to_namespaces: Vec<&String> = Vec::new();
             for t in to {
@@ -254,14 +295,15 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
                     Some(s) => std::slice::from_ref(s),
                     None => &cli.services[..],
                 };
-                for target in resolve_targets(kube, &t.namespace, only, cli.port).await? {
+                for target in resolve_targets(kube, &t.namespace, only, cli.port.as_ref()).await? {
                     plan.probes.push(probe_to(cli, &source, from, &target));
                 }
             }
             if cli.both {
-                let back = resolve_targets(kube, from, &[], cli.port).await?;
+                let back = resolve_targets(kube, from, &[], cli.port.as_ref()).await?;
                 for ns in &to_namespaces {
-                    let rev = Ok(resolve_source(kube, ns, &PodQuery::default(), None).await?);
+                    let rev =
+                        Ok(resolve_source(kube, ns, &PodQuery::default(), None, &look).await?);
                     for t in &back {
                         plan.probes.push(probe_to(cli, &rev, ns, t));
                     }
@@ -297,7 +339,8 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
             let mut targets = Vec::new();
             for ns in &names {
                 ensure_namespace(kube, ns).await?;
-                let source = match resolve_source(kube, ns, &query, cli.container.as_deref()).await
+                let source = match resolve_source(kube, ns, &query, cli.container.as_deref(), &look)
+                    .await
                 {
                     Ok(s) => Ok(s),
                     Err(e) if is_systemic(&e) => return Err(e),
@@ -320,7 +363,7 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
                     }),
                 };
                 sources.push(source);
-                let t = match resolve_targets(kube, ns, &[], cli.port).await {
+                let t = match resolve_targets(kube, ns, &[], cli.port.as_ref()).await {
                     Ok(t) => t,
                     Err(e) if is_systemic(&e) => return Err(e),
                     Err(e) => {
@@ -343,7 +386,24 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
             plan.namespaces = names;
         }
     }
+    count_endpoints(kube, &mut plan).await;
     Ok(plan)
+}
+
+/// Reads, once per Service with a selector, how many ready endpoints it has.
+async fn count_endpoints(kube: &Kube, plan: &mut Plan) {
+    let mut counts: BTreeMap<(String, String), Option<usize>> = BTreeMap::new();
+    for p in &mut plan.probes {
+        let Some(t) = p.target.as_ref().filter(|t| t.selector.is_some()) else {
+            continue;
+        };
+        let key = (t.namespace.clone(), t.service.clone());
+        if !counts.contains_key(&key) {
+            let n = crate::endpoints::ready_count(kube, &t.namespace, &t.service).await;
+            counts.insert(key.clone(), n);
+        }
+        p.ready_endpoints = counts[&key];
+    }
 }
 
 #[cfg(test)]
@@ -375,7 +435,17 @@ mod tests {
                 .map(String::as_str),
             Some("np-test-nginx-2")
         );
-        let t = targets_of("np-test-2", &[svc], Some(8080));
+        let t = targets_of(
+            "np-test-2",
+            std::slice::from_ref(&svc),
+            Some(&PortSpec::Number(8080)),
+        );
         assert_eq!(t.len(), 1);
+        let t = targets_of(
+            "np-test-2",
+            &[svc],
+            Some(&PortSpec::Name("http-web".into())),
+        );
+        assert_eq!(t.iter().map(|t| t.port).collect::<Vec<_>>(), [80]);
     }
 }

@@ -6,9 +6,13 @@
 //! with `-w`, a line carrying a per-process random marker and the status code
 //! after it; the marker separates body and code reliably even when the body
 //! has no trailing newline or contains digits. `--globoff` stops curl from
-//! expanding `[]{}` in URLs. When the container has no curl, wget is tried.
+//! expanding `[]{}` in URLs. Which client a container has (curl, GNU wget,
+//! busybox wget) is looked at once per container before its first probe
+//! ([`ToolCache`]); the verdict never depends on it: busybox wget shows only
+//! the status line of an error answer, so a bare 403 from it is checked
+//! against the destination sidecar's RBAC log.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +21,12 @@ use kubeplugin::Kube;
 use kubeplugin::PluginError;
 use kubeplugin::exec::{ExecLimits, ExecOutput, ExecTarget, exec};
 
-use crate::verdict::{Classified, HintContext, Observation, Tool, Verdict, classify, wget_status};
+use serde::Serialize;
+
+use crate::verdict::{
+    Classified, HintContext, NO_TOOL_HINT, Observation, Tool, Verdict, classify, wget_headers,
+    wget_status,
+};
 
 /// The HTTP request a probe makes.
 #[derive(Debug, Clone)]
@@ -64,18 +73,30 @@ pub fn curl_argv(req: &Request, marker: &str) -> Vec<String> {
     argv
 }
 
-/// `wget -q -S -O - -T SECS [--header h]... URL` (GET only; busybox and GNU).
-pub fn wget_argv(req: &Request) -> Vec<String> {
+/// `wget -nv -S [--content-on-error] -O - -T SECS -t 1 [--header h]... URL`:
+/// the same argv for busybox and GNU wget (busybox accepts and ignores `-nv`
+/// and `-t`), plus `--content-on-error` for GNU wget (busybox refuses it) so
+/// the body of an error answer reaches stdout. `-S` puts the status line and
+/// headers on stderr; `-q` would hide them with GNU wget. GET only for busybox;
+/// GNU wget takes `--method`.
+pub fn wget_argv(req: &Request, client: Client) -> Vec<String> {
     let secs = req.timeout.as_secs_f64().ceil().max(1.0) as u64;
-    let mut argv: Vec<String> = vec![
-        "wget".into(),
-        "-q".into(),
-        "-S".into(),
+    let mut argv: Vec<String> = vec!["wget".into(), "-nv".into(), "-S".into()];
+    if client == Client::GnuWget {
+        argv.push("--content-on-error".into());
+        if req.method != "GET" {
+            argv.push("--method".into());
+            argv.push(req.method.clone());
+        }
+    }
+    argv.extend([
         "-O".into(),
         "-".into(),
         "-T".into(),
         secs.to_string(),
-    ];
+        "-t".into(),
+        "1".into(),
+    ]);
     for h in &req.headers {
         argv.push("--header".into());
         argv.push(h.clone());
@@ -117,6 +138,49 @@ pub struct Source {
     pub pod: String,
     pub container: String,
     pub sidecar: bool,
+    /// The client the container has (None: neither curl nor wget, when
+    /// `looked`).
+    pub client: Option<Client>,
+    /// Whether `client` was looked at (else the first probe looks).
+    pub looked: bool,
+}
+
+/// The HTTP client in a container. The two wgets differ in what they show of
+/// an error answer (busybox: only the status line), so the probe's argv and
+/// its reading differ; the verdict must not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Client {
+    Curl,
+    GnuWget,
+    BusyboxWget,
+}
+
+impl Client {
+    /// The executable.
+    pub fn tool(self) -> Tool {
+        match self {
+            Client::Curl => Tool::Curl,
+            Client::GnuWget | Client::BusyboxWget => Tool::Wget,
+        }
+    }
+
+    /// `curl`, `wget (GNU)`, `wget (busybox)`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Client::Curl => "curl",
+            Client::GnuWget => "wget (GNU)",
+            Client::BusyboxWget => "wget (busybox)",
+        }
+    }
+}
+
+/// The destination of a Service probe: where its sidecars' RBAC logs are,
+/// to corroborate a 403 that busybox wget shows without headers or body.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub namespace: String,
+    pub selector: BTreeMap<String, String>,
 }
 
 /// The raw facts of a finished probe.
@@ -130,26 +194,81 @@ pub struct ProbeRun {
     pub duration: Duration,
 }
 
-/// Remembers which containers lack curl, so later probes go straight to wget.
+/// Remembers which client each container has (None: neither), so each
+/// container is looked at once per run.
 #[derive(Debug, Clone, Default)]
-pub struct ToolCache(Arc<Mutex<HashMap<ContainerKey, Tool>>>);
+pub struct ToolCache(Arc<Mutex<HashMap<ContainerKey, Option<Client>>>>);
 
 /// (namespace, pod, container).
 type ContainerKey = (String, String, String);
 
 impl ToolCache {
-    fn get(&self, s: &Source) -> Option<Tool> {
-        self.0
-            .lock()
-            .ok()?
-            .get(&(s.namespace.clone(), s.pod.clone(), s.container.clone()))
-            .copied()
+    fn key(t: &ExecTarget) -> ContainerKey {
+        (t.namespace.clone(), t.pod.clone(), t.container.clone())
     }
-    fn set(&self, s: &Source, t: Tool) {
+    fn get(&self, t: &ExecTarget) -> Option<Option<Client>> {
+        self.0.lock().ok()?.get(&Self::key(t)).copied()
+    }
+    fn set(&self, t: &ExecTarget, c: Option<Client>) {
         if let Ok(mut m) = self.0.lock() {
-            m.insert((s.namespace.clone(), s.pod.clone(), s.container.clone()), t);
+            m.insert(Self::key(t), c);
         }
     }
+
+    /// The client of `target`, looked at once: `curl --version`, else
+    /// `wget --version` (GNU wget prints `GNU Wget ...`; busybox's has no
+    /// `--version` but exists).
+    pub async fn client(
+        &self,
+        kube: &Kube,
+        target: &ExecTarget,
+    ) -> Result<Option<Client>, PluginError> {
+        if let Some(c) = self.get(target) {
+            return Ok(c);
+        }
+        let c = detect_client(kube, target).await?;
+        self.set(target, c);
+        Ok(c)
+    }
+}
+
+/// How long looking at a container's tools may take.
+const LOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// See [`ToolCache::client`].
+pub async fn detect_client(
+    kube: &Kube,
+    target: &ExecTarget,
+) -> Result<Option<Client>, PluginError> {
+    let argv = |tool: &str| vec![tool.to_string(), "--version".to_string()];
+    // An exec that ends without a status (cut stream) says nothing about the
+    // tools: it is an exec failure, not "no tool".
+    let cut = |out: &ExecOutput| PluginError::Exec {
+        namespace: target.namespace.clone(),
+        pod: target.pod.clone(),
+        container: target.container.clone(),
+        message: status_text(out),
+    };
+    let out = exec_bounded(kube, target, &argv("curl"), LOOK_TIMEOUT).await?;
+    if !out.command_not_found() {
+        return match out.exit_code {
+            Some(_) => Ok(Some(Client::Curl)),
+            None => Err(cut(&out)),
+        };
+    }
+    let out = exec_bounded(kube, target, &argv("wget"), LOOK_TIMEOUT).await?;
+    if out.command_not_found() {
+        return Ok(None);
+    }
+    if out.exit_code.is_none() {
+        return Err(cut(&out));
+    }
+    let text = String::from_utf8_lossy(&out.stdout.head);
+    Ok(Some(if text.starts_with("GNU Wget") {
+        Client::GnuWget
+    } else {
+        Client::BusyboxWget
+    }))
 }
 
 /// Errors that are the same for every probe and end the run (exit 3).
@@ -203,8 +322,10 @@ pub async fn run_probe(
     ctx: &HintContext,
     marker: &str,
     tools: &ToolCache,
+    destination: Option<&Destination>,
 ) -> Result<ProbeRun, PluginError> {
     let start = Instant::now();
+    let started_at = jiff::Timestamp::now();
     let target = ExecTarget {
         namespace: source.namespace.clone(),
         pod: source.pod.clone(),
@@ -227,78 +348,96 @@ pub async fn run_probe(
         timeout_secs: req.timeout.as_secs_f64(),
         ..Default::default()
     };
-
-    if tools.get(source) != Some(Tool::Wget) {
-        let out = match exec_bounded(kube, &target, &curl_argv(req, marker), req.timeout).await {
-            Ok(o) => o,
+    let client = match (source.client, source.looked) {
+        (c, true) => c,
+        (_, false) => match tools.client(kube, &target).await {
+            Ok(c) => c,
             Err(e) if is_systemic(&e) => return Err(e),
-            Err(e) => return Ok(exec_failed(e.to_string(), e.hint(), Some(Tool::Curl))),
-        };
-        if !out.command_not_found() {
-            let (body, status) = parse_curl_stdout(&out.stdout.head, &out.stdout.end(), marker);
-            let obs = Observation {
-                exit: out.exit_code,
-                http_status: status,
-                body: body.clone(),
-                stderr: String::from_utf8_lossy(&out.stderr.head).into_owned(),
-                ..base_obs.clone()
-            };
-            if out.exit_code.is_none() {
-                return Ok(exec_failed(
-                    status_text(&out),
-                    Some("the command did not run to completion; check the pod".into()),
-                    Some(Tool::Curl),
-                ));
-            }
-            return Ok(ProbeRun {
-                classified: classify(&obs, ctx),
-                tool: Some(Tool::Curl),
-                http_status: status,
-                exit: out.exit_code,
-                body,
-                duration: start.elapsed(),
-            });
-        }
-        tools.set(source, Tool::Wget);
-        tracing::info!(pod = %source.pod, container = %source.container, "no curl in the container, trying wget");
-    }
-
-    if req.method != "GET" {
-        return Ok(exec_failed(
-            format!(
-                "container {} has no curl, and the wget fallback only does GET (asked {})",
-                source.container, req.method
-            ),
-            Some("pick a container with curl using -c".into()),
-            None,
-        ));
-    }
-    let out = match exec_bounded(kube, &target, &wget_argv(req), req.timeout).await {
-        Ok(o) => o,
-        Err(e) if is_systemic(&e) => return Err(e),
-        Err(e) => return Ok(exec_failed(e.to_string(), e.hint(), Some(Tool::Wget))),
+            Err(e) => return Ok(exec_failed(e.to_string(), e.hint(), None)),
+        },
     };
-    if out.command_not_found() {
+    let Some(client) = client else {
         return Ok(exec_failed(
             format!(
                 "container {} of pod {}/{} has neither curl nor wget",
                 source.container, source.namespace, source.pod
             ),
-            Some("pick a container that has curl with -c, or use an image with curl".into()),
+            Some(NO_TOOL_HINT.into()),
             None,
+        ));
+    };
+
+    if client == Client::Curl {
+        let out = match exec_bounded(kube, &target, &curl_argv(req, marker), req.timeout).await {
+            Ok(o) => o,
+            Err(e) if is_systemic(&e) => return Err(e),
+            Err(e) => return Ok(exec_failed(e.to_string(), e.hint(), Some(Tool::Curl))),
+        };
+        let (body, status) = parse_curl_stdout(&out.stdout.head, &out.stdout.end(), marker);
+        let obs = Observation {
+            exit: out.exit_code,
+            http_status: status,
+            body: body.clone(),
+            stderr: String::from_utf8_lossy(&out.stderr.head).into_owned(),
+            ..base_obs.clone()
+        };
+        if out.exit_code.is_none() {
+            return Ok(exec_failed(
+                status_text(&out),
+                Some("the command did not run to completion; check the pod".into()),
+                Some(Tool::Curl),
+            ));
+        }
+        return Ok(ProbeRun {
+            classified: classify(&obs, ctx),
+            tool: Some(Tool::Curl),
+            http_status: status,
+            exit: out.exit_code,
+            body,
+            duration: start.elapsed(),
+        });
+    }
+
+    if req.method != "GET" && client == Client::BusyboxWget {
+        return Ok(exec_failed(
+            format!(
+                "container {} has busybox wget, which only does GET (asked {})",
+                source.container, req.method
+            ),
+            Some(NO_TOOL_HINT.into()),
+            Some(Tool::Wget),
+        ));
+    }
+    let out = match exec_bounded(kube, &target, &wget_argv(req, client), req.timeout).await {
+        Ok(o) => o,
+        Err(e) if is_systemic(&e) => return Err(e),
+        Err(e) => return Ok(exec_failed(e.to_string(), e.hint(), Some(Tool::Wget))),
+    };
+    if out.exit_code.is_none() {
+        return Ok(exec_failed(
+            status_text(&out),
+            Some("the command did not run to completion; check the pod".into()),
+            Some(Tool::Wget),
         ));
     }
     let stderr = String::from_utf8_lossy(&out.stderr.head).into_owned();
     let status = wget_status(&stderr);
+    let headers = wget_headers(&stderr);
     let body = out.stdout.head.clone();
-    let obs = Observation {
+    let mut obs = Observation {
         exit: out.exit_code,
         http_status: status,
         body: body.clone(),
+        headers,
         stderr,
         wget: true,
         ..base_obs
     };
+    if needs_rbac_log(&obs)
+        && let Some(dest) = destination
+    {
+        obs.rbac_logged = Some(rbac_denial_logged(kube, dest, started_at).await);
+    }
     Ok(ProbeRun {
         classified: classify(&obs, ctx),
         tool: Some(Tool::Wget),
@@ -307,6 +446,60 @@ pub async fn run_probe(
         body,
         duration: start.elapsed(),
     })
+}
+
+/// Whether the destination sidecar's log decides this observation: a 403
+/// seen without headers or body (busybox wget).
+fn needs_rbac_log(obs: &Observation) -> bool {
+    obs.http_status == Some(403) && obs.headers.is_empty() && obs.body.is_empty()
+}
+
+/// Whether a sidecar of `dest` logged an enforced RBAC denial since `since`
+/// (less [`crate::sidecar::SLACK`]). The log is read a few times for a short
+/// while: the kubelet may not have the line yet when the client has exited.
+async fn rbac_denial_logged(kube: &Kube, dest: &Destination, since: jiff::Timestamp) -> bool {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, ListParams};
+    let selector: Vec<String> = dest
+        .selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if selector.is_empty() {
+        return false;
+    }
+    let api: Api<Pod> = Api::namespaced(kube.client.clone(), &dest.namespace);
+    let Ok(pods) = api
+        .list(&ListParams::default().labels(&selector.join(",")))
+        .await
+    else {
+        return false;
+    };
+    let slack = jiff::SignedDuration::try_from(crate::sidecar::SLACK).unwrap_or_default();
+    let from = since.checked_sub(slack).unwrap_or(since);
+    for attempt in 0..5 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let now = jiff::Timestamp::now();
+        for pod in pods
+            .items
+            .iter()
+            .filter(|p| kubeplugin::resources::has_sidecar(p))
+        {
+            let name = kubeplugin::resources::pod_name(pod);
+            let Ok(lines) = crate::sidecar::fetch(kube, &dest.namespace, name, from).await else {
+                continue;
+            };
+            let found = crate::sidecar::attribute(&lines, since, now, None, Verdict::DeniedRbac)
+                .iter()
+                .any(|d| d.denied && d.engine == crate::sidecar::EnvoyEngine::Enforced);
+            if found {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 fn status_text(out: &ExecOutput) -> String {
@@ -351,10 +544,15 @@ mod tests {
 
     #[test]
     fn wget_argv_rounds_timeout_up() {
-        let argv = wget_argv(&req());
+        let argv = wget_argv(&req(), Client::BusyboxWget);
+        assert_eq!(argv[..3], ["wget", "-nv", "-S"]);
         let i = argv.iter().position(|a| a == "-T").unwrap();
         assert_eq!(argv[i + 1], "3");
+        assert!(argv.windows(2).any(|w| w == ["-t", "1"]));
+        assert!(!argv.contains(&"--content-on-error".to_string()));
         assert_eq!(argv.last().unwrap(), &req().url);
+        let argv = wget_argv(&req(), Client::GnuWget);
+        assert!(argv.contains(&"--content-on-error".to_string()));
     }
 
     #[test]

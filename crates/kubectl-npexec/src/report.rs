@@ -15,11 +15,18 @@ use crate::explain::{Analysis, PolicyNote};
 use crate::verdict::{Expectation, Tool, Verdict};
 
 /// Where a probe ran.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct FromRef {
     pub namespace: String,
     pub pod: Option<String>,
     pub container: Option<String>,
+    /// The client the container has (`curl`, `wget (GNU)`, `wget (busybox)`),
+    /// when looked at (see crates/kubectl-npexec/src/source.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Whether the source pod runs an Istio sidecar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sidecar: Option<bool>,
 }
 
 /// What a probe requested.
@@ -602,6 +609,7 @@ mod tests {
                         namespace: from.into(),
                         pod: Some(format!("{from}-pod-7d9f")),
                         container: Some("app".into()),
+                        ..Default::default()
                     },
                     to: ToRef {
                         namespace: Some(to.into()),

@@ -303,6 +303,7 @@ c        ?  R  .
                 namespace: from.into(),
                 pod: Some("p".into()),
                 container: None,
+                ..FromRef::default()
             },
             to: ToRef {
                 namespace: Some(to.into()),

@@ -25,6 +25,9 @@ pub enum Verdict {
     MtlsFailure,
     HttpError,
     ExecFailed,
+    /// The Service has no ready endpoint: nothing to send the request to
+    /// (EndpointSlices before probing, or the sidecar's 503 `no healthy upstream`).
+    NoEndpoints,
     /// Only from `--predict`: the engine cannot decide (e.g. a CUSTOM
     /// policy's external authorizer, or a condition on unknown attributes).
     Unknown,
@@ -32,7 +35,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// Every verdict a probe can produce ([`Verdict::Unknown`] is only predicted).
-    pub const ALL: [Verdict; 8] = [
+    pub const ALL: [Verdict; 9] = [
         Verdict::Allowed,
         Verdict::DeniedRbac,
         Verdict::BlockedNetwork,
@@ -41,6 +44,7 @@ impl Verdict {
         Verdict::MtlsFailure,
         Verdict::HttpError,
         Verdict::ExecFailed,
+        Verdict::NoEndpoints,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +57,7 @@ impl Verdict {
             Verdict::MtlsFailure => "mtls-failure",
             Verdict::HttpError => "http-error",
             Verdict::ExecFailed => "exec-failed",
+            Verdict::NoEndpoints => "no-endpoints",
             Verdict::Unknown => "unknown",
         }
     }
@@ -68,6 +73,7 @@ impl Verdict {
             Verdict::MtlsFailure => 'T',
             Verdict::HttpError => 'H',
             Verdict::ExecFailed => 'E',
+            Verdict::NoEndpoints => '0',
             Verdict::Unknown => '?',
         }
     }
@@ -168,6 +174,11 @@ pub struct Observation {
     pub body: Vec<u8>,
     /// The client's stderr (error messages).
     pub stderr: String,
+    /// Response headers the client printed (wget `-S`), lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// For a 403 seen without headers or body (busybox wget): whether the
+    /// destination sidecar logged an enforced RBAC denial for it (None: not read).
+    pub rbac_logged: Option<bool>,
     /// The source pod runs an Istio sidecar.
     pub source_sidecar: bool,
     /// The client's time limit in seconds (for messages).
@@ -258,18 +269,40 @@ pub fn classify(obs: &Observation, ctx: &HintContext) -> Classified {
             };
             return c(Verdict::Allowed, detail, None);
         }
-        if code == 403 && body.trim_start().starts_with("RBAC: access denied") {
-            let hint = match &ctx.to_namespace {
-                Some(ns) => format!(
-                    "denied by an Istio AuthorizationPolicy on {}: see kubectl rbaclog -n {ns}",
-                    dest(ctx)
-                ),
-                None => "denied by an Istio AuthorizationPolicy: see kubectl rbaclog".into(),
-            };
+        if code == 403 && obs.rbac_logged == Some(true) && obs.body.is_empty() {
+            return c(
+                Verdict::DeniedRbac,
+                "403 Forbidden, and the destination sidecar logged an RBAC denial for it (busybox wget shows no headers or body)".into(),
+                Some(rbac_hint(ctx)),
+            );
+        }
+        if code == 403 && is_envoy_rbac_reply(&body, &obs.headers) {
             return c(
                 Verdict::DeniedRbac,
                 "RBAC: access denied (Istio AuthorizationPolicy)".into(),
-                Some(hint),
+                Some(rbac_hint(ctx)),
+            );
+        }
+        if code == 503 && is_envoy_local_reply(&body, &obs.headers, NO_HEALTHY_UPSTREAM) {
+            return c(
+                Verdict::NoEndpoints,
+                "503 no healthy upstream: the Service has no ready endpoint".into(),
+                Some(no_endpoints_hint(ctx)),
+            );
+        }
+        if obs.wget && obs.body.is_empty() && obs.headers.is_empty() && matches!(code, 403 | 503) {
+            return c(
+                Verdict::HttpError,
+                format!("HTTP {code} (busybox wget shows no headers or body of an error answer)"),
+                Some(format!(
+                    "could not tell an Envoy reply from the application's {code}: busybox wget hides headers and body{}; {}",
+                    if code == 403 {
+                        ", and the destination sidecar's log has no RBAC denial for it"
+                    } else {
+                        ""
+                    },
+                    NO_TOOL_HINT
+                )),
             );
         }
         if code == 503 && body.contains("upstream connect error") {
@@ -366,8 +399,21 @@ pub fn classify(obs: &Observation, ctx: &HintContext) -> Classified {
 }
 
 fn classify_wget(obs: &Observation, ctx: &HintContext) -> Classified {
-    let err = obs.stderr.to_ascii_lowercase();
-    let line = last_line(&obs.stderr);
+    // Only the error lines: `Connecting to HOST`, `-S` headers and GNU's
+    // progress lines name hosts and values that must not match below.
+    let errors: String = obs
+        .stderr
+        .lines()
+        .filter(|l| {
+            !(l.starts_with("Connecting to")
+                || l.starts_with("Resolving ")
+                || l.starts_with("  ")
+                || l.starts_with("--"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let err = errors.to_ascii_lowercase();
+    let line = last_line(&errors);
     let c = |verdict, detail: String, hint: Option<String>| Classified {
         verdict,
         detail,
@@ -410,6 +456,70 @@ fn classify_wget(obs: &Observation, ctx: &HintContext) -> Classified {
     }
 }
 
+/// The hint when the source container has no usable client.
+pub const NO_TOOL_HINT: &str = "probe from a pod with curl or wget (--pod POD, or -l SELECTOR), or from an ephemeral container with --debug-image IMAGE (e.g. curlimages/curl)";
+
+/// Envoy's body for an AuthorizationPolicy denial.
+pub const RBAC_DENIED: &str = "RBAC: access denied";
+/// Envoy's body when a cluster has no healthy (ready) endpoint.
+pub const NO_HEALTHY_UPSTREAM: &str = "no healthy upstream";
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+/// Whether an answer is Envoy's own local reply with `text` as body: the body
+/// itself, or (when the client printed headers but no body) Envoy's `server`
+/// header (`envoy`, or `istio-envoy` as Istio names it) with the body's exact
+/// `content-length`.
+pub fn is_envoy_local_reply(body: &str, headers: &[(String, String)], text: &str) -> bool {
+    if body.trim_start().starts_with(text) {
+        return true;
+    }
+    if !body.is_empty() {
+        return false;
+    }
+    let envoy = header(headers, "server").is_some_and(|s| s == "envoy" || s == "istio-envoy");
+    let length = header(headers, "content-length").and_then(|l| l.parse::<usize>().ok());
+    envoy && length == Some(text.len())
+}
+
+/// Envoy's 403 local reply for an AuthorizationPolicy denial.
+pub fn is_envoy_rbac_reply(body: &str, headers: &[(String, String)]) -> bool {
+    is_envoy_local_reply(body, headers, RBAC_DENIED)
+}
+
+fn rbac_hint(ctx: &HintContext) -> String {
+    match &ctx.to_namespace {
+        Some(ns) => format!(
+            "denied by an Istio AuthorizationPolicy on {}: see kubectl rbaclog -n {ns}",
+            dest(ctx)
+        ),
+        None => "denied by an Istio AuthorizationPolicy: see kubectl rbaclog".into(),
+    }
+}
+
+/// The detail and hint of a probe not run because its Service has no ready
+/// endpoint (read from EndpointSlices before probing).
+pub fn no_endpoints(ctx: &HintContext) -> (String, String) {
+    (
+        "the Service has no ready endpoint (EndpointSlices): nothing would answer".into(),
+        no_endpoints_hint(ctx),
+    )
+}
+
+fn no_endpoints_hint(ctx: &HintContext) -> String {
+    match &ctx.to_namespace {
+        Some(ns) => format!(
+            "no ready pod behind the Service: check `kubectl get endpointslices -n {ns}` and the pods' readiness"
+        ),
+        None => "no ready endpoint behind the address: check the pods' readiness".into(),
+    }
+}
+
 fn refused_hint(ctx: &HintContext) -> String {
     match ctx.port {
         Some(p) => format!(
@@ -439,6 +549,29 @@ pub fn fmt_secs(secs: f64) -> String {
     let s = format!("{secs:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_string()
+}
+
+/// The headers of the last response wget printed with `-S` (two-space
+/// indented `name: value` lines after an `  HTTP/` status line), names in
+/// lower case.
+pub fn wget_headers(stderr: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in stderr.lines() {
+        let Some(rest) = line.strip_prefix("  ") else {
+            inside = false;
+            continue;
+        };
+        if rest.starts_with("HTTP/") {
+            out.clear();
+            inside = true;
+            continue;
+        }
+        if inside && let Some((k, v)) = rest.split_once(':') {
+            out.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    out
 }
 
 /// Parses wget's `-S` headers (`  HTTP/1.1 200 OK`) or busybox's
@@ -483,6 +616,7 @@ mod tests {
             source_sidecar: sidecar,
             timeout_secs: 3.0,
             wget: false,
+            ..Default::default()
         }
     }
 
@@ -567,7 +701,7 @@ mod tests {
             ),
             (
                 obs(0, Some(503), "no healthy upstream", "", true),
-                HttpError,
+                NoEndpoints,
             ),
             (
                 obs(
@@ -679,6 +813,53 @@ mod tests {
             Some(403)
         );
         assert_eq!(wget_status("nothing"), None);
+    }
+
+    /// The same Envoy replies through each client: curl's body, GNU wget's
+    /// `-S` headers (and `--content-on-error` body), busybox's bare status
+    /// line plus the sidecar log: one verdict.
+    #[test]
+    fn every_client_gives_one_verdict() {
+        let gnu_stderr = "  HTTP/1.1 403 Forbidden\n  content-length: 19\n  content-type: text/plain\n  server: istio-envoy\nhttp://svc/:\n2026-12-05 07:30:00 ERROR 403: Forbidden.\n";
+        let wget = |stderr: &str, body: &str, logged: Option<bool>| {
+            let mut o = obs(8, wget_status(stderr), body, stderr, false);
+            o.wget = true;
+            o.headers = wget_headers(stderr);
+            o.rbac_logged = logged;
+            o
+        };
+        let curl = obs(0, Some(403), "RBAC: access denied", "", false);
+        let gnu_body = wget(gnu_stderr, "RBAC: access denied", None);
+        let gnu_headers_only = wget(gnu_stderr, "", None);
+        let busybox = "Connecting to svc (10.96.0.1:80)\n  HTTP/1.1 403 Forbidden\nwget: server returned error: HTTP/1.1 403 Forbidden\n";
+        let busybox_logged = wget(busybox, "", Some(true));
+        for o in [&curl, &gnu_body, &gnu_headers_only, &busybox_logged] {
+            assert_eq!(classify(o, &ctx()).verdict, Verdict::DeniedRbac, "{o:?}");
+        }
+        assert_eq!(gnu_headers_only.headers.len(), 3);
+        // Without the log, busybox's bare 403 is not called a policy decision.
+        let unknown = classify(&wget(busybox, "", Some(false)), &ctx());
+        assert_eq!(unknown.verdict, Verdict::HttpError);
+        assert!(unknown.hint.unwrap().contains("--debug-image"));
+        // The application's own 403 through a sidecar is not Envoy's.
+        let app = "  HTTP/1.1 403 Forbidden\n  content-length: 9\n  server: istio-envoy\n";
+        assert_eq!(
+            classify(&wget(app, "", None), &ctx()).verdict,
+            Verdict::HttpError
+        );
+        let nhu = "  HTTP/1.1 503 Service Unavailable\n  content-length: 19\n  server: envoy\n";
+        assert_eq!(
+            classify(&wget(nhu, "", None), &ctx()).verdict,
+            Verdict::NoEndpoints
+        );
+        // A host name in the chatter does not decide.
+        let mut o = wget(
+            "Connecting to tls-reset (10.96.0.1:443)\nwget: download timed out\n",
+            "",
+            None,
+        );
+        o.http_status = None;
+        assert_eq!(classify(&o, &ctx()).verdict, Verdict::BlockedNetwork);
     }
 
     #[test]

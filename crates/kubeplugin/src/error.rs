@@ -50,6 +50,9 @@ pub enum PluginError {
     /// No pod matched the selector (exit 3).
     #[error("no pod in namespace {namespace} matches {selector}")]
     NoPodMatches { namespace: String, selector: String },
+    /// The namespace exists but holds no pod at all (exit 3).
+    #[error("namespace {namespace} has no pods")]
+    NoPods { namespace: String },
     /// The chosen pod is not running (exit 3).
     #[error("pod {namespace}/{pod} is not running (phase {phase})")]
     PodNotRunning {
@@ -175,6 +178,9 @@ impl PluginError {
             )),
             PluginError::NoPodMatches { namespace, .. } => Some(format!(
                 "check the labels with `kubectl get pods -n {namespace} --show-labels`"
+            )),
+            PluginError::NoPods { namespace } => Some(format!(
+                "nothing to run from in {namespace}: deploy a client pod there, or name another namespace"
             )),
             PluginError::PodNotRunning { namespace, pod, .. } => Some(format!(
                 "see `kubectl describe pod {pod} -n {namespace}`, or pick another with --pod/-l"

@@ -357,6 +357,9 @@ async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, Ap
                     .cloned()
                     .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, &name))?,
                 Some("status") => st.update(t.def, &ns, &name, obj, true)?,
+                Some("ephemeralcontainers") => {
+                    crate::podexec::add_ephemeral(&mut st, t.def, &ns, &name, &obj)?
+                }
                 _ => st.update(t.def, &ns, &name, obj, false)?,
             };
             st.reconcile(&ns);
@@ -731,6 +734,11 @@ fn patch_object(
     }
     if dry {
         return Ok(ok(&base));
+    }
+    if t.sub.as_deref() == Some("ephemeralcontainers") {
+        let out = crate::podexec::add_ephemeral(&mut st, t.def, &ns, &name, &base)?;
+        st.reconcile(&ns);
+        return Ok(ok(&with_version(out, t.def)));
     }
     // A patch never carries a stale resourceVersion check unless it sets one explicitly.
     if meta_str(&patch_doc, "resourceVersion").is_empty()

@@ -685,6 +685,7 @@ impl Store {
                     e
                 })
                 .collect();
+            self.reconcile_slice(ns, &svc, &ready, &not_ready, &ports);
             let mut subset = json!({"ports": ports});
             if !ready.is_empty() {
                 subset["addresses"] = json!(ready);
@@ -725,6 +726,67 @@ impl Store {
                     }
                     let _ = self.create(def, ns, ep);
                 }
+            }
+        }
+    }
+}
+
+impl Store {
+    /// The Service's EndpointSlice (discovery.k8s.io/v1), kept in step with
+    /// its pods as the EndpointSlice controller does: one IPv4 slice named
+    /// `SERVICE-meshsim`, labelled `kubernetes.io/service-name` and
+    /// `endpointslice.kubernetes.io/managed-by`, one endpoint per pod with
+    /// `conditions.ready` (and serving) from the pod's readiness.
+    fn reconcile_slice(
+        &mut self,
+        ns: &str,
+        svc: &Value,
+        ready: &[Value],
+        not_ready: &[Value],
+        ports: &[Value],
+    ) {
+        let service = meta_str(svc, "name").to_string();
+        let name = format!("{service}-meshsim");
+        let endpoint = |a: &Value, ok: bool| {
+            json!({
+                "addresses": [a["ip"].clone()],
+                "conditions": {"ready": ok, "serving": ok, "terminating": false},
+                "nodeName": a["nodeName"].clone(),
+                "targetRef": a["targetRef"].clone(),
+            })
+        };
+        let endpoints: Vec<Value> = ready
+            .iter()
+            .map(|a| endpoint(a, true))
+            .chain(not_ready.iter().map(|a| endpoint(a, false)))
+            .collect();
+        let ports: Vec<Value> = ports.to_vec();
+        match self.get(resources::ENDPOINTSLICES, ns, &name).cloned() {
+            Some(cur) => {
+                let mut n = cur.clone();
+                n["endpoints"] = json!(endpoints);
+                n["ports"] = json!(ports);
+                self.write_if_changed(resources::ENDPOINTSLICES, &cur, n);
+            }
+            None => {
+                let slice = json!({
+                    "metadata": {
+                        "name": name,
+                        "labels": {
+                            "kubernetes.io/service-name": service,
+                            "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+                        },
+                        "ownerReferences": [{
+                            "apiVersion": "v1", "kind": "Service", "name": service,
+                            "uid": meta_str(svc, "uid"), "controller": true, "blockOwnerDeletion": true,
+                        }],
+                    },
+                    "addressType": "IPv4",
+                    "endpoints": endpoints,
+                    "ports": ports,
+                });
+                let def = resources::preferred(resources::ENDPOINTSLICES);
+                let _ = self.create(def, ns, slice);
             }
         }
     }

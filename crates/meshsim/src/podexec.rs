@@ -9,7 +9,8 @@
 //! every image has `sh` and the basic utilities (cat, echo, env, hostname,
 //! sleep, true, false, ls); `nginx` images add bash and curl; Istio's
 //! `proxyv2` adds bash, curl and pilot-agent; `busybox` adds wget; `curl`
-//! images (e.g. curlimages/curl) add curl; anything else has only the basics.
+//! images (e.g. curlimages/curl) add curl; `distroless` images have nothing
+//! at all; anything else has only the basics.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +34,10 @@ const BASE_TOOLS: &[&str] = &[
 
 /// Executables an image provides by default.
 pub fn default_tools(image: &str) -> Vec<String> {
+    if image.contains("distroless") {
+        // Distroless images have no shell and no utilities at all.
+        return Vec::new();
+    }
     let mut t: Vec<&str> = BASE_TOOLS.to_vec();
     let repo = image.rsplit('/').next().unwrap_or(image);
     let repo = repo.split([':', '@']).next().unwrap_or(repo);
@@ -79,10 +84,15 @@ pub fn resolve_container(pod: &Value, requested: Option<&str>) -> Result<Value, 
         .as_array()
         .cloned()
         .unwrap_or_default();
+    let ephemeral = pod["spec"]["ephemeralContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     match requested.filter(|c| !c.is_empty()) {
         Some(c) => containers
             .iter()
             .chain(inits.iter())
+            .chain(ephemeral.iter())
             .find(|x| x["name"].as_str() == Some(c))
             .cloned()
             .ok_or_else(|| {
@@ -143,6 +153,7 @@ pub async fn exec(
     let running = pod["status"]["containerStatuses"]
         .as_array()
         .into_iter()
+        .chain(pod["status"]["ephemeralContainerStatuses"].as_array())
         .flatten()
         .any(|c| c["name"].as_str() == Some(cname.as_str()) && c["state"].get("running").is_some());
     if !running {
@@ -206,6 +217,85 @@ pub async fn exec(
         .into_response())
 }
 
+/// `PATCH|PUT .../pods/NAME/ephemeralcontainers` (as `kubectl debug` and
+/// kube-rs's `patch_ephemeral_containers` send it): `pod` is the pod as the
+/// request would leave it; only `spec.ephemeralContainers` is taken, new
+/// entries only (existing ones cannot change, as the kubelet enforces), and
+/// each new container starts at once (`ephemeralContainerStatuses`, running)
+/// in the pod's network namespace: its traffic is the pod's.
+pub fn add_ephemeral(
+    st: &mut crate::store::Store,
+    def: &crate::resources::ResourceDef,
+    ns: &str,
+    name: &str,
+    pod: &Value,
+) -> Result<Value, ApiError> {
+    let existing = st
+        .get(def.key(), ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("pods", "", name))?;
+    let old: Vec<Value> = existing["spec"]["ephemeralContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut all = old.clone();
+    let taken: Vec<String> = names(&existing["spec"]["containers"])
+        .into_iter()
+        .chain(names(&existing["spec"]["initContainers"]))
+        .chain(names(&existing["spec"]["ephemeralContainers"]))
+        .collect();
+    for c in pod["spec"]["ephemeralContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let Some(cname) = c["name"].as_str() else {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!(
+                    "Pod \"{name}\" is invalid: spec.ephemeralContainers[0].name: Required value"
+                ),
+            ));
+        };
+        if old.iter().any(|o| o["name"].as_str() == Some(cname)) {
+            continue;
+        }
+        if taken.iter().any(|t| t == cname) {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!(
+                    "Pod \"{name}\" is invalid: spec.ephemeralContainers[0].name: Duplicate value: \"{cname}\""
+                ),
+            ));
+        }
+        all.push(c.clone());
+    }
+    let mut next = existing.clone();
+    next["spec"]["ephemeralContainers"] = Value::Array(all.clone());
+    let out = st.update(def, ns, name, next, false)?;
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let statuses: Vec<Value> = all
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "name": c["name"].clone(),
+                "image": c["image"].clone(),
+                "imageID": "",
+                "ready": false,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": now}},
+            })
+        })
+        .collect();
+    let mut with_status = out.clone();
+    with_status["status"]["ephemeralContainerStatuses"] = Value::Array(statuses);
+    st.update(def, ns, name, with_status, true)
+}
+
 /// `GET .../pods/NAME/log`.
 pub fn logs(
     app: Arc<App>,
@@ -226,6 +316,7 @@ pub fn logs(
         .as_array()
         .into_iter()
         .chain(pod["status"]["initContainerStatuses"].as_array())
+        .chain(pod["status"]["ephemeralContainerStatuses"].as_array())
         .flatten()
         .any(|c| c["name"].as_str() == Some(cname.as_str()) && c["state"].get("waiting").is_none());
     if !started {

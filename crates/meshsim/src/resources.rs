@@ -85,7 +85,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         "pod",
         true,
         &["po"],
-        &["status", "exec", "log"],
+        &["status", "exec", "log", "ephemeralcontainers"],
     ),
     def(
         "",
@@ -105,6 +105,16 @@ pub const RESOURCES: &[ResourceDef] = &[
         "endpoints",
         true,
         &["ep"],
+        &[],
+    ),
+    def(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        &[],
         &[],
     ),
     def(
@@ -285,6 +295,10 @@ pub const SERVICES: ResKey = ResKey {
 pub const ENDPOINTS: ResKey = ResKey {
     group: "",
     plural: "endpoints",
+};
+pub const ENDPOINTSLICES: ResKey = ResKey {
+    group: "discovery.k8s.io",
+    plural: "endpointslices",
 };
 pub const CONFIGMAPS: ResKey = ResKey {
     group: "",

@@ -272,3 +272,85 @@ async fn curl_removes_dot_segments_unless_path_as_is() {
     assert_eq!(code(&r), 0);
     assert_eq!(sent(&s), "/admin/%2e/panel");
 }
+
+/// busybox stops at an error status before reading the headers: with `-S`
+/// only the status line shows, never Envoy's `server`/`content-length` nor
+/// the body; `-nv` and `-t` are accepted (and ignored) as busybox does.
+#[tokio::test(start_paused = true)]
+async fn busybox_wget_shows_only_the_status_line_of_an_error() {
+    let s = services();
+    let t = wget_target();
+    let argv = [
+        "wget", "-nv", "-S", "-O", "-", "-T", "2", "-t", "1", "denied",
+    ];
+    let r = run_in(&t, &s, &argv, "").await;
+    assert_eq!(code(&r), 1);
+    assert_eq!(r.stdout, "");
+    assert_eq!(
+        r.stderr,
+        "Connecting to denied (10.96.0.42:80)\n  HTTP/1.1 403 Forbidden\nwget: server returned error: HTTP/1.1 403 Forbidden\n"
+    );
+    let argv = ["wget", "-nv", "-S", "-O", "-", "-T", "2", "-t", "1", "good"];
+    let r = run_in(&t, &s, &argv, "").await;
+    assert_eq!((code(&r), r.stdout.as_str()), (0, "hello"));
+    assert!(r.stderr.contains("  HTTP/1.1 200 OK\n"), "{}", r.stderr);
+}
+
+fn gnu_wget_target() -> ExecTarget {
+    let mut t = nginx_target();
+    t.image = "debian:bookworm".into();
+    t.tools = vec!["sh".into(), "wget".into(), "cat".into()];
+    t
+}
+
+/// GNU wget: every header of an error answer with `-S`, `ERROR 403` and exit
+/// 8; network failures exit 4 with GNU's own texts.
+#[tokio::test(start_paused = true)]
+async fn gnu_wget_outcomes() {
+    let s = services();
+    let t = gnu_wget_target();
+    let probe =
+        |host: &'static str| vec!["wget", "-nv", "-S", "-O", "-", "-T", "2", "-t", "1", host];
+    let r = run_in(&t, &s, &probe("denied"), "").await;
+    assert_eq!((code(&r), r.stdout.as_str()), (8, ""));
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(
+        &lines[..5],
+        [
+            "  HTTP/1.1 403 Forbidden",
+            "  content-length: 19",
+            "  content-type: text/plain",
+            "  server: envoy",
+            "http://denied/:"
+        ]
+    );
+    assert!(lines[5].ends_with(" ERROR 403: Forbidden."), "{}", r.stderr);
+
+    let r = run_in(&t, &s, &probe("good"), "").await;
+    assert_eq!((code(&r), r.stdout.as_str()), (0, "hello"));
+    assert!(
+        r.stderr.contains(" URL:http://good/ [5/5] -> \"-\" [1]\n"),
+        "{}",
+        r.stderr
+    );
+
+    for (host, msg) in [
+        ("nope", "wget: unable to resolve host address 'nope'\n"),
+        ("dropped", "failed: Connection timed out.\n"),
+        ("refused", "failed: Connection refused.\n"),
+        (
+            "reset",
+            "Read error (Connection reset by peer) in headers.\n",
+        ),
+        ("slow", "Read error (Connection timed out) in headers.\n"),
+    ] {
+        let started = tokio::time::Instant::now();
+        let r = run_in(&t, &s, &probe(host), "").await;
+        assert_eq!((code(&r), r.stderr.as_str()), (4, msg), "{host}");
+        assert!(started.elapsed() <= Duration::from_secs(2), "{host}");
+    }
+    let r = run_in(&t, &s, &["wget", "-q", "-S", "-O-", "denied"], "").await;
+    assert_eq!((code(&r), r.stderr.as_str()), (8, ""));
+    let r = run_in(&t, &s, &["wget", "-Z", "good"], "").await;
+    assert_eq!(code(&r), 2);
+}

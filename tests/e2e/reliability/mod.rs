@@ -38,10 +38,12 @@ pub struct Out {
 
 impl Out {
     /// stderr lines that are not empty.
+    /// Non-empty stderr lines, without npexec's informational `probing from
+    /// NS/POD (...)` line (it says where the probes run, on every run).
     pub fn stderr_lines(&self) -> Vec<&str> {
         self.stderr
             .lines()
-            .filter(|l| !l.trim().is_empty())
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("probing from "))
             .collect()
     }
 }

@@ -423,8 +423,15 @@ fn variable(name: &str, t: &Transfer) -> Option<String> {
 }
 
 /// The `curl` program.
+/// What `curl --version` prints (curl 8.5, as Debian and Ubuntu ship it).
+const VERSION: &str = "curl 8.5.0 (x86_64-pc-linux-gnu) libcurl/8.5.0 OpenSSL/3.0.13 zlib/1.3 brotli/1.1.0 zstd/1.5.5 libidn2/2.3.7 nghttp2/1.59.0\nRelease-Date: 2023-12-06\nProtocols: dict file ftp ftps gopher gophers http https imap imaps ldap ldaps mqtt pop3 pop3s rtmp rtsp scp sftp smb smbs smtp smtps telnet tftp\nFeatures: alt-svc AsynchDNS brotli GSS-API HSTS HTTP2 HTTPS-proxy IDN IPv6 Kerberos Largefile libz NTLM PSL SPNEGO SSL threadsafe TLS-SRP UnixSockets zstd\n";
+
 pub(crate) fn curl<'a>(p: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32> {
     Box::pin(async move {
+        if matches!(argv.get(1).map(String::as_str), Some("--version" | "-V")) {
+            let ok = p.out(VERSION.as_bytes()).await;
+            return if ok { 0 } else { 23 };
+        }
         let args = match parse_args(&argv[1..]) {
             Ok(a) => a,
             Err(e) => {

@@ -12,11 +12,13 @@
 //!
 //! Layout: [`channel`] speaks the WebSocket channel protocol, [`shell`]
 //! interprets `sh -c` / `bash -c` scripts, [`programs`] holds the command
-//! table (echo, cat, env, ...), [`curl`] and [`wget`] imitate the HTTP clients,
+//! table (echo, cat, env, ...), [`curl`], [`wget`] (busybox) and [`gnu_wget`]
+//! imitate the HTTP clients (which wget a container has depends on its image),
 //! [`io`] has the stream handles every program writes to.
 
 pub mod channel;
 pub mod curl;
+pub mod gnu_wget;
 mod http;
 pub mod io;
 pub mod programs;

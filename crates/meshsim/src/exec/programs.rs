@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::io::{ExecIo, Input, Output, VirtualFs};
-use super::{ExecServices, ExecTarget, curl, shell, wget};
+use super::{ExecServices, ExecTarget, curl, gnu_wget, shell, wget};
 
 /// A program that can run inside a simulated container.
 pub trait Program: Send + Sync + 'static {
@@ -145,6 +145,9 @@ pub fn lookup(
     }
     if !target.tools.iter().any(|t| basename(t) == base) {
         return None;
+    }
+    if base == "wget" && !wget::is_busybox(target) {
+        return Some(Arc::new(FnProgram(gnu_wget::gnu_wget)));
     }
     match builtin(base) {
         Some(f) => Some(Arc::new(FnProgram(f))),

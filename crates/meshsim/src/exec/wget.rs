@@ -1,8 +1,15 @@
 //! A simulated busybox `wget` (busybox 1.36, as in Alpine and busybox images):
 //! `-q`, `-O FILE` / `-O-`, `-T SEC`, `-S`, `-U`, `--header`, `--spider`,
-//! `--post-data`. Every failure prints one `wget: ...` line and exits 1, as
-//! busybox does. The progress bar busybox draws without `-q` is reproduced
-//! in its final state only (one line, full bar).
+//! `--post-data`; `-t N` and GNU's `-nv`/`-nc`/`-nH`/`-np` are accepted and
+//! ignored, as busybox does. Every failure prints one `wget: ...` line and
+//! exits 1, as busybox does. busybox reads the status line, and stops at a
+//! status other than 2xx or 300-303 *before* reading the headers: with `-S`
+//! only the status line is printed, then `wget: server returned error: ...`;
+//! no header and no body of an error answer ever reaches the user (so an
+//! Envoy 403 `RBAC: access denied` shows only as `HTTP/1.1 403 Forbidden`).
+//! Images that are not busybox or Alpine have GNU wget instead
+//! ([`super::gnu_wget`]). The progress bar busybox draws without `-q` is
+//! reproduced in its final state only (one line, full bar).
 
 use std::time::Duration;
 
@@ -11,6 +18,14 @@ use futures::future::BoxFuture;
 use super::http::{join, parse_url, reason};
 use super::programs::Process;
 use super::{NetOutcome, NetRequest};
+
+/// Whether `target`'s `wget` is busybox's (busybox and Alpine images, or an
+/// image that declares a `busybox` executable) rather than GNU wget.
+pub fn is_busybox(target: &super::ExecTarget) -> bool {
+    let repo = target.image.rsplit('/').next().unwrap_or(&target.image);
+    let repo = repo.split([':', '@']).next().unwrap_or(repo);
+    matches!(repo, "busybox" | "alpine") || target.tools.iter().any(|t| t == "busybox")
+}
 
 /// busybox's default network timeout.
 const DEFAULT_TIMEOUT: f64 = 900.0;
@@ -93,6 +108,11 @@ pub(crate) fn parse_args(args: &[String]) -> Result<WgetArgs, String> {
         while j < chars.len() {
             let c = chars[j];
             j += 1;
+            if c == 'n' {
+                // `-n<letter>` (busybox's "n::"): GNU's -nv, -nc, -nH, -np, ignored.
+                j = chars.len();
+                continue;
+            }
             let takes = matches!(c, 'O' | 'T' | 'U' | 'P' | 'Y' | 'o' | 't');
             let value = if takes {
                 let rest: String = chars[j..].iter().collect();
@@ -257,13 +277,24 @@ async fn fetch(p: &Process<'_>, args: &WgetArgs, raw: &str) -> i32 {
                 waited += after;
                 let status_line = format!("HTTP/1.1 {status} {}", reason(status));
                 if args.server_response {
-                    let mut s = format!("  {status_line}\n");
+                    p.err(&format!("  {status_line}\n")).await;
+                }
+                // busybox accepts 2xx (but 206 without a range) and 300-303;
+                // anything else ends it before the headers are read.
+                let accepted = matches!(status, 200..=205 | 300..=303);
+                if !accepted {
+                    p.err(&format!("wget: server returned error: {status_line}\n"))
+                        .await;
+                    return 1;
+                }
+                if args.server_response {
+                    let mut s = String::new();
                     for (k, v) in &headers {
                         s.push_str(&format!("  {k}: {v}\n"));
                     }
                     p.err(&s).await;
                 }
-                if matches!(status, 301 | 302 | 303 | 307 | 308)
+                if matches!(status, 300..=303)
                     && let Some((_, loc)) = headers
                         .iter()
                         .find(|(k, _)| k.eq_ignore_ascii_case("location"))
@@ -284,11 +315,6 @@ async fn fetch(p: &Process<'_>, args: &WgetArgs, raw: &str) -> i32 {
                             return 1;
                         }
                     }
-                }
-                if !(200..300).contains(&status) {
-                    p.err(&format!("wget: server returned error: {status_line}\n"))
-                        .await;
-                    return 1;
                 }
                 if args.spider {
                     if !args.quiet {
@@ -374,5 +400,8 @@ mod tests {
                 .contains("invalid option -- 'Z'")
         );
         assert!(parse_args(&v(&["-q"])).is_err());
+        let a = parse_args(&v(&["-nv", "-S", "-O", "-", "-T", "2", "-t", "1", "h"])).unwrap();
+        assert!(a.server_response && !a.quiet);
+        assert_eq!(a.urls, ["h"]);
     }
 }
