@@ -47,7 +47,8 @@ use meshpolicy::envoy::header::normalise_time;
 use meshpolicy::envoy::rbac_log::{ends_entry, is_continuation};
 use meshpolicy::envoy::{
     AccessVerdict, CheckedRequest, Decision, Engine, LogHeader, LogLine, NoteKind, PolicyId, Scope,
-    UnparsedReason, ZtunnelDecision, ZtunnelKind, ZtunnelReason, classify_line, may_be_rbac,
+    UnparsedReason, ZtunnelDecision, ZtunnelKind, ZtunnelReason, classify_line,
+    is_ztunnel_log_line, may_be_rbac,
 };
 
 use crate::record::{
@@ -96,6 +97,9 @@ pub struct Stats {
     pub no_engine: u64,
     /// ztunnel authorization lines.
     pub ztunnel: u64,
+    /// Other ztunnel lines (access lines of connections no policy closed): the
+    /// log is a ztunnel's, which prints every rejection without a log setting.
+    pub ztunnel_other: u64,
     /// `shadow allowed, matched policy none` (no dry-run policy matched; no row).
     pub shadow_none: u64,
     /// Lines mentioning `rbac` in no form rbaclog knows (counted, not dropped silently).
@@ -117,6 +121,7 @@ impl Stats {
         self.rbac_notes += o.rbac_notes;
         self.no_engine += o.no_engine;
         self.ztunnel += o.ztunnel;
+        self.ztunnel_other += o.ztunnel_other;
         self.shadow_none += o.shadow_none;
         self.rbac_other += o.rbac_other;
         if self.first_foreign.is_none() {
@@ -420,6 +425,8 @@ impl Pairer {
                     && memchr::memmem::find(line, b"\"response_code\"").is_some())
             {
                 self.stats.access_log += 1;
+            } else if is_ztunnel_log_line(line) {
+                self.stats.ztunnel_other += 1;
             } else if !looks_like_log(line) {
                 self.stats.foreign_line(line);
             }

@@ -176,3 +176,63 @@ fn lines_that_mention_rbac_are_counted_not_dropped() {
     assert_eq!(stats.foreign, 1);
     assert_eq!(stats.first_foreign.as_deref(), Some("hello"));
 }
+
+/// ztunnel's access fields as its JSON log format (`LOG_FORMAT=json`) writes them.
+fn ztunnel_json(time: &str, error: Option<&str>) -> String {
+    let mut v = serde_json::json!({
+        "level": if error.is_some() { "error" } else { "info" },
+        "time": time, "scope": "access", "message": "connection complete",
+        "src.addr": "10.244.1.5:43210", "src.workload": "sleep-7d5b", "src.namespace": "foo",
+        "src.identity": "spiffe://cluster.local/ns/foo/sa/sleep",
+        "dst.addr": "10.244.2.7:15008", "dst.hbone_addr": "10.244.2.7:80",
+        "dst.workload": "httpbin-5c6d", "dst.namespace": "foo",
+        "direction": "inbound", "bytes_sent": 0, "bytes_recv": 0, "duration": "0ms"
+    });
+    if let Some(e) = error {
+        v["error"] = e.into();
+    }
+    serde_json::to_string(&v).unwrap()
+}
+
+#[test]
+fn ztunnel_json_log_format() {
+    let text = format!(
+        "{}\n{}\n",
+        ztunnel_json(
+            "2024-06-10T10:00:00.123456Z",
+            Some("connection closed due to policy rejection: explicitly denied by: foo/deny-sleep")
+        ),
+        ztunnel_json("2024-06-10T10:00:01Z", None),
+    );
+    let (out, stats) = read(&text);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(stats.ztunnel_other, 1, "{stats:?}");
+    let d = &out[0];
+    assert_eq!(d.time.as_deref(), Some("2024-06-10T10:00:00.123456Z"));
+    assert_eq!(d.policy_label(), "foo/deny-sleep");
+    assert_eq!(d.from.as_deref(), Some("foo/sleep-7d5b"));
+    assert_eq!(d.to.as_deref(), Some("foo/httpbin-5c6d"));
+    assert_eq!(d.downstream.as_deref(), Some("10.244.1.5:43210"));
+}
+
+#[test]
+fn a_ztunnel_log_without_rejections_gets_no_debug_advice() {
+    let fields = "src.addr=10.244.1.5:43210 src.workload=sleep-7d5b src.namespace=foo dst.addr=10.244.2.7:15008 dst.workload=httpbin-5c6d dst.namespace=foo direction=\"inbound\" bytes_sent=75 bytes_recv=230 duration=\"3ms\"";
+    let text = format!(
+        "2024-06-10T10:00:00.123456Z\tinfo\taccess\tconnection complete\t{fields}\n\
+         2024-06-10T10:00:00.2Z  info  ztunnel::proxy::inbound  listener established\n{}\n",
+        ztunnel_json("2024-06-10T10:00:01Z", None)
+    );
+    let (out, stats) = read(&text);
+    assert!(out.is_empty(), "{out:#?}");
+    assert_eq!(stats.ztunnel_other, 3, "{stats:?}");
+    assert_eq!(stats.foreign, 0, "{stats:?}");
+    let note = kubectl_rbaclog::output::nothing_found("x.log", "", &stats, "denied").join("\n");
+    assert!(note.contains("3 other ztunnel lines"), "{note}");
+    assert!(note.contains("none of its 3 lines"), "{note}");
+    assert!(!note.contains("enable"), "{note}");
+    // An Envoy log without RBAC lines still gets the advice.
+    let (_, stats) = read("2024-06-10T10:00:00.123456Z\tinfo\tenvoy main\tstarting\n");
+    let note = kubectl_rbaclog::output::nothing_found("x.log", "", &stats, "denied").join("\n");
+    assert!(note.contains("enable one of"), "{note}");
+}
