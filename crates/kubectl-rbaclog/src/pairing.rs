@@ -480,6 +480,7 @@ impl Pairer {
                 let thread = r.header.thread.clone();
                 let joined = self.pending.iter_mut().rev().find(|p| {
                     p.pairable
+                        && p.rec.engine == EngineKind::Enforced
                         && p.has_debug
                         && !p.has_reply
                         && same_policy(p.rec.policy_id.as_deref(), r.policy.as_ref())
@@ -535,6 +536,54 @@ impl Pairer {
                 let policy = match &a.verdict {
                     AccessVerdict::RbacDenied { policy, .. } => policy.clone(),
                     AccessVerdict::CustomDenied { details } => {
+                        // The CUSTOM policy's trigger (`shadow denied, matched policy
+                        // istio-ext-authz-...`) of the same request names the policy
+                        // and its provider: the denial joins that row.
+                        let rid = a.request_id.as_deref();
+                        let trigger = self.pending.iter().rposition(|p| {
+                            p.rec.action == Some(Action::Custom)
+                                && p.rec.engine == EngineKind::Shadow
+                                && !p.has_access
+                                && within(p.rec.ts, ts, PAIR_WINDOW)
+                                && match (rid, p.rec.request_id.as_deref()) {
+                                    (Some(a), Some(b)) => a == b,
+                                    _ => match (&downstream, &p.rec.downstream) {
+                                        (Some(a), Some(b)) => a == b,
+                                        _ => true,
+                                    },
+                                }
+                        });
+                        if let Some(p) = trigger.and_then(|i| self.pending.get_mut(i)) {
+                            let rec = &mut p.rec;
+                            p.has_access = true;
+                            // No local reply is waited for: the row is complete.
+                            p.has_reply = true;
+                            rec.filters.push(FilterDecision {
+                                filter: rec.filter,
+                                engine: EngineKind::Shadow,
+                                decision: Verdict::Denied,
+                                policy_id: rec.policy_id.clone(),
+                                action: Some(Action::Custom),
+                            });
+                            rec.engine = EngineKind::Enforced;
+                            rec.decision = Verdict::Denied;
+                            rec.filter = Some(FilterName::ExtAuthz);
+                            rec.details = Some(details.clone());
+                            rec.because = Some(format!(
+                                "a CUSTOM policy matched and its external authorizer answered {details}"
+                            ));
+                            rec.request = Some(request);
+                            rec.downstream = downstream.or(rec.downstream.take());
+                            if rec.request_id.is_none() {
+                                rec.request_id = a.request_id.clone();
+                            }
+                            rec.add_paired(PairedLine {
+                                origin: Origin::AccessLog,
+                                line: String::from_utf8_lossy(line).into_owned(),
+                            });
+                            self.tick(ts, out);
+                            return;
+                        }
                         let mut rec = self.base(Origin::AccessLog, line, time, kubelet_ts);
                         rec.action = Some(Action::Custom);
                         rec.filter = Some(FilterName::ExtAuthz);
@@ -859,10 +908,13 @@ impl Pairer {
         }
         explain_none(&mut rec);
         let pairable = engine == EngineKind::Enforced && verdict == Verdict::Denied;
+        // A CUSTOM trigger waits (like a denial) for the access line that says
+        // whether its external authorizer denied the request.
+        let custom_trigger = custom && engine == EngineKind::Shadow;
         let mut p = Pending {
             rec,
             thread,
-            pairable,
+            pairable: pairable || custom_trigger,
             has_debug: true,
             has_reply: false,
             has_access: false,

@@ -236,3 +236,59 @@ fn a_ztunnel_log_without_rejections_gets_no_debug_advice() {
     let note = kubectl_rbaclog::output::nothing_found("x.log", "", &stats, "denied").join("\n");
     assert!(note.contains("enable one of"), "{note}");
 }
+
+#[test]
+fn a_custom_denial_joins_its_trigger_and_names_policy_and_provider() {
+    // Envoy 1.40's layout: the CUSTOM policy's shadow RBAC filter logs its
+    // `checking request` entry and the trigger; ext_authz denies; the access
+    // line (same x-request-id) says UAEX. Another request's denial (r-9) has no
+    // trigger of its own and stays a row of its own.
+    let checking = |rid: &str| {
+        format!(
+            "2025-01-01T10:00:00.000100Z\tdebug\tenvoy rbac external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:130\tchecking request: requestedServerName: , sourceIP: 10.244.0.7:51234, directRemoteIP: 10.244.0.7:51234, remoteIP: 10.244.0.7:51234,localAddress: 10.244.0.9:80, ssl: none, headers: ':authority', 'httpbin.foo:8000'\n':path', '/admin'\n':method', 'GET'\n'x-request-id', '{rid}'\n, dynamicMetadata: \tthread=20\n"
+        )
+    };
+    let text = format!(
+        "{}2025-01-01T10:00:00.000200Z\tdebug\tenvoy rbac external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:176\tshadow denied, matched policy istio-ext-authz-opa-ns[foo]-policy[ext-authz]-rule[0]\tthread=20\n{}\n{}\n",
+        checking("r-1"),
+        text_access(
+            "2025-01-01T10:00:00.000Z",
+            "GET",
+            "/admin",
+            403,
+            "UAEX",
+            "ext_authz_denied",
+            "r-9"
+        ),
+        text_access(
+            "2025-01-01T10:00:00.000Z",
+            "GET",
+            "/admin",
+            403,
+            "UAEX",
+            "ext_authz_denied",
+            "r-1"
+        ),
+    );
+    let (out, _) = read(&text);
+    assert_eq!(out.len(), 2, "{out:#?}");
+    let joined = out
+        .iter()
+        .find(|d| d.request_id.as_deref() == Some("r-1"))
+        .unwrap();
+    assert_eq!(joined.engine, EngineKind::Enforced);
+    assert_eq!(joined.decision, Verdict::Denied);
+    assert_eq!(joined.action, Some(Action::Custom));
+    assert_eq!(joined.filter, Some(FilterName::ExtAuthz));
+    assert_eq!(joined.details.as_deref(), Some("ext_authz_denied"));
+    assert_eq!(joined.policy_label(), "foo/ext-authz (ext_authz opa)");
+    assert_eq!(joined.origins(), vec![Origin::RbacDebug, Origin::AccessLog]);
+    assert_eq!(joined.decision_label(), "denied (CUSTOM)");
+    assert_eq!(joined.filters.len(), 1);
+    let alone = out
+        .iter()
+        .find(|d| d.request_id.as_deref() == Some("r-9"))
+        .unwrap();
+    assert_eq!(alone.policy, None);
+    assert_eq!(alone.origins(), vec![Origin::AccessLog]);
+}
