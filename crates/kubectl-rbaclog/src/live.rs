@@ -24,6 +24,9 @@ use crate::record::DecisionRecord;
 /// Istio's default root namespace (mesh-wide policies).
 pub const ROOT_NAMESPACE: &str = "istio-system";
 
+/// A CUSTOM policy: (`NS`, `NAME`, provider).
+pub type CustomPolicy = (String, String, String);
+
 /// The live context of a run.
 #[derive(Debug, Default, Clone)]
 pub struct LiveContext {
@@ -36,8 +39,8 @@ pub struct LiveContext {
     /// The AUDIT policies among them (`NS/NAME`): Envoy logs their matches as
     /// `enforced allowed`, indistinguishable from an ALLOW match in the line.
     pub audit_policies: Vec<String>,
-    /// `(namespace, pod)` -> the CUSTOM policies applying to it: (`NS`, `NAME`, provider).
-    pub custom_policies: HashMap<(String, String), Vec<(String, String, String)>>,
+    /// `(namespace, pod)` -> the CUSTOM policies applying to it.
+    pub custom_policies: HashMap<(String, String), Vec<CustomPolicy>>,
 }
 
 impl LiveContext {
@@ -198,7 +201,7 @@ pub async fn gather(kube: &Kube, targets: &[(String, String)]) -> LiveContext {
                 .collect();
             ctx.allow_policies
                 .insert((p.namespace.clone(), p.name.clone()), allow);
-            let custom: Vec<(String, String, String)> = compiled
+            let custom: Vec<CustomPolicy> = compiled
                 .iter()
                 .filter(|c| c.action() == Action::Custom && c.applies_to(&p, ROOT_NAMESPACE))
                 .filter_map(|c| {
