@@ -279,6 +279,9 @@ async fn one_denied_probe_shows_one_denial_with_policy_and_rule() {
     assert_eq!(paired, ["local-reply", "access-log"]);
     assert_eq!(d["request"]["response_code"], 403);
     assert!(d["connection_id"].is_u64() && d["stream_id"].is_u64());
+    // Which filter decided, and in which kind of proxy (the pod's Istio labels).
+    assert_eq!(d["filter"], "http-rbac", "{d:#}");
+    assert_eq!(d["proxy"], "sidecar", "{d:#}");
 
     // --exit-code: 1 when a decision matched, 0 where none did.
     let o = env.rbaclog(&["np-test-2", "--exit-code"]).await;
