@@ -279,6 +279,9 @@ async fn one_denied_probe_shows_one_denial_with_policy_and_rule() {
     assert_eq!(paired, ["local-reply", "access-log"]);
     assert_eq!(d["request"]["response_code"], 403);
     assert!(d["connection_id"].is_u64() && d["stream_id"].is_u64());
+    // Which filter decided, and in which kind of proxy (the pod's Istio labels).
+    assert_eq!(d["filter"], "http-rbac", "{d:#}");
+    assert_eq!(d["proxy"], "sidecar", "{d:#}");
 
     // --exit-code: 1 when a decision matched, 0 where none did.
     let o = env.rbaclog(&["np-test-2", "--exit-code"]).await;
@@ -502,10 +505,28 @@ async fn enable_debug_shows_the_next_denial_and_restores_the_level() {
     let status = f.child.wait().await.unwrap();
     assert_eq!(status.code(), Some(130));
     assert_eq!(env.rbac_level(&p3, "np-test-3").await, before);
+    // Ctrl-C is the user's doing: the exit code says so, no `error: interrupted`.
+    let mut errs = Vec::new();
+    while let Some(l) = f.errs.recv().await {
+        errs.push(l);
+    }
+    assert!(
+        !errs
+            .iter()
+            .any(|l| l.starts_with("error:") || l.contains("interrupted")),
+        "{errs:?}"
+    );
 
-    // A plain run restores too; --keep-debug leaves debug on (and says so).
+    // A plain run restores too, and says that only requests made after the
+    // level change get debug lines; --keep-debug leaves debug on (and says so).
     let o = env.rbaclog(&["np-test-3", "--enable-debug"]).await;
     assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr
+            .contains("only requests made from now on get RBAC debug lines")
+            && o.stderr.contains("add -f"),
+        "{o:?}"
+    );
     assert_eq!(env.rbac_level(&p3, "np-test-3").await, before);
     let o = env
         .rbaclog(&["np-test-3", "--enable-debug", "--keep-debug"])

@@ -6,7 +6,8 @@
 //! pods' namespaces (and Istio's root namespace) are read and meshpolicy decides
 //! which ALLOW policies apply to each pod: they are the candidates
 //! (`allow_policies`), and `--policy NAME` matches such denials too. The pods'
-//! IPs let the downstream address name its pod (`from`). Everything here is
+//! IPs let the downstream address name its pod (`from`). A CUSTOM denial seen
+//! only in the access log names the pod's CUSTOM policy and provider when one applies. Everything here is
 //! best effort: a failed list leaves the decisions as the log gave them.
 
 use std::collections::HashMap;
@@ -23,6 +24,9 @@ use crate::record::DecisionRecord;
 /// Istio's default root namespace (mesh-wide policies).
 pub const ROOT_NAMESPACE: &str = "istio-system";
 
+/// A CUSTOM policy: (`NS`, `NAME`, provider).
+pub type CustomPolicy = (String, String, String);
+
 /// The live context of a run.
 #[derive(Debug, Default, Clone)]
 pub struct LiveContext {
@@ -35,6 +39,8 @@ pub struct LiveContext {
     /// The AUDIT policies among them (`NS/NAME`): Envoy logs their matches as
     /// `enforced allowed`, indistinguishable from an ALLOW match in the line.
     pub audit_policies: Vec<String>,
+    /// `(namespace, pod)` -> the CUSTOM policies applying to it.
+    pub custom_policies: HashMap<(String, String), Vec<CustomPolicy>>,
 }
 
 impl LiveContext {
@@ -58,6 +64,23 @@ impl LiveContext {
             && let Some(p) = self.pods_by_ip.get(&ip)
         {
             d.from = Some(p.clone());
+        }
+        // A CUSTOM denial known from the access log only (`UAEX`) names no
+        // policy: when one CUSTOM policy applies to the pod, it is that one.
+        if d.action == Some(crate::record::Action::Custom)
+            && d.policy.is_none()
+            && let (Some(ns), Some(pod)) = (&d.namespace, &d.pod)
+            && let Some([(pns, name, provider)]) = self
+                .custom_policies
+                .get(&(ns.clone(), pod.clone()))
+                .map(Vec::as_slice)
+        {
+            d.policy = Some(crate::record::PolicyRef {
+                namespace: Some(pns.clone()),
+                name: Some(name.clone()),
+                rule: None,
+                provider: Some(provider.clone()),
+            });
         }
         if d.policy_id.as_deref() == Some("none")
             && d.allow_policies.is_empty()
@@ -178,6 +201,16 @@ pub async fn gather(kube: &Kube, targets: &[(String, String)]) -> LiveContext {
                 .collect();
             ctx.allow_policies
                 .insert((p.namespace.clone(), p.name.clone()), allow);
+            let custom: Vec<CustomPolicy> = compiled
+                .iter()
+                .filter(|c| c.action() == Action::Custom && c.applies_to(&p, ROOT_NAMESPACE))
+                .filter_map(|c| {
+                    let r = c.policy_ref();
+                    Some((r.namespace, r.name, c.provider()?.to_string()))
+                })
+                .collect();
+            ctx.custom_policies
+                .insert((p.namespace.clone(), p.name.clone()), custom);
         }
     }
     ctx
@@ -228,5 +261,31 @@ mod tests {
         ctx.enrich(&mut audit);
         assert_eq!(audit.action, Some(crate::record::Action::Audit));
         assert_eq!(audit.decision_label(), "audit");
+        // A CUSTOM denial from the access log names the one CUSTOM policy of the pod.
+        ctx.custom_policies.insert(
+            ("ns".into(), "web".into()),
+            vec![("ns".into(), "ext-authz".into(), "opa".into())],
+        );
+        let mut custom = DecisionRecord {
+            namespace: Some("ns".into()),
+            pod: Some("web".into()),
+            action: Some(crate::record::Action::Custom),
+            ..DecisionRecord::default()
+        };
+        ctx.enrich(&mut custom);
+        assert_eq!(custom.policy_label(), "ns/ext-authz (ext_authz opa)");
+        // Two CUSTOM policies: the log cannot say which, so none is named.
+        ctx.custom_policies
+            .get_mut(&("ns".to_string(), "web".to_string()))
+            .unwrap()
+            .push(("ns".into(), "other".into(), "opa".into()));
+        let mut two = DecisionRecord {
+            namespace: Some("ns".into()),
+            pod: Some("web".into()),
+            action: Some(crate::record::Action::Custom),
+            ..DecisionRecord::default()
+        };
+        ctx.enrich(&mut two);
+        assert_eq!(two.policy, None);
     }
 }

@@ -72,6 +72,7 @@ pub fn nothing_found(what: &str, scope: &str, stats: &Stats, decision: &str) -> 
         (stats.access_log, "access log lines"),
         (stats.local_reply, "RBAC local replies"),
         (stats.ztunnel, "ztunnel policy lines"),
+        (stats.ztunnel_other, "other ztunnel lines"),
         (not_decisions, "RBAC lines that are not decisions"),
     ] {
         if n > 0 {
@@ -147,7 +148,13 @@ pub fn nothing_found(what: &str, scope: &str, stats: &Stats, decision: &str) -> 
         && not_decisions == 0
         && unknown == 0
         && stats.foreign < stats.lines.max(1);
-    if no_rbac_at_all {
+    if decisions == 0 && stats.ztunnel_other > 0 {
+        // A ztunnel log: enabling Envoy debug logs would change nothing.
+        lines.push(format!(
+            "ztunnel logs every connection a policy rejects (at error level, with no log setting needed): none of its {} lines in this log is a rejection.",
+            stats.ztunnel_other
+        ));
+    } else if no_rbac_at_all {
         lines.push("The log holds no RBAC line at all: Envoy logs RBAC decisions only when asked to; enable one of:".into());
         lines.push("  - RBAC debug logs for the pod's lifetime: annotate the pod template with sidecar.istio.io/proxyLogLevel: rbac:debug (pods restart)".into());
         lines.push("  - RBAC debug logs for this run: kubectl rbaclog --enable-debug -f (restores each sidecar's level on exit), or istioctl proxy-config log POD.NS --level rbac:debug".into());

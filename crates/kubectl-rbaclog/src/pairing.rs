@@ -47,7 +47,8 @@ use meshpolicy::envoy::header::normalise_time;
 use meshpolicy::envoy::rbac_log::{ends_entry, is_continuation};
 use meshpolicy::envoy::{
     AccessVerdict, CheckedRequest, Decision, Engine, LogHeader, LogLine, NoteKind, PolicyId, Scope,
-    UnparsedReason, ZtunnelDecision, ZtunnelKind, ZtunnelReason, classify_line, may_be_rbac,
+    UnparsedReason, ZtunnelDecision, ZtunnelKind, ZtunnelReason, classify_line,
+    is_ztunnel_log_line, may_be_rbac,
 };
 
 use crate::record::{
@@ -96,6 +97,9 @@ pub struct Stats {
     pub no_engine: u64,
     /// ztunnel authorization lines.
     pub ztunnel: u64,
+    /// Other ztunnel lines (access lines of connections no policy closed): the
+    /// log is a ztunnel's, which prints every rejection without a log setting.
+    pub ztunnel_other: u64,
     /// `shadow allowed, matched policy none` (no dry-run policy matched; no row).
     pub shadow_none: u64,
     /// Lines mentioning `rbac` in no form rbaclog knows (counted, not dropped silently).
@@ -117,6 +121,7 @@ impl Stats {
         self.rbac_notes += o.rbac_notes;
         self.no_engine += o.no_engine;
         self.ztunnel += o.ztunnel;
+        self.ztunnel_other += o.ztunnel_other;
         self.shadow_none += o.shadow_none;
         self.rbac_other += o.rbac_other;
         if self.first_foreign.is_none() {
@@ -420,6 +425,8 @@ impl Pairer {
                     && memchr::memmem::find(line, b"\"response_code\"").is_some())
             {
                 self.stats.access_log += 1;
+            } else if is_ztunnel_log_line(line) {
+                self.stats.ztunnel_other += 1;
             } else if !looks_like_log(line) {
                 self.stats.foreign_line(line);
             }
@@ -473,6 +480,7 @@ impl Pairer {
                 let thread = r.header.thread.clone();
                 let joined = self.pending.iter_mut().rev().find(|p| {
                     p.pairable
+                        && p.rec.engine == EngineKind::Enforced
                         && p.has_debug
                         && !p.has_reply
                         && same_policy(p.rec.policy_id.as_deref(), r.policy.as_ref())
@@ -528,6 +536,54 @@ impl Pairer {
                 let policy = match &a.verdict {
                     AccessVerdict::RbacDenied { policy, .. } => policy.clone(),
                     AccessVerdict::CustomDenied { details } => {
+                        // The CUSTOM policy's trigger (`shadow denied, matched policy
+                        // istio-ext-authz-...`) of the same request names the policy
+                        // and its provider: the denial joins that row.
+                        let rid = a.request_id.as_deref();
+                        let trigger = self.pending.iter().rposition(|p| {
+                            p.rec.action == Some(Action::Custom)
+                                && p.rec.engine == EngineKind::Shadow
+                                && !p.has_access
+                                && within(p.rec.ts, ts, PAIR_WINDOW)
+                                && match (rid, p.rec.request_id.as_deref()) {
+                                    (Some(a), Some(b)) => a == b,
+                                    _ => match (&downstream, &p.rec.downstream) {
+                                        (Some(a), Some(b)) => a == b,
+                                        _ => true,
+                                    },
+                                }
+                        });
+                        if let Some(p) = trigger.and_then(|i| self.pending.get_mut(i)) {
+                            let rec = &mut p.rec;
+                            p.has_access = true;
+                            // No local reply is waited for: the row is complete.
+                            p.has_reply = true;
+                            rec.filters.push(FilterDecision {
+                                filter: rec.filter,
+                                engine: EngineKind::Shadow,
+                                decision: Verdict::Denied,
+                                policy_id: rec.policy_id.clone(),
+                                action: Some(Action::Custom),
+                            });
+                            rec.engine = EngineKind::Enforced;
+                            rec.decision = Verdict::Denied;
+                            rec.filter = Some(FilterName::ExtAuthz);
+                            rec.details = Some(details.clone());
+                            rec.because = Some(format!(
+                                "a CUSTOM policy matched and its external authorizer answered {details}"
+                            ));
+                            rec.request = Some(request);
+                            rec.downstream = downstream.or(rec.downstream.take());
+                            if rec.request_id.is_none() {
+                                rec.request_id = a.request_id.clone();
+                            }
+                            rec.add_paired(PairedLine {
+                                origin: Origin::AccessLog,
+                                line: String::from_utf8_lossy(line).into_owned(),
+                            });
+                            self.tick(ts, out);
+                            return;
+                        }
                         let mut rec = self.base(Origin::AccessLog, line, time, kubelet_ts);
                         rec.action = Some(Action::Custom);
                         rec.filter = Some(FilterName::ExtAuthz);
@@ -852,10 +908,13 @@ impl Pairer {
         }
         explain_none(&mut rec);
         let pairable = engine == EngineKind::Enforced && verdict == Verdict::Denied;
+        // A CUSTOM trigger waits (like a denial) for the access line that says
+        // whether its external authorizer denied the request.
+        let custom_trigger = custom && engine == EngineKind::Shadow;
         let mut p = Pending {
             rec,
             thread,
-            pairable,
+            pairable: pairable || custom_trigger,
             has_debug: true,
             has_reply: false,
             has_access: false,

@@ -176,3 +176,119 @@ fn lines_that_mention_rbac_are_counted_not_dropped() {
     assert_eq!(stats.foreign, 1);
     assert_eq!(stats.first_foreign.as_deref(), Some("hello"));
 }
+
+/// ztunnel's access fields as its JSON log format (`LOG_FORMAT=json`) writes them.
+fn ztunnel_json(time: &str, error: Option<&str>) -> String {
+    let mut v = serde_json::json!({
+        "level": if error.is_some() { "error" } else { "info" },
+        "time": time, "scope": "access", "message": "connection complete",
+        "src.addr": "10.244.1.5:43210", "src.workload": "sleep-7d5b", "src.namespace": "foo",
+        "src.identity": "spiffe://cluster.local/ns/foo/sa/sleep",
+        "dst.addr": "10.244.2.7:15008", "dst.hbone_addr": "10.244.2.7:80",
+        "dst.workload": "httpbin-5c6d", "dst.namespace": "foo",
+        "direction": "inbound", "bytes_sent": 0, "bytes_recv": 0, "duration": "0ms"
+    });
+    if let Some(e) = error {
+        v["error"] = e.into();
+    }
+    serde_json::to_string(&v).unwrap()
+}
+
+#[test]
+fn ztunnel_json_log_format() {
+    let text = format!(
+        "{}\n{}\n",
+        ztunnel_json(
+            "2024-06-10T10:00:00.123456Z",
+            Some("connection closed due to policy rejection: explicitly denied by: foo/deny-sleep")
+        ),
+        ztunnel_json("2024-06-10T10:00:01Z", None),
+    );
+    let (out, stats) = read(&text);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(stats.ztunnel_other, 1, "{stats:?}");
+    let d = &out[0];
+    assert_eq!(d.time.as_deref(), Some("2024-06-10T10:00:00.123456Z"));
+    assert_eq!(d.policy_label(), "foo/deny-sleep");
+    assert_eq!(d.from.as_deref(), Some("foo/sleep-7d5b"));
+    assert_eq!(d.to.as_deref(), Some("foo/httpbin-5c6d"));
+    assert_eq!(d.downstream.as_deref(), Some("10.244.1.5:43210"));
+}
+
+#[test]
+fn a_ztunnel_log_without_rejections_gets_no_debug_advice() {
+    let fields = "src.addr=10.244.1.5:43210 src.workload=sleep-7d5b src.namespace=foo dst.addr=10.244.2.7:15008 dst.workload=httpbin-5c6d dst.namespace=foo direction=\"inbound\" bytes_sent=75 bytes_recv=230 duration=\"3ms\"";
+    let text = format!(
+        "2024-06-10T10:00:00.123456Z\tinfo\taccess\tconnection complete\t{fields}\n\
+         2024-06-10T10:00:00.2Z  info  ztunnel::proxy::inbound  listener established\n{}\n",
+        ztunnel_json("2024-06-10T10:00:01Z", None)
+    );
+    let (out, stats) = read(&text);
+    assert!(out.is_empty(), "{out:#?}");
+    assert_eq!(stats.ztunnel_other, 3, "{stats:?}");
+    assert_eq!(stats.foreign, 0, "{stats:?}");
+    let note = kubectl_rbaclog::output::nothing_found("x.log", "", &stats, "denied").join("\n");
+    assert!(note.contains("3 other ztunnel lines"), "{note}");
+    assert!(note.contains("none of its 3 lines"), "{note}");
+    assert!(!note.contains("enable"), "{note}");
+    // An Envoy log without RBAC lines still gets the advice.
+    let (_, stats) = read("2024-06-10T10:00:00.123456Z\tinfo\tenvoy main\tstarting\n");
+    let note = kubectl_rbaclog::output::nothing_found("x.log", "", &stats, "denied").join("\n");
+    assert!(note.contains("enable one of"), "{note}");
+}
+
+#[test]
+fn a_custom_denial_joins_its_trigger_and_names_policy_and_provider() {
+    // Envoy 1.40's layout: the CUSTOM policy's shadow RBAC filter logs its
+    // `checking request` entry and the trigger; ext_authz denies; the access
+    // line (same x-request-id) says UAEX. Another request's denial (r-9) has no
+    // trigger of its own and stays a row of its own.
+    let checking = |rid: &str| {
+        format!(
+            "2025-01-01T10:00:00.000100Z\tdebug\tenvoy rbac external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:130\tchecking request: requestedServerName: , sourceIP: 10.244.0.7:51234, directRemoteIP: 10.244.0.7:51234, remoteIP: 10.244.0.7:51234,localAddress: 10.244.0.9:80, ssl: none, headers: ':authority', 'httpbin.foo:8000'\n':path', '/admin'\n':method', 'GET'\n'x-request-id', '{rid}'\n, dynamicMetadata: \tthread=20\n"
+        )
+    };
+    let text = format!(
+        "{}2025-01-01T10:00:00.000200Z\tdebug\tenvoy rbac external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:176\tshadow denied, matched policy istio-ext-authz-opa-ns[foo]-policy[ext-authz]-rule[0]\tthread=20\n{}\n{}\n",
+        checking("r-1"),
+        text_access(
+            "2025-01-01T10:00:00.000Z",
+            "GET",
+            "/admin",
+            403,
+            "UAEX",
+            "ext_authz_denied",
+            "r-9"
+        ),
+        text_access(
+            "2025-01-01T10:00:00.000Z",
+            "GET",
+            "/admin",
+            403,
+            "UAEX",
+            "ext_authz_denied",
+            "r-1"
+        ),
+    );
+    let (out, _) = read(&text);
+    assert_eq!(out.len(), 2, "{out:#?}");
+    let joined = out
+        .iter()
+        .find(|d| d.request_id.as_deref() == Some("r-1"))
+        .unwrap();
+    assert_eq!(joined.engine, EngineKind::Enforced);
+    assert_eq!(joined.decision, Verdict::Denied);
+    assert_eq!(joined.action, Some(Action::Custom));
+    assert_eq!(joined.filter, Some(FilterName::ExtAuthz));
+    assert_eq!(joined.details.as_deref(), Some("ext_authz_denied"));
+    assert_eq!(joined.policy_label(), "foo/ext-authz (ext_authz opa)");
+    assert_eq!(joined.origins(), vec![Origin::RbacDebug, Origin::AccessLog]);
+    assert_eq!(joined.decision_label(), "denied (CUSTOM)");
+    assert_eq!(joined.filters.len(), 1);
+    let alone = out
+        .iter()
+        .find(|d| d.request_id.as_deref() == Some("r-9"))
+        .unwrap();
+    assert_eq!(alone.policy, None);
+    assert_eq!(alone.origins(), vec![Origin::AccessLog]);
+}

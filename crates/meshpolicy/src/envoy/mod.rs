@@ -44,7 +44,7 @@ pub use rbac_log::{
     CheckedRequest, Decision, Engine, FilterKind, NoteKind, RbacDecision, RbacNote,
     format_rbac_debug_line, format_rbac_message,
 };
-pub use ztunnel::{ZtunnelDecision, ZtunnelKind, ZtunnelReason};
+pub use ztunnel::{ZtunnelDecision, ZtunnelKind, ZtunnelReason, is_ztunnel_log_line};
 
 use header::{RawHeader, lossy, trim};
 use rbac_log::MessageError;

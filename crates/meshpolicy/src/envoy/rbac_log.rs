@@ -193,10 +193,13 @@ impl CheckedRequest {
         if self.request_id.is_none() {
             self.request_id = quoted(text, b"'x-request-id', '");
         }
+        // `sourceIP:` since Envoy 1.13; `remoteAddress:` before (Istio <= 1.4).
         if self.source_ip.is_none()
-            && let Some(at) = memchr::memmem::find(text, b"sourceIP: ")
+            && let Some((at, key)) = [&b"sourceIP: "[..], b"remoteAddress: "]
+                .into_iter()
+                .find_map(|k| memchr::memmem::find(text, k).map(|at| (at, k)))
         {
-            let v = &text[at + 10..];
+            let v = &text[at + key.len()..];
             let end = v
                 .iter()
                 .position(|&b| b == b',' || b == b' ' || b == b'\t')
@@ -330,6 +333,18 @@ pub fn format_rbac_debug_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_downstream_under_both_names() {
+        let mut new = CheckedRequest::default();
+        new.absorb(b"checking request: requestedServerName: , sourceIP: 10.0.0.1:5, directRemoteIP: 10.0.0.2:6, remoteIP: 10.0.0.3:7,localAddress: 10.0.0.9:80, ssl: none");
+        assert_eq!(new.source_ip.as_deref(), Some("10.0.0.1:5"));
+        let mut old = CheckedRequest::default();
+        old.absorb(
+            b"checking request: remoteAddress: 10.0.0.4:8, localAddress: 10.0.0.9:80, ssl: none",
+        );
+        assert_eq!(old.source_ip.as_deref(), Some("10.0.0.4:8"));
+    }
 
     #[test]
     fn decodes_messages() {

@@ -91,8 +91,22 @@ pub fn may_be_ztunnel(line: &[u8]) -> bool {
         || memchr::memmem::find(line, DRY_RUN).is_some()
 }
 
-/// Reads `key=value` or `key="value"` (value up to the next whitespace or closing quote).
+/// Is this a line of ztunnel's own log that is not an authorization decision: an
+/// access line (`src.addr=... dst.addr=...`, text or JSON) of a connection no
+/// policy closed, or a line of a `ztunnel::` target? Cheap. It tells a ztunnel log
+/// without rejections from an Envoy log without RBAC lines: ztunnel needs no log
+/// setting to print its rejections, so "enable debug logs" is no advice for it.
+pub fn is_ztunnel_log_line(line: &[u8]) -> bool {
+    let has = |n: &[u8]| memchr::memmem::find(line, n).is_some();
+    (has(b"src.addr") && has(b"dst.addr")) || has(b"ztunnel::")
+}
+
+/// Reads `key=value` or `key="value"` (value up to the next whitespace or closing
+/// quote), or in ztunnel's JSON log format (`LOG_FORMAT=json`) `"key":"value"` / `"key":N`.
 fn field(line: &[u8], key: &str) -> Option<String> {
+    if line.first() == Some(&b'{') {
+        return json_field(line, key);
+    }
     let needle = format!("{key}=");
     let mut from = 0;
     while let Some(pos) = memchr::memmem::find(&line[from..], needle.as_bytes()) {
@@ -116,6 +130,30 @@ fn field(line: &[u8], key: &str) -> Option<String> {
         return (!text.is_empty()).then(|| lossy(text));
     }
     None
+}
+
+/// A string or number member of a one-line JSON object (`"key":"value"`); the
+/// values ztunnel writes (addresses, names, SPIFFE ids) hold no escapes.
+fn json_field(line: &[u8], key: &str) -> Option<String> {
+    let needle = format!("\"{key}\"");
+    let at = memchr::memmem::find(line, needle.as_bytes())?;
+    let v = &line[at + needle.len()..];
+    let v = v.strip_prefix(b":").or_else(|| {
+        let ws = v.iter().position(|&b| b != b' ')?;
+        v[ws..].strip_prefix(b":")
+    })?;
+    let ws = v.iter().position(|&b| b != b' ').unwrap_or(v.len());
+    let v = &v[ws..];
+    let text = if let Some(q) = v.strip_prefix(b"\"") {
+        &q[..memchr::memchr(b'"', q)?]
+    } else {
+        let end = v
+            .iter()
+            .position(|&b| matches!(b, b',' | b'}' | b' '))
+            .unwrap_or(v.len());
+        &v[..end]
+    };
+    (!text.is_empty() && text != b"null").then(|| lossy(text))
 }
 
 /// Splits the first whitespace-delimited token: (token, rest after the whitespace).
@@ -155,7 +193,11 @@ fn time_and_level(line: &[u8]) -> (Option<String>, Option<String>) {
 /// Parses a ztunnel authorization line (any of the three forms); `None` otherwise.
 pub fn parse(line: &[u8]) -> Option<ZtunnelDecision> {
     let line = trim(line);
-    let (time, level) = time_and_level(line);
+    let (time, level) = if line.first() == Some(&b'{') {
+        (json_field(line, "time"), json_field(line, "level"))
+    } else {
+        time_and_level(line)
+    };
     let time_rfc3339 = time
         .as_deref()
         .and_then(|t| normalise_time(t).filter(|_| t.ends_with('Z') || t.contains('+')));
@@ -240,6 +282,20 @@ mod tests {
             Some("spiffe://x/ns/a/sa/b")
         );
         assert_eq!(field(l, "dst.addr"), None);
+    }
+
+    #[test]
+    fn reads_fields_of_the_json_log_format() {
+        let l = br#"{"level":"error","time":"2024-01-24T18:27:07.590232Z","scope":"access","message":"connection complete","src.addr":"10.0.0.1:5","src.workload":"sleep-1","bytes_sent":0,"dst.addr": "10.0.0.2:15008","x":null}"#;
+        assert_eq!(field(l, "src.addr").as_deref(), Some("10.0.0.1:5"));
+        assert_eq!(field(l, "dst.addr").as_deref(), Some("10.0.0.2:15008"));
+        assert_eq!(field(l, "bytes_sent").as_deref(), Some("0"));
+        assert_eq!(field(l, "x"), None);
+        assert_eq!(field(l, "dst.workload"), None);
+        assert!(is_ztunnel_log_line(l));
+        assert!(!is_ztunnel_log_line(
+            b"2024-01-01T00:00:00Z info envoy main starting"
+        ));
     }
 
     #[test]
