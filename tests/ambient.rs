@@ -308,8 +308,49 @@ async fn sidecar_namespace_calling_ambient_namespace() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(dead_code)]
-fn npexec_path() -> std::ffi::OsString {
+async fn npexec(cl: &Cluster, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
     let bins = built(&["kubectl-npexec"]);
-    path_with(&[&bins])
+    let out = tokio::process::Command::new("kubectl")
+        .arg("npexec")
+        .args(args)
+        .env("PATH", path_with(&[&bins]))
+        .env("KUBECONFIG", &cl.kubeconfig)
+        .env("KUBECACHEDIR", cl.path().join("cache"))
+        .env("HOME", cl.path())
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn npexec_predict_uses_ztunnels_rules_for_ambient_destinations() -> anyhow::Result<()> {
+    let (cl, _src) = ambient_cluster(&[]).await?;
+    let (code, out, err) =
+        npexec(&cl, &["np-test-1", "np-test-2", "--predict", "-o", "json"]).await?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"verdict\": \"allowed\""), "{out}");
+    cl.ok(&[
+        "apply",
+        "-f",
+        &apply("examples/ambient/policies/allow-get-on-ztunnel.yaml"),
+    ])
+    .await?;
+    // The sidecar engine would allow the GET; ztunnel omits the HTTP rule and allows nothing.
+    let (_, out, err) = npexec(&cl, &["np-test-1", "np-test-2", "--predict", "-o", "json"]).await?;
+    assert!(out.contains("\"verdict\": \"denied-rbac\""), "{out}{err}");
+    assert!(
+        out.contains("ztunnel does not support HTTP attributes (methods)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("kubectl rbaclog -n istio-system -l app=ztunnel"),
+        "{out}"
+    );
+    Ok(())
 }
