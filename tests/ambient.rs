@@ -155,6 +155,25 @@ async fn ztunnel_resets_l4_denial_and_logs_the_policy() -> anyhow::Result<()> {
             .as_deref()
             .is_some_and(|i| i == "spiffe://cluster.local/ns/np-test-1/sa/default")
     );
+    // rbaclog reads what meshsim's ztunnel wrote.
+    let file = cl.path().join("ztunnel.log");
+    std::fs::write(&file, &log)?;
+    let bins = built(&["kubectl-rbaclog"]);
+    let out = tokio::process::Command::new("kubectl")
+        .args(["rbaclog", "--file"])
+        .arg(&file)
+        .args(["-o", "json"])
+        .env("PATH", path_with(&[&bins]))
+        .env("HOME", cl.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .await?;
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        json.contains("deny-np-test-1-l4") && json.contains("np-test-nginx-2-"),
+        "rbaclog --file: {json} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         rejection
             .dst_workload
