@@ -105,6 +105,19 @@ async fn ztunnel_resets_l4_denial_and_logs_the_policy() -> anyhow::Result<()> {
         "{containers}"
     );
 
+    // One ztunnel per node, kept by the DaemonSet controller.
+    let ds = cl
+        .ok(&[
+            "get",
+            "daemonset",
+            "ztunnel",
+            "-n",
+            "istio-system",
+            "-o",
+            "jsonpath={.status.desiredNumberScheduled}/{.status.numberReady}",
+        ])
+        .await?;
+    assert_eq!(ds, "1/1");
     let ok = curl(&cl, "np-test-1", &src).await?;
     assert_eq!(ok.code, 0, "{ok:?}");
     assert!(
