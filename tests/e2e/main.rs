@@ -10,6 +10,7 @@
 mod common;
 mod reliability;
 
+mod ambient;
 mod authzcheck_meshsim;
 mod ci_example;
 mod completion_kubectl;

@@ -6,7 +6,7 @@
 //! milliseconds. The module graph is the one a reader sees: top-level modules of
 //! each crate (`src/foo.rs` or `src/foo/`), an edge from `a` to `b` when any file of
 //! `a` names `crate::b` (in code or in a doc link, which rustdoc resolves too) or
-//! `super::b` from a file directly under `src/a/`.
+//! `super::b` where `super` is the crate root (`src/a/mod.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -114,12 +114,14 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         let Some(m) = module_of(f) else { continue };
         let text = std::fs::read_to_string(f).unwrap_or_default();
         let mut refs = names_after(&text, "crate::");
-        // `super::x` in src/m/child.rs names the sibling top-level module x.
+        // `super::x` names the top-level module x only where `super` is the
+        // crate root: in src/m/mod.rs (in src/m/child.rs it is m itself).
         let depth = f
             .strip_prefix(src)
             .map(|r| r.components().count())
             .unwrap_or(0);
-        if depth == 2 {
+        let is_mod_rs = f.file_name().is_some_and(|n| n == "mod.rs");
+        if depth == 2 && is_mod_rs {
             refs.extend(names_after(&text, "super::"));
         }
         let edges = graph.entry(m.clone()).or_default();
@@ -243,6 +245,8 @@ fn the_cycle_check_can_fail() {
     std::fs::write(src.join("plan/sub.rs"), "use crate::{data::X, report};").unwrap();
     std::fs::write(src.join("report.rs"), "//! Built by [`crate::plan`].").unwrap();
     std::fs::write(src.join("data.rs"), "pub struct X;").unwrap();
+    // In plan/other.rs `super::report` is plan::report, not the crate's report.
+    std::fs::write(src.join("plan/other.rs"), "use super::report;").unwrap();
     let g = module_graph(src);
     assert_eq!(
         cycles(&g),

@@ -524,7 +524,10 @@ pub fn evaluate(cluster: &Cluster, input: &ProbeInput<'_>) -> Evaluated {
     let http = http_attributes(input.request, input.host, target.port);
     let authz = cluster
         .authz_request(&src, &dst.namespace, &dst.name, port, Some(http))
-        .and_then(|req| cluster.evaluate_authz(&req));
+        .and_then(|req| {
+            let v = cluster.evaluate_authz(&req)?;
+            Ok(ambient_hook(cluster, source, dst, &req).unwrap_or(v))
+        });
     let authz = match authz {
         Ok(a) => a,
         Err(e) => {
@@ -656,6 +659,83 @@ fn mtls_layer(
         }
     });
     (layer, note)
+}
+
+/// The ambient hook: for a destination in ambient mode (meshpolicy::ambient's
+/// rule), the node's ztunnel enforces the L4 view of the policies, not a
+/// sidecar; its decision replaces the sidecar engine's "not enforced".
+fn ambient_hook(
+    cluster: &Cluster,
+    source: &meshpolicy::Pod,
+    dst: &meshpolicy::Pod,
+    req: &meshpolicy::AuthzRequest,
+) -> Option<meshpolicy::AuthzVerdict> {
+    use meshpolicy::ambient::{self, DataplaneMode};
+    let labels = |ns: &str| {
+        cluster
+            .namespace(ns)
+            .map(|n| n.labels.clone())
+            .unwrap_or_default()
+    };
+    let mode = |p: &meshpolicy::Pod| {
+        ambient::dataplane_mode(&p.labels, p.has_sidecar, &labels(&p.namespace))
+    };
+    if mode(dst) != DataplaneMode::Ambient {
+        return None;
+    }
+    let root = "istio-system";
+    let policies: Vec<meshpolicy::AuthorizationPolicy> = cluster
+        .authorization_policies_in(&dst.namespace)
+        .into_iter()
+        .chain(if dst.namespace == root {
+            Vec::new()
+        } else {
+            cluster.authorization_policies_in(root)
+        })
+        .map(|c| c.policy().clone())
+        .collect();
+    let mut l4 = req.clone();
+    l4.source_principal = (mode(source) != DataplaneMode::None)
+        .then(|| source.principal(meshpolicy::workload::DEFAULT_TRUST_DOMAIN));
+    let z = ambient::ztunnel_decide(&policies, dst, &l4, root);
+    let mut notes: Vec<String> = z
+        .omissions
+        .iter()
+        .map(|o| {
+            format!(
+                "{} rule {}: ztunnel does not support HTTP attributes ({}); the rule is {} (more restrictive than written); bind it to a waypoint with targetRefs",
+                o.policy,
+                o.rule,
+                o.attributes.join(", "),
+                if o.effect == "omitted" { "omitted: it never matches" } else { "enforced without them" }
+            )
+        })
+        .collect();
+    notes.push(format!(
+        "{}/{} is in ambient mode: ztunnel enforces L4 AuthorizationPolicy (a denial resets the connection; see kubectl rbaclog -n istio-system -l app=ztunnel)",
+        dst.namespace, dst.name
+    ));
+    let policy_id = match (&z.reason, &z.policy) {
+        (meshpolicy::envoy::ztunnel::ZtunnelReason::NoAllowMatched, _) => Some("none".to_string()),
+        (_, Some(p)) => Some(p.to_string()),
+        _ => None,
+    };
+    Some(meshpolicy::AuthzVerdict {
+        decision: if z.allowed {
+            meshpolicy::Decision::Allow
+        } else {
+            meshpolicy::Decision::Deny
+        },
+        enforced: true,
+        policy_id,
+        reason: z.explanation,
+        applicable: Vec::new(),
+        delegated: Vec::new(),
+        audited: Vec::new(),
+        shadow: Vec::new(),
+        cannot_evaluate: Vec::new(),
+        notes,
+    })
 }
 
 /// Notes from the destination sidecar's log lines attributed to a probe.

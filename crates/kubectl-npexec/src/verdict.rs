@@ -184,6 +184,10 @@ pub struct Observation {
     /// The client's time limit in seconds (for messages).
     pub timeout_secs: f64,
     pub wget: bool,
+    /// The destination pod is in Istio ambient mode (istio-cni's
+    /// `ambient.istio.io/redirection: enabled`, or meshpolicy::ambient's rule):
+    /// a reset then comes from its node's ztunnel, not from an mTLS mismatch.
+    pub destination_ambient: bool,
 }
 
 /// Names used in hints.
@@ -251,8 +255,46 @@ fn netpol_hint(ctx: &HintContext) -> String {
     }
 }
 
+/// The hint after a ztunnel denial: ztunnel's own log says which policy.
+fn ztunnel_hint(ctx: &HintContext) -> String {
+    let filter = match &ctx.to_namespace {
+        Some(ns) => format!(" | grep 'dst.namespace=\"{ns}\"'"),
+        None => String::new(),
+    };
+    format!(
+        "denied by an L4 AuthorizationPolicy that ztunnel enforces for {}: see kubectl rbaclog -n istio-system -l app=ztunnel (or kubectl logs -n istio-system -l app=ztunnel{filter})",
+        dest(ctx)
+    )
+}
+
+/// A reset from an ambient destination's ztunnel (curl exit 56, wget's
+/// `Connection reset by peer`, or the source sidecar's 503 `connection
+/// termination`): ztunnel closes a connection an AuthorizationPolicy rejects.
+fn ztunnel_reset(obs: &Observation, ctx: &HintContext) -> Option<Classified> {
+    if !obs.destination_ambient {
+        return None;
+    }
+    let body = String::from_utf8_lossy(&obs.body).to_ascii_lowercase();
+    let stderr = obs.stderr.to_ascii_lowercase();
+    let reset = match obs.http_status {
+        Some(503) => body.contains("connection termination"),
+        Some(_) => false,
+        None if obs.wget => stderr.contains("reset"),
+        None => obs.exit == Some(56),
+    };
+    reset.then(|| Classified {
+        verdict: Verdict::DeniedRbac,
+        detail: "connection reset by ztunnel (Istio ambient: denied by an L4 AuthorizationPolicy)"
+            .into(),
+        hint: Some(ztunnel_hint(ctx)),
+    })
+}
+
 /// Classifies one observation.
 pub fn classify(obs: &Observation, ctx: &HintContext) -> Classified {
+    if let Some(z) = ztunnel_reset(obs, ctx) {
+        return z;
+    }
     let body = String::from_utf8_lossy(&obs.body);
     let c = |verdict, detail: String, hint: Option<String>| Classified {
         verdict,
@@ -616,8 +658,70 @@ mod tests {
             source_sidecar: sidecar,
             timeout_secs: 3.0,
             wget: false,
+            destination_ambient: false,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn ambient_resets_name_ztunnel_and_the_next_command() {
+        let reset = Observation {
+            destination_ambient: true,
+            ..obs(
+                56,
+                None,
+                "",
+                "curl: (56) Recv failure: Connection reset by peer",
+                false,
+            )
+        };
+        let c = classify(&reset, &ctx());
+        assert_eq!(c.verdict, Verdict::DeniedRbac);
+        assert!(c.detail.contains("ztunnel"), "{}", c.detail);
+        let hint = c.hint.unwrap_or_default();
+        assert!(
+            hint.contains("kubectl rbaclog -n istio-system -l app=ztunnel"),
+            "{hint}"
+        );
+        assert!(hint.contains("np-test-2/np-test-nginx-2"), "{hint}");
+        // The source's sidecar relays ztunnel's close as a 503.
+        let relayed = Observation {
+            destination_ambient: true,
+            ..obs(
+                0,
+                Some(503),
+                "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+                "",
+                true,
+            )
+        };
+        assert_eq!(classify(&relayed, &ctx()).verdict, Verdict::DeniedRbac);
+        let wget = Observation {
+            destination_ambient: true,
+            wget: true,
+            ..obs(
+                1,
+                None,
+                "",
+                "wget: error getting response: Connection reset by peer",
+                false,
+            )
+        };
+        assert!(classify(&wget, &ctx()).detail.contains("ztunnel"));
+        // Not ambient: the same reset stays an mTLS failure; ambient timeouts stay network.
+        let plain = obs(
+            56,
+            None,
+            "",
+            "curl: (56) Recv failure: Connection reset by peer",
+            false,
+        );
+        assert_eq!(classify(&plain, &ctx()).verdict, Verdict::MtlsFailure);
+        let dropped = Observation {
+            destination_ambient: true,
+            ..obs(28, None, "", "curl: (28) Operation timed out", false)
+        };
+        assert_eq!(classify(&dropped, &ctx()).verdict, Verdict::BlockedNetwork);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! and istioctl print. It performs no I/O and depends on no async runtime, so
 //! the plugins, the simulated cluster and the tests all agree by construction.
 
+pub mod ambient;
 pub mod authz;
 pub mod cluster;
 pub mod connectivity;

@@ -224,6 +224,20 @@ impl Store {
             }
         }
         spec["nodeName"] = json!("meshsim-node");
+        let str_map = |v: &Value| -> std::collections::BTreeMap<String, String> {
+            v.as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        };
+        let has_proxy = containers.iter().any(|c| c["name"] == "istio-proxy");
+        let mode = meshpolicy::ambient::dataplane_mode(
+            &str_map(&pod_meta["labels"]),
+            inject || has_proxy,
+            &str_map(&ns_labels),
+        );
+        let ambient = mode == meshpolicy::ambient::DataplaneMode::Ambient;
         if inject {
             let first = containers[0]["name"]
                 .as_str()
@@ -272,6 +286,10 @@ impl Store {
             md["labels"]["security.istio.io/tlsMode"] = json!("istio");
             md["labels"]["service.istio.io/canonical-name"] = json!(app);
             md["labels"]["service.istio.io/canonical-revision"] = json!(version);
+        }
+        if ambient {
+            // istio-cni's mark on a pod whose traffic ztunnel captures.
+            pod["metadata"]["annotations"]["ambient.istio.io/redirection"] = json!("enabled");
         }
         let n = self.next_pod_ip;
         self.next_pod_ip += 1;
@@ -441,6 +459,7 @@ impl Store {
     pub fn reconcile(&mut self, ns: &str) {
         self.reconcile_deployments(ns);
         self.reconcile_replicasets(ns);
+        self.reconcile_daemonsets(ns);
         self.deployment_status(ns);
         self.reconcile_endpoints(ns);
     }
@@ -551,6 +570,63 @@ impl Store {
                 .cloned()
                 .unwrap_or(Value::Null);
             self.write_if_changed(resources::REPLICASETS, &cur, n);
+        }
+    }
+
+    /// A DaemonSet's pod on every node (meshsim has one: `meshsim-node`), as
+    /// the DaemonSet controller keeps it (ztunnel in ambient mode runs so).
+    fn reconcile_daemonsets(&mut self, ns: &str) {
+        let sets: Vec<Value> = self
+            .list(resources::DAEMONSETS, Some(ns))
+            .cloned()
+            .collect();
+        let pod_def = resources::preferred(resources::PODS);
+        for ds in sets {
+            let uid = meta_str(&ds, "uid").to_string();
+            let name = meta_str(&ds, "name").to_string();
+            let hash = template_hash(&ds["spec"]["template"]);
+            let pods: Vec<Value> = self
+                .list(resources::PODS, Some(ns))
+                .filter(|p| owned_by(p, &uid))
+                .cloned()
+                .collect();
+            for p in &pods {
+                if p["metadata"]["labels"]["controller-revision-hash"].as_str() != Some(&hash) {
+                    let _ = self.delete(pod_def, ns, meta_str(p, "name"));
+                }
+            }
+            let mut current: Vec<Value> = pods
+                .into_iter()
+                .filter(|p| {
+                    p["metadata"]["labels"]["controller-revision-hash"].as_str() == Some(&hash)
+                })
+                .collect();
+            let mut tries = 0;
+            while current.is_empty() && tries < 8 {
+                tries += 1;
+                let mut tpl = ds["spec"]["template"].clone();
+                if !tpl.is_object() {
+                    tpl = json!({});
+                }
+                tpl["metadata"]["name"] = json!(format!("{name}-{}", random_suffix(5)));
+                tpl["metadata"]["labels"]["controller-revision-hash"] = json!(hash);
+                tpl["metadata"]["ownerReferences"] = owner_ref(&ds, "DaemonSet", "apps/v1");
+                if let Ok(p) = self.create(pod_def, ns, tpl) {
+                    current.push(p);
+                }
+            }
+            let ready = current.iter().filter(|p| pod_ready(p)).count();
+            let mut n = ds.clone();
+            n["status"] = json!({
+                "currentNumberScheduled": current.len(), "desiredNumberScheduled": 1,
+                "numberMisscheduled": 0, "numberReady": ready, "numberAvailable": ready,
+                "updatedNumberScheduled": current.len(),
+                "observedGeneration": ds["metadata"]["generation"].clone(),
+            });
+            if ready == 0 {
+                n["status"]["numberUnavailable"] = json!(current.len());
+            }
+            self.write_if_changed(resources::DAEMONSETS, &ds, n);
         }
     }
 

@@ -163,6 +163,19 @@ fn proxy_lines(pod: &str, ns: &str) -> Vec<String> {
     ]
 }
 
+/// ztunnel's first lines (Rust `tracing` layout, as its access lines).
+fn ztunnel_lines() -> Vec<String> {
+    let t = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    vec![
+        format!("{t}\tinfo\tztunnel\tversion: meshsim ztunnel"),
+        format!("{t}\tinfo\tapp\tin-pod mode enabled"),
+        format!("{t}\tinfo\txds::client:xds{{id=1}}\tStream established"),
+        format!("{t}\tinfo\treadiness\tTask 'state manager' complete, marking server ready"),
+    ]
+}
+
 /// Seed startup lines for a started pod.
 pub fn seed(app: &App, pod: &StartedPod) {
     let annotations = {
@@ -185,7 +198,14 @@ pub fn seed(app: &App, pod: &StartedPod) {
             }
             continue;
         }
-        let lines = if container == "istio-proxy" {
+        let lines = if image
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .starts_with("ztunnel")
+        {
+            ztunnel_lines()
+        } else if container == "istio-proxy" {
             proxy_lines(&pod.name, &pod.namespace)
         } else if image.rsplit('/').next().unwrap_or("").starts_with("nginx") {
             nginx_lines()

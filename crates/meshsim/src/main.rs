@@ -89,6 +89,10 @@ enum Cmd {
         /// Output folder.
         #[arg(short = 'o', long)]
         output: PathBuf,
+        /// Enrol the namespaces in Istio ambient mode (no sidecars) and add the
+        /// ztunnel DaemonSet in istio-system.
+        #[arg(long)]
+        ambient: bool,
     },
 }
 
@@ -115,7 +119,14 @@ fn main() -> ExitCode {
             pods_per_namespace,
             policies,
             output,
-        } => match meshsim::scenario::generate(&output, namespaces, pods_per_namespace, policies) {
+            ambient,
+        } => match meshsim::scenario::generate_with(
+            &output,
+            namespaces,
+            pods_per_namespace,
+            policies,
+            ambient,
+        ) {
             Ok(()) => {
                 eprintln!(
                     "meshsim: wrote {namespaces} namespaces x {pods_per_namespace} pods to {}",

@@ -312,6 +312,10 @@ pub const DEPLOYMENTS: ResKey = ResKey {
     group: "apps",
     plural: "deployments",
 };
+pub const DAEMONSETS: ResKey = ResKey {
+    group: "apps",
+    plural: "daemonsets",
+};
 pub const REPLICASETS: ResKey = ResKey {
     group: "apps",
     plural: "replicasets",

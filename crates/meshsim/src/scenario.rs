@@ -243,12 +243,41 @@ pub fn generate(
     pods_per_namespace: usize,
     policies: usize,
 ) -> std::io::Result<()> {
+    generate_with(dir, namespaces, pods_per_namespace, policies, false)
+}
+
+/// The ztunnel DaemonSet of examples/ambient (one source for both).
+pub const ZTUNNEL_MANIFEST: &str = include_str!("../../../examples/ambient/01-ztunnel.yaml");
+
+/// [`generate`]; with `ambient`, the namespaces are enrolled in ambient mode
+/// (`istio.io/dataplane-mode=ambient`, no sidecars) and `istio-system.yaml`
+/// holds the root namespace and the ztunnel DaemonSet.
+pub fn generate_with(
+    dir: &Path,
+    namespaces: usize,
+    pods_per_namespace: usize,
+    policies: usize,
+    ambient: bool,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    if ambient {
+        std::fs::write(
+            dir.join("istio-system.yaml"),
+            format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: istio-system\n---\n{ZTUNNEL_MANIFEST}"
+            ),
+        )?;
+    }
+    let enrol = if ambient {
+        "istio.io/dataplane-mode: ambient"
+    } else {
+        "istio-injection: enabled"
+    };
     for n in 0..namespaces {
         let ns = format!("gen-{n:04}");
         let mut docs = vec![
             format!(
-                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels:\n    istio-injection: enabled\n"
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels:\n    {enrol}\n"
             ),
             format!(
                 "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n  namespace: {ns}\nspec:\n  replicas: {pods_per_namespace}\n  selector:\n    matchLabels:\n      app: app\n  template:\n    metadata:\n      labels:\n        app: app\n    spec:\n      containers:\n      - name: app\n        image: nginx:latest\n        ports:\n        - containerPort: 80\n"
@@ -265,4 +294,23 @@ pub fn generate(
         std::fs::write(dir.join(format!("{ns}.yaml")), docs.join("---\n"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generate_ambient_enrols_namespaces_and_adds_ztunnel() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        generate_with(dir.path(), 2, 1, 0, true).expect("generate");
+        let docs = read(&[dir.path().to_path_buf()]).expect("read back");
+        let text = format!("{docs:?}");
+        assert!(text.contains("istio.io/dataplane-mode"), "{text}");
+        assert!(!text.contains("istio-injection"), "{text}");
+        assert!(
+            text.contains("DaemonSet") && text.contains("ztunnel"),
+            "{text}"
+        );
+    }
 }

@@ -57,6 +57,9 @@ pub enum Layer {
     Application,
     /// Handed to the destination's real Envoy (see [`Forward`]).
     Envoy,
+    /// The destination is in ambient mode and its node's ztunnel rejected
+    /// the connection (L4 AuthorizationPolicy): the client sees a reset.
+    Ztunnel,
 }
 
 /// A request the destination's real Envoy decides: everything before its
@@ -101,6 +104,8 @@ pub struct Verdict {
     pub app_log: Option<(String, String, String, String)>,
     /// Set when the destination's real Envoy is to decide.
     pub forward: Option<Forward>,
+    /// (namespace, pod, line) for the destination node's ztunnel log.
+    pub ztunnel_log: Option<(String, String, String)>,
 }
 
 /// The inputs of a decision besides the gathered facts.
@@ -114,6 +119,8 @@ pub struct Input<'a> {
     pub enforce_network_policy: bool,
     /// Per-request values that would be random (request id, ports).
     pub ids: Ids,
+    /// The AuthorizationPolicies ztunnel has received by now (ambient destinations).
+    pub ztunnel_policies: &'a [meshpolicy::AuthorizationPolicy],
 }
 
 /// Values Envoy would pick at random, passed in so decisions are repeatable.
@@ -151,7 +158,7 @@ pub fn model_pod(p: &Value) -> Pod {
     let containers = p["spec"]["containers"].as_array().into_iter().flatten();
     let inits = p["spec"]["initContainers"].as_array().into_iter().flatten();
     for c in containers.chain(inits) {
-        if c["name"] == "istio-proxy" {
+        if c["name"] == "istio-proxy" && !super::flow::is_ztunnel(p) {
             pod.has_sidecar = true;
         }
         for port in c["ports"].as_array().into_iter().flatten() {
@@ -367,6 +374,7 @@ fn verdict(outcome: NetOutcome, layer: Layer, reason: impl Into<String>) -> Verd
         source: None,
         app_log: None,
         forward: None,
+        ztunnel_log: None,
     }
 }
 
@@ -599,8 +607,55 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
         }
     }
 
-    let listening = listening_ports(dst_json).contains(&port);
     let lat = latency(dst_json);
+    let ambient = ambient_mode(facts, &dst) == meshpolicy::ambient::DataplaneMode::Ambient;
+    let mut ztunnel_line = None;
+    if ambient && !same_pod {
+        let z = ztunnel(ctx, &dst, service, port);
+        let line = facts.ztunnel.as_ref().map(|(zns, zpod)| {
+            (
+                zns.clone(),
+                zpod.clone(),
+                ztunnel_access_line(ctx, &dst, service, port, &z),
+            )
+        });
+        if !z.allowed {
+            let reason = z.explanation.clone();
+            let mut v = if ctx.captured {
+                // The source sidecar sees its upstream connection closed.
+                let (headers, body) = local_reply(503, CONNECT_TERMINATION_BODY, None);
+                let mut v = verdict(
+                    NetOutcome::Http {
+                        after: lat,
+                        status: 503,
+                        headers,
+                        body: body.clone(),
+                    },
+                    Layer::Ztunnel,
+                    reason,
+                );
+                v.source = Some(ctx.outbound(
+                    service,
+                    Some(dst_hostport.clone()),
+                    &dst_addr,
+                    503,
+                    "UC",
+                    "upstream_reset_before_response_started{connection_termination}",
+                    body.len(),
+                    lat,
+                    None,
+                ));
+                v
+            } else {
+                verdict(NetOutcome::Reset { after: lat }, Layer::Ztunnel, reason)
+            };
+            v.ztunnel_log = line;
+            return v;
+        }
+        ztunnel_line = line;
+    }
+
+    let listening = listening_ports(dst_json).contains(&port);
     let dst_sidecar = dst.has_sidecar && !SIDECAR_PORTS.contains(&port);
     let sni = service.map_or_else(
         || "-".to_string(),
@@ -715,7 +770,94 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
         );
         v.app_log = Some((dst.namespace.clone(), dst.name.clone(), c.to_string(), line));
     }
+    v.ztunnel_log = ztunnel_line;
     v
+}
+
+fn str_labels(v: &Value) -> BTreeMap<String, String> {
+    str_map(&v["metadata"]["labels"])
+}
+
+/// The dataplane mode of the destination (meshpolicy::ambient's rule).
+fn ambient_mode(facts: &Facts, dst: &Pod) -> meshpolicy::ambient::DataplaneMode {
+    let ns_labels = facts
+        .namespaces
+        .iter()
+        .find(|n| n["metadata"]["name"].as_str() == Some(dst.namespace.as_str()))
+        .map(str_labels)
+        .unwrap_or_default();
+    meshpolicy::ambient::dataplane_mode(&dst.labels, dst.has_sidecar, &ns_labels)
+}
+
+/// Whether the source's traffic leaves with a mesh identity (a sidecar, or
+/// the source node's ztunnel for an ambient source).
+fn source_identity(ctx: &Ctx<'_>) -> Option<String> {
+    let in_mesh = ctx.captured
+        || ambient_mode(ctx.input.facts, &ctx.src) == meshpolicy::ambient::DataplaneMode::Ambient;
+    in_mesh.then(|| {
+        ctx.src
+            .principal(meshpolicy::workload::DEFAULT_TRUST_DOMAIN)
+    })
+}
+
+/// The destination ztunnel's decision (meshpolicy::ambient).
+fn ztunnel(
+    ctx: &Ctx<'_>,
+    dst: &Pod,
+    _service: Option<&ServiceRef>,
+    port: u16,
+) -> meshpolicy::ambient::ZtunnelVerdict {
+    let req = meshpolicy::AuthzRequest {
+        source_principal: source_identity(ctx),
+        source_ip: ctx.src.ip,
+        destination_namespace: dst.namespace.clone(),
+        destination_pod: dst.name.clone(),
+        destination_ip: dst.ip,
+        destination_port: port,
+        ..meshpolicy::AuthzRequest::default()
+    };
+    meshpolicy::ambient::ztunnel_decide(ctx.input.ztunnel_policies, dst, &req, ROOT_NAMESPACE)
+}
+
+/// ztunnel's inbound access log line (Rust `tracing` layout, TAB-separated
+/// `TIME LEVEL TARGET MESSAGE`, then `key=value` fields): `info` for a
+/// completed connection, `error` with `error="connection closed due to policy
+/// rejection: ..."` for a rejected one.
+fn ztunnel_access_line(
+    ctx: &Ctx<'_>,
+    dst: &Pod,
+    service: Option<&ServiceRef>,
+    port: u16,
+    z: &meshpolicy::ambient::ZtunnelVerdict,
+) -> String {
+    let t = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ");
+    let level = if z.allowed { "info" } else { "error" };
+    let dst_ip = dst.ip.map(|i| i.to_string()).unwrap_or_default();
+    let mut f = vec![
+        format!("src.addr={}", ctx.client()),
+        format!("src.workload={:?}", ctx.src.name),
+        format!("src.namespace={:?}", ctx.src.namespace),
+    ];
+    if let Some(id) = source_identity(ctx) {
+        f.push(format!("src.identity=\"spiffe://{id}\""));
+    }
+    f.push(format!("dst.addr={dst_ip}:15008"));
+    f.push(format!("dst.hbone_addr={dst_ip}:{port}"));
+    if let Some(s) = service {
+        f.push(format!("dst.service={:?}", s.fqdn()));
+    }
+    f.push(format!("dst.workload={:?}", dst.name));
+    f.push(format!("dst.namespace={:?}", dst.namespace));
+    f.push(format!(
+        "dst.identity=\"spiffe://{}\"",
+        dst.principal(meshpolicy::workload::DEFAULT_TRUST_DOMAIN)
+    ));
+    f.push("direction=\"inbound\"".into());
+    f.push("bytes_sent=0 bytes_recv=0 duration=\"0ms\"".into());
+    if let Some(e) = z.rejection_error() {
+        f.push(format!("error={e:?}"));
+    }
+    format!("{t}\t{level}\taccess\tconnection complete\t{}", f.join(" "))
 }
 
 /// The pod IP as an address, when it has one.

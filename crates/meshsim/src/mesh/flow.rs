@@ -87,6 +87,31 @@ pub struct Facts {
     pub configmaps: Vec<Value>,
     /// Whether the mesh config leaves access logging on.
     pub access_log: bool,
+    /// The ztunnel pod (namespace, name) on the destination's node, when
+    /// ambient mode runs one (`app=ztunnel` in the root namespace).
+    pub ztunnel: Option<(String, String)>,
+}
+
+/// Whether `p` is a ztunnel pod (`app=ztunnel` in the root namespace):
+/// its container is named `istio-proxy` as in Istio's chart, yet it is no sidecar.
+pub fn is_ztunnel(p: &Value) -> bool {
+    p["metadata"]["namespace"] == super::decide::ROOT_NAMESPACE
+        && p["metadata"]["labels"]["app"] == "ztunnel"
+}
+
+/// The Running ztunnel pod on `node` (the first by name).
+fn ztunnel_on(store: &Store, node: &str) -> Option<(String, String)> {
+    let mut found: Vec<&Value> = store
+        .list(resources::PODS, Some(super::decide::ROOT_NAMESPACE))
+        .filter(|p| is_ztunnel(p) && pod_running(p) && p["spec"]["nodeName"] == node)
+        .collect();
+    found.sort_by_key(|p| p["metadata"]["name"].as_str().unwrap_or(""));
+    found.first().map(|p| {
+        (
+            super::decide::ROOT_NAMESPACE.to_string(),
+            p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        )
+    })
 }
 
 fn labels(v: &Value) -> Option<&Value> {
@@ -323,7 +348,14 @@ pub fn gather(store: &Store, namespace: &str, pod: &str, host: &str, port: u16) 
                 .collect::<Vec<_>>()
         })
         .collect();
+    let ztunnel = match &route {
+        Route::Endpoint { pod: dst, .. } => {
+            ztunnel_on(store, dst["spec"]["nodeName"].as_str().unwrap_or(""))
+        }
+        _ => None,
+    };
     Some(Facts {
+        ztunnel,
         source,
         route,
         resolved_ip,

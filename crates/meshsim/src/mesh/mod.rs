@@ -145,12 +145,13 @@ fn is_ready(p: &Value) -> bool {
 }
 
 fn has_sidecar(p: &Value) -> bool {
-    p["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .chain(p["spec"]["initContainers"].as_array())
-        .flatten()
-        .any(|c| c["name"] == PROXY_CONTAINER)
+    !flow::is_ztunnel(p)
+        && p["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .chain(p["spec"]["initContainers"].as_array())
+            .flatten()
+            .any(|c| c["name"] == PROXY_CONTAINER)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -425,6 +426,18 @@ impl Mesh {
             .collect()
     }
 
+    /// The AuthorizationPolicies ztunnel has received by now (after the
+    /// propagation delay, as sidecars get them).
+    pub fn ztunnel_policies(&self) -> Vec<AuthorizationPolicy> {
+        let st = lock(&self.state);
+        let at = self.now(&st).checked_sub(self.real_propagation_delay());
+        st.timeline
+            .view(PolicyKind::AuthorizationPolicy, at)
+            .iter()
+            .filter_map(|v| serde_json::from_value::<AuthorizationPolicy>((**v).clone()).ok())
+            .collect()
+    }
+
     /// Decides a request without writing any log (tests, explanations).
     pub fn evaluate(&self, from: &ExecTarget, request: &NetRequest) -> Option<Verdict> {
         self.run(from, request, false)
@@ -461,7 +474,13 @@ impl Mesh {
             inbound_port: rng.random_range(32768..61000),
             start_time: access_time(),
         };
+        let ztunnel_policies = if may_be_ambient(&facts) {
+            self.ztunnel_policies()
+        } else {
+            Vec::new()
+        };
         let input = decide::Input {
+            ztunnel_policies: &ztunnel_policies,
             facts: &facts,
             container: &from.container,
             request,
@@ -525,6 +544,9 @@ impl Mesh {
         }
         if let Some((ns, pod, container, line)) = &v.app_log {
             app.logs.append(ns, pod, container, line);
+        }
+        if let Some((ns, pod, line)) = &v.ztunnel_log {
+            app.logs.append(ns, pod, PROXY_CONTAINER, line);
         }
     }
 }
@@ -900,6 +922,22 @@ impl Mesh {
             }
         }
         out
+    }
+}
+
+/// Whether the destination may be in ambient mode (so the policies ztunnel
+/// holds are worth reading for this request).
+fn may_be_ambient(facts: &flow::Facts) -> bool {
+    let label = meshpolicy::ambient::DATAPLANE_MODE_LABEL;
+    match &facts.route {
+        flow::Route::Endpoint { pod, .. } => {
+            pod["metadata"]["labels"].get(label).is_some()
+                || facts
+                    .namespaces
+                    .iter()
+                    .any(|n| n["metadata"]["labels"].get(label).is_some())
+        }
+        _ => false,
     }
 }
 
