@@ -384,5 +384,27 @@ async fn npexec_predict_uses_ztunnels_rules_for_ambient_destinations() -> anyhow
         out.contains("kubectl rbaclog -n istio-system -l app=ztunnel"),
         "{out}"
     );
+    // Live, once the policy reached ztunnel: the reset is ztunnel's L4 denial,
+    // not an mTLS failure, and the hint names ztunnel's log.
+    let (code, out, err) = npexec(
+        &cl,
+        &[
+            "np-test-1",
+            "np-test-2",
+            "--expect",
+            "denied-rbac",
+            "--wait",
+            "30s",
+            "-o",
+            "json",
+        ],
+    )
+    .await?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("connection reset by ztunnel"), "{out}");
+    assert!(
+        out.contains("kubectl rbaclog -n istio-system -l app=ztunnel"),
+        "{out}"
+    );
     Ok(())
 }

@@ -197,11 +197,6 @@ fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
     s.out
 }
 
-/// Cycles that exist today and are being taken apart (issue 18). A ratchet: a
-/// new cycle fails the test, and so does a listed one that is gone (delete its
-/// line, so it cannot come back). The goal is an empty list.
-const KNOWN_CYCLES: &[&str] = &["kubectl-npexec: explain <-> plan <-> report"];
-
 #[test]
 fn no_module_cycles_in_any_crate() {
     let mut found = Vec::new();
@@ -211,25 +206,10 @@ fn no_module_cycles_in_any_crate() {
             found.push(format!("{name}: {}", comp.join(" <-> ")));
         }
     }
-    let new: Vec<&String> = found
-        .iter()
-        .filter(|c| !KNOWN_CYCLES.contains(&c.as_str()))
-        .collect();
-    let gone: Vec<&&str> = KNOWN_CYCLES
-        .iter()
-        .filter(|k| !found.iter().any(|c| c == *k))
-        .collect();
     assert!(
-        new.is_empty(),
-        "new module cycles (move the shared types into a module both can use):\n{}",
-        new.iter()
-            .map(|c| c.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    assert!(
-        gone.is_empty(),
-        "these cycles are gone: delete them from KNOWN_CYCLES so they cannot come back: {gone:?}"
+        found.is_empty(),
+        "module cycles (move the shared types into a module both can use):\n{}",
+        found.join("\n")
     );
 }
 

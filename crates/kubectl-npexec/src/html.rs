@@ -184,8 +184,8 @@ fn probe_entry(out: &mut String, index: usize, r: &ProbeRecord) {
         out.push_str("<dt>policies</dt><dd><ul class=\"policies\">");
         for p in policies {
             let src = match p.source {
-                crate::explain::NoteSource::Engine => "engine",
-                crate::explain::NoteSource::EnvoyLog => "envoy-log",
+                crate::analysis::NoteSource::Engine => "engine",
+                crate::analysis::NoteSource::EnvoyLog => "envoy-log",
             };
             let dir = p
                 .direction
@@ -333,7 +333,7 @@ pub fn page(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::explain::Analysis;
+    use crate::analysis::Analysis;
     use crate::graph::tests::record;
 
     fn header() -> PageHeader {

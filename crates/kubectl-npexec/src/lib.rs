@@ -14,6 +14,7 @@
 //! policy change would do, against the live cluster or manifests alone
 //! ([`whatif`]).
 
+pub mod analysis;
 pub mod cli;
 pub mod endpoints;
 pub mod explain;

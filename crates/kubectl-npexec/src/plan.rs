@@ -228,6 +228,7 @@ fn probe_to(
             port: Some(t.port),
             host: format!("{}.{}.svc.{}", t.service, t.namespace, cli.cluster_domain),
             cluster_domain: cli.cluster_domain.clone(),
+            destination_ambient: false,
         },
         request: request_for(cli, url),
         target: Some(t.clone()),
@@ -273,6 +274,7 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
                     port: url_port(url),
                     host,
                     cluster_domain: cli.cluster_domain.clone(),
+                    destination_ambient: false,
                 },
                 request: request_for(cli, url.clone()),
                 target: None,
@@ -387,7 +389,34 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
         }
     }
     count_endpoints(kube, &mut plan).await;
+    mark_ambient(kube, &mut plan).await;
     Ok(plan)
+}
+
+/// Marks probes whose destination namespace is in ambient mode (read once per
+/// namespace), so a reset is read as ztunnel's L4 denial. A pod's own
+/// `istio.io/dataplane-mode` label is not read here; an unreadable namespace
+/// counts as not ambient.
+async fn mark_ambient(kube: &Kube, plan: &mut Plan) {
+    use k8s_openapi::api::core::v1::Namespace;
+    use meshpolicy::ambient::{DataplaneMode, dataplane_mode};
+    let mut modes: BTreeMap<String, bool> = BTreeMap::new();
+    for p in &mut plan.probes {
+        let Some(ns) = p.ctx.to_namespace.clone() else {
+            continue;
+        };
+        if !modes.contains_key(&ns) {
+            let api: kube::Api<Namespace> = kube::Api::all(kube.client.clone());
+            let labels = match api.get(&ns).await {
+                Ok(n) => n.metadata.labels.unwrap_or_default(),
+                Err(_) => BTreeMap::new(),
+            };
+            let ambient =
+                dataplane_mode(&BTreeMap::new(), false, &labels) == DataplaneMode::Ambient;
+            modes.insert(ns.clone(), ambient);
+        }
+        p.ctx.destination_ambient = modes[&ns];
+    }
 }
 
 /// Reads, once per Service with a selector, how many ready endpoints it has.

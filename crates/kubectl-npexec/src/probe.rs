@@ -345,6 +345,7 @@ pub async fn run_probe(
     };
     let base_obs = Observation {
         source_sidecar: source.sidecar,
+        destination_ambient: ctx.destination_ambient,
         timeout_secs: req.timeout.as_secs_f64(),
         ..Default::default()
     };

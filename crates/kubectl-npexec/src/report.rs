@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use kubeplugin::render::{Cell, Column, Renderer, Tabular, Tone};
 use serde::Serialize;
 
-use crate::explain::{Analysis, PolicyNote};
+use crate::analysis::{Analysis, PolicyNote};
 use crate::verdict::{Expectation, Tool, Verdict};
 
 /// Where a probe ran.
@@ -170,7 +170,7 @@ impl ProbeRecord {
     /// The policy that decided, in short (`authorizationpolicy np-test-2/deny`),
     /// from Envoy's log first, then the engine; None without analysis.
     pub fn deciding_policy(&self) -> Option<String> {
-        use crate::explain::{Effect, NoteSource, PolicyKind};
+        use crate::analysis::{Effect, NoteSource, PolicyKind};
         let policies = self.policies.as_ref()?;
         // When NetworkPolicy drops the connection, the sidecar never decides.
         let net_blocks = self
@@ -214,7 +214,7 @@ impl ProbeRecord {
 /// policy once (the engine's reading, with what Envoy's log said about the
 /// same policy on the same line), contradictions and notes.
 pub fn explanation(records: &[ProbeRecord]) -> String {
-    use crate::explain::{NoteSource, PolicyKind};
+    use crate::analysis::{NoteSource, PolicyKind};
     use kubeplugin::render::escape_control as esc;
     use std::fmt::Write;
     let mut out = String::new();
@@ -748,7 +748,7 @@ mod tests {
 
     #[test]
     fn explanation_lines_name_policies_and_contradictions() {
-        use crate::explain::{
+        use crate::analysis::{
             Analysis, AuthzLayer, Effect, NetworkLayer, NoteSource, PolicyKind, PolicyNote,
         };
         let mut records = sample();

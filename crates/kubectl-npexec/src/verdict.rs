@@ -200,6 +200,9 @@ pub struct HintContext {
     pub port: Option<u16>,
     pub host: String,
     pub cluster_domain: String,
+    /// The destination namespace is enrolled in Istio's ambient mode
+    /// (meshpolicy::ambient's rule on its labels): a reset comes from ztunnel.
+    pub destination_ambient: bool,
 }
 
 /// A verdict with its one-line detail and hint.
@@ -646,6 +649,7 @@ mod tests {
             port: Some(80),
             host: "svc-np-test-nginx-2.np-test-2.svc.cluster.local".into(),
             cluster_domain: "cluster.local".into(),
+            destination_ambient: false,
         }
     }
 
