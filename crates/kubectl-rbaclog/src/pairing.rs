@@ -271,6 +271,14 @@ fn looks_like_log(line: &[u8]) -> bool {
     }
 }
 
+/// Whether the line is a whole access log line, TEXT or one-line JSON.
+fn is_access_log_line(line: &[u8]) -> bool {
+    is_text_access_log(line)
+        || (line.first() == Some(&b'{')
+            && line.last() == Some(&b'}')
+            && memchr::memmem::find(line, b"\"response_code\"").is_some())
+}
+
 /// Whether the line is an access log line in Istio's TEXT layout (`[TIME] "...`).
 fn is_text_access_log(line: &[u8]) -> bool {
     if line.first() != Some(&b'[') {
@@ -408,6 +416,13 @@ impl Pairer {
                         self.checked_request(thread, e.request, e.ts);
                     }
                 }
+                return;
+            }
+            // An access log line comes from Envoy's stdout, which a container
+            // runtime interleaves with stderr line by line: it can land inside
+            // the multi-line entry (one stderr write) without ending it.
+            if is_access_log_line(line) {
+                self.line(line, kubelet_ts, out);
                 return;
             }
             if let Some(e) = self.open_entry.take() {

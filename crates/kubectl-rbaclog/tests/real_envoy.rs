@@ -243,3 +243,26 @@ fn tool_prefixes_name_the_pod() {
         );
     }
 }
+
+/// Envoy writes a `checking request` entry to stderr in one write, but its
+/// access log goes to stdout, and the container runtime interleaves the two
+/// line by line: here (a capture of Envoy 1.40 behind meshpolicy's listener, a
+/// DENY filter then an ALLOW filter) the POST's access line landed inside the
+/// first filter's entry. Still one request: the ALLOW filter's denial, with
+/// the first filter's "allowed, matched policy none" folded in, not a second
+/// "allowed" row.
+#[test]
+fn an_access_line_inside_a_checking_request_entry_does_not_split_the_request() {
+    let log = data("envoy-1.40-interleaved.log");
+    let all = read(&log, DecisionFilter::All);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let d = &all[0];
+    assert_eq!(d.decision, Verdict::Denied, "{d:#?}");
+    let req = d.request.as_ref().expect("the request from the entry");
+    assert_eq!(req.method.as_deref(), Some("POST"));
+    assert_eq!(req.path.as_deref(), Some("/api/items/4"));
+    assert_eq!(
+        d.request_id.as_deref(),
+        Some("bd11a5a3-41c3-49a7-8afb-9de70b2becbc")
+    );
+}
