@@ -661,7 +661,7 @@ async fn control_sequences_from_the_cluster_are_escaped_end_to_end() {
     let has = |i: usize, s: &str| outs[i].stdout.contains(s);
     for (i, needle) in [
         (1, "body \\u001b]0;pwned\\u0007 \\u001b[2J\\rend"),
-        (3, "evil\\u001b]0;pwned\\u0007.np-test-2"),
+        (3, "np-test-2/evil\\u001b]0;pwned\\u0007"),
     ] {
         if !has(i, needle) {
             failures.push(format!(

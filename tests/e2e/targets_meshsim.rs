@@ -4,7 +4,7 @@
 //! or the kubeconfig context's namespace; npexec's `NAMESPACE/SERVICE` TO and
 //! its `-n` rule. `sts/` and `ds/` give a one-line not-found error until a
 //! StatefulSet and a DaemonSet exist, then resolve through their selectors
-//! (meshsim stores them; no controller makes pods for them).
+//! (meshsim makes one pod per node for a DaemonSet, none for a StatefulSet).
 
 use crate::common;
 
@@ -153,8 +153,10 @@ fn authzcheck_takes_every_target_form() {
         one_line_error(&sim.run(&["authzcheck", "-n", "np-test-2", t]), 3, t);
     }
     // Once they exist, sts/ and ds/ resolve through their selectors to the pods
-    // they select (meshsim stores them; no controller makes pods for them, so
-    // they select the walk-through's nginx-2 pod).
+    // they select: meshsim has no StatefulSet controller, so sts/db selects the
+    // walk-through's nginx-2 pod; its DaemonSet controller makes agent's pod.
+    // np-test-2's only pod until the DaemonSet makes one.
+    let nginx2 = sim.pod("np-test-2");
     let mut apply = sim.cmd();
     apply
         .args(["create", "--validate=false", "-f", "-"])
@@ -173,14 +175,35 @@ fn authzcheck_takes_every_target_form() {
     }
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let nginx2 = sim.pod("np-test-2");
+    let mut agent = String::new();
+    for _ in 0..200 {
+        agent = sim.out(&[
+            "get",
+            "pods",
+            "-n",
+            "np-test-2",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        if !agent.trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        agent.starts_with("agent-"),
+        "the DaemonSet made no pod: {agent:?}"
+    );
     for t in ["sts/db", "ds/agent", "statefulset/db", "daemonset/agent"] {
         let v = json(
             &sim.run(&["authzcheck", "-n", "np-test-2", t, "-o", "json"]),
             t,
         );
+        let want = if t.contains("agent") { &agent } else { &nginx2 };
         // One pod: one report object (several would be an array).
-        assert_eq!(v["pod"]["name"], nginx2.as_str(), "{t}: {v:#}");
+        assert_eq!(v["pod"]["name"], want.as_str(), "{t}: {v:#}");
         assert_eq!(v["pod"]["namespace"], "np-test-2", "{t}");
     }
     // POD.NS contradicting -n: the dotted word is a pod name, which does not exist.
@@ -368,7 +391,8 @@ fn rbaclog_advice_follows_the_namespace_label() {
     assert!(e.contains("kubectl label namespace empty-plain"), "{e}");
 }
 
-/// A StatefulSet and a DaemonSet selecting the walk-through's nginx-2 pods.
+/// A StatefulSet selecting the walk-through's nginx-2 pods, and a DaemonSet
+/// with pods of its own.
 const SETS: &str = "apiVersion: apps/v1
 kind: StatefulSet
 metadata: {name: db, namespace: np-test-2}
@@ -383,8 +407,8 @@ apiVersion: apps/v1
 kind: DaemonSet
 metadata: {name: agent, namespace: np-test-2}
 spec:
-  selector: {matchLabels: {app: np-test-nginx-2}}
+  selector: {matchLabels: {app: agent}}
   template:
-    metadata: {labels: {app: np-test-nginx-2}}
+    metadata: {labels: {app: agent}}
     spec: {containers: [{name: agent, image: nginx}]}
 ";

@@ -388,14 +388,14 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
             .find(|p| p.policy_ref().name == name);
         let msg = match in_api {
             Some(p) => format!(
-                "the sidecar still enforces {action} {name}.{ns}, which no longer applies to this pod ({}): the change has not reached the sidecar yet",
+                "the sidecar still enforces {action} {ns}/{name}, which no longer applies to this pod ({}): the change has not reached the sidecar yet",
                 p.summary(&root).first().cloned().unwrap_or_default()
             ),
             None if ns != pod.namespace && ns != root => format!(
-                "the sidecar enforces {action} {name}.{ns}, from a namespace that is neither the pod's nor the root namespace {root}: is --root-namespace right?"
+                "the sidecar enforces {action} {ns}/{name}, from a namespace that is neither the pod's nor the root namespace {root}: is --root-namespace right?"
             ),
             None => format!(
-                "the sidecar still enforces {action} {name}.{ns}, which is not in the API: it was deleted recently and the sidecar has not caught up yet"
+                "the sidecar still enforces {action} {ns}/{name}, which is not in the API: it was deleted recently and the sidecar has not caught up yet"
             ),
         };
         findings.push(Finding::new(Severity::Warning, "not-in-api", msg));
@@ -639,7 +639,7 @@ pub fn offline(proxy: ProxyView) -> Report {
     let mut findings = proxy_findings(&proxy);
     for h in proxy.hidden.iter().flatten() {
         let name = match &h.namespace {
-            Some(ns) => format!("{}.{ns}", h.policy),
+            Some(ns) => format!("{ns}/{}", h.policy),
             None => h.policy.clone(),
         };
         let msg = if h.kind == "dry-run" {

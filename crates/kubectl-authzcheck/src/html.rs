@@ -293,7 +293,7 @@ fn report_section(out: &mut String, index: usize, rep: &Report) -> Result<(), Pl
         out.push_str("<p class=\"empty\">(nothing to show)</p>\n");
     } else {
         let name = |policy: &str, ns: &Option<String>| match ns {
-            Some(ns) => format!("{policy}.{ns}"),
+            Some(ns) => format!("{ns}/{policy}"),
             None => policy.to_string(),
         };
         let rows: Vec<Vec<(String, String)>> = p

@@ -317,7 +317,7 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
             .iter()
             .map(|row| {
                 let name = match &row.namespace {
-                    Some(ns) => format!("{}.{ns}", row.policy),
+                    Some(ns) => format!("{ns}/{}", row.policy),
                     None => row.policy.clone(),
                 };
                 vec![
@@ -341,7 +341,7 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
                 .iter()
                 .map(|h| {
                     let name = match &h.namespace {
-                        Some(ns) => format!("{}.{ns}", h.policy),
+                        Some(ns) => format!("{ns}/{}", h.policy),
                         None => h.policy.clone(),
                     };
                     vec![

@@ -354,7 +354,7 @@ fn loaded_but_gone_from_the_api() {
     let rows = vec![row("DENY", "deleted", Some("np-test-2"), 1)];
     let r = run_with(&c, "nginx-2", &HashMap::new(), true, view(rows));
     let f = r.findings.iter().find(|f| f.code == "not-in-api").unwrap();
-    assert!(f.message.contains("deleted.np-test-2"), "{}", f.message);
+    assert!(f.message.contains("np-test-2/deleted"), "{}", f.message);
     assert!(f.message.contains("not in the API"), "{}", f.message);
 }
 
