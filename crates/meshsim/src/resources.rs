@@ -229,6 +229,28 @@ pub const RESOURCES: &[ResourceDef] = &[
         &["pa"],
         &["status"],
     ),
+    // Gateway API: a Gateway of class `istio-waypoint` is an ambient-mode
+    // waypoint (the controllers make its Deployment, Service and pod).
+    def(
+        "gateway.networking.k8s.io",
+        "v1",
+        "Gateway",
+        "gateways",
+        "gateway",
+        true,
+        &["gtw"],
+        &["status"],
+    ),
+    def(
+        "gateway.networking.k8s.io",
+        "v1",
+        "GatewayClass",
+        "gatewayclasses",
+        "gatewayclass",
+        false,
+        &["gc"],
+        &["status"],
+    ),
 ];
 
 /// Groups in discovery order with their versions (preferred first).
@@ -319,4 +341,8 @@ pub const DAEMONSETS: ResKey = ResKey {
 pub const REPLICASETS: ResKey = ResKey {
     group: "apps",
     plural: "replicasets",
+};
+pub const GATEWAYS: ResKey = ResKey {
+    group: "gateway.networking.k8s.io",
+    plural: "gateways",
 };
