@@ -54,7 +54,7 @@ awk -v s="$SCALE" 'BEGIN { exit !(s + 0 == s && s >= 0) }' || die "DEMO_TIME_SCA
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/meshdebug-demo.XXXXXX")" || die "cannot create a temporary directory"
 MESHSIM_PID=""
 
-cleanup() {
+stop_meshsim() {
     if [ -n "$MESHSIM_PID" ] && kill -0 "$MESHSIM_PID" 2>/dev/null; then
         kill -TERM "$MESHSIM_PID" 2>/dev/null
         for _ in $(seq 1 50); do
@@ -65,6 +65,9 @@ cleanup() {
         wait "$MESHSIM_PID" 2>/dev/null
     fi
     MESHSIM_PID=""
+}
+cleanup() {
+    stop_meshsim
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -103,31 +106,41 @@ wait_propagation() {
     sleep "$(scaled 3)"
 }
 
+# Starts meshsim on a scenario folder and waits for its kubeconfig.
+start_meshsim() {
+    rm -f "$KUBECONFIG"
+    "$BIN_DIR/meshsim" serve --scenario "$1" --kubeconfig-out "$KUBECONFIG" \
+        --time-scale "$SCALE" >"$TMP/meshsim.log" 2>&1 &
+    MESHSIM_PID=$!
+    for _ in $(seq 1 100); do
+        [ -s "$KUBECONFIG" ] && break
+        kill -0 "$MESHSIM_PID" 2>/dev/null || { cat "$TMP/meshsim.log" >&2; die "meshsim did not start"; }
+        sleep 0.1
+    done
+    [ -s "$KUBECONFIG" ] || die "meshsim wrote no kubeconfig"
+}
+# Waits until at least $1 pods exist and every container is Ready.
+wait_ready() {
+    local ready="" states
+    for _ in $(seq 1 300); do
+        states="$(kubectl get pods -A -o jsonpath='{range .items[*]}{.status.containerStatuses[*].ready}{"\n"}{end}' 2>/dev/null)"
+        if [ -n "$states" ] && ! grep -q false <<<"$states" && [ "$(wc -l <<<"$states")" -ge "$1" ]; then
+            ready=yes
+            break
+        fi
+        sleep 0.1
+    done
+    [ -n "$ready" ] || die "pods did not become Ready (see $TMP/meshsim.log)"
+}
+
 section "Starting meshsim (time scale $SCALE) on examples/walkthrough/"
-"$BIN_DIR/meshsim" serve --scenario "$WALK" --kubeconfig-out "$KUBECONFIG" \
-    --time-scale "$SCALE" >"$TMP/meshsim.log" 2>&1 &
-MESHSIM_PID=$!
-for _ in $(seq 1 100); do
-    [ -s "$KUBECONFIG" ] && break
-    kill -0 "$MESHSIM_PID" 2>/dev/null || { cat "$TMP/meshsim.log" >&2; die "meshsim did not start"; }
-    sleep 0.1
-done
-[ -s "$KUBECONFIG" ] || die "meshsim wrote no kubeconfig"
+start_meshsim "$WALK"
 say "meshsim is serving $(awk '/server:/ { print $2; exit }' "$KUBECONFIG") (kubeconfig and HOME in $TMP)"
 say "istioctl here is meshsim-istioctl, a test double for the real istioctl."
 
 say ""
 say "Waiting for the walk-through's pods to be Ready..."
-ready=""
-for _ in $(seq 1 300); do
-    states="$(kubectl get pods -A -o jsonpath='{range .items[*]}{.status.containerStatuses[*].ready}{"\n"}{end}' 2>/dev/null)"
-    if [ -n "$states" ] && ! grep -q false <<<"$states" && [ "$(wc -l <<<"$states")" -ge 2 ]; then
-        ready=yes
-        break
-    fi
-    sleep 0.1
-done
-[ -n "$ready" ] || die "pods did not become Ready (see $TMP/meshsim.log)"
+wait_ready 2
 step 'kubectl get pods -A'
 
 P1='$(kubectl get pod -n np-test-1 -l app=np-test-nginx-1 -o jsonpath="{.items[0].metadata.name}")'
@@ -200,6 +213,25 @@ step "kubectl apply -f $WALK/policies/block-ingress-np-test-2.yaml -n np-test-2"
 wait_propagation
 has npexec && step "kubectl npexec np-test-1 np-test-2"
 has npexec && step "kubectl npexec np-test-2 np-test-1"
+has authzcheck && step "kubectl authzcheck np-test-2 deployment/np-test-nginx-2"
+
+section "Second act: the same two namespaces in ambient mode (ztunnel, no sidecars)"
+AMB="examples/ambient"
+stop_meshsim
+start_meshsim "$AMB"
+say "meshsim restarted on $AMB/: np-test-1 and np-test-2 are labelled istio.io/dataplane-mode=ambient."
+wait_ready 3
+step 'kubectl get pods -A'
+
+section "L4: an AuthorizationPolicy bound by selector is enforced by ztunnel"
+step "cat $AMB/policies/deny-np-test-1-l4.yaml"
+step "kubectl apply -f $AMB/policies/deny-np-test-1-l4.yaml"
+wait_propagation
+say "ztunnel does not answer 403: it resets the connection (curl exit 56)."
+step "kubectl exec $P1 -n np-test-1 -- bash -c \"curl -sS --max-time 3 svc-np-test-nginx-2.np-test-2.svc.cluster.local || echo 'Failed calling np-test-nginx-2'\""
+step "kubectl logs -n istio-system -l app=ztunnel | grep 'policy rejection'"
+has npexec && step "kubectl npexec np-test-1 np-test-2"
+has rbaclog && step "kubectl rbaclog np-test-2"
 has authzcheck && step "kubectl authzcheck np-test-2 deployment/np-test-nginx-2"
 
 section "Done"
