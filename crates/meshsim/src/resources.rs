@@ -346,3 +346,7 @@ pub const GATEWAYS: ResKey = ResKey {
     group: "gateway.networking.k8s.io",
     plural: "gateways",
 };
+pub const GATEWAYCLASSES: ResKey = ResKey {
+    group: "gateway.networking.k8s.io",
+    plural: "gatewayclasses",
+};
