@@ -132,3 +132,90 @@ async fn waypoint_gateway_becomes_deployment_and_pod_and_delete_removes_them() -
     assert!(!left.contains("waypoint"), "{left}");
     Ok(())
 }
+
+async fn curl(cl: &Cluster, ns: &str, pod: &str, url: &str) -> anyhow::Result<common::Out> {
+    cl.kubectl(&[
+        "exec",
+        "-n",
+        ns,
+        pod,
+        "--",
+        "curl",
+        "-sS",
+        "--max-time",
+        "3",
+        "-w",
+        "\n%{http_code}",
+        url,
+    ])
+    .await
+}
+
+/// Curls until `done` holds (policies reach the waypoint and ztunnel after
+/// the scaled propagation delay).
+async fn curl_until(
+    cl: &Cluster,
+    ns: &str,
+    pod: &str,
+    url: &str,
+    done: impl Fn(&common::Out) -> bool,
+) -> anyhow::Result<common::Out> {
+    let mut last = None;
+    for _ in 0..40 {
+        let o = curl(cl, ns, pod, url).await?;
+        if done(&o) {
+            return Ok(o);
+        }
+        last = Some(o);
+    }
+    anyhow::bail!("curl never reached the expected outcome; last: {last:?}")
+}
+
+async fn logs(cl: &Cluster, ns: &str, selector: &str) -> anyhow::Result<String> {
+    cl.ok(&["logs", "-n", ns, "-l", selector, "--tail=-1"])
+        .await
+}
+
+const SVC: &str = "http://svc-np-test-nginx-2.np-test-2";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn l7_deny_by_the_waypoint_is_a_403_and_its_envoy_logs_the_policy() -> anyhow::Result<()> {
+    let (cl, src, _wp) = waypoint_cluster().await?;
+    let ok = curl(&cl, "np-test-1", &src, &format!("{SVC}/private")).await?;
+    assert!(ok.stdout.ends_with("\n200"), "{ok:?}");
+    assert!(
+        ok.stdout.contains("Hello world - np-test-nginx-2!"),
+        "{ok:?}"
+    );
+    // The waypoint's Envoy logged the request; the destination's ztunnel saw the waypoint.
+    let wlog = logs(&cl, "np-test-2", WAYPOINT_POD).await?;
+    assert!(wlog.contains("\"GET /private HTTP/1.1\" 200"), "{wlog}");
+    let zlog = logs(&cl, "istio-system", "app=ztunnel").await?;
+    assert!(
+        zlog.contains("src.identity=\"spiffe://cluster.local/ns/np-test-2/sa/waypoint\""),
+        "{zlog}"
+    );
+    cl.ok(&[
+        "apply",
+        "-f",
+        &example("examples/ambient/waypoint/deny-l7-waypoint.yaml"),
+    ])
+    .await?;
+    let denied = curl_until(&cl, "np-test-1", &src, &format!("{SVC}/private"), |o| {
+        o.stdout.ends_with("\n403")
+    })
+    .await?;
+    assert!(
+        denied.stdout.starts_with("RBAC: access denied"),
+        "{denied:?}"
+    );
+    let other = curl(&cl, "np-test-1", &src, &format!("{SVC}/")).await?;
+    assert!(other.stdout.ends_with("\n200"), "{other:?}");
+    let wlog = logs(&cl, "np-test-2", WAYPOINT_POD).await?;
+    assert!(
+        wlog.lines().any(|l| l.contains("\"GET /private HTTP/1.1\" 403")
+            && l.contains("rbac_access_denied_matched_policy[ns[np-test-2]-policy[deny-private-l7]-rule[0]]")),
+        "{wlog}"
+    );
+    Ok(())
+}

@@ -963,6 +963,22 @@ fn waypoint_objects(gw: &Value) -> [(ResKey, Value); 3] {
     }
     let ann = &gw["metadata"]["annotations"];
     let pick = |key: &str, default: &str| ann[key].as_str().unwrap_or(default).to_string();
+    // The proxy's log levels: istiod reads these annotations of the Gateway
+    // into the container's args; meshsim's Envoy reads them off the pod.
+    let mut pod_annotations = json!({
+        "istio.io/rev": "default",
+        "prometheus.io/path": "/stats/prometheus",
+        "prometheus.io/port": "15020",
+        "prometheus.io/scrape": "true",
+    });
+    for key in [
+        "sidecar.istio.io/logLevel",
+        "sidecar.istio.io/componentLogLevel",
+    ] {
+        if let Some(v) = ann[key].as_str() {
+            pod_annotations[key] = json!(v);
+        }
+    }
     let env = |n: &str, path: &str| json!({"name": n, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}});
     let sa = json!({
         "metadata": {"name": name, "labels": meta_labels, "ownerReferences": owner},
@@ -974,12 +990,7 @@ fn waypoint_objects(gw: &Value) -> [(ResKey, Value); 3] {
             "template": {
                 "metadata": {
                     "labels": pod_labels,
-                    "annotations": {
-                        "istio.io/rev": "default",
-                        "prometheus.io/path": "/stats/prometheus",
-                        "prometheus.io/port": "15020",
-                        "prometheus.io/scrape": "true",
-                    },
+                    "annotations": pod_annotations,
                 },
                 "spec": {
                     "serviceAccountName": name,
