@@ -219,3 +219,227 @@ async fn l7_deny_by_the_waypoint_is_a_403_and_its_envoy_logs_the_policy() -> any
     );
     Ok(())
 }
+
+async fn apply_yaml(cl: &Cluster, yaml: &str) -> anyhow::Result<()> {
+    let o = cl
+        .kubectl_stdin(&["apply", "-f", "-"], Some(yaml.as_bytes()))
+        .await?;
+    anyhow::ensure!(o.code == 0, "kubectl apply: {o:?}");
+    Ok(())
+}
+
+async fn pod_ip(cl: &Cluster, ns: &str, selector: &str) -> anyhow::Result<String> {
+    cl.ok(&[
+        "get",
+        "pods",
+        "-n",
+        ns,
+        "-l",
+        selector,
+        "-o",
+        "jsonpath={.items[0].status.podIP}",
+    ])
+    .await
+}
+
+const DENY_PATH_X: &str = "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-x, namespace: np-test-2}
+spec:
+  targetRefs:
+  - {kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}
+  action: DENY
+  rules:
+  - to:
+    - operation: {paths: [\"/x\"]}
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_on_an_unused_waypoint_does_nothing_and_l4_sees_the_waypoint() -> anyhow::Result<()>
+{
+    let (cl, src, _wp) = waypoint_cluster().await?;
+    // A second waypoint nobody uses, and a DENY-all attached to it.
+    apply_yaml(
+        &cl,
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: unused, namespace: np-test-2}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all-unused, namespace: np-test-2}
+spec:
+  targetRefs:
+  - {kind: Gateway, group: gateway.networking.k8s.io, name: unused}
+  action: DENY
+  rules: [{}]
+",
+    )
+    .await?;
+    apply_yaml(&cl, DENY_PATH_X).await?;
+    // Once the waypoint in use enforces deny-x, it has seen deny-all-unused too.
+    curl_until(&cl, "np-test-1", &src, &format!("{SVC}/x"), |o| {
+        o.stdout.ends_with("\n403")
+    })
+    .await?;
+    let ok = curl(&cl, "np-test-1", &src, &format!("{SVC}/")).await?;
+    assert!(ok.stdout.ends_with("\n200"), "{ok:?}");
+
+    // L4 (selector) DENY of np-test-1: through the waypoint the destination
+    // ztunnel sees the waypoint's identity, so it does not match...
+    cl.ok(&[
+        "apply",
+        "-f",
+        &example("examples/ambient/policies/deny-np-test-1-l4.yaml"),
+    ])
+    .await?;
+    // ...while traffic to the pod's IP (a service waypoint does not take it)
+    // is ztunnel's to judge: a reset.
+    let ip = pod_ip(&cl, "np-test-2", "app=np-test-nginx-2").await?;
+    let reset = curl_until(&cl, "np-test-1", &src, &format!("http://{ip}/"), |o| {
+        o.code == 56
+    })
+    .await?;
+    assert!(
+        reset.stderr.contains("Connection reset by peer"),
+        "{reset:?}"
+    );
+    let via = curl(&cl, "np-test-1", &src, &format!("{SVC}/")).await?;
+    assert!(via.stdout.ends_with("\n200"), "{via:?}");
+    // Denying the waypoint's identity at L4 stops what the waypoint forwards:
+    // its Envoy answers 503.
+    apply_yaml(
+        &cl,
+        "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-waypoint-l4, namespace: np-test-2}
+spec:
+  selector: {matchLabels: {app: np-test-nginx-2}}
+  action: DENY
+  rules:
+  - from:
+    - source: {principals: [cluster.local/ns/np-test-2/sa/waypoint]}
+",
+    )
+    .await?;
+    let stopped = curl_until(&cl, "np-test-1", &src, &format!("{SVC}/"), |o| {
+        o.stdout.ends_with("\n503")
+    })
+    .await?;
+    assert!(
+        stopped.stdout.contains("connection termination"),
+        "{stopped:?}"
+    );
+    let zlog = logs(&cl, "istio-system", "app=ztunnel").await?;
+    assert!(
+        zlog.contains("explicitly denied by: np-test-2/deny-waypoint-l4"),
+        "{zlog}"
+    );
+
+    // NetworkPolicy still drops (timeout).
+    cl.ok(&[
+        "apply",
+        "-n",
+        "np-test-2",
+        "-f",
+        &example("examples/ambient/policies/block-ingress-np-test-2.yaml"),
+    ])
+    .await?;
+    let dropped = curl(&cl, "np-test-1", &src, &format!("{SVC}/")).await?;
+    assert_eq!(
+        dropped.code, 28,
+        "NetworkPolicy drop is a timeout: {dropped:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waypoint_for_workload_takes_pod_traffic_not_service_traffic() -> anyhow::Result<()> {
+    let (cl, src, _wp) = waypoint_cluster().await?;
+    apply_yaml(&cl, DENY_PATH_X).await?;
+    curl_until(&cl, "np-test-1", &src, &format!("{SVC}/x"), |o| {
+        o.stdout.ends_with("\n403")
+    })
+    .await?;
+    let ip = pod_ip(&cl, "np-test-2", "app=np-test-nginx-2").await?;
+    let direct = curl(&cl, "np-test-1", &src, &format!("http://{ip}/x")).await?;
+    assert!(
+        direct.stdout.ends_with("\n200"),
+        "service waypoint: {direct:?}"
+    );
+    cl.ok(&[
+        "label",
+        "--overwrite",
+        "gateway",
+        "waypoint",
+        "-n",
+        "np-test-2",
+        "istio.io/waypoint-for=workload",
+    ])
+    .await?;
+    let svc = curl(&cl, "np-test-1", &src, &format!("{SVC}/x")).await?;
+    assert!(svc.stdout.ends_with("\n200"), "workload waypoint: {svc:?}");
+    let pod = curl(&cl, "np-test-1", &src, &format!("http://{ip}/x")).await?;
+    assert!(pod.stdout.ends_with("\n403"), "workload waypoint: {pod:?}");
+    Ok(())
+}
+
+const OUTSIDE: &str = "apiVersion: v1
+kind: Namespace
+metadata: {name: outside}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: outside, labels: {app: client}}
+spec:
+  containers:
+  - {name: client, image: curlimages/curl:latest}
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strict_peer_authentication_resets_plain_text_and_disable_is_ignored() -> anyhow::Result<()>
+{
+    let (cl, src) = ambient_cluster().await?;
+    apply_yaml(&cl, OUTSIDE).await?;
+    let client = cl.wait_ready_pod("outside", "app=client").await?;
+    let plain = curl(&cl, "outside", &client, &format!("{SVC}/")).await?;
+    assert!(plain.stdout.ends_with("\n200"), "{plain:?}");
+    let pa = |mode: &str| {
+        format!(
+            "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: np-test-2}}
+spec: {{mtls: {{mode: {mode}}}}}
+"
+        )
+    };
+    apply_yaml(&cl, &pa("STRICT")).await?;
+    let reset = curl_until(&cl, "outside", &client, &format!("{SVC}/"), |o| {
+        o.code == 56
+    })
+    .await?;
+    assert!(
+        reset.stderr.contains("Connection reset by peer"),
+        "{reset:?}"
+    );
+    let zlog = logs(&cl, "istio-system", "app=ztunnel").await?;
+    assert!(
+        zlog.lines().any(|l| l.contains("src.workload=\"client\"")
+            && l.contains("explicitly denied by: istio-system/istio_converted_static_strict")),
+        "{zlog}"
+    );
+    // Mesh clients speak mTLS through ztunnel: unaffected.
+    let mesh = curl(&cl, "np-test-1", &src, &format!("{SVC}/")).await?;
+    assert!(mesh.stdout.ends_with("\n200"), "{mesh:?}");
+    // DISABLE is not supported in ambient mode (ignored: PERMISSIVE): plain
+    // text is accepted again.
+    apply_yaml(&cl, &pa("DISABLE")).await?;
+    curl_until(&cl, "outside", &client, &format!("{SVC}/"), |o| {
+        o.stdout.ends_with("\n200")
+    })
+    .await?;
+    Ok(())
+}
