@@ -443,3 +443,111 @@ spec: {{mtls: {{mode: {mode}}}}}
     .await?;
     Ok(())
 }
+
+/// Runs the istioctl stand-in against the cluster; (exit code, stdout, stderr).
+async fn istioctl(cl: &Cluster, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let bin = common::sim::built(&["meshsim-istioctl"]).join("meshsim-istioctl");
+    let o = tokio::process::Command::new(bin)
+        .args(args)
+        .env("KUBECONFIG", &cl.kubeconfig)
+        .env("HOME", cl.path())
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    Ok((
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    ))
+}
+
+/// The words of a tabwriter table's lines.
+fn table(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn istioctl_stand_in_lists_waypoints_and_ztunnel_config() -> anyhow::Result<()> {
+    let (cl, _src, wp) = waypoint_cluster().await?;
+    cl.ok(&[
+        "apply",
+        "-f",
+        &example("examples/ambient/policies/deny-np-test-1-l4.yaml"),
+    ])
+    .await?;
+    let (code, out, err) = istioctl(&cl, &["waypoint", "list", "-n", "np-test-2"]).await?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        "NAME         REVISION     TRAFFIC TYPE     PROGRAMMED\nwaypoint     default      service          True\n"
+    );
+    let (_, out, _) = istioctl(&cl, &["waypoint", "list", "-A"]).await?;
+    assert_eq!(
+        table(&out),
+        vec![
+            vec![
+                "NAMESPACE",
+                "NAME",
+                "REVISION",
+                "TRAFFIC",
+                "TYPE",
+                "PROGRAMMED"
+            ],
+            vec!["np-test-2", "waypoint", "default", "service", "True"],
+        ]
+    );
+    let (_, out, _) = istioctl(&cl, &["waypoint", "status", "-n", "np-test-2"]).await?;
+    let t = table(&out);
+    assert_eq!(t[0], vec!["NAME", "STATUS", "TYPE", "REASON", "MESSAGE"]);
+    assert_eq!(t[1][..4], ["waypoint", "True", "Programmed", "Programmed"]);
+    let (_, out, _) = istioctl(&cl, &["waypoint", "list", "-n", "np-test-1"]).await?;
+    assert_eq!(out, "No waypoints found.\n");
+
+    let (code, out, err) = istioctl(&cl, &["zc", "workloads"]).await?;
+    assert_eq!(code, 0, "{out}{err}");
+    let t = table(&out);
+    assert_eq!(
+        t[0],
+        vec![
+            "NAMESPACE",
+            "NAME",
+            "NETWORK",
+            "IP",
+            "NODE",
+            "WAYPOINT",
+            "PROTOCOL"
+        ]
+    );
+    // NETWORK is empty: rows have 6 words.
+    let nginx2 = t
+        .iter()
+        .find(|r| r[0] == "np-test-2" && r[1].starts_with("np-test-nginx-2-"))
+        .expect("nginx-2 row");
+    assert_eq!(nginx2[4..], ["None", "HBONE"], "{out}");
+    let waypoint = t.iter().find(|r| r[1] == wp).expect("waypoint row");
+    assert_eq!(waypoint[5], "HBONE", "{out}");
+    let (_, out, _) = istioctl(
+        &cl,
+        &[
+            "ztunnel-config",
+            "workload",
+            "--workload-namespace",
+            "np-test-1",
+        ],
+    )
+    .await?;
+    assert!(
+        table(&out)[1..].iter().all(|r| r[0] == "np-test-1"),
+        "{out}"
+    );
+
+    let (code, out, err) = istioctl(&cl, &["ztunnel-config", "policies"]).await?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        "NAMESPACE NAME              ACTION SCOPE\nnp-test-2 deny-np-test-1-l4 Deny   WorkloadSelector\n"
+    );
+    Ok(())
+}
