@@ -551,3 +551,47 @@ async fn istioctl_stand_in_lists_waypoints_and_ztunnel_config() -> anyhow::Resul
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rbac_debug_level_on_the_gateway_reaches_the_waypoint_envoy() -> anyhow::Result<()> {
+    let (cl, src, old) = waypoint_cluster().await?;
+    // istiod renders the Gateway's log annotations into the waypoint's pod.
+    cl.ok(&[
+        "annotate",
+        "gateway",
+        "waypoint",
+        "-n",
+        "np-test-2",
+        "sidecar.istio.io/componentLogLevel=rbac:debug",
+    ])
+    .await?;
+    let mut wp = old.clone();
+    for _ in 0..200 {
+        wp = cl.wait_ready_pod("np-test-2", WAYPOINT_POD).await?;
+        if wp != old {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_ne!(wp, old, "the waypoint pod was not replaced");
+    cl.ok(&[
+        "apply",
+        "-f",
+        &example("examples/ambient/waypoint/deny-l7-waypoint.yaml"),
+    ])
+    .await?;
+    curl_until(&cl, "np-test-1", &src, &format!("{SVC}/private"), |o| {
+        o.stdout.ends_with("\n403")
+    })
+    .await?;
+    let log = cl
+        .ok(&["logs", "-n", "np-test-2", &wp, "-c", "istio-proxy"])
+        .await?;
+    assert!(
+        log.contains(
+            "enforced denied, matched policy ns[np-test-2]-policy[deny-private-l7]-rule[0]"
+        ),
+        "{log}"
+    );
+    Ok(())
+}

@@ -1060,8 +1060,21 @@ impl Store {
         for gw in gateways {
             let name = meta_str(&gw, "name").to_string();
             for (key, obj) in waypoint_objects(&gw) {
-                if self.get(key, ns, &name).is_none() {
-                    let _ = self.create(resources::preferred(key), ns, obj);
+                match self.get(key, ns, &name).cloned() {
+                    None => {
+                        let _ = self.create(resources::preferred(key), ns, obj);
+                    }
+                    // As istiod re-renders it: a Gateway change that changes
+                    // the pod template (log level annotations) rolls the pods.
+                    Some(cur)
+                        if key == resources::DEPLOYMENTS
+                            && cur["spec"]["template"] != obj["spec"]["template"] =>
+                    {
+                        let mut n = cur.clone();
+                        n["spec"]["template"] = obj["spec"]["template"].clone();
+                        let _ = self.update(resources::preferred(key), ns, &name, n, false);
+                    }
+                    Some(_) => {}
                 }
             }
             let ip = self
