@@ -53,6 +53,21 @@ pub const USE_WAYPOINT_NAMESPACE_LABEL: &str = "istio.io/use-waypoint-namespace"
 pub const WAYPOINT_FOR_LABEL: &str = "istio.io/waypoint-for";
 /// The GatewayClass of waypoints.
 pub const WAYPOINT_CLASS: &str = "istio-waypoint";
+/// The Gateway API label naming a gateway pod's Gateway.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+/// The Gateway API label naming a gateway pod's class.
+pub const GATEWAY_CLASS_LABEL: &str = "gateway.networking.k8s.io/gateway-class-name";
+/// Istio's label on what its controllers deploy for a Gateway.
+pub const GATEWAY_MANAGED_LABEL: &str = "gateway.istio.io/managed";
+/// Its value on waypoints (the `istio.io/mesh-controller` controller's).
+pub const WAYPOINT_MANAGED_VALUE: &str = "istio.io-mesh-controller";
+
+/// Whether a pod (its labels) is a waypoint's, as istiod deploys it:
+/// `gateway.istio.io/managed=istio.io-mesh-controller` and a Gateway name.
+pub fn is_waypoint_pod(pod_labels: &BTreeMap<String, String>) -> bool {
+    pod_labels.get(GATEWAY_MANAGED_LABEL).map(String::as_str) == Some(WAYPOINT_MANAGED_VALUE)
+        && pod_labels.contains_key(GATEWAY_NAME_LABEL)
+}
 /// ztunnel's label (its DaemonSet's pods in the root namespace).
 pub const ZTUNNEL_SELECTOR: &str = "app=ztunnel";
 /// The phrase ztunnel's access log line carries when a policy closed the connection.

@@ -892,51 +892,24 @@ fn container_defaults(c: &mut Value) {
 /// Default ready delay when none is configured.
 pub const DEFAULT_READY_DELAY: Duration = Duration::from_secs(2);
 
-/// Istio's label on what its mesh controller manages (waypoints).
-pub const WAYPOINT_MANAGED_LABEL: &str = "gateway.istio.io/managed";
-/// Its value for the waypoint class's controller (`istio.io/mesh-controller`).
-pub const WAYPOINT_MANAGED_VALUE: &str = "istio.io-mesh-controller";
-/// The Gateway API label naming a gateway's Gateway.
-pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
-/// The Gateway API label naming a gateway's class.
-pub const GATEWAY_CLASS_LABEL: &str = "gateway.networking.k8s.io/gateway-class-name";
-/// The controller name of the `istio-waypoint` GatewayClass.
-pub const MESH_CONTROLLER: &str = "istio.io/mesh-controller";
+use meshpolicy::ambient::{
+    GATEWAY_CLASS_LABEL, GATEWAY_MANAGED_LABEL as WAYPOINT_MANAGED_LABEL, GATEWAY_NAME_LABEL,
+    WAYPOINT_MANAGED_VALUE,
+};
+
 /// HBONE port of a waypoint (its `mesh` listener).
 pub const HBONE_PORT: u16 = 15008;
 
 /// Whether `p` is a waypoint's pod (made by [`Store::reconcile_waypoints`]):
 /// its container is `istio-proxy`, yet it is no sidecar.
 pub fn is_waypoint_pod(p: &Value) -> bool {
-    p["metadata"]["labels"][WAYPOINT_MANAGED_LABEL] == WAYPOINT_MANAGED_VALUE
-        && p["metadata"]["labels"][GATEWAY_NAME_LABEL].is_string()
-}
-
-/// The GatewayClasses istiod creates at install (`istio`, `istio-waypoint`).
-pub fn default_gateway_classes() -> Vec<Value> {
-    let class = |name: &str, controller: &str, description: &str| {
-        json!({
-            "metadata": {"name": name},
-            "spec": {"controllerName": controller, "description": description},
-            "status": {"conditions": [{
-                "type": "Accepted", "status": "True", "reason": "Accepted",
-                "message": "Handled by Istio controller", "lastTransitionTime": now_ts(),
-                "observedGeneration": 1,
-            }]},
-        })
-    };
-    vec![
-        class(
-            "istio",
-            "istio.io/gateway-controller",
-            "The default Istio GatewayClass",
-        ),
-        class(
-            meshpolicy::ambient::WAYPOINT_CLASS,
-            MESH_CONTROLLER,
-            "The default Istio waypoint GatewayClass",
-        ),
-    ]
+    let labels: std::collections::BTreeMap<String, String> = p["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    meshpolicy::ambient::is_waypoint_pod(&labels)
 }
 
 /// The objects istiod's deployment controller makes for waypoint Gateway `gw`
@@ -996,7 +969,7 @@ fn waypoint_objects(gw: &Value) -> [(ResKey, Value); 3] {
                     "serviceAccountName": name,
                     "terminationGracePeriodSeconds": 2,
                     "containers": [{
-                        "name": crate::sidecar::PROXY_CONTAINER,
+                        "name": "istio-proxy",
                         "image": PROXY_IMAGE,
                         "args": [
                             "proxy", "waypoint", "--domain", "$(POD_NAMESPACE).svc.cluster.local",

@@ -456,7 +456,7 @@ fn waypoint_of(store: &Store, service: Option<&ServiceRef>, dst: &Value) -> Opti
         .list(resources::PODS, Some(&waypoint.namespace))
         .filter(|p| {
             crate::controllers::is_waypoint_pod(p)
-                && p["metadata"]["labels"][crate::controllers::GATEWAY_NAME_LABEL]
+                && p["metadata"]["labels"][meshpolicy::ambient::GATEWAY_NAME_LABEL]
                     == waypoint.name.as_str()
                 && pod_ready(p)
                 && p["status"]["podIP"].is_string()

@@ -462,7 +462,7 @@ impl Mesh {
         let Ok(p) = self.pod(ns, pod) else {
             return Vec::new();
         };
-        let Some(name) = p["metadata"]["labels"][crate::controllers::GATEWAY_NAME_LABEL].as_str()
+        let Some(name) = p["metadata"]["labels"][meshpolicy::ambient::GATEWAY_NAME_LABEL].as_str()
         else {
             return Vec::new();
         };

@@ -5,8 +5,8 @@
 //!
 //! A waypoint only receives HBONE, always mTLS from the client's ztunnel (or
 //! sidecar): its listener is one STRICT passthrough chain with the HTTP stack
-//! (every destination port), whose upstream is meshsim's relay
-//! ([`crate::mesh::relay`]) playing the destination's ztunnel and application.
+//! (every destination port), whose upstream is meshsim's relay (the mesh's
+//! `relay` module) playing the destination's ztunnel and application.
 //! Like a sidecar's, the listener is fed through the PROXY protocol (the
 //! client pod's IP, the Service's address and port) and comes through LDS
 //! from a file; the one cluster (the relay) is static.
@@ -76,7 +76,7 @@ pub fn waypoint_config(input: &WaypointInput<'_>) -> EnvoyConfig {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
     let ip = pod["status"]["podIP"].as_str().unwrap_or("");
-    let gateway = pod["metadata"]["labels"][crate::controllers::GATEWAY_NAME_LABEL]
+    let gateway = pod["metadata"]["labels"][meshpolicy::ambient::GATEWAY_NAME_LABEL]
         .as_str()
         .unwrap_or(name);
     let sa = pod["spec"]["serviceAccountName"]
