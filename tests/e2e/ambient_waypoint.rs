@@ -116,6 +116,22 @@ async fn waypoint_gateway_becomes_deployment_and_pod_and_delete_removes_them() -
         ])
         .await?;
     assert_eq!(status, format!("True {ip}"));
+    // kubectl prints the Gateway API CRDs' columns.
+    let table = cl.ok(&["get", "gtw", "-n", "np-test-2"]).await?;
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["NAME", "CLASS", "ADDRESS", "PROGRAMMED", "AGE"],
+        "{table}"
+    );
+    assert_eq!(
+        lines[1][..4],
+        ["waypoint", "istio-waypoint", ip.as_str(), "True"],
+        "{table}"
+    );
 
     cl.ok(&["delete", "gateway", "waypoint", "-n", "np-test-2"])
         .await?;
@@ -593,5 +609,61 @@ async fn rbac_debug_level_on_the_gateway_reaches_the_waypoint_envoy() -> anyhow:
         ),
         "{log}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_and_gateway_class_target_refs_reach_the_waypoint() -> anyhow::Result<()> {
+    let (cl, src, _wp) = waypoint_cluster().await?;
+    // A second Service for the same pod, also through the waypoint.
+    apply_yaml(
+        &cl,
+        "apiVersion: v1
+kind: Service
+metadata: {name: other, namespace: np-test-2}
+spec:
+  selector: {app: np-test-nginx-2}
+  ports: [{name: http, port: 80, targetPort: 80}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-svc-2, namespace: np-test-2}
+spec:
+  targetRefs:
+  - {kind: Service, group: \"\", name: svc-np-test-nginx-2}
+  action: DENY
+  rules:
+  - to:
+    - operation: {paths: [\"/svc\"]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-class, namespace: istio-system}
+spec:
+  targetRefs:
+  - {kind: GatewayClass, group: gateway.networking.k8s.io, name: istio-waypoint}
+  action: DENY
+  rules:
+  - to:
+    - operation: {paths: [\"/class\"]}
+",
+    )
+    .await?;
+    // The policy on the Service applies to that Service's traffic only.
+    curl_until(&cl, "np-test-1", &src, &format!("{SVC}/svc"), |o| {
+        o.stdout.ends_with("\n403")
+    })
+    .await?;
+    let other = "http://other.np-test-2";
+    let o = curl(&cl, "np-test-1", &src, &format!("{other}/svc")).await?;
+    assert!(o.stdout.ends_with("\n200"), "{o:?}");
+    // The root namespace's policy on the class reaches every waypoint
+    // (written after deny-svc-2: wait for it too).
+    curl_until(&cl, "np-test-1", &src, &format!("{other}/class"), |o| {
+        o.stdout.ends_with("\n403")
+    })
+    .await?;
+    let o = curl(&cl, "np-test-1", &src, &format!("{SVC}/svc")).await?;
+    assert!(o.stdout.ends_with("\n403"), "{o:?}");
     Ok(())
 }
