@@ -667,3 +667,88 @@ spec:
     assert!(o.stdout.ends_with("\n403"), "{o:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sidecar_client_goes_through_the_waypoint_too() -> anyhow::Result<()> {
+    let (cl, _src, _wp) = waypoint_cluster().await?;
+    cl.ok(&[
+        "label",
+        "namespace",
+        "np-test-1",
+        "istio.io/dataplane-mode-",
+        "istio-injection=enabled",
+    ])
+    .await?;
+    cl.ok(&[
+        "delete",
+        "pods",
+        "-n",
+        "np-test-1",
+        "-l",
+        "app=np-test-nginx-1",
+    ])
+    .await?;
+    let mut src = String::new();
+    for _ in 0..200 {
+        src = cl
+            .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
+            .await?;
+        let c = cl
+            .ok(&[
+                "get",
+                "pod",
+                "-n",
+                "np-test-1",
+                &src,
+                "-o",
+                "jsonpath={.spec.containers[*].name}",
+            ])
+            .await;
+        if c.is_ok_and(|c| c.contains("istio-proxy")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    cl.ok(&[
+        "apply",
+        "-f",
+        &example("examples/ambient/waypoint/deny-l7-waypoint.yaml"),
+    ])
+    .await?;
+    let url = format!("{SVC}/private");
+    let mut last = None;
+    for _ in 0..40 {
+        let o = cl
+            .kubectl(&[
+                "exec",
+                "-n",
+                "np-test-1",
+                &src,
+                "-c",
+                "np-test-nginx-1",
+                "--",
+                "curl",
+                "-sS",
+                "--max-time",
+                "3",
+                "-w",
+                "\n%{http_code}",
+                &url,
+            ])
+            .await?;
+        if o.stdout.ends_with("\n403") {
+            last = None;
+            break;
+        }
+        last = Some(o);
+    }
+    assert!(last.is_none(), "never denied by the waypoint: {last:?}");
+    let wlog = logs(&cl, "np-test-2", WAYPOINT_POD).await?;
+    assert!(
+        wlog.lines()
+            .any(|l| l.contains("\"GET /private HTTP/1.1\" 403")
+                && l.contains(" outbound_.80_._.svc-np-test-nginx-2.np-test-2.svc.cluster.local ")),
+        "{wlog}"
+    );
+    Ok(())
+}
