@@ -5,9 +5,12 @@
 //! NetworkPolicy (evaluated with crates/meshpolicy: the CNI drops the SYN,
 //! the client, or its sidecar, waits for a connect timeout), then, for a
 //! destination with a sidecar, that sidecar's Envoy (mTLS, RBAC, its router
-//! to the application: see [`crate::sidecar`]); for one without, whether
-//! anything listens on the port and the application's answer. Nothing here
-//! does I/O.
+//! to the application: see [`crate::sidecar`]); for an ambient destination,
+//! its node's ztunnel (L4 AuthorizationPolicy, STRICT PeerAuthentication
+//! against plain text) or, when it uses a waypoint and the client is in the
+//! mesh, the waypoint's Envoy ([`Forward::waypoint`]); for
+//! one without either, whether anything listens on the port and the
+//! application's answer. Nothing here does I/O.
 //!
 //! The source side stays simulated, modelled on Istio 1.25 defaults:
 //! outbound connect timeout 10 s; the source sidecar's local replies carry

@@ -7,7 +7,13 @@
 //! that pod's real Envoy ([`crate::sidecar`]): PeerAuthentication, RBAC, the
 //! router to the application ([`app`]) all happen in Envoy, which writes the
 //! `istio-proxy` log itself (RBAC debug lines, local replies, access log).
-//! Destinations without a sidecar answer from [`app`] directly. The source
+//! Destinations without a sidecar answer from [`app`] directly, after their
+//! node's ztunnel when they are in ambient mode (L4 AuthorizationPolicy,
+//! STRICT PeerAuthentication, [`decide`]). A Service (or pod) bound to a
+//! waypoint is reached through the waypoint pod's real Envoy (its
+//! listener from [`crate::sidecar::waypoint`], the policies attached to it by
+//! `targetRefs`), then [`relay`] plays the destination's ztunnel (deciding on
+//! the waypoint's identity) and the application. The source
 //! pod's sidecar stays simulated: its outbound access log line and its local
 //! replies (connect timeout, no healthy upstream) are written by meshsim.
 //! Envoy's log levels start from the pod's annotations ([`crate::sidecar::loglevel`]) and are
