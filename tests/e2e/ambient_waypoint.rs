@@ -520,6 +520,31 @@ async fn istioctl_stand_in_lists_waypoints_and_ztunnel_config() -> anyhow::Resul
     assert_eq!(t[1][..4], ["waypoint", "True", "Programmed", "Programmed"]);
     let (_, out, _) = istioctl(&cl, &["waypoint", "list", "-n", "np-test-1"]).await?;
     assert_eq!(out, "No waypoints found.\n");
+    // What `waypoint generate` prints is what the example applies.
+    let (code, out, err) = istioctl(
+        &cl,
+        &[
+            "waypoint",
+            "generate",
+            "-n",
+            "np-test-2",
+            "--for",
+            "service",
+        ],
+    )
+    .await?;
+    assert_eq!(code, 0, "{err}");
+    let example_yaml =
+        std::fs::read_to_string(repo_root().join("examples/ambient/waypoint/waypoint.yaml"))?;
+    let body: String = example_yaml
+        .split("---")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(out, body);
 
     let (code, out, err) = istioctl(&cl, &["zc", "workloads"]).await?;
     assert_eq!(code, 0, "{out}{err}");

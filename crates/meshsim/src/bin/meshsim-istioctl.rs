@@ -37,7 +37,8 @@ Available Commands:
   experimental (x)  authz check POD[.NAMESPACE] | -f CONFIG_DUMP_FILE
   proxy-config (pc) log POD[.NAMESPACE] [--level LOGGER:LEVEL,...] [-r|--reset]
   ztunnel-config (zc) workloads [--workload-namespace NS] | policies [--policy-namespace NS]
-  waypoint          list [-n NAMESPACE | -A] | status [-n NAMESPACE]
+  waypoint          generate [-n NAMESPACE] [--for service|workload|all|none] [--name NAME]
+                    | list [-n NAMESPACE | -A] | status [-n NAMESPACE]
   version           --remote=false prints the client version
 
 Flags:
@@ -70,6 +71,8 @@ struct Parsed {
     all_namespaces: bool,
     workload_namespace: Option<String>,
     policy_namespace: Option<String>,
+    traffic_for: Option<String>,
+    waypoint_name: Option<String>,
     help: bool,
     positional: Vec<String>,
 }
@@ -121,6 +124,8 @@ fn parse(args: &[String]) -> Result<Parsed, CliError> {
             "-A" | "--all-namespaces" => p.all_namespaces = inline.is_none_or(|v| v == "true"),
             "--workload-namespace" => p.workload_namespace = Some(value(&mut i, name, inline)?),
             "--policy-namespace" => p.policy_namespace = Some(value(&mut i, name, inline)?),
+            "--for" => p.traffic_for = Some(value(&mut i, name, inline)?),
+            "--name" => p.waypoint_name = Some(value(&mut i, name, inline)?),
             "--short" | "-s" | "--vklog" => {}
             "-o" | "--output" => {
                 value(&mut i, name, inline)?;
@@ -423,6 +428,34 @@ fn labels_of(v: &serde_json::Value) -> BTreeMap<String, String> {
 
 fn meta<'a>(v: &'a serde_json::Value, field: &str) -> &'a str {
     v["metadata"][field].as_str().unwrap_or("")
+}
+
+/// `istioctl waypoint generate`: the Gateway `istioctl waypoint apply` would
+/// apply, as YAML (keys in the order istioctl's YAML marshalling gives).
+fn waypoint_generate(p: &Parsed) -> Result<String, CliError> {
+    let name = p.waypoint_name.as_deref().unwrap_or("waypoint");
+    let name = if name.is_empty() { "waypoint" } else { name };
+    if name == "none" {
+        return Err(err(
+            "failed to create gateway: invalid name provided for waypoint, 'none' is a reserved value",
+        ));
+    }
+    let mut out =
+        String::from("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n");
+    if let Some(t) = &p.traffic_for {
+        if !["all", "none", "service", "workload"].contains(&t.as_str()) {
+            return Err(err(format!(
+                "failed to create gateway: invalid traffic type: {t}. Valid options are: [all none service workload]"
+            )));
+        }
+        out.push_str(&format!("  labels:\n    istio.io/waypoint-for: {t}\n"));
+    }
+    out.push_str(&format!("  name: {name}\n"));
+    if let Some(ns) = &p.namespace {
+        out.push_str(&format!("  namespace: {ns}\n"));
+    }
+    out.push_str("spec:\n  gatewayClassName: istio-waypoint\n  listeners:\n  - name: mesh\n    port: 15008\n    protocol: HBONE\n");
+    Ok(out)
 }
 
 /// `istioctl waypoint list [-n NS | -A]`: the Gateways of class
@@ -755,6 +788,7 @@ async fn run(args: &[String]) -> Result<String, CliError> {
         ["ztunnel-config" | "zc", ..] => Err(err(
             "meshsim-istioctl (a test double for istioctl) implements only `ztunnel-config workloads|policies`",
         )),
+        ["waypoint", "generate"] => waypoint_generate(&p),
         ["waypoint", "list"] => waypoint_list(&p).await,
         ["waypoint", "status"] => waypoint_status(&p).await,
         ["waypoint", ..] => Err(err(
