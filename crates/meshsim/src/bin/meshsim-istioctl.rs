@@ -870,6 +870,30 @@ mod tests {
     }
 
     #[test]
+    fn tables_pad_like_go_tabwriter() {
+        // istioctl's own expectation for `waypoint list` (padding 5).
+        let rows = vec![
+            argv("NAME REVISION PROGRAMMED"),
+            argv("waypoint default True"),
+        ];
+        assert_eq!(
+            tabwrite(&rows, 5),
+            "NAME         REVISION     PROGRAMMED\nwaypoint     default      True\n"
+        );
+    }
+
+    #[test]
+    fn waypoint_generate_prints_istioctls_gateway() {
+        let p = parse(&argv("waypoint generate -n ns --for workload --name wp")).unwrap();
+        assert_eq!(
+            waypoint_generate(&p).unwrap(),
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  labels:\n    istio.io/waypoint-for: workload\n  name: wp\n  namespace: ns\nspec:\n  gatewayClassName: istio-waypoint\n  listeners:\n  - name: mesh\n    port: 15008\n    protocol: HBONE\n"
+        );
+        let bad = parse(&argv("waypoint generate --for nobody")).unwrap();
+        assert!(waypoint_generate(&bad).is_err());
+    }
+
+    #[test]
     fn pod_names_split_at_last_dot() {
         assert_eq!(
             pod_and_namespace("np-test-nginx-2-abc.np-test-2", "default"),

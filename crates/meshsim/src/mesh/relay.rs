@@ -190,3 +190,22 @@ async fn serve(app: Weak<Shared>, relay: Arc<Relay>, stream: TcpStream) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_requests_back_to_back_with_and_without_bodies() {
+        let wire = b"POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabcGET /b?q=1 HTTP/1.1\r\nUser-Agent: curl/8\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\nGET /c HTTP/1.1\r\n\r\n";
+        let mut r = BufReader::new(&wire[..]);
+        let a = read_request(&mut r).await.expect("first");
+        assert_eq!((a.method.as_str(), a.path.as_str()), ("POST", "/a"));
+        let b = read_request(&mut r).await.expect("second");
+        assert_eq!(b.path, "/b?q=1");
+        assert_eq!(b.user_agent.as_deref(), Some("curl/8"));
+        let c = read_request(&mut r).await.expect("third");
+        assert_eq!(c.path, "/c");
+        assert!(read_request(&mut r).await.is_none());
+    }
+}
