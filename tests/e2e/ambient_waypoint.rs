@@ -5,6 +5,19 @@
 //!
 //! - the Gateway becomes the waypoint's Deployment, ServiceAccount, Service and
 //!   Running pod, with istiod's labels and status; deleting it removes them;
+//! - an L7 DENY attached to the waypoint (`targetRefs`) is Envoy's 403
+//!   `RBAC: access denied`, in the waypoint's access log (and RBAC debug line
+//!   at `rbac:debug`); policies attached to a waypoint the Service does not
+//!   use do nothing; `targetRefs` to a Service or (root namespace) to the
+//!   GatewayClass reach it;
+//! - behind the waypoint the destination's ztunnel sees the waypoint's
+//!   identity; traffic the waypoint does not take (pod IP, service waypoint)
+//!   is ztunnel's alone (L4 DENY: a reset); NetworkPolicy still drops;
+//! - `istio.io/waypoint-for: workload` swaps which traffic goes through it;
+//! - STRICT PeerAuthentication resets plain text from outside the mesh,
+//!   DISABLE is ignored; a sidecar client goes through the waypoint too;
+//! - the istioctl stand-in's `waypoint generate|list|status` and
+//!   `ztunnel-config workloads|policies`.
 
 use crate::common;
 
@@ -45,7 +58,7 @@ async fn waypoint_cluster() -> anyhow::Result<(Cluster, String, String)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn waypoint_gateway_becomes_deployment_and_pod_and_delete_removes_them() -> anyhow::Result<()>
 {
-    let (cl, _src, wp) = waypoint_cluster().await?;
+    let (cl, src, wp) = waypoint_cluster().await?;
     let classes = cl
         .ok(&[
             "get",
@@ -146,6 +159,10 @@ async fn waypoint_gateway_becomes_deployment_and_pod_and_delete_removes_them() -
         ])
         .await?;
     assert!(!left.contains("waypoint"), "{left}");
+    // np-test-2 still names the waypoint, which no longer exists: no waypoint
+    // is used and ztunnel alone carries the traffic.
+    let ok = curl(&cl, "np-test-1", &src, &format!("{SVC}/")).await?;
+    assert!(ok.stdout.ends_with("\n200"), "{ok:?}");
     Ok(())
 }
 
