@@ -170,7 +170,12 @@ fn report_section(out: &mut String, index: usize, rep: &Report) -> Result<(), Pl
     if let Some(pa) = &rep.peer_authentication {
         let _ = writeln!(
             out,
-            "<h2 class=\"layer\">Istio PeerAuthentication (mTLS, enforced by the sidecar)</h2>\n<p class=\"peerauth\">workload mode: <strong>{}</strong> ({}){}</p>",
+            "<h2 class=\"layer\">Istio PeerAuthentication (mTLS, enforced by the {})</h2>\n<p class=\"peerauth\">workload mode: <strong>{}</strong> ({}){}</p>",
+            if rep.ambient.is_some() {
+                "ztunnel"
+            } else {
+                "sidecar"
+            },
             e(&pa.mode),
             e(pa.decided_by.as_deref().unwrap_or("Istio's default")),
             if pa.enforced {
@@ -240,7 +245,7 @@ fn report_section(out: &mut String, index: usize, rep: &Report) -> Result<(), Pl
         }
     }
 
-    if rep.pod.is_some() {
+    if rep.pod.is_some() && rep.ambient.is_none() {
         out.push_str("<h2 class=\"layer\">Istio AuthorizationPolicy from the API (enforced by the sidecar)</h2>\n");
         if rep.authorization_policies.is_empty() {
             out.push_str("<p class=\"empty\">(none applies to this pod)</p>\n");
@@ -467,6 +472,7 @@ mod tests {
             }),
             findings: vec![Finding::new(Severity::Error, "not-loaded", EVIL)],
             what_if: None,
+            ambient: None,
         };
         let h = PageHeader {
             title: "t".into(),
