@@ -243,6 +243,8 @@ async fn every_ambient_finding_from_one_scenario() -> anyhow::Result<()> {
     let (code, html, err) = plugin(&cl, "authzcheck", &[NS, &dst, "-o", "html"]).await?;
     assert_eq!(code, 0, "{err}");
     assert!(html.contains("allow-nothing-at-waypoint"), "{html}");
+    assert!(html.contains("enforced by ztunnel (L4 only"), "{html}");
+    assert!(!html.contains("enforced by the sidecar"), "{html}");
     Ok(())
 }
 
