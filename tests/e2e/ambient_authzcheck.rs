@@ -227,6 +227,30 @@ async fn every_ambient_finding_from_one_scenario() -> anyhow::Result<()> {
         Some(0)
     );
 
+    // What if the selector-bound policy were deleted: its findings go away.
+    let get_on_ztunnel = repo_root()
+        .join("examples/ambient/policies/allow-get-on-ztunnel.yaml")
+        .display()
+        .to_string();
+    let (_, out, err) = plugin(
+        &cl,
+        "authzcheck",
+        &[NS, &dst, "--delete-f", &get_on_ztunnel, "-o", "json"],
+    )
+    .await?;
+    let r2: Value = serde_json::from_str(&out).map_err(|e| anyhow::anyhow!("{e}: {out}{err}"))?;
+    let gone: Vec<&str> = r2["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["change"] == "gone")
+        .filter_map(|f| f["code"].as_str())
+        .collect();
+    assert!(
+        gone.contains(&"ztunnel-ignores-l7") && gone.contains(&"sidecar-policy-left-behind"),
+        "{gone:?}\n{out}"
+    );
+
     // The table says who enforces what, and nothing about a sidecar.
     let (_, table, err) = plugin(&cl, "authzcheck", &[NS, &dst]).await?;
     assert!(

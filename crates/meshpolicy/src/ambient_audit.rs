@@ -376,9 +376,9 @@ pub fn audit(input: &AuditInput<'_>) -> AmbientAudit {
         let b = ztunnel_binding(v, original, root);
         for o in &b.omissions {
             let what = if o.effect == "omitted" {
-                "omits the rule, so it never matches: ztunnel denies connections the policy means to allow"
+                "ztunnel omits the rule, so it never matches: ztunnel denies connections the policy means to allow"
             } else {
-                "enforces the rule without them, so it matches more: ztunnel denies connections the policy means to let through"
+                "ztunnel enforces the rule without them, so it matches more: ztunnel denies connections the policy means to let through"
             };
             let bound = match &b.selector {
                 Some(s) => format!("bound by selector {s}"),
@@ -389,7 +389,7 @@ pub fn audit(input: &AuditInput<'_>) -> AmbientAudit {
                 AuditSeverity::Warning,
                 "ztunnel-ignores-l7",
                 format!(
-                    "{} {} is {bound}, so ztunnel enforces it for this ambient pod, and ztunnel knows no HTTP: rule {} names {}, which ztunnel {what}; attach the policy to a waypoint with targetRefs for L7 rules",
+                    "{} {} is {bound}, so ztunnel enforces it for this ambient pod, and ztunnel knows no HTTP: rule {} names {}: {what}; attach the policy to a waypoint with targetRefs for L7 rules",
                     b.action,
                     b.policy,
                     o.rule,
