@@ -259,13 +259,20 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
     }
     let (network_policies, isolation) = network_section(cluster, pod, &mut findings);
 
-    // Istio AuthorizationPolicy from the API.
-    let applying = cluster.authorization_policies_for(pod);
+    // Istio AuthorizationPolicy from the API (for a waypoint's own pod: the
+    // policies attached to that waypoint).
+    let waypoint = ctx.waypoint_of_pod();
+    let applying = match &waypoint {
+        Some(w) => attached_to(ctx, w),
+        None => cluster.authorization_policies_for(pod),
+    };
     let mut authorization_policies = Vec::new();
     for p in &applying {
         let r = p.policy_ref();
         let selector = selector_text(p);
-        let scope = if r.namespace == root {
+        let scope = if waypoint.is_some() {
+            "waypoint"
+        } else if r.namespace == root {
             "mesh"
         } else if selector.is_some() {
             "selector"
@@ -471,7 +478,10 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
     });
     if let Some(labels) = &ctx.namespace_labels {
         let ns = meshpolicy::Namespace::new(&pod.namespace, labels.clone());
-        if !ns.injection_enabled() && !ns_policies.is_empty() {
+        let ambient_ns = labels
+            .get(meshpolicy::ambient::DATAPLANE_MODE_LABEL)
+            .is_some_and(|v| v == "ambient");
+        if !ns.injection_enabled() && !ns_policies.is_empty() && !ambient_ns && waypoint.is_none() {
             findings.push(Finding::new(
                 if pod.has_sidecar {
                     Severity::Info
@@ -526,7 +536,19 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
     }
 }
 
-impl PodContext<'_> {
+impl<'a> PodContext<'a> {
+    /// The waypoint this pod runs, when it is a waypoint's own pod (label
+    /// `gateway.networking.k8s.io/gateway-name` naming a Gateway of class
+    /// `istio-waypoint` in its namespace).
+    pub fn waypoint_of_pod(&self) -> Option<meshpolicy::ambient::Waypoint> {
+        let name = self.pod.labels.get(WAYPOINT_POD_LABEL)?;
+        self.ambient
+            .gateways
+            .iter()
+            .find(|g| g.namespace == self.pod.namespace && &g.name == name)
+            .and_then(GatewayInfo::waypoint)
+    }
+
     /// The pod's dataplane mode (meshpolicy::ambient's rule).
     pub fn mode(&self) -> DataplaneMode {
         let empty = BTreeMap::new();
@@ -536,6 +558,44 @@ impl PodContext<'_> {
             self.namespace_labels.as_ref().unwrap_or(&empty),
         )
     }
+}
+
+/// The label a waypoint's pods carry (the Gateway API's).
+pub const WAYPOINT_POD_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+
+/// The policies waypoint `w` enforces: attached to its Gateway, to the
+/// istio-waypoint class from the root namespace, or to a Service using it
+/// (meshpolicy::ambient's attachment rule).
+fn attached_to<'c>(
+    ctx: &PodContext<'c>,
+    w: &meshpolicy::ambient::Waypoint,
+) -> Vec<&'c CompiledAuthz> {
+    let root = ctx.cluster.options().root_namespace.clone();
+    let empty = BTreeMap::new();
+    let ns_labels = ctx.namespace_labels.as_ref().unwrap_or(&empty);
+    let services: Vec<(&str, &str)> = ctx
+        .ambient
+        .services
+        .iter()
+        .filter(|s| {
+            matches!(
+                meshpolicy::ambient_audit::service_waypoint(s, ns_labels, ctx.ambient.gateways),
+                WaypointUse::Uses { ref waypoint, .. } if waypoint == w
+            )
+        })
+        .map(|s| (s.namespace.as_str(), s.name.as_str()))
+        .collect();
+    let mut out: Vec<&CompiledAuthz> = ctx.cluster.authorization_policies_in(&w.namespace);
+    if w.namespace != root {
+        out.extend(ctx.cluster.authorization_policies_in(&root));
+    }
+    out.retain(|c| {
+        meshpolicy::ambient::waypoint_applies(c.policy(), w, None, &root)
+            || services
+                .iter()
+                .any(|s| meshpolicy::ambient::waypoint_applies(c.policy(), w, Some(*s), &root))
+    });
+    out
 }
 
 fn severity_of(s: AuditSeverity) -> Severity {

@@ -173,7 +173,11 @@ async fn check(
         .iter()
         .map(|p| data.cluster.pod(&namespace, pod_name(p)))
         .collect();
-    let ambient_pods = models.iter().flatten().any(|m| is_ambient(&data, m));
+    // Ambient pods, and waypoints' own pods (their policies are the attached ones).
+    let ambient_pods = models
+        .iter()
+        .flatten()
+        .any(|m| is_ambient(&data, m) || m.labels.contains_key(analyze::WAYPOINT_POD_LABEL));
     let ambient_data = if ambient_pods {
         ambient::gather(&kube, &data).await?
     } else {

@@ -622,3 +622,60 @@ spec:
     );
     assert!(!text.contains("enforced by the sidecar"), "{text}");
 }
+
+/// A waypoint's own pod: the policies attached to its Gateway are the ones
+/// that apply (and its Envoy holding them is no staleness).
+#[test]
+fn waypoint_pod_reports_the_policies_attached_to_it() {
+    let c = model(
+        r#"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: waypoint-1, namespace: np-test-2, labels: {gateway.networking.k8s.io/gateway-name: waypoint}}
+spec:
+  containers: [{name: istio-proxy, image: proxyv2}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: at-waypoint, namespace: np-test-2}
+spec:
+  targetRefs:
+  - {kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}
+  rules:
+  - to:
+    - operation: {methods: [GET]}
+"#,
+    );
+    let p = c.pod("np-test-2", "waypoint-1").unwrap().clone();
+    let gateways = [GatewayInfo {
+        namespace: "np-test-2".into(),
+        name: "waypoint".into(),
+        class: "istio-waypoint".into(),
+        labels: BTreeMap::new(),
+    }];
+    let ages = HashMap::new();
+    let ctx = PodContext {
+        cluster: &c,
+        pod: &p,
+        phase: "Running".into(),
+        namespace_labels: labels(false),
+        ages: &ages,
+        invalid: &[],
+        ambient: AmbientInputs {
+            services: &[],
+            gateways: &gateways,
+            extra_policies: &[],
+            ztunnel_config: "",
+        },
+    };
+    let r = analyze(
+        &ctx,
+        view(vec![row("ALLOW", "at-waypoint", Some("np-test-2"), 1)]),
+    );
+    assert_eq!(r.authorization_policies.len(), 1, "{r:?}");
+    assert_eq!(r.authorization_policies[0].scope, "waypoint");
+    assert_eq!(r.authorization_policies[0].loaded, Some(true));
+    assert!(!has(&r, "not-in-api"), "{:?}", codes(&r));
+    assert!(r.ambient.is_none());
+}
