@@ -26,7 +26,9 @@
 //! - `waypoint-missing`: a Service or namespace labelled to use a waypoint
 //!   that does not exist;
 //! - `ztunnel-denies-everything`: in ztunnel's view of the policies, no
-//!   connection to the pod is allowed.
+//!   connection to the pod is allowed;
+//! - `ztunnel-rejects-waypoint`: traffic through a waypoint reaches the pod
+//!   with the waypoint's identity, and ztunnel's L4 policies reject it.
 
 use std::collections::BTreeMap;
 
@@ -70,6 +72,8 @@ pub struct GatewayInfo {
     /// `spec.gatewayClassName`.
     pub class: String,
     pub labels: BTreeMap<String, String>,
+    /// The ServiceAccount of its pods (empty: named like the Gateway).
+    pub service_account: String,
 }
 
 impl GatewayInfo {
@@ -86,7 +90,26 @@ impl GatewayInfo {
                 .unwrap_or("")
                 .to_string(),
             labels: serde_json::from_value(v["metadata"]["labels"].clone()).unwrap_or_default(),
+            service_account: v["metadata"]["annotations"]["gateway.istio.io/service-account"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
         })
+    }
+
+    /// The identity its pods present (`cluster.local/ns/NS/sa/SA`): the
+    /// destination ztunnel sees this, not the client's, for traffic through it.
+    pub fn principal(&self) -> String {
+        let sa = if self.service_account.is_empty() {
+            &self.name
+        } else {
+            &self.service_account
+        };
+        format!(
+            "{}/ns/{}/sa/{sa}",
+            crate::workload::DEFAULT_TRUST_DOMAIN,
+            self.namespace
+        )
     }
 
     fn as_value(&self) -> serde_json::Value {
@@ -437,6 +460,13 @@ pub fn audit(input: &AuditInput<'_>) -> AmbientAudit {
                 ),
             )),
             WaypointUse::Uses { waypoint, .. } => {
+                let gw = input
+                    .gateways
+                    .iter()
+                    .find(|g| g.namespace == waypoint.namespace && g.name == waypoint.name);
+                if let Some(f) = gw.and_then(|g| rejects_waypoint(input, svc, g)) {
+                    findings.push(f);
+                }
                 if let Some(by) = allows_nothing(input.policies, &policies) {
                     let names = by
                         .iter()
@@ -472,6 +502,55 @@ pub fn audit(input: &AuditInput<'_>) -> AmbientAudit {
         services,
         findings,
     }
+}
+
+/// `ztunnel-rejects-waypoint`: traffic to `svc` goes through waypoint `gw`,
+/// so the destination ztunnel sees the waypoint's identity, not the
+/// client's; when ztunnel's L4 policies for the pod reject that identity on
+/// the pod's ports, every request through the waypoint is reset.
+pub fn rejects_waypoint(
+    input: &AuditInput<'_>,
+    svc: &ServiceInfo,
+    gw: &GatewayInfo,
+) -> Option<AuditFinding> {
+    let pod = input.pod;
+    let principal = gw.principal();
+    let mut ports: Vec<u16> = pod.ports.iter().map(|p| p.port).collect();
+    if ports.is_empty() {
+        ports.push(80);
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    let mut denied = Vec::new();
+    let mut why = String::new();
+    for port in ports {
+        let req = crate::authz::AuthzRequest {
+            source_principal: Some(principal.clone()),
+            destination_namespace: pod.namespace.clone(),
+            destination_pod: pod.name.clone(),
+            destination_port: port,
+            ..Default::default()
+        };
+        let v = crate::ambient::ztunnel_decide(input.policies, pod, &req, input.root_namespace);
+        if !v.allowed {
+            denied.push(port.to_string());
+            why = v.explanation;
+        }
+    }
+    (!denied.is_empty()).then(|| {
+        finding(
+            AuditSeverity::Error,
+            "ztunnel-rejects-waypoint",
+            format!(
+                "Service {}/{} uses waypoint {}/{}, so requests reach this pod from the waypoint's identity {principal}, not the client's, and ztunnel rejects it on port {} ({why}): every request through the waypoint is reset; allow that principal in the L4 policy, or attach the rule to the waypoint with targetRefs",
+                svc.namespace,
+                svc.name,
+                gw.namespace,
+                gw.name,
+                denied.join(", ")
+            ),
+        )
+    })
 }
 
 /// `ztunnel-denies-everything`: in ztunnel's view, a DENY rule matching every
@@ -726,7 +805,7 @@ mod tests {
             namespace: "app".into(),
             name: name.into(),
             class: class.into(),
-            labels: BTreeMap::new(),
+            ..Default::default()
         }
     }
 
@@ -873,6 +952,34 @@ mod tests {
         // The label names a waypoint that does not exist.
         let a = run(&[AMBIENT], &svcs, &[], &[]);
         assert_eq!(codes(&a), vec!["waypoint-missing"]);
+    }
+
+    #[test]
+    fn ztunnel_sees_the_waypoints_identity() {
+        let gws = [waypoint_gw("waypoint", WAYPOINT_CLASS)];
+        let svcs = [service(&[("istio.io/use-waypoint", "waypoint")])];
+        let from_a = policy(
+            "metadata: {name: from-a, namespace: app}\nspec:\n  rules:\n  - from:\n    - source: {namespaces: [a]}\n",
+        );
+        let a = run(&[AMBIENT], &svcs, &gws, std::slice::from_ref(&from_a));
+        assert_eq!(codes(&a), vec!["ztunnel-rejects-waypoint"]);
+        assert!(
+            a.findings[0]
+                .message
+                .contains("cluster.local/ns/app/sa/waypoint"),
+            "{}",
+            a.findings[0].message
+        );
+        let with_wp = policy(
+            "metadata: {name: from-a, namespace: app}\nspec:\n  rules:\n  - from:\n    - source: {namespaces: [a]}\n    - source: {principals: [cluster.local/ns/app/sa/waypoint]}\n",
+        );
+        assert!(run(&[AMBIENT], &svcs, &gws, &[with_wp]).findings.is_empty());
+        // Without a waypoint the client's own identity reaches ztunnel.
+        assert!(
+            run(&[AMBIENT], &[service(&[])], &gws, &[from_a])
+                .findings
+                .is_empty()
+        );
     }
 
     #[test]

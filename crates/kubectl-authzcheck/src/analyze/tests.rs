@@ -568,7 +568,7 @@ spec:
         namespace: "np-test-2".into(),
         name: "waypoint".into(),
         class: "istio-waypoint".into(),
-        labels: BTreeMap::new(),
+        ..Default::default()
     }];
     let ages = HashMap::new();
     let ctx = PodContext {
@@ -652,7 +652,7 @@ spec:
         namespace: "np-test-2".into(),
         name: "waypoint".into(),
         class: "istio-waypoint".into(),
-        labels: BTreeMap::new(),
+        ..Default::default()
     }];
     let ages = HashMap::new();
     let ctx = PodContext {
