@@ -534,6 +534,9 @@ fn ambient_hook(
     l4.source_principal = (mode(source) != DataplaneMode::None)
         .then(|| source.principal(meshpolicy::workload::DEFAULT_TRUST_DOMAIN));
     let mut notes = Vec::new();
+    // Only a client in the mesh is sent through the waypoint.
+    let source_in_mesh = mode(source) != DataplaneMode::None;
+    let waypoint = waypoint.filter(|_| source_in_mesh);
     if let Some(w) = waypoint {
         let attached: Vec<&meshpolicy::CompiledAuthz> = in_ns_and_root(&w.namespace)
             .filter(|c| ambient::waypoint_applies(c.policy(), w, Some(service), &root))
@@ -577,13 +580,16 @@ fn ambient_hook(
             ));
             return Some(out);
         }
+        // The destination ztunnel then sees the waypoint's identity, not the client's.
+        l4.source_principal = Some(waypoint_principal(cluster, w));
         notes.push(format!(
-            "waypoint {wname} allowed (layer: waypoint, L7: {}); then ztunnel's L4 view",
+            "waypoint {wname} allowed (layer: waypoint, L7: {}); then ztunnel's L4 view of the connection from the waypoint ({})",
             if names.is_empty() {
                 "no policy attached".to_string()
             } else {
                 v.reason.clone()
-            }
+            },
+            l4.source_principal.as_deref().unwrap_or_default()
         ));
     }
     let policies: Vec<meshpolicy::AuthorizationPolicy> = in_ns_and_root(&dst.namespace)
@@ -624,6 +630,22 @@ fn ambient_hook(
         cannot_evaluate: Vec::new(),
         notes,
     })
+}
+
+/// The identity of waypoint `w`'s pods: a running pod of it in the model
+/// (label `gateway.networking.k8s.io/gateway-name`), else the ServiceAccount
+/// istiod names like the Gateway.
+fn waypoint_principal(cluster: &Cluster, w: &meshpolicy::ambient::Waypoint) -> String {
+    let td = meshpolicy::workload::DEFAULT_TRUST_DOMAIN;
+    cluster
+        .pods()
+        .iter()
+        .find(|p| {
+            p.namespace == w.namespace
+                && p.labels.get("gateway.networking.k8s.io/gateway-name") == Some(&w.name)
+        })
+        .map(|p| p.principal(td))
+        .unwrap_or_else(|| format!("{td}/ns/{}/sa/{}", w.namespace, w.name))
 }
 
 /// `NS/NAME` of an Envoy policy id (`ns[NS]-policy[NAME]-rule[N]`), else the id.
@@ -958,6 +980,46 @@ spec:
         // Without the waypoint the targetRefs policy is enforced by nothing: ztunnel allows.
         let e = evaluate(&c, &input(None));
         assert_eq!(e.analysis.engine_verdict, Some(Verdict::Allowed), "{e:?}");
+
+        // Allowed at the waypoint, then ztunnel sees the waypoint's identity:
+        // an L4 ALLOW from np-test-1 only resets it.
+        let l4 = r#"
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: from-1, namespace: np-test-2}
+spec:
+  rules:
+  - from:
+    - source: {namespaces: [np-test-1]}
+"#;
+        let c = Cluster::from_manifests(
+            &format!("{ambient}{}{l4}", policy.replace("/admin", "/")),
+            ClusterOptions::default(),
+        )
+        .unwrap();
+        let e = evaluate(&c, &input(Some(&w)));
+        assert_eq!(
+            e.analysis.engine_verdict,
+            Some(Verdict::DeniedRbac),
+            "{e:?}"
+        );
+        assert!(
+            e.analysis
+                .notes
+                .iter()
+                .any(|n| n.contains("from the waypoint (cluster.local/ns/np-test-2/sa/waypoint)")),
+            "{:?}",
+            e.analysis.notes
+        );
+        assert!(
+            e.analysis
+                .authorization
+                .as_ref()
+                .unwrap()
+                .reason
+                .contains("ztunnel denied")
+        );
     }
 
     fn eval_2_to_1(c: &Cluster) -> Evaluated {
