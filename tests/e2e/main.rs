@@ -12,6 +12,7 @@ mod reliability;
 
 mod ambient;
 mod ambient_authzcheck;
+mod ambient_waypoint;
 mod authzcheck_meshsim;
 mod ci_example;
 mod completion_kubectl;

@@ -22,7 +22,12 @@
 //!   without its HTTP attributes (matches more): both more restrictive than
 //!   written; CUSTOM and AUDIT policies are not supported by ztunnel and ignored;
 //! - ztunnel's decision ([`ztunnel_decide`]), with the reason ztunnel prints
-//!   (`explicitly denied by: NS/NAME`, `allow policies exist, but none allowed`).
+//!   (`explicitly denied by: NS/NAME`, `allow policies exist, but none allowed`);
+//! - the path through a waypoint ([`waypoint_in_path`], [`waypoint_policies`],
+//!   [`waypoint_service_account`]): which policies its Envoy enforces, and
+//!   whose identity the destination's ztunnel then sees;
+//! - PeerAuthentication as ztunnel enforces it ([`ztunnel_peer_authentication`]):
+//!   STRICT rejects plain text, DISABLE is ignored.
 
 use std::collections::BTreeMap;
 
@@ -35,6 +40,7 @@ use crate::authz::{
 use crate::envoy::policy_id::PolicyId;
 use crate::envoy::ztunnel::ZtunnelReason;
 use crate::netpol::PolicyRef;
+use crate::peerauth::{EffectiveMtls, MtlsMode};
 use crate::workload::Pod;
 
 /// Label enrolling a namespace or pod (`ambient`, or `none` to opt a pod out).
@@ -47,6 +53,21 @@ pub const USE_WAYPOINT_NAMESPACE_LABEL: &str = "istio.io/use-waypoint-namespace"
 pub const WAYPOINT_FOR_LABEL: &str = "istio.io/waypoint-for";
 /// The GatewayClass of waypoints.
 pub const WAYPOINT_CLASS: &str = "istio-waypoint";
+/// The Gateway API label naming a gateway pod's Gateway.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+/// The Gateway API label naming a gateway pod's class.
+pub const GATEWAY_CLASS_LABEL: &str = "gateway.networking.k8s.io/gateway-class-name";
+/// Istio's label on what its controllers deploy for a Gateway.
+pub const GATEWAY_MANAGED_LABEL: &str = "gateway.istio.io/managed";
+/// Its value on waypoints (the `istio.io/mesh-controller` controller's).
+pub const WAYPOINT_MANAGED_VALUE: &str = "istio.io-mesh-controller";
+
+/// Whether a pod (its labels) is a waypoint's, as istiod deploys it:
+/// `gateway.istio.io/managed=istio.io-mesh-controller` and a Gateway name.
+pub fn is_waypoint_pod(pod_labels: &BTreeMap<String, String>) -> bool {
+    pod_labels.get(GATEWAY_MANAGED_LABEL).map(String::as_str) == Some(WAYPOINT_MANAGED_VALUE)
+        && pod_labels.contains_key(GATEWAY_NAME_LABEL)
+}
 /// ztunnel's label (its DaemonSet's pods in the root namespace).
 pub const ZTUNNEL_SELECTOR: &str = "app=ztunnel";
 /// The phrase ztunnel's access log line carries when a policy closed the connection.
@@ -581,6 +602,129 @@ pub fn ztunnel_decide(
     }
 }
 
+/// The ServiceAccount of a waypoint's pods: istiod's deployment controller
+/// names it like the Gateway unless the Gateway's
+/// `gateway.istio.io/service-account` annotation names another.
+pub fn waypoint_service_account(gateway: &serde_json::Value) -> String {
+    gateway["metadata"]["annotations"]["gateway.istio.io/service-account"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .or_else(|| gateway["metadata"]["name"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The waypoint a connection goes through, if any. Only a client in the mesh
+/// is sent to a waypoint: its node's ztunnel (or its sidecar) looks the
+/// destination up and tunnels to the waypoint; a client outside the mesh
+/// connects to the destination directly and only the destination's ztunnel
+/// sees it (Istio docs, "Ambient mode > Use Layer 7 features": traffic from
+/// outside the mesh does not traverse the waypoint).
+pub fn waypoint_in_path(source_in_mesh: bool, used: &WaypointUse) -> Option<&Waypoint> {
+    match used {
+        WaypointUse::Uses { waypoint, .. } if source_in_mesh => Some(waypoint),
+        _ => None,
+    }
+}
+
+/// The AuthorizationPolicies the Envoy of `waypoint` enforces for traffic to
+/// `service` (namespace, name): the ones whose `targetRefs` name its Gateway,
+/// the `istio-waypoint` GatewayClass (root namespace only) or that Service
+/// ([`waypoint_applies`]), sorted by namespace and name. Selector-bound
+/// policies never reach a waypoint (ztunnel enforces them).
+pub fn waypoint_policies(
+    policies: &[AuthorizationPolicy],
+    waypoint: &Waypoint,
+    service: Option<(&str, &str)>,
+    root_namespace: &str,
+) -> Vec<AuthorizationPolicy> {
+    let mut out: Vec<AuthorizationPolicy> = policies
+        .iter()
+        .filter(|ap| waypoint_applies(ap, waypoint, service, root_namespace))
+        .cloned()
+        .collect();
+    out.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+    out
+}
+
+/// The name istiod gives the policy it makes for ztunnel out of a STRICT
+/// PeerAuthentication (a DENY of connections without an identity).
+pub const STATIC_STRICT_POLICY: &str = "istio_converted_static_strict";
+
+/// What ztunnel does with the PeerAuthentication in force for a destination port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZtunnelPeerAuth {
+    /// The mode ztunnel enforces: DISABLE is ignored in ambient mode (treated
+    /// as PERMISSIVE: ztunnel always speaks mTLS to mesh peers and still
+    /// accepts plain text), STRICT and PERMISSIVE as written.
+    pub mode: MtlsMode,
+    /// The mode the PeerAuthentications say (before ambient's reading).
+    pub written: MtlsMode,
+    /// Whether a plain-text connection (a client outside the mesh) is accepted.
+    pub accepts_plaintext: bool,
+    /// For a rejection: the policy ztunnel names (`NS/NAME`): istiod converts
+    /// STRICT into a DENY policy, `ROOT/istio_converted_static_strict` for a
+    /// whole workload, `NS/converted_peer_authentication_NAME` for a
+    /// port-level setting.
+    pub rejected_by: Option<String>,
+}
+
+/// PeerAuthentication in ambient mode, as ztunnel enforces it (Istio docs,
+/// "Ambient mode > Layer 4 security policy": PeerAuthentication STRICT and
+/// PERMISSIVE are enforced by ztunnel; DISABLE is not supported in ambient
+/// mode and is ignored).
+pub fn ztunnel_peer_authentication(
+    effective: &EffectiveMtls,
+    root_namespace: &str,
+) -> ZtunnelPeerAuth {
+    let written = effective.mode;
+    let mode = match written {
+        MtlsMode::Disable => MtlsMode::Permissive,
+        m => m,
+    };
+    let strict = mode == MtlsMode::Strict;
+    let rejected_by = strict.then(|| match &effective.decided_by {
+        Some(s) if s.port_level => format!(
+            "{}/converted_peer_authentication_{}",
+            s.policy.namespace, s.policy.name
+        ),
+        _ => format!("{root_namespace}/{STATIC_STRICT_POLICY}"),
+    });
+    ZtunnelPeerAuth {
+        mode,
+        written,
+        accepts_plaintext: !strict,
+        rejected_by,
+    }
+}
+
+impl ZtunnelPeerAuth {
+    /// ztunnel's verdict on a plain-text connection this PeerAuthentication
+    /// rejects (None when it accepts plain text).
+    pub fn plaintext_rejection(&self, pod: &Pod) -> Option<ZtunnelVerdict> {
+        let policy = self.rejected_by.clone()?;
+        let (namespace, name) = policy.split_once('/').unwrap_or(("", &policy));
+        Some(ZtunnelVerdict {
+            allowed: false,
+            reason: ZtunnelReason::DeniedBy {
+                policy: policy.clone(),
+            },
+            policy: Some(PolicyRef {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            }),
+            applicable: Vec::new(),
+            omissions: Vec::new(),
+            explanation: format!(
+                "ztunnel denied: PeerAuthentication STRICT for {}/{} rejects plain text from a client outside the mesh ({policy})",
+                pod.namespace, pod.name
+            ),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -799,5 +943,81 @@ mod tests {
         let v = ztunnel_decide(&[audit, dry], &pod(), &req("x"), "istio-system");
         assert!(v.allowed);
         assert!(v.applicable.is_empty());
+    }
+
+    #[test]
+    fn waypoint_policies_and_path() {
+        let w = Waypoint {
+            namespace: "np-test-2".into(),
+            name: "waypoint".into(),
+            waypoint_for: WaypointFor::Service,
+        };
+        let gw = policy(
+            "metadata: {name: b, namespace: np-test-2}\nspec:\n  targetRefs:\n  - {kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}\n",
+        );
+        let other = policy(
+            "metadata: {name: c, namespace: np-test-2}\nspec:\n  targetRefs:\n  - {kind: Gateway, group: gateway.networking.k8s.io, name: other}\n",
+        );
+        let class = policy(
+            "metadata: {name: a, namespace: istio-system}\nspec:\n  targetRefs:\n  - {kind: GatewayClass, group: gateway.networking.k8s.io, name: istio-waypoint}\n",
+        );
+        let sel = policy(
+            "metadata: {name: d, namespace: np-test-2}\nspec: {selector: {matchLabels: {app: nginx-2}}}\n",
+        );
+        let got = waypoint_policies(
+            &[gw, other, class, sel],
+            &w,
+            Some(("np-test-2", "web")),
+            "istio-system",
+        );
+        let names: Vec<_> = got
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(names, vec!["a", "b"]);
+        let used = WaypointUse::Uses {
+            waypoint: w.clone(),
+            bound_by: "namespace".into(),
+        };
+        assert_eq!(waypoint_in_path(true, &used), Some(&w));
+        assert_eq!(waypoint_in_path(false, &used), None);
+        assert_eq!(waypoint_in_path(true, &WaypointUse::None), None);
+        let g = serde_json::json!({"metadata": {"name": "waypoint"}});
+        assert_eq!(waypoint_service_account(&g), "waypoint");
+        let g = serde_json::json!({"metadata": {"name": "waypoint", "annotations": {"gateway.istio.io/service-account": "wp-sa"}}});
+        assert_eq!(waypoint_service_account(&g), "wp-sa");
+    }
+
+    #[test]
+    fn peer_authentication_in_ambient() {
+        use crate::peerauth::{ModeSource, PeerAuthRef, Scope};
+        let strict = EffectiveMtls {
+            mode: MtlsMode::Strict,
+            decided_by: Some(ModeSource {
+                policy: PeerAuthRef {
+                    namespace: "np-test-2".into(),
+                    name: "default".into(),
+                },
+                scope: Scope::Namespace,
+                port_level: false,
+            }),
+        };
+        let z = ztunnel_peer_authentication(&strict, "istio-system");
+        assert!(!z.accepts_plaintext);
+        let v = z.plaintext_rejection(&pod()).expect("rejected");
+        assert_eq!(
+            v.rejection_error().as_deref(),
+            Some(
+                "connection closed due to policy rejection: explicitly denied by: istio-system/istio_converted_static_strict"
+            )
+        );
+        let disable = EffectiveMtls {
+            mode: MtlsMode::Disable,
+            decided_by: None,
+        };
+        let z = ztunnel_peer_authentication(&disable, "istio-system");
+        assert_eq!(z.mode, MtlsMode::Permissive);
+        assert_eq!(z.written, MtlsMode::Disable);
+        assert!(z.accepts_plaintext && z.plaintext_rejection(&pod()).is_none());
     }
 }

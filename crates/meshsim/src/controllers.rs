@@ -3,6 +3,10 @@
 //! namespaces labelled `istio-injection=enabled`), and the controllers that
 //! turn Deployments into ReplicaSets and pods, make pods Running/Ready after
 //! the configured delay, and keep Endpoints in sync with ready pods.
+//! Istio's waypoint deployment controller lives here too
+//! ([`Store::reconcile_waypoints`]): a Gateway API `Gateway` of class
+//! `istio-waypoint` becomes the ServiceAccount, Deployment and Service istiod
+//! would make for it, owned by the Gateway (deleting it removes them).
 
 use std::time::{Duration, Instant};
 
@@ -457,6 +461,7 @@ impl Store {
 
     /// Run the controllers for one namespace until they settle.
     pub fn reconcile(&mut self, ns: &str) {
+        self.reconcile_waypoints(ns);
         self.reconcile_deployments(ns);
         self.reconcile_replicasets(ns);
         self.reconcile_daemonsets(ns);
@@ -886,3 +891,315 @@ fn container_defaults(c: &mut Value) {
 
 /// Default ready delay when none is configured.
 pub const DEFAULT_READY_DELAY: Duration = Duration::from_secs(2);
+
+use meshpolicy::ambient::{
+    GATEWAY_CLASS_LABEL, GATEWAY_MANAGED_LABEL as WAYPOINT_MANAGED_LABEL, GATEWAY_NAME_LABEL,
+    WAYPOINT_MANAGED_VALUE,
+};
+
+/// HBONE port of a waypoint (its `mesh` listener).
+pub const HBONE_PORT: u16 = 15008;
+
+/// Whether `p` is a waypoint's pod (made by [`Store::reconcile_waypoints`]):
+/// its container is `istio-proxy`, yet it is no sidecar.
+pub fn is_waypoint_pod(p: &Value) -> bool {
+    let labels: std::collections::BTreeMap<String, String> = p["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    meshpolicy::ambient::is_waypoint_pod(&labels)
+}
+
+/// The objects istiod's deployment controller makes for waypoint Gateway `gw`
+/// (Istio's `waypoint.yaml` template, reduced to what a cluster shows):
+/// ServiceAccount, Deployment and Service named like the Gateway.
+fn waypoint_objects(gw: &Value) -> [(ResKey, Value); 3] {
+    let name = meta_str(gw, "name").to_string();
+    let owner = json!([{
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "name": name, "uid": meta_str(gw, "uid"),
+    }]);
+    let class = meshpolicy::ambient::WAYPOINT_CLASS;
+    let meta_labels = json!({GATEWAY_NAME_LABEL: name, GATEWAY_CLASS_LABEL: class});
+    let mut dep_labels = meta_labels.clone();
+    dep_labels[WAYPOINT_MANAGED_LABEL] = json!(WAYPOINT_MANAGED_VALUE);
+    let mut pod_labels = dep_labels.clone();
+    for (k, v) in [
+        ("sidecar.istio.io/inject", "false"),
+        ("istio.io/dataplane-mode", "none"),
+        ("service.istio.io/canonical-name", name.as_str()),
+        ("service.istio.io/canonical-revision", "latest"),
+    ] {
+        pod_labels[k] = json!(v);
+    }
+    let ann = &gw["metadata"]["annotations"];
+    let pick = |key: &str, default: &str| ann[key].as_str().unwrap_or(default).to_string();
+    // The proxy's log levels: istiod reads these annotations of the Gateway
+    // into the container's args; meshsim's Envoy reads them off the pod.
+    let mut pod_annotations = json!({
+        "istio.io/rev": "default",
+        "prometheus.io/path": "/stats/prometheus",
+        "prometheus.io/port": "15020",
+        "prometheus.io/scrape": "true",
+    });
+    for key in [
+        "sidecar.istio.io/logLevel",
+        "sidecar.istio.io/componentLogLevel",
+    ] {
+        if let Some(v) = ann[key].as_str() {
+            pod_annotations[key] = json!(v);
+        }
+    }
+    let env = |n: &str, path: &str| json!({"name": n, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}});
+    let sa = json!({
+        "metadata": {"name": name, "labels": meta_labels, "ownerReferences": owner},
+    });
+    let deployment = json!({
+        "metadata": {"name": name, "labels": dep_labels, "ownerReferences": owner},
+        "spec": {
+            "selector": {"matchLabels": {GATEWAY_NAME_LABEL: name}},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": pod_annotations,
+                },
+                "spec": {
+                    "serviceAccountName": name,
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [{
+                        "name": "istio-proxy",
+                        "image": PROXY_IMAGE,
+                        "args": [
+                            "proxy", "waypoint", "--domain", "$(POD_NAMESPACE).svc.cluster.local",
+                            "--serviceCluster", format!("{name}.$(POD_NAMESPACE)"),
+                            "--proxyLogLevel", pick("sidecar.istio.io/logLevel", "warning"),
+                            "--proxyComponentLogLevel", pick("sidecar.istio.io/componentLogLevel", "misc:error"),
+                            "--log_output_level", pick("sidecar.istio.io/agentLogLevel", "default:info"),
+                        ],
+                        "ports": [
+                            {"containerPort": 15020, "name": "metrics", "protocol": "TCP"},
+                            {"containerPort": 15021, "name": "status-port", "protocol": "TCP"},
+                            {"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"},
+                        ],
+                        "env": [
+                            env("POD_NAME", "metadata.name"),
+                            env("POD_NAMESPACE", "metadata.namespace"),
+                            env("INSTANCE_IP", "status.podIP"),
+                            env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+                            {"name": "ISTIO_META_CLUSTER_ID", "value": "Kubernetes"},
+                            {"name": "ISTIO_META_WORKLOAD_NAME", "value": name},
+                        ],
+                        "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021, "scheme": "HTTP"}, "failureThreshold": 4, "periodSeconds": 15, "timeoutSeconds": 1},
+                    }],
+                },
+            },
+        },
+    });
+    let service = json!({
+        "metadata": {
+            "name": name, "labels": meta_labels, "ownerReferences": owner,
+            "annotations": {"networking.istio.io/traffic-distribution": "PreferClose"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {GATEWAY_NAME_LABEL: name},
+            "ports": [
+                {"name": "status-port", "port": 15021, "targetPort": 15021, "protocol": "TCP", "appProtocol": "tcp"},
+                {"name": "mesh", "port": HBONE_PORT, "targetPort": HBONE_PORT, "protocol": "TCP", "appProtocol": "all"},
+            ],
+        },
+    });
+    [
+        (resources::SERVICEACCOUNTS, sa),
+        (resources::DEPLOYMENTS, deployment),
+        (resources::SERVICES, service),
+    ]
+}
+
+impl Store {
+    /// Istio's waypoint deployment controller for namespace `ns`: every
+    /// Gateway of class `istio-waypoint` gets its ServiceAccount, Deployment
+    /// and Service (created when missing; owned by the Gateway, so deleting it
+    /// removes them) and a status as istiod writes it (Accepted, Programmed
+    /// once its Service has an address, `addresses` = the Service's cluster IP).
+    pub fn reconcile_waypoints(&mut self, ns: &str) {
+        let gateways: Vec<Value> = self
+            .list(resources::GATEWAYS, Some(ns))
+            .filter(|g| meshpolicy::ambient::waypoint_of_gateway(g).is_some())
+            .cloned()
+            .collect();
+        for gw in gateways {
+            let name = meta_str(&gw, "name").to_string();
+            for (key, obj) in waypoint_objects(&gw) {
+                match self.get(key, ns, &name).cloned() {
+                    None => {
+                        let _ = self.create(resources::preferred(key), ns, obj);
+                    }
+                    // As istiod re-renders it: a Gateway change that changes
+                    // the pod template (log level annotations) rolls the pods.
+                    Some(cur)
+                        if key == resources::DEPLOYMENTS
+                            && cur["spec"]["template"] != obj["spec"]["template"] =>
+                    {
+                        let mut n = cur.clone();
+                        n["spec"]["template"] = obj["spec"]["template"].clone();
+                        let _ = self.update(resources::preferred(key), ns, &name, n, false);
+                    }
+                    Some(_) => {}
+                }
+            }
+            let ip = self
+                .get(resources::SERVICES, ns, &name)
+                .and_then(|s| s["spec"]["clusterIP"].as_str())
+                .map(str::to_string);
+            let mut n = gw.clone();
+            let keep = |t: &str| {
+                gw["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["type"] == t && c["status"] == "True")
+                    .and_then(|c| c["lastTransitionTime"].as_str())
+                    .map_or_else(now_ts, str::to_string)
+            };
+            let generation = gw["metadata"]["generation"].clone();
+            let cond = |t: &str, ok: bool, reason: &str, message: String| {
+                json!({"type": t, "status": if ok { "True" } else { "False" }, "reason": reason,
+                       "message": message, "lastTransitionTime": keep(t), "observedGeneration": generation})
+            };
+            let fqdn = format!("{name}.{ns}.svc.cluster.local:{HBONE_PORT}");
+            n["status"] = json!({
+                "conditions": [
+                    cond("Accepted", true, "Accepted", "Resource accepted".into()),
+                    match &ip {
+                        Some(_) => cond("Programmed", true, "Programmed",
+                            format!("Resource programmed, assigned to service(s) {fqdn}")),
+                        None => cond("Programmed", false, "AddressNotAssigned",
+                            "Assigned to service, but no address is assigned yet".into()),
+                    },
+                ],
+                "listeners": gw["spec"]["listeners"].as_array().into_iter().flatten().map(|l| json!({
+                    "name": l["name"], "attachedRoutes": 0, "supportedKinds": [],
+                    "conditions": [
+                        cond("Accepted", true, "Accepted", "No errors found".into()),
+                        cond("NoConflicts", false, "NoConflicts", "No errors found".into()),
+                        cond("Programmed", true, "Programmed", "No errors found".into()),
+                        cond("ResolvedRefs", true, "ResolvedRefs", "No errors found".into()),
+                    ],
+                })).collect::<Vec<_>>(),
+            });
+            if let Some(ip) = ip {
+                n["status"]["addresses"] = json!([{"type": "IPAddress", "value": ip}]);
+            }
+            self.write_if_changed(resources::GATEWAYS, &gw, n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod waypoint_tests {
+    use super::*;
+    use crate::store::Timing;
+
+    #[test]
+    fn waypoint_gateway_becomes_deployment_service_and_pod_and_goes_away() {
+        let mut s = Store::new(Timing {
+            ready_delay: Duration::ZERO,
+            time_scale: 1.0,
+        });
+        assert!(
+            s.get(resources::GATEWAYCLASSES, "", "istio-waypoint")
+                .is_some()
+        );
+        let gw = json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "waypoint", "labels": {"istio.io/waypoint-for": "service"}},
+            "spec": {"gatewayClassName": "istio-waypoint",
+                     "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]},
+        });
+        let def = resources::preferred(resources::GATEWAYS);
+        s.create(def, "default", gw).expect("gateway");
+        s.reconcile("default");
+        s.tick(Instant::now() + Duration::from_secs(1));
+        let dep = s
+            .get(resources::DEPLOYMENTS, "default", "waypoint")
+            .expect("deployment");
+        assert_eq!(
+            dep["metadata"]["labels"][WAYPOINT_MANAGED_LABEL],
+            WAYPOINT_MANAGED_VALUE
+        );
+        let svc = s
+            .get(resources::SERVICES, "default", "waypoint")
+            .expect("service");
+        let ports: Vec<u64> = svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["port"].as_u64())
+            .collect();
+        assert_eq!(ports, vec![15021, 15008]);
+        assert!(
+            s.get(resources::SERVICEACCOUNTS, "default", "waypoint")
+                .is_some()
+        );
+        let pods: Vec<Value> = s
+            .list(resources::PODS, Some("default"))
+            .filter(|p| is_waypoint_pod(p))
+            .cloned()
+            .collect();
+        assert_eq!(pods.len(), 1);
+        let pod = &pods[0];
+        assert_eq!(pod["metadata"]["labels"]["istio.io/dataplane-mode"], "none");
+        let containers = pod["spec"]["containers"].as_array().unwrap();
+        assert_eq!(containers.len(), 1, "no sidecar injected into a waypoint");
+        assert_eq!(containers[0]["args"][1], "waypoint");
+        assert_eq!(pod["status"]["phase"], "Running");
+        let gw = s
+            .get(resources::GATEWAYS, "default", "waypoint")
+            .expect("gw");
+        let programmed = gw["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Programmed" && c["status"] == "True");
+        assert!(programmed, "{gw}");
+        assert_eq!(
+            gw["status"]["addresses"][0]["value"],
+            svc["spec"]["clusterIP"]
+        );
+        s.delete(def, "default", "waypoint").expect("delete");
+        s.reconcile("default");
+        assert!(
+            s.get(resources::DEPLOYMENTS, "default", "waypoint")
+                .is_none()
+        );
+        assert!(s.get(resources::SERVICES, "default", "waypoint").is_none());
+        assert_eq!(
+            s.list(resources::PODS, Some("default"))
+                .filter(|p| is_waypoint_pod(p))
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn other_gateway_classes_are_left_alone() {
+        let mut s = Store::new(Timing {
+            ready_delay: Duration::ZERO,
+            time_scale: 1.0,
+        });
+        let gw = json!({
+            "metadata": {"name": "ingress"},
+            "spec": {"gatewayClassName": "istio", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]},
+        });
+        s.create(resources::preferred(resources::GATEWAYS), "default", gw)
+            .expect("gateway");
+        s.reconcile("default");
+        assert!(
+            s.get(resources::DEPLOYMENTS, "default", "ingress")
+                .is_none()
+        );
+    }
+}

@@ -93,6 +93,10 @@ enum Cmd {
         /// ztunnel DaemonSet in istio-system.
         #[arg(long)]
         ambient: bool,
+        /// With --ambient: give every namespace a waypoint (Gateway `waypoint`,
+        /// class istio-waypoint) and bind its Services to it (istio.io/use-waypoint).
+        #[arg(long, requires = "ambient")]
+        waypoint: bool,
     },
 }
 
@@ -120,12 +124,14 @@ fn main() -> ExitCode {
             policies,
             output,
             ambient,
-        } => match meshsim::scenario::generate_with(
+            waypoint,
+        } => match meshsim::scenario::generate_ambient(
             &output,
             namespaces,
             pods_per_namespace,
             policies,
             ambient,
+            waypoint,
         ) {
             Ok(()) => {
                 eprintln!(

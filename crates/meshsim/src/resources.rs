@@ -346,3 +346,34 @@ pub const GATEWAYS: ResKey = ResKey {
     group: "gateway.networking.k8s.io",
     plural: "gateways",
 };
+pub const GATEWAYCLASSES: ResKey = ResKey {
+    group: "gateway.networking.k8s.io",
+    plural: "gatewayclasses",
+};
+
+/// The GatewayClasses istiod creates at install (`istio`, `istio-waypoint`).
+pub fn default_gateway_classes() -> Vec<serde_json::Value> {
+    let class = |name: &str, controller: &str, description: &str| {
+        serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"controllerName": controller, "description": description},
+            "status": {"conditions": [{
+                "type": "Accepted", "status": "True", "reason": "Accepted",
+                "message": "Handled by Istio controller", "lastTransitionTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                "observedGeneration": 1,
+            }]},
+        })
+    };
+    vec![
+        class(
+            "istio",
+            "istio.io/gateway-controller",
+            "The default Istio GatewayClass",
+        ),
+        class(
+            meshpolicy::ambient::WAYPOINT_CLASS,
+            "istio.io/mesh-controller",
+            "The default Istio waypoint GatewayClass",
+        ),
+    ]
+}

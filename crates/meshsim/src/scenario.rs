@@ -259,6 +259,35 @@ pub fn generate_with(
     policies: usize,
     ambient: bool,
 ) -> std::io::Result<()> {
+    generate_ambient(
+        dir,
+        namespaces,
+        pods_per_namespace,
+        policies,
+        ambient,
+        false,
+    )
+}
+
+/// A waypoint for namespace `ns`, as `istioctl waypoint generate` prints it.
+fn waypoint_manifest(ns: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  labels:\n    istio.io/waypoint-for: service\n  name: waypoint\n  namespace: {ns}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners:\n  - name: mesh\n    port: 15008\n    protocol: HBONE\n"
+    )
+}
+
+/// [`generate_with`]; with `waypoint` (and `ambient`), every namespace also
+/// gets a waypoint (`istioctl waypoint generate`'s Gateway) that its
+/// Services use (`istio.io/use-waypoint: waypoint` on the namespace).
+pub fn generate_ambient(
+    dir: &Path,
+    namespaces: usize,
+    pods_per_namespace: usize,
+    policies: usize,
+    ambient: bool,
+    waypoint: bool,
+) -> std::io::Result<()> {
+    let waypoint = waypoint && ambient;
     std::fs::create_dir_all(dir)?;
     if ambient {
         std::fs::write(
@@ -268,10 +297,10 @@ pub fn generate_with(
             ),
         )?;
     }
-    let enrol = if ambient {
-        "istio.io/dataplane-mode: ambient"
-    } else {
-        "istio-injection: enabled"
+    let enrol = match (ambient, waypoint) {
+        (true, true) => "istio.io/dataplane-mode: ambient\n    istio.io/use-waypoint: waypoint",
+        (true, false) => "istio.io/dataplane-mode: ambient",
+        _ => "istio-injection: enabled",
     };
     for n in 0..namespaces {
         let ns = format!("gen-{n:04}");
@@ -286,6 +315,9 @@ pub fn generate_with(
                 "apiVersion: v1\nkind: Service\nmetadata:\n  name: app\n  namespace: {ns}\nspec:\n  selector:\n    app: app\n  ports:\n  - name: http\n    port: 80\n    targetPort: 80\n"
             ),
         ];
+        if waypoint {
+            docs.push(waypoint_manifest(&ns));
+        }
         for k in 0..policies {
             docs.push(format!(
                 "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: policy-{k}\n  namespace: {ns}\nspec:\n  action: ALLOW\n  rules:\n  - from:\n    - source:\n        namespaces: [\"{ns}\"]\n"
@@ -312,5 +344,23 @@ mod tests {
             text.contains("DaemonSet") && text.contains("ztunnel"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn generate_waypoint_adds_a_gateway_per_namespace_and_binds_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        generate_ambient(dir.path(), 2, 1, 0, true, true).expect("generate");
+        let docs = read(&[dir.path().to_path_buf()]).expect("read back");
+        let gateways = docs
+            .iter()
+            .filter(|d| d.value["kind"] == "Gateway")
+            .filter(|d| d.value["spec"]["gatewayClassName"] == "istio-waypoint")
+            .count();
+        assert_eq!(gateways, 2);
+        let bound = docs
+            .iter()
+            .filter(|d| d.value["metadata"]["labels"]["istio.io/use-waypoint"] == "waypoint")
+            .count();
+        assert_eq!(bound, 2);
     }
 }

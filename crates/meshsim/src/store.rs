@@ -306,6 +306,9 @@ impl Store {
             json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
                    "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}}),
         );
+        for class in resources::default_gateway_classes() {
+            let _ = s.create(resources::preferred(resources::GATEWAYCLASSES), "", class);
+        }
         s
     }
 

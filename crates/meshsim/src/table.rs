@@ -73,6 +73,20 @@ pub fn columns(key: ResKey) -> Vec<Value> {
             plural: "peerauthentications",
             ..
         } => vec![name, col("Mode", "string", "", 0), age],
+        // The Gateway API CRDs' printer columns.
+        resources::GATEWAYS => vec![
+            name,
+            col("Class", "string", "", 0),
+            col("Address", "string", "", 0),
+            col("Programmed", "string", "", 0),
+            age,
+        ],
+        resources::GATEWAYCLASSES => vec![
+            name,
+            col("Controller", "string", "", 0),
+            col("Accepted", "string", "", 0),
+            age,
+        ],
         _ => vec![name, age],
     }
 }
@@ -388,6 +402,38 @@ pub fn cells(key: ResKey, obj: &Value) -> Vec<Value> {
                 json!(obj["spec"]["mtls"]["mode"].as_str().unwrap_or("")),
                 a,
             ]
+        }
+        resources::GATEWAYS | resources::GATEWAYCLASSES => {
+            let cond = |t: &str| {
+                obj["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["type"] == t)
+                    .and_then(|c| c["status"].as_str())
+                    .unwrap_or("Unknown")
+                    .to_string()
+            };
+            if key == resources::GATEWAYS {
+                vec![
+                    name,
+                    json!(obj["spec"]["gatewayClassName"].as_str().unwrap_or("")),
+                    json!(
+                        obj["status"]["addresses"][0]["value"]
+                            .as_str()
+                            .unwrap_or("")
+                    ),
+                    json!(cond("Programmed")),
+                    a,
+                ]
+            } else {
+                vec![
+                    name,
+                    json!(obj["spec"]["controllerName"].as_str().unwrap_or("")),
+                    json!(cond("Accepted")),
+                    a,
+                ]
+            }
         }
         _ => vec![name, a],
     }

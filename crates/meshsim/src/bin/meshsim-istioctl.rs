@@ -5,7 +5,9 @@
 //! this binary as `istioctl` in a PATH directory of their own, so that those
 //! calls work against meshsim without a real Istio. It implements the few
 //! commands the project uses (`x authz check`, `proxy-config log`,
-//! `version --remote=false`) with istioctl 1.25's output and error texts,
+//! `version --remote=false`, and for ambient mode `ztunnel-config
+//! workloads|policies` and `waypoint list|status`, computed from the API
+//! objects with meshpolicy's ambient rules) with istioctl 1.25's output and error texts,
 //! reading the cluster through the same kubeconfig flags and environment and
 //! reaching the sidecar's admin API through the API server's exec endpoint
 //! (`pilot-agent request ...` in `istio-proxy`). Anything else is refused.
@@ -34,6 +36,9 @@ Usage:
 Available Commands:
   experimental (x)  authz check POD[.NAMESPACE] | -f CONFIG_DUMP_FILE
   proxy-config (pc) log POD[.NAMESPACE] [--level LOGGER:LEVEL,...] [-r|--reset]
+  ztunnel-config (zc) workloads [--workload-namespace NS] | policies [--policy-namespace NS]
+  waypoint          generate [-n NAMESPACE] [--for service|workload|all|none] [--name NAME]
+                    | list [-n NAMESPACE | -A] | status [-n NAMESPACE]
   version           --remote=false prints the client version
 
 Flags:
@@ -63,6 +68,11 @@ struct Parsed {
     level: Option<String>,
     reset: bool,
     remote: Option<bool>,
+    all_namespaces: bool,
+    workload_namespace: Option<String>,
+    policy_namespace: Option<String>,
+    traffic_for: Option<String>,
+    waypoint_name: Option<String>,
     help: bool,
     positional: Vec<String>,
 }
@@ -111,6 +121,11 @@ fn parse(args: &[String]) -> Result<Parsed, CliError> {
                     }
                 })
             }
+            "-A" | "--all-namespaces" => p.all_namespaces = inline.is_none_or(|v| v == "true"),
+            "--workload-namespace" => p.workload_namespace = Some(value(&mut i, name, inline)?),
+            "--policy-namespace" => p.policy_namespace = Some(value(&mut i, name, inline)?),
+            "--for" => p.traffic_for = Some(value(&mut i, name, inline)?),
+            "--name" => p.waypoint_name = Some(value(&mut i, name, inline)?),
             "--short" | "-s" | "--vklog" => {}
             "-o" | "--output" => {
                 value(&mut i, name, inline)?;
@@ -351,6 +366,403 @@ async fn proxy_config_log(p: &Parsed, args: &[String]) -> Result<String, CliErro
     Ok(out)
 }
 
+/// Go's `text/tabwriter` as istioctl uses it (padding `pad`, blanks): every
+/// cell but a line's last is padded to its column's widest cell plus `pad`.
+fn tabwrite(rows: &[Vec<String>], pad: usize) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; cols];
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(r.len().saturating_sub(1)) {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 < r.len() {
+                out.push_str(&format!("{c:<w$}", w = widths[i] + pad));
+            } else {
+                out.push_str(c);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Every object of one API resource, as JSON (`namespace` None: all namespaces).
+async fn list_json(
+    client: &kube::Client,
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    namespace: Option<&str>,
+) -> Result<Vec<serde_json::Value>, CliError> {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|o| serde_json::to_value(o).ok())
+        .collect())
+}
+
+fn labels_of(v: &serde_json::Value) -> BTreeMap<String, String> {
+    v["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect()
+}
+
+fn meta<'a>(v: &'a serde_json::Value, field: &str) -> &'a str {
+    v["metadata"][field].as_str().unwrap_or("")
+}
+
+/// `istioctl waypoint generate`: the Gateway `istioctl waypoint apply` would
+/// apply, as YAML (keys in the order istioctl's YAML marshalling gives).
+fn waypoint_generate(p: &Parsed) -> Result<String, CliError> {
+    let name = p.waypoint_name.as_deref().unwrap_or("waypoint");
+    let name = if name.is_empty() { "waypoint" } else { name };
+    if name == "none" {
+        return Err(err(
+            "failed to create gateway: invalid name provided for waypoint, 'none' is a reserved value",
+        ));
+    }
+    let mut out =
+        String::from("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n");
+    if let Some(t) = &p.traffic_for {
+        if !["all", "none", "service", "workload"].contains(&t.as_str()) {
+            return Err(err(format!(
+                "failed to create gateway: invalid traffic type: {t}. Valid options are: [all none service workload]"
+            )));
+        }
+        out.push_str(&format!("  labels:\n    istio.io/waypoint-for: {t}\n"));
+    }
+    out.push_str(&format!("  name: {name}\n"));
+    if let Some(ns) = &p.namespace {
+        out.push_str(&format!("  namespace: {ns}\n"));
+    }
+    out.push_str("spec:\n  gatewayClassName: istio-waypoint\n  listeners:\n  - name: mesh\n    port: 15008\n    protocol: HBONE\n");
+    Ok(out)
+}
+
+/// `istioctl waypoint list [-n NS | -A]`: the Gateways of class
+/// `istio-waypoint`, with istioctl's columns.
+async fn waypoint_list(p: &Parsed) -> Result<String, CliError> {
+    let (client, ns) = client(p).await?;
+    let scope = (!p.all_namespaces).then_some(ns.as_str());
+    let mut gws: Vec<serde_json::Value> = list_json(
+        &client,
+        "gateway.networking.k8s.io",
+        "v1",
+        "Gateway",
+        "gateways",
+        scope,
+    )
+    .await?;
+    if gws.is_empty() {
+        return Ok("No waypoints found.\n".into());
+    }
+    gws.retain(|g| meshpolicy::ambient::waypoint_of_gateway(g).is_some());
+    gws.sort_by(|a, b| {
+        (meta(a, "namespace"), meta(a, "name")).cmp(&(meta(b, "namespace"), meta(b, "name")))
+    });
+    let mut rows = vec![];
+    let head = ["NAME", "REVISION", "TRAFFIC TYPE", "PROGRAMMED"];
+    let mut h: Vec<String> = head.iter().map(|s| s.to_string()).collect();
+    if p.all_namespaces {
+        h.insert(0, "NAMESPACE".into());
+    }
+    rows.push(h);
+    for g in &gws {
+        let labels = labels_of(g);
+        let rev = labels
+            .get("istio.io/rev")
+            .cloned()
+            .unwrap_or_else(|| "default".into());
+        let traffic = labels
+            .get(meshpolicy::ambient::WAYPOINT_FOR_LABEL)
+            .cloned()
+            .unwrap_or_else(|| "none".into());
+        let programmed = g["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["type"] == "Programmed")
+            .filter_map(|c| c["status"].as_str())
+            .next_back()
+            .unwrap_or("False")
+            .to_string();
+        let mut r = vec![meta(g, "name").to_string(), rev, traffic, programmed];
+        if p.all_namespaces {
+            r.insert(0, meta(g, "namespace").to_string());
+        }
+        rows.push(r);
+    }
+    Ok(tabwrite(&rows, 5))
+}
+
+/// `istioctl waypoint status [-n NS]`: each waypoint's Programmed condition.
+async fn waypoint_status(p: &Parsed) -> Result<String, CliError> {
+    let (client, ns) = client(p).await?;
+    let mut gws = list_json(
+        &client,
+        "gateway.networking.k8s.io",
+        "v1",
+        "Gateway",
+        "gateways",
+        Some(&ns),
+    )
+    .await?;
+    if gws.is_empty() {
+        return Ok("No waypoints found.\n".into());
+    }
+    gws.retain(|g| meshpolicy::ambient::waypoint_of_gateway(g).is_some());
+    gws.sort_by(|a, b| meta(a, "name").cmp(meta(b, "name")));
+    let mut rows = vec![
+        ["NAME", "STATUS", "TYPE", "REASON", "MESSAGE"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
+    ];
+    for g in &gws {
+        let conds: Vec<&serde_json::Value> = g["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect();
+        // istioctl prints the Programmed condition, or the last one it saw.
+        let c = conds
+            .iter()
+            .find(|c| c["type"] == "Programmed" && c["status"] == "True")
+            .or(conds.last())
+            .copied()
+            .cloned()
+            .unwrap_or_default();
+        let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
+        rows.push(vec![
+            meta(g, "name").to_string(),
+            s("status"),
+            s("type"),
+            s("reason"),
+            s("message"),
+        ]);
+    }
+    Ok(tabwrite(&rows, 5))
+}
+
+/// The ztunnel pods (DaemonSet `ztunnel` in istio-system, label `app=ztunnel`).
+async fn ztunnel_pods(client: &kube::Client) -> Result<Vec<serde_json::Value>, CliError> {
+    let pods = list_json(client, "", "v1", "Pod", "pods", Some("istio-system")).await?;
+    let z: Vec<serde_json::Value> = pods
+        .into_iter()
+        .filter(|p| p["metadata"]["labels"]["app"] == "ztunnel")
+        .collect();
+    if z.is_empty() {
+        return Err(err("no ztunnel pods found in namespace istio-system"));
+    }
+    Ok(z)
+}
+
+/// `istioctl ztunnel-config workloads`: every workload ztunnel knows (each
+/// pod with an IP), its waypoint (for workload-addressed traffic, by
+/// meshpolicy's binding rules) and protocol (HBONE in the mesh, TCP outside).
+async fn ztunnel_workloads(p: &Parsed) -> Result<String, CliError> {
+    use meshpolicy::ambient::{
+        Addressed, Binder, DataplaneMode, WaypointUse, dataplane_mode, resolve_waypoint,
+        waypoint_of_gateway,
+    };
+    let (client, _) = client(p).await?;
+    ztunnel_pods(&client).await?;
+    let pods = list_json(&client, "", "v1", "Pod", "pods", None).await?;
+    let namespaces = list_json(&client, "", "v1", "Namespace", "namespaces", None).await?;
+    let gws = list_json(
+        &client,
+        "gateway.networking.k8s.io",
+        "v1",
+        "Gateway",
+        "gateways",
+        None,
+    )
+    .await?;
+    let waypoints: Vec<_> = gws.iter().filter_map(waypoint_of_gateway).collect();
+    let ns_labels: BTreeMap<String, BTreeMap<String, String>> = namespaces
+        .iter()
+        .map(|n| (meta(n, "name").to_string(), labels_of(n)))
+        .collect();
+    let empty = BTreeMap::new();
+    let mut rows = Vec::new();
+    for pod in &pods {
+        let Some(ip) = pod["status"]["podIP"].as_str() else {
+            continue;
+        };
+        if pod["spec"]["hostNetwork"] == true {
+            continue;
+        }
+        let ns = meta(pod, "namespace");
+        if let Some(f) = &p.workload_namespace
+            && f != ns
+        {
+            continue;
+        }
+        let labels = labels_of(pod);
+        let nsl = ns_labels.get(ns).unwrap_or(&empty);
+        let waypoint_pod = labels.contains_key("gateway.istio.io/managed");
+        let ztunnel =
+            ns == "istio-system" && labels.get("app").map(String::as_str) == Some("ztunnel");
+        let sidecar = !waypoint_pod
+            && !ztunnel
+            && pod["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["name"] == "istio-proxy");
+        let mode = dataplane_mode(&labels, sidecar, nsl);
+        let protocol = if mode == DataplaneMode::Ambient || waypoint_pod {
+            "HBONE"
+        } else {
+            "TCP"
+        };
+        let waypoint = match resolve_waypoint(
+            Binder {
+                kind: "namespace",
+                namespace: ns,
+                labels: nsl,
+            },
+            None,
+            Some(Binder {
+                kind: "pod",
+                namespace: ns,
+                labels: &labels,
+            }),
+            Addressed::Workload,
+            &waypoints,
+        ) {
+            WaypointUse::Uses { waypoint, .. } if mode == DataplaneMode::Ambient => waypoint.name,
+            _ => "None".to_string(),
+        };
+        rows.push(vec![
+            ns.to_string(),
+            meta(pod, "name").to_string(),
+            String::new(),
+            ip.to_string(),
+            pod["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
+            waypoint,
+            protocol.to_string(),
+        ]);
+    }
+    rows.sort_by(|a, b| {
+        (format!("{}.{}", a[0], a[1]), &a[4]).cmp(&(format!("{}.{}", b[0], b[1]), &b[4]))
+    });
+    let head = [
+        "NAMESPACE",
+        "NAME",
+        "NETWORK",
+        "IP",
+        "NODE",
+        "WAYPOINT",
+        "PROTOCOL",
+    ];
+    rows.insert(0, head.iter().map(|s| s.to_string()).collect());
+    Ok(tabwrite(&rows, 1))
+}
+
+/// `istioctl ztunnel-config policies`: the AuthorizationPolicies ztunnel
+/// enforces (meshpolicy::ambient::ztunnel_view: bound by selector or to the
+/// whole namespace, ALLOW or DENY), plus the DENY istiod makes from a STRICT
+/// PeerAuthentication; `ACTION` and `SCOPE` as ztunnel names them.
+async fn ztunnel_policies(p: &Parsed) -> Result<String, CliError> {
+    let (client, _) = client(p).await?;
+    ztunnel_pods(&client).await?;
+    let aps = list_json(
+        &client,
+        "security.istio.io",
+        "v1",
+        "AuthorizationPolicy",
+        "authorizationpolicies",
+        None,
+    )
+    .await?;
+    let pas = list_json(
+        &client,
+        "security.istio.io",
+        "v1",
+        "PeerAuthentication",
+        "peerauthentications",
+        None,
+    )
+    .await?;
+    let mut rows = Vec::new();
+    for v in &aps {
+        let Ok(ap) = serde_json::from_value::<meshpolicy::AuthorizationPolicy>(v.clone()) else {
+            continue;
+        };
+        if ap.is_dry_run() {
+            continue;
+        }
+        let Some(z) = meshpolicy::ambient::ztunnel_view(&ap) else {
+            continue;
+        };
+        let ns = meta(v, "namespace").to_string();
+        let action = match z.l4.action() {
+            meshpolicy::Action::Deny => "Deny",
+            _ => "Allow",
+        };
+        let selector = v["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty());
+        let scope = match (selector, ns == "istio-system") {
+            (true, _) => "WorkloadSelector",
+            (false, true) => "Global",
+            (false, false) => "Namespace",
+        };
+        rows.push(vec![
+            ns,
+            meta(v, "name").to_string(),
+            action.into(),
+            scope.into(),
+        ]);
+    }
+    let strict = pas.iter().any(|pa| {
+        pa["spec"]["mtls"]["mode"] == "STRICT"
+            || pa["spec"]["portLevelMtls"]
+                .as_object()
+                .is_some_and(|m| m.values().any(|x| x["mode"] == "STRICT"))
+    });
+    if strict {
+        rows.push(vec![
+            "istio-system".into(),
+            meshpolicy::ambient::STATIC_STRICT_POLICY.into(),
+            "Deny".into(),
+            "Global".into(),
+        ]);
+    }
+    if let Some(f) = &p.policy_namespace {
+        rows.retain(|r| &r[0] == f);
+    }
+    rows.sort();
+    rows.insert(
+        0,
+        ["NAMESPACE", "NAME", "ACTION", "SCOPE"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
+    Ok(tabwrite(&rows, 1))
+}
+
 async fn run(args: &[String]) -> Result<String, CliError> {
     let p = parse(args)?;
     let pos: Vec<&str> = p.positional.iter().map(String::as_str).collect();
@@ -369,6 +781,19 @@ async fn run(args: &[String]) -> Result<String, CliError> {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
             proxy_config_log(&p, &rest).await
         }
+        ["ztunnel-config" | "zc", "workload" | "workloads" | "w"] => ztunnel_workloads(&p).await,
+        ["ztunnel-config" | "zc", "policy" | "policies" | "p" | "pol"] => {
+            ztunnel_policies(&p).await
+        }
+        ["ztunnel-config" | "zc", ..] => Err(err(
+            "meshsim-istioctl (a test double for istioctl) implements only `ztunnel-config workloads|policies`",
+        )),
+        ["waypoint", "generate"] => waypoint_generate(&p),
+        ["waypoint", "list"] => waypoint_list(&p).await,
+        ["waypoint", "status"] => waypoint_status(&p).await,
+        ["waypoint", ..] => Err(err(
+            "meshsim-istioctl (a test double for istioctl) implements only `waypoint list|status`",
+        )),
         ["proxy-config" | "pc", ..] => Err(err(
             "meshsim-istioctl (a test double for istioctl) implements only `proxy-config log`",
         )),
@@ -442,6 +867,30 @@ mod tests {
         assert!(parse(&argv("version --remote=maybe")).is_err());
         assert!(parse(&argv("x authz check --bogus")).is_err());
         assert!(parse(&argv("x authz check -n")).is_err());
+    }
+
+    #[test]
+    fn tables_pad_like_go_tabwriter() {
+        // istioctl's own expectation for `waypoint list` (padding 5).
+        let rows = vec![
+            argv("NAME REVISION PROGRAMMED"),
+            argv("waypoint default True"),
+        ];
+        assert_eq!(
+            tabwrite(&rows, 5),
+            "NAME         REVISION     PROGRAMMED\nwaypoint     default      True\n"
+        );
+    }
+
+    #[test]
+    fn waypoint_generate_prints_istioctls_gateway() {
+        let p = parse(&argv("waypoint generate -n ns --for workload --name wp")).unwrap();
+        assert_eq!(
+            waypoint_generate(&p).unwrap(),
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  labels:\n    istio.io/waypoint-for: workload\n  name: wp\n  namespace: ns\nspec:\n  gatewayClassName: istio-waypoint\n  listeners:\n  - name: mesh\n    port: 15008\n    protocol: HBONE\n"
+        );
+        let bad = parse(&argv("waypoint generate --for nobody")).unwrap();
+        assert!(waypoint_generate(&bad).is_err());
     }
 
     #[test]

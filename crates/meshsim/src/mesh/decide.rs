@@ -5,9 +5,12 @@
 //! NetworkPolicy (evaluated with crates/meshpolicy: the CNI drops the SYN,
 //! the client, or its sidecar, waits for a connect timeout), then, for a
 //! destination with a sidecar, that sidecar's Envoy (mTLS, RBAC, its router
-//! to the application: see [`crate::sidecar`]); for one without, whether
-//! anything listens on the port and the application's answer. Nothing here
-//! does I/O.
+//! to the application: see [`crate::sidecar`]); for an ambient destination,
+//! its node's ztunnel (L4 AuthorizationPolicy, STRICT PeerAuthentication
+//! against plain text) or, when it uses a waypoint and the client is in the
+//! mesh, the waypoint's Envoy ([`Forward::waypoint`]); for
+//! one without either, whether anything listens on the port and the
+//! application's answer. Nothing here does I/O.
 //!
 //! The source side stays simulated, modelled on Istio 1.25 defaults:
 //! outbound connect timeout 10 s; the source sidecar's local replies carry
@@ -60,6 +63,30 @@ pub enum Layer {
     /// The destination is in ambient mode and its node's ztunnel rejected
     /// the connection (L4 AuthorizationPolicy): the client sees a reset.
     Ztunnel,
+    /// Handed to the destination's waypoint (a real Envoy, see [`Forward::waypoint`]).
+    Waypoint,
+}
+
+/// The hop after a waypoint's Envoy: the destination's ztunnel (deciding on
+/// the waypoint's identity) and the application. meshsim's relay behind the
+/// waypoint plays it when the waypoint's Envoy lets the request through.
+#[derive(Debug, Clone)]
+pub struct WaypointHop {
+    /// The destination pod and the container port.
+    pub pod: Value,
+    pub port: u16,
+    /// The Service the request was addressed to (namespace, name).
+    pub service: Option<(String, String)>,
+    /// The destination ztunnel's decision on the connection from the waypoint.
+    pub ztunnel_allowed: bool,
+    /// One line for people (tracing).
+    pub ztunnel_reason: String,
+    /// (namespace, pod, line) for the destination node's ztunnel log.
+    pub ztunnel_log: Option<(String, String, String)>,
+    /// ConfigMaps the application reads.
+    pub configmaps: Vec<Value>,
+    /// The waypoint pod's IP (the application's client).
+    pub waypoint_ip: String,
 }
 
 /// A request the destination's real Envoy decides: everything before its
@@ -80,6 +107,9 @@ pub struct Forward {
     pub latency: Duration,
     /// Whether the destination's Envoy writes an access log line.
     pub access_log: bool,
+    /// Set when the Envoy is the destination's waypoint (`namespace`/`pod`
+    /// are the waypoint pod's): what comes after it.
+    pub waypoint: Option<WaypointHop>,
 }
 
 /// What one sidecar writes for the request.
@@ -121,6 +151,8 @@ pub struct Input<'a> {
     pub ids: Ids,
     /// The AuthorizationPolicies ztunnel has received by now (ambient destinations).
     pub ztunnel_policies: &'a [meshpolicy::AuthorizationPolicy],
+    /// The PeerAuthentications ztunnel has received by now (ambient destinations).
+    pub ztunnel_peer_authentications: &'a [std::sync::Arc<Value>],
 }
 
 /// Values Envoy would pick at random, passed in so decisions are repeatable.
@@ -611,12 +643,27 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
     let ambient = ambient_mode(facts, &dst) == meshpolicy::ambient::DataplaneMode::Ambient;
     let mut ztunnel_line = None;
     if ambient && !same_pod {
-        let z = ztunnel(ctx, &dst, service, port);
+        let src_in_mesh = source_identity(ctx).is_some();
+        let wp = facts
+            .waypoint
+            .as_ref()
+            .filter(|w| meshpolicy::ambient::waypoint_in_path(src_in_mesh, &used(w)).is_some());
+        let z = match (src_in_mesh, wp) {
+            (false, _) => {
+                let pa = ztunnel_peer_auth(ctx, &dst, port);
+                pa.plaintext_rejection(&dst)
+                    .unwrap_or_else(|| ztunnel(ctx, &dst, service, port))
+            }
+            (true, Some(w)) => {
+                return via_waypoint(ctx, w, service, dst_json, &dst, port, lat);
+            }
+            (true, None) => ztunnel(ctx, &dst, service, port),
+        };
         let line = facts.ztunnel.as_ref().map(|(zns, zpod)| {
             (
                 zns.clone(),
                 zpod.clone(),
-                ztunnel_access_line(ctx, &dst, service, port, &z),
+                ztunnel_access_line(&Peer::source(ctx), &dst, service, port, &z),
             )
         });
         if !z.allowed {
@@ -680,6 +727,7 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
             sni,
             latency: lat,
             access_log: facts.access_log,
+            waypoint: None,
         });
         // The source sidecar (simulated) logs what it relays; the caller
         // fills in the answer once Envoy has given it.
@@ -819,12 +867,193 @@ fn ztunnel(
     meshpolicy::ambient::ztunnel_decide(ctx.input.ztunnel_policies, dst, &req, ROOT_NAMESPACE)
 }
 
+/// The client end of a connection as the destination's ztunnel sees it.
+struct Peer {
+    addr: String,
+    workload: String,
+    namespace: String,
+    identity: Option<String>,
+}
+
+impl Peer {
+    fn source(ctx: &Ctx<'_>) -> Self {
+        Peer {
+            addr: ctx.client(),
+            workload: ctx.src.name.clone(),
+            namespace: ctx.src.namespace.clone(),
+            identity: source_identity(ctx),
+        }
+    }
+}
+
+fn used(w: &super::flow::WaypointFacts) -> meshpolicy::ambient::WaypointUse {
+    meshpolicy::ambient::WaypointUse::Uses {
+        waypoint: w.waypoint.clone(),
+        bound_by: String::new(),
+    }
+}
+
+/// PeerAuthentication for `dst`'s `port` as its ztunnel enforces it (meshpolicy).
+fn ztunnel_peer_auth(ctx: &Ctx<'_>, dst: &Pod, port: u16) -> meshpolicy::ambient::ZtunnelPeerAuth {
+    use meshpolicy::peerauth::{PeerAuthentication, effective_mode};
+    let parsed: Vec<PeerAuthentication> = ctx
+        .input
+        .ztunnel_peer_authentications
+        .iter()
+        .filter_map(|p| {
+            let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
+            PeerAuthentication::from_value(p, ns).ok()
+        })
+        .collect();
+    let eff = effective_mode(&parsed, &dst.namespace, &dst.labels, port, ROOT_NAMESPACE);
+    meshpolicy::ambient::ztunnel_peer_authentication(&eff, ROOT_NAMESPACE)
+}
+
+/// A connection from an in-mesh client to a destination that uses a
+/// waypoint: the client's ztunnel (or sidecar) tunnels it to the waypoint,
+/// whose real Envoy enforces the policies attached to it (full L7), then
+/// opens its own connection to the destination. The destination's ztunnel
+/// then sees the waypoint's identity, not the client's (Istio docs, "Ambient
+/// mode > Use Layer 4 security policy", on policies with a waypoint: the
+/// destination must allow the waypoint's identity), so L4 policies bound by
+/// selector are evaluated for the waypoint's ServiceAccount.
+#[allow(clippy::too_many_arguments)]
+fn via_waypoint(
+    ctx: &Ctx<'_>,
+    w: &super::flow::WaypointFacts,
+    service: Option<&ServiceRef>,
+    dst_json: &Value,
+    dst: &Pod,
+    port: u16,
+    lat: Duration,
+) -> Verdict {
+    let facts = ctx.input.facts;
+    let dst_ip = dst.ip.map(|i| i.to_string()).unwrap_or_default();
+    let dst_hostport = format!("{dst_ip}:{port}");
+    let dst_addr = match service {
+        Some(s) => format!(
+            "{}:{}",
+            s.cluster_ip.clone().unwrap_or_else(|| dst_ip.clone()),
+            s.port
+        ),
+        None => dst_hostport.clone(),
+    };
+    let wname = format!("{}/{}", w.waypoint.namespace, w.waypoint.name);
+    let Some(wpod) = w.pod.as_ref() else {
+        // ztunnel cannot reach the waypoint: the connection is closed.
+        let reason = format!("waypoint {wname} has no ready pod");
+        return if ctx.captured {
+            let (headers, body) = local_reply(503, CONNECT_TERMINATION_BODY, None);
+            let mut v = verdict(
+                NetOutcome::Http {
+                    after: lat,
+                    status: 503,
+                    headers,
+                    body: body.clone(),
+                },
+                Layer::Waypoint,
+                reason,
+            );
+            v.source = Some(ctx.outbound(
+                service,
+                Some(dst_hostport.clone()),
+                &dst_addr,
+                503,
+                "UC",
+                "upstream_reset_before_response_started{connection_termination}",
+                body.len(),
+                lat,
+                None,
+            ));
+            v
+        } else {
+            verdict(NetOutcome::Reset { after: lat }, Layer::Waypoint, reason)
+        };
+    };
+    let mut wmodel = model_pod(wpod);
+    wmodel.service_account = w.service_account.clone();
+    let wip = wmodel.ip.map(|i| i.to_string()).unwrap_or_default();
+    let identity = wmodel.principal(meshpolicy::workload::DEFAULT_TRUST_DOMAIN);
+    let req = meshpolicy::AuthzRequest {
+        source_principal: Some(identity.clone()),
+        source_ip: wmodel.ip,
+        destination_namespace: dst.namespace.clone(),
+        destination_pod: dst.name.clone(),
+        destination_ip: dst.ip,
+        destination_port: port,
+        ..meshpolicy::AuthzRequest::default()
+    };
+    let z =
+        meshpolicy::ambient::ztunnel_decide(ctx.input.ztunnel_policies, dst, &req, ROOT_NAMESPACE);
+    let peer = Peer {
+        addr: format!("{wip}:{}", ctx.input.ids.upstream_port),
+        workload: wmodel.name.clone(),
+        namespace: wmodel.namespace.clone(),
+        identity: Some(identity),
+    };
+    let ztunnel_log = facts.ztunnel.as_ref().map(|(zns, zpod)| {
+        (
+            zns.clone(),
+            zpod.clone(),
+            ztunnel_access_line(&peer, dst, service, port, &z),
+        )
+    });
+    let (fw_ip, fw_port) = match service {
+        Some(s) => (
+            s.cluster_ip
+                .as_deref()
+                .and_then(|ip| ip.parse().ok())
+                .or(dst.ip),
+            s.port,
+        ),
+        None => (dst.ip, port),
+    };
+    let sni = service.map_or_else(
+        || "-".to_string(),
+        |s| format!("outbound_.{}_._.{}", s.port, s.fqdn()),
+    );
+    let mut v = verdict(
+        NetOutcome::Reset { after: lat },
+        Layer::Waypoint,
+        format!(
+            "{}/{} port {port}: through waypoint {wname} ({})",
+            dst.namespace, dst.name, z.explanation
+        ),
+    );
+    v.forward = Some(Forward {
+        namespace: wmodel.namespace.clone(),
+        pod: wmodel.name.clone(),
+        port: fw_port,
+        source_ip: ctx.src.ip,
+        destination_ip: fw_ip,
+        // HBONE from the client's ztunnel (or sidecar): mTLS with the client's identity.
+        mtls: Some((ctx.src.namespace.clone(), ctx.src.service_account.clone())),
+        sni,
+        latency: lat,
+        access_log: facts.access_log,
+        waypoint: Some(WaypointHop {
+            pod: dst_json.clone(),
+            port,
+            service: service.map(|s| (s.namespace.clone(), s.name.clone())),
+            ztunnel_allowed: z.allowed,
+            ztunnel_reason: z.explanation.clone(),
+            ztunnel_log,
+            configmaps: facts.configmaps.clone(),
+            waypoint_ip: wip,
+        }),
+    });
+    if ctx.captured {
+        v.source = Some(ctx.relayed(service, &dst_hostport, &dst_addr, 0, 0, lat));
+    }
+    v
+}
+
 /// ztunnel's inbound access log line (Rust `tracing` layout, TAB-separated
 /// `TIME LEVEL TARGET MESSAGE`, then `key=value` fields): `info` for a
 /// completed connection, `error` with `error="connection closed due to policy
 /// rejection: ..."` for a rejected one.
 fn ztunnel_access_line(
-    ctx: &Ctx<'_>,
+    src: &Peer,
     dst: &Pod,
     service: Option<&ServiceRef>,
     port: u16,
@@ -834,11 +1063,11 @@ fn ztunnel_access_line(
     let level = if z.allowed { "info" } else { "error" };
     let dst_ip = dst.ip.map(|i| i.to_string()).unwrap_or_default();
     let mut f = vec![
-        format!("src.addr={}", ctx.client()),
-        format!("src.workload={:?}", ctx.src.name),
-        format!("src.namespace={:?}", ctx.src.namespace),
+        format!("src.addr={}", src.addr),
+        format!("src.workload={:?}", src.workload),
+        format!("src.namespace={:?}", src.namespace),
     ];
-    if let Some(id) = source_identity(ctx) {
+    if let Some(id) = &src.identity {
         f.push(format!("src.identity=\"spiffe://{id}\""));
     }
     f.push(format!("dst.addr={dst_ip}:15008"));

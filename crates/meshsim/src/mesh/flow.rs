@@ -90,6 +90,19 @@ pub struct Facts {
     /// The ztunnel pod (namespace, name) on the destination's node, when
     /// ambient mode runs one (`app=ztunnel` in the root namespace).
     pub ztunnel: Option<(String, String)>,
+    /// The waypoint bound to the destination for this traffic
+    /// (meshpolicy::ambient::resolve_waypoint), when one is.
+    pub waypoint: Option<WaypointFacts>,
+}
+
+/// A destination's waypoint, as the store shows it.
+#[derive(Debug, Clone)]
+pub struct WaypointFacts {
+    pub waypoint: meshpolicy::ambient::Waypoint,
+    /// Its ServiceAccount (the identity the destination's ztunnel sees).
+    pub service_account: String,
+    /// Its first Ready pod by name (None: no waypoint pod is ready).
+    pub pod: Option<Value>,
 }
 
 /// Whether `p` is a ztunnel pod (`app=ztunnel` in the root namespace):
@@ -354,8 +367,15 @@ pub fn gather(store: &Store, namespace: &str, pod: &str, host: &str, port: u16) 
         }
         _ => None,
     };
+    let waypoint = match &route {
+        Route::Endpoint {
+            service, pod: dst, ..
+        } => waypoint_of(store, service.as_ref(), dst),
+        _ => None,
+    };
     Some(Facts {
         ztunnel,
+        waypoint,
         source,
         route,
         resolved_ip,
@@ -363,5 +383,89 @@ pub fn gather(store: &Store, namespace: &str, pod: &str, host: &str, port: u16) 
         network_policies,
         configmaps,
         access_log: access_log_enabled(store),
+    })
+}
+
+fn str_labels(v: &Value) -> std::collections::BTreeMap<String, String> {
+    v["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect()
+}
+
+/// The waypoint traffic to `dst` (through `service`, or to the pod's IP)
+/// is bound to, by meshpolicy::ambient's rules, with its pod.
+fn waypoint_of(store: &Store, service: Option<&ServiceRef>, dst: &Value) -> Option<WaypointFacts> {
+    use meshpolicy::ambient::{
+        Addressed, Binder, WaypointUse, resolve_waypoint, waypoint_of_gateway,
+    };
+    let gateways: Vec<&Value> = store
+        .list(resources::GATEWAYS, None)
+        .filter(|g| waypoint_of_gateway(g).is_some())
+        .collect();
+    if gateways.is_empty() {
+        return None;
+    }
+    let dns = dst["metadata"]["namespace"].as_str().unwrap_or("");
+    let ns_labels = store
+        .get(resources::NAMESPACES, "", dns)
+        .map(str_labels)
+        .unwrap_or_default();
+    let svc = service.and_then(|s| store.get(resources::SERVICES, &s.namespace, &s.name));
+    let svc_labels = svc.map(str_labels).unwrap_or_default();
+    let pod_labels = str_labels(dst);
+    let addressed = if service.is_some_and(|s| s.cluster_ip.is_some()) {
+        Addressed::Service
+    } else {
+        Addressed::Workload
+    };
+    let svc_ns = service.map_or(dns, |s| s.namespace.as_str());
+    let waypoints: Vec<_> = gateways
+        .iter()
+        .filter_map(|g| waypoint_of_gateway(g))
+        .collect();
+    let used = resolve_waypoint(
+        Binder {
+            kind: "namespace",
+            namespace: dns,
+            labels: &ns_labels,
+        },
+        svc.map(|_| Binder {
+            kind: "service",
+            namespace: svc_ns,
+            labels: &svc_labels,
+        }),
+        Some(Binder {
+            kind: "pod",
+            namespace: dns,
+            labels: &pod_labels,
+        }),
+        addressed,
+        &waypoints,
+    );
+    let WaypointUse::Uses { waypoint, .. } = used else {
+        return None;
+    };
+    let gateway = gateways.iter().find(|g| {
+        g["metadata"]["namespace"].as_str() == Some(waypoint.namespace.as_str())
+            && g["metadata"]["name"].as_str() == Some(waypoint.name.as_str())
+    })?;
+    let mut pods: Vec<&Value> = store
+        .list(resources::PODS, Some(&waypoint.namespace))
+        .filter(|p| {
+            crate::controllers::is_waypoint_pod(p)
+                && p["metadata"]["labels"][meshpolicy::ambient::GATEWAY_NAME_LABEL]
+                    == waypoint.name.as_str()
+                && pod_ready(p)
+                && p["status"]["podIP"].is_string()
+        })
+        .collect();
+    pods.sort_by_key(|p| p["metadata"]["name"].as_str().unwrap_or(""));
+    Some(WaypointFacts {
+        service_account: meshpolicy::ambient::waypoint_service_account(gateway),
+        pod: pods.first().map(|p| (*p).clone()),
+        waypoint,
     })
 }

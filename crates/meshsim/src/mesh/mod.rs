@@ -7,7 +7,13 @@
 //! that pod's real Envoy ([`crate::sidecar`]): PeerAuthentication, RBAC, the
 //! router to the application ([`app`]) all happen in Envoy, which writes the
 //! `istio-proxy` log itself (RBAC debug lines, local replies, access log).
-//! Destinations without a sidecar answer from [`app`] directly. The source
+//! Destinations without a sidecar answer from [`app`] directly, after their
+//! node's ztunnel when they are in ambient mode (L4 AuthorizationPolicy,
+//! STRICT PeerAuthentication, [`decide`]). A Service (or pod) bound to a
+//! waypoint is reached through the waypoint pod's real Envoy (its
+//! listener from [`crate::sidecar::waypoint`], the policies attached to it by
+//! `targetRefs`), then [`relay`] plays the destination's ztunnel (deciding on
+//! the waypoint's identity) and the application. The source
 //! pod's sidecar stays simulated: its outbound access log line and its local
 //! replies (connect timeout, no healthy upstream) are written by meshsim.
 //! Envoy's log levels start from the pod's annotations ([`crate::sidecar::loglevel`]) and are
@@ -29,6 +35,7 @@ pub mod app;
 pub mod appserver;
 pub mod decide;
 pub mod flow;
+pub mod relay;
 pub mod timeline;
 
 use std::collections::HashMap;
@@ -103,6 +110,8 @@ pub struct Mesh {
     observed: AtomicU64,
     /// The real Envoy sidecars (None: sidecars are simulated).
     fleet: Option<Arc<Fleet>>,
+    /// The relay behind each waypoint's Envoy, by waypoint pod (ns, name).
+    relays: Mutex<HashMap<(String, String), Arc<relay::Relay>>>,
     /// Itself, for tasks it spawns.
     me: Weak<Mesh>,
 }
@@ -197,6 +206,7 @@ impl Mesh {
             state: Mutex::new(State::default()),
             observed: AtomicU64::new(0),
             fleet,
+            relays: Mutex::new(HashMap::new()),
             me: me.clone(),
         });
         let mut launch = Vec::new();
@@ -326,6 +336,7 @@ impl Mesh {
                 if let Some(f) = &self.fleet {
                     f.stop(&id.0, &id.1);
                 }
+                lock(&self.relays).remove(&id);
                 st.ready_at.remove(&id);
             } else if is_ready(p) && st.ready_at.get(&id).is_none_or(|(u, _)| *u != uid) {
                 st.ready_at.insert(id, (uid, Some(now)));
@@ -438,6 +449,42 @@ impl Mesh {
             .collect()
     }
 
+    /// The PeerAuthentications ztunnel has received by now.
+    pub fn ztunnel_peer_authentications(&self) -> Vec<Arc<Value>> {
+        let st = lock(&self.state);
+        let at = self.now(&st).checked_sub(self.real_propagation_delay());
+        st.timeline.view(PolicyKind::PeerAuthentication, at)
+    }
+
+    /// The AuthorizationPolicies the waypoint whose pod is `ns/pod` has
+    /// received by now (after the propagation delay) and enforces for
+    /// traffic to `service` (meshpolicy::ambient::waypoint_policies).
+    pub fn waypoint_policies(
+        &self,
+        ns: &str,
+        pod: &str,
+        service: Option<(&str, &str)>,
+    ) -> Vec<AuthorizationPolicy> {
+        let Ok(p) = self.pod(ns, pod) else {
+            return Vec::new();
+        };
+        let Some(name) = p["metadata"]["labels"][meshpolicy::ambient::GATEWAY_NAME_LABEL].as_str()
+        else {
+            return Vec::new();
+        };
+        let waypoint = meshpolicy::ambient::Waypoint {
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            waypoint_for: meshpolicy::ambient::WaypointFor::Service,
+        };
+        let (authz, _) = self.received(ns, pod);
+        let all: Vec<AuthorizationPolicy> = authz
+            .iter()
+            .filter_map(|v| serde_json::from_value::<AuthorizationPolicy>((**v).clone()).ok())
+            .collect();
+        meshpolicy::ambient::waypoint_policies(&all, &waypoint, service, decide::ROOT_NAMESPACE)
+    }
+
     /// Decides a request without writing any log (tests, explanations).
     pub fn evaluate(&self, from: &ExecTarget, request: &NetRequest) -> Option<Verdict> {
         self.run(from, request, false)
@@ -474,13 +521,14 @@ impl Mesh {
             inbound_port: rng.random_range(32768..61000),
             start_time: access_time(),
         };
-        let ztunnel_policies = if may_be_ambient(&facts) {
-            self.ztunnel_policies()
+        let (ztunnel_policies, ztunnel_peer_authentications) = if may_be_ambient(&facts) {
+            (self.ztunnel_policies(), self.ztunnel_peer_authentications())
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let input = decide::Input {
             ztunnel_policies: &ztunnel_policies,
+            ztunnel_peer_authentications: &ztunnel_peer_authentications,
             facts: &facts,
             container: &from.container,
             request,
@@ -578,7 +626,23 @@ impl Mesh {
                 tracing::error!("meshsim: {}: {e}", paths.dir.display());
                 return;
             }
-            let listening = decide::listening_ports(&pod);
+            if crate::controllers::is_waypoint_pod(&pod) {
+                match relay::Relay::start(app.clone(), proxy.stop_token()).await {
+                    Ok(r) => {
+                        lock(&mesh.relays).insert((ns.clone(), name.clone()), r);
+                    }
+                    Err(e) => {
+                        tracing::error!("meshsim: waypoint relay for {ns}/{name}: {e}");
+                        return;
+                    }
+                }
+            }
+            let waypoint = crate::controllers::is_waypoint_pod(&pod);
+            let listening = if waypoint {
+                Vec::new()
+            } else {
+                decide::listening_ports(&pod)
+            };
             let mut ports: Vec<u16> = decide::model_pod(&pod)
                 .ports
                 .iter()
@@ -586,7 +650,7 @@ impl Mesh {
                 .map(|p| p.port)
                 .collect();
             ports.extend(listening.iter().copied());
-            ports.retain(|p| !decide::SIDECAR_PORTS.contains(p));
+            ports.retain(|p| !decide::SIDECAR_PORTS.contains(p) && !waypoint);
             let mut app_ports = std::collections::BTreeMap::new();
             for port in ports {
                 let local = if listening.contains(&port) {
@@ -654,6 +718,9 @@ impl Mesh {
         app_ports: &std::collections::BTreeMap<u16, Option<u16>>,
         paths: &sidecar::Paths,
     ) -> Option<sidecar::config::EnvoyConfig> {
+        if crate::controllers::is_waypoint_pod(pod) {
+            return self.waypoint_config(pod, paths, None);
+        }
         let fleet = self.fleet.as_ref()?;
         let app = self.app.upgrade()?;
         let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
@@ -689,6 +756,103 @@ impl Mesh {
                 lds_path: &paths.lds,
             },
         ))
+    }
+
+    /// The configuration the waypoint Envoy of `pod` should have now for
+    /// traffic to `service` (None: the policies attached to the waypoint
+    /// itself and its class, what its admin shows between requests).
+    fn waypoint_config(
+        &self,
+        pod: &Value,
+        paths: &sidecar::Paths,
+        service: Option<(&str, &str)>,
+    ) -> Option<sidecar::config::EnvoyConfig> {
+        let fleet = self.fleet.as_ref()?;
+        let app = self.app.upgrade()?;
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+        let name = pod["metadata"]["name"].as_str().unwrap_or("");
+        let access_log = flow::access_log_enabled(&lock(&app.store));
+        let relay = lock(&self.relays)
+            .get(&(ns.to_string(), name.to_string()))?
+            .port;
+        let policies = self.waypoint_policies(ns, name, service);
+        let sa = pod["spec"]["serviceAccountName"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default");
+        let identity = match fleet.pki().identity(ns, sa) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!("meshsim: {e}");
+                return None;
+            }
+        };
+        Some(sidecar::waypoint::waypoint_config(
+            &sidecar::waypoint::WaypointInput {
+                pod,
+                policies: &policies,
+                identity: &identity,
+                ca_pem: fleet.pki().ca_pem(),
+                access_log,
+                lds_path: &paths.lds,
+                relay: std::net::SocketAddr::from(([127, 0, 0, 1], relay)),
+            },
+        ))
+    }
+
+    /// Sends a request through a waypoint's real Envoy: its listener brought
+    /// up to date for the request's Service, its relay set to play the rest
+    /// of the path; one request at a time per waypoint.
+    async fn through_waypoint(
+        &self,
+        fw: &decide::Forward,
+        hop: &decide::WaypointHop,
+        dial: impl FnOnce(std::net::SocketAddr) -> sidecar::client::Dial,
+        request: &NetRequest,
+    ) -> Option<Result<sidecar::httpc::Response, sidecar::httpc::HttpError>> {
+        let fleet = self.fleet.as_ref()?;
+        let proxy = match fleet.proxy(&fw.namespace, &fw.pod) {
+            Some(p) => p,
+            None => {
+                self.settle(400).await;
+                fleet.proxy(&fw.namespace, &fw.pod)?
+            }
+        };
+        proxy.ready(sidecar::READY_LIMIT).await?;
+        let pod_json = self.pod(&fw.namespace, &fw.pod).ok()?;
+        let paths = sidecar::Paths::new(proxy.dir.clone());
+        let mut w = proxy.config.lock().await;
+        let service = hop.service.as_ref().map(|(n, s)| (n.as_str(), s.as_str()));
+        if let Some(cfg) = self.waypoint_config(&pod_json, &paths, service) {
+            fleet
+                .apply(
+                    &proxy,
+                    &mut w,
+                    &paths.lds,
+                    cfg.listeners,
+                    sidecar::READY_LIMIT,
+                )
+                .await;
+        }
+        let addr = proxy.addresses()?;
+        let relay = lock(&self.relays)
+            .get(&(fw.namespace.clone(), fw.pod.clone()))
+            .cloned()?;
+        relay.set(Some(hop.clone()));
+        let d = dial(addr.inbound);
+        let sent = sidecar::client::send(
+            &d,
+            &request.method,
+            &request.path,
+            &request.headers,
+            request.body.as_deref(),
+        );
+        let out = tokio::time::timeout(Duration::from_secs(30), sent)
+            .await
+            .unwrap_or(Err(sidecar::httpc::HttpError::Reset));
+        relay.set(None);
+        drop(w);
+        Some(out)
     }
 
     /// Brings the sidecar of `ns/pod` up to date with what it has received
@@ -777,9 +941,6 @@ impl Mesh {
                 NetOutcome::Reset { after: fw.latency }
             }
         };
-        let Some(addr) = self.sync_sidecar(&fw.namespace, &fw.pod).await else {
-            return failed(decide::CONNECT_FAILURE_BODY);
-        };
         let mtls = match (&fw.mtls, &self.fleet) {
             (Some((ns, sa)), Some(fleet)) => match fleet.pki().identity(ns, sa) {
                 Ok(id) => Some((id, fw.sni.clone())),
@@ -788,22 +949,47 @@ impl Mesh {
             _ => None,
         };
         let unspecified = std::net::IpAddr::from([0, 0, 0, 0]);
-        let dial = sidecar::client::Dial {
-            inbound: addr.inbound,
+        let make_dial = |inbound| sidecar::client::Dial {
+            inbound,
             source_ip: fw.source_ip.unwrap_or(unspecified),
             source_port: rand::rng().random_range(32768..61000),
             destination_ip: fw.destination_ip.unwrap_or(unspecified),
             destination_port: fw.port,
             mtls,
         };
-        let sent = sidecar::client::send(
-            &dial,
-            &request.method,
-            &request.path,
-            &request.headers,
-            request.body.as_deref(),
-        );
-        let outcome = tokio::time::timeout(Duration::from_secs(30), sent).await;
+        let (dial, outcome) = if let Some(hop) = &fw.waypoint {
+            let mut used = None;
+            let out = self
+                .through_waypoint(
+                    fw,
+                    hop,
+                    |inbound| {
+                        let d = make_dial(inbound);
+                        used = Some(d.clone());
+                        d
+                    },
+                    request,
+                )
+                .await;
+            match (out, used) {
+                (Some(o), Some(d)) => (d, Ok(o)),
+                _ => return failed(decide::CONNECT_TERMINATION_BODY),
+            }
+        } else {
+            let Some(addr) = self.sync_sidecar(&fw.namespace, &fw.pod).await else {
+                return failed(decide::CONNECT_FAILURE_BODY);
+            };
+            let dial = make_dial(addr.inbound);
+            let sent = sidecar::client::send(
+                &dial,
+                &request.method,
+                &request.path,
+                &request.headers,
+                request.body.as_deref(),
+            );
+            let outcome = tokio::time::timeout(Duration::from_secs(30), sent).await;
+            (dial, outcome)
+        };
         // The request is over for the client once Envoy has logged it (the
         // access log line names the client's address and port): readers of
         // the istio-proxy log right after the request find it, as with a

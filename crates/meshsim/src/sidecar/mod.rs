@@ -22,6 +22,7 @@ pub mod locate;
 pub mod loglevel;
 pub mod proxy;
 pub mod spec;
+pub mod waypoint;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
