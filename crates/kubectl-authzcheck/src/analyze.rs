@@ -541,6 +541,9 @@ impl<'a> PodContext<'a> {
     /// `gateway.networking.k8s.io/gateway-name` naming a Gateway of class
     /// `istio-waypoint` in its namespace).
     pub fn waypoint_of_pod(&self) -> Option<meshpolicy::ambient::Waypoint> {
+        if !meshpolicy::ambient::is_waypoint_pod(&self.pod.labels) {
+            return None;
+        }
         let name = self.pod.labels.get(WAYPOINT_POD_LABEL)?;
         self.ambient
             .gateways
@@ -561,7 +564,7 @@ impl<'a> PodContext<'a> {
 }
 
 /// The label a waypoint's pods carry (the Gateway API's).
-pub const WAYPOINT_POD_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+pub const WAYPOINT_POD_LABEL: &str = meshpolicy::ambient::GATEWAY_NAME_LABEL;
 
 /// The policies waypoint `w` enforces: attached to its Gateway, to the
 /// istio-waypoint class from the root namespace, or to a Service using it

@@ -128,8 +128,7 @@ pub async fn waypoint_pod(
     Ok(pods.into_iter().find(is_running))
 }
 
-/// The label Istio puts on a waypoint's pods (the Gateway API's).
-pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+pub use meshpolicy::ambient::GATEWAY_NAME_LABEL;
 
 fn age_seconds(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<i64> {
     let created = meta.creation_timestamp.as_ref()?;

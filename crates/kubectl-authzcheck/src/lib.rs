@@ -177,7 +177,7 @@ async fn check(
     let ambient_pods = models
         .iter()
         .flatten()
-        .any(|m| is_ambient(&data, m) || m.labels.contains_key(analyze::WAYPOINT_POD_LABEL));
+        .any(|m| is_ambient(&data, m) || meshpolicy::ambient::is_waypoint_pod(&m.labels));
     let ambient_data = if ambient_pods {
         ambient::gather(&kube, &data).await?
     } else {

@@ -536,7 +536,13 @@ fn ambient_hook(
     let mut notes = Vec::new();
     // Only a client in the mesh is sent through the waypoint.
     let source_in_mesh = mode(source) != DataplaneMode::None;
-    let waypoint = waypoint.filter(|_| source_in_mesh);
+    let used = waypoint.map(|w| ambient::WaypointUse::Uses {
+        waypoint: w.clone(),
+        bound_by: String::new(),
+    });
+    let waypoint = used
+        .as_ref()
+        .and_then(|u| ambient::waypoint_in_path(source_in_mesh, u));
     if let Some(w) = waypoint {
         let attached: Vec<&meshpolicy::CompiledAuthz> = in_ns_and_root(&w.namespace)
             .filter(|c| ambient::waypoint_applies(c.policy(), w, Some(service), &root))
@@ -642,7 +648,7 @@ fn waypoint_principal(cluster: &Cluster, w: &meshpolicy::ambient::Waypoint) -> S
         .iter()
         .find(|p| {
             p.namespace == w.namespace
-                && p.labels.get("gateway.networking.k8s.io/gateway-name") == Some(&w.name)
+                && p.labels.get(meshpolicy::ambient::GATEWAY_NAME_LABEL) == Some(&w.name)
         })
         .map(|p| p.principal(td))
         .unwrap_or_else(|| format!("{td}/ns/{}/sa/{}", w.namespace, w.name))

@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use crate::ambient::{
     Addressed, Binder, L7Omission, TargetRef, WAYPOINT_CLASS, Waypoint, WaypointUse,
-    resolve_waypoint, target_refs, waypoint_applies, ztunnel_policies,
+    resolve_waypoint, target_refs, ztunnel_policies,
 };
 use crate::authz::{Action, AuthorizationPolicy, Rule};
 use crate::netpol::PolicyRef;
@@ -90,10 +90,7 @@ impl GatewayInfo {
                 .unwrap_or("")
                 .to_string(),
             labels: serde_json::from_value(v["metadata"]["labels"].clone()).unwrap_or_default(),
-            service_account: v["metadata"]["annotations"]["gateway.istio.io/service-account"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
+            service_account: crate::ambient::waypoint_service_account(v),
         })
     }
 
@@ -274,9 +271,8 @@ pub fn waypoint_policies(
     svc: (&str, &str),
     root_namespace: &str,
 ) -> Vec<WaypointPolicy> {
-    let mut out: Vec<WaypointPolicy> = policies
+    crate::ambient::waypoint_policies(policies, waypoint, Some(svc), root_namespace)
         .iter()
-        .filter(|ap| waypoint_applies(ap, waypoint, Some(svc), root_namespace))
         .map(|ap| {
             let via = target_refs(ap)
                 .into_iter()
@@ -295,11 +291,7 @@ pub fn waypoint_policies(
                 dry_run: ap.is_dry_run(),
             }
         })
-        .collect();
-    out.sort_by(|a, b| {
-        (&a.policy.namespace, &a.policy.name).cmp(&(&b.policy.namespace, &b.policy.name))
-    });
-    out
+        .collect()
 }
 
 /// Whether a waypoint with these policies denies every request: an enforced

@@ -632,7 +632,7 @@ fn waypoint_pod_reports_the_policies_attached_to_it() {
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: waypoint-1, namespace: np-test-2, labels: {gateway.networking.k8s.io/gateway-name: waypoint}}
+metadata: {name: waypoint-1, namespace: np-test-2, labels: {gateway.networking.k8s.io/gateway-name: waypoint, gateway.istio.io/managed: istio.io-mesh-controller}}
 spec:
   containers: [{name: istio-proxy, image: proxyv2}]
 ---
