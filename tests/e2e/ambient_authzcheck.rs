@@ -358,3 +358,48 @@ spec:
     );
     Ok(())
 }
+
+/// With meshsim's real waypoint: npexec's live 403 is the waypoint's, named
+/// with its rbaclog hint, and agrees with --predict.
+#[tokio::test(flavor = "multi_thread")]
+async fn npexec_live_waypoint_denial_agrees_with_predict() -> anyhow::Result<()> {
+    let (cl, _dst) = ambient_cluster().await?;
+    for f in [
+        "examples/ambient/waypoint/waypoint.yaml",
+        "examples/ambient/waypoint/deny-l7-waypoint.yaml",
+    ] {
+        cl.ok(&["apply", "-f", &repo_root().join(f).display().to_string()])
+            .await?;
+    }
+    cl.wait_ready_pod(NS, "gateway.networking.k8s.io/gateway-name=waypoint")
+        .await?;
+    cl.wait_ready_pod("np-test-1", "app=np-test-nginx-1")
+        .await?;
+    let args = [
+        "np-test-1",
+        NS,
+        "--service",
+        "svc-np-test-nginx-2",
+        "--path",
+        "/private",
+        "-o",
+        "json",
+    ];
+    let (_, out, err) = plugin(&cl, "npexec", &[&args[..], &["--predict"]].concat()).await?;
+    assert!(out.contains("\"verdict\": \"denied-rbac\""), "{out}{err}");
+    assert!(out.contains("waypoint np-test-2/waypoint"), "{out}");
+    let live = [&args[..], &["--expect", "denied-rbac", "--wait", "30s"]].concat();
+    let (code, out, err) = plugin(&cl, "npexec", &live).await?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("access denied by waypoint np-test-2/waypoint"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "kubectl rbaclog -n np-test-2 -l gateway.networking.k8s.io/gateway-name=waypoint"
+        ),
+        "{out}"
+    );
+    Ok(())
+}
