@@ -11,6 +11,7 @@ mod common;
 mod reliability;
 
 mod ambient;
+mod ambient_authzcheck;
 mod ambient_waypoint;
 mod authzcheck_meshsim;
 mod ci_example;

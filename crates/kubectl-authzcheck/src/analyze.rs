@@ -17,8 +17,11 @@ use meshpolicy::{Cluster, CompiledAuthz, CompiledNetworkPolicy, Pod, envoy_polic
 
 use crate::peerauth::ISTIO_PORTS;
 use crate::report::{
-    AuthzEntry, Finding, Isolation, NetpolEntry, PodInfo, ProxySource, ProxyView, Report, Severity,
+    AmbientSection, AuthzEntry, Finding, Isolation, NetpolEntry, PodInfo, ProxySource, ProxyView,
+    Report, Severity, WaypointEntry, WaypointPolicyEntry,
 };
+use meshpolicy::ambient::{DataplaneMode, WaypointUse, dataplane_mode};
+use meshpolicy::ambient_audit::{AuditInput, AuditSeverity, GatewayInfo, ServiceInfo};
 
 /// Policies younger than this that Envoy has not loaded are "still propagating".
 pub const PROPAGATION_GRACE_SECONDS: i64 = 60;
@@ -36,6 +39,19 @@ pub struct PodContext<'a> {
     pub ages: &'a HashMap<(String, String), i64>,
     /// Policies the model rejected (one message each).
     pub invalid: &'a [String],
+    /// What ambient pods need besides the model (empty for sidecar pods).
+    pub ambient: AmbientInputs<'a>,
+}
+
+/// The objects deciding ambient enforcement: Services, Gateways, and the
+/// policies of waypoint namespaces outside the model.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AmbientInputs<'a> {
+    pub services: &'a [ServiceInfo],
+    pub gateways: &'a [GatewayInfo],
+    pub extra_policies: &'a [meshpolicy::AuthorizationPolicy],
+    /// Where ztunnel's configuration came from, or why it was not read.
+    pub ztunnel_config: &'a str,
 }
 
 /// The word Envoy/istioctl uses for an AuthorizationPolicy action.
@@ -188,22 +204,12 @@ fn age_text(secs: i64) -> String {
     }
 }
 
-/// Builds the report for one pod.
-pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
-    let pod = ctx.pod;
-    let cluster = ctx.cluster;
-    let root = cluster.options().root_namespace.clone();
-    let mut findings = Vec::new();
-
-    for msg in ctx.invalid {
-        findings.push(Finding::new(
-            Severity::Error,
-            "invalid-policy",
-            format!("{msg} (Istio or Kubernetes would reject or ignore it; it is left out here)"),
-        ));
-    }
-
-    // Kubernetes NetworkPolicy.
+/// The NetworkPolicy section and its finding (the same for every dataplane mode).
+fn network_section(
+    cluster: &Cluster,
+    pod: &Pod,
+    findings: &mut Vec<Finding>,
+) -> (Vec<NetpolEntry>, Isolation) {
     let netpols = cluster.network_policies_selecting(pod);
     let network_policies: Vec<NetpolEntry> = netpols.iter().map(|np| netpol_entry(np)).collect();
     let isolation = Isolation {
@@ -230,14 +236,43 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
             ),
         ));
     }
+    (network_policies, isolation)
+}
 
-    // Istio AuthorizationPolicy from the API.
-    let applying = cluster.authorization_policies_for(pod);
+/// Builds the report for one pod.
+pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
+    let pod = ctx.pod;
+    let cluster = ctx.cluster;
+    let root = cluster.options().root_namespace.clone();
+    let mut findings = Vec::new();
+
+    for msg in ctx.invalid {
+        findings.push(Finding::new(
+            Severity::Error,
+            "invalid-policy",
+            format!("{msg} (Istio or Kubernetes would reject or ignore it; it is left out here)"),
+        ));
+    }
+
+    if ctx.mode() == DataplaneMode::Ambient {
+        return analyze_ambient(ctx, proxy, findings);
+    }
+    let (network_policies, isolation) = network_section(cluster, pod, &mut findings);
+
+    // Istio AuthorizationPolicy from the API (for a waypoint's own pod: the
+    // policies attached to that waypoint).
+    let waypoint = ctx.waypoint_of_pod();
+    let applying = match &waypoint {
+        Some(w) => attached_to(ctx, w),
+        None => cluster.authorization_policies_for(pod),
+    };
     let mut authorization_policies = Vec::new();
     for p in &applying {
         let r = p.policy_ref();
         let selector = selector_text(p);
-        let scope = if r.namespace == root {
+        let scope = if waypoint.is_some() {
+            "waypoint"
+        } else if r.namespace == root {
             "mesh"
         } else if selector.is_some() {
             "selector"
@@ -443,7 +478,10 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
     });
     if let Some(labels) = &ctx.namespace_labels {
         let ns = meshpolicy::Namespace::new(&pod.namespace, labels.clone());
-        if !ns.injection_enabled() && !ns_policies.is_empty() {
+        let ambient_ns = labels
+            .get(meshpolicy::ambient::DATAPLANE_MODE_LABEL)
+            .is_some_and(|v| v == "ambient");
+        if !ns.injection_enabled() && !ns_policies.is_empty() && !ambient_ns && waypoint.is_none() {
             findings.push(Finding::new(
                 if pod.has_sidecar {
                     Severity::Info
@@ -491,6 +529,251 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
         network_policies,
         authorization_policies,
         peer_authentication: Some(peer_authentication),
+        proxy,
+        findings,
+        what_if: None,
+        ambient: None,
+    }
+}
+
+impl<'a> PodContext<'a> {
+    /// The waypoint this pod runs, when it is a waypoint's own pod (label
+    /// `gateway.networking.k8s.io/gateway-name` naming a Gateway of class
+    /// `istio-waypoint` in its namespace).
+    pub fn waypoint_of_pod(&self) -> Option<meshpolicy::ambient::Waypoint> {
+        if !meshpolicy::ambient::is_waypoint_pod(&self.pod.labels) {
+            return None;
+        }
+        let name = self.pod.labels.get(WAYPOINT_POD_LABEL)?;
+        self.ambient
+            .gateways
+            .iter()
+            .find(|g| g.namespace == self.pod.namespace && &g.name == name)
+            .and_then(GatewayInfo::waypoint)
+    }
+
+    /// The pod's dataplane mode (meshpolicy::ambient's rule).
+    pub fn mode(&self) -> DataplaneMode {
+        let empty = BTreeMap::new();
+        dataplane_mode(
+            &self.pod.labels,
+            self.pod.has_sidecar,
+            self.namespace_labels.as_ref().unwrap_or(&empty),
+        )
+    }
+}
+
+/// The label a waypoint's pods carry (the Gateway API's).
+pub const WAYPOINT_POD_LABEL: &str = meshpolicy::ambient::GATEWAY_NAME_LABEL;
+
+/// The policies waypoint `w` enforces: attached to its Gateway, to the
+/// istio-waypoint class from the root namespace, or to a Service using it
+/// (meshpolicy::ambient's attachment rule).
+fn attached_to<'c>(
+    ctx: &PodContext<'c>,
+    w: &meshpolicy::ambient::Waypoint,
+) -> Vec<&'c CompiledAuthz> {
+    let root = ctx.cluster.options().root_namespace.clone();
+    let empty = BTreeMap::new();
+    let ns_labels = ctx.namespace_labels.as_ref().unwrap_or(&empty);
+    let services: Vec<(&str, &str)> = ctx
+        .ambient
+        .services
+        .iter()
+        .filter(|s| {
+            matches!(
+                meshpolicy::ambient_audit::service_waypoint(s, ns_labels, ctx.ambient.gateways),
+                WaypointUse::Uses { ref waypoint, .. } if waypoint == w
+            )
+        })
+        .map(|s| (s.namespace.as_str(), s.name.as_str()))
+        .collect();
+    let mut out: Vec<&CompiledAuthz> = ctx.cluster.authorization_policies_in(&w.namespace);
+    if w.namespace != root {
+        out.extend(ctx.cluster.authorization_policies_in(&root));
+    }
+    out.retain(|c| {
+        meshpolicy::ambient::waypoint_applies(c.policy(), w, None, &root)
+            || services
+                .iter()
+                .any(|s| meshpolicy::ambient::waypoint_applies(c.policy(), w, Some(*s), &root))
+    });
+    out
+}
+
+fn severity_of(s: AuditSeverity) -> Severity {
+    match s {
+        AuditSeverity::Info => Severity::Info,
+        AuditSeverity::Warning => Severity::Warning,
+        AuditSeverity::Error => Severity::Error,
+    }
+}
+
+/// The report for a pod in ambient mode: no sidecar section or advice;
+/// ztunnel's L4 view of the policies bound to it, the waypoint each of its
+/// Services uses with the policies attached there, and the ambient findings
+/// (meshpolicy::ambient_audit). `proxy` is the waypoint's Envoy, if read.
+fn analyze_ambient(ctx: &PodContext<'_>, proxy: ProxyView, mut findings: Vec<Finding>) -> Report {
+    let pod = ctx.pod;
+    let cluster = ctx.cluster;
+    let root = cluster.options().root_namespace.clone();
+    let (network_policies, isolation) = network_section(cluster, pod, &mut findings);
+    let mut policies: Vec<meshpolicy::AuthorizationPolicy> = cluster
+        .authorization_policies_in(&pod.namespace)
+        .into_iter()
+        .chain(if pod.namespace == root {
+            Vec::new()
+        } else {
+            cluster.authorization_policies_in(&root)
+        })
+        .map(|c| c.policy().clone())
+        .collect();
+    policies.extend(ctx.ambient.extra_policies.iter().cloned());
+    let empty = BTreeMap::new();
+    let ns_labels = ctx.namespace_labels.as_ref().unwrap_or(&empty);
+    let audit = meshpolicy::ambient_audit::audit(&AuditInput {
+        pod,
+        namespace_labels: ns_labels,
+        services: ctx.ambient.services,
+        gateways: ctx.ambient.gateways,
+        policies: &policies,
+        root_namespace: &root,
+    });
+    findings.extend(
+        audit
+            .findings
+            .iter()
+            .map(|f| Finding::new(severity_of(f.severity), &f.code, f.message.clone())),
+    );
+    let read = proxy.source != ProxySource::Unavailable;
+    let mut waypoints = Vec::new();
+    for sw in &audit.services {
+        let (waypoint, state, bound_by) = match &sw.waypoint {
+            WaypointUse::None => (None, "none", None),
+            WaypointUse::Uses { waypoint, bound_by } => (
+                Some(format!("{}/{}", waypoint.namespace, waypoint.name)),
+                "uses",
+                Some(bound_by.clone()),
+            ),
+            WaypointUse::Missing {
+                namespace,
+                name,
+                bound_by,
+            } => (
+                Some(format!("{namespace}/{name}")),
+                "missing",
+                Some(bound_by.clone()),
+            ),
+            WaypointUse::NotFor { waypoint, bound_by } => (
+                Some(format!("{}/{}", waypoint.namespace, waypoint.name)),
+                "not-for-services",
+                Some(bound_by.clone()),
+            ),
+        };
+        let mut entries = Vec::new();
+        for wp in &sw.policies {
+            let compiled = policies
+                .iter()
+                .find(|ap| {
+                    ap.metadata.namespace.as_deref() == Some(wp.policy.namespace.as_str())
+                        && ap.metadata.name.as_deref() == Some(wp.policy.name.as_str())
+                })
+                .and_then(|ap| CompiledAuthz::compile(ap).ok());
+            let loaded = read.then(|| {
+                proxy.rows.iter().any(|row| {
+                    row.policy == wp.policy.name
+                        && row.namespace.as_deref() == Some(wp.policy.namespace.as_str())
+                }) || proxy.hidden.iter().flatten().any(|h| {
+                    h.policy == wp.policy.name
+                        && h.namespace.as_deref() == Some(wp.policy.namespace.as_str())
+                })
+            });
+            if loaded == Some(false) && !wp.dry_run {
+                findings.push(Finding::new(
+                    Severity::Warning,
+                    "not-loaded",
+                    format!(
+                        "AuthorizationPolicy {} is attached to waypoint {} but its Envoy has not loaded it yet (it may still be propagating; re-run in a few seconds)",
+                        wp.policy,
+                        waypoint.as_deref().unwrap_or("?")
+                    ),
+                ));
+            }
+            entries.push(WaypointPolicyEntry {
+                namespace: wp.policy.namespace.clone(),
+                name: wp.policy.name.clone(),
+                action: wp.action.clone(),
+                rules: wp.rules,
+                via: wp.via.clone(),
+                dry_run: wp.dry_run,
+                meaning: compiled.as_ref().map(meaning).unwrap_or_default(),
+                loaded,
+            });
+        }
+        waypoints.push(WaypointEntry {
+            service: sw.service.clone(),
+            waypoint,
+            state: state.to_string(),
+            bound_by,
+            policies: entries,
+        });
+    }
+    let uses_waypoint = waypoints.iter().any(|w| w.state == "uses");
+    findings.push(Finding::new(
+        Severity::Info,
+        "ambient",
+        format!(
+            "pod {}/{} is in Istio ambient mode (no sidecar): its node's ztunnel enforces L4 AuthorizationPolicy (a denial resets the connection: kubectl rbaclog -n {root} -l app=ztunnel){}",
+            pod.namespace,
+            pod.name,
+            if uses_waypoint {
+                "; the waypoint of its Services enforces the policies attached with targetRefs (a denial is a 403)"
+            } else {
+                "; no waypoint serves its Services, so no L7 policy is enforced for it"
+            }
+        ),
+    ));
+    let (mut peer_authentication, pa_findings) = crate::peerauth::section(cluster, pod);
+    // ztunnel enforces PeerAuthentication for ambient pods.
+    peer_authentication.enforced = true;
+    findings.extend(
+        pa_findings
+            .into_iter()
+            .filter(|f| f.code != "peerauth-not-enforced")
+            .map(|f| Finding::new(Severity::Warning, f.code, f.message)),
+    );
+    findings.extend(proxy_findings(&proxy));
+    if !read && uses_waypoint {
+        findings.push(Finding::new(
+            Severity::Warning,
+            "proxy-unavailable",
+            format!("what the waypoint loaded is unknown: {}", proxy.detail),
+        ));
+    }
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    Report {
+        pod: Some(PodInfo {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            sidecar: false,
+            phase: ctx.phase.clone(),
+            labels: pod.labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            namespace_injection: Some(
+                ns_labels
+                    .get(meshpolicy::ambient::DATAPLANE_MODE_LABEL)
+                    .map(|v| format!("{}={v}", meshpolicy::ambient::DATAPLANE_MODE_LABEL))
+                    .unwrap_or_else(|| "pod enrolled in ambient".into()),
+            ),
+        }),
+        network_isolation: Some(isolation),
+        network_policies,
+        authorization_policies: Vec::new(),
+        peer_authentication: Some(peer_authentication),
+        ambient: Some(AmbientSection {
+            ztunnel: audit.ztunnel,
+            ztunnel_config: ctx.ambient.ztunnel_config.to_string(),
+            waypoints,
+        }),
         proxy,
         findings,
         what_if: None,
@@ -667,6 +950,7 @@ pub fn offline(proxy: ProxyView) -> Report {
         proxy,
         findings,
         what_if: None,
+        ambient: None,
     }
 }
 

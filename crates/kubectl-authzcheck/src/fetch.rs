@@ -15,12 +15,13 @@ use k8s_openapi::api::core::v1::Pod as K8sPod;
 use kubeplugin::exec::{ExecLimits, ExecTarget, exec};
 use kubeplugin::istioctl::{Istioctl, IstioctlArgs, ToolOutput};
 use kubeplugin::policy_model::{
-    NamespaceLabels, list_authorization_objects, list_peer_authentications, namespace_labels,
-    pods_and_network_policies,
+    NamespaceLabels, list_authorization_objects, list_gateways, list_peer_authentications,
+    namespace_labels, pods_and_network_policies,
 };
 use kubeplugin::resources::{ISTIO_PROXY, is_running, phase, pod_name, sort_pods};
 use kubeplugin::target::{PodTarget, Selection};
 use kubeplugin::{Kube, KubeFlags, PluginError};
+use meshpolicy::ambient_audit::{GatewayInfo, ServiceInfo};
 use meshpolicy::envoy::{AuthzReport, analyze_config_dump_all};
 use meshpolicy::{Cluster, ClusterOptions, Selector};
 
@@ -47,7 +48,87 @@ pub struct NamespaceData {
     /// The objects `cluster` was built from (those the model accepted), for
     /// the `-f` / `--delete-f` overlay.
     pub objects: meshpolicy::Objects,
+    /// What ambient pods need: the namespace's Services and every Gateway.
+    pub ambient: AmbientData,
 }
+
+/// The objects that decide ambient enforcement besides policies: Services
+/// (`istio.io/use-waypoint`) and Gateway API Gateways (waypoints).
+#[derive(Debug, Default, Clone)]
+pub struct AmbientData {
+    pub services: Vec<ServiceInfo>,
+    /// `None` when the cluster does not serve Gateways.
+    pub gateways: Option<Vec<GatewayInfo>>,
+    /// AuthorizationPolicies of waypoint namespaces other than the pod's and
+    /// the root namespace (policies there attach to those waypoints).
+    pub waypoint_policies: Vec<meshpolicy::AuthorizationPolicy>,
+}
+
+/// Reads the Services of `namespace` (empty when forbidden) and every Gateway.
+pub async fn gather_ambient(kube: &Kube, namespace: &str) -> Result<AmbientData, PluginError> {
+    use k8s_openapi::api::core::v1::Service;
+    let api: kube::Api<Service> = kube::Api::namespaced(kube.client.clone(), namespace);
+    let lp = kube::api::ListParams::default();
+    let (services, gateways) = futures::join!(api.list(&lp), list_gateways(kube, namespace));
+    let services = match services {
+        Ok(l) => l.items,
+        Err(kube::Error::Api(s)) if s.code == 403 => Vec::new(),
+        Err(e) => {
+            return Err(kube.err(e, &kubeplugin::ApiOp::new("list", "services", namespace)));
+        }
+    };
+    let services = services
+        .iter()
+        .map(|s| ServiceInfo {
+            namespace: namespace.to_string(),
+            name: s.metadata.name.clone().unwrap_or_default(),
+            labels: s.metadata.labels.clone().unwrap_or_default(),
+            selector: s
+                .spec
+                .as_ref()
+                .and_then(|sp| sp.selector.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+    let gateways = gateways?.map(|gs| gs.iter().filter_map(GatewayInfo::from_value).collect());
+    Ok(AmbientData {
+        services,
+        gateways,
+        waypoint_policies: Vec::new(),
+    })
+}
+
+/// The AuthorizationPolicies of `namespace` (a waypoint's), skipping invalid ones.
+pub async fn policies_of(
+    kube: &Kube,
+    namespace: &str,
+) -> Result<Vec<meshpolicy::AuthorizationPolicy>, PluginError> {
+    Ok(
+        kubeplugin::policy_model::list_authorization_policies(kube, namespace)
+            .await?
+            .unwrap_or_default(),
+    )
+}
+
+/// The running pod of waypoint `namespace/name` (label
+/// `gateway.networking.k8s.io/gateway-name`), Ready first.
+pub async fn waypoint_pod(
+    kube: &Kube,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<K8sPod>, PluginError> {
+    let api: kube::Api<K8sPod> = kube::Api::namespaced(kube.client.clone(), namespace);
+    let lp = kube::api::ListParams::default().labels(&format!("{GATEWAY_NAME_LABEL}={name}"));
+    let mut pods = match api.list(&lp).await {
+        Ok(l) => l.items,
+        Err(kube::Error::Api(s)) if s.code == 403 => return Ok(None),
+        Err(e) => return Err(kube.err(e, &kubeplugin::ApiOp::new("list", "pods", namespace))),
+    };
+    sort_pods(&mut pods);
+    Ok(pods.into_iter().find(is_running))
+}
+
+pub use meshpolicy::ambient::GATEWAY_NAME_LABEL;
 
 fn age_seconds(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<i64> {
     let created = meta.creation_timestamp.as_ref()?;
@@ -166,6 +247,7 @@ pub async fn gather(
         invalid,
         notes,
         objects,
+        ambient: AmbientData::default(),
     })
 }
 

@@ -18,8 +18,9 @@ use serde_json::Value;
 use crate::report::{ProxySource, Report};
 
 /// The report fields drawn by name; any other is drawn generically.
-const KNOWN: [&str; 7] = [
+const KNOWN: [&str; 8] = [
     "pod",
+    "ambient",
     "peer_authentication",
     "network_isolation",
     "network_policies",
@@ -170,7 +171,12 @@ fn report_section(out: &mut String, index: usize, rep: &Report) -> Result<(), Pl
     if let Some(pa) = &rep.peer_authentication {
         let _ = writeln!(
             out,
-            "<h2 class=\"layer\">Istio PeerAuthentication (mTLS, enforced by the sidecar)</h2>\n<p class=\"peerauth\">workload mode: <strong>{}</strong> ({}){}</p>",
+            "<h2 class=\"layer\">Istio PeerAuthentication (mTLS, enforced by the {})</h2>\n<p class=\"peerauth\">workload mode: <strong>{}</strong> ({}){}</p>",
+            if rep.ambient.is_some() {
+                "ztunnel"
+            } else {
+                "sidecar"
+            },
             e(&pa.mode),
             e(pa.decided_by.as_deref().unwrap_or("Istio's default")),
             if pa.enforced {
@@ -240,7 +246,11 @@ fn report_section(out: &mut String, index: usize, rep: &Report) -> Result<(), Pl
         }
     }
 
-    if rep.pod.is_some() {
+    if let Some(amb) = &rep.ambient {
+        ambient_section(out, amb);
+    }
+
+    if rep.pod.is_some() && rep.ambient.is_none() {
         out.push_str("<h2 class=\"layer\">Istio AuthorizationPolicy from the API (enforced by the sidecar)</h2>\n");
         if rep.authorization_policies.is_empty() {
             out.push_str("<p class=\"empty\">(none applies to this pod)</p>\n");
@@ -383,6 +393,99 @@ fn report_section(out: &mut String, index: usize, rep: &Report) -> Result<(), Pl
     Ok(())
 }
 
+/// An ambient pod's ztunnel (L4) and waypoint (L7) sections, as the table draws them.
+fn ambient_section(out: &mut String, amb: &crate::report::AmbientSection) {
+    out.push_str("<h2 class=\"layer\">Istio AuthorizationPolicy enforced by ztunnel (L4 only: selector, namespace-wide or root namespace)</h2>\n");
+    if amb.ztunnel.is_empty() {
+        out.push_str("<p class=\"empty\">(none: ztunnel allows every connection that NetworkPolicy lets through)</p>\n");
+    } else {
+        let rows: Vec<Vec<(String, String)>> = amb
+            .ztunnel
+            .iter()
+            .map(|z| {
+                let scope = match (&z.scope[..], &z.selector) {
+                    ("mesh", _) => "mesh (root namespace)".to_string(),
+                    (_, Some(s)) => s.clone(),
+                    (other, None) => other.to_string(),
+                };
+                vec![
+                    cell("policy", z.policy.to_string()),
+                    cell("action", z.action.clone()),
+                    cell("rules", format!("{}/{}", z.l4_rules, z.rules)),
+                    cell("scope", scope),
+                    cell(
+                        if z.omissions.is_empty() {
+                            "effect"
+                        } else {
+                            "effect yes"
+                        },
+                        z.effect.clone(),
+                    ),
+                ]
+            })
+            .collect();
+        table(
+            out,
+            "ztunnel",
+            &["POLICY", "ACTION", "L4 RULES", "SCOPE", "WHAT ZTUNNEL DOES"],
+            &rows,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "<p class=\"ztunnel-config\">ztunnel's configuration: {}</p>",
+        e(&amb.ztunnel_config)
+    );
+    out.push_str("<h2 class=\"layer\">Waypoints of the pod's Services (L7: policies attached with targetRefs)</h2>\n");
+    if amb.waypoints.is_empty() {
+        out.push_str("<p class=\"empty\">(no Service selects this pod)</p>\n");
+        return;
+    }
+    let mut rows: Vec<Vec<(String, String)>> = Vec::new();
+    for w in &amb.waypoints {
+        let wp = w.waypoint.clone().unwrap_or_else(|| "-".into());
+        let state = match &w.bound_by {
+            Some(b) => format!("{} ({b})", w.state),
+            None => w.state.clone(),
+        };
+        if w.policies.is_empty() {
+            rows.push(vec![
+                cell("service", w.service.clone()),
+                cell("waypoint", wp.clone()),
+                cell("state", state.clone()),
+                cell("policy", "-"),
+                cell("action", "-"),
+                cell("loaded-unknown", "-"),
+                cell("meaning", "(no policy attached)"),
+            ]);
+        }
+        for p in &w.policies {
+            let (loaded, cls) = match p.loaded {
+                Some(true) => ("yes", "loaded-yes"),
+                Some(false) => ("NO", "loaded-no"),
+                None => ("?", "loaded-unknown"),
+            };
+            rows.push(vec![
+                cell("service", w.service.clone()),
+                cell("waypoint", wp.clone()),
+                cell("state", state.clone()),
+                cell("policy", format!("{}/{} ({})", p.namespace, p.name, p.via)),
+                cell("action", p.action.clone()),
+                cell(cls, loaded),
+                cell("meaning", p.meaning.clone()),
+            ]);
+        }
+    }
+    table(
+        out,
+        "waypoints",
+        &[
+            "SERVICE", "WAYPOINT", "STATE", "POLICY", "ACTION", "LOADED", "MEANING",
+        ],
+        &rows,
+    );
+}
+
 /// The page for `reports` (one section per pod).
 pub fn page(header: &PageHeader, reports: &[Report]) -> Result<String, PluginError> {
     let mut body = String::new();
@@ -467,6 +570,7 @@ mod tests {
             }),
             findings: vec![Finding::new(Severity::Error, "not-loaded", EVIL)],
             what_if: None,
+            ambient: None,
         };
         let h = PageHeader {
             title: "t".into(),

@@ -10,6 +10,7 @@
 //! the proxy output into rows ([`proxy`]), join ([`analyze`]) into
 //! [`report`] data, and render it last ([`render`]; `-o html` in [`html`]).
 
+pub mod ambient;
 pub mod analyze;
 pub mod cli;
 pub mod error;
@@ -126,6 +127,16 @@ pub fn exit_for(reports: &[Report], exit_code: bool) -> Exit {
     }
 }
 
+/// Whether the model pod is in ambient mode (meshpolicy's rule on its and its namespace's labels).
+fn is_ambient(data: &fetch::NamespaceData, pod: &meshpolicy::Pod) -> bool {
+    let empty = std::collections::BTreeMap::new();
+    meshpolicy::ambient::dataplane_mode(
+        &pod.labels,
+        pod.has_sidecar,
+        data.labels.as_ref().unwrap_or(&empty),
+    ) == meshpolicy::ambient::DataplaneMode::Ambient
+}
+
 /// Whether a namespace exists; `true` when namespaces cannot be read (403),
 /// so a bare word keeps its documented meaning (a namespace) then.
 async fn namespace_exists(kube: &Kube, name: &str) -> Result<bool, PluginError> {
@@ -158,11 +169,39 @@ async fn check(
         Some(o) => Some(whatif::after_cluster(&data.objects, &data.cluster, o)?),
         None => None,
     };
-    let views = futures::stream::iter(pods.iter())
-        .map(|p| fetch::proxy_view(&kube, &cli.kube, &mode, p))
+    let models: Vec<Option<&meshpolicy::Pod>> = pods
+        .iter()
+        .map(|p| data.cluster.pod(&namespace, pod_name(p)))
+        .collect();
+    // Ambient pods, and waypoints' own pods (their policies are the attached ones).
+    let ambient_pods = models
+        .iter()
+        .flatten()
+        .any(|m| is_ambient(&data, m) || meshpolicy::ambient::is_waypoint_pod(&m.labels));
+    let ambient_data = if ambient_pods {
+        ambient::gather(&kube, &data).await?
+    } else {
+        fetch::AmbientData::default()
+    };
+    let views = futures::stream::iter(pods.iter().zip(&models))
+        .map(|(p, m)| {
+            let ambient_data = &ambient_data;
+            let kube = &kube;
+            let mode = &mode;
+            let data = &data;
+            async move {
+                match m.filter(|m| is_ambient(data, m)) {
+                    Some(m) => {
+                        ambient::proxy_view(kube, &cli.kube, mode, data, ambient_data, m).await
+                    }
+                    None => fetch::proxy_view(kube, &cli.kube, mode, p).await,
+                }
+            }
+        })
         .buffered(PARALLEL_PODS)
         .collect::<Vec<_>>()
         .await;
+    let gateways = ambient_data.gateways.clone().unwrap_or_default();
     let mut reports = Vec::with_capacity(pods.len());
     for (p, outcome) in pods.iter().zip(views) {
         let name = pod_name(p);
@@ -183,6 +222,12 @@ async fn check(
             namespace_labels: data.labels.clone(),
             ages: &data.ages,
             invalid: &data.invalid,
+            ambient: analyze::AmbientInputs {
+                services: &ambient_data.services,
+                gateways: &gateways,
+                extra_policies: &ambient_data.waypoint_policies,
+                ztunnel_config: ambient::ZTUNNEL_CONFIG,
+            },
         };
         let mut report = analyze::analyze(&ctx, outcome.view);
         report.findings.extend(outcome.findings);

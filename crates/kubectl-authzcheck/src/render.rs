@@ -145,6 +145,10 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
             rows,
         );
 
+        if let Some(amb) = &rep.ambient {
+            ambient_sections(r, &mut out, amb);
+        }
+
         // AuthorizationPolicy from the API.
         let mut headers = change_headers(
             marks,
@@ -186,7 +190,9 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
             })
             .collect();
         let title = "Istio AuthorizationPolicy from the API (enforced by the sidecar)";
-        if rows.is_empty() {
+        if rep.ambient.is_some() {
+            // An ambient pod has no sidecar: the ztunnel and waypoint sections say it all.
+        } else if rows.is_empty() {
             if !r.no_headers {
                 out.push_str(title);
                 out.push('\n');
@@ -216,7 +222,9 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
 
     // PeerAuthentication.
     if let Some(pa) = &rep.peer_authentication {
-        let enforced = if pa.enforced {
+        let enforced = if rep.ambient.is_some() {
+            "enforced by ztunnel"
+        } else if pa.enforced {
             "enforced by the sidecar"
         } else {
             "NOT enforced: no sidecar"
@@ -304,7 +312,14 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
 
     // Envoy.
     let p = &rep.proxy;
-    let title = format!("What Envoy loaded ({}: {})", p.source.as_str(), p.detail);
+    let title = match &rep.ambient {
+        Some(_) => format!(
+            "What the waypoint's Envoy loaded ({}: {})",
+            p.source.as_str(),
+            p.detail
+        ),
+        None => format!("What Envoy loaded ({}: {})", p.source.as_str(), p.detail),
+    };
     if p.source == ProxySource::Unavailable {
         if !r.no_headers {
             out.push_str(&kubeplugin::render::escape_control(&title));
@@ -397,6 +412,121 @@ pub fn report_text(r: &Renderer, rep: &Report) -> String {
     out
 }
 
+/// The ztunnel (L4) and waypoint (L7) sections of an ambient pod.
+fn ambient_sections(r: &Renderer, out: &mut String, amb: &crate::report::AmbientSection) {
+    let rows: Vec<Vec<Cell>> = amb
+        .ztunnel
+        .iter()
+        .map(|z| {
+            let scope = match (&z.scope[..], &z.selector) {
+                ("mesh", _) => "mesh (root namespace)".to_string(),
+                (_, Some(s)) => s.clone(),
+                (other, None) => other.to_string(),
+            };
+            let tone = if z.omissions.is_empty() {
+                Tone::Plain
+            } else {
+                Tone::Warn
+            };
+            vec![
+                Cell::new(z.policy.to_string()),
+                Cell::new(z.action.clone()),
+                Cell::new(format!("{}/{}", z.l4_rules, z.rules)),
+                Cell::new(scope),
+                Cell::new(z.effect.clone()).tone(tone),
+            ]
+        })
+        .collect();
+    let title = "Istio AuthorizationPolicy enforced by ztunnel (L4 only: selector, namespace-wide or root namespace)";
+    if rows.is_empty() {
+        if !r.no_headers {
+            out.push_str(title);
+            out.push('\n');
+        }
+        out.push_str("(none: ztunnel allows every connection that NetworkPolicy lets through)\n\n");
+    } else {
+        section(
+            r,
+            out,
+            title,
+            &["POLICY", "ACTION", "L4 RULES", "SCOPE", "WHAT ZTUNNEL DOES"],
+            rows,
+        );
+    }
+    let mut rows = Vec::new();
+    for w in &amb.waypoints {
+        let wp = w.waypoint.clone().unwrap_or_else(|| "-".into());
+        let state = match (&w.state[..], &w.bound_by) {
+            ("uses", Some(b)) => format!("uses (istio.io/use-waypoint on the {b})"),
+            ("missing", _) => "MISSING (no such waypoint)".into(),
+            ("not-for-services", _) => "not for Service traffic".into(),
+            (s, _) => s.to_string(),
+        };
+        if w.policies.is_empty() {
+            rows.push(vec![
+                Cell::new(w.service.clone()),
+                Cell::new(wp.clone()),
+                Cell::new(state.clone()),
+                Cell::new("-"),
+                Cell::new("-"),
+                Cell::new("-"),
+                Cell::new(if w.state == "uses" {
+                    "no policy attached: the waypoint allows everything"
+                } else {
+                    "no waypoint: no L7 policy is enforced"
+                })
+                .tone(Tone::Dim),
+            ]);
+        }
+        for (i, p) in w.policies.iter().enumerate() {
+            let (loaded, tone) = match p.loaded {
+                Some(true) => ("yes", Tone::Good),
+                Some(false) => ("NO", Tone::Bad),
+                None => ("?", Tone::Dim),
+            };
+            let first = i == 0;
+            rows.push(vec![
+                Cell::new(if first {
+                    w.service.clone()
+                } else {
+                    String::new()
+                }),
+                Cell::new(if first { wp.clone() } else { String::new() }),
+                Cell::new(if first { state.clone() } else { String::new() }),
+                Cell::new(format!("{}/{} ({})", p.namespace, p.name, p.via)),
+                Cell::new(p.action.clone()),
+                Cell::new(loaded).tone(tone),
+                Cell::new(p.meaning.clone()),
+            ]);
+        }
+    }
+    let title = "Waypoints of the pod's Services (L7: policies attached with targetRefs)";
+    if rows.is_empty() {
+        if !r.no_headers {
+            out.push_str(title);
+            out.push('\n');
+        }
+        out.push_str("(no Service selects this pod)\n\n");
+    } else {
+        section(
+            r,
+            out,
+            title,
+            &[
+                "SERVICE", "WAYPOINT", "STATE", "POLICY", "ACTION", "LOADED", "MEANING",
+            ],
+            rows,
+        );
+    }
+    if !r.no_headers {
+        out.push_str(&kubeplugin::render::escape_control(&format!(
+            "ztunnel's configuration: {}",
+            amb.ztunnel_config
+        )));
+        out.push_str("\n\n");
+    }
+}
+
 /// Writes the reports: sections (several pods one after another), one JSON
 /// value (an object, or an array when `many`), or one JSON object per line.
 pub fn write_reports(
@@ -484,6 +614,7 @@ mod tests {
             },
             findings: vec![],
             what_if: None,
+            ambient: None,
         }
     }
 

@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+pub use meshpolicy::ambient_audit::ZtunnelBinding;
+
 pub use crate::peerauth::{PeerAuthEntry, PeerAuthSection, PortMode};
 
 /// Everything authzcheck knows about one pod.
@@ -23,7 +25,11 @@ pub struct Report {
     /// PeerAuthentications that apply and the mTLS mode per port (None:
     /// no cluster, a config dump file only).
     pub peer_authentication: Option<PeerAuthSection>,
-    /// What the sidecar's Envoy loaded.
+    /// For a pod in Istio ambient mode (no sidecar): what ztunnel and the
+    /// waypoints enforce. Absent for every other pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ambient: Option<AmbientSection>,
+    /// What the sidecar's Envoy loaded (for an ambient pod: its waypoint's).
     pub proxy: ProxyView,
     /// Conclusions joining the layers.
     pub findings: Vec<Finding>,
@@ -31,6 +37,48 @@ pub struct Report {
     /// Envoy section still describes the cluster as it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub what_if: Option<String>,
+}
+
+/// An ambient pod's enforcement: ztunnel (L4, node-wide) and the waypoints
+/// its Services use (L7), from meshpolicy::ambient_audit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AmbientSection {
+    /// The policies ztunnel enforces for the pod (bound by selector,
+    /// namespace-wide or from the root namespace), as ztunnel sees them.
+    pub ztunnel: Vec<ZtunnelBinding>,
+    /// Where ztunnel's own configuration came from (or why it was not read).
+    pub ztunnel_config: String,
+    /// One entry per Service selecting the pod.
+    pub waypoints: Vec<WaypointEntry>,
+}
+
+/// A Service of an ambient pod and the waypoint its traffic goes through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaypointEntry {
+    pub service: String,
+    /// `NS/NAME` of the waypoint, when one is named.
+    pub waypoint: Option<String>,
+    /// `uses`, `none`, `missing` or `not-for-services`.
+    pub state: String,
+    /// Which object's `istio.io/use-waypoint` bound it (`namespace`, `service`).
+    pub bound_by: Option<String>,
+    /// The policies attached to the waypoint for this Service (full L7).
+    pub policies: Vec<WaypointPolicyEntry>,
+}
+
+/// A policy attached to a waypoint through `targetRefs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaypointPolicyEntry {
+    pub namespace: String,
+    pub name: String,
+    pub action: String,
+    pub rules: usize,
+    /// The targetRef that attaches it (`Gateway waypoint`, `Service web`, ...).
+    pub via: String,
+    pub dry_run: bool,
+    pub meaning: String,
+    /// Whether the waypoint's Envoy holds it (`None`: its config was not read).
+    pub loaded: Option<bool>,
 }
 
 /// How a policy row or finding differs with the `-f` / `--delete-f` overlay.

@@ -261,6 +261,7 @@ mod tests {
             peer_authentication: None,
             findings,
             what_if: None,
+            ambient: None,
         }
     }
 

@@ -52,6 +52,8 @@ pub struct ProbeInput<'a> {
     pub request: &'a Request,
     /// The host curl sends (`svc.ns.svc.cluster.local`).
     pub host: &'a str,
+    /// The waypoint the destination Service uses (ambient), resolved by the plan.
+    pub waypoint: Option<&'a meshpolicy::ambient::Waypoint>,
 }
 
 impl<'a> ProbeInput<'a> {
@@ -66,6 +68,7 @@ impl<'a> ProbeInput<'a> {
             target: p.target.as_ref(),
             request: &p.request,
             host: &p.ctx.host,
+            waypoint: p.ctx.destination_waypoint.as_ref(),
         }
     }
 }
@@ -353,7 +356,8 @@ pub fn evaluate(cluster: &Cluster, input: &ProbeInput<'_>) -> Evaluated {
         .authz_request(&src, &dst.namespace, &dst.name, port, Some(http))
         .and_then(|req| {
             let v = cluster.evaluate_authz(&req)?;
-            Ok(ambient_hook(cluster, source, dst, &req).unwrap_or(v))
+            let service = (target.namespace.as_str(), target.service.as_str());
+            Ok(ambient_hook(cluster, source, dst, &req, input.waypoint, service).unwrap_or(v))
         });
     let authz = match authz {
         Ok(a) => a,
@@ -489,13 +493,18 @@ fn mtls_layer(
 }
 
 /// The ambient hook: for a destination in ambient mode (meshpolicy::ambient's
-/// rule), the node's ztunnel enforces the L4 view of the policies, not a
-/// sidecar; its decision replaces the sidecar engine's "not enforced".
+/// rule), traffic to its Service first meets the waypoint the Service uses
+/// (if any), which enforces the policies attached to it with `targetRefs`
+/// with full L7, then the node's ztunnel, which enforces the L4 view of the
+/// policies bound by selector; their decision replaces the sidecar engine's
+/// "not enforced".
 fn ambient_hook(
     cluster: &Cluster,
     source: &meshpolicy::Pod,
     dst: &meshpolicy::Pod,
     req: &meshpolicy::AuthzRequest,
+    waypoint: Option<&meshpolicy::ambient::Waypoint>,
+    service: (&str, &str),
 ) -> Option<meshpolicy::AuthzVerdict> {
     use meshpolicy::ambient::{self, DataplaneMode};
     let labels = |ns: &str| {
@@ -510,36 +519,100 @@ fn ambient_hook(
     if mode(dst) != DataplaneMode::Ambient {
         return None;
     }
-    let root = "istio-system";
-    let policies: Vec<meshpolicy::AuthorizationPolicy> = cluster
-        .authorization_policies_in(&dst.namespace)
-        .into_iter()
-        .chain(if dst.namespace == root {
-            Vec::new()
-        } else {
-            cluster.authorization_policies_in(root)
-        })
-        .map(|c| c.policy().clone())
-        .collect();
+    let root = cluster.options().root_namespace.clone();
+    let in_ns_and_root = |ns: &str| {
+        cluster
+            .authorization_policies_in(ns)
+            .into_iter()
+            .chain(if ns == root {
+                Vec::new()
+            } else {
+                cluster.authorization_policies_in(&root)
+            })
+    };
     let mut l4 = req.clone();
     l4.source_principal = (mode(source) != DataplaneMode::None)
         .then(|| source.principal(meshpolicy::workload::DEFAULT_TRUST_DOMAIN));
-    let z = ambient::ztunnel_decide(&policies, dst, &l4, root);
-    let mut notes: Vec<String> = z
-        .omissions
-        .iter()
-        .map(|o| {
-            format!(
-                "{} rule {}: ztunnel does not support HTTP attributes ({}); the rule is {} (more restrictive than written); bind it to a waypoint with targetRefs",
-                o.policy,
-                o.rule,
-                o.attributes.join(", "),
-                if o.effect == "omitted" { "omitted: it never matches" } else { "enforced without them" }
-            )
-        })
+    let mut notes = Vec::new();
+    // Only a client in the mesh is sent through the waypoint.
+    let source_in_mesh = mode(source) != DataplaneMode::None;
+    let used = waypoint.map(|w| ambient::WaypointUse::Uses {
+        waypoint: w.clone(),
+        bound_by: String::new(),
+    });
+    let waypoint = used
+        .as_ref()
+        .and_then(|u| ambient::waypoint_in_path(source_in_mesh, u));
+    if let Some(w) = waypoint {
+        let attached: Vec<&meshpolicy::CompiledAuthz> = in_ns_and_root(&w.namespace)
+            .filter(|c| ambient::waypoint_applies(c.policy(), w, Some(service), &root))
+            .collect();
+        let mut l7 = req.clone();
+        l7.source_principal = l4.source_principal.clone();
+        let v = meshpolicy::authz::evaluate_policies_with(
+            &attached,
+            &l7,
+            true,
+            Vec::new(),
+            &meshpolicy::authz::EvalOptions::default(),
+        );
+        let wname = format!("{}/{}", w.namespace, w.name);
+        let hint = crate::verdict::waypoint_hint(w);
+        let names = attached
+            .iter()
+            .map(|c| c.policy_ref().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if v.decision == meshpolicy::Decision::Deny {
+            let by = v
+                .policy_id
+                .as_deref()
+                .filter(|id| *id != "none")
+                .map(|id| format!("DENY policy {}", policy_label(id)))
+                .unwrap_or_else(|| format!("ALLOW policies ({names}) apply and none matched"));
+            let mut out = v.clone();
+            out.reason = format!(
+                "waypoint {wname} denied (layer: waypoint, L7, 403 RBAC: access denied): {by}"
+            );
+            out.notes.push(format!(
+                "{}/{} uses waypoint {wname}: it enforces {} with full L7 ({hint})",
+                service.0,
+                service.1,
+                if names.is_empty() {
+                    "no policy".to_string()
+                } else {
+                    names.clone()
+                }
+            ));
+            return Some(out);
+        }
+        // The destination ztunnel then sees the waypoint's identity, not the client's.
+        l4.source_principal = Some(waypoint_principal(cluster, w));
+        notes.push(format!(
+            "waypoint {wname} allowed (layer: waypoint, L7: {}); then ztunnel's L4 view of the connection from the waypoint ({})",
+            if names.is_empty() {
+                "no policy attached".to_string()
+            } else {
+                v.reason.clone()
+            },
+            l4.source_principal.as_deref().unwrap_or_default()
+        ));
+    }
+    let policies: Vec<meshpolicy::AuthorizationPolicy> = in_ns_and_root(&dst.namespace)
+        .map(|c| c.policy().clone())
         .collect();
+    let z = ambient::ztunnel_decide(&policies, dst, &l4, &root);
+    notes.extend(z.omissions.iter().map(|o| {
+        format!(
+            "{} rule {}: ztunnel does not support HTTP attributes ({}); the rule is {} (more restrictive than written); bind it to a waypoint with targetRefs",
+            o.policy,
+            o.rule,
+            o.attributes.join(", "),
+            if o.effect == "omitted" { "omitted: it never matches" } else { "enforced without them" }
+        )
+    }));
     notes.push(format!(
-        "{}/{} is in ambient mode: ztunnel enforces L4 AuthorizationPolicy (a denial resets the connection; see kubectl rbaclog -n istio-system -l app=ztunnel)",
+        "{}/{} is in ambient mode: ztunnel enforces L4 AuthorizationPolicy (a denial resets the connection; see kubectl rbaclog -n {root} -l app=ztunnel)",
         dst.namespace, dst.name
     ));
     let policy_id = match (&z.reason, &z.policy) {
@@ -563,6 +636,31 @@ fn ambient_hook(
         cannot_evaluate: Vec::new(),
         notes,
     })
+}
+
+/// The identity of waypoint `w`'s pods: a running pod of it in the model
+/// (label `gateway.networking.k8s.io/gateway-name`), else the ServiceAccount
+/// istiod names like the Gateway.
+fn waypoint_principal(cluster: &Cluster, w: &meshpolicy::ambient::Waypoint) -> String {
+    let td = meshpolicy::workload::DEFAULT_TRUST_DOMAIN;
+    cluster
+        .pods()
+        .iter()
+        .find(|p| {
+            p.namespace == w.namespace
+                && p.labels.get(meshpolicy::ambient::GATEWAY_NAME_LABEL) == Some(&w.name)
+        })
+        .map(|p| p.principal(td))
+        .unwrap_or_else(|| format!("{td}/ns/{}/sa/{}", w.namespace, w.name))
+}
+
+/// `NS/NAME` of an Envoy policy id (`ns[NS]-policy[NAME]-rule[N]`), else the id.
+fn policy_label(id: &str) -> String {
+    let p = PolicyId::parse(id);
+    match (p.namespace, p.name) {
+        (Some(ns), Some(name)) => format!("{ns}/{name}"),
+        _ => id.to_string(),
+    }
 }
 
 /// Notes from the destination sidecar's log lines attributed to a probe.
@@ -817,9 +915,117 @@ spec:
                 source: Some(("np-test-1", "np-test-nginx-1-abc")),
                 target: Some(&t),
                 request: &r,
+                waypoint: None,
                 host: "svc-np-test-nginx-2.np-test-2.svc.cluster.local",
             },
         )
+    }
+
+    /// Ambient np-test-2 whose Service uses a waypoint: the waypoint's L7
+    /// policy decides first and is named, then ztunnel's L4 view.
+    #[test]
+    fn ambient_destination_goes_through_the_waypoint_then_ztunnel() {
+        let ambient = WALKTHROUGH
+            .replace(
+                "{name: np-test-2, labels: {istio-injection: enabled}}",
+                "{name: np-test-2, labels: {istio.io/dataplane-mode: ambient}}",
+            )
+            .replace(
+                "  - {name: np-test-nginx-2, ports: [{containerPort: 80, name: web}]}\n  - {name: istio-proxy}",
+                "  - {name: np-test-nginx-2, ports: [{containerPort: 80, name: web}]}",
+            );
+        let policy = r#"
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-admin, namespace: np-test-2}
+spec:
+  targetRefs:
+  - {kind: Service, group: "", name: svc-np-test-nginx-2}
+  rules:
+  - to:
+    - operation: {paths: [/admin]}
+"#;
+        let c = Cluster::from_manifests(&format!("{ambient}{policy}"), ClusterOptions::default())
+            .unwrap();
+        let w = meshpolicy::ambient::Waypoint {
+            namespace: "np-test-2".into(),
+            name: "waypoint".into(),
+            waypoint_for: meshpolicy::ambient::WaypointFor::Service,
+        };
+        let t = target("np-test-2", "np-test-nginx-2");
+        let r = request("http://svc-np-test-nginx-2.np-test-2.svc.cluster.local:80/");
+        let input = |wp| ProbeInput {
+            source: Some(("np-test-1", "np-test-nginx-1-abc")),
+            target: Some(&t),
+            request: &r,
+            waypoint: wp,
+            host: "svc-np-test-nginx-2.np-test-2.svc.cluster.local",
+        };
+        let e = evaluate(&c, &input(Some(&w)));
+        assert_eq!(
+            e.analysis.engine_verdict,
+            Some(Verdict::DeniedRbac),
+            "{e:?}"
+        );
+        let a = e.analysis.authorization.as_ref().unwrap();
+        assert!(
+            a.reason.contains("waypoint np-test-2/waypoint denied"),
+            "{}",
+            a.reason
+        );
+        assert!(
+            e.analysis
+                .notes
+                .iter()
+                .any(|n| n.contains("np-test-2/only-admin")
+                    && n.contains("gateway.networking.k8s.io/gateway-name=waypoint")),
+            "{:?}",
+            e.analysis.notes
+        );
+        // Without the waypoint the targetRefs policy is enforced by nothing: ztunnel allows.
+        let e = evaluate(&c, &input(None));
+        assert_eq!(e.analysis.engine_verdict, Some(Verdict::Allowed), "{e:?}");
+
+        // Allowed at the waypoint, then ztunnel sees the waypoint's identity:
+        // an L4 ALLOW from np-test-1 only resets it.
+        let l4 = r#"
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: from-1, namespace: np-test-2}
+spec:
+  rules:
+  - from:
+    - source: {namespaces: [np-test-1]}
+"#;
+        let c = Cluster::from_manifests(
+            &format!("{ambient}{}{l4}", policy.replace("/admin", "/")),
+            ClusterOptions::default(),
+        )
+        .unwrap();
+        let e = evaluate(&c, &input(Some(&w)));
+        assert_eq!(
+            e.analysis.engine_verdict,
+            Some(Verdict::DeniedRbac),
+            "{e:?}"
+        );
+        assert!(
+            e.analysis
+                .notes
+                .iter()
+                .any(|n| n.contains("from the waypoint (cluster.local/ns/np-test-2/sa/waypoint)")),
+            "{:?}",
+            e.analysis.notes
+        );
+        assert!(
+            e.analysis
+                .authorization
+                .as_ref()
+                .unwrap()
+                .reason
+                .contains("ztunnel denied")
+        );
     }
 
     fn eval_2_to_1(c: &Cluster) -> Evaluated {
@@ -831,6 +1037,7 @@ spec:
                 source: Some(("np-test-2", "np-test-nginx-2-def")),
                 target: Some(&t),
                 request: &r,
+                waypoint: None,
                 host: "svc-np-test-nginx-1.np-test-1.svc.cluster.local",
             },
         )
@@ -876,6 +1083,7 @@ status: {podIP: 10.0.0.9}
                 source: Some(("plain", "client")),
                 target: Some(&t),
                 request: &r,
+                waypoint: None,
                 host: "svc-np-test-nginx-2.np-test-2.svc.cluster.local",
             },
         )
@@ -1069,6 +1277,7 @@ spec:
                 source: Some(("np-test-1", "np-test-nginx-1-abc")),
                 target: None,
                 request: &r,
+                waypoint: None,
                 host: "example",
             },
         );
@@ -1080,6 +1289,7 @@ spec:
                 source: None,
                 target: None,
                 request: &r,
+                waypoint: None,
                 host: "example",
             },
         );
@@ -1091,6 +1301,7 @@ spec:
                 source: Some(("np-test-1", "np-test-nginx-1-abc")),
                 target: Some(&t),
                 request: &r,
+                waypoint: None,
                 host: "x",
             },
         );

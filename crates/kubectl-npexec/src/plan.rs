@@ -229,6 +229,7 @@ fn probe_to(
             host: format!("{}.{}.svc.{}", t.service, t.namespace, cli.cluster_domain),
             cluster_domain: cli.cluster_domain.clone(),
             destination_ambient: false,
+            destination_waypoint: None,
         },
         request: request_for(cli, url),
         target: Some(t.clone()),
@@ -275,6 +276,7 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
                     host,
                     cluster_domain: cli.cluster_domain.clone(),
                     destination_ambient: false,
+                    destination_waypoint: None,
                 },
                 request: request_for(cli, url.clone()),
                 target: None,
@@ -394,28 +396,69 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
 }
 
 /// Marks probes whose destination namespace is in ambient mode (read once per
-/// namespace), so a reset is read as ztunnel's L4 denial. A pod's own
-/// `istio.io/dataplane-mode` label is not read here; an unreadable namespace
-/// counts as not ambient.
+/// namespace), so a reset is read as ztunnel's L4 denial, and, for those,
+/// the waypoint the destination Service uses (meshpolicy's binding rules over
+/// the Service's and namespace's labels and the Gateways), so a 403 is read
+/// as that waypoint's. A pod's own `istio.io/dataplane-mode` label is not
+/// read here; an unreadable namespace counts as not ambient, an unreadable
+/// Service or Gateway list as no waypoint.
 async fn mark_ambient(kube: &Kube, plan: &mut Plan) {
-    use k8s_openapi::api::core::v1::Namespace;
-    use meshpolicy::ambient::{DataplaneMode, dataplane_mode};
-    let mut modes: BTreeMap<String, bool> = BTreeMap::new();
+    use k8s_openapi::api::core::v1::{Namespace, Service};
+    use meshpolicy::ambient::{DataplaneMode, Waypoint, WaypointUse, dataplane_mode};
+    use meshpolicy::ambient_audit::{GatewayInfo, ServiceInfo, service_waypoint};
+    let mut labels_of: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut gateways: Option<Vec<GatewayInfo>> = None;
+    let mut waypoints: BTreeMap<(String, String), Option<Waypoint>> = BTreeMap::new();
     for p in &mut plan.probes {
         let Some(ns) = p.ctx.to_namespace.clone() else {
             continue;
         };
-        if !modes.contains_key(&ns) {
+        if !labels_of.contains_key(&ns) {
             let api: kube::Api<Namespace> = kube::Api::all(kube.client.clone());
             let labels = match api.get(&ns).await {
                 Ok(n) => n.metadata.labels.unwrap_or_default(),
                 Err(_) => BTreeMap::new(),
             };
-            let ambient =
-                dataplane_mode(&BTreeMap::new(), false, &labels) == DataplaneMode::Ambient;
-            modes.insert(ns.clone(), ambient);
+            labels_of.insert(ns.clone(), labels);
         }
-        p.ctx.destination_ambient = modes[&ns];
+        let ns_labels = &labels_of[&ns];
+        p.ctx.destination_ambient =
+            dataplane_mode(&BTreeMap::new(), false, ns_labels) == DataplaneMode::Ambient;
+        let Some(t) = p.target.as_ref().filter(|_| p.ctx.destination_ambient) else {
+            continue;
+        };
+        let key = (t.namespace.clone(), t.service.clone());
+        if !waypoints.contains_key(&key) {
+            if gateways.is_none() {
+                let listed = kubeplugin::policy_model::list_gateways(kube, &ns).await;
+                gateways = Some(
+                    listed
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(GatewayInfo::from_value)
+                        .collect(),
+                );
+            }
+            let api: kube::Api<Service> = kube::Api::namespaced(kube.client.clone(), &t.namespace);
+            let svc_labels = match api.get(&t.service).await {
+                Ok(s) => s.metadata.labels.unwrap_or_default(),
+                Err(_) => BTreeMap::new(),
+            };
+            let svc = ServiceInfo {
+                namespace: t.namespace.clone(),
+                name: t.service.clone(),
+                labels: svc_labels,
+                selector: t.selector.clone().unwrap_or_default(),
+            };
+            let w = match service_waypoint(&svc, ns_labels, gateways.as_deref().unwrap_or(&[])) {
+                WaypointUse::Uses { waypoint, .. } => Some(waypoint),
+                _ => None,
+            };
+            waypoints.insert(key.clone(), w);
+        }
+        p.ctx.destination_waypoint = waypoints[&key].clone();
     }
 }
 

@@ -203,6 +203,9 @@ pub struct HintContext {
     /// The destination namespace is enrolled in Istio's ambient mode
     /// (meshpolicy::ambient's rule on its labels): a reset comes from ztunnel.
     pub destination_ambient: bool,
+    /// The waypoint the destination Service's traffic goes through (ambient):
+    /// a 403 `RBAC: access denied` then comes from that waypoint's Envoy.
+    pub destination_waypoint: Option<meshpolicy::ambient::Waypoint>,
 }
 
 /// A verdict with its one-line detail and hint.
@@ -319,6 +322,19 @@ pub fn classify(obs: &Observation, ctx: &HintContext) -> Classified {
                 Verdict::DeniedRbac,
                 "403 Forbidden, and the destination sidecar logged an RBAC denial for it (busybox wget shows no headers or body)".into(),
                 Some(rbac_hint(ctx)),
+            );
+        }
+        if code == 403
+            && is_envoy_rbac_reply(&body, &obs.headers)
+            && let Some(w) = &ctx.destination_waypoint
+        {
+            return c(
+                Verdict::DeniedRbac,
+                format!(
+                    "RBAC: access denied by waypoint {}/{} (layer: waypoint, an L7 AuthorizationPolicy attached with targetRefs)",
+                    w.namespace, w.name
+                ),
+                Some(waypoint_hint(w)),
             );
         }
         if code == 403 && is_envoy_rbac_reply(&body, &obs.headers) {
@@ -537,6 +553,15 @@ pub fn is_envoy_rbac_reply(body: &str, headers: &[(String, String)]) -> bool {
     is_envoy_local_reply(body, headers, RBAC_DENIED)
 }
 
+/// The hint after a waypoint's denial: the waypoint's own log says which policy.
+pub fn waypoint_hint(w: &meshpolicy::ambient::Waypoint) -> String {
+    format!(
+        "denied by waypoint {ns}/{name}: see kubectl rbaclog -n {ns} -l gateway.networking.k8s.io/gateway-name={name}",
+        ns = w.namespace,
+        name = w.name
+    )
+}
+
 fn rbac_hint(ctx: &HintContext) -> String {
     match &ctx.to_namespace {
         Some(ns) => format!(
@@ -650,7 +675,46 @@ mod tests {
             host: "svc-np-test-nginx-2.np-test-2.svc.cluster.local".into(),
             cluster_domain: "cluster.local".into(),
             destination_ambient: false,
+            destination_waypoint: None,
         }
+    }
+
+    #[test]
+    fn a_403_through_a_waypoint_names_the_waypoint_and_its_log() {
+        let mut c = ctx();
+        c.destination_ambient = true;
+        c.destination_waypoint = Some(meshpolicy::ambient::Waypoint {
+            namespace: "np-test-2".into(),
+            name: "waypoint".into(),
+            waypoint_for: meshpolicy::ambient::WaypointFor::Service,
+        });
+        let got = classify(&obs(0, Some(403), "RBAC: access denied", "", false), &c);
+        assert_eq!(got.verdict, Verdict::DeniedRbac);
+        assert!(
+            got.detail.contains("waypoint np-test-2/waypoint"),
+            "{}",
+            got.detail
+        );
+        assert_eq!(
+            got.hint.as_deref(),
+            Some(
+                "denied by waypoint np-test-2/waypoint: see kubectl rbaclog -n np-test-2 -l gateway.networking.k8s.io/gateway-name=waypoint"
+            )
+        );
+        // A ztunnel reset keeps its own reading.
+        let reset = Observation {
+            destination_ambient: true,
+            ..obs(
+                56,
+                None,
+                "",
+                "Recv failure: Connection reset by peer",
+                false,
+            )
+        };
+        let got = classify(&reset, &c);
+        assert_eq!(got.verdict, Verdict::DeniedRbac);
+        assert!(got.detail.contains("ztunnel"), "{}", got.detail);
     }
 
     fn obs(exit: i32, status: Option<u16>, body: &str, stderr: &str, sidecar: bool) -> Observation {

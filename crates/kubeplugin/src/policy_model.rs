@@ -151,6 +151,41 @@ pub async fn list_authorization_policies(
         .map(Some)
 }
 
+/// The Gateway API Gateways (`gateway.networking.k8s.io/v1`) of every
+/// namespace, or of `namespace` when listing across namespaces is forbidden;
+/// `None` when the cluster does not serve Gateways. Ambient waypoints are
+/// Gateways of class `istio-waypoint`, so both plugins resolve them from this.
+pub async fn list_gateways(
+    kube: &Kube,
+    namespace: &str,
+) -> Result<Option<Vec<serde_json::Value>>, PluginError> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
+        "gateways",
+    );
+    let all: Api<DynamicObject> = Api::all_with(kube.client.clone(), &ar);
+    let listed = match all.list(&ListParams::default()).await {
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            let ns: Api<DynamicObject> = Api::namespaced_with(kube.client.clone(), namespace, &ar);
+            ns.list(&ListParams::default()).await
+        }
+        other => other,
+    };
+    match listed {
+        Ok(list) => Ok(Some(
+            list.items
+                .iter()
+                .filter_map(|o| serde_json::to_value(o).ok())
+                .collect(),
+        )),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(kube.err(
+            e,
+            &ApiOp::new("list", "gateways.gateway.networking.k8s.io", namespace),
+        )),
+    }
+}
+
 /// The PeerAuthentications of a namespace, validated as Istio validates them.
 #[derive(Debug, Default, Clone)]
 pub struct PeerAuthentications {

@@ -7,6 +7,7 @@
 //! the plugins, the simulated cluster and the tests all agree by construction.
 
 pub mod ambient;
+pub mod ambient_audit;
 pub mod authz;
 pub mod cluster;
 pub mod connectivity;

@@ -101,6 +101,7 @@ fn run_with(
         namespace_labels: labels(injection),
         ages,
         invalid: &[],
+        ambient: Default::default(),
     };
     analyze(&ctx, proxy)
 }
@@ -520,4 +521,161 @@ fn offline_report_explains_hidden_parts() {
     assert!(r.pod.is_none());
     let f = r.findings.iter().find(|f| f.code == "custom").unwrap();
     assert!(f.message.contains("provider opa"), "{}", f.message);
+}
+
+/// An ambient pod: no sidecar advice, ztunnel's view, the waypoint's policies
+/// (loaded or not in the waypoint's Envoy) and the audit's findings.
+#[test]
+fn ambient_pod_gets_ztunnel_and_waypoint_sections_not_sidecar_advice() {
+    let c = model(
+        r#"
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: get-only, namespace: np-test-2}
+spec:
+  selector: {matchLabels: {app: plain}}
+  rules:
+  - to:
+    - operation: {methods: [GET]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: at-waypoint, namespace: np-test-2}
+spec:
+  targetRefs:
+  - {kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}
+  rules:
+  - to:
+    - operation: {methods: [GET]}
+"#,
+    );
+    let p = c.pod("np-test-2", "plain").unwrap().clone();
+    let ns_labels: BTreeMap<String, String> = [
+        ("istio.io/dataplane-mode", "ambient"),
+        ("istio.io/use-waypoint", "waypoint"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let services = [ServiceInfo {
+        namespace: "np-test-2".into(),
+        name: "plain".into(),
+        labels: BTreeMap::new(),
+        selector: [("app".to_string(), "plain".to_string())].into(),
+    }];
+    let gateways = [GatewayInfo {
+        namespace: "np-test-2".into(),
+        name: "waypoint".into(),
+        class: "istio-waypoint".into(),
+        ..Default::default()
+    }];
+    let ages = HashMap::new();
+    let ctx = PodContext {
+        cluster: &c,
+        pod: &p,
+        phase: "Running".into(),
+        namespace_labels: Some(ns_labels),
+        ages: &ages,
+        invalid: &[],
+        ambient: AmbientInputs {
+            services: &services,
+            gateways: &gateways,
+            extra_policies: &[],
+            ztunnel_config: "not read",
+        },
+    };
+    let r = analyze(&ctx, view(vec![]));
+    let amb = r.ambient.as_ref().expect("ambient section");
+    assert!(r.authorization_policies.is_empty());
+    assert_eq!(amb.ztunnel.len(), 1);
+    assert_eq!(amb.ztunnel[0].policy.name, "get-only");
+    assert_eq!(amb.waypoints[0].state, "uses");
+    assert_eq!(amb.waypoints[0].policies[0].name, "at-waypoint");
+    assert_eq!(amb.waypoints[0].policies[0].loaded, Some(false));
+    let c = codes(&r);
+    for code in [
+        "ztunnel-ignores-l7",
+        "sidecar-policy-left-behind",
+        "ztunnel-denies-everything",
+        "not-loaded",
+        "ambient",
+    ] {
+        assert!(c.iter().any(|(k, _)| *k == code), "{code} in {c:?}");
+    }
+    for code in ["no-sidecar", "no-injection", "peerauth-not-enforced"] {
+        assert!(!c.iter().any(|(k, _)| *k == code), "{code} in {c:?}");
+    }
+    let text = crate::render::report_text(
+        &kubeplugin::render::Renderer {
+            format: kubeplugin::OutputFormat::Table,
+            no_headers: false,
+            color: false,
+            transform: None,
+        },
+        &r,
+    );
+    assert!(text.contains("enforced by ztunnel (L4 only"), "{text}");
+    assert!(
+        text.contains("np-test-2/at-waypoint (Gateway waypoint)"),
+        "{text}"
+    );
+    assert!(!text.contains("enforced by the sidecar"), "{text}");
+}
+
+/// A waypoint's own pod: the policies attached to its Gateway are the ones
+/// that apply (and its Envoy holding them is no staleness).
+#[test]
+fn waypoint_pod_reports_the_policies_attached_to_it() {
+    let c = model(
+        r#"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: waypoint-1, namespace: np-test-2, labels: {gateway.networking.k8s.io/gateway-name: waypoint, gateway.istio.io/managed: istio.io-mesh-controller}}
+spec:
+  containers: [{name: istio-proxy, image: proxyv2}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: at-waypoint, namespace: np-test-2}
+spec:
+  targetRefs:
+  - {kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}
+  rules:
+  - to:
+    - operation: {methods: [GET]}
+"#,
+    );
+    let p = c.pod("np-test-2", "waypoint-1").unwrap().clone();
+    let gateways = [GatewayInfo {
+        namespace: "np-test-2".into(),
+        name: "waypoint".into(),
+        class: "istio-waypoint".into(),
+        ..Default::default()
+    }];
+    let ages = HashMap::new();
+    let ctx = PodContext {
+        cluster: &c,
+        pod: &p,
+        phase: "Running".into(),
+        namespace_labels: labels(false),
+        ages: &ages,
+        invalid: &[],
+        ambient: AmbientInputs {
+            services: &[],
+            gateways: &gateways,
+            extra_policies: &[],
+            ztunnel_config: "",
+        },
+    };
+    let r = analyze(
+        &ctx,
+        view(vec![row("ALLOW", "at-waypoint", Some("np-test-2"), 1)]),
+    );
+    assert_eq!(r.authorization_policies.len(), 1, "{r:?}");
+    assert_eq!(r.authorization_policies[0].scope, "waypoint");
+    assert_eq!(r.authorization_policies[0].loaded, Some(true));
+    assert!(!has(&r, "not-in-api"), "{:?}", codes(&r));
+    assert!(r.ambient.is_none());
 }
