@@ -607,6 +607,8 @@ impl Mesh {
             let Some(cfg) = mesh.sidecar_config(&pod, &app_ports, &paths) else {
                 return;
             };
+            f2.cds()
+                .set(&ns, &name, mesh.provider_clusters(&f2, &cfg.ext_authz));
             let written = sidecar::write_atomic(&paths.bootstrap, &cfg.bootstrap).and_then(|()| {
                 sidecar::write_atomic(
                     &paths.lds,
@@ -658,10 +660,14 @@ impl Mesh {
         let app = self.app.upgrade()?;
         let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
         let name = pod["metadata"]["name"].as_str().unwrap_or("");
-        let (services, access_log) = {
+        let (services, access_log, ext_authz) = {
             let store = lock(&app.store);
             let services: Vec<Value> = store.list(resources::SERVICES, Some(ns)).cloned().collect();
-            (services, flow::access_log_enabled(&store))
+            (
+                services,
+                flow::access_log_enabled(&store),
+                sidecar::config::ext_authz_options(&store),
+            )
         };
         let policies = self.sidecar_policies(ns, name);
         let (_, peer_authentications) = self.received(ns, name);
@@ -687,8 +693,32 @@ impl Mesh {
                 ca_pem: fleet.pki().ca_pem(),
                 access_log,
                 lds_path: &paths.lds,
+                ext_authz: &ext_authz,
+                xds_port: fleet.xds_port(),
             },
         ))
+    }
+
+    /// The clusters of CUSTOM providers' services, each leading to where
+    /// meshsim answers for that service ([`appserver::serve_provider`]).
+    fn provider_clusters(
+        &self,
+        fleet: &Fleet,
+        ups: &[meshpolicy::istio::listener::ExtAuthzUpstream],
+    ) -> Vec<Value> {
+        ups.iter()
+            .filter_map(|up| {
+                let addr = if up.grpc {
+                    sidecar::config::GRPC_PROVIDER_ADDRESS
+                } else {
+                    let port = fleet.provider_port(&up.host, up.port, |stop| {
+                        appserver::serve_provider(self.app.clone(), up.host.clone(), up.port, stop)
+                    })?;
+                    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+                };
+                Some(sidecar::config::provider_cluster(up, addr))
+            })
+            .collect()
     }
 
     /// Brings the sidecar of `ns/pod` up to date with what it has received
@@ -709,6 +739,11 @@ impl Mesh {
         let paths = sidecar::Paths::new(proxy.dir.clone());
         let mut w = proxy.config.lock().await;
         if let Some(cfg) = self.sidecar_config(&pod_json, &w.app_ports, &paths) {
+            // CUSTOM providers' clusters first, so the listener calling them
+            // finds them.
+            let clusters = self.provider_clusters(fleet, &cfg.ext_authz);
+            let names: Vec<String> = cfg.ext_authz.iter().map(|u| u.cluster.clone()).collect();
+            fleet.cds().set(ns, pod, clusters);
             fleet
                 .apply(
                     &proxy,
@@ -718,6 +753,13 @@ impl Mesh {
                     sidecar::READY_LIMIT,
                 )
                 .await;
+            if w.ext_authz_clusters != names
+                && fleet
+                    .await_clusters(&proxy, &names, sidecar::READY_LIMIT)
+                    .await
+            {
+                w.ext_authz_clusters = names;
+            }
         }
         drop(w);
         proxy.addresses()
