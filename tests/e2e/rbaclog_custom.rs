@@ -19,6 +19,8 @@ use common::{Cluster, Out, fast_config, repo_root};
 const POLICY: &str = "examples/custom/policies/ext-authz-np-test-2.yaml";
 const POLICY_NAME: &str = "ext-authz-np-test-2";
 const PROVIDER: &str = "sample-ext-authz-http";
+const BAD_POLICY: &str = "ext-authz-unknown-provider";
+const BAD_PROVIDER: &str = "no-such-provider";
 const DENY_BODY: &str =
     "denied by ext_authz for not found header `x-ext-authz: allow` in the request";
 
@@ -217,4 +219,52 @@ async fn custom_denial_names_policy_and_provider() {
             .await,
     );
     assert!(other.iter().all(|d| d["action"] != "CUSTOM"), "{other:#?}");
+
+    // A provider the mesh config does not name: istiod builds DENY rules
+    // (`-deny-due-to-bad-CUSTOM-action`) instead of ext_authz, so CUSTOM
+    // fails closed with Envoy's RBAC denial, even with the sample's header.
+    env.c
+        .ok(&[
+            "delete",
+            "authorizationpolicy",
+            "-n",
+            "np-test-2",
+            POLICY_NAME,
+        ])
+        .await
+        .unwrap();
+    let bad = format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {BAD_POLICY}, namespace: np-test-2}}\nspec:\n  selector: {{matchLabels: {{app: np-test-nginx-2}}}}\n  action: CUSTOM\n  provider: {{name: {BAD_PROVIDER}}}\n  rules: [{{}}]\n"
+    );
+    let o = env
+        .c
+        .kubectl_stdin(&["apply", "-f", "-"], Some(bad.as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(o.code, 0, "{o:?}");
+    let mut rbac_denied = None;
+    for _ in 0..200 {
+        let (code, body) = env.curl(&client, &["-H", "x-ext-authz: allow"]).await;
+        if code != 200 {
+            rbac_denied = Some((code, body));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        rbac_denied,
+        Some((403, "RBAC: access denied".to_string())),
+        "an unknown provider must fail closed"
+    );
+    let v = json(
+        &env.rbaclog(&["np-test-2", "--policy", BAD_POLICY, "-o", "json"])
+            .await,
+    );
+    let d = v
+        .iter()
+        .find(|d| d["engine"] == "enforced" && d["decision"] == "denied")
+        .unwrap_or_else(|| panic!("{v:#?}"));
+    assert_eq!(d["policy"]["name"], BAD_POLICY, "{d:#}");
+    assert_eq!(d["policy"]["provider"], BAD_PROVIDER, "{d:#}");
+    assert_eq!(d["filter"], "http-rbac", "{d:#}");
 }
