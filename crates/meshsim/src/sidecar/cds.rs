@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub const XDS_CLUSTER: &str = "meshsim-xds";
 
 /// How often Envoy asks for its clusters.
-pub const REFRESH_DELAY: &str = "0.5s";
+pub const REFRESH_DELAY: &str = "1s";
 
 const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 
@@ -103,13 +103,10 @@ impl Cds {
                     let Some(cds) = me.upgrade() else {
                         return StatusCode::SERVICE_UNAVAILABLE.into_response();
                     };
-                    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let md = &req["node"]["metadata"];
-                    let (Some(ns), Some(pod)) = (md["NAMESPACE"].as_str(), md["NAME"].as_str())
-                    else {
+                    let Some((ns, pod)) = node_of(&body) else {
                         return StatusCode::BAD_REQUEST.into_response();
                     };
-                    axum::Json(cds.response(ns, pod)).into_response()
+                    axum::Json(cds.response(&ns, &pod)).into_response()
                 }
             }),
         );
@@ -120,6 +117,37 @@ impl Cds {
         });
         Ok(port)
     }
+}
+
+/// A string field of Envoy's compact JSON (`"KEY":"VALUE"`, no escapes in
+/// VALUE), found without parsing the whole request.
+fn compact_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("\"{key}\":\"");
+    let start = text.find(&pat)? + pat.len();
+    let rest = &text[start..];
+    let end = rest.find('"')?;
+    let v = &rest[..end];
+    (!v.contains('\\')).then_some(v)
+}
+
+/// The sidecar asking (its node metadata `NAMESPACE` and `NAME`). Each
+/// request repeats Envoy's whole node (tens of KB with its extension list)
+/// and sidecars ask every [`REFRESH_DELAY`]: the two fields are looked up
+/// in the text, and the JSON parsed only when that fails.
+fn node_of(body: &[u8]) -> Option<(String, String)> {
+    let text = std::str::from_utf8(body).ok()?;
+    if let (Some(ns), Some(pod)) = (
+        compact_field(text, "NAMESPACE"),
+        compact_field(text, "NAME"),
+    ) {
+        return Some((ns.to_string(), pod.to_string()));
+    }
+    let req: Value = serde_json::from_str(text).ok()?;
+    let md = &req["node"]["metadata"];
+    Some((
+        md["NAMESPACE"].as_str()?.to_string(),
+        md["NAME"].as_str()?.to_string(),
+    ))
 }
 
 /// The bootstrap's `cds_config` polling the server on `port`, and the static
@@ -151,6 +179,16 @@ pub fn bootstrap_parts(port: u16) -> (Value, Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_asking_sidecar_is_read_from_its_node() {
+        let compact = br#"{"version_info":"1","node":{"id":"sidecar~x","metadata":{"WORKLOAD_NAME":"w","NAME":"p-1","NAMESPACE":"ns"}}}"#;
+        assert_eq!(node_of(compact), Some(("ns".into(), "p-1".into())));
+        let spaced = br#"{"node": {"metadata": {"NAMESPACE": "ns", "NAME": "p-2"}}}"#;
+        assert_eq!(node_of(spaced), Some(("ns".into(), "p-2".into())));
+        assert_eq!(node_of(b"{}"), None);
+        assert_eq!(node_of(b"\xff"), None);
+    }
 
     #[test]
     fn response_carries_the_sidecars_clusters_and_a_version_that_follows_them() {
