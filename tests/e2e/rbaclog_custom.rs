@@ -21,6 +21,8 @@ const POLICY_NAME: &str = "ext-authz-np-test-2";
 const PROVIDER: &str = "sample-ext-authz-http";
 const BAD_POLICY: &str = "ext-authz-unknown-provider";
 const BAD_PROVIDER: &str = "no-such-provider";
+const GRPC_POLICY: &str = "ext-authz-grpc";
+const GRPC_PROVIDER: &str = "sample-ext-authz-grpc";
 const DENY_BODY: &str =
     "denied by ext_authz for not found header `x-ext-authz: allow` in the request";
 
@@ -267,4 +269,67 @@ async fn custom_denial_names_policy_and_provider() {
     assert_eq!(d["policy"]["name"], BAD_POLICY, "{d:#}");
     assert_eq!(d["policy"]["provider"], BAD_PROVIDER, "{d:#}");
     assert_eq!(d["filter"], "http-rbac", "{d:#}");
+
+    // The gRPC provider: Envoy's gRPC ext_authz asks the sample on port 9000.
+    env.c
+        .ok(&[
+            "delete",
+            "authorizationpolicy",
+            "-n",
+            "np-test-2",
+            BAD_POLICY,
+        ])
+        .await
+        .unwrap();
+    let grpc = bad
+        .replace(BAD_POLICY, GRPC_POLICY)
+        .replace(BAD_PROVIDER, GRPC_PROVIDER);
+    let o = env
+        .c
+        .kubectl_stdin(&["apply", "-f", "-"], Some(grpc.as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(o.code, 0, "{o:?}");
+    let mut grpc_denied = None;
+    for _ in 0..200 {
+        let (code, body) = env.curl(&client, &[]).await;
+        if body == DENY_BODY {
+            grpc_denied = Some(code);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(grpc_denied, Some(403), "no gRPC ext_authz denial");
+    assert_eq!(
+        env.curl(&client, &["-H", "x-ext-authz: allow"]).await,
+        (200, "Hello world - np-test-nginx-2!".to_string()),
+        "gRPC check with the sample's header"
+    );
+    let logs = env
+        .c
+        .ok(&[
+            "logs",
+            "-n",
+            "np-test-2",
+            "-l",
+            "app=ext-authz",
+            "-c",
+            "ext-authz",
+        ])
+        .await
+        .unwrap();
+    assert!(logs.contains("[gRPCv3][denied]: "), "{logs}");
+    assert!(logs.contains("[gRPCv3][allowed]: "), "{logs}");
+    let v = json(
+        &env.rbaclog(&["np-test-2", "--policy", GRPC_POLICY, "-o", "json"])
+            .await,
+    );
+    assert!(
+        v.iter().any(|d| d["engine"] == "enforced"
+            && d["action"] == "CUSTOM"
+            && d["decision"] == "denied"
+            && d["details"] == "ext_authz_denied"
+            && d["policy"]["provider"] == GRPC_PROVIDER),
+        "{v:#?}"
+    );
 }

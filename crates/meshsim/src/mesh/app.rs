@@ -22,8 +22,9 @@
 //! both with the sample's `x-ext-authz-check-result` (`allowed`/`denied`),
 //! `x-ext-authz-check-received` and `x-ext-authz-additional-header-override`
 //! headers, and the sample's log line ([`ext_authz_log_line`]). This is the
-//! server CUSTOM policies' ext_authz filters call in meshsim. Its gRPC port
-//! (9000) is not served.
+//! server CUSTOM policies' ext_authz filters call in meshsim. Its gRPC check
+//! (port 9000, [`ext_authz_grpc_allows`]) is served to Envoy's gRPC ext_authz
+//! by [`crate::mesh::grpcauthz`].
 
 use serde_json::Value;
 
@@ -358,6 +359,31 @@ pub const EXT_AUTHZ_RESULT_HEADER: &str = "x-ext-authz-check-result";
 pub const EXT_AUTHZ_RECEIVED_HEADER: &str = "x-ext-authz-check-received";
 pub const EXT_AUTHZ_OVERRIDE_HEADER: &str = "x-ext-authz-additional-header-override";
 
+/// The gRPC port of the ext_authz sample's check server.
+pub const EXT_AUTHZ_GRPC_PORT: u16 = 9000;
+/// The service account the sample's gRPC check allows without the header
+/// (its `-allow_service_account` default).
+pub const EXT_AUTHZ_GRPC_ALLOWED_SA: &str = "a";
+/// The value the sample's gRPC check puts in the override header.
+pub const EXT_AUTHZ_GRPC_OVERRIDE_VALUE: &str = "grpc-additional-header-override-value";
+
+/// The sample's gRPC check: the `x-ext-authz` header decides when present
+/// (`allow` allows), else a source principal of service account `a`.
+pub fn ext_authz_grpc_allows(headers: &[(String, String)], principal: &str) -> bool {
+    match header(headers, EXT_AUTHZ_CHECK_HEADER) {
+        Some(v) => v == EXT_AUTHZ_ALLOWED_VALUE,
+        None => principal.ends_with(&format!("/sa/{EXT_AUTHZ_GRPC_ALLOWED_SA}")),
+    }
+}
+
+/// The line the sample logs for one gRPC (v3) check:
+/// `2006/01/02 15:04:05 [gRPCv3][denied]: HOSTPATH, attributes: ...`.
+pub fn ext_authz_grpc_log_line(allowed: bool, host: &str, path: &str, attributes: &str) -> String {
+    let t = jiff::Timestamp::now().strftime("%Y/%m/%d %H:%M:%S");
+    let verdict = if allowed { "allowed" } else { "denied" };
+    format!("{t} [gRPCv3][{verdict}]: {host}{path}, attributes: {attributes}")
+}
+
 /// The body of the sample's denials.
 pub fn ext_authz_deny_body() -> String {
     format!(
@@ -677,6 +703,20 @@ mod tests {
             ),
             "{line}"
         );
+        // gRPC: the header decides when present, else service account `a`.
+        assert!(ext_authz_grpc_allows(&h("allow"), ""));
+        assert!(!ext_authz_grpc_allows(
+            &h("deny"),
+            "spiffe://cluster.local/ns/x/sa/a"
+        ));
+        assert!(ext_authz_grpc_allows(
+            &[],
+            "spiffe://cluster.local/ns/x/sa/a"
+        ));
+        assert!(!ext_authz_grpc_allows(
+            &[],
+            "spiffe://cluster.local/ns/x/sa/default"
+        ));
         let other = json!({"metadata": {"name": "p", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
         assert_eq!(ext_authz_container(&other), None);
     }

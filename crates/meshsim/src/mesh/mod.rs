@@ -29,6 +29,7 @@ pub mod app;
 pub mod appserver;
 pub mod decide;
 pub mod flow;
+pub mod grpcauthz;
 pub mod timeline;
 
 use std::collections::HashMap;
@@ -708,14 +709,15 @@ impl Mesh {
     ) -> Vec<Value> {
         ups.iter()
             .filter_map(|up| {
-                let addr = if up.grpc {
-                    sidecar::config::GRPC_PROVIDER_ADDRESS
-                } else {
-                    let port = fleet.provider_port(&up.host, up.port, |stop| {
-                        appserver::serve_provider(self.app.clone(), up.host.clone(), up.port, stop)
-                    })?;
-                    std::net::SocketAddr::from(([127, 0, 0, 1], port))
-                };
+                let (app, host) = (self.app.clone(), up.host.clone());
+                let port = fleet.provider_port(&up.host, up.port, up.grpc, |stop| {
+                    if up.grpc {
+                        grpcauthz::serve(app, host, up.port, stop)
+                    } else {
+                        appserver::serve_provider(app, host, up.port, stop)
+                    }
+                })?;
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
                 Some(sidecar::config::provider_cluster(up, addr))
             })
             .collect()

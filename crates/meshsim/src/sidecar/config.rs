@@ -108,10 +108,6 @@ pub fn provider_cluster(up: &ExtAuthzUpstream, addr: SocketAddr) -> Value {
     c
 }
 
-/// Where a gRPC provider's cluster leads: meshsim serves no gRPC check
-/// server, so the check fails and CUSTOM fails closed (403, `UAEX`).
-pub const GRPC_PROVIDER_ADDRESS: SocketAddr = CLOSED;
-
 /// The mTLS mode of a pod's `port` under the PeerAuthentications its sidecar
 /// has received, by meshpolicy's rules (Istio's precedence; one that Istio's
 /// validation would refuse is left out, as the API server would not hold it).

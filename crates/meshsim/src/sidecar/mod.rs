@@ -85,8 +85,8 @@ pub struct Fleet {
     tasks: TaskTracker,
     /// Clusters given to sidecars after they started (CUSTOM providers).
     cds: Arc<cds::Cds>,
-    /// CUSTOM provider (service host, port) -> the loopback port answering for it.
-    providers: Mutex<HashMap<(String, u16), u16>>,
+    /// CUSTOM provider (service host, port, gRPC) -> the loopback port answering for it.
+    providers: Mutex<HashMap<(String, u16, bool), u16>>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -238,16 +238,17 @@ impl Fleet {
     }
 
     /// The loopback port answering for the CUSTOM provider service `host` on
-    /// `port`, started with `start` (given meshsim's shutdown token) the
-    /// first time it is asked for.
+    /// `port` (over gRPC or HTTP), started with `start` (given meshsim's
+    /// shutdown token) the first time it is asked for.
     pub fn provider_port(
         &self,
         host: &str,
         port: u16,
+        grpc: bool,
         start: impl FnOnce(CancellationToken) -> std::io::Result<u16>,
     ) -> Option<u16> {
         let mut map = lock(&self.providers);
-        let key = (host.to_string(), port);
+        let key = (host.to_string(), port, grpc);
         if let Some(p) = map.get(&key) {
             return Some(*p);
         }
