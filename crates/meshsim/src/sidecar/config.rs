@@ -281,3 +281,79 @@ pub fn envoy_config(input: &SidecarInput<'_>) -> EnvoyConfig {
 pub fn resource_file(version: u64, resources: &[Value]) -> Value {
     json!({"version_info": version.to_string(), "resources": resources})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshpolicy::istio::meshconfig::{extension_providers, translate_options};
+
+    fn policy(provider: &str) -> AuthorizationPolicy {
+        serde_yaml_ng::from_str(&format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: c, namespace: ns}}\nspec:\n  selector: {{matchLabels: {{app: web}}}}\n  action: CUSTOM\n  provider: {{name: {provider}}}\n  rules: [{{}}]\n"
+        ))
+        .unwrap()
+    }
+
+    fn config(policies: &[AuthorizationPolicy], opts: &TranslateOptions) -> EnvoyConfig {
+        let pod = json!({"metadata": {"name": "web-1", "namespace": "ns", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "ports": [{"containerPort": 80}]}, {"name": "istio-proxy"}]},
+            "status": {"podIP": "10.0.0.1"}});
+        let identity = Identity {
+            spiffe: "spiffe://cluster.local/ns/ns/sa/default".into(),
+            cert_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+            cert_der: Vec::new(),
+            key_der: Vec::new(),
+        };
+        let app_ports = BTreeMap::from([(80, Some(8080))]);
+        envoy_config(&SidecarInput {
+            pod: &pod,
+            services: &[],
+            policies,
+            peer_authentications: &[],
+            app_ports: &app_ports,
+            identity: &identity,
+            ca_pem: "CA",
+            access_log: true,
+            lds_path: Path::new("/tmp/lds.json"),
+            ext_authz: opts,
+            xds_port: Some(4242),
+        })
+    }
+
+    #[test]
+    fn custom_providers_from_the_mesh_config_get_filters_and_named_clusters() {
+        let mesh = "extensionProviders:\n- {name: h, envoyExtAuthzHttp: {service: ext-authz.foo.svc.cluster.local, port: 8000}}\n- {name: g, envoyExtAuthzGrpc: {service: ext-authz.foo.svc.cluster.local, port: 9000}}\n";
+        let opts = translate_options(extension_providers(mesh).unwrap(), [("foo", "ext-authz")]);
+        let cfg = config(&[policy("g")], &opts);
+        assert_eq!(cfg.ext_authz.len(), 1);
+        let up = &cfg.ext_authz[0];
+        assert_eq!(up.cluster, "outbound|9000||ext-authz.foo.svc.cluster.local");
+        assert!(up.grpc);
+        let c = provider_cluster(up, SocketAddr::from(([127, 0, 0, 1], 5555)));
+        assert_eq!(c["name"], up.cluster.as_str());
+        assert!(
+            c["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+                ["explicit_http_config"]
+                .get("http2_protocol_options")
+                .is_some()
+        );
+        // The bootstrap polls meshsim's CDS through its static cluster.
+        let b = &cfg.bootstrap;
+        assert_eq!(
+            b["dynamic_resources"]["cds_config"]["api_config_source"]["api_type"],
+            "REST"
+        );
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        assert!(
+            clusters
+                .iter()
+                .any(|c| c["name"] == super::super::cds::XDS_CLUSTER)
+        );
+        // An unknown provider: Istio's DENY rules and no cluster to call.
+        let cfg = config(&[policy("nope")], &opts);
+        assert!(cfg.ext_authz.is_empty());
+        let text = cfg.listeners[0].to_string();
+        assert!(text.contains("-deny-due-to-bad-CUSTOM-action"), "{text}");
+    }
+}
