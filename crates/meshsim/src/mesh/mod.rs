@@ -755,11 +755,13 @@ impl Mesh {
                     sidecar::READY_LIMIT,
                 )
                 .await;
-            if w.ext_authz_clusters != names
-                && fleet
+            if w.ext_authz_clusters != names {
+                // Once per change: a sidecar that never gets them was warned
+                // about and fails closed (403, `UAEX`) rather than stalling
+                // every request.
+                fleet
                     .await_clusters(&proxy, &names, sidecar::READY_LIMIT)
-                    .await
-            {
+                    .await;
                 w.ext_authz_clusters = names;
             }
         }

@@ -71,7 +71,7 @@ pub struct Written {
     pub listeners: Vec<Value>,
     /// Inbound port -> application loopback port (None: nothing listens).
     pub app_ports: BTreeMap<u16, Option<u16>>,
-    /// The CUSTOM provider clusters Envoy was last seen to have.
+    /// The CUSTOM provider clusters last waited for (once per change).
     pub ext_authz_clusters: Vec<String>,
 }
 
@@ -269,6 +269,10 @@ impl Fleet {
     pub async fn await_clusters(&self, proxy: &Proxy, names: &[String], limit: Duration) -> bool {
         if names.is_empty() {
             return true;
+        }
+        if self.xds_port().is_none() {
+            // No CDS server, so the bootstrap polls none: they cannot come.
+            return false;
         }
         let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline {
