@@ -332,4 +332,37 @@ async fn custom_denial_names_policy_and_provider() {
             && d["policy"]["provider"] == GRPC_PROVIDER),
         "{v:#?}"
     );
+
+    // No Ready ext_authz pod behind the provider's Service: the check fails
+    // and CUSTOM fails closed (403, `ext_authz_error`), header or not.
+    env.c
+        .ok(&[
+            "scale",
+            "deployment",
+            "ext-authz",
+            "-n",
+            "np-test-2",
+            "--replicas=0",
+        ])
+        .await
+        .unwrap();
+    let mut failed = None;
+    for _ in 0..200 {
+        let (code, body) = env.curl(&client, &["-H", "x-ext-authz: allow"]).await;
+        if code != 200 {
+            failed = Some((code, body));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(failed, Some((403, String::new())), "must fail closed");
+    let v = json(
+        &env.rbaclog(&["np-test-2", "--policy", GRPC_POLICY, "-o", "json"])
+            .await,
+    );
+    assert!(
+        v.iter()
+            .any(|d| d["engine"] == "enforced" && d["details"] == "ext_authz_error"),
+        "{v:#?}"
+    );
 }
