@@ -11,7 +11,10 @@
 //! `outbound|PORT||HOST` clusters lead to. Each check request is answered by
 //! the application of a Ready pod behind that Service, found the way meshsim
 //! routes any request to a Service ([`flow::resolve`]); without one, 503
-//! `no healthy upstream` as Envoy answers for a cluster without endpoints.
+//! `no healthy upstream` as Envoy answers for a cluster without endpoints
+//! (Envoy's ext_authz takes it as an error and fails closed). The check
+//! reaches the application directly, in plain text: not through that pod's
+//! own sidecar, whose policies and access log it therefore skips.
 
 use std::sync::{Arc, Weak};
 
