@@ -34,7 +34,7 @@ fn varint(b: &[u8], i: &mut usize) -> Result<u64, ProtoError> {
 
 /// One field as found on the wire.
 #[derive(Debug, Clone, Copy)]
-enum Wire<'a> {
+pub(crate) enum Wire<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
     Fixed,
@@ -49,7 +49,7 @@ fn skip(b: &[u8], i: &mut usize, n: usize) -> Result<(), ProtoError> {
 }
 
 /// Every field of a message, in wire order.
-fn fields(b: &[u8]) -> Result<Vec<(u64, Wire<'_>)>, ProtoError> {
+pub(crate) fn fields(b: &[u8]) -> Result<Vec<(u64, Wire<'_>)>, ProtoError> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {

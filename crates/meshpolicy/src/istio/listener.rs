@@ -47,7 +47,10 @@
 //!   against one CA (no trust-domain aliases); inbound clusters are STATIC to
 //!   the app's address instead of ORIGINAL_DST (optionally bound from
 //!   Istio's 127.0.0.6, [`InboundSpec::upstream_bind`]);
-//! - CUSTOM providers can be pointed at a server that does not exist
+//! - CUSTOM providers come from the mesh config as with istiod
+//!   ([`super::meshconfig`]); the clusters their ext_authz filters name
+//!   (`outbound|PORT||HOST`, [`ext_authz_upstreams`]) are the caller's to
+//!   provide. Or they can be pointed at a server that does not exist
 //!   ([`unreachable_ext_authz`]), so CUSTOM fails closed as with a provider
 //!   that cannot be reached.
 
@@ -405,6 +408,59 @@ pub fn unreachable_ext_authz(
             .collect(),
         ..TranslateOptions::default()
     }
+}
+
+/// A cluster an ext_authz filter sends its checks to: Istio's outbound
+/// cluster of the provider's service (`outbound|PORT||HOST`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExtAuthzUpstream {
+    /// The cluster name the filter refers to.
+    pub cluster: String,
+    /// The provider service's hostname (`NAME.NS.svc.cluster.local`).
+    pub host: String,
+    /// The provider service's port.
+    pub port: u16,
+    /// Whether the filter speaks gRPC (`envoyExtAuthzGrpc`) rather than HTTP.
+    pub grpc: bool,
+}
+
+/// The clusters the ext_authz filters among `filters` (HTTP or network, as
+/// [`super::rbac`] builds them) send their checks to, each once.
+pub fn ext_authz_upstreams(filters: &[Value]) -> Vec<ExtAuthzUpstream> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for f in filters {
+        let name = f["name"].as_str().unwrap_or("");
+        if name != super::rbac::HTTP_EXT_AUTHZ && name != super::rbac::NETWORK_EXT_AUTHZ {
+            continue;
+        }
+        let t = &f["typedConfig"];
+        let (cluster, grpc) = match (
+            t["httpService"]["serverUri"]["cluster"].as_str(),
+            t["grpcService"]["envoyGrpc"]["clusterName"].as_str(),
+        ) {
+            (Some(c), _) => (c, false),
+            (None, Some(c)) => (c, true),
+            (None, None) => continue,
+        };
+        // `outbound|PORT|SUBSET|HOST`
+        let parts: Vec<&str> = cluster.split('|').collect();
+        let (Some(port), Some(host)) = (
+            parts.get(1).and_then(|p| p.parse::<u16>().ok()),
+            parts.get(3),
+        ) else {
+            continue;
+        };
+        if seen.insert(cluster.to_string()) {
+            out.push(ExtAuthzUpstream {
+                cluster: cluster.to_string(),
+                host: (*host).to_string(),
+                port,
+                grpc,
+            });
+        }
+    }
+    out
 }
 
 /// The `set_filter_state` network filter standing in for `istio_authn`.
@@ -958,6 +1014,53 @@ mod tests {
                 [0]
             .get("direct_remote_ip")
             .is_some()
+        );
+    }
+
+    #[test]
+    fn mesh_config_providers_give_ext_authz_upstreams() {
+        use crate::istio::meshconfig::{extension_providers, translate_options};
+        use crate::istio::rbac::http_filters;
+        let p: AuthorizationPolicy = serde_yaml_ng::from_str(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: c, namespace: ns}\nspec:\n  action: CUSTOM\n  provider: {name: sample}\n  rules: [{}]\n",
+        )
+        .unwrap();
+        let mesh = "extensionProviders:\n- name: sample\n  envoyExtAuthzHttp: {service: ext-authz.foo.svc.cluster.local, port: \"8000\"}\n";
+        let opts = translate_options(extension_providers(mesh).unwrap(), [("foo", "ext-authz")]);
+        let filters = http_filters([&p], &opts);
+        let names: Vec<&str> = filters
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["envoy.filters.http.rbac", "envoy.filters.http.ext_authz"]
+        );
+        assert_eq!(
+            ext_authz_upstreams(&filters),
+            [ExtAuthzUpstream {
+                cluster: "outbound|8000||ext-authz.foo.svc.cluster.local".into(),
+                host: "ext-authz.foo.svc.cluster.local".into(),
+                port: 8000,
+                grpc: false,
+            }]
+        );
+        // A provider the mesh config does not name: Istio's DENY rules, no upstream.
+        let opts = translate_options(Vec::new(), [("foo", "ext-authz")]);
+        let filters = http_filters([&p], &opts);
+        assert!(ext_authz_upstreams(&filters).is_empty());
+        assert_eq!(
+            filters[0]["typedConfig"]["rules"]["action"], "DENY",
+            "{filters:?}"
+        );
+        let ids: Vec<&String> = filters[0]["typedConfig"]["rules"]["policies"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(
+            ids,
+            ["istio-ext-authz-sample-ns[ns]-policy[c]-rule[0]-deny-due-to-bad-CUSTOM-action"]
         );
     }
 

@@ -8,8 +8,10 @@
 //! PeerAuthentication, the HTTP connection manager, the access log). Both are
 //! pure functions from policies to Envoy's JSON. [`builder`] is the
 //! names-only view of the translation (policy ids per filter) the log and
-//! config-dump readers use.
+//! config-dump readers use. [`meshconfig`] reads the mesh config's ext_authz
+//! providers the translation needs for CUSTOM policies.
 
 pub mod builder;
 pub mod listener;
+pub mod meshconfig;
 pub mod rbac;

@@ -13,6 +13,18 @@
 //!   `meshsim.dev/response-status: CODE` changes the status);
 //! - otherwise the answer is `200` with the body
 //!   `meshsim: NAMESPACE/POD answered METHOD PATH on port PORT\n`.
+//!
+//! Pods of Istio's ext_authz sample (`samples/extauthz`: label `app=ext-authz`
+//! or an image named `ext-authz`) answer on its HTTP port 8000 as the sample's
+//! HTTP check server does: `200` when the request carries `x-ext-authz: allow`,
+//! else `403` with the body
+//! ``denied by ext_authz for not found header `x-ext-authz: allow` in the request``;
+//! both with the sample's `x-ext-authz-check-result` (`allowed`/`denied`),
+//! `x-ext-authz-check-received` and `x-ext-authz-additional-header-override`
+//! headers, and the sample's log line ([`ext_authz_log_line`]). This is the
+//! server CUSTOM policies' ext_authz filters call in meshsim. Its gRPC check
+//! (port 9000, [`ext_authz_grpc_allows`]) is served to Envoy's gRPC ext_authz
+//! by [`crate::mesh::grpcauthz`].
 
 use serde_json::Value;
 
@@ -337,7 +349,170 @@ pub fn nginx_container(pod: &Value) -> Option<&str> {
         .and_then(|c| c["name"].as_str())
 }
 
-/// What the application of `pod` answers to `method path` on `port`.
+/// The HTTP port of the ext_authz sample's check server.
+pub const EXT_AUTHZ_HTTP_PORT: u16 = 8000;
+/// The request header the sample checks, and the value that allows.
+pub const EXT_AUTHZ_CHECK_HEADER: &str = "x-ext-authz";
+pub const EXT_AUTHZ_ALLOWED_VALUE: &str = "allow";
+/// The sample's answer headers.
+pub const EXT_AUTHZ_RESULT_HEADER: &str = "x-ext-authz-check-result";
+pub const EXT_AUTHZ_RECEIVED_HEADER: &str = "x-ext-authz-check-received";
+pub const EXT_AUTHZ_OVERRIDE_HEADER: &str = "x-ext-authz-additional-header-override";
+
+/// The gRPC port of the ext_authz sample's check server.
+pub const EXT_AUTHZ_GRPC_PORT: u16 = 9000;
+/// The service account the sample's gRPC check allows without the header
+/// (its `-allow_service_account` default).
+pub const EXT_AUTHZ_GRPC_ALLOWED_SA: &str = "a";
+/// The value the sample's gRPC check puts in the override header.
+pub const EXT_AUTHZ_GRPC_OVERRIDE_VALUE: &str = "grpc-additional-header-override-value";
+
+/// The sample's gRPC check: the `x-ext-authz` header decides when present
+/// (`allow` allows), else a source principal of service account `a`.
+pub fn ext_authz_grpc_allows(headers: &[(String, String)], principal: &str) -> bool {
+    match header(headers, EXT_AUTHZ_CHECK_HEADER) {
+        Some(v) => v == EXT_AUTHZ_ALLOWED_VALUE,
+        None => principal.ends_with(&format!("/sa/{EXT_AUTHZ_GRPC_ALLOWED_SA}")),
+    }
+}
+
+/// The line the sample logs for one gRPC (v3) check:
+/// `2006/01/02 15:04:05 [gRPCv3][denied]: HOSTPATH, attributes: ...`.
+pub fn ext_authz_grpc_log_line(allowed: bool, host: &str, path: &str, attributes: &str) -> String {
+    let t = jiff::Timestamp::now().strftime("%Y/%m/%d %H:%M:%S");
+    let verdict = if allowed { "allowed" } else { "denied" };
+    format!("{t} [gRPCv3][{verdict}]: {host}{path}, attributes: {attributes}")
+}
+
+/// The body of the sample's denials.
+pub fn ext_authz_deny_body() -> String {
+    format!(
+        "denied by ext_authz for not found header `{EXT_AUTHZ_CHECK_HEADER}: {EXT_AUTHZ_ALLOWED_VALUE}` in the request"
+    )
+}
+
+/// Whether `pod` runs Istio's ext_authz sample (label `app=ext-authz`, or a
+/// container image whose last path segment is `ext-authz`), and the name of
+/// its container.
+pub fn ext_authz_container(pod: &Value) -> Option<&str> {
+    let containers = pod["spec"]["containers"].as_array()?;
+    let by_image = containers.iter().find(|c| {
+        c["image"].as_str().is_some_and(|i| {
+            let repo = i.rsplit('/').next().unwrap_or(i);
+            repo.split([':', '@']).next() == Some("ext-authz")
+        })
+    });
+    let labelled = pod["metadata"]["labels"]["app"].as_str() == Some("ext-authz");
+    let c = by_image.or_else(|| {
+        labelled
+            .then(|| {
+                containers
+                    .iter()
+                    .find(|c| c["name"].as_str() != Some(crate::sidecar::PROXY_CONTAINER))
+            })
+            .flatten()
+    })?;
+    c["name"].as_str()
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Go's canonical header key (`x-ext-authz` -> `X-Ext-Authz`).
+fn canonical_key(k: &str) -> String {
+    k.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + &c.as_str().to_ascii_lowercase(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// What the sample prints about one check (after `[HTTP][allowed]: ` or
+/// `[HTTP][denied]: `): `METHOD HOSTPATH, headers: map[...], body: [...]`,
+/// headers as Go prints an `http.Header` (canonical keys, sorted).
+fn ext_authz_summary(method: &str, path: &str, headers: &[(String, String)]) -> String {
+    let host = header(headers, "host").unwrap_or("");
+    let mut by_key: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for (k, v) in headers {
+        if k.eq_ignore_ascii_case("host") {
+            continue;
+        }
+        by_key.entry(canonical_key(k)).or_default().push(v);
+    }
+    let map: Vec<String> = by_key
+        .iter()
+        .map(|(k, v)| format!("{k}:[{}]", v.join(" ")))
+        .collect();
+    format!(
+        "{method} {host}{path}, headers: map[{}], body: []",
+        map.join(" ")
+    )
+}
+
+/// The line the sample logs for one check (Go's `log` layout:
+/// `2006/01/02 15:04:05 [HTTP][denied]: ...`).
+pub fn ext_authz_log_line(
+    allowed: bool,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+) -> String {
+    let t = jiff::Timestamp::now().strftime("%Y/%m/%d %H:%M:%S");
+    let verdict = if allowed { "allowed" } else { "denied" };
+    format!(
+        "{t} [HTTP][{verdict}]: {}",
+        ext_authz_summary(method, path, headers)
+    )
+}
+
+/// The sample's HTTP check: allowed with `x-ext-authz: allow`, else 403.
+fn ext_authz_answer(method: &str, path: &str, headers: &[(String, String)]) -> AppAnswer {
+    let allowed = header(headers, EXT_AUTHZ_CHECK_HEADER) == Some(EXT_AUTHZ_ALLOWED_VALUE);
+    let received = ext_authz_summary(method, path, headers);
+    let mut h = vec![
+        ("Date".into(), http_date()),
+        (
+            EXT_AUTHZ_RESULT_HEADER.into(),
+            if allowed { "allowed" } else { "denied" }.into(),
+        ),
+        (
+            EXT_AUTHZ_OVERRIDE_HEADER.into(),
+            header(headers, EXT_AUTHZ_OVERRIDE_HEADER)
+                .unwrap_or("")
+                .into(),
+        ),
+        (EXT_AUTHZ_RECEIVED_HEADER.into(), received),
+    ];
+    let body = if allowed {
+        Vec::new()
+    } else {
+        h.push(("Content-Type".into(), "text/plain; charset=utf-8".into()));
+        ext_authz_deny_body().into_bytes()
+    };
+    h.push(("Content-Length".into(), body.len().to_string()));
+    AppAnswer {
+        status: if allowed { 200 } else { 403 },
+        headers: h,
+        body: if method.eq_ignore_ascii_case("HEAD") {
+            Vec::new()
+        } else {
+            body
+        },
+        nginx: false,
+    }
+}
+
+/// What the application of `pod` answers to `method path` on `port`, for a
+/// request without headers (see [`answer_with`]).
 pub fn answer(
     pod: &Value,
     configmap: &dyn Fn(&str) -> Option<Value>,
@@ -345,7 +520,26 @@ pub fn answer(
     path: &str,
     port: u16,
 ) -> AppAnswer {
+    answer_with(pod, configmap, method, path, port, &[])
+}
+
+/// What the application of `pod` answers to `method path` on `port` for a
+/// request with these headers (`host` among them).
+pub fn answer_with(
+    pod: &Value,
+    configmap: &dyn Fn(&str) -> Option<Value>,
+    method: &str,
+    path: &str,
+    port: u16,
+    headers: &[(String, String)],
+) -> AppAnswer {
     let ann = &pod["metadata"]["annotations"];
+    if port == EXT_AUTHZ_HTTP_PORT
+        && ann["meshsim.dev/response"].is_null()
+        && ext_authz_container(pod).is_some()
+    {
+        return ext_authz_answer(method, path, headers);
+    }
     let head = method.eq_ignore_ascii_case("HEAD");
     if let Some(text) = ann["meshsim.dev/response"].as_str() {
         let status = ann["meshsim.dev/response-status"]
@@ -470,6 +664,61 @@ mod tests {
         }
         let deep = "http {".repeat(10_000);
         assert_eq!(nginx_answer(&deep, "HEAD", "/", 80).body, b"");
+    }
+
+    #[test]
+    fn ext_authz_sample_allows_only_with_its_header() {
+        let p = json!({"metadata": {"name": "ext-authz-1", "namespace": "foo", "labels": {"app": "ext-authz"}},
+            "spec": {"containers": [{"name": "ext-authz", "image": "gcr.io/istio-testing/ext-authz:latest"}]}});
+        assert_eq!(ext_authz_container(&p), Some("ext-authz"));
+        let h = |v: &str| {
+            vec![
+                ("host".to_string(), "np-test-nginx-2".to_string()),
+                ("x-ext-authz".to_string(), v.to_string()),
+            ]
+        };
+        let a = answer_with(&p, &|_| None, "GET", "/", 8000, &h("allow"));
+        assert_eq!(a.status, 200);
+        assert!(
+            a.headers
+                .contains(&("x-ext-authz-check-result".into(), "allowed".into()))
+        );
+        let a = answer_with(&p, &|_| None, "GET", "/x", 8000, &h("deny"));
+        assert_eq!(a.status, 403);
+        assert_eq!(
+            String::from_utf8(a.body).unwrap(),
+            "denied by ext_authz for not found header `x-ext-authz: allow` in the request"
+        );
+        assert!(
+            a.headers
+                .contains(&("x-ext-authz-check-result".into(), "denied".into()))
+        );
+        assert_eq!(answer(&p, &|_| None, "GET", "/", 8000).status, 403);
+        // Other ports, and other pods, answer as before.
+        assert_eq!(answer(&p, &|_| None, "GET", "/", 8080).status, 200);
+        let line = ext_authz_log_line(false, "GET", "/x", &h("deny"));
+        assert!(
+            line.ends_with(
+                "[HTTP][denied]: GET np-test-nginx-2/x, headers: map[X-Ext-Authz:[deny]], body: []"
+            ),
+            "{line}"
+        );
+        // gRPC: the header decides when present, else service account `a`.
+        assert!(ext_authz_grpc_allows(&h("allow"), ""));
+        assert!(!ext_authz_grpc_allows(
+            &h("deny"),
+            "spiffe://cluster.local/ns/x/sa/a"
+        ));
+        assert!(ext_authz_grpc_allows(
+            &[],
+            "spiffe://cluster.local/ns/x/sa/a"
+        ));
+        assert!(!ext_authz_grpc_allows(
+            &[],
+            "spiffe://cluster.local/ns/x/sa/default"
+        ));
+        let other = json!({"metadata": {"name": "p", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        assert_eq!(ext_authz_container(&other), None);
     }
 
     #[test]

@@ -3,7 +3,18 @@
 //! ([`crate::mesh::app`]) says the container would (the walk-through's
 //! nginx: `Hello world - np-test-nginx-2!`), so the destination Envoy's
 //! router has a real upstream. nginx containers also write their access log
-//! line, as seen from the sidecar (client 127.0.0.6).
+//! line, as seen from the sidecar (client 127.0.0.6); the ext_authz
+//! sample writes its check line.
+//!
+//! It also serves CUSTOM policies' providers ([`serve_provider`]): one
+//! loopback server per provider service and port, which the sidecars'
+//! `outbound|PORT||HOST` clusters lead to. Each check request is answered by
+//! the application of a Ready pod behind that Service, found the way meshsim
+//! routes any request to a Service ([`flow::resolve`]); without one, 503
+//! `no healthy upstream` as Envoy answers for a cluster without endpoints
+//! (Envoy's ext_authz takes it as an error and fails closed). The check
+//! reaches the application directly, in plain text: not through that pod's
+//! own sidecar, whose policies and access log it therefore skips.
 
 use std::sync::{Arc, Weak};
 
@@ -13,7 +24,7 @@ use axum::response::Response;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::mesh::app;
+use crate::mesh::{app, flow};
 use crate::resources;
 use crate::shared::Shared;
 
@@ -43,6 +54,57 @@ pub async fn serve(
             .await;
     });
     Ok(local)
+}
+
+/// Binds 127.0.0.1 on a kernel-chosen port (synchronously, so the caller
+/// knows the port at once) and answers there, until `stop` fires, the
+/// requests a CUSTOM policy's ext_authz filter sends to the provider service
+/// `host` on service port `port`. Needs a tokio runtime.
+pub fn serve_provider(
+    app: Weak<Shared>,
+    host: String,
+    port: u16,
+    stop: CancellationToken,
+) -> std::io::Result<u16> {
+    let std_listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    std_listener.set_nonblocking(true)?;
+    let local = std_listener.local_addr()?.port();
+    let handle = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+    let _guard = handle.enter();
+    let listener = TcpListener::from_std(std_listener)?;
+    let ctx = Arc::new((app, host, port));
+    let router = axum::Router::new().fallback(move |req: Request| {
+        let ctx = ctx.clone();
+        async move { answer_provider(&ctx.0, &ctx.1, ctx.2, req) }
+    });
+    handle.spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    });
+    Ok(local)
+}
+
+fn answer_provider(app: &Weak<Shared>, host: &str, port: u16, req: Request) -> Response {
+    let target = app.upgrade().and_then(|a| {
+        let store = lock(&a.store);
+        match flow::resolve(&store, "", host, port).0 {
+            flow::Route::Endpoint { pod, port, .. } => Some((
+                pod["metadata"]["namespace"].as_str()?.to_string(),
+                pod["metadata"]["name"].as_str()?.to_string(),
+                port,
+            )),
+            _ => None,
+        }
+    });
+    match target {
+        Some((ns, pod, port)) => answer(app, &ns, &pod, port, req),
+        None => Response::builder()
+            .status(503)
+            .header("content-type", "text/plain")
+            .body(Body::from("no healthy upstream"))
+            .unwrap_or_default(),
+    }
 }
 
 fn answer(app: &Weak<Shared>, ns: &str, pod: &str, port: u16, req: Request) -> Response {
@@ -78,7 +140,21 @@ fn answer(app: &Weak<Shared>, ns: &str, pod: &str, port: u16, req: Request) -> R
         .uri()
         .path_and_query()
         .map_or("/".to_string(), |p| p.as_str().to_string());
-    let a = app::answer(&pod_json, &lookup, &method, &path, port);
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let a = app::answer_with(&pod_json, &lookup, &method, &path, port, &headers);
+    if port == app::EXT_AUTHZ_HTTP_PORT
+        && let Some(c) = app::ext_authz_container(&pod_json)
+        && a.headers
+            .iter()
+            .any(|(k, _)| k == app::EXT_AUTHZ_RESULT_HEADER)
+    {
+        let line = app::ext_authz_log_line(a.status == 200, &method, &path, &headers);
+        app.logs.append(ns, pod, c, &line);
+    }
     if a.nginx
         && let Some(c) = app::nginx_container(&pod_json)
     {

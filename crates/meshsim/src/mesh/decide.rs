@@ -562,7 +562,7 @@ fn loopback(ctx: &Ctx<'_>, port: u16) -> Verdict {
                 .find(|c| c["metadata"]["name"].as_str() == Some(name))
                 .cloned()
         };
-        app::answer(pod, &lookup, &req.method, &req.path, port)
+        app::answer_with(pod, &lookup, &req.method, &req.path, port, &req.headers)
     };
     verdict(
         NetOutcome::Http {
@@ -779,7 +779,14 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
             .find(|c| c["metadata"]["name"].as_str() == Some(name))
             .cloned()
     };
-    let a = app::answer(dst_json, &lookup, &req.method, &req.path, port);
+    let a = app::answer_with(
+        dst_json,
+        &lookup,
+        &req.method,
+        &req.path,
+        port,
+        &req.headers,
+    );
     let sent = a.body.len();
     let through_envoy = ctx.captured;
     let headers = if through_envoy {

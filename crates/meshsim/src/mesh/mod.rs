@@ -36,6 +36,7 @@ pub mod appserver;
 pub mod decide;
 pub mod flow;
 pub mod relay;
+pub mod grpcauthz;
 pub mod timeline;
 
 use std::collections::HashMap;
@@ -671,6 +672,8 @@ impl Mesh {
             let Some(cfg) = mesh.sidecar_config(&pod, &app_ports, &paths) else {
                 return;
             };
+            f2.cds()
+                .set(&ns, &name, mesh.provider_clusters(&f2, &cfg.ext_authz));
             let written = sidecar::write_atomic(&paths.bootstrap, &cfg.bootstrap).and_then(|()| {
                 sidecar::write_atomic(
                     &paths.lds,
@@ -725,10 +728,14 @@ impl Mesh {
         let app = self.app.upgrade()?;
         let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
         let name = pod["metadata"]["name"].as_str().unwrap_or("");
-        let (services, access_log) = {
+        let (services, access_log, ext_authz) = {
             let store = lock(&app.store);
             let services: Vec<Value> = store.list(resources::SERVICES, Some(ns)).cloned().collect();
-            (services, flow::access_log_enabled(&store))
+            (
+                services,
+                flow::access_log_enabled(&store),
+                sidecar::config::ext_authz_options(&store),
+            )
         };
         let policies = self.sidecar_policies(ns, name);
         let (_, peer_authentications) = self.received(ns, name);
@@ -754,6 +761,8 @@ impl Mesh {
                 ca_pem: fleet.pki().ca_pem(),
                 access_log,
                 lds_path: &paths.lds,
+                ext_authz: &ext_authz,
+                xds_port: fleet.xds_port(),
             },
         ))
     }
@@ -855,6 +864,29 @@ impl Mesh {
         Some(out)
     }
 
+    /// The clusters of CUSTOM providers' services, each leading to where
+    /// meshsim answers for that service ([`appserver::serve_provider`]).
+    fn provider_clusters(
+        &self,
+        fleet: &Fleet,
+        ups: &[meshpolicy::istio::listener::ExtAuthzUpstream],
+    ) -> Vec<Value> {
+        ups.iter()
+            .filter_map(|up| {
+                let (app, host) = (self.app.clone(), up.host.clone());
+                let port = fleet.provider_port(&up.host, up.port, up.grpc, |stop| {
+                    if up.grpc {
+                        grpcauthz::serve(app, host, up.port, stop)
+                    } else {
+                        appserver::serve_provider(app, host, up.port, stop)
+                    }
+                })?;
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                Some(sidecar::config::provider_cluster(up, addr))
+            })
+            .collect()
+    }
+
     /// Brings the sidecar of `ns/pod` up to date with what it has received
     /// by now and returns its addresses once Envoy runs the new listener.
     pub async fn sync_sidecar(&self, ns: &str, pod: &str) -> Option<sidecar::Addresses> {
@@ -873,6 +905,11 @@ impl Mesh {
         let paths = sidecar::Paths::new(proxy.dir.clone());
         let mut w = proxy.config.lock().await;
         if let Some(cfg) = self.sidecar_config(&pod_json, &w.app_ports, &paths) {
+            // CUSTOM providers' clusters first, so the listener calling them
+            // finds them.
+            let clusters = self.provider_clusters(fleet, &cfg.ext_authz);
+            let names: Vec<String> = cfg.ext_authz.iter().map(|u| u.cluster.clone()).collect();
+            fleet.cds().set(ns, pod, clusters);
             fleet
                 .apply(
                     &proxy,
@@ -882,6 +919,15 @@ impl Mesh {
                     sidecar::READY_LIMIT,
                 )
                 .await;
+            if w.ext_authz_clusters != names {
+                // Once per change: a sidecar that never gets them was warned
+                // about and fails closed (403, `UAEX`) rather than stalling
+                // every request.
+                fleet
+                    .await_clusters(&proxy, &names, sidecar::READY_LIMIT)
+                    .await;
+                w.ext_authz_clusters = names;
+            }
         }
         drop(w);
         proxy.addresses()

@@ -14,9 +14,12 @@
 //! loopback ports, the access log to Envoy's stdout, the admin and the files.
 //!
 //! Listeners come through LDS from a file (`path_config_source`, replaced
-//! when policies change); clusters are static in the bootstrap, since they
-//! never change while the pod lives and every file-based xDS source costs an
-//! inotify instance (128 per user on most systems, shared by all Envoys).
+//! when policies change); inbound clusters are static in the bootstrap, since
+//! they never change while the pod lives and every file-based xDS source
+//! costs an inotify instance (128 per user on most systems, shared by all
+//! Envoys). The clusters of CUSTOM providers (which the mesh config and the
+//! policies decide while the pod runs) come by REST CDS from meshsim
+//! ([`super::cds`]), to where meshsim answers for the provider's service.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -25,10 +28,10 @@ use std::sync::Arc;
 
 use meshpolicy::AuthorizationPolicy;
 use meshpolicy::istio::listener::{
-    AccessLog, AppProtocol, InboundPort, InboundSpec, Passthrough, TlsPem, inbound_clusters,
-    inbound_listener, unreachable_ext_authz,
+    AccessLog, AppProtocol, ExtAuthzUpstream, InboundPort, InboundSpec, Passthrough, TlsPem,
+    ext_authz_upstreams, inbound_clusters, inbound_listener,
 };
-use meshpolicy::istio::rbac::{http_filters, network_filters};
+use meshpolicy::istio::rbac::{TranslateOptions, http_filters, network_filters};
 use meshpolicy::peerauth::{self, MtlsMode, PeerAuthentication};
 use serde_json::{Value, json};
 
@@ -62,6 +65,12 @@ pub struct SidecarInput<'a> {
     pub access_log: bool,
     /// Where the LDS file is.
     pub lds_path: &'a Path,
+    /// The mesh config's ext_authz providers and the registry's services
+    /// (what CUSTOM policies' filters are built from).
+    pub ext_authz: &'a TranslateOptions,
+    /// The loopback port of meshsim's CDS server ([`super::cds`]); None: no
+    /// dynamic clusters.
+    pub xds_port: Option<u16>,
 }
 
 /// The documents Envoy reads.
@@ -70,6 +79,33 @@ pub struct EnvoyConfig {
     pub bootstrap: Value,
     /// The listener resources (without the file's `version_info`).
     pub listeners: Vec<Value>,
+    /// The clusters the listener's ext_authz filters call (to be served
+    /// through CDS, see [`provider_cluster`]).
+    pub ext_authz: Vec<ExtAuthzUpstream>,
+}
+
+/// The cluster `up` names, leading to `addr` (where meshsim answers for
+/// the provider's service), HTTP/2 for a gRPC provider.
+pub fn provider_cluster(up: &ExtAuthzUpstream, addr: SocketAddr) -> Value {
+    let mut c = json!({
+        "name": up.cluster,
+        "type": "STATIC",
+        "connect_timeout": "10s",
+        "load_assignment": {
+            "cluster_name": up.cluster,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                "address": addr.ip().to_string(), "port_value": addr.port()}}}}]}]
+        }
+    });
+    if up.grpc {
+        c["typed_extension_protocol_options"] = json!({
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}
+            }
+        });
+    }
+    c
 }
 
 /// The mTLS mode of a pod's `port` under the PeerAuthentications its sidecar
@@ -91,6 +127,38 @@ fn mtls_mode(
     peerauth::effective_mode(&parsed, namespace, labels, port, ROOT_NAMESPACE).mode
 }
 
+/// The CUSTOM providers of the mesh config istiod would read (ConfigMap
+/// `istio` in `istio-system`, key `mesh`) with every Service of the store as
+/// the registry. A mesh config that cannot be read gives no providers (istiod
+/// would keep its last good one; a CUSTOM policy then fails closed).
+pub fn ext_authz_options(store: &crate::store::Store) -> TranslateOptions {
+    use meshpolicy::istio::meshconfig;
+    let providers = store
+        .get(
+            crate::resources::CONFIGMAPS,
+            meshconfig::MESH_CONFIGMAP_NAMESPACE,
+            meshconfig::MESH_CONFIGMAP_NAME,
+        )
+        .and_then(|cm| cm["data"][meshconfig::MESH_CONFIGMAP_KEY].as_str())
+        .map(|yaml| {
+            meshconfig::extension_providers(yaml).unwrap_or_else(|e| {
+                tracing::warn!("meshsim: {e}");
+                Vec::new()
+            })
+        })
+        .unwrap_or_default();
+    let services: Vec<(&str, &str)> = store
+        .list(crate::resources::SERVICES, None)
+        .filter_map(|s| {
+            Some((
+                s["metadata"]["namespace"].as_str()?,
+                s["metadata"]["name"].as_str()?,
+            ))
+        })
+        .collect();
+    meshconfig::translate_options(providers, services)
+}
+
 /// Port 9 (discard) on loopback: nothing listens there, so a connect is
 /// refused (503 `UF`), as for a port of the pod nothing listens on.
 const CLOSED: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9);
@@ -110,9 +178,10 @@ fn inbound_spec(input: &SidecarInput<'_>, spec: &SidecarSpec) -> InboundSpec {
     if input.access_log {
         inbound.access_log = AccessLog::Stdout;
     }
-    let opts = unreachable_ext_authz(input.policies, ROOT_NAMESPACE);
-    inbound.http_filters = http_filters(input.policies, &opts);
-    inbound.network_filters = network_filters(input.policies, &opts);
+    // CUSTOM policies as istiod builds them from the mesh config: an
+    // ext_authz filter for a known provider, DENY rules for an unknown one.
+    inbound.http_filters = http_filters(input.policies, input.ext_authz);
+    inbound.network_filters = network_filters(input.policies, input.ext_authz);
     let mut ports: BTreeMap<u16, PortProtocol> = spec.ports.clone();
     for p in input.app_ports.keys() {
         ports.entry(*p).or_insert(PortProtocol::Auto);
@@ -164,10 +233,25 @@ pub fn envoy_config(input: &SidecarInput<'_>) -> EnvoyConfig {
         .unwrap_or_else(|| spec.pod.clone());
     // The spec's ports are distinct and non-zero, and app ports are not
     // bound: the builder's checks cannot fail here.
+    let mut ext_authz = ext_authz_upstreams(&inbound.http_filters);
+    for up in ext_authz_upstreams(&inbound.network_filters) {
+        if !ext_authz.iter().any(|u| u.cluster == up.cluster) {
+            ext_authz.push(up);
+        }
+    }
     let listener = inbound_listener(&inbound).map_or(Value::Null, |mut l| {
         l["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
         l
     });
+    let mut clusters = inbound_clusters(&inbound);
+    let mut dynamic = json!({
+        "lds_config": {"path_config_source": {"path": input.lds_path.to_string_lossy()}, "resource_api_version": "V3"}
+    });
+    if let Some(port) = input.xds_port {
+        let (cds, xds) = super::cds::bootstrap_parts(port);
+        dynamic["cds_config"] = cds;
+        clusters.push(xds);
+    }
     let bootstrap = json!({
         "node": {
             "id": format!("sidecar~{}~{}.{}~{}.svc.cluster.local", spec.pod_ip, spec.pod, spec.namespace, spec.namespace),
@@ -176,13 +260,12 @@ pub fn envoy_config(input: &SidecarInput<'_>) -> EnvoyConfig {
                 "INSTANCE_IPS": spec.pod_ip, "LABELS": spec.labels, "WORKLOAD_NAME": workload, "MESH_ID": "cluster.local"}
         },
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "dynamic_resources": {
-            "lds_config": {"path_config_source": {"path": input.lds_path.to_string_lossy()}, "resource_api_version": "V3"}
-        },
-        // The clusters never change while the pod lives (its ports are
-        // fixed), so they are static: a file-based CDS would cost each Envoy
-        // a second inotify instance.
-        "static_resources": {"clusters": inbound_clusters(&inbound)},
+        "dynamic_resources": dynamic,
+        // The inbound clusters never change while the pod lives (its ports
+        // are fixed), so they are static: a file-based CDS would cost each
+        // Envoy a second inotify instance. CUSTOM providers' clusters come
+        // through REST CDS from meshsim ([`super::cds`]).
+        "static_resources": {"clusters": clusters},
         "overload_manager": {"resource_monitors": [{"name": "envoy.resource_monitors.global_downstream_max_connections",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
                 "max_active_downstream_connections": 100000}}]}
@@ -190,10 +273,87 @@ pub fn envoy_config(input: &SidecarInput<'_>) -> EnvoyConfig {
     EnvoyConfig {
         bootstrap,
         listeners: vec![listener],
+        ext_authz,
     }
 }
 
 /// A resource file for `path_config_source`.
 pub fn resource_file(version: u64, resources: &[Value]) -> Value {
     json!({"version_info": version.to_string(), "resources": resources})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshpolicy::istio::meshconfig::{extension_providers, translate_options};
+
+    fn policy(provider: &str) -> AuthorizationPolicy {
+        serde_yaml_ng::from_str(&format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: c, namespace: ns}}\nspec:\n  selector: {{matchLabels: {{app: web}}}}\n  action: CUSTOM\n  provider: {{name: {provider}}}\n  rules: [{{}}]\n"
+        ))
+        .unwrap()
+    }
+
+    fn config(policies: &[AuthorizationPolicy], opts: &TranslateOptions) -> EnvoyConfig {
+        let pod = json!({"metadata": {"name": "web-1", "namespace": "ns", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "ports": [{"containerPort": 80}]}, {"name": "istio-proxy"}]},
+            "status": {"podIP": "10.0.0.1"}});
+        let identity = Identity {
+            spiffe: "spiffe://cluster.local/ns/ns/sa/default".into(),
+            cert_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+            cert_der: Vec::new(),
+            key_der: Vec::new(),
+        };
+        let app_ports = BTreeMap::from([(80, Some(8080))]);
+        envoy_config(&SidecarInput {
+            pod: &pod,
+            services: &[],
+            policies,
+            peer_authentications: &[],
+            app_ports: &app_ports,
+            identity: &identity,
+            ca_pem: "CA",
+            access_log: true,
+            lds_path: Path::new("/tmp/lds.json"),
+            ext_authz: opts,
+            xds_port: Some(4242),
+        })
+    }
+
+    #[test]
+    fn custom_providers_from_the_mesh_config_get_filters_and_named_clusters() {
+        let mesh = "extensionProviders:\n- {name: h, envoyExtAuthzHttp: {service: ext-authz.foo.svc.cluster.local, port: 8000}}\n- {name: g, envoyExtAuthzGrpc: {service: ext-authz.foo.svc.cluster.local, port: 9000}}\n";
+        let opts = translate_options(extension_providers(mesh).unwrap(), [("foo", "ext-authz")]);
+        let cfg = config(&[policy("g")], &opts);
+        assert_eq!(cfg.ext_authz.len(), 1);
+        let up = &cfg.ext_authz[0];
+        assert_eq!(up.cluster, "outbound|9000||ext-authz.foo.svc.cluster.local");
+        assert!(up.grpc);
+        let c = provider_cluster(up, SocketAddr::from(([127, 0, 0, 1], 5555)));
+        assert_eq!(c["name"], up.cluster.as_str());
+        assert!(
+            c["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+                ["explicit_http_config"]
+                .get("http2_protocol_options")
+                .is_some()
+        );
+        // The bootstrap polls meshsim's CDS through its static cluster.
+        let b = &cfg.bootstrap;
+        assert_eq!(
+            b["dynamic_resources"]["cds_config"]["api_config_source"]["api_type"],
+            "REST"
+        );
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        assert!(
+            clusters
+                .iter()
+                .any(|c| c["name"] == super::super::cds::XDS_CLUSTER)
+        );
+        // An unknown provider: Istio's DENY rules and no cluster to call.
+        let cfg = config(&[policy("nope")], &opts);
+        assert!(cfg.ext_authz.is_empty());
+        let text = cfg.listeners[0].to_string();
+        assert!(text.contains("-deny-due-to-bad-CUSTOM-action"), "{text}");
+    }
 }

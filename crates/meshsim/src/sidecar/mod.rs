@@ -14,6 +14,7 @@
 //! Public API: [`Fleet`] (owned by the mesh), [`locate::find_envoy`],
 //! [`config::envoy_config`] (the one place the configuration is made).
 
+pub mod cds;
 pub mod certs;
 pub mod client;
 pub mod config;
@@ -71,6 +72,8 @@ pub struct Written {
     pub listeners: Vec<Value>,
     /// Inbound port -> application loopback port (None: nothing listens).
     pub app_ports: BTreeMap<u16, Option<u16>>,
+    /// The CUSTOM provider clusters last waited for (once per change).
+    pub ext_authz_clusters: Vec<String>,
 }
 
 /// Every sidecar Envoy of one meshsim.
@@ -81,6 +84,10 @@ pub struct Fleet {
     proxies: Mutex<HashMap<(String, String), Arc<Proxy>>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Clusters given to sidecars after they started (CUSTOM providers).
+    cds: Arc<cds::Cds>,
+    /// CUSTOM provider (service host, port, gRPC) -> the loopback port answering for it.
+    providers: Mutex<HashMap<(String, u16, bool), u16>>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -168,6 +175,8 @@ impl Fleet {
             proxies: Mutex::new(HashMap::new()),
             shutdown,
             tasks: TaskTracker::new(),
+            cds: Arc::default(),
+            providers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -215,6 +224,79 @@ impl Fleet {
         if let Some(p) = lock(&self.proxies).remove(&(namespace.to_string(), pod.to_string())) {
             p.stop();
         }
+        self.cds.remove(namespace, pod);
+    }
+
+    /// The dynamic clusters of the sidecars.
+    pub fn cds(&self) -> &cds::Cds {
+        &self.cds
+    }
+
+    /// The loopback port sidecars poll their dynamic clusters from (the
+    /// server starts on first use; needs a tokio runtime).
+    pub fn xds_port(&self) -> Option<u16> {
+        self.cds.port(&self.shutdown)
+    }
+
+    /// The loopback port answering for the CUSTOM provider service `host` on
+    /// `port` (over gRPC or HTTP), started with `start` (given meshsim's
+    /// shutdown token) the first time it is asked for.
+    pub fn provider_port(
+        &self,
+        host: &str,
+        port: u16,
+        grpc: bool,
+        start: impl FnOnce(CancellationToken) -> std::io::Result<u16>,
+    ) -> Option<u16> {
+        let mut map = lock(&self.providers);
+        let key = (host.to_string(), port, grpc);
+        if let Some(p) = map.get(&key) {
+            return Some(*p);
+        }
+        match start(self.shutdown.clone()) {
+            Ok(p) => {
+                map.insert(key, p);
+                Some(p)
+            }
+            Err(e) => {
+                tracing::error!("meshsim: cannot serve CUSTOM provider {host}:{port}: {e}");
+                None
+            }
+        }
+    }
+
+    /// Waits (up to `limit`) until the Envoy of `proxy` has every cluster
+    /// of `names` (its admin's `/clusters` lists them). False when it has not.
+    pub async fn await_clusters(&self, proxy: &Proxy, names: &[String], limit: Duration) -> bool {
+        if names.is_empty() {
+            return true;
+        }
+        if self.xds_port().is_none() {
+            // No CDS server, so the bootstrap polls none: they cannot come.
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            let Some(addr) = proxy.ready(limit).await else {
+                return false;
+            };
+            if let Some(body) = admin_get(addr.admin, "/clusters").await {
+                let text = String::from_utf8_lossy(&body);
+                if names
+                    .iter()
+                    .all(|n| text.lines().any(|l| l.starts_with(&format!("{n}::"))))
+                {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::warn!(
+            "meshsim: Envoy of {}/{} did not get clusters {names:?}",
+            proxy.namespace,
+            proxy.pod
+        );
+        false
     }
 
     /// Runs a sidecar task, tracked so [`Fleet::stopped`] can wait for it.

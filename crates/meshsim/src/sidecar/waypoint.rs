@@ -108,5 +108,8 @@ pub fn waypoint_config(input: &WaypointInput<'_>) -> EnvoyConfig {
     EnvoyConfig {
         bootstrap,
         listeners: vec![listener],
+        // CUSTOM providers are served to sidecars only: a waypoint's CUSTOM
+        // policy fails closed (the unreachable ext_authz above).
+        ext_authz: Vec::new(),
     }
 }
