@@ -23,14 +23,17 @@ use kubeplugin::exec::{ExecLimits, ExecOutput, ExecTarget, exec};
 
 use serde::Serialize;
 
+use crate::ports::ProbeKind;
 use crate::verdict::{
     Classified, HintContext, NO_TOOL_HINT, Observation, Tool, Verdict, classify, wget_headers,
     wget_status,
 };
 
-/// The HTTP request a probe makes.
+/// The request a probe makes.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// What it speaks to the port.
+    pub kind: ProbeKind,
     pub url: String,
     pub method: String,
     pub headers: Vec<String>,
@@ -50,7 +53,12 @@ pub fn max_time_arg(timeout: Duration) -> String {
     crate::verdict::fmt_secs(timeout.as_secs_f64())
 }
 
-/// `curl -sS --globoff --max-time T [-X M] [-H h]... -w '\nMARKER%{http_code}\n' URL`
+/// `curl -sS --globoff --max-time T [-X M] [-H h]... -w '\nMARKER%{http_code}\n' URL`,
+/// by the probe's kind: `--http2-prior-knowledge` for HTTP/2 (gRPC) ports,
+/// `-k` for TLS (an `https://` URL: curl sends the Service host as SNI), and
+/// for TCP a `gopher://` URL with no method or headers: curl connects,
+/// sends `\r\n` (the first bytes, which Envoy's network RBAC decides on)
+/// and prints what comes back until the server closes or `--max-time`.
 pub fn curl_argv(req: &Request, marker: &str) -> Vec<String> {
     let mut argv: Vec<String> = vec![
         "curl".into(),
@@ -59,6 +67,17 @@ pub fn curl_argv(req: &Request, marker: &str) -> Vec<String> {
         "--max-time".into(),
         max_time_arg(req.timeout),
     ];
+    match req.kind {
+        ProbeKind::Http2 => argv.push("--http2-prior-knowledge".into()),
+        ProbeKind::Tls => argv.push("-k".into()),
+        ProbeKind::Http => {}
+        ProbeKind::Tcp => {
+            argv.push("-w".into());
+            argv.push(format!("\n{marker}%{{http_code}}\n"));
+            argv.push(req.url.clone());
+            return argv;
+        }
+    }
     if req.method != "GET" {
         argv.push("-X".into());
         argv.push(req.method.clone());
@@ -74,6 +93,10 @@ pub fn curl_argv(req: &Request, marker: &str) -> Vec<String> {
 }
 
 /// `wget -nv -S [--content-on-error] -O - -T SECS -t 1 [--header h]... URL`:
+/// wget speaks HTTP/1.1 only, so an HTTP/2 port gets HTTP/1.1 (Envoy's
+/// HTTP filters decide it alike), a TLS port `https://` (GNU wget with
+/// `--no-check-certificate`; busybox does not check), and a TCP port an
+/// HTTP request as its first bytes (`http://`).
 /// the same argv for busybox and GNU wget (busybox accepts and ignores `-nv`
 /// and `-t`), plus `--content-on-error` for GNU wget (busybox refuses it) so
 /// the body of an error answer reaches stdout. `-S` puts the status line and
@@ -84,6 +107,9 @@ pub fn wget_argv(req: &Request, client: Client) -> Vec<String> {
     let mut argv: Vec<String> = vec!["wget".into(), "-nv".into(), "-S".into()];
     if client == Client::GnuWget {
         argv.push("--content-on-error".into());
+        if req.kind == ProbeKind::Tls {
+            argv.push("--no-check-certificate".into());
+        }
         if req.method != "GET" {
             argv.push("--method".into());
             argv.push(req.method.clone());
@@ -101,7 +127,10 @@ pub fn wget_argv(req: &Request, client: Client) -> Vec<String> {
         argv.push("--header".into());
         argv.push(h.clone());
     }
-    argv.push(req.url.clone());
+    argv.push(match req.url.split_once("://") {
+        Some((_, rest)) if req.kind == ProbeKind::Tcp => format!("http://{rest}"),
+        _ => req.url.clone(),
+    });
     argv
 }
 
@@ -344,6 +373,7 @@ pub async fn run_probe(
         duration: start.elapsed(),
     };
     let base_obs = Observation {
+        kind: req.kind,
         source_sidecar: source.sidecar,
         destination_ambient: ctx.destination_ambient,
         timeout_secs: req.timeout.as_secs_f64(),
@@ -375,13 +405,19 @@ pub async fn run_probe(
             Err(e) => return Ok(exec_failed(e.to_string(), e.hint(), Some(Tool::Curl))),
         };
         let (body, status) = parse_curl_stdout(&out.stdout.head, &out.stdout.end(), marker);
-        let obs = Observation {
+        let mut obs = Observation {
             exit: out.exit_code,
             http_status: status,
             body: body.clone(),
             stderr: String::from_utf8_lossy(&out.stderr.head).into_owned(),
+            elapsed_secs: start.elapsed().as_secs_f64(),
             ..base_obs.clone()
         };
+        if needs_rbac_log(&obs)
+            && let Some(dest) = destination
+        {
+            obs.rbac_logged = Some(rbac_denial_logged(kube, dest, started_at).await);
+        }
         if out.exit_code.is_none() {
             return Ok(exec_failed(
                 status_text(&out),
@@ -432,6 +468,7 @@ pub async fn run_probe(
         headers,
         stderr,
         wget: true,
+        elapsed_secs: start.elapsed().as_secs_f64(),
         ..base_obs
     };
     if needs_rbac_log(&obs)
@@ -450,9 +487,11 @@ pub async fn run_probe(
 }
 
 /// Whether the destination sidecar's log decides this observation: a 403
-/// seen without headers or body (busybox wget).
+/// seen without headers or body (busybox wget), or a connection closed
+/// without an answer (network RBAC, or an mTLS mismatch).
 fn needs_rbac_log(obs: &Observation) -> bool {
-    obs.http_status == Some(403) && obs.headers.is_empty() && obs.body.is_empty()
+    (obs.http_status == Some(403) && obs.headers.is_empty() && obs.body.is_empty())
+        || crate::verdict::closed_without_answer(obs)
 }
 
 /// Whether a sidecar of `dest` logged an enforced RBAC denial since `since`
@@ -515,6 +554,7 @@ mod tests {
 
     fn req() -> Request {
         Request {
+            kind: ProbeKind::Http,
             url: "http://svc.ns.svc.cluster.local:80/$(reboot);x".into(),
             method: "GET".into(),
             headers: vec!["X-Test: a b".into()],

@@ -13,6 +13,8 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use crate::ports::ProbeKind;
+
 /// One probe's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
@@ -188,6 +190,118 @@ pub struct Observation {
     /// `ambient.istio.io/redirection: enabled`, or meshpolicy::ambient's rule):
     /// a reset then comes from its node's ztunnel, not from an mTLS mismatch.
     pub destination_ambient: bool,
+    /// What the probe spoke (HTTP, HTTP/2, TLS, TCP).
+    pub kind: ProbeKind,
+    /// How long the client ran, in seconds.
+    pub elapsed_secs: f64,
+}
+
+/// Istio's default outbound connect timeout: a source sidecar's `tcp_proxy`
+/// closes its client's connection after it when the upstream never answers.
+pub const SIDECAR_CONNECT_TIMEOUT_SECS: f64 = 10.0;
+
+/// Whether the connection was accepted and then closed with no answer:
+/// what Envoy's network RBAC filter does to a denied connection on its first
+/// bytes (measured with curl 7.88.1 and GNU Wget 1.21.3 against Envoy 1.40):
+/// curl `(52) Empty reply from server` (HTTP), `(35) ... SSL_ERROR_SYSCALL`
+/// (TLS), exit 0 and no output (gopher, the TCP probe); GNU wget `No data
+/// received.`; busybox wget `error getting response` without a reason.
+pub fn closed_without_answer(obs: &Observation) -> bool {
+    if obs.http_status.is_some() {
+        return false;
+    }
+    if obs.wget {
+        let e = obs.stderr.to_ascii_lowercase();
+        return e.contains("no data received")
+            || e.lines()
+                .any(|l| l.trim_end() == "wget: error getting response");
+    }
+    match obs.exit {
+        Some(52) => true,
+        Some(35) => obs.stderr.contains("SSL_ERROR_SYSCALL"),
+        Some(0) => obs.kind == ProbeKind::Tcp && obs.body.is_empty(),
+        _ => false,
+    }
+}
+
+/// A closed connection: the RBAC log decides; a source sidecar that gave up
+/// on its upstream closes too, after its connect timeout.
+fn classify_closed(obs: &Observation, ctx: &HintContext) -> Classified {
+    let how = if obs.wget {
+        "wget".to_string()
+    } else {
+        format!("curl exit {}", obs.exit.unwrap_or(-1))
+    };
+    if obs.rbac_logged == Some(true) {
+        return Classified {
+            verdict: Verdict::DeniedRbac,
+            detail: format!(
+                "connection closed without an answer ({how}), and the destination sidecar logged an RBAC denial for it (Istio AuthorizationPolicy on a {} port)",
+                if obs.kind.speaks_http() {
+                    "TCP"
+                } else {
+                    obs.kind.as_str()
+                }
+            ),
+            hint: Some(rbac_hint(ctx)),
+        };
+    }
+    if obs.source_sidecar && obs.elapsed_secs >= SIDECAR_CONNECT_TIMEOUT_SECS {
+        return Classified {
+            verdict: Verdict::BlockedNetwork,
+            detail: format!(
+                "the source sidecar closed the connection after its {}s connect timeout ({how})",
+                fmt_secs(SIDECAR_CONNECT_TIMEOUT_SECS)
+            ),
+            hint: Some(netpol_hint(ctx)),
+        };
+    }
+    Classified {
+        verdict: Verdict::MtlsFailure,
+        detail: format!(
+            "connection closed without an answer ({how}); the destination sidecar's log has no RBAC denial for it"
+        ),
+        hint: Some(mtls_hint(ctx)),
+    }
+}
+
+/// A TCP (or TLS) probe whose connection was accepted: the server answered,
+/// or kept it open waiting for more, which a TCP server does.
+fn classify_connected(obs: &Observation) -> Option<Classified> {
+    if obs.wget || obs.http_status.is_some() || obs.kind.speaks_http() {
+        return None;
+    }
+    let open = obs.exit == Some(28) && obs.stderr.contains("bytes received");
+    let answered = obs.exit == Some(0) && !obs.body.is_empty();
+    if !(open || answered) {
+        return None;
+    }
+    let mut detail = if answered {
+        format!("the server answered: {}", first_line(&obs.body, 60))
+    } else if obs.body.is_empty() {
+        format!(
+            "connected; the connection stayed open for {}s (the server waits for its client)",
+            fmt_secs(obs.timeout_secs)
+        )
+    } else {
+        format!("connected; the server sent {}", first_line(&obs.body, 60))
+    };
+    if open
+        && obs.body.is_empty()
+        && obs.source_sidecar
+        && obs.timeout_secs < SIDECAR_CONNECT_TIMEOUT_SECS
+    {
+        detail.push_str(&format!(
+            " (through the source sidecar, a NetworkPolicy drop looks the same until its {}s connect timeout: use --timeout {} to tell)",
+            fmt_secs(SIDECAR_CONNECT_TIMEOUT_SECS),
+            fmt_secs(SIDECAR_CONNECT_TIMEOUT_SECS + 1.0)
+        ));
+    }
+    Some(Classified {
+        verdict: Verdict::Allowed,
+        detail,
+        hint: None,
+    })
 }
 
 /// Names used in hints.
@@ -391,6 +505,12 @@ pub fn classify(obs: &Observation, ctx: &HintContext) -> Classified {
                 "the application (or a proxy) answered {code}: not a mesh policy decision"
             )),
         );
+    }
+    if closed_without_answer(obs) {
+        return classify_closed(obs, ctx);
+    }
+    if let Some(c) = classify_connected(obs) {
+        return c;
     }
     if obs.wget {
         return classify_wget(obs, ctx);

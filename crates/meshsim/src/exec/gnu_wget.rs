@@ -368,6 +368,42 @@ async fn fetch(p: &Process<'_>, args: &Args, raw: &str) -> i32 {
                 say("Giving up.\n\n".into(), verbose).await;
                 return EXIT_NETWORK;
             }
+            NetOutcome::Closed { after } => {
+                let after = after.as_secs_f64();
+                wait(after.min(left)).await;
+                say(
+                    "connected.\nHTTP request sent, awaiting response... ".into(),
+                    verbose,
+                )
+                .await;
+                if after >= left {
+                    say(
+                        "Read error (Connection timed out) in headers.\n".into(),
+                        !quiet,
+                    )
+                    .await;
+                } else {
+                    // Measured with GNU Wget 1.21.3 against Envoy's network RBAC.
+                    say("No data received.\n".into(), !quiet).await;
+                }
+                say("Giving up.\n\n".into(), verbose).await;
+                return EXIT_NETWORK;
+            }
+            NetOutcome::Silent => {
+                wait(left).await;
+                say(
+                    "connected.\nHTTP request sent, awaiting response... ".into(),
+                    verbose,
+                )
+                .await;
+                say(
+                    "Read error (Connection timed out) in headers.\n".into(),
+                    !quiet,
+                )
+                .await;
+                say("Giving up.\n\n".into(), verbose).await;
+                return EXIT_NETWORK;
+            }
             NetOutcome::Http {
                 after,
                 status,

@@ -261,6 +261,26 @@ async fn fetch(p: &Process<'_>, args: &WgetArgs, raw: &str) -> i32 {
                     .await;
                 return 1;
             }
+            // busybox reads the status line with fgets: an orderly close
+            // before it fails with errno 0, so perror adds no reason
+            // (networking/wget.c; busybox wget crashes on this machine, so
+            // this one is read from the source, not measured).
+            NetOutcome::Closed { after } => {
+                let after = after.as_secs_f64();
+                if after >= left {
+                    wait(left).await;
+                    p.err("wget: download timed out\n").await;
+                    return 1;
+                }
+                wait(after).await;
+                p.err("wget: error getting response\n").await;
+                return 1;
+            }
+            NetOutcome::Silent => {
+                wait(left).await;
+                p.err("wget: download timed out\n").await;
+                return 1;
+            }
             NetOutcome::Http {
                 after,
                 status,
