@@ -416,7 +416,7 @@ pub async fn run_probe(
         if needs_rbac_log(&obs)
             && let Some(dest) = destination
         {
-            obs.rbac_logged = Some(rbac_denial_logged(kube, dest, started_at).await);
+            obs.rbac_logged = Some(rbac_denial_logged(kube, source, req, dest, started_at).await);
         }
         if out.exit_code.is_none() {
             return Ok(exec_failed(
@@ -474,7 +474,7 @@ pub async fn run_probe(
     if needs_rbac_log(&obs)
         && let Some(dest) = destination
     {
-        obs.rbac_logged = Some(rbac_denial_logged(kube, dest, started_at).await);
+        obs.rbac_logged = Some(rbac_denial_logged(kube, source, req, dest, started_at).await);
     }
     Ok(ProbeRun {
         classified: classify(&obs, ctx),
@@ -494,12 +494,50 @@ fn needs_rbac_log(obs: &Observation) -> bool {
         || crate::verdict::closed_without_answer(obs)
 }
 
-/// Whether a sidecar of `dest` logged an enforced RBAC denial since `since`
-/// (less [`crate::sidecar::SLACK`]). The log is read a few times for a short
-/// while: the kubelet may not have the line yet when the client has exited.
-async fn rbac_denial_logged(kube: &Kube, dest: &Destination, since: jiff::Timestamp) -> bool {
+/// The request's path and authority as curl and wget send them (`Host`
+/// carries the port unless it is the scheme's default).
+fn path_and_authority(url: &str) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let path = match tail.split('#').next().unwrap_or("") {
+        "" => "/".to_string(),
+        t if t.starts_with('?') => format!("/{t}"),
+        t => t.to_string(),
+    };
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        ":443"
+    } else {
+        ":80"
+    };
+    let authority = authority.strip_suffix(default).unwrap_or(authority);
+    (path, authority.to_string())
+}
+
+/// Whether a sidecar of `dest` logged an enforced RBAC denial for this
+/// probe: since `since` (less [`crate::sidecar::SLACK`]), from the source
+/// pod's address when the log gives one (`sourceIP:` of the checking entry,
+/// or the access log's client), and for an HTTP probe for its path and
+/// authority when the checking entry names them. Concurrent probes from
+/// one pod to the same URL are still told apart by time only (the probe
+/// sends no id of its own). The log is read a few times for a short while:
+/// the kubelet may not have the line yet when the client has exited.
+async fn rbac_denial_logged(
+    kube: &Kube,
+    source: &Source,
+    req: &Request,
+    dest: &Destination,
+    since: jiff::Timestamp,
+) -> bool {
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::{Api, ListParams};
+    let source_ip = Api::<Pod>::namespaced(kube.client.clone(), &source.namespace)
+        .get(&source.pod)
+        .await
+        .ok()
+        .and_then(|p| p.status?.pod_ip)
+        .and_then(|ip| ip.parse().ok());
+    let (path, authority) = path_and_authority(&req.url);
     let selector: Vec<String> = dest
         .selector
         .iter()
@@ -528,12 +566,17 @@ async fn rbac_denial_logged(kube: &Kube, dest: &Destination, since: jiff::Timest
             .filter(|p| kubeplugin::resources::has_sidecar(p))
         {
             let name = kubeplugin::resources::pod_name(pod);
-            let Ok(lines) = crate::sidecar::fetch(kube, &dest.namespace, name, from).await else {
+            let Ok(mut lines) = crate::sidecar::fetch(kube, &dest.namespace, name, from).await
+            else {
                 continue;
             };
-            let found = crate::sidecar::attribute(&lines, since, now, None, Verdict::DeniedRbac)
-                .iter()
-                .any(|d| d.denied && d.engine == crate::sidecar::EnvoyEngine::Enforced);
+            if req.kind.speaks_http() {
+                lines.retain(|l| l.could_be(&path, &authority));
+            }
+            let found =
+                crate::sidecar::attribute(&lines, since, now, source_ip, Verdict::DeniedRbac)
+                    .iter()
+                    .any(|d| d.denied && d.engine == crate::sidecar::EnvoyEngine::Enforced);
             if found {
                 return true;
             }
@@ -626,6 +669,20 @@ mod tests {
         // No marker at all.
         let (_, status) = parse_curl_stdout(b"junk", b"junk", m);
         assert_eq!(status, None);
+    }
+
+    #[test]
+    fn path_and_authority_as_sent() {
+        let pa = |u: &str| path_and_authority(u);
+        assert_eq!(
+            pa("http://svc.ns.svc.cluster.local:80/a?b"),
+            ("/a?b".into(), "svc.ns.svc.cluster.local".into())
+        );
+        assert_eq!(
+            pa("http://svc.ns.svc.cluster.local:8080"),
+            ("/".into(), "svc.ns.svc.cluster.local:8080".into())
+        );
+        assert_eq!(pa("https://h:443/x#f"), ("/x".into(), "h".into()));
     }
 
     #[test]
