@@ -184,7 +184,7 @@ fn each_port_gets_its_protocol_and_tcp_verdicts_make_sense() {
         &[(80, "allowed"), (6379, "denied-rbac")],
         "pp-plain before",
     );
-    sim.apply("only-from-curl.yaml");
+    sim.apply("only-from-gnu.yaml");
     let out = sim.npexec(&[
         "pp-plain",
         "pp-dst",
@@ -210,6 +210,32 @@ fn each_port_gets_its_protocol_and_tcp_verdicts_make_sense() {
         "pp-plain",
     );
     predicted_agree(&sim, &args, &v);
+    // Behind the source's own sidecar the TCP connect succeeds; the sidecar
+    // closes it after Istio's 10 s connect timeout: seen with --timeout 11s,
+    // an open silent connection (documented) below it.
+    let args = [
+        "pp-curl",
+        "pp-dst",
+        "--service",
+        "multi",
+        "--timeout",
+        "11s",
+    ];
+    let (v, _) = sim.verdicts(&args);
+    expect(
+        &v,
+        &[
+            (80, "blocked-network"),
+            (6379, "blocked-network"),
+            (443, "blocked-network"),
+        ],
+        "pp-curl --timeout 11s",
+    );
+    predicted_agree(&sim, &args, &v);
+    let (v, probes) = sim.verdicts(&["pp-curl", "pp-dst", "--service", "multi", "--port", "6379"]);
+    expect(&v, &[(6379, "allowed")], "pp-curl, 3s");
+    let detail = probes[0]["detail"].as_str().unwrap_or("");
+    assert!(detail.contains("--timeout 11"), "{detail}");
 
     // A pod calling itself through its own Service goes out through its
     // sidecar and back in through the same sidecar's inbound RBAC.

@@ -53,7 +53,9 @@ pub fn max_time_arg(timeout: Duration) -> String {
     crate::verdict::fmt_secs(timeout.as_secs_f64())
 }
 
-/// `curl -sS --globoff --max-time T [-X M] [-H h]... -w '\nMARKER%{http_code}\n' URL`,
+/// `curl -sS --globoff --max-time T [-X M] [-H h]... -w '\nMARKER%{http_code} %{time_total}\n' URL`
+/// (curl's own clock says how long a connection lasted: a source sidecar
+/// closes a TCP connection after its connect timeout),
 /// by the probe's kind: `--http2-prior-knowledge` for HTTP/2 (gRPC) ports,
 /// `-k` for TLS (an `https://` URL: curl sends the Service host as SNI), and
 /// for TCP a `gopher://` URL with no method or headers: curl connects,
@@ -73,7 +75,7 @@ pub fn curl_argv(req: &Request, marker: &str) -> Vec<String> {
         ProbeKind::Http => {}
         ProbeKind::Tcp => {
             argv.push("-w".into());
-            argv.push(format!("\n{marker}%{{http_code}}\n"));
+            argv.push(format!("\n{marker}%{{http_code}} %{{time_total}}\n"));
             argv.push(req.url.clone());
             return argv;
         }
@@ -87,7 +89,7 @@ pub fn curl_argv(req: &Request, marker: &str) -> Vec<String> {
         argv.push(h.clone());
     }
     argv.push("-w".into());
-    argv.push(format!("\n{marker}%{{http_code}}\n"));
+    argv.push(format!("\n{marker}%{{http_code}} %{{time_total}}\n"));
     argv.push(req.url.clone());
     argv
 }
@@ -158,6 +160,20 @@ pub fn parse_curl_stdout(head: &[u8], end: &[u8], marker: &str) -> (Vec<u8>, Opt
         return (head.to_vec(), status_after(end, pos));
     }
     (head.to_vec(), None)
+}
+
+/// The `time_total` after the status code on curl's marker line (TCP probes).
+pub fn curl_time_total(head: &[u8], end: &[u8], marker: &str) -> Option<f64> {
+    let needle = format!("\n{marker}");
+    let after = |hay: &[u8]| -> Option<f64> {
+        let pos = hay
+            .windows(needle.len())
+            .rposition(|w| w == needle.as_bytes())?;
+        let text = String::from_utf8_lossy(&hay[pos + needle.len()..]);
+        let line = text.lines().next()?;
+        line.split_once(' ')?.1.trim().parse().ok()
+    };
+    after(head).or_else(|| after(end))
 }
 
 /// Where a probe runs from.
@@ -410,7 +426,8 @@ pub async fn run_probe(
             http_status: status,
             body: body.clone(),
             stderr: String::from_utf8_lossy(&out.stderr.head).into_owned(),
-            elapsed_secs: start.elapsed().as_secs_f64(),
+            elapsed_secs: curl_time_total(&out.stdout.head, &out.stdout.end(), marker)
+                .unwrap_or_else(|| start.elapsed().as_secs_f64()),
             ..base_obs.clone()
         };
         if needs_rbac_log(&obs)
@@ -617,7 +634,7 @@ mod tests {
         assert_eq!(argv[i + 1], "2.5");
         assert!(argv.contains(&"--globoff".to_string()));
         assert!(argv.contains(&"X-Test: a b".to_string()));
-        assert!(argv.contains(&"\n__m__%{http_code}\n".to_string()));
+        assert!(argv.contains(&"\n__m__%{http_code} %{time_total}\n".to_string()));
         assert!(!argv.contains(&"-X".to_string()));
         let mut r = req();
         r.method = "POST".into();
@@ -669,6 +686,16 @@ mod tests {
         // No marker at all.
         let (_, status) = parse_curl_stdout(b"junk", b"junk", m);
         assert_eq!(status, None);
+
+        // A TCP probe's line: status then curl's time_total.
+        let out = format!("\n{m}000 10.002345\n");
+        let (body, status) = parse_curl_stdout(out.as_bytes(), out.as_bytes(), m);
+        assert_eq!((body.is_empty(), status), (true, None));
+        assert_eq!(
+            curl_time_total(out.as_bytes(), out.as_bytes(), m),
+            Some(10.002345)
+        );
+        assert_eq!(curl_time_total(b"x", b"x", m), None);
     }
 
     #[test]
