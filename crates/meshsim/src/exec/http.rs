@@ -157,6 +157,33 @@ pub(crate) fn join(base: &Url, location: &str) -> Result<Url, UrlError> {
     Ok(u)
 }
 
+/// The value of an option that takes one, as the clients' getopt reads it:
+/// written in the same word (`--name=V`, `-xV`: `inline`), else the next
+/// argument (`i` then moves past it); None when there is none.
+pub(crate) fn option_value(
+    args: &[String],
+    i: &mut usize,
+    inline: Option<String>,
+) -> Option<String> {
+    if inline.is_some() {
+        return inline;
+    }
+    let v = args.get(*i).cloned()?;
+    *i += 1;
+    Some(v)
+}
+
+/// The file wget saves to: `-O FILE`, else the URL path's last segment
+/// (query left out), else `index.html`.
+pub(crate) fn output_file(output: Option<&str>, path: &str) -> String {
+    let clean = path.split('?').next().unwrap_or("");
+    match (output, clean.rsplit('/').next().unwrap_or("")) {
+        (Some(f), _) => f.to_string(),
+        (None, "") => "index.html".to_string(),
+        (None, last) => last.to_string(),
+    }
+}
+
 /// The reason phrase for a status code.
 pub(crate) fn reason(code: u16) -> &'static str {
     match code {
