@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 use std::process::Output;
 
 use common::repo_root;
-use common::sim::{ServeProcess, built, path_with};
+use common::sim::{PluginSim, ServeProcess, built, path_with};
 
-struct Sim(ServeProcess);
+/// meshsim with the fixture, kubectl with the plugins on its PATH.
+struct Sim(PluginSim);
 
 fn fixture() -> std::path::PathBuf {
     repo_root().join("tests/fixtures/npexec-protocols")
@@ -23,27 +24,27 @@ fn fixture() -> std::path::PathBuf {
 
 impl Sim {
     fn start() -> Sim {
-        built(&["kubectl-npexec", "meshsim"]);
-        Sim(ServeProcess::start(
-            &["--time-scale", "0.05"],
-            &[fixture()],
-            5,
-        ))
+        let bins = built(&["kubectl-npexec", "meshsim"]);
+        let sim = ServeProcess::start(&["--time-scale", "0.05"], &[fixture()], 5);
+        Sim(PluginSim {
+            sim,
+            path: path_with(&[&bins]),
+        })
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
-        let bins = built(&["kubectl-npexec"]);
-        self.0
-            .kubectl_cmd(&path_with(&[&bins]))
-            .args(args)
-            .output()
-            .unwrap()
+        self.0.run(args)
     }
 
     fn npexec(&self, args: &[&str]) -> Output {
-        let mut v = vec!["npexec"];
-        v.extend_from_slice(args);
-        self.kubectl(&v)
+        self.kubectl(&[&["npexec"], args].concat())
+    }
+
+    /// `npexec ARGS --expect VERDICT --wait 20s` succeeds: the change has
+    /// reached the sidecars (observed, not slept on).
+    fn wait_for(&self, args: &[&str], verdict: &str) {
+        let out = self.npexec(&[args, &["--expect", verdict, "--wait", "20s"]].concat());
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", err(&out));
     }
 
     fn apply(&self, file: &str) {
@@ -105,31 +106,47 @@ fn predicted_agree(sim: &Sim, args: &[&str], live: &BTreeMap<u64, (String, Strin
     assert_eq!(strip(&predicted), strip(live), "--predict {args:?}");
 }
 
+/// `npexec NS pp-dst --service multi` from every client: each port's
+/// verdict as `want` says, and `--predict` agreeing; (ns, tool, verdicts, probes).
+type ClientRun = (
+    &'static str,
+    &'static str,
+    BTreeMap<u64, (String, String)>,
+    Vec<serde_json::Value>,
+);
+fn every_client(sim: &Sim, want: &[(u64, &str)]) -> Vec<ClientRun> {
+    CLIENTS
+        .iter()
+        .map(|&(ns, tool)| {
+            let args = [ns, "pp-dst", "--service", "multi"];
+            let (v, probes) = sim.verdicts(&args);
+            expect(&v, want, ns);
+            predicted_agree(sim, &args, &v);
+            (ns, tool, v, probes)
+        })
+        .collect()
+}
+
 #[test]
 fn each_port_gets_its_protocol_and_tcp_verdicts_make_sense() {
     let sim = Sim::start();
-    let to = ["pp-dst", "--service", "multi"];
+
+    // The HTTP ports stay open; the TCP and TLS ports get `tcp_tls`.
+    let ports = |tcp_tls| {
+        [
+            (80, "allowed"),
+            (9090, "allowed"),
+            (6379, tcp_tls),
+            (443, tcp_tls),
+        ]
+    };
 
     // Every port answers, each probed with its protocol.
-    for (ns, tool) in CLIENTS {
-        let mut args = vec![ns];
-        args.extend(to);
-        let (v, probes) = sim.verdicts(&args);
-        expect(
-            &v,
-            &[
-                (80, "allowed"),
-                (9090, "allowed"),
-                (6379, "allowed"),
-                (443, "allowed"),
-            ],
-            ns,
-        );
+    for (ns, tool, v, probes) in every_client(&sim, &ports("allowed")) {
         assert!(probes.iter().all(|p| p["tool"] == tool), "{ns}: {probes:?}");
         assert!(v[&80].1.starts_with("http://"), "{v:?}");
         assert!(v[&443].1.starts_with("https://"), "{v:?}");
         assert!(v[&6379].1.starts_with("gopher://"), "{v:?}");
-        predicted_agree(&sim, &args, &v);
     }
     // A headless Service's port resolves to the pod and gets a TCP probe.
     let (v, _) = sim.verdicts(&["pp-curl", "pp-dst", "--service", "multi-headless"]);
@@ -139,33 +156,18 @@ fn each_port_gets_its_protocol_and_tcp_verdicts_make_sense() {
     // A DENY on the TCP ports: the network RBAC filter closes the
     // connection, which every client reads as denied-rbac; HTTP stays open.
     sim.apply("deny-tcp-ports.yaml");
-    let out = sim.npexec(&[
-        "pp-curl",
-        "pp-dst",
-        "--service",
-        "multi",
-        "--port",
-        "tcp-redis",
-        "--expect",
+    sim.wait_for(
+        &[
+            "pp-curl",
+            "pp-dst",
+            "--service",
+            "multi",
+            "--port",
+            "tcp-redis",
+        ],
         "denied-rbac",
-        "--wait",
-        "20s",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
-    for (ns, _) in CLIENTS {
-        let mut args = vec![ns];
-        args.extend(to);
-        let (v, probes) = sim.verdicts(&args);
-        expect(
-            &v,
-            &[
-                (80, "allowed"),
-                (9090, "allowed"),
-                (6379, "denied-rbac"),
-                (443, "denied-rbac"),
-            ],
-            ns,
-        );
+    );
+    for (ns, _, _, probes) in every_client(&sim, &ports("denied-rbac")) {
         let redis = probes.iter().find(|p| p["to"]["port"] == 6379).unwrap();
         assert!(
             redis["detail"]
@@ -174,7 +176,6 @@ fn each_port_gets_its_protocol_and_tcp_verdicts_make_sense() {
                 .contains("RBAC denial"),
             "{ns}: {redis}"
         );
-        predicted_agree(&sim, &args, &v);
     }
 
     // A NetworkPolicy drop: a client without a sidecar waits for its connect.
@@ -185,53 +186,41 @@ fn each_port_gets_its_protocol_and_tcp_verdicts_make_sense() {
         "pp-plain before",
     );
     sim.apply("only-from-gnu.yaml");
-    let out = sim.npexec(&[
-        "pp-plain",
-        "pp-dst",
-        "--service",
-        "multi",
-        "--port",
-        "http-web",
-        "--expect",
+    sim.wait_for(
+        &[
+            "pp-plain",
+            "pp-dst",
+            "--service",
+            "multi",
+            "--port",
+            "http-web",
+        ],
         "blocked-network",
-        "--wait",
-        "20s",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
-    let args = ["pp-plain", "pp-dst", "--service", "multi"];
-    let (v, _) = sim.verdicts(&args);
-    expect(
-        &v,
-        &[
-            (80, "blocked-network"),
-            (6379, "blocked-network"),
-            (443, "blocked-network"),
-        ],
-        "pp-plain",
     );
-    predicted_agree(&sim, &args, &v);
-    // Behind the source's own sidecar the TCP connect succeeds; the sidecar
-    // closes it after Istio's 10 s connect timeout: seen with --timeout 11s,
-    // an open silent connection (documented) below it.
-    let args = [
-        "pp-curl",
-        "pp-dst",
-        "--service",
-        "multi",
-        "--timeout",
-        "11s",
+    // pp-curl: behind the source's own sidecar the TCP connect succeeds;
+    // the sidecar closes it after Istio's 10 s connect timeout: seen with
+    // --timeout 11s, an open silent connection (documented) below it.
+    let blocked = [
+        (80, "blocked-network"),
+        (9090, "blocked-network"),
+        (6379, "blocked-network"),
+        (443, "blocked-network"),
     ];
-    let (v, _) = sim.verdicts(&args);
-    expect(
-        &v,
+    for args in [
+        &["pp-plain", "pp-dst", "--service", "multi"][..],
         &[
-            (80, "blocked-network"),
-            (6379, "blocked-network"),
-            (443, "blocked-network"),
+            "pp-curl",
+            "pp-dst",
+            "--service",
+            "multi",
+            "--timeout",
+            "11s",
         ],
-        "pp-curl --timeout 11s",
-    );
-    predicted_agree(&sim, &args, &v);
+    ] {
+        let (v, _) = sim.verdicts(args);
+        expect(&v, &blocked, &args.join(" "));
+        predicted_agree(&sim, args, &v);
+    }
     let (v, probes) = sim.verdicts(&["pp-curl", "pp-dst", "--service", "multi", "--port", "6379"]);
     expect(&v, &[(6379, "allowed")], "pp-curl, 3s");
     let detail = probes[0]["detail"].as_str().unwrap_or("");
@@ -243,17 +232,10 @@ fn each_port_gets_its_protocol_and_tcp_verdicts_make_sense() {
     let (v, _) = sim.verdicts(&args);
     expect(&v, &[(80, "allowed")], "self before");
     sim.apply("deny-self.yaml");
-    let out = sim.npexec(&[
-        "pp-curl",
-        "pp-curl",
-        "--service",
-        "curl-client",
-        "--expect",
+    sim.wait_for(
+        &["pp-curl", "pp-curl", "--service", "curl-client"],
         "denied-rbac",
-        "--wait",
-        "20s",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    );
     let (v, _) = sim.verdicts(&args);
     expect(&v, &[(80, "denied-rbac")], "self");
     predicted_agree(&sim, &args, &v);
