@@ -63,7 +63,7 @@ impl ProbeKind {
         let scheme = url.split_once("://").map_or("http", |(s, _)| s);
         match scheme.to_ascii_lowercase().as_str() {
             "https" => ProbeKind::Tls,
-            "gopher" | "telnet" => ProbeKind::Tcp,
+            "gopher" => ProbeKind::Tcp,
             _ => ProbeKind::Http,
         }
     }

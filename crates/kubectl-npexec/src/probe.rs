@@ -509,6 +509,7 @@ pub async fn run_probe(
 fn needs_rbac_log(obs: &Observation) -> bool {
     (obs.http_status == Some(403) && obs.headers.is_empty() && obs.body.is_empty())
         || crate::verdict::closed_without_answer(obs)
+        || crate::verdict::closed_by_server(obs)
 }
 
 /// The request's path and authority as curl and wget send them (`Host`

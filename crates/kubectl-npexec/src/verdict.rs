@@ -205,7 +205,8 @@ pub const SIDECAR_CONNECT_TIMEOUT_SECS: f64 = 10.0;
 /// bytes (measured with curl 7.88.1 and GNU Wget 1.21.3 against Envoy 1.40):
 /// curl `(52) Empty reply from server` (HTTP), `(35) ... SSL_ERROR_SYSCALL`
 /// (TLS), exit 0 and no output (gopher, the TCP probe); GNU wget `No data
-/// received.`; busybox wget `error getting response` without a reason.
+/// received.` (HTTP) or `Unable to establish SSL connection.` (TLS);
+/// busybox wget `error getting response` without a reason.
 pub fn closed_without_answer(obs: &Observation) -> bool {
     if obs.http_status.is_some() {
         return false;
@@ -213,6 +214,7 @@ pub fn closed_without_answer(obs: &Observation) -> bool {
     if obs.wget {
         let e = obs.stderr.to_ascii_lowercase();
         return e.contains("no data received")
+            || e.contains("unable to establish ssl connection")
             || e.lines()
                 .any(|l| l.trim_end() == "wget: error getting response");
     }
@@ -222,6 +224,15 @@ pub fn closed_without_answer(obs: &Observation) -> bool {
         Some(0) => obs.kind == ProbeKind::Tcp && obs.body.is_empty(),
         _ => false,
     }
+}
+
+/// A TCP probe's connection that the server side closed (curl exit 0),
+/// whatever came before: Envoy's `tcp_proxy` connects upstream as soon as
+/// it accepts, so a server that speaks first (a greeting, as MySQL's) can
+/// get it through before the probe's first bytes reach the RBAC filter,
+/// which then closes the connection (measured with Envoy 1.40).
+pub fn closed_by_server(obs: &Observation) -> bool {
+    !obs.wget && obs.kind == ProbeKind::Tcp && obs.exit == Some(0)
 }
 
 /// A closed connection: the RBAC log decides; a source sidecar that gave up
@@ -506,7 +517,7 @@ pub fn classify(obs: &Observation, ctx: &HintContext) -> Classified {
             )),
         );
     }
-    if closed_without_answer(obs) {
+    if closed_without_answer(obs) || closed_by_server(obs) && obs.rbac_logged == Some(true) {
         return classify_closed(obs, ctx);
     }
     if let Some(c) = classify_connected(obs) {
@@ -1088,6 +1099,138 @@ mod tests {
         );
         o.http_status = None;
         assert_eq!(classify(&o, &ctx()).verdict, Verdict::BlockedNetwork);
+    }
+
+    /// TCP and TLS probes as curl 7.88.1, GNU Wget 1.21.3 and BusyBox wget
+    /// report them through Envoy's network RBAC (see `closed_without_answer`).
+    #[test]
+    fn tcp_and_tls_probes() {
+        use Verdict::*;
+        let probe = |kind, exit, body: &str, stderr: &str, logged, sidecar, elapsed| Observation {
+            kind,
+            rbac_logged: logged,
+            elapsed_secs: elapsed,
+            ..obs(exit, None, body, stderr, sidecar)
+        };
+        let tls_closed =
+            "curl: (35) OpenSSL SSL_connect: SSL_ERROR_SYSCALL in connection to h:443 ";
+        let open = "curl: (28) Operation timed out after 3001 milliseconds with 0 bytes received";
+        let cases = [
+            // Closed after the first bytes, and the sidecar logged the denial.
+            (
+                probe(ProbeKind::Tcp, 0, "", "", Some(true), true, 0.1),
+                DeniedRbac,
+            ),
+            (
+                probe(ProbeKind::Tls, 35, "", tls_closed, Some(true), false, 0.1),
+                DeniedRbac,
+            ),
+            (
+                probe(
+                    ProbeKind::Http,
+                    52,
+                    "",
+                    "curl: (52) Empty reply from server",
+                    Some(true),
+                    false,
+                    0.1,
+                ),
+                DeniedRbac,
+            ),
+            // Closed, no denial logged: not called a policy decision.
+            (
+                probe(ProbeKind::Tcp, 0, "", "", Some(false), false, 0.1),
+                MtlsFailure,
+            ),
+            // Closed by the source sidecar after its connect timeout.
+            (
+                probe(ProbeKind::Tcp, 0, "", "", Some(false), true, 10.01),
+                BlockedNetwork,
+            ),
+            // Open and silent, or answered: connected.
+            (
+                probe(ProbeKind::Tcp, 28, "", open, None, false, 3.0),
+                Allowed,
+            ),
+            (
+                probe(ProbeKind::Tcp, 0, "+OK\r\n", "", None, false, 0.1),
+                Allowed,
+            ),
+            // A greeting that came through before the denial closed it.
+            (
+                probe(ProbeKind::Tcp, 0, "+OK\r\n", "", Some(true), false, 0.1),
+                DeniedRbac,
+            ),
+            (
+                probe(ProbeKind::Tcp, 0, "+OK\r\n", "", Some(false), false, 0.1),
+                Allowed,
+            ),
+            (
+                probe(ProbeKind::Tls, 28, "", open, None, true, 3.0),
+                Allowed,
+            ),
+            // A connect that never completes; refused.
+            (
+                probe(
+                    ProbeKind::Tcp,
+                    28,
+                    "",
+                    "curl: (28) Connection timed out after 3001 milliseconds",
+                    None,
+                    false,
+                    3.0,
+                ),
+                BlockedNetwork,
+            ),
+            (
+                probe(
+                    ProbeKind::Tcp,
+                    7,
+                    "",
+                    "curl: (7) Failed to connect",
+                    None,
+                    false,
+                    0.0,
+                ),
+                Refused,
+            ),
+            // An HTTP probe that times out after connecting is no TCP success.
+            (
+                probe(ProbeKind::Http, 28, "", open, None, false, 3.0),
+                BlockedNetwork,
+            ),
+        ];
+        for (i, (o, want)) in cases.iter().enumerate() {
+            assert_eq!(classify(o, &ctx()).verdict, *want, "case {i}: {o:?}");
+        }
+        // The silent-through-a-sidecar case says how to tell it from a drop.
+        let c = classify(
+            &probe(ProbeKind::Tcp, 28, "", open, None, true, 3.0),
+            &ctx(),
+        );
+        assert!(c.detail.contains("--timeout 11"), "{}", c.detail);
+        // wget: GNU's `No data received.`, busybox's bare `error getting response`.
+        for stderr in [
+            "GnuTLS: The TLS connection was non-properly terminated.\nUnable to establish SSL connection.\n",
+            "No data received.\n",
+            "Connecting to h (10.0.0.1:6379)\nwget: error getting response\n",
+        ] {
+            let mut o = probe(ProbeKind::Tcp, 1, "", stderr, Some(true), true, 0.1);
+            o.wget = true;
+            assert!(closed_without_answer(&o), "{stderr}");
+            assert_eq!(classify(&o, &ctx()).verdict, DeniedRbac, "{stderr}");
+        }
+        let mut reset = probe(
+            ProbeKind::Tcp,
+            1,
+            "",
+            "wget: error getting response: Connection reset by peer\n",
+            None,
+            false,
+            0.1,
+        );
+        reset.wget = true;
+        assert!(!closed_without_answer(&reset));
     }
 
     #[test]

@@ -327,6 +327,12 @@ async fn fetch(p: &Process<'_>, args: &Args, raw: &str) -> i32 {
                 "Read error (Connection reset by peer) in headers.\n",
                 None,
             ),
+            // Over TLS the close cuts the handshake (GnuTLS's words).
+            NetOutcome::Closed { after } if url.scheme == "https" => (
+                after.as_secs_f64(),
+                "GnuTLS: The TLS connection was non-properly terminated.\nUnable to establish SSL connection.\n",
+                None,
+            ),
             NetOutcome::Closed { after } => (after.as_secs_f64(), "No data received.\n", None),
             NetOutcome::Silent => (f64::INFINITY, "", None),
             NetOutcome::DnsFailure | NetOutcome::ConnectTimeout | NetOutcome::Refused { .. } => {
