@@ -149,9 +149,11 @@ fn each_port_gets_its_protocol_and_tcp_verdicts_make_sense() {
         assert!(v[&6379].1.starts_with("gopher://"), "{v:?}");
     }
     // A headless Service's port resolves to the pod and gets a TCP probe.
-    let (v, _) = sim.verdicts(&["pp-curl", "pp-dst", "--service", "multi-headless"]);
+    let headless = ["pp-curl", "pp-dst", "--service", "multi-headless"];
+    let (v, _) = sim.verdicts(&headless);
     expect(&v, &[(6379, "allowed")], "headless");
     assert!(v[&6379].1.starts_with("gopher://"), "{v:?}");
+    predicted_agree(&sim, &headless, &v);
 
     // A DENY on the TCP ports: the network RBAC filter closes the
     // connection, which every client reads as denied-rbac; HTTP stays open.
@@ -167,6 +169,9 @@ fn each_port_gets_its_protocol_and_tcp_verdicts_make_sense() {
         ],
         "denied-rbac",
     );
+    let (v, _) = sim.verdicts(&headless);
+    expect(&v, &[(6379, "denied-rbac")], "headless");
+    predicted_agree(&sim, &headless, &v);
     for (ns, _, _, probes) in every_client(&sim, &ports("denied-rbac")) {
         let redis = probes.iter().find(|p| p["to"]["port"] == 6379).unwrap();
         assert!(
