@@ -30,6 +30,7 @@ mod meshsim_kubectl_io;
 mod npexec_cli;
 mod npexec_cni;
 mod npexec_meshsim;
+mod npexec_protocols;
 mod npexec_trust_expect;
 mod npexec_trust_probe;
 mod npexec_whatif;

@@ -118,6 +118,10 @@ pub struct Cli {
     /// Only this port of each Service: a number or a port name (e.g. http-web)
     #[arg(long, value_name = "PORT")]
     pub port: Option<crate::ports::PortSpec>,
+    /// Probe ports whose protocol Istio sniffs (no known port name or
+    /// appProtocol) with HTTP; by default only port 80 is, others get a TCP probe
+    #[arg(long)]
+    pub http: bool,
     /// Request path
     #[arg(long, default_value = "/", value_name = "PATH")]
     pub path: String,

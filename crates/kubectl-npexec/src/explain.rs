@@ -351,9 +351,11 @@ pub fn evaluate(cluster: &Cluster, input: &ProbeInput<'_>) -> Evaluated {
             return out;
         }
     };
-    let http = http_attributes(input.request, input.host, target.port);
+    // A TCP or TLS probe reaches network RBAC: no HTTP attributes.
+    let http = (input.request.kind.speaks_http())
+        .then(|| http_attributes(input.request, input.host, target.port));
     let authz = cluster
-        .authz_request(&src, &dst.namespace, &dst.name, port, Some(http))
+        .authz_request(&src, &dst.namespace, &dst.name, port, http)
         .and_then(|req| {
             let v = cluster.evaluate_authz(&req)?;
             let service = (target.namespace.as_str(), target.service.as_str());
@@ -894,11 +896,13 @@ spec:
             workload: app.into(),
             selector: Some(BTreeMap::from([("app".into(), app.into())])),
             target_port: Some(IntOrString::String("web".into())),
+            kind: crate::ports::ProbeKind::Http,
         }
     }
 
     fn request(url: &str) -> Request {
         Request {
+            kind: crate::ports::ProbeKind::Http,
             url: url.into(),
             method: "GET".into(),
             headers: vec!["X-Debug: 1".into()],

@@ -16,10 +16,11 @@ use kubeplugin::target::PodQuery;
 use kubeplugin::{Kube, PluginError};
 
 use crate::cli::{Cli, Mode, url_port};
-use crate::ports::PortSpec;
+use crate::ports::{PortSpec, ProbeKind};
 use crate::probe::{Request, Source, ToolCache, is_systemic};
 use crate::report::{FromRef, ToRef};
 use crate::verdict::HintContext;
+use meshpolicy::protocol::PortProtocol;
 
 /// Why a source could not be used (matrix mode only).
 #[derive(Debug, Clone)]
@@ -62,6 +63,8 @@ pub struct Target {
     pub selector: Option<BTreeMap<String, String>>,
     /// The Service port's `targetPort` (None: same as `port`).
     pub target_port: Option<IntOrString>,
+    /// What the probe speaks to the port ([`ProbeKind::for_port`]).
+    pub kind: ProbeKind,
 }
 
 /// Resolves the source pod and container in `namespace` ([`crate::source`]).
@@ -91,8 +94,14 @@ pub struct Look {
     pub debug_image: Option<String>,
 }
 
-/// The TCP ports of `services` (only `port`, by number or name, if given).
-pub fn targets_of(namespace: &str, services: &[Service], port: Option<&PortSpec>) -> Vec<Target> {
+/// The TCP ports of `services` (only `port`, by number or name, if given),
+/// each with its probe (`force_http`: `--http`).
+pub fn targets_of(
+    namespace: &str,
+    services: &[Service],
+    port: Option<&PortSpec>,
+    force_http: bool,
+) -> Vec<Target> {
     let mut out = Vec::new();
     for svc in services {
         let name = svc.metadata.name.clone().unwrap_or_default();
@@ -122,6 +131,7 @@ pub fn targets_of(namespace: &str, services: &[Service], port: Option<&PortSpec>
                 workload: workload.clone(),
                 selector: spec.selector.clone(),
                 target_port: None,
+                kind: ProbeKind::for_port(PortProtocol::Unknown, *n, force_http),
             });
             continue;
         }
@@ -143,6 +153,11 @@ pub fn targets_of(namespace: &str, services: &[Service], port: Option<&PortSpec>
                 workload: workload.clone(),
                 selector: spec.selector.clone(),
                 target_port: p.target_port.clone(),
+                kind: ProbeKind::for_port(
+                    PortProtocol::of_service_port(p.name.as_deref(), p.app_protocol.as_deref()),
+                    number,
+                    force_http,
+                ),
             });
         }
     }
@@ -151,12 +166,13 @@ pub fn targets_of(namespace: &str, services: &[Service], port: Option<&PortSpec>
 
 async fn resolve_targets(
     kube: &Kube,
+    cli: &Cli,
     namespace: &str,
     names: &[String],
-    port: Option<&PortSpec>,
 ) -> Result<Vec<Target>, PluginError> {
+    let port = cli.port.as_ref();
     let services = kubeplugin::resources::find_services(kube, namespace, names).await?;
-    let targets = targets_of(namespace, &services, port);
+    let targets = targets_of(namespace, &services, port, cli.http);
     if targets.is_empty() {
         return Err(match port {
             Some(p) => PluginError::usage(
@@ -171,8 +187,9 @@ async fn resolve_targets(
     Ok(targets)
 }
 
-fn request_for(cli: &Cli, url: String) -> Request {
+fn request_for(cli: &Cli, url: String, kind: ProbeKind) -> Request {
     Request {
+        kind,
         url,
         method: cli.method.to_ascii_uppercase(),
         headers: cli.headers.clone(),
@@ -180,10 +197,21 @@ fn request_for(cli: &Cli, url: String) -> Request {
     }
 }
 
+/// The URL of a Service port, with the scheme of its probe (a TCP probe
+/// sends an empty gopher selector: just `\r\n`).
 fn service_url(t: &Target, cli: &Cli) -> String {
+    let path = if t.kind == ProbeKind::Tcp {
+        "/"
+    } else {
+        &cli.path
+    };
     format!(
-        "http://{}.{}.svc.{}:{}{}",
-        t.service, t.namespace, cli.cluster_domain, t.port, cli.path
+        "{}://{}.{}.svc.{}:{}{path}",
+        t.kind.scheme(),
+        t.service,
+        t.namespace,
+        cli.cluster_domain,
+        t.port
     )
 }
 
@@ -231,7 +259,7 @@ fn probe_to(
             destination_ambient: false,
             destination_waypoint: None,
         },
-        request: request_for(cli, url),
+        request: request_for(cli, url, t.kind),
         target: Some(t.clone()),
         ready_endpoints: None,
     }
@@ -278,7 +306,7 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
                     destination_ambient: false,
                     destination_waypoint: None,
                 },
-                request: request_for(cli, url.clone()),
+                request: request_for(cli, url.clone(), ProbeKind::of_url(url)),
                 target: None,
                 ready_endpoints: None,
             });
@@ -299,12 +327,12 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
                     Some(s) => std::slice::from_ref(s),
                     None => &cli.services[..],
                 };
-                for target in resolve_targets(kube, &t.namespace, only, cli.port.as_ref()).await? {
+                for target in resolve_targets(kube, cli, &t.namespace, only).await? {
                     plan.probes.push(probe_to(cli, &source, from, &target));
                 }
             }
             if cli.both {
-                let back = resolve_targets(kube, from, &[], cli.port.as_ref()).await?;
+                let back = resolve_targets(kube, cli, from, &[]).await?;
                 for ns in &to_namespaces {
                     let rev =
                         Ok(resolve_source(kube, ns, &PodQuery::default(), None, &look).await?);
@@ -367,7 +395,7 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
                     }),
                 };
                 sources.push(source);
-                let t = match resolve_targets(kube, ns, &[], cli.port.as_ref()).await {
+                let t = match resolve_targets(kube, cli, ns, &[]).await {
                     Ok(t) => t,
                     Err(e) if is_systemic(&e) => return Err(e),
                     Err(e) => {
@@ -496,9 +524,10 @@ mod tests {
             }
         }))
         .unwrap();
-        let t = targets_of("np-test-2", std::slice::from_ref(&svc), None);
+        let t = targets_of("np-test-2", std::slice::from_ref(&svc), None, false);
         assert_eq!(t.iter().map(|t| t.port).collect::<Vec<_>>(), [80, 8080]);
         assert_eq!(t[0].workload, "np-test-nginx-2");
+        assert_eq!((t[0].kind, t[1].kind), (ProbeKind::Http, ProbeKind::Tcp));
         assert_eq!(t[0].target_port, Some(IntOrString::Int(80)));
         assert_eq!(
             t[0].selector
@@ -511,12 +540,14 @@ mod tests {
             "np-test-2",
             std::slice::from_ref(&svc),
             Some(&PortSpec::Number(8080)),
+            false,
         );
         assert_eq!(t.len(), 1);
         let t = targets_of(
             "np-test-2",
             &[svc],
             Some(&PortSpec::Name("http-web".into())),
+            false,
         );
         assert_eq!(t.iter().map(|t| t.port).collect::<Vec<_>>(), [80]);
     }

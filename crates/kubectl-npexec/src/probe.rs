@@ -23,14 +23,17 @@ use kubeplugin::exec::{ExecLimits, ExecOutput, ExecTarget, exec};
 
 use serde::Serialize;
 
+use crate::ports::ProbeKind;
 use crate::verdict::{
     Classified, HintContext, NO_TOOL_HINT, Observation, Tool, Verdict, classify, wget_headers,
     wget_status,
 };
 
-/// The HTTP request a probe makes.
+/// The request a probe makes.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// What it speaks to the port.
+    pub kind: ProbeKind,
     pub url: String,
     pub method: String,
     pub headers: Vec<String>,
@@ -50,7 +53,14 @@ pub fn max_time_arg(timeout: Duration) -> String {
     crate::verdict::fmt_secs(timeout.as_secs_f64())
 }
 
-/// `curl -sS --globoff --max-time T [-X M] [-H h]... -w '\nMARKER%{http_code}\n' URL`
+/// `curl -sS --globoff --max-time T [-X M] [-H h]... -w '\nMARKER%{http_code} %{time_total}\n' URL`
+/// (curl's own clock says how long a connection lasted: a source sidecar
+/// closes a TCP connection after its connect timeout),
+/// by the probe's kind: `--http2-prior-knowledge` for HTTP/2 (gRPC) ports,
+/// `-k` for TLS (an `https://` URL: curl sends the Service host as SNI), and
+/// for TCP a `gopher://` URL with no method or headers: curl connects,
+/// sends `\r\n` (the first bytes, which Envoy's network RBAC decides on)
+/// and prints what comes back until the server closes or `--max-time`.
 pub fn curl_argv(req: &Request, marker: &str) -> Vec<String> {
     let mut argv: Vec<String> = vec![
         "curl".into(),
@@ -59,6 +69,17 @@ pub fn curl_argv(req: &Request, marker: &str) -> Vec<String> {
         "--max-time".into(),
         max_time_arg(req.timeout),
     ];
+    match req.kind {
+        ProbeKind::Http2 => argv.push("--http2-prior-knowledge".into()),
+        ProbeKind::Tls => argv.push("-k".into()),
+        ProbeKind::Http => {}
+        ProbeKind::Tcp => {
+            argv.push("-w".into());
+            argv.push(format!("\n{marker}%{{http_code}} %{{time_total}}\n"));
+            argv.push(req.url.clone());
+            return argv;
+        }
+    }
     if req.method != "GET" {
         argv.push("-X".into());
         argv.push(req.method.clone());
@@ -68,12 +89,16 @@ pub fn curl_argv(req: &Request, marker: &str) -> Vec<String> {
         argv.push(h.clone());
     }
     argv.push("-w".into());
-    argv.push(format!("\n{marker}%{{http_code}}\n"));
+    argv.push(format!("\n{marker}%{{http_code}} %{{time_total}}\n"));
     argv.push(req.url.clone());
     argv
 }
 
 /// `wget -nv -S [--content-on-error] -O - -T SECS -t 1 [--header h]... URL`:
+/// wget speaks HTTP/1.1 only, so an HTTP/2 port gets HTTP/1.1 (Envoy's
+/// HTTP filters decide it alike), a TLS port `https://` (GNU wget with
+/// `--no-check-certificate`; busybox does not check), and a TCP port an
+/// HTTP request as its first bytes (`http://`).
 /// the same argv for busybox and GNU wget (busybox accepts and ignores `-nv`
 /// and `-t`), plus `--content-on-error` for GNU wget (busybox refuses it) so
 /// the body of an error answer reaches stdout. `-S` puts the status line and
@@ -84,6 +109,9 @@ pub fn wget_argv(req: &Request, client: Client) -> Vec<String> {
     let mut argv: Vec<String> = vec!["wget".into(), "-nv".into(), "-S".into()];
     if client == Client::GnuWget {
         argv.push("--content-on-error".into());
+        if req.kind == ProbeKind::Tls {
+            argv.push("--no-check-certificate".into());
+        }
         if req.method != "GET" {
             argv.push("--method".into());
             argv.push(req.method.clone());
@@ -101,7 +129,10 @@ pub fn wget_argv(req: &Request, client: Client) -> Vec<String> {
         argv.push("--header".into());
         argv.push(h.clone());
     }
-    argv.push(req.url.clone());
+    argv.push(match req.url.split_once("://") {
+        Some((_, rest)) if req.kind == ProbeKind::Tcp => format!("http://{rest}"),
+        _ => req.url.clone(),
+    });
     argv
 }
 
@@ -129,6 +160,20 @@ pub fn parse_curl_stdout(head: &[u8], end: &[u8], marker: &str) -> (Vec<u8>, Opt
         return (head.to_vec(), status_after(end, pos));
     }
     (head.to_vec(), None)
+}
+
+/// The `time_total` after the status code on curl's marker line (TCP probes).
+pub fn curl_time_total(head: &[u8], end: &[u8], marker: &str) -> Option<f64> {
+    let needle = format!("\n{marker}");
+    let after = |hay: &[u8]| -> Option<f64> {
+        let pos = hay
+            .windows(needle.len())
+            .rposition(|w| w == needle.as_bytes())?;
+        let text = String::from_utf8_lossy(&hay[pos + needle.len()..]);
+        let line = text.lines().next()?;
+        line.split_once(' ')?.1.trim().parse().ok()
+    };
+    after(head).or_else(|| after(end))
 }
 
 /// Where a probe runs from.
@@ -344,6 +389,7 @@ pub async fn run_probe(
         duration: start.elapsed(),
     };
     let base_obs = Observation {
+        kind: req.kind,
         source_sidecar: source.sidecar,
         destination_ambient: ctx.destination_ambient,
         timeout_secs: req.timeout.as_secs_f64(),
@@ -375,13 +421,20 @@ pub async fn run_probe(
             Err(e) => return Ok(exec_failed(e.to_string(), e.hint(), Some(Tool::Curl))),
         };
         let (body, status) = parse_curl_stdout(&out.stdout.head, &out.stdout.end(), marker);
-        let obs = Observation {
+        let mut obs = Observation {
             exit: out.exit_code,
             http_status: status,
             body: body.clone(),
             stderr: String::from_utf8_lossy(&out.stderr.head).into_owned(),
+            elapsed_secs: curl_time_total(&out.stdout.head, &out.stdout.end(), marker)
+                .unwrap_or_else(|| start.elapsed().as_secs_f64()),
             ..base_obs.clone()
         };
+        if needs_rbac_log(&obs)
+            && let Some(dest) = destination
+        {
+            obs.rbac_logged = Some(rbac_denial_logged(kube, source, req, dest, started_at).await);
+        }
         if out.exit_code.is_none() {
             return Ok(exec_failed(
                 status_text(&out),
@@ -432,12 +485,13 @@ pub async fn run_probe(
         headers,
         stderr,
         wget: true,
+        elapsed_secs: start.elapsed().as_secs_f64(),
         ..base_obs
     };
     if needs_rbac_log(&obs)
         && let Some(dest) = destination
     {
-        obs.rbac_logged = Some(rbac_denial_logged(kube, dest, started_at).await);
+        obs.rbac_logged = Some(rbac_denial_logged(kube, source, req, dest, started_at).await);
     }
     Ok(ProbeRun {
         classified: classify(&obs, ctx),
@@ -450,17 +504,58 @@ pub async fn run_probe(
 }
 
 /// Whether the destination sidecar's log decides this observation: a 403
-/// seen without headers or body (busybox wget).
+/// seen without headers or body (busybox wget), or a connection closed
+/// without an answer (network RBAC, or an mTLS mismatch).
 fn needs_rbac_log(obs: &Observation) -> bool {
-    obs.http_status == Some(403) && obs.headers.is_empty() && obs.body.is_empty()
+    (obs.http_status == Some(403) && obs.headers.is_empty() && obs.body.is_empty())
+        || crate::verdict::closed_without_answer(obs)
+        || crate::verdict::closed_by_server(obs)
 }
 
-/// Whether a sidecar of `dest` logged an enforced RBAC denial since `since`
-/// (less [`crate::sidecar::SLACK`]). The log is read a few times for a short
-/// while: the kubelet may not have the line yet when the client has exited.
-async fn rbac_denial_logged(kube: &Kube, dest: &Destination, since: jiff::Timestamp) -> bool {
+/// The request's path and authority as curl and wget send them (`Host`
+/// carries the port unless it is the scheme's default).
+fn path_and_authority(url: &str) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let path = match tail.split('#').next().unwrap_or("") {
+        "" => "/".to_string(),
+        t if t.starts_with('?') => format!("/{t}"),
+        t => t.to_string(),
+    };
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        ":443"
+    } else {
+        ":80"
+    };
+    let authority = authority.strip_suffix(default).unwrap_or(authority);
+    (path, authority.to_string())
+}
+
+/// Whether a sidecar of `dest` logged an enforced RBAC denial for this
+/// probe: since `since` (less [`crate::sidecar::SLACK`]), from the source
+/// pod's address when the log gives one (`sourceIP:` of the checking entry,
+/// or the access log's client), and for an HTTP probe for its path and
+/// authority when the checking entry names them. Concurrent probes from
+/// one pod to the same URL are still told apart by time only (the probe
+/// sends no id of its own). The log is read a few times for a short while:
+/// the kubelet may not have the line yet when the client has exited.
+async fn rbac_denial_logged(
+    kube: &Kube,
+    source: &Source,
+    req: &Request,
+    dest: &Destination,
+    since: jiff::Timestamp,
+) -> bool {
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::{Api, ListParams};
+    let source_ip = Api::<Pod>::namespaced(kube.client.clone(), &source.namespace)
+        .get(&source.pod)
+        .await
+        .ok()
+        .and_then(|p| p.status?.pod_ip)
+        .and_then(|ip| ip.parse().ok());
+    let (path, authority) = path_and_authority(&req.url);
     let selector: Vec<String> = dest
         .selector
         .iter()
@@ -489,12 +584,17 @@ async fn rbac_denial_logged(kube: &Kube, dest: &Destination, since: jiff::Timest
             .filter(|p| kubeplugin::resources::has_sidecar(p))
         {
             let name = kubeplugin::resources::pod_name(pod);
-            let Ok(lines) = crate::sidecar::fetch(kube, &dest.namespace, name, from).await else {
+            let Ok(mut lines) = crate::sidecar::fetch(kube, &dest.namespace, name, from).await
+            else {
                 continue;
             };
-            let found = crate::sidecar::attribute(&lines, since, now, None, Verdict::DeniedRbac)
-                .iter()
-                .any(|d| d.denied && d.engine == crate::sidecar::EnvoyEngine::Enforced);
+            if req.kind.speaks_http() {
+                lines.retain(|l| l.could_be(&path, &authority));
+            }
+            let found =
+                crate::sidecar::attribute(&lines, since, now, source_ip, Verdict::DeniedRbac)
+                    .iter()
+                    .any(|d| d.denied && d.engine == crate::sidecar::EnvoyEngine::Enforced);
             if found {
                 return true;
             }
@@ -515,6 +615,7 @@ mod tests {
 
     fn req() -> Request {
         Request {
+            kind: ProbeKind::Http,
             url: "http://svc.ns.svc.cluster.local:80/$(reboot);x".into(),
             method: "GET".into(),
             headers: vec!["X-Test: a b".into()],
@@ -534,7 +635,7 @@ mod tests {
         assert_eq!(argv[i + 1], "2.5");
         assert!(argv.contains(&"--globoff".to_string()));
         assert!(argv.contains(&"X-Test: a b".to_string()));
-        assert!(argv.contains(&"\n__m__%{http_code}\n".to_string()));
+        assert!(argv.contains(&"\n__m__%{http_code} %{time_total}\n".to_string()));
         assert!(!argv.contains(&"-X".to_string()));
         let mut r = req();
         r.method = "POST".into();
@@ -586,6 +687,30 @@ mod tests {
         // No marker at all.
         let (_, status) = parse_curl_stdout(b"junk", b"junk", m);
         assert_eq!(status, None);
+
+        // A TCP probe's line: status then curl's time_total.
+        let out = format!("\n{m}000 10.002345\n");
+        let (body, status) = parse_curl_stdout(out.as_bytes(), out.as_bytes(), m);
+        assert_eq!((body.is_empty(), status), (true, None));
+        assert_eq!(
+            curl_time_total(out.as_bytes(), out.as_bytes(), m),
+            Some(10.002345)
+        );
+        assert_eq!(curl_time_total(b"x", b"x", m), None);
+    }
+
+    #[test]
+    fn path_and_authority_as_sent() {
+        let pa = |u: &str| path_and_authority(u);
+        assert_eq!(
+            pa("http://svc.ns.svc.cluster.local:80/a?b"),
+            ("/a?b".into(), "svc.ns.svc.cluster.local".into())
+        );
+        assert_eq!(
+            pa("http://svc.ns.svc.cluster.local:8080"),
+            ("/".into(), "svc.ns.svc.cluster.local:8080".into())
+        );
+        assert_eq!(pa("https://h:443/x#f"), ("/x".into(), "h".into()));
     }
 
     #[test]

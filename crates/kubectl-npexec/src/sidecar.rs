@@ -18,7 +18,9 @@ use jiff::Timestamp;
 use kubeplugin::logs::{LogQuery, logs, split_timestamp};
 use kubeplugin::resources::ISTIO_PROXY;
 use kubeplugin::{Kube, PluginError};
-use meshpolicy::envoy::{AccessVerdict, Engine, LogLine, Scope, classify_line, rbac_log};
+use meshpolicy::envoy::{
+    AccessVerdict, CheckedRequest, Engine, LogLine, NoteKind, Scope, classify_line, rbac_log,
+};
 
 use crate::verdict::Verdict;
 
@@ -44,9 +46,29 @@ pub struct EnvoyDecision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimedDecision {
     pub at: Timestamp,
-    /// The downstream (client) address, when the line carries one (access logs).
+    /// The downstream (client) address, when the log says: an access log
+    /// line, or the `sourceIP:` of the `checking request`/`checking
+    /// connection` entry before a debug decision line.
     pub source_ip: Option<IpAddr>,
     pub decision: EnvoyDecision,
+    /// What the `checking request` entry before a debug decision line said
+    /// (path, authority, request id), to tell concurrent requests apart.
+    pub request: Option<CheckedRequest>,
+}
+
+impl TimedDecision {
+    /// Whether the request this decision was for could be the one with
+    /// `path` and `authority`: a value the log does not give does not rule
+    /// it out.
+    pub fn could_be(&self, path: &str, authority: &str) -> bool {
+        let Some(r) = &self.request else {
+            return true;
+        };
+        r.path.as_deref().is_none_or(|p| p == path)
+            && r.authority
+                .as_deref()
+                .is_none_or(|a| a.eq_ignore_ascii_case(authority))
+    }
 }
 
 /// How far a line may lie outside a probe's own start..end and still count
@@ -65,13 +87,26 @@ fn ip_of(addr: &str) -> Option<IpAddr> {
 }
 
 /// Parses a `timestamps=true` istio-proxy log into the RBAC decisions it holds.
+///
+/// Envoy writes a `checking request:` (HTTP) or `checking connection:`
+/// (network) entry before each debug decision, the HTTP one over several
+/// lines (one header per line); what it says is kept with the decision.
 pub fn parse_log(pod: &str, text: &str) -> Vec<TimedDecision> {
     let mut out = Vec::new();
+    let mut checking: Option<CheckedRequest> = None;
     for line in text.lines() {
         let Some((at, rest)) = split_timestamp(line) else {
             continue;
         };
+        if let Some(r) = checking.as_mut()
+            && rbac_log::is_continuation(rest.as_bytes())
+        {
+            r.absorb(rest.as_bytes());
+            continue;
+        }
+        let request = checking.clone();
         let mk = |engine, denied, policy_id: Option<String>, source_ip| TimedDecision {
+            request: request.clone(),
             at,
             source_ip,
             decision: EnvoyDecision {
@@ -82,14 +117,30 @@ pub fn parse_log(pod: &str, text: &str) -> Vec<TimedDecision> {
             },
         };
         match classify_line(rest.as_bytes(), Scope::RbacOnly) {
+            LogLine::RbacNote(n) => {
+                checking = match n.kind {
+                    NoteKind::CheckingRequest => n.request.clone(),
+                    NoteKind::CheckingConnection => {
+                        let mut r = CheckedRequest::default();
+                        r.absorb(rest.as_bytes());
+                        Some(r)
+                    }
+                    NoteKind::AllowedByDefaultOrPolicy => None,
+                };
+            }
             LogLine::RbacDecision(d) => {
+                checking = None;
                 let engine = match d.engine {
                     Engine::Enforced => EnvoyEngine::Enforced,
                     Engine::Shadow => EnvoyEngine::Shadow,
                     Engine::None => continue,
                 };
                 let denied = d.decision == rbac_log::Decision::Denied;
-                out.push(mk(engine, denied, d.policy.map(|p| p.raw), None));
+                let ip = request
+                    .as_ref()
+                    .and_then(|r| r.source_ip.as_deref())
+                    .and_then(ip_of);
+                out.push(mk(engine, denied, d.policy.map(|p| p.raw), ip));
             }
             LogLine::LocalReply(r) => {
                 if let Some(p) = r.policy {
@@ -301,6 +352,7 @@ mod tests {
                 denied: true,
                 policy_id: Some("none".into()),
             },
+            request: None,
         };
         let lines = [line];
         let w = (ts("2026-11-26T08:00:00.5Z"), ts("2026-11-26T08:00:01.5Z"));
@@ -320,6 +372,20 @@ mod tests {
             Verdict::DeniedRbac,
         );
         assert!(other.is_empty());
+    }
+
+    #[test]
+    fn checking_entries_name_the_request_of_the_next_decision() {
+        let t = "2026-11-26T08:00:01.1Z";
+        let text = format!(
+            "{t} 2026-11-26T08:00:01.100Z\tdebug\tenvoy rbac external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:130\tchecking request: requestedServerName: , sourceIP: 10.0.0.7:41234, directRemoteIP: 10.0.0.7:41234, remoteIP: 10.0.0.7:41234,localAddress: 10.0.0.9:8080, ssl: none, headers: ':authority', 'svc.ns.svc.cluster.local:8080'\n{t} ':path', '/admin'\n{t} ':method', 'GET'\n{t} , dynamicMetadata: \tthread=21\n{t} 2026-11-26T08:00:01.100Z\tdebug\tenvoy rbac external/envoy/source/extensions/filters/http/rbac/rbac_filter.cc:224\tenforced denied, matched policy {DENY_ID}\tthread=21\n"
+        );
+        let lines = parse_log("p", &text);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0].source_ip, "10.0.0.7".parse().ok());
+        assert!(lines[0].could_be("/admin", "svc.ns.svc.cluster.local:8080"));
+        assert!(!lines[0].could_be("/", "svc.ns.svc.cluster.local:8080"));
+        assert!(!lines[0].could_be("/admin", "other.ns.svc.cluster.local:8080"));
     }
 
     #[test]

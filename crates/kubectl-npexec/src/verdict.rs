@@ -13,6 +13,8 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use crate::ports::ProbeKind;
+
 /// One probe's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
@@ -188,6 +190,129 @@ pub struct Observation {
     /// `ambient.istio.io/redirection: enabled`, or meshpolicy::ambient's rule):
     /// a reset then comes from its node's ztunnel, not from an mTLS mismatch.
     pub destination_ambient: bool,
+    /// What the probe spoke (HTTP, HTTP/2, TLS, TCP).
+    pub kind: ProbeKind,
+    /// How long the client ran, in seconds.
+    pub elapsed_secs: f64,
+}
+
+/// Istio's default outbound connect timeout: a source sidecar's `tcp_proxy`
+/// closes its client's connection after it when the upstream never answers.
+pub const SIDECAR_CONNECT_TIMEOUT_SECS: f64 = 10.0;
+
+/// Whether the connection was accepted and then closed with no answer:
+/// what Envoy's network RBAC filter does to a denied connection on its first
+/// bytes (measured with curl 7.88.1 and GNU Wget 1.21.3 against Envoy 1.40):
+/// curl `(52) Empty reply from server` (HTTP), `(35) ... SSL_ERROR_SYSCALL`
+/// (TLS), exit 0 and no output (gopher, the TCP probe); GNU wget `No data
+/// received.` (HTTP) or `Unable to establish SSL connection.` (TLS);
+/// busybox wget `error getting response` without a reason.
+pub fn closed_without_answer(obs: &Observation) -> bool {
+    if obs.http_status.is_some() {
+        return false;
+    }
+    if obs.wget {
+        let e = obs.stderr.to_ascii_lowercase();
+        return e.contains("no data received")
+            || e.contains("unable to establish ssl connection")
+            || e.lines()
+                .any(|l| l.trim_end() == "wget: error getting response");
+    }
+    match obs.exit {
+        Some(52) => true,
+        Some(35) => obs.stderr.contains("SSL_ERROR_SYSCALL"),
+        Some(0) => obs.kind == ProbeKind::Tcp && obs.body.is_empty(),
+        _ => false,
+    }
+}
+
+/// A TCP probe's connection that the server side closed (curl exit 0),
+/// whatever came before: Envoy's `tcp_proxy` connects upstream as soon as
+/// it accepts, so a server that speaks first (a greeting, as MySQL's) can
+/// get it through before the probe's first bytes reach the RBAC filter,
+/// which then closes the connection (measured with Envoy 1.40).
+pub fn closed_by_server(obs: &Observation) -> bool {
+    !obs.wget && obs.kind == ProbeKind::Tcp && obs.exit == Some(0)
+}
+
+/// A closed connection: the RBAC log decides; a source sidecar that gave up
+/// on its upstream closes too, after its connect timeout.
+fn classify_closed(obs: &Observation, ctx: &HintContext) -> Classified {
+    let how = if obs.wget {
+        "wget".to_string()
+    } else {
+        format!("curl exit {}", obs.exit.unwrap_or(-1))
+    };
+    if obs.rbac_logged == Some(true) {
+        return Classified {
+            verdict: Verdict::DeniedRbac,
+            detail: format!(
+                "connection closed without an answer ({how}), and the destination sidecar logged an RBAC denial for it (Istio AuthorizationPolicy on a {} port)",
+                if obs.kind.speaks_http() {
+                    "TCP"
+                } else {
+                    obs.kind.as_str()
+                }
+            ),
+            hint: Some(rbac_hint(ctx)),
+        };
+    }
+    if obs.source_sidecar && obs.elapsed_secs >= SIDECAR_CONNECT_TIMEOUT_SECS {
+        return Classified {
+            verdict: Verdict::BlockedNetwork,
+            detail: format!(
+                "the source sidecar closed the connection after its {}s connect timeout ({how})",
+                fmt_secs(SIDECAR_CONNECT_TIMEOUT_SECS)
+            ),
+            hint: Some(netpol_hint(ctx)),
+        };
+    }
+    Classified {
+        verdict: Verdict::MtlsFailure,
+        detail: format!(
+            "connection closed without an answer ({how}); the destination sidecar's log has no RBAC denial for it"
+        ),
+        hint: Some(mtls_hint(ctx)),
+    }
+}
+
+/// A TCP (or TLS) probe whose connection was accepted: the server answered,
+/// or kept it open waiting for more, which a TCP server does.
+fn classify_connected(obs: &Observation) -> Option<Classified> {
+    if obs.wget || obs.http_status.is_some() || obs.kind.speaks_http() {
+        return None;
+    }
+    let open = obs.exit == Some(28) && obs.stderr.contains("bytes received");
+    let answered = obs.exit == Some(0) && !obs.body.is_empty();
+    if !(open || answered) {
+        return None;
+    }
+    let mut detail = if answered {
+        format!("the server answered: {}", first_line(&obs.body, 60))
+    } else if obs.body.is_empty() {
+        format!(
+            "connected; the connection stayed open for {}s (the server waits for its client)",
+            fmt_secs(obs.timeout_secs)
+        )
+    } else {
+        format!("connected; the server sent {}", first_line(&obs.body, 60))
+    };
+    if open
+        && obs.body.is_empty()
+        && obs.source_sidecar
+        && obs.timeout_secs < SIDECAR_CONNECT_TIMEOUT_SECS
+    {
+        detail.push_str(&format!(
+            " (through the source sidecar, a NetworkPolicy drop looks the same until its {}s connect timeout: use --timeout {} to tell)",
+            fmt_secs(SIDECAR_CONNECT_TIMEOUT_SECS),
+            fmt_secs(SIDECAR_CONNECT_TIMEOUT_SECS + 1.0)
+        ));
+    }
+    Some(Classified {
+        verdict: Verdict::Allowed,
+        detail,
+        hint: None,
+    })
 }
 
 /// Names used in hints.
@@ -407,6 +532,12 @@ pub fn classify(obs: &Observation, ctx: &HintContext) -> Classified {
                 "the application (or a proxy) answered {code}: not a mesh policy decision"
             )),
         );
+    }
+    if closed_without_answer(obs) || closed_by_server(obs) && obs.rbac_logged == Some(true) {
+        return classify_closed(obs, ctx);
+    }
+    if let Some(c) = classify_connected(obs) {
+        return c;
     }
     if obs.wget {
         return classify_wget(obs, ctx);
@@ -1032,6 +1163,138 @@ mod tests {
         );
         o.http_status = None;
         assert_eq!(classify(&o, &ctx()).verdict, Verdict::BlockedNetwork);
+    }
+
+    /// TCP and TLS probes as curl 7.88.1, GNU Wget 1.21.3 and BusyBox wget
+    /// report them through Envoy's network RBAC (see `closed_without_answer`).
+    #[test]
+    fn tcp_and_tls_probes() {
+        use Verdict::*;
+        let probe = |kind, exit, body: &str, stderr: &str, logged, sidecar, elapsed| Observation {
+            kind,
+            rbac_logged: logged,
+            elapsed_secs: elapsed,
+            ..obs(exit, None, body, stderr, sidecar)
+        };
+        let tls_closed =
+            "curl: (35) OpenSSL SSL_connect: SSL_ERROR_SYSCALL in connection to h:443 ";
+        let open = "curl: (28) Operation timed out after 3001 milliseconds with 0 bytes received";
+        let cases = [
+            // Closed after the first bytes, and the sidecar logged the denial.
+            (
+                probe(ProbeKind::Tcp, 0, "", "", Some(true), true, 0.1),
+                DeniedRbac,
+            ),
+            (
+                probe(ProbeKind::Tls, 35, "", tls_closed, Some(true), false, 0.1),
+                DeniedRbac,
+            ),
+            (
+                probe(
+                    ProbeKind::Http,
+                    52,
+                    "",
+                    "curl: (52) Empty reply from server",
+                    Some(true),
+                    false,
+                    0.1,
+                ),
+                DeniedRbac,
+            ),
+            // Closed, no denial logged: not called a policy decision.
+            (
+                probe(ProbeKind::Tcp, 0, "", "", Some(false), false, 0.1),
+                MtlsFailure,
+            ),
+            // Closed by the source sidecar after its connect timeout.
+            (
+                probe(ProbeKind::Tcp, 0, "", "", Some(false), true, 10.01),
+                BlockedNetwork,
+            ),
+            // Open and silent, or answered: connected.
+            (
+                probe(ProbeKind::Tcp, 28, "", open, None, false, 3.0),
+                Allowed,
+            ),
+            (
+                probe(ProbeKind::Tcp, 0, "+OK\r\n", "", None, false, 0.1),
+                Allowed,
+            ),
+            // A greeting that came through before the denial closed it.
+            (
+                probe(ProbeKind::Tcp, 0, "+OK\r\n", "", Some(true), false, 0.1),
+                DeniedRbac,
+            ),
+            (
+                probe(ProbeKind::Tcp, 0, "+OK\r\n", "", Some(false), false, 0.1),
+                Allowed,
+            ),
+            (
+                probe(ProbeKind::Tls, 28, "", open, None, true, 3.0),
+                Allowed,
+            ),
+            // A connect that never completes; refused.
+            (
+                probe(
+                    ProbeKind::Tcp,
+                    28,
+                    "",
+                    "curl: (28) Connection timed out after 3001 milliseconds",
+                    None,
+                    false,
+                    3.0,
+                ),
+                BlockedNetwork,
+            ),
+            (
+                probe(
+                    ProbeKind::Tcp,
+                    7,
+                    "",
+                    "curl: (7) Failed to connect",
+                    None,
+                    false,
+                    0.0,
+                ),
+                Refused,
+            ),
+            // An HTTP probe that times out after connecting is no TCP success.
+            (
+                probe(ProbeKind::Http, 28, "", open, None, false, 3.0),
+                BlockedNetwork,
+            ),
+        ];
+        for (i, (o, want)) in cases.iter().enumerate() {
+            assert_eq!(classify(o, &ctx()).verdict, *want, "case {i}: {o:?}");
+        }
+        // The silent-through-a-sidecar case says how to tell it from a drop.
+        let c = classify(
+            &probe(ProbeKind::Tcp, 28, "", open, None, true, 3.0),
+            &ctx(),
+        );
+        assert!(c.detail.contains("--timeout 11"), "{}", c.detail);
+        // wget: GNU's `No data received.`, busybox's bare `error getting response`.
+        for stderr in [
+            "GnuTLS: The TLS connection was non-properly terminated.\nUnable to establish SSL connection.\n",
+            "No data received.\n",
+            "Connecting to h (10.0.0.1:6379)\nwget: error getting response\n",
+        ] {
+            let mut o = probe(ProbeKind::Tcp, 1, "", stderr, Some(true), true, 0.1);
+            o.wget = true;
+            assert!(closed_without_answer(&o), "{stderr}");
+            assert_eq!(classify(&o, &ctx()).verdict, DeniedRbac, "{stderr}");
+        }
+        let mut reset = probe(
+            ProbeKind::Tcp,
+            1,
+            "",
+            "wget: error getting response: Connection reset by peer\n",
+            None,
+            false,
+            0.1,
+        );
+        reset.wget = true;
+        assert!(!closed_without_answer(&reset));
     }
 
     #[test]

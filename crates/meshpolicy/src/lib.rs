@@ -16,6 +16,7 @@ pub mod istio;
 pub mod manifests;
 pub mod netpol;
 pub mod peerauth;
+pub mod protocol;
 pub mod selector;
 pub mod whatif;
 pub mod workload;

@@ -354,3 +354,70 @@ async fn gnu_wget_outcomes() {
     let r = run_in(&t, &s, &["wget", "-Z", "good"], "").await;
     assert_eq!(code(&r), 2);
 }
+
+/// A connection closed without an answer (Envoy's network RBAC) and one that
+/// stays silent, as curl 7.88.1 reports them per scheme (measured against
+/// Envoy 1.40) and as busybox wget does.
+#[tokio::test(start_paused = true)]
+async fn closed_and_silent_connections() {
+    let s = services();
+    s.net.route(
+        "closed",
+        NetOutcome::Closed {
+            after: Duration::from_millis(2),
+        },
+    );
+    s.net.route("silent", NetOutcome::Silent);
+    let cases: &[(&str, i32, &str, &str)] = &[
+        (
+            "http://closed/",
+            52,
+            "\n000 0.002000\n",
+            "curl: (52) Empty reply from server\n",
+        ),
+        (
+            "https://closed/",
+            35,
+            "\n000 0.002000\n",
+            "curl: (35) OpenSSL SSL_connect: SSL_ERROR_SYSCALL in connection to closed:443 \n",
+        ),
+        ("gopher://closed:6379/", 0, "\n000 0.002000\n", ""),
+        (
+            "gopher://silent:6379/",
+            28,
+            "\n000 3.000000\n",
+            "curl: (28) Operation timed out after 3001 milliseconds with 0 bytes received\n",
+        ),
+    ];
+    for (url, exit, out, err) in cases {
+        let r = run(
+            &s,
+            &[
+                "curl",
+                "-sS",
+                "-k",
+                "-m",
+                "3",
+                "-w",
+                "\\n%{http_code} %{time_total}\\n",
+                url,
+            ],
+        )
+        .await;
+        assert_eq!(
+            (code(&r), r.stdout.as_str(), r.stderr.as_str()),
+            (*exit, *out, *err),
+            "{url}"
+        );
+    }
+    let t = wget_target();
+    for (host, err) in [
+        ("closed", "wget: error getting response\n"),
+        ("silent", "wget: download timed out\n"),
+    ] {
+        let r = run_in(&t, &s, &["wget", "-q", "-O", "-", "-T", "2", host], "").await;
+        assert_eq!((code(&r), r.stderr.as_str()), (1, err), "{host}");
+    }
+    let r = run_in(&t, &s, &["wget", "-q", "gopher://closed/"], "").await;
+    assert_eq!(r.stderr, "wget: not an http or ftp url: gopher://closed/\n");
+}

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::http::{join, parse_url, reason};
+use super::http::{join, option_value, parse_url, reason};
 use super::programs::Process;
 use super::{NetOutcome, NetRequest};
 
@@ -103,20 +103,9 @@ fn parse_args(args: &[String]) -> Result<Args, (String, i32)> {
                     | "append-output"
             );
             let value = if takes {
-                match inline {
-                    Some(v) => v,
-                    None => match args.get(i) {
-                        Some(v) => {
-                            i += 1;
-                            v.clone()
-                        }
-                        None => {
-                            return Err(invalid(format!(
-                                "wget: option '--{name}' requires an argument\n"
-                            )));
-                        }
-                    },
-                }
+                option_value(args, &mut i, inline).ok_or_else(|| {
+                    invalid(format!("wget: option '--{name}' requires an argument\n"))
+                })?
             } else {
                 String::new()
             };
@@ -161,21 +150,9 @@ fn parse_args(args: &[String]) -> Result<Args, (String, i32)> {
             let value = if takes {
                 let rest: String = chars[j..].iter().collect();
                 j = chars.len();
-                if !rest.is_empty() {
-                    rest
-                } else {
-                    match args.get(i) {
-                        Some(v) => {
-                            i += 1;
-                            v.clone()
-                        }
-                        None => {
-                            return Err(invalid(format!(
-                                "wget: option requires an argument -- '{c}'\n"
-                            )));
-                        }
-                    }
-                }
+                option_value(args, &mut i, Some(rest).filter(|r| !r.is_empty())).ok_or_else(
+                    || invalid(format!("wget: option requires an argument -- '{c}'\n")),
+                )?
             } else {
                 String::new()
             };
@@ -255,9 +232,10 @@ async fn fetch(p: &Process<'_>, args: &Args, raw: &str) -> i32 {
             p.err(&msg).await;
         }
     };
+    // gopher:// is curl's (npexec's TCP probe); wget has no such scheme.
     let mut url = match parse_url(raw) {
-        Ok(u) => u,
-        Err(_) => {
+        Ok(u) if u.scheme != "gopher" => u,
+        _ => {
             say(format!("{raw}: Unsupported scheme.\n"), !quiet).await;
             return EXIT_GENERIC;
         }
@@ -333,126 +311,124 @@ async fn fetch(p: &Process<'_>, args: &Args, raw: &str) -> i32 {
         .await;
         let left = (limit - waited).max(0.0);
         let wait = |secs: f64| p.sleep(Duration::from_secs_f64(secs.max(0.0)));
-        match outcome {
-            NetOutcome::DnsFailure => unreachable!("handled above"),
-            NetOutcome::ConnectTimeout => {
-                wait(left).await;
-                say("failed: Connection timed out.\n".into(), !quiet).await;
-                return EXIT_NETWORK;
-            }
-            NetOutcome::Refused { after } => {
-                let after = after.as_secs_f64();
-                if after >= left {
-                    wait(left).await;
-                    say("failed: Connection timed out.\n".into(), !quiet).await;
-                    return EXIT_NETWORK;
-                }
-                wait(after).await;
-                say("failed: Connection refused.\n".into(), !quiet).await;
-                return EXIT_NETWORK;
-            }
-            NetOutcome::Reset { after } => {
-                let after = after.as_secs_f64();
-                let (secs, why) = if after >= left {
-                    (left, "Connection timed out")
-                } else {
-                    (after, "Connection reset by peer")
-                };
-                wait(secs).await;
-                say(
-                    "connected.\nHTTP request sent, awaiting response... ".into(),
-                    verbose,
-                )
-                .await;
-                say(format!("Read error ({why}) in headers.\n"), !quiet).await;
-                say("Giving up.\n\n".into(), verbose).await;
-                return EXIT_NETWORK;
-            }
+        // Measured with GNU Wget 1.21.3: a connect that times out or is
+        // refused fails before `connected.`; after it, a reset, a close
+        // without an answer (Envoy's network RBAC: `No data received.`) or
+        // a server that never answers (timed out) ends with `Giving up.`.
+        let (after, why, answer) = match outcome {
             NetOutcome::Http {
                 after,
                 status,
                 headers,
                 body,
-            } => {
-                let after = after.as_secs_f64();
-                say(
-                    "connected.\nHTTP request sent, awaiting response... ".into(),
-                    verbose,
-                )
-                .await;
-                if after >= left {
+            } => (after.as_secs_f64(), "", Some((status, headers, body))),
+            NetOutcome::Reset { after } => (
+                after.as_secs_f64(),
+                "Read error (Connection reset by peer) in headers.\n",
+                None,
+            ),
+            // Over TLS the close cuts the handshake (GnuTLS's words).
+            NetOutcome::Closed { after } if url.scheme == "https" => (
+                after.as_secs_f64(),
+                "GnuTLS: The TLS connection was non-properly terminated.\nUnable to establish SSL connection.\n",
+                None,
+            ),
+            NetOutcome::Closed { after } => (after.as_secs_f64(), "No data received.\n", None),
+            NetOutcome::Silent => (f64::INFINITY, "", None),
+            NetOutcome::DnsFailure | NetOutcome::ConnectTimeout | NetOutcome::Refused { .. } => {
+                let refused = match outcome {
+                    NetOutcome::Refused { after } => after.as_secs_f64(),
+                    _ => f64::INFINITY,
+                };
+                let why = if refused >= left {
                     wait(left).await;
-                    say(
-                        "Read error (Connection timed out) in headers.\n".into(),
-                        !quiet,
-                    )
-                    .await;
-                    say("Giving up.\n\n".into(), verbose).await;
-                    return EXIT_NETWORK;
-                }
-                wait(after).await;
-                waited += after;
-                let phrase = reason(status);
-                if args.server_response {
-                    let mut s = String::new();
-                    if verbose {
-                        s.push('\n');
-                    }
-                    s.push_str(&format!("  HTTP/1.1 {status} {phrase}\n"));
-                    for (k, v) in &headers {
-                        s.push_str(&format!("  {k}: {v}\n"));
-                    }
-                    say(s, !quiet).await;
+                    "failed: Connection timed out.\n"
                 } else {
-                    say(format!("{status} {phrase}\n"), verbose).await;
+                    wait(refused).await;
+                    "failed: Connection refused.\n"
+                };
+                say(why.into(), !quiet).await;
+                return EXIT_NETWORK;
+            }
+        };
+        say(
+            "connected.\nHTTP request sent, awaiting response... ".into(),
+            verbose,
+        )
+        .await;
+        let Some((status, headers, body)) = answer.filter(|_| after < left) else {
+            let why = if after >= left {
+                wait(left).await;
+                "Read error (Connection timed out) in headers.\n"
+            } else {
+                wait(after).await;
+                why
+            };
+            say(why.into(), !quiet).await;
+            say("Giving up.\n\n".into(), verbose).await;
+            return EXIT_NETWORK;
+        };
+        wait(after).await;
+        waited += after;
+        let phrase = reason(status);
+        if args.server_response {
+            let mut s = String::new();
+            if verbose {
+                s.push('\n');
+            }
+            s.push_str(&format!("  HTTP/1.1 {status} {phrase}\n"));
+            for (k, v) in &headers {
+                s.push_str(&format!("  {k}: {v}\n"));
+            }
+            say(s, !quiet).await;
+        } else {
+            say(format!("{status} {phrase}\n"), verbose).await;
+        }
+        let location = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("location"))
+            .map(|(_, v)| v.clone());
+        if matches!(status, 301 | 302 | 303 | 307 | 308)
+            && let Some(loc) = location
+        {
+            say(format!("Location: {loc} [following]\n"), verbose).await;
+            redirects += 1;
+            if redirects > 20 {
+                say("20 redirections exceeded.\n".into(), !quiet).await;
+                return EXIT_SERVER;
+            }
+            match join(&url, &loc) {
+                Ok(next) => {
+                    url = next;
+                    continue;
                 }
-                let location = headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("location"))
-                    .map(|(_, v)| v.clone());
-                if matches!(status, 301 | 302 | 303 | 307 | 308)
-                    && let Some(loc) = location
-                {
-                    say(format!("Location: {loc} [following]\n"), verbose).await;
-                    redirects += 1;
-                    if redirects > 20 {
-                        say("20 redirections exceeded.\n".into(), !quiet).await;
-                        return EXIT_SERVER;
-                    }
-                    match join(&url, &loc) {
-                        Ok(next) => {
-                            url = next;
-                            continue;
-                        }
-                        Err(_) => {
-                            say(format!("{loc}: Unsupported scheme.\n"), !quiet).await;
-                            return EXIT_GENERIC;
-                        }
-                    }
+                Err(_) => {
+                    say(format!("{loc}: Unsupported scheme.\n"), !quiet).await;
+                    return EXIT_GENERIC;
                 }
-                if !(200..300).contains(&status) {
-                    if args.content_on_error {
-                        let _ = p.out(&body).await;
-                    }
-                    say(
-                        format!("{shown_url}:\n"),
-                        args.verbosity == Verbosity::NonVerbose,
-                    )
-                    .await;
-                    say(format!("{} ERROR {status}: {phrase}.\n\n", stamp()), !quiet).await;
-                    return EXIT_SERVER;
-                }
-                if args.spider {
-                    say(
-                        "Length: unspecified\nRemote file exists.\n\n".into(),
-                        verbose,
-                    )
-                    .await;
-                    return 0;
-                }
-                return deliver(p, args, &url.path, &shown_url, &headers, &body).await;
             }
         }
+        if !(200..300).contains(&status) {
+            if args.content_on_error {
+                let _ = p.out(&body).await;
+            }
+            say(
+                format!("{shown_url}:\n"),
+                args.verbosity == Verbosity::NonVerbose,
+            )
+            .await;
+            say(format!("{} ERROR {status}: {phrase}.\n\n", stamp()), !quiet).await;
+            return EXIT_SERVER;
+        }
+        if args.spider {
+            say(
+                "Length: unspecified\nRemote file exists.\n\n".into(),
+                verbose,
+            )
+            .await;
+            return 0;
+        }
+        return deliver(p, args, &url.path, &shown_url, &headers, &body).await;
     }
 }
 
@@ -465,18 +441,7 @@ async fn deliver(
     headers: &[(String, String)],
     body: &[u8],
 ) -> i32 {
-    let file = match &args.output {
-        Some(f) => f.clone(),
-        None => {
-            let clean = path.split('?').next().unwrap_or("");
-            let last = clean.rsplit('/').next().unwrap_or("");
-            if last.is_empty() {
-                "index.html".to_string()
-            } else {
-                last.to_string()
-            }
-        }
-    };
+    let file = super::http::output_file(args.output.as_deref(), path);
     let to_stdout = file == "-";
     let verbose = args.verbosity == Verbosity::Verbose;
     if verbose {

@@ -15,8 +15,7 @@ pub(crate) struct Url {
 impl Url {
     /// The `Host` header value (port only when not the scheme's default).
     pub fn host_header(&self) -> String {
-        let default = if self.scheme == "https" { 443 } else { 80 };
-        if self.port == default {
+        if self.port == default_port(&self.scheme) {
             self.host.clone()
         } else {
             format!("{}:{}", self.host, self.port)
@@ -29,21 +28,31 @@ impl Url {
     }
 }
 
+/// The port a scheme's URLs default to.
+fn default_port(scheme: &str) -> u16 {
+    match scheme {
+        "https" => 443,
+        "gopher" => 70,
+        _ => 80,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum UrlError {
-    /// A scheme other than http/https.
+    /// A scheme other than http/https/gopher.
     UnsupportedScheme(String),
     /// Empty host, bad port, ...
     Malformed,
 }
 
-/// Parses a URL the way curl does for HTTP (scheme optional, default http).
+/// Parses a URL the way curl does for HTTP (scheme optional, default
+/// http); `gopher://host:port/` is npexec's TCP probe.
 pub(crate) fn parse_url(input: &str) -> Result<Url, UrlError> {
     let (scheme, rest) = match input.split_once("://") {
         Some((s, r)) => (s.to_ascii_lowercase(), r),
         None => ("http".to_string(), input),
     };
-    if scheme != "http" && scheme != "https" {
+    if !matches!(scheme.as_str(), "http" | "https" | "gopher") {
         return Err(UrlError::UnsupportedScheme(scheme));
     }
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -67,7 +76,7 @@ pub(crate) fn parse_url(input: &str) -> Result<Url, UrlError> {
     if host.is_empty() || host.contains(char::is_whitespace) {
         return Err(UrlError::Malformed);
     }
-    let default = if scheme == "https" { 443 } else { 80 };
+    let default = default_port(&scheme);
     let (port, explicit_port) = match port {
         None | Some("") => (default, false),
         Some(p) => (p.parse::<u16>().map_err(|_| UrlError::Malformed)?, true),
@@ -146,6 +155,33 @@ pub(crate) fn join(base: &Url, location: &str) -> Result<Url, UrlError> {
         u.path = format!("{dir}{location}");
     }
     Ok(u)
+}
+
+/// The value of an option that takes one, as the clients' getopt reads it:
+/// written in the same word (`--name=V`, `-xV`: `inline`), else the next
+/// argument (`i` then moves past it); None when there is none.
+pub(crate) fn option_value(
+    args: &[String],
+    i: &mut usize,
+    inline: Option<String>,
+) -> Option<String> {
+    if inline.is_some() {
+        return inline;
+    }
+    let v = args.get(*i).cloned()?;
+    *i += 1;
+    Some(v)
+}
+
+/// The file wget saves to: `-O FILE`, else the URL path's last segment
+/// (query left out), else `index.html`.
+pub(crate) fn output_file(output: Option<&str>, path: &str) -> String {
+    let clean = path.split('?').next().unwrap_or("");
+    match (output, clean.rsplit('/').next().unwrap_or("")) {
+        (Some(f), _) => f.to_string(),
+        (None, "") => "index.html".to_string(),
+        (None, last) => last.to_string(),
+    }
 }
 
 /// The reason phrase for a status code.

@@ -66,7 +66,9 @@ pub struct ExecOptions {
 #[derive(Debug, Clone)]
 pub struct NetRequest {
     pub method: String,
-    /// Scheme as given (`http` or `https`).
+    /// Scheme as given: `http`, `https` (a TLS handshake first), or
+    /// `gopher` (curl's way to open a TCP connection, send a line and read
+    /// what comes back: npexec's TCP probe).
     pub scheme: String,
     pub host: String,
     pub port: u16,
@@ -91,6 +93,16 @@ pub enum NetOutcome {
     Refused { after: Duration },
     /// Connection reset after `after` (e.g. mTLS STRICT without a sidecar; curl exit 56).
     Reset { after: Duration },
+    /// The connection was accepted, then closed by the peer after `after`
+    /// without an answer: Envoy's network RBAC filter closing a denied
+    /// connection on its first bytes, or the source sidecar's `tcp_proxy`
+    /// giving up on its upstream (curl: `(52) Empty reply from server` for
+    /// HTTP, `(35) ... SSL_ERROR_SYSCALL` for HTTPS, exit 0 for gopher).
+    Closed { after: Duration },
+    /// The connection was accepted and stays open with nothing coming back
+    /// (a TCP server that waits for its client): the client gives up at its
+    /// own limit.
+    Silent,
     /// An HTTP response arrived after `after`.
     Http {
         after: Duration,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::http::{join, parse_url, reason};
+use super::http::{join, option_value, parse_url, reason};
 use super::programs::Process;
 use super::{NetOutcome, NetRequest};
 
@@ -75,16 +75,8 @@ pub(crate) fn parse_args(args: &[String]) -> Result<WgetArgs, String> {
                     | "tries"
             );
             let value = if takes {
-                match inline {
-                    Some(v) => v,
-                    None => {
-                        let v = args.get(i).cloned().ok_or_else(|| {
-                            format!("wget: option '--{name}' requires an argument\n")
-                        })?;
-                        i += 1;
-                        v
-                    }
-                }
+                option_value(args, &mut i, inline)
+                    .ok_or_else(|| format!("wget: option '--{name}' requires an argument\n"))?
             } else {
                 String::new()
             };
@@ -117,16 +109,8 @@ pub(crate) fn parse_args(args: &[String]) -> Result<WgetArgs, String> {
             let value = if takes {
                 let rest: String = chars[j..].iter().collect();
                 j = chars.len();
-                if !rest.is_empty() {
-                    rest
-                } else {
-                    let v = args
-                        .get(i)
-                        .cloned()
-                        .ok_or_else(|| format!("wget: option requires an argument -- '{c}'\n"))?;
-                    i += 1;
-                    v
-                }
+                option_value(args, &mut i, Some(rest).filter(|r| !r.is_empty()))
+                    .ok_or_else(|| format!("wget: option requires an argument -- '{c}'\n"))?
             } else {
                 String::new()
             };
@@ -175,9 +159,10 @@ pub(crate) fn wget<'a>(p: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32> 
 }
 
 async fn fetch(p: &Process<'_>, args: &WgetArgs, raw: &str) -> i32 {
+    // gopher:// is curl's (npexec's TCP probe); wget has no such scheme.
     let mut url = match parse_url(raw) {
-        Ok(u) => u,
-        Err(_) => {
+        Ok(u) if u.scheme != "gopher" => u,
+        _ => {
             p.err(&format!("wget: not an http or ftp url: {raw}\n"))
                 .await;
             return 1;
@@ -225,123 +210,106 @@ async fn fetch(p: &Process<'_>, args: &WgetArgs, raw: &str) -> i32 {
         }
         let left = (limit - waited).max(0.0);
         let wait = |secs: f64| p.sleep(Duration::from_secs_f64(secs.max(0.0)));
-        match outcome {
-            NetOutcome::DnsFailure => {
-                p.err(&format!("wget: bad address '{}'\n", url.host)).await;
-                return 1;
-            }
-            NetOutcome::ConnectTimeout => {
-                wait(left).await;
-                p.err("wget: download timed out\n").await;
-                return 1;
-            }
-            NetOutcome::Refused { after } => {
-                let after = after.as_secs_f64();
-                if after >= left {
-                    wait(left).await;
-                    p.err("wget: download timed out\n").await;
-                    return 1;
-                }
-                wait(after).await;
-                p.err(&format!(
-                    "wget: can't connect to remote host ({ip}): Connection refused\n"
-                ))
-                .await;
-                return 1;
-            }
-            NetOutcome::Reset { after } => {
-                let after = after.as_secs_f64();
-                if after >= left {
-                    wait(left).await;
-                    p.err("wget: download timed out\n").await;
-                    return 1;
-                }
-                wait(after).await;
-                p.err("wget: error getting response: Connection reset by peer\n")
-                    .await;
-                return 1;
-            }
+        // Every failure: what busybox prints, once it happens within -T.
+        let (after, status, headers, body) = match outcome {
             NetOutcome::Http {
                 after,
                 status,
                 headers,
                 body,
-            } => {
-                let after = after.as_secs_f64();
-                if after >= left {
+            } => (after.as_secs_f64(), status, headers, body),
+            failure => {
+                let (after, msg) = match failure {
+                    NetOutcome::DnsFailure => (0.0, format!("wget: bad address '{}'\n", url.host)),
+                    NetOutcome::Refused { after } => (
+                        after.as_secs_f64(),
+                        format!("wget: can't connect to remote host ({ip}): Connection refused\n"),
+                    ),
+                    NetOutcome::Reset { after } => (
+                        after.as_secs_f64(),
+                        "wget: error getting response: Connection reset by peer\n".into(),
+                    ),
+                    // An orderly close before the status line: fgets fails
+                    // with errno 0, so perror adds no reason (busybox's
+                    // networking/wget.c; read from the source: busybox wget
+                    // crashes on the machine this was measured on).
+                    NetOutcome::Closed { after } => {
+                        (after.as_secs_f64(), "wget: error getting response\n".into())
+                    }
+                    // No connect, or a server that never answers.
+                    _ => (f64::INFINITY, String::new()),
+                };
+                if after > 0.0 && after >= left {
                     wait(left).await;
                     p.err("wget: download timed out\n").await;
-                    return 1;
+                } else {
+                    wait(after).await;
+                    p.err(&msg).await;
                 }
-                wait(after).await;
-                waited += after;
-                let status_line = format!("HTTP/1.1 {status} {}", reason(status));
-                if args.server_response {
-                    p.err(&format!("  {status_line}\n")).await;
+                return 1;
+            }
+        };
+        if after >= left {
+            wait(left).await;
+            p.err("wget: download timed out\n").await;
+            return 1;
+        }
+        wait(after).await;
+        waited += after;
+        let status_line = format!("HTTP/1.1 {status} {}", reason(status));
+        if args.server_response {
+            p.err(&format!("  {status_line}\n")).await;
+        }
+        // busybox accepts 2xx (but 206 without a range) and 300-303;
+        // anything else ends it before the headers are read.
+        let accepted = matches!(status, 200..=205 | 300..=303);
+        if !accepted {
+            p.err(&format!("wget: server returned error: {status_line}\n"))
+                .await;
+            return 1;
+        }
+        if args.server_response {
+            let mut s = String::new();
+            for (k, v) in &headers {
+                s.push_str(&format!("  {k}: {v}\n"));
+            }
+            p.err(&s).await;
+        }
+        if matches!(status, 300..=303)
+            && let Some((_, loc)) = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("location"))
+        {
+            redirects += 1;
+            if redirects > 20 {
+                p.err("wget: too many redirections\n").await;
+                return 1;
+            }
+            match join(&url, loc) {
+                Ok(next) => {
+                    url = next;
+                    continue;
                 }
-                // busybox accepts 2xx (but 206 without a range) and 300-303;
-                // anything else ends it before the headers are read.
-                let accepted = matches!(status, 200..=205 | 300..=303);
-                if !accepted {
-                    p.err(&format!("wget: server returned error: {status_line}\n"))
+                Err(_) => {
+                    p.err(&format!("wget: not an http or ftp url: {loc}\n"))
                         .await;
                     return 1;
                 }
-                if args.server_response {
-                    let mut s = String::new();
-                    for (k, v) in &headers {
-                        s.push_str(&format!("  {k}: {v}\n"));
-                    }
-                    p.err(&s).await;
-                }
-                if matches!(status, 300..=303)
-                    && let Some((_, loc)) = headers
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case("location"))
-                {
-                    redirects += 1;
-                    if redirects > 20 {
-                        p.err("wget: too many redirections\n").await;
-                        return 1;
-                    }
-                    match join(&url, loc) {
-                        Ok(next) => {
-                            url = next;
-                            continue;
-                        }
-                        Err(_) => {
-                            p.err(&format!("wget: not an http or ftp url: {loc}\n"))
-                                .await;
-                            return 1;
-                        }
-                    }
-                }
-                if args.spider {
-                    if !args.quiet {
-                        p.err("remote file exists\n").await;
-                    }
-                    return 0;
-                }
-                return deliver(p, args, &url.path, &body).await;
             }
         }
+        if args.spider {
+            if !args.quiet {
+                p.err("remote file exists\n").await;
+            }
+            return 0;
+        }
+        return deliver(p, args, &url.path, &body).await;
     }
 }
 
 /// Writes the body to stdout (`-O-`) or a virtual file, with busybox's chatter.
 async fn deliver(p: &Process<'_>, args: &WgetArgs, path: &str, body: &[u8]) -> i32 {
-    let file = match &args.output {
-        Some(f) => f.clone(),
-        None => {
-            let clean = path.split('?').next().unwrap_or("");
-            let last = clean.rsplit('/').next().unwrap_or("");
-            if last.is_empty() {
-                "index.html".to_string()
-            } else {
-                last.to_string()
-            }
-        }
-    };
+    let file = super::http::output_file(args.output.as_deref(), path);
     let to_stdout = file == "-";
     if !args.quiet {
         if to_stdout {

@@ -48,6 +48,39 @@ pub const NO_HEALTHY_UPSTREAM_BODY: &str = "no healthy upstream";
 /// Ports of the sidecar itself (excluded from inbound capture by istio-init).
 pub const SIDECAR_PORTS: &[u16] = &[15000, 15020, 15021, 15090];
 
+/// What the client speaks on its connection, from its URL scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Http,
+    /// `https://`: a TLS handshake first (the application speaks TLS).
+    Tls,
+    /// `gopher://`: a line, then whatever comes back (npexec's TCP probe).
+    Tcp,
+}
+
+/// The client's [`Wire`].
+pub fn wire(req: &NetRequest) -> Wire {
+    match req.scheme.as_str() {
+        "https" => Wire::Tls,
+        "gopher" => Wire::Tcp,
+        _ => Wire::Http,
+    }
+}
+
+/// Whether the source sidecar relays the connection as bytes (`tcp_proxy`)
+/// rather than as HTTP requests: by the protocol Istio gives the Service
+/// port, sniffed from the client's first bytes when it declares none.
+/// Failures past a `tcp_proxy` reach the client as a closed connection,
+/// not as a 503 local reply.
+pub fn relays_tcp(service: Option<&ServiceRef>, req: &NetRequest) -> bool {
+    use meshpolicy::protocol::Stack;
+    match service.map(|s| s.protocol.stack()) {
+        Some(Stack::Http) => false,
+        Some(Stack::Tcp) => true,
+        Some(Stack::Sniffed) | None => wire(req) != Wire::Http,
+    }
+}
+
 /// Which layer decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layer {
@@ -110,6 +143,9 @@ pub struct Forward {
     /// Set when the Envoy is the destination's waypoint (`namespace`/`pod`
     /// are the waypoint pod's): what comes after it.
     pub waypoint: Option<WaypointHop>,
+    /// The source sidecar relays bytes ([`relays_tcp`]): a connection the
+    /// destination closes reaches the client closed, not as a 503.
+    pub relays_tcp: bool,
 }
 
 /// What one sidecar writes for the request.
@@ -437,7 +473,15 @@ pub fn decide(input: &Input<'_>) -> Verdict {
                 "service {}/{} has no ready endpoints",
                 service.namespace, service.name
             );
-            if ctx.captured {
+            if ctx.captured && relays_tcp(Some(service), input.request) {
+                verdict(
+                    NetOutcome::Closed {
+                        after: Duration::ZERO,
+                    },
+                    Layer::NoEndpoints,
+                    reason,
+                )
+            } else if ctx.captured {
                 let (headers, body) = local_reply(503, NO_HEALTHY_UPSTREAM_BODY, None);
                 let dst_addr = format!(
                     "{}:{}",
@@ -504,16 +548,19 @@ fn timeout_503(
     reason: String,
 ) -> Verdict {
     let (headers, body) = local_reply(503, CONNECT_TIMEOUT_BODY, None);
-    let mut v = verdict(
+    let outcome = if relays_tcp(service, ctx.input.request) {
+        NetOutcome::Closed {
+            after: CONNECT_TIMEOUT,
+        }
+    } else {
         NetOutcome::Http {
             after: CONNECT_TIMEOUT,
             status: 503,
             headers,
             body: body.clone(),
-        },
-        layer,
-        reason,
-    );
+        }
+    };
+    let mut v = verdict(outcome, layer, reason);
     v.source = Some(ctx.outbound(
         service,
         upstream,
@@ -544,6 +591,13 @@ fn loopback(ctx: &Ctx<'_>, port: u16) -> Verdict {
         );
     }
     let req = ctx.input.request;
+    if wire(req) == Wire::Tcp {
+        return verdict(
+            NetOutcome::Silent,
+            Layer::Application,
+            format!("localhost:{port} accepted the connection"),
+        );
+    }
     let a = if ctx.src.has_sidecar && SIDECAR_PORTS.contains(&port) {
         // pilot-agent's health and stats ports answer with an empty 200.
         AppAnswer {
@@ -728,6 +782,7 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
             latency: lat,
             access_log: facts.access_log,
             waypoint: None,
+            relays_tcp: ctx.captured && relays_tcp(service, req),
         });
         // The source sidecar (simulated) logs what it relays; the caller
         // fills in the answer once Envoy has given it.
@@ -738,6 +793,15 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
     }
     if !listening {
         let reason = format!("nothing listens on {who} port {port}");
+        if ctx.captured && relays_tcp(service, req) {
+            return verdict(
+                NetOutcome::Closed {
+                    after: Duration::ZERO,
+                },
+                Layer::NotListening,
+                reason,
+            );
+        }
         if ctx.captured {
             let (headers, body) = local_reply(503, CONNECT_FAILURE_BODY, None);
             let mut v = verdict(
@@ -772,7 +836,16 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
         );
     }
 
-    // The application answers.
+    // The application answers; a TCP server waits for its client.
+    if wire(req) == Wire::Tcp {
+        let mut v = verdict(
+            NetOutcome::Silent,
+            Layer::Application,
+            format!("{who} port {port} accepted the connection"),
+        );
+        v.ztunnel_log = ztunnel_line;
+        return v;
+    }
     let cms = &facts.configmaps;
     let lookup = |name: &str| {
         cms.iter()
@@ -1038,6 +1111,8 @@ fn via_waypoint(
         sni,
         latency: lat,
         access_log: facts.access_log,
+        // meshsim's waypoint path carries HTTP only (see sidecar::waypoint).
+        relays_tcp: false,
         waypoint: Some(WaypointHop {
             pod: dst_json.clone(),
             port,

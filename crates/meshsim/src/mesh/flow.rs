@@ -43,6 +43,9 @@ pub struct ServiceRef {
     pub cluster_ip: Option<String>,
     /// The service port the client used.
     pub port: u16,
+    /// The protocol Istio gives that port (meshpolicy's protocol selection):
+    /// whether the source sidecar relays it with HTTP or `tcp_proxy`.
+    pub protocol: meshpolicy::protocol::PortProtocol,
 }
 
 impl ServiceRef {
@@ -189,7 +192,16 @@ fn target_port(svc_port: &Value, pod: &Value) -> Option<u16> {
 }
 
 fn via_service(store: &Store, svc: &Value, port: u16) -> Route {
+    let declared = svc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["port"].as_u64() == Some(u64::from(port)));
     let sref = ServiceRef {
+        protocol: meshpolicy::protocol::PortProtocol::of_service_port(
+            declared.and_then(|p| p["name"].as_str()),
+            declared.and_then(|p| p["appProtocol"].as_str()),
+        ),
         namespace: svc["metadata"]["namespace"]
             .as_str()
             .unwrap_or("")

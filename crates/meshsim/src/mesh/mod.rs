@@ -1064,12 +1064,20 @@ impl Mesh {
             }
         }
         match outcome {
+            // A TCP probe's bytes reached the application: a TCP server
+            // keeps the connection open for more.
+            Ok(Ok(_)) if decide::wire(request) == decide::Wire::Tcp => NetOutcome::Silent,
             Ok(Ok(r)) => NetOutcome::Http {
                 after: fw.latency,
                 status: r.status,
                 headers: r.headers,
                 body: r.body,
             },
+            // Closed in order by the destination (network RBAC): a client
+            // without a sidecar, or behind a `tcp_proxy`, sees the close.
+            Ok(Err(sidecar::httpc::HttpError::Closed)) if !captured || fw.relays_tcp => {
+                NetOutcome::Closed { after: fw.latency }
+            }
             Ok(Err(e)) => {
                 tracing::debug!("meshsim: {}/{}: {e}", fw.namespace, fw.pod);
                 failed(decide::CONNECT_TERMINATION_BODY)

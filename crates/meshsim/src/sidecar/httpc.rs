@@ -5,9 +5,9 @@
 //! One request per connection, sent as curl sends it (keep-alive, so Envoy
 //! answers as it would answer curl); the answer is read until its framing
 //! (Content-Length, chunked, or the connection's close) says it is
-//! complete, then the connection is dropped. A connection
-//! closed or reset before any answer byte is [`HttpError::Reset`], which is
-//! what a client of a sidecar that refused the connection sees.
+//! complete, then the connection is dropped. A connection reset before any
+//! answer byte is [`HttpError::Reset`] (a sidecar that refused the
+//! connection), one closed in order is [`HttpError::Closed`] (network RBAC).
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -23,8 +23,13 @@ pub struct Response {
 /// Why no answer came.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("connection reset or closed before an answer")]
+    #[error("connection reset before an answer")]
     Reset,
+    /// Closed in order (FIN) before any answer byte: what Envoy's network
+    /// RBAC filter does to a denied connection once it has read its first
+    /// bytes (a close with unread data is a reset instead).
+    #[error("connection closed before an answer")]
+    Closed,
     #[error("malformed answer: {0}")]
     Malformed(String),
     #[error(transparent)]
@@ -88,7 +93,7 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     if buf.is_empty() {
-        return Err(HttpError::Reset);
+        return Err(HttpError::Closed);
     }
     parse(&buf, method.eq_ignore_ascii_case("HEAD"))
 }

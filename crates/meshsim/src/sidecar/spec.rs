@@ -30,14 +30,13 @@ pub struct SidecarSpec {
     pub ports: BTreeMap<u16, PortProtocol>,
 }
 
+/// How the sidecar treats a Service port: meshpolicy's rule (Istio's protocol selection).
 fn protocol_of_name(name: &str, app_protocol: Option<&str>) -> PortProtocol {
-    let p = app_protocol
-        .unwrap_or_else(|| name.split('-').next().unwrap_or(name))
-        .to_ascii_lowercase();
-    match p.as_str() {
-        "http" | "http2" | "grpc" | "grpc-web" | "h2c" => PortProtocol::Http,
-        "tcp" | "tls" | "https" | "mongo" | "mysql" | "redis" => PortProtocol::Tcp,
-        _ => PortProtocol::Auto,
+    use meshpolicy::protocol::{PortProtocol as Istio, Stack};
+    match Istio::of_service_port(Some(name), app_protocol).stack() {
+        Stack::Http => PortProtocol::Http,
+        Stack::Tcp => PortProtocol::Tcp,
+        Stack::Sniffed => PortProtocol::Auto,
     }
 }
 
