@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod debug;
+pub mod document;
 pub mod error;
 pub mod files;
 pub mod filter;
@@ -24,6 +25,7 @@ pub mod output;
 pub mod pairing;
 pub mod prefix;
 pub mod record;
+pub mod reorder;
 pub mod stream;
 pub mod summary;
 pub mod table;
@@ -68,12 +70,15 @@ pub async fn run(cli: Cli) -> Result<Exit, RbaclogError> {
 /// Memory: a summary keeps one counter per group and `-o jsonl` writes each
 /// decision at once, so both are bounded however much matched; tables stream
 /// rows in time order or keep only their cells ([`table::TableSink`]); `-o json`
-/// keeps the matched decisions to sort them.
+/// and `-o yaml` stream the array in time order or keep only each decision's
+/// text ([`document::DocumentSink`]); the other transforms (jsonpath,
+/// custom-columns, name) keep the matched decisions to sort them.
 #[derive(Debug, Default)]
 struct Batch {
     summary: Option<Summary>,
     decisions: Vec<DecisionRecord>,
     table: Option<table::TableSink>,
+    document: Option<document::DocumentSink>,
     matched: u64,
     stream_jsonl: bool,
     error: Option<PluginError>,
@@ -90,6 +95,11 @@ impl Batch {
             summary: summary.then(Summary::default),
             stream_jsonl: !summary && renderer.format == kubeplugin::OutputFormat::Jsonl,
             table: (!summary && table).then(|| table::TableSink::new(*renderer, one_log)),
+            document: if summary {
+                None
+            } else {
+                document::DocumentSink::for_renderer(renderer, one_log)
+            },
             ..Batch::default()
         }
     }
@@ -101,6 +111,14 @@ impl Batch {
             (None, Some(t)) => {
                 if self.error.is_none()
                     && let Err(e) = t.add(&d)
+                {
+                    self.error = Some(e);
+                }
+            }
+            (None, None) if self.document.is_some() => {
+                if self.error.is_none()
+                    && let Some(doc) = &mut self.document
+                    && let Err(e) = doc.add(&d)
                 {
                     self.error = Some(e);
                 }
@@ -135,9 +153,20 @@ impl Batch {
                 ));
             }
         }
+        let document = self.document.is_some();
+        if let Some(doc) = self.document.take() {
+            let (late, _) = doc.finish()?;
+            if late > 0 {
+                note(&format!(
+                    "note: the input is not in time order: the last {late} decisions of the output came after later ones had been printed"
+                ));
+            }
+        }
         match &self.summary {
             Some(s) => output::write_summary(renderer, s)?,
-            None if self.stream_jsonl || self.decisions.is_empty() && self.matched > 0 => {}
+            None if self.stream_jsonl
+                || document
+                || self.decisions.is_empty() && self.matched > 0 => {}
             None => {
                 self.decisions.sort_by(|a, b| {
                     (a.ts, &a.namespace, &a.pod, &a.file).cmp(&(
