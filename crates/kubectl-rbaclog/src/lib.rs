@@ -141,6 +141,7 @@ impl Batch {
         stats: &Stats,
         what: &str,
         scope: &str,
+        proxies: &output::ReadProxies,
     ) -> Result<Exit, RbaclogError> {
         if let Some(e) = self.error.take() {
             return Err(e.into());
@@ -185,7 +186,7 @@ impl Batch {
                 filter::DecisionFilter::Allowed => "allowed",
                 filter::DecisionFilter::All => "RBAC",
             };
-            for line in output::nothing_found(what, scope, stats, decision) {
+            for line in output::nothing_found_in(what, scope, stats, decision, proxies) {
                 note(&line);
             }
         }
@@ -232,7 +233,14 @@ async fn run_files(
     } else {
         format!("{} files", paths.len())
     };
-    batch.finish(cli, renderer, &total, &what, "")
+    batch.finish(
+        cli,
+        renderer,
+        &total,
+        &what,
+        "",
+        &output::ReadProxies::default(),
+    )
 }
 
 async fn run_cluster(
@@ -302,8 +310,10 @@ async fn cluster_work(
     let targets = cluster::require_targets(kube, scope).await?;
     tracing::info!(pods = targets.len(), "reading istio-proxy logs");
     if let Some(istioctl) = istioctl {
+        // ztunnel logs every rejection at error level: nothing to raise there.
         let pods: Vec<(String, String)> = targets
             .iter()
+            .filter(|t| t.proxy != "ztunnel")
             .map(|t| (t.namespace.clone(), t.pod.clone()))
             .collect();
         guard.enable(istioctl, &cli.kube, &pods).await?;
@@ -314,11 +324,17 @@ async fn cluster_work(
         }
     }
     // What the API adds: ALLOW candidates of `matched policy none`, source pods.
-    let pods: Vec<(String, String)> = targets
+    let pods: Vec<live::ReadPod> = targets
         .iter()
-        .map(|t| (t.namespace.clone(), t.pod.clone()))
+        .map(|t| (t.namespace.clone(), t.pod.clone(), t.proxy))
         .collect();
-    let live = live::gather(kube, &pods).await;
+    let in_scope: Option<Vec<String>> = scope.namespace.as_ref().map(|ns| {
+        std::iter::once(ns)
+            .chain(&scope.more_namespaces)
+            .cloned()
+            .collect()
+    });
+    let live = live::gather(kube, &pods, in_scope.as_deref()).await;
     for p in &cli.policies {
         let raw_id = p == "none" || p.contains('[');
         if !raw_id && !live.knows(p) {
@@ -367,18 +383,43 @@ async fn cluster_work(
     for w in &warnings {
         note(&format!("warning: {w}"));
     }
-    let what = format!(
-        "the istio-proxy logs of {} pod{}",
-        targets.len(),
-        if targets.len() == 1 { "" } else { "s" }
-    );
+    let what = read_what(&targets);
+    let proxies = output::ReadProxies {
+        ztunnel_only: targets.iter().all(|t| t.proxy == "ztunnel"),
+        waypoints: targets
+            .iter()
+            .filter(|t| t.proxy == "waypoint")
+            .map(|t| format!("{}/{}", t.namespace, t.pod))
+            .collect(),
+    };
     let window_text = match (plan.since, &plan.since_time, cli.tail) {
         (Some(d), _, _) => format!(" in the last {}", human(d)),
         (None, Some(t), _) => format!(" since {t}"),
         (None, None, Some(n)) => format!(" in their last {n} lines"),
         _ => String::new(),
     };
-    batch.finish(cli, renderer, &stats, &what, &window_text)
+    batch.finish(cli, renderer, &stats, &what, &window_text, &proxies)
+}
+
+/// `the istio-proxy logs of 3 pods`, naming the kinds when not all are sidecars
+/// (`... of 3 pods (1 sidecar, 1 waypoint, 1 ztunnel)`).
+fn read_what(targets: &[cluster::Target]) -> String {
+    let n = targets.len();
+    let mut text = format!(
+        "the istio-proxy logs of {n} pod{}",
+        if n == 1 { "" } else { "s" }
+    );
+    if targets.iter().any(|t| t.proxy != "sidecar") {
+        let mut kinds: Vec<&str> = targets.iter().map(|t| t.proxy).collect();
+        kinds.sort();
+        kinds.dedup();
+        let counts: Vec<String> = kinds
+            .iter()
+            .map(|k| format!("{} {k}", targets.iter().filter(|t| t.proxy == *k).count()))
+            .collect();
+        text.push_str(&format!(" ({})", counts.join(", ")));
+    }
+    text
 }
 
 fn human(d: std::time::Duration) -> String {

@@ -309,10 +309,13 @@ impl DecisionRecord {
         }
     }
 
-    /// `GET /path (authority) 403`, or `-`.
+    /// `GET /path (authority) 403`, `tcp to NS/WORKLOAD` (ztunnel), or `-`.
     pub fn request_label(&self) -> String {
         let Some(r) = &self.request else {
-            return "-".into();
+            return match (&self.to, self.proxy) {
+                (Some(to), Some("ztunnel")) => format!("tcp to {to}"),
+                _ => "-".into(),
+            };
         };
         let mut parts = Vec::new();
         match (&r.method, &r.path) {
@@ -349,10 +352,14 @@ impl DecisionRecord {
         }
     }
 
-    /// Pod label: `NS/POD`, else the file, else `-`.
+    /// Pod label: `NS/POD`, else the file, else `-`; a live ztunnel's or
+    /// waypoint's pod is followed by its kind (`NS/POD (ztunnel)`).
     pub fn pod_label(&self) -> String {
         match (&self.namespace, &self.pod, &self.file) {
-            (Some(ns), Some(p), _) => format!("{ns}/{p}"),
+            (Some(ns), Some(p), _) => match self.proxy {
+                Some(kind @ ("ztunnel" | "waypoint")) => format!("{ns}/{p} ({kind})"),
+                _ => format!("{ns}/{p}"),
+            },
             (None, Some(p), _) => p.clone(),
             (_, None, Some(f)) => f.clone(),
             _ => "-".into(),
