@@ -10,7 +10,8 @@
 //!   policy ztunnel enforces there, and the DENY named `NS/NAME`;
 //! - `-n amb-1` (the source's namespace) shows none of them;
 //! - `--summary` counts per policy and per proxy kind across the sidecar and
-//!   ztunnel denials.
+//!   ztunnel denials; `-A` finds them all, `--from-namespace`/`--to-namespace`
+//!   split them by the source's and the destination's namespace.
 
 use crate::common;
 
@@ -314,5 +315,14 @@ async fn live_rbaclog_reads_ztunnel_for_ambient_destinations_beside_sidecars() -
     // -A reads every proxy, the ztunnel included, and finds the same decisions.
     let all = json(&rbaclog(&cl, &["-A", "-o", "json"]).await?);
     assert_eq!(all.len() as u64, total, "{all:#?}");
+    // Filtering them by the source's and the destination's namespace.
+    let amb2 = json(&rbaclog(&cl, &["amb-2", "-o", "json"]).await?).len();
+    let to = json(&rbaclog(&cl, &["-A", "--to-namespace", "amb-2", "-o", "json"]).await?);
+    assert_eq!(to.len(), amb2, "{to:#?}");
+    let from = json(&rbaclog(&cl, &["-A", "--from-namespace", "amb-1", "-o", "json"]).await?);
+    assert_eq!(from.len(), amb2, "{from:#?}");
+    let from = json(&rbaclog(&cl, &["-A", "--from-namespace", "np-test-1", "-o", "json"]).await?);
+    assert_eq!(from.len() as u64, total - amb2 as u64, "{from:#?}");
+    assert!(from.iter().all(|d| d["proxy"] == "sidecar"), "{from:#?}");
     Ok(())
 }

@@ -58,10 +58,10 @@ pub struct Destinations {
 }
 
 impl Destinations {
-    /// Whether a decision's destination (`NS/NAME`, see [`destination`]) is one of these.
-    /// A decision whose destination is unknown is kept only when no pod list narrows it.
+    /// Whether a decision's destination (`NS/NAME`, see
+    /// [`DecisionRecord::destination`]) is one of these; an unknown destination is not.
     pub fn keeps(&self, d: &DecisionRecord) -> bool {
-        let Some(to) = destination(d) else {
+        let Some(to) = d.destination() else {
             return false;
         };
         let ns = to.split_once('/').map_or(to.as_str(), |(ns, _)| ns);
@@ -70,13 +70,6 @@ impl Destinations {
         }
         self.pods.is_empty() || self.pods.contains(&to)
     }
-}
-
-/// A decision's destination as `NS/NAME`: ztunnel's `dst.namespace/dst.workload`
-/// (or the pod behind `dst.addr`, resolved live), or for a waypoint the Service
-/// of the request's authority (`NAME.NS[.svc...]`).
-pub fn destination(d: &DecisionRecord) -> Option<String> {
-    d.to.clone().filter(|t| t.contains('/'))
 }
 
 /// The proxy kind of a pod with an istio-proxy container, from Istio's labels.
@@ -678,5 +671,42 @@ mod proxy_tests {
             ])),
             "waypoint"
         );
+        assert_eq!(
+            proxy_kind(&pod(&[
+                (
+                    "gateway.networking.k8s.io/gateway-class-name",
+                    "istio-waypoint"
+                ),
+                ("gateway.networking.k8s.io/gateway-name", "waypoint")
+            ])),
+            "waypoint"
+        );
+        assert_eq!(proxy_kind(&pod(&[("app", "ztunnel")])), "ztunnel");
+    }
+
+    #[test]
+    fn a_shared_proxy_keeps_only_destinations_in_scope() {
+        let d = |to: Option<&str>| DecisionRecord {
+            namespace: Some("istio-system".into()),
+            pod: Some("ztunnel-x".into()),
+            proxy: Some("ztunnel"),
+            to: to.map(str::to_string),
+            ..DecisionRecord::default()
+        };
+        let ns = Destinations {
+            namespaces: vec!["amb-2".into()],
+            pods: vec![],
+        };
+        assert!(ns.keeps(&d(Some("amb-2/web-0"))));
+        assert!(!ns.keeps(&d(Some("amb-1/client-0"))));
+        // An address the API could not resolve says nothing about the namespace.
+        assert!(!ns.keeps(&d(Some("10.0.0.9:80"))));
+        assert!(!ns.keeps(&d(None)));
+        let pods = Destinations {
+            namespaces: vec!["amb-2".into()],
+            pods: vec!["amb-2/web-0".into()],
+        };
+        assert!(pods.keeps(&d(Some("amb-2/web-0"))));
+        assert!(!pods.keeps(&d(Some("amb-2/web-1"))));
     }
 }

@@ -459,4 +459,62 @@ mod tests {
         ctx.enrich(&mut two);
         assert_eq!(two.policy, None);
     }
+
+    #[test]
+    fn ambient_misses_name_ztunnels_and_waypoints_allow_policies() {
+        let mut ctx = LiveContext::default();
+        ctx.ztunnel_allow
+            .insert("amb/web-0".into(), vec!["amb/allow-l4".into()]);
+        ctx.pods_by_ip
+            .insert("10.0.0.9".parse().unwrap(), "amb/web-0".into());
+        // ztunnel without dst.workload: the address names the pod.
+        let mut z = DecisionRecord {
+            namespace: Some("istio-system".into()),
+            pod: Some("ztunnel-x".into()),
+            proxy: Some("ztunnel"),
+            policy_id: Some("none".into()),
+            to: Some("10.0.0.9:80".into()),
+            ..DecisionRecord::default()
+        };
+        ctx.enrich(&mut z);
+        assert_eq!(z.to.as_deref(), Some("amb/web-0"));
+        assert_eq!(z.allow_policies, vec!["amb/allow-l4".to_string()]);
+        // A waypoint: the Service from the authority; policies on the Gateway
+        // always, on a Service only for that Service.
+        ctx.waypoint_allow.insert(
+            ("amb".into(), "waypoint-0".into()),
+            vec![
+                ("amb/on-gateway".into(), None),
+                ("amb/on-web".into(), Some("amb/web".into())),
+                ("amb/on-other".into(), Some("amb/other".into())),
+            ],
+        );
+        let mut w = DecisionRecord {
+            namespace: Some("amb".into()),
+            pod: Some("waypoint-0".into()),
+            proxy: Some("waypoint"),
+            policy_id: Some("none".into()),
+            request: Some(crate::record::RequestInfo {
+                method: Some("GET".into()),
+                path: Some("/".into()),
+                authority: Some("web.amb.svc.cluster.local:80".into()),
+                response_code: Some(403),
+            }),
+            ..DecisionRecord::default()
+        };
+        ctx.enrich(&mut w);
+        assert_eq!(w.to.as_deref(), Some("amb/web"));
+        assert_eq!(w.destination_namespace().as_deref(), Some("amb"));
+        assert_eq!(
+            w.allow_policies,
+            vec!["amb/on-gateway".to_string(), "amb/on-web".to_string()]
+        );
+        // A bare name is a Service of the waypoint's namespace.
+        let mut bare = w.clone();
+        bare.to = None;
+        bare.request.as_mut().unwrap().authority = Some("other".into());
+        bare.allow_policies.clear();
+        ctx.enrich(&mut bare);
+        assert_eq!(bare.to.as_deref(), Some("amb/other"));
+    }
 }

@@ -331,6 +331,45 @@ mod tests {
     }
 
     #[test]
+    fn no_debug_advice_for_ztunnels_and_the_waypoints_named() {
+        let quiet = Stats {
+            lines: 4,
+            ..Stats::default()
+        };
+        let z = nothing_found_in(
+            "x",
+            "",
+            &quiet,
+            "denied",
+            &ReadProxies {
+                ztunnel_only: true,
+                waypoints: vec![],
+            },
+        )
+        .join("\n");
+        assert!(
+            !z.contains("enable") && z.contains("ztunnel logs every connection"),
+            "{z}"
+        );
+        let w = nothing_found_in(
+            "x",
+            "",
+            &quiet,
+            "denied",
+            &ReadProxies {
+                ztunnel_only: false,
+                waypoints: vec!["amb/waypoint-0".into()],
+            },
+        )
+        .join("\n");
+        assert!(
+            w.contains("enable one of")
+                && w.contains("istioctl proxy-config log waypoint-0.amb --level rbac:debug"),
+            "{w}"
+        );
+    }
+
+    #[test]
     fn unknown_and_foreign_lines_are_counted_with_the_first_escaped() {
         let s = Stats {
             lines: 5,

@@ -352,6 +352,40 @@ impl DecisionRecord {
         }
     }
 
+    /// The destination as `NS/NAME` when the line says where the connection or
+    /// request went: ztunnel's `dst.namespace/dst.workload` (or the pod behind
+    /// `dst.addr`, resolved live), a waypoint's Service from the request's
+    /// authority (live). A sidecar's destination is its own pod.
+    pub fn destination(&self) -> Option<String> {
+        match self.proxy {
+            Some("ztunnel" | "waypoint") => self.to.clone().filter(|t| t.contains('/')),
+            _ => match (&self.namespace, &self.pod) {
+                (Some(ns), Some(pod)) => Some(format!("{ns}/{pod}")),
+                _ => None,
+            },
+        }
+    }
+
+    /// The namespace of [`DecisionRecord::destination`].
+    pub fn destination_namespace(&self) -> Option<String> {
+        let d = self.destination()?;
+        d.split_once('/').map(|(ns, _)| ns.to_string())
+    }
+
+    /// The source workload's namespace: from `from` (`NS/POD`, or a SPIFFE
+    /// identity `spiffe://TD/ns/NS/sa/SA`).
+    pub fn source_namespace(&self) -> Option<String> {
+        let from = self.from.as_deref()?;
+        if let Some(rest) = from.strip_prefix("spiffe://") {
+            let mut parts = rest.split('/').skip(1);
+            return match (parts.next(), parts.next()) {
+                (Some("ns"), Some(ns)) => Some(ns.to_string()),
+                _ => None,
+            };
+        }
+        from.split_once('/').map(|(ns, _)| ns.to_string())
+    }
+
     /// Pod label: `NS/POD`, else the file, else `-`; a live ztunnel's or
     /// waypoint's pod is followed by its kind (`NS/POD (ztunnel)`).
     pub fn pod_label(&self) -> String {
