@@ -8,7 +8,8 @@
 //!   and keeps the rejections whose destination is in amb-2: the ALLOW miss
 //!   (`allow policies exist, but none allowed`) attributed to the ALLOW
 //!   policy ztunnel enforces there, and the DENY named `NS/NAME`;
-//! - `-n amb-1` (the source's namespace) shows none of them;
+//! - `-n amb-1` (the source's namespace) shows none of them; `-f` follows
+//!   the ztunnels too;
 //! - `--summary` counts per policy and per proxy kind across the sidecar and
 //!   ztunnel denials; `-A` finds them all, `--from-namespace`/`--to-namespace`
 //!   split them by the source's and the destination's namespace.
@@ -244,6 +245,37 @@ async fn live_rbaclog_reads_ztunnel_for_ambient_destinations_beside_sidecars() -
             && o.stdout.contains("tcp to amb-2/amb-nginx-2-"),
         "{o:?}"
     );
+
+    // Following: a new rejection shows up as it is logged (no history: --tail 0).
+    let bins = built(&["kubectl-rbaclog"]);
+    let mut follow = tokio::process::Command::new("kubectl")
+        .args(["rbaclog", "amb-2", "-f", "--tail", "0", "-o", "jsonl"])
+        .env("PATH", path_with(&[&bins]))
+        .env("KUBECONFIG", &cl.kubeconfig)
+        .env("KUBECACHEDIR", cl.path().join("cache"))
+        .env("HOME", cl.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(follow.stdout.take().unwrap()));
+    let mut followed = None;
+    for _ in 0..20 {
+        let o = curl(&cl, "amb-1", &client, "http://svc-amb-nginx-2.amb-2").await?;
+        assert_eq!(o.code, 56, "{o:?}");
+        if let Ok(line) =
+            tokio::time::timeout(std::time::Duration::from_secs(3), lines.next_line()).await
+        {
+            followed = line?;
+            break;
+        }
+    }
+    let _ = follow.start_kill();
+    let line = followed.expect("rbaclog -f printed no ztunnel rejection");
+    let d: serde_json::Value = serde_json::from_str(&line)?;
+    assert_eq!(d["proxy"], "ztunnel", "{d:#}");
+    assert_eq!(d["policy"]["name"], "deny-amb-1-l4", "{d:#}");
 
     // 3. A sidecar denial in the other half of the cluster (the walk-through's DENY).
     cl.ok(&[
