@@ -356,5 +356,26 @@ async fn live_rbaclog_reads_ztunnel_for_ambient_destinations_beside_sidecars() -
     let from = json(&rbaclog(&cl, &["-A", "--from-namespace", "np-test-1", "-o", "json"]).await?);
     assert_eq!(from.len() as u64, total - amb2 as u64, "{from:#?}");
     assert!(from.iter().all(|d| d["proxy"] == "sidecar"), "{from:#?}");
+
+    // Without ztunnel an ambient namespace has nothing to read: the hint says
+    // so, not "label the namespace for injection".
+    cl.ok(&["delete", "daemonset", "ztunnel", "-n", "istio-system"])
+        .await?;
+    let mut last = None;
+    for _ in 0..50 {
+        let o = rbaclog(&cl, &["amb-2"]).await?;
+        if o.code == 3 {
+            last = Some(o);
+            break;
+        }
+        cl.ok(&["get", "pods", "-n", "istio-system"]).await?;
+    }
+    let o = last.expect("rbaclog kept finding the deleted ztunnel");
+    assert!(
+        o.stderr.contains("namespace amb-2 is in ambient mode")
+            && o.stderr.contains("-l app=ztunnel")
+            && !o.stderr.contains("istio-injection"),
+        "{o:?}"
+    );
     Ok(())
 }

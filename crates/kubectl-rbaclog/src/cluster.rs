@@ -343,6 +343,9 @@ async fn injection_of(
 ) -> Option<crate::error::Injection> {
     let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kube.client.clone());
     let labels = ns_api.get(namespace).await.ok()?.metadata.labels?;
+    let ambient = labels
+        .get(meshpolicy::ambient::DATAPLANE_MODE_LABEL)
+        .is_some_and(|m| m == "ambient");
     let labelled = meshpolicy::Namespace::new(namespace, labels).injection_enabled();
     let mut lp = ListParams::default();
     if let Some(sel) = selector {
@@ -354,7 +357,11 @@ async fn injection_of(
         .ok()?
         .items
         .len();
-    Some(crate::error::Injection { labelled, pods })
+    Some(crate::error::Injection {
+        labelled,
+        pods,
+        ambient,
+    })
 }
 
 /// How one pod's reading ended.
