@@ -37,6 +37,7 @@ mod npexec_whatif;
 mod output_formats_meshsim;
 mod pictures;
 mod rbaclog_custom;
+mod rbaclog_ambient;
 mod rbaclog_meshsim;
 mod readme_examples;
 mod reliability_credentials;

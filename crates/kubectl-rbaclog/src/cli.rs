@@ -101,8 +101,15 @@ pub struct Cli {
     /// Only enforced decisions, or only shadow (dry-run, CUSTOM) ones
     #[arg(long, value_enum, value_name = "ENGINE")]
     pub engine: Option<EngineFilter>,
+    /// Only decisions whose source workload (FROM) is in this namespace (repeatable)
+    #[arg(long = "from-namespace", value_name = "NAMESPACE")]
+    pub from_namespaces: Vec<String>,
+    /// Only decisions whose destination is in this namespace (repeatable): the
+    /// sidecar's own, ztunnel's dst.namespace, a waypoint's Service
+    #[arg(long = "to-namespace", value_name = "NAMESPACE")]
+    pub to_namespaces: Vec<String>,
 
-    /// Print counts per policy and rule, per pod and per source instead of each decision
+    /// Print counts per policy and rule, per pod, per proxy kind and per source instead of each decision
     #[arg(long)]
     pub summary: bool,
     /// Exit 1 when at least one decision matched the filters
@@ -219,7 +226,12 @@ impl Cli {
                 }
             }
         }
-        for ns in namespace.iter().chain(&more) {
+        for ns in namespace
+            .iter()
+            .chain(&more)
+            .chain(&self.from_namespaces)
+            .chain(&self.to_namespaces)
+        {
             if !is_dns_label(ns) {
                 return Err(usage(
                     format!(
@@ -292,6 +304,8 @@ impl Cli {
             decision: self.decision,
             engine: self.engine,
             policies: self.policies.clone(),
+            source_namespaces: self.from_namespaces.clone(),
+            destination_namespaces: self.to_namespaces.clone(),
             after: None,
             live: None,
         };

@@ -2,8 +2,13 @@
 //! following them.
 //!
 //! Pods in scope are those with an `istio-proxy` container (regular or native
-//! sidecar) in the namespace, or every namespace with `-A`, narrowed by `-l` or
-//! `--pod`; pods not started yet have no log and are skipped. Without `-f`, at
+//! sidecar, waypoint, ztunnel) in the namespace, or every namespace with `-A`,
+//! narrowed by `-l` or `--pod`; pods not started yet have no log and are
+//! skipped. Ambient pods have no proxy of their own: when the namespaces in
+//! scope hold ambient workloads (meshpolicy's dataplane mode), the ztunnel pods
+//! of the root namespace (`app=ztunnel`, one per node) and the waypoint pods of
+//! other namespaces are read too, keeping only the decisions whose destination
+//! is in scope ([`Destinations`]). Without `-f`, at
 //! most `--concurrency` logs are read at once and each is streamed line by line
 //! through a [`Pairer`], so memory depends on the concurrency, not on log sizes.
 //! With `-f`, every pod streams at once; the pod list is polled to start
@@ -37,16 +42,46 @@ pub struct Target {
     pub namespace: String,
     pub pod: String,
     pub uid: String,
-    /// `sidecar`, `gateway` or `waypoint`, from the pod's labels.
+    /// `sidecar`, `gateway`, `waypoint` or `ztunnel`, from the pod's labels.
     pub proxy: &'static str,
+    /// Set for a ztunnel or waypoint read on behalf of the namespaces in scope:
+    /// only decisions about those destinations are kept. `None`: all of them.
+    pub only_to: Option<Destinations>,
+}
+
+/// The destinations a shared proxy (ztunnel, a waypoint elsewhere) is read for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Destinations {
+    pub namespaces: Vec<String>,
+    /// With `-l`/`--pod`: only these pods (`NS/POD`); empty: any in `namespaces`.
+    pub pods: Vec<String>,
+}
+
+impl Destinations {
+    /// Whether a decision's destination (`NS/NAME`, see
+    /// [`DecisionRecord::destination`]) is one of these; an unknown destination is not.
+    pub fn keeps(&self, d: &DecisionRecord) -> bool {
+        let Some(to) = d.destination() else {
+            return false;
+        };
+        let ns = to.split_once('/').map_or(to.as_str(), |(ns, _)| ns);
+        if !self.namespaces.iter().any(|n| n == ns) {
+            return false;
+        }
+        self.pods.is_empty() || self.pods.contains(&to)
+    }
 }
 
 /// The proxy kind of a pod with an istio-proxy container, from Istio's labels.
 fn proxy_kind(p: &Pod) -> &'static str {
     let labels = p.metadata.labels.as_ref();
     let get = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
-    if get("gateway.istio.io/managed") == Some("istio.io-mesh-controller")
+    if get("app") == Some("ztunnel") {
+        "ztunnel"
+    } else if get("gateway.istio.io/managed") == Some("istio.io-mesh-controller")
         || get("istio.io/waypoint-for").is_some()
+        || get("gateway.networking.k8s.io/gateway-class-name")
+            == Some(meshpolicy::ambient::WAYPOINT_CLASS)
     {
         "waypoint"
     } else if get("gateway.networking.k8s.io/gateway-name").is_some()
@@ -102,6 +137,7 @@ fn target_of(p: &Pod) -> Target {
         pod: pod_name(p).to_string(),
         uid: p.metadata.uid.clone().unwrap_or_default(),
         proxy: proxy_kind(p),
+        only_to: None,
     }
 }
 
@@ -111,8 +147,113 @@ pub async fn list_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, Rba
     for ns in &scope.more_namespaces {
         out.extend(list_in(kube, scope, Some(ns.clone())).await?);
     }
+    if scope.namespace.is_some() {
+        out.extend(shared_proxies(kube, scope, &out).await);
+    }
     out.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
     Ok(out)
+}
+
+/// The ambient pods in scope (`NS/POD`): pods without a sidecar that
+/// meshpolicy's dataplane mode puts in ambient, by their or their namespace's label.
+async fn ambient_pods(kube: &Kube, scope: &Scope) -> Vec<String> {
+    let mut out = Vec::new();
+    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kube.client.clone());
+    for ns in scope.namespace.iter().chain(&scope.more_namespaces) {
+        let ns_labels = match ns_api.get(ns).await {
+            Ok(n) => n.metadata.labels.unwrap_or_default(),
+            Err(e) => {
+                tracing::info!(namespace = %ns, error = %e, "cannot read the namespace's labels");
+                Default::default()
+            }
+        };
+        let pods: Vec<Pod> = if scope.pods.is_empty() {
+            let mut lp = ListParams::default();
+            if let Some(sel) = &scope.selector {
+                lp = lp.labels(sel);
+            }
+            match Api::<Pod>::namespaced(kube.client.clone(), ns)
+                .list(&lp)
+                .await
+            {
+                Ok(l) => l.items,
+                Err(_) => continue,
+            }
+        } else {
+            let mut pods = Vec::new();
+            for name in &scope.pods {
+                if let Ok(t) = kubeplugin::target::PodTarget::parse(name, Some(ns))
+                    && let Ok(p) = kubeplugin::target::resolve_pods(kube, ns, &t).await
+                {
+                    pods.extend(p);
+                }
+            }
+            pods
+        };
+        for p in &pods {
+            let labels = p.metadata.labels.clone().unwrap_or_default();
+            if meshpolicy::ambient::dataplane_mode(&labels, has_sidecar(p), &ns_labels)
+                == meshpolicy::ambient::DataplaneMode::Ambient
+            {
+                out.push(format!("{ns}/{}", pod_name(p)));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The ztunnels (root namespace, `app=ztunnel`) and the waypoints of other
+/// namespaces, when the namespaces in scope hold ambient workloads; each keeps
+/// only decisions about destinations in scope. Best effort: what cannot be
+/// listed is left out (logged at info).
+async fn shared_proxies(kube: &Kube, scope: &Scope, read: &[Target]) -> Vec<Target> {
+    let ambient = ambient_pods(kube, scope).await;
+    if ambient.is_empty() {
+        return Vec::new();
+    }
+    let only_to = Destinations {
+        namespaces: scope
+            .namespace
+            .iter()
+            .chain(&scope.more_namespaces)
+            .cloned()
+            .collect(),
+        pods: if scope.selector.is_some() || !scope.pods.is_empty() {
+            ambient
+        } else {
+            Vec::new()
+        },
+    };
+    let mut found: Vec<Pod> = Vec::new();
+    let ztunnels = Api::<Pod>::namespaced(kube.client.clone(), crate::live::ROOT_NAMESPACE)
+        .list(&ListParams::default().labels(meshpolicy::ambient::ZTUNNEL_SELECTOR))
+        .await;
+    match ztunnels {
+        Ok(l) => found.extend(l.items),
+        Err(e) => tracing::info!(error = %e, "cannot list the ztunnel pods"),
+    }
+    match Api::<Pod>::all(kube.client.clone())
+        .list(&ListParams::default().labels("gateway.networking.k8s.io/gateway-name"))
+        .await
+    {
+        Ok(l) => found.extend(l.items.into_iter().filter(|p| proxy_kind(p) == "waypoint")),
+        Err(e) => tracing::info!(error = %e, "cannot list waypoint pods"),
+    }
+    found
+        .iter()
+        .filter(|p| has_sidecar(p) && started(p) && p.metadata.deletion_timestamp.is_none())
+        .map(|p| Target {
+            only_to: Some(only_to.clone()),
+            ..target_of(p)
+        })
+        .filter(|t| {
+            !read
+                .iter()
+                .any(|r| r.namespace == t.namespace && r.pod == t.pod)
+        })
+        .collect()
 }
 
 /// The pods with a sidecar in one namespace (`None`: every namespace).
@@ -202,6 +343,9 @@ async fn injection_of(
 ) -> Option<crate::error::Injection> {
     let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kube.client.clone());
     let labels = ns_api.get(namespace).await.ok()?.metadata.labels?;
+    let ambient = labels
+        .get(meshpolicy::ambient::DATAPLANE_MODE_LABEL)
+        .is_some_and(|m| m == "ambient");
     let labelled = meshpolicy::Namespace::new(namespace, labels).injection_enabled();
     let mut lp = ListParams::default();
     if let Some(sel) = selector {
@@ -213,7 +357,11 @@ async fn injection_of(
         .ok()?
         .items
         .len();
-    Some(crate::error::Injection { labelled, pods })
+    Some(crate::error::Injection {
+        labelled,
+        pods,
+        ambient,
+    })
 }
 
 /// How one pod's reading ended.
@@ -268,7 +416,7 @@ pub async fn read_pod(
     let emit = |out: &mut Vec<DecisionRecord>, sink: &mut (dyn FnMut(DecisionRecord) + Send)| {
         for mut d in out.drain(..) {
             filters.enrich(&mut d);
-            if filters.matches(&d) {
+            if filters.matches(&d) && t.only_to.as_ref().is_none_or(|o| o.keeps(&d)) {
                 sink(d);
             }
         }
@@ -530,5 +678,42 @@ mod proxy_tests {
             ])),
             "waypoint"
         );
+        assert_eq!(
+            proxy_kind(&pod(&[
+                (
+                    "gateway.networking.k8s.io/gateway-class-name",
+                    "istio-waypoint"
+                ),
+                ("gateway.networking.k8s.io/gateway-name", "waypoint")
+            ])),
+            "waypoint"
+        );
+        assert_eq!(proxy_kind(&pod(&[("app", "ztunnel")])), "ztunnel");
+    }
+
+    #[test]
+    fn a_shared_proxy_keeps_only_destinations_in_scope() {
+        let d = |to: Option<&str>| DecisionRecord {
+            namespace: Some("istio-system".into()),
+            pod: Some("ztunnel-x".into()),
+            proxy: Some("ztunnel"),
+            to: to.map(str::to_string),
+            ..DecisionRecord::default()
+        };
+        let ns = Destinations {
+            namespaces: vec!["amb-2".into()],
+            pods: vec![],
+        };
+        assert!(ns.keeps(&d(Some("amb-2/web-0"))));
+        assert!(!ns.keeps(&d(Some("amb-1/client-0"))));
+        // An address the API could not resolve says nothing about the namespace.
+        assert!(!ns.keeps(&d(Some("10.0.0.9:80"))));
+        assert!(!ns.keeps(&d(None)));
+        let pods = Destinations {
+            namespaces: vec!["amb-2".into()],
+            pods: vec!["amb-2/web-0".into()],
+        };
+        assert!(pods.keeps(&d(Some("amb-2/web-0"))));
+        assert!(!pods.keeps(&d(Some("amb-2/web-1"))));
     }
 }

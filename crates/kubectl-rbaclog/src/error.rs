@@ -57,6 +57,8 @@ pub struct Injection {
     pub labelled: bool,
     /// Pods in scope (with or without a sidecar).
     pub pods: usize,
+    /// Labelled `istio.io/dataplane-mode=ambient`: ztunnels, not sidecars, log its decisions.
+    pub ambient: bool,
 }
 
 impl RbaclogError {
@@ -81,7 +83,12 @@ impl RbaclogError {
                 injection,
                 ..
             } => Some(match (namespace, injection) {
-                (Some(ns), Some(Injection { labelled: true, pods: 0 })) => format!(
+                (Some(ns), Some(Injection { ambient: true, .. })) => format!(
+                    "namespace {ns} is in ambient mode: its pods have no sidecar, and no ztunnel pod was found to read (`kubectl get pods -n {} -l {}`)",
+                    crate::live::ROOT_NAMESPACE,
+                    meshpolicy::ambient::ZTUNNEL_SELECTOR
+                ),
+                (Some(ns), Some(Injection { labelled: true, pods: 0, .. })) => format!(
                     "namespace {ns} is labelled for injection but has no pod yet: pods created from now on get a sidecar"
                 ),
                 (Some(ns), Some(Injection { labelled: true, .. })) => format!(
@@ -162,6 +169,7 @@ mod tests {
             let line = no_sidecars(Some(Injection {
                 labelled: true,
                 pods,
+                ambient: false,
             }))
             .one_line();
             assert!(!line.contains("kubectl label"), "{line}");
@@ -170,9 +178,21 @@ mod tests {
         let line = no_sidecars(Some(Injection {
             labelled: false,
             pods: 0,
+            ambient: false,
         }))
         .one_line();
         assert!(line.contains("kubectl label namespace x"), "{line}");
+        // Ambient: no injection advice; the ztunnels are what is missing.
+        let line = no_sidecars(Some(Injection {
+            labelled: false,
+            pods: 2,
+            ambient: true,
+        }))
+        .one_line();
+        assert!(
+            !line.contains("kubectl label") && line.contains("-l app=ztunnel"),
+            "{line}"
+        );
         let e: RbaclogError = PluginError::usage("bad", None).into();
         assert_eq!(e.exit_code(), 2);
         let e = RbaclogError::Open {

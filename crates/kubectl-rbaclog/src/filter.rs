@@ -1,4 +1,5 @@
-//! `--decision`, `--policy`, `--engine` and explicit time bounds, applied to decisions.
+//! `--decision`, `--policy`, `--engine`, `--from-namespace`, `--to-namespace` and
+//! explicit time bounds, applied to decisions.
 //!
 //! Filters run on finished decisions (after pairing), so a paired request is kept
 //! or dropped as a whole, and `--exit-code` counts exactly what would be printed.
@@ -36,6 +37,10 @@ pub struct Filters {
     pub engine: Option<EngineFilter>,
     /// `--policy`: a name, `NAME.NS`, `NS/NAME`, or a raw policy id (`none` too).
     pub policies: Vec<String>,
+    /// `--from-namespace`: only decisions whose source workload is in one of these.
+    pub source_namespaces: Vec<String>,
+    /// `--to-namespace`: only decisions whose destination is in one of these.
+    pub destination_namespaces: Vec<String>,
     /// Only decisions at or after this time.
     pub after: Option<Timestamp>,
     /// Live runs: what the API adds to each decision before it is matched.
@@ -67,7 +72,12 @@ impl Filters {
             (Some(after), Some(ts)) => ts >= after,
             _ => true,
         };
-        decision_ok && engine_ok && policy_ok && time_ok
+        let in_list = |list: &[String], ns: Option<String>| {
+            list.is_empty() || ns.is_some_and(|ns| list.contains(&ns))
+        };
+        let from_ok = in_list(&self.source_namespaces, d.source_namespace());
+        let to_ok = in_list(&self.destination_namespaces, d.destination_namespace());
+        decision_ok && engine_ok && policy_ok && time_ok && from_ok && to_ok
     }
 }
 
@@ -177,6 +187,38 @@ mod tests {
             ..Default::default()
         };
         assert!(f.matches(&none));
+    }
+
+    #[test]
+    fn source_and_destination_namespaces() {
+        let mut z = rec(Verdict::Denied, EngineKind::Enforced, Some("none"), T);
+        z.proxy = Some("ztunnel");
+        z.namespace = Some("istio-system".into());
+        z.pod = Some("ztunnel-abc".into());
+        z.from = Some("spiffe://cluster.local/ns/shop/sa/default".into());
+        z.to = Some("web/web-0".into());
+        let f = |from: &[&str], to: &[&str]| Filters {
+            source_namespaces: from.iter().map(|s| s.to_string()).collect(),
+            destination_namespaces: to.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        assert!(f(&["shop"], &["web"]).matches(&z));
+        assert!(!f(&["web"], &[]).matches(&z));
+        assert!(
+            !f(&[], &["istio-system"]).matches(&z),
+            "not the ztunnel's own namespace"
+        );
+        // A sidecar's destination is its own pod; FROM as NS/POD.
+        let mut s = rec(Verdict::Denied, EngineKind::Enforced, Some(ID), T);
+        s.proxy = Some("sidecar");
+        s.namespace = Some("np-test-2".into());
+        s.pod = Some("web".into());
+        s.from = Some("np-test-1/client".into());
+        assert!(f(&["np-test-1"], &["np-test-2"]).matches(&s));
+        assert!(!f(&["np-test-2"], &[]).matches(&s));
+        // Unknown source: not kept when a source namespace is asked for.
+        s.from = None;
+        assert!(!f(&["np-test-1"], &[]).matches(&s) && f(&[], &[]).matches(&s));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod debug;
+pub mod document;
 pub mod error;
 pub mod files;
 pub mod filter;
@@ -24,6 +25,7 @@ pub mod output;
 pub mod pairing;
 pub mod prefix;
 pub mod record;
+pub mod reorder;
 pub mod stream;
 pub mod summary;
 pub mod table;
@@ -68,12 +70,15 @@ pub async fn run(cli: Cli) -> Result<Exit, RbaclogError> {
 /// Memory: a summary keeps one counter per group and `-o jsonl` writes each
 /// decision at once, so both are bounded however much matched; tables stream
 /// rows in time order or keep only their cells ([`table::TableSink`]); `-o json`
-/// keeps the matched decisions to sort them.
+/// and `-o yaml` stream the array in time order or keep only each decision's
+/// text ([`document::DocumentSink`]); the other transforms (jsonpath,
+/// custom-columns, name) keep the matched decisions to sort them.
 #[derive(Debug, Default)]
 struct Batch {
     summary: Option<Summary>,
     decisions: Vec<DecisionRecord>,
     table: Option<table::TableSink>,
+    document: Option<document::DocumentSink>,
     matched: u64,
     stream_jsonl: bool,
     error: Option<PluginError>,
@@ -90,6 +95,11 @@ impl Batch {
             summary: summary.then(Summary::default),
             stream_jsonl: !summary && renderer.format == kubeplugin::OutputFormat::Jsonl,
             table: (!summary && table).then(|| table::TableSink::new(*renderer, one_log)),
+            document: if summary {
+                None
+            } else {
+                document::DocumentSink::for_renderer(renderer, one_log)
+            },
             ..Batch::default()
         }
     }
@@ -101,6 +111,14 @@ impl Batch {
             (None, Some(t)) => {
                 if self.error.is_none()
                     && let Err(e) = t.add(&d)
+                {
+                    self.error = Some(e);
+                }
+            }
+            (None, None) if self.document.is_some() => {
+                if self.error.is_none()
+                    && let Some(doc) = &mut self.document
+                    && let Err(e) = doc.add(&d)
                 {
                     self.error = Some(e);
                 }
@@ -123,6 +141,7 @@ impl Batch {
         stats: &Stats,
         what: &str,
         scope: &str,
+        proxies: &output::ReadProxies,
     ) -> Result<Exit, RbaclogError> {
         if let Some(e) = self.error.take() {
             return Err(e.into());
@@ -135,9 +154,20 @@ impl Batch {
                 ));
             }
         }
+        let document = self.document.is_some();
+        if let Some(doc) = self.document.take() {
+            let (late, _) = doc.finish()?;
+            if late > 0 {
+                note(&format!(
+                    "note: the input is not in time order: the last {late} decisions of the output came after later ones had been printed"
+                ));
+            }
+        }
         match &self.summary {
             Some(s) => output::write_summary(renderer, s)?,
-            None if self.stream_jsonl || self.decisions.is_empty() && self.matched > 0 => {}
+            None if self.stream_jsonl
+                || document
+                || self.decisions.is_empty() && self.matched > 0 => {}
             None => {
                 self.decisions.sort_by(|a, b| {
                     (a.ts, &a.namespace, &a.pod, &a.file).cmp(&(
@@ -156,7 +186,7 @@ impl Batch {
                 filter::DecisionFilter::Allowed => "allowed",
                 filter::DecisionFilter::All => "RBAC",
             };
-            for line in output::nothing_found(what, scope, stats, decision) {
+            for line in output::nothing_found_in(what, scope, stats, decision, proxies) {
                 note(&line);
             }
         }
@@ -203,7 +233,14 @@ async fn run_files(
     } else {
         format!("{} files", paths.len())
     };
-    batch.finish(cli, renderer, &total, &what, "")
+    batch.finish(
+        cli,
+        renderer,
+        &total,
+        &what,
+        "",
+        &output::ReadProxies::default(),
+    )
 }
 
 async fn run_cluster(
@@ -273,8 +310,10 @@ async fn cluster_work(
     let targets = cluster::require_targets(kube, scope).await?;
     tracing::info!(pods = targets.len(), "reading istio-proxy logs");
     if let Some(istioctl) = istioctl {
+        // ztunnel logs every rejection at error level: nothing to raise there.
         let pods: Vec<(String, String)> = targets
             .iter()
+            .filter(|t| t.proxy != "ztunnel")
             .map(|t| (t.namespace.clone(), t.pod.clone()))
             .collect();
         guard.enable(istioctl, &cli.kube, &pods).await?;
@@ -285,11 +324,17 @@ async fn cluster_work(
         }
     }
     // What the API adds: ALLOW candidates of `matched policy none`, source pods.
-    let pods: Vec<(String, String)> = targets
+    let pods: Vec<live::ReadPod> = targets
         .iter()
-        .map(|t| (t.namespace.clone(), t.pod.clone()))
+        .map(|t| (t.namespace.clone(), t.pod.clone(), t.proxy))
         .collect();
-    let live = live::gather(kube, &pods).await;
+    let in_scope: Option<Vec<String>> = scope.namespace.as_ref().map(|ns| {
+        std::iter::once(ns)
+            .chain(&scope.more_namespaces)
+            .cloned()
+            .collect()
+    });
+    let live = live::gather(kube, &pods, in_scope.as_deref()).await;
     for p in &cli.policies {
         let raw_id = p == "none" || p.contains('[');
         if !raw_id && !live.knows(p) {
@@ -338,18 +383,43 @@ async fn cluster_work(
     for w in &warnings {
         note(&format!("warning: {w}"));
     }
-    let what = format!(
-        "the istio-proxy logs of {} pod{}",
-        targets.len(),
-        if targets.len() == 1 { "" } else { "s" }
-    );
+    let what = read_what(&targets);
+    let proxies = output::ReadProxies {
+        ztunnel_only: targets.iter().all(|t| t.proxy == "ztunnel"),
+        waypoints: targets
+            .iter()
+            .filter(|t| t.proxy == "waypoint")
+            .map(|t| format!("{}/{}", t.namespace, t.pod))
+            .collect(),
+    };
     let window_text = match (plan.since, &plan.since_time, cli.tail) {
         (Some(d), _, _) => format!(" in the last {}", human(d)),
         (None, Some(t), _) => format!(" since {t}"),
         (None, None, Some(n)) => format!(" in their last {n} lines"),
         _ => String::new(),
     };
-    batch.finish(cli, renderer, &stats, &what, &window_text)
+    batch.finish(cli, renderer, &stats, &what, &window_text, &proxies)
+}
+
+/// `the istio-proxy logs of 3 pods`, naming the kinds when not all are sidecars
+/// (`... of 3 pods (1 sidecar, 1 waypoint, 1 ztunnel)`).
+fn read_what(targets: &[cluster::Target]) -> String {
+    let n = targets.len();
+    let mut text = format!(
+        "the istio-proxy logs of {n} pod{}",
+        if n == 1 { "" } else { "s" }
+    );
+    if targets.iter().any(|t| t.proxy != "sidecar") {
+        let mut kinds: Vec<&str> = targets.iter().map(|t| t.proxy).collect();
+        kinds.sort();
+        kinds.dedup();
+        let counts: Vec<String> = kinds
+            .iter()
+            .map(|k| format!("{} {k}", targets.iter().filter(|t| t.proxy == *k).count()))
+            .collect();
+        text.push_str(&format!(" ({})", counts.join(", ")));
+    }
+    text
 }
 
 fn human(d: std::time::Duration) -> String {

@@ -7,8 +7,17 @@
 //! which ALLOW policies apply to each pod: they are the candidates
 //! (`allow_policies`), and `--policy NAME` matches such denials too. The pods'
 //! IPs let the downstream address name its pod (`from`). A CUSTOM denial seen
-//! only in the access log names the pod's CUSTOM policy and provider when one applies. Everything here is
-//! best effort: a failed list leaves the decisions as the log gave them.
+//! only in the access log names the pod's CUSTOM policy and provider when one applies.
+//!
+//! Ambient mode: a ztunnel's `allow policies exist, but none allowed` is about
+//! its destination workload, so the candidates are the ALLOW policies ztunnel
+//! enforces for that pod (meshpolicy's ztunnel view: selector-bound, the
+//! namespace's and the root namespace's); a waypoint's `matched policy none`
+//! is about the ALLOW policies attached to that waypoint (`targetRefs` to its
+//! Gateway, the waypoint GatewayClass, or the Service the request went to).
+//! A waypoint decision's destination is the Service of the request's authority.
+//! Everything here is best effort: a failed list leaves the decisions as the
+//! log gave them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,6 +36,10 @@ pub const ROOT_NAMESPACE: &str = "istio-system";
 /// A CUSTOM policy: (`NS`, `NAME`, provider).
 pub type CustomPolicy = (String, String, String);
 
+/// An ALLOW policy attached to a waypoint: `NS/NAME`, and the Service it
+/// targets (`NS/NAME`) when that is how it is attached.
+pub type WaypointAllow = (String, Option<String>);
+
 /// The live context of a run.
 #[derive(Debug, Default, Clone)]
 pub struct LiveContext {
@@ -41,6 +54,11 @@ pub struct LiveContext {
     pub audit_policies: Vec<String>,
     /// `(namespace, pod)` -> the CUSTOM policies applying to it.
     pub custom_policies: HashMap<(String, String), Vec<CustomPolicy>>,
+    /// Ambient pods, `NS/POD` -> the ALLOW policies ztunnel enforces for them.
+    pub ztunnel_allow: HashMap<String, Vec<String>>,
+    /// Waypoint pods `(namespace, pod)` -> the ALLOW policies attached to the
+    /// waypoint: (`NS/NAME`, the Service it targets, `NS/NAME`, if that is how).
+    pub waypoint_allow: HashMap<(String, String), Vec<WaypointAllow>>,
 }
 
 impl LiveContext {
@@ -65,6 +83,17 @@ impl LiveContext {
         {
             d.from = Some(p.clone());
         }
+        // ztunnel without dst.workload: the pod behind dst.addr.
+        if d.proxy == Some("ztunnel")
+            && let Some(to) = &d.to
+            && !to.contains('/')
+            && let Some(p) = ip_of(to).and_then(|ip| self.pods_by_ip.get(&ip))
+        {
+            d.to = Some(p.clone());
+        }
+        if d.proxy == Some("waypoint") && d.to.is_none() {
+            d.to = waypoint_destination(d);
+        }
         // A CUSTOM denial known from the access log only (`UAEX`) names no
         // policy: when one CUSTOM policy applies to the pod, it is that one.
         if d.action == Some(crate::record::Action::Custom)
@@ -82,12 +111,33 @@ impl LiveContext {
                 provider: Some(provider.clone()),
             });
         }
-        if d.policy_id.as_deref() == Some("none")
-            && d.allow_policies.is_empty()
-            && let (Some(ns), Some(pod)) = (&d.namespace, &d.pod)
-            && let Some(p) = self.allow_policies.get(&(ns.clone(), pod.clone()))
-        {
-            d.allow_policies = p.clone();
+        if d.policy_id.as_deref() != Some("none") || !d.allow_policies.is_empty() {
+            return;
+        }
+        let (Some(ns), Some(pod)) = (&d.namespace, &d.pod) else {
+            return;
+        };
+        let key = (ns.clone(), pod.clone());
+        match d.proxy {
+            Some("ztunnel") => {
+                if let Some(p) = d.to.as_ref().and_then(|to| self.ztunnel_allow.get(to)) {
+                    d.allow_policies = p.clone();
+                }
+            }
+            Some("waypoint") => {
+                if let Some(p) = self.waypoint_allow.get(&key) {
+                    d.allow_policies = p
+                        .iter()
+                        .filter(|(_, svc)| svc.is_none() || *svc == d.to)
+                        .map(|(name, _)| name.clone())
+                        .collect();
+                }
+            }
+            _ => {
+                if let Some(p) = self.allow_policies.get(&key) {
+                    d.allow_policies = p.clone();
+                }
+            }
         }
     }
 
@@ -97,6 +147,25 @@ impl LiveContext {
             let (ns, name) = p.split_once('/').unwrap_or(("", p));
             wanted == p || wanted == name || wanted == format!("{name}.{ns}")
         })
+    }
+}
+
+/// The Service a waypoint's request went to, `NS/NAME`, from its authority
+/// (`NAME.NS[.svc.cluster.local][:PORT]`; a bare `NAME` is in the waypoint's namespace).
+fn waypoint_destination(d: &DecisionRecord) -> Option<String> {
+    let authority = d.request.as_ref()?.authority.as_deref()?;
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    if host.parse::<IpAddr>().is_ok() || host.is_empty() {
+        return None;
+    }
+    let mut labels = host.split('.');
+    let name = labels.next()?;
+    match labels.next() {
+        Some(ns) => Some(format!("{ns}/{name}")),
+        None => Some(format!("{}/{name}", d.namespace.as_deref()?)),
     }
 }
 
@@ -137,12 +206,42 @@ async fn list_authz(kube: &Kube, namespace: &str) -> Vec<AuthorizationPolicy> {
     Vec::new()
 }
 
-/// Reads the policies and pods the decisions of `targets` (namespace, pod) may refer to.
-pub async fn gather(kube: &Kube, targets: &[(String, String)]) -> LiveContext {
+/// A pod the run reads: namespace, name, proxy kind (`sidecar`, `waypoint`, `ztunnel`...).
+pub type ReadPod = (String, String, &'static str);
+
+/// Reads the policies and pods the decisions of `targets` may refer to;
+/// `destinations`: namespaces whose ambient workloads ztunnels or waypoints are read for
+/// (`None`: every namespace, with `-A`).
+pub async fn gather(
+    kube: &Kube,
+    targets: &[ReadPod],
+    destinations: Option<&[String]>,
+) -> LiveContext {
+    // Pods: every namespace when allowed (downstreams come from anywhere), else the targets'.
+    let mut pods: Vec<K8sPod> = Vec::new();
     let mut namespaces: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
     namespaces.push(ROOT_NAMESPACE.to_string());
+    let shared = targets
+        .iter()
+        .any(|t| t.2 == "ztunnel" || t.2 == "waypoint");
+    if shared {
+        match destinations {
+            Some(d) => namespaces.extend(d.iter().cloned()),
+            None => {
+                // -A: every namespace with a pod may be a destination.
+                if let Ok(l) =
+                    Api::<k8s_openapi::api::core::v1::Namespace>::all(kube.client.clone())
+                        .list(&ListParams::default())
+                        .await
+                {
+                    namespaces.extend(l.items.into_iter().filter_map(|n| n.metadata.name));
+                }
+            }
+        }
+    }
     namespaces.sort();
     namespaces.dedup();
+    let mut policies = Vec::new();
     let mut compiled = Vec::new();
     let mut ctx = LiveContext::default();
     for ns in &namespaces {
@@ -156,11 +255,10 @@ pub async fn gather(kube: &Kube, targets: &[(String, String)]) -> LiveContext {
                         .push(format!("{}/{}", r.namespace, r.name));
                 }
                 compiled.push(c);
+                policies.push(ap);
             }
         }
     }
-    // Pods: every namespace when allowed (downstreams come from anywhere), else the targets'.
-    let mut pods: Vec<K8sPod> = Vec::new();
     match Api::<K8sPod>::all(kube.client.clone())
         .list(&ListParams::default())
         .await
@@ -177,41 +275,114 @@ pub async fn gather(kube: &Kube, targets: &[(String, String)]) -> LiveContext {
             }
         }
     }
+    let ns_labels: HashMap<String, std::collections::BTreeMap<String, String>> = if shared {
+        match Api::<k8s_openapi::api::core::v1::Namespace>::all(kube.client.clone())
+            .list(&ListParams::default())
+            .await
+        {
+            Ok(l) => l
+                .items
+                .into_iter()
+                .filter_map(|n| Some((n.metadata.name?, n.metadata.labels.unwrap_or_default())))
+                .collect(),
+            Err(_) => HashMap::new(),
+        }
+    } else {
+        HashMap::new()
+    };
     for k in &pods {
         let Ok(p) = Pod::from_k8s(k) else { continue };
         if let Some(ip) = p.ip {
             ctx.pods_by_ip
                 .insert(ip, format!("{}/{}", p.namespace, p.name));
         }
-        if targets
-            .iter()
-            .any(|(ns, pod)| *ns == p.namespace && *pod == p.name)
+        if shared
+            && namespaces.contains(&p.namespace)
+            && meshpolicy::ambient::dataplane_mode(
+                &p.labels,
+                p.has_sidecar,
+                ns_labels.get(&p.namespace).unwrap_or(&Default::default()),
+            ) == meshpolicy::ambient::DataplaneMode::Ambient
         {
-            let allow: Vec<String> = compiled
-                .iter()
-                .filter(|c| {
-                    c.action() == Action::Allow
-                        && !c.is_dry_run()
-                        && c.applies_to(&p, ROOT_NAMESPACE)
-                })
-                .map(|c| {
-                    let r = c.policy_ref();
-                    format!("{}/{}", r.namespace, r.name)
-                })
-                .collect();
-            ctx.allow_policies
-                .insert((p.namespace.clone(), p.name.clone()), allow);
-            let custom: Vec<CustomPolicy> = compiled
-                .iter()
-                .filter(|c| c.action() == Action::Custom && c.applies_to(&p, ROOT_NAMESPACE))
-                .filter_map(|c| {
-                    let r = c.policy_ref();
-                    Some((r.namespace, r.name, c.provider()?.to_string()))
-                })
-                .collect();
-            ctx.custom_policies
-                .insert((p.namespace.clone(), p.name.clone()), custom);
+            let allow: Vec<String> =
+                meshpolicy::ambient::ztunnel_policies(&policies, &p, ROOT_NAMESPACE)
+                    .into_iter()
+                    .filter(|z| matches!(z.l4.spec.action, None | Some(Action::Allow)))
+                    .map(|z| {
+                        format!(
+                            "{}/{}",
+                            z.l4.metadata.namespace.as_deref().unwrap_or("default"),
+                            z.l4.metadata.name.as_deref().unwrap_or("")
+                        )
+                    })
+                    .collect();
+            ctx.ztunnel_allow
+                .insert(format!("{}/{}", p.namespace, p.name), allow);
         }
+        let Some((_, _, kind)) = targets
+            .iter()
+            .find(|(ns, pod, _)| *ns == p.namespace && *pod == p.name)
+        else {
+            continue;
+        };
+        if *kind == "waypoint" {
+            let gateway = p
+                .labels
+                .get("gateway.networking.k8s.io/gateway-name")
+                .cloned()
+                .unwrap_or_default();
+            let waypoint = meshpolicy::ambient::Waypoint {
+                namespace: p.namespace.clone(),
+                name: gateway,
+                waypoint_for: meshpolicy::ambient::WaypointFor::Service,
+            };
+            let attached: Vec<WaypointAllow> = policies
+                .iter()
+                .filter(|ap| {
+                    matches!(ap.spec.action, None | Some(Action::Allow)) && !ap.is_dry_run()
+                })
+                .filter_map(|ap| {
+                    let ns = ap
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".into());
+                    let name = format!("{ns}/{}", ap.metadata.name.as_deref().unwrap_or(""));
+                    if meshpolicy::ambient::waypoint_applies(ap, &waypoint, None, ROOT_NAMESPACE) {
+                        return Some((name, None));
+                    }
+                    meshpolicy::ambient::target_refs(ap)
+                        .into_iter()
+                        .find(|t| t.kind == "Service")
+                        .map(|t| (name, Some(format!("{ns}/{}", t.name))))
+                })
+                .collect();
+            ctx.waypoint_allow
+                .insert((p.namespace.clone(), p.name.clone()), attached);
+            continue;
+        }
+        let allow: Vec<String> = compiled
+            .iter()
+            .filter(|c| {
+                c.action() == Action::Allow && !c.is_dry_run() && c.applies_to(&p, ROOT_NAMESPACE)
+            })
+            .map(|c| {
+                let r = c.policy_ref();
+                format!("{}/{}", r.namespace, r.name)
+            })
+            .collect();
+        ctx.allow_policies
+            .insert((p.namespace.clone(), p.name.clone()), allow);
+        let custom: Vec<CustomPolicy> = compiled
+            .iter()
+            .filter(|c| c.action() == Action::Custom && c.applies_to(&p, ROOT_NAMESPACE))
+            .filter_map(|c| {
+                let r = c.policy_ref();
+                Some((r.namespace, r.name, c.provider()?.to_string()))
+            })
+            .collect();
+        ctx.custom_policies
+            .insert((p.namespace.clone(), p.name.clone()), custom);
     }
     ctx
 }
@@ -287,5 +458,63 @@ mod tests {
         };
         ctx.enrich(&mut two);
         assert_eq!(two.policy, None);
+    }
+
+    #[test]
+    fn ambient_misses_name_ztunnels_and_waypoints_allow_policies() {
+        let mut ctx = LiveContext::default();
+        ctx.ztunnel_allow
+            .insert("amb/web-0".into(), vec!["amb/allow-l4".into()]);
+        ctx.pods_by_ip
+            .insert("10.0.0.9".parse().unwrap(), "amb/web-0".into());
+        // ztunnel without dst.workload: the address names the pod.
+        let mut z = DecisionRecord {
+            namespace: Some("istio-system".into()),
+            pod: Some("ztunnel-x".into()),
+            proxy: Some("ztunnel"),
+            policy_id: Some("none".into()),
+            to: Some("10.0.0.9:80".into()),
+            ..DecisionRecord::default()
+        };
+        ctx.enrich(&mut z);
+        assert_eq!(z.to.as_deref(), Some("amb/web-0"));
+        assert_eq!(z.allow_policies, vec!["amb/allow-l4".to_string()]);
+        // A waypoint: the Service from the authority; policies on the Gateway
+        // always, on a Service only for that Service.
+        ctx.waypoint_allow.insert(
+            ("amb".into(), "waypoint-0".into()),
+            vec![
+                ("amb/on-gateway".into(), None),
+                ("amb/on-web".into(), Some("amb/web".into())),
+                ("amb/on-other".into(), Some("amb/other".into())),
+            ],
+        );
+        let mut w = DecisionRecord {
+            namespace: Some("amb".into()),
+            pod: Some("waypoint-0".into()),
+            proxy: Some("waypoint"),
+            policy_id: Some("none".into()),
+            request: Some(crate::record::RequestInfo {
+                method: Some("GET".into()),
+                path: Some("/".into()),
+                authority: Some("web.amb.svc.cluster.local:80".into()),
+                response_code: Some(403),
+            }),
+            ..DecisionRecord::default()
+        };
+        ctx.enrich(&mut w);
+        assert_eq!(w.to.as_deref(), Some("amb/web"));
+        assert_eq!(w.destination_namespace().as_deref(), Some("amb"));
+        assert_eq!(
+            w.allow_policies,
+            vec!["amb/on-gateway".to_string(), "amb/on-web".to_string()]
+        );
+        // A bare name is a Service of the waypoint's namespace.
+        let mut bare = w.clone();
+        bare.to = None;
+        bare.request.as_mut().unwrap().authority = Some("other".into());
+        bare.allow_policies.clear();
+        ctx.enrich(&mut bare);
+        assert_eq!(bare.to.as_deref(), Some("amb/other"));
     }
 }

@@ -59,10 +59,32 @@ pub fn note(text: &str) {
     let _ = writeln!(e, "{}", escape_control(text));
 }
 
+/// The proxies a live run read, for the advice of [`nothing_found_in`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadProxies {
+    /// Only ztunnels were read (no Envoy: no RBAC debug logger to raise).
+    pub ztunnel_only: bool,
+    /// The waypoint pods read, `NS/POD`.
+    pub waypoints: Vec<String>,
+}
+
 /// The explanation printed when no decision matched: what was read, and why
 /// nothing matched. Advice to enable RBAC debug logs is given only when the log
 /// holds no RBAC line of any kind (ztunnel writes its rejections without it).
 pub fn nothing_found(what: &str, scope: &str, stats: &Stats, decision: &str) -> Vec<String> {
+    nothing_found_in(what, scope, stats, decision, &ReadProxies::default())
+}
+
+/// [`nothing_found`] for a live run that read `proxies`: no debug advice when
+/// only ztunnels were read (they log rejections at error level, with no
+/// setting); the waypoints' pods named when the advice is given.
+pub fn nothing_found_in(
+    what: &str,
+    scope: &str,
+    stats: &Stats,
+    decision: &str,
+    proxies: &ReadProxies,
+) -> Vec<String> {
     let mut lines = Vec::new();
     let decisions = stats.rbac_debug + stats.local_reply + stats.ztunnel;
     let not_decisions = stats.rbac_notes + stats.no_engine + stats.shadow_none;
@@ -154,11 +176,19 @@ pub fn nothing_found(what: &str, scope: &str, stats: &Stats, decision: &str) -> 
             "ztunnel logs every connection a policy rejects (at error level, with no log setting needed): none of its {} lines in this log is a rejection.",
             stats.ztunnel_other
         ));
+    } else if no_rbac_at_all && proxies.ztunnel_only {
+        lines.push("ztunnel logs every connection a policy rejects (at error level, with no log setting needed): none was rejected.".into());
     } else if no_rbac_at_all {
         lines.push("The log holds no RBAC line at all: Envoy logs RBAC decisions only when asked to; enable one of:".into());
         lines.push("  - RBAC debug logs for the pod's lifetime: annotate the pod template with sidecar.istio.io/proxyLogLevel: rbac:debug (pods restart)".into());
         lines.push("  - RBAC debug logs for this run: kubectl rbaclog --enable-debug -f (restores each sidecar's level on exit), or istioctl proxy-config log POD.NS --level rbac:debug".into());
         lines.push("  - access logs (they name the policy of every denial): a Telemetry resource with spec.accessLogging: [{providers: [{name: envoy}]}]".into());
+        for w in &proxies.waypoints {
+            let (ns, pod) = w.split_once('/').unwrap_or(("default", w));
+            lines.push(format!(
+                "  - for the waypoint {w}: istioctl proxy-config log {pod}.{ns} --level rbac:debug (or kubectl rbaclog -n {ns} --pod {pod} --enable-debug -f)"
+            ));
+        }
     } else if stats.rbac_notes > 0 && stats.rbac_debug == 0 {
         // `checking request` without decisions: the entries were cut (--tail, --since).
         lines.push("The RBAC filter's `checking request` entries are there but no decision line follows them; widen --since/--tail.".into());
@@ -297,6 +327,45 @@ mod tests {
         assert!(
             !t.contains("enable one of") && t.contains("no engine"),
             "{t}"
+        );
+    }
+
+    #[test]
+    fn no_debug_advice_for_ztunnels_and_the_waypoints_named() {
+        let quiet = Stats {
+            lines: 4,
+            ..Stats::default()
+        };
+        let z = nothing_found_in(
+            "x",
+            "",
+            &quiet,
+            "denied",
+            &ReadProxies {
+                ztunnel_only: true,
+                waypoints: vec![],
+            },
+        )
+        .join("\n");
+        assert!(
+            !z.contains("enable") && z.contains("ztunnel logs every connection"),
+            "{z}"
+        );
+        let w = nothing_found_in(
+            "x",
+            "",
+            &quiet,
+            "denied",
+            &ReadProxies {
+                ztunnel_only: false,
+                waypoints: vec!["amb/waypoint-0".into()],
+            },
+        )
+        .join("\n");
+        assert!(
+            w.contains("enable one of")
+                && w.contains("istioctl proxy-config log waypoint-0.amb --level rbac:debug"),
+            "{w}"
         );
     }
 

@@ -309,10 +309,13 @@ impl DecisionRecord {
         }
     }
 
-    /// `GET /path (authority) 403`, or `-`.
+    /// `GET /path (authority) 403`, `tcp to NS/WORKLOAD` (ztunnel), or `-`.
     pub fn request_label(&self) -> String {
         let Some(r) = &self.request else {
-            return "-".into();
+            return match (&self.to, self.proxy) {
+                (Some(to), Some("ztunnel")) => format!("tcp to {to}"),
+                _ => "-".into(),
+            };
         };
         let mut parts = Vec::new();
         match (&r.method, &r.path) {
@@ -349,10 +352,48 @@ impl DecisionRecord {
         }
     }
 
-    /// Pod label: `NS/POD`, else the file, else `-`.
+    /// The destination as `NS/NAME` when the line says where the connection or
+    /// request went: ztunnel's `dst.namespace/dst.workload` (or the pod behind
+    /// `dst.addr`, resolved live), a waypoint's Service from the request's
+    /// authority (live). A sidecar's destination is its own pod.
+    pub fn destination(&self) -> Option<String> {
+        match self.proxy {
+            Some("ztunnel" | "waypoint") => self.to.clone().filter(|t| t.contains('/')),
+            _ => match (&self.namespace, &self.pod) {
+                (Some(ns), Some(pod)) => Some(format!("{ns}/{pod}")),
+                _ => None,
+            },
+        }
+    }
+
+    /// The namespace of [`DecisionRecord::destination`].
+    pub fn destination_namespace(&self) -> Option<String> {
+        let d = self.destination()?;
+        d.split_once('/').map(|(ns, _)| ns.to_string())
+    }
+
+    /// The source workload's namespace: from `from` (`NS/POD`, or a SPIFFE
+    /// identity `spiffe://TD/ns/NS/sa/SA`).
+    pub fn source_namespace(&self) -> Option<String> {
+        let from = self.from.as_deref()?;
+        if let Some(rest) = from.strip_prefix("spiffe://") {
+            let mut parts = rest.split('/').skip(1);
+            return match (parts.next(), parts.next()) {
+                (Some("ns"), Some(ns)) => Some(ns.to_string()),
+                _ => None,
+            };
+        }
+        from.split_once('/').map(|(ns, _)| ns.to_string())
+    }
+
+    /// Pod label: `NS/POD`, else the file, else `-`; a live ztunnel's or
+    /// waypoint's pod is followed by its kind (`NS/POD (ztunnel)`).
     pub fn pod_label(&self) -> String {
         match (&self.namespace, &self.pod, &self.file) {
-            (Some(ns), Some(p), _) => format!("{ns}/{p}"),
+            (Some(ns), Some(p), _) => match self.proxy {
+                Some(kind @ ("ztunnel" | "waypoint")) => format!("{ns}/{p} ({kind})"),
+                _ => format!("{ns}/{p}"),
+            },
             (None, Some(p), _) => p.clone(),
             (_, None, Some(f)) => f.clone(),
             _ => "-".into(),

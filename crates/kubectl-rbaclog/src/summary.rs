@@ -1,4 +1,5 @@
-//! `--summary`: counts per policy and rule, per pod, per log line kind, with first and last seen.
+//! `--summary`: counts per policy and rule, per pod, per proxy kind (sidecar,
+//! waypoint, ztunnel), per log line kind, with first and last seen.
 //!
 //! A summary answers "which policy is denying, where, and since when" without
 //! printing every request. It is built incrementally (one pass, one small map per
@@ -82,6 +83,12 @@ pub struct PodKey {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ProxyKey {
+    /// The proxy kind that logged the decisions: `sidecar`, `gateway`, `waypoint`, `ztunnel`.
+    pub proxy: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LogKey {
     /// Which log lines the decisions came from, e.g. `rbac-debug+local-reply+access-log`.
     pub log: String,
@@ -99,6 +106,7 @@ pub struct Summary {
     pub total: u64,
     by_policy: BTreeMap<PolicyKey, Count>,
     by_pod: BTreeMap<PodKey, Count>,
+    by_proxy: BTreeMap<ProxyKey, Count>,
     by_log: BTreeMap<LogKey, Count>,
     by_downstream: BTreeMap<DownstreamKey, Count>,
 }
@@ -109,6 +117,9 @@ pub struct SummaryJson {
     pub total: u64,
     pub by_policy: Vec<Row<PolicyKey>>,
     pub by_pod: Vec<Row<PodKey>>,
+    /// Per proxy kind, when the logs' proxy kinds are known (live, or ztunnel lines).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub by_proxy: Vec<Row<ProxyKey>>,
     pub by_log: Vec<Row<LogKey>>,
     pub by_downstream: Vec<Row<DownstreamKey>>,
 }
@@ -158,6 +169,14 @@ impl Summary {
             .entry(PodKey { pod: d.pod_label() })
             .or_insert_with(Count::new)
             .add(d);
+        if let Some(kind) = d.proxy {
+            self.by_proxy
+                .entry(ProxyKey {
+                    proxy: kind.to_string(),
+                })
+                .or_insert_with(Count::new)
+                .add(d);
+        }
         let origins: Vec<&str> = d.origins().into_iter().map(|o| o.as_str()).collect();
         self.by_log
             .entry(LogKey {
@@ -180,6 +199,7 @@ impl Summary {
             total: self.total,
             by_policy: rows(&self.by_policy),
             by_pod: rows(&self.by_pod),
+            by_proxy: rows(&self.by_proxy),
             by_log: rows(&self.by_log),
             by_downstream: rows(&self.by_downstream),
         }
@@ -236,6 +256,16 @@ impl Summary {
                 .map(|r| (r.key.pod.clone(), &r.count))
                 .collect(),
         ));
+        if !j.by_proxy.is_empty() {
+            out.push('\n');
+            out.push_str(&simple(
+                "PROXY",
+                j.by_proxy
+                    .iter()
+                    .map(|r| (r.key.proxy.clone(), &r.count))
+                    .collect(),
+            ));
+        }
         out.push('\n');
         out.push_str(&simple(
             "LOG",

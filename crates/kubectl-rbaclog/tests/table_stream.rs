@@ -49,7 +49,7 @@ fn check(table: &[String], n: usize) {
 #[test]
 fn in_order_input_streams_and_out_of_order_input_is_sorted() {
     let dir = tempfile::tempdir().unwrap();
-    let n = 5000; // more than table::STREAM_AFTER
+    let n = 5000; // more than reorder::STREAM_AFTER
     let lines: Vec<String> = (0..n).map(line).collect();
     let streamed = run(dir.path(), &lines);
     check(&streamed, n);
