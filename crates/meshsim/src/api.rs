@@ -23,10 +23,10 @@ use crate::error::ApiError;
 use crate::faults::{Fault, FaultAction};
 use crate::patch;
 use crate::resources::{self, ResourceDef};
-use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{Event, EventObject, meta_str};
 use crate::table::{self, IncludeObject};
 pub use crate::target::Target;
+use meshpolicy::selector::{FieldSelector, Selector};
 
 fn json_response(code: StatusCode, v: &Value) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
@@ -400,14 +400,14 @@ async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, Ap
             })))
         }
         "deletecollection" => {
-            let (ls, fs) = selectors(&q)?;
+            let (ls, fs) = selectors(&q, t.def)?;
             let mut st = app
                 .store
                 .lock()
                 .map_err(|_| ApiError::internal("store poisoned"))?;
             let victims: Vec<(String, String)> = st
                 .list(t.def.key(), t.namespace.as_deref())
-                .filter(|o| ls.matches(o["metadata"].get("labels")) && fs.matches(o))
+                .filter(|o| ls.matches_json(o["metadata"].get("labels")) && fs.matches(o))
                 .map(|o| {
                     (
                         meta_str(o, "namespace").to_string(),
@@ -456,10 +456,15 @@ fn with_version(mut obj: Value, def: &ResourceDef) -> Value {
     obj
 }
 
-fn selectors(q: &HashMap<String, Vec<String>>) -> Result<(LabelSelector, FieldSelector), ApiError> {
-    let ls = LabelSelector::parse(q1(q, "labelSelector").unwrap_or(""))
+/// The `labelSelector` and `fieldSelector` query parameters, parsed by
+/// meshpolicy (the one selector grammar) for objects of `def`'s kind.
+fn selectors(
+    q: &HashMap<String, Vec<String>>,
+    def: &ResourceDef,
+) -> Result<(Selector, FieldSelector), ApiError> {
+    let ls = Selector::parse(q1(q, "labelSelector").unwrap_or(""))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let fs = FieldSelector::parse(q1(q, "fieldSelector").unwrap_or(""))
+    let fs = FieldSelector::parse(q1(q, "fieldSelector").unwrap_or(""), def.kind)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok((ls, fs))
 }
@@ -521,7 +526,7 @@ fn list(
     q: &HashMap<String, Vec<String>>,
     table: bool,
 ) -> Result<Response, ApiError> {
-    let (ls, fs) = selectors(q)?;
+    let (ls, fs) = selectors(q, t.def)?;
     let limit: usize = match q1(q, "limit") {
         Some(l) => l
             .parse::<i64>()
@@ -539,7 +544,7 @@ fn list(
         .map_err(|_| ApiError::internal("store poisoned"))?;
     let rv = st.resource_version();
     // Without selectors nothing needs parsing: the stored JSON is spliced in.
-    let filtered = !(ls.is_empty() && fs.terms.is_empty());
+    let filtered = !(ls.is_everything() && fs.is_everything());
     let mut picked: Vec<(&str, &str, &Bytes)> = Vec::new();
     let mut more = false;
     let mut remaining = 0usize;
@@ -551,7 +556,7 @@ fn list(
         }
         if filtered {
             let o: Value = serde_json::from_slice(raw).unwrap_or(Value::Null);
-            if !(ls.matches(o["metadata"].get("labels")) && fs.matches(&o)) {
+            if !(ls.matches_json(o["metadata"].get("labels")) && fs.matches(&o)) {
                 continue;
             }
         }
@@ -757,7 +762,7 @@ fn watch(
     q: &HashMap<String, Vec<String>>,
     table: bool,
 ) -> Result<Response, ApiError> {
-    let (ls, fs) = selectors(q)?;
+    let (ls, fs) = selectors(q, t.def)?;
     let include = IncludeObject::parse(q1(q, "includeObject"));
     let timeout = q1(q, "timeoutSeconds")
         .and_then(|s| s.parse::<u64>().ok())
@@ -771,7 +776,7 @@ fn watch(
             && ns
                 .as_deref()
                 .is_none_or(|n| meta_str(&ev.object, "namespace") == n)
-            && ls.matches(ev.object["metadata"].get("labels"))
+            && ls.matches_json(ev.object["metadata"].get("labels"))
             && fs.matches(&ev.object)
     };
     let render = move |kind: &str, obj: Value| -> Bytes {
