@@ -29,8 +29,12 @@ pub use crate::target::Target;
 use meshpolicy::selector::{FieldSelector, Selector};
 
 fn json_response(code: StatusCode, v: &Value) -> Response {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    let mut r = (code, body).into_response();
+    json_body(code, serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// A response whose body is JSON already encoded (or streamed).
+fn json_body(code: StatusCode, body: impl Into<Body>) -> Response {
+    let mut r = (code, body.into()).into_response();
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -238,26 +242,62 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
+/// A resource request: faults first, then the pod subresources the kubelet
+/// side serves, then one function per verb.
 async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, ApiError> {
     let q = query_map(req.uri().query());
     let method = req.method().clone();
+    let path = req.uri().path().to_string();
     let verb = verb_of(&method, &t, &q);
+    let cut_after = apply_faults(&app, &t, verb, &method, &path).await?;
+    match t.sub.as_deref() {
+        Some("exec") => return crate::podexec::exec(app, t, q, req, cut_after).await,
+        Some("log") if method == Method::GET => {
+            return crate::podexec::logs(app, t, q, cut_after);
+        }
+        Some("log") => return Err(ApiError::method_not_allowed(method.as_str(), &path)),
+        _ => {}
+    }
+    let table = wants_table(req.headers());
+    let ctype = media_type(req.headers());
+    match verb {
+        "get" => get(&app, &t, &q, table),
+        "list" => list(&app, &t, &q, table),
+        "watch" => watch(&app, &t, &q, table),
+        "create" => create(&app, &t, &q, &ctype, &read_body(req).await?, &path),
+        "update" => update(&app, &t, &read_body(req).await?),
+        "patch" => patch_object(&app, &t, &q, &ctype, &read_body(req).await?),
+        "delete" => delete(&app, &t),
+        "deletecollection" => delete_collection(&app, &t, &q),
+        _ => Err(ApiError::method_not_allowed(method.as_str(), &path)),
+    }
+}
+
+/// Applies the `--fault`s matching this request: an error status, a hang
+/// (then 504), or the byte count after which an exec or log stream is cut.
+async fn apply_faults(
+    app: &App,
+    t: &Target,
+    verb: &str,
+    method: &Method,
+    path: &str,
+) -> Result<Option<usize>, ApiError> {
     let res_name = match &t.sub {
         Some(s) => format!("{}/{s}", t.def.plural),
         None => t.def.plural.to_string(),
     };
-    let ns = t.namespace.clone().unwrap_or_default();
-    let name = t.name.clone().unwrap_or_default();
     let fault_verb = match t.sub.as_deref() {
         Some("exec") => "exec",
         Some("log") => "log",
         _ => verb,
     };
+    let ns = t.namespace.as_deref().unwrap_or_default();
+    let name = t.name.as_deref().unwrap_or_default();
     let mut cut_after = None;
     for f in app
         .faults
         .iter()
-        .filter(|f| f.matches(fault_verb, &res_name, &ns, &name))
+        .filter(|f| f.matches(fault_verb, &res_name, ns, name))
     {
         match &f.action {
             FaultAction::Status { code, retry_after } => {
@@ -266,10 +306,7 @@ async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, Ap
             FaultAction::Hang(d) => {
                 // Said on stderr so a test can kill the server while a client
                 // is provably waiting on this request (not after a guessed delay).
-                tracing::warn!(
-                    "meshsim: fault: holding {method} {} for {d:?}",
-                    req.uri().path()
-                );
+                tracing::warn!("meshsim: fault: holding {method} {path} for {d:?}");
                 tokio::select! {
                     _ = tokio::time::sleep(*d) => {}
                     _ = app.cancel.cancelled() => {}
@@ -281,153 +318,135 @@ async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, Ap
             _ => {}
         }
     }
-    match t.sub.as_deref() {
-        Some("exec") => return crate::podexec::exec(app, t, q, req, cut_after).await,
-        Some("log") => {
-            if method != Method::GET {
-                return Err(ApiError::method_not_allowed(
-                    method.as_str(),
-                    req.uri().path(),
-                ));
-            }
-            return crate::podexec::logs(app, t, q, cut_after);
-        }
-        _ => {}
+    Ok(cut_after)
+}
+
+/// The request's media type (`Content-Type` without parameters).
+fn media_type(headers: &HeaderMap) -> String {
+    let ctype = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    ctype.split(';').next().unwrap_or("").trim().to_string()
+}
+
+/// The store, locked for one request.
+fn lock_store(app: &App) -> Result<std::sync::MutexGuard<'_, crate::store::Store>, ApiError> {
+    app.store
+        .lock()
+        .map_err(|_| ApiError::internal("store poisoned"))
+}
+
+fn create(
+    app: &App,
+    t: &Target,
+    q: &HashMap<String, Vec<String>>,
+    ctype: &str,
+    body: &[u8],
+    path: &str,
+) -> Result<Response, ApiError> {
+    let obj = if ctype == "application/vnd.kubernetes.protobuf" {
+        crate::protobuf::decode(body)
+            .map_err(|e| ApiError::new(415, "UnsupportedMediaType", e.to_string()))?
+    } else {
+        parse_json(body)?
+    };
+    if t.name.is_some() {
+        return Err(ApiError::method_not_allowed("POST", path));
     }
-    let table = wants_table(req.headers());
-    let path = req.uri().path().to_string();
-    match verb {
-        "get" => get(&app, &t, &q, table),
-        "list" => list(&app, &t, &q, table),
-        "watch" => watch(&app, &t, &q, table),
-        "create" => {
-            let proto = req
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"));
-            let body = read_body(req).await?;
-            let obj = if proto {
-                crate::protobuf::decode(&body)
-                    .map_err(|e| ApiError::new(415, "UnsupportedMediaType", e.to_string()))?
-            } else {
-                parse_json(&body)?
-            };
-            if t.name.is_some() {
-                return Err(ApiError::method_not_allowed("POST", &path));
-            }
-            let mut st = app
-                .store
-                .lock()
-                .map_err(|_| ApiError::internal("store poisoned"))?;
-            if q1(&q, "dryRun").is_some() {
-                return Ok(json_response(StatusCode::CREATED, &obj));
-            }
-            let created = st.create(t.def, &ns, obj)?;
-            let ns2 = meta_str(&created, "namespace").to_string();
-            st.reconcile(&ns2);
-            Ok(json_response(
-                StatusCode::CREATED,
-                &with_version(created, t.def),
-            ))
-        }
-        "update" => {
-            let body = read_body(req).await?;
-            let obj = parse_json(&body)?;
-            let mut st = app
-                .store
-                .lock()
-                .map_err(|_| ApiError::internal("store poisoned"))?;
-            let out = match t.sub.as_deref() {
-                Some("scale") => {
-                    let replicas = obj["spec"]["replicas"]
-                        .as_i64()
-                        .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
-                    let mut cur = st
-                        .get(t.def.key(), &ns, &name)
-                        .cloned()
-                        .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, &name))?;
-                    cur["spec"]["replicas"] = json!(replicas);
-                    let o = st.update(t.def, &ns, &name, cur, false)?;
-                    st.reconcile(&ns);
-                    return Ok(ok(&scale_of(&o)));
-                }
-                Some("finalize") => st
-                    .get(t.def.key(), &ns, &name)
-                    .cloned()
-                    .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, &name))?,
-                Some("status") => st.update(t.def, &ns, &name, obj, true)?,
-                Some("ephemeralcontainers") => {
-                    crate::podexec::add_ephemeral(&mut st, t.def, &ns, &name, &obj)?
-                }
-                _ => st.update(t.def, &ns, &name, obj, false)?,
-            };
-            st.reconcile(&ns);
-            Ok(ok(&with_version(out, t.def)))
-        }
-        "patch" => {
-            let ctype = req
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            let body = read_body(req).await?;
-            patch_object(&app, &t, &q, &ctype, &body)
-        }
-        "delete" => {
-            let mut st = app
-                .store
-                .lock()
-                .map_err(|_| ApiError::internal("store poisoned"))?;
-            let mut out = st.delete(t.def, &ns, &name)?;
-            st.reconcile(&ns);
-            if t.def.key() == resources::NAMESPACES {
-                out["status"]["phase"] = json!("Terminating");
-                out["metadata"]["deletionTimestamp"] = json!(crate::store::now_ts());
-                return Ok(ok(&with_version(out, t.def)));
-            }
-            if t.def.key() == resources::PODS {
-                return Ok(ok(&with_version(out, t.def)));
-            }
-            Ok(ok(&json!({
-                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": {"name": name, "group": t.def.group, "kind": t.def.plural, "uid": meta_str(&out, "uid")}
-            })))
-        }
-        "deletecollection" => {
-            let (ls, fs) = selectors(&q, t.def)?;
-            let mut st = app
-                .store
-                .lock()
-                .map_err(|_| ApiError::internal("store poisoned"))?;
-            let victims: Vec<(String, String)> = st
-                .list(t.def.key(), t.namespace.as_deref())
-                .filter(|o| ls.matches_json(o["metadata"].get("labels")) && fs.matches(o))
-                .map(|o| {
-                    (
-                        meta_str(o, "namespace").to_string(),
-                        meta_str(o, "name").to_string(),
-                    )
-                })
-                .collect();
-            let mut items = Vec::new();
-            for (n, nm) in victims {
-                if let Ok(o) = st.delete(t.def, &n, &nm) {
-                    items.push(with_version(o, t.def));
-                }
-            }
-            st.reconcile(&ns);
-            Ok(ok(
-                &json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": {"resourceVersion": st.resource_version().to_string()}, "items": items}),
-            ))
-        }
-        _ => Err(ApiError::method_not_allowed(method.as_str(), &path)),
+    let mut st = lock_store(app)?;
+    if q1(q, "dryRun").is_some() {
+        return Ok(json_response(StatusCode::CREATED, &obj));
     }
+    let ns = t.namespace.as_deref().unwrap_or_default();
+    let created = st.create(t.def, ns, obj)?;
+    st.reconcile(meta_str(&created, "namespace"));
+    Ok(json_response(
+        StatusCode::CREATED,
+        &with_version(created, t.def),
+    ))
+}
+
+/// PUT of an object or of its `status`, `scale`, `finalize` or
+/// `ephemeralcontainers` subresource.
+fn update(app: &App, t: &Target, body: &[u8]) -> Result<Response, ApiError> {
+    let obj = parse_json(body)?;
+    let ns = t.namespace.as_deref().unwrap_or_default();
+    let name = t.name.as_deref().unwrap_or_default();
+    let mut st = lock_store(app)?;
+    let current = |st: &crate::store::Store| {
+        st.get(t.def.key(), ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, name))
+    };
+    let out = match t.sub.as_deref() {
+        Some("scale") => {
+            let replicas = obj["spec"]["replicas"]
+                .as_i64()
+                .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
+            let mut cur = current(&st)?;
+            cur["spec"]["replicas"] = json!(replicas);
+            let o = st.update(t.def, ns, name, cur, false)?;
+            st.reconcile(ns);
+            return Ok(ok(&scale_of(&o)));
+        }
+        Some("finalize") => current(&st)?,
+        Some("status") => st.update(t.def, ns, name, obj, true)?,
+        Some("ephemeralcontainers") => {
+            crate::podexec::add_ephemeral(&mut st, t.def, ns, name, &obj)?
+        }
+        _ => st.update(t.def, ns, name, obj, false)?,
+    };
+    st.reconcile(ns);
+    Ok(ok(&with_version(out, t.def)))
+}
+
+fn delete(app: &App, t: &Target) -> Result<Response, ApiError> {
+    let ns = t.namespace.as_deref().unwrap_or_default();
+    let name = t.name.as_deref().unwrap_or_default();
+    let mut st = lock_store(app)?;
+    let mut out = st.delete(t.def, ns, name)?;
+    st.reconcile(ns);
+    if t.def.key() == resources::NAMESPACES {
+        out["status"]["phase"] = json!("Terminating");
+        out["metadata"]["deletionTimestamp"] = json!(crate::store::now_ts());
+    }
+    if t.def.key() == resources::NAMESPACES || t.def.key() == resources::PODS {
+        return Ok(ok(&with_version(out, t.def)));
+    }
+    Ok(ok(&json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+        "details": {"name": name, "group": t.def.group, "kind": t.def.plural, "uid": meta_str(&out, "uid")}
+    })))
+}
+
+fn delete_collection(
+    app: &App,
+    t: &Target,
+    q: &HashMap<String, Vec<String>>,
+) -> Result<Response, ApiError> {
+    let (ls, fs) = selectors(q, t.def)?;
+    let mut st = lock_store(app)?;
+    let victims: Vec<(String, String)> = st
+        .list(t.def.key(), t.namespace.as_deref())
+        .filter(|o| ls.matches_json(o["metadata"].get("labels")) && fs.matches(o))
+        .map(|o| {
+            (
+                meta_str(o, "namespace").to_string(),
+                meta_str(o, "name").to_string(),
+            )
+        })
+        .collect();
+    let mut items = Vec::new();
+    for (n, nm) in victims {
+        if let Ok(o) = st.delete(t.def, &n, &nm) {
+            items.push(with_version(o, t.def));
+        }
+    }
+    st.reconcile(t.namespace.as_deref().unwrap_or_default());
+    Ok(ok(
+        &json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": {"resourceVersion": st.resource_version().to_string()}, "items": items}),
+    ))
 }
 
 fn scale_of(o: &Value) -> Value {
@@ -475,10 +494,7 @@ fn get(
     q: &HashMap<String, Vec<String>>,
     table: bool,
 ) -> Result<Response, ApiError> {
-    let st = app
-        .store
-        .lock()
-        .map_err(|_| ApiError::internal("store poisoned"))?;
+    let st = lock_store(app)?;
     let ns = t.namespace.clone().unwrap_or_default();
     let name = t.name.clone().unwrap_or_default();
     let obj = st
@@ -538,10 +554,7 @@ fn list(
         Some(c) => Some(decode_continue(c)?),
         None => None,
     };
-    let st = app
-        .store
-        .lock()
-        .map_err(|_| ApiError::internal("store poisoned"))?;
+    let st = lock_store(app)?;
     let rv = st.resource_version();
     // Without selectors nothing needs parsing: the stored JSON is spliced in.
     let filtered = !(ls.is_everything() && fs.is_everything());
@@ -618,12 +631,7 @@ fn list(
         push_object(&mut body, raw, &prefix, t.def);
     }
     body.extend_from_slice(b"]}");
-    let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    Ok(json_body(StatusCode::OK, body))
 }
 
 /// How a stored object serialized for `def`'s version begins (serde_json
@@ -660,10 +668,7 @@ fn patch_object(
     } else {
         parse_json(body)?
     };
-    let mut st = app
-        .store
-        .lock()
-        .map_err(|_| ApiError::internal("store poisoned"))?;
+    let mut st = lock_store(app)?;
     let existing = st.get(t.def.key(), &ns, &name).cloned();
     let dry = q1(q, "dryRun").is_some();
     let Some(existing) = existing else {
@@ -692,41 +697,7 @@ fn patch_object(
     if t.sub.as_deref() == Some("scale") {
         base = scale_of(&existing);
     }
-    match ctype {
-        "application/merge-patch+json" => patch::merge_patch(&mut base, &patch_doc),
-        "application/json-patch+json" => {
-            patch::json_patch(&mut base, &patch_doc).map_err(|e| match e {
-                patch::PatchError::Test => ApiError::new(
-                    422,
-                    "Invalid",
-                    "the server rejected our request due to an error in our request",
-                ),
-                patch::PatchError::Invalid(m) => ApiError::new(422, "Invalid", m),
-            })?
-        }
-        "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
-            if t.def.group == "security.istio.io"
-                && ctype == "application/strategic-merge-patch+json"
-            {
-                return Err(ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-                ));
-            }
-            patch::strategic_merge(&mut base, &patch_doc)
-                .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?
-        }
-        other => {
-            return Err(ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
-                ),
-            ));
-        }
-    }
+    apply_patch(&mut base, ctype, &patch_doc, t.def)?;
     if t.sub.as_deref() == Some("scale") {
         let replicas = base["spec"]["replicas"]
             .as_i64()
@@ -754,6 +725,51 @@ fn patch_object(
     let out = st.update(t.def, &ns, &name, base, t.sub.as_deref() == Some("status"))?;
     st.reconcile(&ns);
     Ok(ok(&with_version(out, t.def)))
+}
+
+/// Applies a patch document of media type `ctype` to `base`, as the API
+/// server does for each patch type it accepts.
+fn apply_patch(
+    base: &mut Value,
+    ctype: &str,
+    patch_doc: &Value,
+    def: &ResourceDef,
+) -> Result<(), ApiError> {
+    match ctype {
+        "application/merge-patch+json" => patch::merge_patch(base, patch_doc),
+        "application/json-patch+json" => {
+            patch::json_patch(base, patch_doc).map_err(|e| match e {
+                patch::PatchError::Test => ApiError::new(
+                    422,
+                    "Invalid",
+                    "the server rejected our request due to an error in our request",
+                ),
+                patch::PatchError::Invalid(m) => ApiError::new(422, "Invalid", m),
+            })?
+        }
+        "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
+            if def.group == "security.istio.io" && ctype == "application/strategic-merge-patch+json"
+            {
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                ));
+            }
+            patch::strategic_merge(base, patch_doc)
+                .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?
+        }
+        other => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn watch(
@@ -791,10 +807,7 @@ fn watch(
         line.push(b'\n');
         Bytes::from(line)
     };
-    let st = app
-        .store
-        .lock()
-        .map_err(|_| ApiError::internal("store poisoned"))?;
+    let st = lock_store(app)?;
     let rx = st.subscribe();
     let start_rv = st.resource_version();
     let mut first_lines: Vec<Bytes> = Vec::new();
@@ -852,11 +865,7 @@ fn watch(
         }
     });
     let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
-    let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let mut r = json_body(StatusCode::OK, body);
     r.headers_mut().insert(
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, private"),
