@@ -4,7 +4,6 @@
 //! parameters (selectors, limit/continue, watch, as=Table), authentication
 //! and fault injection. Everything answers with JSON, errors as `Status`.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +25,7 @@ use crate::resources::{self, ResourceDef};
 use crate::store::{Event, EventObject, meta_str};
 use crate::table::{self, IncludeObject};
 pub use crate::target::Target;
+use crate::target::{Query, q1, qbool, query_map};
 use meshpolicy::selector::{FieldSelector, Selector};
 
 fn json_response(code: StatusCode, v: &Value) -> Response {
@@ -76,58 +76,6 @@ fn parse_target(group: &str, version: &str, rest: &[&str], path: &str) -> Result
         name,
         sub,
     })
-}
-
-pub(crate) fn query_map(q: Option<&str>) -> HashMap<String, Vec<String>> {
-    let mut m: HashMap<String, Vec<String>> = HashMap::new();
-    for (k, v) in form_urlencoded(q.unwrap_or("")) {
-        m.entry(k).or_default().push(v);
-    }
-    m
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let h = std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match h {
-                    Some(x) => {
-                        out.push(x);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn form_urlencoded(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(p), String::new()),
-        })
-        .collect()
-}
-
-fn q1<'a>(q: &'a HashMap<String, Vec<String>>, k: &str) -> Option<&'a str> {
-    q.get(k).and_then(|v| v.first()).map(String::as_str)
-}
-
-fn qbool(q: &HashMap<String, Vec<String>>, k: &str) -> bool {
-    matches!(q1(q, k), Some("true" | "1" | "True"))
 }
 
 fn wants_table(headers: &HeaderMap) -> bool {
@@ -214,7 +162,7 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     }
 }
 
-fn verb_of(method: &Method, t: &Target, q: &HashMap<String, Vec<String>>) -> &'static str {
+fn verb_of(method: &Method, t: &Target, q: &Query) -> &'static str {
     match (method.as_str(), t.name.is_some()) {
         ("GET", true) => "get",
         ("GET", false) if qbool(q, "watch") => "watch",
@@ -330,17 +278,10 @@ fn media_type(headers: &HeaderMap) -> String {
     ctype.split(';').next().unwrap_or("").trim().to_string()
 }
 
-/// The store, locked for one request.
-fn lock_store(app: &App) -> Result<std::sync::MutexGuard<'_, crate::store::Store>, ApiError> {
-    app.store
-        .lock()
-        .map_err(|_| ApiError::internal("store poisoned"))
-}
-
 fn create(
     app: &App,
     t: &Target,
-    q: &HashMap<String, Vec<String>>,
+    q: &Query,
     ctype: &str,
     body: &[u8],
     path: &str,
@@ -354,7 +295,7 @@ fn create(
     if t.name.is_some() {
         return Err(ApiError::method_not_allowed("POST", path));
     }
-    let mut st = lock_store(app)?;
+    let mut st = app.lock_store()?;
     if q1(q, "dryRun").is_some() {
         return Ok(json_response(StatusCode::CREATED, &obj));
     }
@@ -373,7 +314,7 @@ fn update(app: &App, t: &Target, body: &[u8]) -> Result<Response, ApiError> {
     let obj = parse_json(body)?;
     let ns = t.namespace.as_deref().unwrap_or_default();
     let name = t.name.as_deref().unwrap_or_default();
-    let mut st = lock_store(app)?;
+    let mut st = app.lock_store()?;
     let current = |st: &crate::store::Store| {
         st.get(t.def.key(), ns, name)
             .cloned()
@@ -404,7 +345,7 @@ fn update(app: &App, t: &Target, body: &[u8]) -> Result<Response, ApiError> {
 fn delete(app: &App, t: &Target) -> Result<Response, ApiError> {
     let ns = t.namespace.as_deref().unwrap_or_default();
     let name = t.name.as_deref().unwrap_or_default();
-    let mut st = lock_store(app)?;
+    let mut st = app.lock_store()?;
     let mut out = st.delete(t.def, ns, name)?;
     st.reconcile(ns);
     if t.def.key() == resources::NAMESPACES {
@@ -420,13 +361,9 @@ fn delete(app: &App, t: &Target) -> Result<Response, ApiError> {
     })))
 }
 
-fn delete_collection(
-    app: &App,
-    t: &Target,
-    q: &HashMap<String, Vec<String>>,
-) -> Result<Response, ApiError> {
+fn delete_collection(app: &App, t: &Target, q: &Query) -> Result<Response, ApiError> {
     let (ls, fs) = selectors(q, t.def)?;
-    let mut st = lock_store(app)?;
+    let mut st = app.lock_store()?;
     let victims: Vec<(String, String)> = st
         .list(t.def.key(), t.namespace.as_deref())
         .filter(|o| ls.matches_json(o["metadata"].get("labels")) && fs.matches(o))
@@ -477,10 +414,7 @@ fn with_version(mut obj: Value, def: &ResourceDef) -> Value {
 
 /// The `labelSelector` and `fieldSelector` query parameters, parsed by
 /// meshpolicy (the one selector grammar) for objects of `def`'s kind.
-fn selectors(
-    q: &HashMap<String, Vec<String>>,
-    def: &ResourceDef,
-) -> Result<(Selector, FieldSelector), ApiError> {
+fn selectors(q: &Query, def: &ResourceDef) -> Result<(Selector, FieldSelector), ApiError> {
     let ls = Selector::parse(q1(q, "labelSelector").unwrap_or(""))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let fs = FieldSelector::parse(q1(q, "fieldSelector").unwrap_or(""), def.kind)
@@ -488,13 +422,8 @@ fn selectors(
     Ok((ls, fs))
 }
 
-fn get(
-    app: &App,
-    t: &Target,
-    q: &HashMap<String, Vec<String>>,
-    table: bool,
-) -> Result<Response, ApiError> {
-    let st = lock_store(app)?;
+fn get(app: &App, t: &Target, q: &Query, table: bool) -> Result<Response, ApiError> {
+    let st = app.lock_store()?;
     let ns = t.namespace.clone().unwrap_or_default();
     let name = t.name.clone().unwrap_or_default();
     let obj = st
@@ -536,12 +465,7 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     Ok((ns.to_string(), name.to_string()))
 }
 
-fn list(
-    app: &App,
-    t: &Target,
-    q: &HashMap<String, Vec<String>>,
-    table: bool,
-) -> Result<Response, ApiError> {
+fn list(app: &App, t: &Target, q: &Query, table: bool) -> Result<Response, ApiError> {
     let (ls, fs) = selectors(q, t.def)?;
     let limit: usize = match q1(q, "limit") {
         Some(l) => l
@@ -554,7 +478,7 @@ fn list(
         Some(c) => Some(decode_continue(c)?),
         None => None,
     };
-    let st = lock_store(app)?;
+    let st = app.lock_store()?;
     let rv = st.resource_version();
     // Without selectors nothing needs parsing: the stored JSON is spliced in.
     let filtered = !(ls.is_everything() && fs.is_everything());
@@ -656,7 +580,7 @@ fn push_object(out: &mut Vec<u8>, raw: &[u8], prefix: &[u8], def: &ResourceDef) 
 fn patch_object(
     app: &App,
     t: &Target,
-    q: &HashMap<String, Vec<String>>,
+    q: &Query,
     ctype: &str,
     body: &[u8],
 ) -> Result<Response, ApiError> {
@@ -668,7 +592,7 @@ fn patch_object(
     } else {
         parse_json(body)?
     };
-    let mut st = lock_store(app)?;
+    let mut st = app.lock_store()?;
     let existing = st.get(t.def.key(), &ns, &name).cloned();
     let dry = q1(q, "dryRun").is_some();
     let Some(existing) = existing else {
@@ -772,12 +696,7 @@ fn apply_patch(
     Ok(())
 }
 
-fn watch(
-    app: &Arc<App>,
-    t: &Target,
-    q: &HashMap<String, Vec<String>>,
-    table: bool,
-) -> Result<Response, ApiError> {
+fn watch(app: &Arc<App>, t: &Target, q: &Query, table: bool) -> Result<Response, ApiError> {
     let (ls, fs) = selectors(q, t.def)?;
     let include = IncludeObject::parse(q1(q, "includeObject"));
     let timeout = q1(q, "timeoutSeconds")
@@ -807,7 +726,7 @@ fn watch(
         line.push(b'\n');
         Bytes::from(line)
     };
-    let st = lock_store(app)?;
+    let st = app.lock_store()?;
     let rx = st.subscribe();
     let start_rv = st.resource_version();
     let mut first_lines: Vec<Bytes> = Vec::new();
