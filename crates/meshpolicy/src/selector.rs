@@ -387,11 +387,7 @@ fn validate_key(key: &str) -> Result<(), SelectorError> {
         None => (None, key),
     };
     if let Some(p) = prefix
-        && (p.is_empty()
-            || p.len() > 253
-            || !p
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'))
+        && !crate::names::is_dns_subdomain(p)
     {
         return Err(bad());
     }

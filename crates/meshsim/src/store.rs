@@ -546,7 +546,7 @@ impl Store {
             }
             name = format!("{gen_name}{}", random_suffix(5));
         }
-        if !valid_name(&name) {
+        if !meshpolicy::names::is_dns_subdomain(&name) {
             return Err(ApiError::invalid(
                 def.kind,
                 &name,
@@ -743,23 +743,6 @@ impl Store {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// RFC 1123 subdomain check used for object names.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .last()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]
