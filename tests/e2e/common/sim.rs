@@ -75,32 +75,71 @@ pub fn walkthrough() -> PathBuf {
 }
 
 /// The built `meshsim serve` running as a separate process, as users run it,
-/// with its kubeconfig in a temporary directory; killed on drop.
-pub struct ServeProcess {
+/// with its kubeconfig in a temporary directory; killed on drop. The one
+/// handle of the e2e tests that drive built binaries: start it with
+/// [`Sim::walkthrough`] or [`Sim::builder`], run kubectl (and the plugins,
+/// first on its `PATH`) with [`Sim::run`] / [`Sim::cmd`].
+pub struct Sim {
     child: Child,
     /// The test's own directory: kubeconfig, HOME, kubectl's cache.
     pub dir: tempfile::TempDir,
+    /// `PATH` for kubectl: the built plugins (and meshsim's istioctl
+    /// stand-in, when asked for) in front of the caller's.
+    pub exec_path: OsString,
 }
 
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// How to start a [`Sim`]: scenarios, `serve` flags, how many Running pods
+/// to wait for, and whether `istioctl` (meshsim's stand-in) is on `PATH`.
+pub struct SimBuilder {
+    scenarios: Vec<PathBuf>,
+    flags: Vec<String>,
+    pods: usize,
+    istioctl: bool,
+}
+
+impl SimBuilder {
+    /// One more scenario file or folder.
+    pub fn scenario(mut self, path: PathBuf) -> Self {
+        self.scenarios.push(path);
+        self
     }
-}
 
-impl ServeProcess {
-    /// Runs `meshsim serve --ready-delay 10ms ARGS --scenario S... --kubeconfig-out DIR/kubeconfig`,
-    /// waits for the kubeconfig, then until at least `pods` pods are listed
-    /// and all are Running. Both waits are bounded startup waits (60 s in
+    /// The extra `serve` flags (replacing the default `--time-scale 0.05`).
+    pub fn flags(mut self, flags: &[&str]) -> Self {
+        self.flags = flags.iter().map(|f| f.to_string()).collect();
+        self
+    }
+
+    /// Wait until at least `n` pods are listed, all Running.
+    pub fn pods(mut self, n: usize) -> Self {
+        self.pods = n;
+        self
+    }
+
+    /// Put meshsim's stand-in on `PATH` as `istioctl` (DIR/tools).
+    pub fn istioctl(mut self) -> Self {
+        self.istioctl = true;
+        self
+    }
+
+    /// Runs `meshsim serve --ready-delay 10ms FLAGS --scenario S...
+    /// --kubeconfig-out DIR/kubeconfig`, waits for the kubeconfig, then until
+    /// the pods are Running. Both waits are bounded startup waits (60 s in
     /// all), not timed assertions.
-    pub fn start(args: &[&str], scenarios: &[PathBuf], pods: usize) -> ServeProcess {
-        let bins = built(&["meshsim"]);
+    pub fn start(self) -> Sim {
+        let bins = built(&[
+            "meshsim",
+            "meshsim-istioctl",
+            "kubectl-authzcheck",
+            "kubectl-npexec",
+            "kubectl-rbaclog",
+        ]);
         let dir = tempfile::tempdir().expect("temp dir");
         let kubeconfig = dir.path().join("kubeconfig");
         let mut cmd = Command::new(bins.join("meshsim"));
-        cmd.args(["serve", "--ready-delay", "10ms"]).args(args);
-        for s in scenarios {
+        cmd.args(["serve", "--ready-delay", "10ms"])
+            .args(&self.flags);
+        for s in &self.scenarios {
             cmd.arg("--scenario").arg(s);
         }
         let child = cmd
@@ -110,7 +149,15 @@ impl ServeProcess {
             .stderr(Stdio::null())
             .spawn()
             .expect("start meshsim serve");
-        let sim = ServeProcess { child, dir };
+        let mut sim = Sim {
+            child,
+            dir,
+            exec_path: path_with(&[&bins]),
+        };
+        if self.istioctl {
+            let tools = istioctl_dir(sim.path());
+            sim.exec_path = path_with(&[&bins, &tools]);
+        }
         let start = Instant::now();
         while !kubeconfig.exists() && start.elapsed() < Duration::from_secs(60) {
             std::thread::sleep(Duration::from_millis(50));
@@ -118,17 +165,41 @@ impl ServeProcess {
         assert!(kubeconfig.exists(), "meshsim did not write its kubeconfig");
         while start.elapsed() < Duration::from_secs(60) {
             let out = sim
-                .kubectl_cmd(&path_with(&[]))
+                .cmd()
                 .args(["get", "pods", "-A", "--no-headers"])
                 .output()
                 .expect("kubectl on PATH");
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if text.lines().count() >= pods && text.lines().all(|l| l.contains("Running")) {
+            if text.lines().count() >= self.pods && text.lines().all(|l| l.contains("Running")) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         sim
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sim {
+    /// No scenario, `--time-scale 0.05`, no pods to wait for.
+    pub fn builder() -> SimBuilder {
+        SimBuilder {
+            scenarios: Vec::new(),
+            flags: vec!["--time-scale".into(), "0.05".into()],
+            pods: 0,
+            istioctl: false,
+        }
+    }
+
+    /// The walk-through scenario, waiting for its 2 pods.
+    pub fn walkthrough() -> SimBuilder {
+        Self::builder().scenario(walkthrough()).pods(2)
     }
 
     /// The test's own directory.
@@ -141,7 +212,7 @@ impl ServeProcess {
         self.dir.path().join("kubeconfig")
     }
 
-    /// `kubectl` with this PATH and an isolated environment: this cluster's
+    /// `kubectl` with this `PATH` and an isolated environment: this cluster's
     /// kubeconfig (KUBECONFIG, as plugins take no flag before their name),
     /// HOME and KUBECACHEDIR in the test's directory, NO_COLOR, no ISTIOCTL.
     pub fn kubectl_cmd(&self, path: &OsString) -> Command {
@@ -154,35 +225,13 @@ impl ServeProcess {
             .env_remove("ISTIOCTL");
         cmd
     }
-}
 
-/// The built plugins and meshsim's istioctl stand-in on `PATH`, driving
-/// `meshsim serve` with the walk-through through the real kubectl: the
-/// harness of the e2e tests that only run plugin commands.
-pub struct PluginSim {
-    pub sim: ServeProcess,
-    pub path: OsString,
-}
-
-impl PluginSim {
-    pub fn start() -> PluginSim {
-        let bins = built(&[
-            "kubectl-authzcheck",
-            "kubectl-npexec",
-            "kubectl-rbaclog",
-            "meshsim",
-        ]);
-        let sim = ServeProcess::start(&["--time-scale", "0.05"], &[walkthrough()], 2);
-        let tools = istioctl_dir(sim.path());
-        let path = path_with(&[&bins, &tools]);
-        PluginSim { sim, path }
-    }
-
-    /// kubectl with this cluster's kubeconfig and `PATH`.
+    /// kubectl with this cluster's kubeconfig and [`Sim::exec_path`].
     pub fn cmd(&self) -> Command {
-        self.sim.kubectl_cmd(&self.path)
+        self.kubectl_cmd(&self.exec_path)
     }
 
+    /// Runs kubectl (or a plugin: `["npexec", ...]`) to completion.
     pub fn run(&self, args: &[&str]) -> std::process::Output {
         self.cmd().args(args).output().unwrap()
     }
