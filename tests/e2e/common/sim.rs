@@ -80,12 +80,16 @@ pub fn walkthrough() -> PathBuf {
 /// [`Sim::walkthrough`] or [`Sim::builder`], run kubectl (and the plugins,
 /// first on its `PATH`) with [`Sim::run`] / [`Sim::cmd`].
 pub struct Sim {
-    child: Child,
+    /// None once [`Sim::kill`]ed.
+    child: Option<Child>,
     /// The test's own directory: kubeconfig, HOME, kubectl's cache.
     pub dir: tempfile::TempDir,
     /// `PATH` for kubectl: the built plugins (and meshsim's istioctl
     /// stand-in, when asked for) in front of the caller's.
     pub exec_path: OsString,
+    /// With [`SimBuilder::watch_holds`]: how many requests meshsim has said
+    /// (on stderr) it is holding under a `hang=` fault.
+    held: Option<tokio::sync::watch::Receiver<usize>>,
 }
 
 /// How to start a [`Sim`]: scenarios, `serve` flags, how many Running pods
@@ -95,6 +99,7 @@ pub struct SimBuilder {
     flags: Vec<String>,
     pods: usize,
     istioctl: bool,
+    watch_holds: bool,
 }
 
 impl SimBuilder {
@@ -122,6 +127,13 @@ impl SimBuilder {
         self
     }
 
+    /// Read meshsim's stderr for `meshsim: fault: holding` lines, so a test
+    /// can wait until a client is provably mid-request ([`Sim::wait_held`]).
+    pub fn watch_holds(mut self) -> Self {
+        self.watch_holds = true;
+        self
+    }
+
     /// Runs `meshsim serve --ready-delay 10ms FLAGS --scenario S...
     /// --kubeconfig-out DIR/kubeconfig`, waits for the kubeconfig, then until
     /// the pods are Running. Both waits are bounded startup waits (60 s in
@@ -142,17 +154,36 @@ impl SimBuilder {
         for s in &self.scenarios {
             cmd.arg("--scenario").arg(s);
         }
-        let child = cmd
+        let stderr = if self.watch_holds {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        let mut child = cmd
             .arg("--kubeconfig-out")
             .arg(&kubeconfig)
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start meshsim serve");
+        let held = child.stderr.take().map(|err| {
+            let (tx, rx) = tokio::sync::watch::channel(0usize);
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                    if line.contains("meshsim: fault: holding") {
+                        tx.send_modify(|n| *n += 1);
+                    }
+                }
+            });
+            rx
+        });
         let mut sim = Sim {
-            child,
+            child: Some(child),
             dir,
             exec_path: path_with(&[&bins]),
+            held,
         };
         if self.istioctl {
             let tools = istioctl_dir(sim.path());
@@ -163,12 +194,22 @@ impl SimBuilder {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(kubeconfig.exists(), "meshsim did not write its kubeconfig");
-        while start.elapsed() < Duration::from_secs(60) {
+        // Listing pods may fail on purpose (a test's own fault on that very
+        // request): after three failures the test goes on, and the plugin
+        // under test meets the fault itself.
+        let mut failures = 0;
+        while self.pods > 0 && start.elapsed() < Duration::from_secs(60) {
             let out = sim
                 .cmd()
-                .args(["get", "pods", "-A", "--no-headers"])
+                .args(["get", "pods", "-A", "--no-headers", "--request-timeout=2s"])
                 .output()
                 .expect("kubectl on PATH");
+            if !out.status.success() {
+                failures += 1;
+                if failures >= 3 {
+                    break;
+                }
+            }
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             if text.lines().count() >= self.pods && text.lines().all(|l| l.contains("Running")) {
                 break;
@@ -181,8 +222,7 @@ impl SimBuilder {
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -194,6 +234,7 @@ impl Sim {
             flags: vec!["--time-scale".into(), "0.05".into()],
             pods: 0,
             istioctl: false,
+            watch_holds: false,
         }
     }
 
@@ -205,6 +246,26 @@ impl Sim {
     /// The test's own directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Kills the server (a crashing API server).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits until meshsim says it is holding a request under a `hang=`
+    /// fault, i.e. a client is mid-run; panics after `limit` (needs
+    /// [`SimBuilder::watch_holds`]).
+    pub async fn wait_held(&mut self, limit: Duration) {
+        let held = self.held.as_mut().expect("started with watch_holds()");
+        let waited = tokio::time::timeout(limit, held.wait_for(|n| *n > 0)).await;
+        assert!(
+            matches!(waited, Ok(Ok(_))),
+            "meshsim never held a request: the plugin did not reach the faulted call"
+        );
     }
 
     /// The kubeconfig meshsim wrote.
