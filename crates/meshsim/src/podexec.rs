@@ -10,7 +10,9 @@
 //! sleep, true, false, ls); `nginx` images add bash and curl; Istio's
 //! `proxyv2` adds bash, curl and pilot-agent; `busybox` adds wget; `curl`
 //! images (e.g. curlimages/curl) add curl; `distroless` images have nothing
-//! at all; anything else has only the basics.
+//! at all; anything else has only the basics. A tool an image has but
+//! meshsim does not simulate (env, hostname, sleep, ls) says so and exits 126
+//! (see [`crate::exec::shell`] for what `sh -c` runs).
 
 use std::sync::Arc;
 
