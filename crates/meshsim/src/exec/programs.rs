@@ -16,7 +16,7 @@ use super::{ExecServices, ExecTarget, curl, gnu_wget, shell, wget};
 
 /// A program that can run inside a simulated container.
 pub trait Program: Send + Sync + 'static {
-    /// Runs with `argv` (argv[0] as invoked) and returns the exit status.
+    /// Runs with `argv` (`argv[0]` as invoked) and returns the exit status.
     fn run<'a>(&'a self, process: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32>;
 }
 
