@@ -163,6 +163,8 @@ async fn only_sh_c_is_simulated() {
     // Options before -c are ignored.
     let r = run(&s, &["bash", "-e", "-c", "echo ok"]).await;
     assert_eq!(r.stdout, "ok\n");
+    let r = run(&s, &["bash", "--norc", "-ec", "echo ok"]).await;
+    assert_eq!(r.stdout, "ok\n");
 }
 
 #[tokio::test]

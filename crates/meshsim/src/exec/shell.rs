@@ -519,12 +519,14 @@ fn set_fd(p: &mut Process<'_>, fd: u8, o: Output) {
 pub(crate) fn shell_program<'a>(p: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32> {
     Box::pin(async move {
         let argv0 = argv.first().cloned().unwrap_or_else(|| "sh".into());
-        let mut args = argv.iter().skip(1).skip_while(|a| {
-            a.len() > 1 && a.starts_with('-') && !a[1..].contains('c') && *a != "--"
-        });
-        let saw_c = args
-            .next()
-            .is_some_and(|a| a.starts_with('-') && a.contains('c'));
+        // `-c` alone or among other short options (`-ec`); long options
+        // (`--norc`, `--login`) and other short ones are skipped.
+        let is_c = |a: &str| a.starts_with('-') && !a.starts_with("--") && a.contains('c');
+        let mut args = argv
+            .iter()
+            .skip(1)
+            .skip_while(|a| a.len() > 1 && a.starts_with('-') && !is_c(a) && *a != "--");
+        let saw_c = args.next().is_some_and(|a| is_c(a));
         if !saw_c {
             p.err(&format!(
                 "{argv0}: meshsim: only `{argv0} -c SCRIPT` is simulated (no interactive shell, no script from stdin or a file)\n"
