@@ -56,20 +56,6 @@ impl EventObject {
         }
     }
 
-    /// Wrap an already parsed object.
-    pub fn from_value(v: Value) -> Self {
-        let raw = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
-        Self {
-            raw,
-            parsed: OnceLock::from(v),
-        }
-    }
-
-    /// The serialized JSON.
-    pub fn raw(&self) -> &Bytes {
-        &self.raw
-    }
-
     /// The parsed object, by value.
     pub fn into_value(self) -> Value {
         match self.parsed.into_inner() {
