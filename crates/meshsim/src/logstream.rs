@@ -126,9 +126,7 @@ fn nginx_lines() -> Vec<String> {
 }
 
 fn proxy_lines(pod: &str, ns: &str) -> Vec<String> {
-    let t = jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
+    let t = crate::logs::istio_log_time();
     vec![
         format!("{t}\tinfo\tFIPS is not enabled"),
         format!(
@@ -157,9 +155,7 @@ fn proxy_lines(pod: &str, ns: &str) -> Vec<String> {
 
 /// ztunnel's first lines (Rust `tracing` layout, as its access lines).
 fn ztunnel_lines() -> Vec<String> {
-    let t = jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
+    let t = crate::logs::istio_log_time();
     vec![
         format!("{t}\tinfo\tztunnel\tversion: meshsim ztunnel"),
         format!("{t}\tinfo\tapp\tin-pod mode enabled"),

@@ -265,9 +265,7 @@ pub fn add_ephemeral(
     let mut next = existing.clone();
     next["spec"]["ephemeralContainers"] = Value::Array(all.clone());
     let out = st.update(def, ns, name, next, false)?;
-    let now = jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+    let now = crate::store::now_ts();
     let statuses: Vec<Value> = all
         .iter()
         .map(|c| {
