@@ -580,6 +580,10 @@ mod tests {
         assert_eq!(conns, vec![Conn::Seq, Conn::And, Conn::Or]);
         assert_eq!(words(s), vec![2, 5, 2]);
         assert_eq!(words("a\n\nb;c &&\n d"), vec![1, 1, 1, 1]);
+        // scripts/capture-envoy-rbac-log.sh's one exec: curls joined by `; `.
+        let s =
+            "curl -s -o /dev/null -w '%{http_code}\\n' http://web/a; curl -X POST http://web/b; ";
+        assert_eq!(words(s), vec![7, 4]);
     }
 
     #[test]
