@@ -323,6 +323,10 @@ pub struct PluginSim {
 
 impl PluginSim {
     pub fn run(&self, args: &[&str]) -> std::process::Output {
-        self.sim.kubectl_cmd(&self.path).args(args).output().unwrap()
+        self.sim
+            .kubectl_cmd(&self.path)
+            .args(args)
+            .output()
+            .unwrap()
     }
 }
