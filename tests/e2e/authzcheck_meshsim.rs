@@ -14,16 +14,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::sim::{ServeProcess, built, link, path_without_istioctl, walkthrough};
+use common::sim::{built, link, path_without_istioctl, walkthrough};
 use serde_json::Value;
 
 /// `meshsim serve` plus two PATH directories of the test's own holding the
 /// plugin, one also holding meshsim's istioctl stand-in as `istioctl`.
-struct Sim(ServeProcess);
+/// The common handle with this file's helpers: a PATH with or without istioctl.
+struct Sim(common::sim::Sim);
 
 impl Deref for Sim {
-    type Target = ServeProcess;
-    fn deref(&self) -> &ServeProcess {
+    type Target = common::sim::Sim;
+    fn deref(&self) -> &common::sim::Sim {
         &self.0
     }
 }
@@ -41,7 +42,7 @@ impl Sim {
     /// Starts meshsim with the walk-through; `extra` are more `serve` flags.
     fn start(extra: &[&str]) -> Sim {
         let bins = built(&["kubectl-authzcheck", "meshsim", "meshsim-istioctl"]);
-        let sim = Sim(ServeProcess::start(extra, &[walkthrough()], 2));
+        let sim = Sim(common::sim::Sim::walkthrough().flags(extra).start());
         for sub in ["with-istioctl", "without-istioctl"] {
             let d = sim.path().join(sub);
             std::fs::create_dir(&d).unwrap();

@@ -1,7 +1,7 @@
 //! End-to-end tests of `kubectl npexec` through the real kubectl against
 //! meshsim serving the walk-through scenario (examples/walkthrough).
 //!
-//! Runs `meshsim serve` as a process (common::sim::ServeProcess: waits for
+//! Runs `meshsim serve` as a process (common::sim::Sim: waits for
 //! its kubeconfig, kills it on drop) so that the plugin, kubectl and the
 //! simulated cluster run as separate processes, as they do for users. The
 //! traffic verdicts come from meshsim's mesh simulation (NetworkPolicy,
@@ -12,7 +12,7 @@ use crate::common;
 use std::path::PathBuf;
 use std::process::Output;
 
-use common::sim::{ServeProcess, built, path_with, walkthrough};
+use common::sim::{Sim, walkthrough};
 
 fn policy(file: &str) -> String {
     walkthrough()
@@ -22,37 +22,22 @@ fn policy(file: &str) -> String {
         .into_owned()
 }
 
-/// `meshsim serve` with the plugin's directory in front of PATH.
-struct Sim(ServeProcess);
-
-impl Sim {
-    fn start() -> Sim {
-        Sim::start_with(&[walkthrough()], &[], 2)
+/// `meshsim serve` on SCENARIOS with `--time-scale 0.05` and EXTRA flags,
+/// once at least `pods` pods are Running.
+fn start_with(scenarios: &[PathBuf], extra: &[&str], pods: usize) -> Sim {
+    let mut flags = vec!["--time-scale", "0.05"];
+    flags.extend_from_slice(extra);
+    let mut b = Sim::builder().flags(&flags).pods(pods);
+    for s in scenarios {
+        b = b.scenario(s.clone());
     }
+    b.start()
+}
 
-    /// Starts meshsim with these scenarios and extra `serve` flags, and waits
-    /// until at least `pods` pods are listed and all are Running.
-    fn start_with(scenarios: &[PathBuf], extra: &[&str], pods: usize) -> Sim {
-        built(&["kubectl-npexec", "meshsim"]);
-        let mut args = vec!["--time-scale", "0.05"];
-        args.extend_from_slice(extra);
-        Sim(ServeProcess::start(&args, scenarios, pods))
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        let bins = built(&["kubectl-npexec"]);
-        self.0
-            .kubectl_cmd(&path_with(&[&bins]))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn npexec(&self, args: &[&str]) -> Output {
-        let mut v = vec!["npexec"];
-        v.extend_from_slice(args);
-        self.kubectl(&v)
-    }
+fn npexec(sim: &Sim, args: &[&str]) -> Output {
+    let mut v = vec!["npexec"];
+    v.extend_from_slice(args);
+    sim.run(&v)
 }
 
 fn err(o: &Output) -> String {
@@ -61,7 +46,7 @@ fn err(o: &Output) -> String {
 
 #[test]
 fn bad_input_against_the_walkthrough() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().start();
     let cases: &[(&[&str], i32, &str)] = &[
         (
             &["np-test-9", "np-test-2"],
@@ -101,7 +86,7 @@ fn bad_input_against_the_walkthrough() {
         (&["np-test-1", "np-test-2", "--port", "81"], 2, "port 81"),
     ];
     for (args, code, needle) in cases {
-        let out = sim.npexec(args);
+        let out = npexec(&sim, args);
         let e = err(&out);
         assert_eq!(out.status.code(), Some(*code), "{args:?}: {e}");
         assert!(e.contains(needle), "{args:?}: {e}");
@@ -115,8 +100,8 @@ fn bad_input_against_the_walkthrough() {
 
 #[test]
 fn json_output_has_the_documented_fields() {
-    let sim = Sim::start();
-    let out = sim.npexec(&["np-test-1", "np-test-2", "--both", "-o", "json"]);
+    let sim = Sim::walkthrough().start();
+    let out = npexec(&sim, &["np-test-1", "np-test-2", "--both", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", err(&out)));
     let arr = v.as_array().unwrap();
@@ -162,7 +147,7 @@ fn json(o: &Output) -> serde_json::Value {
 }
 
 fn apply(sim: &Sim, file: &str) {
-    let out = sim.kubectl(&["apply", "-f", file]);
+    let out = sim.run(&["apply", "-f", file]);
     assert!(out.status.success(), "{}", err(&out));
 }
 
@@ -183,8 +168,8 @@ const NETPOL_NAME: &str = "deny-all-ingress-using-networkpolicy";
 
 #[test]
 fn walkthrough_allowed_then_denied_rbac() {
-    let sim = Sim::start();
-    let out = sim.npexec(&["np-test-1", "np-test-2"]);
+    let sim = Sim::walkthrough().start();
+    let out = npexec(&sim, &["np-test-1", "np-test-2"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
     assert!(
@@ -194,17 +179,20 @@ fn walkthrough_allowed_then_denied_rbac() {
         "{text}"
     );
     apply(&sim, &policy("block-istio-ingress-np-test-2.yaml"));
-    let out = sim.npexec(&[
-        "np-test-1",
-        "np-test-2",
-        "--both",
-        "--expect",
-        "deny",
-        "--wait",
-        "10s",
-        "-o",
-        "json",
-    ]);
+    let out = npexec(
+        &sim,
+        &[
+            "np-test-1",
+            "np-test-2",
+            "--both",
+            "--expect",
+            "deny",
+            "--wait",
+            "10s",
+            "-o",
+            "json",
+        ],
+    );
     let v = json(&out);
     assert_eq!(v[0]["verdict"], "denied-rbac", "{v}");
     assert_eq!(v[0]["met"], true);
@@ -215,31 +203,37 @@ fn walkthrough_allowed_then_denied_rbac() {
         Some(1),
         "the reverse direction is allowed, so --expect deny is not met"
     );
-    let out = sim.npexec(&["np-test-1", "np-test-2", "--expect", "allow"]);
+    let out = npexec(&sim, &["np-test-1", "np-test-2", "--expect", "allow"]);
     assert_eq!(out.status.code(), Some(1), "{}", err(&out));
-    let out = sim.npexec(&["np-test-1", "np-test-2", "--expect", "denied-rbac"]);
+    let out = npexec(&sim, &["np-test-1", "np-test-2", "--expect", "denied-rbac"]);
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
 }
 
 #[test]
 fn explain_and_predict_name_the_walkthrough_policies() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().start();
     // Nothing applies yet.
-    let v = json(&sim.npexec(&["np-test-1", "np-test-2", "--explain", "-o", "json"]));
+    let v = json(&npexec(
+        &sim,
+        &["np-test-1", "np-test-2", "--explain", "-o", "json"],
+    ));
     assert_eq!(v[0]["verdict"], "allowed");
     assert_eq!(v[0]["policies"].as_array().map(Vec::len), Some(0), "{v}");
     assert_eq!(v[0]["analysis"]["engine_verdict"], "allowed");
 
     apply(&sim, &policy("block-istio-ingress-np-test-2.yaml"));
     // Predicted without exec: denied one way, allowed the other.
-    let out = sim.npexec(&[
-        "np-test-1",
-        "np-test-2",
-        "--both",
-        "--predict",
-        "-o",
-        "json",
-    ]);
+    let out = npexec(
+        &sim,
+        &[
+            "np-test-1",
+            "np-test-2",
+            "--both",
+            "--predict",
+            "-o",
+            "json",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
     let v = json(&out);
     assert_eq!(v[0]["verdict"], "denied-rbac", "{v}");
@@ -254,18 +248,21 @@ fn explain_and_predict_name_the_walkthrough_policies() {
 
     // Explained after probing (waiting out propagation): the engine and the
     // destination's Envoy log name the same policy, and nothing contradicts.
-    let out = sim.npexec(&[
-        "np-test-1",
-        "np-test-2",
-        "--both",
-        "--explain",
-        "--expect",
-        "deny",
-        "--wait",
-        "10s",
-        "-o",
-        "json",
-    ]);
+    let out = npexec(
+        &sim,
+        &[
+            "np-test-1",
+            "np-test-2",
+            "--both",
+            "--explain",
+            "--expect",
+            "deny",
+            "--wait",
+            "10s",
+            "-o",
+            "json",
+        ],
+    );
     let v = json(&out);
     assert_eq!(v[0]["verdict"], "denied-rbac", "{v}");
     assert_eq!(
@@ -288,7 +285,7 @@ fn explain_and_predict_name_the_walkthrough_policies() {
 
     // The NetworkPolicy: named on the ingress side, and it decides first.
     apply(&sim, &policy("block-ingress-np-test-2.yaml"));
-    let out = sim.npexec(&["np-test-1", "np-test-2", "--explain"]);
+    let out = npexec(&sim, &["np-test-1", "np-test-2", "--explain"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("blocked-network"), "{text}");
     assert!(
@@ -299,7 +296,10 @@ fn explain_and_predict_name_the_walkthrough_policies() {
     );
     assert!(text.contains("not reached"), "{text}");
     assert!(!text.contains("  ! "), "no contradiction expected: {text}");
-    let v = json(&sim.npexec(&["np-test-1", "np-test-2", "--predict", "-o", "json"]));
+    let v = json(&npexec(
+        &sim,
+        &["np-test-1", "np-test-2", "--predict", "-o", "json"],
+    ));
     assert_eq!(v[0]["verdict"], "blocked-network");
     let np: Vec<&serde_json::Value> = v[0]["policies"]
         .as_array()
@@ -317,9 +317,9 @@ fn explain_and_predict_name_the_walkthrough_policies() {
 fn explain_flags_a_policy_that_has_not_reached_the_sidecar() {
     // 1000 s of simulated propagation at time scale 0.05: 50 s of real time,
     // far longer than this test's probe takes.
-    let sim = Sim::start_with(&[walkthrough()], &["--propagation-delay", "1000s"], 2);
+    let sim = start_with(&[walkthrough()], &["--propagation-delay", "1000s"], 2);
     apply(&sim, &policy("block-istio-ingress-np-test-2.yaml"));
-    let out = sim.npexec(&["np-test-1", "np-test-2", "--explain", "-o", "json"]);
+    let out = npexec(&sim, &["np-test-1", "np-test-2", "--explain", "-o", "json"]);
     let v = json(&out);
     assert_eq!(v[0]["verdict"], "allowed", "{v}");
     assert_eq!(v[0]["analysis"]["engine_verdict"], "denied-rbac", "{v}");
@@ -335,32 +335,35 @@ fn explain_flags_a_policy_that_has_not_reached_the_sidecar() {
 
 #[test]
 fn walkthrough_network_policy_blocks() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().start();
     apply(&sim, &policy("block-ingress-np-test-2.yaml"));
-    let out = sim.npexec(&["np-test-1", "np-test-2", "--both", "-o", "json"]);
+    let out = npexec(&sim, &["np-test-1", "np-test-2", "--both", "-o", "json"]);
     let v = json(&out);
     assert_eq!(v[0]["verdict"], "blocked-network", "{v}");
     assert_eq!(v[1]["verdict"], "allowed", "{v}");
-    let out = sim.npexec(&["np-test-1", "np-test-2", "--expect", "deny"]);
+    let out = npexec(&sim, &["np-test-1", "np-test-2", "--expect", "deny"]);
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
 }
 
 #[test]
 fn expect_deny_with_wait_rides_out_propagation() {
     // 40 s of simulated propagation at time scale 0.05: about 2 s of real time.
-    let sim = Sim::start_with(&[walkthrough()], &["--propagation-delay", "40s"], 2);
+    let sim = start_with(&[walkthrough()], &["--propagation-delay", "40s"], 2);
     apply(&sim, &policy("block-istio-ingress-np-test-2.yaml"));
-    let out = sim.npexec(&[
-        "np-test-1",
-        "np-test-2",
-        "--expect",
-        "deny",
-        "--wait",
-        "10s",
-    ]);
+    let out = npexec(
+        &sim,
+        &[
+            "np-test-1",
+            "np-test-2",
+            "--expect",
+            "deny",
+            "--wait",
+            "10s",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("denied-rbac"));
-    let out = sim.npexec(&["np-test-1", "np-test-2", "--expect", "allow"]);
+    let out = npexec(&sim, &["np-test-1", "np-test-2", "--expect", "allow"]);
     assert_eq!(out.status.code(), Some(1), "{}", err(&out));
 }
 
@@ -371,7 +374,7 @@ fn every_verdict_class_is_produced() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("classes.yaml");
     std::fs::write(&file, CLASSES).unwrap();
-    let sim = Sim::start_with(&[file], &[], 8);
+    let sim = start_with(&[file], &[], 8);
     let mut seen = std::collections::BTreeMap::new();
     let runs: &[&[&str]] = &[
         &["vc-src", "vc-dst"],
@@ -382,7 +385,7 @@ fn every_verdict_class_is_produced() {
     for args in runs {
         let mut a = args.to_vec();
         a.extend(["-o", "json"]);
-        let v = json(&sim.npexec(&a));
+        let v = json(&npexec(&sim, &a));
         for p in v.as_array().unwrap() {
             let to = p["to"]["service"].as_str().unwrap_or("url").to_string();
             seen.insert(
@@ -434,11 +437,11 @@ fn matrix_over_ten_namespaces() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("matrix.yaml");
     std::fs::write(&file, matrix_scenario(10)).unwrap();
-    let sim = Sim::start_with(&[file], &[], 10);
+    let sim = start_with(&[file], &[], 10);
     let names: Vec<String> = (0..10).map(|i| format!("mx-{i}")).collect();
     let mut args: Vec<&str> = vec!["--matrix"];
     args.extend(names.iter().map(String::as_str));
-    let out = sim.npexec(&args);
+    let out = npexec(&sim, &args);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("mx-")).collect();
@@ -464,7 +467,7 @@ fn matrix_over_ten_namespaces() {
 
     let mut jargs = args.clone();
     jargs.extend(["-o", "json"]);
-    let v = json(&sim.npexec(&jargs));
+    let v = json(&npexec(&sim, &jargs));
     let arr = v.as_array().unwrap();
     assert_eq!(arr.len(), 100);
     for p in arr {
@@ -482,7 +485,7 @@ fn matrix_over_ten_namespaces() {
     // --predict agrees with the probes on every pair.
     let mut pargs = jargs.clone();
     pargs.push("--predict");
-    let pv = json(&sim.npexec(&pargs));
+    let pv = json(&npexec(&sim, &pargs));
     for (a, b) in arr.iter().zip(pv.as_array().unwrap()) {
         assert_eq!(a["verdict"], b["verdict"], "{a} vs {b}");
     }
@@ -490,7 +493,7 @@ fn matrix_over_ten_namespaces() {
 
 /// The walk-through's own check, exactly as the seed types it (minus `-it`).
 fn pipeline(sim: &Sim, from: u8, to: u8) -> String {
-    let pod = sim.kubectl(&[
+    let pod = sim.run(&[
         "get",
         "pod",
         "-n",
@@ -504,7 +507,7 @@ fn pipeline(sim: &Sim, from: u8, to: u8) -> String {
     let script = format!(
         "curl -sf --max-time 3 svc-np-test-nginx-{to}.np-test-{to}.svc.cluster.local || echo 'Failed calling np-test-nginx-{to}'"
     );
-    let out = sim.kubectl(&[
+    let out = sim.run(&[
         "exec",
         &pod,
         "-n",
@@ -519,7 +522,7 @@ fn pipeline(sim: &Sim, from: u8, to: u8) -> String {
 
 #[test]
 fn walkthrough_pipeline_and_plugin_agree() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().start();
     let steps = [
         None,
         Some("block-istio-ingress-np-test-2.yaml"),
@@ -531,8 +534,14 @@ fn walkthrough_pipeline_and_plugin_agree() {
             apply(&sim, &policy(f));
         }
         // Let the AuthorizationPolicy reach the sidecar before comparing.
-        let _ = sim.npexec(&["np-test-1", "np-test-2", "--expect", "deny", "--wait", "3s"]);
-        let v = json(&sim.npexec(&["np-test-1", "np-test-2", "--both", "-o", "json"]));
+        let _ = npexec(
+            &sim,
+            &["np-test-1", "np-test-2", "--expect", "deny", "--wait", "3s"],
+        );
+        let v = json(&npexec(
+            &sim,
+            &["np-test-1", "np-test-2", "--both", "-o", "json"],
+        ));
         for (i, (from, to)) in [(1u8, 2u8), (2, 1)].into_iter().enumerate() {
             let shell = pipeline(&sim, from, to);
             let verdict = v[i]["verdict"].as_str().unwrap().to_string();

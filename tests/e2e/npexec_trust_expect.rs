@@ -14,43 +14,26 @@ use crate::common;
 use std::path::Path;
 use std::process::Output;
 
-use common::sim::{ServeProcess, built, path_with};
+use common::sim::{Sim, built, path_with};
 use serde_json::Value;
 
-struct Sim(ServeProcess);
+/// `meshsim serve` on tests/fixtures/trust-expect/scenario.yaml (4 pods).
+fn start() -> Sim {
+    let scenario = common::repo_root().join("tests/fixtures/trust-expect/scenario.yaml");
+    Sim::builder().scenario(scenario).pods(4).start()
+}
 
-impl Sim {
-    fn start() -> Sim {
-        built(&["kubectl-npexec", "kubectl-authzcheck", "meshsim"]);
-        let scenario = common::repo_root().join("tests/fixtures/trust-expect/scenario.yaml");
-        Sim(ServeProcess::start(
-            &["--time-scale", "0.05"],
-            &[scenario],
-            4,
-        ))
-    }
+fn npexec(sim: &Sim, args: &[&str]) -> Output {
+    let mut v = vec!["npexec"];
+    v.extend_from_slice(args);
+    sim.run(&v)
+}
 
-    fn kubectl(&self, args: &[&str]) -> Output {
-        let bins = built(&["kubectl-npexec"]);
-        self.0
-            .kubectl_cmd(&path_with(&[&bins]))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn npexec(&self, args: &[&str]) -> Output {
-        let mut v = vec!["npexec"];
-        v.extend_from_slice(args);
-        self.kubectl(&v)
-    }
-
-    fn apply(&self, yaml: &str) {
-        let file = self.0.path().join("apply.yaml");
-        std::fs::write(&file, yaml).unwrap();
-        let out = self.kubectl(&["apply", "-f", file.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", err(&out));
-    }
+fn apply(sim: &Sim, yaml: &str) {
+    let file = sim.path().join("apply.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = sim.run(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", err(&out));
 }
 
 fn out(o: &Output) -> String {
@@ -75,7 +58,10 @@ fn peer_auth(ns: &str, name: &str, spec: &str) -> String {
 /// The probe (re-probing while the policy propagates) and the prediction
 /// agree on `want`; returns the prediction's mTLS layer.
 fn agree(sim: &Sim, from: &str, to: &str, want: &str) -> Value {
-    let probe = sim.npexec(&[from, to, "--expect", want, "--wait", "30s", "-o", "json"]);
+    let probe = npexec(
+        sim,
+        &[from, to, "--expect", want, "--wait", "30s", "-o", "json"],
+    );
     let v = json(&probe);
     assert_eq!(
         probe.status.code(),
@@ -84,7 +70,7 @@ fn agree(sim: &Sim, from: &str, to: &str, want: &str) -> Value {
         err(&probe)
     );
     assert_eq!(v[0]["verdict"], want, "{v}");
-    let predicted = json(&sim.npexec(&[from, to, "--predict", "-o", "json"]));
+    let predicted = json(&npexec(sim, &[from, to, "--predict", "-o", "json"]));
     assert_eq!(
         predicted[0]["verdict"], want,
         "predict {from} -> {to}: {predicted}"
@@ -94,7 +80,7 @@ fn agree(sim: &Sim, from: &str, to: &str, want: &str) -> Value {
 
 #[test]
 fn peer_authentication_levels_predict_explain_and_authzcheck() {
-    let sim = Sim::start();
+    let sim = start();
 
     // No PeerAuthentication: PERMISSIVE by default, plain text gets through.
     let m = agree(&sim, "te-plain", "te-a", "allowed");
@@ -102,11 +88,10 @@ fn peer_authentication_levels_predict_explain_and_authzcheck() {
     assert_eq!(m["decided_by"], Value::Null, "{m}");
 
     // Mesh-wide STRICT: the client without sidecar fails, a sidecar client does not.
-    sim.apply(&peer_auth(
-        "istio-system",
-        "default",
-        "{mtls: {mode: STRICT}}",
-    ));
+    apply(
+        &sim,
+        &peer_auth("istio-system", "default", "{mtls: {mode: STRICT}}"),
+    );
     let m = agree(&sim, "te-plain", "te-a", "mtls-failure");
     assert_eq!(
         (&m["decided_by"], &m["scope"], &m["client_sends"]),
@@ -118,7 +103,7 @@ fn peer_authentication_levels_predict_explain_and_authzcheck() {
         "{m}"
     );
     agree(&sim, "te-b", "te-a", "allowed");
-    let explained = sim.npexec(&["te-plain", "te-a", "--explain"]);
+    let explained = npexec(&sim, &["te-plain", "te-a", "--explain"]);
     let text = out(&explained);
     assert!(
         text.contains("PeerAuthentication: FAILS: port 80 is STRICT"),
@@ -135,18 +120,24 @@ fn peer_authentication_levels_predict_explain_and_authzcheck() {
     );
 
     // Namespace PERMISSIVE in te-a overrides the mesh there, not in te-c.
-    sim.apply(&peer_auth("te-a", "open", "{mtls: {mode: PERMISSIVE}}"));
+    apply(
+        &sim,
+        &peer_auth("te-a", "open", "{mtls: {mode: PERMISSIVE}}"),
+    );
     let m = agree(&sim, "te-plain", "te-a", "allowed");
     assert_eq!(m["scope"], "namespace", "{m}");
     agree(&sim, "te-plain", "te-c", "mtls-failure");
 
     // Workload DISABLE in te-c: plain text is fine, a sidecar client still
     // sends mTLS (auto mTLS follows the namespace) and fails.
-    sim.apply(&peer_auth(
-        "te-c",
-        "plain-only",
-        "{selector: {matchLabels: {app: web}}, mtls: {mode: DISABLE}}",
-    ));
+    apply(
+        &sim,
+        &peer_auth(
+            "te-c",
+            "plain-only",
+            "{selector: {matchLabels: {app: web}}, mtls: {mode: DISABLE}}",
+        ),
+    );
     let m = agree(&sim, "te-plain", "te-c", "allowed");
     assert_eq!(
         (&m["decided_by"], &m["scope"]),
@@ -157,11 +148,14 @@ fn peer_authentication_levels_predict_explain_and_authzcheck() {
     assert_eq!(m["client_sends"], "mtls", "{m}");
 
     // Port level: te-b's workload is STRICT but port 80 PERMISSIVE.
-    sim.apply(&peer_auth(
-        "te-b",
-        "ports",
-        "{selector: {matchLabels: {app: web}}, mtls: {mode: STRICT}, portLevelMtls: {'80': {mode: PERMISSIVE}, '9090': {mode: DISABLE}}}",
-    ));
+    apply(
+        &sim,
+        &peer_auth(
+            "te-b",
+            "ports",
+            "{selector: {matchLabels: {app: web}}, mtls: {mode: STRICT}, portLevelMtls: {'80': {mode: PERMISSIVE}, '9090': {mode: DISABLE}}}",
+        ),
+    );
     let m = agree(&sim, "te-plain", "te-b", "allowed");
     assert_eq!(
         (&m["decided_by"], &m["port_level"], &m["mode"]),
@@ -174,7 +168,7 @@ fn peer_authentication_levels_predict_explain_and_authzcheck() {
     );
 
     // authzcheck: the section, in the table and in JSON, with findings.
-    let o = sim.kubectl(&["authzcheck", "te-b", "deployment/web", "-o", "json"]);
+    let o = sim.run(&["authzcheck", "te-b", "deployment/web", "-o", "json"]);
     let v = json(&o);
     let rep = if v.is_array() { v[0].clone() } else { v };
     let pa = &rep["peer_authentication"];
@@ -212,7 +206,7 @@ fn peer_authentication_levels_predict_explain_and_authzcheck() {
     assert!(codes.contains(&"peerauth-unknown-port"), "{codes:?}");
     assert!(codes.contains(&"mtls-disabled-in-strict"), "{codes:?}");
 
-    let table = out(&sim.kubectl(&["authzcheck", "te-c", "deployment/web"]));
+    let table = out(&sim.run(&["authzcheck", "te-c", "deployment/web"]));
     assert!(
         table.contains("Istio PeerAuthentication (mTLS, enforced by the sidecar)"),
         "{table}"
@@ -232,8 +226,8 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 #[test]
 fn matrix_truth_tables_and_expect_reachable() {
-    let sim = Sim::start();
-    let dir = sim.0.path().to_path_buf();
+    let sim = start();
+    let dir = sim.path().to_path_buf();
     let ok = write(
         &dir,
         "ok.txt",
@@ -248,7 +242,7 @@ fn matrix_truth_tables_and_expect_reachable() {
     let with = |extra: &[&str]| -> Output {
         let mut a: Vec<&str> = matrix.to_vec();
         a.extend_from_slice(extra);
-        sim.npexec(&a)
+        npexec(&sim, &a)
     };
 
     // A matching table (--wait re-probes while te-c's policy reaches its
@@ -331,17 +325,23 @@ fn matrix_truth_tables_and_expect_reachable() {
     );
 
     // --expect reachable: an application 404 is reachable, not allowed.
-    let o = sim.npexec(&[
-        "te-b",
-        "te-c",
-        "--path",
-        "/missing",
-        "--expect",
-        "reachable",
-    ]);
+    let o = npexec(
+        &sim,
+        &[
+            "te-b",
+            "te-c",
+            "--path",
+            "/missing",
+            "--expect",
+            "reachable",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
     assert!(out(&o).contains("404"), "{}", out(&o));
-    let o = sim.npexec(&["te-b", "te-c", "--path", "/missing", "--expect", "allow"]);
+    let o = npexec(
+        &sim,
+        &["te-b", "te-c", "--path", "/missing", "--expect", "allow"],
+    );
     assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
     let unmet: Vec<String> = err(&o)
         .lines()
@@ -355,7 +355,7 @@ fn matrix_truth_tables_and_expect_reachable() {
     );
 
     // --wait when piped: no progress line, and the summary at the end.
-    let o = sim.npexec(&["te-a", "te-c", "--expect", "allow", "--wait", "1s"]);
+    let o = npexec(&sim, &["te-a", "te-c", "--expect", "allow", "--wait", "1s"]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(!err(&o).contains("waiting:"), "{}", err(&o));
     assert!(
@@ -377,9 +377,9 @@ fn matrix_truth_tables_and_expect_reachable() {
                 "/dev/null",
             ])
             .env("PATH", path_with(&[&bins]))
-            .env("KUBECONFIG", sim.0.kubeconfig())
-            .env("KUBECACHEDIR", sim.0.path().join("cache"))
-            .env("HOME", sim.0.path())
+            .env("KUBECONFIG", sim.kubeconfig())
+            .env("KUBECACHEDIR", sim.path().join("cache"))
+            .env("HOME", sim.path())
             .env("NO_COLOR", "1")
             .output()
             .unwrap();

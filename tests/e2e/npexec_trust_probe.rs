@@ -9,20 +9,21 @@ use crate::common;
 use std::process::Output;
 
 use common::repo_root;
-use common::sim::{ServeProcess, built, path_with, walkthrough};
+use common::sim::{built, path_with, walkthrough};
 
-struct Sim(ServeProcess);
+struct Sim(common::sim::Sim);
 
 impl Sim {
     fn start() -> Sim {
         built(&["kubectl-npexec", "meshsim"]);
         let scenarios = [walkthrough(), repo_root().join("examples/trust-probe")];
         // 2 walk-through pods + 6 trust-probe pods.
-        Sim(ServeProcess::start(
-            &["--time-scale", "0.05"],
-            &scenarios,
-            8,
-        ))
+        let [w, t] = scenarios;
+        Sim(common::sim::Sim::builder()
+            .scenario(w)
+            .scenario(t)
+            .pods(8)
+            .start())
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {

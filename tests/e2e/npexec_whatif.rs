@@ -8,7 +8,7 @@ use crate::common;
 use std::io::Write;
 use std::process::{Output, Stdio};
 
-use common::sim::{ServeProcess, built, path_with, walkthrough};
+use common::sim::{Sim, walkthrough};
 
 fn block_ingress() -> String {
     walkthrough()
@@ -17,46 +17,33 @@ fn block_ingress() -> String {
         .into_owned()
 }
 
-struct Sim(ServeProcess);
-
-impl Sim {
-    fn start() -> Sim {
-        built(&["kubectl-npexec", "meshsim"]);
-        Sim(ServeProcess::start(
-            &["--time-scale", "0.05"],
-            &[walkthrough()],
-            2,
-        ))
+/// kubectl (or a plugin) with `stdin` fed to it.
+fn kubectl(sim: &Sim, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = sim.cmd();
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
+    child.wait_with_output().unwrap()
+}
 
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let bins = built(&["kubectl-npexec"]);
-        let mut cmd = self.0.kubectl_cmd(&path_with(&[&bins]));
-        cmd.args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        if let Some(text) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        child.wait_with_output().unwrap()
-    }
-
-    fn npexec(&self, args: &[&str]) -> Output {
-        let mut v = vec!["npexec"];
-        v.extend_from_slice(args);
-        self.kubectl(&v, None)
-    }
+fn npexec(sim: &Sim, args: &[&str]) -> Output {
+    let mut v = vec!["npexec"];
+    v.extend_from_slice(args);
+    sim.run(&v)
 }
 
 fn json(o: &Output) -> Vec<serde_json::Value> {
@@ -94,9 +81,9 @@ fn rows(v: &[serde_json::Value]) -> Vec<(String, String, String, String, String)
 
 #[test]
 fn diff_of_a_new_deny_policy_cuts_traffic_and_fails_the_gate() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().start();
     let f = block_ingress();
-    let out = sim.npexec(&["--diff", "-f", &f, "-o", "json"]);
+    let out = npexec(&sim, &["--diff", "-f", &f, "-o", "json"]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -140,23 +127,26 @@ fn diff_of_a_new_deny_policy_cuts_traffic_and_fails_the_gate() {
         );
         assert_eq!(c["policies"]["before"], serde_json::json!([]));
     }
-    let out = sim.npexec(&["--diff", "-f", &f, "--fail-on", "newly-allowed"]);
+    let out = npexec(&sim, &["--diff", "-f", &f, "--fail-on", "newly-allowed"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 change(s): 2 cut connections"));
 
     // Once applied, predicting its deletion opens the same pairs again.
-    let applied = sim.kubectl(&["apply", "-f", &f], None);
+    let applied = kubectl(&sim, &["apply", "-f", &f], None);
     assert!(applied.status.success(), "{applied:?}");
-    let out = sim.npexec(&["--diff", "--delete-f", &f, "-o", "json"]);
+    let out = npexec(&sim, &["--diff", "--delete-f", &f, "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "nothing newly denied");
     assert_eq!(
         rows(&json(&out)),
         want("added", "No Connections", "All Connections")
     );
-    let out = sim.npexec(&["--diff", "--delete-f", &f, "--fail-on", "newly-allowed"]);
+    let out = npexec(
+        &sim,
+        &["--diff", "--delete-f", &f, "--fail-on", "newly-allowed"],
+    );
     assert_eq!(out.status.code(), Some(1));
     // The cluster itself is unchanged by a what-if: applying it again changes nothing.
-    let out = sim.npexec(&["--diff", "-f", &f, "--fail-on", "any"]);
+    let out = npexec(&sim, &["--diff", "-f", &f, "--fail-on", "any"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -166,13 +156,15 @@ fn diff_of_a_new_deny_policy_cuts_traffic_and_fails_the_gate() {
 
 #[test]
 fn predict_with_manifests_from_stdin_overlays_the_live_model() {
-    let sim = Sim::start();
-    let before = json(&sim.kubectl(
+    let sim = Sim::walkthrough().start();
+    let before = json(&kubectl(
+        &sim,
         &["npexec", "--predict", "-f", "/dev/null", "-o", "json"],
         None,
     ));
     let policy = std::fs::read_to_string(block_ingress()).unwrap();
-    let out = sim.kubectl(
+    let out = kubectl(
+        &sim,
         &["npexec", "--predict", "-f", "-", "-o", "json"],
         Some(&policy),
     );
@@ -203,12 +195,12 @@ fn predict_with_manifests_from_stdin_overlays_the_live_model() {
 
 #[test]
 fn diff_of_an_authorization_policy_names_identity_port_and_policy() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().start();
     let f = walkthrough()
         .join("policies/block-istio-ingress-np-test-2.yaml")
         .to_string_lossy()
         .into_owned();
-    let out = sim.npexec(&["--diff", "-f", &f, "-o", "json"]);
+    let out = npexec(&sim, &["--diff", "-f", &f, "-o", "json"]);
     assert_eq!(out.status.code(), Some(1), "a DENY policy cuts traffic");
     let v = json(&out);
     assert_eq!(v.len(), 1, "{v:#?}");
@@ -231,15 +223,18 @@ fn diff_of_an_authorization_policy_names_identity_port_and_policy() {
 
 #[test]
 fn a_deployment_from_manifests_is_the_same_workload_as_its_running_pods() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().start();
     let manifests = walkthrough().join("istio-np-2.yaml");
-    let out = sim.npexec(&[
-        "--diff",
-        "-f",
-        manifests.to_str().unwrap(),
-        "--fail-on",
-        "any",
-    ]);
+    let out = npexec(
+        &sim,
+        &[
+            "--diff",
+            "-f",
+            manifests.to_str().unwrap(),
+            "--fail-on",
+            "any",
+        ],
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -288,8 +283,9 @@ fn assert_strict_change(v: &[serde_json::Value]) {
 
 #[test]
 fn diff_of_a_peer_authentication_live_and_offline() {
-    let sim = Sim::start();
-    let out = sim.kubectl(
+    let sim = Sim::walkthrough().start();
+    let out = kubectl(
+        &sim,
         &["npexec", "--diff", "-f", "-", "-o", "json"],
         Some(STRICT_NP_TEST_2),
     );
@@ -306,9 +302,9 @@ fn diff_of_a_peer_authentication_live_and_offline() {
     let strict = dir.path().join("strict.yaml");
     std::fs::write(&strict, STRICT_NP_TEST_2).unwrap();
     let strict = strict.to_str().unwrap();
-    let applied = sim.kubectl(&["apply", "-f", strict], None);
+    let applied = kubectl(&sim, &["apply", "-f", strict], None);
     assert!(applied.status.success(), "{applied:?}");
-    let out = sim.npexec(&["--diff", "--delete-f", strict, "-o", "json"]);
+    let out = npexec(&sim, &["--diff", "--delete-f", strict, "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "nothing is cut");
     let v = json(&out);
     assert_eq!(v.len(), 1, "{v:#?}");
@@ -333,16 +329,19 @@ fn diff_of_a_peer_authentication_live_and_offline() {
     for f in ["00-namespaces.yaml", "istio-np-1.yaml", "istio-np-2.yaml"] {
         std::fs::copy(walkthrough().join(f), before.join(f)).unwrap();
     }
-    let out = sim.npexec(&[
-        "--offline",
-        "--before",
-        before.to_str().unwrap(),
-        "--after",
-        after.to_str().unwrap(),
-        "--diff",
-        "-o",
-        "json",
-    ]);
+    let out = npexec(
+        &sim,
+        &[
+            "--offline",
+            "--before",
+            before.to_str().unwrap(),
+            "--after",
+            after.to_str().unwrap(),
+            "--diff",
+            "-o",
+            "json",
+        ],
+    );
     assert_eq!(
         out.status.code(),
         Some(1),

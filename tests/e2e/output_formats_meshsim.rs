@@ -11,7 +11,7 @@ use common::sim::walkthrough;
 use kubeplugin::template::Template;
 use serde_json::Value;
 
-use common::sim::PluginSim as Sim;
+use common::sim::Sim;
 
 impl Sim {
     fn ok(&self, args: &[&str]) -> String {
@@ -107,7 +107,7 @@ fn check_formats(sim: &Sim, args: &[&str], row_key: &str) {
 
 #[test]
 fn every_output_format_in_every_plugin() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().istioctl().start();
     check_formats(
         &sim,
         &["authzcheck", "np-test-2", "deployment/np-test-nginx-2"],
@@ -144,7 +144,7 @@ fn every_output_format_in_every_plugin() {
 /// The template engine against kubectl's own `-o jsonpath` over the same objects.
 #[test]
 fn templates_match_kubectl_jsonpath() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().istioctl().start();
     let json: Value =
         serde_json::from_str(&sim.ok(&["get", "pods,svc", "-A", "-o", "json"])).unwrap();
     for t in [
@@ -165,7 +165,7 @@ fn templates_match_kubectl_jsonpath() {
 /// kubectl's `-v=N` and `-v N` in each plugin: level 6 logs at debug.
 #[test]
 fn verbosity_in_kubectl_forms() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().istioctl().start();
     for plugin in [
         &["authzcheck", "np-test-2", "deployment/np-test-nginx-2"][..],
         &["npexec", "np-test-1", "np-test-2"],
@@ -202,7 +202,7 @@ fn no_bare_escape(s: &str, what: &str) {
 /// Colour, `--no-headers` and error lines, through kubectl.
 #[test]
 fn colours_headers_and_one_line_errors() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().istioctl().start();
     let policy = walkthrough()
         .join("policies")
         .join("block-istio-ingress-np-test-2.yaml");
@@ -263,7 +263,7 @@ fn colours_headers_and_one_line_errors() {
     assert!(!without.starts_with("FROM"));
 
     // A kubeconfig that does not parse: one line, no literal \n.
-    let bad = sim.sim.path().join("bad-kubeconfig");
+    let bad = sim.path().join("bad-kubeconfig");
     std::fs::write(&bad, "apiVersion: v1\nclusters: [\n  - : x\n").unwrap();
     for args in [
         &["npexec", "np-test-1", "np-test-2"][..],

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use common::sim::{ServeProcess, built, istioctl_dir, path_with, walkthrough};
+use common::sim::{Sim, built, istioctl_dir, path_with, walkthrough};
 use serde_json::Value;
 
 /// A body full of markup, quotes and control characters (as YAML escapes).
@@ -82,7 +82,7 @@ fn which(name: &str) -> Option<PathBuf> {
 }
 
 struct Fixture {
-    sim: ServeProcess,
+    sim: Sim,
     path: std::ffi::OsString,
 }
 
@@ -122,11 +122,11 @@ impl Fixture {
             1,
         );
         std::fs::write(&np2, text).unwrap();
-        let sim = ServeProcess::start(
-            &["--time-scale", "0.05", "--cni-ignores-network-policy"],
-            &[scen.path().to_path_buf()],
-            2,
-        );
+        let sim = Sim::builder()
+            .flags(&["--time-scale", "0.05", "--cni-ignores-network-policy"])
+            .scenario(scen.path().to_path_buf())
+            .pods(2)
+            .start();
         let tools = istioctl_dir(sim.path());
         std::fs::remove_file(tools.join("istioctl")).unwrap();
         std::fs::write(tools.join("istioctl"), HOSTILE_ISTIOCTL).unwrap();

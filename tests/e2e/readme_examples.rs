@@ -15,7 +15,7 @@ use crate::common;
 use std::path::Path;
 use std::process::Command;
 
-use common::sim::{ServeProcess, built, istioctl_dir, link, walkthrough};
+use common::sim::{Sim, built, istioctl_dir, link};
 
 /// The `kubectl ...` lines of the README's ```sh blocks (continuations joined,
 /// trailing `# comments` and `|| ...` fallbacks dropped).
@@ -124,7 +124,7 @@ fn every_readme_example_runs_with_its_exit_code() {
         "meshsim",
         "meshsim-istioctl",
     ]);
-    let sim = ServeProcess::start(&["--time-scale", "0.05"], &[walkthrough()], 2);
+    let sim = Sim::walkthrough().start();
     // The plugins alone in a bin directory (kubectl plugin list warns about
     // anything else named kubectl-*), meshsim's istioctl stand-in beside it.
     let bin = sim.path().join("bin");
@@ -211,7 +211,7 @@ fn every_readme_example_runs_with_its_exit_code() {
 }
 
 fn run(
-    sim: &ServeProcess,
+    sim: &Sim,
     path: &std::ffi::OsString,
     cwd: &Path,
     args: &[String],

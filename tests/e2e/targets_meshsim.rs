@@ -15,14 +15,14 @@ use std::time::Duration;
 use common::sim::walkthrough;
 use serde_json::Value;
 
-use common::sim::PluginSim as Sim;
+use common::sim::Sim;
 
 impl Sim {
     /// Runs with a kubeconfig whose context namespace is `ns`.
     fn run_in_context_ns(&self, ns: &str, args: &[&str]) -> Output {
-        let copy = self.sim.path().join(format!("kubeconfig-{ns}"));
+        let copy = self.path().join(format!("kubeconfig-{ns}"));
         if !copy.exists() {
-            std::fs::copy(self.sim.kubeconfig(), &copy).unwrap();
+            std::fs::copy(self.kubeconfig(), &copy).unwrap();
             let o = self
                 .cmd()
                 .env("KUBECONFIG", &copy)
@@ -92,7 +92,7 @@ fn one_line_error(o: &Output, code: i32, what: &str) -> String {
 
 #[test]
 fn authzcheck_takes_every_target_form() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().istioctl().start();
     let pod = sim.pod("np-test-2");
     let rs = sim.replicaset("np-test-2");
     let dotted = format!("{pod}.np-test-2");
@@ -223,7 +223,7 @@ fn authzcheck_takes_every_target_form() {
 
 #[test]
 fn npexec_takes_every_source_form_and_namespace_slash_service() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().istioctl().start();
     let pod = sim.pod("np-test-1");
     let rs = sim.replicaset("np-test-1");
     let dotted = format!("{pod}.np-test-1");
@@ -306,7 +306,7 @@ fn npexec_takes_every_source_form_and_namespace_slash_service() {
 
 #[test]
 fn rbaclog_pod_takes_every_target_form() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().istioctl().start();
     let pod2 = sim.pod("np-test-2");
     let pod1 = sim.pod("np-test-1");
     let rs = sim.replicaset("np-test-2");
@@ -372,7 +372,7 @@ fn rbaclog_pod_takes_every_target_form() {
 /// never to label it; an unlabelled one is told to label it.
 #[test]
 fn rbaclog_advice_follows_the_namespace_label() {
-    let sim = Sim::start();
+    let sim = Sim::walkthrough().istioctl().start();
     let dir = tempfile::tempdir().unwrap();
     let yaml = dir.path().join("ns.yaml");
     std::fs::write(

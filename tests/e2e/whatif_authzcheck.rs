@@ -10,19 +10,16 @@ use crate::common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::sim::{ServeProcess, built, link, path_without_istioctl, walkthrough};
+use common::sim::{built, link, path_without_istioctl, walkthrough};
 use serde_json::Value;
 
-struct Sim(ServeProcess);
+/// The common handle with this file's helpers (istioctl stand-in only in DIR/bin).
+struct Sim(common::sim::Sim);
 
 impl Sim {
     fn start() -> Sim {
         let bins = built(&["kubectl-authzcheck", "meshsim", "meshsim-istioctl"]);
-        let sim = Sim(ServeProcess::start(
-            &["--time-scale", "0.05"],
-            &[walkthrough()],
-            2,
-        ));
+        let sim = Sim(common::sim::Sim::walkthrough().start());
         let d = sim.0.path().join("bin");
         std::fs::create_dir(&d).unwrap();
         link(

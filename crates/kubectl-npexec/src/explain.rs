@@ -106,11 +106,13 @@ fn selected_pods<'c>(cluster: &'c Cluster, target: &Target) -> Vec<&'c meshpolic
     let Some(sel) = target.selector.as_ref().filter(|s| !s.is_empty()) else {
         return Vec::new();
     };
+    let Ok(sel) = meshpolicy::Selector::from_labels(sel) else {
+        return Vec::new();
+    };
     cluster
         .pods()
         .iter()
-        .filter(|p| p.namespace == target.namespace)
-        .filter(|p| sel.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
+        .filter(|p| p.namespace == target.namespace && sel.matches(&p.labels))
         .collect()
 }
 

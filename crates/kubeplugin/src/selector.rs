@@ -16,8 +16,9 @@ pub struct SelectorError {
 
 /// Checks `-l` syntax: comma-separated `k`, `!k`, `k=v`, `k==v`, `k!=v`,
 /// `k in (a,b)`, `k notin (a,b)`, with Kubernetes' rules for keys and values.
-/// The grammar is meshpolicy's [`Selector::parse`] (the one the policy engine
-/// and meshsim's workloads use); an empty selector is refused here, since
+/// The grammar is meshpolicy's [`Selector::parse`], the only one in the
+/// workspace: the policy engine and meshsim's API server (`labelSelector`,
+/// service and workload selectors) parse with it too; an empty selector is refused here, since
 /// `-l ""` is almost certainly a mistake on a command line.
 pub fn validate_selector(selector: &str) -> Result<(), SelectorError> {
     let fail = |reason: String| SelectorError {

@@ -14,6 +14,7 @@ pub mod connectivity;
 pub mod envoy;
 pub mod istio;
 pub mod manifests;
+pub mod names;
 pub mod netpol;
 pub mod peerauth;
 pub mod protocol;

@@ -6,6 +6,9 @@
 //! the API and the kubectl string `a=b,c!=d,e in (x,y),!f`) into one
 //! [`Selector`] that is validated once and then matched cheaply, so an invalid
 //! operator is a typed error at load time rather than a silent mismatch later.
+//! The API server's other query filter, the field selector
+//! (`metadata.name=x,status.phase!=Running`), lives here too ([`FieldSelector`]),
+//! with the fields each kind supports, so meshsim's API applies the same rules.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,6 +39,10 @@ pub enum SelectorError {
     /// A kubectl-style selector string could not be parsed.
     #[error("cannot parse selector {input:?}: {reason}")]
     Parse { input: String, reason: String },
+    /// A field selector names a field the kind cannot be filtered on
+    /// (the API server's wording).
+    #[error("field label not supported: {field}")]
+    UnsupportedField { kind: String, field: String },
 }
 
 /// The operator of one requirement.
@@ -94,10 +101,16 @@ impl Requirement {
 
     /// Whether a label set satisfies this requirement.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let got = labels.get(&self.key);
+        self.matches_with(|k| labels.get(k).map(String::as_str))
+    }
+
+    /// Whether the labels `get` looks up satisfy this requirement.
+    fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
+        let got = get(&self.key);
+        let has = |v: &str| self.values.binary_search_by(|x| x.as_str().cmp(v)).is_ok();
         match self.operator {
-            Operator::In => got.is_some_and(|v| self.values.binary_search(v).is_ok()),
-            Operator::NotIn => got.is_none_or(|v| self.values.binary_search(v).is_err()),
+            Operator::In => got.is_some_and(has),
+            Operator::NotIn => !got.is_some_and(has),
             Operator::Exists => got.is_some(),
             Operator::DoesNotExist => got.is_none(),
         }
@@ -137,6 +150,18 @@ impl Selector {
             .map(|(k, v)| Requirement::new(k, Operator::In, vec![v.clone()]))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::normalized(requirements))
+    }
+
+    /// Selects what a JSON label map (a Service's `spec.selector`) names;
+    /// non-string values select nothing but the empty string, as before.
+    pub fn from_json_labels(
+        labels: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, SelectorError> {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        Self::from_labels(&labels)
     }
 
     /// Compiles a Kubernetes `LabelSelector` (matchLabels AND matchExpressions).
@@ -218,6 +243,13 @@ impl Selector {
     /// Whether a label set satisfies every requirement.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
+    }
+
+    /// Whether an object's `metadata.labels` (JSON, absent = no labels)
+    /// satisfies every requirement; non-string values count as absent.
+    pub fn matches_json(&self, labels: Option<&serde_json::Value>) -> bool {
+        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(|v| v.as_str());
+        self.requirements.iter().all(|r| r.matches_with(get))
     }
 }
 
@@ -355,11 +387,7 @@ fn validate_key(key: &str) -> Result<(), SelectorError> {
         None => (None, key),
     };
     if let Some(p) = prefix
-        && (p.is_empty()
-            || p.len() > 253
-            || !p
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'))
+        && !crate::names::is_dns_subdomain(p)
     {
         return Err(bad());
     }
@@ -388,6 +416,178 @@ fn is_label_name(s: &str) -> bool {
         && edge_ok(b[b.len() - 1])
         && b.iter()
             .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
+}
+
+/// One term of a field selector: `field=value` (or `==`), or `field!=value`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct FieldTerm {
+    pub field: String,
+    pub value: String,
+    pub equal: bool,
+}
+
+/// A parsed field selector (`metadata.name=x,status.phase!=Running`): the AND
+/// of its terms; empty selects everything. Backslash escapes `,`, `=`, `!` and
+/// `\` in values, as in Kubernetes' `fields.ParseSelector`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct FieldSelector {
+    terms: Vec<FieldTerm>,
+}
+
+/// Fields every kind can be filtered on.
+const COMMON_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
+
+/// Extra fields per kind, as the API server's field label conversions list
+/// them (the ones whose value is the JSON path of the same name).
+const KIND_FIELDS: &[(&str, &[&str])] = &[
+    (
+        "Pod",
+        &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+    ),
+    (
+        "Event",
+        &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "type",
+        ],
+    ),
+    ("Namespace", &["status.phase"]),
+    ("Secret", &["type"]),
+    ("Node", &["spec.unschedulable"]),
+    ("ReplicaSet", &["status.replicas"]),
+    ("ReplicationController", &["status.replicas"]),
+    ("Job", &["status.successful"]),
+];
+
+impl FieldSelector {
+    /// Parses a field selector for objects of `kind`; a field the kind does
+    /// not support is an error, as the API server answers.
+    pub fn parse(input: &str, kind: &str) -> Result<Self, SelectorError> {
+        let mut terms = Vec::new();
+        for part in split_unescaped(input, ',') {
+            if part.is_empty() {
+                continue;
+            }
+            let Some((field, op, value)) = split_field_term(&part) else {
+                return Err(SelectorError::Parse {
+                    input: input.to_string(),
+                    reason: format!("can't understand '{part}'"),
+                });
+            };
+            let field = unescape(field.trim());
+            let supported = COMMON_FIELDS.contains(&field.as_str())
+                || KIND_FIELDS
+                    .iter()
+                    .any(|(k, fs)| *k == kind && fs.contains(&field.as_str()));
+            if !supported {
+                return Err(SelectorError::UnsupportedField {
+                    kind: kind.to_string(),
+                    field,
+                });
+            }
+            terms.push(FieldTerm {
+                field,
+                value: unescape(value),
+                equal: op != "!=",
+            });
+        }
+        Ok(Self { terms })
+    }
+
+    /// Whether this selector matches every object.
+    pub fn is_everything(&self) -> bool {
+        self.terms.is_empty()
+    }
+
+    /// The terms, in the order written.
+    pub fn terms(&self) -> &[FieldTerm] {
+        &self.terms
+    }
+
+    /// Whether a JSON object satisfies every term. An absent field reads as
+    /// the empty string; booleans and numbers as their text.
+    pub fn matches(&self, obj: &serde_json::Value) -> bool {
+        use serde_json::Value;
+        self.terms.iter().all(|t| {
+            let got = t
+                .field
+                .split('.')
+                .try_fold(obj, |cur, seg| cur.get(seg))
+                .unwrap_or(&Value::Null);
+            let got = match got {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (got == t.value) == t.equal
+        })
+    }
+}
+
+/// Splits at `sep` not preceded by a backslash (escapes are kept).
+fn split_unescaped(input: &str, sep: char) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut escaped = false;
+    for c in input.chars() {
+        if c == sep && !escaped {
+            parts.push(String::new());
+            continue;
+        }
+        escaped = c == '\\' && !escaped;
+        parts.last_mut().expect("never empty").push(c);
+    }
+    parts
+}
+
+/// `field`, operator, `value` at the first unescaped `!=`, `==` or `=`.
+fn split_field_term(term: &str) -> Option<(&str, &'static str, &str)> {
+    let mut escaped = false;
+    for (i, c) in term.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        if c == '\\' {
+            escaped = true;
+            continue;
+        }
+        for op in ["!=", "==", "="] {
+            if term[i..].starts_with(op) {
+                return Some((&term[..i], op, &term[i + op.len()..]));
+            }
+        }
+    }
+    None
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.extend(chars.next());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -468,5 +668,44 @@ mod tests {
         ] {
             assert!(Selector::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn json_labels_and_service_selectors() {
+        let s = Selector::parse("app=web,tier notin (db)").unwrap();
+        let l = serde_json::json!({"app": "web", "tier": "fe"});
+        assert!(s.matches_json(Some(&l)));
+        assert!(!s.matches_json(None));
+        let svc = serde_json::json!({"app": "web"});
+        let s = Selector::from_json_labels(svc.as_object().unwrap()).unwrap();
+        assert!(s.matches_json(Some(&l)));
+        assert!(!s.matches_json(Some(&serde_json::json!({"app": "db"}))));
+    }
+
+    #[test]
+    fn field_selectors_as_the_api_server_reads_them() {
+        use serde_json::json;
+        let f = FieldSelector::parse("metadata.name=p,status.phase!=Pending", "Pod").unwrap();
+        assert!(f.matches(&json!({"metadata": {"name": "p"}, "status": {"phase": "Running"}})));
+        assert!(!f.matches(&json!({"metadata": {"name": "p"}, "status": {"phase": "Pending"}})));
+        // Absent reads as "", booleans as text; empty terms are skipped.
+        let f = FieldSelector::parse("spec.nodeName=,spec.hostNetwork==true,", "Pod").unwrap();
+        assert!(f.matches(&json!({"spec": {"hostNetwork": true}})));
+        assert!(!f.matches(&json!({"spec": {"hostNetwork": false}})));
+        // Escapes.
+        let f = FieldSelector::parse(r"metadata.name=a\,b\=c", "ConfigMap").unwrap();
+        assert_eq!(f.terms()[0].value, "a,b=c");
+        assert!(FieldSelector::parse("", "Pod").unwrap().is_everything());
+        // Unsupported fields and garbage.
+        assert_eq!(
+            FieldSelector::parse("status.phase=Running", "Deployment")
+                .unwrap_err()
+                .to_string(),
+            "field label not supported: status.phase"
+        );
+        assert!(matches!(
+            FieldSelector::parse("metadata.name", "Pod"),
+            Err(SelectorError::Parse { .. })
+        ));
     }
 }

@@ -4,7 +4,6 @@
 //! parameters (selectors, limit/continue, watch, as=Table), authentication
 //! and fault injection. Everything answers with JSON, errors as `Status`.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,14 +22,19 @@ use crate::error::ApiError;
 use crate::faults::{Fault, FaultAction};
 use crate::patch;
 use crate::resources::{self, ResourceDef};
-use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{Event, EventObject, meta_str};
 use crate::table::{self, IncludeObject};
 pub use crate::target::Target;
+use crate::target::{Query, q1, qbool, query_map};
+use meshpolicy::selector::{FieldSelector, Selector};
 
 fn json_response(code: StatusCode, v: &Value) -> Response {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    let mut r = (code, body).into_response();
+    json_body(code, serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// A response whose body is JSON already encoded (or streamed).
+fn json_body(code: StatusCode, body: impl Into<Body>) -> Response {
+    let mut r = (code, body.into()).into_response();
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -72,58 +76,6 @@ fn parse_target(group: &str, version: &str, rest: &[&str], path: &str) -> Result
         name,
         sub,
     })
-}
-
-pub(crate) fn query_map(q: Option<&str>) -> HashMap<String, Vec<String>> {
-    let mut m: HashMap<String, Vec<String>> = HashMap::new();
-    for (k, v) in form_urlencoded(q.unwrap_or("")) {
-        m.entry(k).or_default().push(v);
-    }
-    m
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let h = std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match h {
-                    Some(x) => {
-                        out.push(x);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn form_urlencoded(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(p), String::new()),
-        })
-        .collect()
-}
-
-fn q1<'a>(q: &'a HashMap<String, Vec<String>>, k: &str) -> Option<&'a str> {
-    q.get(k).and_then(|v| v.first()).map(String::as_str)
-}
-
-fn qbool(q: &HashMap<String, Vec<String>>, k: &str) -> bool {
-    matches!(q1(q, k), Some("true" | "1" | "True"))
 }
 
 fn wants_table(headers: &HeaderMap) -> bool {
@@ -210,7 +162,7 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     }
 }
 
-fn verb_of(method: &Method, t: &Target, q: &HashMap<String, Vec<String>>) -> &'static str {
+fn verb_of(method: &Method, t: &Target, q: &Query) -> &'static str {
     match (method.as_str(), t.name.is_some()) {
         ("GET", true) => "get",
         ("GET", false) if qbool(q, "watch") => "watch",
@@ -238,26 +190,62 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
+/// A resource request: faults first, then the pod subresources the kubelet
+/// side serves, then one function per verb.
 async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, ApiError> {
     let q = query_map(req.uri().query());
     let method = req.method().clone();
+    let path = req.uri().path().to_string();
     let verb = verb_of(&method, &t, &q);
+    let cut_after = apply_faults(&app, &t, verb, &method, &path).await?;
+    match t.sub.as_deref() {
+        Some("exec") => return crate::podexec::exec(app, t, q, req, cut_after).await,
+        Some("log") if method == Method::GET => {
+            return crate::podexec::logs(app, t, q, cut_after);
+        }
+        Some("log") => return Err(ApiError::method_not_allowed(method.as_str(), &path)),
+        _ => {}
+    }
+    let table = wants_table(req.headers());
+    let ctype = media_type(req.headers());
+    match verb {
+        "get" => get(&app, &t, &q, table),
+        "list" => list(&app, &t, &q, table),
+        "watch" => watch(&app, &t, &q, table),
+        "create" => create(&app, &t, &q, &ctype, &read_body(req).await?, &path),
+        "update" => update(&app, &t, &read_body(req).await?),
+        "patch" => patch_object(&app, &t, &q, &ctype, &read_body(req).await?),
+        "delete" => delete(&app, &t),
+        "deletecollection" => delete_collection(&app, &t, &q),
+        _ => Err(ApiError::method_not_allowed(method.as_str(), &path)),
+    }
+}
+
+/// Applies the `--fault`s matching this request: an error status, a hang
+/// (then 504), or the byte count after which an exec or log stream is cut.
+async fn apply_faults(
+    app: &App,
+    t: &Target,
+    verb: &str,
+    method: &Method,
+    path: &str,
+) -> Result<Option<usize>, ApiError> {
     let res_name = match &t.sub {
         Some(s) => format!("{}/{s}", t.def.plural),
         None => t.def.plural.to_string(),
     };
-    let ns = t.namespace.clone().unwrap_or_default();
-    let name = t.name.clone().unwrap_or_default();
     let fault_verb = match t.sub.as_deref() {
         Some("exec") => "exec",
         Some("log") => "log",
         _ => verb,
     };
+    let ns = t.namespace.as_deref().unwrap_or_default();
+    let name = t.name.as_deref().unwrap_or_default();
     let mut cut_after = None;
     for f in app
         .faults
         .iter()
-        .filter(|f| f.matches(fault_verb, &res_name, &ns, &name))
+        .filter(|f| f.matches(fault_verb, &res_name, ns, name))
     {
         match &f.action {
             FaultAction::Status { code, retry_after } => {
@@ -266,10 +254,7 @@ async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, Ap
             FaultAction::Hang(d) => {
                 // Said on stderr so a test can kill the server while a client
                 // is provably waiting on this request (not after a guessed delay).
-                tracing::warn!(
-                    "meshsim: fault: holding {method} {} for {d:?}",
-                    req.uri().path()
-                );
+                tracing::warn!("meshsim: fault: holding {method} {path} for {d:?}");
                 tokio::select! {
                     _ = tokio::time::sleep(*d) => {}
                     _ = app.cancel.cancelled() => {}
@@ -281,153 +266,124 @@ async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, Ap
             _ => {}
         }
     }
-    match t.sub.as_deref() {
-        Some("exec") => return crate::podexec::exec(app, t, q, req, cut_after).await,
-        Some("log") => {
-            if method != Method::GET {
-                return Err(ApiError::method_not_allowed(
-                    method.as_str(),
-                    req.uri().path(),
-                ));
-            }
-            return crate::podexec::logs(app, t, q, cut_after);
-        }
-        _ => {}
+    Ok(cut_after)
+}
+
+/// The request's media type (`Content-Type` without parameters).
+fn media_type(headers: &HeaderMap) -> String {
+    let ctype = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    ctype.split(';').next().unwrap_or("").trim().to_string()
+}
+
+fn create(
+    app: &App,
+    t: &Target,
+    q: &Query,
+    ctype: &str,
+    body: &[u8],
+    path: &str,
+) -> Result<Response, ApiError> {
+    let obj = if ctype == "application/vnd.kubernetes.protobuf" {
+        crate::protobuf::decode(body)
+            .map_err(|e| ApiError::new(415, "UnsupportedMediaType", e.to_string()))?
+    } else {
+        parse_json(body)?
+    };
+    if t.name.is_some() {
+        return Err(ApiError::method_not_allowed("POST", path));
     }
-    let table = wants_table(req.headers());
-    let path = req.uri().path().to_string();
-    match verb {
-        "get" => get(&app, &t, &q, table),
-        "list" => list(&app, &t, &q, table),
-        "watch" => watch(&app, &t, &q, table),
-        "create" => {
-            let proto = req
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"));
-            let body = read_body(req).await?;
-            let obj = if proto {
-                crate::protobuf::decode(&body)
-                    .map_err(|e| ApiError::new(415, "UnsupportedMediaType", e.to_string()))?
-            } else {
-                parse_json(&body)?
-            };
-            if t.name.is_some() {
-                return Err(ApiError::method_not_allowed("POST", &path));
-            }
-            let mut st = app
-                .store
-                .lock()
-                .map_err(|_| ApiError::internal("store poisoned"))?;
-            if q1(&q, "dryRun").is_some() {
-                return Ok(json_response(StatusCode::CREATED, &obj));
-            }
-            let created = st.create(t.def, &ns, obj)?;
-            let ns2 = meta_str(&created, "namespace").to_string();
-            st.reconcile(&ns2);
-            Ok(json_response(
-                StatusCode::CREATED,
-                &with_version(created, t.def),
-            ))
-        }
-        "update" => {
-            let body = read_body(req).await?;
-            let obj = parse_json(&body)?;
-            let mut st = app
-                .store
-                .lock()
-                .map_err(|_| ApiError::internal("store poisoned"))?;
-            let out = match t.sub.as_deref() {
-                Some("scale") => {
-                    let replicas = obj["spec"]["replicas"]
-                        .as_i64()
-                        .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
-                    let mut cur = st
-                        .get(t.def.key(), &ns, &name)
-                        .cloned()
-                        .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, &name))?;
-                    cur["spec"]["replicas"] = json!(replicas);
-                    let o = st.update(t.def, &ns, &name, cur, false)?;
-                    st.reconcile(&ns);
-                    return Ok(ok(&scale_of(&o)));
-                }
-                Some("finalize") => st
-                    .get(t.def.key(), &ns, &name)
-                    .cloned()
-                    .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, &name))?,
-                Some("status") => st.update(t.def, &ns, &name, obj, true)?,
-                Some("ephemeralcontainers") => {
-                    crate::podexec::add_ephemeral(&mut st, t.def, &ns, &name, &obj)?
-                }
-                _ => st.update(t.def, &ns, &name, obj, false)?,
-            };
-            st.reconcile(&ns);
-            Ok(ok(&with_version(out, t.def)))
-        }
-        "patch" => {
-            let ctype = req
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            let body = read_body(req).await?;
-            patch_object(&app, &t, &q, &ctype, &body)
-        }
-        "delete" => {
-            let mut st = app
-                .store
-                .lock()
-                .map_err(|_| ApiError::internal("store poisoned"))?;
-            let mut out = st.delete(t.def, &ns, &name)?;
-            st.reconcile(&ns);
-            if t.def.key() == resources::NAMESPACES {
-                out["status"]["phase"] = json!("Terminating");
-                out["metadata"]["deletionTimestamp"] = json!(crate::store::now_ts());
-                return Ok(ok(&with_version(out, t.def)));
-            }
-            if t.def.key() == resources::PODS {
-                return Ok(ok(&with_version(out, t.def)));
-            }
-            Ok(ok(&json!({
-                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": {"name": name, "group": t.def.group, "kind": t.def.plural, "uid": meta_str(&out, "uid")}
-            })))
-        }
-        "deletecollection" => {
-            let (ls, fs) = selectors(&q)?;
-            let mut st = app
-                .store
-                .lock()
-                .map_err(|_| ApiError::internal("store poisoned"))?;
-            let victims: Vec<(String, String)> = st
-                .list(t.def.key(), t.namespace.as_deref())
-                .filter(|o| ls.matches(o["metadata"].get("labels")) && fs.matches(o))
-                .map(|o| {
-                    (
-                        meta_str(o, "namespace").to_string(),
-                        meta_str(o, "name").to_string(),
-                    )
-                })
-                .collect();
-            let mut items = Vec::new();
-            for (n, nm) in victims {
-                if let Ok(o) = st.delete(t.def, &n, &nm) {
-                    items.push(with_version(o, t.def));
-                }
-            }
-            st.reconcile(&ns);
-            Ok(ok(
-                &json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": {"resourceVersion": st.resource_version().to_string()}, "items": items}),
-            ))
-        }
-        _ => Err(ApiError::method_not_allowed(method.as_str(), &path)),
+    let mut st = app.lock_store()?;
+    if q1(q, "dryRun").is_some() {
+        return Ok(json_response(StatusCode::CREATED, &obj));
     }
+    let ns = t.namespace.as_deref().unwrap_or_default();
+    let created = st.create(t.def, ns, obj)?;
+    st.reconcile(meta_str(&created, "namespace"));
+    Ok(json_response(
+        StatusCode::CREATED,
+        &with_version(created, t.def),
+    ))
+}
+
+/// PUT of an object or of its `status`, `scale`, `finalize` or
+/// `ephemeralcontainers` subresource.
+fn update(app: &App, t: &Target, body: &[u8]) -> Result<Response, ApiError> {
+    let obj = parse_json(body)?;
+    let ns = t.namespace.as_deref().unwrap_or_default();
+    let name = t.name.as_deref().unwrap_or_default();
+    let mut st = app.lock_store()?;
+    let current = |st: &crate::store::Store| {
+        st.get(t.def.key(), ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, name))
+    };
+    let out = match t.sub.as_deref() {
+        Some("scale") => {
+            let replicas = obj["spec"]["replicas"]
+                .as_i64()
+                .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
+            let mut cur = current(&st)?;
+            cur["spec"]["replicas"] = json!(replicas);
+            let o = st.update(t.def, ns, name, cur, false)?;
+            st.reconcile(ns);
+            return Ok(ok(&scale_of(&o)));
+        }
+        Some("finalize") => current(&st)?,
+        Some("status") => st.update(t.def, ns, name, obj, true)?,
+        Some("ephemeralcontainers") => {
+            crate::podexec::add_ephemeral(&mut st, t.def, ns, name, &obj)?
+        }
+        _ => st.update(t.def, ns, name, obj, false)?,
+    };
+    st.reconcile(ns);
+    Ok(ok(&with_version(out, t.def)))
+}
+
+fn delete(app: &App, t: &Target) -> Result<Response, ApiError> {
+    let ns = t.namespace.as_deref().unwrap_or_default();
+    let name = t.name.as_deref().unwrap_or_default();
+    let mut st = app.lock_store()?;
+    let mut out = st.delete(t.def, ns, name)?;
+    st.reconcile(ns);
+    if t.def.key() == resources::NAMESPACES {
+        out["status"]["phase"] = json!("Terminating");
+        out["metadata"]["deletionTimestamp"] = json!(crate::store::now_ts());
+    }
+    if t.def.key() == resources::NAMESPACES || t.def.key() == resources::PODS {
+        return Ok(ok(&with_version(out, t.def)));
+    }
+    Ok(ok(&json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+        "details": {"name": name, "group": t.def.group, "kind": t.def.plural, "uid": meta_str(&out, "uid")}
+    })))
+}
+
+fn delete_collection(app: &App, t: &Target, q: &Query) -> Result<Response, ApiError> {
+    let (ls, fs) = selectors(q, t.def)?;
+    let mut st = app.lock_store()?;
+    let victims: Vec<(String, String)> = st
+        .list(t.def.key(), t.namespace.as_deref())
+        .filter(|o| ls.matches_json(o["metadata"].get("labels")) && fs.matches(o))
+        .map(|o| {
+            (
+                meta_str(o, "namespace").to_string(),
+                meta_str(o, "name").to_string(),
+            )
+        })
+        .collect();
+    let mut items = Vec::new();
+    for (n, nm) in victims {
+        if let Ok(o) = st.delete(t.def, &n, &nm) {
+            items.push(with_version(o, t.def));
+        }
+    }
+    st.reconcile(t.namespace.as_deref().unwrap_or_default());
+    Ok(ok(
+        &json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": {"resourceVersion": st.resource_version().to_string()}, "items": items}),
+    ))
 }
 
 fn scale_of(o: &Value) -> Value {
@@ -456,24 +412,18 @@ fn with_version(mut obj: Value, def: &ResourceDef) -> Value {
     obj
 }
 
-fn selectors(q: &HashMap<String, Vec<String>>) -> Result<(LabelSelector, FieldSelector), ApiError> {
-    let ls = LabelSelector::parse(q1(q, "labelSelector").unwrap_or(""))
+/// The `labelSelector` and `fieldSelector` query parameters, parsed by
+/// meshpolicy (the one selector grammar) for objects of `def`'s kind.
+fn selectors(q: &Query, def: &ResourceDef) -> Result<(Selector, FieldSelector), ApiError> {
+    let ls = Selector::parse(q1(q, "labelSelector").unwrap_or(""))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let fs = FieldSelector::parse(q1(q, "fieldSelector").unwrap_or(""))
+    let fs = FieldSelector::parse(q1(q, "fieldSelector").unwrap_or(""), def.kind)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok((ls, fs))
 }
 
-fn get(
-    app: &App,
-    t: &Target,
-    q: &HashMap<String, Vec<String>>,
-    table: bool,
-) -> Result<Response, ApiError> {
-    let st = app
-        .store
-        .lock()
-        .map_err(|_| ApiError::internal("store poisoned"))?;
+fn get(app: &App, t: &Target, q: &Query, table: bool) -> Result<Response, ApiError> {
+    let st = app.lock_store()?;
     let ns = t.namespace.clone().unwrap_or_default();
     let name = t.name.clone().unwrap_or_default();
     let obj = st
@@ -515,13 +465,8 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     Ok((ns.to_string(), name.to_string()))
 }
 
-fn list(
-    app: &App,
-    t: &Target,
-    q: &HashMap<String, Vec<String>>,
-    table: bool,
-) -> Result<Response, ApiError> {
-    let (ls, fs) = selectors(q)?;
+fn list(app: &App, t: &Target, q: &Query, table: bool) -> Result<Response, ApiError> {
+    let (ls, fs) = selectors(q, t.def)?;
     let limit: usize = match q1(q, "limit") {
         Some(l) => l
             .parse::<i64>()
@@ -533,13 +478,10 @@ fn list(
         Some(c) => Some(decode_continue(c)?),
         None => None,
     };
-    let st = app
-        .store
-        .lock()
-        .map_err(|_| ApiError::internal("store poisoned"))?;
+    let st = app.lock_store()?;
     let rv = st.resource_version();
     // Without selectors nothing needs parsing: the stored JSON is spliced in.
-    let filtered = !(ls.is_empty() && fs.terms.is_empty());
+    let filtered = !(ls.is_everything() && fs.is_everything());
     let mut picked: Vec<(&str, &str, &Bytes)> = Vec::new();
     let mut more = false;
     let mut remaining = 0usize;
@@ -551,7 +493,7 @@ fn list(
         }
         if filtered {
             let o: Value = serde_json::from_slice(raw).unwrap_or(Value::Null);
-            if !(ls.matches(o["metadata"].get("labels")) && fs.matches(&o)) {
+            if !(ls.matches_json(o["metadata"].get("labels")) && fs.matches(&o)) {
                 continue;
             }
         }
@@ -613,12 +555,7 @@ fn list(
         push_object(&mut body, raw, &prefix, t.def);
     }
     body.extend_from_slice(b"]}");
-    let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    Ok(json_body(StatusCode::OK, body))
 }
 
 /// How a stored object serialized for `def`'s version begins (serde_json
@@ -643,7 +580,7 @@ fn push_object(out: &mut Vec<u8>, raw: &[u8], prefix: &[u8], def: &ResourceDef) 
 fn patch_object(
     app: &App,
     t: &Target,
-    q: &HashMap<String, Vec<String>>,
+    q: &Query,
     ctype: &str,
     body: &[u8],
 ) -> Result<Response, ApiError> {
@@ -655,10 +592,7 @@ fn patch_object(
     } else {
         parse_json(body)?
     };
-    let mut st = app
-        .store
-        .lock()
-        .map_err(|_| ApiError::internal("store poisoned"))?;
+    let mut st = app.lock_store()?;
     let existing = st.get(t.def.key(), &ns, &name).cloned();
     let dry = q1(q, "dryRun").is_some();
     let Some(existing) = existing else {
@@ -687,41 +621,7 @@ fn patch_object(
     if t.sub.as_deref() == Some("scale") {
         base = scale_of(&existing);
     }
-    match ctype {
-        "application/merge-patch+json" => patch::merge_patch(&mut base, &patch_doc),
-        "application/json-patch+json" => {
-            patch::json_patch(&mut base, &patch_doc).map_err(|e| match e {
-                patch::PatchError::Test => ApiError::new(
-                    422,
-                    "Invalid",
-                    "the server rejected our request due to an error in our request",
-                ),
-                patch::PatchError::Invalid(m) => ApiError::new(422, "Invalid", m),
-            })?
-        }
-        "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
-            if t.def.group == "security.istio.io"
-                && ctype == "application/strategic-merge-patch+json"
-            {
-                return Err(ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-                ));
-            }
-            patch::strategic_merge(&mut base, &patch_doc)
-                .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?
-        }
-        other => {
-            return Err(ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
-                ),
-            ));
-        }
-    }
+    apply_patch(&mut base, ctype, &patch_doc, t.def)?;
     if t.sub.as_deref() == Some("scale") {
         let replicas = base["spec"]["replicas"]
             .as_i64()
@@ -751,13 +651,53 @@ fn patch_object(
     Ok(ok(&with_version(out, t.def)))
 }
 
-fn watch(
-    app: &Arc<App>,
-    t: &Target,
-    q: &HashMap<String, Vec<String>>,
-    table: bool,
-) -> Result<Response, ApiError> {
-    let (ls, fs) = selectors(q)?;
+/// Applies a patch document of media type `ctype` to `base`, as the API
+/// server does for each patch type it accepts.
+fn apply_patch(
+    base: &mut Value,
+    ctype: &str,
+    patch_doc: &Value,
+    def: &ResourceDef,
+) -> Result<(), ApiError> {
+    match ctype {
+        "application/merge-patch+json" => patch::merge_patch(base, patch_doc),
+        "application/json-patch+json" => {
+            patch::json_patch(base, patch_doc).map_err(|e| match e {
+                patch::PatchError::Test => ApiError::new(
+                    422,
+                    "Invalid",
+                    "the server rejected our request due to an error in our request",
+                ),
+                patch::PatchError::Invalid(m) => ApiError::new(422, "Invalid", m),
+            })?
+        }
+        "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
+            if def.group == "security.istio.io" && ctype == "application/strategic-merge-patch+json"
+            {
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                ));
+            }
+            patch::strategic_merge(base, patch_doc)
+                .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?
+        }
+        other => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn watch(app: &Arc<App>, t: &Target, q: &Query, table: bool) -> Result<Response, ApiError> {
+    let (ls, fs) = selectors(q, t.def)?;
     let include = IncludeObject::parse(q1(q, "includeObject"));
     let timeout = q1(q, "timeoutSeconds")
         .and_then(|s| s.parse::<u64>().ok())
@@ -771,7 +711,7 @@ fn watch(
             && ns
                 .as_deref()
                 .is_none_or(|n| meta_str(&ev.object, "namespace") == n)
-            && ls.matches(ev.object["metadata"].get("labels"))
+            && ls.matches_json(ev.object["metadata"].get("labels"))
             && fs.matches(&ev.object)
     };
     let render = move |kind: &str, obj: Value| -> Bytes {
@@ -786,10 +726,7 @@ fn watch(
         line.push(b'\n');
         Bytes::from(line)
     };
-    let st = app
-        .store
-        .lock()
-        .map_err(|_| ApiError::internal("store poisoned"))?;
+    let st = app.lock_store()?;
     let rx = st.subscribe();
     let start_rv = st.resource_version();
     let mut first_lines: Vec<Bytes> = Vec::new();
@@ -847,11 +784,7 @@ fn watch(
         }
     });
     let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
-    let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let mut r = json_body(StatusCode::OK, body);
     r.headers_mut().insert(
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, private"),

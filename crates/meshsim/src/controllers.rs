@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::resources::{self, ResKey, ResourceDef};
-use crate::selector::LabelSelector;
 use crate::store::{SAFE_ALPHABET, Store, meta_str, now_ts, random_suffix};
+use meshpolicy::Selector;
 
 /// Image of the injected sidecar and init container.
 pub const PROXY_IMAGE: &str = "docker.io/istio/proxyv2:1.25.0";
@@ -718,7 +718,7 @@ impl Store {
             else {
                 continue;
             };
-            let Ok(selector) = LabelSelector::from_json(&Value::Object(sel.clone())) else {
+            let Ok(selector) = Selector::from_json_labels(sel) else {
                 continue;
             };
             let name = meta_str(&svc, "name").to_string();
@@ -726,7 +726,7 @@ impl Store {
             let mut not_ready = Vec::new();
             let mut first_pod: Option<Value> = None;
             for p in self.list(resources::PODS, Some(ns)) {
-                if !selector.matches(labels(p)) {
+                if !selector.matches_json(labels(p)) {
                     continue;
                 }
                 let Some(ip) = p["status"]["podIP"].as_str() else {

@@ -20,7 +20,6 @@ pub mod podexec;
 pub mod protobuf;
 pub mod resources;
 pub mod scenario;
-pub mod selector;
 pub mod server;
 pub mod shared;
 pub mod sidecar;

@@ -464,6 +464,14 @@ impl TimeFormatter {
     }
 }
 
+/// Now, as Istio's components (pilot-agent, ztunnel) stamp their log lines:
+/// RFC 3339 with microseconds (`2026-11-26T07:32:15.123456Z`).
+pub fn istio_log_time() -> String {
+    Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
 /// Formats a time as Go's `time.RFC3339Nano` in UTC: nanoseconds with
 /// trailing zeros trimmed, no fraction at all when zero.
 pub fn rfc3339_nano(t: Timestamp) -> String {

@@ -5,7 +5,6 @@
 //! lines when a container starts (istio-proxy, nginx) plus files named by
 //! `meshsim.dev/log.CONTAINER` annotations.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
@@ -17,16 +16,9 @@ use crate::app::App;
 use crate::controllers::StartedPod;
 use crate::error::ApiError;
 use crate::logs::LogOptions;
-use crate::target::Target;
+use crate::target::{Query, Target, q1, qbool};
 
-fn q1<'a>(q: &'a HashMap<String, Vec<String>>, k: &str) -> Option<&'a str> {
-    q.get(k).and_then(|v| v.first()).map(String::as_str)
-}
-
-fn num<T: std::str::FromStr>(
-    q: &HashMap<String, Vec<String>>,
-    k: &str,
-) -> Result<Option<T>, ApiError> {
+fn num<T: std::str::FromStr>(q: &Query, k: &str) -> Result<Option<T>, ApiError> {
     match q1(q, k) {
         None | Some("") => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| {
@@ -36,8 +28,8 @@ fn num<T: std::str::FromStr>(
 }
 
 /// Log options from the query string, validated like the API server does.
-pub fn options(q: &HashMap<String, Vec<String>>) -> Result<LogOptions, ApiError> {
-    let flag = |k: &str| matches!(q1(q, k), Some("true" | "1" | "True"));
+pub fn options(q: &Query) -> Result<LogOptions, ApiError> {
+    let flag = |k: &str| qbool(q, k);
     let since_time = match q1(q, "sinceTime").filter(|s| !s.is_empty()) {
         Some(t) => Some(t.parse::<jiff::Timestamp>().map_err(|_| {
             ApiError::bad_request(format!("invalid sinceTime {t:?}: expected RFC3339"))
@@ -74,7 +66,7 @@ pub fn respond(
     app: &App,
     t: &Target,
     container: &str,
-    q: &HashMap<String, Vec<String>>,
+    q: &Query,
     cut_after: Option<usize>,
 ) -> Result<Response, ApiError> {
     let opts = options(q)?;
@@ -134,9 +126,7 @@ fn nginx_lines() -> Vec<String> {
 }
 
 fn proxy_lines(pod: &str, ns: &str) -> Vec<String> {
-    let t = jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
+    let t = crate::logs::istio_log_time();
     vec![
         format!("{t}\tinfo\tFIPS is not enabled"),
         format!(
@@ -165,9 +155,7 @@ fn proxy_lines(pod: &str, ns: &str) -> Vec<String> {
 
 /// ztunnel's first lines (Rust `tracing` layout, as its access lines).
 fn ztunnel_lines() -> Vec<String> {
-    let t = jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
+    let t = crate::logs::istio_log_time();
     vec![
         format!("{t}\tinfo\tztunnel\tversion: meshsim ztunnel"),
         format!("{t}\tinfo\tapp\tin-pod mode enabled"),

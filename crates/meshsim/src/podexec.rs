@@ -10,9 +10,10 @@
 //! sleep, true, false, ls); `nginx` images add bash and curl; Istio's
 //! `proxyv2` adds bash, curl and pilot-agent; `busybox` adds wget; `curl`
 //! images (e.g. curlimages/curl) add curl; `distroless` images have nothing
-//! at all; anything else has only the basics.
+//! at all; anything else has only the basics. A tool an image has but
+//! meshsim does not simulate (env, hostname, sleep, ls) says so and exits 126
+//! (see [`crate::exec::shell`] for what `sh -c` runs).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -26,7 +27,7 @@ use crate::controllers::StartedPod;
 use crate::error::ApiError;
 use crate::exec::{ExecOptions, ExecTarget, negotiate_protocol, serve_websocket};
 use crate::exec::{ExecServices, Network};
-use crate::target::Target;
+use crate::target::{Query, Target, q1, qbool};
 
 const BASE_TOOLS: &[&str] = &[
     "sh", "cat", "echo", "env", "hostname", "sleep", "true", "false", "ls",
@@ -115,21 +116,10 @@ pub fn resolve_container(pod: &Value, requested: Option<&str>) -> Result<Value, 
     }
 }
 
-fn q1<'a>(q: &'a HashMap<String, Vec<String>>, k: &str) -> Option<&'a str> {
-    q.get(k).and_then(|v| v.first()).map(String::as_str)
-}
-
-fn qbool(q: &HashMap<String, Vec<String>>, k: &str) -> bool {
-    matches!(q1(q, k), Some("true" | "1" | "True"))
-}
-
 fn find_pod(app: &App, t: &Target) -> Result<Value, ApiError> {
     let ns = t.namespace.clone().unwrap_or_default();
     let name = t.name.clone().unwrap_or_default();
-    let st = app
-        .store
-        .lock()
-        .map_err(|_| ApiError::internal("store poisoned"))?;
+    let st = app.lock_store()?;
     st.get_raw(crate::resources::PODS, &ns, &name)
         .and_then(|raw| serde_json::from_slice(&raw).ok())
         .ok_or_else(|| ApiError::not_found("pods", "", &name))
@@ -139,7 +129,7 @@ fn find_pod(app: &App, t: &Target) -> Result<Value, ApiError> {
 pub async fn exec(
     app: Arc<App>,
     t: Target,
-    q: HashMap<String, Vec<String>>,
+    q: Query,
     req: Request,
     cut_after: Option<usize>,
 ) -> Result<Response, ApiError> {
@@ -275,9 +265,7 @@ pub fn add_ephemeral(
     let mut next = existing.clone();
     next["spec"]["ephemeralContainers"] = Value::Array(all.clone());
     let out = st.update(def, ns, name, next, false)?;
-    let now = jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+    let now = crate::store::now_ts();
     let statuses: Vec<Value> = all
         .iter()
         .map(|c| {
@@ -300,7 +288,7 @@ pub fn add_ephemeral(
 pub fn logs(
     app: Arc<App>,
     t: Target,
-    q: HashMap<String, Vec<String>>,
+    q: Query,
     cut_after: Option<usize>,
 ) -> Result<Response, ApiError> {
     let pod = find_pod(&app, &t)?;

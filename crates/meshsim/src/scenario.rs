@@ -103,7 +103,7 @@ fn validate(v: &Value) -> Result<(), (String, String)> {
     if name.is_empty() {
         return Err(("metadata.name".into(), "required".into()));
     }
-    if !crate::store::valid_name(name) {
+    if !meshpolicy::names::is_dns_subdomain(name) {
         return Err((
             "metadata.name".into(),
             format!("{name:?} is not a lowercase RFC 1123 name"),

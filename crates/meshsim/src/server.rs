@@ -133,12 +133,6 @@ impl Cluster {
             Err(p) => p.into_inner().iter().cloned().collect(),
         }
     }
-    /// Replace the traffic decider.
-    pub fn set_network(&self, n: Arc<dyn Network>) {
-        if let Ok(mut w) = self.0.network.write() {
-            *w = n;
-        }
-    }
 }
 
 /// A running server.
@@ -162,10 +156,6 @@ impl Handle {
         if let Some(m) = self.cluster.0.mesh.get() {
             m.stop_sidecars().await;
         }
-    }
-    /// A token that stops the server when cancelled.
-    pub fn cancel_token(&self) -> CancellationToken {
-        self.cancel.clone()
     }
     /// Wait until the server stops.
     pub async fn wait(self) {

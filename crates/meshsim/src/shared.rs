@@ -21,6 +21,13 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The store, locked for one request (a poisoned lock is a 500).
+    pub fn lock_store(&self) -> Result<std::sync::MutexGuard<'_, Store>, crate::error::ApiError> {
+        self.store
+            .lock()
+            .map_err(|_| crate::error::ApiError::internal("store poisoned"))
+    }
+
     /// Drop the logs of pods the store removed since the last call (the
     /// kubelet deletes a pod's log files with the pod).
     pub fn forget_removed_pods(&self) {

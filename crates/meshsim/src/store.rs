@@ -56,20 +56,6 @@ impl EventObject {
         }
     }
 
-    /// Wrap an already parsed object.
-    pub fn from_value(v: Value) -> Self {
-        let raw = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
-        Self {
-            raw,
-            parsed: OnceLock::from(v),
-        }
-    }
-
-    /// The serialized JSON.
-    pub fn raw(&self) -> &Bytes {
-        &self.raw
-    }
-
     /// The parsed object, by value.
     pub fn into_value(self) -> Value {
         match self.parsed.into_inner() {
@@ -549,7 +535,7 @@ impl Store {
             }
             name = format!("{gen_name}{}", random_suffix(5));
         }
-        if !valid_name(&name) {
+        if !meshpolicy::names::is_dns_subdomain(&name) {
             return Err(ApiError::invalid(
                 def.kind,
                 &name,
@@ -746,23 +732,6 @@ impl Store {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// RFC 1123 subdomain check used for object names.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .last()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]

@@ -222,33 +222,19 @@ fn map_string(v: &Value) -> String {
     }
 }
 
+/// A `LabelSelector` in kubectl's string form (meshpolicy's rendering), as
+/// kubectl's SELECTOR column shows it: `<none>` when empty, `<error>` when invalid.
 fn selector_string(sel: &Value) -> String {
-    let mut parts = Vec::new();
-    if let Some(m) = sel["matchLabels"].as_object() {
-        parts.extend(
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())),
-        );
+    if sel.is_null() {
+        return "<none>".into();
     }
-    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
-        let vals: Vec<&str> = e["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let k = e["key"].as_str().unwrap_or_default();
-        parts.push(match e["operator"].as_str().unwrap_or_default() {
-            "In" => format!("{k} in ({})", vals.join(",")),
-            "NotIn" => format!("{k} notin ({})", vals.join(",")),
-            "Exists" => k.to_string(),
-            _ => format!("!{k}"),
-        });
-    }
-    if parts.is_empty() {
-        "<none>".into()
-    } else {
-        parts.join(",")
+    let parsed = serde_json::from_value(sel.clone())
+        .ok()
+        .and_then(|s| meshpolicy::Selector::from_label_selector(&s).ok());
+    match parsed {
+        Some(s) if s.is_everything() => "<none>".into(),
+        Some(s) => s.to_string(),
+        None => "<error>".into(),
     }
 }
 
@@ -376,16 +362,7 @@ pub fn cells(key: ResKey, obj: &Value) -> Vec<Value> {
             plural: "networkpolicies",
             ..
         } => {
-            let s = selector_string(&obj["spec"]["podSelector"]);
-            vec![
-                name,
-                json!(if s == "<none>" {
-                    "<none>".to_string()
-                } else {
-                    s
-                }),
-                a,
-            ]
+            vec![name, json!(selector_string(&obj["spec"]["podSelector"])), a]
         }
         ResKey {
             plural: "authorizationpolicies",

@@ -48,14 +48,12 @@ impl Out {
     }
 }
 
-/// One meshsim process with its own directory and kubeconfig.
+/// The common meshsim process handle ([`crate::common::sim::Sim`]: the
+/// walk-through, the istioctl stand-in in DIR/tools, meshsim's `holding`
+/// lines watched) with this suite's async plugin runner.
 pub struct Sim {
-    pub child: Option<tokio::process::Child>,
-    pub dir: tempfile::TempDir,
+    pub sim: crate::common::sim::Sim,
     pub kubeconfig: PathBuf,
-    /// How many requests meshsim has said (on stderr) it is holding under a
-    /// `hang=` fault: the observable event a kill-mid-run case waits for.
-    held: tokio::sync::watch::Receiver<usize>,
 }
 
 impl Sim {
@@ -67,103 +65,41 @@ impl Sim {
     }
 
     pub async fn start_scenarios(scenarios: &[PathBuf], extra: &[&str], pods: usize) -> Sim {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kubeconfig = dir.path().join("kubeconfig");
-        crate::common::sim::istioctl_dir(dir.path());
-        let mut cmd = tokio::process::Command::new(bin_dir().join("meshsim"));
-        cmd.args(["serve", "--time-scale", "0.05", "--ready-delay", "10ms"])
-            .args(extra);
-        for s in scenarios {
-            cmd.arg("--scenario").arg(s);
-        }
-        let child = cmd
-            .arg("--kubeconfig-out")
-            .arg(&kubeconfig)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn meshsim");
-        let mut child = child;
-        let (tx, held) = tokio::sync::watch::channel(0usize);
-        let stderr = child.stderr.take().expect("meshsim stderr");
-        tokio::spawn(async move {
-            use tokio::io::AsyncBufReadExt;
-            let mut lines = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("meshsim: fault: holding") {
-                    tx.send_modify(|n| *n += 1);
-                }
+        let mut flags = vec!["--time-scale".to_string(), "0.05".to_string()];
+        flags.extend(extra.iter().map(|f| f.to_string()));
+        let scenarios = scenarios.to_vec();
+        // The startup waits block: off the runtime, so cases start concurrently.
+        let sim = tokio::task::spawn_blocking(move || {
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            let mut b = crate::common::sim::Sim::builder()
+                .flags(&flags)
+                .pods(pods)
+                .istioctl()
+                .watch_holds();
+            for s in scenarios {
+                b = b.scenario(s);
             }
-        });
-        let sim = Sim {
-            child: Some(child),
-            dir,
-            kubeconfig,
-            held,
-        };
-        for _ in 0..600 {
-            if sim.kubeconfig.exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(sim.kubeconfig.exists(), "meshsim wrote no kubeconfig");
-        if pods > 0 {
-            sim.wait_pods(pods).await;
-        }
-        sim
-    }
-
-    /// Waits (bounded by attempts) until `n` pods are Running. Gives up
-    /// quietly when listing pods keeps failing: the case's own fault may be
-    /// on that very request, and the plugin under test then fails anyway.
-    pub async fn wait_pods(&self, n: usize) {
-        let mut failures = 0;
-        for _ in 0..300 {
-            let o = self
-                .command(
-                    "kubectl",
-                    &["get", "pods", "-A", "--no-headers", "--request-timeout=1s"],
-                )
-                .output()
-                .await
-                .expect("kubectl");
-            if !o.status.success() {
-                failures += 1;
-                if failures >= 3 {
-                    return;
-                }
-            }
-            let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            if text.lines().filter(|l| l.contains("Running")).count() >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("pods never ran");
+            b.start()
+        })
+        .await
+        .expect("meshsim start");
+        let kubeconfig = sim.kubeconfig();
+        Sim { sim, kubeconfig }
     }
 
     /// Waits until meshsim says it is holding a request under a `hang=`
     /// fault, i.e. a client is mid-run; panics after [`RUN_LIMIT`].
     pub async fn wait_held(&mut self) {
-        let waited = tokio::time::timeout(RUN_LIMIT, self.held.wait_for(|n| *n > 0)).await;
-        assert!(
-            matches!(waited, Ok(Ok(_))),
-            "meshsim never held a request: the plugin did not reach the faulted call"
-        );
+        self.sim.wait_held(RUN_LIMIT).await;
     }
 
     /// Kills the server (a crashing API server).
     pub async fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill().await;
-        }
+        self.sim.kill();
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        self.sim.path()
     }
 
     /// `program args` with this cluster's environment (not yet spawned).
@@ -175,14 +111,14 @@ impl Sim {
         };
         let path = format!(
             "{}:{}:{}",
-            self.dir.path().join("tools").display(),
+            self.path().join("tools").display(),
             bin_dir().display(),
             std::env::var("PATH").unwrap_or_default()
         );
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.dir.path())
+            .env("HOME", self.path())
             .env("PATH", path)
             .env("NO_COLOR", "1")
             .env_remove("ISTIOCTL")

@@ -57,9 +57,7 @@ Flags:
 ";
 
 fn istio_error_line(msg: &str) -> String {
-    let t = jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
+    let t = crate::logs::istio_log_time();
     format!("{t}\terror\t{msg}\n")
 }
 

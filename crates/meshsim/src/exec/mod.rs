@@ -12,7 +12,7 @@
 //!
 //! Layout: [`channel`] speaks the WebSocket channel protocol, [`shell`]
 //! interprets `sh -c` / `bash -c` scripts, [`programs`] holds the command
-//! table (echo, cat, env, ...), [`curl`], [`wget`] (busybox) and [`gnu_wget`]
+//! table (echo, cat, true, false), [`curl`], [`wget`] (busybox) and [`gnu_wget`]
 //! imitate the HTTP clients (which wget a container has depends on its image),
 //! [`io`] has the stream handles every program writes to.
 

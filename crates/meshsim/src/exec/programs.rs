@@ -16,7 +16,7 @@ use super::{ExecServices, ExecTarget, curl, gnu_wget, shell, wget};
 
 /// A program that can run inside a simulated container.
 pub trait Program: Send + Sync + 'static {
-    /// Runs with `argv` (argv[0] as invoked) and returns the exit status.
+    /// Runs with `argv` (`argv[0]` as invoked) and returns the exit status.
     fn run<'a>(&'a self, process: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32>;
 }
 
@@ -104,8 +104,7 @@ impl Program for FnProgram {
 
 /// Names of the executables this module implements.
 pub const BUILTIN_PROGRAMS: &[&str] = &[
-    "sh", "bash", "ash", "dash", "echo", "cat", "true", "false", "env", "hostname", "sleep",
-    "printf", "curl", "wget",
+    "sh", "bash", "ash", "dash", "echo", "cat", "true", "false", "curl", "wget",
 ];
 
 fn builtin(name: &str) -> Option<ProgramFn> {
@@ -115,10 +114,6 @@ fn builtin(name: &str) -> Option<ProgramFn> {
         "cat" => cat,
         "true" => |_, _| Box::pin(async { 0 }),
         "false" => |_, _| Box::pin(async { 1 }),
-        "env" => env,
-        "hostname" => hostname,
-        "sleep" => sleep,
-        "printf" => printf,
         "curl" => curl::curl,
         "wget" => wget::wget,
         _ => return None,
@@ -238,85 +233,13 @@ pub async fn run_command(
     ExecOutcome::Exited(code)
 }
 
-/// Interprets backslash escapes as `echo -e` and `printf` do. Returns the
-/// text and whether `\c` asked to stop all output.
-pub(crate) fn unescape(s: &str) -> (Vec<u8>, bool) {
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'\\' || i + 1 >= b.len() {
-            out.push(b[i]);
-            i += 1;
-            continue;
-        }
-        i += 1;
-        match b[i] {
-            b'n' => out.push(b'\n'),
-            b't' => out.push(b'\t'),
-            b'r' => out.push(b'\r'),
-            b'a' => out.push(7),
-            b'b' => out.push(8),
-            b'f' => out.push(12),
-            b'v' => out.push(11),
-            b'e' => out.push(27),
-            b'\\' => out.push(b'\\'),
-            b'c' => return (out, true),
-            b'0'..=b'7' => {
-                let start = if b[i] == b'0' { i + 1 } else { i };
-                let mut j = start;
-                let mut v: u32 = 0;
-                while j < b.len() && j < start + 3 && (b'0'..=b'7').contains(&b[j]) {
-                    v = v * 8 + u32::from(b[j] - b'0');
-                    j += 1;
-                }
-                out.push((v & 0xff) as u8);
-                i = j;
-                continue;
-            }
-            other => {
-                out.push(b'\\');
-                out.push(other);
-            }
-        }
-        i += 1;
-    }
-    (out, false)
-}
-
-/// `echo [-neE] args...`
+/// `echo [-n] args...` (as dash's echo: `-e` is not an option, and
+/// backslash escapes are not interpreted).
 pub(crate) fn echo<'a>(p: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32> {
     Box::pin(async move {
-        let mut newline = true;
-        let mut escapes = false;
-        let mut args = argv.iter().skip(1).peekable();
-        while let Some(a) = args.peek() {
-            let flag = a.len() > 1
-                && a.starts_with('-')
-                && a[1..].chars().all(|c| matches!(c, 'n' | 'e' | 'E'));
-            if !flag {
-                break;
-            }
-            for c in a[1..].chars() {
-                match c {
-                    'n' => newline = false,
-                    'e' => escapes = true,
-                    _ => escapes = false,
-                }
-            }
-            args.next();
-        }
-        let text = args.map(String::as_str).collect::<Vec<_>>().join(" ");
-        let mut out = if escapes {
-            let (v, stop) = unescape(&text);
-            if stop {
-                let _ = p.out(&v).await;
-                return 0;
-            }
-            v
-        } else {
-            text.into_bytes()
-        };
+        let newline = argv.get(1).is_none_or(|a| a != "-n");
+        let skip = if newline { 1 } else { 2 };
+        let mut out = argv[skip.min(argv.len())..].join(" ").into_bytes();
         if newline {
             out.push(b'\n');
         }
@@ -370,248 +293,9 @@ async fn copy_stdin(p: &Process<'_>) -> i32 {
     }
 }
 
-fn env<'a>(p: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32> {
-    Box::pin(async move {
-        let mut env = p.env.clone();
-        let mut rest = argv.iter().skip(1).peekable();
-        while let Some(a) = rest.peek() {
-            if let Some((k, v)) = a.split_once('=')
-                && !k.is_empty()
-            {
-                env.retain(|(n, _)| n != k);
-                env.push((k.to_string(), v.to_string()));
-                rest.next();
-            } else {
-                break;
-            }
-        }
-        let cmd: Vec<String> = rest.cloned().collect();
-        if cmd.is_empty() {
-            let mut out = String::new();
-            for (k, v) in &env {
-                out.push_str(&format!("{k}={v}\n"));
-            }
-            return if p.out(out.as_bytes()).await { 0 } else { 1 };
-        }
-        match lookup(p.target, p.services, &cmd[0]) {
-            Some(prog) => {
-                let mut child = p.clone();
-                child.env = env;
-                prog.run(child, cmd).await
-            }
-            None => {
-                p.err(&format!(
-                    "env: \u{2018}{}\u{2019}: No such file or directory\n",
-                    cmd[0]
-                ))
-                .await;
-                127
-            }
-        }
-    })
-}
-
-fn hostname<'a>(p: Process<'a>, _argv: Vec<String>) -> BoxFuture<'a, i32> {
-    Box::pin(async move {
-        let line = format!("{}\n", p.target.pod);
-        if p.out(line.as_bytes()).await { 0 } else { 1 }
-    })
-}
-
-/// Parses a `sleep` operand (`1`, `0.5`, `2s`, `1m`, `1h`, `1d`).
-pub(crate) fn parse_sleep(arg: &str) -> Option<Duration> {
-    let (num, mult) = match arg.chars().last()? {
-        's' => (&arg[..arg.len() - 1], 1.0),
-        'm' => (&arg[..arg.len() - 1], 60.0),
-        'h' => (&arg[..arg.len() - 1], 3600.0),
-        'd' => (&arg[..arg.len() - 1], 86400.0),
-        _ => (arg, 1.0),
-    };
-    let v: f64 = num.parse().ok()?;
-    if !v.is_finite() || v < 0.0 {
-        return None;
-    }
-    Duration::try_from_secs_f64(v * mult).ok()
-}
-
-fn sleep<'a>(p: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32> {
-    Box::pin(async move {
-        if argv.len() < 2 {
-            p.err("sleep: missing operand\nTry 'sleep --help' for more information.\n")
-                .await;
-            return 1;
-        }
-        let mut total = Duration::ZERO;
-        for a in &argv[1..] {
-            match parse_sleep(a) {
-                Some(d) => total = total.saturating_add(d),
-                None => {
-                    p.err(&format!(
-                        "sleep: invalid time interval \u{2018}{a}\u{2019}\nTry 'sleep --help' for more information.\n"
-                    ))
-                    .await;
-                    return 1;
-                }
-            }
-        }
-        p.sleep(total).await;
-        0
-    })
-}
-
-/// Formats like the shell's `printf` (conversions `%s %b %d %i %u %x %X %o %c %%`
-/// with flags and width), reusing the format while arguments remain.
-pub(crate) fn format_printf(format: &str, args: &[String]) -> (Vec<u8>, Option<String>) {
-    let mut out = Vec::new();
-    let mut error = None;
-    let mut idx = 0usize;
-    loop {
-        let start_idx = idx;
-        let f = format.as_bytes();
-        let mut i = 0;
-        while i < f.len() {
-            let c = f[i];
-            if c == b'\\' {
-                let mut j = i + 1;
-                if j < f.len() && (b'0'..=b'7').contains(&f[j]) {
-                    while j < f.len() && j < i + 4 && (b'0'..=b'7').contains(&f[j]) {
-                        j += 1;
-                    }
-                } else {
-                    j = (i + 2).min(f.len());
-                }
-                let (v, _) = unescape(&format[i..j]);
-                out.extend_from_slice(&v);
-                i = j;
-                continue;
-            }
-            if c != b'%' {
-                out.push(c);
-                i += 1;
-                continue;
-            }
-            let spec_start = i;
-            i += 1;
-            if i < f.len() && f[i] == b'%' {
-                out.push(b'%');
-                i += 1;
-                continue;
-            }
-            while i < f.len() && matches!(f[i], b'-' | b'+' | b' ' | b'#' | b'0') {
-                i += 1;
-            }
-            while i < f.len() && (f[i].is_ascii_digit() || f[i] == b'.') {
-                i += 1;
-            }
-            if i >= f.len() {
-                out.extend_from_slice(&f[spec_start..]);
-                break;
-            }
-            let conv = f[i];
-            let spec = &format[spec_start + 1..i];
-            i += 1;
-            let arg = args.get(idx).map(String::as_str);
-            if arg.is_some() {
-                idx += 1;
-            }
-            let left = spec.contains('-');
-            let zero = spec.starts_with('0') || spec.contains("-0") || spec.contains("+0");
-            let width: usize = spec
-                .trim_start_matches(['-', '+', ' ', '#', '0'])
-                .split('.')
-                .next()
-                .and_then(|w| w.parse().ok())
-                .unwrap_or(0);
-            let text: String = match conv {
-                b's' => arg.unwrap_or("").to_string(),
-                b'b' => String::from_utf8_lossy(&unescape(arg.unwrap_or("")).0).into_owned(),
-                b'c' => arg
-                    .and_then(|a| a.chars().next())
-                    .map(String::from)
-                    .unwrap_or_default(),
-                b'd' | b'i' | b'u' | b'x' | b'X' | b'o' => {
-                    let a = arg.unwrap_or("0").trim();
-                    let n: i64 = match a.parse() {
-                        Ok(n) => n,
-                        Err(_) => {
-                            error = Some(format!("printf: {a}: invalid number\n"));
-                            0
-                        }
-                    };
-                    match conv {
-                        b'x' => format!("{n:x}"),
-                        b'X' => format!("{n:X}"),
-                        b'o' => format!("{n:o}"),
-                        _ => n.to_string(),
-                    }
-                }
-                _ => {
-                    error = Some(format!(
-                        "printf: %{}: invalid directive\n",
-                        char::from(conv)
-                    ));
-                    String::new()
-                }
-            };
-            let pad = width.saturating_sub(text.chars().count());
-            if left {
-                out.extend_from_slice(text.as_bytes());
-                out.extend(std::iter::repeat_n(b' ', pad));
-            } else {
-                let fill = if zero && matches!(conv, b'd' | b'i' | b'u' | b'x' | b'X' | b'o') {
-                    b'0'
-                } else {
-                    b' '
-                };
-                out.extend(std::iter::repeat_n(fill, pad));
-                out.extend_from_slice(text.as_bytes());
-            }
-        }
-        if idx >= args.len() || idx == start_idx {
-            break;
-        }
-    }
-    (out, error)
-}
-
-pub(crate) fn printf<'a>(p: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32> {
-    Box::pin(async move {
-        let Some(format) = argv.get(1) else {
-            p.err("printf: usage: printf [-v var] format [arguments]\n")
-                .await;
-            return 2;
-        };
-        let (out, error) = format_printf(format, &argv[2..]);
-        let ok = p.out(&out).await;
-        if let Some(e) = error {
-            p.err(&e).await;
-            return 1;
-        }
-        if ok { 0 } else { 1 }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn printf_reuses_format_and_pads() {
-        let args: Vec<String> = ["a", "bb"].iter().map(|s| s.to_string()).collect();
-        let (out, err) = format_printf("[%3s]\\n", &args);
-        assert_eq!(String::from_utf8(out).unwrap(), "[  a]\n[ bb]\n");
-        assert!(err.is_none());
-        let (out, _) = format_printf("%05d|%-4s|%x", &["42".into(), "z".into(), "255".into()]);
-        assert_eq!(String::from_utf8(out).unwrap(), "00042|z   |ff");
-    }
-
-    #[test]
-    fn sleep_operands() {
-        assert_eq!(parse_sleep("1.5"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_sleep("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_sleep("x"), None);
-        assert_eq!(parse_sleep("-1"), None);
-    }
 
     #[test]
     fn scaled_waits() {

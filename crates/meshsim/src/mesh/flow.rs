@@ -15,8 +15,8 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use crate::resources::{self, ResKey};
-use crate::selector::LabelSelector;
 use crate::store::Store;
+use meshpolicy::Selector;
 
 /// NetworkPolicies in the store.
 pub const NETWORKPOLICIES: ResKey = ResKey {
@@ -155,12 +155,14 @@ fn endpoints<'a>(store: &'a Store, svc: &Value) -> Vec<&'a Value> {
     else {
         return Vec::new();
     };
-    let Ok(selector) = LabelSelector::from_json(&Value::Object(sel.clone())) else {
+    let Ok(selector) = Selector::from_json_labels(sel) else {
         return Vec::new();
     };
     let mut pods: Vec<&Value> = store
         .list(resources::PODS, Some(ns))
-        .filter(|p| selector.matches(labels(p)) && pod_ready(p) && p["status"]["podIP"].is_string())
+        .filter(|p| {
+            selector.matches_json(labels(p)) && pod_ready(p) && p["status"]["podIP"].is_string()
+        })
         .collect();
     pods.sort_by(|a, b| {
         a["metadata"]["name"]

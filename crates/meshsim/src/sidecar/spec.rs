@@ -78,11 +78,8 @@ impl SidecarSpec {
             let Some(selector) = selector.filter(|s| !s.is_empty()) else {
                 continue;
             };
-            let selects = selector.iter().all(|(k, v)| {
-                v.as_str()
-                    .is_some_and(|v| labels.get(k).map(String::as_str) == Some(v))
-            });
-            if !selects {
+            let selects = meshpolicy::Selector::from_json_labels(selector);
+            if !selects.is_ok_and(|s| s.matches(&labels)) {
                 continue;
             }
             for sp in svc["spec"]["ports"].as_array().into_iter().flatten() {
