@@ -215,7 +215,7 @@ has npexec && step "kubectl npexec np-test-1 np-test-2"
 has npexec && step "kubectl npexec np-test-2 np-test-1"
 has authzcheck && step "kubectl authzcheck np-test-2 deployment/np-test-nginx-2"
 
-section "Second act: the same two namespaces in ambient mode (ztunnel, no sidecars)"
+section "Second act: the same two namespaces in ambient mode (ztunnel and a waypoint, no sidecars)"
 AMB="examples/ambient"
 stop_meshsim
 start_meshsim "$AMB"
@@ -231,6 +231,20 @@ say "ztunnel does not answer 403: it resets the connection (curl exit 56)."
 step "kubectl exec $P1 -n np-test-1 -- bash -c \"curl -sS --max-time 3 svc-np-test-nginx-2.np-test-2.svc.cluster.local || echo 'Failed calling np-test-nginx-2'\""
 step "kubectl logs -n istio-system -l app=ztunnel | grep 'policy rejection'"
 has npexec && step "kubectl npexec np-test-1 np-test-2"
+has rbaclog && step "kubectl rbaclog np-test-2"
+has authzcheck && step "kubectl authzcheck np-test-2 deployment/np-test-nginx-2"
+
+section "L7: a waypoint enforces HTTP rules (policies attached with targetRefs)"
+step "kubectl delete -f $AMB/policies/deny-np-test-1-l4.yaml"
+step "cat $AMB/waypoint/deny-l7-waypoint.yaml"
+step "kubectl apply -f $AMB/waypoint/"
+say "meshsim, as istiod, deploys the waypoint (a real Envoy) for the Gateway."
+wait_ready 4
+wait_propagation
+step "istioctl waypoint list -n np-test-2"
+step "kubectl exec $P1 -n np-test-1 -- bash -c \"curl -sS --max-time 3 svc-np-test-nginx-2.np-test-2.svc.cluster.local/private || echo 'Failed calling np-test-nginx-2'\""
+step "kubectl logs -n np-test-2 -l gateway.networking.k8s.io/gateway-name=waypoint | grep rbac"
+has npexec && step "kubectl npexec np-test-1 np-test-2 --service svc-np-test-nginx-2 --path /private"
 has rbaclog && step "kubectl rbaclog np-test-2"
 has authzcheck && step "kubectl authzcheck np-test-2 deployment/np-test-nginx-2"
 

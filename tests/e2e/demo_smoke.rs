@@ -81,6 +81,13 @@ async fn demo_runs_the_walkthrough_and_cleans_up() {
         "DENY     deny-all-ingress-using-authorizationpolicy.np-test-2   1\n",
         "  rbac: debug\n",
         "networkpolicy.networking.k8s.io/deny-all-ingress-using-networkpolicy created",
+        // The second act: ambient mode, ztunnel's L4 deny, then the waypoint's L7 deny.
+        "== Second act: the same two namespaces in ambient mode",
+        "curl: (56) Recv failure: Connection reset by peer",
+        "error=\"connection closed due to policy rejection: explicitly denied by: np-test-2/deny-np-test-1-l4\"",
+        "policy[deny-private-l7]-rule[0]",
+        "RBAC: access denied by waypoint np-test-2/waypoint",
+        "np-test-2/deny-private-l7 (Gateway waypoint)",
     ] {
         assert!(
             stdout.contains(expected),

@@ -35,8 +35,8 @@ pub mod app;
 pub mod appserver;
 pub mod decide;
 pub mod flow;
-pub mod relay;
 pub mod grpcauthz;
+pub mod relay;
 pub mod timeline;
 
 use std::collections::HashMap;
