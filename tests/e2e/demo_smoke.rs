@@ -83,7 +83,6 @@ async fn demo_runs_the_walkthrough_and_cleans_up() {
         "networkpolicy.networking.k8s.io/deny-all-ingress-using-networkpolicy created",
         // The second act: ambient mode, ztunnel's L4 deny, then the waypoint's L7 deny.
         "== Second act: the same two namespaces in ambient mode",
-        "curl: (56) Recv failure: Connection reset by peer",
         "error=\"connection closed due to policy rejection: explicitly denied by: np-test-2/deny-np-test-1-l4\"",
         "policy[deny-private-l7]-rule[0]",
         "RBAC: access denied by waypoint np-test-2/waypoint",
@@ -95,6 +94,23 @@ async fn demo_runs_the_walkthrough_and_cleans_up() {
         );
     }
     // Each step's command comes before its output.
+    // curl's own message goes to stderr, as it does on a real cluster.
+    assert!(
+        stderr.contains("curl: (56) Recv failure: Connection reset by peer"),
+        "no reset on stderr:\n{stderr}"
+    );
+    // rbaclog names the waypoint's denial and ztunnel's, each with its proxy.
+    for (proxy, policy) in [
+        ("(waypoint)", "np-test-2/deny-private-l7"),
+        ("(ztunnel)", "np-test-2/deny-np-test-1-l4"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(proxy) && l.contains("denied") && l.contains(policy)),
+            "no rbaclog row for {policy} from a {proxy} proxy in:\n{stdout}"
+        );
+    }
     let cmd = stdout.find("$ istioctl x authz check").unwrap();
     let table = stdout.find("DENY     deny-all-ingress").unwrap();
     assert!(cmd < table);
