@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use meshpolicy::envoy::{AccessVerdict, LogLine, Scope, classify_line};
 use meshsim::exec::{ExecTarget, NetOutcome, NetRequest, Network};
-use meshsim::mesh::{Layer, Mesh};
+use meshsim::mesh::{DecidingLayer, Mesh};
 use meshsim::{Config, Handle, Server};
 use serde_json::json;
 
@@ -132,7 +132,7 @@ async fn every_outcome_class() {
         (&side, "svc-web"),
     ] {
         let v = m.evaluate(f, &req("GET", host)).unwrap();
-        assert_eq!(v.layer, Layer::Envoy, "{host}: {}", v.reason);
+        assert_eq!(v.layer, DecidingLayer::Envoy, "{host}: {}", v.reason);
         let out = m.send_request(f, &req("GET", host)).await;
         let (status, body, after) = http(&out);
         assert_eq!((status, body.as_str()), (200, "hello from web"));
@@ -204,7 +204,7 @@ async fn every_outcome_class() {
     // NetworkPolicy drop: the plain client times out; the sidecar answers 503 after 10 s.
     let v = m.evaluate(&plain, &req("GET", "svc-blocked")).unwrap();
     assert!(matches!(v.outcome, NetOutcome::ConnectTimeout), "{v:?}");
-    assert_eq!(v.layer, Layer::NetworkPolicy);
+    assert_eq!(v.layer, DecidingLayer::NetworkPolicy);
     let v = m
         .evaluate(&side, &req("GET", "svc-blocked.mesh-plain"))
         .unwrap();
@@ -244,7 +244,7 @@ async fn every_outcome_class() {
     let mut local = req("GET", "localhost");
     local.port = 8080;
     let v = m.evaluate(&from("mesh-a", "denied"), &local).unwrap();
-    assert_eq!(v.layer, Layer::Application, "{}", v.reason);
+    assert_eq!(v.layer, DecidingLayer::Application, "{}", v.reason);
     assert_eq!(
         http(&m.send_request(&from("mesh-a", "denied"), &local).await).0,
         200
@@ -445,7 +445,7 @@ async fn propagation_delay_old_policy_until_the_sidecar_gets_the_new_one() {
         m.evaluate(&plain, &req("GET", "svc-web.mesh-a"))
             .unwrap()
             .layer,
-        Layer::NetworkPolicy
+        DecidingLayer::NetworkPolicy
     );
     h.shutdown().await;
 }

@@ -59,8 +59,8 @@ fn is_nginx(image: &str) -> bool {
 }
 
 /// The text of the `nginx.conf` an nginx container of `pod` sees, looked up
-/// through its volumes; `configmap(name)` returns the ConfigMap object.
-pub fn nginx_conf(pod: &Value, configmap: &dyn Fn(&str) -> Option<Value>) -> Option<String> {
+/// through its volumes among `configmaps` (those of its namespace).
+fn nginx_conf(pod: &Value, configmaps: &[Value]) -> Option<String> {
     let containers = pod["spec"]["containers"].as_array()?;
     let nginx = containers
         .iter()
@@ -76,7 +76,10 @@ pub fn nginx_conf(pod: &Value, configmap: &dyn Fn(&str) -> Option<Value>) -> Opt
         let Some(cm_name) = vol["configMap"]["name"].as_str() else {
             continue;
         };
-        let Some(cm) = configmap(cm_name) else {
+        let Some(cm) = configmaps
+            .iter()
+            .find(|c| c["metadata"]["name"].as_str() == Some(cm_name))
+        else {
             continue;
         };
         let mount = m["mountPath"].as_str().unwrap_or("");
@@ -334,6 +337,22 @@ fn nginx_answer(conf: &str, method: &str, path: &str, port: u16) -> AppAnswer {
     }
 }
 
+/// nginx's access log line (its `combined` format) for one request.
+pub fn nginx_log_line(
+    client: &str,
+    method: &str,
+    path: &str,
+    status: u16,
+    bytes_sent: usize,
+    user_agent: Option<&str>,
+) -> String {
+    let t = jiff::Timestamp::now().strftime("%d/%b/%Y:%H:%M:%S +0000");
+    let ua = user_agent.unwrap_or("-");
+    format!(
+        "{client} - - [{t}] \"{method} {path} HTTP/1.1\" {status} {bytes_sent} \"-\" \"{ua}\" \"-\""
+    )
+}
+
 /// The name of the pod's nginx container (its image's last path segment
 /// starts with `nginx`), which writes nginx's access log line.
 pub fn nginx_container(pod: &Value) -> Option<&str> {
@@ -511,23 +530,12 @@ fn ext_authz_answer(method: &str, path: &str, headers: &[(String, String)]) -> A
     }
 }
 
-/// What the application of `pod` answers to `method path` on `port`, for a
-/// request without headers (see [`answer_with`]).
+/// What the application of `pod` answers to `method path` on `port` for a
+/// request with these headers (`host` among them); `configmaps` are those of
+/// its namespace (nginx reads its configuration from one).
 pub fn answer(
     pod: &Value,
-    configmap: &dyn Fn(&str) -> Option<Value>,
-    method: &str,
-    path: &str,
-    port: u16,
-) -> AppAnswer {
-    answer_with(pod, configmap, method, path, port, &[])
-}
-
-/// What the application of `pod` answers to `method path` on `port` for a
-/// request with these headers (`host` among them).
-pub fn answer_with(
-    pod: &Value,
-    configmap: &dyn Fn(&str) -> Option<Value>,
+    configmaps: &[Value],
     method: &str,
     path: &str,
     port: u16,
@@ -540,27 +548,27 @@ pub fn answer_with(
     {
         return ext_authz_answer(method, path, headers);
     }
-    let head = method.eq_ignore_ascii_case("HEAD");
+    let plain = |status: u16, text: &str| AppAnswer {
+        status,
+        headers: vec![
+            ("Date".into(), http_date()),
+            ("Content-Type".into(), "text/plain; charset=utf-8".into()),
+            ("Content-Length".into(), text.len().to_string()),
+        ],
+        body: if method.eq_ignore_ascii_case("HEAD") {
+            Vec::new()
+        } else {
+            text.as_bytes().to_vec()
+        },
+        nginx: false,
+    };
     if let Some(text) = ann["meshsim.dev/response"].as_str() {
         let status = ann["meshsim.dev/response-status"]
             .as_str()
             .and_then(|s| s.trim().parse::<u16>().ok())
             .filter(|s| (100..=599).contains(s))
             .unwrap_or(200);
-        return AppAnswer {
-            status,
-            headers: vec![
-                ("Date".into(), http_date()),
-                ("Content-Type".into(), "text/plain; charset=utf-8".into()),
-                ("Content-Length".into(), text.len().to_string()),
-            ],
-            body: if head {
-                Vec::new()
-            } else {
-                text.as_bytes().to_vec()
-            },
-            nginx: false,
-        };
+        return plain(status, text);
     }
     let is_nginx_pod = pod["spec"]["containers"]
         .as_array()
@@ -568,22 +576,15 @@ pub fn answer_with(
         .flatten()
         .any(|c| c["image"].as_str().is_some_and(is_nginx));
     if is_nginx_pod {
-        let conf = nginx_conf(pod, configmap).unwrap_or_default();
+        let conf = nginx_conf(pod, configmaps).unwrap_or_default();
         return nginx_answer(&conf, method, path, port);
     }
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
-    let text = format!("meshsim: {ns}/{name} answered {method} {path} on port {port}\n");
-    AppAnswer {
-        status: 200,
-        headers: vec![
-            ("Date".into(), http_date()),
-            ("Content-Type".into(), "text/plain; charset=utf-8".into()),
-            ("Content-Length".into(), text.len().to_string()),
-        ],
-        body: if head { Vec::new() } else { text.into_bytes() },
-        nginx: false,
-    }
+    plain(
+        200,
+        &format!("meshsim: {ns}/{name} answered {method} {path} on port {port}\n"),
+    )
 }
 
 #[cfg(test)]
@@ -603,15 +604,15 @@ mod tests {
         })
     }
 
-    fn cm(name: &str) -> Option<Value> {
-        (name == "config-np-test-nginx-2").then(|| {
-            json!({"data": {"nginx.conf": "\nevents {\n}\nhttp {\n   server {\n       listen 80;\n       location / {\n           return 200 \"Hello world - np-test-nginx-2!\";\n       }\n   }\n}\n"}})
-        })
+    fn cms() -> Vec<Value> {
+        vec![
+            json!({"metadata": {"name": "config-np-test-nginx-2"}, "data": {"nginx.conf": "\nevents {\n}\nhttp {\n   server {\n       listen 80;\n       location / {\n           return 200 \"Hello world - np-test-nginx-2!\";\n       }\n   }\n}\n"}}),
+        ]
     }
 
     #[test]
     fn walkthrough_nginx_answers_its_configmap() {
-        let a = answer(&walkthrough_pod(), &cm, "GET", "/", 80);
+        let a = answer(&walkthrough_pod(), &cms(), "GET", "/", 80, &[]);
         assert_eq!(a.status, 200);
         assert_eq!(
             String::from_utf8(a.body).unwrap(),
@@ -623,13 +624,13 @@ mod tests {
         );
         assert!(a.nginx);
         // Without its ConfigMap nginx shows the welcome page.
-        let a = answer(&walkthrough_pod(), &|_| None, "GET", "/", 80);
+        let a = answer(&walkthrough_pod(), &[], "GET", "/", 80, &[]);
         assert!(
             String::from_utf8(a.body)
                 .unwrap()
                 .contains("Welcome to nginx!")
         );
-        let a = answer(&walkthrough_pod(), &|_| None, "GET", "/x", 80);
+        let a = answer(&walkthrough_pod(), &[], "GET", "/x", 80, &[]);
         assert_eq!(a.status, 404);
     }
 
@@ -677,13 +678,13 @@ mod tests {
                 ("x-ext-authz".to_string(), v.to_string()),
             ]
         };
-        let a = answer_with(&p, &|_| None, "GET", "/", 8000, &h("allow"));
+        let a = answer(&p, &[], "GET", "/", 8000, &h("allow"));
         assert_eq!(a.status, 200);
         assert!(
             a.headers
                 .contains(&("x-ext-authz-check-result".into(), "allowed".into()))
         );
-        let a = answer_with(&p, &|_| None, "GET", "/x", 8000, &h("deny"));
+        let a = answer(&p, &[], "GET", "/x", 8000, &h("deny"));
         assert_eq!(a.status, 403);
         assert_eq!(
             String::from_utf8(a.body).unwrap(),
@@ -693,9 +694,9 @@ mod tests {
             a.headers
                 .contains(&("x-ext-authz-check-result".into(), "denied".into()))
         );
-        assert_eq!(answer(&p, &|_| None, "GET", "/", 8000).status, 403);
+        assert_eq!(answer(&p, &[], "GET", "/", 8000, &[]).status, 403);
         // Other ports, and other pods, answer as before.
-        assert_eq!(answer(&p, &|_| None, "GET", "/", 8080).status, 200);
+        assert_eq!(answer(&p, &[], "GET", "/", 8080, &[]).status, 200);
         let line = ext_authz_log_line(false, "GET", "/x", &h("deny"));
         assert!(
             line.ends_with(
@@ -724,10 +725,10 @@ mod tests {
     #[test]
     fn annotation_and_default() {
         let p = json!({"metadata": {"name": "p", "namespace": "n", "annotations": {"meshsim.dev/response": "hi", "meshsim.dev/response-status": "503"}}, "spec": {"containers": [{"image": "busybox"}]}});
-        let a = answer(&p, &|_| None, "GET", "/", 80);
+        let a = answer(&p, &[], "GET", "/", 80, &[]);
         assert_eq!((a.status, a.body.as_slice()), (503, &b"hi"[..]));
         let p = json!({"metadata": {"name": "p", "namespace": "n"}, "spec": {"containers": [{"image": "busybox"}]}});
-        let a = answer(&p, &|_| None, "POST", "/x", 8080);
+        let a = answer(&p, &[], "POST", "/x", 8080, &[]);
         assert_eq!(
             String::from_utf8(a.body).unwrap(),
             "meshsim: n/p answered POST /x on port 8080\n"

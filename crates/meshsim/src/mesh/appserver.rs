@@ -21,84 +21,54 @@ use std::sync::{Arc, Weak};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::mesh::{app, flow};
 use crate::resources;
 use crate::shared::Shared;
+use crate::sidecar::{lock, serve_router};
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Binds 127.0.0.1 on a kernel-chosen port and serves the application of
+/// Serves on 127.0.0.1 (a kernel-chosen port, returned) the application of
 /// `namespace/pod` for its container port `port` until `stop` fires.
-pub async fn serve(
+pub fn serve(
     app: Weak<Shared>,
     namespace: String,
     pod: String,
     port: u16,
     stop: CancellationToken,
 ) -> std::io::Result<u16> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-    let local = listener.local_addr()?.port();
     let ctx = Arc::new((app, namespace, pod, port));
     let router = axum::Router::new().fallback(move |req: Request| {
         let ctx = ctx.clone();
         async move { answer(&ctx.0, &ctx.1, &ctx.2, ctx.3, req) }
     });
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-    });
-    Ok(local)
+    serve_router(router, stop)
 }
 
-/// Binds 127.0.0.1 on a kernel-chosen port (synchronously, so the caller
-/// knows the port at once) and answers there, until `stop` fires, the
-/// requests a CUSTOM policy's ext_authz filter sends to the provider service
-/// `host` on service port `port`. Needs a tokio runtime.
+/// Serves on 127.0.0.1 (a kernel-chosen port, returned at once) until `stop`
+/// fires the requests a CUSTOM policy's ext_authz filter sends to the
+/// provider service `host` on service port `port`. Needs a tokio runtime.
 pub fn serve_provider(
     app: Weak<Shared>,
     host: String,
     port: u16,
     stop: CancellationToken,
 ) -> std::io::Result<u16> {
-    let std_listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    std_listener.set_nonblocking(true)?;
-    let local = std_listener.local_addr()?.port();
-    let handle = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
-    let _guard = handle.enter();
-    let listener = TcpListener::from_std(std_listener)?;
     let ctx = Arc::new((app, host, port));
     let router = axum::Router::new().fallback(move |req: Request| {
         let ctx = ctx.clone();
         async move { answer_provider(&ctx.0, &ctx.1, ctx.2, req) }
     });
-    handle.spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-    });
-    Ok(local)
+    serve_router(router, stop)
 }
 
 fn answer_provider(app: &Weak<Shared>, host: &str, port: u16, req: Request) -> Response {
-    let target = app.upgrade().and_then(|a| {
-        let store = lock(&a.store);
-        match flow::resolve(&store, "", host, port).0 {
-            flow::Route::Endpoint { pod, port, .. } => Some((
-                pod["metadata"]["namespace"].as_str()?.to_string(),
-                pod["metadata"]["name"].as_str()?.to_string(),
-                port,
-            )),
-            _ => None,
+    match flow::pod_behind(app, host, port) {
+        Some((pod, port)) => {
+            let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+            let name = pod["metadata"]["name"].as_str().unwrap_or("");
+            answer(app, ns, name, port, req)
         }
-    });
-    match target {
-        Some((ns, pod, port)) => answer(app, &ns, &pod, port, req),
         None => Response::builder()
             .status(503)
             .header("content-type", "text/plain")
@@ -129,12 +99,6 @@ fn answer(app: &Weak<Shared>, ns: &str, pod: &str, port: u16, req: Request) -> R
             .body(Body::empty())
             .unwrap_or_default();
     };
-    let lookup = |name: &str| {
-        configmaps
-            .iter()
-            .find(|c| c["metadata"]["name"].as_str() == Some(name))
-            .cloned()
-    };
     let method = req.method().as_str().to_string();
     let path = req
         .uri()
@@ -145,7 +109,7 @@ fn answer(app: &Weak<Shared>, ns: &str, pod: &str, port: u16, req: Request) -> R
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
-    let a = app::answer_with(&pod_json, &lookup, &method, &path, port, &headers);
+    let a = app::answer(&pod_json, &configmaps, &method, &path, port, &headers);
     if port == app::EXT_AUTHZ_HTTP_PORT
         && let Some(c) = app::ext_authz_container(&pod_json)
         && a.headers
@@ -161,14 +125,8 @@ fn answer(app: &Weak<Shared>, ns: &str, pod: &str, port: u16, req: Request) -> R
         let ua = req
             .headers()
             .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
-        let t = jiff::Timestamp::now().strftime("%d/%b/%Y:%H:%M:%S +0000");
-        let line = format!(
-            "127.0.0.6 - - [{t}] \"{method} {path} HTTP/1.1\" {} {} \"-\" \"{ua}\" \"-\"",
-            a.status,
-            a.body.len()
-        );
+            .and_then(|v| v.to_str().ok());
+        let line = app::nginx_log_line("127.0.0.6", &method, &path, a.status, a.body.len(), ua);
         app.logs.append(ns, pod, c, &line);
     }
     let mut b = Response::builder().status(a.status);

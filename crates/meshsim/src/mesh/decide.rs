@@ -32,9 +32,7 @@ use crate::exec::{NetOutcome, NetRequest};
 /// Istio's default outbound connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Istio's default root namespace.
-pub const ROOT_NAMESPACE: &str = "istio-system";
-/// The body of an RBAC denial.
-pub const RBAC_DENIED_BODY: &str = "RBAC: access denied";
+pub const ROOT_NAMESPACE: &str = meshpolicy::workload::DEFAULT_ROOT_NAMESPACE;
 /// Envoy's body when the upstream connect times out.
 pub const CONNECT_TIMEOUT_BODY: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: connection timeout";
@@ -50,7 +48,7 @@ pub const SIDECAR_PORTS: &[u16] = &[15000, 15020, 15021, 15090];
 
 /// What the client speaks on its connection, from its URL scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wire {
+pub enum ClientProtocol {
     Http,
     /// `https://`: a TLS handshake first (the application speaks TLS).
     Tls,
@@ -58,12 +56,12 @@ pub enum Wire {
     Tcp,
 }
 
-/// The client's [`Wire`].
-pub fn wire(req: &NetRequest) -> Wire {
+/// The client's [`ClientProtocol`].
+pub fn client_protocol(req: &NetRequest) -> ClientProtocol {
     match req.scheme.as_str() {
-        "https" => Wire::Tls,
-        "gopher" => Wire::Tcp,
-        _ => Wire::Http,
+        "https" => ClientProtocol::Tls,
+        "gopher" => ClientProtocol::Tcp,
+        _ => ClientProtocol::Http,
     }
 }
 
@@ -77,13 +75,13 @@ pub fn relays_tcp(service: Option<&ServiceRef>, req: &NetRequest) -> bool {
     match service.map(|s| s.protocol.stack()) {
         Some(Stack::Http) => false,
         Some(Stack::Tcp) => true,
-        Some(Stack::Sniffed) | None => wire(req) != Wire::Http,
+        Some(Stack::Sniffed) | None => client_protocol(req) != ClientProtocol::Http,
     }
 }
 
-/// Which layer decided.
+/// Which layer of the path decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layer {
+pub enum DecidingLayer {
     Dns,
     NoEndpoints,
     /// Dropped on the way (unknown address, undeclared service port).
@@ -158,11 +156,11 @@ pub struct SidecarEvents {
     pub access_after: Duration,
 }
 
-/// The outcome plus everything to log.
+/// The decision on one request's path: the outcome plus everything to log.
 #[derive(Debug, Clone)]
-pub struct Verdict {
+pub struct PathDecision {
     pub outcome: NetOutcome,
-    pub layer: Layer,
+    pub layer: DecidingLayer,
     /// One-line explanation (tracing, tests).
     pub reason: String,
     pub source: Option<SidecarEvents>,
@@ -176,7 +174,7 @@ pub struct Verdict {
 
 /// The inputs of a decision besides the gathered facts.
 #[derive(Debug, Clone)]
-pub struct Input<'a> {
+pub struct DecisionInput<'a> {
     pub facts: &'a Facts,
     /// The container the client runs in (`istio-proxy` bypasses capture).
     pub container: &'a str,
@@ -199,8 +197,6 @@ pub struct Ids {
     pub client_port: u16,
     /// The client sidecar's port towards the destination.
     pub upstream_port: u16,
-    /// The destination sidecar's port towards the application (from 127.0.0.6).
-    pub inbound_port: u16,
     pub start_time: String,
 }
 
@@ -212,11 +208,16 @@ fn str_map(v: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The labels of a store object.
+pub fn labels_of(v: &Value) -> BTreeMap<String, String> {
+    str_map(&v["metadata"]["labels"])
+}
+
 /// A store pod reduced to what the policy engine reads.
 pub fn model_pod(p: &Value) -> Pod {
     let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
     let name = p["metadata"]["name"].as_str().unwrap_or("");
-    let mut pod = Pod::new(ns, name, str_map(&p["metadata"]["labels"]));
+    let mut pod = Pod::new(ns, name, labels_of(p));
     pod.ip = p["status"]["podIP"].as_str().and_then(|s| s.parse().ok());
     pod.service_account = p["spec"]["serviceAccountName"]
         .as_str()
@@ -249,21 +250,26 @@ pub fn model_pod(p: &Value) -> Pod {
     pod
 }
 
-/// Ports the pod's processes listen on: `meshsim.dev/listen` (comma-separated)
-/// when set, else every declared TCP container port.
-pub fn listening_ports(p: &Value) -> Vec<u16> {
-    if let Some(list) = p["metadata"]["annotations"]["meshsim.dev/listen"].as_str() {
-        return list
-            .split(',')
-            .filter_map(|s| s.trim().parse().ok())
-            .collect();
-    }
+/// The pod's declared TCP container ports.
+pub fn tcp_ports(p: &Value) -> Vec<u16> {
     model_pod(p)
         .ports
         .iter()
         .filter(|cp| cp.protocol == Protocol::Tcp)
         .map(|cp| cp.port)
         .collect()
+}
+
+/// Ports the pod's processes listen on: `meshsim.dev/listen` (comma-separated)
+/// when set, else every declared TCP container port.
+pub fn listening_ports(p: &Value) -> Vec<u16> {
+    match p["metadata"]["annotations"]["meshsim.dev/listen"].as_str() {
+        Some(list) => list
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect(),
+        None => tcp_ports(p),
+    }
 }
 
 /// `meshsim.dev/latency` of a pod (e.g. `50ms`), zero when absent or invalid.
@@ -285,28 +291,6 @@ fn header<'a>(req: &'a NetRequest, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn authority(req: &NetRequest) -> String {
-    header(req, "host").map_or_else(|| req.host.clone(), str::to_string)
-}
-
-fn local_reply(
-    status: u16,
-    body: &str,
-    upstream_time: Option<Duration>,
-) -> (Vec<(String, String)>, Vec<u8>) {
-    let mut h = vec![
-        ("content-length".to_string(), body.len().to_string()),
-        ("content-type".to_string(), "text/plain".to_string()),
-        ("date".to_string(), app::http_date()),
-        ("server".to_string(), "istio-envoy".to_string()),
-    ];
-    if let Some(t) = upstream_time {
-        h.push(("x-envoy-upstream-service-time".into(), ms(t).to_string()));
-    }
-    let _ = status;
-    (h, body.as_bytes().to_vec())
-}
-
 /// Headers of an application answer after a sidecar's router rewrote them.
 fn via_envoy(headers: &[(String, String)], upstream_time: Duration) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = headers
@@ -322,42 +306,71 @@ fn via_envoy(headers: &[(String, String)], upstream_time: Duration) -> Vec<(Stri
     out
 }
 
-/// A blank access log entry for this request.
-fn entry(input: &Input<'_>, status: u16, flags: &str, details: &str) -> AccessLogEntry {
-    let req = input.request;
-    AccessLogEntry {
-        start_time: Some(input.ids.start_time.clone()),
-        method: Some(req.method.clone()),
-        path: Some(req.path.clone()),
-        protocol: Some("HTTP/1.1".into()),
-        response_code: Some(status),
-        response_flags: flags.to_string(),
-        response_code_details: Some(details.to_string()),
-        bytes_received: Some(req.body.as_ref().map_or(0, |b| b.len() as u64)),
-        x_forwarded_for: None,
-        user_agent: header(req, "user-agent").map(str::to_string),
-        request_id: Some(input.ids.request_id.clone()),
-        authority: Some(authority(req)),
-        route_name: Some("default".into()),
-        ..AccessLogEntry::default()
+/// A failure the source sidecar answers itself with a 503: the body, and the
+/// response flags and details of its access log entry.
+struct LocalFailure {
+    body: &'static str,
+    flags: &'static str,
+    details: &'static str,
+}
+
+const NO_HEALTHY_UPSTREAM: LocalFailure = LocalFailure {
+    body: NO_HEALTHY_UPSTREAM_BODY,
+    flags: "UH",
+    details: "no_healthy_upstream",
+};
+const CONNECT_TIMED_OUT: LocalFailure = LocalFailure {
+    body: CONNECT_TIMEOUT_BODY,
+    flags: "UF,URX",
+    details: "upstream_reset_before_response_started{connection_timeout}",
+};
+const CONNECT_REFUSED: LocalFailure = LocalFailure {
+    body: CONNECT_FAILURE_BODY,
+    flags: "UF,URX",
+    details: "upstream_reset_before_response_started{connection_failure,delayed_connect_error:_111}",
+};
+const CONNECTION_TERMINATED: LocalFailure = LocalFailure {
+    body: CONNECT_TERMINATION_BODY,
+    flags: "UC",
+    details: "upstream_reset_before_response_started{connection_termination}",
+};
+
+/// Where the source sidecar sends a request: the Service it went through,
+/// the upstream host it picked (none for a Service without endpoints) and
+/// the address the client dialled.
+struct Dialled<'a> {
+    service: Option<&'a ServiceRef>,
+    upstream: Option<String>,
+    addr: String,
+}
+
+impl<'a> Dialled<'a> {
+    /// `dst` on container `port`, through `service` when one was used.
+    fn pod(service: Option<&'a ServiceRef>, dst: &Pod, port: u16) -> Self {
+        let dst_ip = dst.ip.map(|i| i.to_string()).unwrap_or_default();
+        let hostport = format!("{dst_ip}:{port}");
+        let addr = match service {
+            Some(s) => format!("{}:{}", s.cluster_ip.clone().unwrap_or(dst_ip), s.port),
+            None => hostport.clone(),
+        };
+        Dialled {
+            service,
+            upstream: Some(hostport),
+            addr,
+        }
+    }
+
+    /// The SNI the source sidecar sends.
+    fn sni(&self) -> String {
+        self.service.map_or_else(
+            || "-".to_string(),
+            |s| format!("outbound_.{}_._.{}", s.port, s.fqdn()),
+        )
     }
 }
 
-fn finish(
-    mut e: AccessLogEntry,
-    bytes_sent: usize,
-    duration: Duration,
-    upstream: Option<Duration>,
-) -> AccessLogEntry {
-    e.bytes_sent = Some(bytes_sent as u64);
-    e.duration = Some(ms(duration));
-    e.upstream_service_time = upstream.map(|d| ms(d).to_string());
-    e.verdict = e.classify();
-    e
-}
-
 struct Ctx<'a> {
-    input: &'a Input<'a>,
+    input: &'a DecisionInput<'a>,
     src: Pod,
     src_ip: String,
     captured: bool,
@@ -370,35 +383,15 @@ impl Ctx<'_> {
 
     /// The source sidecar's outbound entry for an answer that came from the
     /// destination (its sidecar or its application) and was passed on as is.
-    fn relayed(
-        &self,
-        service: Option<&ServiceRef>,
-        dst_hostport: &str,
-        dst_address: &str,
-        status: u16,
-        bytes_sent: usize,
-        lat: Duration,
-    ) -> SidecarEvents {
-        self.outbound(
-            service,
-            Some(dst_hostport.to_string()),
-            dst_address,
-            status,
-            "-",
-            "via_upstream",
-            bytes_sent,
-            lat,
-            Some(lat),
-        )
+    fn relayed(&self, to: &Dialled<'_>, status: u16, sent: usize, lat: Duration) -> SidecarEvents {
+        self.outbound(to, status, "-", "via_upstream", sent, lat, Some(lat))
     }
 
     /// The source sidecar's outbound access log entry.
     #[allow(clippy::too_many_arguments)]
     fn outbound(
         &self,
-        service: Option<&ServiceRef>,
-        upstream_host: Option<String>,
-        dst_address: &str,
+        to: &Dialled<'_>,
         status: u16,
         flags: &str,
         details: &str,
@@ -406,36 +399,129 @@ impl Ctx<'_> {
         duration: Duration,
         upstream_time: Option<Duration>,
     ) -> SidecarEvents {
-        let mut e = entry(self.input, status, flags, details);
-        e.upstream_host = upstream_host.clone();
-        e.upstream_cluster = Some(match service {
-            Some(s) => format!("outbound|{}||{}", s.port, s.fqdn()),
-            None => "PassthroughCluster".into(),
-        });
-        if service.is_none() {
-            e.route_name = Some("allow_any".into());
-        }
-        e.upstream_local_address = upstream_host
-            .as_ref()
-            .map(|_| format!("{}:{}", self.src_ip, self.input.ids.upstream_port));
-        e.downstream_local_address = Some(dst_address.to_string());
-        e.downstream_remote_address = Some(self.client());
-        let after = if flags.contains("UF") && details.contains("connection_timeout") {
-            duration
-        } else {
-            Duration::ZERO
+        let input = self.input;
+        let req = input.request;
+        let e = AccessLogEntry {
+            start_time: Some(input.ids.start_time.clone()),
+            method: Some(req.method.clone()),
+            path: Some(req.path.clone()),
+            protocol: Some("HTTP/1.1".into()),
+            response_code: Some(status),
+            response_flags: flags.to_string(),
+            response_code_details: Some(details.to_string()),
+            bytes_received: Some(req.body.as_ref().map_or(0, |b| b.len() as u64)),
+            bytes_sent: Some(bytes_sent as u64),
+            duration: Some(ms(duration)),
+            upstream_service_time: upstream_time.map(|d| ms(d).to_string()),
+            user_agent: header(req, "user-agent").map(str::to_string),
+            request_id: Some(input.ids.request_id.clone()),
+            authority: Some(header(req, "host").map_or_else(|| req.host.clone(), str::to_string)),
+            upstream_host: to.upstream.clone(),
+            upstream_cluster: Some(match to.service {
+                Some(s) => format!("outbound|{}||{}", s.port, s.fqdn()),
+                None => "PassthroughCluster".into(),
+            }),
+            route_name: Some(
+                if to.service.is_some() {
+                    "default"
+                } else {
+                    "allow_any"
+                }
+                .into(),
+            ),
+            upstream_local_address: to
+                .upstream
+                .as_ref()
+                .map(|_| format!("{}:{}", self.src_ip, input.ids.upstream_port)),
+            downstream_local_address: Some(to.addr.clone()),
+            downstream_remote_address: Some(self.client()),
+            ..AccessLogEntry::default()
         };
         SidecarEvents {
             namespace: self.src.namespace.clone(),
             pod: self.src.name.clone(),
-            access: Some(finish(e, bytes_sent, duration, upstream_time)),
-            access_after: after,
+            access: Some(AccessLogEntry {
+                verdict: e.classify(),
+                ..e
+            }),
+            access_after: if flags.contains("UF") && details.contains("connection_timeout") {
+                duration
+            } else {
+                Duration::ZERO
+            },
         }
+    }
+
+    /// The source sidecar's own 503 for `failure`, `after` the request
+    /// started, with its outbound access log entry.
+    fn local_503(
+        &self,
+        layer: DecidingLayer,
+        reason: String,
+        to: &Dialled<'_>,
+        failure: &LocalFailure,
+        after: Duration,
+    ) -> PathDecision {
+        let body = failure.body;
+        let headers = vec![
+            ("content-length".to_string(), body.len().to_string()),
+            ("content-type".to_string(), "text/plain".to_string()),
+            ("date".to_string(), app::http_date()),
+            ("server".to_string(), "istio-envoy".to_string()),
+        ];
+        let outcome = NetOutcome::Http {
+            after,
+            status: 503,
+            headers,
+            body: body.as_bytes().to_vec(),
+        };
+        let mut v = decision(outcome, layer, reason);
+        v.source = Some(self.outbound(
+            to,
+            503,
+            failure.flags,
+            failure.details,
+            body.len(),
+            after,
+            None,
+        ));
+        v
+    }
+
+    /// A connection to `to` that fails before any answer: `uncaptured` for
+    /// a client without a sidecar; the source sidecar's 503 for `failure`
+    /// otherwise, or the client's connection closed when that sidecar relays
+    /// bytes (it still logs a connect timeout).
+    fn failed(
+        &self,
+        layer: DecidingLayer,
+        reason: String,
+        to: &Dialled<'_>,
+        failure: &LocalFailure,
+        uncaptured: NetOutcome,
+    ) -> PathDecision {
+        if !self.captured {
+            return decision(uncaptured, layer, reason);
+        }
+        let timeout = matches!(uncaptured, NetOutcome::ConnectTimeout);
+        let after = if timeout {
+            CONNECT_TIMEOUT
+        } else {
+            Duration::ZERO
+        };
+        let mut v = self.local_503(layer, reason, to, failure, after);
+        if relays_tcp(to.service, self.input.request) {
+            v.outcome = NetOutcome::Closed { after };
+            if !timeout {
+                v.source = None;
+            }
+        }
+        v
     }
 }
 
-fn verdict(outcome: NetOutcome, layer: Layer, reason: impl Into<String>) -> Verdict {
-    Verdict {
+fn decision(outcome: NetOutcome, layer: DecidingLayer, reason: impl Into<String>) -> PathDecision {
+    PathDecision {
         outcome,
         layer,
         reason: reason.into(),
@@ -447,7 +533,7 @@ fn verdict(outcome: NetOutcome, layer: Layer, reason: impl Into<String>) -> Verd
 }
 
 /// Decides one request.
-pub fn decide(input: &Input<'_>) -> Verdict {
+pub fn decide(input: &DecisionInput<'_>) -> PathDecision {
     let facts = input.facts;
     let src = model_pod(&facts.source);
     let src_ip = src
@@ -461,10 +547,13 @@ pub fn decide(input: &Input<'_>) -> Verdict {
         src_ip,
         captured,
     };
+    let refused = NetOutcome::Refused {
+        after: Duration::ZERO,
+    };
     match &facts.route {
-        Route::Unresolved => verdict(
+        Route::Unresolved => decision(
             NetOutcome::DnsFailure,
-            Layer::Dns,
+            DecidingLayer::Dns,
             format!("could not resolve host {}", input.request.host),
         ),
         Route::Loopback { port } => loopback(&ctx, *port),
@@ -473,128 +562,52 @@ pub fn decide(input: &Input<'_>) -> Verdict {
                 "service {}/{} has no ready endpoints",
                 service.namespace, service.name
             );
-            if ctx.captured && relays_tcp(Some(service), input.request) {
-                verdict(
-                    NetOutcome::Closed {
-                        after: Duration::ZERO,
-                    },
-                    Layer::NoEndpoints,
-                    reason,
-                )
-            } else if ctx.captured {
-                let (headers, body) = local_reply(503, NO_HEALTHY_UPSTREAM_BODY, None);
-                let dst_addr = format!(
+            let to = Dialled {
+                service: Some(service),
+                upstream: None,
+                addr: format!(
                     "{}:{}",
                     service.cluster_ip.clone().unwrap_or_default(),
                     service.port
-                );
-                let mut v = verdict(
-                    NetOutcome::Http {
-                        after: Duration::ZERO,
-                        status: 503,
-                        headers,
-                        body: body.clone(),
-                    },
-                    Layer::NoEndpoints,
-                    reason,
-                );
-                v.source = Some(ctx.outbound(
-                    Some(service),
-                    None,
-                    &dst_addr,
-                    503,
-                    "UH",
-                    "no_healthy_upstream",
-                    body.len(),
-                    Duration::ZERO,
-                    None,
-                ));
-                v
-            } else {
-                verdict(
-                    NetOutcome::Refused {
-                        after: Duration::ZERO,
-                    },
-                    Layer::NoEndpoints,
-                    reason,
-                )
-            }
+                ),
+            };
+            let layer = DecidingLayer::NoEndpoints;
+            ctx.failed(layer, reason, &to, &NO_HEALTHY_UPSTREAM, refused)
         }
         Route::Blackhole { address } => {
             let reason = format!("nothing answers for {address}: packets are dropped");
-            if ctx.captured {
-                timeout_503(
-                    &ctx,
-                    None,
-                    Some(address.clone()),
-                    address,
-                    Layer::Blackhole,
-                    reason,
-                )
-            } else {
-                verdict(NetOutcome::ConnectTimeout, Layer::Blackhole, reason)
-            }
+            let to = Dialled {
+                service: None,
+                upstream: Some(address.clone()),
+                addr: address.clone(),
+            };
+            let (layer, timeout) = (DecidingLayer::Blackhole, NetOutcome::ConnectTimeout);
+            ctx.failed(layer, reason, &to, &CONNECT_TIMED_OUT, timeout)
         }
         Route::Endpoint { service, pod, port } => endpoint(&ctx, service.as_ref(), pod, *port),
     }
 }
 
-fn timeout_503(
-    ctx: &Ctx<'_>,
-    service: Option<&ServiceRef>,
-    upstream: Option<String>,
-    dst_addr: &str,
-    layer: Layer,
-    reason: String,
-) -> Verdict {
-    let (headers, body) = local_reply(503, CONNECT_TIMEOUT_BODY, None);
-    let outcome = if relays_tcp(service, ctx.input.request) {
-        NetOutcome::Closed {
-            after: CONNECT_TIMEOUT,
-        }
-    } else {
-        NetOutcome::Http {
-            after: CONNECT_TIMEOUT,
-            status: 503,
-            headers,
-            body: body.clone(),
-        }
-    };
-    let mut v = verdict(outcome, layer, reason);
-    v.source = Some(ctx.outbound(
-        service,
-        upstream,
-        dst_addr,
-        503,
-        "UF,URX",
-        "upstream_reset_before_response_started{connection_timeout}",
-        body.len(),
-        CONNECT_TIMEOUT,
-        None,
-    ));
-    v
-}
-
-fn loopback(ctx: &Ctx<'_>, port: u16) -> Verdict {
+fn loopback(ctx: &Ctx<'_>, port: u16) -> PathDecision {
     let pod = &ctx.input.facts.source;
     let mut ports = listening_ports(pod);
     if ctx.src.has_sidecar {
         ports.extend_from_slice(SIDECAR_PORTS);
     }
     if !ports.contains(&port) {
-        return verdict(
+        return decision(
             NetOutcome::Refused {
                 after: Duration::ZERO,
             },
-            Layer::NotListening,
+            DecidingLayer::NotListening,
             format!("nothing listens on localhost:{port}"),
         );
     }
     let req = ctx.input.request;
-    if wire(req) == Wire::Tcp {
-        return verdict(
+    if client_protocol(req) == ClientProtocol::Tcp {
+        return decision(
             NetOutcome::Silent,
-            Layer::Application,
+            DecidingLayer::Application,
             format!("localhost:{port} accepted the connection"),
         );
     }
@@ -611,47 +624,38 @@ fn loopback(ctx: &Ctx<'_>, port: u16) -> Verdict {
         }
     } else {
         let cms = &ctx.input.facts.configmaps;
-        let lookup = |name: &str| {
-            cms.iter()
-                .find(|c| c["metadata"]["name"].as_str() == Some(name))
-                .cloned()
-        };
-        app::answer_with(pod, &lookup, &req.method, &req.path, port, &req.headers)
+        app::answer(pod, cms, &req.method, &req.path, port, &req.headers)
     };
-    verdict(
+    decision(
         NetOutcome::Http {
             after: latency(pod),
             status: a.status,
             headers: a.headers,
             body: a.body,
         },
-        Layer::Application,
+        DecidingLayer::Application,
         format!("localhost:{port} answered by the pod itself"),
     )
 }
 
-fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port: u16) -> Verdict {
+fn endpoint(
+    ctx: &Ctx<'_>,
+    service: Option<&ServiceRef>,
+    dst_json: &Value,
+    port: u16,
+) -> PathDecision {
     let input = ctx.input;
     let facts = input.facts;
     let req = input.request;
     let dst = model_pod(dst_json);
-    let dst_ip = dst.ip.map(|i| i.to_string()).unwrap_or_default();
-    let dst_hostport = format!("{dst_ip}:{port}");
-    let dst_addr = match service {
-        Some(s) => format!(
-            "{}:{}",
-            s.cluster_ip.clone().unwrap_or_else(|| dst_ip.clone()),
-            s.port
-        ),
-        None => dst_hostport.clone(),
-    };
+    let to = Dialled::pod(service, &dst, port);
     let who = format!("{}/{}", dst.namespace, dst.name);
 
     // NetworkPolicy, evaluated on the two pods and their namespaces.
     let mut model = meshpolicy::Cluster::new();
     for ns in &facts.namespaces {
         let name = ns["metadata"]["name"].as_str().unwrap_or("");
-        model.add_namespace(Namespace::new(name, str_map(&ns["metadata"]["labels"])));
+        model.add_namespace(Namespace::new(name, labels_of(ns)));
     }
     model.add_pod(ctx.src.clone());
     model.add_pod(dst.clone());
@@ -678,18 +682,8 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
             && !n.allowed
         {
             let reason = format!("NetworkPolicy: {}", n.explanation);
-            return if ctx.captured {
-                timeout_503(
-                    ctx,
-                    service,
-                    Some(dst_hostport.clone()),
-                    &dst_addr,
-                    Layer::NetworkPolicy,
-                    reason,
-                )
-            } else {
-                verdict(NetOutcome::ConnectTimeout, Layer::NetworkPolicy, reason)
-            };
+            let (layer, timeout) = (DecidingLayer::NetworkPolicy, NetOutcome::ConnectTimeout);
+            return ctx.failed(layer, reason, &to, &CONNECT_TIMED_OUT, timeout);
         }
     }
 
@@ -697,58 +691,37 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
     let ambient = ambient_mode(facts, &dst) == meshpolicy::ambient::DataplaneMode::Ambient;
     let mut ztunnel_line = None;
     if ambient && !same_pod {
-        let src_in_mesh = source_identity(ctx).is_some();
-        let wp = facts
-            .waypoint
-            .as_ref()
-            .filter(|w| meshpolicy::ambient::waypoint_in_path(src_in_mesh, &used(w)).is_some());
-        let z = match (src_in_mesh, wp) {
-            (false, _) => {
-                let pa = ztunnel_peer_auth(ctx, &dst, port);
-                pa.plaintext_rejection(&dst)
-                    .unwrap_or_else(|| ztunnel(ctx, &dst, service, port))
-            }
-            (true, Some(w)) => {
-                return via_waypoint(ctx, w, service, dst_json, &dst, port, lat);
-            }
-            (true, None) => ztunnel(ctx, &dst, service, port),
-        };
-        let line = facts.ztunnel.as_ref().map(|(zns, zpod)| {
-            (
-                zns.clone(),
-                zpod.clone(),
-                ztunnel_access_line(&Peer::source(ctx), &dst, service, port, &z),
-            )
+        let src_identity = source_identity(ctx);
+        let wp = facts.waypoint.as_ref().filter(|w| {
+            meshpolicy::ambient::waypoint_in_path(src_identity.is_some(), &used(w)).is_some()
         });
+        if let Some(w) = wp
+            && src_identity.is_some()
+        {
+            return via_waypoint(ctx, w, &to, dst_json, &dst, port, lat);
+        }
+        let z = match &src_identity {
+            None => ztunnel_peer_auth(ctx, &dst, port)
+                .plaintext_rejection(&dst)
+                .unwrap_or_else(|| ztunnel(ctx, &dst, None, ctx.src.ip, port)),
+            Some(id) => ztunnel(ctx, &dst, Some(id.clone()), ctx.src.ip, port),
+        };
+        let peer = Peer {
+            addr: ctx.client(),
+            workload: ctx.src.name.clone(),
+            namespace: ctx.src.namespace.clone(),
+            identity: src_identity,
+        };
+        let line = ztunnel_log(facts, &peer, &dst, service, port, &z);
         if !z.allowed {
-            let reason = z.explanation.clone();
+            // The source sidecar sees its upstream connection closed.
+            let reset = NetOutcome::Reset { after: lat };
+            let layer = DecidingLayer::Ztunnel;
             let mut v = if ctx.captured {
-                // The source sidecar sees its upstream connection closed.
-                let (headers, body) = local_reply(503, CONNECT_TERMINATION_BODY, None);
-                let mut v = verdict(
-                    NetOutcome::Http {
-                        after: lat,
-                        status: 503,
-                        headers,
-                        body: body.clone(),
-                    },
-                    Layer::Ztunnel,
-                    reason,
-                );
-                v.source = Some(ctx.outbound(
-                    service,
-                    Some(dst_hostport.clone()),
-                    &dst_addr,
-                    503,
-                    "UC",
-                    "upstream_reset_before_response_started{connection_termination}",
-                    body.len(),
-                    lat,
-                    None,
-                ));
-                v
+                let reason = z.explanation.clone();
+                ctx.local_503(layer, reason, &to, &CONNECTION_TERMINATED, lat)
             } else {
-                verdict(NetOutcome::Reset { after: lat }, Layer::Ztunnel, reason)
+                decision(reset, layer, z.explanation.clone())
             };
             v.ztunnel_log = line;
             return v;
@@ -756,17 +729,10 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
         ztunnel_line = line;
     }
 
-    let listening = listening_ports(dst_json).contains(&port);
-    let dst_sidecar = dst.has_sidecar && !SIDECAR_PORTS.contains(&port);
-    let sni = service.map_or_else(
-        || "-".to_string(),
-        |s| format!("outbound_.{}_._.{}", s.port, s.fqdn()),
-    );
-
-    if dst_sidecar {
-        let mut v = verdict(
+    if dst.has_sidecar && !SIDECAR_PORTS.contains(&port) {
+        let mut v = decision(
             NetOutcome::Reset { after: lat },
-            Layer::Envoy,
+            DecidingLayer::Envoy,
             format!("{who} port {port}: handed to its sidecar's Envoy"),
         );
         v.forward = Some(Forward {
@@ -778,7 +744,7 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
             mtls: ctx
                 .captured
                 .then(|| (ctx.src.namespace.clone(), ctx.src.service_account.clone())),
-            sni,
+            sni: to.sni(),
             latency: lat,
             access_log: facts.access_log,
             waypoint: None,
@@ -787,123 +753,64 @@ fn endpoint(ctx: &Ctx<'_>, service: Option<&ServiceRef>, dst_json: &Value, port:
         // The source sidecar (simulated) logs what it relays; the caller
         // fills in the answer once Envoy has given it.
         if ctx.captured {
-            v.source = Some(ctx.relayed(service, &dst_hostport, &dst_addr, 0, 0, lat));
+            v.source = Some(ctx.relayed(&to, 0, 0, lat));
         }
         return v;
     }
-    if !listening {
+    if !listening_ports(dst_json).contains(&port) {
         let reason = format!("nothing listens on {who} port {port}");
-        if ctx.captured && relays_tcp(service, req) {
-            return verdict(
-                NetOutcome::Closed {
-                    after: Duration::ZERO,
-                },
-                Layer::NotListening,
-                reason,
-            );
-        }
-        if ctx.captured {
-            let (headers, body) = local_reply(503, CONNECT_FAILURE_BODY, None);
-            let mut v = verdict(
-                NetOutcome::Http {
-                    after: Duration::ZERO,
-                    status: 503,
-                    headers,
-                    body: body.clone(),
-                },
-                Layer::NotListening,
-                reason,
-            );
-            v.source = Some(ctx.outbound(
-                service,
-                Some(dst_hostport.clone()),
-                &dst_addr,
-                503,
-                "UF,URX",
-                "upstream_reset_before_response_started{connection_failure,delayed_connect_error:_111}",
-                body.len(),
-                Duration::ZERO,
-                None,
-            ));
-            return v;
-        }
-        return verdict(
-            NetOutcome::Refused {
-                after: Duration::ZERO,
-            },
-            Layer::NotListening,
-            reason,
-        );
+        let refused = NetOutcome::Refused {
+            after: Duration::ZERO,
+        };
+        let layer = DecidingLayer::NotListening;
+        return ctx.failed(layer, reason, &to, &CONNECT_REFUSED, refused);
     }
 
     // The application answers; a TCP server waits for its client.
-    if wire(req) == Wire::Tcp {
-        let mut v = verdict(
+    if client_protocol(req) == ClientProtocol::Tcp {
+        let mut v = decision(
             NetOutcome::Silent,
-            Layer::Application,
+            DecidingLayer::Application,
             format!("{who} port {port} accepted the connection"),
         );
         v.ztunnel_log = ztunnel_line;
         return v;
     }
     let cms = &facts.configmaps;
-    let lookup = |name: &str| {
-        cms.iter()
-            .find(|c| c["metadata"]["name"].as_str() == Some(name))
-            .cloned()
-    };
-    let a = app::answer_with(
-        dst_json,
-        &lookup,
-        &req.method,
-        &req.path,
-        port,
-        &req.headers,
-    );
+    let a = app::answer(dst_json, cms, &req.method, &req.path, port, &req.headers);
     let sent = a.body.len();
-    let through_envoy = ctx.captured;
-    let headers = if through_envoy {
+    let headers = if ctx.captured {
         via_envoy(&a.headers, lat)
     } else {
         a.headers.clone()
     };
-    let mut v = verdict(
+    let mut v = decision(
         NetOutcome::Http {
             after: lat,
             status: a.status,
             headers,
             body: a.body,
         },
-        Layer::Application,
+        DecidingLayer::Application,
         format!("{who} answered {}", a.status),
     );
     if ctx.captured {
-        v.source = Some(ctx.relayed(service, &dst_hostport, &dst_addr, a.status, sent, lat));
+        v.source = Some(ctx.relayed(&to, a.status, sent, lat));
     }
     if a.nginx
         && let Some(c) = app::nginx_container(dst_json)
     {
         let client = if dst.has_sidecar {
-            "127.0.0.6".to_string()
+            "127.0.0.6"
         } else {
-            ctx.src_ip.clone()
+            &ctx.src_ip
         };
-        let t = jiff::Timestamp::now().strftime("%d/%b/%Y:%H:%M:%S +0000");
-        let line = format!(
-            "{client} - - [{t}] \"{} {} HTTP/1.1\" {} {sent} \"-\" \"{}\" \"-\"",
-            req.method,
-            req.path,
-            a.status,
-            header(req, "user-agent").unwrap_or("-")
-        );
+        let ua = header(req, "user-agent");
+        let line = app::nginx_log_line(client, &req.method, &req.path, a.status, sent, ua);
         v.app_log = Some((dst.namespace.clone(), dst.name.clone(), c.to_string(), line));
     }
     v.ztunnel_log = ztunnel_line;
     v
-}
-
-fn str_labels(v: &Value) -> BTreeMap<String, String> {
-    str_map(&v["metadata"]["labels"])
 }
 
 /// The dataplane mode of the destination (meshpolicy::ambient's rule).
@@ -912,7 +819,7 @@ fn ambient_mode(facts: &Facts, dst: &Pod) -> meshpolicy::ambient::DataplaneMode 
         .namespaces
         .iter()
         .find(|n| n["metadata"]["name"].as_str() == Some(dst.namespace.as_str()))
-        .map(str_labels)
+        .map(labels_of)
         .unwrap_or_default();
     meshpolicy::ambient::dataplane_mode(&dst.labels, dst.has_sidecar, &ns_labels)
 }
@@ -928,16 +835,18 @@ fn source_identity(ctx: &Ctx<'_>) -> Option<String> {
     })
 }
 
-/// The destination ztunnel's decision (meshpolicy::ambient).
+/// The destination ztunnel's decision (meshpolicy::ambient) on a connection
+/// from `source_ip` with that identity.
 fn ztunnel(
     ctx: &Ctx<'_>,
     dst: &Pod,
-    _service: Option<&ServiceRef>,
+    source_principal: Option<String>,
+    source_ip: Option<IpAddr>,
     port: u16,
 ) -> meshpolicy::ambient::ZtunnelVerdict {
     let req = meshpolicy::AuthzRequest {
-        source_principal: source_identity(ctx),
-        source_ip: ctx.src.ip,
+        source_principal,
+        source_ip,
         destination_namespace: dst.namespace.clone(),
         destination_pod: dst.name.clone(),
         destination_ip: dst.ip,
@@ -955,17 +864,6 @@ struct Peer {
     identity: Option<String>,
 }
 
-impl Peer {
-    fn source(ctx: &Ctx<'_>) -> Self {
-        Peer {
-            addr: ctx.client(),
-            workload: ctx.src.name.clone(),
-            namespace: ctx.src.namespace.clone(),
-            identity: source_identity(ctx),
-        }
-    }
-}
-
 fn used(w: &super::flow::WaypointFacts) -> meshpolicy::ambient::WaypointUse {
     meshpolicy::ambient::WaypointUse::Uses {
         waypoint: w.waypoint.clone(),
@@ -975,17 +873,15 @@ fn used(w: &super::flow::WaypointFacts) -> meshpolicy::ambient::WaypointUse {
 
 /// PeerAuthentication for `dst`'s `port` as its ztunnel enforces it (meshpolicy).
 fn ztunnel_peer_auth(ctx: &Ctx<'_>, dst: &Pod, port: u16) -> meshpolicy::ambient::ZtunnelPeerAuth {
-    use meshpolicy::peerauth::{PeerAuthentication, effective_mode};
-    let parsed: Vec<PeerAuthentication> = ctx
-        .input
-        .ztunnel_peer_authentications
-        .iter()
-        .filter_map(|p| {
-            let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
-            PeerAuthentication::from_value(p, ns).ok()
-        })
-        .collect();
-    let eff = effective_mode(&parsed, &dst.namespace, &dst.labels, port, ROOT_NAMESPACE);
+    let parsed =
+        crate::sidecar::config::peer_authentications(ctx.input.ztunnel_peer_authentications);
+    let eff = meshpolicy::peerauth::effective_mode(
+        &parsed,
+        &dst.namespace,
+        &dst.labels,
+        port,
+        ROOT_NAMESPACE,
+    );
     meshpolicy::ambient::ztunnel_peer_authentication(&eff, ROOT_NAMESPACE)
 }
 
@@ -997,87 +893,39 @@ fn ztunnel_peer_auth(ctx: &Ctx<'_>, dst: &Pod, port: u16) -> meshpolicy::ambient
 /// mode > Use Layer 4 security policy", on policies with a waypoint: the
 /// destination must allow the waypoint's identity), so L4 policies bound by
 /// selector are evaluated for the waypoint's ServiceAccount.
-#[allow(clippy::too_many_arguments)]
 fn via_waypoint(
     ctx: &Ctx<'_>,
     w: &super::flow::WaypointFacts,
-    service: Option<&ServiceRef>,
+    to: &Dialled<'_>,
     dst_json: &Value,
     dst: &Pod,
     port: u16,
     lat: Duration,
-) -> Verdict {
+) -> PathDecision {
     let facts = ctx.input.facts;
-    let dst_ip = dst.ip.map(|i| i.to_string()).unwrap_or_default();
-    let dst_hostport = format!("{dst_ip}:{port}");
-    let dst_addr = match service {
-        Some(s) => format!(
-            "{}:{}",
-            s.cluster_ip.clone().unwrap_or_else(|| dst_ip.clone()),
-            s.port
-        ),
-        None => dst_hostport.clone(),
-    };
+    let service = to.service;
     let wname = format!("{}/{}", w.waypoint.namespace, w.waypoint.name);
+    let layer = DecidingLayer::Waypoint;
     let Some(wpod) = w.pod.as_ref() else {
         // ztunnel cannot reach the waypoint: the connection is closed.
         let reason = format!("waypoint {wname} has no ready pod");
         return if ctx.captured {
-            let (headers, body) = local_reply(503, CONNECT_TERMINATION_BODY, None);
-            let mut v = verdict(
-                NetOutcome::Http {
-                    after: lat,
-                    status: 503,
-                    headers,
-                    body: body.clone(),
-                },
-                Layer::Waypoint,
-                reason,
-            );
-            v.source = Some(ctx.outbound(
-                service,
-                Some(dst_hostport.clone()),
-                &dst_addr,
-                503,
-                "UC",
-                "upstream_reset_before_response_started{connection_termination}",
-                body.len(),
-                lat,
-                None,
-            ));
-            v
+            ctx.local_503(layer, reason, to, &CONNECTION_TERMINATED, lat)
         } else {
-            verdict(NetOutcome::Reset { after: lat }, Layer::Waypoint, reason)
+            decision(NetOutcome::Reset { after: lat }, layer, reason)
         };
     };
     let mut wmodel = model_pod(wpod);
     wmodel.service_account = w.service_account.clone();
     let wip = wmodel.ip.map(|i| i.to_string()).unwrap_or_default();
     let identity = wmodel.principal(meshpolicy::workload::DEFAULT_TRUST_DOMAIN);
-    let req = meshpolicy::AuthzRequest {
-        source_principal: Some(identity.clone()),
-        source_ip: wmodel.ip,
-        destination_namespace: dst.namespace.clone(),
-        destination_pod: dst.name.clone(),
-        destination_ip: dst.ip,
-        destination_port: port,
-        ..meshpolicy::AuthzRequest::default()
-    };
-    let z =
-        meshpolicy::ambient::ztunnel_decide(ctx.input.ztunnel_policies, dst, &req, ROOT_NAMESPACE);
+    let z = ztunnel(ctx, dst, Some(identity.clone()), wmodel.ip, port);
     let peer = Peer {
         addr: format!("{wip}:{}", ctx.input.ids.upstream_port),
         workload: wmodel.name.clone(),
         namespace: wmodel.namespace.clone(),
         identity: Some(identity),
     };
-    let ztunnel_log = facts.ztunnel.as_ref().map(|(zns, zpod)| {
-        (
-            zns.clone(),
-            zpod.clone(),
-            ztunnel_access_line(&peer, dst, service, port, &z),
-        )
-    });
     let (fw_ip, fw_port) = match service {
         Some(s) => (
             s.cluster_ip
@@ -1088,13 +936,9 @@ fn via_waypoint(
         ),
         None => (dst.ip, port),
     };
-    let sni = service.map_or_else(
-        || "-".to_string(),
-        |s| format!("outbound_.{}_._.{}", s.port, s.fqdn()),
-    );
-    let mut v = verdict(
+    let mut v = decision(
         NetOutcome::Reset { after: lat },
-        Layer::Waypoint,
+        layer,
         format!(
             "{}/{} port {port}: through waypoint {wname} ({})",
             dst.namespace, dst.name, z.explanation
@@ -1108,7 +952,7 @@ fn via_waypoint(
         destination_ip: fw_ip,
         // HBONE from the client's ztunnel (or sidecar): mTLS with the client's identity.
         mtls: Some((ctx.src.namespace.clone(), ctx.src.service_account.clone())),
-        sni,
+        sni: to.sni(),
         latency: lat,
         access_log: facts.access_log,
         // meshsim's waypoint path carries HTTP only (see sidecar::waypoint).
@@ -1118,14 +962,14 @@ fn via_waypoint(
             port,
             service: service.map(|s| (s.namespace.clone(), s.name.clone())),
             ztunnel_allowed: z.allowed,
-            ztunnel_reason: z.explanation.clone(),
-            ztunnel_log,
+            ztunnel_log: ztunnel_log(facts, &peer, dst, service, port, &z),
+            ztunnel_reason: z.explanation,
             configmaps: facts.configmaps.clone(),
             waypoint_ip: wip,
         }),
     });
     if ctx.captured {
-        v.source = Some(ctx.relayed(service, &dst_hostport, &dst_addr, 0, 0, lat));
+        v.source = Some(ctx.relayed(to, 0, 0, lat));
     }
     v
 }
@@ -1133,14 +977,17 @@ fn via_waypoint(
 /// ztunnel's inbound access log line (Rust `tracing` layout, TAB-separated
 /// `TIME LEVEL TARGET MESSAGE`, then `key=value` fields): `info` for a
 /// completed connection, `error` with `error="connection closed due to policy
-/// rejection: ..."` for a rejected one.
-fn ztunnel_access_line(
+/// rejection: ..."` for a rejected one; (namespace, pod, line) for the
+/// destination node's ztunnel, when one runs.
+fn ztunnel_log(
+    facts: &Facts,
     src: &Peer,
     dst: &Pod,
     service: Option<&ServiceRef>,
     port: u16,
     z: &meshpolicy::ambient::ZtunnelVerdict,
-) -> String {
+) -> Option<(String, String, String)> {
+    let (zns, zpod) = facts.ztunnel.clone()?;
     let t = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ");
     let level = if z.allowed { "info" } else { "error" };
     let dst_ip = dst.ip.map(|i| i.to_string()).unwrap_or_default();
@@ -1168,10 +1015,6 @@ fn ztunnel_access_line(
     if let Some(e) = z.rejection_error() {
         f.push(format!("error={e:?}"));
     }
-    format!("{t}\t{level}\taccess\tconnection complete\t{}", f.join(" "))
-}
-
-/// The pod IP as an address, when it has one.
-pub fn pod_ip(p: &Value) -> Option<IpAddr> {
-    p["status"]["podIP"].as_str().and_then(|s| s.parse().ok())
+    let line = format!("{t}\t{level}\taccess\tconnection complete\t{}", f.join(" "));
+    Some((zns, zpod, line))
 }

@@ -11,10 +11,12 @@
 //! destination's ConfigMaps), so the store lock is held only here.
 
 use std::net::IpAddr;
+use std::sync::Weak;
 
 use serde_json::Value;
 
 use crate::resources::{self, ResKey};
+use crate::shared::Shared;
 use crate::store::Store;
 use meshpolicy::Selector;
 
@@ -134,7 +136,7 @@ fn labels(v: &Value) -> Option<&Value> {
     v["metadata"].get("labels")
 }
 
-fn pod_ready(p: &Value) -> bool {
+pub(crate) fn pod_ready(p: &Value) -> bool {
     p["status"]["conditions"]
         .as_array()
         .into_iter()
@@ -307,6 +309,17 @@ pub fn resolve(store: &Store, namespace: &str, host: &str, port: u16) -> (Route,
             (route, ip)
         }
         None => (Route::Unresolved, None),
+    }
+}
+
+/// The pod (and its container port) a request to `host:port` reaches,
+/// routed as any request is.
+pub fn pod_behind(app: &Weak<Shared>, host: &str, port: u16) -> Option<(Value, u16)> {
+    let app = app.upgrade()?;
+    let store = crate::sidecar::lock(&app.store);
+    match resolve(&store, "", host, port).0 {
+        Route::Endpoint { pod, port, .. } => Some((pod, port)),
+        _ => None,
     }
 }
 

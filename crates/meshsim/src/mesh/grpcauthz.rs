@@ -36,10 +36,6 @@ const GRPC_PERMISSION_DENIED: u64 = 7;
 const GRPC_UNIMPLEMENTED: u32 = 12;
 const GRPC_UNAVAILABLE: u32 = 14;
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// A gRPC response body: one message, then the trailers.
 struct GrpcBody {
     data: Option<Bytes>,
@@ -205,16 +201,15 @@ fn encode_response(allowed: bool, received: &str) -> Vec<u8> {
 
 /// The ext_authz sample pod behind `host:port` (namespace, name, container).
 fn sample_behind(app: &Weak<Shared>, host: &str, port: u16) -> Option<(String, String, String)> {
-    let a = app.upgrade()?;
-    let store = lock(&a.store);
-    match flow::resolve(&store, "", host, port).0 {
-        flow::Route::Endpoint { pod, port, .. } if port == app::EXT_AUTHZ_GRPC_PORT => Some((
-            pod["metadata"]["namespace"].as_str()?.to_string(),
-            pod["metadata"]["name"].as_str()?.to_string(),
-            app::ext_authz_container(&pod)?.to_string(),
-        )),
-        _ => None,
+    let (pod, port) = flow::pod_behind(app, host, port)?;
+    if port != app::EXT_AUTHZ_GRPC_PORT {
+        return None;
     }
+    Some((
+        pod["metadata"]["namespace"].as_str()?.to_string(),
+        pod["metadata"]["name"].as_str()?.to_string(),
+        app::ext_authz_container(&pod)?.to_string(),
+    ))
 }
 
 async fn check(
@@ -264,14 +259,9 @@ pub fn serve(
     port: u16,
     stop: CancellationToken,
 ) -> std::io::Result<u16> {
-    let std_listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    std_listener.set_nonblocking(true)?;
-    let local = std_listener.local_addr()?.port();
-    let handle = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
-    let _guard = handle.enter();
-    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+    let (listener, local) = crate::sidecar::bind_loopback()?;
     let host: Arc<str> = host.into();
-    handle.spawn(async move {
+    tokio::spawn(async move {
         let builder =
             hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
         loop {

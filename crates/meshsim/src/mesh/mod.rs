@@ -52,12 +52,11 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::exec::{ExecTarget, NetOutcome, NetRequest, Network};
 use crate::resources;
 use crate::shared::Shared;
-use crate::sidecar::{self, Fleet};
+use crate::sidecar::{self, Fleet, lock};
 use crate::store::Event;
 
-pub use crate::sidecar::loglevel::{LevelError, LogLevel, LoggerLevels};
-pub use decide::{Layer, Verdict};
-use timeline::{ObjectKey, PolicyKind, Timeline};
+pub use decide::{DecidingLayer, PathDecision};
+use timeline::{DelayedKind, ObjectKey, Timeline};
 
 /// Default `--propagation-delay` (simulated time).
 pub const DEFAULT_PROPAGATION_DELAY: Duration = Duration::from_secs(2);
@@ -125,50 +124,29 @@ impl std::fmt::Debug for Mesh {
     }
 }
 
-fn kind_of(key: resources::ResKey) -> Option<PolicyKind> {
-    if key == flow::AUTHORIZATIONPOLICIES {
-        Some(PolicyKind::AuthorizationPolicy)
-    } else if key == flow::PEERAUTHENTICATIONS {
-        Some(PolicyKind::PeerAuthentication)
-    } else {
-        None
-    }
-}
-
-fn object_key(kind: PolicyKind, obj: &Value) -> ObjectKey {
+/// The store's resources whose changes reach sidecars with a delay.
+const DELAYED: [(resources::ResKey, DelayedKind); 2] = [
     (
-        kind,
-        obj["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
-        obj["metadata"]["name"].as_str().unwrap_or("").to_string(),
-    )
+        flow::AUTHORIZATIONPOLICIES,
+        DelayedKind::AuthorizationPolicy,
+    ),
+    (flow::PEERAUTHENTICATIONS, DelayedKind::PeerAuthentication),
+];
+
+/// (namespace, name) of a store object.
+fn name_of(obj: &Value) -> (String, String) {
+    let meta = &obj["metadata"];
+    let field = |k: &str| meta[k].as_str().unwrap_or("").to_string();
+    (field("namespace"), field("name"))
 }
 
-fn is_ready(p: &Value) -> bool {
-    p["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+fn object_key(kind: DelayedKind, obj: &Value) -> ObjectKey {
+    let (ns, name) = name_of(obj);
+    (kind, ns, name)
 }
 
 fn has_sidecar(p: &Value) -> bool {
-    !flow::is_ztunnel(p)
-        && p["spec"]["containers"]
-            .as_array()
-            .into_iter()
-            .chain(p["spec"]["initContainers"].as_array())
-            .flatten()
-            .any(|c| c["name"] == PROXY_CONTAINER)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
+    decide::model_pod(p).has_sidecar
 }
 
 /// Time as Envoy's access log prints it (`2025-07-22T17:55:52.085Z`).
@@ -214,31 +192,20 @@ impl Mesh {
         let rx = {
             let store = lock(&app.store);
             let mut st = lock(&mesh.state);
-            for (key, kind) in [
-                (flow::AUTHORIZATIONPOLICIES, PolicyKind::AuthorizationPolicy),
-                (flow::PEERAUTHENTICATIONS, PolicyKind::PeerAuthentication),
-            ] {
+            for (key, kind) in DELAYED {
                 for o in store.list(key, None) {
                     st.timeline.seed(object_key(kind, o), o.clone());
                 }
             }
-            for p in store.list(resources::PODS, None).filter(|p| is_ready(p)) {
+            for p in store
+                .list(resources::PODS, None)
+                .filter(|p| flow::pod_ready(p))
+            {
                 if has_sidecar(p) {
                     launch.push(p.clone());
                 }
-                st.ready_at.insert(
-                    (
-                        p["metadata"]["namespace"]
-                            .as_str()
-                            .unwrap_or("")
-                            .to_string(),
-                        p["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                    ),
-                    (
-                        p["metadata"]["uid"].as_str().unwrap_or("").to_string(),
-                        None,
-                    ),
-                );
+                let uid = p["metadata"]["uid"].as_str().unwrap_or("").to_string();
+                st.ready_at.insert(name_of(p), (uid, None));
             }
             mesh.observed
                 .store(store.resource_version(), Ordering::SeqCst);
@@ -270,16 +237,16 @@ impl Mesh {
         }
     }
 
-    /// The options in force.
-    pub fn options(&self) -> MeshOptions {
-        self.options
-    }
-
     /// The propagation delay in real time (scaled).
     pub fn real_propagation_delay(&self) -> Duration {
+        self.real(self.options.propagation_delay)
+    }
+
+    /// A simulated duration in real time (`--time-scale`).
+    fn real(&self, simulated: Duration) -> Duration {
         let s = self.options.time_scale;
         if s.is_finite() && s > 0.0 {
-            self.options.propagation_delay.mul_f64(s)
+            simulated.mul_f64(s)
         } else {
             Duration::ZERO
         }
@@ -316,8 +283,8 @@ impl Mesh {
         let mut st = lock(&self.state);
         self.observed.fetch_max(ev.rv, Ordering::SeqCst);
         let now = self.now(&st);
-        if let Some(kind) = kind_of(ev.key) {
-            let key = object_key(kind, &ev.object);
+        if let Some((_, kind)) = DELAYED.iter().find(|(k, _)| *k == ev.key) {
+            let key = object_key(*kind, &ev.object);
             let obj = (ev.kind != "DELETED").then(|| (*ev.object).clone());
             let window = self.real_propagation_delay() + Duration::from_secs(1);
             st.timeline.record(key, now, obj, window);
@@ -325,13 +292,7 @@ impl Mesh {
             self.refresh_later();
         } else if ev.key == resources::PODS {
             let p = &ev.object;
-            let id = (
-                p["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-                p["metadata"]["name"].as_str().unwrap_or("").to_string(),
-            );
+            let id = name_of(p);
             let uid = p["metadata"]["uid"].as_str().unwrap_or("").to_string();
             if ev.kind == "DELETED" {
                 if let Some(f) = &self.fleet {
@@ -339,7 +300,7 @@ impl Mesh {
                 }
                 lock(&self.relays).remove(&id);
                 st.ready_at.remove(&id);
-            } else if is_ready(p) && st.ready_at.get(&id).is_none_or(|(u, _)| *u != uid) {
+            } else if flow::pod_ready(p) && st.ready_at.get(&id).is_none_or(|(u, _)| *u != uid) {
                 st.ready_at.insert(id, (uid, Some(now)));
                 if has_sidecar(p) {
                     drop(st);
@@ -361,10 +322,7 @@ impl Mesh {
         let now = self.now(&st);
         let window = self.real_propagation_delay() + Duration::from_secs(1);
         let mut seen = std::collections::HashSet::new();
-        for (key, kind) in [
-            (flow::AUTHORIZATIONPOLICIES, PolicyKind::AuthorizationPolicy),
-            (flow::PEERAUTHENTICATIONS, PolicyKind::PeerAuthentication),
-        ] {
+        for (key, kind) in DELAYED {
             for o in store.list(key, None) {
                 let k = object_key(kind, o);
                 seen.insert(k.clone());
@@ -393,12 +351,17 @@ impl Mesh {
         }
     }
 
-    fn received(&self, ns: &str, pod: &str) -> (Vec<Arc<Value>>, Vec<Arc<Value>>) {
+    /// The AuthorizationPolicies and PeerAuthentications the proxy of
+    /// `ns/pod` (None: ztunnel) has received by now.
+    fn received(&self, proxy: Option<(&str, &str)>) -> (Vec<Arc<Value>>, Vec<Arc<Value>>) {
         let st = lock(&self.state);
-        let at = self.view_time(&st, ns, pod);
+        let at = match proxy {
+            Some((ns, pod)) => self.view_time(&st, ns, pod),
+            None => self.now(&st).checked_sub(self.real_propagation_delay()),
+        };
         (
-            st.timeline.view(PolicyKind::AuthorizationPolicy, at),
-            st.timeline.view(PolicyKind::PeerAuthentication, at),
+            st.timeline.view(DelayedKind::AuthorizationPolicy, at),
+            st.timeline.view(DelayedKind::PeerAuthentication, at),
         )
     }
 
@@ -427,34 +390,14 @@ impl Mesh {
             return Vec::new();
         }
         let model = decide::model_pod(&p);
-        let (authz, _) = self.received(ns, pod);
-        authz
-            .iter()
-            .filter_map(|v| serde_json::from_value::<AuthorizationPolicy>((**v).clone()).ok())
+        let (authz, _) = self.received(Some((ns, pod)));
+        authorization_policies(&authz)
+            .into_iter()
             .filter(|ap| {
                 meshpolicy::CompiledAuthz::compile(ap)
                     .is_ok_and(|c| c.applies_to(&model, decide::ROOT_NAMESPACE))
             })
             .collect()
-    }
-
-    /// The AuthorizationPolicies ztunnel has received by now (after the
-    /// propagation delay, as sidecars get them).
-    pub fn ztunnel_policies(&self) -> Vec<AuthorizationPolicy> {
-        let st = lock(&self.state);
-        let at = self.now(&st).checked_sub(self.real_propagation_delay());
-        st.timeline
-            .view(PolicyKind::AuthorizationPolicy, at)
-            .iter()
-            .filter_map(|v| serde_json::from_value::<AuthorizationPolicy>((**v).clone()).ok())
-            .collect()
-    }
-
-    /// The PeerAuthentications ztunnel has received by now.
-    pub fn ztunnel_peer_authentications(&self) -> Vec<Arc<Value>> {
-        let st = lock(&self.state);
-        let at = self.now(&st).checked_sub(self.real_propagation_delay());
-        st.timeline.view(PolicyKind::PeerAuthentication, at)
     }
 
     /// The AuthorizationPolicies the waypoint whose pod is `ns/pod` has
@@ -478,16 +421,13 @@ impl Mesh {
             name: name.to_string(),
             waypoint_for: meshpolicy::ambient::WaypointFor::Service,
         };
-        let (authz, _) = self.received(ns, pod);
-        let all: Vec<AuthorizationPolicy> = authz
-            .iter()
-            .filter_map(|v| serde_json::from_value::<AuthorizationPolicy>((**v).clone()).ok())
-            .collect();
+        let (authz, _) = self.received(Some((ns, pod)));
+        let all = authorization_policies(&authz);
         meshpolicy::ambient::waypoint_policies(&all, &waypoint, service, decide::ROOT_NAMESPACE)
     }
 
     /// Decides a request without writing any log (tests, explanations).
-    pub fn evaluate(&self, from: &ExecTarget, request: &NetRequest) -> Option<Verdict> {
+    pub fn evaluate(&self, from: &ExecTarget, request: &NetRequest) -> Option<PathDecision> {
         self.run(from, request, false)
     }
 
@@ -502,33 +442,25 @@ impl Mesh {
         )
     }
 
-    fn run(&self, from: &ExecTarget, request: &NetRequest, emit: bool) -> Option<Verdict> {
+    fn run(&self, from: &ExecTarget, request: &NetRequest, emit: bool) -> Option<PathDecision> {
         let app = self.app.upgrade()?;
-        let facts = {
-            let store = lock(&app.store);
-            flow::gather(
-                &store,
-                &from.namespace,
-                &from.pod,
-                &request.host,
-                request.port,
-            )?
-        };
+        let facts = self.facts(&app, from, request)?;
         let mut rng = rand::rng();
         let ids = decide::Ids {
             request_id: crate::store::new_uid(),
             client_port: rng.random_range(32768..61000),
             upstream_port: rng.random_range(32768..61000),
-            inbound_port: rng.random_range(32768..61000),
             start_time: access_time(),
         };
-        let (ztunnel_policies, ztunnel_peer_authentications) = if may_be_ambient(&facts) {
-            (self.ztunnel_policies(), self.ztunnel_peer_authentications())
+        // The policies ztunnel has received (after the propagation delay,
+        // as sidecars get them).
+        let (authz, ztunnel_peer_authentications) = if may_be_ambient(&facts) {
+            self.received(None)
         } else {
-            (Vec::new(), Vec::new())
+            Default::default()
         };
-        let input = decide::Input {
-            ztunnel_policies: &ztunnel_policies,
+        let input = decide::DecisionInput {
+            ztunnel_policies: &authorization_policies(&authz),
             ztunnel_peer_authentications: &ztunnel_peer_authentications,
             facts: &facts,
             container: &from.container,
@@ -553,42 +485,31 @@ impl Mesh {
 
     /// Writes the simulated source sidecar's outbound access log line (the
     /// destination's lines come from its real Envoy) and the application's.
-    fn emit(&self, app: &Arc<Shared>, facts: &flow::Facts, v: &Verdict) {
+    fn emit(&self, app: &Arc<Shared>, facts: &flow::Facts, v: &PathDecision) {
         if let Some(ev) = v.source.as_ref()
             && let Some(entry) = &ev.access
             && facts.access_log
         {
-            {
-                let line = entry.format_text();
-                let delay = if ev.access_after.is_zero() {
-                    Duration::ZERO
-                } else {
-                    let s = self.options.time_scale;
-                    if s.is_finite() && s > 0.0 {
-                        ev.access_after.mul_f64(s)
-                    } else {
-                        Duration::ZERO
-                    }
-                };
-                let handle = tokio::runtime::Handle::try_current()
-                    .ok()
-                    .filter(|_| !delay.is_zero());
-                match handle {
-                    Some(h) => {
-                        let logs = app.logs.clone();
-                        let (ns, pod) = (ev.namespace.clone(), ev.pod.clone());
-                        let cancel = app.cancel.clone();
-                        h.spawn(async move {
-                            tokio::select! {
-                                _ = tokio::time::sleep(delay) => logs.append(&ns, &pod, PROXY_CONTAINER, &line),
-                                _ = cancel.cancelled() => {}
-                            }
-                        });
-                    }
-                    None => app
-                        .logs
-                        .append(&ev.namespace, &ev.pod, PROXY_CONTAINER, &line),
+            let line = entry.format_text();
+            let delay = self.real(ev.access_after);
+            let handle = tokio::runtime::Handle::try_current()
+                .ok()
+                .filter(|_| !delay.is_zero());
+            match handle {
+                Some(h) => {
+                    let logs = app.logs.clone();
+                    let (ns, pod) = (ev.namespace.clone(), ev.pod.clone());
+                    let cancel = app.cancel.clone();
+                    h.spawn(async move {
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => logs.append(&ns, &pod, PROXY_CONTAINER, &line),
+                            _ = cancel.cancelled() => {}
+                        }
+                    });
                 }
+                None => app
+                    .logs
+                    .append(&ev.namespace, &ev.pod, PROXY_CONTAINER, &line),
             }
         }
         if let Some((ns, pod, container, line)) = &v.app_log {
@@ -611,11 +532,7 @@ impl Mesh {
             tracing::warn!("meshsim: no async runtime; sidecars cannot start");
             return;
         };
-        let ns = pod["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let (ns, name) = name_of(&pod);
         let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
         let Some((proxy, paths)) = fleet.register(&ns, &name, &uid) else {
             return;
@@ -627,7 +544,8 @@ impl Mesh {
                 tracing::error!("meshsim: {}: {e}", paths.dir.display());
                 return;
             }
-            if crate::controllers::is_waypoint_pod(&pod) {
+            let waypoint = crate::controllers::is_waypoint_pod(&pod);
+            if waypoint {
                 match relay::Relay::start(app.clone(), proxy.stop_token()).await {
                     Ok(r) => {
                         lock(&mesh.relays).insert((ns.clone(), name.clone()), r);
@@ -638,32 +556,19 @@ impl Mesh {
                     }
                 }
             }
-            let waypoint = crate::controllers::is_waypoint_pod(&pod);
-            let listening = if waypoint {
-                Vec::new()
+            // A waypoint has no application behind it.
+            let (mut ports, listening) = if waypoint {
+                (Vec::new(), Vec::new())
             } else {
-                decide::listening_ports(&pod)
+                (decide::tcp_ports(&pod), decide::listening_ports(&pod))
             };
-            let mut ports: Vec<u16> = decide::model_pod(&pod)
-                .ports
-                .iter()
-                .filter(|p| p.protocol == meshpolicy::Protocol::Tcp)
-                .map(|p| p.port)
-                .collect();
-            ports.extend(listening.iter().copied());
-            ports.retain(|p| !decide::SIDECAR_PORTS.contains(p) && !waypoint);
+            ports.extend(&listening);
+            ports.retain(|p| !decide::SIDECAR_PORTS.contains(p));
             let mut app_ports = std::collections::BTreeMap::new();
             for port in ports {
                 let local = if listening.contains(&port) {
-                    appserver::serve(
-                        app.clone(),
-                        ns.clone(),
-                        name.clone(),
-                        port,
-                        proxy.stop_token(),
-                    )
-                    .await
-                    .ok()
+                    let stop = proxy.stop_token();
+                    appserver::serve(app.clone(), ns.clone(), name.clone(), port, stop).ok()
                 } else {
                     None
                 };
@@ -738,7 +643,7 @@ impl Mesh {
             )
         };
         let policies = self.sidecar_policies(ns, name);
-        let (_, peer_authentications) = self.received(ns, name);
+        let (_, peer_authentications) = self.received(Some((ns, name)));
         let sa = pod["spec"]["serviceAccountName"]
             .as_str()
             .filter(|s| !s.is_empty())
@@ -1066,7 +971,9 @@ impl Mesh {
         match outcome {
             // A TCP probe's bytes reached the application: a TCP server
             // keeps the connection open for more.
-            Ok(Ok(_)) if decide::wire(request) == decide::Wire::Tcp => NetOutcome::Silent,
+            Ok(Ok(_)) if decide::client_protocol(request) == decide::ClientProtocol::Tcp => {
+                NetOutcome::Silent
+            }
             Ok(Ok(r)) => NetOutcome::Http {
                 after: fw.latency,
                 status: r.status,
@@ -1154,7 +1061,7 @@ impl Mesh {
             }
             e.verdict = e.classify();
             if let Some(facts) = self.facts(&app, from, request) {
-                let relayed = Verdict {
+                let relayed = PathDecision {
                     source: Some(ev),
                     ..v.clone()
                 };
@@ -1163,6 +1070,15 @@ impl Mesh {
         }
         out
     }
+}
+
+/// The AuthorizationPolicies among store objects (those that do not parse
+/// are left out, as the API server would not hold them).
+fn authorization_policies(values: &[Arc<Value>]) -> Vec<AuthorizationPolicy> {
+    values
+        .iter()
+        .filter_map(|v| serde_json::from_value((**v).clone()).ok())
+        .collect()
 }
 
 /// Whether the destination may be in ambient mode (so the policies ztunnel

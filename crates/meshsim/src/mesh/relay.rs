@@ -24,16 +24,13 @@ use tokio_util::sync::CancellationToken;
 use super::app;
 use super::decide::WaypointHop;
 use crate::shared::Shared;
+use crate::sidecar::lock;
 
 /// One waypoint's relay: its loopback port and the hop being played.
 #[derive(Debug)]
 pub struct Relay {
     pub port: u16,
     slot: Mutex<Option<Arc<WaypointHop>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Relay {
@@ -152,25 +149,24 @@ async fn serve(app: Weak<Shared>, relay: Arc<Relay>, stream: TcpStream) {
             let _ = reader.get_ref().set_zero_linger();
             return;
         }
-        let lookup = |name: &str| {
-            hop.configmaps
-                .iter()
-                .find(|c| c["metadata"]["name"].as_str() == Some(name))
-                .cloned()
-        };
-        let a = app::answer(&hop.pod, &lookup, &req.method, &req.path, hop.port);
+        let a = app::answer(
+            &hop.pod,
+            &hop.configmaps,
+            &req.method,
+            &req.path,
+            hop.port,
+            &[],
+        );
         if a.nginx
             && let Some(c) = app::nginx_container(&hop.pod)
         {
-            let t = jiff::Timestamp::now().strftime("%d/%b/%Y:%H:%M:%S +0000");
-            let line = format!(
-                "{} - - [{t}] \"{} {} HTTP/1.1\" {} {} \"-\" \"{}\" \"-\"",
-                hop.waypoint_ip,
-                req.method,
-                req.path,
+            let line = app::nginx_log_line(
+                &hop.waypoint_ip,
+                &req.method,
+                &req.path,
                 a.status,
                 a.body.len(),
-                req.user_agent.as_deref().unwrap_or("-")
+                req.user_agent.as_deref(),
             );
             let ns = hop.pod["metadata"]["namespace"].as_str().unwrap_or("");
             let pod = hop.pod["metadata"]["name"].as_str().unwrap_or("");

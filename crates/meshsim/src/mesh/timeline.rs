@@ -18,15 +18,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Which policy kinds propagate with a delay.
+/// The policy kinds whose changes reach sidecars with a delay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PolicyKind {
+pub enum DelayedKind {
     AuthorizationPolicy,
     PeerAuthentication,
 }
 
 /// (kind, namespace, name).
-pub type ObjectKey = (PolicyKind, String, String);
+pub type ObjectKey = (DelayedKind, String, String);
 
 /// One version of an object: `None` = deleted. `at` None = present since
 /// before the mesh started watching.
@@ -43,10 +43,6 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// An object that existed before watching started (visible at any time).
     pub fn seed(&mut self, key: ObjectKey, object: Value) {
         self.objects.insert(
@@ -83,7 +79,7 @@ impl Timeline {
 
     /// The objects of `kind` as they were at `at` (sorted by namespace, name);
     /// `None` asks for the state before any recorded change.
-    pub fn view(&self, kind: PolicyKind, at: Option<Instant>) -> Vec<Arc<Value>> {
+    pub fn view(&self, kind: DelayedKind, at: Option<Instant>) -> Vec<Arc<Value>> {
         self.objects
             .iter()
             .filter(|((k, _, _), _)| *k == kind)
@@ -122,13 +118,13 @@ mod tests {
     use serde_json::json;
 
     fn key(name: &str) -> ObjectKey {
-        (PolicyKind::AuthorizationPolicy, "ns".into(), name.into())
+        (DelayedKind::AuthorizationPolicy, "ns".into(), name.into())
     }
 
     #[test]
     fn old_state_until_delay_then_new() {
         let t0 = Instant::now();
-        let mut tl = Timeline::new();
+        let mut tl = Timeline::default();
         tl.seed(key("a"), json!({"v": 1}));
         let w = Duration::from_secs(2);
         tl.record(
@@ -144,32 +140,32 @@ mod tests {
             w,
         );
         let before = tl.view(
-            PolicyKind::AuthorizationPolicy,
+            DelayedKind::AuthorizationPolicy,
             Some(t0 + Duration::from_secs(9)),
         );
         assert_eq!(before.len(), 1);
         assert_eq!(before[0]["v"], 1);
         let after = tl.view(
-            PolicyKind::AuthorizationPolicy,
+            DelayedKind::AuthorizationPolicy,
             Some(t0 + Duration::from_secs(10)),
         );
         let vs: Vec<i64> = after.iter().map(|v| v["v"].as_i64().unwrap()).collect();
         assert_eq!(vs, vec![2, 9]);
         assert!(
             tl.view(
-                PolicyKind::PeerAuthentication,
+                DelayedKind::PeerAuthentication,
                 Some(t0 + Duration::from_secs(10))
             )
             .is_empty()
         );
         // Before any recorded change only seeded objects exist.
-        assert_eq!(tl.view(PolicyKind::AuthorizationPolicy, None).len(), 1);
+        assert_eq!(tl.view(DelayedKind::AuthorizationPolicy, None).len(), 1);
     }
 
     #[test]
     fn deletion_and_pruning() {
         let t0 = Instant::now();
-        let mut tl = Timeline::new();
+        let mut tl = Timeline::default();
         let w = Duration::from_secs(1);
         for i in 0..100u64 {
             tl.record(
@@ -184,14 +180,14 @@ mod tests {
         tl.record(key("a"), t0 + Duration::from_secs(2000), None, w);
         assert_eq!(
             tl.view(
-                PolicyKind::AuthorizationPolicy,
+                DelayedKind::AuthorizationPolicy,
                 Some(t0 + Duration::from_secs(1999))
             )[0]["v"],
             99
         );
         assert!(
             tl.view(
-                PolicyKind::AuthorizationPolicy,
+                DelayedKind::AuthorizationPolicy,
                 Some(t0 + Duration::from_secs(2000))
             )
             .is_empty()

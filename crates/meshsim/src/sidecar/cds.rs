@@ -21,6 +21,8 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::lock;
+
 /// The static cluster every sidecar polls CDS through.
 pub const XDS_CLUSTER: &str = "meshsim-xds";
 
@@ -28,10 +30,6 @@ pub const XDS_CLUSTER: &str = "meshsim-xds";
 pub const REFRESH_DELAY: &str = "1s";
 
 const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The dynamic clusters of every sidecar, and the server that hands them out.
 #[derive(Debug, Default)]
@@ -88,12 +86,6 @@ impl Cds {
     }
 
     fn start(self: &Arc<Self>, stop: CancellationToken) -> std::io::Result<u16> {
-        let std_listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-        std_listener.set_nonblocking(true)?;
-        let port = std_listener.local_addr()?.port();
-        let handle = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
-        let _guard = handle.enter();
-        let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let me = Arc::downgrade(self);
         let router = axum::Router::new().route(
             "/v3/discovery:clusters",
@@ -110,12 +102,7 @@ impl Cds {
                 }
             }),
         );
-        handle.spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-        });
-        Ok(port)
+        super::serve_router(router, stop)
     }
 }
 

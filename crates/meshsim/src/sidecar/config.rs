@@ -32,14 +32,13 @@ use meshpolicy::istio::listener::{
     ext_authz_upstreams, inbound_clusters, inbound_listener,
 };
 use meshpolicy::istio::rbac::{TranslateOptions, http_filters, network_filters};
-use meshpolicy::peerauth::{self, MtlsMode, PeerAuthentication};
+use meshpolicy::peerauth::{self, PeerAuthentication};
 use serde_json::{Value, json};
 
 use super::certs::Identity;
 use super::spec::{PortProtocol, SidecarSpec};
 
-/// Istio's default root namespace.
-const ROOT_NAMESPACE: &str = "istio-system";
+use meshpolicy::workload::DEFAULT_ROOT_NAMESPACE as ROOT_NAMESPACE;
 
 /// The name of the inbound listener.
 pub use meshpolicy::istio::listener::VIRTUAL_INBOUND as INBOUND_LISTENER;
@@ -108,23 +107,16 @@ pub fn provider_cluster(up: &ExtAuthzUpstream, addr: SocketAddr) -> Value {
     c
 }
 
-/// The mTLS mode of a pod's `port` under the PeerAuthentications its sidecar
-/// has received, by meshpolicy's rules (Istio's precedence; one that Istio's
-/// validation would refuse is left out, as the API server would not hold it).
-fn mtls_mode(
-    policies: &[Arc<Value>],
-    namespace: &str,
-    labels: &BTreeMap<String, String>,
-    port: u16,
-) -> MtlsMode {
-    let parsed: Vec<PeerAuthentication> = policies
+/// The PeerAuthentications among store objects; one that Istio's validation
+/// would refuse is left out, as the API server would not hold it.
+pub fn peer_authentications(values: &[Arc<Value>]) -> Vec<PeerAuthentication> {
+    values
         .iter()
         .filter_map(|p| {
-            let ns = p["metadata"]["namespace"].as_str().unwrap_or(namespace);
+            let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
             PeerAuthentication::from_value(p, ns).ok()
         })
-        .collect();
-    peerauth::effective_mode(&parsed, namespace, labels, port, ROOT_NAMESPACE).mode
+        .collect()
 }
 
 /// The CUSTOM providers of the mesh config istiod would read (ConfigMap
@@ -187,13 +179,11 @@ fn inbound_spec(input: &SidecarInput<'_>, spec: &SidecarSpec) -> InboundSpec {
         ports.entry(*p).or_insert(PortProtocol::Auto);
     }
     ports.remove(&0);
+    // The mTLS mode of each port, by meshpolicy's rules (Istio's precedence).
+    let peer_authentications = peer_authentications(input.peer_authentications);
     let mode = |port| {
-        mtls_mode(
-            input.peer_authentications,
-            &spec.namespace,
-            &spec.labels,
-            port,
-        )
+        let (ns, labels) = (&spec.namespace, &spec.labels);
+        peerauth::effective_mode(&peer_authentications, ns, labels, port, ROOT_NAMESPACE).mode
     };
     inbound.ports = ports
         .into_iter()

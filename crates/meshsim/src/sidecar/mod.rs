@@ -99,8 +99,32 @@ impl std::fmt::Debug for Fleet {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks `m`, through a poisoning (the guarded maps stay consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Binds 127.0.0.1 on a kernel-chosen port synchronously (so the caller
+/// knows the port at once), for a server on the current tokio runtime.
+pub(crate) fn bind_loopback() -> std::io::Result<(tokio::net::TcpListener, u16)> {
+    let std_listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    std_listener.set_nonblocking(true)?;
+    let port = std_listener.local_addr()?.port();
+    let handle = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+    let _guard = handle.enter();
+    Ok((tokio::net::TcpListener::from_std(std_listener)?, port))
+}
+
+/// Serves `router` on loopback ([`bind_loopback`]) until `stop` fires;
+/// returns its port. Needs a tokio runtime.
+pub(crate) fn serve_router(router: axum::Router, stop: CancellationToken) -> std::io::Result<u16> {
+    let (listener, port) = bind_loopback()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    });
+    Ok(port)
 }
 
 /// Writes `value` to `path` atomically: a temporary file beside it, then a
