@@ -644,17 +644,7 @@ impl Mesh {
         };
         let policies = self.sidecar_policies(ns, name);
         let (_, peer_authentications) = self.received(Some((ns, name)));
-        let sa = pod["spec"]["serviceAccountName"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .unwrap_or("default");
-        let identity = match fleet.pki().identity(ns, sa) {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::error!("meshsim: {e}");
-                return None;
-            }
-        };
+        let identity = identity(fleet, pod)?;
         Some(sidecar::config::envoy_config(
             &sidecar::config::SidecarInput {
                 pod,
@@ -690,17 +680,7 @@ impl Mesh {
             .get(&(ns.to_string(), name.to_string()))?
             .port;
         let policies = self.waypoint_policies(ns, name, service);
-        let sa = pod["spec"]["serviceAccountName"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .unwrap_or("default");
-        let identity = match fleet.pki().identity(ns, sa) {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::error!("meshsim: {e}");
-                return None;
-            }
-        };
+        let identity = identity(fleet, pod)?;
         Some(sidecar::waypoint::waypoint_config(
             &sidecar::waypoint::WaypointInput {
                 pod,
@@ -723,18 +703,9 @@ impl Mesh {
         hop: &decide::WaypointHop,
         dial: impl FnOnce(std::net::SocketAddr) -> sidecar::client::Dial,
         request: &NetRequest,
-    ) -> Option<Result<sidecar::httpc::Response, sidecar::httpc::HttpError>> {
+    ) -> Option<(sidecar::client::Dial, Sent)> {
         let fleet = self.fleet.as_ref()?;
-        let proxy = match fleet.proxy(&fw.namespace, &fw.pod) {
-            Some(p) => p,
-            None => {
-                self.settle(400).await;
-                fleet.proxy(&fw.namespace, &fw.pod)?
-            }
-        };
-        proxy.ready(sidecar::READY_LIMIT).await?;
-        let pod_json = self.pod(&fw.namespace, &fw.pod).ok()?;
-        let paths = sidecar::Paths::new(proxy.dir.clone());
+        let (proxy, pod_json, paths) = self.running_proxy(fleet, &fw.namespace, &fw.pod).await?;
         let mut w = proxy.config.lock().await;
         let service = hop.service.as_ref().map(|(n, s)| (n.as_str(), s.as_str()));
         if let Some(cfg) = self.waypoint_config(&pod_json, &paths, service) {
@@ -754,19 +725,13 @@ impl Mesh {
             .cloned()?;
         relay.set(Some(hop.clone()));
         let d = dial(addr.inbound);
-        let sent = sidecar::client::send(
-            &d,
-            &request.method,
-            &request.path,
-            &request.headers,
-            request.body.as_deref(),
-        );
-        let out = tokio::time::timeout(Duration::from_secs(30), sent)
+        // A waypoint that does not answer in time is reset by the client.
+        let out = send_on(&d, request)
             .await
-            .unwrap_or(Err(sidecar::httpc::HttpError::Reset));
+            .or(Ok(Err(sidecar::httpc::HttpError::Reset)));
         relay.set(None);
         drop(w);
-        Some(out)
+        Some((d, out))
     }
 
     /// The clusters of CUSTOM providers' services, each leading to where
@@ -792,10 +757,13 @@ impl Mesh {
             .collect()
     }
 
-    /// Brings the sidecar of `ns/pod` up to date with what it has received
-    /// by now and returns its addresses once Envoy runs the new listener.
-    pub async fn sync_sidecar(&self, ns: &str, pod: &str) -> Option<sidecar::Addresses> {
-        let fleet = self.fleet.as_ref()?;
+    /// The running proxy of `ns/pod`, its pod and its files.
+    async fn running_proxy(
+        &self,
+        fleet: &Fleet,
+        ns: &str,
+        pod: &str,
+    ) -> Option<(Arc<sidecar::Proxy>, Value, sidecar::Paths)> {
         let proxy = match fleet.proxy(ns, pod) {
             Some(p) => p,
             // The pod may have turned Ready in the store a moment before the
@@ -808,6 +776,14 @@ impl Mesh {
         proxy.ready(sidecar::READY_LIMIT).await?;
         let pod_json = self.pod(ns, pod).ok()?;
         let paths = sidecar::Paths::new(proxy.dir.clone());
+        Some((proxy, pod_json, paths))
+    }
+
+    /// Brings the sidecar of `ns/pod` up to date with what it has received
+    /// by now and returns its addresses once Envoy runs the new listener.
+    pub async fn sync_sidecar(&self, ns: &str, pod: &str) -> Option<sidecar::Addresses> {
+        let fleet = self.fleet.as_ref()?;
+        let (proxy, pod_json, paths) = self.running_proxy(fleet, ns, pod).await?;
         let mut w = proxy.config.lock().await;
         if let Some(cfg) = self.sidecar_config(&pod_json, &w.app_ports, &paths) {
             // CUSTOM providers' clusters first, so the listener calling them
@@ -909,36 +885,16 @@ impl Mesh {
             mtls,
         };
         let (dial, outcome) = if let Some(hop) = &fw.waypoint {
-            let mut used = None;
-            let out = self
-                .through_waypoint(
-                    fw,
-                    hop,
-                    |inbound| {
-                        let d = make_dial(inbound);
-                        used = Some(d.clone());
-                        d
-                    },
-                    request,
-                )
-                .await;
-            match (out, used) {
-                (Some(o), Some(d)) => (d, Ok(o)),
-                _ => return failed(decide::CONNECT_TERMINATION_BODY),
+            match self.through_waypoint(fw, hop, make_dial, request).await {
+                Some(sent) => sent,
+                None => return failed(decide::CONNECT_TERMINATION_BODY),
             }
         } else {
             let Some(addr) = self.sync_sidecar(&fw.namespace, &fw.pod).await else {
                 return failed(decide::CONNECT_FAILURE_BODY);
             };
             let dial = make_dial(addr.inbound);
-            let sent = sidecar::client::send(
-                &dial,
-                &request.method,
-                &request.path,
-                &request.headers,
-                request.body.as_deref(),
-            );
-            let outcome = tokio::time::timeout(Duration::from_secs(30), sent).await;
+            let outcome = send_on(&dial, request).await;
             (dial, outcome)
         };
         // The request is over for the client once Envoy has logged it (the
@@ -1070,6 +1026,27 @@ impl Mesh {
         }
         out
     }
+}
+
+/// An answer through a real Envoy, or why none came (in time).
+type Sent = Result<
+    Result<sidecar::httpc::Response, sidecar::httpc::HttpError>,
+    tokio::time::error::Elapsed,
+>;
+
+/// Sends `request` through a proxy's inbound listener, waiting at most 30 s.
+async fn send_on(dial: &sidecar::client::Dial, request: &NetRequest) -> Sent {
+    let (method, path, headers) = (&request.method, &request.path, &request.headers);
+    let sent = sidecar::client::send(dial, method, path, headers, request.body.as_deref());
+    tokio::time::timeout(Duration::from_secs(30), sent).await
+}
+
+/// The workload certificate of `pod`'s ServiceAccount.
+fn identity(fleet: &Fleet, pod: &Value) -> Option<Arc<sidecar::certs::Identity>> {
+    let (ns, _) = name_of(pod);
+    let sa = decide::model_pod(pod).service_account;
+    let id = fleet.pki().identity(&ns, &sa);
+    id.map_err(|e| tracing::error!("meshsim: {e}")).ok()
 }
 
 /// The AuthorizationPolicies among store objects (those that do not parse

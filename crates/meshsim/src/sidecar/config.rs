@@ -36,7 +36,8 @@ use meshpolicy::peerauth::{self, PeerAuthentication};
 use serde_json::{Value, json};
 
 use super::certs::Identity;
-use super::spec::{PortProtocol, SidecarSpec};
+use super::spec::SidecarSpec;
+use meshpolicy::protocol::Stack;
 
 use meshpolicy::workload::DEFAULT_ROOT_NAMESPACE as ROOT_NAMESPACE;
 
@@ -155,28 +156,71 @@ pub fn ext_authz_options(store: &crate::store::Store) -> TranslateOptions {
 /// refused (503 `UF`), as for a port of the pod nothing listens on.
 const CLOSED: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9);
 
-/// The inbound listener's spec for this sidecar: meshpolicy's Istio listener
-/// with meshsim's plumbing.
-fn inbound_spec(input: &SidecarInput<'_>, spec: &SidecarSpec) -> InboundSpec {
+/// The inbound listener's spec every proxy (a sidecar's, a waypoint's)
+/// starts from: meshpolicy's Istio listener on loopback (its port chosen by
+/// the kernel), fed through the PROXY protocol, with the workload's
+/// certificate and the access log (when on) to Envoy's stdout.
+pub(super) fn base_inbound(identity: &Identity, ca_pem: &str, access_log: bool) -> InboundSpec {
     let tls = TlsPem {
-        cert_chain: input.identity.cert_pem.clone(),
-        private_key: input.identity.key_pem.clone(),
-        ca: input.ca_pem.to_string(),
+        cert_chain: identity.cert_pem.clone(),
+        private_key: identity.key_pem.clone(),
+        ca: ca_pem.to_string(),
     };
     let mut inbound = InboundSpec::new(Ipv4Addr::LOCALHOST.into(), 0, tls);
     inbound.proxy_protocol = true;
     inbound.source_ip_from_proxy_protocol = true;
-    inbound.upstream_bind = Some(std::net::Ipv4Addr::new(127, 0, 0, 6).into());
-    if input.access_log {
+    if access_log {
         inbound.access_log = AccessLog::Stdout;
     }
+    inbound
+}
+
+/// The listener resource for `inbound` (its builder's checks cannot fail
+/// for meshsim's specs: ports distinct and non-zero, nothing bound).
+pub(super) fn listener_resource(inbound: &InboundSpec) -> Value {
+    inbound_listener(inbound).map_or(Value::Null, |mut l| {
+        l["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+        l
+    })
+}
+
+/// A proxy's bootstrap: its `node`, the admin on loopback, listeners through
+/// LDS from `lds_path`, `clusters` static, and `cds` (the `cds_config`) when set.
+pub(super) fn bootstrap(
+    node: Value,
+    lds_path: &Path,
+    clusters: Vec<Value>,
+    cds: Option<Value>,
+) -> Value {
+    let mut dynamic = json!({
+        "lds_config": {"path_config_source": {"path": lds_path.to_string_lossy()}, "resource_api_version": "V3"}
+    });
+    if let Some(cds) = cds {
+        dynamic["cds_config"] = cds;
+    }
+    json!({
+        "node": node,
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "dynamic_resources": dynamic,
+        "static_resources": {"clusters": clusters},
+        "overload_manager": {"resource_monitors": [{"name": "envoy.resource_monitors.global_downstream_max_connections",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                "max_active_downstream_connections": 100000}}]}
+    })
+}
+
+/// The inbound listener's spec for this sidecar, with meshsim's plumbing:
+/// the application's loopback ports, reached from 127.0.0.6.
+fn inbound_spec(input: &SidecarInput<'_>, spec: &SidecarSpec) -> InboundSpec {
+    let mut inbound = base_inbound(input.identity, input.ca_pem, input.access_log);
+    inbound.upstream_bind = Some(std::net::Ipv4Addr::new(127, 0, 0, 6).into());
     // CUSTOM policies as istiod builds them from the mesh config: an
     // ext_authz filter for a known provider, DENY rules for an unknown one.
     inbound.http_filters = http_filters(input.policies, input.ext_authz);
     inbound.network_filters = network_filters(input.policies, input.ext_authz);
-    let mut ports: BTreeMap<u16, PortProtocol> = spec.ports.clone();
+    let mut ports: BTreeMap<u16, Stack> = spec.ports.clone();
     for p in input.app_ports.keys() {
-        ports.entry(*p).or_insert(PortProtocol::Auto);
+        ports.entry(*p).or_insert(Stack::Sniffed);
     }
     ports.remove(&0);
     // The mTLS mode of each port, by meshpolicy's rules (Istio's precedence).
@@ -190,7 +234,7 @@ fn inbound_spec(input: &SidecarInput<'_>, spec: &SidecarSpec) -> InboundSpec {
         .map(|(port, proto)| InboundPort {
             port,
             // Istio sniffs an undeclared protocol; meshsim's clients speak HTTP.
-            protocol: if proto == PortProtocol::Tcp {
+            protocol: if proto == Stack::Tcp {
                 AppProtocol::Tcp
             } else {
                 AppProtocol::Http
@@ -221,47 +265,31 @@ pub fn envoy_config(input: &SidecarInput<'_>) -> EnvoyConfig {
         .get("app")
         .cloned()
         .unwrap_or_else(|| spec.pod.clone());
-    // The spec's ports are distinct and non-zero, and app ports are not
-    // bound: the builder's checks cannot fail here.
     let mut ext_authz = ext_authz_upstreams(&inbound.http_filters);
     for up in ext_authz_upstreams(&inbound.network_filters) {
         if !ext_authz.iter().any(|u| u.cluster == up.cluster) {
             ext_authz.push(up);
         }
     }
-    let listener = inbound_listener(&inbound).map_or(Value::Null, |mut l| {
-        l["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
-        l
-    });
+    // The inbound clusters never change while the pod lives (its ports are
+    // fixed), so they are static: a file-based CDS would cost each Envoy a
+    // second inotify instance. CUSTOM providers' clusters come through REST
+    // CDS from meshsim ([`super::cds`]).
     let mut clusters = inbound_clusters(&inbound);
-    let mut dynamic = json!({
-        "lds_config": {"path_config_source": {"path": input.lds_path.to_string_lossy()}, "resource_api_version": "V3"}
-    });
-    if let Some(port) = input.xds_port {
+    let cds = input.xds_port.map(|port| {
         let (cds, xds) = super::cds::bootstrap_parts(port);
-        dynamic["cds_config"] = cds;
         clusters.push(xds);
-    }
-    let bootstrap = json!({
-        "node": {
-            "id": format!("sidecar~{}~{}.{}~{}.svc.cluster.local", spec.pod_ip, spec.pod, spec.namespace, spec.namespace),
-            "cluster": format!("{workload}.{}", spec.namespace),
-            "metadata": {"NAME": spec.pod, "NAMESPACE": spec.namespace, "SERVICE_ACCOUNT": spec.service_account,
-                "INSTANCE_IPS": spec.pod_ip, "LABELS": spec.labels, "WORKLOAD_NAME": workload, "MESH_ID": "cluster.local"}
-        },
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "dynamic_resources": dynamic,
-        // The inbound clusters never change while the pod lives (its ports
-        // are fixed), so they are static: a file-based CDS would cost each
-        // Envoy a second inotify instance. CUSTOM providers' clusters come
-        // through REST CDS from meshsim ([`super::cds`]).
-        "static_resources": {"clusters": clusters},
-        "overload_manager": {"resource_monitors": [{"name": "envoy.resource_monitors.global_downstream_max_connections",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
-                "max_active_downstream_connections": 100000}}]}
+        cds
     });
+    let node = json!({
+        "id": format!("sidecar~{}~{}.{}~{}.svc.cluster.local", spec.pod_ip, spec.pod, spec.namespace, spec.namespace),
+        "cluster": format!("{workload}.{}", spec.namespace),
+        "metadata": {"NAME": spec.pod, "NAMESPACE": spec.namespace, "SERVICE_ACCOUNT": spec.service_account,
+            "INSTANCE_IPS": spec.pod_ip, "LABELS": spec.labels, "WORKLOAD_NAME": workload, "MESH_ID": "cluster.local"}
+    });
+    let listener = listener_resource(&inbound);
     EnvoyConfig {
-        bootstrap,
+        bootstrap: bootstrap(node, input.lds_path, clusters, cds),
         listeners: vec![listener],
         ext_authz,
     }

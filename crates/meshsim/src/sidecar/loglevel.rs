@@ -1,4 +1,4 @@
-//! Envoy logger levels of one sidecar.
+//! The log levels a sidecar's Envoy starts with.
 //!
 //! Envoy's RBAC decision lines are printed by the `rbac` logger at debug
 //! level, and the local reply line by the `http` logger, so whether a
@@ -7,80 +7,21 @@
 //! --component-log-level misc:error`), changed by the pod annotations
 //! `sidecar.istio.io/logLevel` (every logger), `sidecar.istio.io/componentLogLevel`
 //! (`logger:level,...`) and `sidecar.istio.io/proxyLogLevel` (accepted in
-//! either form, as the walk-through uses it), and at run time through Envoy's
-//! admin `logging` endpoint (`istioctl proxy-config log`).
+//! either form, as the walk-through uses it). Envoy itself changes them at
+//! run time through its admin `logging` endpoint (`istioctl proxy-config log`).
 
-use std::fmt;
-use std::str::FromStr;
+use serde_json::Value;
 
-/// An Envoy log level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warning,
-    Error,
-    Critical,
-    Off,
-}
+/// Envoy's level names, in spdlog's order (Envoy prints `warning`, not `warn`).
+const LEVELS: [&str; 7] = [
+    "trace", "debug", "info", "warning", "error", "critical", "off",
+];
 
-impl LogLevel {
-    /// Every level, in spdlog's order.
-    pub const ALL: [LogLevel; 7] = [
-        Self::Trace,
-        Self::Debug,
-        Self::Info,
-        Self::Warning,
-        Self::Error,
-        Self::Critical,
-        Self::Off,
-    ];
-
-    /// The name Envoy prints (`warning`, not `warn`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Trace => "trace",
-            Self::Debug => "debug",
-            Self::Info => "info",
-            Self::Warning => "warning",
-            Self::Error => "error",
-            Self::Critical => "critical",
-            Self::Off => "off",
-        }
-    }
-
-    /// Whether a message at `level` is printed by a logger at `self`.
-    pub fn enables(self, level: LogLevel) -> bool {
-        self != Self::Off && level >= self
-    }
-}
-
-impl fmt::Display for LogLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A level name Envoy does not know.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown log level {0:?} (expected trace, debug, info, warning, error, critical or off)")]
-pub struct UnknownLevel(pub String);
-
-impl FromStr for LogLevel {
-    type Err = UnknownLevel;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "trace" => Ok(Self::Trace),
-            "debug" => Ok(Self::Debug),
-            "info" => Ok(Self::Info),
-            "warning" | "warn" => Ok(Self::Warning),
-            "error" => Ok(Self::Error),
-            "critical" => Ok(Self::Critical),
-            "off" => Ok(Self::Off),
-            other => Err(UnknownLevel(other.to_string())),
-        }
-    }
+/// A level name as Envoy reads it (any case, `warn` for `warning`).
+fn level(s: &str) -> Option<&'static str> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = if s == "warn" { "warning" } else { s.as_str() };
+    LEVELS.iter().find(|l| **l == s).copied()
 }
 
 /// Envoy's logger names, in the order its admin `logging` endpoint lists them
@@ -153,158 +94,76 @@ pub const ENVOY_LOGGERS: &[&str] = &[
     "websocket",
 ];
 
-/// Why a logger level could not be set.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LevelError {
-    #[error("unknown logger {0:?}")]
-    UnknownLogger(String),
-    #[error(transparent)]
-    Level(#[from] UnknownLevel),
-}
-
-/// Every logger's level.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoggerLevels {
-    /// Parallel to [`ENVOY_LOGGERS`].
-    levels: Vec<LogLevel>,
-}
-
-impl Default for LoggerLevels {
-    /// What Istio starts Envoy with: `-l warning --component-log-level misc:error`.
-    fn default() -> Self {
-        let mut l = Self::all(LogLevel::Warning);
-        l.put("misc", LogLevel::Error);
-        l
+/// `-l` and `--component-log-level` as pilot-agent would pass them for a
+/// pod with these annotations. Unknown loggers or levels are left out, as
+/// Envoy would refuse only that entry.
+pub fn log_args(annotations: &Value) -> (String, String) {
+    let get = |k: &str| annotations[k].as_str();
+    let base = get("sidecar.istio.io/logLevel").and_then(level);
+    let mut levels = vec![base.unwrap_or("warning"); ENVOY_LOGGERS.len()];
+    let index = |logger: &str| ENVOY_LOGGERS.iter().position(|l| *l == logger);
+    if let Some(i) = index("misc") {
+        levels[i] = "error";
     }
-}
-
-fn logger_index(name: &str) -> Option<usize> {
-    ENVOY_LOGGERS.iter().position(|l| *l == name)
-}
-
-impl LoggerLevels {
-    /// Every logger at `level`.
-    pub fn all(level: LogLevel) -> Self {
-        Self {
-            levels: vec![level; ENVOY_LOGGERS.len()],
-        }
-    }
-
-    fn put(&mut self, logger: &str, level: LogLevel) {
-        if let Some(i) = logger_index(logger) {
-            self.levels[i] = level;
-        }
-    }
-
-    /// The starting levels for a pod with these annotations (name -> value).
-    /// Unknown loggers or levels in annotations are ignored, as pilot-agent
-    /// passes them to Envoy which then refuses only that entry.
-    pub fn from_annotations(get: impl Fn(&str) -> Option<String>) -> Self {
-        let mut l = Self::default();
-        if let Some(v) = get("sidecar.istio.io/logLevel")
-            && let Ok(level) = v.parse()
-        {
-            l.set_all(level);
-            l.put("misc", LogLevel::Error);
-        }
-        for key in [
-            "sidecar.istio.io/componentLogLevel",
-            "sidecar.istio.io/proxyLogLevel",
-        ] {
-            if let Some(v) = get(key) {
-                let _ = l.apply_spec(&v);
-            }
-        }
-        l
-    }
-
-    /// Applies `logger:level,...` or a bare `level` (every logger). Entries
-    /// that fail are skipped; the first error is returned.
-    pub fn apply_spec(&mut self, spec: &str) -> Result<(), LevelError> {
-        let mut first_err = None;
+    for key in [
+        "sidecar.istio.io/componentLogLevel",
+        "sidecar.istio.io/proxyLogLevel",
+    ] {
+        let spec = get(key).unwrap_or("");
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let r = match part.split_once(':') {
-                Some((logger, level)) => self.set(logger.trim(), level),
-                None => part
-                    .parse()
-                    .map(|lv| self.set_all(lv))
-                    .map_err(LevelError::from),
-            };
-            if let Err(e) = r {
-                first_err.get_or_insert(e);
+            match part.split_once(':') {
+                Some((logger, l)) => {
+                    if let (Some(i), Some(l)) = (index(logger.trim()), level(l)) {
+                        levels[i] = l;
+                    }
+                }
+                None => {
+                    if let Some(l) = level(part) {
+                        levels.fill(l);
+                    }
+                }
             }
         }
-        first_err.map_or(Ok(()), Err)
     }
-
-    /// Sets one logger.
-    pub fn set(&mut self, logger: &str, level: &str) -> Result<(), LevelError> {
-        let i =
-            logger_index(logger).ok_or_else(|| LevelError::UnknownLogger(logger.to_string()))?;
-        self.levels[i] = level.parse()?;
-        Ok(())
-    }
-
-    /// Sets every logger.
-    pub fn set_all(&mut self, level: LogLevel) {
-        self.levels.fill(level);
-    }
-
-    /// The level of one logger (None when Envoy has no such logger).
-    pub fn get(&self, logger: &str) -> Option<LogLevel> {
-        logger_index(logger).map(|i| self.levels[i])
-    }
-
-    /// Whether `logger` prints messages at `level`.
-    pub fn enabled(&self, logger: &str, level: LogLevel) -> bool {
-        self.get(logger).is_some_and(|l| l.enables(level))
-    }
-
-    /// Every logger and its level, in Envoy's listing order.
-    pub fn list(&self) -> Vec<(String, LogLevel)> {
-        ENVOY_LOGGERS
-            .iter()
-            .zip(&self.levels)
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect()
-    }
+    let base = base.unwrap_or("warning");
+    let parts: Vec<String> = ENVOY_LOGGERS
+        .iter()
+        .zip(&levels)
+        .filter(|(_, l)| **l != base)
+        .map(|(n, l)| format!("{n}:{l}"))
+        .collect();
+    let comp = if parts.is_empty() {
+        "misc:error".to_string()
+    } else {
+        parts.join(",")
+    };
+    (base.to_string(), comp)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
-    fn defaults_and_annotations() {
-        let d = LoggerLevels::default();
-        assert_eq!(d.get("rbac"), Some(LogLevel::Warning));
-        assert_eq!(d.get("misc"), Some(LogLevel::Error));
-        assert!(!d.enabled("rbac", LogLevel::Debug));
-
-        let walk = LoggerLevels::from_annotations(|k| match k {
-            "sidecar.istio.io/proxyLogLevel" => Some("rbac:debug".into()),
-            _ => None,
-        });
-        assert!(walk.enabled("rbac", LogLevel::Debug));
-        assert!(!walk.enabled("http", LogLevel::Debug));
-
-        let all = LoggerLevels::from_annotations(|k| match k {
-            "sidecar.istio.io/logLevel" => Some("debug".into()),
-            _ => None,
-        });
-        assert!(all.enabled("http", LogLevel::Debug));
-        assert_eq!(all.get("misc"), Some(LogLevel::Error));
-    }
-
-    #[test]
-    fn spec_errors_name_the_entry() {
-        let mut l = LoggerLevels::default();
+    fn log_args_follow_annotations() {
         assert_eq!(
-            l.apply_spec("nosuch:debug,rbac:debug"),
-            Err(LevelError::UnknownLogger("nosuch".into()))
+            log_args(&json!({})),
+            ("warning".to_string(), "misc:error".to_string())
         );
-        assert_eq!(l.get("rbac"), Some(LogLevel::Debug));
-        assert!(l.apply_spec("rbac:loud").is_err());
-        assert!(!LogLevel::Off.enables(LogLevel::Critical));
+        let (l, c) = log_args(&json!({"sidecar.istio.io/componentLogLevel": "rbac:debug"}));
+        assert_eq!(l, "warning");
+        assert!(c.contains("rbac:debug") && c.contains("misc:error"), "{c}");
+        // The walk-through's annotation.
+        let (_, c) = log_args(&json!({"sidecar.istio.io/proxyLogLevel": "rbac:debug"}));
+        assert_eq!(c, "misc:error,rbac:debug");
+        // Every logger, misc still at error.
+        let (l, c) = log_args(&json!({"sidecar.istio.io/logLevel": "DEBUG"}));
+        assert_eq!((l.as_str(), c.as_str()), ("debug", "misc:error"));
+        // Entries Envoy would refuse are skipped, the others kept.
+        let (_, c) = log_args(
+            &json!({"sidecar.istio.io/componentLogLevel": "nosuch:debug,rbac:loud,http:warn,jwt:trace"}),
+        );
+        assert_eq!(c, "jwt:trace,misc:error");
     }
 }

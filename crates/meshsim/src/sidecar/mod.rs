@@ -39,7 +39,7 @@ pub use certs::Pki;
 pub use locate::{EnvoyNotFound, find_envoy};
 pub use proxy::{Addresses, Proxy};
 
-use loglevel::{LogLevel, LoggerLevels};
+pub use loglevel::log_args;
 
 /// The sidecar's container name.
 pub const PROXY_CONTAINER: &str = "istio-proxy";
@@ -135,28 +135,6 @@ pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
     let body = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     std::fs::write(&tmp, body)?;
     std::fs::rename(&tmp, path)
-}
-
-/// `-l` and `--component-log-level` as pilot-agent would pass them for a
-/// pod with these annotations.
-pub fn log_args(annotations: &Value) -> (String, String) {
-    let levels = LoggerLevels::from_annotations(|k| annotations[k].as_str().map(str::to_string));
-    let base = annotations["sidecar.istio.io/logLevel"]
-        .as_str()
-        .and_then(|v| v.parse::<LogLevel>().ok())
-        .unwrap_or(LogLevel::Warning);
-    let parts: Vec<String> = levels
-        .list()
-        .into_iter()
-        .filter(|(_, l)| *l != base)
-        .map(|(n, l)| format!("{n}:{}", l.as_str()))
-        .collect();
-    let comp = if parts.is_empty() {
-        "misc:error".to_string()
-    } else {
-        parts.join(",")
-    };
-    (base.as_str().to_string(), comp)
 }
 
 /// The files of one sidecar.
@@ -427,21 +405,4 @@ pub async fn admin_request(
     tokio::time::timeout(ADMIN_LIMIT, exchange)
         .await
         .unwrap_or(Err(httpc::HttpError::Reset))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn log_args_follow_annotations() {
-        assert_eq!(
-            log_args(&json!({})),
-            ("warning".to_string(), "misc:error".to_string())
-        );
-        let (l, c) = log_args(&json!({"sidecar.istio.io/componentLogLevel": "rbac:debug"}));
-        assert_eq!(l, "warning");
-        assert!(c.contains("rbac:debug") && c.contains("misc:error"), "{c}");
-    }
 }

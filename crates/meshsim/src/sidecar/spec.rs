@@ -5,18 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use meshpolicy::protocol::{PortProtocol, Stack};
 use serde_json::Value;
-
-/// How Istio treats an inbound port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum PortProtocol {
-    /// HTTP (Service port named `http*`/`grpc*` or appProtocol http): HTTP chains only.
-    Http,
-    /// Declared TCP-like protocol: TCP chains only.
-    Tcp,
-    /// Unknown: Istio sniffs, so both HTTP and TCP chains.
-    Auto,
-}
 
 /// What the dump is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,18 +16,9 @@ pub struct SidecarSpec {
     pub pod_ip: String,
     pub service_account: String,
     pub labels: BTreeMap<String, String>,
-    /// Inbound ports (container ports), with the protocol Istio infers.
-    pub ports: BTreeMap<u16, PortProtocol>,
-}
-
-/// How the sidecar treats a Service port: meshpolicy's rule (Istio's protocol selection).
-fn protocol_of_name(name: &str, app_protocol: Option<&str>) -> PortProtocol {
-    use meshpolicy::protocol::{PortProtocol as Istio, Stack};
-    match Istio::of_service_port(Some(name), app_protocol).stack() {
-        Stack::Http => PortProtocol::Http,
-        Stack::Tcp => PortProtocol::Tcp,
-        Stack::Sniffed => PortProtocol::Auto,
-    }
+    /// Inbound ports (container ports), with the filters Istio gives each
+    /// (meshpolicy's protocol selection).
+    pub ports: BTreeMap<u16, Stack>,
 }
 
 impl SidecarSpec {
@@ -52,7 +33,7 @@ impl SidecarSpec {
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
             .collect();
         let mut named: BTreeMap<String, u16> = BTreeMap::new();
-        let mut ports: BTreeMap<u16, PortProtocol> = BTreeMap::new();
+        let mut ports: BTreeMap<u16, Stack> = BTreeMap::new();
         for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
             if c["name"] == "istio-proxy" {
                 continue;
@@ -70,7 +51,7 @@ impl SidecarSpec {
                 if let Some(name) = p["name"].as_str() {
                     named.insert(name.to_string(), n);
                 }
-                ports.insert(n, PortProtocol::Auto);
+                ports.insert(n, Stack::Sniffed);
             }
         }
         for svc in services {
@@ -92,13 +73,11 @@ impl SidecarSpec {
                     _ => sp["port"].as_u64().and_then(|n| u16::try_from(n).ok()),
                 };
                 let Some(target) = target else { continue };
-                let proto = protocol_of_name(
-                    sp["name"].as_str().unwrap_or_default(),
-                    sp["appProtocol"].as_str(),
-                );
-                let slot = ports.entry(target).or_insert(PortProtocol::Auto);
-                if *slot == PortProtocol::Auto {
-                    *slot = proto;
+                let name = sp["name"].as_str();
+                let proto = PortProtocol::of_service_port(name, sp["appProtocol"].as_str());
+                let slot = ports.entry(target).or_insert(Stack::Sniffed);
+                if *slot == Stack::Sniffed {
+                    *slot = proto.stack();
                 }
             }
         }
@@ -148,12 +127,12 @@ mod tests {
     fn ports_from_services() {
         let (pod, svc) = walkthrough_pod();
         let spec = SidecarSpec::from_pod(&pod, [&svc]);
-        assert_eq!(spec.ports, BTreeMap::from([(80, PortProtocol::Http)]));
+        assert_eq!(spec.ports, BTreeMap::from([(80, Stack::Http)]));
         let spec = SidecarSpec::from_pod(&pod, []);
-        assert_eq!(spec.ports, BTreeMap::from([(80, PortProtocol::Auto)]));
+        assert_eq!(spec.ports, BTreeMap::from([(80, Stack::Sniffed)]));
         let other =
             json!({"spec": {"selector": {"app": "x"}, "ports": [{"name": "tcp-db", "port": 80}]}});
         let spec = SidecarSpec::from_pod(&pod, [&other]);
-        assert_eq!(spec.ports[&80], PortProtocol::Auto);
+        assert_eq!(spec.ports[&80], Stack::Sniffed);
     }
 }

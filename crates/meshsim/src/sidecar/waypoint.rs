@@ -11,23 +11,20 @@
 //! client pod's IP, the Service's address and port) and comes through LDS
 //! from a file; the one cluster (the relay) is static.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 
 use meshpolicy::AuthorizationPolicy;
 use meshpolicy::istio::listener::{
-    AccessLog, InboundSpec, Passthrough, TlsPem, inbound_clusters, inbound_listener,
-    unreachable_ext_authz,
+    InboundSpec, Passthrough, inbound_clusters, unreachable_ext_authz,
 };
 use meshpolicy::istio::rbac::{http_filters, network_filters};
 use meshpolicy::peerauth::MtlsMode;
 use serde_json::{Value, json};
 
 use super::certs::Identity;
-use super::config::EnvoyConfig;
-
-/// Istio's default root namespace.
-const ROOT_NAMESPACE: &str = "istio-system";
+use super::config::{EnvoyConfig, base_inbound, bootstrap, listener_resource};
+use meshpolicy::workload::DEFAULT_ROOT_NAMESPACE as ROOT_NAMESPACE;
 
 /// What one waypoint's configuration is made from.
 #[derive(Debug, Clone)]
@@ -49,17 +46,7 @@ pub struct WaypointInput<'a> {
 }
 
 fn spec(input: &WaypointInput<'_>) -> InboundSpec {
-    let tls = TlsPem {
-        cert_chain: input.identity.cert_pem.clone(),
-        private_key: input.identity.key_pem.clone(),
-        ca: input.ca_pem.to_string(),
-    };
-    let mut inbound = InboundSpec::new(Ipv4Addr::LOCALHOST.into(), 0, tls);
-    inbound.proxy_protocol = true;
-    inbound.source_ip_from_proxy_protocol = true;
-    if input.access_log {
-        inbound.access_log = AccessLog::Stdout;
-    }
+    let mut inbound = base_inbound(input.identity, input.ca_pem, input.access_log);
     let opts = unreachable_ext_authz(input.policies, ROOT_NAMESPACE);
     inbound.http_filters = http_filters(input.policies, &opts);
     inbound.network_filters = network_filters(input.policies, &opts);
@@ -83,31 +70,16 @@ pub fn waypoint_config(input: &WaypointInput<'_>) -> EnvoyConfig {
         .as_str()
         .unwrap_or(gateway);
     let inbound = spec(input);
-    // No application ports: the builder's checks cannot fail.
-    let listener = inbound_listener(&inbound).map_or(Value::Null, |mut l| {
-        l["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
-        l
-    });
-    let bootstrap = json!({
-        "node": {
-            "id": format!("waypoint~{ip}~{name}.{ns}~{ns}.svc.cluster.local"),
-            "cluster": format!("{sa}.{ns}"),
-            "metadata": {"NAME": name, "NAMESPACE": ns, "SERVICE_ACCOUNT": sa,
-                "INSTANCE_IPS": ip, "LABELS": pod["metadata"]["labels"], "WORKLOAD_NAME": gateway,
-                "MESH_ID": "cluster.local"}
-        },
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "dynamic_resources": {
-            "lds_config": {"path_config_source": {"path": input.lds_path.to_string_lossy()}, "resource_api_version": "V3"}
-        },
-        "static_resources": {"clusters": inbound_clusters(&inbound)},
-        "overload_manager": {"resource_monitors": [{"name": "envoy.resource_monitors.global_downstream_max_connections",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
-                "max_active_downstream_connections": 100000}}]}
+    let node = json!({
+        "id": format!("waypoint~{ip}~{name}.{ns}~{ns}.svc.cluster.local"),
+        "cluster": format!("{sa}.{ns}"),
+        "metadata": {"NAME": name, "NAMESPACE": ns, "SERVICE_ACCOUNT": sa,
+            "INSTANCE_IPS": ip, "LABELS": pod["metadata"]["labels"], "WORKLOAD_NAME": gateway,
+            "MESH_ID": "cluster.local"}
     });
     EnvoyConfig {
-        bootstrap,
-        listeners: vec![listener],
+        bootstrap: bootstrap(node, input.lds_path, inbound_clusters(&inbound), None),
+        listeners: vec![listener_resource(&inbound)],
         // CUSTOM providers are served to sidecars only: a waypoint's CUSTOM
         // policy fails closed (the unreachable ext_authz above).
         ext_authz: Vec::new(),
