@@ -16,17 +16,15 @@
 //! outbound connect timeout 10 s; the source sidecar's local replies carry
 //! `server: istio-envoy`; its outbound access log line is written by meshsim.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use meshpolicy::envoy::AccessLogEntry;
-use meshpolicy::workload::ContainerPort;
 use meshpolicy::{Endpoint, Namespace, Pod, Protocol};
 use serde_json::Value;
 
 use super::app::{self, AppAnswer};
-use super::flow::{Facts, Route, ServiceRef};
+use super::flow::{Facts, Route, ServiceRef, labels_of};
 use crate::exec::{NetOutcome, NetRequest};
 
 /// Istio's default outbound connect timeout.
@@ -200,53 +198,23 @@ pub struct Ids {
     pub start_time: String,
 }
 
-fn str_map(v: &Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect()
-}
-
-/// The labels of a store object.
-pub fn labels_of(v: &Value) -> BTreeMap<String, String> {
-    str_map(&v["metadata"]["labels"])
-}
-
-/// A store pod reduced to what the policy engine reads.
+/// A store pod reduced to what the policy engine reads: meshpolicy's pod
+/// model ([`Pod::from_k8s`]); a pod that does not read as one keeps only its
+/// name and labels. A ztunnel pod's `istio-proxy` container is no sidecar.
 pub fn model_pod(p: &Value) -> Pod {
-    let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
-    let name = p["metadata"]["name"].as_str().unwrap_or("");
-    let mut pod = Pod::new(ns, name, labels_of(p));
-    pod.ip = p["status"]["podIP"].as_str().and_then(|s| s.parse().ok());
-    pod.service_account = p["spec"]["serviceAccountName"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .unwrap_or("default")
-        .to_string();
-    let containers = p["spec"]["containers"].as_array().into_iter().flatten();
-    let inits = p["spec"]["initContainers"].as_array().into_iter().flatten();
-    for c in containers.chain(inits) {
-        if c["name"] == "istio-proxy" && !super::flow::is_ztunnel(p) {
-            pod.has_sidecar = true;
-        }
-        for port in c["ports"].as_array().into_iter().flatten() {
-            let Some(n) = port["containerPort"]
-                .as_u64()
-                .and_then(|n| u16::try_from(n).ok())
-            else {
-                continue;
-            };
-            pod.ports.push(ContainerPort {
-                name: port["name"].as_str().map(str::to_string),
-                port: n,
-                protocol: port["protocol"]
-                    .as_str()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or_default(),
-            });
-        }
-    }
+    let read = serde_json::from_value(p.clone())
+        .map_err(|e| e.to_string())
+        .and_then(|k| Pod::from_k8s(&k).map_err(|e| e.to_string()));
+    let mut pod = read.unwrap_or_else(|e| {
+        tracing::debug!("meshsim: reading a pod: {e}");
+        let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
+        Pod::new(
+            ns,
+            p["metadata"]["name"].as_str().unwrap_or(""),
+            labels_of(p),
+        )
+    });
+    pod.has_sidecar &= !super::flow::is_ztunnel(p);
     pod
 }
 

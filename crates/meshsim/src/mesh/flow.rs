@@ -19,6 +19,7 @@ use crate::resources::{self, ResKey};
 use crate::shared::Shared;
 use crate::store::Store;
 use meshpolicy::Selector;
+use meshpolicy::workload::DEFAULT_ROOT_NAMESPACE as ROOT_NAMESPACE;
 
 /// NetworkPolicies in the store.
 pub const NETWORKPOLICIES: ResKey = ResKey {
@@ -113,20 +114,19 @@ pub struct WaypointFacts {
 /// Whether `p` is a ztunnel pod (`app=ztunnel` in the root namespace):
 /// its container is named `istio-proxy` as in Istio's chart, yet it is no sidecar.
 pub fn is_ztunnel(p: &Value) -> bool {
-    p["metadata"]["namespace"] == super::decide::ROOT_NAMESPACE
-        && p["metadata"]["labels"]["app"] == "ztunnel"
+    p["metadata"]["namespace"] == ROOT_NAMESPACE && p["metadata"]["labels"]["app"] == "ztunnel"
 }
 
 /// The Running ztunnel pod on `node` (the first by name).
 fn ztunnel_on(store: &Store, node: &str) -> Option<(String, String)> {
     let mut found: Vec<&Value> = store
-        .list(resources::PODS, Some(super::decide::ROOT_NAMESPACE))
+        .list(resources::PODS, Some(ROOT_NAMESPACE))
         .filter(|p| is_ztunnel(p) && pod_running(p) && p["spec"]["nodeName"] == node)
         .collect();
     found.sort_by_key(|p| p["metadata"]["name"].as_str().unwrap_or(""));
     found.first().map(|p| {
         (
-            super::decide::ROOT_NAMESPACE.to_string(),
+            ROOT_NAMESPACE.to_string(),
             p["metadata"]["name"].as_str().unwrap_or("").to_string(),
         )
     })
@@ -413,7 +413,8 @@ pub fn gather(store: &Store, namespace: &str, pod: &str, host: &str, port: u16) 
     })
 }
 
-fn str_labels(v: &Value) -> std::collections::BTreeMap<String, String> {
+/// The labels of a store object.
+pub fn labels_of(v: &Value) -> std::collections::BTreeMap<String, String> {
     v["metadata"]["labels"]
         .as_object()
         .into_iter()
@@ -438,11 +439,11 @@ fn waypoint_of(store: &Store, service: Option<&ServiceRef>, dst: &Value) -> Opti
     let dns = dst["metadata"]["namespace"].as_str().unwrap_or("");
     let ns_labels = store
         .get(resources::NAMESPACES, "", dns)
-        .map(str_labels)
+        .map(labels_of)
         .unwrap_or_default();
     let svc = service.and_then(|s| store.get(resources::SERVICES, &s.namespace, &s.name));
-    let svc_labels = svc.map(str_labels).unwrap_or_default();
-    let pod_labels = str_labels(dst);
+    let svc_labels = svc.map(labels_of).unwrap_or_default();
+    let pod_labels = labels_of(dst);
     let addressed = if service.is_some_and(|s| s.cluster_ip.is_some()) {
         Addressed::Service
     } else {
