@@ -53,18 +53,23 @@ pub fn http_date() -> String {
         .to_string()
 }
 
-fn is_nginx(image: &str) -> bool {
+/// A container's image name: its last path segment, without tag or digest.
+fn image_name(container: &Value) -> &str {
+    let image = container["image"].as_str().unwrap_or("");
     let repo = image.rsplit('/').next().unwrap_or(image);
-    repo.split([':', '@']).next() == Some("nginx")
+    repo.split([':', '@']).next().unwrap_or(repo)
+}
+
+/// The pod's first container whose image name passes `f`.
+fn container_by_image<'a>(pod: &'a Value, f: impl Fn(&str) -> bool) -> Option<&'a Value> {
+    let containers = pod["spec"]["containers"].as_array()?;
+    containers.iter().find(|c| f(image_name(c)))
 }
 
 /// The text of the `nginx.conf` an nginx container of `pod` sees, looked up
 /// through its volumes among `configmaps` (those of its namespace).
 fn nginx_conf(pod: &Value, configmaps: &[Value]) -> Option<String> {
-    let containers = pod["spec"]["containers"].as_array()?;
-    let nginx = containers
-        .iter()
-        .find(|c| c["image"].as_str().is_some_and(is_nginx))?;
+    let nginx = container_by_image(pod, |n| n == "nginx")?;
     let volumes = pod["spec"]["volumes"].as_array()?;
     for m in nginx["volumeMounts"].as_array().into_iter().flatten() {
         let Some(vname) = m["name"].as_str() else {
@@ -356,16 +361,7 @@ pub fn nginx_log_line(
 /// The name of the pod's nginx container (its image's last path segment
 /// starts with `nginx`), which writes nginx's access log line.
 pub fn nginx_container(pod: &Value) -> Option<&str> {
-    pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| {
-            c["image"]
-                .as_str()
-                .is_some_and(|i| i.rsplit('/').next().unwrap_or(i).starts_with("nginx"))
-        })
-        .and_then(|c| c["name"].as_str())
+    container_by_image(pod, |n| n.starts_with("nginx"))?["name"].as_str()
 }
 
 /// The HTTP port of the ext_authz sample's check server.
@@ -415,12 +411,7 @@ pub fn ext_authz_deny_body() -> String {
 /// its container.
 pub fn ext_authz_container(pod: &Value) -> Option<&str> {
     let containers = pod["spec"]["containers"].as_array()?;
-    let by_image = containers.iter().find(|c| {
-        c["image"].as_str().is_some_and(|i| {
-            let repo = i.rsplit('/').next().unwrap_or(i);
-            repo.split([':', '@']).next() == Some("ext-authz")
-        })
-    });
+    let by_image = container_by_image(pod, |n| n == "ext-authz");
     let labelled = pod["metadata"]["labels"]["app"].as_str() == Some("ext-authz");
     let c = by_image.or_else(|| {
         labelled
@@ -570,12 +561,7 @@ pub fn answer(
             .unwrap_or(200);
         return plain(status, text);
     }
-    let is_nginx_pod = pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["image"].as_str().is_some_and(is_nginx));
-    if is_nginx_pod {
+    if container_by_image(pod, |n| n == "nginx").is_some() {
         let conf = nginx_conf(pod, configmaps).unwrap_or_default();
         return nginx_answer(&conf, method, path, port);
     }

@@ -488,6 +488,21 @@ impl Ctx<'_> {
     }
 }
 
+/// Completes the source sidecar's entry for a request it relayed
+/// ([`Ctx::relayed`]) with what came back through the destination's Envoy:
+/// its answer, or the connection closed before one.
+pub fn relayed_answer(e: &mut AccessLogEntry, out: &NetOutcome) {
+    if let NetOutcome::Http { status, body, .. } = out {
+        e.response_code = Some(*status);
+        e.bytes_sent = Some(body.len() as u64);
+    } else {
+        e.response_code = Some(0);
+        e.response_flags = CONNECTION_TERMINATED.flags.into();
+        e.response_code_details = Some(CONNECTION_TERMINATED.details.into());
+    }
+    e.verdict = e.classify();
+}
+
 fn decision(outcome: NetOutcome, layer: DecidingLayer, reason: impl Into<String>) -> PathDecision {
     PathDecision {
         outcome,

@@ -85,13 +85,6 @@ impl Default for MeshOptions {
     }
 }
 
-/// Errors of the sidecar API.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MeshError {
-    #[error("pods \"{pod}\" not found in namespace \"{namespace}\"")]
-    NoPod { namespace: String, pod: String },
-}
-
 #[derive(Debug, Default)]
 struct State {
     timeline: Timeline,
@@ -365,17 +358,10 @@ impl Mesh {
         )
     }
 
-    fn pod(&self, ns: &str, pod: &str) -> Result<Value, MeshError> {
-        let no_pod = || MeshError::NoPod {
-            namespace: ns.to_string(),
-            pod: pod.to_string(),
-        };
-        let app = self.app.upgrade().ok_or_else(no_pod)?;
+    fn pod(&self, ns: &str, pod: &str) -> Option<Value> {
+        let app = self.app.upgrade()?;
         let store = lock(&app.store);
-        store
-            .get(resources::PODS, ns, pod)
-            .cloned()
-            .ok_or_else(no_pod)
+        store.get(resources::PODS, ns, pod).cloned()
     }
 
     /// The AuthorizationPolicies the sidecar of `ns/pod` has received by now
@@ -383,7 +369,7 @@ impl Mesh {
     /// namespace and the root namespace, selector matching its labels),
     /// sorted by namespace and name. Empty when the pod has no sidecar.
     pub fn sidecar_policies(&self, ns: &str, pod: &str) -> Vec<AuthorizationPolicy> {
-        let Ok(p) = self.pod(ns, pod) else {
+        let Some(p) = self.pod(ns, pod) else {
             return Vec::new();
         };
         if !has_sidecar(&p) {
@@ -409,7 +395,7 @@ impl Mesh {
         pod: &str,
         service: Option<(&str, &str)>,
     ) -> Vec<AuthorizationPolicy> {
-        let Ok(p) = self.pod(ns, pod) else {
+        let Some(p) = self.pod(ns, pod) else {
             return Vec::new();
         };
         let Some(name) = p["metadata"]["labels"][meshpolicy::ambient::GATEWAY_NAME_LABEL].as_str()
@@ -428,23 +414,17 @@ impl Mesh {
 
     /// Decides a request without writing any log (tests, explanations).
     pub fn evaluate(&self, from: &ExecTarget, request: &NetRequest) -> Option<PathDecision> {
-        self.run(from, request, false)
+        self.run(from, request).map(|(_, v)| v)
     }
 
-    fn facts(&self, app: &Shared, from: &ExecTarget, request: &NetRequest) -> Option<flow::Facts> {
-        let store = lock(&app.store);
-        flow::gather(
-            &store,
-            &from.namespace,
-            &from.pod,
-            &request.host,
-            request.port,
-        )
-    }
-
-    fn run(&self, from: &ExecTarget, request: &NetRequest, emit: bool) -> Option<PathDecision> {
+    /// The facts of a request and the decision on it, nothing logged yet.
+    fn run(&self, from: &ExecTarget, request: &NetRequest) -> Option<(flow::Facts, PathDecision)> {
         let app = self.app.upgrade()?;
-        let facts = self.facts(&app, from, request)?;
+        let facts = {
+            let store = lock(&app.store);
+            let (host, port) = (&request.host, request.port);
+            flow::gather(&store, &from.namespace, &from.pod, host, port)?
+        };
         let mut rng = rand::rng();
         let ids = decide::Ids {
             request_id: crate::store::new_uid(),
@@ -477,15 +457,15 @@ impl Mesh {
             request.port,
             v.reason
         );
-        if emit {
-            self.emit(&app, &facts, &v);
-        }
-        Some(v)
+        Some((facts, v))
     }
 
     /// Writes the simulated source sidecar's outbound access log line (the
     /// destination's lines come from its real Envoy) and the application's.
-    fn emit(&self, app: &Arc<Shared>, facts: &flow::Facts, v: &PathDecision) {
+    fn emit(&self, facts: &flow::Facts, v: &PathDecision) {
+        let Some(app) = self.app.upgrade() else {
+            return;
+        };
         if let Some(ev) = v.source.as_ref()
             && let Some(entry) = &ev.access
             && facts.access_log
@@ -774,7 +754,7 @@ impl Mesh {
             }
         };
         proxy.ready(sidecar::READY_LIMIT).await?;
-        let pod_json = self.pod(ns, pod).ok()?;
+        let pod_json = self.pod(ns, pod)?;
         let paths = sidecar::Paths::new(proxy.dir.clone());
         Some((proxy, pod_json, paths))
     }
@@ -986,43 +966,18 @@ impl Mesh {
         if self.fleet.is_none() || loopback {
             return self.decide(from, request);
         }
-        let Some(v) = self.run(from, request, false) else {
+        let Some((facts, mut v)) = self.run(from, request) else {
             return NetOutcome::DnsFailure;
         };
-        let Some(fw) = &v.forward else {
-            if let Some(app) = self.app.upgrade()
-                && let Some(facts) = self.facts(&app, from, request)
-            {
-                self.emit(&app, &facts, &v);
-            }
+        let Some(fw) = v.forward.take() else {
+            self.emit(&facts, &v);
             return v.outcome;
         };
-        let out = self.forward(fw, request).await;
+        let out = self.forward(&fw, request).await;
         // The source sidecar's outbound line, with what came back.
-        if let (Some(mut ev), Some(app)) = (v.source.clone(), self.app.upgrade())
-            && let Some(e) = ev.access.as_mut()
-        {
-            match &out {
-                NetOutcome::Http { status, body, .. } => {
-                    e.response_code = Some(*status);
-                    e.bytes_sent = Some(body.len() as u64);
-                }
-                _ => {
-                    e.response_code = Some(0);
-                    e.response_flags = "UC".into();
-                    e.response_code_details = Some(
-                        "upstream_reset_before_response_started{connection_termination}".into(),
-                    );
-                }
-            }
-            e.verdict = e.classify();
-            if let Some(facts) = self.facts(&app, from, request) {
-                let relayed = PathDecision {
-                    source: Some(ev),
-                    ..v.clone()
-                };
-                self.emit(&app, &facts, &relayed);
-            }
+        if let Some(e) = v.source.as_mut().and_then(|ev| ev.access.as_mut()) {
+            decide::relayed_answer(e, &out);
+            self.emit(&facts, &v);
         }
         out
     }
@@ -1110,8 +1065,11 @@ impl Network for Mesh {
     /// needs [`Network::send`] ([`Mesh::send_request`]) and is answered here
     /// as a reset.
     fn decide(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome {
-        match self.run(from, request, true) {
-            Some(v) => v.outcome,
+        match self.run(from, request) {
+            Some((facts, v)) => {
+                self.emit(&facts, &v);
+                v.outcome
+            }
             None => NetOutcome::DnsFailure,
         }
     }

@@ -15,8 +15,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
-/// The trust domain of every identity.
-pub const TRUST_DOMAIN: &str = "cluster.local";
+use meshpolicy::workload::DEFAULT_TRUST_DOMAIN as TRUST_DOMAIN;
 
 /// A certificate could not be made.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -48,11 +47,6 @@ impl std::fmt::Debug for Pki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pki").finish_non_exhaustive()
     }
-}
-
-/// The SPIFFE id of a service account.
-pub fn spiffe_id(namespace: &str, service_account: &str) -> String {
-    format!("spiffe://{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}")
 }
 
 impl Pki {
@@ -93,7 +87,7 @@ impl Pki {
         if let Some(id) = issued.get(&key) {
             return Ok(id.clone());
         }
-        let spiffe = spiffe_id(namespace, service_account);
+        let spiffe = format!("spiffe://{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}");
         let kp = KeyPair::generate().map_err(e)?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
         params.subject_alt_names = vec![SanType::URI(

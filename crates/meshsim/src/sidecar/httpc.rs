@@ -106,67 +106,68 @@ fn reset_or(e: std::io::Error) -> HttpError {
     }
 }
 
-/// Whether `buf` holds a whole answer (by its Content-Length or chunked
-/// framing; an answer framed by the close is never complete early).
-fn complete(buf: &[u8], head_only: bool) -> bool {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
-    if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
-        return status >= 200 || status == 0;
-    }
-    let rest = &buf[end + 4..];
-    let value = |name: &str| {
-        head.split("\r\n")
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim() == name)
-            .map(|(_, v)| v.trim().to_string())
-    };
-    if value("transfer-encoding").is_some_and(|v| v == "chunked") {
-        return rest.ends_with(b"0\r\n\r\n");
-    }
-    match value("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        Some(n) => rest.len() >= n,
-        None => false,
-    }
-}
+/// The head of an answer in `buf`, once whole: where its body starts, its
+/// status (None when unreadable) and its headers.
+type Head = (usize, Option<u16>, Vec<(String, String)>);
 
-fn parse(buf: &[u8], head_only: bool) -> Result<Response, HttpError> {
-    let bad = |m: &str| HttpError::Malformed(m.to_string());
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no end of headers"))?;
+fn head(buf: &[u8]) -> Option<Head> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let text = String::from_utf8_lossy(&buf[..end]);
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status = status_line
         .split(' ')
         .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("status line"))?;
-    let headers: Vec<(String, String)> = lines
+        .and_then(|s| s.trim().parse().ok());
+    let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    let rest = &buf[end + 4..];
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+    Some((end + 4, status, headers))
+}
+
+fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn chunked(headers: &[(String, String)]) -> bool {
+    find(headers, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+}
+
+fn content_length(headers: &[(String, String)]) -> Option<usize> {
+    find(headers, "content-length").and_then(|v| v.parse().ok())
+}
+
+/// Whether `buf` holds a whole answer (by its Content-Length or chunked
+/// framing; an answer framed by the close is never complete early).
+fn complete(buf: &[u8], head_only: bool) -> bool {
+    let Some((start, status, headers)) = head(buf) else {
+        return false;
     };
+    let status = status.unwrap_or(0);
+    if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
+        return status >= 200 || status == 0;
+    }
+    let rest = &buf[start..];
+    if chunked(&headers) {
+        return rest.ends_with(b"0\r\n\r\n");
+    }
+    content_length(&headers).is_some_and(|n| rest.len() >= n)
+}
+
+fn parse(buf: &[u8], head_only: bool) -> Result<Response, HttpError> {
+    let bad = |m: &str| HttpError::Malformed(m.to_string());
+    let (start, status, headers) = head(buf).ok_or_else(|| bad("no end of headers"))?;
+    let status = status.ok_or_else(|| bad("status line"))?;
+    let rest = &buf[start..];
     let body = if head_only || status == 204 || status == 304 {
         Vec::new()
-    } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    } else if chunked(&headers) {
         dechunk(rest)
-    } else if let Some(n) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+    } else if let Some(n) = content_length(&headers) {
         rest[..n.min(rest.len())].to_vec()
     } else {
         rest.to_vec()

@@ -277,21 +277,14 @@ impl Fleet {
             // No CDS server, so the bootstrap polls none: they cannot come.
             return false;
         }
-        let deadline = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < deadline {
-            let Some(addr) = proxy.ready(limit).await else {
-                return false;
-            };
-            if let Some(body) = admin_get(addr.admin, "/clusters").await {
-                let text = String::from_utf8_lossy(&body);
-                if names
-                    .iter()
-                    .all(|n| text.lines().any(|l| l.starts_with(&format!("{n}::"))))
-                {
-                    return true;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let has_all = |body: &[u8]| {
+            let text = String::from_utf8_lossy(body);
+            let has = |n: &String| text.lines().any(|l| l.starts_with(&format!("{n}::")));
+            names.iter().all(has)
+        };
+        let every = Duration::from_millis(20);
+        if poll_admin(proxy, "/clusters", every, limit, has_all).await {
+            return true;
         }
         tracing::warn!(
             "meshsim: Envoy of {}/{} did not get clusters {names:?}",
@@ -345,18 +338,11 @@ impl Fleet {
         }
         written.version = version;
         written.listeners = listeners;
-        let Some(addr) = proxy.ready(limit).await else {
-            return false;
-        };
         let want = version.to_string();
-        let deadline = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < deadline {
-            if let Some(body) = admin_get(addr.admin, "/config_dump").await
-                && listeners_version(&body).as_deref() == Some(want.as_str())
-            {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let applied = |body: &[u8]| listeners_version(body).as_deref() == Some(want.as_str());
+        let every = Duration::from_millis(5);
+        if poll_admin(proxy, "/config_dump", every, limit, applied).await {
+            return true;
         }
         tracing::warn!(
             "meshsim: Envoy of {}/{} did not apply listener version {version}",
@@ -365,6 +351,28 @@ impl Fleet {
         );
         false
     }
+}
+
+/// Polls the admin of `proxy`'s Envoy at `path` every `every` until `done`
+/// holds for the body, for at most `limit`; false when it never did.
+async fn poll_admin(
+    proxy: &Proxy,
+    path: &str,
+    every: Duration,
+    limit: Duration,
+    done: impl Fn(&[u8]) -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        let Some(addr) = proxy.ready(limit).await else {
+            return false;
+        };
+        if admin_get(addr.admin, path).await.is_some_and(|b| done(&b)) {
+            return true;
+        }
+        tokio::time::sleep(every).await;
+    }
+    false
 }
 
 /// The `version_info` of the last listener update Envoy accepted (the

@@ -25,12 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::PROXY_CONTAINER;
-use super::httpc;
 use crate::logs::LogStore;
 
 /// Istio's proxy log layout (pilot-agent's `--log-format`), real TABs.
@@ -185,11 +183,8 @@ async fn pump<R: AsyncRead + Unpin>(r: R, logs: LogStore, ns: String, pod: Strin
 
 /// Asks Envoy's admin for the inbound listener's bound address.
 async fn inbound_address(admin: SocketAddr) -> Option<SocketAddr> {
-    let mut s = TcpStream::connect(admin).await.ok()?;
-    let r = httpc::exchange(&mut s, "GET", "/listeners?format=json", &[], None)
-        .await
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+    let body = super::admin_get(admin, "/listeners?format=json").await?;
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
     v["listener_statuses"]
         .as_array()?
         .iter()
@@ -259,23 +254,16 @@ pub async fn supervise(
         // Held while Envoy should run: closing it makes the watchdog kill Envoy.
         let lifeline = child.stdin.take();
         *proxy.pid.lock().unwrap_or_else(|p| p.into_inner()) = child.id();
-        let mut pumps = Vec::new();
-        if let Some(o) = child.stdout.take() {
-            pumps.push(tokio::spawn(pump(
-                o,
-                logs.clone(),
-                proxy.namespace.clone(),
-                proxy.pod.clone(),
-            )));
-        }
-        if let Some(e) = child.stderr.take() {
-            pumps.push(tokio::spawn(pump(
-                e,
-                logs.clone(),
-                proxy.namespace.clone(),
-                proxy.pod.clone(),
-            )));
-        }
+        let (ns, pod) = (&proxy.namespace, &proxy.pod);
+        let out = child
+            .stdout
+            .take()
+            .map(|o| pump(o, logs.clone(), ns.clone(), pod.clone()));
+        let err = child
+            .stderr
+            .take()
+            .map(|e| pump(e, logs.clone(), ns.clone(), pod.clone()));
+        let pumps = [out.map(tokio::spawn), err.map(tokio::spawn)];
         let ready = async {
             if let Some(a) = wait_ready(&launch.admin_path, &proxy.stop).await {
                 proxy.addresses.send_replace(Some(a));
@@ -301,7 +289,7 @@ pub async fn supervise(
             let _ = child.wait().await;
         }
         *proxy.pid.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        for p in pumps {
+        for p in pumps.into_iter().flatten() {
             let _ = p.await;
         }
         if stopped || proxy.stop.is_cancelled() || shutdown.is_cancelled() {
