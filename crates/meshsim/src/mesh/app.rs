@@ -61,7 +61,7 @@ fn image_name(container: &Value) -> &str {
 }
 
 /// The pod's first container whose image name passes `f`.
-fn container_by_image<'a>(pod: &'a Value, f: impl Fn(&str) -> bool) -> Option<&'a Value> {
+fn container_by_image(pod: &Value, f: impl Fn(&str) -> bool) -> Option<&Value> {
     let containers = pod["spec"]["containers"].as_array()?;
     containers.iter().find(|c| f(image_name(c)))
 }
