@@ -166,11 +166,7 @@ fn endpoints<'a>(store: &'a Store, svc: &Value) -> Vec<&'a Value> {
             selector.matches_json(labels(p)) && pod_ready(p) && p["status"]["podIP"].is_string()
         })
         .collect();
-    pods.sort_by(|a, b| {
-        a["metadata"]["name"]
-            .as_str()
-            .cmp(&b["metadata"]["name"].as_str())
-    });
+    pods.sort_by_key(|p| p["metadata"]["name"].as_str());
     pods
 }
 
@@ -229,12 +225,7 @@ fn via_service(store: &Store, svc: &Value, port: u16) -> Route {
             None => Route::Unresolved,
         };
     }
-    let Some(sp) = svc["spec"]["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["port"].as_u64() == Some(u64::from(port)))
-    else {
+    let Some(sp) = declared else {
         return Route::Blackhole {
             address: format!("{}:{port}", sref.cluster_ip.clone().unwrap_or_default()),
         };
@@ -381,24 +372,14 @@ pub fn gather(store: &Store, namespace: &str, pod: &str, host: &str, port: u16) 
         .collect();
     let network_policies = ns_names
         .iter()
-        .flat_map(|n| {
-            store
-                .list(NETWORKPOLICIES, Some(n))
-                .cloned()
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|n| store.list(NETWORKPOLICIES, Some(n)).cloned())
         .collect();
-    let ztunnel = match &route {
-        Route::Endpoint { pod: dst, .. } => {
-            ztunnel_on(store, dst["spec"]["nodeName"].as_str().unwrap_or(""))
-        }
-        _ => None,
-    };
-    let waypoint = match &route {
-        Route::Endpoint {
-            service, pod: dst, ..
-        } => waypoint_of(store, service.as_ref(), dst),
-        _ => None,
+    let (ztunnel, waypoint) = match &route {
+        Route::Endpoint { service, pod, .. } => (
+            ztunnel_on(store, pod["spec"]["nodeName"].as_str().unwrap_or("")),
+            waypoint_of(store, service.as_ref(), pod),
+        ),
+        _ => (None, None),
     };
     Some(Facts {
         ztunnel,

@@ -689,15 +689,7 @@ impl Mesh {
         let mut w = proxy.config.lock().await;
         let service = hop.service.as_ref().map(|(n, s)| (n.as_str(), s.as_str()));
         if let Some(cfg) = self.waypoint_config(&pod_json, &paths, service) {
-            fleet
-                .apply(
-                    &proxy,
-                    &mut w,
-                    &paths.lds,
-                    cfg.listeners,
-                    sidecar::READY_LIMIT,
-                )
-                .await;
+            fleet.apply(&proxy, &mut w, cfg.listeners).await;
         }
         let addr = proxy.addresses()?;
         let relay = lock(&self.relays)
@@ -771,22 +763,12 @@ impl Mesh {
             let clusters = self.provider_clusters(fleet, &cfg.ext_authz);
             let names: Vec<String> = cfg.ext_authz.iter().map(|u| u.cluster.clone()).collect();
             fleet.cds().set(ns, pod, clusters);
-            fleet
-                .apply(
-                    &proxy,
-                    &mut w,
-                    &paths.lds,
-                    cfg.listeners,
-                    sidecar::READY_LIMIT,
-                )
-                .await;
+            fleet.apply(&proxy, &mut w, cfg.listeners).await;
             if w.ext_authz_clusters != names {
                 // Once per change: a sidecar that never gets them was warned
                 // about and fails closed (403, `UAEX`) rather than stalling
                 // every request.
-                fleet
-                    .await_clusters(&proxy, &names, sidecar::READY_LIMIT)
-                    .await;
+                fleet.await_clusters(&proxy, &names).await;
                 w.ext_authz_clusters = names;
             }
         }

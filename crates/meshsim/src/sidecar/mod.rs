@@ -267,9 +267,9 @@ impl Fleet {
         }
     }
 
-    /// Waits (up to `limit`) until the Envoy of `proxy` has every cluster
+    /// Waits (up to [`READY_LIMIT`]) until the Envoy of `proxy` has every cluster
     /// of `names` (its admin's `/clusters` lists them). False when it has not.
-    pub async fn await_clusters(&self, proxy: &Proxy, names: &[String], limit: Duration) -> bool {
+    pub async fn await_clusters(&self, proxy: &Proxy, names: &[String]) -> bool {
         if names.is_empty() {
             return true;
         }
@@ -283,7 +283,7 @@ impl Fleet {
             names.iter().all(has)
         };
         let every = Duration::from_millis(20);
-        if poll_admin(proxy, "/clusters", every, limit, has_all).await {
+        if poll_admin(proxy, "/clusters", every, has_all).await {
             return true;
         }
         tracing::warn!(
@@ -318,21 +318,15 @@ impl Fleet {
     }
 
     /// Writes a new listener file for `proxy` when `listeners` differ from
-    /// what it has, then waits (up to `limit`) until Envoy's admin shows the
+    /// what it has, then waits (up to [`READY_LIMIT`]) until Envoy's admin shows the
     /// new version active. Returns false when Envoy did not confirm.
-    pub async fn apply(
-        &self,
-        proxy: &Proxy,
-        written: &mut Written,
-        lds: &Path,
-        listeners: Vec<Value>,
-        limit: Duration,
-    ) -> bool {
+    pub async fn apply(&self, proxy: &Proxy, written: &mut Written, listeners: Vec<Value>) -> bool {
+        let lds = Paths::new(proxy.dir.clone()).lds;
         if written.listeners == listeners {
             return true;
         }
         let version = written.version + 1;
-        if let Err(e) = write_atomic(lds, &config::resource_file(version, &listeners)) {
+        if let Err(e) = write_atomic(&lds, &config::resource_file(version, &listeners)) {
             tracing::warn!("meshsim: writing {}: {e}", lds.display());
             return false;
         }
@@ -341,7 +335,7 @@ impl Fleet {
         let want = version.to_string();
         let applied = |body: &[u8]| listeners_version(body).as_deref() == Some(want.as_str());
         let every = Duration::from_millis(5);
-        if poll_admin(proxy, "/config_dump", every, limit, applied).await {
+        if poll_admin(proxy, "/config_dump", every, applied).await {
             return true;
         }
         tracing::warn!(
@@ -354,14 +348,14 @@ impl Fleet {
 }
 
 /// Polls the admin of `proxy`'s Envoy at `path` every `every` until `done`
-/// holds for the body, for at most `limit`; false when it never did.
+/// holds for the body, for at most [`READY_LIMIT`]; false when it never did.
 async fn poll_admin(
     proxy: &Proxy,
     path: &str,
     every: Duration,
-    limit: Duration,
     done: impl Fn(&[u8]) -> bool,
 ) -> bool {
+    let limit = READY_LIMIT;
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         let Some(addr) = proxy.ready(limit).await else {
