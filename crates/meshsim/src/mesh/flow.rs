@@ -111,10 +111,13 @@ pub struct WaypointFacts {
     pub pod: Option<Value>,
 }
 
-/// Whether `p` is a ztunnel pod (`app=ztunnel` in the root namespace):
-/// its container is named `istio-proxy` as in Istio's chart, yet it is no sidecar.
+/// Whether `p` is a ztunnel pod (meshpolicy's ztunnel selector, in the root
+/// namespace): its container is named `istio-proxy` as in Istio's chart, yet
+/// it is no sidecar.
 pub fn is_ztunnel(p: &Value) -> bool {
-    p["metadata"]["namespace"] == ROOT_NAMESPACE && p["metadata"]["labels"]["app"] == "ztunnel"
+    let selector = Selector::parse(meshpolicy::ambient::ZTUNNEL_SELECTOR);
+    p["metadata"]["namespace"] == ROOT_NAMESPACE
+        && selector.is_ok_and(|s| s.matches_json(labels(p)))
 }
 
 /// The Running ztunnel pod on `node` (the first by name).
