@@ -303,7 +303,7 @@ async fn verdicts_come_from_envoy() {
 async fn a_killed_envoy_restarts_and_a_deleted_pod_stops_its_envoy() {
     let sim = Sim::start().await;
     let mesh = sim.mesh();
-    let fleet = mesh.fleet().expect("real sidecars").clone();
+    let fleet = mesh.fleet().clone();
     let watchdog = fleet.proxy("sc", "web").unwrap().pid().unwrap();
     let envoy = children(watchdog);
     assert_eq!(envoy.len(), 1, "the watchdog runs exactly Envoy");

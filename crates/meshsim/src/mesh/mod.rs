@@ -101,8 +101,8 @@ pub struct Mesh {
     state: Mutex<State>,
     /// resourceVersion of the last store event observed.
     observed: AtomicU64,
-    /// The real Envoy sidecars (None: sidecars are simulated).
-    fleet: Option<Arc<Fleet>>,
+    /// The real Envoy sidecars (and waypoints).
+    fleet: Arc<Fleet>,
     /// The relay behind each waypoint's Envoy, by waypoint pod (ns, name).
     relays: Mutex<HashMap<(String, String), Arc<relay::Relay>>>,
     /// Itself, for tasks it spawns.
@@ -150,28 +150,15 @@ fn access_time() -> String {
 }
 
 impl Mesh {
-    /// Creates the mesh for `app`, makes it the cluster's network and starts
-    /// watching policy and pod changes (needs a tokio runtime).
-    pub fn install(app: &Arc<Shared>, options: MeshOptions) -> Arc<Mesh> {
-        Self::install_with(app, options, None)
-    }
-
-    /// Like [`Mesh::install`], with a real Envoy (`envoy`) in every
-    /// sidecar-injected pod.
+    /// Creates the mesh for `app`, with a real Envoy (`envoy`) in every
+    /// sidecar-injected pod and waypoint, makes it the cluster's network and
+    /// starts watching policy and pod changes (needs a tokio runtime).
     pub fn install_with_envoy(
         app: &Arc<Shared>,
         options: MeshOptions,
         envoy: std::path::PathBuf,
     ) -> Result<Arc<Mesh>, sidecar::SidecarError> {
-        let fleet = Fleet::new(envoy, app.cancel.clone())?;
-        Ok(Self::install_with(app, options, Some(Arc::new(fleet))))
-    }
-
-    fn install_with(
-        app: &Arc<Shared>,
-        options: MeshOptions,
-        fleet: Option<Arc<Fleet>>,
-    ) -> Arc<Mesh> {
+        let fleet = Arc::new(Fleet::new(envoy, app.cancel.clone())?);
         let mesh = Arc::new_cyclic(|me| Mesh {
             app: Arc::downgrade(app),
             options,
@@ -215,19 +202,17 @@ impl Mesh {
         for p in launch {
             mesh.launch(p);
         }
-        mesh
+        Ok(mesh)
     }
 
-    /// The real sidecars, when the mesh runs them.
-    pub fn fleet(&self) -> Option<&Arc<Fleet>> {
-        self.fleet.as_ref()
+    /// The real sidecars.
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.fleet
     }
 
     /// Stops every sidecar Envoy and waits for them to exit.
     pub async fn stop_sidecars(&self) {
-        if let Some(f) = &self.fleet {
-            f.stopped().await;
-        }
+        self.fleet.stopped().await;
     }
 
     /// The propagation delay in real time (scaled).
@@ -288,9 +273,7 @@ impl Mesh {
             let id = name_of(p);
             let uid = p["metadata"]["uid"].as_str().unwrap_or("").to_string();
             if ev.kind == "DELETED" {
-                if let Some(f) = &self.fleet {
-                    f.stop(&id.0, &id.1);
-                }
+                self.fleet.stop(&id.0, &id.1);
                 lock(&self.relays).remove(&id);
                 st.ready_at.remove(&id);
             } else if flow::pod_ready(p) && st.ready_at.get(&id).is_none_or(|(u, _)| *u != uid) {
@@ -505,7 +488,8 @@ impl Mesh {
 impl Mesh {
     /// Starts the Envoy of a pod that just became Ready (once per pod uid).
     fn launch(&self, pod: Value) {
-        let (Some(fleet), Some(mesh)) = (self.fleet.clone(), self.me.upgrade()) else {
+        let fleet = &self.fleet;
+        let Some(mesh) = self.me.upgrade() else {
             return;
         };
         let Ok(_rt) = tokio::runtime::Handle::try_current() else {
@@ -609,7 +593,7 @@ impl Mesh {
         if crate::controllers::is_waypoint_pod(pod) {
             return self.waypoint_config(pod, paths, None);
         }
-        let fleet = self.fleet.as_ref()?;
+        let fleet = &self.fleet;
         let app = self.app.upgrade()?;
         let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
         let name = pod["metadata"]["name"].as_str().unwrap_or("");
@@ -651,7 +635,7 @@ impl Mesh {
         paths: &sidecar::Paths,
         service: Option<(&str, &str)>,
     ) -> Option<sidecar::config::EnvoyConfig> {
-        let fleet = self.fleet.as_ref()?;
+        let fleet = &self.fleet;
         let app = self.app.upgrade()?;
         let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
         let name = pod["metadata"]["name"].as_str().unwrap_or("");
@@ -684,7 +668,7 @@ impl Mesh {
         dial: impl FnOnce(std::net::SocketAddr) -> sidecar::client::Dial,
         request: &NetRequest,
     ) -> Option<(sidecar::client::Dial, Sent)> {
-        let fleet = self.fleet.as_ref()?;
+        let fleet = &self.fleet;
         let (proxy, pod_json, paths) = self.running_proxy(fleet, &fw.namespace, &fw.pod).await?;
         let mut w = proxy.config.lock().await;
         let service = hop.service.as_ref().map(|(n, s)| (n.as_str(), s.as_str()));
@@ -754,7 +738,7 @@ impl Mesh {
     /// Brings the sidecar of `ns/pod` up to date with what it has received
     /// by now and returns its addresses once Envoy runs the new listener.
     pub async fn sync_sidecar(&self, ns: &str, pod: &str) -> Option<sidecar::Addresses> {
-        let fleet = self.fleet.as_ref()?;
+        let fleet = &self.fleet;
         let (proxy, pod_json, paths) = self.running_proxy(fleet, ns, pod).await?;
         let mut w = proxy.config.lock().await;
         if let Some(cfg) = self.sidecar_config(&pod_json, &w.app_ports, &paths) {
@@ -786,7 +770,7 @@ impl Mesh {
     /// After the propagation delay, brings every sidecar up to date (so its
     /// admin shows the change even when no request arrives).
     fn refresh_later(&self) {
-        let (Some(_), Some(mesh)) = (self.fleet.as_ref(), self.me.upgrade()) else {
+        let Some(mesh) = self.me.upgrade() else {
             return;
         };
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -803,8 +787,7 @@ impl Mesh {
                 _ = cancel.cancelled() => return,
             }
             let Some(m) = weak.upgrade() else { return };
-            let Some(fleet) = m.fleet.clone() else { return };
-            for p in fleet.proxies() {
+            for p in m.fleet.proxies() {
                 let _ = m.sync_sidecar(&p.namespace, &p.pod).await;
             }
         });
@@ -830,13 +813,10 @@ impl Mesh {
                 NetOutcome::Reset { after: fw.latency }
             }
         };
-        let mtls = match (&fw.mtls, &self.fleet) {
-            (Some((ns, sa)), Some(fleet)) => match fleet.pki().identity(ns, sa) {
-                Ok(id) => Some((id, fw.sni.clone())),
-                Err(_) => None,
-            },
-            _ => None,
-        };
+        let mtls = fw.mtls.as_ref().and_then(|(ns, sa)| {
+            let id = self.fleet.pki().identity(ns, sa).ok()?;
+            Some((id, fw.sni.clone()))
+        });
         let unspecified = std::net::IpAddr::from([0, 0, 0, 0]);
         let make_dial = |inbound| sidecar::client::Dial {
             inbound,
@@ -945,7 +925,7 @@ impl Mesh {
         {
             return out;
         }
-        if self.fleet.is_none() || loopback {
+        if loopback {
             return self.decide(from, request);
         }
         let Some((facts, mut v)) = self.run(from, request) else {
