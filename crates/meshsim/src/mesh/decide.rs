@@ -489,7 +489,7 @@ impl Ctx<'_> {
 }
 
 /// Completes the source sidecar's entry for a request it relayed
-/// ([`Ctx::relayed`]) with what came back through the destination's Envoy:
+/// with what came back through the destination's Envoy:
 /// its answer, or the connection closed before one.
 pub fn relayed_answer(e: &mut AccessLogEntry, out: &NetOutcome) {
     if let NetOutcome::Http { status, body, .. } = out {
