@@ -612,6 +612,7 @@ impl Mesh {
         Some(sidecar::config::envoy_config(
             &sidecar::config::SidecarInput {
                 pod,
+                model: &decide::model_pod(pod),
                 services: &services,
                 policies: &policies,
                 peer_authentications: &peer_authentications,

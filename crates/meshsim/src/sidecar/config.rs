@@ -26,17 +26,17 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
-use meshpolicy::AuthorizationPolicy;
 use meshpolicy::istio::listener::{
     AccessLog, AppProtocol, ExtAuthzUpstream, InboundPort, InboundSpec, Passthrough, TlsPem,
     ext_authz_upstreams, inbound_clusters, inbound_listener,
 };
 use meshpolicy::istio::rbac::{TranslateOptions, http_filters, network_filters};
 use meshpolicy::peerauth::{self, PeerAuthentication};
+use meshpolicy::{AuthorizationPolicy, Pod};
 use serde_json::{Value, json};
 
 use super::certs::Identity;
-use super::spec::SidecarSpec;
+use super::spec::inbound_ports;
 use meshpolicy::protocol::Stack;
 
 use meshpolicy::workload::DEFAULT_ROOT_NAMESPACE as ROOT_NAMESPACE;
@@ -49,6 +49,8 @@ pub use meshpolicy::istio::listener::VIRTUAL_INBOUND as INBOUND_LISTENER;
 pub struct SidecarInput<'a> {
     /// The pod object.
     pub pod: &'a Value,
+    /// The pod as the policy engine reads it (meshpolicy's model).
+    pub model: &'a Pod,
     /// The Services of the pod's namespace (port protocols).
     pub services: &'a [Value],
     /// AuthorizationPolicies the sidecar has received that select it.
@@ -211,14 +213,15 @@ pub(super) fn bootstrap(
 
 /// The inbound listener's spec for this sidecar, with meshsim's plumbing:
 /// the application's loopback ports, reached from 127.0.0.6.
-fn inbound_spec(input: &SidecarInput<'_>, spec: &SidecarSpec) -> InboundSpec {
+fn inbound_spec(input: &SidecarInput<'_>) -> InboundSpec {
     let mut inbound = base_inbound(input.identity, input.ca_pem, input.access_log);
     inbound.upstream_bind = Some(std::net::Ipv4Addr::new(127, 0, 0, 6).into());
     // CUSTOM policies as istiod builds them from the mesh config: an
     // ext_authz filter for a known provider, DENY rules for an unknown one.
     inbound.http_filters = http_filters(input.policies, input.ext_authz);
     inbound.network_filters = network_filters(input.policies, input.ext_authz);
-    let mut ports: BTreeMap<u16, Stack> = spec.ports.clone();
+    let model = input.model;
+    let mut ports = inbound_ports(input.pod, &model.labels, input.services);
     for p in input.app_ports.keys() {
         ports.entry(*p).or_insert(Stack::Sniffed);
     }
@@ -226,7 +229,7 @@ fn inbound_spec(input: &SidecarInput<'_>, spec: &SidecarSpec) -> InboundSpec {
     // The mTLS mode of each port, by meshpolicy's rules (Istio's precedence).
     let peer_authentications = peer_authentications(input.peer_authentications);
     let mode = |port| {
-        let (ns, labels) = (&spec.namespace, &spec.labels);
+        let (ns, labels) = (&model.namespace, &model.labels);
         peerauth::effective_mode(&peer_authentications, ns, labels, port, ROOT_NAMESPACE).mode
     };
     inbound.ports = ports
@@ -258,13 +261,9 @@ fn inbound_spec(input: &SidecarInput<'_>, spec: &SidecarSpec) -> InboundSpec {
 
 /// The whole configuration of one sidecar's Envoy.
 pub fn envoy_config(input: &SidecarInput<'_>) -> EnvoyConfig {
-    let spec = SidecarSpec::from_pod(input.pod, input.services.iter());
-    let inbound = inbound_spec(input, &spec);
-    let workload = spec
-        .labels
-        .get("app")
-        .cloned()
-        .unwrap_or_else(|| spec.pod.clone());
+    let inbound = inbound_spec(input);
+    let pod = input.model;
+    let workload = pod.labels.get("app").unwrap_or(&pod.name);
     let mut ext_authz = ext_authz_upstreams(&inbound.http_filters);
     for up in ext_authz_upstreams(&inbound.network_filters) {
         if !ext_authz.iter().any(|u| u.cluster == up.cluster) {
@@ -281,11 +280,13 @@ pub fn envoy_config(input: &SidecarInput<'_>) -> EnvoyConfig {
         clusters.push(xds);
         cds
     });
+    let (ns, name) = (&pod.namespace, &pod.name);
+    let ip = pod.ip.map(|i| i.to_string()).unwrap_or_default();
     let node = json!({
-        "id": format!("sidecar~{}~{}.{}~{}.svc.cluster.local", spec.pod_ip, spec.pod, spec.namespace, spec.namespace),
-        "cluster": format!("{workload}.{}", spec.namespace),
-        "metadata": {"NAME": spec.pod, "NAMESPACE": spec.namespace, "SERVICE_ACCOUNT": spec.service_account,
-            "INSTANCE_IPS": spec.pod_ip, "LABELS": spec.labels, "WORKLOAD_NAME": workload, "MESH_ID": "cluster.local"}
+        "id": format!("sidecar~{ip}~{name}.{ns}~{ns}.svc.cluster.local"),
+        "cluster": format!("{workload}.{ns}"),
+        "metadata": {"NAME": name, "NAMESPACE": ns, "SERVICE_ACCOUNT": pod.service_account,
+            "INSTANCE_IPS": ip, "LABELS": pod.labels, "WORKLOAD_NAME": workload, "MESH_ID": "cluster.local"}
     });
     let listener = listener_resource(&inbound);
     EnvoyConfig {
@@ -324,8 +325,10 @@ mod tests {
             key_der: Vec::new(),
         };
         let app_ports = BTreeMap::from([(80, Some(8080))]);
+        let model = Pod::from_k8s(&serde_json::from_value(pod.clone()).unwrap()).unwrap();
         envoy_config(&SidecarInput {
             pod: &pod,
+            model: &model,
             services: &[],
             policies,
             peer_authentications: &[],

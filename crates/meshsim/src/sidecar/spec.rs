@@ -8,100 +8,65 @@ use std::collections::BTreeMap;
 use meshpolicy::protocol::{PortProtocol, Stack};
 use serde_json::Value;
 
-/// What the dump is built from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SidecarSpec {
-    pub namespace: String,
-    pub pod: String,
-    pub pod_ip: String,
-    pub service_account: String,
-    pub labels: BTreeMap<String, String>,
-    /// Inbound ports (container ports), with the filters Istio gives each
-    /// (meshpolicy's protocol selection).
-    pub ports: BTreeMap<u16, Stack>,
-}
-
-impl SidecarSpec {
-    /// Reads a pod object (and the Services of its namespace) as Istio would
-    /// see it: container ports (sidecar excluded), with the protocol of the
-    /// Service port that targets each one.
-    pub fn from_pod<'a>(pod: &Value, services: impl IntoIterator<Item = &'a Value>) -> Self {
-        let labels: BTreeMap<String, String> = pod["metadata"]["labels"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-            .collect();
-        let mut named: BTreeMap<String, u16> = BTreeMap::new();
-        let mut ports: BTreeMap<u16, Stack> = BTreeMap::new();
-        for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
-            if c["name"] == "istio-proxy" {
-                continue;
-            }
-            for p in c["ports"].as_array().into_iter().flatten() {
-                let Some(n) = p["containerPort"]
-                    .as_u64()
-                    .and_then(|n| u16::try_from(n).ok())
-                else {
-                    continue;
-                };
-                if p["protocol"].as_str().is_some_and(|x| x != "TCP") {
-                    continue;
-                }
-                if let Some(name) = p["name"].as_str() {
-                    named.insert(name.to_string(), n);
-                }
-                ports.insert(n, Stack::Sniffed);
-            }
+/// The pod's inbound ports as Istio sees them: its containers' TCP ports
+/// (the sidecar's excluded), each with the filters of the Service port that
+/// targets it (meshpolicy's protocol selection; sniffed when none does).
+/// `labels` are the pod's, `services` those of its namespace.
+pub fn inbound_ports<'a>(
+    pod: &Value,
+    labels: &BTreeMap<String, String>,
+    services: impl IntoIterator<Item = &'a Value>,
+) -> BTreeMap<u16, Stack> {
+    let mut named: BTreeMap<String, u16> = BTreeMap::new();
+    let mut ports: BTreeMap<u16, Stack> = BTreeMap::new();
+    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        if c["name"] == "istio-proxy" {
+            continue;
         }
-        for svc in services {
-            let selector = svc["spec"]["selector"].as_object();
-            let Some(selector) = selector.filter(|s| !s.is_empty()) else {
+        for p in c["ports"].as_array().into_iter().flatten() {
+            let Some(n) = p["containerPort"]
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+            else {
                 continue;
             };
-            let selects = meshpolicy::Selector::from_json_labels(selector);
-            if !selects.is_ok_and(|s| s.matches(&labels)) {
+            if p["protocol"].as_str().is_some_and(|x| x != "TCP") {
                 continue;
             }
-            for sp in svc["spec"]["ports"].as_array().into_iter().flatten() {
-                if sp["protocol"].as_str().is_some_and(|x| x != "TCP") {
-                    continue;
-                }
-                let target = match &sp["targetPort"] {
-                    Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
-                    Value::String(s) => named.get(s).copied().or_else(|| s.parse().ok()),
-                    _ => sp["port"].as_u64().and_then(|n| u16::try_from(n).ok()),
-                };
-                let Some(target) = target else { continue };
-                let name = sp["name"].as_str();
-                let proto = PortProtocol::of_service_port(name, sp["appProtocol"].as_str());
-                let slot = ports.entry(target).or_insert(Stack::Sniffed);
-                if *slot == Stack::Sniffed {
-                    *slot = proto.stack();
-                }
+            if let Some(name) = p["name"].as_str() {
+                named.insert(name.to_string(), n);
             }
-        }
-        SidecarSpec {
-            namespace: pod["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or("default")
-                .to_string(),
-            pod: pod["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            pod_ip: pod["status"]["podIP"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            service_account: pod["spec"]["serviceAccountName"]
-                .as_str()
-                .unwrap_or("default")
-                .to_string(),
-            labels,
-            ports,
+            ports.insert(n, Stack::Sniffed);
         }
     }
+    for svc in services {
+        let selector = svc["spec"]["selector"].as_object();
+        let Some(selector) = selector.filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let selects = meshpolicy::Selector::from_json_labels(selector);
+        if !selects.is_ok_and(|s| s.matches(labels)) {
+            continue;
+        }
+        for sp in svc["spec"]["ports"].as_array().into_iter().flatten() {
+            if sp["protocol"].as_str().is_some_and(|x| x != "TCP") {
+                continue;
+            }
+            let target = match &sp["targetPort"] {
+                Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+                Value::String(s) => named.get(s).copied().or_else(|| s.parse().ok()),
+                _ => sp["port"].as_u64().and_then(|n| u16::try_from(n).ok()),
+            };
+            let Some(target) = target else { continue };
+            let name = sp["name"].as_str();
+            let proto = PortProtocol::of_service_port(name, sp["appProtocol"].as_str());
+            let slot = ports.entry(target).or_insert(Stack::Sniffed);
+            if *slot == Stack::Sniffed {
+                *slot = proto.stack();
+            }
+        }
+    }
+    ports
 }
 
 #[cfg(test)]
@@ -126,13 +91,13 @@ mod tests {
     #[test]
     fn ports_from_services() {
         let (pod, svc) = walkthrough_pod();
-        let spec = SidecarSpec::from_pod(&pod, [&svc]);
-        assert_eq!(spec.ports, BTreeMap::from([(80, Stack::Http)]));
-        let spec = SidecarSpec::from_pod(&pod, []);
-        assert_eq!(spec.ports, BTreeMap::from([(80, Stack::Sniffed)]));
+        let labels = BTreeMap::from([("app".to_string(), "np-test-nginx-2".to_string())]);
+        let ports = inbound_ports(&pod, &labels, [&svc]);
+        assert_eq!(ports, BTreeMap::from([(80, Stack::Http)]));
+        let ports = inbound_ports(&pod, &labels, []);
+        assert_eq!(ports, BTreeMap::from([(80, Stack::Sniffed)]));
         let other =
             json!({"spec": {"selector": {"app": "x"}, "ports": [{"name": "tcp-db", "port": 80}]}});
-        let spec = SidecarSpec::from_pod(&pod, [&other]);
-        assert_eq!(spec.ports[&80], Stack::Sniffed);
+        assert_eq!(inbound_ports(&pod, &labels, [&other])[&80], Stack::Sniffed);
     }
 }
