@@ -9,9 +9,9 @@
 use crate::common;
 
 use common::sim::{built, path_with};
-use common::{Cluster, fast_config, repo_root};
+use common::{Sim, fast_config, repo_root};
 
-async fn npexec(cluster: &Cluster, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+async fn npexec(cluster: &Sim, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
     let bins = built(&["kubectl-npexec"]);
     let path = path_with(&[&bins]);
     // kubectl refuses flags before the plugin name: the kubeconfig comes from the environment.
@@ -19,7 +19,7 @@ async fn npexec(cluster: &Cluster, args: &[&str]) -> anyhow::Result<(i32, String
         .arg("npexec")
         .args(args)
         .env("PATH", path)
-        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("KUBECONFIG", &cluster.kubeconfig())
         .env("KUBECACHEDIR", cluster.path().join("cache"))
         .env("HOME", cluster.path())
         .env("NO_COLOR", "1")
@@ -33,11 +33,11 @@ async fn npexec(cluster: &Cluster, args: &[&str]) -> anyhow::Result<(i32, String
     ))
 }
 
-async fn walkthrough_with_network_policy(enforced: bool) -> anyhow::Result<Cluster> {
+async fn walkthrough_with_network_policy(enforced: bool) -> anyhow::Result<Sim> {
     let mut config = fast_config();
     config.scenarios = vec![repo_root().join("examples/walkthrough")];
     config.cni_enforces_network_policy = enforced;
-    let cluster = Cluster::start(config).await?;
+    let cluster = Sim::in_process(config).await?;
     cluster
         .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
         .await?;

@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::sim::{built, istioctl_dir, path_with};
-use common::{Cluster, Out, fast_config, repo_root};
+use common::{Out, Sim, fast_config, repo_root};
 
 const POLICY: &str = "examples/custom/policies/ext-authz-np-test-2.yaml";
 const POLICY_NAME: &str = "ext-authz-np-test-2";
@@ -27,7 +27,7 @@ const DENY_BODY: &str =
     "denied by ext_authz for not found header `x-ext-authz: allow` in the request";
 
 struct Env {
-    c: Cluster,
+    c: Sim,
     path: OsString,
 }
 
@@ -35,7 +35,7 @@ impl Env {
     async fn start() -> Env {
         let mut config = fast_config();
         config.scenarios = vec![repo_root().join("examples/walkthrough")];
-        let c = Cluster::start(config).await.unwrap();
+        let c = Sim::in_process(config).await.unwrap();
         let bins = built(&["kubectl-rbaclog", "meshsim-istioctl"]);
         let tools = istioctl_dir(c.path());
         let path = path_with(&[&tools, &bins]);
@@ -47,7 +47,7 @@ impl Env {
         v.extend_from_slice(args);
         let o = tokio::process::Command::new("kubectl")
             .args(&v)
-            .env("KUBECONFIG", &self.c.kubeconfig)
+            .env("KUBECONFIG", &self.c.kubeconfig())
             .env("HOME", self.c.path())
             .env("PATH", &self.path)
             .env("NO_COLOR", "1")

@@ -15,13 +15,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::sim::{built, istioctl_dir, path_with};
-use common::{Cluster, Out, fast_config, repo_root};
+use common::{Out, Sim, fast_config, repo_root};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const POLICY: &str = "examples/walkthrough/policies/block-istio-ingress-np-test-2.yaml";
 
 struct Env {
-    c: Cluster,
+    c: Sim,
     path: OsString,
 }
 
@@ -33,7 +33,7 @@ impl Env {
             .iter()
             .map(|f| meshsim::faults::Fault::parse(f).unwrap())
             .collect();
-        let c = Cluster::start(config).await.unwrap();
+        let c = Sim::in_process(config).await.unwrap();
         let bins = built(&["kubectl-rbaclog", "meshsim-istioctl"]);
         let tools = istioctl_dir(c.path());
         let path = path_with(&[&tools, &bins]);
@@ -53,7 +53,7 @@ impl Env {
     fn cmd(&self, program: &str, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
-            .env("KUBECONFIG", &self.c.kubeconfig)
+            .env("KUBECONFIG", &self.c.kubeconfig())
             .env("HOME", self.c.path())
             .env("PATH", &self.path)
             .env("NO_COLOR", "1")

@@ -110,7 +110,7 @@ async fn probe_values_reach_the_container_verbatim() {
     let mut config = common::fast_config();
     config.scenarios = vec![reliability::walkthrough()];
     config.network = Some(recorder.clone());
-    let cluster = common::Cluster::start(config).await.unwrap();
+    let cluster = common::Sim::in_process(config).await.unwrap();
     cluster
         .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
         .await
@@ -161,7 +161,7 @@ async fn probe_values_reach_the_container_verbatim() {
         let mut cmd = tokio::process::Command::new(bins.join("kubectl-npexec"));
         cmd.args(["np-test-1", "np-test-2", "--timeout", "2s"])
             .args(args)
-            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("KUBECONFIG", &cluster.kubeconfig())
             .env("HOME", cluster.path())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -212,7 +212,7 @@ async fn probe_values_reach_the_container_verbatim() {
     }
     // The argv meshsim's container runtime received, byte for byte: the URL
     // is the last argument, each header follows its own -H.
-    let execs = cluster.handle.cluster.exec_log();
+    let execs = cluster.handle().cluster.exec_log();
     let mut checked = 0;
     for ((marker, value, args, want_path, want_header), out) in cases.iter().zip(&outs) {
         if out.code == 2 {
@@ -273,7 +273,7 @@ async fn odd_namespace_and_service_names_reach_curl_verbatim() {
     let mut config = common::fast_config();
     config.scenarios = vec![reliability::walkthrough()];
     config.network = Some(recorder.clone());
-    let cluster = common::Cluster::start(config).await.unwrap();
+    let cluster = common::Sim::in_process(config).await.unwrap();
     cluster
         .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
         .await
@@ -307,7 +307,7 @@ async fn odd_namespace_and_service_names_reach_curl_verbatim() {
     let npexec = |args: Vec<String>| {
         let mut cmd = tokio::process::Command::new(bins.join("kubectl-npexec"));
         cmd.args(&args)
-            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("KUBECONFIG", &cluster.kubeconfig())
             .env("HOME", cluster.path())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -327,7 +327,7 @@ async fn odd_namespace_and_service_names_reach_curl_verbatim() {
         ])
     }))
     .await;
-    let execs = cluster.handle.cluster.exec_log();
+    let execs = cluster.handle().cluster.exec_log();
     let mut failures = Vec::new();
     for ((ns, svc), (args, out)) in pairs.iter().zip(&outs) {
         if out.code != 0 {
@@ -358,7 +358,7 @@ async fn odd_namespace_and_service_names_reach_curl_verbatim() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // Invalid values: a usage error (exit 2) and no exec at all.
-    let before = cluster.handle.cluster.exec_log().len();
+    let before = cluster.handle().cluster.exec_log().len();
     let invalid_ns = [
         "Np-Test-2",
         "np_test_2",
@@ -404,7 +404,7 @@ async fn odd_namespace_and_service_names_reach_curl_verbatim() {
             failures.push(format!("{args:?}: not one error line: {:?}", out.stderr));
         }
     }
-    let after = cluster.handle.cluster.exec_log();
+    let after = cluster.handle().cluster.exec_log();
     if after.len() != before {
         failures.push(format!(
             "invalid values led to exec: {:?}",
