@@ -341,23 +341,9 @@ async fn sidecar_namespace_calling_ambient_namespace() -> anyhow::Result<()> {
 }
 
 async fn npexec(cl: &Sim, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
-    let bins = built(&["kubectl-npexec"]);
-    let out = tokio::process::Command::new("kubectl")
-        .arg("npexec")
-        .args(args)
-        .env("PATH", path_with(&[&bins]))
-        .env("KUBECONFIG", &cl.kubeconfig())
-        .env("KUBECACHEDIR", cl.path().join("cache"))
-        .env("HOME", cl.path())
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    built(&["kubectl-npexec"]);
+    let o = cl.kubectl(&[&["npexec"], args].concat()).await?;
+    Ok((o.code, o.stdout, o.stderr))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,7 +13,7 @@
 
 use crate::common;
 
-use common::sim::{built, path_with};
+use common::sim::built;
 use common::{Sim, fast_config, repo_root};
 use serde_json::Value;
 
@@ -28,23 +28,9 @@ async fn ambient_cluster() -> anyhow::Result<(Sim, String)> {
 }
 
 async fn plugin(cl: &Sim, name: &str, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
-    let bins = built(&[&format!("kubectl-{name}")]);
-    let out = tokio::process::Command::new("kubectl")
-        .arg(name)
-        .args(args)
-        .env("PATH", path_with(&[&bins]))
-        .env("KUBECONFIG", &cl.kubeconfig())
-        .env("KUBECACHEDIR", cl.path().join("cache"))
-        .env("HOME", cl.path())
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    built(&[&format!("kubectl-{name}")]);
+    let o = cl.kubectl(&[&[name], args].concat()).await?;
+    Ok((o.code, o.stdout, o.stderr))
 }
 
 async fn apply(cl: &Sim, yaml: &str) -> anyhow::Result<()> {

@@ -480,18 +480,8 @@ spec: {{mtls: {{mode: {mode}}}}}
 /// Runs the istioctl stand-in against the cluster; (exit code, stdout, stderr).
 async fn istioctl(cl: &Sim, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
     let bin = common::sim::built(&["meshsim-istioctl"]).join("meshsim-istioctl");
-    let o = tokio::process::Command::new(bin)
-        .args(args)
-        .env("KUBECONFIG", &cl.kubeconfig())
-        .env("HOME", cl.path())
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    Ok((
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    ))
+    let o = cl.run_program(bin, args).await?;
+    Ok((o.code, o.stdout, o.stderr))
 }
 
 /// The words of a tabwriter table's lines.

@@ -70,12 +70,8 @@ impl Env {
     /// `kubectl ARGS` with the plugins on PATH; the cluster through KUBECONFIG
     /// (kubectl allows no flag before a plugin's name).
     async fn kubectl(&self, args: &[&str]) -> Output {
-        tokio::process::Command::new("kubectl")
+        tokio::process::Command::from(self.cluster.command_on("kubectl", &self.path()))
             .args(args)
-            .env("PATH", self.path())
-            .env("HOME", self.cluster.path())
-            .env("KUBECONFIG", &self.cluster.kubeconfig())
-            .env("NO_COLOR", "1")
             .kill_on_drop(true)
             .output()
             .await

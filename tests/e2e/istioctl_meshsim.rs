@@ -25,18 +25,11 @@ struct Run {
 /// Runs the stand-in with the cluster's kubeconfig in KUBECONFIG (as
 /// istioctl reads it) and HOME in the test's directory.
 async fn istioctl(c: &Sim, args: &[&str]) -> Run {
-    let o = tokio::process::Command::new(istioctl_bin())
-        .args(args)
-        .env("KUBECONFIG", &c.kubeconfig())
-        .env("HOME", c.path())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
+    let o = c.run_program(istioctl_bin(), args).await.unwrap();
     Run {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        code: o.code,
+        stdout: o.stdout,
+        stderr: o.stderr,
     }
 }
 
@@ -98,19 +91,21 @@ async fn authz_check_of_the_walkthrough() {
 
     // The namespace from -n, the kubeconfig from --kubeconfig, the long command name.
     let kc = c.kubeconfig().to_str().unwrap().to_string();
-    let o = tokio::process::Command::new(istioctl_bin())
-        .args([
-            "experimental",
-            "authz",
-            "check",
-            &p2,
-            "-n",
-            "np-test-2",
-            "--kubeconfig",
-            &kc,
-        ])
+    let o = c
+        .command_async(
+            istioctl_bin(),
+            &[
+                "experimental",
+                "authz",
+                "check",
+                &p2,
+                "-n",
+                "np-test-2",
+                "--kubeconfig",
+                &kc,
+            ],
+        )
         .env_remove("KUBECONFIG")
-        .env("HOME", c.path())
         .output()
         .await
         .unwrap();

@@ -16,7 +16,7 @@
 
 use crate::common;
 
-use common::sim::{built, path_with};
+use common::sim::built;
 use common::{Out, Sim, fast_config, repo_root};
 
 /// The ambient half: examples/ambient's namespaces and workloads renamed
@@ -69,23 +69,8 @@ spec:
 ";
 
 async fn rbaclog(cl: &Sim, args: &[&str]) -> anyhow::Result<Out> {
-    let bins = built(&["kubectl-rbaclog"]);
-    let out = tokio::process::Command::new("kubectl")
-        .arg("rbaclog")
-        .args(args)
-        .env("PATH", path_with(&[&bins]))
-        .env("KUBECONFIG", &cl.kubeconfig())
-        .env("KUBECACHEDIR", cl.path().join("cache"))
-        .env("HOME", cl.path())
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    Ok(Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+    built(&["kubectl-rbaclog"]);
+    cl.kubectl(&[&["rbaclog"], args].concat()).await
 }
 
 fn json(o: &Out) -> Vec<serde_json::Value> {
@@ -247,16 +232,11 @@ async fn live_rbaclog_reads_ztunnel_for_ambient_destinations_beside_sidecars() -
     );
 
     // Following: a new rejection shows up as it is logged (no history: --tail 0).
-    let bins = built(&["kubectl-rbaclog"]);
-    let mut follow = tokio::process::Command::new("kubectl")
-        .args(["rbaclog", "amb-2", "-f", "--tail", "0", "-o", "jsonl"])
-        .env("PATH", path_with(&[&bins]))
-        .env("KUBECONFIG", &cl.kubeconfig())
-        .env("KUBECACHEDIR", cl.path().join("cache"))
-        .env("HOME", cl.path())
+    built(&["kubectl-rbaclog"]);
+    let mut follow = cl
+        .kubectl_async(&["rbaclog", "amb-2", "-f", "--tail", "0", "-o", "jsonl"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()?;
     let mut lines =
         tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(follow.stdout.take().unwrap()));

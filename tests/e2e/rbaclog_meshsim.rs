@@ -9,12 +9,11 @@
 
 use crate::common;
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::sim::{built, istioctl_dir, path_with};
+use common::sim::built;
 use common::{Out, Sim, fast_config, repo_root};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -22,7 +21,6 @@ const POLICY: &str = "examples/walkthrough/policies/block-istio-ingress-np-test-
 
 struct Env {
     c: Sim,
-    path: OsString,
 }
 
 impl Env {
@@ -33,11 +31,10 @@ impl Env {
             .iter()
             .map(|f| meshsim::faults::Fault::parse(f).unwrap())
             .collect();
-        let c = Sim::in_process(config).await.unwrap();
-        let bins = built(&["kubectl-rbaclog", "meshsim-istioctl"]);
-        let tools = istioctl_dir(c.path());
-        let path = path_with(&[&tools, &bins]);
-        let env = Env { c, path };
+        let mut c = Sim::in_process(config).await.unwrap();
+        built(&["kubectl-rbaclog", "meshsim-istioctl"]);
+        c.add_istioctl();
+        let env = Env { c };
         env.c
             .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
             .await
@@ -49,33 +46,13 @@ impl Env {
         env
     }
 
-    /// `kubectl ARGS` (plugins included) with this cluster's kubeconfig in the environment.
+    /// `PROGRAM ARGS` (kubectl, plugins included) with this cluster's environment.
     fn cmd(&self, program: &str, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .env("KUBECONFIG", &self.c.kubeconfig())
-            .env("HOME", self.c.path())
-            .env("PATH", &self.path)
-            .env("NO_COLOR", "1")
-            .env_remove("ISTIOCTL")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        cmd
+        self.c.command_async(program, args)
     }
 
     async fn run(&self, program: &str, args: &[&str]) -> Out {
-        let o = self
-            .cmd(program, args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .await
-            .unwrap();
-        Out {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        self.c.run_program(program, args).await.unwrap()
     }
 
     async fn rbaclog(&self, args: &[&str]) -> Out {

@@ -65,7 +65,7 @@ fn processes_with(marker: &str) -> Vec<String> {
 
 async fn pod(sim: &Sim, ns: &str) -> String {
     let o = sim
-        .command("kubectl", &["get", "pods", "-n", ns, "-o", "name"])
+        .plugin_cmd("kubectl", &["get", "pods", "-n", ns, "-o", "name"])
         .output()
         .await
         .unwrap();
@@ -79,7 +79,7 @@ async fn pod(sim: &Sim, ns: &str) -> String {
 
 async fn rbac_level(sim: &Sim, ns: &str, pod: &str) -> String {
     let o = sim
-        .run("istioctl", &["proxy-config", "log", &format!("{pod}.{ns}")])
+        .run_bounded("istioctl", &["proxy-config", "log", &format!("{pod}.{ns}")])
         .await;
     assert_eq!(o.code, 0, "{o:?}");
     o.stdout
@@ -98,14 +98,14 @@ async fn case(
     debug: bool,
 ) -> Result<(), String> {
     let extra: Vec<&str> = fault.map(|f| vec!["--fault", f]).unwrap_or_default();
-    let sim = Sim::start(&extra).await;
+    let sim = Sim::case(&extra).await;
     let p2 = pod(&sim, "np-test-2").await;
     let before = rbac_level(&sim, "np-test-2", &p2).await;
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let marker = format!("{plugin}-{n}-{sig:?}-{}", std::process::id());
     let child = sim
-        .command(plugin, args)
+        .plugin_cmd(plugin, args)
         .env("RELIABILITY_RUN", &marker)
         .spawn()
         .map_err(|e| e.to_string())?;

@@ -8,7 +8,7 @@
 
 use crate::common;
 
-use common::sim::{path_with, target_bin_dir};
+use common::sim::target_bin_dir;
 use common::{Sim, repo_root};
 
 async fn run_script(cluster: &Sim) -> anyhow::Result<(i32, String)> {
@@ -18,24 +18,11 @@ async fn run_script(cluster: &Sim) -> anyhow::Result<(i32, String)> {
             "{p} is not built: run `cargo build --workspace --bins` first (make test does)"
         );
     }
-    let path = path_with(&[&target_bin_dir()]);
-    let out = tokio::process::Command::new("bash")
-        .arg(repo_root().join("examples/scripting/assert-walkthrough.sh"))
-        .env("PATH", path)
-        .env("KUBECONFIG", &cluster.kubeconfig())
-        .env("KUBECACHEDIR", cluster.path().join("cache"))
-        .env("HOME", cluster.path())
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
+    let script = repo_root().join("examples/scripting/assert-walkthrough.sh");
+    let out = cluster
+        .run_program("bash", &[script.to_str().expect("UTF-8 path")])
         .await?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.code().unwrap_or(-1), text))
+    Ok((out.code, format!("{}{}", out.stdout, out.stderr)))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -47,3 +47,14 @@ pub fn fast_config() -> Config {
         ..Config::default()
     }
 }
+
+impl BytesOut {
+    /// With stdout as text.
+    pub fn text(self) -> Out {
+        Out {
+            code: self.code,
+            stdout: String::from_utf8_lossy(&self.stdout).into_owned(),
+            stderr: self.stderr,
+        }
+    }
+}

@@ -249,11 +249,11 @@ impl SimBuilder {
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        if let Server::Process { child, .. } = &mut self.server {
-            if let Some(mut c) = child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+        if let Server::Process { child, .. } = &mut self.server
+            && let Some(mut c) = child.take()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }
@@ -425,16 +425,24 @@ impl Sim {
         self.kubectl_stdin(args, None).await
     }
 
+    /// Runs `program ARGS` (a path, or a name looked up on
+    /// [`Sim::exec_path`]) with this cluster's environment to completion.
+    pub async fn run_program(
+        &self,
+        program: impl AsRef<OsStr>,
+        args: &[&str],
+    ) -> anyhow::Result<Out> {
+        let mut cmd = self.command_async(program, args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        Ok(output(cmd, Vec::new()).await?.text())
+    }
+
     /// [`Sim::kubectl`] with `stdin` fed to it.
     pub async fn kubectl_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> anyhow::Result<Out> {
-        let o = self
+        Ok(self
             .kubectl_io(args, stdin.map(<[u8]>::to_vec).unwrap_or_default())
-            .await?;
-        Ok(Out {
-            code: o.code,
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: o.stderr,
-        })
+            .await?
+            .text())
     }
 
     /// Runs kubectl and requires success; returns its stdout.
