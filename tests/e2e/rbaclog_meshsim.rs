@@ -523,6 +523,10 @@ async fn follow_sees_later_denials_once_each_across_cut_streams() {
     // about 86 KiB in their first second, 6-8 KiB per request after that, so
     // the stream is cut during the probes.)
     let env = Env::start(&["resource=pods/log,cut-log-after=131072"]).await;
+    // Not a wait for an event: the sleeps here ARE the behaviour under test.
+    // sinceTime has one-second resolution, so the sidecars' start-up second
+    // (most of their log) must be over before the denials, and each probe
+    // falls in a second of its own.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     env.c
         .ok(&[
