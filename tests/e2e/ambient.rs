@@ -13,7 +13,7 @@
 
 use crate::common;
 
-use common::sim::{built, path_with};
+use common::sim::built;
 use common::{Sim, fast_config, repo_root};
 use meshpolicy::envoy::ztunnel::{self, ZtunnelReason};
 
@@ -171,14 +171,17 @@ async fn ztunnel_resets_l4_denial_and_logs_the_policy() -> anyhow::Result<()> {
     // rbaclog reads what meshsim's ztunnel wrote.
     let file = cl.path().join("ztunnel.log");
     std::fs::write(&file, &log)?;
-    let bins = built(&["kubectl-rbaclog"]);
-    let out = tokio::process::Command::new("kubectl")
-        .args(["rbaclog", "--file"])
-        .arg(&file)
-        .args(["-o", "json"])
-        .env("PATH", path_with(&[&bins]))
-        .env("HOME", cl.path())
-        .env("NO_COLOR", "1")
+    built(&["kubectl-rbaclog"]);
+    // A file needs no cluster: no kubeconfig at all.
+    let out = cl
+        .kubectl_async(&[
+            "rbaclog",
+            "--file",
+            file.to_str().expect("UTF-8 path"),
+            "-o",
+            "json",
+        ])
+        .env_remove("KUBECONFIG")
         .output()
         .await?;
     let json = String::from_utf8_lossy(&out.stdout);
