@@ -13,18 +13,18 @@
 
 use crate::common;
 
-use common::sim::{built, path_with};
-use common::{Cluster, fast_config, repo_root};
+use common::sim::built;
+use common::{Sim, fast_config, repo_root};
 use meshpolicy::envoy::ztunnel::{self, ZtunnelReason};
 
 const URL: &str = "http://svc-np-test-nginx-2.np-test-2";
 
-async fn ambient_cluster(extra: &[&str]) -> anyhow::Result<(Cluster, String)> {
+async fn ambient_cluster(extra: &[&str]) -> anyhow::Result<(Sim, String)> {
     let mut c = fast_config();
     c.scenarios = vec![repo_root().join("examples/ambient")];
     c.scenarios
         .extend(extra.iter().map(|p| repo_root().join(p)));
-    let cl = Cluster::start(c).await?;
+    let cl = Sim::in_process(c).await?;
     cl.wait_ready_pod("istio-system", "app=ztunnel").await?;
     cl.wait_ready_pod("np-test-2", "app=np-test-nginx-2")
         .await?;
@@ -34,7 +34,7 @@ async fn ambient_cluster(extra: &[&str]) -> anyhow::Result<(Cluster, String)> {
     Ok((cl, src))
 }
 
-async fn curl(cl: &Cluster, ns: &str, pod: &str) -> anyhow::Result<common::Out> {
+async fn curl(cl: &Sim, ns: &str, pod: &str) -> anyhow::Result<common::Out> {
     cl.kubectl(&[
         "exec",
         "-n",
@@ -52,7 +52,7 @@ async fn curl(cl: &Cluster, ns: &str, pod: &str) -> anyhow::Result<common::Out> 
 
 /// Curls until `done` holds (policies reach ztunnel after the scaled propagation delay).
 async fn curl_until(
-    cl: &Cluster,
+    cl: &Sim,
     ns: &str,
     pod: &str,
     done: impl Fn(&common::Out) -> bool,
@@ -68,7 +68,7 @@ async fn curl_until(
     anyhow::bail!("curl never reached the expected outcome; last: {last:?}")
 }
 
-async fn ztunnel_log(cl: &Cluster) -> anyhow::Result<String> {
+async fn ztunnel_log(cl: &Sim) -> anyhow::Result<String> {
     cl.ok(&[
         "logs",
         "-n",
@@ -171,14 +171,17 @@ async fn ztunnel_resets_l4_denial_and_logs_the_policy() -> anyhow::Result<()> {
     // rbaclog reads what meshsim's ztunnel wrote.
     let file = cl.path().join("ztunnel.log");
     std::fs::write(&file, &log)?;
-    let bins = built(&["kubectl-rbaclog"]);
-    let out = tokio::process::Command::new("kubectl")
-        .args(["rbaclog", "--file"])
-        .arg(&file)
-        .args(["-o", "json"])
-        .env("PATH", path_with(&[&bins]))
-        .env("HOME", cl.path())
-        .env("NO_COLOR", "1")
+    built(&["kubectl-rbaclog"]);
+    // A file needs no cluster: no kubeconfig at all.
+    let out = cl
+        .kubectl_async(&[
+            "rbaclog",
+            "--file",
+            file.to_str().expect("UTF-8 path"),
+            "-o",
+            "json",
+        ])
+        .env_remove("KUBECONFIG")
         .output()
         .await?;
     let json = String::from_utf8_lossy(&out.stdout);
@@ -241,7 +244,7 @@ async fn http_rules_bound_to_ztunnel_allow_nothing_and_netpol_still_drops() -> a
 async fn sidecar_namespace_calling_ambient_namespace() -> anyhow::Result<()> {
     let mut c = fast_config();
     c.scenarios = vec![repo_root().join("examples/ambient")];
-    let cl = Cluster::start(c).await?;
+    let cl = Sim::in_process(c).await?;
     // np-test-1 back to sidecars: its pod is recreated with one.
     cl.ok(&[
         "label",
@@ -340,24 +343,10 @@ async fn sidecar_namespace_calling_ambient_namespace() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn npexec(cl: &Cluster, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
-    let bins = built(&["kubectl-npexec"]);
-    let out = tokio::process::Command::new("kubectl")
-        .arg("npexec")
-        .args(args)
-        .env("PATH", path_with(&[&bins]))
-        .env("KUBECONFIG", &cl.kubeconfig)
-        .env("KUBECACHEDIR", cl.path().join("cache"))
-        .env("HOME", cl.path())
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+async fn npexec(cl: &Sim, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    built(&["kubectl-npexec"]);
+    let o = cl.kubectl(&[&["npexec"], args].concat()).await?;
+    Ok((o.code, o.stdout, o.stderr))
 }
 
 #[tokio::test(flavor = "multi_thread")]

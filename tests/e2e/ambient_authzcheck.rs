@@ -13,41 +13,27 @@
 
 use crate::common;
 
-use common::sim::{built, path_with};
-use common::{Cluster, fast_config, repo_root};
+use common::sim::built;
+use common::{Sim, fast_config, repo_root};
 use serde_json::Value;
 
 const NS: &str = "np-test-2";
 
-async fn ambient_cluster() -> anyhow::Result<(Cluster, String)> {
+async fn ambient_cluster() -> anyhow::Result<(Sim, String)> {
     let mut c = fast_config();
     c.scenarios = vec![repo_root().join("examples/ambient")];
-    let cl = Cluster::start(c).await?;
+    let cl = Sim::in_process(c).await?;
     let dst = cl.wait_ready_pod(NS, "app=np-test-nginx-2").await?;
     Ok((cl, dst))
 }
 
-async fn plugin(cl: &Cluster, name: &str, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
-    let bins = built(&[&format!("kubectl-{name}")]);
-    let out = tokio::process::Command::new("kubectl")
-        .arg(name)
-        .args(args)
-        .env("PATH", path_with(&[&bins]))
-        .env("KUBECONFIG", &cl.kubeconfig)
-        .env("KUBECACHEDIR", cl.path().join("cache"))
-        .env("HOME", cl.path())
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+async fn plugin(cl: &Sim, name: &str, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    built(&[&format!("kubectl-{name}")]);
+    let o = cl.kubectl(&[&[name], args].concat()).await?;
+    Ok((o.code, o.stdout, o.stderr))
 }
 
-async fn apply(cl: &Cluster, yaml: &str) -> anyhow::Result<()> {
+async fn apply(cl: &Sim, yaml: &str) -> anyhow::Result<()> {
     let path = cl.path().join(format!("apply-{}.yaml", yaml.len()));
     std::fs::write(&path, yaml)?;
     cl.ok(&["apply", "-f", &path.display().to_string()]).await?;

@@ -21,16 +21,16 @@
 
 use crate::common;
 
-use common::{Cluster, fast_config, repo_root};
+use common::{Sim, fast_config, repo_root};
 
 fn example(path: &str) -> String {
     repo_root().join(path).display().to_string()
 }
 
-async fn ambient_cluster() -> anyhow::Result<(Cluster, String)> {
+async fn ambient_cluster() -> anyhow::Result<(Sim, String)> {
     let mut c = fast_config();
     c.scenarios = vec![repo_root().join("examples/ambient")];
-    let cl = Cluster::start(c).await?;
+    let cl = Sim::in_process(c).await?;
     cl.wait_ready_pod("istio-system", "app=ztunnel").await?;
     cl.wait_ready_pod("np-test-2", "app=np-test-nginx-2")
         .await?;
@@ -43,7 +43,7 @@ async fn ambient_cluster() -> anyhow::Result<(Cluster, String)> {
 const WAYPOINT_POD: &str = "gateway.networking.k8s.io/gateway-name=waypoint";
 
 /// examples/ambient with np-test-2's waypoint applied and Ready.
-async fn waypoint_cluster() -> anyhow::Result<(Cluster, String, String)> {
+async fn waypoint_cluster() -> anyhow::Result<(Sim, String, String)> {
     let (cl, src) = ambient_cluster().await?;
     cl.ok(&[
         "apply",
@@ -166,7 +166,7 @@ async fn waypoint_gateway_becomes_deployment_and_pod_and_delete_removes_them() -
     Ok(())
 }
 
-async fn curl(cl: &Cluster, ns: &str, pod: &str, url: &str) -> anyhow::Result<common::Out> {
+async fn curl(cl: &Sim, ns: &str, pod: &str, url: &str) -> anyhow::Result<common::Out> {
     cl.kubectl(&[
         "exec",
         "-n",
@@ -187,7 +187,7 @@ async fn curl(cl: &Cluster, ns: &str, pod: &str, url: &str) -> anyhow::Result<co
 /// Curls until `done` holds (policies reach the waypoint and ztunnel after
 /// the scaled propagation delay).
 async fn curl_until(
-    cl: &Cluster,
+    cl: &Sim,
     ns: &str,
     pod: &str,
     url: &str,
@@ -204,7 +204,7 @@ async fn curl_until(
     anyhow::bail!("curl never reached the expected outcome; last: {last:?}")
 }
 
-async fn logs(cl: &Cluster, ns: &str, selector: &str) -> anyhow::Result<String> {
+async fn logs(cl: &Sim, ns: &str, selector: &str) -> anyhow::Result<String> {
     cl.ok(&["logs", "-n", ns, "-l", selector, "--tail=-1"])
         .await
 }
@@ -253,7 +253,7 @@ async fn l7_deny_by_the_waypoint_is_a_403_and_its_envoy_logs_the_policy() -> any
     Ok(())
 }
 
-async fn apply_yaml(cl: &Cluster, yaml: &str) -> anyhow::Result<()> {
+async fn apply_yaml(cl: &Sim, yaml: &str) -> anyhow::Result<()> {
     let o = cl
         .kubectl_stdin(&["apply", "-f", "-"], Some(yaml.as_bytes()))
         .await?;
@@ -261,7 +261,7 @@ async fn apply_yaml(cl: &Cluster, yaml: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn pod_ip(cl: &Cluster, ns: &str, selector: &str) -> anyhow::Result<String> {
+async fn pod_ip(cl: &Sim, ns: &str, selector: &str) -> anyhow::Result<String> {
     cl.ok(&[
         "get",
         "pods",
@@ -478,20 +478,10 @@ spec: {{mtls: {{mode: {mode}}}}}
 }
 
 /// Runs the istioctl stand-in against the cluster; (exit code, stdout, stderr).
-async fn istioctl(cl: &Cluster, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+async fn istioctl(cl: &Sim, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
     let bin = common::sim::built(&["meshsim-istioctl"]).join("meshsim-istioctl");
-    let o = tokio::process::Command::new(bin)
-        .args(args)
-        .env("KUBECONFIG", &cl.kubeconfig)
-        .env("HOME", cl.path())
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    Ok((
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    ))
+    let o = cl.run_program(bin, args).await?;
+    Ok((o.code, o.stdout, o.stderr))
 }
 
 /// The words of a tabwriter table's lines.

@@ -13,7 +13,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::Cluster;
+use common::Sim;
 use common::sim::{path_with, target_bin_dir};
 
 const PLUGINS: [&str; 3] = ["npexec", "rbaclog", "authzcheck"];
@@ -44,15 +44,13 @@ fn plugin_dir(root: &Path) -> PathBuf {
 }
 
 struct Env {
-    cluster: Cluster,
+    cluster: Sim,
     bin: PathBuf,
 }
 
 impl Env {
     async fn start() -> Env {
-        let cluster = Cluster::with_scenario(&["examples/walkthrough"])
-            .await
-            .unwrap();
+        let cluster = Sim::in_process_walkthrough().await.unwrap();
         cluster
             .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
             .await
@@ -72,12 +70,8 @@ impl Env {
     /// `kubectl ARGS` with the plugins on PATH; the cluster through KUBECONFIG
     /// (kubectl allows no flag before a plugin's name).
     async fn kubectl(&self, args: &[&str]) -> Output {
-        tokio::process::Command::new("kubectl")
+        tokio::process::Command::from(self.cluster.command_on("kubectl", &self.path()))
             .args(args)
-            .env("PATH", self.path())
-            .env("HOME", self.cluster.path())
-            .env("KUBECONFIG", &self.cluster.kubeconfig)
-            .env("NO_COLOR", "1")
             .kill_on_drop(true)
             .output()
             .await
@@ -319,7 +313,7 @@ async fn completion_bash_script_completes_in_bash() {
         let line = line.to_string();
         let path = env.path();
         let home = env.cluster.path().to_path_buf();
-        let kubeconfig = env.cluster.kubeconfig.clone();
+        let kubeconfig = env.cluster.kubeconfig().clone();
         async move {
             let body = format!(
                 "source {file}\nCOMP_LINE={line:?}\nCOMP_POINT=${{#COMP_LINE}}\nread -ra COMP_WORDS <<<\"$COMP_LINE\"\n[[ $COMP_LINE == *' ' ]] && COMP_WORDS+=(\"\")\nCOMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))\n__kubectl_npexec_complete\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",

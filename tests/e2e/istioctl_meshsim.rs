@@ -8,7 +8,7 @@ use crate::common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::Cluster;
+use common::Sim;
 use common::sim::built;
 
 /// The built `meshsim-istioctl` (`make test` builds every binary first).
@@ -24,26 +24,17 @@ struct Run {
 
 /// Runs the stand-in with the cluster's kubeconfig in KUBECONFIG (as
 /// istioctl reads it) and HOME in the test's directory.
-async fn istioctl(c: &Cluster, args: &[&str]) -> Run {
-    let o = tokio::process::Command::new(istioctl_bin())
-        .args(args)
-        .env("KUBECONFIG", &c.kubeconfig)
-        .env("HOME", c.path())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
+async fn istioctl(c: &Sim, args: &[&str]) -> Run {
+    let o = c.run_program(istioctl_bin(), args).await.unwrap();
     Run {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        code: o.code,
+        stdout: o.stdout,
+        stderr: o.stderr,
     }
 }
 
-async fn walkthrough() -> (Cluster, String, String) {
-    let c = Cluster::with_scenario(&["examples/walkthrough"])
-        .await
-        .unwrap();
+async fn walkthrough() -> (Sim, String, String) {
+    let c = Sim::in_process_walkthrough().await.unwrap();
     let p1 = c
         .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
         .await
@@ -66,7 +57,7 @@ const HEADER_ONLY: &str = "ACTION   AuthorizationPolicy   RULES\n";
 const WALKTHROUGH_DENY: &str = "ACTION   AuthorizationPolicy                                    RULES\nDENY     deny-all-ingress-using-authorizationpolicy.np-test-2   1\n";
 
 /// Polls (bounded by attempts) until `check` holds for the stand-in's output.
-async fn until(c: &Cluster, args: &[&str], check: impl Fn(&Run) -> bool) -> Run {
+async fn until(c: &Sim, args: &[&str], check: impl Fn(&Run) -> bool) -> Run {
     let mut last = istioctl(c, args).await;
     for _ in 0..100 {
         if check(&last) {
@@ -99,20 +90,22 @@ async fn authz_check_of_the_walkthrough() {
     assert_eq!(r.stdout, WALKTHROUGH_DENY);
 
     // The namespace from -n, the kubeconfig from --kubeconfig, the long command name.
-    let kc = c.kubeconfig.to_str().unwrap().to_string();
-    let o = tokio::process::Command::new(istioctl_bin())
-        .args([
-            "experimental",
-            "authz",
-            "check",
-            &p2,
-            "-n",
-            "np-test-2",
-            "--kubeconfig",
-            &kc,
-        ])
+    let kc = c.kubeconfig().to_str().unwrap().to_string();
+    let o = c
+        .command_async(
+            istioctl_bin(),
+            &[
+                "experimental",
+                "authz",
+                "check",
+                &p2,
+                "-n",
+                "np-test-2",
+                "--kubeconfig",
+                &kc,
+            ],
+        )
         .env_remove("KUBECONFIG")
-        .env("HOME", c.path())
         .output()
         .await
         .unwrap();
@@ -218,7 +211,7 @@ async fn errors_as_istioctl_prints_them() {
     assert_eq!(r.stderr, "Error: unrecognized logging level: loud\n");
 }
 
-async fn call(c: &Cluster, p1: &str) -> String {
+async fn call(c: &Sim, p1: &str) -> String {
     c.ok(&[
         "exec",
         p1,
@@ -233,7 +226,7 @@ async fn call(c: &Cluster, p1: &str) -> String {
     .unwrap()
 }
 
-async fn logs(c: &Cluster, p2: &str) -> String {
+async fn logs(c: &Sim, p2: &str) -> String {
     c.ok(&["logs", p2, "-c", "istio-proxy", "-n", "np-test-2"])
         .await
         .unwrap()

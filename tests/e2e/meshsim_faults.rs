@@ -5,17 +5,17 @@
 
 use crate::common;
 
-use common::{Cluster, fast_config};
+use common::{Sim, fast_config};
 use meshsim::faults::Fault;
 
-async fn cluster(faults: &[&str]) -> anyhow::Result<Cluster> {
+async fn cluster(faults: &[&str]) -> anyhow::Result<Sim> {
     let mut cfg = fast_config();
     cfg.scenarios = vec![common::repo_root().join("examples/walkthrough")];
     cfg.faults = faults
         .iter()
         .map(|f| Fault::parse(f))
         .collect::<Result<_, _>>()?;
-    Cluster::start(cfg).await
+    Sim::in_process(cfg).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,7 +53,7 @@ async fn status_faults_500_429_403() -> anyhow::Result<()> {
         .ok(&["get", "svc,configmaps,endpoints", "-n", "np-test-2"])
         .await?;
     assert!(fine.contains("service/svc-np-test-nginx-2"), "{fine}");
-    c.handle.shutdown().await;
+    c.shutdown().await;
     Ok(())
 }
 
@@ -68,7 +68,7 @@ async fn retry_after_header_is_sent_with_429() -> anyhow::Result<()> {
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("Retry-After: 7"), "{}", o.stderr);
     assert!(o.stderr.contains("429 Too Many Requests"), "{}", o.stderr);
-    c.handle.shutdown().await;
+    c.shutdown().await;
     Ok(())
 }
 
@@ -86,7 +86,7 @@ async fn hung_request_is_ended_by_the_client_timeout() -> anyhow::Result<()> {
     );
     // Other requests are not blocked by the hanging one.
     c.ok(&["get", "ns", "np-test-1"]).await?;
-    c.handle.shutdown().await;
+    c.shutdown().await;
     Ok(())
 }
 
@@ -122,7 +122,7 @@ async fn exec_stream_cut_after_n_bytes() -> anyhow::Result<()> {
         "{}",
         o.stderr
     );
-    c.handle.shutdown().await;
+    c.shutdown().await;
     Ok(())
 }
 
@@ -131,7 +131,7 @@ async fn log_stream_cut_after_n_bytes() -> anyhow::Result<()> {
     let c = cluster(&["verb=log,namespace=np-test-1,cut-log-after=300"]).await?;
     let pod = c.walkthrough_pod().await?;
     for i in 0..100 {
-        c.handle
+        c.handle()
             .cluster
             .logs()
             .append("np-test-1", &pod, "istio-proxy", &format!("line {i}"));
@@ -163,6 +163,6 @@ async fn log_stream_cut_after_n_bytes() -> anyhow::Result<()> {
         whole.len() > 300 && whole.contains("Envoy proxy is ready"),
         "{whole}"
     );
-    c.handle.shutdown().await;
+    c.shutdown().await;
     Ok(())
 }

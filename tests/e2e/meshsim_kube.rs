@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::Cluster;
+use common::Sim;
 use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams, ListParams, LogParams};
@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_with_take_status_success_and_exit_code() -> anyhow::Result<()> {
-    let c = Cluster::with_scenario(&["examples/walkthrough"]).await?;
+    let c = Sim::in_process_walkthrough().await?;
     let pod = c.walkthrough_pod().await?;
     let pods: Api<Pod> = Api::namespaced(c.client().await?, "np-test-1");
 
@@ -85,13 +85,13 @@ async fn exec_with_take_status_success_and_exit_code() -> anyhow::Result<()> {
             .is_some_and(|m| m.contains("executable file not found")),
         "{status:?}"
     );
-    c.handle.shutdown().await;
+    c.shutdown().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_megabyte_through_exec_stdin_and_stdout_is_intact() -> anyhow::Result<()> {
-    let c = Cluster::with_scenario(&["examples/walkthrough"]).await?;
+    let c = Sim::in_process_walkthrough().await?;
     let pod = c.walkthrough_pod().await?;
     let pods: Api<Pod> = Api::namespaced(c.client().await?, "np-test-1");
     let input: Vec<u8> = (0..1_048_576u32)
@@ -121,15 +121,15 @@ async fn one_megabyte_through_exec_stdin_and_stdout_is_intact() -> anyhow::Resul
     assert_eq!(out.len(), input.len());
     assert!(out == input, "stdout differs from stdin");
     assert_eq!(status.and_then(|s| s.status).as_deref(), Some("Success"));
-    c.handle.shutdown().await;
+    c.shutdown().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_stream_reads_and_follows() -> anyhow::Result<()> {
-    let c = Cluster::with_scenario(&["examples/walkthrough"]).await?;
+    let c = Sim::in_process_walkthrough().await?;
     let pod = c.walkthrough_pod().await?;
-    let logs = c.handle.cluster.logs().clone();
+    let logs = c.handle().cluster.logs().clone();
     logs.append(
         "np-test-1",
         &pod,
@@ -176,13 +176,13 @@ async fn log_stream_reads_and_follows() -> anyhow::Result<()> {
         lines.try_next().await?.as_deref(),
         Some("appended while following")
     );
-    c.handle.shutdown().await;
+    c.shutdown().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paginated_list_with_limit_and_continue() -> anyhow::Result<()> {
-    let c = Cluster::with_scenario(&["examples/walkthrough"]).await?;
+    let c = Sim::in_process_walkthrough().await?;
     c.walkthrough_pod().await?;
     let client = c.client().await?;
     for api in [
@@ -225,7 +225,7 @@ async fn paginated_list_with_limit_and_continue() -> anyhow::Result<()> {
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 400, "{s:?}"),
         other => anyhow::bail!("expected a 400, got {other:?}"),
     }
-    c.handle.shutdown().await;
+    c.shutdown().await;
     Ok(())
 }
 
@@ -233,7 +233,7 @@ async fn paginated_list_with_limit_and_continue() -> anyhow::Result<()> {
 async fn runtime_watcher_sees_initial_list_and_changes() -> anyhow::Result<()> {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::runtime::watcher;
-    let c = Cluster::with_scenario(&["examples/walkthrough"]).await?;
+    let c = Sim::in_process_walkthrough().await?;
     let client = c.client().await?;
     let cms: Api<ConfigMap> = Api::namespaced(client, "np-test-1");
     // kube-runtime's watcher asks for allowWatchBookmarks; meshsim sends no
@@ -285,7 +285,7 @@ async fn runtime_watcher_sees_initial_list_and_changes() -> anyhow::Result<()> {
             None => anyhow::bail!("watch ended before the delete arrived"),
         }
     }
-    c.handle.shutdown().await;
+    c.shutdown().await;
     Ok(())
 }
 
@@ -293,7 +293,7 @@ async fn runtime_watcher_sees_initial_list_and_changes() -> anyhow::Result<()> {
 async fn watch_delivers_a_large_burst_in_order() -> anyhow::Result<()> {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::{WatchEvent, WatchParams};
-    let c = Cluster::with_scenario(&["examples/walkthrough"]).await?;
+    let c = Sim::in_process_walkthrough().await?;
     let cms: Api<ConfigMap> = Api::namespaced(c.client().await?, "np-test-1");
     let rv = cms
         .list(&ListParams::default())
@@ -306,7 +306,7 @@ async fn watch_delivers_a_large_burst_in_order() -> anyhow::Result<()> {
     // falls behind it fills the gap from the store's history (the lag path
     // itself is pinned by a unit test in meshsim's api module).
     const N: usize = 3000;
-    c.handle.cluster.with_store(|s| {
+    c.handle().cluster.with_store(|s| {
         let def = meshsim::resources::preferred(meshsim::resources::CONFIGMAPS);
         (0..N).try_for_each(|i| {
             s.create(
@@ -328,6 +328,6 @@ async fn watch_delivers_a_large_burst_in_order() -> anyhow::Result<()> {
     }
     let want: Vec<String> = (0..N).map(|i| format!("burst-{i:05}")).collect();
     assert_eq!(seen, want);
-    c.handle.shutdown().await;
+    c.shutdown().await;
     Ok(())
 }

@@ -5,11 +5,11 @@
 
 use crate::common;
 
-use common::Cluster;
+use common::Sim;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_megabyte_through_kubectl_exec_is_intact() -> anyhow::Result<()> {
-    let c = Cluster::with_scenario(&["examples/walkthrough"]).await?;
+    let c = Sim::in_process_walkthrough().await?;
     let pod = c.walkthrough_pod().await?;
     let input: Vec<u8> = (0..1_048_576u32)
         .map(|i| b"0123456789abcdefghijklmnopqrstuvwxyz\n"[(i % 37) as usize])
@@ -33,15 +33,15 @@ async fn one_megabyte_through_kubectl_exec_is_intact() -> anyhow::Result<()> {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(o.stdout.len(), input.len());
     assert!(o.stdout == input, "stdout differs from stdin");
-    c.handle.shutdown().await;
+    c.shutdown().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_since_leaves_out_older_lines() -> anyhow::Result<()> {
-    let c = Cluster::with_scenario(&["examples/walkthrough"]).await?;
+    let c = Sim::in_process_walkthrough().await?;
     let pod = c.walkthrough_pod().await?;
-    let logs = c.handle.cluster.logs();
+    let logs = c.handle().cluster.logs();
     let old = "2020-01-01T00:00:00Z".parse()?;
     logs.append_at("np-test-1", &pod, "np-test-nginx-1", old, "an old line");
     logs.append("np-test-1", &pod, "np-test-nginx-1", "a recent line");
@@ -80,13 +80,13 @@ async fn logs_since_leaves_out_older_lines() -> anyhow::Result<()> {
         .await?;
     assert!(logs.lines("np-test-1", &pod, "np-test-nginx-1").is_empty());
     assert!(logs.lines("np-test-1", &pod, "istio-proxy").is_empty());
-    c.handle.shutdown().await;
+    c.shutdown().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_create_typed_objects_sent_as_protobuf() -> anyhow::Result<()> {
-    let c = Cluster::start(common::fast_config()).await?;
+    let c = Sim::in_process(common::fast_config()).await?;
     c.ok(&["create", "namespace", "pb"]).await?;
     let d = c
         .ok(&[
@@ -181,6 +181,6 @@ async fn kubectl_create_typed_objects_sent_as_protobuf() -> anyhow::Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(ips.split(' ').count(), 2, "{ips}");
-    c.handle.shutdown().await;
+    c.shutdown().await;
     Ok(())
 }

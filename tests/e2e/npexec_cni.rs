@@ -8,36 +8,20 @@
 
 use crate::common;
 
-use common::sim::{built, path_with};
-use common::{Cluster, fast_config, repo_root};
+use common::sim::built;
+use common::{Sim, fast_config, repo_root};
 
-async fn npexec(cluster: &Cluster, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
-    let bins = built(&["kubectl-npexec"]);
-    let path = path_with(&[&bins]);
-    // kubectl refuses flags before the plugin name: the kubeconfig comes from the environment.
-    let out = tokio::process::Command::new("kubectl")
-        .arg("npexec")
-        .args(args)
-        .env("PATH", path)
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .env("KUBECACHEDIR", cluster.path().join("cache"))
-        .env("HOME", cluster.path())
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+async fn npexec(cluster: &Sim, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    built(&["kubectl-npexec"]);
+    let o = cluster.kubectl(&[&["npexec"], args].concat()).await?;
+    Ok((o.code, o.stdout, o.stderr))
 }
 
-async fn walkthrough_with_network_policy(enforced: bool) -> anyhow::Result<Cluster> {
+async fn walkthrough_with_network_policy(enforced: bool) -> anyhow::Result<Sim> {
     let mut config = fast_config();
     config.scenarios = vec![repo_root().join("examples/walkthrough")];
     config.cni_enforces_network_policy = enforced;
-    let cluster = Cluster::start(config).await?;
+    let cluster = Sim::in_process(config).await?;
     cluster
         .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
         .await?;

@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use std::process::Output;
 
 use common::repo_root;
-use common::sim::{PluginSim, ServeProcess, built, path_with};
+use common::sim::built;
 
 /// meshsim with the fixture, kubectl with the plugins on its PATH.
-struct Sim(PluginSim);
+struct Sim(common::Sim);
 
 fn fixture() -> std::path::PathBuf {
     repo_root().join("tests/fixtures/npexec-protocols")
@@ -24,12 +24,8 @@ fn fixture() -> std::path::PathBuf {
 
 impl Sim {
     fn start() -> Sim {
-        let bins = built(&["kubectl-npexec", "meshsim"]);
-        let sim = ServeProcess::start(&["--time-scale", "0.05"], &[fixture()], 5);
-        Sim(PluginSim {
-            sim,
-            path: path_with(&[&bins]),
-        })
+        built(&["kubectl-npexec", "meshsim"]);
+        Sim(common::Sim::builder().scenario(fixture()).pods(5).start())
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {

@@ -14,7 +14,7 @@ use crate::common;
 use std::path::Path;
 use std::process::Output;
 
-use common::sim::{Sim, built, path_with};
+use common::sim::{Sim, built};
 use serde_json::Value;
 
 /// `meshsim serve` on tests/fixtures/trust-expect/scenario.yaml (4 pods).
@@ -369,18 +369,14 @@ fn matrix_truth_tables_and_expect_reachable() {
     let has_script = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
         .any(|d| d.join("script").is_file());
     if has_script {
-        let bins = built(&["kubectl-npexec"]);
-        let o = std::process::Command::new("script")
+        built(&["kubectl-npexec"]);
+        let o = sim
+            .command("script")
             .args([
                 "-qec",
                 "kubectl npexec te-a te-c --expect allow --wait 2s",
                 "/dev/null",
             ])
-            .env("PATH", path_with(&[&bins]))
-            .env("KUBECONFIG", sim.kubeconfig())
-            .env("KUBECACHEDIR", sim.path().join("cache"))
-            .env("HOME", sim.path())
-            .env("NO_COLOR", "1")
             .output()
             .unwrap();
         let tty = out(&o);

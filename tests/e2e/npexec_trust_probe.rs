@@ -9,7 +9,7 @@ use crate::common;
 use std::process::Output;
 
 use common::repo_root;
-use common::sim::{built, path_with, walkthrough};
+use common::sim::{built, walkthrough};
 
 struct Sim(common::sim::Sim);
 
@@ -27,12 +27,7 @@ impl Sim {
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
-        let bins = built(&["kubectl-npexec"]);
-        self.0
-            .kubectl_cmd(&path_with(&[&bins]))
-            .args(args)
-            .output()
-            .unwrap()
+        self.0.run(args)
     }
 
     fn npexec(&self, args: &[&str]) -> Output {

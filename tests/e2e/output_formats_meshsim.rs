@@ -14,7 +14,7 @@ use serde_json::Value;
 use common::sim::Sim;
 
 impl Sim {
-    fn ok(&self, args: &[&str]) -> String {
+    fn stdout_of(&self, args: &[&str]) -> String {
         let o = self.run(args);
         assert!(
             matches!(o.status.code(), Some(0 | 1)),
@@ -53,7 +53,7 @@ fn check_formats(sim: &Sim, args: &[&str], row_key: &str) {
     let with = |extra: &[&str]| {
         let mut v = args.to_vec();
         v.extend_from_slice(extra);
-        sim.ok(&v)
+        sim.stdout_of(&v)
     };
     let json: Value = serde_json::from_str(&with(&["-o", "json"])).unwrap();
     // YAML: the same data.
@@ -125,8 +125,8 @@ fn every_output_format_in_every_plugin() {
     );
 
     // -o name: authzcheck names pods; the others refuse with a usage error.
-    let names = sim.ok(&["authzcheck", "np-test-2", "-o", "name"]);
-    let pods = sim.ok(&["get", "pods", "-n", "np-test-2", "-o", "name"]);
+    let names = sim.stdout_of(&["authzcheck", "np-test-2", "-o", "name"]);
+    let pods = sim.stdout_of(&["get", "pods", "-n", "np-test-2", "-o", "name"]);
     assert_eq!(names, pods);
     for args in [
         &["npexec", "np-test-1", "np-test-2", "-o", "name"][..],
@@ -146,7 +146,7 @@ fn every_output_format_in_every_plugin() {
 fn templates_match_kubectl_jsonpath() {
     let sim = Sim::walkthrough().istioctl().start();
     let json: Value =
-        serde_json::from_str(&sim.ok(&["get", "pods,svc", "-A", "-o", "json"])).unwrap();
+        serde_json::from_str(&sim.stdout_of(&["get", "pods,svc", "-A", "-o", "json"])).unwrap();
     for t in [
         "{.kind}",
         "{.items[*].metadata.name}",
@@ -156,7 +156,7 @@ fn templates_match_kubectl_jsonpath() {
         "{..containerPort}",
         "names: {.items[*].metadata.name} end",
     ] {
-        let kubectl = sim.ok(&["get", "pods,svc", "-A", "-o", &format!("jsonpath={t}")]);
+        let kubectl = sim.stdout_of(&["get", "pods,svc", "-A", "-o", &format!("jsonpath={t}")]);
         let ours = Template::parse(t).unwrap().render(&json).unwrap();
         assert_eq!(ours, kubectl, "{t}");
     }
@@ -206,7 +206,7 @@ fn colours_headers_and_one_line_errors() {
     let policy = walkthrough()
         .join("policies")
         .join("block-istio-ingress-np-test-2.yaml");
-    sim.ok(&["apply", "-f", policy.to_str().unwrap()]);
+    sim.stdout_of(&["apply", "-f", policy.to_str().unwrap()]);
     let log = common::repo_root().join("tests/fixtures/envoy-logs/istio-proxy-samples.log");
     let log = log.to_str().unwrap().to_string();
     let runs: [(&[&str], bool); 3] = [
@@ -222,13 +222,13 @@ fn colours_headers_and_one_line_errors() {
         // overrides the variable), with whole colour sequences.
         let mut a = args.to_vec();
         a.extend(["--color", "always"]);
-        let out = sim.ok(&a);
+        let out = sim.stdout_of(&a);
         no_bare_escape(&out, &format!("{a:?}"));
         if toned {
             assert!(out.contains("\x1b[38;5;"), "{a:?}: no colour: {out:?}");
         }
         // NO_COLOR alone (auto), and --color never: no escape at all.
-        let out = sim.ok(args);
+        let out = sim.stdout_of(args);
         assert!(!out.contains('\x1b'), "{args:?}: {out:?}");
         let mut a = args.to_vec();
         a.extend(["--color", "never"]);
@@ -248,8 +248,8 @@ fn colours_headers_and_one_line_errors() {
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("--no-headers does not apply"), "{e}");
-    let with = sim.ok(&["npexec", "--matrix", "np-test-1", "np-test-2", "-o", "wide"]);
-    let without = sim.ok(&[
+    let with = sim.stdout_of(&["npexec", "--matrix", "np-test-1", "np-test-2", "-o", "wide"]);
+    let without = sim.stdout_of(&[
         "npexec",
         "--matrix",
         "np-test-1",

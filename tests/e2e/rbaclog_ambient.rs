@@ -16,8 +16,8 @@
 
 use crate::common;
 
-use common::sim::{built, path_with};
-use common::{Cluster, Out, fast_config, repo_root};
+use common::sim::built;
+use common::{Out, Sim, fast_config, repo_root};
 
 /// The ambient half: examples/ambient's namespaces and workloads renamed
 /// (np-test-N -> amb-N), and its ztunnel DaemonSet.
@@ -68,24 +68,9 @@ spec:
         namespaces: [\"amb-1\"]
 ";
 
-async fn rbaclog(cl: &Cluster, args: &[&str]) -> anyhow::Result<Out> {
-    let bins = built(&["kubectl-rbaclog"]);
-    let out = tokio::process::Command::new("kubectl")
-        .arg("rbaclog")
-        .args(args)
-        .env("PATH", path_with(&[&bins]))
-        .env("KUBECONFIG", &cl.kubeconfig)
-        .env("KUBECACHEDIR", cl.path().join("cache"))
-        .env("HOME", cl.path())
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    Ok(Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+async fn rbaclog(cl: &Sim, args: &[&str]) -> anyhow::Result<Out> {
+    built(&["kubectl-rbaclog"]);
+    cl.kubectl(&[&["rbaclog"], args].concat()).await
 }
 
 fn json(o: &Out) -> Vec<serde_json::Value> {
@@ -93,7 +78,7 @@ fn json(o: &Out) -> Vec<serde_json::Value> {
     serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o:?}"))
 }
 
-async fn curl(cl: &Cluster, ns: &str, pod: &str, url: &str) -> anyhow::Result<Out> {
+async fn curl(cl: &Sim, ns: &str, pod: &str, url: &str) -> anyhow::Result<Out> {
     cl.kubectl(&[
         "exec",
         "-n",
@@ -109,7 +94,7 @@ async fn curl(cl: &Cluster, ns: &str, pod: &str, url: &str) -> anyhow::Result<Ou
     .await
 }
 
-async fn ztunnel_log(cl: &Cluster) -> anyhow::Result<String> {
+async fn ztunnel_log(cl: &Sim) -> anyhow::Result<String> {
     cl.ok(&[
         "logs",
         "-n",
@@ -123,7 +108,7 @@ async fn ztunnel_log(cl: &Cluster) -> anyhow::Result<String> {
 
 /// Probes from amb-1 to amb-2 until ztunnel's log holds `wanted` (the policy
 /// reaches ztunnel after meshsim's scaled propagation delay); returns the last probe.
-async fn probe_until_logged(cl: &Cluster, client: &str, wanted: &str) -> anyhow::Result<Out> {
+async fn probe_until_logged(cl: &Sim, client: &str, wanted: &str) -> anyhow::Result<Out> {
     for _ in 0..60 {
         let o = curl(cl, "amb-1", client, "http://svc-amb-nginx-2.amb-2").await?;
         if o.code != 0 && ztunnel_log(cl).await?.contains(wanted) {
@@ -145,7 +130,7 @@ async fn live_rbaclog_reads_ztunnel_for_ambient_destinations_beside_sidecars() -
         repo_root().join("examples/walkthrough"),
         ambient_scenario(scen.path())?,
     ];
-    let cl = Cluster::start(c).await?;
+    let cl = Sim::in_process(c).await?;
     let ztunnel = cl.wait_ready_pod("istio-system", "app=ztunnel").await?;
     cl.wait_ready_pod("amb-2", "app=amb-nginx-2").await?;
     cl.wait_ready_pod("np-test-2", "app=np-test-nginx-2")
@@ -247,16 +232,11 @@ async fn live_rbaclog_reads_ztunnel_for_ambient_destinations_beside_sidecars() -
     );
 
     // Following: a new rejection shows up as it is logged (no history: --tail 0).
-    let bins = built(&["kubectl-rbaclog"]);
-    let mut follow = tokio::process::Command::new("kubectl")
-        .args(["rbaclog", "amb-2", "-f", "--tail", "0", "-o", "jsonl"])
-        .env("PATH", path_with(&[&bins]))
-        .env("KUBECONFIG", &cl.kubeconfig)
-        .env("KUBECACHEDIR", cl.path().join("cache"))
-        .env("HOME", cl.path())
+    built(&["kubectl-rbaclog"]);
+    let mut follow = cl
+        .kubectl_async(&["rbaclog", "amb-2", "-f", "--tail", "0", "-o", "jsonl"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()?;
     let mut lines =
         tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(follow.stdout.take().unwrap()));

@@ -9,12 +9,10 @@
 
 use crate::common;
 
-use std::ffi::OsString;
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::sim::{built, istioctl_dir, path_with};
-use common::{Cluster, Out, fast_config, repo_root};
+use common::sim::built;
+use common::{Out, Sim, fast_config, repo_root};
 
 const POLICY: &str = "examples/custom/policies/ext-authz-np-test-2.yaml";
 const POLICY_NAME: &str = "ext-authz-np-test-2";
@@ -27,41 +25,23 @@ const DENY_BODY: &str =
     "denied by ext_authz for not found header `x-ext-authz: allow` in the request";
 
 struct Env {
-    c: Cluster,
-    path: OsString,
+    c: Sim,
 }
 
 impl Env {
     async fn start() -> Env {
         let mut config = fast_config();
         config.scenarios = vec![repo_root().join("examples/walkthrough")];
-        let c = Cluster::start(config).await.unwrap();
-        let bins = built(&["kubectl-rbaclog", "meshsim-istioctl"]);
-        let tools = istioctl_dir(c.path());
-        let path = path_with(&[&tools, &bins]);
-        Env { c, path }
+        let mut c = Sim::in_process(config).await.unwrap();
+        built(&["kubectl-rbaclog", "meshsim-istioctl"]);
+        c.add_istioctl();
+        Env { c }
     }
 
     async fn rbaclog(&self, args: &[&str]) -> Out {
         let mut v = vec!["rbaclog"];
         v.extend_from_slice(args);
-        let o = tokio::process::Command::new("kubectl")
-            .args(&v)
-            .env("KUBECONFIG", &self.c.kubeconfig)
-            .env("HOME", self.c.path())
-            .env("PATH", &self.path)
-            .env("NO_COLOR", "1")
-            .env_remove("ISTIOCTL")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .unwrap();
-        Out {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        self.c.kubectl(&v).await.unwrap()
     }
 
     /// curl from np-test-1 to np-test-2's nginx (with `extra` curl args):

@@ -9,20 +9,18 @@
 
 use crate::common;
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::sim::{built, istioctl_dir, path_with};
-use common::{Cluster, Out, fast_config, repo_root};
+use common::sim::built;
+use common::{Out, Sim, fast_config, repo_root};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const POLICY: &str = "examples/walkthrough/policies/block-istio-ingress-np-test-2.yaml";
 
 struct Env {
-    c: Cluster,
-    path: OsString,
+    c: Sim,
 }
 
 impl Env {
@@ -33,11 +31,10 @@ impl Env {
             .iter()
             .map(|f| meshsim::faults::Fault::parse(f).unwrap())
             .collect();
-        let c = Cluster::start(config).await.unwrap();
-        let bins = built(&["kubectl-rbaclog", "meshsim-istioctl"]);
-        let tools = istioctl_dir(c.path());
-        let path = path_with(&[&tools, &bins]);
-        let env = Env { c, path };
+        let mut c = Sim::in_process(config).await.unwrap();
+        built(&["kubectl-rbaclog", "meshsim-istioctl"]);
+        c.add_istioctl();
+        let env = Env { c };
         env.c
             .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
             .await
@@ -49,33 +46,13 @@ impl Env {
         env
     }
 
-    /// `kubectl ARGS` (plugins included) with this cluster's kubeconfig in the environment.
+    /// `PROGRAM ARGS` (kubectl, plugins included) with this cluster's environment.
     fn cmd(&self, program: &str, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .env("KUBECONFIG", &self.c.kubeconfig)
-            .env("HOME", self.c.path())
-            .env("PATH", &self.path)
-            .env("NO_COLOR", "1")
-            .env_remove("ISTIOCTL")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        cmd
+        self.c.command_async(program, args)
     }
 
     async fn run(&self, program: &str, args: &[&str]) -> Out {
-        let o = self
-            .cmd(program, args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .await
-            .unwrap();
-        Out {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        self.c.run_program(program, args).await.unwrap()
     }
 
     async fn rbaclog(&self, args: &[&str]) -> Out {
@@ -546,6 +523,10 @@ async fn follow_sees_later_denials_once_each_across_cut_streams() {
     // about 86 KiB in their first second, 6-8 KiB per request after that, so
     // the stream is cut during the probes.)
     let env = Env::start(&["resource=pods/log,cut-log-after=131072"]).await;
+    // Not a wait for an event: the sleeps here ARE the behaviour under test.
+    // sinceTime has one-second resolution, so the sidecars' start-up second
+    // (most of their log) must be over before the denials, and each probe
+    // falls in a second of its own.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     env.c
         .ok(&[

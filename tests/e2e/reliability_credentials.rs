@@ -29,7 +29,7 @@ async fn run_all(sim: &Sim, verbosity: &str) -> Vec<(&'static str, Out)> {
             vec!["np-test-2", "deployment/np-test-nginx-2", verbosity],
         ),
     ];
-    let outs = join_all(runs.iter().map(|(p, a)| sim.run(p, a))).await;
+    let outs = join_all(runs.iter().map(|(p, a)| sim.run_bounded(p, a))).await;
     runs.iter().map(|(p, _)| *p).zip(outs).collect()
 }
 
@@ -46,7 +46,7 @@ fn assert_no_secret(what: &str, outs: &[(&str, Out)], secrets: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_token_works_and_is_never_printed() {
-    let sim = Sim::start(&["--tls", "--token", TOKEN]).await;
+    let sim = Sim::case(&["--tls", "--token", TOKEN]).await;
     for v in ["-v", "-vvv", "-vvvv"] {
         let outs = run_all(&sim, v).await;
         for (plugin, out) in &outs {
@@ -63,8 +63,8 @@ async fn static_token_works_and_is_never_printed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificate_works_and_its_key_is_never_printed() {
-    let sim = Sim::start(&["--client-ca"]).await;
-    let key_b64 = kubeconfig_value(&sim.kubeconfig, "client-key-data")
+    let sim = Sim::case(&["--client-ca"]).await;
+    let key_b64 = kubeconfig_value(&sim.kubeconfig(), "client-key-data")
         .expect("meshsim --client-ca writes a client key");
     let key_pem = String::from_utf8(
         std::process::Command::new("base64")
@@ -105,12 +105,12 @@ async fn client_certificate_works_and_its_key_is_never_printed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_credentials_are_one_clear_line_and_not_printed() {
     let sims = join_all([
-        Sim::start_scenarios(
+        Sim::case_scenarios(
             &[reliability::walkthrough()],
             &["--tls", "--token", TOKEN],
             0,
         ),
-        Sim::start_scenarios(
+        Sim::case_scenarios(
             &[reliability::walkthrough()],
             &["--tls", "--token", TOKEN],
             0,
@@ -118,9 +118,9 @@ async fn rejected_credentials_are_one_clear_line_and_not_printed() {
     ])
     .await;
     // A wrong token, and a user with a username/password instead.
-    set_kubeconfig_value(&sims[0].kubeconfig, "token", "wrong-token-5555");
+    set_kubeconfig_value(&sims[0].kubeconfig(), "token", "wrong-token-5555");
     set_kubeconfig_value(
-        &sims[1].kubeconfig,
+        &sims[1].kubeconfig(),
         "token",
         &format!("\"\"\n    username: admin\n    password: {PASSWORD}"),
     );
@@ -179,15 +179,15 @@ fn assert_authenticated(what: &str, outs: &[(&str, Out)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_file_works_and_is_never_printed() {
-    let sim = Sim::start(&["--tls", "--token", TOKEN]).await;
+    let sim = Sim::case(&["--tls", "--token", TOKEN]).await;
     let file = sim.path().join("token");
     std::fs::write(&file, format!("{TOKEN}\n")).expect("token file");
     replace_token(
-        &sim.kubeconfig,
+        &sim.kubeconfig(),
         &format!("    tokenFile: {}\n", file.display()),
     );
     assert!(
-        !std::fs::read_to_string(&sim.kubeconfig)
+        !std::fs::read_to_string(sim.kubeconfig())
             .unwrap()
             .contains(TOKEN),
         "the token must only be in the token file"
@@ -212,7 +212,7 @@ async fn token_file_works_and_is_never_printed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_credential_plugin_works_and_is_never_printed() {
     use std::os::unix::fs::PermissionsExt;
-    let sim = Sim::start(&["--tls", "--token", TOKEN]).await;
+    let sim = Sim::case(&["--tls", "--token", TOKEN]).await;
     let script = sim.path().join("credential-plugin.sh");
     let marker = sim.path().join("plugin-ran");
     std::fs::write(
@@ -225,7 +225,7 @@ async fn exec_credential_plugin_works_and_is_never_printed() {
     .expect("script");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     replace_token(
-        &sim.kubeconfig,
+        &sim.kubeconfig(),
         &format!(
             "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      interactiveMode: Never\n",
             script.display()
@@ -241,7 +241,7 @@ async fn exec_credential_plugin_works_and_is_never_printed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_server_certificate_is_one_line_naming_it() {
-    let sim = Sim::start_scenarios(
+    let sim = Sim::case_scenarios(
         &[reliability::walkthrough()],
         &["--expired-server-cert", "--token", TOKEN],
         0,

@@ -298,33 +298,33 @@ fn cases() -> Vec<Case> {
 async fn run_case(case: &Case) -> Result<(), String> {
     let out: Out = match case.setup {
         Setup::Fault(f) => {
-            let sim = Sim::start(&["--fault", f]).await;
-            sim.run(case.plugin, case.args).await
+            let sim = Sim::case(&["--fault", f]).await;
+            sim.run_bounded(case.plugin, case.args).await
         }
         Setup::KillMidRun(f) => {
-            let mut sim = Sim::start(&["--fault", f]).await;
+            let mut sim = Sim::case(&["--fault", f]).await;
             let child = sim
-                .command(case.plugin, case.args)
+                .plugin_cmd(case.plugin, case.args)
                 .spawn()
                 .map_err(|e| e.to_string())?;
             // Kill the server only once the plugin is provably mid-run:
             // meshsim has said it is holding the plugin's request.
-            sim.wait_held().await;
-            sim.kill().await;
+            sim.wait_held(reliability::RUN_LIMIT).await;
+            sim.kill();
             reliability::finish(child).await
         }
         Setup::ClosedPort => {
-            let sim = Sim::start_scenarios(&[], &[], 0).await;
-            set_server(&sim.kubeconfig, "http://127.0.0.1:1");
-            sim.run(case.plugin, case.args).await
+            let sim = Sim::case_scenarios(&[], &[], 0).await;
+            set_server(&sim.kubeconfig(), "http://127.0.0.1:1");
+            sim.run_bounded(case.plugin, case.args).await
         }
         Setup::WrongCa => {
-            let sim = Sim::start(&["--tls"]).await;
-            let other = Sim::start_scenarios(&[], &["--tls"], 0).await;
-            let ca = kubeconfig_value(&other.kubeconfig, "certificate-authority-data")
+            let sim = Sim::case(&["--tls"]).await;
+            let other = Sim::case_scenarios(&[], &["--tls"], 0).await;
+            let ca = kubeconfig_value(&other.kubeconfig(), "certificate-authority-data")
                 .ok_or("no CA in the second kubeconfig")?;
-            set_kubeconfig_value(&sim.kubeconfig, "certificate-authority-data", &ca);
-            sim.run(case.plugin, case.args).await
+            set_kubeconfig_value(&sim.kubeconfig(), "certificate-authority-data", &ca);
+            sim.run_bounded(case.plugin, case.args).await
         }
     };
     check(case, &out).map_err(|e| {
@@ -405,11 +405,11 @@ async fn every_plugin_under_every_fault() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_is_retried_as_retry_after_says_and_bounded() {
     let sims = join_all([
-        Sim::start(&[
+        Sim::case(&[
             "--fault",
             "verb=list,resource=services,status=429,retry-after=1",
         ]),
-        Sim::start(&[
+        Sim::case(&[
             "--fault",
             "verb=list,resource=services,status=429,retry-after=3600",
         ]),
@@ -417,7 +417,7 @@ async fn throttling_is_retried_as_retry_after_says_and_bounded() {
     .await;
     let mut args = NPEXEC.to_vec();
     args.push("-v");
-    let outs = join_all(sims.iter().map(|s| s.run("kubectl-npexec", &args))).await;
+    let outs = join_all(sims.iter().map(|s| s.run_bounded("kubectl-npexec", &args))).await;
     for (out, after) in outs.iter().zip(["1", "3600"]) {
         assert_eq!(out.code, 3, "retry-after={after}: {out:?}");
         let retries: Vec<&str> = out

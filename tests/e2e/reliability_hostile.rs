@@ -110,12 +110,12 @@ async fn probe_values_reach_the_container_verbatim() {
     let mut config = common::fast_config();
     config.scenarios = vec![reliability::walkthrough()];
     config.network = Some(recorder.clone());
-    let cluster = common::Cluster::start(config).await.unwrap();
+    let cluster = common::Sim::in_process(config).await.unwrap();
     cluster
         .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
         .await
         .unwrap();
-    let bins = reliability::bin_dir();
+    reliability::bin_dir();
     let mut g = Gen(0x9e37_79b9_7f4a_7c15);
     let mut cases = Vec::new();
     for i in 0..CASES {
@@ -158,16 +158,11 @@ async fn probe_values_reach_the_container_verbatim() {
         cases.push((marker, value, args, want_path, want_header));
     }
     let runs = cases.iter().map(|(_, _, args, _, _)| {
-        let mut cmd = tokio::process::Command::new(bins.join("kubectl-npexec"));
-        cmd.args(["np-test-1", "np-test-2", "--timeout", "2s"])
-            .args(args)
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .env("HOME", cluster.path())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut cmd = cluster.plugin_cmd(
+            "kubectl-npexec",
+            &["np-test-1", "np-test-2", "--timeout", "2s"],
+        );
+        cmd.args(args);
         async move { reliability::finish(cmd.spawn().unwrap()).await }
     });
     let outs = join_all(runs).await;
@@ -212,7 +207,7 @@ async fn probe_values_reach_the_container_verbatim() {
     }
     // The argv meshsim's container runtime received, byte for byte: the URL
     // is the last argument, each header follows its own -H.
-    let execs = cluster.handle.cluster.exec_log();
+    let execs = cluster.handle().cluster.exec_log();
     let mut checked = 0;
     for ((marker, value, args, want_path, want_header), out) in cases.iter().zip(&outs) {
         if out.code == 2 {
@@ -273,7 +268,7 @@ async fn odd_namespace_and_service_names_reach_curl_verbatim() {
     let mut config = common::fast_config();
     config.scenarios = vec![reliability::walkthrough()];
     config.network = Some(recorder.clone());
-    let cluster = common::Cluster::start(config).await.unwrap();
+    let cluster = common::Sim::in_process(config).await.unwrap();
     cluster
         .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
         .await
@@ -303,17 +298,10 @@ async fn odd_namespace_and_service_names_reach_curl_verbatim() {
         .await
         .unwrap();
     assert_eq!(applied.code, 0, "{applied:?}");
-    let bins = reliability::bin_dir();
+    reliability::bin_dir();
     let npexec = |args: Vec<String>| {
-        let mut cmd = tokio::process::Command::new(bins.join("kubectl-npexec"));
-        cmd.args(&args)
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .env("HOME", cluster.path())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut cmd = cluster.plugin_cmd("kubectl-npexec", &[]);
+        cmd.args(&args);
         async move { (args, reliability::finish(cmd.spawn().unwrap()).await) }
     };
     let outs = join_all(pairs.iter().map(|(ns, svc)| {
@@ -327,7 +315,7 @@ async fn odd_namespace_and_service_names_reach_curl_verbatim() {
         ])
     }))
     .await;
-    let execs = cluster.handle.cluster.exec_log();
+    let execs = cluster.handle().cluster.exec_log();
     let mut failures = Vec::new();
     for ((ns, svc), (args, out)) in pairs.iter().zip(&outs) {
         if out.code != 0 {
@@ -358,7 +346,7 @@ async fn odd_namespace_and_service_names_reach_curl_verbatim() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // Invalid values: a usage error (exit 2) and no exec at all.
-    let before = cluster.handle.cluster.exec_log().len();
+    let before = cluster.handle().cluster.exec_log().len();
     let invalid_ns = [
         "Np-Test-2",
         "np_test_2",
@@ -404,7 +392,7 @@ async fn odd_namespace_and_service_names_reach_curl_verbatim() {
             failures.push(format!("{args:?}: not one error line: {:?}", out.stderr));
         }
     }
-    let after = cluster.handle.cluster.exec_log();
+    let after = cluster.handle().cluster.exec_log();
     if after.len() != before {
         failures.push(format!(
             "invalid values led to exec: {:?}",
@@ -602,7 +590,7 @@ async fn control_sequences_from_the_cluster_are_escaped_end_to_end() {
     );
     std::fs::write(&np2, text).unwrap();
 
-    let sim = reliability::Sim::start_scenarios(&[scen.path().to_path_buf()], &[], 2).await;
+    let sim = reliability::Sim::case_scenarios(&[scen.path().to_path_buf()], &[], 2).await;
     // istioctl: `x authz check` prints hostile text, the rest is the stand-in.
     let tools = sim.path().join("tools");
     std::fs::remove_file(tools.join("istioctl")).unwrap();
@@ -637,7 +625,7 @@ async fn control_sequences_from_the_cluster_are_escaped_end_to_end() {
         ("kubectl-rbaclog", vec!["np-test-2", "-o", "wide"], false),
         ("kubectl-rbaclog", vec!["np-test-2", "-o", "json"], true),
     ];
-    let outs = join_all(runs.iter().map(|(p, a, _)| sim.run(p, a))).await;
+    let outs = join_all(runs.iter().map(|(p, a, _)| sim.run_bounded(p, a))).await;
     let mut failures = Vec::new();
     for ((plugin, args, json), out) in runs.iter().zip(&outs) {
         let what = format!("{plugin} {}", args.join(" "));

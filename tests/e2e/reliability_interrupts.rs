@@ -4,7 +4,9 @@
 //! through the istioctl stand-in's `proxy-config log`), and no process the
 //! plugin started survives it. Orphans are found through the process table:
 //! each run carries a unique environment marker that every child inherits,
-//! and after the plugin exits no process in /proc may still carry it.
+//! and after the plugin exits no process in /proc may still carry it. The
+//! signal goes out only once meshsim says it holds the plugin's request
+//! under a `hang=` fault, so every case is provably mid-run.
 
 use crate::reliability;
 
@@ -65,7 +67,7 @@ fn processes_with(marker: &str) -> Vec<String> {
 
 async fn pod(sim: &Sim, ns: &str) -> String {
     let o = sim
-        .command("kubectl", &["get", "pods", "-n", ns, "-o", "name"])
+        .plugin_cmd("kubectl", &["get", "pods", "-n", ns, "-o", "name"])
         .output()
         .await
         .unwrap();
@@ -79,7 +81,7 @@ async fn pod(sim: &Sim, ns: &str) -> String {
 
 async fn rbac_level(sim: &Sim, ns: &str, pod: &str) -> String {
     let o = sim
-        .run("istioctl", &["proxy-config", "log", &format!("{pod}.{ns}")])
+        .run_bounded("istioctl", &["proxy-config", "log", &format!("{pod}.{ns}")])
         .await;
     assert_eq!(o.code, 0, "{o:?}");
     o.stdout
@@ -93,19 +95,18 @@ async fn rbac_level(sim: &Sim, ns: &str, pod: &str) -> String {
 async fn case(
     plugin: &'static str,
     args: &'static [&'static str],
-    fault: Option<&'static str>,
+    fault: &'static str,
     sig: Sig,
     debug: bool,
 ) -> Result<(), String> {
-    let extra: Vec<&str> = fault.map(|f| vec!["--fault", f]).unwrap_or_default();
-    let sim = Sim::start(&extra).await;
+    let mut sim = Sim::case(&["--fault", fault]).await;
     let p2 = pod(&sim, "np-test-2").await;
     let before = rbac_level(&sim, "np-test-2", &p2).await;
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let marker = format!("{plugin}-{n}-{sig:?}-{}", std::process::id());
     let child = sim
-        .command(plugin, args)
+        .plugin_cmd(plugin, args)
         .env("RELIABILITY_RUN", &marker)
         .spawn()
         .map_err(|e| e.to_string())?;
@@ -124,8 +125,9 @@ async fn case(
             return Err(format!("{plugin} {args:?}: the level was never raised"));
         }
     }
-    // Let it get into its work (waiting on a hanging exec or log request, or following).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Signal only once meshsim holds the plugin's faulted request: the plugin
+    // is provably mid-run (waiting on its exec, or on the log stream it follows).
+    sim.wait_held(reliability::RUN_LIMIT).await;
     let k = std::process::Command::new("kill")
         .args([sig.name(), &pid])
         .status()
@@ -165,15 +167,21 @@ async fn signals_mid_run_end_cleanly() {
         runs.push(case(
             "kubectl-npexec",
             MATRIX,
-            Some("verb=exec,namespace=np-test-1,hang=60s"),
+            "verb=exec,namespace=np-test-1,hang=60s",
             sig,
             false,
         ));
-        runs.push(case("kubectl-rbaclog", FOLLOW, None, sig, false));
+        runs.push(case(
+            "kubectl-rbaclog",
+            FOLLOW,
+            "verb=log,hang=60s",
+            sig,
+            false,
+        ));
         runs.push(case(
             "kubectl-rbaclog",
             DEBUG,
-            Some("verb=log,hang=60s"),
+            "verb=log,hang=60s",
             sig,
             true,
         ));

@@ -8,39 +8,26 @@
 
 use crate::common;
 
-use common::sim::{path_with, target_bin_dir};
-use common::{Cluster, repo_root};
+use common::sim::target_bin_dir;
+use common::{Sim, repo_root};
 
-async fn run_script(cluster: &Cluster) -> anyhow::Result<(i32, String)> {
+async fn run_script(cluster: &Sim) -> anyhow::Result<(i32, String)> {
     for p in ["kubectl-npexec", "kubectl-rbaclog", "kubectl-authzcheck"] {
         anyhow::ensure!(
             target_bin_dir().join(p).exists(),
             "{p} is not built: run `cargo build --workspace --bins` first (make test does)"
         );
     }
-    let path = path_with(&[&target_bin_dir()]);
-    let out = tokio::process::Command::new("bash")
-        .arg(repo_root().join("examples/scripting/assert-walkthrough.sh"))
-        .env("PATH", path)
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .env("KUBECACHEDIR", cluster.path().join("cache"))
-        .env("HOME", cluster.path())
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
+    let script = repo_root().join("examples/scripting/assert-walkthrough.sh");
+    let out = cluster
+        .run_program("bash", &[script.to_str().expect("UTF-8 path")])
         .await?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.code().unwrap_or(-1), text))
+    Ok((out.code, format!("{}{}", out.stdout, out.stderr)))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn script_passes_on_the_walkthrough() -> anyhow::Result<()> {
-    let cluster = Cluster::with_scenario(&["examples/walkthrough"]).await?;
+    let cluster = Sim::in_process_walkthrough().await?;
     cluster
         .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
         .await?;
@@ -67,7 +54,7 @@ async fn script_passes_on_the_walkthrough() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn script_fails_when_an_expectation_does_not_hold() -> anyhow::Result<()> {
-    let cluster = Cluster::with_scenario(&["examples/walkthrough"]).await?;
+    let cluster = Sim::in_process_walkthrough().await?;
     cluster
         .wait_ready_pod("np-test-1", "app=np-test-nginx-1")
         .await?;

@@ -9,7 +9,7 @@
 
 use crate::common;
 
-use common::{Cluster, fast_config, repo_root};
+use common::{Sim, fast_config, repo_root};
 
 const MARKER: &str = "__NPEXEC_7f3a__";
 
@@ -20,10 +20,10 @@ struct Probe {
     stderr: String,
 }
 
-async fn outcomes() -> anyhow::Result<Cluster> {
+async fn outcomes() -> anyhow::Result<Sim> {
     let mut c = fast_config();
     c.scenarios = vec![repo_root().join("crates/meshsim/tests/mesh_scenarios/outcomes.yaml")];
-    let cl = Cluster::start(c).await?;
+    let cl = Sim::in_process(c).await?;
     for (ns, app) in [
         ("mesh-a", "client-sidecar"),
         ("mesh-plain", "client-plain"),
@@ -40,7 +40,7 @@ async fn outcomes() -> anyhow::Result<Cluster> {
 
 /// `kubectl exec -n NS POD -- curl ...` as npexec builds it.
 async fn probe(
-    cl: &Cluster,
+    cl: &Sim,
     ns: &str,
     pod: &str,
     max_time: &str,
@@ -218,6 +218,6 @@ async fn every_curl_outcome_class_through_kubectl() -> anyhow::Result<()> {
         (0, "200", "hello from web")
     );
 
-    cl.handle.shutdown().await;
+    cl.shutdown().await;
     Ok(())
 }

@@ -11,17 +11,17 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{Cluster, fast_config, repo_root};
+use common::{Sim, fast_config, repo_root};
 
 const HELLO_1: &str = "Hello world - np-test-nginx-1!";
 const HELLO_2: &str = "Hello world - np-test-nginx-2!";
 const DENIED_LINE: &str = "enforced denied, matched policy ns[np-test-2]-policy[deny-all-ingress-using-authorizationpolicy]-rule[0]";
 
-async fn walkthrough(propagation_delay: Duration) -> anyhow::Result<Cluster> {
+async fn walkthrough(propagation_delay: Duration) -> anyhow::Result<Sim> {
     let mut c = fast_config();
     c.scenarios = vec![repo_root().join("examples/walkthrough")];
     c.propagation_delay = propagation_delay;
-    let cl = Cluster::start(c).await?;
+    let cl = Sim::in_process(c).await?;
     cl.wait_ready_pod("np-test-1", "app=np-test-nginx-1")
         .await?;
     cl.wait_ready_pod("np-test-2", "app=np-test-nginx-2")
@@ -30,7 +30,7 @@ async fn walkthrough(propagation_delay: Duration) -> anyhow::Result<Cluster> {
 }
 
 /// `$(kubectl get pod -n NS -l app=APP -o jsonpath="{.items[0].metadata.name}")`
-async fn pod_of(cl: &Cluster, ns: &str, app: &str) -> anyhow::Result<String> {
+async fn pod_of(cl: &Sim, ns: &str, app: &str) -> anyhow::Result<String> {
     let label = format!("app={app}");
     cl.ok(&[
         "get",
@@ -46,7 +46,7 @@ async fn pod_of(cl: &Cluster, ns: &str, app: &str) -> anyhow::Result<String> {
 }
 
 /// The walk-through's `kubectl exec -it POD -n NS -- bash -c SCRIPT`; returns stdout.
-async fn exec_bash(cl: &Cluster, ns: &str, app: &str, script: &str) -> anyhow::Result<String> {
+async fn exec_bash(cl: &Sim, ns: &str, app: &str, script: &str) -> anyhow::Result<String> {
     let pod = pod_of(cl, ns, app).await?;
     let o = cl
         .kubectl(&["exec", "-it", &pod, "-n", ns, "--", "bash", "-c", script])
@@ -62,7 +62,7 @@ async fn exec_bash(cl: &Cluster, ns: &str, app: &str, script: &str) -> anyhow::R
 }
 
 /// "Confirm Pod 1 can call Pod 2" (and its later form without the suffix).
-async fn one_to_two(cl: &Cluster, suffix: &str) -> anyhow::Result<String> {
+async fn one_to_two(cl: &Sim, suffix: &str) -> anyhow::Result<String> {
     let script = format!(
         "echo '' && curl -sf --max-time 3 svc-np-test-nginx-2.np-test-2.svc.cluster.local || echo 'Failed calling np-test-nginx-2{suffix}'"
     );
@@ -70,7 +70,7 @@ async fn one_to_two(cl: &Cluster, suffix: &str) -> anyhow::Result<String> {
 }
 
 /// "Confirm Pod 2 can call Pod 1".
-async fn two_to_one(cl: &Cluster, suffix: &str) -> anyhow::Result<String> {
+async fn two_to_one(cl: &Sim, suffix: &str) -> anyhow::Result<String> {
     let script = format!(
         "curl -sf --max-time 3 svc-np-test-nginx-1.np-test-1.svc.cluster.local || echo 'Failed calling np-test-nginx-1{suffix}' && echo ''"
     );
@@ -78,7 +78,7 @@ async fn two_to_one(cl: &Cluster, suffix: &str) -> anyhow::Result<String> {
 }
 
 /// `kubectl logs POD -c istio-proxy -n NS | grep "rbac" | grep "denied"`
-async fn rbac_denied_lines(cl: &Cluster, ns: &str, app: &str) -> anyhow::Result<Vec<String>> {
+async fn rbac_denied_lines(cl: &Sim, ns: &str, app: &str) -> anyhow::Result<Vec<String>> {
     let pod = pod_of(cl, ns, app).await?;
     let out = cl
         .ok(&["logs", &pod, "-c", "istio-proxy", "-n", ns])
@@ -90,15 +90,15 @@ async fn rbac_denied_lines(cl: &Cluster, ns: &str, app: &str) -> anyhow::Result<
         .collect())
 }
 
-async fn apply_policy(cl: &Cluster, verb: &str, file: &str) -> anyhow::Result<String> {
+async fn apply_policy(cl: &Sim, verb: &str, file: &str) -> anyhow::Result<String> {
     let path = repo_root().join("examples/walkthrough/policies").join(file);
     cl.ok(&[verb, "-f", &path.to_string_lossy(), "-n", "np-test-2"])
         .await
 }
 
 /// "Now if we wait a couple seconds": let the sidecars receive the change.
-async fn let_policies_propagate(cl: &Cluster) -> anyhow::Result<()> {
-    let mesh = cl.handle.cluster.mesh().expect("mesh installed");
+async fn let_policies_propagate(cl: &Sim) -> anyhow::Result<()> {
+    let mesh = cl.handle().cluster.mesh().expect("mesh installed");
     anyhow::ensure!(mesh.settle(4000).await, "mesh did not observe the change");
     mesh.advance_clock(mesh.real_propagation_delay() + Duration::from_millis(1));
     Ok(())
@@ -213,7 +213,7 @@ async fn walkthrough_authorizationpolicy_then_networkpolicy() -> anyhow::Result<
     // Cleanup as the walk-through does: back to the initial answers.
     apply_policy(&cl, "delete", "block-ingress-np-test-2.yaml").await?;
     assert_eq!(one_to_two(&cl, "").await?, format!("\n{HELLO_2}"));
-    cl.handle.shutdown().await;
+    cl.shutdown().await;
     Ok(())
 }
 
@@ -222,7 +222,7 @@ async fn walkthrough_propagation_delay_is_observed() -> anyhow::Result<()> {
     // Ten simulated hours: the sidecars only catch up when the test moves the clock.
     let cl = walkthrough(Duration::from_secs(36_000)).await?;
     apply_policy(&cl, "apply", "block-istio-ingress-np-test-2.yaml").await?;
-    let mesh = cl.handle.cluster.mesh().expect("mesh installed").clone();
+    let mesh = cl.handle().cluster.mesh().expect("mesh installed").clone();
     assert!(mesh.settle(4000).await);
     let pod2 = pod_of(&cl, "np-test-2", "np-test-nginx-2").await?;
     assert!(mesh.sidecar_policies("np-test-2", &pod2).is_empty());
@@ -244,7 +244,7 @@ async fn walkthrough_propagation_delay_is_observed() -> anyhow::Result<()> {
     );
     let_policies_propagate(&cl).await?;
     assert_eq!(one_to_two(&cl, "").await?, format!("\n{HELLO_2}"));
-    cl.handle.shutdown().await;
+    cl.shutdown().await;
     Ok(())
 }
 
@@ -262,6 +262,6 @@ async fn walkthrough_policy_arrives_in_real_time() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(last, "\nFailed calling np-test-nginx-2\n");
-    cl.handle.shutdown().await;
+    cl.shutdown().await;
     Ok(())
 }

@@ -27,4 +27,4 @@ pub mod store;
 pub mod table;
 pub mod target;
 
-pub use server::{Cluster, Config, Handle, Server, ServerError};
+pub use server::{Config, Handle, Server, ServerError, SimState};

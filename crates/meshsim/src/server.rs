@@ -104,11 +104,13 @@ pub enum ServerError {
     },
 }
 
-/// The in-process cluster, for tests and part 2 (mesh simulation).
+/// The state of a running simulation as seen from this process (its store,
+/// container logs, mesh and exec log), for in-process tests. Named for what
+/// it is: not `meshpolicy::Cluster`, the policy model.
 #[derive(Clone, Debug)]
-pub struct Cluster(pub Arc<App>);
+pub struct SimState(pub Arc<App>);
 
-impl Cluster {
+impl SimState {
     /// Run `f` with the store locked.
     pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
         let mut g = match self.0.store.lock() {
@@ -143,7 +145,7 @@ pub struct Handle {
     /// Kubeconfig contents (YAML).
     pub kubeconfig: String,
     pub kubeconfig_path: Option<PathBuf>,
-    pub cluster: Cluster,
+    pub cluster: SimState,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -403,7 +405,7 @@ impl Server {
             addr,
             kubeconfig: kc,
             kubeconfig_path: config.kubeconfig_out,
-            cluster: Cluster(app),
+            cluster: SimState(app),
             cancel,
             task,
         })

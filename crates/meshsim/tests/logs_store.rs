@@ -1,8 +1,6 @@
 //! The container log store: tail, since, timestamps, limitBytes, follow
 //! (appended lines, end on pod removal) and bounded memory.
 
-use std::time::Duration;
-
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use meshsim::logs::{LogOptions, LogStore, rfc3339_nano};
@@ -123,12 +121,14 @@ async fn follow_sees_appends_and_ends_with_the_pod() {
         },
     ));
     assert_eq!(stream.next().await.unwrap(), "before\n");
-    let writer = store.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        writer.append("ns", "p", "c", "after");
-    });
-    assert_eq!(stream.next().await.unwrap(), "after\n");
+    // The stream is provably waiting (polled, pending) when the line is appended.
+    let mut next = stream.next();
+    assert!(
+        futures::poll!(&mut next).is_pending(),
+        "nothing to read yet"
+    );
+    store.append("ns", "p", "c", "after");
+    assert_eq!(next.await.unwrap(), "after\n");
     store.append("ns", "p", "c", "last");
     store.remove_pod("ns", "p");
     assert_eq!(stream.next().await.unwrap(), "last\n");

@@ -27,17 +27,9 @@ pub fn bin_dir() -> PathBuf {
 
 pub use crate::common::sim::walkthrough;
 
-/// Output of one plugin run.
-#[derive(Debug)]
-pub struct Out {
-    /// Exit code; -1 when killed by a signal, -2 when it outlived [`RUN_LIMIT`].
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
+pub use crate::common::{Out, Sim};
 
 impl Out {
-    /// stderr lines that are not empty.
     /// Non-empty stderr lines, without npexec's informational `probing from
     /// NS/POD (...)` line (it says where the probes run, on every run).
     pub fn stderr_lines(&self) -> Vec<&str> {
@@ -48,90 +40,52 @@ impl Out {
     }
 }
 
-/// The common meshsim process handle ([`crate::common::sim::Sim`]: the
-/// walk-through, the istioctl stand-in in DIR/tools, meshsim's `holding`
-/// lines watched) with this suite's async plugin runner.
-pub struct Sim {
-    pub sim: crate::common::sim::Sim,
-    pub kubeconfig: PathBuf,
-}
-
+/// This suite's cases: the common [`Sim`] as a `meshsim serve` process (the
+/// istioctl stand-in in DIR/tools, meshsim's `holding` lines watched), and
+/// plugin runs bounded by [`RUN_LIMIT`].
 impl Sim {
     /// Starts `meshsim serve` on the walk-through with `extra` flags and
     /// waits (bounded) until its kubeconfig exists and the two walk-through
     /// pods run.
-    pub async fn start(extra: &[&str]) -> Sim {
-        Sim::start_scenarios(&[walkthrough()], extra, 2).await
+    pub async fn case(extra: &[&str]) -> Sim {
+        Sim::case_scenarios(&[walkthrough()], extra, 2).await
     }
 
-    pub async fn start_scenarios(scenarios: &[PathBuf], extra: &[&str], pods: usize) -> Sim {
-        let mut flags = vec!["--time-scale".to_string(), "0.05".to_string()];
-        flags.extend(extra.iter().map(|f| f.to_string()));
-        let scenarios = scenarios.to_vec();
-        // The startup waits block: off the runtime, so cases start concurrently.
-        let sim = tokio::task::spawn_blocking(move || {
-            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-            let mut b = crate::common::sim::Sim::builder()
-                .flags(&flags)
-                .pods(pods)
-                .istioctl()
-                .watch_holds();
-            for s in scenarios {
-                b = b.scenario(s);
-            }
-            b.start()
-        })
-        .await
-        .expect("meshsim start");
-        let kubeconfig = sim.kubeconfig();
-        Sim { sim, kubeconfig }
+    /// Starts `meshsim serve` on `scenarios` with `extra` flags, waiting for
+    /// `pods` Running pods.
+    pub async fn case_scenarios(scenarios: &[PathBuf], extra: &[&str], pods: usize) -> Sim {
+        let mut flags = vec!["--time-scale", "0.05"];
+        flags.extend_from_slice(extra);
+        let mut b = Sim::builder()
+            .flags(&flags)
+            .pods(pods)
+            .istioctl()
+            .watch_holds();
+        for s in scenarios {
+            b = b.scenario(s.clone());
+        }
+        b.start_async().await
     }
 
-    /// Waits until meshsim says it is holding a request under a `hang=`
-    /// fault, i.e. a client is mid-run; panics after [`RUN_LIMIT`].
-    pub async fn wait_held(&mut self) {
-        self.sim.wait_held(RUN_LIMIT).await;
-    }
-
-    /// Kills the server (a crashing API server).
-    pub async fn kill(&mut self) {
-        self.sim.kill();
-    }
-
-    pub fn path(&self) -> &Path {
-        self.sim.path()
-    }
-
-    /// `program args` with this cluster's environment (not yet spawned).
-    pub fn command(&self, program: &str, args: &[&str]) -> tokio::process::Command {
+    /// `program args` with this cluster's environment (not yet spawned), its
+    /// output piped; a `kubectl-*` plugin is run from where cargo built it.
+    pub fn plugin_cmd(&self, program: &str, args: &[&str]) -> tokio::process::Command {
         let program = if program.starts_with("kubectl-") {
             bin_dir().join(program)
         } else {
             PathBuf::from(program)
         };
-        let path = format!(
-            "{}:{}:{}",
-            self.path().join("tools").display(),
-            bin_dir().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.path())
-            .env("PATH", path)
-            .env("NO_COLOR", "1")
-            .env_remove("ISTIOCTL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut cmd = self.command_async(program, args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd
     }
 
     /// Runs a plugin binary to completion, bounded by [`RUN_LIMIT`].
-    pub async fn run(&self, program: &str, args: &[&str]) -> Out {
-        let child = self.command(program, args).spawn().expect("spawn plugin");
+    pub async fn run_bounded(&self, program: &str, args: &[&str]) -> Out {
+        let child = self
+            .plugin_cmd(program, args)
+            .spawn()
+            .expect("spawn plugin");
         finish(child).await
     }
 }
