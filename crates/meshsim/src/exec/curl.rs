@@ -201,11 +201,13 @@ pub(crate) fn curl<'a>(p: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32> 
             return if ok { 0 } else { 23 };
         }
         // curl draws its progress meter unless -s or a terminal shows the body.
-        let args = parse_args(&argv[1..]).and_then(|a| match a.silent || p.tty && !a.discard {
-            true => Ok(a),
-            false => Err(ArgError::NotEmulated(
-                "the progress meter (add -s, or run with a terminal)".into(),
-            )),
+        let args = parse_args(&argv[1..]).and_then(|a| {
+            if a.silent || p.tty && !a.discard {
+                Ok(a)
+            } else {
+                let what = "the progress meter (add -s, or run with a terminal)";
+                Err(ArgError::NotEmulated(what.into()))
+            }
         });
         let args = match args {
             Ok(a) => a,
