@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 
 use super::ADMIN_PORT;
 use crate::app::App;
-use crate::exec::{ExecTarget, Process, Program};
+use crate::exec::{Container, Process, Program};
 
 /// `pilot-agent`: only its `request` subcommand is provided.
 pub struct PilotAgent {
@@ -170,11 +170,7 @@ impl Program for PilotAgent {
 
 /// The program `name` the cluster provides in `target` (`pilot-agent` in
 /// `istio-proxy`), for [`crate::exec::ExecServices::program`].
-pub fn cluster_program(
-    app: &Arc<App>,
-    target: &ExecTarget,
-    name: &str,
-) -> Option<Arc<dyn Program>> {
+pub fn cluster_program(app: &Arc<App>, target: &Container, name: &str) -> Option<Arc<dyn Program>> {
     (name == "pilot-agent" && target.container == crate::mesh::PROXY_CONTAINER).then(|| {
         Arc::new(PilotAgent {
             app: Arc::downgrade(app),
