@@ -286,3 +286,57 @@ impl Cluster {
         self.pods.iter().find(|p| p.ip == Some(ip))
     }
 }
+
+#[cfg(test)]
+mod injection_tests {
+    use super::{Cluster, ClusterOptions};
+
+    /// Workload templates get Istio's decision in their namespace, including
+    /// the deprecated annotation's opt-out and the label's precedence.
+    #[test]
+    fn template_pods_follow_the_injector() {
+        let yaml = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: plain, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: plain}}
+    spec: {containers: [{name: app, image: nginx}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: annotated-out, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: out}, annotations: {sidecar.istio.io/inject: "false"}}
+    spec: {containers: [{name: app, image: nginx}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: host, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: host}}
+    spec: {hostNetwork: true, containers: [{name: app, image: nginx}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: opted-in, namespace: plain-ns}
+spec:
+  template:
+    metadata: {labels: {app: in, sidecar.istio.io/inject: "true"}}
+    spec: {containers: [{name: app, image: nginx}]}
+"#;
+        let c = Cluster::from_manifests(yaml, ClusterOptions::default()).unwrap();
+        let sidecar = |ns: &str, name: &str| c.pod(ns, name).unwrap().has_sidecar;
+        assert!(sidecar("shop", "plain-0"));
+        assert!(!sidecar("shop", "annotated-out-0"));
+        assert!(!sidecar("shop", "host-0"));
+        assert!(sidecar("plain-ns", "opted-in-0"));
+    }
+}
