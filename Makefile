@@ -1,10 +1,10 @@
 # meshdebug: kubectl plugins for debugging NetworkPolicy and Istio AuthorizationPolicy.
-# Targets: demo, test, bench, dist, install. See README.md.
+# Targets: demo, test, bench, bench-e2e, dist, install. See README.md.
 
 CARGO ?= cargo
 PREFIX ?= $(HOME)/.local
 
-.PHONY: all build envoy demo test conformance lint unit bench dist install clean
+.PHONY: all build envoy demo test conformance lint unit bench bench-e2e dist install clean
 
 all: build
 
@@ -38,6 +38,14 @@ conformance: envoy
 ## bench: every benchmark; figures go into BENCHMARKS.md by hand, with the command that made them.
 bench:
 	$(CARGO) bench --workspace --locked
+
+## bench-e2e: the plugins against the walk-through's own pipelines on meshsim (needs hyperfine);
+## each script exits non-zero when its cross-check finds the plugin and the pipeline disagreeing.
+bench-e2e: envoy
+	bash scripts/bench-npexec.sh
+	bash scripts/bench-rbaclog.sh
+	bash scripts/bench-authzcheck.sh
+	bash scripts/bench-meshsim-sidecars.sh 20
 
 dist:
 	bash scripts/dist.sh

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
-use meshsim::exec::{ExecTarget, NetOutcome, NetRequest, Network};
+use meshsim::exec::{Container, NetOutcome, NetRequest, Network};
 
 /// Answers 200 to every request and remembers it.
 #[derive(Default)]
@@ -31,7 +31,7 @@ struct Recorder {
 }
 
 impl Network for Recorder {
-    fn decide(&self, _from: &ExecTarget, request: &NetRequest) -> NetOutcome {
+    fn decide(&self, _from: &Container, request: &NetRequest) -> NetOutcome {
         if let Ok(mut s) = self.seen.lock() {
             s.push(request.clone());
         }

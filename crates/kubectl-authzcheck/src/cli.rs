@@ -118,7 +118,7 @@ impl PluginCli for Cli {
 
 /// What to check, once the command line is understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub enum CheckTarget {
     /// Only a config dump file: no cluster.
     Offline(PathBuf),
     /// One pod (named, or the one pod of a workload or Service) in a
@@ -154,7 +154,7 @@ fn check_namespace(ns: &str) -> Result<(), PluginError> {
 
 impl Cli {
     /// Validates and decides the target. Every error here is exit 2.
-    pub fn validate(&self) -> Result<Target, PluginError> {
+    pub fn validate(&self) -> Result<CheckTarget, PluginError> {
         if let Some(sel) = &self.selector {
             validate_selector(sel).map_err(|e| usage(e.to_string(), None))?;
         }
@@ -187,7 +187,7 @@ impl Cli {
                     (Some(word.clone()), None)
                 } else {
                     check_namespace(word)?;
-                    return Ok(Target::NamespaceOrPod(word.clone()));
+                    return Ok(CheckTarget::NamespaceOrPod(word.clone()));
                 }
             }
             (None, [ns, pod]) => {
@@ -208,7 +208,7 @@ impl Cli {
                     Some("kubectl authzcheck NAMESPACE POD -f change.yaml"),
                 ));
             }
-            return Ok(Target::Offline(path.clone()));
+            return Ok(CheckTarget::Offline(path.clone()));
         }
         match pod {
             Some(p) => {
@@ -220,7 +220,7 @@ impl Cli {
                         ),
                     ));
                 }
-                Ok(Target::One { namespace, pod: p })
+                Ok(CheckTarget::One { namespace, pod: p })
             }
             None => {
                 if self.config_dump.is_some() {
@@ -229,7 +229,7 @@ impl Cli {
                         Some("kubectl authzcheck --config-dump FILE [NAMESPACE POD]"),
                     ));
                 }
-                Ok(Target::Many {
+                Ok(CheckTarget::Many {
                     namespace,
                     selector: self.selector.clone(),
                 })
@@ -248,7 +248,7 @@ mod tests {
         Cli::try_parse_from(v)
     }
 
-    fn target(args: &[&str]) -> Result<Target, PluginError> {
+    fn target(args: &[&str]) -> Result<CheckTarget, PluginError> {
         parse(args).unwrap().validate()
     }
 
@@ -257,7 +257,7 @@ mod tests {
         // (namespace, kubectl form of the target) of a One.
         let one = |ns: &str, t: &str| (Some(ns.to_string()), t.to_string());
         let target = |args: &[&str]| match target(args).unwrap() {
-            Target::One { namespace, pod } => (namespace, pod.to_string()),
+            CheckTarget::One { namespace, pod } => (namespace, pod.to_string()),
             other => panic!("{args:?}: {other:?}"),
         };
         assert_eq!(
@@ -288,29 +288,29 @@ mod tests {
         // A bare word: a namespace if one exists, else a pod (decided against the API).
         assert_eq!(
             target(&["np-test-2"]),
-            Target::NamespaceOrPod("np-test-2".into())
+            CheckTarget::NamespaceOrPod("np-test-2".into())
         );
         assert_eq!(
             target(&["np-test-2", "-l", "app=x"]),
-            Target::Many {
+            CheckTarget::Many {
                 namespace: Some("np-test-2".into()),
                 selector: Some("app=x".into())
             }
         );
         assert_eq!(
             target(&[]),
-            Target::Many {
+            CheckTarget::Many {
                 namespace: None,
                 selector: None
             }
         );
         assert_eq!(
             target(&["--config-dump", "d.json"]),
-            Target::Offline("d.json".into())
+            CheckTarget::Offline("d.json".into())
         );
         assert!(matches!(
             target(&["--config-dump", "d.json", "ns", "pod/p"]),
-            Target::One { .. }
+            CheckTarget::One { .. }
         ));
     }
 

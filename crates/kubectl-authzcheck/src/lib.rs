@@ -30,8 +30,8 @@ use kubeplugin::resources::{phase, pod_name};
 use kubeplugin::target::PodTarget;
 use kubeplugin::{Exit, Kube, PluginError};
 
+use cli::CheckTarget;
 pub use cli::Cli;
-use cli::Target;
 use report::{Report, Severity};
 
 /// How many pods are checked at once with `-l`.
@@ -50,17 +50,17 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
     let overlay = whatif::read(&cli.filenames, &cli.delete_filenames)?;
     let overlay = overlay.as_ref();
     let (reports, many) = match &target {
-        Target::Offline(path) => {
+        CheckTarget::Offline(path) => {
             let dump = fetch::read_dump_file(path)?;
             let view =
                 proxy::from_config_dump(&dump, format!("config dump file {}", path.display()));
             (vec![analyze::offline(view)], false)
         }
-        Target::One { namespace, pod } => (
+        CheckTarget::One { namespace, pod } => (
             check(&cli, overlay, namespace.as_deref(), Some(pod), None).await?,
             false,
         ),
-        Target::Many {
+        CheckTarget::Many {
             namespace,
             selector,
         } => (
@@ -74,7 +74,7 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
             .await?,
             true,
         ),
-        Target::NamespaceOrPod(word) => {
+        CheckTarget::NamespaceOrPod(word) => {
             let kube = Kube::from_flags(&cli.kube).await?;
             if namespace_exists(&kube, word).await? {
                 (check(&cli, overlay, Some(word), None, None).await?, true)

@@ -164,7 +164,7 @@ pub enum Source {
 
 /// The validated plan of a run.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct ReadPlan {
     pub source: Source,
     pub filters: Filters,
     /// `--since` to send to the API (None with --since-time or --tail only).
@@ -181,7 +181,7 @@ pub const DEFAULT_SINCE: Duration = Duration::from_secs(3600);
 
 impl Cli {
     /// Checks the command line; returns what to do.
-    pub fn validate(&self) -> Result<Plan, PluginError> {
+    pub fn validate(&self) -> Result<ReadPlan, PluginError> {
         kubeplugin::render::refuse_output(
             &self.output.output,
             &["name"],
@@ -331,7 +331,7 @@ impl Cli {
                     .and_then(|d| Timestamp::now().checked_sub(d).ok()),
                 _ => None,
             };
-            return Ok(Plan {
+            return Ok(ReadPlan {
                 source: Source::Files(files),
                 filters: Filters { after, ..filters },
                 since: None,
@@ -343,7 +343,7 @@ impl Cli {
             (None, None, None) => Some(DEFAULT_SINCE),
             _ => None,
         };
-        Ok(Plan {
+        Ok(ReadPlan {
             source: Source::Cluster {
                 namespace,
                 more,
@@ -366,7 +366,7 @@ mod tests {
         Cli::try_parse_from(v)
     }
 
-    fn plan(args: &[&str]) -> Result<Plan, PluginError> {
+    fn plan(args: &[&str]) -> Result<ReadPlan, PluginError> {
         parse(args)
             .map_err(|e| usage(e.to_string(), None))?
             .validate()

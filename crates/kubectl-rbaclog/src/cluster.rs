@@ -38,7 +38,7 @@ use crate::stream::PodStream;
 
 /// One pod whose istio-proxy log is read.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Target {
+pub struct ProxyPod {
     pub namespace: String,
     pub pod: String,
     pub uid: String,
@@ -131,8 +131,8 @@ fn started(p: &Pod) -> bool {
     phase != "Pending" && phase != "Unknown"
 }
 
-fn target_of(p: &Pod) -> Target {
-    Target {
+fn target_of(p: &Pod) -> ProxyPod {
+    ProxyPod {
         namespace: p.metadata.namespace.clone().unwrap_or_default(),
         pod: pod_name(p).to_string(),
         uid: p.metadata.uid.clone().unwrap_or_default(),
@@ -142,7 +142,7 @@ fn target_of(p: &Pod) -> Target {
 }
 
 /// Lists the pods in scope with a sidecar (started ones only).
-pub async fn list_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, RbaclogError> {
+pub async fn list_targets(kube: &Kube, scope: &Scope) -> Result<Vec<ProxyPod>, RbaclogError> {
     let mut out = list_in(kube, scope, scope.namespace.clone()).await?;
     for ns in &scope.more_namespaces {
         out.extend(list_in(kube, scope, Some(ns.clone())).await?);
@@ -208,7 +208,7 @@ async fn ambient_pods(kube: &Kube, scope: &Scope) -> Vec<String> {
 /// namespaces, when the namespaces in scope hold ambient workloads; each keeps
 /// only decisions about destinations in scope. Best effort: what cannot be
 /// listed is left out (logged at info).
-async fn shared_proxies(kube: &Kube, scope: &Scope, read: &[Target]) -> Vec<Target> {
+async fn shared_proxies(kube: &Kube, scope: &Scope, read: &[ProxyPod]) -> Vec<ProxyPod> {
     let ambient = ambient_pods(kube, scope).await;
     if ambient.is_empty() {
         return Vec::new();
@@ -244,7 +244,7 @@ async fn shared_proxies(kube: &Kube, scope: &Scope, read: &[Target]) -> Vec<Targ
     found
         .iter()
         .filter(|p| has_sidecar(p) && started(p) && p.metadata.deletion_timestamp.is_none())
-        .map(|p| Target {
+        .map(|p| ProxyPod {
             only_to: Some(only_to.clone()),
             ..target_of(p)
         })
@@ -261,11 +261,11 @@ async fn list_in(
     kube: &Kube,
     scope: &Scope,
     namespace: Option<String>,
-) -> Result<Vec<Target>, RbaclogError> {
+) -> Result<Vec<ProxyPod>, RbaclogError> {
     let ns_label = namespace.clone().unwrap_or_else(|| "(all)".into());
     if !scope.pods.is_empty() {
         let ns = namespace.clone().unwrap_or_else(|| kube.namespace.clone());
-        let mut out: Vec<Target> = Vec::new();
+        let mut out: Vec<ProxyPod> = Vec::new();
         // `--pod` takes every target form (pod/, deployment/, svc/, ...): kubeplugin resolves it.
         let mut pods = Vec::new();
         for name in &scope.pods {
@@ -306,7 +306,7 @@ async fn list_in(
         .await
         .map_err(|e| kube.err(e, &ApiOp::new("list", "pods", &ns_label)))?
         .items;
-    let mut out: Vec<Target> = pods
+    let mut out: Vec<ProxyPod> = pods
         .iter()
         .filter(|p| has_sidecar(p) && started(p) && p.metadata.deletion_timestamp.is_none())
         .map(target_of)
@@ -316,7 +316,7 @@ async fn list_in(
 }
 
 /// Like [`list_targets`], but an empty result is an error (after checking the namespace).
-pub async fn require_targets(kube: &Kube, scope: &Scope) -> Result<Vec<Target>, RbaclogError> {
+pub async fn require_targets(kube: &Kube, scope: &Scope) -> Result<Vec<ProxyPod>, RbaclogError> {
     let targets = list_targets(kube, scope).await?;
     if targets.is_empty() {
         let mut injection = None;
@@ -380,7 +380,7 @@ fn backoff(failures: u32) -> Duration {
 }
 
 /// Whether the pod still exists as the same pod (not deleted, not replaced).
-async fn still_there(kube: &Kube, t: &Target) -> Result<bool, PluginError> {
+async fn still_there(kube: &Kube, t: &ProxyPod) -> Result<bool, PluginError> {
     let api: Api<Pod> = Api::namespaced(kube.client.clone(), &t.namespace);
     match api.get(&t.pod).await {
         Ok(p) => Ok(p.metadata.uid.as_deref().unwrap_or_default() == t.uid
@@ -395,7 +395,7 @@ async fn still_there(kube: &Kube, t: &Target) -> Result<bool, PluginError> {
 /// a cut stream is reopened from where it stopped in both modes.
 pub async fn read_pod(
     kube: &Kube,
-    t: &Target,
+    t: &ProxyPod,
     window: &Window,
     follow: bool,
     filters: &Filters,
@@ -537,7 +537,7 @@ pub async fn read_pod(
 /// matching decisions, the summed stats and per-pod warnings.
 pub async fn read_all(
     kube: &Kube,
-    targets: &[Target],
+    targets: &[ProxyPod],
     window: &Window,
     filters: &Filters,
     concurrency: usize,
@@ -580,7 +580,7 @@ pub async fn read_all(
 pub async fn follow_all(
     kube: &Kube,
     scope: &Scope,
-    initial: Vec<Target>,
+    initial: Vec<ProxyPod>,
     window: &Window,
     filters: &Filters,
     poll: Duration,
@@ -589,7 +589,7 @@ pub async fn follow_all(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DecisionRecord>();
     let (err_tx, mut err_rx) = tokio::sync::mpsc::unbounded_channel::<RbaclogError>();
     let mut running: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
-    let spawn = |t: Target, w: Window| {
+    let spawn = |t: ProxyPod, w: Window| {
         let kube = kube.clone();
         let filters = filters.clone();
         let tx = tx.clone();

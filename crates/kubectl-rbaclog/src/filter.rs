@@ -7,7 +7,7 @@
 use clap::ValueEnum;
 use jiff::Timestamp;
 
-use crate::record::{DecisionRecord, EngineKind, Verdict};
+use crate::record::{DecisionRecord, EngineKind, RbacOutcome};
 
 /// `--decision`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -57,8 +57,8 @@ impl Filters {
 
     pub fn matches(&self, d: &DecisionRecord) -> bool {
         let decision_ok = match self.decision {
-            DecisionFilter::Denied => d.decision == Verdict::Denied,
-            DecisionFilter::Allowed => d.decision == Verdict::Allowed,
+            DecisionFilter::Denied => d.decision == RbacOutcome::Denied,
+            DecisionFilter::Allowed => d.decision == RbacOutcome::Allowed,
             DecisionFilter::All => true,
         };
         let engine_ok = match self.engine {
@@ -104,7 +104,12 @@ mod tests {
     use super::*;
     use crate::record::{Origin, PolicyRef};
 
-    fn rec(decision: Verdict, engine: EngineKind, id: Option<&str>, time: &str) -> DecisionRecord {
+    fn rec(
+        decision: RbacOutcome,
+        engine: EngineKind,
+        id: Option<&str>,
+        time: &str,
+    ) -> DecisionRecord {
         let pid = id.map(meshpolicy::envoy::PolicyId::parse);
         DecisionRecord {
             time: Some(time.into()),
@@ -132,8 +137,8 @@ mod tests {
 
     #[test]
     fn decision_filter() {
-        let denied = rec(Verdict::Denied, EngineKind::Enforced, Some(ID), T);
-        let allowed = rec(Verdict::Allowed, EngineKind::None, None, T);
+        let denied = rec(RbacOutcome::Denied, EngineKind::Enforced, Some(ID), T);
+        let allowed = rec(RbacOutcome::Allowed, EngineKind::None, None, T);
         let f = Filters::default();
         assert!(f.matches(&denied) && !f.matches(&allowed));
         let f = Filters {
@@ -150,8 +155,8 @@ mod tests {
 
     #[test]
     fn engine_filter() {
-        let enforced = rec(Verdict::Denied, EngineKind::Enforced, Some(ID), T);
-        let shadow = rec(Verdict::Denied, EngineKind::Shadow, Some(ID), T);
+        let enforced = rec(RbacOutcome::Denied, EngineKind::Enforced, Some(ID), T);
+        let shadow = rec(RbacOutcome::Denied, EngineKind::Shadow, Some(ID), T);
         let f = Filters {
             engine: Some(EngineFilter::Shadow),
             ..Default::default()
@@ -166,7 +171,7 @@ mod tests {
 
     #[test]
     fn policy_filter_accepts_every_spelling() {
-        let d = rec(Verdict::Denied, EngineKind::Enforced, Some(ID), T);
+        let d = rec(RbacOutcome::Denied, EngineKind::Enforced, Some(ID), T);
         for wanted in ["deny-all", "deny-all.np-test-2", "np-test-2/deny-all", ID] {
             let f = Filters {
                 policies: vec![wanted.into()],
@@ -181,7 +186,7 @@ mod tests {
             };
             assert!(!f.matches(&d), "{wanted}");
         }
-        let none = rec(Verdict::Denied, EngineKind::Enforced, Some("none"), T);
+        let none = rec(RbacOutcome::Denied, EngineKind::Enforced, Some("none"), T);
         let f = Filters {
             policies: vec!["none".into()],
             ..Default::default()
@@ -191,7 +196,7 @@ mod tests {
 
     #[test]
     fn source_and_destination_namespaces() {
-        let mut z = rec(Verdict::Denied, EngineKind::Enforced, Some("none"), T);
+        let mut z = rec(RbacOutcome::Denied, EngineKind::Enforced, Some("none"), T);
         z.proxy = Some("ztunnel");
         z.namespace = Some("istio-system".into());
         z.pod = Some("ztunnel-abc".into());
@@ -209,7 +214,7 @@ mod tests {
             "not the ztunnel's own namespace"
         );
         // A sidecar's destination is its own pod; FROM as NS/POD.
-        let mut s = rec(Verdict::Denied, EngineKind::Enforced, Some(ID), T);
+        let mut s = rec(RbacOutcome::Denied, EngineKind::Enforced, Some(ID), T);
         s.proxy = Some("sidecar");
         s.namespace = Some("np-test-2".into());
         s.pod = Some("web".into());
@@ -223,7 +228,7 @@ mod tests {
 
     #[test]
     fn time_bound() {
-        let d = rec(Verdict::Denied, EngineKind::Enforced, Some(ID), T);
+        let d = rec(RbacOutcome::Denied, EngineKind::Enforced, Some(ID), T);
         let f = Filters {
             after: Some("2025-07-06T19:34:00Z".parse().unwrap()),
             ..Default::default()

@@ -36,7 +36,7 @@ use kubeplugin::run::run_until_signal;
 use kubeplugin::{Exit, Kube, PluginError};
 
 pub use cli::Cli;
-use cli::{Plan, Source};
+use cli::{ReadPlan, Source};
 use cluster::{Scope, Window};
 use debug::DebugGuard;
 pub use error::RbaclogError;
@@ -200,7 +200,7 @@ impl Batch {
 
 async fn run_files(
     cli: &Cli,
-    plan: &Plan,
+    plan: &ReadPlan,
     renderer: &Renderer,
     paths: &[std::path::PathBuf],
 ) -> Result<Exit, RbaclogError> {
@@ -245,7 +245,7 @@ async fn run_files(
 
 async fn run_cluster(
     cli: &Cli,
-    plan: &Plan,
+    plan: &ReadPlan,
     renderer: &Renderer,
     namespace: Option<String>,
     more: Vec<String>,
@@ -300,7 +300,7 @@ async fn run_cluster(
 
 async fn cluster_work(
     cli: &Cli,
-    plan: &Plan,
+    plan: &ReadPlan,
     renderer: &Renderer,
     kube: &Kube,
     scope: &Scope,
@@ -403,7 +403,7 @@ async fn cluster_work(
 
 /// `the istio-proxy logs of 3 pods`, naming the kinds when not all are sidecars
 /// (`... of 3 pods (1 sidecar, 1 waypoint, 1 ztunnel)`).
-fn read_what(targets: &[cluster::Target]) -> String {
+fn read_what(targets: &[cluster::ProxyPod]) -> String {
     let n = targets.len();
     let mut text = format!(
         "the istio-proxy logs of {n} pod{}",

@@ -106,16 +106,7 @@ pub async fn read_line_async<R: AsyncBufRead + Unpin>(
     }
 }
 
-/// Splits the kubelet's `TIMESTAMP ` prefix off a `timestamps=true` line.
-pub fn split_kubelet_time(line: &[u8]) -> Option<(Timestamp, &[u8])> {
-    // RFC 3339 times are at least 20 bytes; the kubelet's at most 35.
-    let space = memchr::memchr(b' ', &line[..line.len().min(40)])?;
-    if space < 20 || !line[0].is_ascii_digit() {
-        return None;
-    }
-    let ts: Timestamp = std::str::from_utf8(&line[..space]).ok()?.parse().ok()?;
-    Some((ts, &line[space + 1..]))
-}
+pub use kubeplugin::logs::split_kubelet_time;
 
 /// Splits kubelet timestamps like [`split_kubelet_time`], cheaply for the usual case.
 ///

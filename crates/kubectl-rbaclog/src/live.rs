@@ -69,11 +69,12 @@ impl LiveContext {
                 .and_then(|p| Some(format!("{}/{}", p.namespace?, p.name?)))
                 .is_some_and(|n| self.audit_policies.contains(&n))
         };
-        if d.decision == crate::record::Verdict::Allowed && is_audit(d.policy_id.as_deref()) {
+        if d.decision == crate::record::RbacOutcome::Allowed && is_audit(d.policy_id.as_deref()) {
             d.action = Some(crate::record::Action::Audit);
         }
         for f in &mut d.filters {
-            if f.decision == crate::record::Verdict::Allowed && is_audit(f.policy_id.as_deref()) {
+            if f.decision == crate::record::RbacOutcome::Allowed && is_audit(f.policy_id.as_deref())
+            {
                 f.action = Some(crate::record::Action::Audit);
             }
         }
@@ -425,7 +426,7 @@ mod tests {
         // An AUDIT policy's match is shown as AUDIT, not as an ALLOW.
         ctx.audit_policies.push("ns/log-admin".into());
         let mut audit = DecisionRecord {
-            decision: crate::record::Verdict::Allowed,
+            decision: crate::record::RbacOutcome::Allowed,
             policy_id: Some("ns[ns]-policy[log-admin]-rule[0]".into()),
             ..DecisionRecord::default()
         };

@@ -53,7 +53,7 @@ use meshpolicy::envoy::{
 
 use crate::record::{
     Action, DecisionRecord, EngineKind, FilterDecision, FilterName, Origin, PairedLine, PolicyRef,
-    RequestInfo, Verdict,
+    RbacOutcome, RequestInfo,
 };
 
 /// Lines of one request are paired only within this time of each other.
@@ -366,7 +366,7 @@ impl Pairer {
             pod: self.id.pod.clone(),
             origin,
             engine: EngineKind::Enforced,
-            decision: Verdict::Denied,
+            decision: RbacOutcome::Denied,
             line: String::from_utf8_lossy(line).into_owned(),
             file: self.id.file.clone(),
             proxy: self.id.proxy,
@@ -576,12 +576,12 @@ impl Pairer {
                             rec.filters.push(FilterDecision {
                                 filter: rec.filter,
                                 engine: EngineKind::Shadow,
-                                decision: Verdict::Denied,
+                                decision: RbacOutcome::Denied,
                                 policy_id: rec.policy_id.clone(),
                                 action: Some(Action::Custom),
                             });
                             rec.engine = EngineKind::Enforced;
-                            rec.decision = Verdict::Denied;
+                            rec.decision = RbacOutcome::Denied;
                             rec.filter = Some(FilterName::ExtAuthz);
                             rec.details = Some(details.clone());
                             rec.because = Some(format!(
@@ -789,8 +789,8 @@ impl Pairer {
         }
         let engine: EngineKind = d.engine.into();
         let verdict = match d.decision {
-            Decision::Denied => Verdict::Denied,
-            Decision::Allowed | Decision::AllowedByDefault => Verdict::Allowed,
+            Decision::Denied => RbacOutcome::Denied,
+            Decision::Allowed | Decision::AllowedByDefault => RbacOutcome::Allowed,
         };
         let policy_id = d.policy.as_ref().map(|p| p.raw.clone());
         let named = d.policy.as_ref().is_some_and(|p| !p.none);
@@ -816,8 +816,8 @@ impl Pairer {
             };
             let cur_named = p.rec.policy.is_some();
             let takes_over = match (engine, verdict) {
-                (EngineKind::Enforced, Verdict::Denied) => true,
-                (EngineKind::Enforced, Verdict::Allowed) => {
+                (EngineKind::Enforced, RbacOutcome::Denied) => true,
+                (EngineKind::Enforced, RbacOutcome::Allowed) => {
                     p.rec.engine != EngineKind::Enforced || (!cur_named && named)
                 }
                 _ => false,
@@ -838,7 +838,7 @@ impl Pairer {
                 p.rec.filter = filter;
                 p.rec.line = String::from_utf8_lossy(line).into_owned();
                 explain_none(&mut p.rec);
-                if verdict == Verdict::Denied {
+                if verdict == RbacOutcome::Denied {
                     p.pairable = true;
                     p.open_request = None;
                     // Its access line may have come first (logs sorted by time).
@@ -856,7 +856,7 @@ impl Pairer {
                 // Istio orders ALLOW before AUDIT, and a DENY filter never allows
                 // with a named policy: a second named allow is an AUDIT match.
                 if engine == EngineKind::Enforced
-                    && verdict == Verdict::Allowed
+                    && verdict == RbacOutcome::Allowed
                     && named
                     && cur_named
                 {
@@ -868,7 +868,7 @@ impl Pairer {
             self.tick(ts.or(kubelet_ts), out);
             return;
         }
-        if engine == EngineKind::Shadow && verdict == Verdict::Allowed && !named {
+        if engine == EngineKind::Shadow && verdict == RbacOutcome::Allowed && !named {
             // `shadow allowed, matched policy none`: no dry-run policy matched. It
             // starts a request's group (the enforced line follows) but is no row.
             self.stats.shadow_none += 1;
@@ -922,7 +922,7 @@ impl Pairer {
             rec.request_id = c.request_id.clone();
         }
         explain_none(&mut rec);
-        let pairable = engine == EngineKind::Enforced && verdict == Verdict::Denied;
+        let pairable = engine == EngineKind::Enforced && verdict == RbacOutcome::Denied;
         // A CUSTOM trigger waits (like a denial) for the access line that says
         // whether its external authorizer denied the request.
         let custom_trigger = custom && engine == EngineKind::Shadow;
@@ -1126,7 +1126,7 @@ fn speaks_of_rbac(line: &[u8]) -> bool {
 
 /// `matched policy none` on a denial: no ALLOW rule matched.
 fn explain_none(rec: &mut DecisionRecord) {
-    if rec.decision == Verdict::Denied && rec.policy_id.as_deref() == Some("none") {
+    if rec.decision == RbacOutcome::Denied && rec.policy_id.as_deref() == Some("none") {
         rec.because = Some("no ALLOW rule matched".into());
         if rec.action.is_none() {
             rec.action = Some(Action::Allow);
@@ -1250,7 +1250,7 @@ mod tests {
         assert_eq!(out[0].engine, EngineKind::Shadow);
         let allowed = RBAC.replace("enforced denied", "enforced allowed");
         let (out, _) = run(&[&allowed]);
-        assert_eq!(out[0].decision, Verdict::Allowed);
+        assert_eq!(out[0].decision, RbacOutcome::Allowed);
     }
 
     #[test]

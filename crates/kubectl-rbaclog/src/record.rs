@@ -90,17 +90,17 @@ impl From<meshpolicy::envoy::Engine> for EngineKind {
 /// Allowed or denied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub enum RbacOutcome {
     #[default]
     Denied,
     Allowed,
 }
 
-impl Verdict {
+impl RbacOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
-            Verdict::Denied => "denied",
-            Verdict::Allowed => "allowed",
+            RbacOutcome::Denied => "denied",
+            RbacOutcome::Allowed => "allowed",
         }
     }
 }
@@ -145,7 +145,7 @@ impl From<meshpolicy::envoy::FilterKind> for FilterName {
 pub struct FilterDecision {
     pub filter: Option<FilterName>,
     pub engine: EngineKind,
-    pub decision: Verdict,
+    pub decision: RbacOutcome,
     pub policy_id: Option<String>,
     /// `AUDIT` when this filter's match was an AUDIT policy's.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -203,7 +203,7 @@ pub struct DecisionRecord {
     /// The line the decision was first read from.
     pub origin: Origin,
     pub engine: EngineKind,
-    pub decision: Verdict,
+    pub decision: RbacOutcome,
     /// The policy id exactly as Envoy printed it (`none` included); null when the line had none.
     pub policy_id: Option<String>,
     pub policy: Option<PolicyRef>,
@@ -426,9 +426,9 @@ impl Tabular for DecisionRecord {
 
     fn cells(&self) -> Vec<Cell> {
         let tone = match (self.decision, self.engine) {
-            (Verdict::Denied, EngineKind::Enforced) => Tone::Bad,
-            (Verdict::Denied, _) => Tone::Warn,
-            (Verdict::Allowed, _) => Tone::Good,
+            (RbacOutcome::Denied, EngineKind::Enforced) => Tone::Bad,
+            (RbacOutcome::Denied, _) => Tone::Warn,
+            (RbacOutcome::Allowed, _) => Tone::Good,
         };
         let origins: Vec<&str> = self.origins().into_iter().map(Origin::as_str).collect();
         vec![

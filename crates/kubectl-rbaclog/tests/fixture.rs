@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use kubectl_rbaclog::files::read_file;
 use kubectl_rbaclog::filter::{DecisionFilter, EngineFilter, Filters};
-use kubectl_rbaclog::record::{DecisionRecord, EngineKind, Origin, Verdict};
+use kubectl_rbaclog::record::{DecisionRecord, EngineKind, Origin, RbacOutcome};
 
 /// `<workspace root>/tests/fixtures/envoy-logs/istio-proxy-samples.log`.
 fn samples() -> PathBuf {
@@ -35,7 +35,7 @@ fn every_documented_decision() {
     let walk = &all[0];
     assert_eq!(walk.origins(), vec![Origin::RbacDebug, Origin::LocalReply]);
     assert_eq!(walk.engine, EngineKind::Enforced);
-    assert_eq!(walk.decision, Verdict::Denied);
+    assert_eq!(walk.decision, RbacOutcome::Denied);
     let p = walk.policy.as_ref().unwrap();
     assert_eq!(p.namespace.as_deref(), Some("np-test-2"));
     assert_eq!(
@@ -58,7 +58,7 @@ fn every_documented_decision() {
     );
     // 5: dry-run.
     assert_eq!(all[3].engine, EngineKind::Shadow);
-    assert_eq!(all[3].decision, Verdict::Denied);
+    assert_eq!(all[3].decision, RbacOutcome::Denied);
     // 7: plain Envoy layout; its time has no zone: kept as written, zone unknown.
     assert_eq!(all[4].engine, EngineKind::Enforced);
     assert_eq!(all[4].policy_id.as_deref(), Some("none"));

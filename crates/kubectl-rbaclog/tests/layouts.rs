@@ -5,7 +5,9 @@
 use kubectl_rbaclog::files::read_stream;
 use kubectl_rbaclog::filter::{DecisionFilter, Filters};
 use kubectl_rbaclog::pairing::Stats;
-use kubectl_rbaclog::record::{Action, DecisionRecord, EngineKind, FilterName, Origin, Verdict};
+use kubectl_rbaclog::record::{
+    Action, DecisionRecord, EngineKind, FilterName, Origin, RbacOutcome,
+};
 
 fn read(text: &str) -> (Vec<DecisionRecord>, Stats) {
     let mut out = Vec::new();
@@ -114,7 +116,7 @@ fn custom_denials_in_text_and_json_access_logs() {
     ] {
         assert_eq!(d.action, Some(Action::Custom));
         assert_eq!(d.engine, EngineKind::Enforced);
-        assert_eq!(d.decision, Verdict::Denied);
+        assert_eq!(d.decision, RbacOutcome::Denied);
         assert_eq!(d.filter, Some(FilterName::ExtAuthz));
         assert_eq!(d.details.as_deref(), Some(details));
         assert_eq!(d.request.as_ref().unwrap().response_code, Some(code));
@@ -277,7 +279,7 @@ fn a_custom_denial_joins_its_trigger_and_names_policy_and_provider() {
         .find(|d| d.request_id.as_deref() == Some("r-1"))
         .unwrap();
     assert_eq!(joined.engine, EngineKind::Enforced);
-    assert_eq!(joined.decision, Verdict::Denied);
+    assert_eq!(joined.decision, RbacOutcome::Denied);
     assert_eq!(joined.action, Some(Action::Custom));
     assert_eq!(joined.filter, Some(FilterName::ExtAuthz));
     assert_eq!(joined.details.as_deref(), Some("ext_authz_denied"));

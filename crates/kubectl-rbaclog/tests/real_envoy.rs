@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use kubectl_rbaclog::files::read_stream;
 use kubectl_rbaclog::filter::{DecisionFilter, Filters};
-use kubectl_rbaclog::record::{Action, DecisionRecord, EngineKind, Origin, Verdict};
+use kubectl_rbaclog::record::{Action, DecisionRecord, EngineKind, Origin, RbacOutcome};
 
 fn data(name: &str) -> Vec<u8> {
     std::fs::read(
@@ -87,7 +87,7 @@ fn check_denials(denied: &[DecisionRecord]) {
             .entry((req.method.clone().unwrap(), path))
             .or_insert(0) += 1;
         // The other filters that ran are listed, not rows.
-        assert!(d.filters.iter().all(|f| f.decision == Verdict::Allowed));
+        assert!(d.filters.iter().all(|f| f.decision == RbacOutcome::Allowed));
     }
     let want: Vec<((String, String), i32)> = [
         ("DELETE", "/admin/c"),
@@ -130,7 +130,7 @@ fn check_all(all: &[DecisionRecord]) {
     }
     let allowed = all
         .iter()
-        .filter(|d| d.engine == EngineKind::Enforced && d.decision == Verdict::Allowed);
+        .filter(|d| d.engine == EngineKind::Enforced && d.decision == RbacOutcome::Allowed);
     assert_eq!(allowed.count(), 12);
 }
 
@@ -257,7 +257,7 @@ fn an_access_line_inside_a_checking_request_entry_does_not_split_the_request() {
     let all = read(&log, DecisionFilter::All);
     assert_eq!(all.len(), 1, "{all:#?}");
     let d = &all[0];
-    assert_eq!(d.decision, Verdict::Denied, "{d:#?}");
+    assert_eq!(d.decision, RbacOutcome::Denied, "{d:#?}");
     let req = d.request.as_ref().expect("the request from the entry");
     assert_eq!(req.method.as_deref(), Some("POST"));
     assert_eq!(req.path.as_deref(), Some("/api/items/4"));

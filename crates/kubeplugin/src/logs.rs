@@ -90,10 +90,22 @@ pub async fn log_lines(
         .boxed())
 }
 
-/// Splits a `timestamps=true` line into its timestamp and the rest.
+/// Splits the kubelet's `TIMESTAMP ` prefix off a `timestamps=true` line
+/// (bytes: rbaclog reads logs that need not be UTF-8).
+pub fn split_kubelet_time(line: &[u8]) -> Option<(jiff::Timestamp, &[u8])> {
+    // RFC 3339 times are at least 20 bytes; the kubelet's at most 35.
+    let space = line.iter().take(40).position(|&b| b == b' ')?;
+    if space < 20 || !line[0].is_ascii_digit() {
+        return None;
+    }
+    let ts: jiff::Timestamp = std::str::from_utf8(&line[..space]).ok()?.parse().ok()?;
+    Some((ts, &line[space + 1..]))
+}
+
+/// [`split_kubelet_time`] for a line already read as text.
 pub fn split_timestamp(line: &str) -> Option<(jiff::Timestamp, &str)> {
-    let (ts, rest) = line.split_once(' ')?;
-    Some((ts.parse().ok()?, rest))
+    let (ts, rest) = split_kubelet_time(line.as_bytes())?;
+    Some((ts, &line[line.len() - rest.len()..]))
 }
 
 #[cfg(test)]

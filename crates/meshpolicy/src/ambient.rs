@@ -40,7 +40,7 @@ use crate::authz::{
 use crate::envoy::policy_id::PolicyId;
 use crate::envoy::ztunnel::ZtunnelReason;
 use crate::netpol::PolicyRef;
-use crate::peerauth::{EffectiveMtls, MtlsMode};
+use crate::peerauth::{EffectiveMtls, MtlsMode, PeerAuthentication, Scope as PeerAuthScope};
 use crate::workload::Pod;
 
 /// Label enrolling a namespace or pod (`ambient`, or `none` to opt a pod out).
@@ -687,7 +687,7 @@ pub fn ztunnel_peer_authentication(
     let strict = mode == MtlsMode::Strict;
     let rejected_by = strict.then(|| match &effective.decided_by {
         Some(s) if s.port_level => format!(
-            "{}/converted_peer_authentication_{}",
+            "{}/{CONVERTED_PEER_AUTHENTICATION_PREFIX}{}",
             s.policy.namespace, s.policy.name
         ),
         _ => format!("{root_namespace}/{STATIC_STRICT_POLICY}"),
@@ -722,6 +722,161 @@ impl ZtunnelPeerAuth {
                 pod.namespace, pod.name
             ),
         })
+    }
+}
+
+/// An `Authorization` scope as ztunnel names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum ZtunnelScope {
+    /// A policy without selector in the root namespace.
+    Global,
+    /// A policy without selector elsewhere.
+    Namespace,
+    /// A policy with a selector, and every policy istiod derives from
+    /// PeerAuthentication.
+    WorkloadSelector,
+}
+
+impl ZtunnelScope {
+    /// ztunnel's spelling (`Global`, `Namespace`, `WorkloadSelector`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Global => "Global",
+            Self::Namespace => "Namespace",
+            Self::WorkloadSelector => "WorkloadSelector",
+        }
+    }
+}
+
+/// One `Authorization` istiod sends ztunnel (what `istioctl ztunnel-config
+/// policies` lists).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ZtunnelAuthorization {
+    pub namespace: String,
+    pub name: String,
+    /// ALLOW or DENY (ztunnel supports no other action).
+    pub deny: bool,
+    pub scope: ZtunnelScope,
+}
+
+/// Every `Authorization` istiod sends ztunnel for these policies, sorted by
+/// namespace and name. From AuthorizationPolicies: those ztunnel enforces
+/// ([`ztunnel_view`]; dry-run ones left out), scoped by their selector and
+/// namespace. From PeerAuthentications, as istiod's ambient index converts
+/// them: the static STRICT policy in the root namespace as soon as any
+/// PeerAuthentication exists (workloads reference it when their effective
+/// mode is STRICT), and `converted_peer_authentication_NAME` for a workload
+/// policy whose port-level modes differ from what it inherits.
+pub fn ztunnel_authorizations(
+    policies: &[AuthorizationPolicy],
+    peer_authentications: &[PeerAuthentication],
+    root_namespace: &str,
+) -> Vec<ZtunnelAuthorization> {
+    let mut out = Vec::new();
+    for ap in policies.iter().filter(|ap| !ap.is_dry_run()) {
+        let Some(z) = ztunnel_view(ap) else { continue };
+        let namespace = ap
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let scope = match (ap.spec.selector.is_some(), namespace == root_namespace) {
+            (true, _) => ZtunnelScope::WorkloadSelector,
+            (false, true) => ZtunnelScope::Global,
+            (false, false) => ZtunnelScope::Namespace,
+        };
+        out.push(ZtunnelAuthorization {
+            namespace,
+            name: ap.metadata.name.clone().unwrap_or_default(),
+            deny: z.l4.action() == Action::Deny,
+            scope,
+        });
+    }
+    if !peer_authentications.is_empty() {
+        out.push(ZtunnelAuthorization {
+            namespace: root_namespace.to_string(),
+            name: STATIC_STRICT_POLICY.to_string(),
+            deny: true,
+            scope: ZtunnelScope::WorkloadSelector,
+        });
+    }
+    for pa in peer_authentications {
+        if converts_to_ztunnel_policy(pa, peer_authentications, root_namespace) {
+            out.push(ZtunnelAuthorization {
+                namespace: pa.namespace.clone(),
+                name: format!("{CONVERTED_PEER_AUTHENTICATION_PREFIX}{}", pa.name),
+                deny: true,
+                scope: ZtunnelScope::WorkloadSelector,
+            });
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The prefix istiod puts before a PeerAuthentication's name when it converts
+/// it into a ztunnel DENY policy.
+pub const CONVERTED_PEER_AUTHENTICATION_PREFIX: &str = "converted_peer_authentication_";
+
+/// Whether istiod converts this PeerAuthentication into a ztunnel policy of
+/// its own: only a workload policy (a selector, outside the root namespace)
+/// with `portLevelMtls`, and only when some port-level mode changes what the
+/// port would otherwise get: a STRICT port under a non-STRICT parent, or a
+/// PERMISSIVE/DISABLE port under a STRICT workload, namespace or mesh mode.
+fn converts_to_ztunnel_policy(
+    pa: &PeerAuthentication,
+    all: &[PeerAuthentication],
+    root_namespace: &str,
+) -> bool {
+    if pa.scope(root_namespace) != PeerAuthScope::Workload || pa.port_level.is_empty() {
+        return false;
+    }
+    let oldest_level = |namespace: &str| {
+        all.iter()
+            .filter(|p| p.namespace == namespace && p.selector.is_empty())
+            .min_by(|a, b| {
+                (a.creation_timestamp.as_deref(), &a.name)
+                    .cmp(&(b.creation_timestamp.as_deref(), &b.name))
+            })
+            .map(|p| p.mode)
+    };
+    // Outer None: no such policy; inner None: the policy leaves the mode UNSET.
+    let ns = oldest_level(&pa.namespace);
+    let root = oldest_level(root_namespace);
+    let strict = |m: Option<MtlsMode>| m == Some(MtlsMode::Strict);
+    let ns_strict = ns.is_some_and(strict);
+    let root_strict = root.is_some_and(strict);
+    let ns_unset_or_absent = ns.is_none_or(|m| m.is_none());
+    let mut non_strict_port = false;
+    let mut strict_port_rule = false;
+    for mode in pa.port_level.values() {
+        match mode {
+            Some(MtlsMode::Strict) => {
+                let parent_strict = strict(pa.mode)
+                    || (pa.mode.is_none() && ns_strict)
+                    || (ns_unset_or_absent && root_strict);
+                strict_port_rule |= !parent_strict;
+            }
+            Some(MtlsMode::Permissive | MtlsMode::Disable) => {
+                if pa.mode.is_some_and(|m| m != MtlsMode::Strict) {
+                    continue;
+                }
+                let inherited_not_strict = match ns {
+                    Some(m) => !strict(m),
+                    None => !root_strict,
+                };
+                if pa.mode.is_none() && inherited_not_strict {
+                    continue;
+                }
+                non_strict_port = true;
+            }
+            None => {}
+        }
+    }
+    if strict(pa.mode) {
+        non_strict_port
+    } else {
+        strict_port_rule || non_strict_port
     }
 }
 
@@ -1019,5 +1174,124 @@ mod tests {
         assert_eq!(z.mode, MtlsMode::Permissive);
         assert_eq!(z.written, MtlsMode::Disable);
         assert!(z.accepts_plaintext && z.plaintext_rejection(&pod()).is_none());
+    }
+}
+
+#[cfg(test)]
+mod ztunnel_authorization_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const ROOT: &str = "istio-system";
+
+    fn pa(ns: &str, name: &str, spec: serde_json::Value) -> PeerAuthentication {
+        PeerAuthentication::from_value(
+            &json!({"metadata": {"name": name, "namespace": ns}, "spec": spec}),
+            "default",
+        )
+        .unwrap()
+    }
+
+    fn ap(yaml: &str) -> AuthorizationPolicy {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn names(pas: &[PeerAuthentication]) -> Vec<String> {
+        ztunnel_authorizations(&[], pas, ROOT)
+            .into_iter()
+            .map(|z| format!("{}/{}", z.namespace, z.name))
+            .collect()
+    }
+
+    #[test]
+    fn any_peer_authentication_brings_the_static_strict_policy() {
+        assert!(names(&[]).is_empty());
+        let permissive = pa("shop", "p", json!({"mtls": {"mode": "PERMISSIVE"}}));
+        assert_eq!(
+            names(&[permissive]),
+            ["istio-system/istio_converted_static_strict"]
+        );
+        let strict = pa(ROOT, "default", json!({"mtls": {"mode": "STRICT"}}));
+        let z = ztunnel_authorizations(&[], &[strict], ROOT);
+        assert_eq!(z.len(), 1);
+        assert_eq!(
+            (z[0].deny, z[0].scope),
+            (true, ZtunnelScope::WorkloadSelector)
+        );
+    }
+
+    #[test]
+    fn workload_port_level_exceptions_are_converted() {
+        let sel = json!({"matchLabels": {"app": "a"}});
+        // Istio's architecture doc example: STRICT with a PERMISSIVE port.
+        let exception = pa(
+            "shop",
+            "strict-and-permissive-mtls",
+            json!({"selector": sel, "mtls": {"mode": "STRICT"}, "portLevelMtls": {"9090": {"mode": "PERMISSIVE"}}}),
+        );
+        assert_eq!(
+            names(std::slice::from_ref(&exception)),
+            [
+                "istio-system/istio_converted_static_strict",
+                "shop/converted_peer_authentication_strict-and-permissive-mtls"
+            ]
+        );
+        // A STRICT port under a PERMISSIVE workload mode.
+        let strict_port = pa(
+            "shop",
+            "sp",
+            json!({"selector": sel, "mtls": {"mode": "PERMISSIVE"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}}),
+        );
+        assert_eq!(names(&[strict_port]).len(), 2);
+        // Nothing differs from the parent: no converted policy.
+        let same = pa(
+            "shop",
+            "same",
+            json!({"selector": sel, "mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}}),
+        );
+        assert_eq!(names(&[same]).len(), 1);
+        let ns_permissive = pa("shop", "ns", json!({"mtls": {"mode": "PERMISSIVE"}}));
+        let unset_permissive_port = pa(
+            "shop",
+            "u",
+            json!({"selector": sel, "portLevelMtls": {"8080": {"mode": "PERMISSIVE"}}}),
+        );
+        assert_eq!(
+            names(&[ns_permissive.clone(), unset_permissive_port.clone()]).len(),
+            1
+        );
+        // The same port exception under a STRICT mesh-wide mode is converted.
+        let mesh_strict = pa(ROOT, "default", json!({"mtls": {"mode": "STRICT"}}));
+        assert_eq!(names(&[mesh_strict, unset_permissive_port]).len(), 2);
+    }
+
+    #[test]
+    fn authorization_policy_scopes() {
+        let aps = [
+            ap(
+                "metadata: {name: sel, namespace: shop}\nspec: {selector: {matchLabels: {app: a}}, action: DENY, rules: [{}]}",
+            ),
+            ap("metadata: {name: ns-wide, namespace: shop}\nspec: {rules: [{}]}"),
+            ap(
+                "metadata: {name: mesh, namespace: istio-system}\nspec: {action: DENY, rules: [{}]}",
+            ),
+            ap(
+                "metadata: {name: wp, namespace: shop}\nspec: {targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}], rules: [{}]}",
+            ),
+        ];
+        let z = ztunnel_authorizations(&aps, &[], ROOT);
+        let got: Vec<(&str, bool, ZtunnelScope)> = z
+            .iter()
+            .map(|z| (z.name.as_str(), z.deny, z.scope))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("mesh", true, ZtunnelScope::Global),
+                ("ns-wide", false, ZtunnelScope::Namespace),
+                ("sel", true, ZtunnelScope::WorkloadSelector),
+            ]
+        );
     }
 }

@@ -147,7 +147,7 @@ pub struct CompiledNetworkPolicy {
 }
 
 /// The side of the destination port a rule is checked against.
-pub(crate) struct Target<'a> {
+pub(crate) struct PortSide<'a> {
     pub(crate) endpoint: Resolved<'a>,
     pub(crate) port: u16,
     pub(crate) protocol: Protocol,
@@ -588,7 +588,7 @@ impl Rule {
         cluster: &PeerScope<'_>,
         policy_ns: &str,
         peer: Resolved<'_>,
-        t: &Target<'_>,
+        t: &PortSide<'_>,
     ) -> bool {
         let port_ok = self.ports.is_empty()
             || self.ports.iter().any(|p| {

@@ -15,6 +15,8 @@ use std::str::FromStr;
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 use serde::{Deserialize, Serialize};
 
+use crate::injection::PodInjection;
+
 /// The label every namespace carries with its own name (set by the API server).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
@@ -90,6 +92,12 @@ pub struct Pod {
     /// An Istio sidecar (istio-proxy) runs in the pod, so AuthorizationPolicy is enforced.
     pub has_sidecar: bool,
     pub owner: Option<Owner>,
+    /// For a pod predicted from a workload template: what the template says
+    /// about sidecar injection, for `Cluster::from_objects` to decide with
+    /// its namespace's labels. None for a pod read from the API (already
+    /// injected or not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_injection: Option<PodInjection>,
 }
 
 impl Pod {
@@ -104,6 +112,7 @@ impl Pod {
             service_account: "default".to_string(),
             has_sidecar: false,
             owner: None,
+            template_injection: None,
         }
     }
 
@@ -173,13 +182,15 @@ impl Pod {
             ip,
             has_sidecar,
             owner,
+            template_injection: None,
         })
     }
 
     /// A representative pod of a workload template (Deployment, ReplicaSet,
     /// StatefulSet, DaemonSet, Job...): named `WORKLOAD-0`, owned by the workload.
-    /// `has_sidecar` is the template's explicit `sidecar.istio.io/inject`
-    /// choice, or false; `Cluster::from_objects` applies namespace injection.
+    /// `has_sidecar` is what injection gives in a namespace without injection
+    /// labels; `Cluster::from_objects` decides with the namespace's labels
+    /// (`template_injection`, [`crate::injection`]).
     pub fn from_template(
         namespace: &str,
         owner: Owner,
@@ -190,28 +201,23 @@ impl Pod {
         let spec = template.spec.clone().unwrap_or_default();
         let meta = template.metadata.clone().unwrap_or_default();
         let labels = meta.labels.clone().unwrap_or_default();
+        let injection = PodInjection::new(
+            meta.labels.as_ref(),
+            meta.annotations.as_ref(),
+            spec.host_network == Some(true),
+        );
         Ok(Self {
             namespace: namespace.to_string(),
             name: format!("{}-0", owner.name),
             ports: container_ports(&spec, kind, &object)?,
             service_account: service_account(&spec),
-            has_sidecar: explicit_injection(&meta).unwrap_or(false),
+            has_sidecar: injection.injected(namespace, &BTreeMap::new()),
             labels,
             ip: None,
             owner: Some(owner),
+            template_injection: Some(injection),
         })
     }
-}
-
-fn explicit_injection(
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> Option<bool> {
-    let key = "sidecar.istio.io/inject";
-    meta.labels
-        .as_ref()
-        .and_then(|l| l.get(key))
-        .or_else(|| meta.annotations.as_ref().and_then(|a| a.get(key)))
-        .map(|v| v == "true")
 }
 
 fn service_account(spec: &PodSpec) -> String {
@@ -285,8 +291,7 @@ impl Namespace {
 
     /// Whether Istio injects sidecars into pods of this namespace by default.
     pub fn injection_enabled(&self) -> bool {
-        self.labels.get("istio-injection").map(String::as_str) == Some("enabled")
-            || self.labels.contains_key("istio.io/rev")
+        crate::injection::namespace_injects(&self.labels)
     }
 }
 

@@ -197,13 +197,16 @@ impl Store {
             .and_then(labels)
             .cloned()
             .unwrap_or(Value::Null);
-        let opt_out = |v: &Value| v.as_str() == Some("false");
+        let str_map = crate::store::string_map;
         let pod_meta = pod["metadata"].clone();
-        let inject = (ns_labels["istio-injection"] == "enabled"
-            || pod_meta["labels"]["sidecar.istio.io/inject"] == "true")
-            && !opt_out(&pod_meta["annotations"]["sidecar.istio.io/inject"])
-            && !opt_out(&pod_meta["labels"]["sidecar.istio.io/inject"])
-            && !containers.iter().any(|c| c["name"] == "istio-proxy");
+        let has_proxy = containers.iter().any(|c| c["name"] == "istio-proxy");
+        let inject = !has_proxy
+            && meshpolicy::injection::PodInjection::new(
+                Some(&str_map(&pod_meta["labels"])),
+                Some(&str_map(&pod_meta["annotations"])),
+                pod["spec"]["hostNetwork"] == true,
+            )
+            .injected(ns, &str_map(&ns_labels));
         let spec = &mut pod["spec"];
         for c in spec["containers"].as_array_mut().into_iter().flatten() {
             container_defaults(c);
@@ -228,14 +231,6 @@ impl Store {
             }
         }
         spec["nodeName"] = json!("meshsim-node");
-        let str_map = |v: &Value| -> std::collections::BTreeMap<String, String> {
-            v.as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        };
-        let has_proxy = containers.iter().any(|c| c["name"] == "istio-proxy");
         let mode = meshpolicy::ambient::dataplane_mode(
             &str_map(&pod_meta["labels"]),
             inject || has_proxy,
@@ -903,13 +898,7 @@ pub const HBONE_PORT: u16 = 15008;
 /// Whether `p` is a waypoint's pod (made by [`Store::reconcile_waypoints`]):
 /// its container is `istio-proxy`, yet it is no sidecar.
 pub fn is_waypoint_pod(p: &Value) -> bool {
-    let labels: std::collections::BTreeMap<String, String> = p["metadata"]["labels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect();
-    meshpolicy::ambient::is_waypoint_pod(&labels)
+    meshpolicy::ambient::is_waypoint_pod(&crate::store::labels_of(p))
 }
 
 /// The objects istiod's deployment controller makes for waypoint Gateway `gw`

@@ -11,8 +11,8 @@
 //! `proxyv2` adds bash, curl and pilot-agent; `busybox` adds wget; `curl`
 //! images (e.g. curlimages/curl) add curl; `distroless` images have nothing
 //! at all; anything else has only the basics. A tool an image has but
-//! meshsim does not simulate (env, hostname, sleep, ls) says so and exits 126
-//! (see [`crate::exec::shell`] for what `sh -c` runs).
+//! meshsim does not emulate (env, hostname, sleep, ls) says so and exits 126
+//! (see [`crate::exec`] for what is emulated and what deliberately is not).
 
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::app::{App, EXEC_LOG_LIMIT, ExecRecord};
 use crate::controllers::StartedPod;
 use crate::error::ApiError;
-use crate::exec::{ExecOptions, ExecTarget, negotiate_protocol, serve_websocket};
+use crate::exec::{Container, ExecOptions, negotiate_protocol, serve_websocket};
 use crate::exec::{ExecServices, Network};
 use crate::target::{Query, Target, q1, qbool};
 
@@ -152,27 +152,12 @@ pub async fn exec(
         )));
     }
     let image = container["image"].as_str().unwrap_or_default().to_string();
-    let target = ExecTarget {
+    let target = Container {
         namespace: t.namespace.clone().unwrap_or_default(),
         pod: t.name.clone().unwrap_or_default(),
         container: cname.clone(),
-        pod_ip: pod["status"]["podIP"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
         tools: tools_for(&pod, &cname, &image),
         image,
-        env: container["env"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| {
-                Some((
-                    e["name"].as_str()?.to_string(),
-                    e["value"].as_str().unwrap_or_default().to_string(),
-                ))
-            })
-            .collect(),
     };
     let opts = ExecOptions {
         stdin: qbool(&q, "stdin"),
@@ -337,14 +322,10 @@ impl ExecServices for Services {
     fn time_scale(&self) -> f64 {
         self.app.time_scale
     }
-    fn program(
-        &self,
-        target: &crate::exec::ExecTarget,
-        name: &str,
-    ) -> Option<Arc<dyn crate::exec::Program>> {
+    fn program(&self, target: &Container, name: &str) -> Option<Arc<dyn crate::exec::Program>> {
         crate::envoy_admin::cluster_program(&self.app, target, name)
     }
-    fn record_exec(&self, target: &crate::exec::ExecTarget, argv: &[String]) {
+    fn record_exec(&self, target: &Container, argv: &[String]) {
         let mut log = match self.app.exec_log.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),

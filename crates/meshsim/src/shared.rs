@@ -57,7 +57,7 @@ pub struct NoNetwork;
 impl Network for NoNetwork {
     fn decide(
         &self,
-        _from: &crate::exec::ExecTarget,
+        _from: &crate::exec::Container,
         _request: &crate::exec::NetRequest,
     ) -> crate::exec::NetOutcome {
         crate::exec::NetOutcome::DnsFailure

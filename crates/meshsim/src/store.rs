@@ -250,6 +250,21 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// A JSON object of strings (labels, annotations) as a map; values that are
+/// not strings are skipped.
+pub fn string_map(v: &Value) -> std::collections::BTreeMap<String, String> {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect()
+}
+
+/// The labels of a stored object.
+pub fn labels_of(obj: &Value) -> std::collections::BTreeMap<String, String> {
+    string_map(&obj["metadata"]["labels"])
+}
+
 fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
     if !obj.is_object() {
         *obj = json!({});

@@ -202,7 +202,7 @@ async fn unsupported_subprotocol_is_refused_with_status() {
 /// tests use to prove clients pass values verbatim), and the log is bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_argv_is_recorded_verbatim_and_bounded() {
-    use meshsim::exec::{ExecServices, ExecTarget};
+    use meshsim::exec::{Container, ExecServices};
     let (h, pod) = start().await;
     let odd = "a b;$(id)`x`\t'\"\\é";
     let s = exec(&h, &pod, "v5.channel.k8s.io", &["echo", odd], None).await;
@@ -218,14 +218,12 @@ async fn exec_argv_is_recorded_verbatim_and_bounded() {
     let services = meshsim::server::Services {
         app: h.cluster.0.clone(),
     };
-    let target = ExecTarget {
+    let target = Container {
         namespace: "ns".into(),
         pod: "p".into(),
         container: "c".into(),
-        pod_ip: "10.0.0.1".into(),
         image: "busybox".into(),
         tools: vec![],
-        env: vec![],
     };
     let limit = meshsim::server::EXEC_LOG_LIMIT;
     for i in 0..limit + 5 {

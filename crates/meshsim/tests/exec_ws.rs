@@ -14,7 +14,7 @@ use axum::routing::get;
 use exec_common::nginx_target;
 use futures::{SinkExt, StreamExt};
 use meshsim::exec::{
-    ExecOptions, ExecServices, ExecTarget, NetOutcome, NetRequest, Network, negotiate_protocol,
+    Container, ExecOptions, ExecServices, NetOutcome, NetRequest, Network, negotiate_protocol,
     serve_websocket,
 };
 use tokio_tungstenite::tungstenite::Message;
@@ -28,7 +28,7 @@ struct Services {
 struct NoNet;
 
 impl Network for NoNet {
-    fn decide(&self, _from: &ExecTarget, _req: &NetRequest) -> NetOutcome {
+    fn decide(&self, _from: &Container, _req: &NetRequest) -> NetOutcome {
         NetOutcome::DnsFailure
     }
 }
@@ -40,10 +40,7 @@ impl ExecServices for Services {
     fn time_scale(&self) -> f64 {
         1.0
     }
-    fn files(&self, _target: &ExecTarget) -> Vec<(String, Vec<u8>)> {
-        vec![("/big".into(), self.big.clone())]
-    }
-    fn record_exec(&self, _target: &ExecTarget, argv: &[String]) {
+    fn record_exec(&self, _target: &Container, argv: &[String]) {
         self.execs.lock().unwrap().push(argv.to_vec());
     }
 }
@@ -260,7 +257,8 @@ async fn v4_success() {
 #[tokio::test]
 async fn one_megabyte_of_stdout_arrives_intact() {
     let (base, services) = start(None).await;
-    let s = session(&base, "v5.channel.k8s.io", &["cat", "/big"], None, false).await;
+    let big = Some(&services.big[..]);
+    let s = session(&base, "v5.channel.k8s.io", &["cat"], big, true).await;
     assert_eq!(s.stdout.len(), services.big.len());
     assert!(s.stdout == services.big);
     assert!(s.frames.len() > 2, "large output is split into frames");
@@ -305,8 +303,9 @@ async fn missing_executable_reports_internal_error() {
 
 #[tokio::test]
 async fn cut_after_bytes_drops_the_connection() {
-    let (base, _) = start(Some(1000)).await;
-    let s = session(&base, "v5.channel.k8s.io", &["cat", "/big"], None, false).await;
+    let (base, services) = start(Some(1000)).await;
+    let big = Some(&services.big[..]);
+    let s = session(&base, "v5.channel.k8s.io", &["cat"], big, true).await;
     assert_eq!(s.stdout.len(), 1000);
     assert!(s.status.is_none());
     assert!(s.close.is_none(), "no Close frame on an abrupt cut");

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshpolicy::envoy::{AccessVerdict, LogLine, Scope, classify_line};
-use meshsim::exec::{ExecTarget, NetOutcome, NetRequest, Network};
+use meshsim::exec::{Container, NetOutcome, NetRequest, Network};
 use meshsim::mesh::{DecidingLayer, Mesh};
 use meshsim::{Config, Handle, Server};
 use serde_json::json;
@@ -51,15 +51,13 @@ fn mesh(h: &Handle) -> Arc<Mesh> {
     h.cluster.mesh().expect("mesh installed").clone()
 }
 
-fn from(ns: &str, pod: &str) -> ExecTarget {
-    ExecTarget {
+fn from(ns: &str, pod: &str) -> Container {
+    Container {
         namespace: ns.into(),
         pod: pod.into(),
         container: "client".into(),
-        pod_ip: String::new(),
         image: "curlimages/curl:8.5.0".into(),
         tools: vec!["curl".into()],
-        env: Vec::new(),
     }
 }
 

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use meshsim::exec::{ExecTarget, NetOutcome, NetRequest};
+use meshsim::exec::{Container, NetOutcome, NetRequest};
 use meshsim::mesh::flow::{AUTHORIZATIONPOLICIES, PEERAUTHENTICATIONS};
 use meshsim::resources::{self, preferred};
 use meshsim::{Config, Handle, Server};
@@ -98,16 +98,14 @@ impl Sim {
             .expect("pod exists")
     }
 
-    fn target(&self, ns: &str, pod: &str) -> ExecTarget {
-        let p = self.pod(ns, pod);
-        ExecTarget {
+    fn target(&self, ns: &str, pod: &str) -> Container {
+        self.pod(ns, pod); // panics unless the pod exists
+        Container {
             namespace: ns.into(),
             pod: pod.into(),
             container: pod.into(),
-            pod_ip: p["status"]["podIP"].as_str().unwrap_or_default().into(),
             image: "curlimages/curl:8.5.0".into(),
             tools: vec!["curl".into()],
-            env: Vec::new(),
         }
     }
 

@@ -86,8 +86,8 @@ impl Cluster {
 
     /// Builds a model from parsed manifests. Namespaces that pods or policies
     /// use but that no object declares are created with only the name label.
-    /// Template pods get a sidecar when their namespace enables injection
-    /// (unless the template opts out).
+    /// Template pods get a sidecar as Istio's injector would give them one in
+    /// their namespace ([`crate::injection`]).
     pub fn from_objects(objects: Objects, options: ClusterOptions) -> Result<Self, ModelError> {
         let mut c = Self::with_options(options);
         for ns in objects.namespaces {
@@ -98,13 +98,8 @@ impl Cluster {
         }
         for mut p in objects.template_pods {
             c.ensure_namespace(&p.namespace);
-            if !p.has_sidecar
-                && c.namespaces
-                    .get(&p.namespace)
-                    .is_some_and(Namespace::injection_enabled)
-                && p.labels.get("sidecar.istio.io/inject").map(String::as_str) != Some("false")
-            {
-                p.has_sidecar = true;
+            if let (Some(inj), Some(ns)) = (&p.template_injection, c.namespaces.get(&p.namespace)) {
+                p.has_sidecar = inj.injected(&ns.name, &ns.labels);
             }
             c.add_pod(p);
         }

@@ -4,8 +4,8 @@
 
 use super::Cluster;
 use crate::netpol::{
-    CompiledNetworkPolicy, Direction, NetVerdict, NetpolError, PeerScope, PolicyRef, Resolved,
-    RuleRef, SidePorts, SideVerdict, Target,
+    CompiledNetworkPolicy, Direction, NetVerdict, NetpolError, PeerScope, PolicyRef, PortSide,
+    Resolved, RuleRef, SidePorts, SideVerdict,
 };
 use crate::workload::{Endpoint, Pod, Protocol};
 
@@ -63,7 +63,7 @@ impl Cluster {
         dir: Direction,
         owner: Resolved<'_>,
         peer: Resolved<'_>,
-        target: &Target<'_>,
+        target: &PortSide<'_>,
     ) -> SideVerdict {
         let pod = match owner {
             Resolved::Pod(p) => p,
@@ -195,7 +195,7 @@ impl Cluster {
     ) -> Result<NetVerdict, NetpolError> {
         let s = self.resolve(src)?;
         let d = self.resolve(dst)?;
-        let target = Target {
+        let target = PortSide {
             endpoint: d,
             port,
             protocol,

@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use meshsim::store::labels_of;
 
 const VERSION: &str = "1.25.0";
 
@@ -417,15 +418,6 @@ async fn list_json(
         .collect())
 }
 
-fn labels_of(v: &serde_json::Value) -> BTreeMap<String, String> {
-    v["metadata"]["labels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect()
-}
-
 fn meta<'a>(v: &'a serde_json::Value, field: &str) -> &'a str {
     v["metadata"][field].as_str().unwrap_or("")
 }
@@ -679,10 +671,10 @@ async fn ztunnel_workloads(p: &Parsed) -> Result<String, CliError> {
     Ok(tabwrite(&rows, 1))
 }
 
-/// `istioctl ztunnel-config policies`: the AuthorizationPolicies ztunnel
-/// enforces (meshpolicy::ambient::ztunnel_view: bound by selector or to the
-/// whole namespace, ALLOW or DENY), plus the DENY istiod makes from a STRICT
-/// PeerAuthentication; `ACTION` and `SCOPE` as ztunnel names them.
+/// `istioctl ztunnel-config policies`: the Authorizations istiod sends
+/// ztunnel (meshpolicy::ambient::ztunnel_authorizations: from
+/// AuthorizationPolicies and PeerAuthentications); `ACTION` and `SCOPE` as
+/// ztunnel names them.
 async fn ztunnel_policies(p: &Parsed) -> Result<String, CliError> {
     let (client, _) = client(p).await?;
     ztunnel_pods(&client).await?;
@@ -704,51 +696,26 @@ async fn ztunnel_policies(p: &Parsed) -> Result<String, CliError> {
         None,
     )
     .await?;
-    let mut rows = Vec::new();
-    for v in &aps {
-        let Ok(ap) = serde_json::from_value::<meshpolicy::AuthorizationPolicy>(v.clone()) else {
-            continue;
-        };
-        if ap.is_dry_run() {
-            continue;
-        }
-        let Some(z) = meshpolicy::ambient::ztunnel_view(&ap) else {
-            continue;
-        };
-        let ns = meta(v, "namespace").to_string();
-        let action = match z.l4.action() {
-            meshpolicy::Action::Deny => "Deny",
-            _ => "Allow",
-        };
-        let selector = v["spec"]["selector"]["matchLabels"]
-            .as_object()
-            .is_some_and(|m| !m.is_empty());
-        let scope = match (selector, ns == "istio-system") {
-            (true, _) => "WorkloadSelector",
-            (false, true) => "Global",
-            (false, false) => "Namespace",
-        };
-        rows.push(vec![
-            ns,
-            meta(v, "name").to_string(),
-            action.into(),
-            scope.into(),
-        ]);
-    }
-    let strict = pas.iter().any(|pa| {
-        pa["spec"]["mtls"]["mode"] == "STRICT"
-            || pa["spec"]["portLevelMtls"]
-                .as_object()
-                .is_some_and(|m| m.values().any(|x| x["mode"] == "STRICT"))
-    });
-    if strict {
-        rows.push(vec![
-            "istio-system".into(),
-            meshpolicy::ambient::STATIC_STRICT_POLICY.into(),
-            "Deny".into(),
-            "Global".into(),
-        ]);
-    }
+    let aps: Vec<meshpolicy::AuthorizationPolicy> = aps
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    let pas: Vec<meshpolicy::peerauth::PeerAuthentication> = pas
+        .iter()
+        .filter_map(|v| meshpolicy::peerauth::PeerAuthentication::from_value(v, "default").ok())
+        .collect();
+    let mut rows: Vec<Vec<String>> =
+        meshpolicy::ambient::ztunnel_authorizations(&aps, &pas, "istio-system")
+            .into_iter()
+            .map(|z| {
+                vec![
+                    z.namespace,
+                    z.name,
+                    if z.deny { "Deny" } else { "Allow" }.to_string(),
+                    z.scope.as_str().to_string(),
+                ]
+            })
+            .collect();
     if let Some(f) = &p.policy_namespace {
         rows.retain(|r| &r[0] == f);
     }

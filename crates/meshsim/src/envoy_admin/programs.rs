@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 
 use super::ADMIN_PORT;
 use crate::app::App;
-use crate::exec::{ExecTarget, Process, Program};
+use crate::exec::{Container, Process, Program};
 
 /// `pilot-agent`: only its `request` subcommand is provided.
 pub struct PilotAgent {
@@ -189,11 +189,7 @@ const PROXY_TOOLS_ANNOTATION: &str = "meshsim.dev/tools.istio-proxy";
 /// The program `name` the cluster provides in `target` (`pilot-agent` in
 /// `istio-proxy`, unless the pod's `meshsim.dev/tools.istio-proxy` lists
 /// the proxy's executables without it), for [`crate::exec::ExecServices::program`].
-pub fn cluster_program(
-    app: &Arc<App>,
-    target: &ExecTarget,
-    name: &str,
-) -> Option<Arc<dyn Program>> {
+pub fn cluster_program(app: &Arc<App>, target: &Container, name: &str) -> Option<Arc<dyn Program>> {
     let declared_without = || {
         let store = crate::sidecar::lock(&app.shared.store);
         store

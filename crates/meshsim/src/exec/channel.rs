@@ -18,9 +18,9 @@ use futures::{SinkExt, StreamExt};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::io::{ExecIo, Input, Output};
+use super::io::{ExecIo, InStream, OutStream};
 use super::programs::{ExecOutcome, run_command};
-use super::{ExecOptions, ExecServices, ExecTarget};
+use super::{Container, ExecOptions, ExecServices};
 
 /// Channel numbers of the protocol.
 pub const STDIN: u8 = 0;
@@ -167,7 +167,7 @@ pub fn status_json(argv: &[String], outcome: &ExecOutcome) -> String {
 pub async fn serve_websocket(
     socket: WebSocket,
     protocol: ChannelProtocol,
-    target: ExecTarget,
+    target: Container,
     argv: Vec<String>,
     opts: ExecOptions,
     services: Arc<dyn ExecServices>,
@@ -279,23 +279,23 @@ pub async fn serve_websocket(
     let _ = out_tx.send((first, Bytes::new())).await;
 
     let stdout = if opts.stdout {
-        Output::from_frames(out_tx.clone(), STDOUT, MAX_FRAME)
+        OutStream::from_frames(out_tx.clone(), STDOUT, MAX_FRAME)
     } else {
-        Output::null()
+        OutStream::null()
     };
     // With a terminal, stderr is merged into stdout (no stderr channel).
     let stderr = if opts.tty {
         stdout.clone()
     } else if opts.stderr {
-        Output::from_frames(out_tx.clone(), STDERR, MAX_FRAME)
+        OutStream::from_frames(out_tx.clone(), STDERR, MAX_FRAME)
     } else {
-        Output::null()
+        OutStream::null()
     };
     let io = ExecIo {
         stdin: if opts.stdin {
-            Input::from_receiver(stdin_rx)
+            InStream::from_receiver(stdin_rx)
         } else {
-            Input::empty()
+            InStream::empty()
         },
         stdout,
         stderr,

@@ -6,8 +6,6 @@ pub(crate) struct Url {
     pub scheme: String,
     pub host: String,
     pub port: u16,
-    /// Whether the port was written in the URL.
-    pub explicit_port: bool,
     /// Path and query, starting with `/`.
     pub path: String,
 }
@@ -77,9 +75,9 @@ pub(crate) fn parse_url(input: &str) -> Result<Url, UrlError> {
         return Err(UrlError::Malformed);
     }
     let default = default_port(&scheme);
-    let (port, explicit_port) = match port {
-        None | Some("") => (default, false),
-        Some(p) => (p.parse::<u16>().map_err(|_| UrlError::Malformed)?, true),
+    let port = match port {
+        None | Some("") => default,
+        Some(p) => p.parse::<u16>().map_err(|_| UrlError::Malformed)?,
     };
     let path = if tail.is_empty() {
         "/".to_string()
@@ -92,7 +90,6 @@ pub(crate) fn parse_url(input: &str) -> Result<Url, UrlError> {
         scheme,
         host: host.to_string(),
         port,
-        explicit_port,
         path,
     })
 }
@@ -139,24 +136,6 @@ pub(crate) fn remove_dot_segments(path_and_query: &str) -> String {
     out
 }
 
-/// Resolves a `Location` value against `base`.
-pub(crate) fn join(base: &Url, location: &str) -> Result<Url, UrlError> {
-    if location.contains("://") {
-        return parse_url(location);
-    }
-    let mut u = base.clone();
-    if location.starts_with('/') {
-        u.path = location.to_string();
-    } else {
-        let dir = match u.path.rfind('/') {
-            Some(i) => &u.path[..=i],
-            None => "/",
-        };
-        u.path = format!("{dir}{location}");
-    }
-    Ok(u)
-}
-
 /// The value of an option that takes one, as the clients' getopt reads it:
 /// written in the same word (`--name=V`, `-xV`: `inline`), else the next
 /// argument (`i` then moves past it); None when there is none.
@@ -171,17 +150,6 @@ pub(crate) fn option_value(
     let v = args.get(*i).cloned()?;
     *i += 1;
     Some(v)
-}
-
-/// The file wget saves to: `-O FILE`, else the URL path's last segment
-/// (query left out), else `index.html`.
-pub(crate) fn output_file(output: Option<&str>, path: &str) -> String {
-    let clean = path.split('?').next().unwrap_or("");
-    match (output, clean.rsplit('/').next().unwrap_or("")) {
-        (Some(f), _) => f.to_string(),
-        (None, "") => "index.html".to_string(),
-        (None, last) => last.to_string(),
-    }
 }
 
 /// The reason phrase for a status code.
@@ -261,7 +229,5 @@ mod tests {
             parse_url("ftp://h/"),
             Err(UrlError::UnsupportedScheme("ftp".into()))
         );
-        let j = join(&parse_url("h/a/b").unwrap(), "c").unwrap();
-        assert_eq!(j.path, "/a/c");
     }
 }

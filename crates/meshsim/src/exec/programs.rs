@@ -2,17 +2,22 @@
 //! what they do. A program is looked up by the basename of `argv[0]`, first
 //! among the programs the cluster provides ([`ExecServices::program`], e.g.
 //! `pilot-agent` in `istio-proxy`), then among the built-ins below, but only
-//! when the image declares the executable in [`ExecTarget::tools`]; anything
+//! when the image declares the executable in [`Container::tools`]; anything
 //! else fails the way containerd/runc report it, so that `kubectl exec` prints
 //! the same error as against a real cluster.
+//!
+//! Deliberately not emulated: the container's environment (no `$VAR` to
+//! expand, see [`super::shell`]), its files (`cat` copies stdin only), and
+//! every program outside [`BUILTIN_PROGRAMS`]: one the image declares (`env`,
+//! `hostname`, `ls`, ...) says meshsim does not emulate it and exits 126.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::io::{ExecIo, Input, Output, VirtualFs};
-use super::{ExecServices, ExecTarget, curl, gnu_wget, shell, wget};
+use super::io::{ExecIo, InStream, OutStream};
+use super::{Container, ExecServices, curl, gnu_wget, shell, wget};
 
 /// A program that can run inside a simulated container.
 pub trait Program: Send + Sync + 'static {
@@ -20,32 +25,19 @@ pub trait Program: Send + Sync + 'static {
     fn run<'a>(&'a self, process: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32>;
 }
 
-/// Everything a running program sees: its container, environment, standard
-/// streams and the exec's virtual file system.
+/// Everything a running program sees: its container and standard streams.
 #[derive(Clone)]
 pub struct Process<'a> {
-    pub target: &'a ExecTarget,
+    pub target: &'a Container,
     pub services: &'a dyn ExecServices,
-    /// Environment in order (`NAME`, `value`).
-    pub env: Vec<(String, String)>,
-    pub stdin: Input,
-    pub stdout: Output,
-    pub stderr: Output,
-    pub fs: VirtualFs,
+    pub stdin: InStream,
+    pub stdout: OutStream,
+    pub stderr: OutStream,
     /// The exec has a terminal.
     pub tty: bool,
 }
 
 impl Process<'_> {
-    /// Value of an environment variable.
-    pub fn getenv(&self, name: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
     /// Writes to stderr, ignoring a vanished reader.
     pub async fn err(&self, msg: &str) {
         let _ = self.stderr.write_str(msg).await;
@@ -127,7 +119,7 @@ pub fn basename(name: &str) -> &str {
 
 /// Finds the program `name` (a bare name or a path) in `target`.
 pub fn lookup(
-    target: &ExecTarget,
+    target: &Container,
     services: &dyn ExecServices,
     name: &str,
 ) -> Option<Arc<dyn Program>> {
@@ -155,7 +147,7 @@ fn not_simulated<'a>(p: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32> {
     Box::pin(async move {
         let name = argv.first().map(|s| basename(s)).unwrap_or_default();
         p.err(&format!(
-            "meshsim: {name}: this program is not simulated (available: {})\n",
+            "meshsim: {name}: meshsim does not emulate this program (emulated: {})\n",
             BUILTIN_PROGRAMS.join(", ")
         ))
         .await;
@@ -178,30 +170,9 @@ pub fn start_failure_message(argv0: &str) -> String {
     )
 }
 
-/// The environment a container process starts with: `PATH`, `HOSTNAME`, the
-/// container's variables, then `HOME`, as containerd composes it.
-pub fn base_env(target: &ExecTarget) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    let has = |k: &str| target.env.iter().any(|(n, _)| n == k);
-    if !has("PATH") {
-        env.push((
-            "PATH".into(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        ));
-    }
-    if !has("HOSTNAME") {
-        env.push(("HOSTNAME".into(), target.pod.clone()));
-    }
-    env.extend(target.env.iter().cloned());
-    if !has("HOME") {
-        env.push(("HOME".into(), "/root".into()));
-    }
-    env
-}
-
 /// Runs `argv` in `target` as the container runtime would for `kubectl exec`.
 pub async fn run_command(
-    target: &ExecTarget,
+    target: &Container,
     argv: &[String],
     io: ExecIo,
     services: &dyn ExecServices,
@@ -213,20 +184,12 @@ pub async fn run_command(
             message: start_failure_message(argv0),
         };
     };
-    let fs = VirtualFs::for_container(
-        &target.pod,
-        &target.pod_ip,
-        &target.namespace,
-        services.files(target),
-    );
     let process = Process {
         target,
         services,
-        env: base_env(target),
         stdin: io.stdin,
         stdout: io.stdout.with_crlf(io.tty),
         stderr: io.stderr.with_crlf(io.tty),
-        fs,
         tty: io.tty,
     };
     let code = program.run(process, argv.to_vec()).await;
@@ -247,50 +210,23 @@ pub(crate) fn echo<'a>(p: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32> 
     })
 }
 
+/// `cat` and `cat -`: stdin to stdout. Files are not emulated.
 fn cat<'a>(p: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32> {
     Box::pin(async move {
-        let files: Vec<&String> = argv.iter().skip(1).filter(|a| !is_flag(a)).collect();
-        let mut status = 0;
-        if files.is_empty() {
-            return copy_stdin(&p).await;
+        if let Some(f) = argv.iter().skip(1).find(|a| *a != "-") {
+            p.err(&format!(
+                "cat: {f}: meshsim does not emulate files (cat copies stdin only)\n"
+            ))
+            .await;
+            return 1;
         }
-        for f in files {
-            if f == "-" {
-                status = status.max(copy_stdin(&p).await);
-                continue;
-            }
-            match p.fs.read(f) {
-                Ok(content) => {
-                    if !p.out(&content).await {
-                        return 1;
-                    }
-                }
-                Err(e) => {
-                    p.err(&format!("cat: {f}: {e}\n")).await;
-                    status = 1;
-                }
+        while let Some(chunk) = p.stdin.read_chunk().await {
+            if !p.out(&chunk).await {
+                return 1;
             }
         }
-        status
+        0
     })
-}
-
-fn is_flag(a: &str) -> bool {
-    a.len() > 1 && a.starts_with('-')
-}
-
-async fn copy_stdin(p: &Process<'_>) -> i32 {
-    loop {
-        match p.stdin.read_chunk().await {
-            Ok(Some(chunk)) => {
-                if !p.out(&chunk).await {
-                    return 1;
-                }
-            }
-            Ok(None) => return 0,
-            Err(_) => return 1,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -24,8 +24,9 @@ use meshpolicy::{Endpoint, Namespace, Pod, Protocol};
 use serde_json::Value;
 
 use super::app::{self, AppAnswer};
-use super::flow::{Facts, Route, ServiceRef, labels_of};
+use super::flow::{Facts, Route, ServiceRef};
 use crate::exec::{NetOutcome, NetRequest};
+use crate::store::labels_of;
 
 /// Istio's default outbound connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::resources::{self, ResKey};
 use crate::shared::Shared;
-use crate::store::Store;
+use crate::store::{Store, labels_of};
 use meshpolicy::Selector;
 use meshpolicy::workload::DEFAULT_ROOT_NAMESPACE as ROOT_NAMESPACE;
 
@@ -409,16 +409,6 @@ pub fn gather(store: &Store, namespace: &str, pod: &str, host: &str, port: u16) 
         configmaps,
         access_log: access_log_enabled(store),
     })
-}
-
-/// The labels of a store object.
-pub fn labels_of(v: &Value) -> std::collections::BTreeMap<String, String> {
-    v["metadata"]["labels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect()
 }
 
 /// The waypoint traffic to `dst` (through `service`, or to the pod's IP)

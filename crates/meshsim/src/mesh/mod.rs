@@ -50,7 +50,7 @@ use rand::Rng;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::exec::{ExecTarget, NetOutcome, NetRequest, Network};
+use crate::exec::{Container, NetOutcome, NetRequest, Network};
 use crate::resources;
 use crate::shared::Shared;
 use crate::sidecar::{self, Fleet, lock};
@@ -400,12 +400,12 @@ impl Mesh {
     }
 
     /// Decides a request without writing any log (tests, explanations).
-    pub fn evaluate(&self, from: &ExecTarget, request: &NetRequest) -> Option<PathDecision> {
+    pub fn evaluate(&self, from: &Container, request: &NetRequest) -> Option<PathDecision> {
         self.run(from, request).map(|(_, v)| v)
     }
 
     /// The facts of a request and the decision on it, nothing logged yet.
-    fn run(&self, from: &ExecTarget, request: &NetRequest) -> Option<(flow::Facts, PathDecision)> {
+    fn run(&self, from: &Container, request: &NetRequest) -> Option<(flow::Facts, PathDecision)> {
         let app = self.app.upgrade()?;
         let facts = {
             let store = lock(&app.store);
@@ -900,7 +900,7 @@ impl Mesh {
     /// (when it relays it with `tcp_proxy`), `out` being what came back.
     fn record_outbound(
         &self,
-        from: &ExecTarget,
+        from: &Container,
         request: &NetRequest,
         v: &PathDecision,
         out: &NetOutcome,
@@ -955,7 +955,7 @@ impl Mesh {
     }
 
     /// A request to the pod's own Envoy admin (`localhost:15000`).
-    async fn own_admin(&self, from: &ExecTarget, request: &NetRequest) -> Option<NetOutcome> {
+    async fn own_admin(&self, from: &Container, request: &NetRequest) -> Option<NetOutcome> {
         let admin = self.admin_address(&from.namespace, &from.pod).await?;
         let mut s = tokio::net::TcpStream::connect(admin).await.ok()?;
         let r = sidecar::httpc::exchange(
@@ -976,7 +976,7 @@ impl Mesh {
     }
 
     /// What a client in `from` gets for `request`, with real sidecars.
-    pub async fn send_request(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome {
+    pub async fn send_request(&self, from: &Container, request: &NetRequest) -> NetOutcome {
         let loopback = {
             let h = request.host.trim_end_matches('.').to_ascii_lowercase();
             h == "localhost" || h.starts_with("127.") || h == "::1" || h == "[::1]"
@@ -1091,7 +1091,7 @@ impl Network for Mesh {
     /// before a destination sidecar; a request a sidecar's Envoy must decide
     /// needs [`Network::send`] ([`Mesh::send_request`]) and is answered here
     /// as a reset.
-    fn decide(&self, from: &ExecTarget, request: &NetRequest) -> NetOutcome {
+    fn decide(&self, from: &Container, request: &NetRequest) -> NetOutcome {
         match self.run(from, request) {
             Some((facts, v)) => {
                 self.emit(&facts, &v);
@@ -1103,13 +1103,13 @@ impl Network for Mesh {
 
     fn send<'a>(
         &'a self,
-        from: &'a ExecTarget,
+        from: &'a Container,
         request: &'a NetRequest,
     ) -> futures::future::BoxFuture<'a, NetOutcome> {
         Box::pin(self.send_request(from, request))
     }
 
-    fn resolve(&self, from: &ExecTarget, host: &str) -> Option<String> {
+    fn resolve(&self, from: &Container, host: &str) -> Option<String> {
         let app = self.app.upgrade()?;
         let store = lock(&app.store);
         flow::resolve(&store, &from.namespace, host, 80).1

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use meshsim::exec::{
-    ExecIo, ExecOutcome, ExecServices, ExecTarget, Input, NetOutcome, NetRequest, Network, Output,
-    run_command,
+    Container, ExecIo, ExecOutcome, ExecServices, InStream, NetOutcome, NetRequest, Network,
+    OutStream, run_command,
 };
 
 /// A network that answers by host name and records every request.
@@ -27,7 +27,7 @@ impl FakeNetwork {
 }
 
 impl Network for FakeNetwork {
-    fn decide(&self, _from: &ExecTarget, request: &NetRequest) -> NetOutcome {
+    fn decide(&self, _from: &Container, request: &NetRequest) -> NetOutcome {
         self.seen.lock().unwrap().push(request.clone());
         self.routes
             .lock()
@@ -38,7 +38,7 @@ impl Network for FakeNetwork {
             .unwrap_or(NetOutcome::DnsFailure)
     }
 
-    fn resolve(&self, _from: &ExecTarget, host: &str) -> Option<String> {
+    fn resolve(&self, _from: &Container, host: &str) -> Option<String> {
         self.routes
             .lock()
             .unwrap()
@@ -71,17 +71,16 @@ impl ExecServices for FakeServices {
     fn time_scale(&self) -> f64 {
         self.scale
     }
-    fn record_exec(&self, _target: &ExecTarget, argv: &[String]) {
+    fn record_exec(&self, _target: &Container, argv: &[String]) {
         self.execs.lock().unwrap().push(argv.to_vec());
     }
 }
 
-pub fn nginx_target() -> ExecTarget {
-    ExecTarget {
+pub fn nginx_target() -> Container {
+    Container {
         namespace: "np-test-1".into(),
         pod: "np-test-nginx-1-7d9c8b5f4-abcde".into(),
         container: "np-test-nginx-1".into(),
-        pod_ip: "10.244.0.11".into(),
         image: "nginx:latest".into(),
         tools: [
             "sh", "bash", "cat", "curl", "env", "hostname", "sleep", "echo", "true", "false",
@@ -89,7 +88,6 @@ pub fn nginx_target() -> ExecTarget {
         .iter()
         .map(|s| s.to_string())
         .collect(),
-        env: vec![("NGINX_VERSION".into(), "1.29.0".into())],
     }
 }
 
@@ -126,15 +124,15 @@ pub struct Ran {
 }
 
 pub async fn run_in(
-    target: &ExecTarget,
+    target: &Container,
     services: &FakeServices,
     argv: &[&str],
     stdin: &str,
 ) -> Ran {
-    let out = Output::buffer();
-    let err = Output::buffer();
+    let out = OutStream::buffer();
+    let err = OutStream::buffer();
     let io = ExecIo {
-        stdin: Input::from_bytes(stdin.as_bytes().to_vec()),
+        stdin: InStream::from_bytes(stdin.as_bytes().to_vec()),
         stdout: out.clone(),
         stderr: err.clone(),
         tty: false,
