@@ -31,6 +31,7 @@ mod npexec_cli;
 mod npexec_cni;
 mod npexec_meshsim;
 mod npexec_protocols;
+mod npexec_tcp_sidecar;
 mod npexec_trust_expect;
 mod npexec_trust_probe;
 mod npexec_whatif;

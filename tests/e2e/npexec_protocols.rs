@@ -199,8 +199,9 @@ fn each_port_gets_its_protocol_and_tcp_verdicts_make_sense() {
         "blocked-network",
     );
     // pp-curl: behind the source's own sidecar the TCP connect succeeds;
-    // the sidecar closes it after Istio's 10 s connect timeout: seen with
-    // --timeout 11s, an open silent connection (documented) below it.
+    // the sidecar closes it after Istio's 10 s connect timeout (--timeout
+    // 11s), and below it the sidecar's outbound counters show a connect
+    // that never completed.
     let blocked = [
         (80, "blocked-network"),
         (9090, "blocked-network"),
@@ -223,9 +224,9 @@ fn each_port_gets_its_protocol_and_tcp_verdicts_make_sense() {
         predicted_agree(&sim, args, &v);
     }
     let (v, probes) = sim.verdicts(&["pp-curl", "pp-dst", "--service", "multi", "--port", "6379"]);
-    expect(&v, &[(6379, "allowed")], "pp-curl, 3s");
+    expect(&v, &[(6379, "blocked-network")], "pp-curl, 3s");
     let detail = probes[0]["detail"].as_str().unwrap_or("");
-    assert!(detail.contains("--timeout 11"), "{detail}");
+    assert!(detail.contains("upstream_cx_total +1"), "{detail}");
 
     // A pod calling itself through its own Service goes out through its
     // sidecar and back in through the same sidecar's inbound RBAC.

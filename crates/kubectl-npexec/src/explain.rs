@@ -909,6 +909,7 @@ spec:
             method: "GET".into(),
             headers: vec!["X-Debug: 1".into()],
             timeout: Duration::from_secs(3),
+            outbound_cluster: None,
         }
     }
 

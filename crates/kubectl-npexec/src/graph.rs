@@ -252,6 +252,7 @@ pub(crate) mod tests {
             policies: None,
             analysis: None,
             predicted: false,
+            sidecar_stats: None,
             started_at: None,
         }
     }

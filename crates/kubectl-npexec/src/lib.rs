@@ -312,6 +312,7 @@ pub fn predicted_record(
         policies: Some(e.policies),
         analysis: Some(e.analysis),
         predicted: true,
+        sidecar_stats: None,
         started_at: None,
     }
 }
@@ -455,59 +456,63 @@ async fn probe_one(
     tools: &ToolCache,
 ) -> Result<ProbeRecord, PluginError> {
     let started_at = jiff::Timestamp::now();
-    let (verdict, detail, hint, http_status, curl_exit, tool, body, duration) = match &p.source {
-        Ok(_) if p.ready_endpoints == Some(0) => {
-            let (detail, hint) = verdict::no_endpoints(&p.ctx);
-            (
-                Verdict::NoEndpoints,
-                detail,
-                Some(hint),
+    let (verdict, detail, hint, http_status, curl_exit, tool, body, duration, sidecar_stats) =
+        match &p.source {
+            Ok(_) if p.ready_endpoints == Some(0) => {
+                let (detail, hint) = verdict::no_endpoints(&p.ctx);
+                (
+                    Verdict::NoEndpoints,
+                    detail,
+                    Some(hint),
+                    None,
+                    None,
+                    None,
+                    String::new(),
+                    Duration::ZERO,
+                    None,
+                )
+            }
+            Ok(source) => {
+                let destination = p.target.as_ref().and_then(|t| {
+                    Some(probe::Destination {
+                        namespace: t.namespace.clone(),
+                        selector: t.selector.clone()?,
+                    })
+                });
+                let run = run_probe(
+                    kube,
+                    source,
+                    &p.request,
+                    &p.ctx,
+                    marker,
+                    tools,
+                    destination.as_ref(),
+                )
+                .await?;
+                (
+                    run.classified.verdict,
+                    run.classified.detail,
+                    run.classified.hint,
+                    run.http_status,
+                    run.exit,
+                    run.tool,
+                    body_excerpt(&run.body),
+                    run.duration,
+                    run.sidecar_stats,
+                )
+            }
+            Err(failure) => (
+                Verdict::ExecFailed,
+                failure.detail.clone(),
+                failure.hint.clone(),
                 None,
                 None,
                 None,
                 String::new(),
                 Duration::ZERO,
-            )
-        }
-        Ok(source) => {
-            let destination = p.target.as_ref().and_then(|t| {
-                Some(probe::Destination {
-                    namespace: t.namespace.clone(),
-                    selector: t.selector.clone()?,
-                })
-            });
-            let run = run_probe(
-                kube,
-                source,
-                &p.request,
-                &p.ctx,
-                marker,
-                tools,
-                destination.as_ref(),
-            )
-            .await?;
-            (
-                run.classified.verdict,
-                run.classified.detail,
-                run.classified.hint,
-                run.http_status,
-                run.exit,
-                run.tool,
-                body_excerpt(&run.body),
-                run.duration,
-            )
-        }
-        Err(failure) => (
-            Verdict::ExecFailed,
-            failure.detail.clone(),
-            failure.hint.clone(),
-            None,
-            None,
-            None,
-            String::new(),
-            Duration::ZERO,
-        ),
-    };
+                None,
+            ),
+        };
     Ok(ProbeRecord {
         from: p.from.clone(),
         to: p.to.clone(),
@@ -524,6 +529,7 @@ async fn probe_one(
         policies: None,
         analysis: None,
         predicted: false,
+        sidecar_stats,
         started_at: Some(started_at),
     })
 }

@@ -194,6 +194,7 @@ fn request_for(cli: &Cli, url: String, kind: ProbeKind) -> Request {
         method: cli.method.to_ascii_uppercase(),
         headers: cli.headers.clone(),
         timeout: cli.timeout,
+        outbound_cluster: None,
     }
 }
 
@@ -259,7 +260,17 @@ fn probe_to(
             destination_ambient: false,
             destination_waypoint: None,
         },
-        request: request_for(cli, url, t.kind),
+        request: Request {
+            outbound_cluster: (t.kind == ProbeKind::Tcp).then(|| {
+                meshpolicy::envoy::stats::outbound_cluster_name(
+                    &t.service,
+                    &t.namespace,
+                    &cli.cluster_domain,
+                    t.port,
+                )
+            }),
+            ..request_for(cli, url, t.kind)
+        },
         target: Some(t.clone()),
         ready_endpoints: None,
     }

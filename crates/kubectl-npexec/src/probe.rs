@@ -20,13 +20,15 @@ use std::time::{Duration, Instant};
 use kubeplugin::Kube;
 use kubeplugin::PluginError;
 use kubeplugin::exec::{ExecLimits, ExecOutput, ExecTarget, exec};
+use kubeplugin::resources::ISTIO_PROXY;
+use meshpolicy::envoy::stats::{self, ClusterCounters};
 
 use serde::Serialize;
 
 use crate::ports::ProbeKind;
 use crate::verdict::{
-    Classified, HintContext, NO_TOOL_HINT, Observation, Tool, Verdict, classify, wget_headers,
-    wget_status,
+    Classified, HintContext, NO_TOOL_HINT, Observation, SidecarStats, Tool, Verdict, classify,
+    wget_headers, wget_status,
 };
 
 /// The request a probe makes.
@@ -38,6 +40,9 @@ pub struct Request {
     pub method: String,
     pub headers: Vec<String>,
     pub timeout: Duration,
+    /// Istio's outbound cluster of the Service port (TCP probes to a
+    /// Service): whose counters the source sidecar is asked for.
+    pub outbound_cluster: Option<String>,
 }
 
 /// The marker curl prints before the status code. Random per process, so a
@@ -237,6 +242,8 @@ pub struct ProbeRun {
     pub exit: Option<i32>,
     pub body: Vec<u8>,
     pub duration: Duration,
+    /// The source sidecar's counters around the probe, when read.
+    pub sidecar_stats: Option<SidecarStats>,
 }
 
 /// Remembers which client each container has (None: neither), so each
@@ -387,6 +394,7 @@ pub async fn run_probe(
         exit: None,
         body: Vec::new(),
         duration: start.elapsed(),
+        sidecar_stats: None,
     };
     let base_obs = Observation {
         kind: req.kind,
@@ -415,10 +423,36 @@ pub async fn run_probe(
     };
 
     if client == Client::Curl {
+        // A TCP probe through the source's sidecar: that sidecar accepts
+        // every connection, so its outbound cluster's counters say whether
+        // this one got anywhere.
+        let stats_cluster = req
+            .outbound_cluster
+            .as_deref()
+            .filter(|_| req.kind == ProbeKind::Tcp && source.sidecar);
+        let before = match stats_cluster {
+            Some(c) => Some(sidecar_counters(kube, source, c).await),
+            None => None,
+        };
         let out = match exec_bounded(kube, &target, &curl_argv(req, marker), req.timeout).await {
             Ok(o) => o,
             Err(e) if is_systemic(&e) => return Err(e),
             Err(e) => return Ok(exec_failed(e.to_string(), e.hint(), Some(Tool::Curl))),
+        };
+        let sidecar_stats = match (stats_cluster, before) {
+            (Some(cluster), Some(before)) => {
+                let after = match &before {
+                    Ok(_) => sidecar_counters(kube, source, cluster).await,
+                    Err(e) => Err(e.clone()),
+                };
+                Some(SidecarStats {
+                    cluster: cluster.to_string(),
+                    error: after.as_ref().err().cloned(),
+                    before: before.ok(),
+                    after: after.ok(),
+                })
+            }
+            _ => None,
         };
         let (body, status) = parse_curl_stdout(&out.stdout.head, &out.stdout.end(), marker);
         let mut obs = Observation {
@@ -428,6 +462,7 @@ pub async fn run_probe(
             stderr: String::from_utf8_lossy(&out.stderr.head).into_owned(),
             elapsed_secs: curl_time_total(&out.stdout.head, &out.stdout.end(), marker)
                 .unwrap_or_else(|| start.elapsed().as_secs_f64()),
+            sidecar_stats: sidecar_stats.clone(),
             ..base_obs.clone()
         };
         if needs_rbac_log(&obs)
@@ -449,6 +484,7 @@ pub async fn run_probe(
             exit: out.exit_code,
             body,
             duration: start.elapsed(),
+            sidecar_stats,
         });
     }
 
@@ -500,7 +536,49 @@ pub async fn run_probe(
         exit: out.exit_code,
         body,
         duration: start.elapsed(),
+        sidecar_stats: None,
     })
+}
+
+/// How long reading the sidecar's counters may take.
+const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The counters of `cluster` in the source pod's sidecar, read with
+/// `pilot-agent request GET stats?filter=...` in its `istio-proxy`
+/// container (an argv vector; the filter is meshpolicy's escaped regex);
+/// why not when they cannot be read.
+async fn sidecar_counters(
+    kube: &Kube,
+    source: &Source,
+    cluster: &str,
+) -> Result<ClusterCounters, String> {
+    let target = ExecTarget {
+        namespace: source.namespace.clone(),
+        pod: source.pod.clone(),
+        container: ISTIO_PROXY.to_string(),
+    };
+    let argv: Vec<String> = ["pilot-agent", "request", "GET"]
+        .into_iter()
+        .map(String::from)
+        .chain([stats::cluster_stats_path(cluster)])
+        .collect();
+    let out = exec_bounded(kube, &target, &argv, STATS_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.command_not_found() {
+        return Err("istio-proxy has no pilot-agent".into());
+    }
+    if out.exit_code != Some(0) {
+        return Err(format!(
+            "pilot-agent request exited {}: {}",
+            out.exit_code
+                .map_or("without a status".into(), |c| c.to_string()),
+            String::from_utf8_lossy(&out.stderr.head).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout.head);
+    stats::cluster_counters(&text, cluster)
+        .ok_or_else(|| format!("the sidecar has no counters for cluster {cluster}"))
 }
 
 /// Whether the destination sidecar's log decides this observation: a 403
@@ -620,6 +698,7 @@ mod tests {
             method: "GET".into(),
             headers: vec!["X-Test: a b".into()],
             timeout: Duration::from_millis(2500),
+            outbound_cluster: None,
         }
     }
 

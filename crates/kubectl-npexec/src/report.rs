@@ -64,6 +64,10 @@ pub struct ProbeRecord {
     /// `true` with `--predict` (no probe ran).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub predicted: bool,
+    /// The source sidecar's outbound cluster counters before and after a
+    /// TCP probe (what decided it, or why they could not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sidecar_stats: Option<crate::verdict::SidecarStats>,
     /// When the probe started (to find its lines in the sidecar's log).
     #[serde(skip)]
     pub started_at: Option<jiff::Timestamp>,
@@ -630,6 +634,7 @@ mod tests {
                     policies: None,
                     analysis: None,
                     predicted: false,
+                    sidecar_stats: None,
                     started_at: None,
                 }
             };

@@ -324,6 +324,7 @@ c        ?  R  .
             policies: None,
             analysis: None,
             predicted: false,
+            sidecar_stats: None,
             started_at: None,
         }
     }

@@ -13,6 +13,8 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use meshpolicy::envoy::stats::{ClusterCounters, UpstreamOutcome, upstream_outcome};
+
 use crate::ports::ProbeKind;
 
 /// One probe's outcome.
@@ -194,6 +196,49 @@ pub struct Observation {
     pub kind: ProbeKind,
     /// How long the client ran, in seconds.
     pub elapsed_secs: f64,
+    /// The source sidecar's outbound cluster counters around a TCP probe
+    /// (None: not read: no sidecar, not a TCP probe to a Service).
+    pub sidecar_stats: Option<SidecarStats>,
+}
+
+/// The bytes curl's `gopher://` TCP probe sends (`\r\n`).
+pub const TCP_PROBE_BYTES: u64 = 2;
+
+/// What the source sidecar's outbound cluster said before and after a TCP
+/// probe (`pilot-agent request GET stats?filter=...` in `istio-proxy`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SidecarStats {
+    /// Istio's outbound cluster of the Service port (`outbound|PORT||HOST`).
+    pub cluster: String,
+    /// None when the counters could not be read (see `error`).
+    pub before: Option<ClusterCounters>,
+    pub after: Option<ClusterCounters>,
+    /// Why they could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl SidecarStats {
+    /// What the change says about the probe's upstream connection (None: unread).
+    pub fn outcome(&self) -> Option<UpstreamOutcome> {
+        let (before, after) = (self.before.as_ref()?, self.after.as_ref()?);
+        Some(upstream_outcome(&after.since(before), TCP_PROBE_BYTES))
+    }
+
+    /// The change of the counters that matter, as `name +N` (for details).
+    fn moved(&self) -> String {
+        let (Some(b), Some(a)) = (&self.before, &self.after) else {
+            return String::new();
+        };
+        let d = a.since(b);
+        format!(
+            "upstream_cx_total +{}, upstream_cx_tx_bytes_total +{}, upstream_cx_connect_fail +{}, upstream_cx_connect_timeout +{}",
+            d.upstream_cx_total,
+            d.upstream_cx_tx_bytes_total,
+            d.upstream_cx_connect_fail,
+            d.upstream_cx_connect_timeout
+        )
+    }
 }
 
 /// Istio's default outbound connect timeout: a source sidecar's `tcp_proxy`
@@ -276,6 +321,47 @@ fn classify_closed(obs: &Observation, ctx: &HintContext) -> Classified {
     }
 }
 
+/// A TCP probe through the source's sidecar, decided by that sidecar's
+/// outbound cluster counters (measured with Envoy 1.40: see
+/// `tests/fixtures/npexec-tcp-sidecar/`): a connect still pending when the
+/// client gave up, or one that timed out, is a drop on the way; one that
+/// failed at once was refused. None when they do not decide (bytes were
+/// forwarded: the destination's answer decides; or unread, or ambiguous).
+fn classify_upstream(obs: &Observation, ctx: &HintContext) -> Option<Classified> {
+    if obs.wget || obs.kind != ProbeKind::Tcp || obs.http_status.is_some() {
+        return None;
+    }
+    let stats = obs.sidecar_stats.as_ref()?;
+    let moved = stats.moved();
+    let cluster = &stats.cluster;
+    match stats.outcome()? {
+        UpstreamOutcome::ConnectPending => Some(Classified {
+            verdict: Verdict::BlockedNetwork,
+            detail: format!(
+                "the source sidecar accepted the connection, but its connect to {cluster} never completed within {}s: no bytes forwarded ({moved})",
+                fmt_secs(obs.timeout_secs)
+            ),
+            hint: Some(netpol_hint(ctx)),
+        }),
+        UpstreamOutcome::ConnectTimeout => Some(Classified {
+            verdict: Verdict::BlockedNetwork,
+            detail: format!(
+                "the source sidecar's connect to {cluster} hit its {}s connect timeout ({moved})",
+                fmt_secs(SIDECAR_CONNECT_TIMEOUT_SECS)
+            ),
+            hint: Some(netpol_hint(ctx)),
+        }),
+        UpstreamOutcome::ConnectFailed if obs.rbac_logged != Some(true) => Some(Classified {
+            verdict: Verdict::Refused,
+            detail: format!(
+                "the source sidecar's connect to {cluster} failed at once, before any timeout ({moved})"
+            ),
+            hint: Some(refused_hint(ctx)),
+        }),
+        _ => None,
+    }
+}
+
 /// A TCP (or TLS) probe whose connection was accepted: the server answered,
 /// or kept it open waiting for more, which a TCP server does.
 fn classify_connected(obs: &Observation) -> Option<Classified> {
@@ -297,7 +383,17 @@ fn classify_connected(obs: &Observation) -> Option<Classified> {
     } else {
         format!("connected; the server sent {}", first_line(&obs.body, 60))
     };
-    if open
+    let forwarded = obs
+        .sidecar_stats
+        .as_ref()
+        .filter(|s| s.outcome() == Some(UpstreamOutcome::Forwarded));
+    if let Some(stats) = forwarded {
+        detail.push_str(&format!(
+            " (the source sidecar forwarded the probe's {TCP_PROBE_BYTES} bytes to {}: {})",
+            stats.cluster,
+            stats.moved()
+        ));
+    } else if open
         && obs.body.is_empty()
         && obs.source_sidecar
         && obs.timeout_secs < SIDECAR_CONNECT_TIMEOUT_SECS
@@ -532,6 +628,9 @@ pub fn classify(obs: &Observation, ctx: &HintContext) -> Classified {
                 "the application (or a proxy) answered {code}: not a mesh policy decision"
             )),
         );
+    }
+    if let Some(c) = classify_upstream(obs, ctx) {
+        return c;
     }
     if closed_without_answer(obs) || closed_by_server(obs) && obs.rbac_logged == Some(true) {
         return classify_closed(obs, ctx);
@@ -1295,6 +1394,82 @@ mod tests {
         );
         reset.wget = true;
         assert!(!closed_without_answer(&reset));
+    }
+
+    /// The measured before/after counters of one case of
+    /// `tests/fixtures/npexec-tcp-sidecar/`.
+    fn measured(case: &str) -> SidecarStats {
+        let cluster = "outbound|6379||redis.ns.svc.cluster.local";
+        let path = format!(
+            "{}/../../tests/fixtures/npexec-tcp-sidecar/{case}.txt",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let section = |title: &str| {
+            let rest = &text[text.find(title).unwrap()..];
+            let end = rest[1..].find("\n### ").map_or(rest.len(), |e| e + 1);
+            meshpolicy::envoy::stats::cluster_counters(&rest[..end], cluster)
+        };
+        SidecarStats {
+            cluster: cluster.into(),
+            before: section("### before"),
+            after: section("### after (immediately)"),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn tcp_through_a_sidecar_reads_its_counters() {
+        use Verdict::*;
+        let open = "curl: (28) Operation timed out after 3001 milliseconds with 0 bytes received";
+        let through = |exit, stderr: &str, elapsed, stats| Observation {
+            kind: ProbeKind::Tcp,
+            elapsed_secs: elapsed,
+            sidecar_stats: stats,
+            ..obs(exit, None, "", stderr, true)
+        };
+        // Silent server: bytes forwarded, allowed, no --timeout hint.
+        let c = classify(&through(28, open, 3.0, Some(measured("a-silent"))), &ctx());
+        assert_eq!(c.verdict, Allowed, "{c:?}");
+        assert!(!c.detail.contains("--timeout 11"), "{}", c.detail);
+        assert!(
+            c.detail.contains("upstream_cx_tx_bytes_total +2"),
+            "{}",
+            c.detail
+        );
+        // A drop: the connect never completed within the probe's timeout.
+        let c = classify(
+            &through(28, open, 3.0, Some(measured("b-noconnect"))),
+            &ctx(),
+        );
+        assert_eq!(c.verdict, BlockedNetwork, "{c:?}");
+        assert!(c.detail.contains("upstream_cx_total +1"), "{}", c.detail);
+        assert!(c.detail.contains("outbound|6379||redis"), "{}", c.detail);
+        // The same drop seen past the connect timeout (curl exit 56, reset).
+        let reset = "curl: (56) Recv failure: Connection reset by peer";
+        let c = classify(
+            &through(56, reset, 10.0, Some(measured("b-noconnect-12s"))),
+            &ctx(),
+        );
+        assert_eq!(c.verdict, BlockedNetwork, "{c:?}");
+        // Refused behind the sidecar: curl exit 0 with nothing, at once.
+        let c = classify(&through(0, "", 0.0, Some(measured("c-refused"))), &ctx());
+        assert_eq!(c.verdict, Refused, "{c:?}");
+        // Unread or ambiguous counters: today's answer and its hint.
+        let unread = SidecarStats {
+            before: None,
+            error: Some("forbidden".into()),
+            ..measured("b-noconnect")
+        };
+        let mut busy = measured("b-noconnect");
+        if let Some(a) = busy.after.as_mut() {
+            a.upstream_cx_total += 1;
+        }
+        for stats in [None, Some(unread), Some(busy)] {
+            let c = classify(&through(28, open, 3.0, stats), &ctx());
+            assert_eq!(c.verdict, Allowed, "{c:?}");
+            assert!(c.detail.contains("--timeout 11"), "{}", c.detail);
+        }
     }
 
     #[test]

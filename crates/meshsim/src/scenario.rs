@@ -6,7 +6,8 @@
 //!
 //! Simulation annotations (on pods or pod templates):
 //! - `meshsim.dev/tools`: comma-separated executables every container has
-//!   (`meshsim.dev/tools.CONTAINER` for one container);
+//!   (`meshsim.dev/tools.CONTAINER` for one container; `meshsim.dev/tools.istio-proxy`
+//!   without `pilot-agent` gives a sidecar whose image has no pilot-agent);
 //! - `meshsim.dev/log.CONTAINER`: a file (relative to the scenario file)
 //!   whose lines seed that container's log when it starts.
 

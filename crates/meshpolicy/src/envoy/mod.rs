@@ -1,4 +1,4 @@
-//! Parsers for what Envoy and istioctl print: RBAC log lines, access logs, authz check tables, config dumps.
+//! Parsers for what Envoy and istioctl print: RBAC log lines, access logs, authz check tables, config dumps, admin stats.
 //!
 //! Every plugin that explains an Istio decision reads one of these formats, and they
 //! changed across Istio and Envoy releases; parsing them once, here, into serde data
@@ -17,6 +17,7 @@ pub mod header;
 pub mod local_reply;
 pub mod policy_id;
 pub mod rbac_log;
+pub mod stats;
 pub mod ztunnel;
 
 use std::collections::VecDeque;

@@ -1,6 +1,8 @@
 //! `pilot-agent` in the `istio-proxy` container: its `request` subcommand
 //! sends one request to the pod's Envoy admin (the real Envoy of
-//! [`crate::sidecar`]) and prints the answer's body, as pilot-agent does.
+//! [`crate::sidecar`]) and prints the answer's body, as pilot-agent does;
+//! a `stats` answer also carries the simulated outbound clusters' counters
+//! ([`crate::mesh::outbound`]).
 
 use std::sync::{Arc, Weak};
 
@@ -27,10 +29,22 @@ async fn real_admin(
     let app = app.upgrade()?;
     let mesh = app.mesh.get()?.clone();
     let admin = mesh.admin_address(namespace, pod).await?;
-    crate::sidecar::admin_request(admin, method, path)
+    let body = crate::sidecar::admin_request(admin, method, path)
         .await
         .ok()
-        .map(|r| r.body)
+        .map(|r| r.body)?;
+    // The real Envoy is the inbound side only: `/stats` also gets the
+    // simulated outbound side's cluster counters.
+    match meshpolicy::envoy::stats::stats_path_filter(path) {
+        Some(filter) if method.eq_ignore_ascii_case("GET") => {
+            let real = String::from_utf8_lossy(&body);
+            Some(
+                mesh.stats_with_outbound(namespace, pod, &filter, &real)
+                    .into_bytes(),
+            )
+        }
+        _ => Some(body),
+    }
 }
 
 const PILOT_AGENT_USAGE: &str =
@@ -168,10 +182,28 @@ impl Program for PilotAgent {
     }
 }
 
+/// The pod annotation that lists the executables of one container; for
+/// `istio-proxy` it can leave `pilot-agent` out (an image without it).
+const PROXY_TOOLS_ANNOTATION: &str = "meshsim.dev/tools.istio-proxy";
+
 /// The program `name` the cluster provides in `target` (`pilot-agent` in
-/// `istio-proxy`), for [`crate::exec::ExecServices::program`].
+/// `istio-proxy`, unless the pod's `meshsim.dev/tools.istio-proxy` lists
+/// the proxy's executables without it), for [`crate::exec::ExecServices::program`].
 pub fn cluster_program(app: &Arc<App>, target: &Container, name: &str) -> Option<Arc<dyn Program>> {
-    (name == "pilot-agent" && target.container == crate::mesh::PROXY_CONTAINER).then(|| {
+    let declared_without = || {
+        let store = crate::sidecar::lock(&app.shared.store);
+        store
+            .get(crate::resources::PODS, &target.namespace, &target.pod)
+            .is_some_and(|p| {
+                p["metadata"]["annotations"][PROXY_TOOLS_ANNOTATION]
+                    .as_str()
+                    .is_some_and(|list| !list.split(',').any(|t| t.trim() == name))
+            })
+    };
+    (name == "pilot-agent"
+        && target.container == crate::mesh::PROXY_CONTAINER
+        && !declared_without())
+    .then(|| {
         Arc::new(PilotAgent {
             app: Arc::downgrade(app),
         }) as Arc<dyn Program>

@@ -169,6 +169,23 @@ pub struct PathDecision {
     pub forward: Option<Forward>,
     /// (namespace, pod, line) for the destination node's ztunnel log.
     pub ztunnel_log: Option<(String, String, String)>,
+    /// The source sidecar's outbound cluster when it relays this connection
+    /// with `tcp_proxy` to a Service (one upstream connection per client
+    /// connection): whose counters [`super::outbound`] keeps.
+    pub tcp_upstream: Option<String>,
+    /// Why the source sidecar's upstream connect failed, when it did.
+    pub connect_failure: Option<ConnectFailure>,
+}
+
+/// How the source sidecar's upstream connect failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// No endpoint to connect to: no connection is started.
+    NoHealthyUpstream,
+    /// Refused at once.
+    Refused,
+    /// Never completes: the connect timeout ends it.
+    Timeout,
 }
 
 /// The inputs of a decision besides the gathered facts.
@@ -387,7 +404,7 @@ impl Ctx<'_> {
             authority: Some(header(req, "host").map_or_else(|| req.host.clone(), str::to_string)),
             upstream_host: to.upstream.clone(),
             upstream_cluster: Some(match to.service {
-                Some(s) => format!("outbound|{}||{}", s.port, s.fqdn()),
+                Some(s) => s.outbound_cluster(),
                 None => "PassthroughCluster".into(),
             }),
             route_name: Some(
@@ -479,6 +496,13 @@ impl Ctx<'_> {
             Duration::ZERO
         };
         let mut v = self.local_503(layer, reason, to, failure, after);
+        v.connect_failure = Some(if timeout {
+            ConnectFailure::Timeout
+        } else if failure.flags == NO_HEALTHY_UPSTREAM.flags {
+            ConnectFailure::NoHealthyUpstream
+        } else {
+            ConnectFailure::Refused
+        });
         if relays_tcp(to.service, self.input.request) {
             v.outcome = NetOutcome::Closed { after };
             if !timeout {
@@ -513,6 +537,8 @@ fn decision(outcome: NetOutcome, layer: DecidingLayer, reason: impl Into<String>
         app_log: None,
         forward: None,
         ztunnel_log: None,
+        tcp_upstream: None,
+        connect_failure: None,
     }
 }
 
@@ -534,7 +560,7 @@ pub fn decide(input: &DecisionInput<'_>) -> PathDecision {
     let refused = NetOutcome::Refused {
         after: Duration::ZERO,
     };
-    match &facts.route {
+    let mut v = match &facts.route {
         Route::Unresolved => decision(
             NetOutcome::DnsFailure,
             DecidingLayer::Dns,
@@ -569,7 +595,16 @@ pub fn decide(input: &DecisionInput<'_>) -> PathDecision {
             ctx.failed(layer, reason, &to, &CONNECT_TIMED_OUT, timeout)
         }
         Route::Endpoint { service, pod, port } => endpoint(&ctx, service.as_ref(), pod, *port),
+    };
+    if let Route::Endpoint {
+        service: Some(s), ..
+    } = &facts.route
+        && captured
+        && relays_tcp(Some(s), input.request)
+    {
+        v.tcp_upstream = Some(s.outbound_cluster());
     }
+    v
 }
 
 fn loopback(ctx: &Ctx<'_>, port: u16) -> PathDecision {

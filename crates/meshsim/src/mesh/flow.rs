@@ -37,6 +37,9 @@ pub const PEERAUTHENTICATIONS: ResKey = ResKey {
     plural: "peerauthentications",
 };
 
+/// The cluster's DNS domain (meshsim serves `cluster.local` only).
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
 /// The Kubernetes Service a request went through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceRef {
@@ -54,7 +57,18 @@ pub struct ServiceRef {
 impl ServiceRef {
     /// `name.namespace.svc.cluster.local`.
     pub fn fqdn(&self) -> String {
-        format!("{}.{}.svc.cluster.local", self.name, self.namespace)
+        format!("{}.{}.svc.{CLUSTER_DOMAIN}", self.name, self.namespace)
+    }
+
+    /// The source sidecar's outbound cluster for this port (Istio's name,
+    /// from meshpolicy).
+    pub fn outbound_cluster(&self) -> String {
+        meshpolicy::envoy::stats::outbound_cluster_name(
+            &self.name,
+            &self.namespace,
+            CLUSTER_DOMAIN,
+            self.port,
+        )
     }
 }
 

@@ -36,6 +36,7 @@ pub mod appserver;
 pub mod decide;
 pub mod flow;
 pub mod grpcauthz;
+pub mod outbound;
 pub mod relay;
 pub mod timeline;
 
@@ -105,6 +106,8 @@ pub struct Mesh {
     fleet: Arc<Fleet>,
     /// The relay behind each waypoint's Envoy, by waypoint pod (ns, name).
     relays: Mutex<HashMap<(String, String), Arc<relay::Relay>>>,
+    /// The simulated outbound side's upstream connections, per source pod.
+    outbound: outbound::Ledger,
     /// Itself, for tasks it spawns.
     me: Weak<Mesh>,
 }
@@ -166,6 +169,7 @@ impl Mesh {
             observed: AtomicU64::new(0),
             fleet,
             relays: Mutex::new(HashMap::new()),
+            outbound: outbound::Ledger::default(),
             me: me.clone(),
         });
         let mut launch = Vec::new();
@@ -892,6 +896,64 @@ impl Mesh {
         }
     }
 
+    /// Records the source sidecar's upstream connection for `request`
+    /// (when it relays it with `tcp_proxy`), `out` being what came back.
+    fn record_outbound(
+        &self,
+        from: &Container,
+        request: &NetRequest,
+        v: &PathDecision,
+        out: &NetOutcome,
+    ) {
+        let Some(cluster) = v.tcp_upstream.clone() else {
+            return;
+        };
+        let connect = match v.connect_failure {
+            Some(decide::ConnectFailure::NoHealthyUpstream) => return,
+            Some(decide::ConnectFailure::Refused) => outbound::Connect::Refused,
+            Some(decide::ConnectFailure::Timeout) => outbound::Connect::TimesOut {
+                at: self.now(&lock(&self.state)) + self.real(decide::CONNECT_TIMEOUT),
+            },
+            None => outbound::Connect::Established {
+                tx: outbound::bytes_sent(request),
+                rx: outbound::bytes_received(out),
+            },
+        };
+        self.outbound
+            .record(&from.namespace, &from.pod, cluster, connect);
+    }
+
+    /// The `/stats` answer of `ns/pod`'s sidecar: `real` (its real Envoy's
+    /// answer for `filter`, inbound side) with the simulated outbound
+    /// clusters' counters that `filter` selects: one cluster per Service
+    /// port in the cluster (as Istio gives every sidecar by default), with
+    /// the connections this pod made ([`outbound`]).
+    pub fn stats_with_outbound(&self, ns: &str, pod: &str, filter: &str, real: &str) -> String {
+        let mut clusters = std::collections::BTreeMap::new();
+        if let Some(app) = self.app.upgrade() {
+            let store = lock(&app.store);
+            for svc in store.list(resources::SERVICES, None) {
+                let (svc_ns, name) = name_of(svc);
+                let ports = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
+                for p in ports {
+                    let Some(port) = p["port"].as_u64().and_then(|n| u16::try_from(n).ok()) else {
+                        continue;
+                    };
+                    let cluster = meshpolicy::envoy::stats::outbound_cluster_name(
+                        &name,
+                        &svc_ns,
+                        flow::CLUSTER_DOMAIN,
+                        port,
+                    );
+                    clusters.insert(cluster, Default::default());
+                }
+            }
+        }
+        let now = self.now(&lock(&self.state));
+        clusters.extend(self.outbound.counters(ns, pod, now));
+        outbound::merge_stats(real, outbound::stats_lines(&clusters, filter))
+    }
+
     /// A request to the pod's own Envoy admin (`localhost:15000`).
     async fn own_admin(&self, from: &Container, request: &NetRequest) -> Option<NetOutcome> {
         let admin = self.admin_address(&from.namespace, &from.pod).await?;
@@ -933,10 +995,12 @@ impl Mesh {
             return NetOutcome::DnsFailure;
         };
         let Some(fw) = v.forward.take() else {
+            self.record_outbound(from, request, &v, &v.outcome);
             self.emit(&facts, &v);
             return v.outcome;
         };
         let out = self.forward(&fw, request).await;
+        self.record_outbound(from, request, &v, &out);
         // The source sidecar's outbound line, with what came back.
         if let Some(e) = v.source.as_mut().and_then(|ev| ev.access.as_mut()) {
             decide::relayed_answer(e, &out);
