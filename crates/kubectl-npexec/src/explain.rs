@@ -30,7 +30,7 @@ pub use crate::analysis::{
     Analysis, AnalysisMode, AuthzLayer, Effect, MtlsLayer, NetworkLayer, NoteSource, PolicyKind,
     PolicyNote,
 };
-use crate::plan::{Plan, PlannedProbe, Target};
+use crate::plan::{PlannedProbe, ProbePlan, ServiceTarget};
 use crate::probe::Request;
 use crate::sidecar::{EnvoyDecision, EnvoyEngine};
 use crate::verdict::Verdict;
@@ -48,7 +48,7 @@ pub struct ProbeInput<'a> {
     /// Source pod (namespace, name); None when no source pod could be used.
     pub source: Option<(&'a str, &'a str)>,
     /// The Service port requested; None for `--url`.
-    pub target: Option<&'a Target>,
+    pub target: Option<&'a ServiceTarget>,
     pub request: &'a Request,
     /// The host curl sends (`svc.ns.svc.cluster.local`).
     pub host: &'a str,
@@ -102,7 +102,7 @@ pub fn http_attributes(req: &Request, host: &str, port: u16) -> HttpAttributes {
 }
 
 /// The pods a Service selects, in model order (Ready first, then by name).
-fn selected_pods<'c>(cluster: &'c Cluster, target: &Target) -> Vec<&'c meshpolicy::Pod> {
+fn selected_pods<'c>(cluster: &'c Cluster, target: &ServiceTarget) -> Vec<&'c meshpolicy::Pod> {
     let Some(sel) = target.selector.as_ref().filter(|s| !s.is_empty()) else {
         return Vec::new();
     };
@@ -116,7 +116,7 @@ fn selected_pods<'c>(cluster: &'c Cluster, target: &Target) -> Vec<&'c meshpolic
         .collect()
 }
 
-fn target_port(target: &Target, pod: &meshpolicy::Pod, notes: &mut Vec<String>) -> u16 {
+fn target_port(target: &ServiceTarget, pod: &meshpolicy::Pod, notes: &mut Vec<String>) -> u16 {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     match &target.target_port {
         None => target.port,
@@ -803,7 +803,7 @@ pub fn contradictions(observed: Verdict, e: &Evaluated, envoy: &[EnvoyDecision])
 }
 
 /// Every namespace whose objects the analysis of `plan` needs.
-pub fn namespaces_of(plan: &Plan) -> BTreeSet<String> {
+pub fn namespaces_of(plan: &ProbePlan) -> BTreeSet<String> {
     let mut set = BTreeSet::new();
     for p in &plan.probes {
         set.insert(p.from.namespace.clone());
@@ -815,7 +815,10 @@ pub fn namespaces_of(plan: &Plan) -> BTreeSet<String> {
 }
 
 /// Loads the model for `plan` and evaluates every probe (same order).
-pub async fn analyse(kube: &Kube, plan: &Plan) -> Result<(Cluster, Vec<Evaluated>), PluginError> {
+pub async fn analyse(
+    kube: &Kube,
+    plan: &ProbePlan,
+) -> Result<(Cluster, Vec<Evaluated>), PluginError> {
     let model = crate::model::load(kube, &namespaces_of(plan), ClusterOptions::default()).await?;
     let evaluated = plan
         .probes
@@ -889,9 +892,9 @@ spec:
             .unwrap()
     }
 
-    fn target(ns: &str, app: &str) -> Target {
+    fn target(ns: &str, app: &str) -> ServiceTarget {
         use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-        Target {
+        ServiceTarget {
             namespace: ns.into(),
             service: format!("svc-{app}"),
             port: 80,

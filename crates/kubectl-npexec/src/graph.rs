@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 
 use kubeplugin::picture::{dot_string, mermaid_text};
 
-use crate::report::ProbeRecord;
+use crate::record::ProbeRecord;
 use crate::verdict::Verdict;
 
 /// The colour of a verdict in every picture.
@@ -223,7 +223,7 @@ pub fn mermaid(namespaces: &[String], records: &[ProbeRecord]) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::report::{FromRef, ToRef};
+    use crate::record::{FromRef, ToRef};
 
     pub(crate) fn record(from: &str, to: &str, svc: &str, port: u16, v: Verdict) -> ProbeRecord {
         ProbeRecord {

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use kubeplugin::picture::{PageHeader, escape_html as e, html_page};
 
 use crate::graph::{colour, disagreement, layer, nodes, to_node};
-use crate::report::ProbeRecord;
+use crate::record::ProbeRecord;
 use crate::verdict::Verdict;
 
 /// The verdicts that occur, in the legend's order.

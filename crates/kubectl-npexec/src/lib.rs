@@ -24,6 +24,7 @@ pub mod model;
 pub mod plan;
 pub mod ports;
 pub mod probe;
+pub mod record;
 pub mod report;
 pub mod sidecar;
 pub mod source;
@@ -44,7 +45,7 @@ pub use cli::Cli;
 use cli::Mode;
 use plan::PlannedProbe;
 use probe::{ToolCache, new_marker, run_probe};
-use report::{ProbeRecord, body_excerpt};
+use record::{ProbeRecord, body_excerpt};
 use verdict::{Expectation, Verdict};
 
 /// Runs the plugin for a parsed command line.
@@ -195,7 +196,7 @@ pub async fn run(cli: Cli) -> Result<Exit, PluginError> {
 }
 
 /// One stderr line per distinct source pod: where the probes come from.
-fn announce_sources(plan: &plan::Plan) -> Result<(), PluginError> {
+fn announce_sources(plan: &plan::ProbePlan) -> Result<(), PluginError> {
     let mut seen: Vec<(&str, &str, &str)> = Vec::new();
     let mut text = String::new();
     for s in plan.probes.iter().filter_map(|p| p.source.as_ref().ok()) {
@@ -261,7 +262,7 @@ async fn execute(
 /// `--predict`: one record per planned probe, its verdict from the engine.
 async fn predict(
     kube: &Kube,
-    plan: &plan::Plan,
+    plan: &plan::ProbePlan,
     expect: Option<Expectation>,
 ) -> Result<Vec<ProbeRecord>, PluginError> {
     let (_, evaluated) = explain::analyse(kube, plan).await?;
@@ -362,7 +363,7 @@ type SidecarLog = Result<Vec<sidecar::TimedDecision>, PluginError>;
 /// contradictions to each probed record.
 async fn explain_records(
     kube: &Kube,
-    plan: &plan::Plan,
+    plan: &plan::ProbePlan,
     records: &mut [ProbeRecord],
 ) -> Result<(), PluginError> {
     let (cluster, evaluated) = explain::analyse(kube, plan).await?;

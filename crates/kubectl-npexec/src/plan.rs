@@ -18,7 +18,7 @@ use kubeplugin::{Kube, PluginError};
 use crate::cli::{Cli, Mode, url_port};
 use crate::ports::{PortSpec, ProbeKind};
 use crate::probe::{Request, Source, ToolCache, is_systemic};
-use crate::report::{FromRef, ToRef};
+use crate::record::{FromRef, ToRef};
 use crate::verdict::HintContext;
 use meshpolicy::protocol::PortProtocol;
 
@@ -39,7 +39,7 @@ pub struct PlannedProbe {
     pub ctx: HintContext,
     /// The Service port requested (None for `--url`): what `--explain` and
     /// `--predict` evaluate against the policies.
-    pub target: Option<Target>,
+    pub target: Option<ServiceTarget>,
     /// Ready endpoints of the Service, read before probing (None: unknown or
     /// `--url`); 0 makes the probe `no-endpoints` without running it.
     pub ready_endpoints: Option<usize>,
@@ -47,14 +47,14 @@ pub struct PlannedProbe {
 
 /// Every probe, plus the namespaces (matrix order).
 #[derive(Debug, Clone, Default)]
-pub struct Plan {
+pub struct ProbePlan {
     pub probes: Vec<PlannedProbe>,
     pub namespaces: Vec<String>,
 }
 
 /// A Service port to request.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct ServiceTarget {
     pub namespace: String,
     pub service: String,
     pub port: u16,
@@ -101,7 +101,7 @@ pub fn targets_of(
     services: &[Service],
     port: Option<&PortSpec>,
     force_http: bool,
-) -> Vec<Target> {
+) -> Vec<ServiceTarget> {
     let mut out = Vec::new();
     for svc in services {
         let name = svc.metadata.name.clone().unwrap_or_default();
@@ -124,7 +124,7 @@ pub fn targets_of(
                 .flatten()
                 .any(|p| u16::try_from(p.port).ok() == Some(*n))
         {
-            out.push(Target {
+            out.push(ServiceTarget {
                 namespace: namespace.to_string(),
                 service: name.clone(),
                 port: *n,
@@ -146,7 +146,7 @@ pub fn targets_of(
             if port.is_some_and(|want| !want.matches(number, p.name.as_deref())) {
                 continue;
             }
-            out.push(Target {
+            out.push(ServiceTarget {
                 namespace: namespace.to_string(),
                 service: name.clone(),
                 port: number,
@@ -169,7 +169,7 @@ async fn resolve_targets(
     cli: &Cli,
     namespace: &str,
     names: &[String],
-) -> Result<Vec<Target>, PluginError> {
+) -> Result<Vec<ServiceTarget>, PluginError> {
     let port = cli.port.as_ref();
     let services = kubeplugin::resources::find_services(kube, namespace, names).await?;
     let targets = targets_of(namespace, &services, port, cli.http);
@@ -200,7 +200,7 @@ fn request_for(cli: &Cli, url: String, kind: ProbeKind) -> Request {
 
 /// The URL of a Service port, with the scheme of its probe (a TCP probe
 /// sends an empty gopher selector: just `\r\n`).
-fn service_url(t: &Target, cli: &Cli) -> String {
+fn service_url(t: &ServiceTarget, cli: &Cli) -> String {
     let path = if t.kind == ProbeKind::Tcp {
         "/"
     } else {
@@ -238,7 +238,7 @@ fn probe_to(
     cli: &Cli,
     source: &Result<Source, SourceFailure>,
     from_ns: &str,
-    t: &Target,
+    t: &ServiceTarget,
 ) -> PlannedProbe {
     let url = service_url(t, cli);
     PlannedProbe {
@@ -277,12 +277,12 @@ fn probe_to(
 }
 
 /// Builds the plan for a validated mode.
-pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginError> {
+pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<ProbePlan, PluginError> {
     let query = PodQuery {
         pod: cli.pod.clone(),
         selector: cli.selector.clone(),
     };
-    let mut plan = Plan::default();
+    let mut plan = ProbePlan::default();
     let look = Look {
         enabled: !cli.predict,
         tools: ToolCache::default(),
@@ -441,7 +441,7 @@ pub async fn build(kube: &Kube, cli: &Cli, mode: &Mode) -> Result<Plan, PluginEr
 /// as that waypoint's. A pod's own `istio.io/dataplane-mode` label is not
 /// read here; an unreadable namespace counts as not ambient, an unreadable
 /// Service or Gateway list as no waypoint.
-async fn mark_ambient(kube: &Kube, plan: &mut Plan) {
+async fn mark_ambient(kube: &Kube, plan: &mut ProbePlan) {
     use k8s_openapi::api::core::v1::{Namespace, Service};
     use meshpolicy::ambient::{DataplaneMode, Waypoint, WaypointUse, dataplane_mode};
     use meshpolicy::ambient_audit::{GatewayInfo, ServiceInfo, service_waypoint};
@@ -502,7 +502,7 @@ async fn mark_ambient(kube: &Kube, plan: &mut Plan) {
 }
 
 /// Reads, once per Service with a selector, how many ready endpoints it has.
-async fn count_endpoints(kube: &Kube, plan: &mut Plan) {
+async fn count_endpoints(kube: &Kube, plan: &mut ProbePlan) {
     let mut counts: BTreeMap<(String, String), Option<usize>> = BTreeMap::new();
     for p in &mut plan.probes {
         let Some(t) = p.target.as_ref().filter(|t| t.selector.is_some()) else {

@@ -26,7 +26,7 @@ use std::path::Path;
 
 use kubeplugin::PluginError;
 
-use crate::report::ProbeRecord;
+use crate::record::ProbeRecord;
 use crate::verdict::{Expectation, Verdict};
 
 /// The parsed truth table: (FROM, TO) -> what is expected (None: not checked).
@@ -287,7 +287,7 @@ pub fn render_diff(table: &TruthTable, diffs: &[CellDiff]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{FromRef, ToRef};
+    use crate::record::{FromRef, ToRef};
 
     const TABLE: &str = "\
 # expected
