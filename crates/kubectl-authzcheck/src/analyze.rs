@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use meshpolicy::authz::Action;
-use meshpolicy::{Cluster, CompiledAuthz, CompiledNetworkPolicy, Pod, envoy_policy_id};
+use meshpolicy::{Cluster, CompiledAuthz, CompiledNetworkPolicy, Pod};
 
 use crate::peerauth::ISTIO_PORTS;
 use crate::report::{
@@ -147,12 +147,8 @@ pub fn envoy_names(p: &CompiledAuthz) -> Vec<String> {
     let n = p.policy().spec.rules.len().max(1);
     (0..n)
         .map(|i| {
-            let id = envoy_policy_id(&r.namespace, &r.name, i);
-            if p.action() == Action::Custom {
-                format!("istio-ext-authz-{id}")
-            } else {
-                id
-            }
+            let provider = (p.action() == Action::Custom).then(|| p.provider().unwrap_or_default());
+            meshpolicy::authz::envoy_rule_name(&r.namespace, &r.name, i, provider)
         })
         .collect()
 }

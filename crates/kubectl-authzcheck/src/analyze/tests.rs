@@ -679,3 +679,18 @@ spec:
     assert!(!has(&r, "not-in-api"), "{:?}", codes(&r));
     assert!(r.ambient.is_none());
 }
+
+#[test]
+fn custom_rules_are_named_with_their_provider() {
+    // Istio 1.30+ names a CUSTOM rule `istio-ext-authz-PROVIDER-ns[..]-policy[..]-rule[N]`.
+    let yaml = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ext, namespace: a}\nspec: {action: CUSTOM, provider: {name: opa}, rules: [{to: [{operation: {paths: [/x]}}]}, {}]}\n";
+    let objects = meshpolicy::manifests::parse_manifests(yaml).unwrap();
+    let c = CompiledAuthz::compile(&objects.authorization_policies[0]).unwrap();
+    assert_eq!(
+        envoy_names(&c),
+        [
+            "istio-ext-authz-opa-ns[a]-policy[ext]-rule[0]",
+            "istio-ext-authz-opa-ns[a]-policy[ext]-rule[1]"
+        ]
+    );
+}

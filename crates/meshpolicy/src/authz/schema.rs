@@ -243,3 +243,24 @@ pub fn parse_go_bool(v: &str) -> Option<bool> {
 pub fn envoy_policy_id(namespace: &str, name: &str, index: usize) -> String {
     format!("ns[{namespace}]-policy[{name}]-rule[{index}]")
 }
+
+/// What Istio puts before the policy id of a CUSTOM rule (then the provider
+/// name and `-`, since Istio 1.30).
+pub const EXT_AUTHZ_ID_PREFIX: &str = "istio-ext-authz";
+
+/// The name Istio gives rule `index` of a policy in Envoy's RBAC config:
+/// [`envoy_policy_id`], for a CUSTOM policy behind
+/// `istio-ext-authz-PROVIDER-` (`provider`: the policy's provider name).
+pub fn envoy_rule_name(
+    namespace: &str,
+    name: &str,
+    index: usize,
+    provider: Option<&str>,
+) -> String {
+    let id = envoy_policy_id(namespace, name, index);
+    match provider {
+        Some("") => format!("{EXT_AUTHZ_ID_PREFIX}-{id}"),
+        Some(p) => format!("{EXT_AUTHZ_ID_PREFIX}-{p}-{id}"),
+        None => id,
+    }
+}

@@ -58,7 +58,7 @@ pub const DRY_RUN_DENY_STAT_PREFIX: &str = "istio_dry_run_deny_";
 /// `shadowRulesStatPrefix` of CUSTOM filters.
 pub const EXT_AUTHZ_STAT_PREFIX: &str = "istio_ext_authz_";
 /// Policy-name prefix of CUSTOM rules (followed by `-PROVIDER-`).
-pub const EXT_AUTHZ_MATCH_PREFIX: &str = "istio-ext-authz";
+pub const EXT_AUTHZ_MATCH_PREFIX: &str = crate::authz::EXT_AUTHZ_ID_PREFIX;
 /// Suffix of the DENY rules Istio emits when a CUSTOM provider is unusable.
 pub const BAD_CUSTOM_SUFFIX: &str = "-deny-due-to-bad-CUSTOM-action";
 /// The JWT filter whose metadata holds the request's claims.
@@ -1293,12 +1293,7 @@ fn ns_name(p: &AuthorizationPolicy) -> (&str, &str) {
 }
 
 fn policy_name(ns: &str, name: &str, rule: usize, provider: Option<&str>) -> String {
-    let prefix = match provider {
-        Some("") => format!("{EXT_AUTHZ_MATCH_PREFIX}-"),
-        Some(p) => format!("{EXT_AUTHZ_MATCH_PREFIX}-{p}-"),
-        None => String::new(),
-    };
-    format!("{prefix}ns[{ns}]-policy[{name}]-rule[{rule}]")
+    crate::authz::envoy_rule_name(ns, name, rule, provider)
 }
 
 /// Fills `into` with the rules of `p` (Istio's `Builder.build` loop body).
