@@ -5,7 +5,8 @@
 //! well below Istio's 10 s connect timeout, an open connection stays
 //! `allowed`, a network RBAC DENY stays `denied-rbac`, and a sidecar whose
 //! counters cannot be read (no pilot-agent) keeps the old answer and its
-//! `--timeout 11` hint.
+//! `--timeout 11` hint. BusyBox wget (an HTTP request on the TCP port) gets
+//! the same verdicts from the same counters.
 
 use crate::common;
 
@@ -28,7 +29,7 @@ impl Sim {
         built(&["kubectl-npexec", "meshsim"]);
         Sim(common::Sim::builder()
             .scenario(fixture().join("scenario.yaml"))
-            .pods(3)
+            .pods(4)
             .start())
     }
 
@@ -104,6 +105,12 @@ fn sidecar_counters_tell_a_drop_from_an_open_connection() {
     assert_eq!(moved(&p, "upstream_cx_total"), 1, "{p}");
     assert_eq!(moved(&p, "upstream_cx_tx_bytes_total"), 2, "{p}");
     assert!(!detail(&p).contains("--timeout 11"), "{p}");
+    // BusyBox wget has no TCP mode: its HTTP request went upstream too.
+    let w = sim.probe("ts-wget", &["--timeout", "3s"]);
+    assert_eq!(w["verdict"], "allowed", "{w}");
+    assert_eq!(w["from"]["tool"], "wget (busybox)", "{w}");
+    assert_eq!(moved(&w, "upstream_cx_total"), 1, "{w}");
+    assert!(moved(&w, "upstream_cx_tx_bytes_total") > 0, "{w}");
     // No pilot-agent in istio-proxy: unread, the old answer and its hint.
     let p = sim.probe("ts-noagent", &["--timeout", "3s"]);
     assert_eq!(p["verdict"], "allowed", "{p}");
@@ -131,6 +138,11 @@ fn sidecar_counters_tell_a_drop_from_an_open_connection() {
     assert_eq!(moved(&p, "upstream_cx_tx_bytes_total"), 0, "{p}");
     assert!(detail(&p).contains("upstream_cx_total +1"), "{p}");
     assert!(detail(&p).contains(CLUSTER), "{p}");
+    // The same verdict from BusyBox wget, from the same counters.
+    let w = sim.probe("ts-wget", &["--timeout", "3s"]);
+    assert_eq!(w["verdict"], "blocked-network", "{w}");
+    assert_eq!(moved(&w, "upstream_cx_tx_bytes_total"), 0, "{w}");
+    assert!(detail(&w).contains("upstream_cx_total +1"), "{w}");
     // --predict agrees.
     let predicted = sim.probe("ts-client", &["--predict"]);
     assert_eq!(predicted["verdict"], "blocked-network", "{predicted}");

@@ -422,38 +422,26 @@ pub async fn run_probe(
         ));
     };
 
+    // A TCP probe through the source's sidecar: that sidecar accepts every
+    // connection, so its outbound cluster's counters say whether this one
+    // got anywhere (read before and after, whatever the client).
+    let stats_cluster = req
+        .outbound_cluster
+        .as_deref()
+        .filter(|_| req.kind == ProbeKind::Tcp && source.sidecar);
+    let before = match stats_cluster {
+        Some(c) if client == Client::Curl || req.method == "GET" || client == Client::GnuWget => {
+            Some(sidecar_counters(kube, source, c).await)
+        }
+        _ => None,
+    };
     if client == Client::Curl {
-        // A TCP probe through the source's sidecar: that sidecar accepts
-        // every connection, so its outbound cluster's counters say whether
-        // this one got anywhere.
-        let stats_cluster = req
-            .outbound_cluster
-            .as_deref()
-            .filter(|_| req.kind == ProbeKind::Tcp && source.sidecar);
-        let before = match stats_cluster {
-            Some(c) => Some(sidecar_counters(kube, source, c).await),
-            None => None,
-        };
         let out = match exec_bounded(kube, &target, &curl_argv(req, marker), req.timeout).await {
             Ok(o) => o,
             Err(e) if is_systemic(&e) => return Err(e),
             Err(e) => return Ok(exec_failed(e.to_string(), e.hint(), Some(Tool::Curl))),
         };
-        let sidecar_stats = match (stats_cluster, before) {
-            (Some(cluster), Some(before)) => {
-                let after = match &before {
-                    Ok(_) => sidecar_counters(kube, source, cluster).await,
-                    Err(e) => Err(e.clone()),
-                };
-                Some(SidecarStats {
-                    cluster: cluster.to_string(),
-                    error: after.as_ref().err().cloned(),
-                    before: before.ok(),
-                    after: after.ok(),
-                })
-            }
-            _ => None,
-        };
+        let sidecar_stats = stats_after(kube, source, stats_cluster, before).await;
         let (body, status) = parse_curl_stdout(&out.stdout.head, &out.stdout.end(), marker);
         let mut obs = Observation {
             exit: out.exit_code,
@@ -510,6 +498,7 @@ pub async fn run_probe(
             Some(Tool::Wget),
         ));
     }
+    let sidecar_stats = stats_after(kube, source, stats_cluster, before).await;
     let stderr = String::from_utf8_lossy(&out.stderr.head).into_owned();
     let status = wget_status(&stderr);
     let headers = wget_headers(&stderr);
@@ -522,6 +511,7 @@ pub async fn run_probe(
         stderr,
         wget: true,
         elapsed_secs: start.elapsed().as_secs_f64(),
+        sidecar_stats: sidecar_stats.clone(),
         ..base_obs
     };
     if needs_rbac_log(&obs)
@@ -536,7 +526,27 @@ pub async fn run_probe(
         exit: out.exit_code,
         body,
         duration: start.elapsed(),
-        sidecar_stats: None,
+        sidecar_stats,
+    })
+}
+
+/// The counters after a probe, with those read before it (None: not read).
+async fn stats_after(
+    kube: &Kube,
+    source: &Source,
+    cluster: Option<&str>,
+    before: Option<Result<ClusterCounters, String>>,
+) -> Option<SidecarStats> {
+    let (cluster, before) = (cluster?, before?);
+    let after = match &before {
+        Ok(_) => sidecar_counters(kube, source, cluster).await,
+        Err(e) => Err(e.clone()),
+    };
+    Some(SidecarStats {
+        cluster: cluster.to_string(),
+        error: after.as_ref().err().cloned(),
+        before: before.ok(),
+        after: after.ok(),
     })
 }
 

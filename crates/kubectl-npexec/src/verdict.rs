@@ -219,10 +219,13 @@ pub struct SidecarStats {
 }
 
 impl SidecarStats {
-    /// What the change says about the probe's upstream connection (None: unread).
-    pub fn outcome(&self) -> Option<UpstreamOutcome> {
+    /// What the change says about the upstream connection of `obs`'s probe
+    /// (None: unread). curl's TCP probe sends exactly [`TCP_PROBE_BYTES`];
+    /// wget sends an HTTP request of a length not known here.
+    pub fn outcome(&self, obs: &Observation) -> Option<UpstreamOutcome> {
         let (before, after) = (self.before.as_ref()?, self.after.as_ref()?);
-        Some(upstream_outcome(&after.since(before), TCP_PROBE_BYTES))
+        let bytes = (!obs.wget).then_some(TCP_PROBE_BYTES);
+        Some(upstream_outcome(&after.since(before), bytes))
     }
 
     /// The change of the counters that matter, as `name +N` (for details).
@@ -328,13 +331,13 @@ fn classify_closed(obs: &Observation, ctx: &HintContext) -> Classified {
 /// failed at once was refused. None when they do not decide (bytes were
 /// forwarded: the destination's answer decides; or unread, or ambiguous).
 fn classify_upstream(obs: &Observation, ctx: &HintContext) -> Option<Classified> {
-    if obs.wget || obs.kind != ProbeKind::Tcp || obs.http_status.is_some() {
+    if obs.kind != ProbeKind::Tcp || obs.http_status.is_some() {
         return None;
     }
     let stats = obs.sidecar_stats.as_ref()?;
     let moved = stats.moved();
     let cluster = &stats.cluster;
-    match stats.outcome()? {
+    match stats.outcome(obs)? {
         UpstreamOutcome::ConnectPending => Some(Classified {
             verdict: Verdict::BlockedNetwork,
             detail: format!(
@@ -365,6 +368,9 @@ fn classify_upstream(obs: &Observation, ctx: &HintContext) -> Option<Classified>
 /// A TCP (or TLS) probe whose connection was accepted: the server answered,
 /// or kept it open waiting for more, which a TCP server does.
 fn classify_connected(obs: &Observation) -> Option<Classified> {
+    if obs.wget && obs.kind == ProbeKind::Tcp && obs.http_status.is_none() {
+        return wget_connected(obs);
+    }
     if obs.wget || obs.http_status.is_some() || obs.kind.speaks_http() {
         return None;
     }
@@ -386,7 +392,7 @@ fn classify_connected(obs: &Observation) -> Option<Classified> {
     let forwarded = obs
         .sidecar_stats
         .as_ref()
-        .filter(|s| s.outcome() == Some(UpstreamOutcome::Forwarded));
+        .filter(|s| s.outcome(obs) == Some(UpstreamOutcome::Forwarded));
     if let Some(stats) = forwarded {
         detail.push_str(&format!(
             " (the source sidecar forwarded the probe's {TCP_PROBE_BYTES} bytes to {}: {})",
@@ -407,6 +413,30 @@ fn classify_connected(obs: &Observation) -> Option<Classified> {
     Some(Classified {
         verdict: Verdict::Allowed,
         detail,
+        hint: None,
+    })
+}
+
+/// wget on a TCP port sends an HTTP request, which a TCP server does not
+/// answer: wget times out whether the connection stayed open or was dropped.
+/// Through a sidecar, its outbound counters tell them apart: bytes forwarded
+/// means the connection was made.
+fn wget_connected(obs: &Observation) -> Option<Classified> {
+    let stats = obs
+        .sidecar_stats
+        .as_ref()
+        .filter(|s| s.outcome(obs) == Some(UpstreamOutcome::Forwarded))?;
+    if !obs.stderr.to_ascii_lowercase().contains("timed out") {
+        return None;
+    }
+    Some(Classified {
+        verdict: Verdict::Allowed,
+        detail: format!(
+            "connected; the connection stayed open for {}s (wget's HTTP request got no answer, as from a TCP server); the source sidecar forwarded it to {}: {}",
+            fmt_secs(obs.timeout_secs),
+            stats.cluster,
+            stats.moved()
+        ),
         hint: None,
     })
 }
@@ -1416,6 +1446,36 @@ mod tests {
             after: section("### after (immediately)"),
             error: None,
         }
+    }
+
+    #[test]
+    fn wget_on_a_tcp_port_through_a_sidecar_reads_its_counters() {
+        // wget sends an HTTP request, which a TCP server leaves unanswered:
+        // it times out whether the connection was made or dropped. The
+        // source sidecar's counters tell them apart (any byte forwarded:
+        // connected), as for curl.
+        let timed_out = |stats| Observation {
+            wget: true,
+            kind: ProbeKind::Tcp,
+            exit: Some(1),
+            timeout_secs: 3.0,
+            stderr: "Connecting to redis.ns (10.96.0.9:6379)\nwget: download timed out\n".into(),
+            sidecar_stats: stats,
+            ..Default::default()
+        };
+        let mut forwarded = measured("a-silent");
+        if let Some(a) = forwarded.after.as_mut() {
+            a.upstream_cx_tx_bytes_total += 120;
+        }
+        let c = classify(&timed_out(Some(forwarded)), &ctx());
+        assert_eq!(c.verdict, Verdict::Allowed, "{c:?}");
+        assert!(c.detail.contains("forwarded"), "{}", c.detail);
+        let c = classify(&timed_out(Some(measured("b-noconnect"))), &ctx());
+        assert_eq!(c.verdict, Verdict::BlockedNetwork, "{c:?}");
+        assert!(c.detail.contains("upstream_cx_total +1"), "{}", c.detail);
+        // No counters: a timeout is all wget shows.
+        let c = classify(&timed_out(None), &ctx());
+        assert_eq!(c.verdict, Verdict::BlockedNetwork, "{c:?}");
     }
 
     #[test]

@@ -288,8 +288,10 @@ pub enum UpstreamOutcome {
 }
 
 /// Reads the change of one cluster's counters around a probe that sent
-/// `probe_bytes` bytes over one connection (curl's `gopher://` probe sends 2).
-pub fn upstream_outcome(delta: &ClusterCounters, probe_bytes: u64) -> UpstreamOutcome {
+/// `probe_bytes` bytes over one connection (curl's `gopher://` probe sends 2;
+/// None: a client whose request length is not known, as wget's HTTP
+/// request, where any byte forwarded means the connection was made).
+pub fn upstream_outcome(delta: &ClusterCounters, probe_bytes: Option<u64>) -> UpstreamOutcome {
     if delta.upstream_cx_total != 1 {
         return UpstreamOutcome::Ambiguous;
     }
@@ -298,7 +300,7 @@ pub fn upstream_outcome(delta: &ClusterCounters, probe_bytes: u64) -> UpstreamOu
         delta.upstream_cx_connect_fail,
         delta.upstream_cx_connect_timeout,
     ) {
-        (0, 0) if tx == probe_bytes => UpstreamOutcome::Forwarded,
+        (0, 0) if tx > 0 && probe_bytes.is_none_or(|n| tx == n) => UpstreamOutcome::Forwarded,
         (0, 0) if tx == 0 && delta.upstream_cx_active >= 1 => UpstreamOutcome::ConnectPending,
         (1, 1) if tx == 0 => UpstreamOutcome::ConnectTimeout,
         (1, 0) if tx == 0 => UpstreamOutcome::ConnectFailed,
@@ -426,7 +428,7 @@ mod tests {
         let (before, after, probe) = before_after("a-silent");
         assert!(probe.contains("curl exit 28"), "{probe}");
         assert_eq!(
-            upstream_outcome(&after.since(&before), 2),
+            upstream_outcome(&after.since(&before), Some(2)),
             UpstreamOutcome::Forwarded
         );
     }
@@ -436,7 +438,7 @@ mod tests {
         let (before, after, probe) = before_after("b-noconnect");
         assert!(probe.contains("curl exit 28"), "{probe}");
         assert_eq!(
-            upstream_outcome(&after.since(&before), 2),
+            upstream_outcome(&after.since(&before), Some(2)),
             UpstreamOutcome::ConnectPending
         );
     }
@@ -446,7 +448,7 @@ mod tests {
         let (before, after, probe) = before_after("b-noconnect-12s");
         assert!(probe.contains("curl exit 56"), "{probe}");
         assert_eq!(
-            upstream_outcome(&after.since(&before), 2),
+            upstream_outcome(&after.since(&before), Some(2)),
             UpstreamOutcome::ConnectTimeout
         );
     }
@@ -456,7 +458,7 @@ mod tests {
         let (before, after, probe) = before_after("c-refused");
         assert!(probe.contains("curl exit 0"), "{probe}");
         assert_eq!(
-            upstream_outcome(&after.since(&before), 2),
+            upstream_outcome(&after.since(&before), Some(2)),
             UpstreamOutcome::ConnectFailed
         );
     }
@@ -468,15 +470,21 @@ mod tests {
             upstream_cx_tx_bytes_total: 2,
             ..ClusterCounters::default()
         };
-        assert_eq!(upstream_outcome(&delta, 2), UpstreamOutcome::Ambiguous);
+        assert_eq!(
+            upstream_outcome(&delta, Some(2)),
+            UpstreamOutcome::Ambiguous
+        );
         let more_bytes = ClusterCounters {
             upstream_cx_total: 1,
             upstream_cx_tx_bytes_total: 40,
             ..ClusterCounters::default()
         };
-        assert_eq!(upstream_outcome(&more_bytes, 2), UpstreamOutcome::Ambiguous);
         assert_eq!(
-            upstream_outcome(&ClusterCounters::default(), 2),
+            upstream_outcome(&more_bytes, Some(2)),
+            UpstreamOutcome::Ambiguous
+        );
+        assert_eq!(
+            upstream_outcome(&ClusterCounters::default(), Some(2)),
             UpstreamOutcome::Ambiguous
         );
     }

@@ -224,16 +224,19 @@ mod tests {
         let at = t0 + Duration::from_secs(10);
         let pending = counters_of(&[Connect::TimesOut { at }], t0);
         assert_eq!(
-            upstream_outcome(&pending, 2),
+            upstream_outcome(&pending, Some(2)),
             UpstreamOutcome::ConnectPending
         );
         let late = counters_of(&[Connect::TimesOut { at }], at);
-        assert_eq!(upstream_outcome(&late, 2), UpstreamOutcome::ConnectTimeout);
+        assert_eq!(
+            upstream_outcome(&late, Some(2)),
+            UpstreamOutcome::ConnectTimeout
+        );
         let sent = counters_of(&[Connect::Established { tx: 2, rx: 0 }], t0);
-        assert_eq!(upstream_outcome(&sent, 2), UpstreamOutcome::Forwarded);
+        assert_eq!(upstream_outcome(&sent, Some(2)), UpstreamOutcome::Forwarded);
         let refused = counters_of(&[Connect::Refused], t0);
         assert_eq!(
-            upstream_outcome(&refused, 2),
+            upstream_outcome(&refused, Some(2)),
             UpstreamOutcome::ConnectFailed
         );
     }
