@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use kubeplugin::error::usage;
 use kubeplugin::istioctl::IstioctlArgs;
 pub use kubeplugin::names::is_dns_label;
 use kubeplugin::selector::validate_selector;
@@ -135,10 +136,6 @@ pub enum CheckTarget {
     /// One bare word and no `-n`: the namespace of that name when it exists
     /// (every pod of it), else the pod of that name in the context's namespace.
     NamespaceOrPod(String),
-}
-
-fn usage(msg: impl Into<String>, hint: Option<&str>) -> PluginError {
-    PluginError::usage(msg, hint.map(str::to_string))
 }
 
 fn check_namespace(ns: &str) -> Result<(), PluginError> {

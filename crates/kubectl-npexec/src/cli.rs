@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use kubeplugin::duration::clap_duration;
+use kubeplugin::error::usage;
 pub use kubeplugin::names::is_dns_label;
 use kubeplugin::selector::validate_selector;
 use kubeplugin::target::PodTarget;
@@ -289,10 +290,6 @@ pub enum Mode {
         namespace_selector: Option<String>,
         pod_selector: Option<String>,
     },
-}
-
-fn usage(msg: impl Into<String>, hint: Option<&str>) -> PluginError {
-    PluginError::usage(msg, hint.map(str::to_string))
 }
 
 fn has_bad_chars(s: &str) -> bool {

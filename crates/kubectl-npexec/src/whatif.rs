@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 
+use kubeplugin::error::usage;
 use kubeplugin::manifests::read_manifests;
 use kubeplugin::render::{Cell, Renderer, Tone, json_err, write_json_line, write_str};
 use kubeplugin::{Exit, Kube, OutputFormat, PluginError};
@@ -38,10 +39,6 @@ enum Job {
     OfflineDiff { before: String, after: String },
     OfflinePredict { files: Vec<String> },
     Live { diff: bool },
-}
-
-fn usage(msg: impl Into<String>, hint: Option<&str>) -> PluginError {
-    PluginError::usage(msg, hint.map(str::to_string))
 }
 
 fn job(cli: &Cli) -> Result<Job, PluginError> {

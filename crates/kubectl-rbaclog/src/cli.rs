@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use jiff::Timestamp;
 use kubeplugin::duration::clap_duration;
+use kubeplugin::error::usage;
 use kubeplugin::flags::AllNamespacesFlag;
 use kubeplugin::istioctl::IstioctlArgs;
 use kubeplugin::names::is_dns_label;
@@ -170,10 +171,6 @@ pub struct ReadPlan {
     /// `--since` to send to the API (None with --since-time or --tail only).
     pub since: Option<Duration>,
     pub since_time: Option<Timestamp>,
-}
-
-fn usage(msg: impl Into<String>, hint: Option<&str>) -> PluginError {
-    PluginError::usage(msg, hint.map(str::to_string))
 }
 
 /// Default `--since` when neither it, `--since-time` nor `--tail` is given.

@@ -131,6 +131,12 @@ pub enum PluginError {
     Terminated,
 }
 
+/// A usage error (exit 2) from a message and an optional literal hint: the
+/// form every plugin's command-line validation uses.
+pub fn usage(message: impl Into<String>, hint: Option<&str>) -> PluginError {
+    PluginError::usage(message, hint.map(str::to_string))
+}
+
 impl PluginError {
     /// A usage error with a hint.
     pub fn usage(message: impl Into<String>, hint: impl Into<Option<String>>) -> Self {
