@@ -24,7 +24,7 @@ use futures::future::BoxFuture;
 
 use super::http::{Url, UrlError, option_value, parse_url, remove_dot_segments};
 use super::programs::Process;
-use super::{NetOutcome, NetRequest};
+use super::NetOutcome;
 
 /// The version this module imitates (`User-Agent: curl/7.88.1`).
 pub const CURL_VERSION: &str = "7.88.1";
@@ -326,15 +326,7 @@ async fn exchange(
             }
         }
     }
-    let req = NetRequest {
-        method: args.method.clone().unwrap_or_else(|| "GET".into()),
-        scheme: url.scheme.clone(),
-        host: url.host.clone(),
-        port: url.port,
-        path: url.path.clone(),
-        headers,
-        body: None,
-    };
+    let req = url.request(args.method.clone().unwrap_or_else(|| "GET".into()), headers);
     let outcome = p.services.network().send(p.target, &req).await;
     let total_limit = args.max_time.filter(|m| *m > 0.0);
     let connect_deadline =

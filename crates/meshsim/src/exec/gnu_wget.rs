@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 
 use super::http::{option_value, parse_url, reason};
 use super::programs::Process;
-use super::{NetOutcome, NetRequest};
+use super::NetOutcome;
 
 /// GNU wget's default read timeout.
 const DEFAULT_TIMEOUT: f64 = 900.0;
@@ -186,15 +186,7 @@ async fn fetch(p: &Process<'_>, args: &Args, raw: &str) -> i32 {
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let req = NetRequest {
-        method: args.method.clone().unwrap_or_else(|| "GET".into()),
-        scheme: url.scheme.clone(),
-        host: url.host.clone(),
-        port: url.port,
-        path: url.path.clone(),
-        headers,
-        body: None,
-    };
+    let req = url.request(args.method.clone().unwrap_or_else(|| "GET".into()), headers);
     let shown_url = url.effective();
     let outcome = p.services.network().send(p.target, &req).await;
     let wait = |secs: f64| p.sleep(Duration::from_secs_f64(secs.max(0.0)));

@@ -24,6 +24,19 @@ impl Url {
     pub fn effective(&self) -> String {
         format!("{}://{}{}", self.scheme, self.host_header(), self.path)
     }
+
+    /// The request a client sends to this URL (no client sends a body).
+    pub fn request(&self, method: String, headers: Vec<(String, String)>) -> super::NetRequest {
+        super::NetRequest {
+            method,
+            scheme: self.scheme.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            path: self.path.clone(),
+            headers,
+            body: None,
+        }
+    }
 }
 
 /// The port a scheme's URLs default to.

@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 
 use super::http::{option_value, parse_url, reason};
 use super::programs::Process;
-use super::{NetOutcome, NetRequest};
+use super::NetOutcome;
 
 /// Whether `target`'s `wget` is busybox's (busybox and Alpine images, or an
 /// image that declares a `busybox` executable) rather than GNU wget.
@@ -152,15 +152,7 @@ async fn fetch(p: &Process<'_>, args: &WgetArgs, raw: &str) -> i32 {
         }
     }
     headers.push(("Connection".into(), "close".into()));
-    let req = NetRequest {
-        method: "GET".into(),
-        scheme: url.scheme.clone(),
-        host: url.host.clone(),
-        port: url.port,
-        path: url.path.clone(),
-        headers,
-        body: None,
-    };
+    let req = url.request("GET".into(), headers);
     let ip = network
         .resolve(p.target, &url.host)
         .unwrap_or_else(|| url.host.clone());
