@@ -77,7 +77,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         .filter(|r| r.group == group && r.version == version)
     {
         let mut v = json!({
-            "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+            "name": r.plural, "singularName": r.singular(), "namespaced": r.namespaced,
             "kind": r.kind, "verbs": VERBS, "storageVersionHash": "meshsim0000=",
         });
         if !r.short_names.is_empty() {

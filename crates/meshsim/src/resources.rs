@@ -9,7 +9,6 @@ pub struct ResourceDef {
     pub version: &'static str,
     pub kind: &'static str,
     pub plural: &'static str,
-    pub singular: &'static str,
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
     /// Subresources served (`pods/exec`, `pods/log`, `*/status`).
@@ -24,6 +23,12 @@ impl ResourceDef {
         } else {
             format!("{}/{}", self.group, self.version)
         }
+    }
+
+    /// The singular name discovery shows: the kind in lower case, as for
+    /// every type meshsim serves.
+    pub fn singular(&self) -> String {
+        self.kind.to_ascii_lowercase()
     }
 
     /// Storage key: versions of one group/plural share storage.
@@ -42,14 +47,12 @@ pub struct ResKey {
     pub plural: &'static str,
 }
 
-#[allow(clippy::too_many_arguments)]
-const fn def(
+/// A namespaced type.
+const fn ns(
     group: &'static str,
     version: &'static str,
     kind: &'static str,
     plural: &'static str,
-    singular: &'static str,
-    namespaced: bool,
     short_names: &'static [&'static str],
     subresources: &'static [&'static str],
 ) -> ResourceDef {
@@ -58,198 +61,125 @@ const fn def(
         version,
         kind,
         plural,
-        singular,
-        namespaced,
+        namespaced: true,
         short_names,
         subresources,
     }
 }
 
+/// A cluster-scoped type.
+const fn cluster(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    short_names: &'static [&'static str],
+    subresources: &'static [&'static str],
+) -> ResourceDef {
+    ResourceDef {
+        namespaced: false,
+        ..ns(group, version, kind, plural, short_names, subresources)
+    }
+}
+
+const STATUS: &[&str] = &["status"];
+const SCALE: &[&str] = &["status", "scale"];
+const ISTIO: &str = "security.istio.io";
+const GATEWAY_API: &str = "gateway.networking.k8s.io";
+
 /// Every served resource type.
 pub const RESOURCES: &[ResourceDef] = &[
-    def(
+    cluster(
         "",
         "v1",
         "Namespace",
         "namespaces",
-        "namespace",
-        false,
         &["ns"],
         &["status", "finalize"],
     ),
-    def(
+    ns(
         "",
         "v1",
         "Pod",
         "pods",
-        "pod",
-        true,
         &["po"],
         &["status", "exec", "log", "ephemeralcontainers"],
     ),
-    def(
-        "",
-        "v1",
-        "Service",
-        "services",
-        "service",
-        true,
-        &["svc"],
-        &["status"],
-    ),
-    def(
-        "",
-        "v1",
-        "Endpoints",
-        "endpoints",
-        "endpoints",
-        true,
-        &["ep"],
-        &[],
-    ),
-    def(
+    ns("", "v1", "Service", "services", &["svc"], STATUS),
+    ns("", "v1", "Endpoints", "endpoints", &["ep"], &[]),
+    ns(
         "discovery.k8s.io",
         "v1",
         "EndpointSlice",
         "endpointslices",
-        "endpointslice",
-        true,
         &[],
         &[],
     ),
-    def(
-        "",
-        "v1",
-        "ConfigMap",
-        "configmaps",
-        "configmap",
-        true,
-        &["cm"],
-        &[],
-    ),
-    def(
-        "",
-        "v1",
-        "ServiceAccount",
-        "serviceaccounts",
-        "serviceaccount",
-        true,
-        &["sa"],
-        &[],
-    ),
-    def(
+    ns("", "v1", "ConfigMap", "configmaps", &["cm"], &[]),
+    ns("", "v1", "ServiceAccount", "serviceaccounts", &["sa"], &[]),
+    ns(
         "apps",
         "v1",
         "Deployment",
         "deployments",
-        "deployment",
-        true,
         &["deploy"],
-        &["status", "scale"],
+        SCALE,
     ),
-    def(
-        "apps",
-        "v1",
-        "ReplicaSet",
-        "replicasets",
-        "replicaset",
-        true,
-        &["rs"],
-        &["status", "scale"],
-    ),
+    ns("apps", "v1", "ReplicaSet", "replicasets", &["rs"], SCALE),
     // Stored and served (kubectl and the plugins' target forms `sts/`, `ds/`
     // resolve them through their selectors); no controller makes their pods.
-    def(
-        "apps",
-        "v1",
-        "StatefulSet",
-        "statefulsets",
-        "statefulset",
-        true,
-        &["sts"],
-        &["status", "scale"],
-    ),
-    def(
-        "apps",
-        "v1",
-        "DaemonSet",
-        "daemonsets",
-        "daemonset",
-        true,
-        &["ds"],
-        &["status"],
-    ),
-    def(
+    ns("apps", "v1", "StatefulSet", "statefulsets", &["sts"], SCALE),
+    ns("apps", "v1", "DaemonSet", "daemonsets", &["ds"], STATUS),
+    ns(
         "networking.k8s.io",
         "v1",
         "NetworkPolicy",
         "networkpolicies",
-        "networkpolicy",
-        true,
         &["netpol"],
         &[],
     ),
-    def(
-        "security.istio.io",
+    ns(
+        ISTIO,
         "v1",
         "AuthorizationPolicy",
         "authorizationpolicies",
-        "authorizationpolicy",
-        true,
         &["ap"],
-        &["status"],
+        STATUS,
     ),
-    def(
-        "security.istio.io",
+    ns(
+        ISTIO,
         "v1beta1",
         "AuthorizationPolicy",
         "authorizationpolicies",
-        "authorizationpolicy",
-        true,
         &["ap"],
-        &["status"],
+        STATUS,
     ),
-    def(
-        "security.istio.io",
+    ns(
+        ISTIO,
         "v1",
         "PeerAuthentication",
         "peerauthentications",
-        "peerauthentication",
-        true,
         &["pa"],
-        &["status"],
+        STATUS,
     ),
-    def(
-        "security.istio.io",
+    ns(
+        ISTIO,
         "v1beta1",
         "PeerAuthentication",
         "peerauthentications",
-        "peerauthentication",
-        true,
         &["pa"],
-        &["status"],
+        STATUS,
     ),
     // Gateway API: a Gateway of class `istio-waypoint` is an ambient-mode
     // waypoint (the controllers make its Deployment, Service and pod).
-    def(
-        "gateway.networking.k8s.io",
-        "v1",
-        "Gateway",
-        "gateways",
-        "gateway",
-        true,
-        &["gtw"],
-        &["status"],
-    ),
-    def(
-        "gateway.networking.k8s.io",
+    ns(GATEWAY_API, "v1", "Gateway", "gateways", &["gtw"], STATUS),
+    cluster(
+        GATEWAY_API,
         "v1",
         "GatewayClass",
         "gatewayclasses",
-        "gatewayclass",
-        false,
         &["gc"],
-        &["status"],
+        STATUS,
     ),
 ];
 
@@ -302,54 +232,22 @@ pub fn preferred(key: ResKey) -> &'static ResourceDef {
         .unwrap_or(&RESOURCES[0])
 }
 
-pub const NAMESPACES: ResKey = ResKey {
-    group: "",
-    plural: "namespaces",
-};
-pub const PODS: ResKey = ResKey {
-    group: "",
-    plural: "pods",
-};
-pub const SERVICES: ResKey = ResKey {
-    group: "",
-    plural: "services",
-};
-pub const ENDPOINTS: ResKey = ResKey {
-    group: "",
-    plural: "endpoints",
-};
-pub const ENDPOINTSLICES: ResKey = ResKey {
-    group: "discovery.k8s.io",
-    plural: "endpointslices",
-};
-pub const CONFIGMAPS: ResKey = ResKey {
-    group: "",
-    plural: "configmaps",
-};
-pub const SERVICEACCOUNTS: ResKey = ResKey {
-    group: "",
-    plural: "serviceaccounts",
-};
-pub const DEPLOYMENTS: ResKey = ResKey {
-    group: "apps",
-    plural: "deployments",
-};
-pub const DAEMONSETS: ResKey = ResKey {
-    group: "apps",
-    plural: "daemonsets",
-};
-pub const REPLICASETS: ResKey = ResKey {
-    group: "apps",
-    plural: "replicasets",
-};
-pub const GATEWAYS: ResKey = ResKey {
-    group: "gateway.networking.k8s.io",
-    plural: "gateways",
-};
-pub const GATEWAYCLASSES: ResKey = ResKey {
-    group: "gateway.networking.k8s.io",
-    plural: "gatewayclasses",
-};
+const fn key(group: &'static str, plural: &'static str) -> ResKey {
+    ResKey { group, plural }
+}
+
+pub const NAMESPACES: ResKey = key("", "namespaces");
+pub const PODS: ResKey = key("", "pods");
+pub const SERVICES: ResKey = key("", "services");
+pub const ENDPOINTS: ResKey = key("", "endpoints");
+pub const ENDPOINTSLICES: ResKey = key("discovery.k8s.io", "endpointslices");
+pub const CONFIGMAPS: ResKey = key("", "configmaps");
+pub const SERVICEACCOUNTS: ResKey = key("", "serviceaccounts");
+pub const DEPLOYMENTS: ResKey = key("apps", "deployments");
+pub const DAEMONSETS: ResKey = key("apps", "daemonsets");
+pub const REPLICASETS: ResKey = key("apps", "replicasets");
+pub const GATEWAYS: ResKey = key(GATEWAY_API, "gateways");
+pub const GATEWAYCLASSES: ResKey = key(GATEWAY_API, "gatewayclasses");
 
 /// The GatewayClasses istiod creates at install (`istio`, `istio-waypoint`).
 pub fn default_gateway_classes() -> Vec<serde_json::Value> {
