@@ -8,87 +8,227 @@ use serde_json::{Value, json};
 use crate::resources::{self, ResKey};
 use crate::store::meta_str;
 
-fn col(name: &str, ty: &str, format: &str, priority: u8) -> Value {
-    json!({"name": name, "type": ty, "format": format, "description": "", "priority": priority})
+/// One printer column: its definition and how each row's cell is computed,
+/// side by side so a column and its cells cannot drift apart.
+struct Column {
+    name: &'static str,
+    ty: &'static str,
+    format: &'static str,
+    priority: u8,
+    cell: fn(&Value) -> Value,
+}
+
+const fn column(
+    name: &'static str,
+    ty: &'static str,
+    priority: u8,
+    cell: fn(&Value) -> Value,
+) -> Column {
+    Column {
+        name,
+        ty,
+        format: "",
+        priority,
+        cell,
+    }
+}
+
+/// A string column shown by default.
+const fn text(name: &'static str, cell: fn(&Value) -> Value) -> Column {
+    column(name, "string", 0, cell)
+}
+
+/// A string column shown only with `-o wide`.
+const fn wide(name: &'static str, cell: fn(&Value) -> Value) -> Column {
+    column(name, "string", 1, cell)
+}
+
+/// An integer column shown by default.
+const fn int(name: &'static str, cell: fn(&Value) -> Value) -> Column {
+    column(name, "integer", 0, cell)
+}
+
+const NAME: Column = Column {
+    name: "Name",
+    ty: "string",
+    format: "name",
+    priority: 0,
+    cell: |o| json!(meta_str(o, "name")),
+};
+const AGE: Column = text("Age", |o| json!(age(o)));
+
+/// `obj[a][b]` as a string, or `default`.
+fn str_at(obj: &Value, a: &str, b: &str, default: &str) -> Value {
+    json!(obj[a][b].as_str().unwrap_or(default))
+}
+
+/// `obj[a][b]` as an integer, or `default`.
+fn int_at(obj: &Value, a: &str, b: &str, default: i64) -> Value {
+    json!(obj[a][b].as_i64().unwrap_or(default))
+}
+
+const POD_COLUMNS: &[Column] = &[
+    NAME,
+    text("Ready", |p| {
+        let ready = container_statuses(p).filter(|c| c["ready"] == true).count();
+        let total = p["spec"]["containers"].as_array().map_or(0, Vec::len);
+        json!(format!("{ready}/{total}"))
+    }),
+    text("Status", |p| json!(pod_status(p))),
+    text("Restarts", |p| {
+        let restarts: i64 = container_statuses(p)
+            .filter_map(|c| c["restartCount"].as_i64())
+            .sum();
+        json!(restarts.to_string())
+    }),
+    AGE,
+    wide("IP", |p| str_at(p, "status", "podIP", "<none>")),
+    wide("Node", |p| str_at(p, "spec", "nodeName", "<none>")),
+    wide("Nominated Node", |_| json!("<none>")),
+    wide("Readiness Gates", |_| json!("<none>")),
+];
+const SERVICE_COLUMNS: &[Column] = &[
+    NAME,
+    text("Type", |s| s["spec"]["type"].clone()),
+    text("Cluster-IP", |s| str_at(s, "spec", "clusterIP", "<none>")),
+    text("External-IP", |_| json!("<none>")),
+    text("Port(s)", |s| json!(port_list(s))),
+    AGE,
+    wide("Selector", |s| json!(map_string(&s["spec"]["selector"]))),
+];
+const NAMESPACE_COLUMNS: &[Column] = &[
+    NAME,
+    text("Status", |n| str_at(n, "status", "phase", "Active")),
+    AGE,
+];
+const CONTAINERS: Column = wide("Containers", |o| json!(template_containers(o, "name")));
+const IMAGES: Column = wide("Images", |o| json!(template_containers(o, "image")));
+const SELECTOR: Column = wide("Selector", |o| {
+    json!(selector_string(&o["spec"]["selector"]))
+});
+const DEPLOYMENT_COLUMNS: &[Column] = &[
+    NAME,
+    text("Ready", |d| {
+        let ready = d["status"]["readyReplicas"].as_i64().unwrap_or(0);
+        json!(format!(
+            "{ready}/{}",
+            d["spec"]["replicas"].as_i64().unwrap_or(1)
+        ))
+    }),
+    int("Up-to-date", |d| int_at(d, "status", "updatedReplicas", 0)),
+    int("Available", |d| int_at(d, "status", "availableReplicas", 0)),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
+];
+const REPLICASET_COLUMNS: &[Column] = &[
+    NAME,
+    int("Desired", |r| int_at(r, "spec", "replicas", 1)),
+    int("Current", |r| int_at(r, "status", "replicas", 0)),
+    int("Ready", |r| int_at(r, "status", "readyReplicas", 0)),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
+];
+const ENDPOINTS_COLUMNS: &[Column] =
+    &[NAME, text("Endpoints", |e| json!(endpoints_string(e))), AGE];
+const CONFIGMAP_COLUMNS: &[Column] = &[
+    NAME,
+    int("Data", |c| {
+        let len = |f: &str| c[f].as_object().map_or(0, |m| m.len());
+        json!(len("data") + len("binaryData"))
+    }),
+    AGE,
+];
+const SERVICEACCOUNT_COLUMNS: &[Column] = &[
+    NAME,
+    int("Secrets", |s| {
+        json!(s["secrets"].as_array().map_or(0, Vec::len))
+    }),
+    AGE,
+];
+const NETWORKPOLICY_COLUMNS: &[Column] = &[
+    NAME,
+    text("Pod-Selector", |n| {
+        json!(selector_string(&n["spec"]["podSelector"]))
+    }),
+    AGE,
+];
+const AUTHORIZATIONPOLICY_COLUMNS: &[Column] = &[
+    NAME,
+    text("Action", |a| str_at(a, "spec", "action", "")),
+    AGE,
+];
+const PEERAUTHENTICATION_COLUMNS: &[Column] = &[
+    NAME,
+    text("Mode", |p| {
+        json!(p["spec"]["mtls"]["mode"].as_str().unwrap_or(""))
+    }),
+    AGE,
+];
+// The Gateway API CRDs' printer columns.
+const GATEWAY_COLUMNS: &[Column] = &[
+    NAME,
+    text("Class", |g| str_at(g, "spec", "gatewayClassName", "")),
+    text("Address", |g| {
+        json!(g["status"]["addresses"][0]["value"].as_str().unwrap_or(""))
+    }),
+    text("Programmed", |g| json!(condition(g, "Programmed"))),
+    AGE,
+];
+const GATEWAYCLASS_COLUMNS: &[Column] = &[
+    NAME,
+    text("Controller", |g| str_at(g, "spec", "controllerName", "")),
+    text("Accepted", |g| json!(condition(g, "Accepted"))),
+    AGE,
+];
+
+/// The printer columns of a resource type (kubectl's usual ones), NAME AGE
+/// for the rest.
+fn layout(key: ResKey) -> &'static [Column] {
+    match key {
+        resources::PODS => POD_COLUMNS,
+        resources::SERVICES => SERVICE_COLUMNS,
+        resources::NAMESPACES => NAMESPACE_COLUMNS,
+        resources::DEPLOYMENTS => DEPLOYMENT_COLUMNS,
+        resources::REPLICASETS => REPLICASET_COLUMNS,
+        resources::ENDPOINTS => ENDPOINTS_COLUMNS,
+        resources::CONFIGMAPS => CONFIGMAP_COLUMNS,
+        resources::SERVICEACCOUNTS => SERVICEACCOUNT_COLUMNS,
+        resources::GATEWAYS => GATEWAY_COLUMNS,
+        resources::GATEWAYCLASSES => GATEWAYCLASS_COLUMNS,
+        // Served in more than one version or group-agnostic: by plural.
+        ResKey {
+            plural: "networkpolicies",
+            ..
+        } => NETWORKPOLICY_COLUMNS,
+        ResKey {
+            plural: "authorizationpolicies",
+            ..
+        } => AUTHORIZATIONPOLICY_COLUMNS,
+        ResKey {
+            plural: "peerauthentications",
+            ..
+        } => PEERAUTHENTICATION_COLUMNS,
+        _ => &[NAME, AGE],
+    }
 }
 
 /// Column definitions for a resource type.
 pub fn columns(key: ResKey) -> Vec<Value> {
-    let name = col("Name", "string", "name", 0);
-    let age = col("Age", "string", "", 0);
-    match key {
-        resources::PODS => vec![
-            name,
-            col("Ready", "string", "", 0),
-            col("Status", "string", "", 0),
-            col("Restarts", "string", "", 0),
-            age,
-            col("IP", "string", "", 1),
-            col("Node", "string", "", 1),
-            col("Nominated Node", "string", "", 1),
-            col("Readiness Gates", "string", "", 1),
-        ],
-        resources::SERVICES => vec![
-            name,
-            col("Type", "string", "", 0),
-            col("Cluster-IP", "string", "", 0),
-            col("External-IP", "string", "", 0),
-            col("Port(s)", "string", "", 0),
-            age,
-            col("Selector", "string", "", 1),
-        ],
-        resources::NAMESPACES => vec![name, col("Status", "string", "", 0), age],
-        resources::DEPLOYMENTS => vec![
-            name,
-            col("Ready", "string", "", 0),
-            col("Up-to-date", "integer", "", 0),
-            col("Available", "integer", "", 0),
-            age,
-            col("Containers", "string", "", 1),
-            col("Images", "string", "", 1),
-            col("Selector", "string", "", 1),
-        ],
-        resources::REPLICASETS => vec![
-            name,
-            col("Desired", "integer", "", 0),
-            col("Current", "integer", "", 0),
-            col("Ready", "integer", "", 0),
-            age,
-            col("Containers", "string", "", 1),
-            col("Images", "string", "", 1),
-            col("Selector", "string", "", 1),
-        ],
-        resources::ENDPOINTS => vec![name, col("Endpoints", "string", "", 0), age],
-        resources::CONFIGMAPS => vec![name, col("Data", "integer", "", 0), age],
-        resources::SERVICEACCOUNTS => vec![name, col("Secrets", "integer", "", 0), age],
-        ResKey {
-            plural: "networkpolicies",
-            ..
-        } => vec![name, col("Pod-Selector", "string", "", 0), age],
-        ResKey {
-            plural: "authorizationpolicies",
-            ..
-        } => vec![name, col("Action", "string", "", 0), age],
-        ResKey {
-            plural: "peerauthentications",
-            ..
-        } => vec![name, col("Mode", "string", "", 0), age],
-        // The Gateway API CRDs' printer columns.
-        resources::GATEWAYS => vec![
-            name,
-            col("Class", "string", "", 0),
-            col("Address", "string", "", 0),
-            col("Programmed", "string", "", 0),
-            age,
-        ],
-        resources::GATEWAYCLASSES => vec![
-            name,
-            col("Controller", "string", "", 0),
-            col("Accepted", "string", "", 0),
-            age,
-        ],
-        _ => vec![name, age],
-    }
+    layout(key)
+        .iter()
+        .map(|c| {
+            json!({"name": c.name, "type": c.ty, "format": c.format, "description": "", "priority": c.priority})
+        })
+        .collect()
+}
+
+/// The cells of one row.
+pub fn cells(key: ResKey, obj: &Value) -> Vec<Value> {
+    layout(key).iter().map(|c| (c.cell)(obj)).collect()
 }
 
 /// Kubernetes' HumanDuration for the AGE column.
@@ -238,182 +378,57 @@ fn selector_string(sel: &Value) -> String {
     }
 }
 
-fn containers_images(tpl_spec: &Value) -> (String, String) {
-    let cs: Vec<&Value> = tpl_spec["containers"]
+/// The template's containers' `field`s (name or image), comma-separated.
+fn template_containers(obj: &Value, field: &str) -> String {
+    obj["spec"]["template"]["spec"]["containers"]
         .as_array()
         .into_iter()
         .flatten()
-        .collect();
-    (
-        cs.iter()
-            .filter_map(|c| c["name"].as_str())
-            .collect::<Vec<_>>()
-            .join(","),
-        cs.iter()
-            .filter_map(|c| c["image"].as_str())
-            .collect::<Vec<_>>()
-            .join(","),
-    )
+        .filter_map(|c| c[field].as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-/// The cells of one row.
-pub fn cells(key: ResKey, obj: &Value) -> Vec<Value> {
-    let name = json!(meta_str(obj, "name"));
-    let a = json!(age(obj));
-    match key {
-        resources::PODS => {
-            let cs: Vec<&Value> = obj["status"]["containerStatuses"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .collect();
-            let total = obj["spec"]["containers"].as_array().map_or(0, Vec::len);
-            let ready = cs.iter().filter(|c| c["ready"] == true).count();
-            let restarts: i64 = cs.iter().filter_map(|c| c["restartCount"].as_i64()).sum();
-            vec![
-                name,
-                json!(format!("{ready}/{total}")),
-                json!(pod_status(obj)),
-                json!(restarts.to_string()),
-                a,
-                json!(obj["status"]["podIP"].as_str().unwrap_or("<none>")),
-                json!(obj["spec"]["nodeName"].as_str().unwrap_or("<none>")),
-                json!("<none>"),
-                json!("<none>"),
-            ]
-        }
-        resources::SERVICES => vec![
-            name,
-            obj["spec"]["type"].clone(),
-            json!(obj["spec"]["clusterIP"].as_str().unwrap_or("<none>")),
-            json!("<none>"),
-            json!(port_list(obj)),
-            a,
-            json!(map_string(&obj["spec"]["selector"])),
-        ],
-        resources::NAMESPACES => vec![
-            name,
-            json!(obj["status"]["phase"].as_str().unwrap_or("Active")),
-            a,
-        ],
-        resources::DEPLOYMENTS => {
-            let (c, i) = containers_images(&obj["spec"]["template"]["spec"]);
-            vec![
-                name,
-                json!(format!(
-                    "{}/{}",
-                    obj["status"]["readyReplicas"].as_i64().unwrap_or(0),
-                    obj["spec"]["replicas"].as_i64().unwrap_or(1)
-                )),
-                json!(obj["status"]["updatedReplicas"].as_i64().unwrap_or(0)),
-                json!(obj["status"]["availableReplicas"].as_i64().unwrap_or(0)),
-                a,
-                json!(c),
-                json!(i),
-                json!(selector_string(&obj["spec"]["selector"])),
-            ]
-        }
-        resources::REPLICASETS => {
-            let (c, i) = containers_images(&obj["spec"]["template"]["spec"]);
-            vec![
-                name,
-                json!(obj["spec"]["replicas"].as_i64().unwrap_or(1)),
-                json!(obj["status"]["replicas"].as_i64().unwrap_or(0)),
-                json!(obj["status"]["readyReplicas"].as_i64().unwrap_or(0)),
-                a,
-                json!(c),
-                json!(i),
-                json!(selector_string(&obj["spec"]["selector"])),
-            ]
-        }
-        resources::ENDPOINTS => {
-            let mut eps = Vec::new();
-            for s in obj["subsets"].as_array().into_iter().flatten() {
-                for addr in s["addresses"].as_array().into_iter().flatten() {
-                    for p in s["ports"].as_array().into_iter().flatten() {
-                        eps.push(format!(
-                            "{}:{}",
-                            addr["ip"].as_str().unwrap_or_default(),
-                            p["port"]
-                        ));
-                    }
-                }
-            }
-            let shown = if eps.is_empty() {
-                "<none>".to_string()
-            } else if eps.len() > 3 {
-                format!("{} + {} more...", eps[..3].join(","), eps.len() - 3)
-            } else {
-                eps.join(",")
-            };
-            vec![name, json!(shown), a]
-        }
-        resources::CONFIGMAPS => {
-            let n = obj["data"].as_object().map_or(0, |m| m.len())
-                + obj["binaryData"].as_object().map_or(0, |m| m.len());
-            vec![name, json!(n), a]
-        }
-        resources::SERVICEACCOUNTS => vec![
-            name,
-            json!(obj["secrets"].as_array().map_or(0, Vec::len)),
-            a,
-        ],
-        ResKey {
-            plural: "networkpolicies",
-            ..
-        } => {
-            vec![name, json!(selector_string(&obj["spec"]["podSelector"])), a]
-        }
-        ResKey {
-            plural: "authorizationpolicies",
-            ..
-        } => {
-            vec![name, json!(obj["spec"]["action"].as_str().unwrap_or("")), a]
-        }
-        ResKey {
-            plural: "peerauthentications",
-            ..
-        } => {
-            vec![
-                name,
-                json!(obj["spec"]["mtls"]["mode"].as_str().unwrap_or("")),
-                a,
-            ]
-        }
-        resources::GATEWAYS | resources::GATEWAYCLASSES => {
-            let cond = |t: &str| {
-                obj["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|c| c["type"] == t)
-                    .and_then(|c| c["status"].as_str())
-                    .unwrap_or("Unknown")
-                    .to_string()
-            };
-            if key == resources::GATEWAYS {
-                vec![
-                    name,
-                    json!(obj["spec"]["gatewayClassName"].as_str().unwrap_or("")),
-                    json!(
-                        obj["status"]["addresses"][0]["value"]
-                            .as_str()
-                            .unwrap_or("")
-                    ),
-                    json!(cond("Programmed")),
-                    a,
-                ]
-            } else {
-                vec![
-                    name,
-                    json!(obj["spec"]["controllerName"].as_str().unwrap_or("")),
-                    json!(cond("Accepted")),
-                    a,
-                ]
+fn container_statuses(pod: &Value) -> impl Iterator<Item = &Value> {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+}
+
+/// The ENDPOINTS column: `IP:PORT` pairs, the first three and a count.
+fn endpoints_string(ep: &Value) -> String {
+    let mut eps = Vec::new();
+    for s in ep["subsets"].as_array().into_iter().flatten() {
+        for addr in s["addresses"].as_array().into_iter().flatten() {
+            for p in s["ports"].as_array().into_iter().flatten() {
+                eps.push(format!(
+                    "{}:{}",
+                    addr["ip"].as_str().unwrap_or_default(),
+                    p["port"]
+                ));
             }
         }
-        _ => vec![name, a],
     }
+    if eps.is_empty() {
+        "<none>".to_string()
+    } else if eps.len() > 3 {
+        format!("{} + {} more...", eps[..3].join(","), eps.len() - 3)
+    } else {
+        eps.join(",")
+    }
+}
+
+/// The status of condition `t` (a Gateway's or GatewayClass's), or `Unknown`.
+fn condition(obj: &Value, t: &str) -> String {
+    obj["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == t)
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("Unknown")
+        .to_string()
 }
 
 /// What a row's `object` field holds (`includeObject` query parameter).
