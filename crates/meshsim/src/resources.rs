@@ -88,99 +88,30 @@ const ISTIO: &str = "security.istio.io";
 const GATEWAY_API: &str = "gateway.networking.k8s.io";
 
 /// Every served resource type.
+#[rustfmt::skip]
 pub const RESOURCES: &[ResourceDef] = &[
-    cluster(
-        "",
-        "v1",
-        "Namespace",
-        "namespaces",
-        &["ns"],
-        &["status", "finalize"],
-    ),
-    ns(
-        "",
-        "v1",
-        "Pod",
-        "pods",
-        &["po"],
-        &["status", "exec", "log", "ephemeralcontainers"],
-    ),
+    cluster("", "v1", "Namespace", "namespaces", &["ns"], &["status", "finalize"]),
+    ns("", "v1", "Pod", "pods", &["po"], &["status", "exec", "log", "ephemeralcontainers"]),
     ns("", "v1", "Service", "services", &["svc"], STATUS),
     ns("", "v1", "Endpoints", "endpoints", &["ep"], &[]),
-    ns(
-        "discovery.k8s.io",
-        "v1",
-        "EndpointSlice",
-        "endpointslices",
-        &[],
-        &[],
-    ),
+    ns("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", &[], &[]),
     ns("", "v1", "ConfigMap", "configmaps", &["cm"], &[]),
     ns("", "v1", "ServiceAccount", "serviceaccounts", &["sa"], &[]),
-    ns(
-        "apps",
-        "v1",
-        "Deployment",
-        "deployments",
-        &["deploy"],
-        SCALE,
-    ),
+    ns("apps", "v1", "Deployment", "deployments", &["deploy"], SCALE),
     ns("apps", "v1", "ReplicaSet", "replicasets", &["rs"], SCALE),
     // Stored and served (kubectl and the plugins' target forms `sts/`, `ds/`
     // resolve them through their selectors); no controller makes their pods.
     ns("apps", "v1", "StatefulSet", "statefulsets", &["sts"], SCALE),
     ns("apps", "v1", "DaemonSet", "daemonsets", &["ds"], STATUS),
-    ns(
-        "networking.k8s.io",
-        "v1",
-        "NetworkPolicy",
-        "networkpolicies",
-        &["netpol"],
-        &[],
-    ),
-    ns(
-        ISTIO,
-        "v1",
-        "AuthorizationPolicy",
-        "authorizationpolicies",
-        &["ap"],
-        STATUS,
-    ),
-    ns(
-        ISTIO,
-        "v1beta1",
-        "AuthorizationPolicy",
-        "authorizationpolicies",
-        &["ap"],
-        STATUS,
-    ),
-    ns(
-        ISTIO,
-        "v1",
-        "PeerAuthentication",
-        "peerauthentications",
-        &["pa"],
-        STATUS,
-    ),
-    ns(
-        ISTIO,
-        "v1beta1",
-        "PeerAuthentication",
-        "peerauthentications",
-        &["pa"],
-        STATUS,
-    ),
+    ns("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", &["netpol"], &[]),
+    ns(ISTIO, "v1", "AuthorizationPolicy", "authorizationpolicies", &["ap"], STATUS),
+    ns(ISTIO, "v1beta1", "AuthorizationPolicy", "authorizationpolicies", &["ap"], STATUS),
+    ns(ISTIO, "v1", "PeerAuthentication", "peerauthentications", &["pa"], STATUS),
+    ns(ISTIO, "v1beta1", "PeerAuthentication", "peerauthentications", &["pa"], STATUS),
     // Gateway API: a Gateway of class `istio-waypoint` is an ambient-mode
     // waypoint (the controllers make its Deployment, Service and pod).
     ns(GATEWAY_API, "v1", "Gateway", "gateways", &["gtw"], STATUS),
-    cluster(
-        GATEWAY_API,
-        "v1",
-        "GatewayClass",
-        "gatewayclasses",
-        &["gc"],
-        STATUS,
-    ),
+    cluster(GATEWAY_API, "v1", "GatewayClass", "gatewayclasses", &["gc"], STATUS),
 ];
 
 /// Groups in discovery order with their versions (preferred first).
