@@ -3,6 +3,17 @@
 //! list, watch, create, update, patch, delete, deletecollection), query
 //! parameters (selectors, limit/continue, watch, as=Table), authentication
 //! and fault injection. Everything answers with JSON, errors as `Status`.
+//!
+//! The folder holds the API server's HTTP side: this router and its verbs,
+//! [`discovery`], [`patch`] (the patch formats) and [`table`] (server-side
+//! printing). The objects themselves live in `crate::store` (with the type
+//! registry and the controllers), below this layer, because the mesh, the
+//! sidecars and the kubelet side read them too; putting them here would make
+//! those layers depend on the API server, which depends on them through `App`.
+
+pub mod discovery;
+pub mod patch;
+pub mod table;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,16 +28,14 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::app::{App, ConnInfo};
-use crate::discovery;
 use crate::error::ApiError;
 use crate::faults::{Fault, FaultAction};
-use crate::patch;
-use crate::resources::{self, ResourceDef};
+pub use crate::path::ResourcePath;
+use crate::path::{Query, q1, qbool, query_map};
+use crate::store::resources::{self, ResourceDef};
 use crate::store::{Event, EventObject, meta_str};
-use crate::table::{self, IncludeObject};
-pub use crate::target::Target;
-use crate::target::{Query, q1, qbool, query_map};
 use meshpolicy::selector::{FieldSelector, Selector};
+use table::IncludeObject;
 
 fn json_response(code: StatusCode, v: &Value) -> Response {
     json_body(code, serde_json::to_vec(v).unwrap_or_default())
@@ -47,7 +56,12 @@ fn ok(v: &Value) -> Response {
 }
 
 /// Parse `/api/v1/...` or `/apis/G/V/...` after the group-version prefix.
-fn parse_target(group: &str, version: &str, rest: &[&str], path: &str) -> Result<Target, ApiError> {
+fn parse_path(
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    path: &str,
+) -> Result<ResourcePath, ApiError> {
     let (ns, rest) = match rest {
         ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some((*ns).to_string()), tail),
         _ => (None, rest),
@@ -70,7 +84,7 @@ fn parse_target(group: &str, version: &str, rest: &[&str], path: &str) -> Result
     if name.as_deref().is_some_and(str::is_empty) {
         return Err(ApiError::no_route(path));
     }
-    Ok(Target {
+    Ok(ResourcePath {
         def,
         namespace: ns,
         name,
@@ -151,18 +165,18 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         ["openapi", "v3"] => get_only(Some(discovery::openapi_v3_root())),
         ["openapi", "v3", rest @ ..] => get_only(discovery::openapi_v3_doc(&rest.join("/"))),
         ["api", v, rest @ ..] => {
-            let t = parse_target("", v, rest, &path)?;
+            let t = parse_path("", v, rest, &path)?;
             resource(app, t, req).await
         }
         ["apis", g, v, rest @ ..] => {
-            let t = parse_target(g, v, rest, &path)?;
+            let t = parse_path(g, v, rest, &path)?;
             resource(app, t, req).await
         }
         _ => Err(ApiError::no_route(&path)),
     }
 }
 
-fn verb_of(method: &Method, t: &Target, q: &Query) -> &'static str {
+fn verb_of(method: &Method, t: &ResourcePath, q: &Query) -> &'static str {
     match (method.as_str(), t.name.is_some()) {
         ("GET", true) => "get",
         ("GET", false) if qbool(q, "watch") => "watch",
@@ -192,7 +206,7 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 
 /// A resource request: faults first, then the pod subresources the kubelet
 /// side serves, then one function per verb.
-async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, ApiError> {
+async fn resource(app: Arc<App>, t: ResourcePath, req: Request) -> Result<Response, ApiError> {
     let q = query_map(req.uri().query());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -225,7 +239,7 @@ async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, Ap
 /// (then 504), or the byte count after which an exec or log stream is cut.
 async fn apply_faults(
     app: &App,
-    t: &Target,
+    t: &ResourcePath,
     verb: &str,
     method: &Method,
     path: &str,
@@ -280,7 +294,7 @@ fn media_type(headers: &HeaderMap) -> String {
 
 fn create(
     app: &App,
-    t: &Target,
+    t: &ResourcePath,
     q: &Query,
     ctype: &str,
     body: &[u8],
@@ -310,7 +324,7 @@ fn create(
 
 /// PUT of an object or of its `status`, `scale`, `finalize` or
 /// `ephemeralcontainers` subresource.
-fn update(app: &App, t: &Target, body: &[u8]) -> Result<Response, ApiError> {
+fn update(app: &App, t: &ResourcePath, body: &[u8]) -> Result<Response, ApiError> {
     let obj = parse_json(body)?;
     let ns = t.namespace.as_deref().unwrap_or_default();
     let name = t.name.as_deref().unwrap_or_default();
@@ -342,7 +356,7 @@ fn update(app: &App, t: &Target, body: &[u8]) -> Result<Response, ApiError> {
     Ok(ok(&with_version(out, t.def)))
 }
 
-fn delete(app: &App, t: &Target) -> Result<Response, ApiError> {
+fn delete(app: &App, t: &ResourcePath) -> Result<Response, ApiError> {
     let ns = t.namespace.as_deref().unwrap_or_default();
     let name = t.name.as_deref().unwrap_or_default();
     let mut st = app.lock_store()?;
@@ -361,7 +375,7 @@ fn delete(app: &App, t: &Target) -> Result<Response, ApiError> {
     })))
 }
 
-fn delete_collection(app: &App, t: &Target, q: &Query) -> Result<Response, ApiError> {
+fn delete_collection(app: &App, t: &ResourcePath, q: &Query) -> Result<Response, ApiError> {
     let (ls, fs) = selectors(q, t.def)?;
     let mut st = app.lock_store()?;
     let victims: Vec<(String, String)> = st
@@ -392,7 +406,7 @@ fn scale_of(o: &Value) -> Value {
         "metadata": {"name": meta_str(o, "name"), "namespace": meta_str(o, "namespace"), "uid": meta_str(o, "uid"),
                      "resourceVersion": meta_str(o, "resourceVersion"), "creationTimestamp": meta_str(o, "creationTimestamp")},
         "spec": {"replicas": o["spec"]["replicas"].clone()},
-        "status": {"replicas": o["status"]["replicas"].as_i64().unwrap_or(0), "selector": crate::table::cells(o_key(o), o).get(7).cloned().unwrap_or(json!(""))},
+        "status": {"replicas": o["status"]["replicas"].as_i64().unwrap_or(0), "selector": crate::api::table::cells(o_key(o), o).get(7).cloned().unwrap_or(json!(""))},
     })
 }
 
@@ -422,7 +436,7 @@ fn selectors(q: &Query, def: &ResourceDef) -> Result<(Selector, FieldSelector), 
     Ok((ls, fs))
 }
 
-fn get(app: &App, t: &Target, q: &Query, table: bool) -> Result<Response, ApiError> {
+fn get(app: &App, t: &ResourcePath, q: &Query, table: bool) -> Result<Response, ApiError> {
     let st = app.lock_store()?;
     let ns = t.namespace.clone().unwrap_or_default();
     let name = t.name.clone().unwrap_or_default();
@@ -465,7 +479,7 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     Ok((ns.to_string(), name.to_string()))
 }
 
-fn list(app: &App, t: &Target, q: &Query, table: bool) -> Result<Response, ApiError> {
+fn list(app: &App, t: &ResourcePath, q: &Query, table: bool) -> Result<Response, ApiError> {
     let (ls, fs) = selectors(q, t.def)?;
     let limit: usize = match q1(q, "limit") {
         Some(l) => l
@@ -579,7 +593,7 @@ fn push_object(out: &mut Vec<u8>, raw: &[u8], prefix: &[u8], def: &ResourceDef) 
 
 fn patch_object(
     app: &App,
-    t: &Target,
+    t: &ResourcePath,
     q: &Query,
     ctype: &str,
     body: &[u8],
@@ -696,7 +710,7 @@ fn apply_patch(
     Ok(())
 }
 
-fn watch(app: &Arc<App>, t: &Target, q: &Query, table: bool) -> Result<Response, ApiError> {
+fn watch(app: &Arc<App>, t: &ResourcePath, q: &Query, table: bool) -> Result<Response, ApiError> {
     let (ls, fs) = selectors(q, t.def)?;
     let include = IncludeObject::parse(q1(q, "includeObject"));
     let timeout = q1(q, "timeoutSeconds")

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::resources::{self, ResKey, ResourceDef};
+use crate::store::resources::{self, ResKey, ResourceDef};
 use crate::store::{SAFE_ALPHABET, Store, meta_str, now_ts, random_suffix};
 use meshpolicy::Selector;
 

@@ -1,18 +1,20 @@
 //! A request, parsed: which resource, namespace, name and subresource its
-//! path names, and its query parameters. Its own module because the API
-//! server parses them and the kubelet side (exec, logs) reads them, and
-//! neither should depend on the other.
+//! path names ([`ResourcePath`]), and its query parameters. The API server
+//! (`api`) parses them and hands pod subresource requests to the kubelet side
+//! (`podexec`, `logstream`), which reads them; living outside `api/` keeps
+//! that hand-over from making a module cycle.
 
 use std::collections::HashMap;
 
-use crate::resources::ResourceDef;
+use crate::store::resources::ResourceDef;
 
 /// Query parameters: every value of each key, in order.
 pub type Query = HashMap<String, Vec<String>>;
 
-/// A parsed resource path.
+/// A parsed resource path: `/api/v1/namespaces/NS/pods/NAME/log` is the
+/// pods type, namespace NS, name NAME, subresource `log`.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct ResourcePath {
     pub def: &'static ResourceDef,
     pub namespace: Option<String>,
     pub name: Option<String>,

@@ -14,6 +14,12 @@
 //! and never fills the cache. The event history keeps serialized objects too,
 //! bounded by count and bytes; the broadcast ring is short, and watchers that
 //! fall behind catch up from the history.
+//!
+//! Beside it: [`resources`], the registry of served types, and
+//! [`controllers`], admission defaults and the controllers that run on writes.
+
+pub mod controllers;
+pub mod resources;
 
 use std::cell::{Cell, OnceCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -26,7 +32,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use crate::error::ApiError;
-use crate::resources::{self, ResKey, ResourceDef};
+use resources::{ResKey, ResourceDef};
 
 /// A change to one object, as sent to watchers.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use crate::resources::{self, RESOURCES};
+use crate::store::resources::{self, RESOURCES};
 
 pub fn version() -> Value {
     json!({

@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 
-use crate::resources::{self, ResKey};
 use crate::store::meta_str;
+use crate::store::resources::{self, ResKey};
 
 /// One printer column: its definition and how each row's cell is computed,
 /// side by side so a column and its cells cannot drift apart.
