@@ -21,6 +21,18 @@ pub struct ResourcePath {
     pub sub: Option<String>,
 }
 
+impl ResourcePath {
+    /// The namespace, or "" for cluster-scoped and all-namespace paths.
+    pub fn ns(&self) -> &str {
+        self.namespace.as_deref().unwrap_or_default()
+    }
+
+    /// The object's name, or "" for a collection.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or_default()
+    }
+}
+
 /// Decodes a query string (`a=1&a=2&b`): every value of each key, in order.
 pub fn query_map(q: Option<&str>) -> Query {
     let mut m = Query::new();

@@ -33,7 +33,7 @@ use crate::faults::{Fault, FaultAction};
 pub use crate::path::ResourcePath;
 use crate::path::{Query, q1, qbool, query_map};
 use crate::store::resources::{self, ResourceDef};
-use crate::store::{Event, EventObject, meta_str};
+use crate::store::{Event, EventObject, Store, meta_str};
 use meshpolicy::selector::{FieldSelector, Selector};
 use table::IncludeObject;
 
@@ -253,8 +253,7 @@ async fn apply_faults(
         Some("log") => "log",
         _ => verb,
     };
-    let ns = t.namespace.as_deref().unwrap_or_default();
-    let name = t.name.as_deref().unwrap_or_default();
+    let (ns, name) = (t.ns(), t.name());
     let mut cut_after = None;
     for f in app
         .faults
@@ -313,8 +312,12 @@ fn create(
     if q1(q, "dryRun").is_some() {
         return Ok(json_response(StatusCode::CREATED, &obj));
     }
-    let ns = t.namespace.as_deref().unwrap_or_default();
-    let created = st.create(t.def, ns, obj)?;
+    store_new(&mut st, t, obj)
+}
+
+/// Creates `obj` at `t` and answers 201 with it.
+fn store_new(st: &mut Store, t: &ResourcePath, obj: Value) -> Result<Response, ApiError> {
+    let created = st.create(t.def, t.ns(), obj)?;
     st.reconcile(meta_str(&created, "namespace"));
     Ok(json_response(
         StatusCode::CREATED,
@@ -322,28 +325,38 @@ fn create(
     ))
 }
 
+/// Writes `replicas` into the object behind a `scale` subresource and
+/// answers with its new Scale.
+fn write_scale(
+    st: &mut Store,
+    t: &ResourcePath,
+    mut current: Value,
+    replicas: Option<i64>,
+    missing: &str,
+) -> Result<Response, ApiError> {
+    let replicas = replicas.ok_or_else(|| ApiError::bad_request(missing.to_string()))?;
+    current["spec"]["replicas"] = json!(replicas);
+    let o = st.update(t.def, t.ns(), t.name(), current, false)?;
+    st.reconcile(t.ns());
+    Ok(ok(&scale_of(&o)))
+}
+
 /// PUT of an object or of its `status`, `scale`, `finalize` or
 /// `ephemeralcontainers` subresource.
 fn update(app: &App, t: &ResourcePath, body: &[u8]) -> Result<Response, ApiError> {
     let obj = parse_json(body)?;
-    let ns = t.namespace.as_deref().unwrap_or_default();
-    let name = t.name.as_deref().unwrap_or_default();
+    let (ns, name) = (t.ns(), t.name());
     let mut st = app.lock_store()?;
-    let current = |st: &crate::store::Store| {
+    let current = |st: &Store| {
         st.get(t.def.key(), ns, name)
             .cloned()
             .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, name))
     };
     let out = match t.sub.as_deref() {
         Some("scale") => {
-            let replicas = obj["spec"]["replicas"]
-                .as_i64()
-                .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
-            let mut cur = current(&st)?;
-            cur["spec"]["replicas"] = json!(replicas);
-            let o = st.update(t.def, ns, name, cur, false)?;
-            st.reconcile(ns);
-            return Ok(ok(&scale_of(&o)));
+            let cur = current(&st)?;
+            let replicas = obj["spec"]["replicas"].as_i64();
+            return write_scale(&mut st, t, cur, replicas, "spec.replicas is required");
         }
         Some("finalize") => current(&st)?,
         Some("status") => st.update(t.def, ns, name, obj, true)?,
@@ -357,8 +370,7 @@ fn update(app: &App, t: &ResourcePath, body: &[u8]) -> Result<Response, ApiError
 }
 
 fn delete(app: &App, t: &ResourcePath) -> Result<Response, ApiError> {
-    let ns = t.namespace.as_deref().unwrap_or_default();
-    let name = t.name.as_deref().unwrap_or_default();
+    let (ns, name) = (t.ns(), t.name());
     let mut st = app.lock_store()?;
     let mut out = st.delete(t.def, ns, name)?;
     st.reconcile(ns);
@@ -376,11 +388,11 @@ fn delete(app: &App, t: &ResourcePath) -> Result<Response, ApiError> {
 }
 
 fn delete_collection(app: &App, t: &ResourcePath, q: &Query) -> Result<Response, ApiError> {
-    let (ls, fs) = selectors(q, t.def)?;
+    let sel = Selectors::parse(q, t.def)?;
     let mut st = app.lock_store()?;
     let victims: Vec<(String, String)> = st
         .list(t.def.key(), t.namespace.as_deref())
-        .filter(|o| ls.matches_json(o["metadata"].get("labels")) && fs.matches(o))
+        .filter(|o| sel.matches(o))
         .map(|o| {
             (
                 meta_str(o, "namespace").to_string(),
@@ -394,7 +406,7 @@ fn delete_collection(app: &App, t: &ResourcePath, q: &Query) -> Result<Response,
             items.push(with_version(o, t.def));
         }
     }
-    st.reconcile(t.namespace.as_deref().unwrap_or_default());
+    st.reconcile(t.ns());
     Ok(ok(
         &json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": {"resourceVersion": st.resource_version().to_string()}, "items": items}),
     ))
@@ -406,16 +418,8 @@ fn scale_of(o: &Value) -> Value {
         "metadata": {"name": meta_str(o, "name"), "namespace": meta_str(o, "namespace"), "uid": meta_str(o, "uid"),
                      "resourceVersion": meta_str(o, "resourceVersion"), "creationTimestamp": meta_str(o, "creationTimestamp")},
         "spec": {"replicas": o["spec"]["replicas"].clone()},
-        "status": {"replicas": o["status"]["replicas"].as_i64().unwrap_or(0), "selector": crate::api::table::cells(o_key(o), o).get(7).cloned().unwrap_or(json!(""))},
+        "status": {"replicas": o["status"]["replicas"].as_i64().unwrap_or(0), "selector": table::selector_string(&o["spec"]["selector"])},
     })
-}
-
-fn o_key(o: &Value) -> resources::ResKey {
-    if o["kind"] == "ReplicaSet" {
-        resources::REPLICASETS
-    } else {
-        resources::DEPLOYMENTS
-    }
 }
 
 /// Set apiVersion to the version the client asked for (v1 vs v1beta1).
@@ -427,23 +431,38 @@ fn with_version(mut obj: Value, def: &ResourceDef) -> Value {
 }
 
 /// The `labelSelector` and `fieldSelector` query parameters, parsed by
-/// meshpolicy (the one selector grammar) for objects of `def`'s kind.
-fn selectors(q: &Query, def: &ResourceDef) -> Result<(Selector, FieldSelector), ApiError> {
-    let ls = Selector::parse(q1(q, "labelSelector").unwrap_or(""))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let fs = FieldSelector::parse(q1(q, "fieldSelector").unwrap_or(""), def.kind)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok((ls, fs))
+/// meshpolicy (the one selector grammar) for objects of one kind.
+struct Selectors {
+    labels: Selector,
+    fields: FieldSelector,
+}
+
+impl Selectors {
+    fn parse(q: &Query, def: &ResourceDef) -> Result<Self, ApiError> {
+        let bad = |e: meshpolicy::SelectorError| ApiError::bad_request(e.to_string());
+        Ok(Self {
+            labels: Selector::parse(q1(q, "labelSelector").unwrap_or("")).map_err(bad)?,
+            fields: FieldSelector::parse(q1(q, "fieldSelector").unwrap_or(""), def.kind)
+                .map_err(bad)?,
+        })
+    }
+
+    fn is_everything(&self) -> bool {
+        self.labels.is_everything() && self.fields.is_everything()
+    }
+
+    fn matches(&self, o: &Value) -> bool {
+        self.labels.matches_json(o["metadata"].get("labels")) && self.fields.matches(o)
+    }
 }
 
 fn get(app: &App, t: &ResourcePath, q: &Query, table: bool) -> Result<Response, ApiError> {
     let st = app.lock_store()?;
-    let ns = t.namespace.clone().unwrap_or_default();
-    let name = t.name.clone().unwrap_or_default();
+    let (ns, name) = (t.ns(), t.name());
     let obj = st
-        .get_raw(t.def.key(), &ns, &name)
+        .get_raw(t.def.key(), ns, name)
         .and_then(|raw| serde_json::from_slice::<Value>(&raw).ok())
-        .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, &name))?;
+        .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, name))?;
     if t.sub.as_deref() == Some("scale") {
         return Ok(ok(&scale_of(&obj)));
     }
@@ -480,7 +499,7 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
 }
 
 fn list(app: &App, t: &ResourcePath, q: &Query, table: bool) -> Result<Response, ApiError> {
-    let (ls, fs) = selectors(q, t.def)?;
+    let sel = Selectors::parse(q, t.def)?;
     let limit: usize = match q1(q, "limit") {
         Some(l) => l
             .parse::<i64>()
@@ -495,7 +514,7 @@ fn list(app: &App, t: &ResourcePath, q: &Query, table: bool) -> Result<Response,
     let st = app.lock_store()?;
     let rv = st.resource_version();
     // Without selectors nothing needs parsing: the stored JSON is spliced in.
-    let filtered = !(ls.is_everything() && fs.is_everything());
+    let filtered = !sel.is_everything();
     let mut picked: Vec<(&str, &str, &Bytes)> = Vec::new();
     let mut more = false;
     let mut remaining = 0usize;
@@ -507,7 +526,7 @@ fn list(app: &App, t: &ResourcePath, q: &Query, table: bool) -> Result<Response,
         }
         if filtered {
             let o: Value = serde_json::from_slice(raw).unwrap_or(Value::Null);
-            if !(ls.matches_json(o["metadata"].get("labels")) && fs.matches(&o)) {
+            if !sel.matches(&o) {
                 continue;
             }
         }
@@ -598,8 +617,7 @@ fn patch_object(
     ctype: &str,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let ns = t.namespace.clone().unwrap_or_default();
-    let name = t.name.clone().unwrap_or_default();
+    let (ns, name) = (t.ns(), t.name());
     let patch_doc: Value = if ctype == "application/apply-patch+yaml" {
         serde_yaml_ng::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
@@ -607,7 +625,7 @@ fn patch_object(
         parse_json(body)?
     };
     let mut st = app.lock_store()?;
-    let existing = st.get(t.def.key(), &ns, &name).cloned();
+    let existing = st.get(t.def.key(), ns, name).cloned();
     let dry = q1(q, "dryRun").is_some();
     let Some(existing) = existing else {
         if ctype == "application/apply-patch+yaml" {
@@ -622,36 +640,33 @@ fn patch_object(
             crate::store::check_shape(t.def, &patch_doc)?;
             let mut obj = patch_doc;
             obj["metadata"]["name"] = json!(name);
-            let created = st.create(t.def, &ns, obj)?;
-            st.reconcile(&ns);
-            return Ok(json_response(
-                StatusCode::CREATED,
-                &with_version(created, t.def),
-            ));
+            return store_new(&mut st, t, obj);
         }
-        return Err(ApiError::not_found(t.def.plural, t.def.group, &name));
+        return Err(ApiError::not_found(t.def.plural, t.def.group, name));
     };
-    let mut base = existing.clone();
-    if t.sub.as_deref() == Some("scale") {
-        base = scale_of(&existing);
-    }
+    let scale = t.sub.as_deref() == Some("scale");
+    let mut base = if scale {
+        scale_of(&existing)
+    } else {
+        existing.clone()
+    };
     apply_patch(&mut base, ctype, &patch_doc, t.def)?;
-    if t.sub.as_deref() == Some("scale") {
-        let replicas = base["spec"]["replicas"]
-            .as_i64()
-            .ok_or_else(|| ApiError::bad_request("spec.replicas must be an integer"))?;
-        let mut cur = existing.clone();
-        cur["spec"]["replicas"] = json!(replicas);
-        let o = st.update(t.def, &ns, &name, cur, false)?;
-        st.reconcile(&ns);
-        return Ok(ok(&scale_of(&o)));
+    if scale {
+        let replicas = base["spec"]["replicas"].as_i64();
+        return write_scale(
+            &mut st,
+            t,
+            existing,
+            replicas,
+            "spec.replicas must be an integer",
+        );
     }
     if dry {
         return Ok(ok(&base));
     }
     if t.sub.as_deref() == Some("ephemeralcontainers") {
-        let out = crate::podexec::add_ephemeral(&mut st, t.def, &ns, &name, &base)?;
-        st.reconcile(&ns);
+        let out = crate::podexec::add_ephemeral(&mut st, t.def, ns, name, &base)?;
+        st.reconcile(ns);
         return Ok(ok(&with_version(out, t.def)));
     }
     // A patch never carries a stale resourceVersion check unless it sets one explicitly.
@@ -660,8 +675,8 @@ fn patch_object(
     {
         m.remove("resourceVersion");
     }
-    let out = st.update(t.def, &ns, &name, base, t.sub.as_deref() == Some("status"))?;
-    st.reconcile(&ns);
+    let out = st.update(t.def, ns, name, base, t.sub.as_deref() == Some("status"))?;
+    st.reconcile(ns);
     Ok(ok(&with_version(out, t.def)))
 }
 
@@ -711,7 +726,7 @@ fn apply_patch(
 }
 
 fn watch(app: &Arc<App>, t: &ResourcePath, q: &Query, table: bool) -> Result<Response, ApiError> {
-    let (ls, fs) = selectors(q, t.def)?;
+    let sel = Selectors::parse(q, t.def)?;
     let include = IncludeObject::parse(q1(q, "includeObject"));
     let timeout = q1(q, "timeoutSeconds")
         .and_then(|s| s.parse::<u64>().ok())
@@ -725,8 +740,7 @@ fn watch(app: &Arc<App>, t: &ResourcePath, q: &Query, table: bool) -> Result<Res
             && ns
                 .as_deref()
                 .is_none_or(|n| meta_str(&ev.object, "namespace") == n)
-            && ls.matches_json(ev.object["metadata"].get("labels"))
-            && fs.matches(&ev.object)
+            && sel.matches(&ev.object)
     };
     let render = move |kind: &str, obj: Value| -> Bytes {
         let obj = with_version(obj, def);

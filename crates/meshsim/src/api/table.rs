@@ -233,52 +233,28 @@ pub fn cells(key: ResKey, obj: &Value) -> Vec<Value> {
 
 /// Kubernetes' HumanDuration for the AGE column.
 pub fn human_duration(secs: i64) -> String {
+    // `2m30s`, or `2m` when the smaller unit is zero.
+    let pair = |big: i64, bu: &str, small: i64, su: &str| match small {
+        0 => format!("{big}{bu}"),
+        _ => format!("{big}{bu}{small}{su}"),
+    };
     if secs < -1 {
         return "<invalid>".into();
     }
     let s = secs.max(0);
-    if s < 120 {
-        return format!("{s}s");
+    let (m, h) = (s / 60, s / 3600);
+    let (d, y) = (h / 24, h / 24 / 365);
+    match () {
+        _ if s < 120 => format!("{s}s"),
+        _ if m < 10 => pair(m, "m", s % 60, "s"),
+        _ if m < 180 => format!("{m}m"),
+        _ if h < 8 => pair(h, "h", m % 60, "m"),
+        _ if h < 48 => format!("{h}h"),
+        _ if h < 24 * 8 => pair(d, "d", h % 24, "h"),
+        _ if h < 24 * 365 * 2 => format!("{d}d"),
+        _ if h < 24 * 365 * 8 => format!("{y}y{}d", d % 365),
+        _ => format!("{y}y"),
     }
-    let m = s / 60;
-    if m < 10 {
-        let r = s % 60;
-        return if r == 0 {
-            format!("{m}m")
-        } else {
-            format!("{m}m{r}s")
-        };
-    }
-    if m < 180 {
-        return format!("{m}m");
-    }
-    let h = m / 60;
-    if h < 8 {
-        let r = m % 60;
-        return if r == 0 {
-            format!("{h}h")
-        } else {
-            format!("{h}h{r}m")
-        };
-    }
-    if h < 48 {
-        return format!("{h}h");
-    }
-    if h < 24 * 8 {
-        let r = h % 24;
-        return if r == 0 {
-            format!("{}d", h / 24)
-        } else {
-            format!("{}d{r}h", h / 24)
-        };
-    }
-    if h < 24 * 365 * 2 {
-        return format!("{}d", h / 24);
-    }
-    if h < 24 * 365 * 8 {
-        return format!("{}y{}d", h / 24 / 365, (h / 24) % 365);
-    }
-    format!("{}y", h / 24 / 365)
 }
 
 fn age(obj: &Value) -> String {
@@ -364,7 +340,7 @@ fn map_string(v: &Value) -> String {
 
 /// A `LabelSelector` in kubectl's string form (meshpolicy's rendering), as
 /// kubectl's SELECTOR column shows it: `<none>` when empty, `<error>` when invalid.
-fn selector_string(sel: &Value) -> String {
+pub fn selector_string(sel: &Value) -> String {
     if sel.is_null() {
         return "<none>".into();
     }
@@ -496,6 +472,10 @@ mod tests {
         assert_eq!(human_duration(150), "2m30s");
         assert_eq!(human_duration(3600 * 5), "5h");
         assert_eq!(human_duration(3600 * 24 * 3 + 3600), "3d1h");
+        assert_eq!(human_duration(3600 * 24 * 400), "400d");
+        assert_eq!(human_duration(3600 * 24 * (365 * 3 + 5)), "3y5d");
+        assert_eq!(human_duration(60 * 200), "3h20m");
+        assert_eq!(human_duration(-5), "<invalid>");
     }
 
     #[test]
