@@ -384,20 +384,25 @@ impl Store {
                     o.remove("reason");
                 }
             }
+            // Init containers ran to completion; the others run.
+            let start = |c: &mut Value, init: bool| {
+                c["ready"] = json!(true);
+                c["started"] = json!(!init);
+                let image = c["image"].as_str().unwrap_or("");
+                c["imageID"] = json!(format!("{image}@sha256:{}", "0".repeat(64)));
+                c["containerID"] = json!(format!("containerd://{}", random_suffix(64)));
+                c["state"] = if init {
+                    json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now_s, "finishedAt": now_s}})
+                } else {
+                    json!({"running": {"startedAt": now_s}})
+                };
+            };
             for c in status["initContainerStatuses"]
                 .as_array_mut()
                 .into_iter()
                 .flatten()
             {
-                c["ready"] = json!(true);
-                c["started"] = json!(false);
-                c["imageID"] = json!(format!(
-                    "{}@sha256:{}",
-                    c["image"].as_str().unwrap_or(""),
-                    "0".repeat(64)
-                ));
-                c["containerID"] = json!(format!("containerd://{}", random_suffix(64)));
-                c["state"] = json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now_s, "finishedAt": now_s}});
+                start(c, true);
             }
             let mut containers = Vec::new();
             for c in status["containerStatuses"]
@@ -405,15 +410,7 @@ impl Store {
                 .into_iter()
                 .flatten()
             {
-                c["ready"] = json!(true);
-                c["started"] = json!(true);
-                c["imageID"] = json!(format!(
-                    "{}@sha256:{}",
-                    c["image"].as_str().unwrap_or(""),
-                    "0".repeat(64)
-                ));
-                c["containerID"] = json!(format!("containerd://{}", random_suffix(64)));
-                c["state"] = json!({"running": {"startedAt": now_s}});
+                start(c, false);
                 containers.push((
                     c["name"].as_str().unwrap_or_default().to_string(),
                     c["image"].as_str().unwrap_or_default().to_string(),
@@ -509,6 +506,30 @@ impl Store {
         }
     }
 
+    /// A pod from `owner`'s template (a ReplicaSet's or DaemonSet's), named
+    /// after it with a random suffix and owned by it; `revision` labels it
+    /// `controller-revision-hash`. None when the create is refused.
+    fn create_owned_pod(
+        &mut self,
+        ns: &str,
+        owner: &Value,
+        kind: &str,
+        revision: Option<&str>,
+    ) -> Option<Value> {
+        let mut tpl = owner["spec"]["template"].clone();
+        if !tpl.is_object() {
+            tpl = json!({});
+        }
+        let name = meta_str(owner, "name");
+        tpl["metadata"]["name"] = json!(format!("{name}-{}", random_suffix(5)));
+        if let Some(hash) = revision {
+            tpl["metadata"]["labels"]["controller-revision-hash"] = json!(hash);
+        }
+        tpl["metadata"]["ownerReferences"] = owner_ref(owner, kind, "apps/v1");
+        self.create(resources::preferred(resources::PODS), ns, tpl)
+            .ok()
+    }
+
     fn reconcile_replicasets(&mut self, ns: &str) {
         let sets: Vec<Value> = self
             .list(resources::REPLICASETS, Some(ns))
@@ -532,15 +553,7 @@ impl Store {
             let mut tries = 0;
             while pods.len() < want && tries < want * 4 + 8 {
                 tries += 1;
-                let mut tpl = rs["spec"]["template"].clone();
-                if !tpl.is_object() {
-                    tpl = json!({});
-                }
-                tpl["metadata"]["name"] = json!(format!("{name}-{}", random_suffix(5)));
-                tpl["metadata"]["ownerReferences"] = owner_ref(&rs, "ReplicaSet", "apps/v1");
-                if let Ok(p) = self.create(pod_def, ns, tpl) {
-                    pods.push(p);
-                }
+                pods.extend(self.create_owned_pod(ns, &rs, "ReplicaSet", None));
             }
             let ready = pods.iter().filter(|p| pod_ready(p)).count();
             let mut n = rs.clone();
@@ -575,7 +588,6 @@ impl Store {
         let pod_def = resources::preferred(resources::PODS);
         for ds in sets {
             let uid = meta_str(&ds, "uid").to_string();
-            let name = meta_str(&ds, "name").to_string();
             let hash = template_hash(&ds["spec"]["template"]);
             let pods: Vec<Value> = self
                 .list(resources::PODS, Some(ns))
@@ -596,16 +608,7 @@ impl Store {
             let mut tries = 0;
             while current.is_empty() && tries < 8 {
                 tries += 1;
-                let mut tpl = ds["spec"]["template"].clone();
-                if !tpl.is_object() {
-                    tpl = json!({});
-                }
-                tpl["metadata"]["name"] = json!(format!("{name}-{}", random_suffix(5)));
-                tpl["metadata"]["labels"]["controller-revision-hash"] = json!(hash);
-                tpl["metadata"]["ownerReferences"] = owner_ref(&ds, "DaemonSet", "apps/v1");
-                if let Ok(p) = self.create(pod_def, ns, tpl) {
-                    current.push(p);
-                }
+                current.extend(self.create_owned_pod(ns, &ds, "DaemonSet", Some(&hash)));
             }
             let ready = current.iter().filter(|p| pod_ready(p)).count();
             let mut n = ds.clone();
