@@ -256,6 +256,12 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// Sets `apiVersion` and `kind` from the type it is stored as.
+fn stamp_type(obj: &mut Value, def: &ResourceDef) {
+    obj["apiVersion"] = json!(def.api_version());
+    obj["kind"] = json!(def.kind);
+}
+
 fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
     if !obj.is_object() {
         *obj = json!({});
@@ -390,19 +396,19 @@ impl Store {
         std::mem::take(&mut self.removed_pods)
     }
 
-    pub fn get(&self, key: ResKey, ns: &str, name: &str) -> Option<&Value> {
+    fn stored(&self, key: ResKey, ns: &str, name: &str) -> Option<&Stored> {
         self.objects
-            .get(&key)
-            .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
-            .map(|s| self.parsed(s))
+            .get(&key)?
+            .get(&(ns.to_string(), name.to_string()))
+    }
+
+    pub fn get(&self, key: ResKey, ns: &str, name: &str) -> Option<&Value> {
+        self.stored(key, ns, name).map(|s| self.parsed(s))
     }
 
     /// The serialized JSON of one object.
     pub fn get_raw(&self, key: ResKey, ns: &str, name: &str) -> Option<Bytes> {
-        self.objects
-            .get(&key)
-            .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
-            .map(|s| s.raw.clone())
+        self.stored(key, ns, name).map(|s| s.raw.clone())
     }
 
     /// Objects of a type, in one namespace or (None) everywhere, sorted by namespace/name.
@@ -553,11 +559,7 @@ impl Store {
         if self.get(key, &ns, &name).is_some() {
             return Err(ApiError::already_exists(def.plural, def.group, &name));
         }
-        {
-            let o = obj.as_object_mut().expect("checked object");
-            o.insert("apiVersion".into(), json!(def.api_version()));
-            o.insert("kind".into(), json!(def.kind));
-        }
+        stamp_type(&mut obj, def);
         {
             let m = meta_mut(&mut obj);
             m.insert("name".into(), json!(name));
@@ -617,11 +619,7 @@ impl Store {
             }
             obj
         };
-        {
-            let o = next.as_object_mut().expect("checked object");
-            o.insert("apiVersion".into(), json!(def.api_version()));
-            o.insert("kind".into(), json!(def.kind));
-        }
+        stamp_type(&mut next, def);
         {
             let old_meta = existing.get("metadata").cloned().unwrap_or(json!({}));
             let m = meta_mut(&mut next);

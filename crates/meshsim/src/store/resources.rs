@@ -67,18 +67,11 @@ const fn ns(
     }
 }
 
-/// A cluster-scoped type.
-const fn cluster(
-    group: &'static str,
-    version: &'static str,
-    kind: &'static str,
-    plural: &'static str,
-    short_names: &'static [&'static str],
-    subresources: &'static [&'static str],
-) -> ResourceDef {
+/// The same type, cluster-scoped.
+const fn cluster(def: ResourceDef) -> ResourceDef {
     ResourceDef {
         namespaced: false,
-        ..ns(group, version, kind, plural, short_names, subresources)
+        ..def
     }
 }
 
@@ -90,7 +83,7 @@ const GATEWAY_API: &str = "gateway.networking.k8s.io";
 /// Every served resource type.
 #[rustfmt::skip]
 pub const RESOURCES: &[ResourceDef] = &[
-    cluster("", "v1", "Namespace", "namespaces", &["ns"], &["status", "finalize"]),
+    cluster(ns("", "v1", "Namespace", "namespaces", &["ns"], &["status", "finalize"])),
     ns("", "v1", "Pod", "pods", &["po"], &["status", "exec", "log", "ephemeralcontainers"]),
     ns("", "v1", "Service", "services", &["svc"], STATUS),
     ns("", "v1", "Endpoints", "endpoints", &["ep"], &[]),
@@ -111,7 +104,7 @@ pub const RESOURCES: &[ResourceDef] = &[
     // Gateway API: a Gateway of class `istio-waypoint` is an ambient-mode
     // waypoint (the controllers make its Deployment, Service and pod).
     ns(GATEWAY_API, "v1", "Gateway", "gateways", &["gtw"], STATUS),
-    cluster(GATEWAY_API, "v1", "GatewayClass", "gatewayclasses", &["gc"], STATUS),
+    cluster(ns(GATEWAY_API, "v1", "GatewayClass", "gatewayclasses", &["gc"], STATUS)),
 ];
 
 /// Groups in discovery order with their versions (preferred first).
@@ -188,7 +181,7 @@ pub fn default_gateway_classes() -> Vec<serde_json::Value> {
             "spec": {"controllerName": controller, "description": description},
             "status": {"conditions": [{
                 "type": "Accepted", "status": "True", "reason": "Accepted",
-                "message": "Handled by Istio controller", "lastTransitionTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                "message": "Handled by Istio controller", "lastTransitionTime": super::now_ts(),
                 "observedGeneration": 1,
             }]},
         })
