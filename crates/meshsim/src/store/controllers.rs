@@ -769,35 +769,18 @@ impl Store {
             } else {
                 json!([subset])
             };
-            let def = resources::preferred(resources::ENDPOINTS);
-            match self.get(resources::ENDPOINTS, ns, &name).cloned() {
-                Some(cur) => {
-                    let mut n = cur.clone();
-                    match subsets {
-                        Value::Null => {
-                            if let Some(o) = n.as_object_mut() {
-                                o.remove("subsets");
-                            }
-                        }
-                        s => n["subsets"] = s,
-                    }
-                    self.write_if_changed(resources::ENDPOINTS, &cur, n);
-                }
-                None => {
-                    let mut ep = json!({"metadata": {"name": name, "labels": svc["metadata"]["labels"].clone()}});
-                    if ep["metadata"]["labels"].is_null()
-                        && let Some(m) = ep["metadata"].as_object_mut()
-                    {
-                        {
-                            m.remove("labels");
-                        }
-                    }
-                    if !subsets.is_null() {
-                        ep["subsets"] = subsets;
-                    }
-                    let _ = self.create(def, ns, ep);
-                }
+            let mut meta = json!({"name": name});
+            if let Some(labels) = svc["metadata"].get("labels").filter(|l| !l.is_null()) {
+                meta["labels"] = labels.clone();
             }
+            let fresh = json!({ "metadata": meta });
+            self.upsert(
+                resources::ENDPOINTS,
+                ns,
+                &name,
+                &[("subsets", subsets)],
+                fresh,
+            );
         }
     }
 }
@@ -831,33 +814,54 @@ impl Store {
             .map(|a| endpoint(a, true))
             .chain(not_ready.iter().map(|a| endpoint(a, false)))
             .collect();
-        let ports: Vec<Value> = ports.to_vec();
-        match self.get(resources::ENDPOINTSLICES, ns, &name).cloned() {
+        let fresh = json!({
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "kubernetes.io/service-name": service,
+                    "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+                },
+                "ownerReferences": [{
+                    "apiVersion": "v1", "kind": "Service", "name": service,
+                    "uid": meta_str(svc, "uid"), "controller": true, "blockOwnerDeletion": true,
+                }],
+            },
+            "addressType": "IPv4",
+        });
+        let fields = [("endpoints", json!(endpoints)), ("ports", json!(ports))];
+        self.upsert(resources::ENDPOINTSLICES, ns, &name, &fields, fresh);
+    }
+
+    /// Keeps a controller's object `name` holding `fields` (Null removes
+    /// one): changed in place when it exists, else created from `fresh`.
+    fn upsert(
+        &mut self,
+        key: ResKey,
+        ns: &str,
+        name: &str,
+        fields: &[(&str, Value)],
+        fresh: Value,
+    ) {
+        let set = |o: &mut Value| {
+            for (f, v) in fields {
+                match (v, o.as_object_mut()) {
+                    (Value::Null, Some(m)) => {
+                        m.remove(*f);
+                    }
+                    _ => o[*f] = v.clone(),
+                }
+            }
+        };
+        match self.get(key, ns, name).cloned() {
             Some(cur) => {
                 let mut n = cur.clone();
-                n["endpoints"] = json!(endpoints);
-                n["ports"] = json!(ports);
-                self.write_if_changed(resources::ENDPOINTSLICES, &cur, n);
+                set(&mut n);
+                self.write_if_changed(key, &cur, n);
             }
             None => {
-                let slice = json!({
-                    "metadata": {
-                        "name": name,
-                        "labels": {
-                            "kubernetes.io/service-name": service,
-                            "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
-                        },
-                        "ownerReferences": [{
-                            "apiVersion": "v1", "kind": "Service", "name": service,
-                            "uid": meta_str(svc, "uid"), "controller": true, "blockOwnerDeletion": true,
-                        }],
-                    },
-                    "addressType": "IPv4",
-                    "endpoints": endpoints,
-                    "ports": ports,
-                });
-                let def = resources::preferred(resources::ENDPOINTSLICES);
-                let _ = self.create(def, ns, slice);
+                let mut o = fresh;
+                set(&mut o);
+                let _ = self.create(resources::preferred(key), ns, o);
             }
         }
     }
