@@ -218,10 +218,10 @@ async fn resource(app: Arc<App>, t: ResourcePath, req: Request) -> Result<Respon
         Some("log") => return Err(ApiError::method_not_allowed(method.as_str(), &path)),
         _ => {}
     }
-    let table = wants_table(req.headers());
+    let table = wants_table(req.headers()).then(|| IncludeObject::parse(q1(&q, "includeObject")));
     let ctype = media_type(req.headers());
     match verb {
-        "get" => get(&app, &t, &q, table),
+        "get" => get(&app, &t, table),
         "list" => list(&app, &t, &q, table),
         "watch" => watch::watch(&app, &t, &q, table),
         "create" => create(&app, &t, &q, &ctype, &read_body(req).await?, &path),
@@ -454,7 +454,7 @@ impl Selectors {
     }
 }
 
-fn get(app: &App, t: &ResourcePath, q: &Query, table: bool) -> Result<Response, ApiError> {
+fn get(app: &App, t: &ResourcePath, table: Option<IncludeObject>) -> Result<Response, ApiError> {
     let st = app.lock_store()?;
     let (ns, name) = (t.ns(), t.name());
     let obj = st
@@ -465,16 +465,9 @@ fn get(app: &App, t: &ResourcePath, q: &Query, table: bool) -> Result<Response, 
         return Ok(ok(&scale_of(&obj)));
     }
     let obj = with_version(obj, t.def);
-    if table {
-        let include = IncludeObject::parse(q1(q, "includeObject"));
-        return Ok(ok(&table::table(
-            t.def.key(),
-            &[&obj],
-            &st.resource_version().to_string(),
-            None,
-            include,
-            true,
-        )));
+    if let Some(include) = table {
+        let rv = st.resource_version().to_string();
+        return Ok(ok(&table::table(t.def.key(), &[&obj], &rv, None, include)));
     }
     Ok(ok(&obj))
 }
@@ -496,7 +489,12 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     Ok((ns.to_string(), name.to_string()))
 }
 
-fn list(app: &App, t: &ResourcePath, q: &Query, table: bool) -> Result<Response, ApiError> {
+fn list(
+    app: &App,
+    t: &ResourcePath,
+    q: &Query,
+    table: Option<IncludeObject>,
+) -> Result<Response, ApiError> {
     let sel = Selectors::parse(q, t.def)?;
     let limit: usize = match q1(q, "limit") {
         Some(l) => l
@@ -543,14 +541,13 @@ fn list(app: &App, t: &ResourcePath, q: &Query, table: bool) -> Result<Response,
         Some((lns, lname, _)) if more => Some(encode_continue(lns, lname, rv)),
         _ => None,
     };
-    if table {
+    if let Some(include) = table {
         let items: Vec<Value> = picked
             .iter()
             .map(|(_, _, raw)| {
                 with_version(serde_json::from_slice(raw).unwrap_or(Value::Null), t.def)
             })
             .collect();
-        let include = IncludeObject::parse(q1(q, "includeObject"));
         let refs: Vec<&Value> = items.iter().collect();
         let mut tb = table::table(
             t.def.key(),
@@ -558,7 +555,6 @@ fn list(app: &App, t: &ResourcePath, q: &Query, table: bool) -> Result<Response,
             &rv.to_string(),
             cont.as_deref(),
             include,
-            true,
         );
         if remaining > 0 {
             tb["metadata"]["remainingItemCount"] = json!(remaining);

@@ -444,22 +444,16 @@ pub fn table(
     rv: &str,
     cont: Option<&str>,
     include: IncludeObject,
-    with_columns: bool,
 ) -> Value {
     let mut meta = json!({"resourceVersion": rv});
     if let Some(c) = cont {
         meta["continue"] = json!(c);
     }
-    let mut t = json!({
+    json!({
         "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+        "columnDefinitions": columns(key),
         "rows": objs.iter().map(|o| row(key, o, include)).collect::<Vec<_>>(),
-    });
-    if with_columns {
-        t["columnDefinitions"] = json!(columns(key));
-    } else {
-        t["columnDefinitions"] = json!(null);
-    }
-    t
+    })
 }
 
 #[cfg(test)]

@@ -23,10 +23,9 @@ pub(super) fn watch(
     app: &Arc<App>,
     t: &ResourcePath,
     q: &Query,
-    table: bool,
+    table: Option<IncludeObject>,
 ) -> Result<Response, ApiError> {
     let sel = Selectors::parse(q, t.def)?;
-    let include = IncludeObject::parse(q1(q, "includeObject"));
     let timeout = q1(q, "timeoutSeconds")
         .and_then(|s| s.parse::<u64>().ok())
         .map(Duration::from_secs);
@@ -43,9 +42,9 @@ pub(super) fn watch(
     };
     let render = move |kind: &str, obj: Value| -> Bytes {
         let obj = with_version(obj, def);
-        let ev = if table {
+        let ev = if let Some(include) = table {
             let rv = meta_str(&obj, "resourceVersion").to_string();
-            json!({"type": kind, "object": table::table(key, &[&obj], &rv, None, include, true)})
+            json!({"type": kind, "object": table::table(key, &[&obj], &rv, None, include)})
         } else {
             json!({"type": kind, "object": obj})
         };
