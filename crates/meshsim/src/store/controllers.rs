@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::store::resources::{self, ResKey, ResourceDef};
-use crate::store::{SAFE_ALPHABET, Store, meta_str, now_ts, random_suffix};
+use crate::store::{SAFE_ALPHABET, Store, meta_str, now_ts, owned_by, random_suffix};
 use meshpolicy::Selector;
 use meshpolicy::workload::{NAMESPACE_NAME_LABEL, string_map};
 
@@ -47,12 +47,6 @@ pub fn template_hash(template: &Value) -> String {
         .bytes()
         .map(|b| SAFE_ALPHABET[usize::from(b) % SAFE_ALPHABET.len()] as char)
         .collect()
-}
-
-fn owned_by(obj: &Value, uid: &str) -> bool {
-    obj["metadata"]["ownerReferences"]
-        .as_array()
-        .is_some_and(|r| r.iter().any(|o| o["uid"].as_str() == Some(uid)))
 }
 
 fn pod_ready(pod: &Value) -> bool {

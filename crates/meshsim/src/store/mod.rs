@@ -256,6 +256,13 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// Whether one of `obj`'s ownerReferences names the object with `uid`.
+pub(crate) fn owned_by(obj: &Value, uid: &str) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|o| o["uid"].as_str() == Some(uid)))
+}
+
 /// Sets `apiVersion` and `kind` from the type it is stored as.
 fn stamp_type(obj: &mut Value, def: &ResourceDef) {
     obj["apiVersion"] = json!(def.api_version());
@@ -683,11 +690,7 @@ impl Store {
             for k in keys {
                 let owned: Vec<(String, String)> = self
                     .list(k, Some(ns))
-                    .filter(|o| {
-                        o["metadata"]["ownerReferences"]
-                            .as_array()
-                            .is_some_and(|refs| refs.iter().any(|r| r["uid"] == json!(uid)))
-                    })
+                    .filter(|o| owned_by(o, &uid))
                     .map(|o| {
                         (
                             meta_str(o, "name").to_string(),
