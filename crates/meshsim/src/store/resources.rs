@@ -18,11 +18,7 @@ pub struct ResourceDef {
 impl ResourceDef {
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.to_string()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
+        group_version(self.group, self.version)
     }
 
     /// The singular name discovery shows: the kind in lower case, as for
@@ -37,6 +33,15 @@ impl ResourceDef {
             group: self.group,
             plural: self.plural,
         }
+    }
+}
+
+/// `v1` for the core group, else `GROUP/VERSION`.
+pub fn group_version(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
     }
 }
 
