@@ -431,6 +431,19 @@ impl Store {
         self.ready_queue.iter().map(|(t, ..)| *t).min()
     }
 
+    /// Every object of `key` in `ns`, cloned (a controller's work list).
+    fn all(&self, key: ResKey, ns: &str) -> Vec<Value> {
+        self.list(key, Some(ns)).cloned().collect()
+    }
+
+    /// The objects of `key` in `ns` owned by the object with `uid`.
+    fn owned(&self, key: ResKey, ns: &str, uid: &str) -> Vec<Value> {
+        self.list(key, Some(ns))
+            .filter(|o| owned_by(o, uid))
+            .cloned()
+            .collect()
+    }
+
     fn write_if_changed(&mut self, key: ResKey, old: &Value, new: Value) {
         if *old != new {
             self.put(key, new, false);
@@ -448,10 +461,7 @@ impl Store {
     }
 
     fn reconcile_deployments(&mut self, ns: &str) {
-        let deps: Vec<Value> = self
-            .list(resources::DEPLOYMENTS, Some(ns))
-            .cloned()
-            .collect();
+        let deps = self.all(resources::DEPLOYMENTS, ns);
         for d in deps {
             let uid = meta_str(&d, "uid").to_string();
             let dname = meta_str(&d, "name").to_string();
@@ -459,11 +469,7 @@ impl Store {
             let hash = template_hash(&template);
             let rs_name = format!("{dname}-{hash}");
             let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
-            let owned: Vec<Value> = self
-                .list(resources::REPLICASETS, Some(ns))
-                .filter(|r| owned_by(r, &uid))
-                .cloned()
-                .collect();
+            let owned = self.owned(resources::REPLICASETS, ns, &uid);
             for r in &owned {
                 if meta_str(r, "name") != rs_name && r["spec"]["replicas"].as_i64() != Some(0) {
                     let mut n = r.clone();
@@ -525,20 +531,13 @@ impl Store {
     }
 
     fn reconcile_replicasets(&mut self, ns: &str) {
-        let sets: Vec<Value> = self
-            .list(resources::REPLICASETS, Some(ns))
-            .cloned()
-            .collect();
+        let sets = self.all(resources::REPLICASETS, ns);
         let pod_def = resources::preferred(resources::PODS);
         for rs in sets {
             let uid = meta_str(&rs, "uid").to_string();
             let name = meta_str(&rs, "name").to_string();
             let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
-            let mut pods: Vec<Value> = self
-                .list(resources::PODS, Some(ns))
-                .filter(|p| owned_by(p, &uid))
-                .cloned()
-                .collect();
+            let mut pods = self.owned(resources::PODS, ns, &uid);
             while pods.len() > want {
                 if let Some(p) = pods.pop() {
                     let _ = self.delete(pod_def, ns, meta_str(&p, "name"));
@@ -559,10 +558,8 @@ impl Store {
             if ready == 0
                 && let Some(o) = n["status"].as_object_mut()
             {
-                {
-                    o.remove("readyReplicas");
-                    o.remove("availableReplicas");
-                }
+                o.remove("readyReplicas");
+                o.remove("availableReplicas");
             }
             let cur = self
                 .get(resources::REPLICASETS, ns, &name)
@@ -575,19 +572,12 @@ impl Store {
     /// A DaemonSet's pod on every node (meshsim has one: `meshsim-node`), as
     /// the DaemonSet controller keeps it (ztunnel in ambient mode runs so).
     fn reconcile_daemonsets(&mut self, ns: &str) {
-        let sets: Vec<Value> = self
-            .list(resources::DAEMONSETS, Some(ns))
-            .cloned()
-            .collect();
+        let sets = self.all(resources::DAEMONSETS, ns);
         let pod_def = resources::preferred(resources::PODS);
         for ds in sets {
             let uid = meta_str(&ds, "uid").to_string();
             let hash = template_hash(&ds["spec"]["template"]);
-            let pods: Vec<Value> = self
-                .list(resources::PODS, Some(ns))
-                .filter(|p| owned_by(p, &uid))
-                .cloned()
-                .collect();
+            let pods = self.owned(resources::PODS, ns, &uid);
             for p in &pods {
                 if p["metadata"]["labels"]["controller-revision-hash"].as_str() != Some(&hash) {
                     let _ = self.delete(pod_def, ns, meta_str(p, "name"));
@@ -620,19 +610,12 @@ impl Store {
     }
 
     fn deployment_status(&mut self, ns: &str) {
-        let deps: Vec<Value> = self
-            .list(resources::DEPLOYMENTS, Some(ns))
-            .cloned()
-            .collect();
+        let deps = self.all(resources::DEPLOYMENTS, ns);
         for d in deps {
             let uid = meta_str(&d, "uid").to_string();
             let hash = template_hash(&d["spec"]["template"]);
             let current = format!("{}-{hash}", meta_str(&d, "name"));
-            let sets: Vec<Value> = self
-                .list(resources::REPLICASETS, Some(ns))
-                .filter(|r| owned_by(r, &uid))
-                .cloned()
-                .collect();
+            let sets = self.owned(resources::REPLICASETS, ns, &uid);
             let (mut total, mut ready, mut updated) = (0, 0, 0);
             for rs in &sets {
                 let ruid = meta_str(rs, "uid").to_string();
@@ -694,7 +677,7 @@ impl Store {
     }
 
     fn reconcile_endpoints(&mut self, ns: &str) {
-        let services: Vec<Value> = self.list(resources::SERVICES, Some(ns)).cloned().collect();
+        let services = self.all(resources::SERVICES, ns);
         for svc in services {
             let Some(sel) = svc["spec"]["selector"]
                 .as_object()
