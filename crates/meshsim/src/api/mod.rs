@@ -12,9 +12,9 @@
 //! putting them here would make those layers depend on the API server, which
 //! depends on them through `App`.
 
-pub mod discovery;
-pub mod patch;
-pub mod table;
+mod discovery;
+mod patch;
+mod table;
 mod watch;
 
 use std::sync::Arc;
