@@ -12,7 +12,6 @@ pub mod authz;
 pub mod cluster;
 pub mod connectivity;
 pub mod envoy;
-pub mod injection;
 pub mod istio;
 pub mod manifests;
 pub mod names;

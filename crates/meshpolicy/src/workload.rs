@@ -206,21 +206,12 @@ impl Pod {
 fn explicit_injection(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> Option<bool> {
-    let none = BTreeMap::new();
-    crate::injection::explicit(
-        meta.labels.as_ref().unwrap_or(&none),
-        meta.annotations.as_ref().unwrap_or(&none),
-    )
-}
-
-/// A JSON object of strings (an object's `metadata.labels` or
-/// `annotations`) as a map; non-string values and non-objects count as absent.
-pub fn string_map(v: &serde_json::Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect()
+    let key = "sidecar.istio.io/inject";
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(key))
+        .or_else(|| meta.annotations.as_ref().and_then(|a| a.get(key)))
+        .map(|v| v == "true")
 }
 
 fn service_account(spec: &PodSpec) -> String {
@@ -294,7 +285,8 @@ impl Namespace {
 
     /// Whether Istio injects sidecars into pods of this namespace by default.
     pub fn injection_enabled(&self) -> bool {
-        crate::injection::namespace_default(&self.labels) == Some(true)
+        self.labels.get("istio-injection").map(String::as_str) == Some("enabled")
+            || self.labels.contains_key("istio.io/rev")
     }
 }
 

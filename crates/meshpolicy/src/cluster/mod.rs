@@ -102,7 +102,7 @@ impl Cluster {
                 && c.namespaces
                     .get(&p.namespace)
                     .is_some_and(Namespace::injection_enabled)
-                && crate::injection::explicit(&p.labels, &BTreeMap::new()) != Some(false)
+                && p.labels.get("sidecar.istio.io/inject").map(String::as_str) != Some("false")
             {
                 p.has_sidecar = true;
             }

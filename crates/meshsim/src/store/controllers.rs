@@ -16,7 +16,6 @@ use crate::error::ApiError;
 use crate::store::resources::{self, ResKey, ResourceDef};
 use crate::store::{SAFE_ALPHABET, Store, meta_str, now_ts, owned_by, random_suffix};
 use meshpolicy::Selector;
-use meshpolicy::workload::{NAMESPACE_NAME_LABEL, string_map};
 
 /// Image of the injected sidecar and init container.
 pub const PROXY_IMAGE: &str = "docker.io/istio/proxyv2:1.25.0";
@@ -49,6 +48,10 @@ pub fn template_hash(template: &Value) -> String {
         .collect()
 }
 
+fn labels(obj: &Value) -> Option<&Value> {
+    obj.get("metadata").and_then(|m| m.get("labels"))
+}
+
 fn pod_ready(pod: &Value) -> bool {
     pod["status"]["conditions"].as_array().is_some_and(|c| {
         c.iter()
@@ -77,7 +80,7 @@ impl Store {
             resources::SERVICES => self.admit_service(obj),
             resources::NAMESPACES => {
                 let name = meta_str(obj, "name").to_string();
-                obj["metadata"]["labels"][NAMESPACE_NAME_LABEL] = json!(name);
+                obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
                 obj["spec"] = json!({"finalizers": ["kubernetes"]});
                 obj["status"] = json!({"phase": "Active"});
                 Ok(())
@@ -116,7 +119,7 @@ impl Store {
         }
         if def.key() == resources::NAMESPACES {
             let name = meta_str(existing, "name").to_string();
-            next["metadata"]["labels"][NAMESPACE_NAME_LABEL] = json!(name);
+            next["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
             if next.get("status").is_none() {
                 next["status"] = existing["status"].clone();
             }
@@ -185,17 +188,16 @@ impl Store {
         }
         let ns_labels = self
             .get(resources::NAMESPACES, "", ns)
-            .map(|n| string_map(&n["metadata"]["labels"]))
-            .unwrap_or_default();
+            .and_then(labels)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let opt_out = |v: &Value| v.as_str() == Some("false");
         let pod_meta = pod["metadata"].clone();
-        let pod_labels = string_map(&pod_meta["labels"]);
-        let has_proxy = containers.iter().any(|c| c["name"] == "istio-proxy");
-        let inject = !has_proxy
-            && meshpolicy::injection::injects(
-                &ns_labels,
-                &pod_labels,
-                &string_map(&pod_meta["annotations"]),
-            );
+        let inject = (ns_labels["istio-injection"] == "enabled"
+            || pod_meta["labels"]["sidecar.istio.io/inject"] == "true")
+            && !opt_out(&pod_meta["annotations"]["sidecar.istio.io/inject"])
+            && !opt_out(&pod_meta["labels"]["sidecar.istio.io/inject"])
+            && !containers.iter().any(|c| c["name"] == "istio-proxy");
         let spec = &mut pod["spec"];
         for c in spec["containers"].as_array_mut().into_iter().flatten() {
             container_defaults(c);
@@ -220,8 +222,19 @@ impl Store {
             }
         }
         spec["nodeName"] = json!("meshsim-node");
-        let mode =
-            meshpolicy::ambient::dataplane_mode(&pod_labels, inject || has_proxy, &ns_labels);
+        let str_map = |v: &Value| -> std::collections::BTreeMap<String, String> {
+            v.as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        };
+        let has_proxy = containers.iter().any(|c| c["name"] == "istio-proxy");
+        let mode = meshpolicy::ambient::dataplane_mode(
+            &str_map(&pod_meta["labels"]),
+            inject || has_proxy,
+            &str_map(&ns_labels),
+        );
         let ambient = mode == meshpolicy::ambient::DataplaneMode::Ambient;
         if inject {
             let first = containers[0]["name"]
@@ -693,7 +706,7 @@ impl Store {
             let mut not_ready = Vec::new();
             let mut first_pod: Option<Value> = None;
             for p in self.list(resources::PODS, Some(ns)) {
-                if !selector.matches_json(p["metadata"].get("labels")) {
+                if !selector.matches_json(labels(p)) {
                     continue;
                 }
                 let Some(ip) = p["status"]["podIP"].as_str() else {
@@ -874,7 +887,13 @@ pub const HBONE_PORT: u16 = 15008;
 /// Whether `p` is a waypoint's pod (made by [`Store::reconcile_waypoints`]):
 /// its container is `istio-proxy`, yet it is no sidecar.
 pub fn is_waypoint_pod(p: &Value) -> bool {
-    meshpolicy::ambient::is_waypoint_pod(&string_map(&p["metadata"]["labels"]))
+    let labels: std::collections::BTreeMap<String, String> = p["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    meshpolicy::ambient::is_waypoint_pod(&labels)
 }
 
 /// The objects istiod's deployment controller makes for waypoint Gateway `gw`
