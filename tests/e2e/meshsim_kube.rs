@@ -307,7 +307,7 @@ async fn watch_delivers_a_large_burst_in_order() -> anyhow::Result<()> {
     // itself is pinned by a unit test in meshsim's api module).
     const N: usize = 3000;
     c.handle().cluster.with_store(|s| {
-        let def = meshsim::resources::preferred(meshsim::resources::CONFIGMAPS);
+        let def = meshsim::store::resources::preferred(meshsim::store::resources::CONFIGMAPS);
         (0..N).try_for_each(|i| {
             s.create(
                 def,

@@ -6,8 +6,6 @@
 
 pub mod api;
 pub mod app;
-pub mod controllers;
-pub mod discovery;
 pub mod envoy_admin;
 pub mod error;
 pub mod exec;
@@ -15,16 +13,13 @@ pub mod faults;
 pub mod logs;
 mod logstream;
 pub mod mesh;
-pub mod patch;
+mod path;
 pub mod podexec;
-pub mod protobuf;
-pub mod resources;
+mod protobuf;
 pub mod scenario;
 pub mod server;
 pub mod shared;
 pub mod sidecar;
 pub mod store;
-pub mod table;
-pub mod target;
 
 pub use server::{Config, Handle, Server, ServerError, SimState};

@@ -13,10 +13,10 @@ use futures::StreamExt;
 use http::{HeaderValue, StatusCode};
 
 use crate::app::App;
-use crate::controllers::StartedPod;
 use crate::error::ApiError;
 use crate::logs::LogOptions;
-use crate::target::{Query, Target, q1, qbool};
+use crate::path::{Query, ResourcePath, q1, qbool};
+use crate::store::controllers::StartedPod;
 
 fn num<T: std::str::FromStr>(q: &Query, k: &str) -> Result<Option<T>, ApiError> {
     match q1(q, k) {
@@ -64,7 +64,7 @@ pub fn options(q: &Query) -> Result<LogOptions, ApiError> {
 /// Stream a container's log as the kubelet would.
 pub fn respond(
     app: &App,
-    t: &Target,
+    t: &ResourcePath,
     container: &str,
     q: &Query,
     cut_after: Option<usize>,
@@ -168,7 +168,7 @@ fn ztunnel_lines() -> Vec<String> {
 pub fn seed(app: &App, pod: &StartedPod) {
     let annotations = {
         let Ok(st) = app.store.lock() else { return };
-        st.get_raw(crate::resources::PODS, &pod.namespace, &pod.name)
+        st.get_raw(crate::store::resources::PODS, &pod.namespace, &pod.name)
             .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
             .map(|mut p| p["metadata"]["annotations"].take())
             .unwrap_or_default()

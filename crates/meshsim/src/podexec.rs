@@ -23,11 +23,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::app::{App, EXEC_LOG_LIMIT, ExecRecord};
-use crate::controllers::StartedPod;
 use crate::error::ApiError;
 use crate::exec::{Container, ExecOptions, negotiate_protocol, serve_websocket};
 use crate::exec::{ExecServices, Network};
-use crate::target::{Query, Target, q1, qbool};
+use crate::path::{Query, ResourcePath as Target, q1, qbool};
+use crate::store::controllers::StartedPod;
 
 const BASE_TOOLS: &[&str] = &[
     "sh", "cat", "echo", "env", "hostname", "sleep", "true", "false", "ls",
@@ -120,7 +120,7 @@ fn find_pod(app: &App, t: &Target) -> Result<Value, ApiError> {
     let ns = t.namespace.clone().unwrap_or_default();
     let name = t.name.clone().unwrap_or_default();
     let st = app.lock_store()?;
-    st.get_raw(crate::resources::PODS, &ns, &name)
+    st.get_raw(crate::store::resources::PODS, &ns, &name)
         .and_then(|raw| serde_json::from_slice(&raw).ok())
         .ok_or_else(|| ApiError::not_found("pods", "", &name))
 }
@@ -200,7 +200,7 @@ pub async fn exec(
 /// in the pod's network namespace: its traffic is the pod's.
 pub fn add_ephemeral(
     st: &mut crate::store::Store,
-    def: &crate::resources::ResourceDef,
+    def: &crate::store::resources::ResourceDef,
     ns: &str,
     name: &str,
     pod: &Value,

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::resources;
 use crate::store::Store;
+use crate::store::resources;
 
 /// Why a scenario could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -75,7 +75,7 @@ impl Default for Config {
             client_ca: false,
             expired_server_cert: false,
             time_scale: 1.0,
-            ready_delay: crate::controllers::DEFAULT_READY_DELAY,
+            ready_delay: crate::store::controllers::DEFAULT_READY_DELAY,
             faults: Vec::new(),
             kubeconfig_out: None,
             network: None,

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 async fn ready_pod(h: &meshsim::Handle) -> String {
     for _ in 0..400 {
         let name = h.cluster.with_store(|s| {
-            s.list(meshsim::resources::PODS, Some("np-test-1"))
+            s.list(meshsim::store::resources::PODS, Some("np-test-1"))
                 .find(|p| {
                     p["status"]["containerStatuses"]
                         .as_array()

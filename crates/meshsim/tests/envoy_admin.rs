@@ -35,7 +35,7 @@ async fn start() -> (Handle, kube::Client) {
     .expect("server starts");
     for _ in 0..400 {
         let ready = h.cluster.with_store(|s| {
-            let pods: Vec<_> = s.list(meshsim::resources::PODS, None).collect();
+            let pods: Vec<_> = s.list(meshsim::store::resources::PODS, None).collect();
             pods.len() >= 2
                 && pods.iter().all(|p| {
                     p["status"]["conditions"].as_array().is_some_and(|c| {

@@ -32,7 +32,7 @@ async fn start(propagation_delay: Duration) -> Handle {
     // Bounded wait for the scenario's pods, not a timed assertion.
     for _ in 0..400 {
         let ready = h.cluster.with_store(|s| {
-            s.list(meshsim::resources::PODS, None).all(|p| {
+            s.list(meshsim::store::resources::PODS, None).all(|p| {
                 p["status"]["conditions"].as_array().is_some_and(|c| {
                     c.iter()
                         .any(|c| c["type"] == "Ready" && c["status"] == "True")
@@ -140,12 +140,13 @@ async fn every_outcome_class() {
     // The service IP and the pod IP resolve too.
     let (svc_ip, pod_ip) = h.cluster.with_store(|s| {
         (
-            s.get(meshsim::resources::SERVICES, "mesh-a", "svc-web")
+            s.get(meshsim::store::resources::SERVICES, "mesh-a", "svc-web")
                 .unwrap()["spec"]["clusterIP"]
                 .as_str()
                 .unwrap()
                 .to_string(),
-            s.get(meshsim::resources::PODS, "mesh-a", "web").unwrap()["status"]["podIP"]
+            s.get(meshsim::store::resources::PODS, "mesh-a", "web")
+                .unwrap()["status"]["podIP"]
                 .as_str()
                 .unwrap()
                 .to_string(),
@@ -225,7 +226,7 @@ async fn every_outcome_class() {
         NetOutcome::ConnectTimeout
     ));
     h.cluster.with_store(|s| {
-        let def = meshsim::resources::preferred(meshsim::resources::SERVICES);
+        let def = meshsim::store::resources::preferred(meshsim::store::resources::SERVICES);
         s.create(def, "mesh-a", json!({"metadata": {"name": "empty"}, "spec": {"selector": {"app": "none"}, "ports": [{"port": 80}]}}))
             .unwrap();
     });
@@ -355,9 +356,9 @@ async fn rbac_lines_local_reply_and_access_log() {
 
     // Access logging off through the mesh config: no access line any more.
     h.cluster.with_store(|s| {
-        let ns = meshsim::resources::preferred(meshsim::resources::NAMESPACES);
+        let ns = meshsim::store::resources::preferred(meshsim::store::resources::NAMESPACES);
         let _ = s.create(ns, "", json!({"metadata": {"name": "istio-system"}}));
-        let cm = meshsim::resources::preferred(meshsim::resources::CONFIGMAPS);
+        let cm = meshsim::store::resources::preferred(meshsim::store::resources::CONFIGMAPS);
         s.create(
             cm,
             "istio-system",
@@ -391,7 +392,8 @@ async fn propagation_delay_old_policy_until_the_sidecar_gets_the_new_one() {
         200
     );
 
-    let ap = meshsim::resources::find("security.istio.io", "v1", "authorizationpolicies").unwrap();
+    let ap = meshsim::store::resources::find("security.istio.io", "v1", "authorizationpolicies")
+        .unwrap();
     h.cluster.with_store(|s| {
         s.create(ap, "mesh-a", json!({"metadata": {"name": "deny-web"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "action": "DENY", "rules": [{}]}}))
             .unwrap();
@@ -434,7 +436,7 @@ async fn propagation_delay_old_policy_until_the_sidecar_gets_the_new_one() {
     );
 
     // NetworkPolicy is the CNI's: it applies at once.
-    let np = meshsim::resources::find("networking.k8s.io", "v1", "networkpolicies").unwrap();
+    let np = meshsim::store::resources::find("networking.k8s.io", "v1", "networkpolicies").unwrap();
     h.cluster.with_store(|s| {
         s.create(np, "mesh-a", json!({"metadata": {"name": "deny-all"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}))
             .unwrap();
@@ -453,7 +455,8 @@ async fn dry_run_audit_custom_and_mtls_disable() {
     let h = start(Duration::from_secs(0)).await;
     let m = mesh(&h);
     let side = from("mesh-a", "client-sidecar");
-    let ap = meshsim::resources::find("security.istio.io", "v1", "authorizationpolicies").unwrap();
+    let ap = meshsim::store::resources::find("security.istio.io", "v1", "authorizationpolicies")
+        .unwrap();
     h.cluster.with_store(|s| {
         for (name, spec) in [
             ("audit-all", json!({"selector": {"matchLabels": {"app": "web"}}, "action": "AUDIT", "rules": [{}]})),
@@ -517,7 +520,8 @@ async fn dry_run_audit_custom_and_mtls_disable() {
     );
 
     // PeerAuthentication DISABLE: the client sidecar's mTLS handshake is cut (503 connection termination).
-    let pa = meshsim::resources::find("security.istio.io", "v1", "peerauthentications").unwrap();
+    let pa =
+        meshsim::store::resources::find("security.istio.io", "v1", "peerauthentications").unwrap();
     h.cluster.with_store(|s| {
         s.create(pa, "mesh-a", json!({"metadata": {"name": "web-plain"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "mtls": {"mode": "DISABLE"}}}))
             .unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use meshsim::exec::{Container, NetOutcome, NetRequest};
 use meshsim::mesh::flow::{AUTHORIZATIONPOLICIES, PEERAUTHENTICATIONS};
-use meshsim::resources::{self, preferred};
+use meshsim::store::resources::{self, preferred};
 use meshsim::{Config, Handle, Server};
 use serde_json::{Value, json};
 

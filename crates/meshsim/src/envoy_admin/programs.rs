@@ -193,7 +193,11 @@ pub fn cluster_program(app: &Arc<App>, target: &Container, name: &str) -> Option
     let declared_without = || {
         let store = crate::sidecar::lock(&app.shared.store);
         store
-            .get(crate::resources::PODS, &target.namespace, &target.pod)
+            .get(
+                crate::store::resources::PODS,
+                &target.namespace,
+                &target.pod,
+            )
             .is_some_and(|p| {
                 p["metadata"]["annotations"][PROXY_TOOLS_ANNOTATION]
                     .as_str()

@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use super::NetOutcome;
 use super::http::{Url, UrlError, option_value, parse_url, remove_dot_segments};
 use super::programs::Process;
-use super::NetOutcome;
 
 /// The version this module imitates (`User-Agent: curl/7.88.1`).
 pub const CURL_VERSION: &str = "7.88.1";

@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use super::NetOutcome;
 use super::http::{option_value, parse_url, reason};
 use super::programs::Process;
-use super::NetOutcome;
 
 /// Whether `target`'s `wget` is busybox's (busybox and Alpine images, or an
 /// image that declares a `busybox` executable) rather than GNU wget.

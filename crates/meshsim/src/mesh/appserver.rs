@@ -24,9 +24,9 @@ use axum::response::Response;
 use tokio_util::sync::CancellationToken;
 
 use crate::mesh::{app, flow};
-use crate::resources;
 use crate::shared::Shared;
 use crate::sidecar::{lock, serve_router};
+use crate::store::resources;
 
 /// Serves on 127.0.0.1 (a kernel-chosen port, returned) the application of
 /// `namespace/pod` for its container port `port` until `stop` fires.

@@ -15,8 +15,8 @@ use std::sync::Weak;
 
 use serde_json::Value;
 
-use crate::resources::{self, ResKey};
 use crate::shared::Shared;
+use crate::store::resources::{self, ResKey};
 use crate::store::{Store, labels_of};
 use meshpolicy::Selector;
 use meshpolicy::workload::DEFAULT_ROOT_NAMESPACE as ROOT_NAMESPACE;
@@ -471,7 +471,7 @@ fn waypoint_of(store: &Store, service: Option<&ServiceRef>, dst: &Value) -> Opti
     let mut pods: Vec<&Value> = store
         .list(resources::PODS, Some(&waypoint.namespace))
         .filter(|p| {
-            crate::controllers::is_waypoint_pod(p)
+            crate::store::controllers::is_waypoint_pod(p)
                 && p["metadata"]["labels"][meshpolicy::ambient::GATEWAY_NAME_LABEL]
                     == waypoint.name.as_str()
                 && pod_ready(p)

@@ -51,10 +51,10 @@ use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::exec::{Container, NetOutcome, NetRequest, Network};
-use crate::resources;
 use crate::shared::Shared;
 use crate::sidecar::{self, Fleet, lock};
 use crate::store::Event;
+use crate::store::resources;
 
 pub use decide::{DecidingLayer, PathDecision};
 use timeline::{DelayedKind, ObjectKey, Timeline};
@@ -512,7 +512,7 @@ impl Mesh {
                 tracing::error!("meshsim: {}: {e}", paths.dir.display());
                 return;
             }
-            let waypoint = crate::controllers::is_waypoint_pod(&pod);
+            let waypoint = crate::store::controllers::is_waypoint_pod(&pod);
             if waypoint {
                 match relay::Relay::start(app.clone(), proxy.stop_token()).await {
                     Ok(r) => {
@@ -594,7 +594,7 @@ impl Mesh {
         app_ports: &std::collections::BTreeMap<u16, Option<u16>>,
         paths: &sidecar::Paths,
     ) -> Option<sidecar::config::EnvoyConfig> {
-        if crate::controllers::is_waypoint_pod(pod) {
+        if crate::store::controllers::is_waypoint_pod(pod) {
             return self.waypoint_config(pod, paths, None);
         }
         let fleet = &self.fleet;

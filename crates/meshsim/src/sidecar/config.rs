@@ -130,7 +130,7 @@ pub fn ext_authz_options(store: &crate::store::Store) -> TranslateOptions {
     use meshpolicy::istio::meshconfig;
     let providers = store
         .get(
-            crate::resources::CONFIGMAPS,
+            crate::store::resources::CONFIGMAPS,
             meshconfig::MESH_CONFIGMAP_NAMESPACE,
             meshconfig::MESH_CONFIGMAP_NAME,
         )
@@ -143,7 +143,7 @@ pub fn ext_authz_options(store: &crate::store::Store) -> TranslateOptions {
         })
         .unwrap_or_default();
     let services: Vec<(&str, &str)> = store
-        .list(crate::resources::SERVICES, None)
+        .list(crate::store::resources::SERVICES, None)
         .filter_map(|s| {
             Some((
                 s["metadata"]["namespace"].as_str()?,

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::resources::{self, ResKey, ResourceDef};
-use crate::store::{SAFE_ALPHABET, Store, meta_str, now_ts, random_suffix};
+use crate::store::resources::{self, ResKey, ResourceDef};
+use crate::store::{SAFE_ALPHABET, Store, meta_str, now_ts, owned_by, random_suffix};
 use meshpolicy::Selector;
 
 /// Image of the injected sidecar and init container.
@@ -50,12 +50,6 @@ pub fn template_hash(template: &Value) -> String {
 
 fn labels(obj: &Value) -> Option<&Value> {
     obj.get("metadata").and_then(|m| m.get("labels"))
-}
-
-fn owned_by(obj: &Value, uid: &str) -> bool {
-    obj["metadata"]["ownerReferences"]
-        .as_array()
-        .is_some_and(|r| r.iter().any(|o| o["uid"].as_str() == Some(uid)))
 }
 
 fn pod_ready(pod: &Value) -> bool {
@@ -392,20 +386,25 @@ impl Store {
                     o.remove("reason");
                 }
             }
+            // Init containers ran to completion; the others run.
+            let start = |c: &mut Value, init: bool| {
+                c["ready"] = json!(true);
+                c["started"] = json!(!init);
+                let image = c["image"].as_str().unwrap_or("");
+                c["imageID"] = json!(format!("{image}@sha256:{}", "0".repeat(64)));
+                c["containerID"] = json!(format!("containerd://{}", random_suffix(64)));
+                c["state"] = if init {
+                    json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now_s, "finishedAt": now_s}})
+                } else {
+                    json!({"running": {"startedAt": now_s}})
+                };
+            };
             for c in status["initContainerStatuses"]
                 .as_array_mut()
                 .into_iter()
                 .flatten()
             {
-                c["ready"] = json!(true);
-                c["started"] = json!(false);
-                c["imageID"] = json!(format!(
-                    "{}@sha256:{}",
-                    c["image"].as_str().unwrap_or(""),
-                    "0".repeat(64)
-                ));
-                c["containerID"] = json!(format!("containerd://{}", random_suffix(64)));
-                c["state"] = json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now_s, "finishedAt": now_s}});
+                start(c, true);
             }
             let mut containers = Vec::new();
             for c in status["containerStatuses"]
@@ -413,15 +412,7 @@ impl Store {
                 .into_iter()
                 .flatten()
             {
-                c["ready"] = json!(true);
-                c["started"] = json!(true);
-                c["imageID"] = json!(format!(
-                    "{}@sha256:{}",
-                    c["image"].as_str().unwrap_or(""),
-                    "0".repeat(64)
-                ));
-                c["containerID"] = json!(format!("containerd://{}", random_suffix(64)));
-                c["state"] = json!({"running": {"startedAt": now_s}});
+                start(c, false);
                 containers.push((
                     c["name"].as_str().unwrap_or_default().to_string(),
                     c["image"].as_str().unwrap_or_default().to_string(),
@@ -448,6 +439,19 @@ impl Store {
         self.ready_queue.iter().map(|(t, ..)| *t).min()
     }
 
+    /// Every object of `key` in `ns`, cloned (a controller's work list).
+    fn all(&self, key: ResKey, ns: &str) -> Vec<Value> {
+        self.list(key, Some(ns)).cloned().collect()
+    }
+
+    /// The objects of `key` in `ns` owned by the object with `uid`.
+    fn owned(&self, key: ResKey, ns: &str, uid: &str) -> Vec<Value> {
+        self.list(key, Some(ns))
+            .filter(|o| owned_by(o, uid))
+            .cloned()
+            .collect()
+    }
+
     fn write_if_changed(&mut self, key: ResKey, old: &Value, new: Value) {
         if *old != new {
             self.put(key, new, false);
@@ -465,10 +469,7 @@ impl Store {
     }
 
     fn reconcile_deployments(&mut self, ns: &str) {
-        let deps: Vec<Value> = self
-            .list(resources::DEPLOYMENTS, Some(ns))
-            .cloned()
-            .collect();
+        let deps = self.all(resources::DEPLOYMENTS, ns);
         for d in deps {
             let uid = meta_str(&d, "uid").to_string();
             let dname = meta_str(&d, "name").to_string();
@@ -476,11 +477,7 @@ impl Store {
             let hash = template_hash(&template);
             let rs_name = format!("{dname}-{hash}");
             let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
-            let owned: Vec<Value> = self
-                .list(resources::REPLICASETS, Some(ns))
-                .filter(|r| owned_by(r, &uid))
-                .cloned()
-                .collect();
+            let owned = self.owned(resources::REPLICASETS, ns, &uid);
             for r in &owned {
                 if meta_str(r, "name") != rs_name && r["spec"]["replicas"].as_i64() != Some(0) {
                     let mut n = r.clone();
@@ -517,21 +514,38 @@ impl Store {
         }
     }
 
+    /// A pod from `owner`'s template (a ReplicaSet's or DaemonSet's), named
+    /// after it with a random suffix and owned by it; `revision` labels it
+    /// `controller-revision-hash`. None when the create is refused.
+    fn create_owned_pod(
+        &mut self,
+        ns: &str,
+        owner: &Value,
+        kind: &str,
+        revision: Option<&str>,
+    ) -> Option<Value> {
+        let mut tpl = owner["spec"]["template"].clone();
+        if !tpl.is_object() {
+            tpl = json!({});
+        }
+        let name = meta_str(owner, "name");
+        tpl["metadata"]["name"] = json!(format!("{name}-{}", random_suffix(5)));
+        if let Some(hash) = revision {
+            tpl["metadata"]["labels"]["controller-revision-hash"] = json!(hash);
+        }
+        tpl["metadata"]["ownerReferences"] = owner_ref(owner, kind, "apps/v1");
+        self.create(resources::preferred(resources::PODS), ns, tpl)
+            .ok()
+    }
+
     fn reconcile_replicasets(&mut self, ns: &str) {
-        let sets: Vec<Value> = self
-            .list(resources::REPLICASETS, Some(ns))
-            .cloned()
-            .collect();
+        let sets = self.all(resources::REPLICASETS, ns);
         let pod_def = resources::preferred(resources::PODS);
         for rs in sets {
             let uid = meta_str(&rs, "uid").to_string();
             let name = meta_str(&rs, "name").to_string();
             let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
-            let mut pods: Vec<Value> = self
-                .list(resources::PODS, Some(ns))
-                .filter(|p| owned_by(p, &uid))
-                .cloned()
-                .collect();
+            let mut pods = self.owned(resources::PODS, ns, &uid);
             while pods.len() > want {
                 if let Some(p) = pods.pop() {
                     let _ = self.delete(pod_def, ns, meta_str(&p, "name"));
@@ -540,15 +554,7 @@ impl Store {
             let mut tries = 0;
             while pods.len() < want && tries < want * 4 + 8 {
                 tries += 1;
-                let mut tpl = rs["spec"]["template"].clone();
-                if !tpl.is_object() {
-                    tpl = json!({});
-                }
-                tpl["metadata"]["name"] = json!(format!("{name}-{}", random_suffix(5)));
-                tpl["metadata"]["ownerReferences"] = owner_ref(&rs, "ReplicaSet", "apps/v1");
-                if let Ok(p) = self.create(pod_def, ns, tpl) {
-                    pods.push(p);
-                }
+                pods.extend(self.create_owned_pod(ns, &rs, "ReplicaSet", None));
             }
             let ready = pods.iter().filter(|p| pod_ready(p)).count();
             let mut n = rs.clone();
@@ -560,10 +566,8 @@ impl Store {
             if ready == 0
                 && let Some(o) = n["status"].as_object_mut()
             {
-                {
-                    o.remove("readyReplicas");
-                    o.remove("availableReplicas");
-                }
+                o.remove("readyReplicas");
+                o.remove("availableReplicas");
             }
             let cur = self
                 .get(resources::REPLICASETS, ns, &name)
@@ -576,20 +580,12 @@ impl Store {
     /// A DaemonSet's pod on every node (meshsim has one: `meshsim-node`), as
     /// the DaemonSet controller keeps it (ztunnel in ambient mode runs so).
     fn reconcile_daemonsets(&mut self, ns: &str) {
-        let sets: Vec<Value> = self
-            .list(resources::DAEMONSETS, Some(ns))
-            .cloned()
-            .collect();
+        let sets = self.all(resources::DAEMONSETS, ns);
         let pod_def = resources::preferred(resources::PODS);
         for ds in sets {
             let uid = meta_str(&ds, "uid").to_string();
-            let name = meta_str(&ds, "name").to_string();
             let hash = template_hash(&ds["spec"]["template"]);
-            let pods: Vec<Value> = self
-                .list(resources::PODS, Some(ns))
-                .filter(|p| owned_by(p, &uid))
-                .cloned()
-                .collect();
+            let pods = self.owned(resources::PODS, ns, &uid);
             for p in &pods {
                 if p["metadata"]["labels"]["controller-revision-hash"].as_str() != Some(&hash) {
                     let _ = self.delete(pod_def, ns, meta_str(p, "name"));
@@ -604,16 +600,7 @@ impl Store {
             let mut tries = 0;
             while current.is_empty() && tries < 8 {
                 tries += 1;
-                let mut tpl = ds["spec"]["template"].clone();
-                if !tpl.is_object() {
-                    tpl = json!({});
-                }
-                tpl["metadata"]["name"] = json!(format!("{name}-{}", random_suffix(5)));
-                tpl["metadata"]["labels"]["controller-revision-hash"] = json!(hash);
-                tpl["metadata"]["ownerReferences"] = owner_ref(&ds, "DaemonSet", "apps/v1");
-                if let Ok(p) = self.create(pod_def, ns, tpl) {
-                    current.push(p);
-                }
+                current.extend(self.create_owned_pod(ns, &ds, "DaemonSet", Some(&hash)));
             }
             let ready = current.iter().filter(|p| pod_ready(p)).count();
             let mut n = ds.clone();
@@ -631,19 +618,12 @@ impl Store {
     }
 
     fn deployment_status(&mut self, ns: &str) {
-        let deps: Vec<Value> = self
-            .list(resources::DEPLOYMENTS, Some(ns))
-            .cloned()
-            .collect();
+        let deps = self.all(resources::DEPLOYMENTS, ns);
         for d in deps {
             let uid = meta_str(&d, "uid").to_string();
             let hash = template_hash(&d["spec"]["template"]);
             let current = format!("{}-{hash}", meta_str(&d, "name"));
-            let sets: Vec<Value> = self
-                .list(resources::REPLICASETS, Some(ns))
-                .filter(|r| owned_by(r, &uid))
-                .cloned()
-                .collect();
+            let sets = self.owned(resources::REPLICASETS, ns, &uid);
             let (mut total, mut ready, mut updated) = (0, 0, 0);
             for rs in &sets {
                 let ruid = meta_str(rs, "uid").to_string();
@@ -705,7 +685,7 @@ impl Store {
     }
 
     fn reconcile_endpoints(&mut self, ns: &str) {
-        let services: Vec<Value> = self.list(resources::SERVICES, Some(ns)).cloned().collect();
+        let services = self.all(resources::SERVICES, ns);
         for svc in services {
             let Some(sel) = svc["spec"]["selector"]
                 .as_object()
@@ -774,35 +754,18 @@ impl Store {
             } else {
                 json!([subset])
             };
-            let def = resources::preferred(resources::ENDPOINTS);
-            match self.get(resources::ENDPOINTS, ns, &name).cloned() {
-                Some(cur) => {
-                    let mut n = cur.clone();
-                    match subsets {
-                        Value::Null => {
-                            if let Some(o) = n.as_object_mut() {
-                                o.remove("subsets");
-                            }
-                        }
-                        s => n["subsets"] = s,
-                    }
-                    self.write_if_changed(resources::ENDPOINTS, &cur, n);
-                }
-                None => {
-                    let mut ep = json!({"metadata": {"name": name, "labels": svc["metadata"]["labels"].clone()}});
-                    if ep["metadata"]["labels"].is_null()
-                        && let Some(m) = ep["metadata"].as_object_mut()
-                    {
-                        {
-                            m.remove("labels");
-                        }
-                    }
-                    if !subsets.is_null() {
-                        ep["subsets"] = subsets;
-                    }
-                    let _ = self.create(def, ns, ep);
-                }
+            let mut meta = json!({"name": name});
+            if let Some(labels) = svc["metadata"].get("labels").filter(|l| !l.is_null()) {
+                meta["labels"] = labels.clone();
             }
+            let fresh = json!({ "metadata": meta });
+            self.upsert(
+                resources::ENDPOINTS,
+                ns,
+                &name,
+                &[("subsets", subsets)],
+                fresh,
+            );
         }
     }
 }
@@ -836,33 +799,54 @@ impl Store {
             .map(|a| endpoint(a, true))
             .chain(not_ready.iter().map(|a| endpoint(a, false)))
             .collect();
-        let ports: Vec<Value> = ports.to_vec();
-        match self.get(resources::ENDPOINTSLICES, ns, &name).cloned() {
+        let fresh = json!({
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "kubernetes.io/service-name": service,
+                    "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+                },
+                "ownerReferences": [{
+                    "apiVersion": "v1", "kind": "Service", "name": service,
+                    "uid": meta_str(svc, "uid"), "controller": true, "blockOwnerDeletion": true,
+                }],
+            },
+            "addressType": "IPv4",
+        });
+        let fields = [("endpoints", json!(endpoints)), ("ports", json!(ports))];
+        self.upsert(resources::ENDPOINTSLICES, ns, &name, &fields, fresh);
+    }
+
+    /// Keeps a controller's object `name` holding `fields` (Null removes
+    /// one): changed in place when it exists, else created from `fresh`.
+    fn upsert(
+        &mut self,
+        key: ResKey,
+        ns: &str,
+        name: &str,
+        fields: &[(&str, Value)],
+        fresh: Value,
+    ) {
+        let set = |o: &mut Value| {
+            for (f, v) in fields {
+                match (v, o.as_object_mut()) {
+                    (Value::Null, Some(m)) => {
+                        m.remove(*f);
+                    }
+                    _ => o[*f] = v.clone(),
+                }
+            }
+        };
+        match self.get(key, ns, name).cloned() {
             Some(cur) => {
                 let mut n = cur.clone();
-                n["endpoints"] = json!(endpoints);
-                n["ports"] = json!(ports);
-                self.write_if_changed(resources::ENDPOINTSLICES, &cur, n);
+                set(&mut n);
+                self.write_if_changed(key, &cur, n);
             }
             None => {
-                let slice = json!({
-                    "metadata": {
-                        "name": name,
-                        "labels": {
-                            "kubernetes.io/service-name": service,
-                            "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
-                        },
-                        "ownerReferences": [{
-                            "apiVersion": "v1", "kind": "Service", "name": service,
-                            "uid": meta_str(svc, "uid"), "controller": true, "blockOwnerDeletion": true,
-                        }],
-                    },
-                    "addressType": "IPv4",
-                    "endpoints": endpoints,
-                    "ports": ports,
-                });
-                let def = resources::preferred(resources::ENDPOINTSLICES);
-                let _ = self.create(def, ns, slice);
+                let mut o = fresh;
+                set(&mut o);
+                let _ = self.create(resources::preferred(key), ns, o);
             }
         }
     }

@@ -14,6 +14,12 @@
 //! and never fills the cache. The event history keeps serialized objects too,
 //! bounded by count and bytes; the broadcast ring is short, and watchers that
 //! fall behind catch up from the history.
+//!
+//! Beside it: [`resources`], the registry of served types, and
+//! [`controllers`], admission defaults and the controllers that run on writes.
+
+pub mod controllers;
+pub mod resources;
 
 use std::cell::{Cell, OnceCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -26,7 +32,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use crate::error::ApiError;
-use crate::resources::{self, ResKey, ResourceDef};
+use resources::{ResKey, ResourceDef};
 
 /// A change to one object, as sent to watchers.
 #[derive(Debug, Clone)]
@@ -265,6 +271,19 @@ pub fn labels_of(obj: &Value) -> std::collections::BTreeMap<String, String> {
     string_map(&obj["metadata"]["labels"])
 }
 
+/// Whether one of `obj`'s ownerReferences names the object with `uid`.
+pub(crate) fn owned_by(obj: &Value, uid: &str) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|o| o["uid"].as_str() == Some(uid)))
+}
+
+/// Sets `apiVersion` and `kind` from the type it is stored as.
+fn stamp_type(obj: &mut Value, def: &ResourceDef) {
+    obj["apiVersion"] = json!(def.api_version());
+    obj["kind"] = json!(def.kind);
+}
+
 fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
     if !obj.is_object() {
         *obj = json!({});
@@ -399,19 +418,19 @@ impl Store {
         std::mem::take(&mut self.removed_pods)
     }
 
-    pub fn get(&self, key: ResKey, ns: &str, name: &str) -> Option<&Value> {
+    fn stored(&self, key: ResKey, ns: &str, name: &str) -> Option<&Stored> {
         self.objects
-            .get(&key)
-            .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
-            .map(|s| self.parsed(s))
+            .get(&key)?
+            .get(&(ns.to_string(), name.to_string()))
+    }
+
+    pub fn get(&self, key: ResKey, ns: &str, name: &str) -> Option<&Value> {
+        self.stored(key, ns, name).map(|s| self.parsed(s))
     }
 
     /// The serialized JSON of one object.
     pub fn get_raw(&self, key: ResKey, ns: &str, name: &str) -> Option<Bytes> {
-        self.objects
-            .get(&key)
-            .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
-            .map(|s| s.raw.clone())
+        self.stored(key, ns, name).map(|s| s.raw.clone())
     }
 
     /// Objects of a type, in one namespace or (None) everywhere, sorted by namespace/name.
@@ -562,11 +581,7 @@ impl Store {
         if self.get(key, &ns, &name).is_some() {
             return Err(ApiError::already_exists(def.plural, def.group, &name));
         }
-        {
-            let o = obj.as_object_mut().expect("checked object");
-            o.insert("apiVersion".into(), json!(def.api_version()));
-            o.insert("kind".into(), json!(def.kind));
-        }
+        stamp_type(&mut obj, def);
         {
             let m = meta_mut(&mut obj);
             m.insert("name".into(), json!(name));
@@ -626,11 +641,7 @@ impl Store {
             }
             obj
         };
-        {
-            let o = next.as_object_mut().expect("checked object");
-            o.insert("apiVersion".into(), json!(def.api_version()));
-            o.insert("kind".into(), json!(def.kind));
-        }
+        stamp_type(&mut next, def);
         {
             let old_meta = existing.get("metadata").cloned().unwrap_or(json!({}));
             let m = meta_mut(&mut next);
@@ -694,11 +705,7 @@ impl Store {
             for k in keys {
                 let owned: Vec<(String, String)> = self
                     .list(k, Some(ns))
-                    .filter(|o| {
-                        o["metadata"]["ownerReferences"]
-                            .as_array()
-                            .is_some_and(|refs| refs.iter().any(|r| r["uid"] == json!(uid)))
-                    })
+                    .filter(|o| owned_by(o, &uid))
                     .map(|o| {
                         (
                             meta_str(o, "name").to_string(),

@@ -3,30 +3,37 @@
 //! list, watch, create, update, patch, delete, deletecollection), query
 //! parameters (selectors, limit/continue, watch, as=Table), authentication
 //! and fault injection. Everything answers with JSON, errors as `Status`.
+//!
+//! The folder holds the API server's HTTP side: this router and its verbs,
+//! [`discovery`], [`patch`] (the patch formats), [`table`] (server-side
+//! printing) and `watch` (event streams). The objects themselves live in
+//! `crate::store` (with the type registry and the controllers), below this
+//! layer, because the mesh, the sidecars and the kubelet side read them too;
+//! putting them here would make those layers depend on the API server, which
+//! depends on them through `App`.
 
-use std::convert::Infallible;
+mod discovery;
+mod patch;
+mod table;
+mod watch;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::app::{App, ConnInfo};
-use crate::discovery;
 use crate::error::ApiError;
 use crate::faults::{Fault, FaultAction};
-use crate::patch;
-use crate::resources::{self, ResourceDef};
-use crate::store::{Event, EventObject, meta_str};
-use crate::table::{self, IncludeObject};
-pub use crate::target::Target;
-use crate::target::{Query, q1, qbool, query_map};
+use crate::path::{Query, ResourcePath, q1, qbool, query_map};
+use crate::store::resources::{self, ResourceDef};
+use crate::store::{Store, meta_str};
 use meshpolicy::selector::{FieldSelector, Selector};
+use table::IncludeObject;
 
 fn json_response(code: StatusCode, v: &Value) -> Response {
     json_body(code, serde_json::to_vec(v).unwrap_or_default())
@@ -47,7 +54,12 @@ fn ok(v: &Value) -> Response {
 }
 
 /// Parse `/api/v1/...` or `/apis/G/V/...` after the group-version prefix.
-fn parse_target(group: &str, version: &str, rest: &[&str], path: &str) -> Result<Target, ApiError> {
+fn parse_path(
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    path: &str,
+) -> Result<ResourcePath, ApiError> {
     let (ns, rest) = match rest {
         ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some((*ns).to_string()), tail),
         _ => (None, rest),
@@ -70,7 +82,7 @@ fn parse_target(group: &str, version: &str, rest: &[&str], path: &str) -> Result
     if name.as_deref().is_some_and(str::is_empty) {
         return Err(ApiError::no_route(path));
     }
-    Ok(Target {
+    Ok(ResourcePath {
         def,
         namespace: ns,
         name,
@@ -151,18 +163,18 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         ["openapi", "v3"] => get_only(Some(discovery::openapi_v3_root())),
         ["openapi", "v3", rest @ ..] => get_only(discovery::openapi_v3_doc(&rest.join("/"))),
         ["api", v, rest @ ..] => {
-            let t = parse_target("", v, rest, &path)?;
+            let t = parse_path("", v, rest, &path)?;
             resource(app, t, req).await
         }
         ["apis", g, v, rest @ ..] => {
-            let t = parse_target(g, v, rest, &path)?;
+            let t = parse_path(g, v, rest, &path)?;
             resource(app, t, req).await
         }
         _ => Err(ApiError::no_route(&path)),
     }
 }
 
-fn verb_of(method: &Method, t: &Target, q: &Query) -> &'static str {
+fn verb_of(method: &Method, t: &ResourcePath, q: &Query) -> &'static str {
     match (method.as_str(), t.name.is_some()) {
         ("GET", true) => "get",
         ("GET", false) if qbool(q, "watch") => "watch",
@@ -192,7 +204,7 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 
 /// A resource request: faults first, then the pod subresources the kubelet
 /// side serves, then one function per verb.
-async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, ApiError> {
+async fn resource(app: Arc<App>, t: ResourcePath, req: Request) -> Result<Response, ApiError> {
     let q = query_map(req.uri().query());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -206,12 +218,12 @@ async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, Ap
         Some("log") => return Err(ApiError::method_not_allowed(method.as_str(), &path)),
         _ => {}
     }
-    let table = wants_table(req.headers());
+    let table = wants_table(req.headers()).then(|| IncludeObject::parse(q1(&q, "includeObject")));
     let ctype = media_type(req.headers());
     match verb {
-        "get" => get(&app, &t, &q, table),
+        "get" => get(&app, &t, table),
         "list" => list(&app, &t, &q, table),
-        "watch" => watch(&app, &t, &q, table),
+        "watch" => watch::watch(&app, &t, &q, table),
         "create" => create(&app, &t, &q, &ctype, &read_body(req).await?, &path),
         "update" => update(&app, &t, &read_body(req).await?),
         "patch" => patch_object(&app, &t, &q, &ctype, &read_body(req).await?),
@@ -225,7 +237,7 @@ async fn resource(app: Arc<App>, t: Target, req: Request) -> Result<Response, Ap
 /// (then 504), or the byte count after which an exec or log stream is cut.
 async fn apply_faults(
     app: &App,
-    t: &Target,
+    t: &ResourcePath,
     verb: &str,
     method: &Method,
     path: &str,
@@ -239,8 +251,7 @@ async fn apply_faults(
         Some("log") => "log",
         _ => verb,
     };
-    let ns = t.namespace.as_deref().unwrap_or_default();
-    let name = t.name.as_deref().unwrap_or_default();
+    let (ns, name) = (t.ns(), t.name());
     let mut cut_after = None;
     for f in app
         .faults
@@ -280,7 +291,7 @@ fn media_type(headers: &HeaderMap) -> String {
 
 fn create(
     app: &App,
-    t: &Target,
+    t: &ResourcePath,
     q: &Query,
     ctype: &str,
     body: &[u8],
@@ -299,8 +310,12 @@ fn create(
     if q1(q, "dryRun").is_some() {
         return Ok(json_response(StatusCode::CREATED, &obj));
     }
-    let ns = t.namespace.as_deref().unwrap_or_default();
-    let created = st.create(t.def, ns, obj)?;
+    store_new(&mut st, t, obj)
+}
+
+/// Creates `obj` at `t` and answers 201 with it.
+fn store_new(st: &mut Store, t: &ResourcePath, obj: Value) -> Result<Response, ApiError> {
+    let created = st.create(t.def, t.ns(), obj)?;
     st.reconcile(meta_str(&created, "namespace"));
     Ok(json_response(
         StatusCode::CREATED,
@@ -308,28 +323,38 @@ fn create(
     ))
 }
 
+/// Writes `replicas` into the object behind a `scale` subresource and
+/// answers with its new Scale.
+fn write_scale(
+    st: &mut Store,
+    t: &ResourcePath,
+    mut current: Value,
+    replicas: Option<i64>,
+    missing: &str,
+) -> Result<Response, ApiError> {
+    let replicas = replicas.ok_or_else(|| ApiError::bad_request(missing.to_string()))?;
+    current["spec"]["replicas"] = json!(replicas);
+    let o = st.update(t.def, t.ns(), t.name(), current, false)?;
+    st.reconcile(t.ns());
+    Ok(ok(&scale_of(&o)))
+}
+
 /// PUT of an object or of its `status`, `scale`, `finalize` or
 /// `ephemeralcontainers` subresource.
-fn update(app: &App, t: &Target, body: &[u8]) -> Result<Response, ApiError> {
+fn update(app: &App, t: &ResourcePath, body: &[u8]) -> Result<Response, ApiError> {
     let obj = parse_json(body)?;
-    let ns = t.namespace.as_deref().unwrap_or_default();
-    let name = t.name.as_deref().unwrap_or_default();
+    let (ns, name) = (t.ns(), t.name());
     let mut st = app.lock_store()?;
-    let current = |st: &crate::store::Store| {
+    let current = |st: &Store| {
         st.get(t.def.key(), ns, name)
             .cloned()
             .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, name))
     };
     let out = match t.sub.as_deref() {
         Some("scale") => {
-            let replicas = obj["spec"]["replicas"]
-                .as_i64()
-                .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
-            let mut cur = current(&st)?;
-            cur["spec"]["replicas"] = json!(replicas);
-            let o = st.update(t.def, ns, name, cur, false)?;
-            st.reconcile(ns);
-            return Ok(ok(&scale_of(&o)));
+            let cur = current(&st)?;
+            let replicas = obj["spec"]["replicas"].as_i64();
+            return write_scale(&mut st, t, cur, replicas, "spec.replicas is required");
         }
         Some("finalize") => current(&st)?,
         Some("status") => st.update(t.def, ns, name, obj, true)?,
@@ -342,9 +367,8 @@ fn update(app: &App, t: &Target, body: &[u8]) -> Result<Response, ApiError> {
     Ok(ok(&with_version(out, t.def)))
 }
 
-fn delete(app: &App, t: &Target) -> Result<Response, ApiError> {
-    let ns = t.namespace.as_deref().unwrap_or_default();
-    let name = t.name.as_deref().unwrap_or_default();
+fn delete(app: &App, t: &ResourcePath) -> Result<Response, ApiError> {
+    let (ns, name) = (t.ns(), t.name());
     let mut st = app.lock_store()?;
     let mut out = st.delete(t.def, ns, name)?;
     st.reconcile(ns);
@@ -361,12 +385,12 @@ fn delete(app: &App, t: &Target) -> Result<Response, ApiError> {
     })))
 }
 
-fn delete_collection(app: &App, t: &Target, q: &Query) -> Result<Response, ApiError> {
-    let (ls, fs) = selectors(q, t.def)?;
+fn delete_collection(app: &App, t: &ResourcePath, q: &Query) -> Result<Response, ApiError> {
+    let sel = Selectors::parse(q, t.def)?;
     let mut st = app.lock_store()?;
     let victims: Vec<(String, String)> = st
         .list(t.def.key(), t.namespace.as_deref())
-        .filter(|o| ls.matches_json(o["metadata"].get("labels")) && fs.matches(o))
+        .filter(|o| sel.matches(o))
         .map(|o| {
             (
                 meta_str(o, "namespace").to_string(),
@@ -380,7 +404,7 @@ fn delete_collection(app: &App, t: &Target, q: &Query) -> Result<Response, ApiEr
             items.push(with_version(o, t.def));
         }
     }
-    st.reconcile(t.namespace.as_deref().unwrap_or_default());
+    st.reconcile(t.ns());
     Ok(ok(
         &json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": {"resourceVersion": st.resource_version().to_string()}, "items": items}),
     ))
@@ -392,16 +416,8 @@ fn scale_of(o: &Value) -> Value {
         "metadata": {"name": meta_str(o, "name"), "namespace": meta_str(o, "namespace"), "uid": meta_str(o, "uid"),
                      "resourceVersion": meta_str(o, "resourceVersion"), "creationTimestamp": meta_str(o, "creationTimestamp")},
         "spec": {"replicas": o["spec"]["replicas"].clone()},
-        "status": {"replicas": o["status"]["replicas"].as_i64().unwrap_or(0), "selector": crate::table::cells(o_key(o), o).get(7).cloned().unwrap_or(json!(""))},
+        "status": {"replicas": o["status"]["replicas"].as_i64().unwrap_or(0), "selector": table::selector_string(&o["spec"]["selector"])},
     })
-}
-
-fn o_key(o: &Value) -> resources::ResKey {
-    if o["kind"] == "ReplicaSet" {
-        resources::REPLICASETS
-    } else {
-        resources::DEPLOYMENTS
-    }
 }
 
 /// Set apiVersion to the version the client asked for (v1 vs v1beta1).
@@ -413,37 +429,45 @@ fn with_version(mut obj: Value, def: &ResourceDef) -> Value {
 }
 
 /// The `labelSelector` and `fieldSelector` query parameters, parsed by
-/// meshpolicy (the one selector grammar) for objects of `def`'s kind.
-fn selectors(q: &Query, def: &ResourceDef) -> Result<(Selector, FieldSelector), ApiError> {
-    let ls = Selector::parse(q1(q, "labelSelector").unwrap_or(""))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let fs = FieldSelector::parse(q1(q, "fieldSelector").unwrap_or(""), def.kind)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok((ls, fs))
+/// meshpolicy (the one selector grammar) for objects of one kind.
+struct Selectors {
+    labels: Selector,
+    fields: FieldSelector,
 }
 
-fn get(app: &App, t: &Target, q: &Query, table: bool) -> Result<Response, ApiError> {
+impl Selectors {
+    fn parse(q: &Query, def: &ResourceDef) -> Result<Self, ApiError> {
+        let bad = |e: meshpolicy::SelectorError| ApiError::bad_request(e.to_string());
+        Ok(Self {
+            labels: Selector::parse(q1(q, "labelSelector").unwrap_or("")).map_err(bad)?,
+            fields: FieldSelector::parse(q1(q, "fieldSelector").unwrap_or(""), def.kind)
+                .map_err(bad)?,
+        })
+    }
+
+    fn is_everything(&self) -> bool {
+        self.labels.is_everything() && self.fields.is_everything()
+    }
+
+    fn matches(&self, o: &Value) -> bool {
+        self.labels.matches_json(o["metadata"].get("labels")) && self.fields.matches(o)
+    }
+}
+
+fn get(app: &App, t: &ResourcePath, table: Option<IncludeObject>) -> Result<Response, ApiError> {
     let st = app.lock_store()?;
-    let ns = t.namespace.clone().unwrap_or_default();
-    let name = t.name.clone().unwrap_or_default();
+    let (ns, name) = (t.ns(), t.name());
     let obj = st
-        .get_raw(t.def.key(), &ns, &name)
+        .get_raw(t.def.key(), ns, name)
         .and_then(|raw| serde_json::from_slice::<Value>(&raw).ok())
-        .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, &name))?;
+        .ok_or_else(|| ApiError::not_found(t.def.plural, t.def.group, name))?;
     if t.sub.as_deref() == Some("scale") {
         return Ok(ok(&scale_of(&obj)));
     }
     let obj = with_version(obj, t.def);
-    if table {
-        let include = IncludeObject::parse(q1(q, "includeObject"));
-        return Ok(ok(&table::table(
-            t.def.key(),
-            &[&obj],
-            &st.resource_version().to_string(),
-            None,
-            include,
-            true,
-        )));
+    if let Some(include) = table {
+        let rv = st.resource_version().to_string();
+        return Ok(ok(&table::table(t.def.key(), &[&obj], &rv, None, include)));
     }
     Ok(ok(&obj))
 }
@@ -465,8 +489,13 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     Ok((ns.to_string(), name.to_string()))
 }
 
-fn list(app: &App, t: &Target, q: &Query, table: bool) -> Result<Response, ApiError> {
-    let (ls, fs) = selectors(q, t.def)?;
+fn list(
+    app: &App,
+    t: &ResourcePath,
+    q: &Query,
+    table: Option<IncludeObject>,
+) -> Result<Response, ApiError> {
+    let sel = Selectors::parse(q, t.def)?;
     let limit: usize = match q1(q, "limit") {
         Some(l) => l
             .parse::<i64>()
@@ -481,7 +510,7 @@ fn list(app: &App, t: &Target, q: &Query, table: bool) -> Result<Response, ApiEr
     let st = app.lock_store()?;
     let rv = st.resource_version();
     // Without selectors nothing needs parsing: the stored JSON is spliced in.
-    let filtered = !(ls.is_everything() && fs.is_everything());
+    let filtered = !sel.is_everything();
     let mut picked: Vec<(&str, &str, &Bytes)> = Vec::new();
     let mut more = false;
     let mut remaining = 0usize;
@@ -493,7 +522,7 @@ fn list(app: &App, t: &Target, q: &Query, table: bool) -> Result<Response, ApiEr
         }
         if filtered {
             let o: Value = serde_json::from_slice(raw).unwrap_or(Value::Null);
-            if !(ls.matches_json(o["metadata"].get("labels")) && fs.matches(&o)) {
+            if !sel.matches(&o) {
                 continue;
             }
         }
@@ -512,14 +541,13 @@ fn list(app: &App, t: &Target, q: &Query, table: bool) -> Result<Response, ApiEr
         Some((lns, lname, _)) if more => Some(encode_continue(lns, lname, rv)),
         _ => None,
     };
-    if table {
+    if let Some(include) = table {
         let items: Vec<Value> = picked
             .iter()
             .map(|(_, _, raw)| {
                 with_version(serde_json::from_slice(raw).unwrap_or(Value::Null), t.def)
             })
             .collect();
-        let include = IncludeObject::parse(q1(q, "includeObject"));
         let refs: Vec<&Value> = items.iter().collect();
         let mut tb = table::table(
             t.def.key(),
@@ -527,7 +555,6 @@ fn list(app: &App, t: &Target, q: &Query, table: bool) -> Result<Response, ApiEr
             &rv.to_string(),
             cont.as_deref(),
             include,
-            true,
         );
         if remaining > 0 {
             tb["metadata"]["remainingItemCount"] = json!(remaining);
@@ -579,13 +606,12 @@ fn push_object(out: &mut Vec<u8>, raw: &[u8], prefix: &[u8], def: &ResourceDef) 
 
 fn patch_object(
     app: &App,
-    t: &Target,
+    t: &ResourcePath,
     q: &Query,
     ctype: &str,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let ns = t.namespace.clone().unwrap_or_default();
-    let name = t.name.clone().unwrap_or_default();
+    let (ns, name) = (t.ns(), t.name());
     let patch_doc: Value = if ctype == "application/apply-patch+yaml" {
         serde_yaml_ng::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
@@ -593,7 +619,7 @@ fn patch_object(
         parse_json(body)?
     };
     let mut st = app.lock_store()?;
-    let existing = st.get(t.def.key(), &ns, &name).cloned();
+    let existing = st.get(t.def.key(), ns, name).cloned();
     let dry = q1(q, "dryRun").is_some();
     let Some(existing) = existing else {
         if ctype == "application/apply-patch+yaml" {
@@ -608,36 +634,33 @@ fn patch_object(
             crate::store::check_shape(t.def, &patch_doc)?;
             let mut obj = patch_doc;
             obj["metadata"]["name"] = json!(name);
-            let created = st.create(t.def, &ns, obj)?;
-            st.reconcile(&ns);
-            return Ok(json_response(
-                StatusCode::CREATED,
-                &with_version(created, t.def),
-            ));
+            return store_new(&mut st, t, obj);
         }
-        return Err(ApiError::not_found(t.def.plural, t.def.group, &name));
+        return Err(ApiError::not_found(t.def.plural, t.def.group, name));
     };
-    let mut base = existing.clone();
-    if t.sub.as_deref() == Some("scale") {
-        base = scale_of(&existing);
-    }
+    let scale = t.sub.as_deref() == Some("scale");
+    let mut base = if scale {
+        scale_of(&existing)
+    } else {
+        existing.clone()
+    };
     apply_patch(&mut base, ctype, &patch_doc, t.def)?;
-    if t.sub.as_deref() == Some("scale") {
-        let replicas = base["spec"]["replicas"]
-            .as_i64()
-            .ok_or_else(|| ApiError::bad_request("spec.replicas must be an integer"))?;
-        let mut cur = existing.clone();
-        cur["spec"]["replicas"] = json!(replicas);
-        let o = st.update(t.def, &ns, &name, cur, false)?;
-        st.reconcile(&ns);
-        return Ok(ok(&scale_of(&o)));
+    if scale {
+        let replicas = base["spec"]["replicas"].as_i64();
+        return write_scale(
+            &mut st,
+            t,
+            existing,
+            replicas,
+            "spec.replicas must be an integer",
+        );
     }
     if dry {
         return Ok(ok(&base));
     }
     if t.sub.as_deref() == Some("ephemeralcontainers") {
-        let out = crate::podexec::add_ephemeral(&mut st, t.def, &ns, &name, &base)?;
-        st.reconcile(&ns);
+        let out = crate::podexec::add_ephemeral(&mut st, t.def, ns, name, &base)?;
+        st.reconcile(ns);
         return Ok(ok(&with_version(out, t.def)));
     }
     // A patch never carries a stale resourceVersion check unless it sets one explicitly.
@@ -646,9 +669,21 @@ fn patch_object(
     {
         m.remove("resourceVersion");
     }
-    let out = st.update(t.def, &ns, &name, base, t.sub.as_deref() == Some("status"))?;
-    st.reconcile(&ns);
+    let out = st.update(t.def, ns, name, base, t.sub.as_deref() == Some("status"))?;
+    st.reconcile(ns);
     Ok(ok(&with_version(out, t.def)))
+}
+
+/// The API server's 415 for a patch body it cannot read; `more` follows the
+/// media types every resource accepts.
+fn unknown_format(more: &str) -> ApiError {
+    ApiError::new(
+        415,
+        "UnsupportedMediaType",
+        format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml{more}"
+        ),
+    )
 }
 
 /// Applies a patch document of media type `ctype` to `base`, as the API
@@ -674,204 +709,16 @@ fn apply_patch(
         "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
             if def.group == "security.istio.io" && ctype == "application/strategic-merge-patch+json"
             {
-                return Err(ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-                ));
+                return Err(unknown_format(""));
             }
             patch::strategic_merge(base, patch_doc)
                 .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?
         }
         other => {
-            return Err(ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
-                ),
-            ));
+            return Err(unknown_format(&format!(
+                ", application/strategic-merge-patch+json (got {other:?})"
+            )));
         }
     }
     Ok(())
-}
-
-fn watch(app: &Arc<App>, t: &Target, q: &Query, table: bool) -> Result<Response, ApiError> {
-    let (ls, fs) = selectors(q, t.def)?;
-    let include = IncludeObject::parse(q1(q, "includeObject"));
-    let timeout = q1(q, "timeoutSeconds")
-        .and_then(|s| s.parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let rv_param = q1(q, "resourceVersion").filter(|r| !r.is_empty() && *r != "0");
-    let key = t.def.key();
-    let def = t.def;
-    let ns = t.namespace.clone();
-    let matches = move |ev: &Event| -> bool {
-        ev.key == key
-            && ns
-                .as_deref()
-                .is_none_or(|n| meta_str(&ev.object, "namespace") == n)
-            && ls.matches_json(ev.object["metadata"].get("labels"))
-            && fs.matches(&ev.object)
-    };
-    let render = move |kind: &str, obj: Value| -> Bytes {
-        let obj = with_version(obj, def);
-        let ev = if table {
-            let rv = meta_str(&obj, "resourceVersion").to_string();
-            json!({"type": kind, "object": table::table(key, &[&obj], &rv, None, include, true)})
-        } else {
-            json!({"type": kind, "object": obj})
-        };
-        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
-    };
-    let st = app.lock_store()?;
-    let rx = st.subscribe();
-    let start_rv = st.resource_version();
-    let mut first_lines: Vec<Bytes> = Vec::new();
-    let mut expired = false;
-    match rv_param {
-        None => {
-            for (_, _, raw) in st.list_raw_bytes(key, t.namespace.as_deref()) {
-                let ev = Event {
-                    key,
-                    kind: "ADDED",
-                    rv: 0,
-                    object: EventObject::from_raw(raw.clone()),
-                };
-                if matches(&ev) {
-                    first_lines.push(render("ADDED", ev.object.into_value()));
-                }
-            }
-        }
-        Some(rv) => {
-            let rv: u64 = rv
-                .parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?;
-            match st.events_since(rv) {
-                Some(evs) => {
-                    for ev in evs.into_iter().filter(|e| matches(e)) {
-                        first_lines.push(render(ev.kind, ev.object.into_value()));
-                    }
-                }
-                None => expired = true,
-            }
-        }
-    }
-    drop(st);
-    if expired {
-        let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": ApiError::new(410, "Expired", "too old resource version").to_status()})).unwrap_or_default();
-        line.push(b'\n');
-        first_lines.insert(0, Bytes::from(line));
-    }
-    let live = live_events(app.clone(), rx, start_rv).filter_map(move |e| {
-        let out = matches(&e).then(|| render(e.kind, e.object.into_value()));
-        async move { out }
-    });
-    let cancel = app.cancel.clone();
-    let stream = futures::stream::iter(first_lines).chain(if expired {
-        live.take(0).boxed()
-    } else {
-        live.boxed()
-    });
-    let stream = stream.take_until(async move {
-        match timeout {
-            Some(d) => {
-                tokio::select! { _ = tokio::time::sleep(d) => {}, _ = cancel.cancelled() => {} }
-            }
-            None => cancel.cancelled().await,
-        }
-    });
-    let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
-    let mut r = json_body(StatusCode::OK, body);
-    r.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, private"),
-    );
-    Ok(r)
-}
-
-/// Store events after `last_rv`, in order. A watcher that falls behind the
-/// broadcast ring catches up from the store's history; when even that no
-/// longer reaches back, the stream ends and the client re-lists, as with a
-/// real API server.
-fn live_events(
-    app: Arc<App>,
-    rx: tokio::sync::broadcast::Receiver<Event>,
-    last_rv: u64,
-) -> impl futures::Stream<Item = Event> {
-    struct Live {
-        app: Arc<App>,
-        rx: tokio::sync::broadcast::Receiver<Event>,
-        last_rv: u64,
-        pending: std::collections::VecDeque<Event>,
-    }
-    let state = Live {
-        app,
-        rx,
-        last_rv,
-        pending: std::collections::VecDeque::new(),
-    };
-    futures::stream::unfold(state, |mut s| async move {
-        loop {
-            if let Some(ev) = s.pending.pop_front() {
-                if ev.rv <= s.last_rv {
-                    continue;
-                }
-                s.last_rv = ev.rv;
-                return Some((ev, s));
-            }
-            match s.rx.recv().await {
-                Ok(ev) if ev.rv <= s.last_rv => {}
-                Ok(ev) => {
-                    s.last_rv = ev.rv;
-                    return Some((ev, s));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    let missed = s.app.store.lock().ok()?.events_since(s.last_rv)?;
-                    s.pending.extend(missed);
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A receiver that fell more than the broadcast ring behind gets the
-    /// missed events from the history, in order, without gaps or repeats.
-    #[tokio::test]
-    async fn lagging_watch_catches_up_from_history() {
-        let h = crate::Server::start(crate::Config::default())
-            .await
-            .unwrap();
-        let app = h.cluster.0.clone();
-        let (rx, start_rv) = h
-            .cluster
-            .with_store(|s| (s.subscribe(), s.resource_version()));
-        const N: usize = 3000;
-        h.cluster.with_store(|s| {
-            let def = resources::preferred(resources::CONFIGMAPS);
-            for i in 0..N {
-                s.create(
-                    def,
-                    "default",
-                    json!({"metadata": {"name": format!("c-{i:05}")}}),
-                )
-                .unwrap();
-            }
-        });
-        let names: Vec<String> = live_events(app, rx, start_rv)
-            .take(N)
-            .map(|e| meta_str(&e.object, "name").to_string())
-            .collect()
-            .await;
-        let want: Vec<String> = (0..N).map(|i| format!("c-{i:05}")).collect();
-        assert_eq!(names, want);
-        h.shutdown().await;
-    }
 }

@@ -17,22 +17,7 @@ pub enum PatchError {
 
 /// RFC 7386 merge patch.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
-    if let Value::Object(p) = patch {
-        if !target.is_object() {
-            *target = Value::Object(Map::new());
-        }
-        if let Value::Object(t) = target {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-    } else {
-        *target = patch.clone();
-    }
+    json_patch::merge(target, patch);
 }
 
 /// Merge key of a list field, by field name (strategic merge patch).
@@ -161,136 +146,31 @@ fn strip_directives(v: &mut Value) {
     }
 }
 
-fn unescape(seg: &str) -> String {
-    seg.replace("~1", "/").replace("~0", "~")
-}
-
-fn pointer_parent<'a>(
-    doc: &'a mut Value,
-    path: &str,
-) -> Result<(&'a mut Value, String), PatchError> {
-    if !path.starts_with('/') {
-        return Err(PatchError::Invalid(format!(
-            "invalid JSON pointer {path:?}"
-        )));
-    }
-    let (parent, last) = path.rsplit_once('/').unwrap_or(("", path));
-    let target = if parent.is_empty() {
-        doc
-    } else {
-        doc.pointer_mut(parent)
-            .ok_or_else(|| PatchError::Invalid(format!("doc is missing path: {path:?}")))?
-    };
-    Ok((target, unescape(last)))
-}
-
-/// RFC 6902 JSON patch.
+/// RFC 6902 JSON patch, failing with the API server's messages (those of
+/// the Go json-patch library it uses).
 pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), PatchError> {
-    let ops = ops
-        .as_array()
-        .ok_or_else(|| PatchError::Invalid("json patch must be an array of operations".into()))?;
-    for op in ops {
-        let kind = op.get("op").and_then(Value::as_str).unwrap_or_default();
-        let path = op
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or_else(|| PatchError::Invalid("operation is missing path".into()))?
-            .to_string();
-        match kind {
-            "add" | "replace" | "test" => {
-                let value = op.get("value").cloned().ok_or_else(|| {
-                    PatchError::Invalid(format!("{kind} operation is missing value"))
-                })?;
-                if kind == "test" {
-                    if doc.pointer(&path) != Some(&value) {
-                        return Err(PatchError::Test);
-                    }
-                    continue;
-                }
-                if path.is_empty() {
-                    *doc = value;
-                    continue;
-                }
-                if kind == "replace" && doc.pointer(&path).is_none() {
-                    return Err(PatchError::Invalid(format!(
-                        "replace operation does not apply: doc is missing key: {path}"
-                    )));
-                }
-                insert_at(doc, &path, value, kind == "add")?;
+    use json_patch::{PatchErrorKind, PatchOperation as Op};
+    let ops: json_patch::Patch = serde_json::from_value(ops.clone())
+        .map_err(|e| PatchError::Invalid(format!("invalid JSON patch: {e}")))?;
+    json_patch::patch(doc, &ops).map_err(|e| {
+        let path = e.path.to_string();
+        match (e.kind, &ops.0[e.operation]) {
+            (PatchErrorKind::TestFailed, _) => PatchError::Test,
+            (_, Op::Replace(_)) => PatchError::Invalid(format!(
+                "replace operation does not apply: doc is missing key: {path}"
+            )),
+            (_, Op::Remove(_)) => {
+                PatchError::Invalid(format!("unable to remove nonexistent key: {path}"))
             }
-            "remove" => {
-                remove_at(doc, &path)?;
+            (PatchErrorKind::InvalidFromPointer, Op::Move(m)) => {
+                PatchError::Invalid(format!("unable to remove nonexistent key: {}", m.from))
             }
-            "move" | "copy" => {
-                let from = op.get("from").and_then(Value::as_str).ok_or_else(|| {
-                    PatchError::Invalid(format!("{kind} operation is missing from"))
-                })?;
-                let v = if kind == "move" {
-                    remove_at(doc, from)?
-                } else {
-                    doc.pointer(from).cloned().ok_or_else(|| {
-                        PatchError::Invalid(format!("doc is missing from path: {from}"))
-                    })?
-                };
-                insert_at(doc, &path, v, true)?;
+            (PatchErrorKind::InvalidFromPointer, Op::Copy(c)) => {
+                PatchError::Invalid(format!("doc is missing from path: {}", c.from))
             }
-            other => return Err(PatchError::Invalid(format!("unexpected kind: {other:?}"))),
+            _ => PatchError::Invalid(format!("doc is missing path: {path:?}")),
         }
-    }
-    Ok(())
-}
-
-fn insert_at(doc: &mut Value, path: &str, value: Value, add: bool) -> Result<(), PatchError> {
-    let (parent, last) = pointer_parent(doc, path)?;
-    match parent {
-        Value::Object(m) => {
-            m.insert(last, value);
-            Ok(())
-        }
-        Value::Array(a) => {
-            if last == "-" {
-                a.push(value);
-                return Ok(());
-            }
-            let i: usize = last
-                .parse()
-                .map_err(|_| PatchError::Invalid(format!("invalid array index {last:?}")))?;
-            if add {
-                if i > a.len() {
-                    return Err(PatchError::Invalid(format!(
-                        "array index {i} out of bounds"
-                    )));
-                }
-                a.insert(i, value);
-            } else {
-                let slot = a
-                    .get_mut(i)
-                    .ok_or_else(|| PatchError::Invalid(format!("array index {i} out of bounds")))?;
-                *slot = value;
-            }
-            Ok(())
-        }
-        _ => Err(PatchError::Invalid(format!(
-            "doc is missing path: {path:?}"
-        ))),
-    }
-}
-
-fn remove_at(doc: &mut Value, path: &str) -> Result<Value, PatchError> {
-    let (parent, last) = pointer_parent(doc, path)?;
-    let missing = || PatchError::Invalid(format!("unable to remove nonexistent key: {path}"));
-    match parent {
-        Value::Object(m) => m.remove(&last).ok_or_else(missing),
-        Value::Array(a) => {
-            let i: usize = last.parse().map_err(|_| missing())?;
-            if i < a.len() {
-                Ok(a.remove(i))
-            } else {
-                Err(missing())
-            }
-        }
-        _ => Err(missing()),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -321,5 +201,30 @@ mod tests {
         assert_eq!(t, json!({"a":[0,9,2],"b":{}}));
         assert!(json_patch(&mut t, &json!([{"op":"remove","path":"/zz"}])).is_err());
         assert!(json_patch(&mut t, &json!([{"op":"test","path":"/a/0","value":5}])).is_err());
+        let err = |ops: Value| {
+            json_patch(&mut json!({"a": [1]}), &ops)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err(json!([{"op":"replace","path":"/zz","value":1}])),
+            "replace operation does not apply: doc is missing key: /zz"
+        );
+        assert_eq!(
+            err(json!([{"op":"remove","path":"/zz"}])),
+            "unable to remove nonexistent key: /zz"
+        );
+        assert_eq!(
+            err(json!([{"op":"add","path":"/x/y","value":1}])),
+            "doc is missing path: \"/x/y\""
+        );
+        assert_eq!(
+            err(json!([{"op":"copy","from":"/q","path":"/b"}])),
+            "doc is missing from path: /q"
+        );
+        assert_eq!(
+            err(json!([{"op":"test","path":"/a/0","value":2}])),
+            PatchError::Test.to_string()
+        );
     }
 }

@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use crate::resources::{self, RESOURCES};
+use crate::store::resources::{self, RESOURCES};
 
 pub fn version() -> Value {
     json!({
@@ -66,18 +66,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     if !resources::has_group_version(group, version) {
         return None;
     }
-    let gv = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
+    let gv = resources::group_version(group, version);
     let mut out = Vec::new();
     for r in RESOURCES
         .iter()
         .filter(|r| r.group == group && r.version == version)
     {
         let mut v = json!({
-            "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+            "name": r.plural, "singularName": r.singular(), "namespaced": r.namespaced,
             "kind": r.kind, "verbs": VERBS, "storageVersionHash": "meshsim0000=",
         });
         if !r.short_names.is_empty() {
@@ -114,12 +110,10 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     )
 }
 
+/// `api/v1` or `apis/GROUP/VERSION`.
 fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
+    let root = if group.is_empty() { "api" } else { "apis" };
+    format!("{root}/{}", resources::group_version(group, version))
 }
 
 /// `/openapi/v3`: the index of per group-version documents.
@@ -149,11 +143,7 @@ pub fn openapi_v3_doc(path: &str) -> Option<Value> {
             continue;
         }
         found = true;
-        let prefix = if r.group.is_empty() {
-            format!("/api/{}", r.version)
-        } else {
-            format!("/apis/{}/{}", r.group, r.version)
-        };
+        let prefix = format!("/{path}");
         let item = if r.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
         } else {
