@@ -343,16 +343,28 @@ async fn logs_tail_and_follow() -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
     )
     .lines();
-    for _ in 0..n {
-        lines.next_line().await?;
-    }
+    // The stream starts with the log so far, which the real Envoy may have
+    // grown since it was read: wait for the first line, append, then read
+    // until the appended line arrives (bounded).
+    lines.next_line().await?;
     c.handle()
         .cluster
         .logs()
         .append("np-test-2", &pod, "istio-proxy", "appended while following");
-    let next = lines.next_line().await?;
+    let found = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await? {
+            if line == "appended while following" {
+                return Ok::<bool, std::io::Error>(true);
+            }
+        }
+        Ok(false)
+    })
+    .await;
     let _ = child.kill().await;
-    assert_eq!(next.as_deref(), Some("appended while following"));
+    assert!(
+        matches!(found, Ok(Ok(true))),
+        "the line appended while following never arrived: {found:?}"
+    );
     c.shutdown().await;
     Ok(())
 }
