@@ -16,6 +16,7 @@
 //!   Envoys), `envoy_admin` (pilot-agent and admin answers);
 //! - API server: `api` (routing, discovery, patch, tables, watch), `path`,
 //!   `protobuf`; then `server` (listeners, TLS, wiring) and `scenario`.
+//!
 //! These stay top-level modules rather than one folder per layer: the
 //! kubelet's exec endpoint provides the mesh's `pilot-agent` and the mesh
 //! uses the kubelet's `Network` and `Container`, so one folder each would make
