@@ -66,29 +66,14 @@ pub fn envoy_action(a: Action) -> &'static str {
 
 fn netpol_entry(np: &CompiledNetworkPolicy) -> NetpolEntry {
     let r = np.policy_ref();
-    let lines = np.summary();
-    let head = lines.first().cloned().unwrap_or_default();
-    let selects = head
-        .split_once(": selects ")
-        .map(|(_, rest)| rest)
-        .and_then(|rest| rest.rsplit_once(" for ").map(|(s, _)| s.to_string()))
-        .unwrap_or(head.clone());
-    let mut ingress = Vec::new();
-    let mut egress = Vec::new();
-    for l in lines.iter().skip(1) {
-        if l.starts_with("ingress") {
-            ingress.push(l.clone());
-        } else if l.starts_with("egress") {
-            egress.push(l.clone());
-        }
-    }
+    let d = np.describe();
     NetpolEntry {
         namespace: r.namespace,
         name: r.name,
-        directions: np.directions().iter().map(|d| d.to_string()).collect(),
-        selects,
-        ingress,
-        egress,
+        directions: d.directions.iter().map(|d| d.to_string()).collect(),
+        selects: d.selects,
+        ingress: d.ingress.unwrap_or_default(),
+        egress: d.egress.unwrap_or_default(),
         change: None,
     }
 }

@@ -311,26 +311,18 @@ impl CompiledNetworkPolicy {
         }
     }
 
-    /// Human one-line summaries: which pods the policy selects, then one line
-    /// per rule (`ingress from namespace np-test-1 pods app=x on TCP 80`), or
-    /// `ingress: denies all (no rules)`.
-    pub fn summary(&self) -> Vec<String> {
-        let sel = if self.pod_selector.is_everything() {
+    /// What the policy says, as data: the pods it selects, and for each
+    /// direction it governs one line per rule (`ingress from namespace
+    /// np-test-1 pods app=x on TCP 80`), or `ingress: denies all (no rules)`.
+    pub fn describe(&self) -> NetpolDescription {
+        let selects = if self.pod_selector.is_everything() {
             format!("all pods in namespace {}", self.namespace)
         } else {
             format!("pods {} in namespace {}", self.pod_selector, self.namespace)
         };
-        let dirs: Vec<String> = self.directions().iter().map(|d| d.to_string()).collect();
-        let mut out = vec![format!(
-            "networkpolicy {}/{}: selects {sel} for {}",
-            self.namespace,
-            self.name,
-            dirs.join(" and ")
-        )];
-        for dir in [Direction::Ingress, Direction::Egress] {
-            let Some(rules) = self.rules(dir) else {
-                continue;
-            };
+        let lines = |dir: Direction| -> Option<Vec<String>> {
+            let rules = self.rules(dir)?;
+            let mut out = Vec::new();
             if rules.is_empty() {
                 out.push(format!("{dir}: denies all (no rules)"));
             }
@@ -351,9 +343,45 @@ impl CompiledNetworkPolicy {
                 };
                 out.push(format!("{dir} {word} {peers} {}", describe_ports(&r.ports)));
             }
+            Some(out)
+        };
+        NetpolDescription {
+            selects,
+            directions: self.directions(),
+            ingress: lines(Direction::Ingress),
+            egress: lines(Direction::Egress),
         }
+    }
+
+    /// Human one-line summaries: `networkpolicy NS/NAME: selects PODS for
+    /// DIRECTIONS`, then the rule lines of [`Self::describe`].
+    pub fn summary(&self) -> Vec<String> {
+        let d = self.describe();
+        let dirs: Vec<String> = d.directions.iter().map(|d| d.to_string()).collect();
+        let mut out = vec![format!(
+            "networkpolicy {}/{}: selects {} for {}",
+            self.namespace,
+            self.name,
+            d.selects,
+            dirs.join(" and ")
+        )];
+        out.extend(d.ingress.into_iter().flatten());
+        out.extend(d.egress.into_iter().flatten());
         out
     }
+}
+
+/// A NetworkPolicy described for people, as data the plugins render.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetpolDescription {
+    /// The pods it selects (`pods app=x in namespace ns`).
+    pub selects: String,
+    /// The directions it governs (policyTypes).
+    pub directions: Vec<Direction>,
+    /// One line per ingress rule; None when ingress is not governed.
+    pub ingress: Option<Vec<String>>,
+    /// One line per egress rule; None when egress is not governed.
+    pub egress: Option<Vec<String>>,
 }
 
 /// One-line summaries of a NetworkPolicy's rules (see [`CompiledNetworkPolicy::summary`]).
