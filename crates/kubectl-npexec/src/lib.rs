@@ -457,80 +457,53 @@ async fn probe_one(
     tools: &ToolCache,
 ) -> Result<ProbeRecord, PluginError> {
     let started_at = jiff::Timestamp::now();
-    let (verdict, detail, hint, http_status, curl_exit, tool, body, duration, sidecar_stats) =
-        match &p.source {
-            Ok(_) if p.ready_endpoints == Some(0) => {
-                let (detail, hint) = verdict::no_endpoints(&p.ctx);
-                (
-                    Verdict::NoEndpoints,
-                    detail,
-                    Some(hint),
-                    None,
-                    None,
-                    None,
-                    String::new(),
-                    Duration::ZERO,
-                    None,
-                )
-            }
-            Ok(source) => {
-                let destination = p.target.as_ref().and_then(|t| {
-                    Some(probe::Destination {
-                        namespace: t.namespace.clone(),
-                        selector: t.selector.clone()?,
-                    })
-                });
-                let run = run_probe(
-                    kube,
-                    source,
-                    &p.request,
-                    &p.ctx,
-                    marker,
-                    tools,
-                    destination.as_ref(),
-                )
-                .await?;
-                (
-                    run.classified.verdict,
-                    run.classified.detail,
-                    run.classified.hint,
-                    run.http_status,
-                    run.exit,
-                    run.tool,
-                    body_excerpt(&run.body),
-                    run.duration,
-                    run.sidecar_stats,
-                )
-            }
-            Err(failure) => (
-                Verdict::ExecFailed,
-                failure.detail.clone(),
-                failure.hint.clone(),
-                None,
-                None,
-                None,
-                String::new(),
-                Duration::ZERO,
-                None,
-            ),
-        };
+    let run = match &p.source {
+        Ok(_) if p.ready_endpoints == Some(0) => {
+            let (detail, hint) = verdict::no_endpoints(&p.ctx);
+            probe::ProbeRun::not_run(Verdict::NoEndpoints, detail, Some(hint))
+        }
+        Ok(source) => {
+            let destination = p.target.as_ref().and_then(|t| {
+                Some(probe::Destination {
+                    namespace: t.namespace.clone(),
+                    selector: t.selector.clone()?,
+                })
+            });
+            run_probe(
+                kube,
+                source,
+                &p.request,
+                &p.ctx,
+                marker,
+                tools,
+                destination.as_ref(),
+            )
+            .await?
+        }
+        Err(failure) => probe::ProbeRun::not_run(
+            Verdict::ExecFailed,
+            failure.detail.clone(),
+            failure.hint.clone(),
+        ),
+    };
+    let verdict = run.classified.verdict;
     Ok(ProbeRecord {
         from: p.from.clone(),
         to: p.to.clone(),
         verdict,
-        detail,
-        http_status,
-        curl_exit,
-        tool,
-        body,
-        duration_ms: duration.as_millis() as u64,
+        detail: run.classified.detail,
+        http_status: run.http_status,
+        curl_exit: run.exit,
+        tool: run.tool,
+        body: body_excerpt(&run.body),
+        duration_ms: run.duration.as_millis() as u64,
         expected: expect,
         met: expect.map(|e| e.met_by(verdict)),
-        hint,
+        hint: run.classified.hint,
         policies: None,
         analysis: None,
         predicted: false,
-        sidecar_stats,
+        sidecar_stats: run.sidecar_stats,
         started_at: Some(started_at),
     })
 }

@@ -246,6 +246,26 @@ pub struct ProbeRun {
     pub sidecar_stats: Option<SidecarStats>,
 }
 
+impl ProbeRun {
+    /// A probe decided without running a client (no ready endpoint, no
+    /// usable source pod, the exec failing): the verdict and nothing seen.
+    pub fn not_run(verdict: Verdict, detail: String, hint: Option<String>) -> Self {
+        Self {
+            classified: Classified {
+                verdict,
+                detail,
+                hint,
+            },
+            tool: None,
+            http_status: None,
+            exit: None,
+            body: Vec::new(),
+            duration: Duration::ZERO,
+            sidecar_stats: None,
+        }
+    }
+}
+
 /// Remembers which client each container has (None: neither), so each
 /// container is looked at once per run.
 #[derive(Debug, Clone, Default)]
@@ -384,17 +404,9 @@ pub async fn run_probe(
         container: source.container.clone(),
     };
     let exec_failed = |detail: String, hint: Option<String>, tool| ProbeRun {
-        classified: Classified {
-            verdict: Verdict::ExecFailed,
-            detail,
-            hint,
-        },
         tool,
-        http_status: None,
-        exit: None,
-        body: Vec::new(),
         duration: start.elapsed(),
-        sidecar_stats: None,
+        ..ProbeRun::not_run(Verdict::ExecFailed, detail, hint)
     };
     let base_obs = Observation {
         kind: req.kind,
@@ -422,6 +434,16 @@ pub async fn run_probe(
         ));
     };
 
+    if req.method != "GET" && client == Client::BusyboxWget {
+        return Ok(exec_failed(
+            format!(
+                "container {} has busybox wget, which only does GET (asked {})",
+                source.container, req.method
+            ),
+            Some(NO_TOOL_HINT.into()),
+            Some(Tool::Wget),
+        ));
+    }
     // A TCP probe through the source's sidecar: that sidecar accepts every
     // connection, so its outbound cluster's counters say whether this one
     // got anywhere (read before and after, whatever the client).
@@ -430,10 +452,8 @@ pub async fn run_probe(
         .as_deref()
         .filter(|_| req.kind == ProbeKind::Tcp && source.sidecar);
     let before = match stats_cluster {
-        Some(c) if client == Client::Curl || req.method == "GET" || client == Client::GnuWget => {
-            Some(sidecar_counters(kube, source, c).await)
-        }
-        _ => None,
+        Some(c) => Some(sidecar_counters(kube, source, c).await),
+        None => None,
     };
     if client == Client::Curl {
         let out = match exec_bounded(kube, &target, &curl_argv(req, marker), req.timeout).await {
@@ -476,16 +496,6 @@ pub async fn run_probe(
         });
     }
 
-    if req.method != "GET" && client == Client::BusyboxWget {
-        return Ok(exec_failed(
-            format!(
-                "container {} has busybox wget, which only does GET (asked {})",
-                source.container, req.method
-            ),
-            Some(NO_TOOL_HINT.into()),
-            Some(Tool::Wget),
-        ));
-    }
     let out = match exec_bounded(kube, &target, &wget_argv(req, client), req.timeout).await {
         Ok(o) => o,
         Err(e) if is_systemic(&e) => return Err(e),

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::compile::{CompiledAuthz, parse_ip_or_cidr};
 use super::path::{PathNormalization, PathOutcome, rbac_path};
 use super::schema::{
-    Action, Condition, EXT_AUTHZ_ID_PREFIX, Operation, Rule, Source, envoy_policy_id,
+    Action, Condition, Operation, Rule, Source, envoy_policy_id, ext_authz_rule_name,
 };
 use crate::netpol::PolicyRef;
 
@@ -936,7 +936,7 @@ pub fn evaluate_policies_with(
         if let Some(id) = r.matched {
             delegated.push(Delegation {
                 provider: prov.to_string(),
-                policy_id: format!("{EXT_AUTHZ_ID_PREFIX}-{prov}-{id}"),
+                policy_id: ext_authz_rule_name(prov, &id),
             });
         }
     }

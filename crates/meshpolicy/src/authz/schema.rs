@@ -259,8 +259,17 @@ pub fn envoy_rule_name(
 ) -> String {
     let id = envoy_policy_id(namespace, name, index);
     match provider {
-        Some("") => format!("{EXT_AUTHZ_ID_PREFIX}-{id}"),
-        Some(p) => format!("{EXT_AUTHZ_ID_PREFIX}-{p}-{id}"),
+        Some(p) => ext_authz_rule_name(p, &id),
         None => id,
+    }
+}
+
+/// A CUSTOM rule's name from its policy id ([`envoy_policy_id`]) and its
+/// provider: `istio-ext-authz-PROVIDER-ID`.
+pub fn ext_authz_rule_name(provider: &str, id: &str) -> String {
+    if provider.is_empty() {
+        format!("{EXT_AUTHZ_ID_PREFIX}-{id}")
+    } else {
+        format!("{EXT_AUTHZ_ID_PREFIX}-{provider}-{id}")
     }
 }
