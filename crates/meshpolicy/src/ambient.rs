@@ -831,15 +831,8 @@ fn converts_to_ztunnel_policy(
     if pa.scope(root_namespace) != PeerAuthScope::Workload || pa.port_level.is_empty() {
         return false;
     }
-    let oldest_level = |namespace: &str| {
-        all.iter()
-            .filter(|p| p.namespace == namespace && p.selector.is_empty())
-            .min_by(|a, b| {
-                (a.creation_timestamp.as_deref(), &a.name)
-                    .cmp(&(b.creation_timestamp.as_deref(), &b.name))
-            })
-            .map(|p| p.mode)
-    };
+    let oldest_level =
+        |namespace: &str| crate::peerauth::oldest_namespace_wide(all, namespace).map(|p| p.mode);
     // Outer None: no such policy; inner None: the policy leaves the mode UNSET.
     let ns = oldest_level(&pa.namespace);
     let root = oldest_level(root_namespace);

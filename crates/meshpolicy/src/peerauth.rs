@@ -328,6 +328,19 @@ fn oldest<'a>(
     }))
 }
 
+/// The oldest policy without a selector in `namespace`: Istio's pick of the
+/// namespace-level policy there (the mesh-level one in the root namespace).
+pub(crate) fn oldest_namespace_wide<'a>(
+    policies: &'a [PeerAuthentication],
+    namespace: &str,
+) -> Option<&'a PeerAuthentication> {
+    oldest(
+        policies
+            .iter()
+            .filter(|p| p.namespace == namespace && p.selector.is_empty()),
+    )
+}
+
 /// The policies Istio hands a workload: those of its namespace and of the root
 /// namespace whose selector matches its labels.
 pub fn candidates<'a>(
