@@ -24,6 +24,7 @@ envoy:
 test: envoy
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --locked --no-deps
 	$(CARGO) build --workspace --locked --bins --tests --examples
 	$(CARGO) test --workspace --locked --no-fail-fast
 

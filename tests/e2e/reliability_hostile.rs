@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
-use meshsim::exec::{Container, NetOutcome, NetRequest, Network};
+use meshsim::traffic::{Container, NetOutcome, NetRequest, Network};
 
 /// Answers 200 to every request and remembers it.
 #[derive(Default)]

@@ -236,6 +236,64 @@ fn the_cycle_check_can_fail() {
     assert!(cycles(&module_graph(src)).is_empty());
 }
 
+/// meshsim's layers, bottom up, as its crate doc lists them: a module may use
+/// modules of its own layer or of layers before it, never one after it.
+const MESHSIM_LAYERS: &[&[&str]] = &[
+    &[
+        "error", "faults", "store", "logs", "traffic", "shared", "path", "protobuf",
+    ],
+    &["mesh"],
+    &["app"],
+    &["kubelet"],
+    &["api"],
+    &["server", "scenario"],
+];
+
+/// Edges of `graph` that point to a later layer, and modules no layer names.
+fn layer_violations(graph: &BTreeMap<String, BTreeSet<String>>, layers: &[&[&str]]) -> Vec<String> {
+    let layer_of = |m: &str| layers.iter().position(|l| l.contains(&m));
+    let mut found = Vec::new();
+    for (from, tos) in graph {
+        let Some(lf) = layer_of(from) else {
+            found.push(format!("{from}: in no layer"));
+            continue;
+        };
+        for to in tos {
+            if layer_of(to).is_some_and(|lt| lt > lf) {
+                found.push(format!("{from} -> {to} (a later layer)"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn meshsim_layers_point_down() {
+    let src = root().join("crates/meshsim/src");
+    let found = layer_violations(&module_graph(&src), MESHSIM_LAYERS);
+    assert!(
+        found.is_empty(),
+        "meshsim's layers (see its crate doc) are crossed upwards:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The layer check fails on an upward edge and on a module it does not know.
+#[test]
+fn the_layer_check_can_fail() {
+    let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    g.entry("mesh".into()).or_default().insert("kubelet".into());
+    g.entry("kubelet".into()).or_default().insert("mesh".into());
+    g.entry("stray".into()).or_default();
+    assert_eq!(
+        layer_violations(&g, MESHSIM_LAYERS),
+        vec![
+            "mesh -> kubelet (a later layer)".to_string(),
+            "stray: in no layer".to_string()
+        ]
+    );
+}
+
 /// `[dependencies]`-like sections of a manifest: section name -> crate names
 /// as the code spells them (dashes become underscores).
 fn declared(manifest: &Path) -> BTreeMap<String, BTreeSet<String>> {

@@ -69,6 +69,8 @@ Exit codes: 0 ok, 1 a warning or worse with --exit-code, 2 usage error, 3 cluste
     after_help = EXAMPLES
 )]
 pub struct Cli {
+    // `[NAMESPACE] [POD]` is usage text for --help, not a doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// [NAMESPACE] [POD]; POD is POD, POD.NAMESPACE, pod/, deployment/, statefulset/ (sts/),
     /// daemonset/ (ds/), replicaset/ (rs/) or service/ (svc/) NAME; with -n: only POD
 

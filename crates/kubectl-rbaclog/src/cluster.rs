@@ -10,11 +10,11 @@
 //! other namespaces are read too, keeping only the decisions whose destination
 //! is in scope ([`Destinations`]). Without `-f`, at
 //! most `--concurrency` logs are read at once and each is streamed line by line
-//! through a [`Pairer`], so memory depends on the concurrency, not on log sizes.
+//! through a [`Pairer`](crate::pairing::Pairer), so memory depends on the concurrency, not on log sizes.
 //! With `-f`, every pod streams at once; the pod list is polled to start
 //! streams for new pods and let streams of deleted pods end. Every request asks
 //! for `timestamps=true`, and a stream that is cut is reopened from where it
-//! stopped with `sinceTime` (see [`Resume`]), so no line is lost or repeated.
+//! stopped with `sinceTime` (see [`Resume`](crate::lines::Resume)), so no line is lost or repeated.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -390,7 +390,7 @@ async fn still_there(kube: &Kube, t: &ProxyPod) -> Result<bool, PluginError> {
     }
 }
 
-/// Reads one pod's istio-proxy log through a [`Pairer`], handing matching
+/// Reads one pod's istio-proxy log through a [`Pairer`](crate::pairing::Pairer), handing matching
 /// decisions to `sink`. With `follow`, keeps reading until the pod goes away;
 /// a cut stream is reopened from where it stopped in both modes.
 pub async fn read_pod(

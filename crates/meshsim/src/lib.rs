@@ -4,40 +4,34 @@
 //! machines where no real cluster can run. [`Server::start`] runs it
 //! in-process (tests); the `meshsim` binary runs it standalone.
 //!
-//! Layers, roughly bottom up (the workspace hygiene test checks that no two
-//! modules depend on each other, directly or in a circle):
+//! Layers, bottom up; each uses only layers below it (the workspace hygiene
+//! test checks that no two modules depend on each other, directly or in a
+//! circle):
 //! - state: `error`, `faults`, `store` (objects, type registry, controllers),
-//!   `logs` (container logs), `shared` (what every layer holds, including the
-//!   network the kubelet's programs connect through), `app` (the server's
-//!   state with the mesh handle);
-//! - kubelet side: `exec` (the programs a container runs), `podexec` and
-//!   `logstream` (the exec/attach and log endpoints);
-//! - mesh: `mesh` (traffic decisions, the app model), `sidecar` (the real
-//!   Envoys), `envoy_admin` (pilot-agent and admin answers);
-//! - API server: `api` (routing, discovery, patch, tables, watch), `path`,
-//!   `protobuf`; then `server` (listeners, TLS, wiring) and `scenario`.
-//!
-//! These stay top-level modules rather than one folder per layer: the
-//! kubelet's exec endpoint provides the mesh's `pilot-agent` and the mesh
-//! uses the kubelet's `Network` and `Container`, so one folder each would make
-//! the folders depend on each other in a circle.
+//!   `logs` (container logs), `traffic` (what a container's program sends and
+//!   the `Network` that decides it), `shared` (what every layer holds),
+//!   `path` (resource paths) and `protobuf` (the wire encoding);
+//! - `mesh`: traffic decisions, the applications, and `mesh::sidecar` (the
+//!   real Envoys);
+//! - `app`: the server's state, holding the mesh handle;
+//! - `kubelet`: the programs containers run (`kubelet::exec`, and
+//!   `pilot-agent` in `istio-proxy`) and the exec, attach and log endpoints;
+//! - `api`: the API server (routing, discovery, patch, tables, watch);
+//! - `server` (listeners, TLS, wiring) and `scenario` on top.
 
 pub mod api;
 pub mod app;
-pub mod envoy_admin;
 pub mod error;
-pub mod exec;
 pub mod faults;
+pub mod kubelet;
 pub mod logs;
-mod logstream;
 pub mod mesh;
 mod path;
-pub mod podexec;
 mod protobuf;
 pub mod scenario;
 pub mod server;
 pub mod shared;
-pub mod sidecar;
 pub mod store;
+pub mod traffic;
 
 pub use server::{Config, Handle, Server, ServerError, SimState};

@@ -15,12 +15,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::exec::Network;
 use crate::faults::Fault;
 use crate::store::{Store, Timing};
+use crate::traffic::Network;
 
 pub use crate::app::{App, Auth, ConnInfo, EXEC_LOG_LIMIT, ExecRecord};
-pub use crate::podexec::Services;
+pub use crate::kubelet::podexec::Services;
 use crate::shared::{NoNetwork, Shared};
 
 /// Server settings.
@@ -50,7 +50,7 @@ pub struct Config {
     /// that ignores it (the walk-through warns of this); `false` simulates one.
     pub cni_enforces_network_policy: bool,
     /// The Envoy binary for the sidecars (`--envoy`); None looks it up
-    /// ([`crate::sidecar::find_envoy`]). Unused when `network` is set.
+    /// ([`crate::mesh::sidecar::find_envoy`]). Unused when `network` is set.
     pub envoy: Option<PathBuf>,
 }
 
@@ -96,7 +96,7 @@ pub enum ServerError {
     #[error("TLS setup: {0}")]
     Tls(String),
     #[error(transparent)]
-    Sidecar(#[from] crate::sidecar::SidecarError),
+    Sidecar(#[from] crate::mesh::sidecar::SidecarError),
     #[error("writing kubeconfig {path}: {source}")]
     Kubeconfig {
         path: PathBuf,
@@ -294,8 +294,8 @@ impl Server {
         let envoy = match config.network {
             Some(_) => None,
             None => Some(
-                crate::sidecar::find_envoy(config.envoy.as_deref())
-                    .map_err(crate::sidecar::SidecarError::from)?,
+                crate::mesh::sidecar::find_envoy(config.envoy.as_deref())
+                    .map_err(crate::mesh::sidecar::SidecarError::from)?,
             ),
         };
         let tls = config.tls || config.client_ca || config.expired_server_cert;
@@ -489,7 +489,7 @@ async fn tick_loop(app: Arc<App>) {
         };
         app.forget_removed_pods();
         for p in started {
-            crate::podexec::seed_logs(&app, &p);
+            crate::kubelet::podexec::seed_logs(&app, &p);
         }
     }
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::exec::Network;
 use crate::store::Store;
+use crate::traffic::Network;
 
 /// The cluster's shared state.
 pub struct Shared {
@@ -57,9 +57,9 @@ pub struct NoNetwork;
 impl Network for NoNetwork {
     fn decide(
         &self,
-        _from: &crate::exec::Container,
-        _request: &crate::exec::NetRequest,
-    ) -> crate::exec::NetOutcome {
-        crate::exec::NetOutcome::DnsFailure
+        _from: &crate::traffic::Container,
+        _request: &crate::traffic::NetRequest,
+    ) -> crate::traffic::NetOutcome {
+        crate::traffic::NetOutcome::DnsFailure
     }
 }

@@ -202,7 +202,8 @@ async fn unsupported_subprotocol_is_refused_with_status() {
 /// tests use to prove clients pass values verbatim), and the log is bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_argv_is_recorded_verbatim_and_bounded() {
-    use meshsim::exec::{Container, ExecServices};
+    use meshsim::kubelet::exec::ExecServices;
+    use meshsim::traffic::Container;
     let (h, pod) = start().await;
     let odd = "a b;$(id)`x`\t'\"\\é";
     let s = exec(&h, &pod, "v5.channel.k8s.io", &["echo", odd], None).await;

@@ -7,7 +7,7 @@ mod exec_common;
 use std::time::Duration;
 
 use exec_common::*;
-use meshsim::exec::{Container, NetOutcome};
+use meshsim::traffic::{Container, NetOutcome};
 
 fn wget_target() -> Container {
     let mut t = nginx_target();

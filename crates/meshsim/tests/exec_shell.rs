@@ -8,7 +8,8 @@ mod exec_common;
 use std::time::Duration;
 
 use exec_common::*;
-use meshsim::exec::{ExecOutcome, NetOutcome};
+use meshsim::kubelet::exec::ExecOutcome;
+use meshsim::traffic::NetOutcome;
 
 const TO_2: &str = "echo '' && curl -sf --max-time 3 svc-np-test-nginx-2.np-test-2.svc.cluster.local || echo 'Failed calling np-test-nginx-2 from np-test-nginx-1'";
 const TO_1: &str = "curl -sf --max-time 3 svc-np-test-nginx-1.np-test-1.svc.cluster.local || echo 'Failed calling np-test-nginx-1 from np-test-nginx-2' && echo ''";

@@ -13,10 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use exec_common::nginx_target;
 use futures::{SinkExt, StreamExt};
-use meshsim::exec::{
-    Container, ExecOptions, ExecServices, NetOutcome, NetRequest, Network, negotiate_protocol,
-    serve_websocket,
-};
+use meshsim::kubelet::exec::{ExecOptions, ExecServices, negotiate_protocol, serve_websocket};
+use meshsim::traffic::{Container, NetOutcome, NetRequest, Network};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 

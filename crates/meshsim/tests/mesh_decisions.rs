@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshpolicy::envoy::{AccessVerdict, LogLine, Scope, classify_line};
-use meshsim::exec::{Container, NetOutcome, NetRequest, Network};
 use meshsim::mesh::{DecidingLayer, Mesh};
+use meshsim::traffic::{Container, NetOutcome, NetRequest, Network};
 use meshsim::{Config, Handle, Server};
 use serde_json::json;
 
@@ -329,7 +329,7 @@ async fn rbac_lines_local_reply_and_access_log() {
     // Logger levels, changed through the real Envoy's admin: rbac back to
     // warning hides decisions but not the access log.
     let admin = m.admin_address("mesh-a", "denied").await.expect("admin");
-    let r = meshsim::sidecar::admin_request(admin, "POST", "/logging?rbac=warning")
+    let r = meshsim::mesh::sidecar::admin_request(admin, "POST", "/logging?rbac=warning")
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -349,7 +349,7 @@ async fn rbac_lines_local_reply_and_access_log() {
     );
     // The annotation's levels are what Envoy started with.
     let admin = m.admin_address("mesh-a", "web").await.expect("admin");
-    let r = meshsim::sidecar::admin_request(admin, "POST", "/logging")
+    let r = meshsim::mesh::sidecar::admin_request(admin, "POST", "/logging")
         .await
         .unwrap();
     assert!(String::from_utf8_lossy(&r.body).contains("\n  rbac: debug\n"));

@@ -8,9 +8,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use meshsim::exec::{Container, NetOutcome, NetRequest};
 use meshsim::mesh::flow::{AUTHORIZATIONPOLICIES, PEERAUTHENTICATIONS};
 use meshsim::store::resources::{self, preferred};
+use meshsim::traffic::{Container, NetOutcome, NetRequest};
 use meshsim::{Config, Handle, Server};
 use serde_json::{Value, json};
 

@@ -5,7 +5,7 @@
 //! and fault injection. Everything answers with JSON, errors as `Status`.
 //!
 //! The folder holds the API server's HTTP side: this router and its verbs,
-//! [`discovery`], [`patch`] (the patch formats), [`table`] (server-side
+//! `discovery`, `patch` (the patch formats), `table` (server-side
 //! printing) and `watch` (event streams). The objects themselves live in
 //! `crate::store` (with the type registry and the controllers), below this
 //! layer, because the mesh, the sidecars and the kubelet side read them too;
@@ -211,9 +211,9 @@ async fn resource(app: Arc<App>, t: ResourcePath, req: Request) -> Result<Respon
     let verb = verb_of(&method, &t, &q);
     let cut_after = apply_faults(&app, &t, verb, &method, &path).await?;
     match t.sub.as_deref() {
-        Some("exec") => return crate::podexec::exec(app, t, q, req, cut_after).await,
+        Some("exec") => return crate::kubelet::podexec::exec(app, t, q, req, cut_after).await,
         Some("log") if method == Method::GET => {
-            return crate::podexec::logs(app, t, q, cut_after);
+            return crate::kubelet::podexec::logs(app, t, q, cut_after);
         }
         Some("log") => return Err(ApiError::method_not_allowed(method.as_str(), &path)),
         _ => {}
@@ -359,7 +359,7 @@ fn update(app: &App, t: &ResourcePath, body: &[u8]) -> Result<Response, ApiError
         Some("finalize") => current(&st)?,
         Some("status") => st.update(t.def, ns, name, obj, true)?,
         Some("ephemeralcontainers") => {
-            crate::podexec::add_ephemeral(&mut st, t.def, ns, name, &obj)?
+            crate::kubelet::podexec::add_ephemeral(&mut st, t.def, ns, name, &obj)?
         }
         _ => st.update(t.def, ns, name, obj, false)?,
     };
@@ -659,7 +659,7 @@ fn patch_object(
         return Ok(ok(&base));
     }
     if t.sub.as_deref() == Some("ephemeralcontainers") {
-        let out = crate::podexec::add_ephemeral(&mut st, t.def, ns, name, &base)?;
+        let out = crate::kubelet::podexec::add_ephemeral(&mut st, t.def, ns, name, &base)?;
         st.reconcile(ns);
         return Ok(ok(&with_version(out, t.def)));
     }

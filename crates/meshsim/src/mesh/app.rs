@@ -418,7 +418,7 @@ pub fn ext_authz_container(pod: &Value) -> Option<&str> {
             .then(|| {
                 containers
                     .iter()
-                    .find(|c| c["name"].as_str() != Some(crate::sidecar::PROXY_CONTAINER))
+                    .find(|c| c["name"].as_str() != Some(crate::mesh::sidecar::PROXY_CONTAINER))
             })
             .flatten()
     })?;

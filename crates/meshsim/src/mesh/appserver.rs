@@ -23,9 +23,9 @@ use axum::extract::Request;
 use axum::response::Response;
 use tokio_util::sync::CancellationToken;
 
+use crate::mesh::sidecar::{lock, serve_router};
 use crate::mesh::{app, flow};
 use crate::shared::Shared;
-use crate::sidecar::{lock, serve_router};
 use crate::store::resources;
 
 /// Serves on 127.0.0.1 (a kernel-chosen port, returned) the application of

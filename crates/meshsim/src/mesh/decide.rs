@@ -5,7 +5,7 @@
 //! NetworkPolicy (evaluated with crates/meshpolicy: the CNI drops the SYN,
 //! the client, or its sidecar, waits for a connect timeout), then, for a
 //! destination with a sidecar, that sidecar's Envoy (mTLS, RBAC, its router
-//! to the application: see [`crate::sidecar`]); for an ambient destination,
+//! to the application: see [`crate::mesh::sidecar`]); for an ambient destination,
 //! its node's ztunnel (L4 AuthorizationPolicy, STRICT PeerAuthentication
 //! against plain text) or, when it uses a waypoint and the client is in the
 //! mesh, the waypoint's Envoy ([`Forward::waypoint`]); for
@@ -25,8 +25,8 @@ use serde_json::Value;
 
 use super::app::{self, AppAnswer};
 use super::flow::{Facts, Route, ServiceRef};
-use crate::exec::{NetOutcome, NetRequest};
 use crate::store::labels_of;
+use crate::traffic::{NetOutcome, NetRequest};
 
 /// Istio's default outbound connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -893,7 +893,7 @@ fn used(w: &super::flow::WaypointFacts) -> meshpolicy::ambient::WaypointUse {
 /// PeerAuthentication for `dst`'s `port` as its ztunnel enforces it (meshpolicy).
 fn ztunnel_peer_auth(ctx: &Ctx<'_>, dst: &Pod, port: u16) -> meshpolicy::ambient::ZtunnelPeerAuth {
     let parsed =
-        crate::sidecar::config::peer_authentications(ctx.input.ztunnel_peer_authentications);
+        crate::mesh::sidecar::config::peer_authentications(ctx.input.ztunnel_peer_authentications);
     let eff = meshpolicy::peerauth::effective_mode(
         &parsed,
         &dst.namespace,

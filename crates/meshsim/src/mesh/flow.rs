@@ -324,7 +324,7 @@ pub fn resolve(store: &Store, namespace: &str, host: &str, port: u16) -> (Route,
 /// routed as any request is.
 pub fn pod_behind(app: &Weak<Shared>, host: &str, port: u16) -> Option<(Value, u16)> {
     let app = app.upgrade()?;
-    let store = crate::sidecar::lock(&app.store);
+    let store = crate::mesh::sidecar::lock(&app.store);
     match resolve(&store, "", host, port).0 {
         Route::Endpoint { pod, port, .. } => Some((pod, port)),
         _ => None,

@@ -259,7 +259,7 @@ pub fn serve(
     port: u16,
     stop: CancellationToken,
 ) -> std::io::Result<u16> {
-    let (listener, local) = crate::sidecar::bind_loopback()?;
+    let (listener, local) = crate::mesh::sidecar::bind_loopback()?;
     let host: Arc<str> = host.into();
     tokio::spawn(async move {
         let builder =

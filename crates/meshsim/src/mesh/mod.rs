@@ -4,19 +4,19 @@
 //! [`Network`]) carries the request the way a cluster with Calico and Istio
 //! would: DNS and kube-proxy ([`flow`]), NetworkPolicy (evaluated with
 //! crates/meshpolicy, [`decide`]), then, when the destination has a sidecar,
-//! that pod's real Envoy ([`crate::sidecar`]): PeerAuthentication, RBAC, the
+//! that pod's real Envoy ([`sidecar`]): PeerAuthentication, RBAC, the
 //! router to the application ([`app`]) all happen in Envoy, which writes the
 //! `istio-proxy` log itself (RBAC debug lines, local replies, access log).
 //! Destinations without a sidecar answer from [`app`] directly, after their
 //! node's ztunnel when they are in ambient mode (L4 AuthorizationPolicy,
 //! STRICT PeerAuthentication, [`decide`]). A Service (or pod) bound to a
 //! waypoint is reached through the waypoint pod's real Envoy (its
-//! listener from [`crate::sidecar::waypoint`], the policies attached to it by
+//! listener from [`crate::mesh::sidecar::waypoint`], the policies attached to it by
 //! `targetRefs`), then [`relay`] plays the destination's ztunnel (deciding on
 //! the waypoint's identity) and the application. The source
 //! pod's sidecar stays simulated: its outbound access log line and its local
 //! replies (connect timeout, no healthy upstream) are written by meshsim.
-//! Envoy's log levels start from the pod's annotations ([`crate::sidecar::loglevel`]) and are
+//! Envoy's log levels start from the pod's annotations ([`sidecar::loglevel`]) and are
 //! changed through Envoy's own `/logging`.
 //!
 //! Propagation: AuthorizationPolicy and PeerAuthentication changes reach a
@@ -38,6 +38,7 @@ pub mod flow;
 pub mod grpcauthz;
 pub mod outbound;
 pub mod relay;
+pub mod sidecar;
 pub mod timeline;
 
 use std::collections::HashMap;
@@ -50,11 +51,11 @@ use rand::Rng;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::exec::{Container, NetOutcome, NetRequest, Network};
 use crate::shared::Shared;
-use crate::sidecar::{self, Fleet, lock};
 use crate::store::Event;
 use crate::store::resources;
+use crate::traffic::{Container, NetOutcome, NetRequest, Network};
+use sidecar::{Fleet, lock};
 
 pub use decide::{DecidingLayer, PathDecision};
 use timeline::{DelayedKind, ObjectKey, Timeline};
@@ -63,7 +64,7 @@ use timeline::{DelayedKind, ObjectKey, Timeline};
 pub const DEFAULT_PROPAGATION_DELAY: Duration = Duration::from_secs(2);
 
 /// The sidecar's container name.
-pub use crate::sidecar::PROXY_CONTAINER;
+pub use crate::mesh::sidecar::PROXY_CONTAINER;
 
 /// Settings of the mesh simulation.
 #[derive(Debug, Clone, Copy)]
@@ -982,7 +983,7 @@ impl Mesh {
             h == "localhost" || h.starts_with("127.") || h == "::1" || h == "[::1]"
         };
         if loopback
-            && request.port == crate::sidecar::ADMIN_PORT
+            && request.port == crate::mesh::sidecar::ADMIN_PORT
             && request.scheme == "http"
             && let Some(out) = self.own_admin(from, request).await
         {

@@ -24,8 +24,8 @@ use std::time::Instant;
 
 use meshpolicy::envoy::stats::{ClusterCounters, filter_matches};
 
-use crate::exec::{NetOutcome, NetRequest};
-use crate::sidecar::lock;
+use crate::mesh::sidecar::lock;
+use crate::traffic::{NetOutcome, NetRequest};
 
 /// The bytes a client's request puts on its connection: for curl's
 /// `gopher://` the selector (the path after `/` and the item type) and

@@ -1,7 +1,7 @@
 //! What lies behind a waypoint's Envoy: the destination's ztunnel and the
 //! application, played by meshsim on one loopback port per waypoint.
 //!
-//! A waypoint's real Envoy (see [`crate::sidecar::waypoint`]) enforces the
+//! A waypoint's real Envoy (see [`crate::mesh::sidecar::waypoint`]) enforces the
 //! L7 policies attached to it and forwards what it allows to its one
 //! upstream, this relay. The relay then does what the rest of the path
 //! does in a cluster: the destination's ztunnel decides on the connection
@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::app;
 use super::decide::WaypointHop;
+use crate::mesh::sidecar::lock;
 use crate::shared::Shared;
-use crate::sidecar::lock;
 
 /// One waypoint's relay: its loopback port and the hop being played.
 #[derive(Debug)]
@@ -141,7 +141,7 @@ async fn serve(app: Weak<Shared>, relay: Arc<Relay>, stream: TcpStream) {
         };
         if let Some((ns, pod, line)) = &hop.ztunnel_log {
             app.logs
-                .append(ns, pod, crate::sidecar::PROXY_CONTAINER, line);
+                .append(ns, pod, crate::mesh::sidecar::PROXY_CONTAINER, line);
         }
         if !hop.ztunnel_allowed {
             tracing::debug!("meshsim: behind the waypoint: {}", hop.ztunnel_reason);

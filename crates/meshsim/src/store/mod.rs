@@ -10,7 +10,7 @@
 //! still hand out `&Value`: they parse on first use and cache the tree, and
 //! every write (and the server's ticker, through [`Store::trim_cache`]) drops
 //! the cached trees once more than [`CACHE_LIMIT`] are held. The API layer
-//! reads the serialized form directly ([`Store::list_raw`], [`Store::get_raw`])
+//! reads the serialized form directly (`Store::list_raw`, [`Store::get_raw`])
 //! and never fills the cache. The event history keeps serialized objects too,
 //! bounded by count and bytes; the broadcast ring is short, and watchers that
 //! fall behind catch up from the history.

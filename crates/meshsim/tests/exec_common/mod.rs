@@ -5,10 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meshsim::exec::{
-    Container, ExecIo, ExecOutcome, ExecServices, InStream, NetOutcome, NetRequest, Network,
-    OutStream, run_command,
-};
+use meshsim::kubelet::exec::{ExecIo, ExecOutcome, ExecServices, InStream, OutStream, run_command};
+use meshsim::traffic::{Container, NetOutcome, NetRequest, Network};
 
 /// A network that answers by host name and records every request.
 #[derive(Default)]

@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::NetOutcome;
 use super::http::{option_value, parse_url, reason};
 use super::programs::Process;
+use crate::traffic::NetOutcome;
 
 /// GNU wget's default read timeout.
 const DEFAULT_TIMEOUT: f64 = 900.0;

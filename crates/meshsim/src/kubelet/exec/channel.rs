@@ -20,7 +20,8 @@ use tokio::sync::mpsc;
 
 use super::io::{ExecIo, InStream, OutStream};
 use super::programs::{ExecOutcome, run_command};
-use super::{Container, ExecOptions, ExecServices};
+use super::{ExecOptions, ExecServices};
+use crate::traffic::Container;
 
 /// Channel numbers of the protocol.
 pub const STDIN: u8 = 0;

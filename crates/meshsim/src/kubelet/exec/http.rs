@@ -26,8 +26,12 @@ impl Url {
     }
 
     /// The request a client sends to this URL (no client sends a body).
-    pub fn request(&self, method: String, headers: Vec<(String, String)>) -> super::NetRequest {
-        super::NetRequest {
+    pub fn request(
+        &self,
+        method: String,
+        headers: Vec<(String, String)>,
+    ) -> crate::traffic::NetRequest {
+        crate::traffic::NetRequest {
             method,
             scheme: self.scheme.clone(),
             host: self.host.clone(),

@@ -21,13 +21,13 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::NetOutcome;
 use super::http::{option_value, parse_url, reason};
 use super::programs::Process;
+use crate::traffic::NetOutcome;
 
 /// Whether `target`'s `wget` is busybox's (busybox and Alpine images, or an
 /// image that declares a `busybox` executable) rather than GNU wget.
-pub fn is_busybox(target: &super::Container) -> bool {
+pub fn is_busybox(target: &crate::traffic::Container) -> bool {
     let repo = target.image.rsplit('/').next().unwrap_or(&target.image);
     let repo = repo.split([':', '@']).next().unwrap_or(repo);
     matches!(repo, "busybox" | "alpine") || target.tools.iter().any(|t| t == "busybox")

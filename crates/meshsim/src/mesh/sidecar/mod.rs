@@ -5,7 +5,7 @@
 //! pod runs and stopped when it is deleted, configured through files
 //! ([`config`]: bootstrap with static clusters, LDS through `path_config_source`,
 //! replaced atomically by write-then-rename when the policies the sidecar
-//! received change), with an application behind it ([`appserver`]) and
+//! received change), with an application behind it ([`appserver`](super::appserver)) and
 //! workload certificates from one mesh CA ([`certs`]). A request from a pod
 //! reaches the destination's Envoy over loopback ([`client`]): what the
 //! client sees is what Envoy answered, and what Envoy logged is the

@@ -1,5 +1,5 @@
 //! The pod subresources that leave plain JSON behind: `pods/exec` (WebSocket
-//! upgrade handed to [`crate::exec::serve_websocket`]) and `pods/log`
+//! upgrade handed to [`crate::kubelet::exec::serve_websocket`]) and `pods/log`
 //! (streamed from the container log store). This module validates the pod
 //! and container like the kubelet would and decides which tools a container
 //! image provides.
@@ -12,7 +12,7 @@
 //! images (e.g. curlimages/curl) add curl; `distroless` images have nothing
 //! at all; anything else has only the basics. A tool an image has but
 //! meshsim does not emulate (env, hostname, sleep, ls) says so and exits 126
-//! (see [`crate::exec`] for what is emulated and what deliberately is not).
+//! (see [`crate::kubelet::exec`] for what is emulated and what deliberately is not).
 
 use std::sync::Arc;
 
@@ -24,10 +24,12 @@ use serde_json::Value;
 
 use crate::app::{App, EXEC_LOG_LIMIT, ExecRecord};
 use crate::error::ApiError;
-use crate::exec::{Container, ExecOptions, negotiate_protocol, serve_websocket};
-use crate::exec::{ExecServices, Network};
+use crate::kubelet::exec::ExecServices;
+use crate::kubelet::exec::{ExecOptions, negotiate_protocol, serve_websocket};
 use crate::path::{Query, ResourcePath as Target, q1, qbool};
 use crate::store::controllers::StartedPod;
+use crate::traffic::Container;
+use crate::traffic::Network;
 
 const BASE_TOOLS: &[&str] = &[
     "sh", "cat", "echo", "env", "hostname", "sleep", "true", "false", "ls",
@@ -185,7 +187,8 @@ pub async fn exec(
             "unable to upgrade connection: no supported subprotocol (offer v5.channel.k8s.io or v4.channel.k8s.io)",
         ));
     };
-    let services: Arc<dyn crate::exec::ExecServices> = Arc::new(Services { app: app.clone() });
+    let services: Arc<dyn crate::kubelet::exec::ExecServices> =
+        Arc::new(Services { app: app.clone() });
     Ok(ws
         .protocols([protocol.as_str()])
         .on_upgrade(move |socket| serve_websocket(socket, protocol, target, argv, opts, services))
@@ -297,13 +300,13 @@ pub fn logs(
             "container \"{cname}\" in pod \"{pod_name}\" is waiting to start: ContainerCreating"
         )));
     }
-    crate::logstream::respond(&app, &t, &cname, &q, cut_after)
+    crate::kubelet::logstream::respond(&app, &t, &cname, &q, cut_after)
 }
 
 /// Startup lines of a freshly started container (istio-proxy, nginx), plus
 /// log files named by `meshsim.dev/log.CONTAINER` annotations.
 pub fn seed_logs(app: &App, pod: &StartedPod) {
-    crate::logstream::seed(app, pod);
+    crate::kubelet::logstream::seed(app, pod);
 }
 
 /// What exec'd commands get from the cluster.
@@ -322,8 +325,12 @@ impl ExecServices for Services {
     fn time_scale(&self) -> f64 {
         self.app.time_scale
     }
-    fn program(&self, target: &Container, name: &str) -> Option<Arc<dyn crate::exec::Program>> {
-        crate::envoy_admin::cluster_program(&self.app, target, name)
+    fn program(
+        &self,
+        target: &Container,
+        name: &str,
+    ) -> Option<Arc<dyn crate::kubelet::exec::Program>> {
+        crate::kubelet::pilot_agent::cluster_program(&self.app, target, name)
     }
     fn record_exec(&self, target: &Container, argv: &[String]) {
         let mut log = match self.app.exec_log.lock() {

@@ -1,16 +1,20 @@
-//! `pilot-agent` in the `istio-proxy` container: its `request` subcommand
-//! sends one request to the pod's Envoy admin (the real Envoy of
-//! [`crate::sidecar`]) and prints the answer's body, as pilot-agent does;
-//! a `stats` answer also carries the simulated outbound clusters' counters
-//! ([`crate::mesh::outbound`]).
+//! `pilot-agent` in the `istio-proxy` container: how people and istioctl
+//! reach a sidecar's Envoy admin (`kubectl exec ... -c istio-proxy --
+//! pilot-agent request GET config_dump`). Its `request` subcommand sends one
+//! request to the pod's Envoy admin (the real Envoy of
+//! [`crate::mesh::sidecar`], over loopback) and prints the answer's body, as
+//! pilot-agent does; a `stats` answer also carries the simulated outbound
+//! clusters' counters ([`crate::mesh::outbound`]). `curl localhost:15000/...`
+//! from the container is routed by [`crate::mesh::Mesh`] instead.
 
 use std::sync::{Arc, Weak};
 
 use futures::future::BoxFuture;
 
-use super::ADMIN_PORT;
 use crate::app::App;
-use crate::exec::{Container, Process, Program};
+use crate::kubelet::exec::{Process, Program};
+use crate::mesh::sidecar::ADMIN_PORT;
+use crate::traffic::Container;
 
 /// `pilot-agent`: only its `request` subcommand is provided.
 pub struct PilotAgent {
@@ -29,7 +33,7 @@ async fn real_admin(
     let app = app.upgrade()?;
     let mesh = app.mesh.get()?.clone();
     let admin = mesh.admin_address(namespace, pod).await?;
-    let body = crate::sidecar::admin_request(admin, method, path)
+    let body = crate::mesh::sidecar::admin_request(admin, method, path)
         .await
         .ok()
         .map(|r| r.body)?;
@@ -188,10 +192,10 @@ const PROXY_TOOLS_ANNOTATION: &str = "meshsim.dev/tools.istio-proxy";
 
 /// The program `name` the cluster provides in `target` (`pilot-agent` in
 /// `istio-proxy`, unless the pod's `meshsim.dev/tools.istio-proxy` lists
-/// the proxy's executables without it), for [`crate::exec::ExecServices::program`].
+/// the proxy's executables without it), for [`crate::kubelet::exec::ExecServices::program`].
 pub fn cluster_program(app: &Arc<App>, target: &Container, name: &str) -> Option<Arc<dyn Program>> {
     let declared_without = || {
-        let store = crate::sidecar::lock(&app.shared.store);
+        let store = crate::mesh::sidecar::lock(&app.shared.store);
         store
             .get(
                 crate::store::resources::PODS,

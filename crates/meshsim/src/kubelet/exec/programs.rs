@@ -17,7 +17,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::io::{ExecIo, InStream, OutStream};
-use super::{Container, ExecServices, curl, gnu_wget, shell, wget};
+use super::{ExecServices, curl, gnu_wget, shell, wget};
+use crate::traffic::Container;
 
 /// A program that can run inside a simulated container.
 pub trait Program: Send + Sync + 'static {

@@ -1,6 +1,6 @@
 //! A simulated `curl`, imitating curl 7.88.1 as shipped in Debian bookworm
 //! (the base of the `nginx` images the walk-through uses). Requests go to the
-//! cluster's [`Network`](super::Network), which decides what happens; this
+//! cluster's [`Network`](crate::traffic::Network), which decides what happens; this
 //! module turns the decision into what curl prints and its exit code: 6
 //! (resolve), 7 (refused), 22 (`-f` and status >= 400), 28 (timeouts), 35
 //! and 52 (closed without an answer), 56 (reset).
@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::NetOutcome;
 use super::http::{Url, UrlError, option_value, parse_url, remove_dot_segments};
 use super::programs::Process;
+use crate::traffic::NetOutcome;
 
 /// The version this module imitates (`User-Agent: curl/7.88.1`).
 pub const CURL_VERSION: &str = "7.88.1";
