@@ -17,6 +17,7 @@
 //! `server: istio-envoy`; its outbound access log line is written by meshsim.
 
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use meshpolicy::envoy::AccessLogEntry;
@@ -657,20 +658,46 @@ fn loopback(ctx: &Ctx<'_>, port: u16) -> PathDecision {
     )
 }
 
+/// A connection that reached the destination pod's address, through each
+/// layer in the order a packet meets them: the CNI's NetworkPolicy, the
+/// node's ztunnel (ambient) or the waypoint, the destination's sidecar, and
+/// finally the application (or nothing listening). Each layer's function
+/// returns a decision when it ends the request.
 fn endpoint(
     ctx: &Ctx<'_>,
     service: Option<&ServiceRef>,
     dst_json: &Value,
     port: u16,
 ) -> PathDecision {
-    let input = ctx.input;
-    let facts = input.facts;
-    let req = input.request;
     let dst = model_pod(dst_json);
     let to = Dialled::pod(service, &dst, port);
-    let who = format!("{}/{}", dst.namespace, dst.name);
+    let same_pod = ctx.src.namespace == dst.namespace && ctx.src.name == dst.name;
+    if !same_pod
+        && ctx.input.enforce_network_policy
+        && let Some(v) = network_policy_layer(ctx, &dst, &to, port)
+    {
+        return v;
+    }
+    let lat = latency(dst_json);
+    let facts = ctx.input.facts;
+    let ambient = ambient_mode(facts, &dst) == meshpolicy::ambient::DataplaneMode::Ambient;
+    let mut ztunnel_line = None;
+    if ambient && !same_pod {
+        match ztunnel_layer(ctx, service, dst_json, &dst, &to, port, lat) {
+            ControlFlow::Continue(line) => ztunnel_line = line,
+            ControlFlow::Break(v) => return v,
+        }
+    }
+    if dst.has_sidecar && !SIDECAR_PORTS.contains(&port) {
+        return sidecar_handoff(ctx, service, &dst, &to, port, lat);
+    }
+    application_layer(ctx, dst_json, &dst, &to, port, lat, ztunnel_line)
+}
 
-    // NetworkPolicy, evaluated on the two pods and their namespaces.
+/// The CNI: NetworkPolicy evaluated on the two pods and their namespaces; a
+/// denied connection is dropped (the client's connect times out).
+fn network_policy_layer(ctx: &Ctx<'_>, dst: &Pod, to: &Dialled, port: u16) -> Option<PathDecision> {
+    let facts = ctx.input.facts;
     let mut model = meshpolicy::Cluster::new();
     for ns in &facts.namespaces {
         let name = ns["metadata"]["name"].as_str().unwrap_or("");
@@ -689,103 +716,142 @@ fn endpoint(
             Err(e) => tracing::warn!("meshsim: ignoring unreadable NetworkPolicy: {e}"),
         }
     }
-    let same_pod = ctx.src.namespace == dst.namespace && ctx.src.name == dst.name;
-    if !same_pod && input.enforce_network_policy {
-        let net = model.evaluate_network(
-            &Endpoint::pod(&ctx.src.namespace, &ctx.src.name),
-            &Endpoint::pod(&dst.namespace, &dst.name),
-            port,
-            Protocol::Tcp,
-        );
-        if let Ok(n) = net
-            && !n.allowed
-        {
-            let reason = format!("NetworkPolicy: {}", n.explanation);
-            let (layer, timeout) = (DecidingLayer::NetworkPolicy, NetOutcome::ConnectTimeout);
-            return ctx.failed(layer, reason, &to, &CONNECT_TIMED_OUT, timeout);
-        }
-    }
+    let net = model.evaluate_network(
+        &Endpoint::pod(&ctx.src.namespace, &ctx.src.name),
+        &Endpoint::pod(&dst.namespace, &dst.name),
+        port,
+        Protocol::Tcp,
+    );
+    let n = net.ok().filter(|n| !n.allowed)?;
+    let reason = format!("NetworkPolicy: {}", n.explanation);
+    let (layer, timeout) = (DecidingLayer::NetworkPolicy, NetOutcome::ConnectTimeout);
+    Some(ctx.failed(layer, reason, to, &CONNECT_TIMED_OUT, timeout))
+}
 
-    let lat = latency(dst_json);
-    let ambient = ambient_mode(facts, &dst) == meshpolicy::ambient::DataplaneMode::Ambient;
-    let mut ztunnel_line = None;
-    if ambient && !same_pod {
-        let src_identity = source_identity(ctx);
-        let wp = facts.waypoint.as_ref().filter(|w| {
-            meshpolicy::ambient::waypoint_in_path(src_identity.is_some(), &used(w)).is_some()
-        });
-        if let Some(w) = wp
-            && src_identity.is_some()
-        {
-            return via_waypoint(ctx, w, &to, dst_json, &dst, port, lat);
-        }
-        let z = match &src_identity {
-            None => ztunnel_peer_auth(ctx, &dst, port)
-                .plaintext_rejection(&dst)
-                .unwrap_or_else(|| ztunnel(ctx, &dst, None, ctx.src.ip, port)),
-            Some(id) => ztunnel(ctx, &dst, Some(id.clone()), ctx.src.ip, port),
-        };
-        let peer = Peer {
-            addr: ctx.client(),
-            workload: ctx.src.name.clone(),
-            namespace: ctx.src.namespace.clone(),
-            identity: src_identity,
-        };
-        let line = ztunnel_log(facts, &peer, &dst, service, port, &z);
-        if !z.allowed {
-            // The source sidecar sees its upstream connection closed.
-            let reset = NetOutcome::Reset { after: lat };
-            let layer = DecidingLayer::Ztunnel;
-            let mut v = if ctx.captured {
-                let reason = z.explanation.clone();
-                ctx.local_503(layer, reason, &to, &CONNECTION_TERMINATED, lat)
-            } else {
-                decision(reset, layer, z.explanation.clone())
-            };
-            v.ztunnel_log = line;
-            return v;
-        }
-        ztunnel_line = line;
+/// Ambient mode: a source with a mesh identity goes through the waypoint
+/// when one is in the path; otherwise the destination node's ztunnel decides
+/// (L4 AuthorizationPolicy, STRICT PeerAuthentication for plaintext).
+/// `Continue` carries ztunnel's access log line when it let the connection
+/// through.
+#[allow(clippy::too_many_arguments)]
+fn ztunnel_layer(
+    ctx: &Ctx<'_>,
+    service: Option<&ServiceRef>,
+    dst_json: &Value,
+    dst: &Pod,
+    to: &Dialled,
+    port: u16,
+    lat: Duration,
+) -> ControlFlow<PathDecision, Option<(String, String, String)>> {
+    let facts = ctx.input.facts;
+    let src_identity = source_identity(ctx);
+    let wp = facts.waypoint.as_ref().filter(|w| {
+        meshpolicy::ambient::waypoint_in_path(src_identity.is_some(), &used(w)).is_some()
+    });
+    if let Some(w) = wp
+        && src_identity.is_some()
+    {
+        return ControlFlow::Break(via_waypoint(ctx, w, to, dst_json, dst, port, lat));
     }
-
-    if dst.has_sidecar && !SIDECAR_PORTS.contains(&port) {
-        let mut v = decision(
+    let z = match &src_identity {
+        None => ztunnel_peer_auth(ctx, dst, port)
+            .plaintext_rejection(dst)
+            .unwrap_or_else(|| ztunnel(ctx, dst, None, ctx.src.ip, port)),
+        Some(id) => ztunnel(ctx, dst, Some(id.clone()), ctx.src.ip, port),
+    };
+    let peer = Peer {
+        addr: ctx.client(),
+        workload: ctx.src.name.clone(),
+        namespace: ctx.src.namespace.clone(),
+        identity: src_identity,
+    };
+    let line = ztunnel_log(facts, &peer, dst, service, port, &z);
+    if z.allowed {
+        return ControlFlow::Continue(line);
+    }
+    // The source sidecar sees its upstream connection closed.
+    let layer = DecidingLayer::Ztunnel;
+    let mut v = if ctx.captured {
+        ctx.local_503(
+            layer,
+            z.explanation.clone(),
+            to,
+            &CONNECTION_TERMINATED,
+            lat,
+        )
+    } else {
+        decision(
             NetOutcome::Reset { after: lat },
-            DecidingLayer::Envoy,
-            format!("{who} port {port}: handed to its sidecar's Envoy"),
-        );
-        v.forward = Some(Forward {
-            namespace: dst.namespace.clone(),
-            pod: dst.name.clone(),
-            port,
-            source_ip: ctx.src.ip,
-            destination_ip: dst.ip,
-            mtls: ctx
-                .captured
-                .then(|| (ctx.src.namespace.clone(), ctx.src.service_account.clone())),
-            sni: to.sni(),
-            latency: lat,
-            access_log: facts.access_log,
-            waypoint: None,
-            relays_tcp: ctx.captured && relays_tcp(service, req),
-        });
-        // The source sidecar (simulated) logs what it relays; the caller
-        // fills in the answer once Envoy has given it.
-        if ctx.captured {
-            v.source = Some(ctx.relayed(&to, 0, 0, lat));
-        }
-        return v;
+            layer,
+            z.explanation.clone(),
+        )
+    };
+    v.ztunnel_log = line;
+    ControlFlow::Break(v)
+}
+
+/// The destination's sidecar: the request is handed to that pod's real
+/// Envoy (the caller forwards it and fills in the answer).
+fn sidecar_handoff(
+    ctx: &Ctx<'_>,
+    service: Option<&ServiceRef>,
+    dst: &Pod,
+    to: &Dialled,
+    port: u16,
+    lat: Duration,
+) -> PathDecision {
+    let who = format!("{}/{}", dst.namespace, dst.name);
+    let mut v = decision(
+        NetOutcome::Reset { after: lat },
+        DecidingLayer::Envoy,
+        format!("{who} port {port}: handed to its sidecar's Envoy"),
+    );
+    v.forward = Some(Forward {
+        namespace: dst.namespace.clone(),
+        pod: dst.name.clone(),
+        port,
+        source_ip: ctx.src.ip,
+        destination_ip: dst.ip,
+        mtls: ctx
+            .captured
+            .then(|| (ctx.src.namespace.clone(), ctx.src.service_account.clone())),
+        sni: to.sni(),
+        latency: lat,
+        access_log: ctx.input.facts.access_log,
+        waypoint: None,
+        relays_tcp: ctx.captured && relays_tcp(service, ctx.input.request),
+    });
+    // The source sidecar (simulated) logs what it relays; the caller
+    // fills in the answer once Envoy has given it.
+    if ctx.captured {
+        v.source = Some(ctx.relayed(to, 0, 0, lat));
     }
+    v
+}
+
+/// The destination's application: nothing listening (refused), a TCP server
+/// waiting for its client, or an HTTP answer (with nginx's access log line).
+/// A connection that reached the application carries `ztunnel_line`.
+fn application_layer(
+    ctx: &Ctx<'_>,
+    dst_json: &Value,
+    dst: &Pod,
+    to: &Dialled,
+    port: u16,
+    lat: Duration,
+    ztunnel_line: Option<(String, String, String)>,
+) -> PathDecision {
+    let req = ctx.input.request;
+    let who = format!("{}/{}", dst.namespace, dst.name);
     if !listening_ports(dst_json).contains(&port) {
         let reason = format!("nothing listens on {who} port {port}");
         let refused = NetOutcome::Refused {
             after: Duration::ZERO,
         };
         let layer = DecidingLayer::NotListening;
-        return ctx.failed(layer, reason, &to, &CONNECT_REFUSED, refused);
+        return ctx.failed(layer, reason, to, &CONNECT_REFUSED, refused);
     }
-
-    // The application answers; a TCP server waits for its client.
+    // A TCP server waits for its client.
     if client_protocol(req) == ClientProtocol::Tcp {
         let mut v = decision(
             NetOutcome::Silent,
@@ -795,7 +861,7 @@ fn endpoint(
         v.ztunnel_log = ztunnel_line;
         return v;
     }
-    let cms = &facts.configmaps;
+    let cms = &ctx.input.facts.configmaps;
     let a = app::answer(dst_json, cms, &req.method, &req.path, port, &req.headers);
     let sent = a.body.len();
     let headers = if ctx.captured {
@@ -814,7 +880,7 @@ fn endpoint(
         format!("{who} answered {}", a.status),
     );
     if ctx.captured {
-        v.source = Some(ctx.relayed(&to, a.status, sent, lat));
+        v.source = Some(ctx.relayed(to, a.status, sent, lat));
     }
     if a.nginx
         && let Some(c) = app::nginx_container(dst_json)
