@@ -1,5 +1,4 @@
-//! Generates a realistic istio-proxy log for the log parsing benchmark and the
-//! `logparse_vs_grep` example: mostly ordinary lines (access logs of successful
+//! Generates a realistic istio-proxy log for the log parsing benchmark: mostly ordinary lines (access logs of successful
 //! requests, Istio agent info lines, Envoy debug lines of other scopes) with about 1%
 //! RBAC debug lines, local replies and access-log denials, deterministic for a seed.
 
