@@ -221,6 +221,39 @@ fn jwt_conditions_need_the_jwt() {
     assert_eq!(decide(&p, &r, &o), Decision::Deny);
 }
 
+/// An undecidable rule names itself, its action and why, in the verdict and
+/// in `cannot_evaluate`; a DENY rule that matches still decides.
+#[test]
+fn undecidable_rules_are_named_with_their_action() {
+    let o = EvalOptions::default();
+    let req = http_req(None, "GET", "/", "x");
+    for (action, want) in [("DENY", "DENY"), ("ALLOW", "ALLOW")] {
+        let p = compile(&format!(
+            "metadata: {{name: p, namespace: foo}}\nspec:\n  action: {action}\n  rules:\n  - when:\n    - key: request.auth.audiences\n      values: [\"a\"]\n"
+        ));
+        let v = evaluate_policies_with(&[&p], &req, true, vec![], &o);
+        assert_eq!(v.decision, Decision::CannotEvaluate);
+        assert_eq!(v.policy_id.as_deref(), Some("ns[foo]-policy[p]-rule[0]"));
+        let prefix = format!("cannot evaluate: {want} rule ns[foo]-policy[p]-rule[0] may match: ");
+        assert!(v.reason.starts_with(&prefix), "{}", v.reason);
+        assert_eq!(v.cannot_evaluate.len(), 1);
+    }
+    let unknown = compile(
+        "metadata: {name: a, namespace: foo}\nspec:\n  action: DENY\n  rules:\n  - when:\n    - key: request.auth.audiences\n      values: [\"a\"]\n",
+    );
+    let matching = compile(
+        "metadata: {name: b, namespace: foo}\nspec:\n  action: DENY\n  rules:\n  - to:\n    - operation: {methods: [\"GET\"]}\n",
+    );
+    let v = evaluate_policies_with(&[&unknown, &matching], &req, true, vec![], &o);
+    assert_eq!(v.decision, Decision::Deny, "{}", v.reason);
+    assert_eq!(v.reason, "denied by DENY rule ns[foo]-policy[b]-rule[0]");
+    assert_eq!(
+        v.cannot_evaluate.len(),
+        1,
+        "the undecidable rule is still listed"
+    );
+}
+
 #[test]
 fn unknown_when_keys_skip_the_rule_as_istio_does() {
     let o = EvalOptions::default();

@@ -793,6 +793,38 @@ struct EngineResult {
     unknown: Vec<Unevaluable>,
 }
 
+impl EngineResult {
+    /// What a DENY or ALLOW engine decides on its own, as (decision, policy
+    /// id, reason): its first matching rule decides; otherwise a rule it
+    /// cannot evaluate leaves the request undecided; `None` when no rule can
+    /// match. The rules it could not evaluate go to `cannot` either way.
+    fn verdict(
+        self,
+        action: Action,
+        delegated_note: &str,
+        cannot: &mut Vec<Unevaluable>,
+    ) -> Option<(Decision, String, String)> {
+        let (on_match, verb) = match action {
+            Action::Deny => (Decision::Deny, "denied by DENY"),
+            _ => (Decision::Allow, "allowed by ALLOW"),
+        };
+        let found = if let Some(id) = self.matched {
+            let reason = format!("{verb} rule {id}{delegated_note}");
+            Some((on_match, id, reason))
+        } else {
+            self.unknown.first().map(|first| {
+                let reason = format!(
+                    "cannot evaluate: {action} rule {} may match: {}",
+                    first.policy_id, first.reason
+                );
+                (Decision::CannotEvaluate, first.policy_id.clone(), reason)
+            })
+        };
+        cannot.extend(self.unknown);
+        found
+    }
+}
+
 fn run_engine(
     policies: &[&CompiledAuthz],
     req: &AuthzRequest,
@@ -991,19 +1023,8 @@ pub fn evaluate_policies_with(
 
     // DENY.
     let deny = run_engine(&pick(Action::Deny, false), req, opts, rbac_path);
-    if let Some(id) = deny.matched {
-        let reason = format!("denied by DENY rule {id}{delegated_note}");
-        cannot.extend(deny.unknown);
-        return finish(Decision::Deny, Some(id), reason, cannot);
-    }
-    if let Some(first) = deny.unknown.first() {
-        let reason = format!(
-            "cannot evaluate: DENY rule {} may match: {}",
-            first.policy_id, first.reason
-        );
-        let id = first.policy_id.clone();
-        cannot.extend(deny.unknown);
-        return finish(Decision::CannotEvaluate, Some(id), reason, cannot);
+    if let Some((decision, id, reason)) = deny.verdict(Action::Deny, &delegated_note, &mut cannot) {
+        return finish(decision, Some(id), reason, cannot);
     }
 
     // ALLOW.
@@ -1019,19 +1040,9 @@ pub fn evaluate_policies_with(
         return finish(Decision::Allow, None, reason, cannot);
     }
     let allow = run_engine(&allow_ps, req, opts, rbac_path);
-    if let Some(id) = allow.matched {
-        let reason = format!("allowed by ALLOW rule {id}{delegated_note}");
-        cannot.extend(allow.unknown);
-        return finish(Decision::Allow, Some(id), reason, cannot);
-    }
-    if let Some(first) = allow.unknown.first() {
-        let reason = format!(
-            "cannot evaluate: ALLOW rule {} may match: {}",
-            first.policy_id, first.reason
-        );
-        let id = first.policy_id.clone();
-        cannot.extend(allow.unknown);
-        return finish(Decision::CannotEvaluate, Some(id), reason, cannot);
+    if let Some((decision, id, reason)) = allow.verdict(Action::Allow, &delegated_note, &mut cannot)
+    {
+        return finish(decision, Some(id), reason, cannot);
     }
     let names: Vec<String> = allow_ps
         .iter()
