@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::http::{option_value, parse_url, reason};
+use super::http::{header_options, option_value, parse_url, reason, server_response_headers};
 use super::programs::Process;
 use crate::traffic::NetOutcome;
 
@@ -181,15 +181,10 @@ async fn fetch(p: &Process<'_>, args: &Args, raw: &str) -> i32 {
         ("Host".to_string(), url.host_header()),
         ("Connection".to_string(), "Keep-Alive".to_string()),
     ];
-    for h in &args.headers {
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
+    headers.extend(header_options(&args.headers));
     let req = url.request(args.method.clone().unwrap_or_else(|| "GET".into()), headers);
     let shown_url = url.effective();
     let outcome = p.services.network().send(p.target, &req).await;
-    let wait = |secs: f64| p.sleep(Duration::from_secs_f64(secs.max(0.0)));
     // Measured with GNU Wget 1.21.3: a connect that times out or is
     // refused fails before `connected.`; after it, a reset, a close
     // without an answer (Envoy's network RBAC: `No data received.`) or
@@ -224,36 +219,24 @@ async fn fetch(p: &Process<'_>, args: &Args, raw: &str) -> i32 {
                 NetOutcome::Refused { after } => after.as_secs_f64(),
                 _ => f64::INFINITY,
             };
-            let why = if refused >= limit {
-                wait(limit).await;
-                "failed: Connection timed out.\n"
-            } else {
-                wait(refused).await;
-                "failed: Connection refused.\n"
-            };
-            p.err(why).await;
+            let (refused_msg, timed_out) = (
+                "failed: Connection refused.\n",
+                "failed: Connection timed out.\n",
+            );
+            p.fail_within(refused, limit, refused_msg, timed_out).await;
             return EXIT_NETWORK;
         }
     };
     let Some((status, headers, body)) = answer.filter(|_| after < limit) else {
-        let why = if after >= limit {
-            wait(limit).await;
-            "Read error (Connection timed out) in headers.\n"
-        } else {
-            wait(after).await;
-            why
-        };
-        p.err(why).await;
+        let timed_out = "Read error (Connection timed out) in headers.\n";
+        p.fail_within(after, limit, why, timed_out).await;
         return EXIT_NETWORK;
     };
-    wait(after).await;
+    p.sleep(Duration::from_secs_f64(after.max(0.0))).await;
     let phrase = reason(status);
     if args.server_response {
-        let mut s = format!("  HTTP/1.1 {status} {phrase}\n");
-        for (k, v) in &headers {
-            s.push_str(&format!("  {k}: {v}\n"));
-        }
-        p.err(&s).await;
+        let s = format!("  HTTP/1.1 {status} {phrase}\n");
+        p.err(&(s + &server_response_headers(&headers))).await;
     }
     let location = headers
         .iter()

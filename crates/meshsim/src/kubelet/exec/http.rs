@@ -43,6 +43,23 @@ impl Url {
     }
 }
 
+/// wget's `--header 'Name: value'` options as (name, value), trimmed; an
+/// option without a colon is dropped, as both wgets do.
+pub(crate) fn header_options(options: &[String]) -> impl Iterator<Item = (String, String)> + '_ {
+    options.iter().filter_map(|h| {
+        let (k, v) = h.split_once(':')?;
+        Some((k.trim().to_string(), v.trim().to_string()))
+    })
+}
+
+/// Response headers as wget's `-S` prints them: `  Name: value` per line.
+pub(crate) fn server_response_headers(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .map(|(k, v)| format!("  {k}: {v}\n"))
+        .collect()
+}
+
 /// The port a scheme's URLs default to.
 fn default_port(scheme: &str) -> u16 {
     match scheme {

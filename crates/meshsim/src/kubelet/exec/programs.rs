@@ -53,6 +53,19 @@ impl Process<'_> {
     pub async fn sleep(&self, simulated: Duration) {
         tokio::time::sleep(scaled(simulated, self.services.time_scale())).await;
     }
+
+    /// A failure that happens `after` simulated seconds, seen by a client
+    /// that gives up at `limit`: waits for whichever comes first, then prints
+    /// `msg` or, when the limit came first, `timed_out`.
+    pub async fn fail_within(&self, after: f64, limit: f64, msg: &str, timed_out: &str) {
+        let (wait, text) = if after >= limit {
+            (limit, timed_out)
+        } else {
+            (after, msg)
+        };
+        self.sleep(Duration::from_secs_f64(wait.max(0.0))).await;
+        self.err(text).await;
+    }
 }
 
 /// `simulated * scale`, saturating; a non-finite or negative scale counts as 1.

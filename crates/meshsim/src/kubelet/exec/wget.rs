@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::http::{option_value, parse_url, reason};
+use super::http::{header_options, option_value, parse_url, reason, server_response_headers};
 use super::programs::Process;
 use crate::traffic::NetOutcome;
 
@@ -130,6 +130,9 @@ pub(crate) fn wget<'a>(p: Process<'a>, argv: Vec<String>) -> BoxFuture<'a, i32> 
     })
 }
 
+/// What busybox wget prints when its `-T` limit comes first.
+const TIMED_OUT: &str = "wget: download timed out\n";
+
 async fn fetch(p: &Process<'_>, args: &WgetArgs, raw: &str) -> i32 {
     // gopher:// is curl's (npexec's TCP probe); wget has no such scheme.
     let url = match parse_url(raw) {
@@ -146,11 +149,7 @@ async fn fetch(p: &Process<'_>, args: &WgetArgs, raw: &str) -> i32 {
         ("Host".to_string(), url.host_header()),
         ("User-Agent".to_string(), "Wget".to_string()),
     ];
-    for h in &args.headers {
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
+    headers.extend(header_options(&args.headers));
     headers.push(("Connection".into(), "close".into()));
     let req = url.request("GET".into(), headers);
     let ip = network
@@ -161,7 +160,6 @@ async fn fetch(p: &Process<'_>, args: &WgetArgs, raw: &str) -> i32 {
         p.err(&format!("Connecting to {} ({ip}:{})\n", url.host, url.port))
             .await;
     }
-    let wait = |secs: f64| p.sleep(Duration::from_secs_f64(secs.max(0.0)));
     // Every failure: what busybox prints, once it happens within -T.
     let (after, status, headers, body) = match outcome {
         NetOutcome::Http {
@@ -191,22 +189,15 @@ async fn fetch(p: &Process<'_>, args: &WgetArgs, raw: &str) -> i32 {
                 // No connect, or a server that never answers.
                 _ => (f64::INFINITY, String::new()),
             };
-            if after > 0.0 && after >= limit {
-                wait(limit).await;
-                p.err("wget: download timed out\n").await;
-            } else {
-                wait(after).await;
-                p.err(&msg).await;
-            }
+            p.fail_within(after, limit, &msg, TIMED_OUT).await;
             return 1;
         }
     };
     if after >= limit {
-        wait(limit).await;
-        p.err("wget: download timed out\n").await;
+        p.fail_within(after, limit, "", TIMED_OUT).await;
         return 1;
     }
-    wait(after).await;
+    p.sleep(Duration::from_secs_f64(after.max(0.0))).await;
     let status_line = format!("HTTP/1.1 {status} {}", reason(status));
     if args.server_response {
         p.err(&format!("  {status_line}\n")).await;
@@ -219,11 +210,7 @@ async fn fetch(p: &Process<'_>, args: &WgetArgs, raw: &str) -> i32 {
         return 1;
     }
     if args.server_response {
-        let mut s = String::new();
-        for (k, v) in &headers {
-            s.push_str(&format!("  {k}: {v}\n"));
-        }
-        p.err(&s).await;
+        p.err(&server_response_headers(&headers)).await;
     }
     if status >= 300
         && headers
