@@ -453,9 +453,7 @@ pub fn analyze(ctx: &PodContext<'_>, proxy: ProxyView) -> Report {
 
     // Namespace injection.
     let injection = ctx.namespace_labels.as_ref().and_then(|l| {
-        l.get("istio-injection")
-            .map(|v| format!("istio-injection={v}"))
-            .or_else(|| l.get("istio.io/rev").map(|v| format!("istio.io/rev={v}")))
+        meshpolicy::injection::namespace_injection_label(l).map(|(k, v)| format!("{k}={v}"))
     });
     if let Some(labels) = &ctx.namespace_labels {
         let ns = meshpolicy::Namespace::new(&pod.namespace, labels.clone());

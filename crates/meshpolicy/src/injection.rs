@@ -75,12 +75,24 @@ impl PodInjection {
     }
 }
 
+/// The namespace label the injector's webhooks read, as (key, value):
+/// `istio-injection` when present (it wins over a revision label), else
+/// `istio.io/rev`; `None` when the namespace has neither.
+pub fn namespace_injection_label(
+    namespace_labels: &BTreeMap<String, String>,
+) -> Option<(&'static str, &str)> {
+    [NAMESPACE_LABEL, REVISION_LABEL]
+        .into_iter()
+        .find_map(|k| namespace_labels.get(k).map(|v| (k, v.as_str())))
+}
+
 /// Whether a namespace's labels select it for injection by default (pods
 /// without an opt-out get a sidecar).
 pub fn namespace_injects(namespace_labels: &BTreeMap<String, String>) -> bool {
-    match namespace_labels.get(NAMESPACE_LABEL) {
-        Some(v) => v == "enabled",
-        None => namespace_labels.contains_key(REVISION_LABEL),
+    match namespace_injection_label(namespace_labels) {
+        Some((NAMESPACE_LABEL, v)) => v == "enabled",
+        Some(_) => true,
+        None => false,
     }
 }
 
@@ -134,6 +146,15 @@ mod tests {
         let both = map(&[(NAMESPACE_LABEL, "disabled"), (REVISION_LABEL, "canary")]);
         assert!(!namespace_injects(&both));
         assert!(!pod(None, None).injected("shop", &both));
+        assert_eq!(
+            namespace_injection_label(&rev),
+            Some((REVISION_LABEL, "canary"))
+        );
+        assert_eq!(
+            namespace_injection_label(&both),
+            Some((NAMESPACE_LABEL, "disabled"))
+        );
+        assert_eq!(namespace_injection_label(&map(&[("app", "x")])), None);
     }
 
     #[test]
