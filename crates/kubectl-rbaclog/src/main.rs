@@ -1,5 +1,4 @@
-//! Thin entry point of kubectl-rbaclog: all logic is in the library's `run()`, which
-//! handles Ctrl-C itself so `--enable-debug` can restore each sidecar's log level.
+//! Thin entry point: the library's `run()` handles Ctrl-C itself (to restore sidecar log levels).
 fn main() -> std::process::ExitCode {
     kubeplugin::run::main_with(kubeplugin::run::Signals::ByPlugin, kubectl_rbaclog::run)
 }
