@@ -5,8 +5,9 @@
 //! well below Istio's 10 s connect timeout, an open connection stays
 //! `allowed`, a network RBAC DENY stays `denied-rbac`, and a sidecar whose
 //! counters cannot be read (no pilot-agent) keeps the old answer and its
-//! `--timeout 11` hint. BusyBox wget (an HTTP request on the TCP port) gets
-//! the same verdicts from the same counters.
+//! `--timeout 11` hint, as does one where exec into `istio-proxy` is
+//! forbidden. BusyBox wget (an HTTP request on the TCP port) gets the same
+//! verdicts from the same counters.
 
 use crate::common;
 
@@ -26,9 +27,15 @@ const CLUSTER: &str = "outbound|6379||redis.ts-dst.svc.cluster.local";
 
 impl Sim {
     fn start() -> Sim {
+        Self::start_with(&["--time-scale", "0.05"])
+    }
+
+    /// With meshsim `serve` flags (replacing the default `--time-scale 0.05`).
+    fn start_with(flags: &[&str]) -> Sim {
         built(&["kubectl-npexec", "meshsim"]);
         Sim(common::Sim::builder()
             .scenario(fixture().join("scenario.yaml"))
+            .flags(flags)
             .pods(4)
             .start())
     }
@@ -149,5 +156,22 @@ fn sidecar_counters_tell_a_drop_from_an_open_connection() {
     // Counters unreadable: the old answer, with its hint.
     let p = sim.probe("ts-noagent", &["--timeout", "3s"]);
     assert_eq!(p["verdict"], "allowed", "{p}");
+    assert!(detail(&p).contains("--timeout 11"), "{p}");
+}
+
+/// Exec into `istio-proxy` refused by the API server (403, as an admission
+/// policy that guards the proxy container would answer) while exec into the
+/// application container works: the probe runs, its counters are unread, and
+/// the answer is the one without counters, with the reason and the hint.
+#[test]
+fn forbidden_counters_keep_the_answer_without_them() {
+    let fault = "verb=exec,container=istio-proxy,status=403";
+    let sim = Sim::start_with(&["--time-scale", "0.05", "--fault", fault]);
+    let p = sim.probe("ts-client", &["--timeout", "3s"]);
+    assert_eq!(p["verdict"], "allowed", "{p}");
+    assert_eq!(p["sidecar_stats"]["cluster"], CLUSTER, "{p}");
+    let why = p["sidecar_stats"]["error"].as_str().unwrap_or("");
+    assert_eq!(why, "cannot create pods/exec in namespace ts-client", "{p}");
+    assert!(p["sidecar_stats"]["before"].is_null(), "{p}");
     assert!(detail(&p).contains("--timeout 11"), "{p}");
 }

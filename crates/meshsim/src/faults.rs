@@ -1,6 +1,7 @@
 //! Faults on demand for reliability tests. A fault spec is a comma-separated
 //! list of `key=value` pairs: match keys `verb`, `resource`, `namespace`,
-//! `name` (absent = any) and exactly one action: `status=CODE` (500, 403,
+//! `name`, `container` (absent = any; `container` matches only exec, attach
+//! and log requests naming that container) and exactly one action: `status=CODE` (500, 403,
 //! 429 with optional `retry-after=SECONDS`, any 4xx/5xx), `hang=DURATION`
 //! (answer 504 only after the duration), `cut-exec-after=BYTES` or
 //! `cut-log-after=BYTES` (cut the stream abruptly after that much output).
@@ -26,6 +27,8 @@ pub struct Fault {
     pub resource: Option<String>,
     pub namespace: Option<String>,
     pub name: Option<String>,
+    /// Only requests whose `container` parameter names this container.
+    pub container: Option<String>,
     pub action: FaultAction,
 }
 
@@ -63,6 +66,7 @@ impl Fault {
             message: m.to_string(),
         };
         let (mut verb, mut resource, mut namespace, mut name) = (None, None, None, None);
+        let mut container = None;
         let mut status = None;
         let mut retry_after = None;
         let mut action = None;
@@ -76,6 +80,7 @@ impl Fault {
                 "resource" => resource = Some(v),
                 "namespace" => namespace = Some(v),
                 "name" => name = Some(v),
+                "container" => container = Some(v),
                 "status" => {
                     let c: u16 = v.parse().map_err(|_| bad("status must be an HTTP code"))?;
                     if !(400..=599).contains(&c) {
@@ -125,17 +130,31 @@ impl Fault {
             resource,
             namespace,
             name,
+            container,
             action,
         })
     }
 
-    /// Whether this fault applies to a request.
-    pub fn matches(&self, verb: &str, resource: &str, namespace: &str, name: &str) -> bool {
+    /// Whether this fault applies to a request; `container` is the request's
+    /// `container` parameter, when it has one.
+    pub fn matches(
+        &self,
+        verb: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        container: Option<&str>,
+    ) -> bool {
         let ok = |f: &Option<String>, v: &str| f.as_deref().is_none_or(|f| f == v);
         let res_ok = self.resource.as_deref().is_none_or(|r| {
             r == resource || resource.split('/').next() == Some(r) && !resource.contains('/')
         });
-        ok(&self.verb, verb) && res_ok && ok(&self.namespace, namespace) && ok(&self.name, name)
+        let container_ok = self.container.is_none() || self.container.as_deref() == container;
+        ok(&self.verb, verb)
+            && res_ok
+            && ok(&self.namespace, namespace)
+            && ok(&self.name, name)
+            && container_ok
     }
 
     /// The error a `status` fault answers with.
@@ -175,8 +194,12 @@ mod tests {
     #[test]
     fn parses_specs() {
         let f = Fault::parse("verb=get,resource=pods,namespace=x,status=500").unwrap();
-        assert!(f.matches("get", "pods", "x", "p"));
-        assert!(!f.matches("list", "pods", "x", ""));
+        assert!(f.matches("get", "pods", "x", "p", None));
+        assert!(!f.matches("list", "pods", "x", "", None));
+        let f = Fault::parse("verb=exec,container=istio-proxy,status=403").unwrap();
+        assert!(f.matches("exec", "pods/exec", "x", "p", Some("istio-proxy")));
+        assert!(!f.matches("exec", "pods/exec", "x", "p", Some("app")));
+        assert!(!f.matches("exec", "pods/exec", "x", "p", None));
         let f = Fault::parse("status=429,retry-after=1").unwrap();
         assert_eq!(
             f.action,

@@ -67,7 +67,7 @@ enum Cmd {
         /// Inject a fault (repeatable). Comma-separated key=value pairs. Match keys
         /// (absent = any): verb (get, list, watch, create, update, patch, delete,
         /// deletecollection, exec, log), resource (pods, pods/exec, services, ...),
-        /// namespace, name. One action: status=CODE [retry-after=SECONDS] (e.g. 500,
+        /// namespace, name, container (exec/attach/log naming it). One action: status=CODE [retry-after=SECONDS] (e.g. 500,
         /// 403, 429), hang=DURATION (then 504), cut-exec-after=BYTES, cut-log-after=BYTES.
         /// Example: --fault verb=get,resource=pods,namespace=x,status=500
         #[arg(long, value_parser = parse_fault)]

@@ -209,7 +209,8 @@ async fn resource(app: Arc<App>, t: ResourcePath, req: Request) -> Result<Respon
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let verb = verb_of(&method, &t, &q);
-    let cut_after = apply_faults(&app, &t, verb, &method, &path).await?;
+    let container = q1(&q, "container");
+    let cut_after = apply_faults(&app, &t, verb, &method, &path, container).await?;
     match t.sub.as_deref() {
         Some("exec") => return crate::kubelet::podexec::exec(app, t, q, req, cut_after).await,
         Some("log") if method == Method::GET => {
@@ -241,6 +242,7 @@ async fn apply_faults(
     verb: &str,
     method: &Method,
     path: &str,
+    container: Option<&str>,
 ) -> Result<Option<usize>, ApiError> {
     let res_name = match &t.sub {
         Some(s) => format!("{}/{s}", t.def.plural),
@@ -256,7 +258,7 @@ async fn apply_faults(
     for f in app
         .faults
         .iter()
-        .filter(|f| f.matches(fault_verb, &res_name, ns, name))
+        .filter(|f| f.matches(fault_verb, &res_name, ns, name, container))
     {
         match &f.action {
             FaultAction::Status { code, retry_after } => {
