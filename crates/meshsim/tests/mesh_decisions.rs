@@ -255,6 +255,41 @@ fn proxy_log(h: &Handle, ns: &str, pod: &str) -> Vec<String> {
     h.cluster.logs().lines(ns, pod, "istio-proxy")
 }
 
+/// The pod's istio-proxy log once the lines after `before` satisfy `done`.
+/// Envoy writes its log on its own threads and meshsim appends what Envoy
+/// prints from another task, so a line can land just after the answer: this
+/// waits for it (bounded at 10 s, not a timed assertion).
+async fn logged(
+    h: &Handle,
+    (ns, pod): (&str, &str),
+    before: usize,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let mut lines = proxy_log(h, ns, pod);
+    for _ in 0..1000 {
+        if done(&lines[before..]) {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        lines = proxy_log(h, ns, pod);
+    }
+    panic!(
+        "{ns}/{pod}: expected lines not logged: {:#?}",
+        &lines[before..]
+    );
+}
+
+/// Whether `lines` hold an RBAC decision, a local reply and an access log line.
+fn decision_reply_and_access(lines: &[String]) -> bool {
+    let kinds: Vec<LogLine> = lines
+        .iter()
+        .map(|l| classify_line(l.as_bytes(), Scope::All))
+        .collect();
+    kinds.iter().any(|l| matches!(l, LogLine::RbacDecision(_)))
+        && kinds.iter().any(|l| matches!(l, LogLine::LocalReply(_)))
+        && kinds.iter().any(|l| matches!(l, LogLine::AccessLog(_)))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rbac_lines_local_reply_and_access_log() {
     let h = start(Duration::from_secs(2)).await;
@@ -263,7 +298,7 @@ async fn rbac_lines_local_reply_and_access_log() {
     let before = proxy_log(&h, "mesh-a", "denied").len();
     let out = m.send_request(&side, &req("GET", "svc-denied")).await;
     assert_eq!(http(&out).0, 403);
-    let lines = proxy_log(&h, "mesh-a", "denied");
+    let lines = logged(&h, ("mesh-a", "denied"), before, decision_reply_and_access).await;
     let new: Vec<LogLine> = lines[before..]
         .iter()
         .map(|l| classify_line(l.as_bytes(), Scope::All))
@@ -316,7 +351,10 @@ async fn rbac_lines_local_reply_and_access_log() {
     // An allowed request logs the DENY filter's miss.
     let before = proxy_log(&h, "mesh-a", "denied").len();
     let _ = m.send_request(&side, &req("POST", "svc-denied")).await;
-    let lines = proxy_log(&h, "mesh-a", "denied");
+    let lines = logged(&h, ("mesh-a", "denied"), before, |new| {
+        new.iter().any(|l| l.contains("enforced allowed"))
+    })
+    .await;
     assert!(
         lines[before..].iter().any(|l| l.ends_with(&format!(
             "enforced allowed, matched policy none\tthread={}",
@@ -336,7 +374,12 @@ async fn rbac_lines_local_reply_and_access_log() {
     assert!(String::from_utf8_lossy(&r.body).contains("\n  rbac: warning\n"));
     let before = proxy_log(&h, "mesh-a", "denied").len();
     let _ = m.send_request(&side, &req("GET", "svc-denied")).await;
-    let lines = proxy_log(&h, "mesh-a", "denied");
+    // The access log line comes after the request's RBAC lines, if any.
+    let lines = logged(&h, ("mesh-a", "denied"), before, |new| {
+        new.iter()
+            .any(|l| l.starts_with('[') && l.contains("rbac_access_denied_matched_policy"))
+    })
+    .await;
     assert!(
         !lines[before..].iter().any(|l| l.contains("enforced")),
         "{:#?}",
@@ -476,10 +519,14 @@ async fn dry_run_audit_custom_and_mtls_disable() {
         http(&m.send_request(&side, &req("GET", "svc-web")).await).0,
         200
     );
-    let lines = proxy_log(&h, "mesh-a", "web");
+    let decisions = |l: &&String| l.contains("\tenvoy rbac ") && !l.contains("checking request");
+    let lines = logged(&h, ("mesh-a", "web"), before, |new| {
+        new.iter().filter(decisions).count() >= 4
+    })
+    .await;
     let msgs: Vec<&str> = lines[before..]
         .iter()
-        .filter(|l| l.contains("\tenvoy rbac ") && !l.contains("checking request"))
+        .filter(decisions)
         .map(|l| l.split('\t').nth(3).unwrap_or(""))
         .collect();
     assert_eq!(
@@ -505,7 +552,15 @@ async fn dry_run_audit_custom_and_mtls_disable() {
     let before = proxy_log(&h, "mesh-a", "strict").len();
     let out = m.send_request(&side, &req("GET", "svc-strict")).await;
     assert_eq!(http(&out).0, 403);
-    let lines = proxy_log(&h, "mesh-a", "strict");
+    let lines = logged(&h, ("mesh-a", "strict"), before, |new| {
+        new.iter().any(|l| {
+            matches!(
+                classify_line(l.as_bytes(), Scope::All),
+                LogLine::AccessLog(_)
+            )
+        })
+    })
+    .await;
     let access = lines[before..]
         .iter()
         .find_map(|l| match classify_line(l.as_bytes(), Scope::All) {

@@ -283,17 +283,19 @@ async fn verdicts_come_from_envoy() {
 
     // What Envoy wrote is the istio-proxy log: Istio's access log format,
     // with the source pod's address as Envoy saw it.
-    let log = sim.h.cluster.logs().lines("sc", "web", "istio-proxy");
-    assert!(
-        log.iter()
-            .any(|l| l.contains("\"GET /admin/panel?a=b HTTP/1.1\" 403 ")),
-        "{log:#?}"
-    );
-    assert!(
-        log.iter()
-            .any(|l| l.contains(" 403 ") && l.contains(&format!(" {other_ip}:"))),
-        "{log:#?}"
-    );
+    // Envoy writes it on its own threads: wait for the lines (bounded).
+    let admin_line = |l: &String| l.contains("\"GET /admin/panel?a=b HTTP/1.1\" 403 ");
+    let from_other = |l: &String| l.contains(" 403 ") && l.contains(&format!(" {other_ip}:"));
+    let mut log = Vec::new();
+    for _ in 0..1000 {
+        log = sim.h.cluster.logs().lines("sc", "web", "istio-proxy");
+        if log.iter().any(admin_line) && log.iter().any(from_other) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(log.iter().any(admin_line), "{log:#?}");
+    assert!(log.iter().any(from_other), "{log:#?}");
     sim.h.shutdown().await;
 }
 
