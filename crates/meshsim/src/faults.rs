@@ -1,10 +1,11 @@
 //! Faults on demand for reliability tests. A fault spec is a comma-separated
 //! list of `key=value` pairs: match keys `verb`, `resource`, `namespace`,
 //! `name`, `container` (absent = any; `container` matches only exec, attach
-//! and log requests naming that container) and exactly one action: `status=CODE` (500, 403,
-//! 429 with optional `retry-after=SECONDS`, any 4xx/5xx), `hang=DURATION`
-//! (answer 504 only after the duration), `cut-exec-after=BYTES` or
-//! `cut-log-after=BYTES` (cut the stream abruptly after that much output).
+//! and log requests naming that container) and exactly one action:
+//! `status=CODE` (500, 403, 429 with optional `retry-after=SECONDS`, any
+//! 4xx/5xx), `hang=DURATION` (answer 504 only after the duration),
+//! `cut-exec-after=BYTES` or `cut-log-after=BYTES` (cut the stream abruptly
+//! after that much output).
 //! Example: `verb=get,resource=pods,namespace=x,status=500`.
 
 use std::time::Duration;

@@ -733,7 +733,6 @@ fn network_policy_layer(ctx: &Ctx<'_>, dst: &Pod, to: &Dialled, port: u16) -> Op
 /// (L4 AuthorizationPolicy, STRICT PeerAuthentication for plaintext).
 /// `Continue` carries ztunnel's access log line when it let the connection
 /// through.
-#[allow(clippy::too_many_arguments)]
 fn ztunnel_layer(
     ctx: &Ctx<'_>,
     service: Option<&ServiceRef>,
